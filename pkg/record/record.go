@@ -1,0 +1,208 @@
+// Package record holds the unit of work that flows between gwpipe's stages: a
+// Batch of Records, each remembering where it came from (Origin) and, once
+// parsed, the Datadog attributes it will be delivered with.
+//
+// Byte slices in a Record (Message, Attr.Str) may alias buffers owned by the
+// Batch; a stage that keeps a Record beyond the life of its Batch must copy.
+package record
+
+// Kind says what a record holds, as far as the pipeline has understood it.
+type Kind uint8
+
+const (
+	KindRaw       Kind = iota // undecoded source bytes (e.g. one Firehose record)
+	KindLine                  // one decoded log line, not yet parsed
+	KindAccess                // an API Gateway access log
+	KindExecution             // an API Gateway REST/WebSocket execution log line
+	KindOther                 // a log that is not from API Gateway
+	KindUnparsed              // looked like API Gateway but could not be parsed
+	KindSummary               // a request summary folded from execution-log lines
+)
+
+var kindNames = [...]string{"raw", "line", "access", "execution", "other", "unparsed", "summary"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Level is the Datadog log status.
+type Level uint8
+
+const (
+	LevelInfo Level = iota
+	LevelWarn
+	LevelError
+)
+
+func (l Level) String() string {
+	switch l {
+	case LevelWarn:
+		return "warn"
+	case LevelError:
+		return "error"
+	default:
+		return "info"
+	}
+}
+
+// LevelForHTTPStatus maps an HTTP status to a log level: 5xx error, 4xx warn,
+// anything else info.
+func LevelForHTTPStatus(code int) Level {
+	switch {
+	case code >= 500:
+		return LevelError
+	case code >= 400:
+		return LevelWarn
+	default:
+		return LevelInfo
+	}
+}
+
+// Origin is where a group of records came from. Records decoded from one
+// CloudWatch envelope share one *Origin, so it is never copied per record.
+type Origin struct {
+	Source    string // "firehose", "sqs", "s3", "replay"
+	RequestID string // Firehose request id, SQS message id or S3 object key
+	SourceARN string // Firehose delivery stream ARN, queue ARN or bucket ARN
+	Stream    string // Firehose delivery stream name, when known
+
+	Account string // AWS account that owns the log data (CloudWatch owner)
+	Region  string
+
+	LogGroup  string
+	LogStream string
+
+	Replay bool // the record comes from a replay of an archive
+}
+
+// WithLogGroup returns a copy of o for one CloudWatch envelope.
+func (o *Origin) WithLogGroup(owner, group, stream string) *Origin {
+	c := *o
+	if owner != "" {
+		c.Account = owner
+	}
+	c.LogGroup = group
+	c.LogStream = stream
+	return &c
+}
+
+// ValueKind says how an attribute value is rendered in JSON.
+type ValueKind uint8
+
+const (
+	String ValueKind = iota // Str, rendered as a JSON string
+	Int                     // Int, rendered as a JSON number
+	Number                  // Str holds a valid JSON number, rendered verbatim
+	Bool                    // Int != 0
+	Null
+)
+
+// Attr is one Datadog attribute. Key is a dotted path ("http.status_code",
+// "apigateway.identity.sourceIp") rendered as nested JSON objects.
+type Attr struct {
+	Key  string
+	Kind ValueKind
+	Str  []byte
+	Int  int64
+}
+
+// StringAttr, IntAttr and NumberAttr build attributes.
+func StringAttr(key string, v []byte) Attr { return Attr{Key: key, Kind: String, Str: v} }
+func IntAttr(key string, v int64) Attr     { return Attr{Key: key, Kind: Int, Int: v} }
+func NumberAttr(key string, v []byte) Attr { return Attr{Key: key, Kind: Number, Str: v} }
+func BoolAttr(key string, v bool) Attr {
+	a := Attr{Key: key, Kind: Bool}
+	if v {
+		a.Int = 1
+	}
+	return a
+}
+
+// Record is one log event.
+type Record struct {
+	Origin    *Origin
+	EventID   string // CloudWatch event id; empty for lines without one
+	Timestamp int64  // event time, ms since the epoch
+	Message   []byte // the original line, unchanged
+
+	Kind    Kind
+	Source  string // ddsource; empty means the pipeline default
+	Service string
+	Level   Level
+	Attrs   []Attr
+	Tags    []string // extra ddtags, already "key:value"
+
+	// ParseError is set when the parser recognised the record as API Gateway
+	// but could not understand it; the record is still delivered.
+	ParseError string
+	// Reason is set on dead letters: why the record could not go on.
+	Reason string
+}
+
+// Attr returns the first attribute with the given key.
+func (r *Record) Attr(key string) (Attr, bool) {
+	for _, a := range r.Attrs {
+		if a.Key == key {
+			return a, true
+		}
+	}
+	return Attr{}, false
+}
+
+// Batch is the payload of one message between stages.
+type Batch struct {
+	ID      string
+	Origin  *Origin // the request, message or object the batch came from
+	Records []Record
+
+	// Ack, when set, completes the source's acknowledgement. It travels with
+	// the batch in-process; a durable transport drops it (see package stage).
+	Ack Acker
+
+	// Stage and Reason describe a dead-letter batch.
+	Stage  string
+	Reason string
+
+	// Arena owns bytes that Records alias, so one allocation serves a batch.
+	Arena []byte
+}
+
+// Acker is the source-side completion handle of a batch (see package ack).
+type Acker interface {
+	Add(n int)
+	Done()
+	Fail(err error)
+}
+
+// Len is the number of records.
+func (b *Batch) Len() int { return len(b.Records) }
+
+// Derive returns an empty batch that shares b's identity and acknowledgement.
+func (b *Batch) Derive(capacity int) *Batch {
+	return &Batch{ID: b.ID, Origin: b.Origin, Ack: b.Ack, Records: make([]Record, 0, capacity)}
+}
+
+// Keep copies p into the batch's arena and returns the copy, so that records
+// can alias it without an allocation each.
+func (b *Batch) Keep(p []byte) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	if cap(b.Arena)-len(b.Arena) < len(p) {
+		n := 2 * cap(b.Arena)
+		if n < 64<<10 {
+			n = 64 << 10
+		}
+		if n < len(p) {
+			n = len(p)
+		}
+		// Records alias the old arena; it stays alive through them.
+		b.Arena = make([]byte, 0, n)
+	}
+	start := len(b.Arena)
+	b.Arena = append(b.Arena, p...)
+	return b.Arena[start:len(b.Arena):len(b.Arena)]
+}
