@@ -1,0 +1,123 @@
+// Package ack tracks a source's acknowledgement across the pipeline.
+//
+// A source (a Firehose request, an SQS message, a replay object) creates one
+// Tracker holding one token. Every batch in flight holds one token: a stage
+// that turns one batch into k batches adds k tokens before publishing them and
+// returns its own when it is done with the input. A terminal stage (delivery,
+// dead-letter archive) returns the token once the intake accepted the records
+// or the archive holds them. When the count reaches zero the source may
+// acknowledge; if any fragment failed, it must not.
+package ack
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// Tracker counts the outstanding fragments of one source unit of work.
+type Tracker struct {
+	pending atomic.Int64
+	done    chan struct{}
+
+	mu         sync.Mutex
+	err        error
+	onComplete []func(error)
+}
+
+// New returns a tracker holding the source's own token.
+func New() *Tracker {
+	t := &Tracker{done: make(chan struct{})}
+	t.pending.Store(1)
+	return t
+}
+
+// Add registers n more fragments in flight.
+func (t *Tracker) Add(n int) {
+	if t.pending.Add(int64(n)) <= int64(n) && n > 0 {
+		// Adding to a tracker that already completed is a bug in a stage's
+		// accounting: fail loudly rather than acknowledge early.
+		select {
+		case <-t.done:
+			panic("ack: Add on a completed tracker")
+		default:
+		}
+	}
+}
+
+// Done returns one fragment's token.
+func (t *Tracker) Done() {
+	n := t.pending.Add(-1)
+	switch {
+	case n == 0:
+		t.complete()
+	case n < 0:
+		panic("ack: Done called more often than Add")
+	}
+}
+
+// Fail returns one fragment's token and marks the whole unit failed: the
+// source must not acknowledge it (the sender will retry it).
+func (t *Tracker) Fail(err error) {
+	if err == nil {
+		err = errors.New("fragment failed")
+	}
+	t.mu.Lock()
+	if t.err == nil {
+		t.err = err
+	}
+	t.mu.Unlock()
+	t.Done()
+}
+
+func (t *Tracker) complete() {
+	t.mu.Lock()
+	err, hooks := t.err, t.onComplete
+	t.onComplete = nil
+	close(t.done)
+	t.mu.Unlock()
+	for _, f := range hooks {
+		f(err)
+	}
+}
+
+// OnComplete runs f once every fragment is done (immediately if that already
+// happened). f receives the first failure, or nil.
+func (t *Tracker) OnComplete(f func(error)) {
+	t.mu.Lock()
+	select {
+	case <-t.done:
+		err := t.err
+		t.mu.Unlock()
+		f(err)
+		return
+	default:
+	}
+	t.onComplete = append(t.onComplete, f)
+	t.mu.Unlock()
+}
+
+// Wait blocks until every fragment is done or ctx ends. It returns the first
+// failure, or ctx's error when ctx ended first.
+func (t *Tracker) Wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Completed is closed when every fragment is done.
+func (t *Tracker) Completed() <-chan struct{} { return t.done }
+
+// Err is the first failure recorded so far.
+func (t *Tracker) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// Pending is the number of fragments still in flight.
+func (t *Tracker) Pending() int64 { return t.pending.Load() }

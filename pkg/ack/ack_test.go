@@ -1,0 +1,88 @@
+package ack
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTrackerCompletesWhenAllFragmentsDone(t *testing.T) {
+	tr := New()
+	tr.Add(3) // the source splits its work into three batches
+	tr.Done() // and returns its own token
+	for i := 0; i < 2; i++ {
+		tr.Done()
+		select {
+		case <-tr.Completed():
+			t.Fatalf("completed after %d of 3 fragments", i+1)
+		default:
+		}
+	}
+	var got error = errors.New("hook not run")
+	tr.OnComplete(func(err error) { got = err })
+	tr.Done()
+	<-tr.Completed()
+	require.NoError(t, tr.Wait(context.Background()))
+	assert.NoError(t, got)
+	assert.Zero(t, tr.Pending())
+}
+
+func TestTrackerFailureIsReported(t *testing.T) {
+	tr := New()
+	tr.Add(2)
+	tr.Done()
+	tr.Fail(errors.New("archive unwritable"))
+	tr.Fail(errors.New("second failure"))
+	err := tr.Wait(context.Background())
+	require.EqualError(t, err, "archive unwritable")
+}
+
+func TestTrackerWaitHonoursContext(t *testing.T) {
+	tr := New()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, tr.Wait(ctx), context.DeadlineExceeded)
+	tr.Done()
+	assert.NoError(t, tr.Wait(context.Background()))
+}
+
+func TestTrackerOnCompleteAfterCompletionRunsAtOnce(t *testing.T) {
+	tr := New()
+	tr.Done()
+	ran := false
+	tr.OnComplete(func(error) { ran = true })
+	assert.True(t, ran)
+}
+
+func TestTrackerMisuseFailsLoudly(t *testing.T) {
+	tr := New()
+	tr.Done()
+	assert.Panics(t, func() { tr.Done() })
+	tr2 := New()
+	tr2.Done()
+	assert.Panics(t, func() { tr2.Add(1) })
+}
+
+func TestTrackerConcurrent(t *testing.T) {
+	tr := New()
+	const n = 1000
+	tr.Add(n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); tr.Done() }()
+	}
+	wg.Wait()
+	select {
+	case <-tr.Completed():
+		t.Fatal("completed while the source still holds its token")
+	default:
+	}
+	tr.Done()
+	require.NoError(t, tr.Wait(context.Background()))
+}

@@ -1,0 +1,435 @@
+// Package stage runs gwpipe's stages on Watermill.
+//
+// A stage is a plain value with a handler from one batch to batches; it knows
+// nothing about the transport. The Runtime mounts stages on a Watermill
+// router, bounds the batches in flight per stage, retries failed batches with
+// backoff, sends what cannot be handled to the dead-letter topic with the
+// reason, and keeps the source's acknowledgement accounting (package ack)
+// when stages run in one process.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// Handler handles one batch. It emits its results through out and returns
+// nil once the input is fully dealt with. An error makes the runtime retry
+// the whole batch (unless the error is Permanent) and finally dead-letter it.
+type Handler interface {
+	Handle(ctx context.Context, in *record.Batch, out Output) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, in *record.Batch, out Output) error
+
+func (f HandlerFunc) Handle(ctx context.Context, in *record.Batch, out Output) error {
+	return f(ctx, in, out)
+}
+
+// Output is where a stage (or a source) sends batches. Both calls block
+// while the consumers downstream are saturated: that is the back-pressure.
+type Output interface {
+	// Emit sends a batch to the stage's output topic.
+	Emit(ctx context.Context, b *record.Batch) error
+	// DeadLetter sends records that cannot go on to the dead-letter topic.
+	// Set b.Reason, or Reason on each record.
+	DeadLetter(ctx context.Context, b *record.Batch) error
+}
+
+// Stage describes one stage to mount.
+type Stage struct {
+	Name    string
+	Input   string // topic consumed
+	Output  string // topic produced; empty for a terminal stage
+	Handler Handler
+	// MaxInFlight bounds the batches of this stage being handled or queued
+	// for it at once; 0 takes Config.MaxInFlight.
+	MaxInFlight int
+}
+
+// Config tunes the runtime.
+type Config struct {
+	DLQTopic        string        // default "dlq"
+	MaxInFlight     int           // per stage; default 4 × GOMAXPROCS
+	MaxRetries      int           // retries of a failing batch before it is dead-lettered; default 5
+	InitialInterval time.Duration // first retry delay; default 100ms
+	MaxInterval     time.Duration // retry delay cap; default 5s
+	CloseTimeout    time.Duration // how long Close waits for running handlers; default 30s
+}
+
+func (c *Config) setDefaults() {
+	if c.DLQTopic == "" {
+		c.DLQTopic = "dlq"
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	} else if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.InitialInterval <= 0 {
+		c.InitialInterval = 100 * time.Millisecond
+	}
+	if c.MaxInterval <= 0 {
+		c.MaxInterval = 5 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+}
+
+type consumer struct {
+	stage string
+	slots chan struct{}
+}
+
+// Runtime mounts stages on one Watermill router.
+type Runtime struct {
+	cfg     Config
+	tr      Transport
+	codec   Codec
+	router  *message.Router
+	log     *slog.Logger
+	metrics *telemetry.Registry
+
+	mu        sync.Mutex
+	consumers map[string][]*consumer // by topic
+	inflight  int64
+	idle      []chan struct{}
+
+	runCancel context.CancelFunc
+	runDone   chan error
+}
+
+// New returns a runtime on the given transport.
+func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry) (*Runtime, error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = telemetry.NewRegistry()
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, watermill.NewSlogLogger(slog.New(quiet{log.With("component", "watermill").Handler()})))
+	if err != nil {
+		return nil, fmt.Errorf("create router: %w", err)
+	}
+	return &Runtime{
+		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
+		consumers: map[string][]*consumer{},
+	}, nil
+}
+
+// DLQTopic is the dead-letter topic's name.
+func (r *Runtime) DLQTopic() string { return r.cfg.DLQTopic }
+
+// Add mounts a stage. Call it before Start.
+func (r *Runtime) Add(st Stage) error {
+	if st.Name == "" || st.Input == "" || st.Handler == nil {
+		return errors.New("stage: a stage needs a name, an input topic and a handler")
+	}
+	n := st.MaxInFlight
+	if n <= 0 {
+		n = r.cfg.MaxInFlight
+	}
+	c := &consumer{stage: st.Name, slots: make(chan struct{}, n)}
+	r.mu.Lock()
+	r.consumers[st.Input] = append(r.consumers[st.Input], c)
+	r.mu.Unlock()
+
+	sub, err := r.tr.Subscriber(st.Name)
+	if err != nil {
+		return fmt.Errorf("stage %s: subscriber: %w", st.Name, err)
+	}
+	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
+	stats := out.stats
+	h := r.router.AddConsumerHandler(st.Name, st.Input, sub, func(msg *message.Message) error {
+		b, err := r.codec.Unmarshal(msg)
+		if err != nil {
+			return err
+		}
+		if reason := msg.Metadata.Get(middleware.ReasonForPoisonedKey); reason != "" && b.Reason == "" {
+			// A poisoned batch may still be read by a sibling consumer of
+			// its topic: describe it on a copy.
+			c := *b
+			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
+			c.Reason = reason
+			b = &c
+		}
+		stats.Batches.Inc()
+		stats.RecordsIn.Add(int64(b.Len()))
+		if err := st.Handler.Handle(msg.Context(), b, out); err != nil {
+			stats.Errors.Inc()
+			return fmt.Errorf("stage %s: %w", st.Name, err)
+		}
+		return nil
+	})
+
+	mws := []message.HandlerMiddleware{r.complete(st, c), middleware.Recoverer}
+	if st.Input != r.cfg.DLQTopic {
+		poison, err := middleware.PoisonQueue(&publisher{r: r}, r.cfg.DLQTopic)
+		if err != nil {
+			return fmt.Errorf("stage %s: poison queue: %w", st.Name, err)
+		}
+		mws = append(mws, poison)
+	}
+	mws = append(mws, middleware.Retry{
+		MaxRetries:          r.cfg.MaxRetries,
+		InitialInterval:     r.cfg.InitialInterval,
+		MaxInterval:         r.cfg.MaxInterval,
+		Multiplier:          2,
+		RandomizationFactor: 0.2,
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+	}.Middleware)
+	h.AddMiddleware(mws...)
+	return nil
+}
+
+// complete is the outermost middleware: it settles the batch's
+// acknowledgement once the handler chain is finished with it, and frees the
+// stage's in-flight slot.
+func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
+	stats := r.metrics.Stage(st.Name)
+	return func(next message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			stats.InFlight.Add(1)
+			_, err := next(msg)
+			stats.InFlight.Add(-1)
+			if !r.tr.InProcess() {
+				return nil, err // a durable transport redelivers on error
+			}
+			defer r.release(c)
+			b, uerr := r.codec.Unmarshal(msg)
+			if uerr != nil {
+				r.log.Error("stage input is not a batch", "stage", st.Name, "error", uerr)
+				return nil, nil
+			}
+			if err != nil {
+				// Neither handled nor dead-lettered: the source must not
+				// acknowledge, so that its sender retries.
+				r.log.Error("batch failed and could not be dead-lettered", "stage", st.Name, "batch", b.ID, "error", err)
+				if b.Ack != nil {
+					b.Ack.Fail(err)
+				}
+				return nil, nil
+			}
+			if b.Ack != nil {
+				b.Ack.Done()
+			}
+			return nil, nil
+		}
+	}
+}
+
+// send publishes one batch to a topic. In process, it first takes a slot
+// from every consumer of the topic (blocking while they are saturated) and
+// adds one acknowledgement fragment per consumer.
+func (r *Runtime) send(ctx context.Context, topic string, b *record.Batch) error {
+	msg, err := r.codec.Marshal(ctx, b)
+	if err != nil {
+		return fmt.Errorf("encode batch for %s: %w", topic, err)
+	}
+	return r.publishMsg(ctx, topic, msg, b)
+}
+
+func (r *Runtime) publishMsg(ctx context.Context, topic string, msg *message.Message, b *record.Batch) error {
+	if !r.tr.InProcess() {
+		if err := r.tr.Publisher().Publish(topic, msg); err != nil {
+			return fmt.Errorf("publish to %s: %w", topic, err)
+		}
+		return nil
+	}
+	r.mu.Lock()
+	cs := r.consumers[topic]
+	r.mu.Unlock()
+	if len(cs) == 0 {
+		// In one process nothing would ever read it: refuse rather than lose.
+		return Permanent(fmt.Errorf("no stage consumes topic %q", topic))
+	}
+	for i, c := range cs {
+		if err := r.acquire(ctx, c); err != nil {
+			for _, taken := range cs[:i] {
+				r.release(taken)
+			}
+			return err
+		}
+	}
+	if b.Ack != nil {
+		b.Ack.Add(len(cs))
+	}
+	if err := r.tr.Publisher().Publish(topic, msg); err != nil {
+		for _, c := range cs {
+			r.release(c)
+			if b.Ack != nil {
+				b.Ack.Done()
+			}
+		}
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
+func (r *Runtime) acquire(ctx context.Context, c *consumer) error {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for stage %s: %w", c.stage, ctx.Err())
+	}
+	r.mu.Lock()
+	r.inflight++
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Runtime) release(c *consumer) {
+	<-c.slots
+	r.mu.Lock()
+	r.inflight--
+	var wake []chan struct{}
+	if r.inflight == 0 {
+		wake, r.idle = r.idle, nil
+	}
+	r.mu.Unlock()
+	for _, ch := range wake {
+		close(ch)
+	}
+}
+
+// InFlight is the number of batches published and not yet handled.
+func (r *Runtime) InFlight() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight
+}
+
+// Drain waits until no batch is in flight, or ctx ends.
+func (r *Runtime) Drain(ctx context.Context) error {
+	r.mu.Lock()
+	if r.inflight == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	r.idle = append(r.idle, ch)
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: %d batches still in flight: %w", r.InFlight(), ctx.Err())
+	}
+}
+
+// Source returns the Output a source publishes through. stats are kept under
+// the given stage name.
+func (r *Runtime) Source(name, topic string) Output {
+	return &output{r: r, stats: r.metrics.Stage(name), topic: topic}
+}
+
+// Start runs the router in the background and waits until it is running.
+func (r *Runtime) Start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.runCancel = cancel
+	r.runDone = make(chan error, 1)
+	go func() { r.runDone <- r.router.Run(runCtx) }()
+	select {
+	case <-r.router.Running():
+		return nil
+	case err := <-r.runDone:
+		cancel()
+		return fmt.Errorf("router: %w", err)
+	case <-ctx.Done():
+		cancel()
+		return ctx.Err()
+	}
+}
+
+// Close stops the router (waiting for running handlers) and the transport.
+// Call Drain first to finish the work in flight.
+func (r *Runtime) Close() error {
+	var errs []error
+	if r.runCancel != nil {
+		r.runCancel()
+		if err := <-r.runDone; err != nil {
+			errs = append(errs, fmt.Errorf("router: %w", err))
+		}
+	} else if err := r.router.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.tr.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("transport: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+type output struct {
+	r     *Runtime
+	stats *telemetry.StageStats
+	topic string
+}
+
+func (o *output) Emit(ctx context.Context, b *record.Batch) error {
+	if o.topic == "" {
+		return Permanent(errors.New("stage has no output topic"))
+	}
+	if err := o.r.send(ctx, o.topic, b); err != nil {
+		return err
+	}
+	o.stats.RecordsOut.Add(int64(b.Len()))
+	return nil
+}
+
+func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
+	if err := o.r.send(ctx, o.r.cfg.DLQTopic, b); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	o.stats.Dead.Add(int64(b.Len()))
+	return nil
+}
+
+// publisher lets Watermill's poison middleware publish through the runtime's
+// accounting.
+type publisher struct{ r *Runtime }
+
+func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, msg := range msgs {
+		b, err := p.r.codec.Unmarshal(msg)
+		if err != nil {
+			return err
+		}
+		if err := p.r.publishMsg(msg.Context(), topic, msg, b); err != nil {
+			return err
+		}
+		if reason := msg.Metadata.Get(middleware.PoisonedHandlerKey); reason != "" {
+			p.r.metrics.Stage(reason).Dead.Add(int64(b.Len()))
+		}
+	}
+	return nil
+}
+
+func (p *publisher) Close() error { return nil }
+
+// quiet keeps Watermill's per-message chatter out of the logs: only its
+// warnings and errors get through.
+type quiet struct{ slog.Handler }
+
+func (q quiet) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
+}
+func (q quiet) WithAttrs(a []slog.Attr) slog.Handler { return quiet{q.Handler.WithAttrs(a)} }
+func (q quiet) WithGroup(n string) slog.Handler      { return quiet{q.Handler.WithGroup(n)} }
