@@ -1,0 +1,422 @@
+// Package config loads gwpipe's configuration: built-in defaults, then an
+// optional YAML file, then the environment (every key a.b.c as GWPIPE_A_B_C,
+// plus DD_API_KEY, DD_SITE and DD_TAGS as Datadog users expect). Validate
+// reports every problem at start-up, with the key to fix.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Log       Log       `yaml:"log"`
+	Transport Transport `yaml:"transport"`
+	Pipeline  Pipeline  `yaml:"pipeline"`
+	Sources   Sources   `yaml:"sources"`
+	Decode    Decode    `yaml:"decode"`
+	Parse     Parse     `yaml:"parse"`
+	Enrich    Enrich    `yaml:"enrich"`
+	Datadog   Datadog   `yaml:"datadog"`
+	DLQ       DLQ       `yaml:"dlq"`
+	Admin     Admin     `yaml:"admin"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+type Transport struct {
+	Kind string `yaml:"kind"` // memory (sqs and nats: see the worker-fleet issue)
+	NATS struct {
+		URL string `yaml:"url"`
+	} `yaml:"nats"`
+}
+
+type Pipeline struct {
+	// MaxInFlightBatches bounds the batches queued for or handled by each
+	// stage at once; 0 means 4 per CPU.
+	MaxInFlightBatches int           `yaml:"max_inflight_batches"`
+	MaxRetries         int           `yaml:"max_retries"`
+	RetryInitial       time.Duration `yaml:"retry_initial"`
+	RetryMax           time.Duration `yaml:"retry_max"`
+	DrainTimeout       time.Duration `yaml:"drain_timeout"`
+	Topics             Topics        `yaml:"topics"`
+}
+
+type Topics struct {
+	Raw      string `yaml:"raw"`
+	Decoded  string `yaml:"decoded"`
+	Parsed   string `yaml:"parsed"`
+	Enriched string `yaml:"enriched"`
+	Metrics  string `yaml:"metrics"`
+	DLQ      string `yaml:"dlq"`
+}
+
+type Sources struct {
+	Firehose Firehose `yaml:"firehose"`
+	SQS      SQS      `yaml:"sqs"`
+}
+
+type Firehose struct {
+	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"`
+	// AccessKeys are the accepted X-Amz-Firehose-Access-Key values. One is
+	// required unless AllowUnauthenticated is set.
+	AccessKeys           []string      `yaml:"access_keys"`
+	AllowUnauthenticated bool          `yaml:"allow_unauthenticated"`
+	MaxBodyBytes         int64         `yaml:"max_body_bytes"`
+	MaxDecompressedBytes int64         `yaml:"max_decompressed_bytes"`
+	MaxInFlightBytes     int64         `yaml:"max_inflight_bytes"`
+	AckTimeout           time.Duration `yaml:"ack_timeout"`
+	RecordsPerBatch      int           `yaml:"records_per_batch"`
+	DedupTTL             time.Duration `yaml:"dedup_ttl"`
+	DefaultRegion        string        `yaml:"default_region"`
+}
+
+type SQS struct {
+	QueueURLs []string `yaml:"queue_urls"`
+}
+
+type Decode struct {
+	MaxRecordBytes       int `yaml:"max_record_bytes"`       // decoded Firehose record, before gunzip
+	MaxDecompressedBytes int `yaml:"max_decompressed_bytes"` // one record after gunzip
+	MaxEventsPerBatch    int `yaml:"max_events_per_batch"`
+}
+
+type FormatRule struct {
+	LogGroup string `yaml:"log_group"`
+	Format   string `yaml:"format"`
+}
+
+type Parse struct {
+	Formats                []FormatRule `yaml:"formats"`
+	AccessLogGroupPrefixes []string     `yaml:"access_log_group_prefixes"`
+	OtherSource            string       `yaml:"other_source"`
+}
+
+type Enrich struct {
+	// Tags are added to every log; DD_TAGS adds to them.
+	Tags []string `yaml:"tags"`
+}
+
+type Datadog struct {
+	APIKey  string `yaml:"api_key"`
+	Site    string `yaml:"site"`
+	LogsURL string `yaml:"logs_url"`
+	APIURL  string `yaml:"api_url"`
+	Service string `yaml:"service"`
+	Logs    Logs   `yaml:"logs"`
+}
+
+type Logs struct {
+	Compression      string        `yaml:"compression"` // gzip, zstd or none
+	CompressionLevel int           `yaml:"compression_level"`
+	Concurrency      int           `yaml:"concurrency"`
+	MaxBatchLogs     int           `yaml:"max_batch_logs"`
+	MaxBatchBytes    int           `yaml:"max_batch_bytes"`
+	MaxLogBytes      int           `yaml:"max_log_bytes"`
+	Linger           time.Duration `yaml:"linger"`
+	RequestTimeout   time.Duration `yaml:"request_timeout"`
+	RetryInitial     time.Duration `yaml:"retry_initial"`
+	RetryMax         time.Duration `yaml:"retry_max"`
+}
+
+type DLQ struct {
+	Dir string `yaml:"dir"`
+}
+
+type Admin struct {
+	Listen         string        `yaml:"listen"`
+	ReportInterval time.Duration `yaml:"report_interval"` // 0: no periodic console report
+}
+
+// Default returns the built-in defaults: everything in one process, the
+// Firehose endpoint on :8088, delivery to Datadog US1.
+func Default() Config {
+	var c Config
+	c.Log = Log{Level: "info", Format: "text"}
+	c.Transport.Kind = "memory"
+	c.Pipeline = Pipeline{
+		MaxRetries: 5, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+		DrainTimeout: 60 * time.Second,
+		Topics: Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
+	}
+	c.Sources.Firehose = Firehose{
+		Enabled: true, Listen: ":8088",
+		MaxBodyBytes: 64 << 20, MaxDecompressedBytes: 96 << 20, MaxInFlightBytes: 128 << 20,
+		AckTimeout: 120 * time.Second, RecordsPerBatch: 250, DedupTTL: 10 * time.Minute,
+	}
+	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 32 << 20, MaxEventsPerBatch: 2000}
+	c.Parse.OtherSource = "cloudwatch"
+	c.Datadog = Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
+		Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
+		MaxBatchLogs: 1000, MaxBatchBytes: 4_500_000, MaxLogBytes: 1_000_000,
+		Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
+		RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
+	}}
+	c.DLQ.Dir = "data/dlq"
+	c.Admin.Listen = "127.0.0.1:8089"
+	return c
+}
+
+// Load applies the YAML file at path (if path is not empty) and then the
+// environment on top of the defaults.
+func Load(path string, environ []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// applyEnv sets every key named by a GWPIPE_ variable, then the Datadog
+// variables.
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	var errs []error
+	walk(reflect.ValueOf(c).Elem(), nil, func(path []string, v reflect.Value) {
+		name := "GWPIPE_" + strings.ToUpper(strings.Join(path, "_"))
+		s, ok := env[name]
+		if !ok {
+			return
+		}
+		if err := setFromString(v, s); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", name, strings.Join(path, "."), err))
+		}
+	})
+	// The Datadog variables apply unless the GWPIPE_ form is set too.
+	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
+		c.Datadog.APIKey = v
+	}
+	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
+		c.Datadog.Site = v
+	}
+	if v := env["DD_TAGS"]; v != "" {
+		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
+	}
+	return errors.Join(errs...)
+}
+
+// splitTags accepts DD_TAGS as Datadog does: separated by commas or spaces.
+func splitTags(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// walk calls f for every leaf field, with its YAML key path.
+func walk(v reflect.Value, path []string, f func([]string, reflect.Value)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		ft := t.Field(i)
+		key, _, _ := strings.Cut(ft.Tag.Get("yaml"), ",")
+		if key == "" || key == "-" {
+			continue
+		}
+		p := append(append([]string(nil), path...), key)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Duration(0)) {
+			walk(fv, p, f)
+			continue
+		}
+		f(p, fv)
+	}
+}
+
+func setFromString(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var items []string
+		for _, it := range strings.Split(s, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		v.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("cannot be set from the environment; use the YAML file")
+	}
+	return nil
+}
+
+// Keys lists every configuration key with its environment variable, for the
+// README and `gwpipe validate --keys`.
+func Keys() [][2]string {
+	var out [][2]string
+	c := Default()
+	walk(reflect.ValueOf(&c).Elem(), nil, func(path []string, _ reflect.Value) {
+		out = append(out, [2]string{strings.Join(path, "."), "GWPIPE_" + strings.ToUpper(strings.Join(path, "_"))})
+	})
+	return out
+}
+
+// LogsURL is the logs intake URL: datadog.logs_url, or the site's default.
+func (c Config) LogsURL() string {
+	if c.Datadog.LogsURL != "" {
+		return c.Datadog.LogsURL
+	}
+	return "https://http-intake.logs." + c.Datadog.Site + "/api/v2/logs"
+}
+
+// APIURL is the metrics API base URL: datadog.api_url, or the site's default.
+func (c Config) APIURL() string {
+	if c.Datadog.APIURL != "" {
+		return c.Datadog.APIURL
+	}
+	return "https://api." + c.Datadog.Site
+}
+
+// Validate reports every problem, each with the key that fixes it.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	switch c.Transport.Kind {
+	case "memory":
+	case "sqs", "nats":
+		bad("transport.kind", "%q is not available in this build yet; use memory", c.Transport.Kind)
+	default:
+		bad("transport.kind", "must be memory, sqs or nats, not %q", c.Transport.Kind)
+	}
+	t := c.Pipeline.Topics
+	for key, v := range map[string]string{"raw": t.Raw, "decoded": t.Decoded, "parsed": t.Parsed, "enriched": t.Enriched, "metrics": t.Metrics, "dlq": t.DLQ} {
+		if v == "" || strings.ContainsAny(v, ". *>") {
+			bad("pipeline.topics."+key, "must be a non-empty name without '.', ' ', '*' or '>' (NATS subjects), got %q", v)
+		}
+	}
+	if c.Pipeline.MaxInFlightBatches < 0 {
+		bad("pipeline.max_inflight_batches", "must be ≥ 0")
+	}
+	if c.Pipeline.MaxRetries < 0 {
+		bad("pipeline.max_retries", "must be ≥ 0")
+	}
+	f := c.Sources.Firehose
+	if f.Enabled {
+		if _, _, err := net.SplitHostPort(f.Listen); err != nil {
+			bad("sources.firehose.listen", "must be host:port: %v", err)
+		}
+		if len(f.AccessKeys) == 0 && !f.AllowUnauthenticated {
+			bad("sources.firehose.access_keys", "at least one access key is required (or set sources.firehose.allow_unauthenticated: true to accept any request)")
+		}
+		for i, k := range f.AccessKeys {
+			if k == "" || len(k) > 4096 {
+				bad("sources.firehose.access_keys", "key %d must be 1 to 4096 bytes", i)
+			}
+		}
+		if f.MaxBodyBytes < 1<<20 {
+			bad("sources.firehose.max_body_bytes", "must be at least 1 MiB")
+		}
+		if f.MaxDecompressedBytes < f.MaxBodyBytes {
+			bad("sources.firehose.max_decompressed_bytes", "must be at least max_body_bytes")
+		}
+		if f.MaxInFlightBytes < f.MaxDecompressedBytes {
+			bad("sources.firehose.max_inflight_bytes", "must be at least max_decompressed_bytes, or no request of the maximum size could be admitted")
+		}
+		if f.AckTimeout <= 0 || f.AckTimeout >= 3*time.Minute {
+			bad("sources.firehose.ack_timeout", "must be positive and below Firehose's 3-minute request timeout, got %s", f.AckTimeout)
+		}
+		if f.RecordsPerBatch <= 0 {
+			bad("sources.firehose.records_per_batch", "must be positive")
+		}
+	}
+	if c.Decode.MaxRecordBytes <= 0 || c.Decode.MaxDecompressedBytes <= 0 || c.Decode.MaxEventsPerBatch <= 0 {
+		bad("decode", "max_record_bytes, max_decompressed_bytes and max_events_per_batch must be positive")
+	}
+	if c.Datadog.APIKey == "" {
+		bad("datadog.api_key", "a Datadog API key is required (set DD_API_KEY)")
+	}
+	if c.Datadog.Site == "" && (c.Datadog.LogsURL == "" || c.Datadog.APIURL == "") {
+		bad("datadog.site", "must be set (DD_SITE), or set datadog.logs_url and datadog.api_url")
+	}
+	for key, u := range map[string]string{"datadog.logs_url": c.LogsURL(), "datadog.api_url": c.APIURL()} {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad(key, "must be an http(s) URL, got %q", u)
+		}
+	}
+	l := c.Datadog.Logs
+	switch l.Compression {
+	case "gzip", "zstd", "none":
+	default:
+		bad("datadog.logs.compression", "must be gzip, zstd or none, not %q", l.Compression)
+	}
+	if l.MaxBatchLogs < 1 || l.MaxBatchLogs > 1000 {
+		bad("datadog.logs.max_batch_logs", "must be 1 to 1000 (the intake's limit), got %d", l.MaxBatchLogs)
+	}
+	if l.MaxBatchBytes < 1024 || l.MaxBatchBytes > 5_000_000 {
+		bad("datadog.logs.max_batch_bytes", "must be 1 KB to 5 MB (the intake's limit), got %d", l.MaxBatchBytes)
+	}
+	if l.MaxLogBytes < 1024 || l.MaxLogBytes > 1_000_000 || l.MaxLogBytes > l.MaxBatchBytes {
+		bad("datadog.logs.max_log_bytes", "must be 1 KB to 1 MB and at most max_batch_bytes, got %d", l.MaxLogBytes)
+	}
+	if l.Concurrency < 1 {
+		bad("datadog.logs.concurrency", "must be at least 1")
+	}
+	if c.DLQ.Dir == "" {
+		bad("dlq.dir", "must be set: dead letters need somewhere to go")
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "must be host:port: %v", err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func valid() []string {
+	return []string{"DD_API_KEY=abc", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=k1"}
+}
+
+func TestDefaultsNeedOnlyKeys(t *testing.T) {
+	c, err := Load("", valid())
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "https://http-intake.logs.datadoghq.com/api/v2/logs", c.LogsURL())
+	assert.Equal(t, "https://api.datadoghq.com", c.APIURL())
+	assert.Equal(t, []string{"k1"}, c.Sources.Firehose.AccessKeys)
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gwpipe.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+sources:
+  firehose:
+    listen: 127.0.0.1:9000
+    access_keys: [file-key]
+datadog:
+  site: datadoghq.eu
+  logs:
+    linger: 10ms
+`), 0o600))
+	c, err := Load(path, []string{
+		"DD_API_KEY=abc",
+		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=a, b",
+		"GWPIPE_DATADOG_LOGS_CONCURRENCY=7",
+		"GWPIPE_PIPELINE_RETRY_MAX=2s",
+		"DD_TAGS=env:prod team:payments",
+	})
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "127.0.0.1:9000", c.Sources.Firehose.Listen)
+	assert.Equal(t, []string{"a", "b"}, c.Sources.Firehose.AccessKeys)
+	assert.Equal(t, 7, c.Datadog.Logs.Concurrency)
+	assert.Equal(t, 10*time.Millisecond, c.Datadog.Logs.Linger)
+	assert.Equal(t, 2*time.Second, c.Pipeline.RetryMax)
+	assert.Equal(t, "https://http-intake.logs.datadoghq.eu/api/v2/logs", c.LogsURL())
+	assert.Equal(t, []string{"env:prod", "team:payments"}, c.Enrich.Tags)
+}
+
+func TestDDSiteAndURLOverride(t *testing.T) {
+	c, err := Load("", append(valid(), "DD_SITE=us5.datadoghq.com", "GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:1/api/v2/logs"))
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:1/api/v2/logs", c.LogsURL())
+	assert.Equal(t, "https://api.us5.datadoghq.com", c.APIURL())
+}
+
+func TestUnknownYAMLKeyIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("datadog:\n  sitee: x\n"), 0o600))
+	_, err := Load(path, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sitee")
+}
+
+func TestBadEnvironmentValueNamesTheKey(t *testing.T) {
+	_, err := Load("", []string{"GWPIPE_DATADOG_LOGS_CONCURRENCY=many"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "datadog.logs.concurrency")
+}
+
+func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
+	c := Default()
+	c.Datadog.Logs.MaxBatchLogs = 5000
+	c.Transport.Kind = "kafka"
+	c.Sources.Firehose.AckTimeout = 5 * time.Minute
+	err := c.Validate()
+	require.Error(t, err)
+	for _, key := range []string{"datadog.api_key", "sources.firehose.access_keys", "datadog.logs.max_batch_logs", "transport.kind", "sources.firehose.ack_timeout"} {
+		assert.Contains(t, err.Error(), key)
+	}
+}
+
+func TestUnauthenticatedMustBeExplicit(t *testing.T) {
+	c, err := Load("", []string{"DD_API_KEY=x", "GWPIPE_SOURCES_FIREHOSE_ALLOW_UNAUTHENTICATED=true"})
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+}
+
+func TestKeysCoverEveryLeaf(t *testing.T) {
+	keys := Keys()
+	var names []string
+	for _, k := range keys {
+		names = append(names, k[0])
+		assert.Equal(t, "GWPIPE_"+strings.ToUpper(strings.ReplaceAll(k[0], ".", "_")), k[1])
+	}
+	assert.Contains(t, names, "sources.firehose.access_keys")
+	assert.Contains(t, names, "datadog.logs_url")
+	assert.Contains(t, names, "admin.listen")
+}
