@@ -157,6 +157,8 @@ type Batch struct {
 	ID      string
 	Origin  *Origin // the request, message or object the batch came from
 	Records []Record
+	// Metrics travel on the metrics topic instead of records.
+	Metrics []Metric
 
 	// Ack, when set, completes the source's acknowledgement. It travels with
 	// the batch in-process; a durable transport drops it (see package stage).
@@ -177,8 +179,8 @@ type Acker interface {
 	Fail(err error)
 }
 
-// Len is the number of records.
-func (b *Batch) Len() int { return len(b.Records) }
+// Len is the number of records, or of metric points for a metrics batch.
+func (b *Batch) Len() int { return len(b.Records) + len(b.Metrics) }
 
 // Derive returns an empty batch that shares b's identity and acknowledgement.
 func (b *Batch) Derive(capacity int) *Batch {
