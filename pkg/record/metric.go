@@ -32,8 +32,10 @@ type Metric struct {
 	Timestamp int64 // seconds since the epoch (window start for counts)
 	Interval  int64 // seconds, for counts and rates
 	Value     float64
-	// Sketch holds a distribution's points in mergeable form; nil for
-	// other kinds.
+	// Values are a distribution's raw points (Datadog builds the sketch
+	// server-side, so points from many submitters merge exactly); Sketch is
+	// the compact alternative. Both are nil for other kinds.
+	Values []float64
 	Sketch *Sketch
 	Tags   []string // "key:value"
 	// Host is the resource the point is written for. Submitters that could
