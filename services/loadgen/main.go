@@ -1,0 +1,159 @@
+// Command loadgen sends realistic Amazon API Gateway log traffic to a
+// Firehose HTTP endpoint destination (such as gwpipe), the way Amazon Kinesis
+// Data Firehose delivers it. See package github.com/gwpipe/gwpipe/pkg/loadgen.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/loadgen"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfg := loadgen.DefaultConfig()
+	cfg.ControlRate = 0.01
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "Firehose HTTP endpoint destination URL")
+	fs.StringVar(&cfg.AccessKey, "access-key", "", "value of X-Amz-Firehose-Access-Key (omitted when empty)")
+	fs.Int64Var(&cfg.Events, "events", 0, "total events to send (0 = until Ctrl-C or -duration)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "stop generating after this long (0 = no limit)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "events per second (0 = as fast as possible)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests in flight")
+	fs.IntVar(&cfg.RecordsPerRequest, "records-per-request", cfg.RecordsPerRequest, "Firehose records per request (max)")
+	fs.IntVar(&cfg.EventsPerRecord, "events-per-record", cfg.EventsPerRecord, "CloudWatch events per record (max)")
+	fs.IntVar(&cfg.Accounts, "accounts", cfg.Accounts, "AWS accounts")
+	fs.IntVar(&cfg.APIs, "apis", cfg.APIs, "REST APIs (spread over the accounts)")
+	fs.IntVar(&cfg.Stages, "stages", cfg.Stages, "stages per API")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed (the universe and traffic are deterministic for a seed)")
+	instance := fs.Uint("instance", 0, "instance number, distinguishes event ids of generators sharing a seed (0..65535)")
+	fs.BoolVar(&cfg.GzipBody, "gzip-body", false, "send Content-Encoding: gzip bodies")
+	fs.BoolVar(&cfg.Direct, "direct", false, "send plain access-log lines as API Gateway's amazon-apigateway-* Firehose streams do")
+	fs.Var(&cfg.Mix, "mix", "event mix by weight, e.g. json=6,clf=2,exec=2")
+	fs.Float64Var(&cfg.ControlRate, "control-rate", cfg.ControlRate, "probability that a request carries a CONTROL_MESSAGE record")
+	fs.IntVar(&cfg.GzipLevel, "gzip-level", cfg.GzipLevel, "gzip level for records and bodies (1 fastest, 9 smallest)")
+	fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", cfg.InitialBackoff, "first retry delay (doubles, ±15% jitter)")
+	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", cfg.MaxBackoff, "cap of one retry delay")
+	fs.DurationVar(&cfg.RetryDuration, "retry-duration", cfg.RetryDuration, "retry budget per request (negative = no retries)")
+	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "timeout of one attempt")
+	report := fs.Bool("report", false, "print a JSON report to stdout at the end")
+	progressEvery := fs.Duration("progress", 5*time.Second, "progress interval on stderr (0 = off)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "loadgen: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *instance > 65535 {
+		fmt.Fprintln(os.Stderr, "loadgen: -instance must be in 0..65535")
+		return 2
+	}
+	cfg.Instance = uint16(*instance)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: invalid configuration:\n%v\n", err)
+		return 2
+	}
+
+	// The first SIGINT/SIGTERM stops generating and lets requests in flight
+	// finish; a second one exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "loadgen: stopping; waiting for requests in flight (signal again to quit now)")
+		cancel()
+		<-sigs
+		os.Exit(130)
+	}()
+
+	var opts []loadgen.Option
+	if *progressEvery > 0 {
+		var last loadgen.Report
+		opts = append(opts, loadgen.WithProgress(*progressEvery, func(r loadgen.Report) {
+			dt := r.ElapsedSeconds - last.ElapsedSeconds
+			rate := 0.0
+			if dt > 0 {
+				rate = float64(r.EventsAcked-last.EventsAcked) / dt
+			}
+			fmt.Fprintf(os.Stderr, "%7.1fs  requests %d sent %d acked %d failed  events %d acked  %.0f ev/s  attempts %d  %s  ack p50 %.1fms p99 %.1fms\n",
+				r.ElapsedSeconds, r.RequestsSent, r.RequestsAcked, r.RequestsFailed, r.EventsAcked, rate, r.Attempts,
+				statuses(r.Statuses), r.AckLatency.P50, r.AckLatency.P99)
+			last = r
+		}))
+	}
+
+	fmt.Fprintf(os.Stderr, "loadgen: %s -> %s (mix %s, direct %v, seed %d)\n", limitText(cfg), cfg.URL, cfg.Mix, cfg.Direct, cfg.Seed)
+	rep, err := loadgen.Run(ctx, cfg, opts...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: stopped (%s) after %.1fs: %d/%d requests acked, %d failed, %d canceled; %d events acked (%.0f ev/s); ack latency p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms\n",
+		rep.Stopped, rep.ElapsedSeconds, rep.RequestsAcked, rep.RequestsSent, rep.RequestsFailed, rep.RequestsCanceled,
+		rep.EventsAcked, rep.EventsPerSecond, rep.AckLatency.P50, rep.AckLatency.P90, rep.AckLatency.P99, rep.AckLatency.Max)
+	if *report {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+			return 1
+		}
+	}
+	if rep.RequestsFailed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func limitText(cfg loadgen.Config) string {
+	var parts []string
+	if cfg.Events > 0 {
+		parts = append(parts, fmt.Sprintf("%d events", cfg.Events))
+	}
+	if cfg.Duration > 0 {
+		parts = append(parts, "for "+cfg.Duration.String())
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "until interrupted")
+	}
+	if cfg.Rate > 0 {
+		parts = append(parts, fmt.Sprintf("at %g events/s", cfg.Rate))
+	}
+	return strings.Join(parts, " ")
+}
+
+func statuses(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("statuses {")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", k, m[k])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
