@@ -49,6 +49,7 @@ func run() int {
 	fs.DurationVar(&cfg.RetryDuration, "retry-duration", cfg.RetryDuration, "retry budget per request (negative = no retries)")
 	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "timeout of one attempt")
 	report := fs.Bool("report", false, "print a JSON report to stdout at the end")
+	watchPID := fs.Int("watch-pid", 0, "measure this process (the pipeline under test): its CPU seconds and peak RSS during the run are reported")
 	progressEvery := fs.Duration("progress", 5*time.Second, "progress interval on stderr (0 = off)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
@@ -101,10 +102,33 @@ func run() int {
 	}
 
 	fmt.Fprintf(os.Stderr, "loadgen: %s -> %s (mix %s, direct %v, seed %d)\n", limitText(cfg), cfg.URL, cfg.Mix, cfg.Direct, cfg.Seed)
+	var before procUsage
+	if *watchPID > 0 {
+		var err error
+		if before, err = readProc(*watchPID); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: -watch-pid: %v\n", err)
+			return 2
+		}
+	}
 	rep, err := loadgen.Run(ctx, cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
 		return 1
+	}
+	var cost *pipelineCost
+	if *watchPID > 0 {
+		after, err := readProc(*watchPID)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: -watch-pid: %v\n", err)
+			return 1
+		}
+		c := pipelineCost{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
+		if c.CPUSeconds > 0 {
+			c.EventsPerCPUSecond = float64(rep.EventsAcked) / c.CPUSeconds
+		}
+		cost = &c
+		fmt.Fprintf(os.Stderr, "pipeline (pid %d): %.2f CPU seconds, %.0f events per CPU-second, peak RSS %.1f MiB\n",
+			*watchPID, c.CPUSeconds, c.EventsPerCPUSecond, c.PeakRSSMiB)
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: stopped (%s) after %.1fs: %d/%d requests acked, %d failed, %d canceled; %d events acked (%.0f ev/s); ack latency p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms\n",
 		rep.Stopped, rep.ElapsedSeconds, rep.RequestsAcked, rep.RequestsSent, rep.RequestsFailed, rep.RequestsCanceled,
@@ -112,7 +136,10 @@ func run() int {
 	if *report {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := enc.Encode(struct {
+			loadgen.Report
+			Pipeline *pipelineCost `json:"pipeline,omitempty"`
+		}{rep, cost}); err != nil {
 			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
 			return 1
 		}
@@ -121,6 +148,13 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// pipelineCost is what the watched process spent during the run.
+type pipelineCost struct {
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	EventsPerCPUSecond float64 `json:"events_per_cpu_second"`
+	PeakRSSMiB         float64 `json:"peak_rss_mib"`
 }
 
 func limitText(cfg loadgen.Config) string {

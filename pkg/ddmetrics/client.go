@@ -1,0 +1,642 @@
+package ddmetrics
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/DataDog/datadog-go/v5/statsd"
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// API paths, appended to Config.APIURL.
+const (
+	SeriesPath       = "/api/v2/series"
+	DistributionPath = "/api/v1/distribution_points"
+)
+
+// ErrClosed is returned by Submit once Close has been called.
+var ErrClosed = errors.New("ddmetrics: client closed")
+
+// Outcome is what one HTTP attempt led to.
+type Outcome uint8
+
+const (
+	Accepted     Outcome = iota // 2xx: the points are accepted
+	Retrying                    // network error, 408, 429, 5xx or another status: sent again after a backoff
+	Unauthorized                // 401/403: the API key is refused; sent again after a backoff
+	Split                       // 400/413 (or too large once compressed) on several parts: sent again as two halves
+	Rejected                    // 400/413 on a single part: permanently rejected
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Accepted:
+		return "accepted"
+	case Retrying:
+		return "retrying"
+	case Unauthorized:
+		return "unauthorized"
+	case Split:
+		return "split"
+	case Rejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// Result describes one HTTP attempt, for telemetry (Config.OnResult).
+type Result struct {
+	Endpoint        string // "series" or "distribution_points"
+	Outcome         Outcome
+	Status          int   // HTTP status; 0 when the request failed without one
+	Err             error // the transport error, if any
+	Points          int   // series points, or distribution values
+	Bytes           int   // uncompressed body size
+	CompressedBytes int   // body size on the wire
+	Latency         time.Duration
+	Attempt         int
+}
+
+// Rejection is a metric the API refused for good, or that could never be
+// sent, with the reason. For a distribution it may hold only part of the
+// submitted point's values.
+type Rejection struct {
+	Metric record.Metric
+	Reason string
+}
+
+// Stats are cumulative counters of a Client.
+type Stats struct {
+	Submitted      uint64 // metric points given to Submit
+	SeriesAccepted uint64 // series points accepted (2xx)
+	ValuesAccepted uint64 // distribution values accepted (2xx)
+	Rejected       uint64 // metric points (or parts) rejected
+	TooOld         uint64 // of which: older than MaxAge (or newer than MaxFuture) when submitted or retried
+	Requests       uint64 // HTTP attempts
+	Retries        uint64 // attempts that will be retried
+	Splits         uint64 // payloads split in halves
+	BytesSent      uint64 // compressed bytes of accepted requests
+	InFlight       int64  // HTTP requests in flight
+}
+
+// Client submits metric points to Datadog: the Metrics API (v2 series, v1
+// distribution points), or a DogStatsD Agent. It is safe for concurrent use.
+//
+// In api mode, Submit returns only when every point was accepted (2xx) or
+// rejected for good:
+//
+//   - 2xx: accepted.
+//   - 400, 413, and bodies that compress larger than the limit: split in
+//     halves; a single point (or a single distribution value) still refused
+//     is rejected and returned with the reason.
+//   - 401, 403: nothing is dropped: retried with backoff, and Healthy
+//     reports the refused key until a request succeeds.
+//   - network errors, 408, 429 (honouring Retry-After), 5xx and any other
+//     status: retried with exponential backoff and jitter until accepted,
+//     until the points grow older than MaxAge (then rejected: the API would
+//     drop them), or until ctx ends.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	series *compressor
+	dists  *compressor
+	http   *http.Client
+	own    *http.Transport
+	sem    chan struct{}
+	sd     *statsd.Client
+
+	closed atomic.Bool
+	health health
+
+	bufs sync.Pool // *[]byte
+
+	n struct {
+		submitted, seriesAccepted, valuesAccepted, rejected, tooOld atomic.Uint64
+		requests, retries, splits, bytes                            atomic.Uint64
+		inFlight                                                    atomic.Int64
+	}
+}
+
+// New validates cfg, applies the defaults and returns a client.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "ddmetrics")}
+	c.health.log = c.log
+	c.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	if cfg.Mode == ModeDogStatsD {
+		sd, err := statsd.New(cfg.DogStatsDAddr,
+			statsd.WithExtendedClientSideAggregation(),
+			statsd.WithBufferFlushInterval(defaultDogStatsDFlushInterval))
+		if err != nil {
+			return nil, fmt.Errorf("ddmetrics: dogstatsd client for %s: %w", cfg.DogStatsDAddr, err)
+		}
+		c.sd = sd
+		return c, nil
+	}
+	var err error
+	if c.series, err = newCompressor(cfg.Compression); err != nil {
+		return nil, err
+	}
+	distKind := "deflate"
+	if cfg.Compression == "none" {
+		distKind = "none"
+	}
+	if c.dists, err = newCompressor(distKind); err != nil {
+		return nil, err
+	}
+	c.sem = make(chan struct{}, cfg.Concurrency)
+	c.http = cfg.HTTPClient
+	if c.http == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = cfg.Concurrency
+		t.MaxIdleConns = max(t.MaxIdleConns, cfg.Concurrency)
+		c.own = t
+		c.http = &http.Client{Transport: t}
+	}
+	return c, nil
+}
+
+// Submit sends ms and returns the points rejected for good (see Client). It
+// returns an error only when ctx ends first, or the client is closed; points
+// may then have been delivered or not. ms is not modified; it must not be
+// modified until Submit returns.
+func (c *Client) Submit(ctx context.Context, ms []record.Metric) (rejected []record.Metric, err error) {
+	rs, err := c.SubmitRejections(ctx, ms)
+	if len(rs) > 0 {
+		rejected = make([]record.Metric, len(rs))
+		for i := range rs {
+			rejected[i] = rs[i].Metric
+		}
+	}
+	return rejected, err
+}
+
+// SubmitRejections is Submit with the reason of each rejection.
+func (c *Client) SubmitRejections(ctx context.Context, ms []record.Metric) ([]Rejection, error) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.n.submitted.Add(uint64(len(ms)))
+	if c.sd != nil {
+		return c.submitDogStatsD(ms)
+	}
+	sub := &submission{c: c, ms: ms}
+	seriesPl := planner{ms: ms, cap: c.cfg.MaxUncompressedBytes, reject: sub.reject}
+	distPl := planner{ms: ms, cap: c.cfg.MaxDistributionBytes, reject: sub.reject}
+	now := c.cfg.Now()
+	for i := range ms {
+		m := &ms[i]
+		if reason, age := c.check(m, now); reason != "" {
+			if age {
+				c.n.tooOld.Add(1)
+			}
+			sub.reject(part{idx: i, hi: len(m.Values)}, reason)
+			continue
+		}
+		if m.Kind == record.MetricDistribution {
+			distPl.addDist(i)
+		} else {
+			seriesPl.addSeries(i)
+		}
+	}
+	seriesPl.seal()
+	distPl.seal()
+	payloads := append(seriesPl.out, distPl.out...)
+	if len(payloads) == 1 {
+		if err := sub.send(ctx, payloads[0]); err != nil {
+			return nil, err
+		}
+		return sub.rejected, nil
+	}
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs error
+	)
+	for _, p := range payloads {
+		wg.Go(func() {
+			if err := sub.send(ctx, p); err != nil {
+				emu.Lock()
+				if errs == nil {
+					errs = err
+				}
+				emu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if errs != nil {
+		return nil, errs
+	}
+	return sub.rejected, nil
+}
+
+// check returns why a point can never be accepted, or "", and whether the
+// reason is its age.
+func (c *Client) check(m *record.Metric, now time.Time) (reason string, age bool) {
+	switch {
+	case m.Name == "":
+		return "metric has no name", false
+	case m.Kind > record.MetricDistribution:
+		return fmt.Sprintf("unknown metric kind %d", m.Kind), false
+	case m.Kind != record.MetricDistribution && !finite(m.Value):
+		return "metric value is not a finite number", false
+	case m.Kind == record.MetricDistribution && len(m.Values) == 0:
+		return "distribution has no values", false
+	case m.Timestamp < now.Add(-c.cfg.MaxAge).Unix():
+		return fmt.Sprintf("too old: timestamp %d is more than %v in the past (the API drops such points)", m.Timestamp, c.cfg.MaxAge), true
+	case m.Timestamp > now.Add(c.cfg.MaxFuture).Unix():
+		return fmt.Sprintf("too new: timestamp %d is more than %v in the future (the API drops such points)", m.Timestamp, c.cfg.MaxFuture), true
+	}
+	return "", false
+}
+
+// submission is one Submit call's bookkeeping.
+type submission struct {
+	c        *Client
+	ms       []record.Metric
+	mu       sync.Mutex
+	rejected []Rejection
+}
+
+func (s *submission) reject(p part, reason string) {
+	m := s.ms[p.idx]
+	n := 1
+	if m.Kind == record.MetricDistribution {
+		if p.lo != 0 || p.hi != len(m.Values) {
+			m.Values = m.Values[p.lo:p.hi:p.hi]
+		}
+		n = len(m.Values)
+	}
+	s.c.n.rejected.Add(uint64(n))
+	s.mu.Lock()
+	s.rejected = append(s.rejected, Rejection{Metric: m, Reason: reason})
+	s.mu.Unlock()
+}
+
+func (s *submission) rejectAll(p *payload, reason string) {
+	for _, pt := range p.parts {
+		s.reject(pt, reason)
+	}
+}
+
+// allTooOld reports whether every point of p is now older than MaxAge.
+func (s *submission) allTooOld(p *payload, now time.Time) bool {
+	oldest := now.Add(-s.c.cfg.MaxAge).Unix()
+	for _, pt := range p.parts {
+		if s.ms[pt.idx].Timestamp >= oldest {
+			return false
+		}
+	}
+	return true
+}
+
+// send delivers one payload (see Client for the rules). It returns an error
+// only when ctx ends.
+func (s *submission) send(ctx context.Context, p *payload) error {
+	c := s.c
+	endpoint, path, comp, wireMax := "series", SeriesPath, c.series, c.cfg.MaxPayloadBytes
+	if p.dist {
+		endpoint, path, comp, wireMax = "distribution_points", DistributionPath, c.dists, c.cfg.MaxDistributionBytes
+	}
+	raw := p.body
+	var rawBuf *[]byte
+	if raw == nil {
+		rawBuf = c.bufs.Get().(*[]byte)
+		raw = encode(s.ms, p, *rawBuf)
+		*rawBuf = raw
+	}
+	p.body = nil // halves re-encode from their parts
+	bodyBuf := c.bufs.Get().(*[]byte)
+	body := comp.compress(raw, *bodyBuf)
+	if comp.name != "" {
+		*bodyBuf = body
+	}
+	rawLen := len(raw)
+	release := func() {
+		if rawBuf != nil {
+			c.putBuf(rawBuf)
+			rawBuf = nil
+		}
+		if bodyBuf != nil {
+			c.putBuf(bodyBuf)
+			bodyBuf = nil
+		}
+	}
+	defer release()
+	points := p.points()
+
+	split := func(reason string) error {
+		a, b, ok := halves(p)
+		if !ok {
+			s.rejectAll(p, reason)
+			return nil
+		}
+		c.n.splits.Add(1)
+		release()
+		if err := s.send(ctx, a); err != nil {
+			return err
+		}
+		return s.send(ctx, b)
+	}
+	if len(body) > wireMax {
+		c.report(Result{Endpoint: endpoint, Outcome: Split, Points: points, Bytes: rawLen, CompressedBytes: len(body)})
+		return split(fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit once compressed", len(body), wireMax))
+	}
+
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     c.cfg.Backoff.InitialInterval,
+		RandomizationFactor: c.cfg.Backoff.Jitter,
+		Multiplier:          c.cfg.Backoff.Multiplier,
+		MaxInterval:         c.cfg.Backoff.MaxInterval,
+	}
+	bo.Reset()
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 && s.allTooOld(p, c.cfg.Now()) {
+			c.n.tooOld.Add(uint64(len(p.parts)))
+			s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", attempt-1, c.cfg.MaxAge))
+			return nil
+		}
+		status, detail, retryAfter, latency, err := c.post(ctx, path, comp.name, body)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		res := Result{Endpoint: endpoint, Status: status, Err: err, Points: points, Bytes: rawLen, CompressedBytes: len(body), Latency: latency, Attempt: attempt}
+		switch {
+		case err == nil && status >= 200 && status < 300:
+			res.Outcome = Accepted
+			c.report(res)
+			c.health.ok()
+			if p.dist {
+				c.n.valuesAccepted.Add(uint64(points))
+			} else {
+				c.n.seriesAccepted.Add(uint64(points))
+			}
+			c.n.bytes.Add(uint64(len(body)))
+			return nil
+
+		case err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge):
+			c.health.ok() // the key was accepted
+			reason := fmt.Sprintf("metrics API %d: %s", status, detail)
+			if _, _, ok := halves(p); !ok {
+				res.Outcome = Rejected
+				c.report(res)
+				c.log.Warn("datadog metrics API rejected a point", "endpoint", endpoint, "status", status, "detail", detail)
+				s.rejectAll(p, reason)
+				return nil
+			}
+			res.Outcome = Split
+			c.report(res)
+			c.log.Debug("datadog metrics API refused a payload; splitting it", "endpoint", endpoint, "status", status, "detail", detail, "parts", len(p.parts))
+			return split(reason)
+
+		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
+			res.Outcome = Unauthorized
+			c.health.refused(status, detail)
+
+		default:
+			res.Outcome = Retrying
+			if attempt&(attempt-1) == 0 { // attempts 1, 2, 4, 8, …: bounded log volume
+				what := []any{"endpoint", endpoint, "attempt", attempt, "points", points}
+				if err != nil {
+					what = append(what, "error", err)
+				} else {
+					what = append(what, "status", status, "detail", detail)
+				}
+				c.log.Warn("datadog metrics API request failed; retrying", what...)
+			}
+		}
+		c.report(res)
+		c.n.retries.Add(1)
+		wait := min(bo.NextBackOff(), c.cfg.Backoff.MaxInterval)
+		if retryAfter > wait {
+			wait = min(retryAfter, c.cfg.Backoff.MaxInterval)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) putBuf(b *[]byte) {
+	if cap(*b) > 8<<20 {
+		return
+	}
+	*b = (*b)[:0]
+	c.bufs.Put(b)
+}
+
+func (c *Client) report(r Result) {
+	if c.cfg.OnResult != nil {
+		c.cfg.OnResult(r)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// post sends one request, holding a concurrency slot. detail is a short,
+// key-free description of a non-2xx answer; err a key-free transport error.
+func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (status int, detail string, retryAfter, latency time.Duration, err error) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, "", 0, 0, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	c.n.requests.Add(1)
+	c.n.inFlight.Add(1)
+	defer c.n.inFlight.Add(-1)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.cfg.APIURL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", 0, 0, c.scrubErr(err)
+	}
+	req.Header.Set("DD-API-KEY", c.cfg.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "gwpipe")
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", 0, time.Since(start), c.scrubErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return resp.StatusCode, "", 0, time.Since(start), nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if secs, perr := strconv.Atoi(strings.TrimSpace(s)); perr == nil && secs > 0 {
+			retryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	return resp.StatusCode, c.scrub(errorDetail(resp.StatusCode, msg)), retryAfter, time.Since(start), nil
+}
+
+// errorDetail extracts a readable reason from an APIErrorResponse such as
+// {"errors":["Payload too large"]}.
+func errorDetail(status int, body []byte) string {
+	var parsed struct {
+		Errors []json.RawMessage `json:"errors"`
+	}
+	var parts []string
+	if json.Unmarshal(body, &parsed) == nil {
+		for _, raw := range parsed.Errors {
+			var s string
+			var e struct{ Title, Detail string }
+			switch {
+			case json.Unmarshal(raw, &s) == nil && s != "":
+				parts = append(parts, s)
+			case json.Unmarshal(raw, &e) == nil && e.Detail != "":
+				parts = append(parts, e.Detail)
+			case e.Title != "":
+				parts = append(parts, e.Title)
+			}
+		}
+	}
+	d := strings.Join(parts, "; ")
+	if d == "" {
+		d = strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
+	}
+	if d == "" {
+		d = http.StatusText(status)
+	}
+	if len(d) > 256 {
+		d = strings.ToValidUTF8(d[:256], "") + "…"
+	}
+	return d
+}
+
+// scrub removes the API key from a message, should anything echo it.
+func (c *Client) scrub(s string) string {
+	if c.cfg.APIKey == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, c.cfg.APIKey, "<redacted>")
+}
+
+func (c *Client) scrubErr(err error) error {
+	if c.cfg.APIKey != "" && strings.Contains(err.Error(), c.cfg.APIKey) {
+		return errors.New(c.scrub(err.Error()))
+	}
+	return err
+}
+
+// Healthy returns nil, or an error saying why the API refuses us (the API
+// key was refused: 401/403). It clears when a request succeeds.
+func (c *Client) Healthy() error { return c.health.get() }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Submitted:      c.n.submitted.Load(),
+		SeriesAccepted: c.n.seriesAccepted.Load(),
+		ValuesAccepted: c.n.valuesAccepted.Load(),
+		Rejected:       c.n.rejected.Load(),
+		TooOld:         c.n.tooOld.Load(),
+		Requests:       c.n.requests.Load(),
+		Retries:        c.n.retries.Load(),
+		Splits:         c.n.splits.Load(),
+		BytesSent:      c.n.bytes.Load(),
+		InFlight:       c.n.inFlight.Load(),
+	}
+}
+
+// Close stops taking submissions and releases connections (api mode) or
+// flushes and closes the DogStatsD client. Call it after the Submit calls
+// have returned.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.sd != nil {
+		if err := c.sd.Close(); err != nil {
+			return fmt.Errorf("ddmetrics: close dogstatsd client: %w", err)
+		}
+		return nil
+	}
+	c.series.close()
+	c.dists.close()
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+	return nil
+}
+
+// health tracks whether the API refuses our API key.
+type health struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	status int
+	err    error
+	bad    atomic.Bool
+}
+
+func (h *health) get() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func (h *health) refused(status int, detail string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.status == status {
+		return
+	}
+	h.status = status
+	h.bad.Store(true)
+	h.err = fmt.Errorf("ddmetrics: the Datadog metrics API refused the API key: HTTP %d %s: %s (points are kept and retried)",
+		status, http.StatusText(status), detail)
+	h.log.Error("datadog metrics API refused the API key; holding points and retrying", "status", status, "detail", detail)
+}
+
+func (h *health) ok() {
+	if !h.bad.Load() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.bad.Load() {
+		return
+	}
+	h.log.Info("datadog metrics API accepts the API key again", "previous_status", h.status)
+	h.status, h.err = 0, nil
+	h.bad.Store(false)
+}

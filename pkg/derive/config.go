@@ -1,0 +1,250 @@
+package derive
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultNamespace       = "apigateway.logs."
+	DefaultWindow          = 10 * time.Second
+	DefaultAllowedLateness = 2 * time.Second
+	// DefaultMaxAge keeps a five-minute margin under the Metrics API's
+	// one-hour limit for series points (specs §6.1), for delivery retries.
+	DefaultMaxAge             = 55 * time.Minute
+	DefaultMaxFuture          = 10 * time.Minute
+	DefaultMaxResourcesPerAPI = 500
+	DefaultMaxSeriesPerWindow = 200_000
+	DefaultMaxPointsPerBatch  = 5_000
+	DefaultMaxValuesPerBatch  = 500_000
+	// maxTagValue bounds a tag's value so that "key:value" stays within the
+	// 200 characters Datadog keeps.
+	maxTagValue = 180
+)
+
+// Summary modes (Config.Summaries).
+const (
+	SummariesAuto   = "auto"   // summaries count for stages without access logs (see package doc)
+	SummariesAlways = "always" // every summary counts
+	SummariesNever  = "never"  // only access logs count
+)
+
+// Error metric naming (Config.ErrorMetrics).
+const (
+	ErrorMetricsBoth = "both" // 4xxerror, 5xxerror (REST names) and 4xx, 5xx (HTTP API names)
+	ErrorMetricsREST = "rest" // 4xxerror, 5xxerror
+	ErrorMetricsHTTP = "http" // 4xx, 5xx
+)
+
+// DefaultCacheStatusKeys are the attributes read for a cache hit or miss.
+// API Gateway has no $context variable for it; a custom access-log format
+// can carry it (e.g. from a mapped header) under one of these names.
+var DefaultCacheStatusKeys = []string{
+	"apigateway.cacheStatus", "apigateway.cache.status", "apigateway.cache_status", "apigateway.cacheHit",
+}
+
+// Config configures a Deriver. Zero values take the defaults documented on
+// each field.
+type Config struct {
+	// Namespace prefixes every metric name; default "apigateway.logs.". It
+	// must not start with "aws." (the AWS integration owns that namespace).
+	Namespace string
+	// Window is the event-time window of counts and distributions; default
+	// 10s. It must be a whole number of seconds, 1s to 1h. Its seconds are
+	// also the slots for late flushes (see package doc), so windows of at
+	// least 10s are recommended.
+	Window time.Duration
+	// AllowedLateness is how long after a window's end (in event time, or
+	// after its first record in processing time) it stays open; default 2s.
+	// Records later than that are not lost: they are flushed in a late
+	// generation of the window (see package doc). Negative means 0.
+	AllowedLateness time.Duration
+	// MaxAge is the oldest event time (relative to Now) aggregated, and the
+	// oldest point emitted; older records and points are counted as too old
+	// and dropped. Default 55m (the series API accepts points up to 1h old).
+	MaxAge time.Duration
+	// MaxFuture is the newest event time accepted; default 10m, the series
+	// API's limit.
+	MaxFuture time.Duration
+	// MaxResourcesPerAPI is K: per API (account, region, apiid) and window
+	// generation, at most K distinct resource values are kept; records of
+	// the others are counted under resource:other. Default 500; negative
+	// means no limit.
+	MaxResourcesPerAPI int
+	// MaxSeriesPerWindow bounds the series one window generation holds
+	// (memory guard); records that would open more are dropped and counted.
+	// Default 200,000.
+	MaxSeriesPerWindow int
+	// TagAllowlist are tag keys copied from rec.Tags into the metric tags,
+	// besides the fixed keys (aws_account, region, apiid, apiname, stage,
+	// method, resource, status_class, event_type). E.g. ["team", "env"].
+	TagAllowlist []string
+	// Host is this worker's identity, written as the host of every point
+	// so that two workers never write the same point. Default
+	// "<hostname>-<pid>". See Incarnation.
+	Host string
+	// Incarnation distinguishes this process from earlier ones with the
+	// same Host (a restarted container keeps hostname and pid): the
+	// effective host is Host + "-" + Incarnation. Default: the process
+	// start time in milliseconds, base 36. NoIncarnation turns it off, for
+	// a Host that is already unique per process lifetime.
+	Incarnation   string
+	NoIncarnation bool
+	// ReplayHostSuffix is appended to the host of points derived from
+	// replayed records (rec.Origin.Replay or tag replay:true), so that a
+	// replay never overwrites live points; default "-replay".
+	ReplayHostSuffix string
+	// Summaries says whether execution-log request summaries
+	// (record.KindSummary) are counted: "auto" (default), "always", "never".
+	Summaries string
+	// AccessLogMemory is how long, in auto mode, a stage that produced an
+	// access log is considered to have access logs; default 15m.
+	AccessLogMemory time.Duration
+	// ErrorMetrics selects the names of the 4xx/5xx counts: "both"
+	// (default), "rest" (4xxerror, 5xxerror) or "http" (4xx, 5xx).
+	ErrorMetrics string
+	// CacheStatusKeys are the attributes read for a cache hit or miss;
+	// default DefaultCacheStatusKeys.
+	CacheStatusKeys []string
+	// MaxPointsPerBatch and MaxValuesPerBatch bound one emitted batch:
+	// default 5,000 points and 500,000 distribution values.
+	MaxPointsPerBatch int
+	MaxValuesPerBatch int
+	// Now is the processing-time clock; default time.Now.
+	Now func() time.Time
+	// Logger receives emission problems; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every invalid field; zero fields are valid (defaults).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("derive: "+format, args...)) }
+	if strings.HasPrefix(strings.ToLower(c.Namespace), "aws.") {
+		bad("Namespace %q must not start with \"aws.\": that namespace belongs to the AWS integration", c.Namespace)
+	}
+	if strings.ContainsAny(c.Namespace, " ,|:#") {
+		bad("Namespace %q contains a character metric names cannot have", c.Namespace)
+	}
+	if c.Window != 0 && (c.Window < time.Second || c.Window > time.Hour || c.Window%time.Second != 0) {
+		bad("Window %v must be a whole number of seconds between 1s and 1h", c.Window)
+	}
+	if c.MaxAge < 0 || c.MaxFuture < 0 || c.AccessLogMemory < 0 {
+		bad("MaxAge, MaxFuture and AccessLogMemory must not be negative")
+	}
+	w := c.Window
+	if w == 0 {
+		w = DefaultWindow
+	}
+	if c.MaxAge != 0 && c.MaxAge < 2*w {
+		bad("MaxAge %v must be at least two windows (%v)", c.MaxAge, 2*w)
+	}
+	if c.MaxSeriesPerWindow < 0 || c.MaxPointsPerBatch < 0 || c.MaxValuesPerBatch < 0 {
+		bad("MaxSeriesPerWindow, MaxPointsPerBatch and MaxValuesPerBatch must not be negative")
+	}
+	switch c.Summaries {
+	case "", SummariesAuto, SummariesAlways, SummariesNever:
+	default:
+		bad("Summaries %q is not one of auto, always, never", c.Summaries)
+	}
+	switch c.ErrorMetrics {
+	case "", ErrorMetricsBoth, ErrorMetricsREST, ErrorMetricsHTTP:
+	default:
+		bad("ErrorMetrics %q is not one of both, rest, http", c.ErrorMetrics)
+	}
+	for _, k := range c.TagAllowlist {
+		if k == "" || strings.ContainsAny(k, ":, ") {
+			bad("TagAllowlist entry %q must be a bare tag key", k)
+		}
+		if fixedDim(k) >= 0 {
+			bad("TagAllowlist entry %q is already a fixed tag key", k)
+		}
+	}
+	if strings.ContainsAny(c.Host, " ,|#") {
+		bad("Host %q contains a space, comma, | or #", c.Host)
+	}
+	return errors.Join(errs...)
+}
+
+// processStart is this process's incarnation: it changes on every restart.
+var processStart = time.Now()
+
+func (c Config) withDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.AllowedLateness < 0 {
+		c.AllowedLateness = 0
+	} else if c.AllowedLateness == 0 {
+		c.AllowedLateness = DefaultAllowedLateness
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = DefaultMaxFuture
+	}
+	if c.MaxResourcesPerAPI == 0 {
+		c.MaxResourcesPerAPI = DefaultMaxResourcesPerAPI
+	}
+	if c.MaxSeriesPerWindow == 0 {
+		c.MaxSeriesPerWindow = DefaultMaxSeriesPerWindow
+	}
+	if c.Host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "gwpipe"
+		}
+		c.Host = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Incarnation == "" {
+		c.Incarnation = strconv.FormatInt(processStart.UnixMilli(), 36)
+	}
+	if c.ReplayHostSuffix == "" {
+		c.ReplayHostSuffix = "-replay"
+	}
+	if c.Summaries == "" {
+		c.Summaries = SummariesAuto
+	}
+	if c.AccessLogMemory == 0 {
+		c.AccessLogMemory = 15 * time.Minute
+	}
+	if c.ErrorMetrics == "" {
+		c.ErrorMetrics = ErrorMetricsBoth
+	}
+	if c.CacheStatusKeys == nil {
+		c.CacheStatusKeys = DefaultCacheStatusKeys
+	}
+	if c.MaxPointsPerBatch == 0 {
+		c.MaxPointsPerBatch = DefaultMaxPointsPerBatch
+	}
+	if c.MaxValuesPerBatch == 0 {
+		c.MaxValuesPerBatch = DefaultMaxValuesPerBatch
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// EffectiveHost is the host written on live points: Host plus the
+// incarnation.
+func (c Config) EffectiveHost() string {
+	c = c.withDefaults()
+	if c.NoIncarnation {
+		return c.Host
+	}
+	return c.Host + "-" + c.Incarnation
+}
