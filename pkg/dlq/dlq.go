@@ -10,7 +10,8 @@
 //
 // For kind "raw" the data is the record exactly as the source delivered it
 // (for Firehose, the base64 text of the record); for other kinds it is the
-// log line. Files are named dlq-<UTC time>-<pid>-<seq>.jsonl and rotate at
+// log line. Kind "metric" entries hold a refused metric point under
+// "metric" instead of data. Files are named dlq-<UTC time>-<pid>-<seq>.jsonl and rotate at
 // MaxFileBytes. Every write is synced before the batch is acknowledged.
 package dlq
 
@@ -53,7 +54,22 @@ type Entry struct {
 	EventID   string    `json:"event_id,omitempty"`
 	Timestamp int64     `json:"timestamp,omitempty"`
 	Kind      string    `json:"kind"`
-	Data      []byte    `json:"data"`
+	Data      []byte    `json:"data,omitempty"`
+	// Metric is set for kind "metric": a metric point the API refused.
+	Metric *Metric `json:"metric,omitempty"`
+}
+
+// Metric is a dead-lettered metric point.
+type Metric struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Timestamp int64     `json:"timestamp"`
+	Interval  int64     `json:"interval,omitempty"`
+	Value     float64   `json:"value"`
+	Values    []float64 `json:"values,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Host      string    `json:"host,omitempty"`
+	Unit      string    `json:"unit,omitempty"`
 }
 
 // MaxFileBytes is the size at which the archive starts a new file.
@@ -110,6 +126,20 @@ func (a *Archive) Write(b *record.Batch) error {
 			e.Origin = Origin{Source: o.Source, RequestID: o.RequestID, SourceARN: o.SourceARN, Stream: o.Stream, Account: o.Account,
 				Region: o.Region, LogGroup: o.LogGroup, LogStream: o.LogStream, Replay: o.Replay}
 		}
+		if err := enc.Encode(&e); err != nil {
+			return fmt.Errorf("write dead letter: %w", err)
+		}
+	}
+	for i := range b.Metrics {
+		m := &b.Metrics[i]
+		reason := b.Reason
+		if reason == "" {
+			reason = "unknown"
+		}
+		e := Entry{V: 1, Time: now, Stage: b.Stage, Reason: reason, Kind: "metric", Metric: &Metric{
+			Name: m.Name, Type: m.Kind.String(), Timestamp: m.Timestamp, Interval: m.Interval, Value: m.Value,
+			Values: m.Values, Tags: m.Tags, Host: m.Host, Unit: m.Unit,
+		}}
 		if err := enc.Encode(&e); err != nil {
 			return fmt.Errorf("write dead letter: %w", err)
 		}

@@ -23,6 +23,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 	}}
 	require.NoError(t, a.Write(b))
 	require.NoError(t, a.Write(&record.Batch{Stage: "deliver-logs", Records: []record.Record{{Message: []byte("x"), Reason: "intake 400: bad"}}}))
+	require.NoError(t, a.Write(&record.Batch{Stage: "deliver-metrics", Reason: "api 400", Metrics: []record.Metric{{Name: "apigateway.logs.count", Kind: record.MetricCount, Timestamp: 17, Interval: 10, Value: 3, Tags: []string{"stage:prod"}}}}))
 	require.NoError(t, a.Close())
 
 	files, err := Files(dir)
@@ -33,7 +34,13 @@ func TestArchiveRoundTrip(t *testing.T) {
 	defer f.Close()
 	var got []Entry
 	require.NoError(t, Read(f, func(e Entry) error { got = append(got, e); return nil }))
-	require.Len(t, got, 3)
+	require.Len(t, got, 4)
+	require.NotNil(t, got[3].Metric, "refused metric points are archived too")
+	assert.Equal(t, "metric", got[3].Kind)
+	assert.Equal(t, "apigateway.logs.count", got[3].Metric.Name)
+	assert.Equal(t, "count", got[3].Metric.Type)
+	assert.Equal(t, 3.0, got[3].Metric.Value)
+	assert.Equal(t, "api 400", got[3].Reason)
 	assert.Equal(t, "decode", got[0].Stage)
 	assert.Equal(t, "gunzip: truncated gzip", got[0].Reason)
 	assert.Equal(t, []byte("H4sI\x00\xff"), got[0].Data, "raw bytes survive, binary included")
