@@ -1,0 +1,541 @@
+package apigw
+
+import (
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// CorrelatorConfig bounds a Correlator.
+type CorrelatorConfig struct {
+	// MaxOpen bounds the requests held open at once (default 100,000). When
+	// full, the oldest open request of the shard is evicted (FIFO) and its
+	// partial summary returned.
+	MaxOpen int
+	// MaxAge is how long a request may stay open before Expire emits it
+	// (default 5 minutes).
+	MaxAge time.Duration
+	// Shards is the number of independently locked shards (default 64,
+	// rounded up to a power of two).
+	Shards int
+	// Now is the clock ages are measured with, in ms since the epoch
+	// (default wall clock). Expire's argument is on the same clock.
+	Now func() int64
+}
+
+// Summary attribute keys.
+const (
+	KeySummaryFirst   = "apigateway.summary.first_timestamp"
+	KeySummaryLast    = "apigateway.summary.last_timestamp"
+	KeySummaryElapsed = "apigateway.summary.elapsed_ms"
+	KeySummaryLines   = "apigateway.summary.lines"
+	KeySummaryReason  = "apigateway.summary.reason"
+	KeySummaryDone    = "apigateway.summary.complete"
+)
+
+// Summary reasons (apigateway.summary.reason).
+const (
+	ReasonCompleted = "completed" // "Method completed with status" seen
+	ReasonExpired   = "expired"   // open longer than MaxAge
+	ReasonEvicted   = "evicted"   // pushed out by MaxOpen
+	ReasonFlushed   = "flushed"   // Flush (shutdown)
+)
+
+// Field length caps keep a request's footprint bounded.
+const (
+	capShort = 128
+	capRoute = 512
+	capError = 1024
+)
+
+// Correlator folds the execution-log lines of each request id into one
+// summary record. It is safe for concurrent use; requests are sharded by id.
+type Correlator struct {
+	shards   []corrShard
+	mask     uint64
+	maxAge   int64
+	now      func() int64
+	seed     maphash.Seed
+	perShard int
+
+	completed, expired, evicted, ignored atomic.Int64
+}
+
+// CorrelatorStats counts what a Correlator has done.
+type CorrelatorStats struct {
+	Open, Completed, Expired, Evicted, Ignored int64
+}
+
+type corrShard struct {
+	mu      sync.Mutex
+	byID    map[string]int32
+	entries []openReq
+	free    []int32
+	head    int32 // oldest (FIFO by first arrival)
+	tail    int32
+	_       [32]byte // keep shards on separate cache lines
+}
+
+type openReq struct {
+	id          string
+	origin      *record.Origin
+	opened      int64 // Now() at first line
+	first, last int64 // event timestamps
+	lines       int32
+	status      int16
+	integStatus int16
+	integLat    int64 // -1 unset
+	method      string
+	route       string
+	path        string
+	apiID       string
+	stage       string
+	extID       string
+	errMsg      string
+	errKind     string
+	outcome     uint8
+	throttled   bool
+	quota       bool
+	canary      bool
+	truncated   bool
+	prev, next  int32
+}
+
+const (
+	outNone uint8 = iota
+	outAllow
+	outUnauthorized
+	outDeny
+	outError
+)
+
+var outcomeNames = [...]string{"", "allow", "unauthorized", "deny", "error"}
+
+// NewCorrelator builds a Correlator.
+func NewCorrelator(cfg CorrelatorConfig) *Correlator {
+	if cfg.MaxOpen <= 0 {
+		cfg.MaxOpen = 100_000
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 5 * time.Minute
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 64
+	}
+	n := 1
+	for n < cfg.Shards {
+		n <<= 1
+	}
+	if n > cfg.MaxOpen {
+		n = 1
+		for n*2 <= cfg.MaxOpen {
+			n <<= 1
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = func() int64 { return time.Now().UnixMilli() }
+	}
+	c := &Correlator{
+		shards:   make([]corrShard, n),
+		mask:     uint64(n - 1),
+		maxAge:   cfg.MaxAge.Milliseconds(),
+		now:      cfg.Now,
+		seed:     maphash.MakeSeed(),
+		perShard: cfg.MaxOpen / n, // n ≤ MaxOpen, so ≥ 1; total ≤ MaxOpen
+	}
+	for i := range c.shards {
+		c.shards[i].byID = make(map[string]int32)
+		c.shards[i].head, c.shards[i].tail = -1, -1
+	}
+	return c
+}
+
+// Stats returns counters and the number of open requests.
+func (c *Correlator) Stats() CorrelatorStats {
+	return CorrelatorStats{Open: int64(c.Len()), Completed: c.completed.Load(), Expired: c.expired.Load(),
+		Evicted: c.evicted.Load(), Ignored: c.ignored.Load()}
+}
+
+// Len is the number of open requests.
+func (c *Correlator) Len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.byID)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Observe folds one parsed execution record (Parser.Parse output; other
+// kinds and records without http.request_id are ignored). It returns a
+// summary when one is due: the request completed ("Method completed with
+// status"), or — when this line opened a new request into a full shard — the
+// partial summary of the evicted oldest request (check its
+// apigateway.summary.reason). Lines that only ever follow completion (AWS
+// Integration Endpoint RequestId, X-ray Tracing ID) never open a request:
+// they are attached when the request is still open and ignored otherwise.
+// The summary owns its bytes (nothing aliases rec).
+func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
+	if rec.Kind != record.KindExecution {
+		return record.Record{}, false
+	}
+	var id []byte
+	ev := EventUnknown
+	for i := range rec.Attrs {
+		a := &rec.Attrs[i]
+		switch a.Key {
+		case KeyRequestID:
+			id = a.Str
+		case KeyExecEvent:
+			ev = eventOfValue(a.Str)
+		}
+	}
+	if len(id) == 0 {
+		return record.Record{}, false
+	}
+	sh := &c.shards[maphash.Bytes(c.seed, id)&c.mask]
+	sh.mu.Lock()
+	idx, open := sh.byID[string(id)]
+	if !open {
+		switch ev {
+		case EventIntegrationRequestID, EventXRayTraceID:
+			sh.mu.Unlock()
+			c.ignored.Add(1)
+			return record.Record{}, false
+		case EventMethodCompleted:
+			// completion of a request whose earlier lines we never saw
+			sh.mu.Unlock()
+			var e openReq
+			e.reset(string(id), rec.Origin, c.now())
+			e.fold(rec)
+			c.completed.Add(1)
+			return e.summary(ReasonCompleted), true
+		}
+		var out record.Record
+		evicted := false
+		if len(sh.byID) >= c.perShard && sh.head >= 0 {
+			old := sh.head
+			out = sh.entries[old].summary(ReasonEvicted)
+			evicted = true
+			sh.remove(old)
+			c.evicted.Add(1)
+		}
+		idx = sh.alloc()
+		e := &sh.entries[idx]
+		e.reset(string(id), rec.Origin, c.now())
+		e.fold(rec)
+		sh.byID[e.id] = idx
+		sh.pushBack(idx)
+		sh.mu.Unlock()
+		return out, evicted
+	}
+	e := &sh.entries[idx]
+	e.fold(rec)
+	if ev != EventMethodCompleted {
+		sh.mu.Unlock()
+		return record.Record{}, false
+	}
+	out := e.summary(ReasonCompleted)
+	sh.remove(idx)
+	sh.mu.Unlock()
+	c.completed.Add(1)
+	return out, true
+}
+
+// Expire emits the summaries of requests opened more than MaxAge before now
+// (on the Correlator's clock, ms) and forgets them. Requests are examined in
+// arrival order per shard, so the cost is proportional to what expires.
+func (c *Correlator) Expire(now int64) []record.Record {
+	var out []record.Record
+	cutoff := now - c.maxAge
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for sh.head >= 0 && sh.entries[sh.head].opened <= cutoff {
+			h := sh.head
+			out = append(out, sh.entries[h].summary(ReasonExpired))
+			sh.remove(h)
+			c.expired.Add(1)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Flush emits the summaries of every open request (for shutdown).
+func (c *Correlator) Flush() []record.Record {
+	var out []record.Record
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for sh.head >= 0 {
+			h := sh.head
+			out = append(out, sh.entries[h].summary(ReasonFlushed))
+			sh.remove(h)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+func eventOfValue(v []byte) ExecEvent {
+	// the common events first; the value is one of eventValues
+	for i := range eventValues {
+		if string(eventValues[i]) == string(v) {
+			return ExecEvent(i)
+		}
+	}
+	return EventUnknown
+}
+
+func (sh *corrShard) alloc() int32 {
+	if n := len(sh.free); n > 0 {
+		i := sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		return i
+	}
+	sh.entries = append(sh.entries, openReq{})
+	return int32(len(sh.entries) - 1)
+}
+
+func (sh *corrShard) pushBack(i int32) {
+	e := &sh.entries[i]
+	e.prev, e.next = sh.tail, -1
+	if sh.tail >= 0 {
+		sh.entries[sh.tail].next = i
+	} else {
+		sh.head = i
+	}
+	sh.tail = i
+}
+
+func (sh *corrShard) remove(i int32) {
+	e := &sh.entries[i]
+	if e.prev >= 0 {
+		sh.entries[e.prev].next = e.next
+	} else {
+		sh.head = e.next
+	}
+	if e.next >= 0 {
+		sh.entries[e.next].prev = e.prev
+	} else {
+		sh.tail = e.prev
+	}
+	delete(sh.byID, e.id)
+	*e = openReq{}
+	sh.free = append(sh.free, i)
+	if len(sh.byID) == 0 && len(sh.entries) > 1024 {
+		// drop the slab and the map after a burst so idle memory shrinks
+		sh.entries, sh.free = nil, nil
+		sh.byID = make(map[string]int32)
+		sh.head, sh.tail = -1, -1
+	}
+}
+
+func (e *openReq) reset(id string, o *record.Origin, now int64) {
+	*e = openReq{id: id, origin: o, opened: now, integLat: -1, prev: -1, next: -1}
+}
+
+func clip(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
+
+// fold merges one line's attributes into the open request.
+func (e *openReq) fold(rec *record.Record) {
+	e.lines++
+	if ts := rec.Timestamp; ts != 0 {
+		if e.first == 0 || ts < e.first {
+			e.first = ts
+		}
+		if ts > e.last {
+			e.last = ts
+		}
+	}
+	for i := range rec.Attrs {
+		a := &rec.Attrs[i]
+		switch a.Key {
+		case KeyMethod:
+			if e.method == "" {
+				e.method = clip(a.Str, 16)
+			}
+		case KeyRoute:
+			if e.route == "" {
+				e.route = clip(a.Str, capRoute)
+			}
+		case KeyPath:
+			if e.path == "" {
+				e.path = clip(a.Str, capRoute)
+			}
+		case KeyStatusCode:
+			e.status = int16(a.Int)
+		case KeyIntegLatency:
+			e.integLat = a.Int
+		case KeyIntegStatus:
+			e.integStatus = int16(a.Int)
+		case KeyAuthorizerOutcome:
+			o := outNone
+			switch string(a.Str) {
+			case "allow":
+				o = outAllow
+			case "unauthorized":
+				o = outUnauthorized
+			case "deny":
+				o = outDeny
+			case "error":
+				o = outError
+			}
+			if o > e.outcome {
+				e.outcome = o
+			}
+		case KeyExecThrottled:
+			e.throttled = true
+		case KeyExecQuota:
+			e.quota = true
+		case KeyExecTruncated:
+			e.truncated = true
+		case KeyCanary:
+			e.canary = true
+		case KeyErrorMessage:
+			if e.errMsg == "" {
+				e.errMsg = clip(a.Str, capError)
+			}
+		case KeyErrorKind:
+			if e.errKind == "" {
+				e.errKind = clip(a.Str, capShort)
+			}
+		case "apigateway.apiId":
+			if e.apiID == "" {
+				e.apiID = clip(a.Str, capShort)
+			}
+		case "apigateway.stage":
+			if e.stage == "" {
+				e.stage = clip(a.Str, capShort)
+			}
+		case "apigateway.extendedRequestId":
+			if e.extID == "" {
+				e.extID = clip(a.Str, capShort)
+			}
+		}
+	}
+}
+
+// summary builds the summary record. All its bytes live in one buffer.
+func (e *openReq) summary(reason string) record.Record {
+	var buf []byte
+	grow := len(e.id) + len(e.method) + len(e.route) + len(e.path) + len(e.apiID) + len(e.stage) +
+		len(e.extID) + len(e.errMsg) + len(e.errKind) + len(reason) + 160
+	buf = make([]byte, 0, grow)
+	put := func(s string) []byte {
+		st := len(buf)
+		buf = append(buf, s...)
+		return buf[st:len(buf):len(buf)]
+	}
+	attrs := make([]record.Attr, 0, 24)
+	str := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, record.StringAttr(k, put(v)))
+		}
+	}
+	str(KeyRequestID, e.id)
+	str(KeyMethod, e.method)
+	str(KeyRoute, e.route)
+	str(KeyPath, e.path)
+	lvl := record.LevelInfo
+	if e.status >= 100 && e.status <= 599 {
+		attrs = append(attrs, record.IntAttr(KeyStatusCode, int64(e.status)))
+		lvl = record.LevelForHTTPStatus(int(e.status))
+	} else if e.errMsg != "" {
+		lvl = record.LevelError
+	} else if e.throttled || e.quota || e.outcome >= outUnauthorized {
+		lvl = record.LevelWarn
+	}
+	if e.integLat >= 0 {
+		attrs = append(attrs, record.IntAttr(KeyIntegLatency, e.integLat))
+		st := len(buf)
+		buf = strconv.AppendInt(buf, e.integLat, 10)
+		attrs = append(attrs, record.NumberAttr("apigateway.integrationLatency", buf[st:len(buf):len(buf)]))
+	}
+	if e.integStatus >= 100 && e.integStatus <= 599 {
+		attrs = append(attrs, record.IntAttr(KeyIntegStatus, int64(e.integStatus)))
+	}
+	if e.outcome != outNone {
+		str(KeyAuthorizerOutcome, outcomeNames[e.outcome])
+	}
+	if e.throttled {
+		attrs = append(attrs, record.BoolAttr(KeyExecThrottled, true))
+	}
+	if e.quota {
+		attrs = append(attrs, record.BoolAttr(KeyExecQuota, true))
+	}
+	str(KeyErrorMessage, e.errMsg)
+	str(KeyErrorKind, e.errKind)
+	str("apigateway.apiId", e.apiID)
+	str("apigateway.stage", e.stage)
+	str("apigateway.extendedRequestId", e.extID)
+	if e.canary {
+		attrs = append(attrs, record.BoolAttr(KeyCanary, true))
+	}
+	if e.truncated {
+		attrs = append(attrs, record.BoolAttr(KeyExecTruncated, true))
+	}
+	if e.first != 0 {
+		attrs = append(attrs, record.IntAttr(KeySummaryFirst, e.first), record.IntAttr(KeySummaryLast, e.last),
+			record.IntAttr(KeySummaryElapsed, e.last-e.first))
+	}
+	attrs = append(attrs, record.IntAttr(KeySummaryLines, int64(e.lines)))
+	str(KeySummaryReason, reason)
+	attrs = append(attrs, record.BoolAttr(KeySummaryDone, reason == ReasonCompleted))
+
+	// message: "(id) POST /route -> 200, integration 40 ms [completed]"
+	msg := make([]byte, 0, 64+len(e.id)+len(e.route))
+	msg = append(msg, '(')
+	msg = append(msg, e.id...)
+	msg = append(msg, ") request summary:"...)
+	if e.method != "" {
+		msg = append(msg, ' ')
+		msg = append(msg, e.method...)
+	}
+	if r := e.route; r != "" || e.path != "" {
+		if r == "" {
+			r = e.path
+		}
+		msg = append(msg, ' ')
+		msg = append(msg, r...)
+	}
+	if e.status != 0 {
+		msg = append(msg, " -> "...)
+		msg = strconv.AppendInt(msg, int64(e.status), 10)
+	}
+	if e.integLat >= 0 {
+		msg = append(msg, ", integration "...)
+		msg = strconv.AppendInt(msg, e.integLat, 10)
+		msg = append(msg, " ms"...)
+	}
+	if e.errMsg != "" {
+		msg = append(msg, ", error: "...)
+		msg = append(msg, e.errMsg...)
+	}
+	msg = append(msg, " ["...)
+	msg = append(msg, reason...)
+	msg = append(msg, ']')
+
+	ts := e.first
+	return record.Record{
+		Origin:    e.origin,
+		Timestamp: ts,
+		Message:   msg,
+		Kind:      record.KindSummary,
+		Source:    SourceAPIGateway,
+		Level:     lvl,
+		Attrs:     attrs,
+	}
+}

@@ -1,0 +1,296 @@
+package apigw
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// isJSONNumber reports whether b is a valid JSON number (RFC 8259 grammar).
+func isJSONNumber(b []byte) bool {
+	i, n := 0, len(b)
+	if n == 0 {
+		return false
+	}
+	if b[0] == '-' {
+		i++
+		if i == n {
+			return false
+		}
+	}
+	switch {
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i < n && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < n && b[i] == '.' {
+		i++
+		if i == n || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < n && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < n && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < n && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i == n || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < n && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i == n
+}
+
+// parseIntLoose parses a decimal integer, accepting and truncating a
+// fractional part ("12.7" → 12). It rejects anything else and overflow.
+func parseIntLoose(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	neg := false
+	i := 0
+	if b[0] == '-' || b[0] == '+' {
+		neg = b[0] == '-'
+		i++
+		if i == len(b) {
+			return 0, false
+		}
+	}
+	var n int64
+	start := i
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		if n > (1<<62)/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if i == start {
+		return 0, false
+	}
+	if i < len(b) {
+		if b[i] != '.' {
+			return 0, false
+		}
+		for i++; i < len(b); i++ {
+			if b[i] < '0' || b[i] > '9' {
+				return 0, false
+			}
+		}
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// msToNanos converts a millisecond value (integer or decimal) to nanoseconds.
+func msToNanos(b []byte) (int64, bool) {
+	n, ok := parseIntLoose(b)
+	if !ok || n < 0 || n > 1<<40 {
+		return 0, false
+	}
+	ns := n * int64(time.Millisecond)
+	// keep up to 6 fractional digits
+	for i := 0; i < len(b); i++ {
+		if b[i] == '.' {
+			mul := int64(100000)
+			for j := i + 1; j < len(b) && mul > 0; j++ {
+				ns += int64(b[j]-'0') * mul
+				mul /= 10
+			}
+			break
+		}
+	}
+	return ns, true
+}
+
+// epochMillis interprets an all-digit epoch value. API Gateway documents
+// requestTimeEpoch in milliseconds; values that look like seconds (< 1e11,
+// i.e. before 1973 in ms) are scaled up, values that look like micro- or
+// nanoseconds are scaled down.
+func epochMillis(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	n, ok := parseIntLoose(b)
+	if !ok || n <= 0 {
+		return 0, false
+	}
+	frac := int64(0)
+	for i := 0; i < len(b); i++ {
+		if b[i] == '.' {
+			// "1700000000.123" seconds with a fraction
+			mul := int64(100)
+			for j := i + 1; j < len(b) && mul > 0; j++ {
+				frac += int64(b[j]-'0') * mul
+				mul /= 10
+			}
+			break
+		}
+	}
+	switch {
+	case n < 1e11:
+		return n*1000 + frac, true
+	case n < 1e14:
+		return n, true
+	case n < 1e17:
+		return n / 1000, true
+	default:
+		return n / 1e6, true
+	}
+}
+
+// parseCLFTime parses "02/Jan/2006:15:04:05 -0700" into epoch milliseconds.
+func parseCLFTime(b []byte) (int64, bool) {
+	// 0         1         2
+	// 012345678901234567890123456
+	// 29/Jun/2023:12:01:02 +0000
+	if len(b) != 26 || b[2] != '/' || b[6] != '/' || b[11] != ':' || b[14] != ':' || b[17] != ':' || b[20] != ' ' {
+		return 0, false
+	}
+	d, ok1 := dig2(b[0], b[1])
+	mon := monthOf(b[3], b[4], b[5])
+	y1, ok2 := dig2(b[7], b[8])
+	y2, ok3 := dig2(b[9], b[10])
+	hh, ok4 := dig2(b[12], b[13])
+	mm, ok5 := dig2(b[15], b[16])
+	ss, ok6 := dig2(b[18], b[19])
+	oh, ok7 := dig2(b[22], b[23])
+	om, ok8 := dig2(b[24], b[25])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && ok8) || mon == 0 || (b[21] != '+' && b[21] != '-') {
+		return 0, false
+	}
+	if d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || oh > 23 || om > 59 {
+		return 0, false
+	}
+	t := time.Date(y1*100+y2, time.Month(mon), d, hh, mm, ss, 0, time.UTC).Unix()
+	off := int64(oh*3600 + om*60)
+	if b[21] == '+' {
+		t -= off
+	} else {
+		t += off
+	}
+	return t * 1000, true
+}
+
+func dig2(a, b byte) (int, bool) {
+	if a < '0' || a > '9' || b < '0' || b > '9' {
+		return 0, false
+	}
+	return int(a-'0')*10 + int(b-'0'), true
+}
+
+func monthOf(a, b, c byte) int {
+	k := uint32(a|0x20)<<16 | uint32(b|0x20)<<8 | uint32(c|0x20)
+	for i, m := range monthKeys {
+		if m == k {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+var monthKeys = func() (k [12]uint32) {
+	for i, m := range [12]string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"} {
+		k[i] = uint32(m[0])<<16 | uint32(m[1])<<8 | uint32(m[2])
+	}
+	return
+}()
+
+// unescapeJSON appends the decoding of a JSON string body (without quotes)
+// to dst. Invalid escapes are kept verbatim; lone surrogates become U+FFFD.
+func unescapeJSON(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case '"', '\\', '/':
+			dst = append(dst, s[i])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(s[i+1:])
+			if !ok {
+				dst = append(dst, '\\', 'u')
+				continue
+			}
+			i += 4
+			if r >= 0xD800 && r < 0xDC00 {
+				if i+6 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					if r2, ok := hex4(s[i+3:]); ok && r2 >= 0xDC00 && r2 < 0xE000 {
+						r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				} else {
+					r = utf8.RuneError
+				}
+			} else if r >= 0xDC00 && r < 0xE000 {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst = append(dst, '\\', s[i])
+		}
+	}
+	return dst
+}
+
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
