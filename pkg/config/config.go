@@ -30,8 +30,10 @@ type Config struct {
 	Parse     Parse     `yaml:"parse"`
 	Enrich    Enrich    `yaml:"enrich"`
 	Datadog   Datadog   `yaml:"datadog"`
+	Metrics   Metrics   `yaml:"metrics"`
 	DLQ       DLQ       `yaml:"dlq"`
 	Admin     Admin     `yaml:"admin"`
+	Replay    Replay    `yaml:"replay"`
 }
 
 type Log struct {
@@ -40,10 +42,33 @@ type Log struct {
 }
 
 type Transport struct {
-	Kind string `yaml:"kind"` // memory (sqs and nats: see the worker-fleet issue)
-	NATS struct {
-		URL string `yaml:"url"`
-	} `yaml:"nats"`
+	Kind string        `yaml:"kind"` // memory, nats or sqs
+	NATS NATSTransport `yaml:"nats"`
+	SQS  SQSTransport  `yaml:"sqs"`
+	// Subscribers is how many messages of one stage a worker handles at
+	// once on a broker.
+	Subscribers int `yaml:"subscribers"`
+	// DedupWindow is how many recent CloudWatch event ids deliver-logs
+	// remembers to drop redelivered duplicates (0 turns it off).
+	DedupWindow int `yaml:"dedup_window"`
+}
+
+// NATSTransport configures the NATS JetStream transport.
+type NATSTransport struct {
+	URL            string        `yaml:"url"`
+	AckWait        time.Duration `yaml:"ack_wait"`
+	StreamMaxBytes int64         `yaml:"stream_max_bytes"`
+	Replicas       int           `yaml:"replicas"`
+}
+
+// SQSTransport configures the SQS/SNS transport.
+type SQSTransport struct {
+	Region            string        `yaml:"region"`
+	TopicPrefix       string        `yaml:"topic_prefix"`
+	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
+	MaxReceiveCount   int           `yaml:"max_receive_count"`
+	MessageLimit      int           `yaml:"message_limit"`
+	ClaimCheckBucket  string        `yaml:"claim_check_bucket"`
 }
 
 type Pipeline struct {
@@ -87,8 +112,109 @@ type Firehose struct {
 	DefaultRegion        string        `yaml:"default_region"`
 }
 
+// SQS is the SQS source: queues that carry S3 event notifications (direct,
+// through SNS, or from EventBridge) or CloudWatch Logs subscription payloads.
+// It is enabled by listing at least one queue.
 type SQS struct {
 	QueueURLs []string `yaml:"queue_urls"`
+	// MaxConcurrentMessages bounds the messages being worked on at once,
+	// across every queue; polling pauses while they are all busy.
+	MaxConcurrentMessages int `yaml:"max_concurrent_messages"`
+	// VisibilityTimeout is asked for on every receive and renewed while a
+	// message is worked on, so a short value costs only API calls while a
+	// crashed worker's messages come back quickly.
+	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
+	// WaitTime is the long-polling wait of one receive (0 to 20s).
+	WaitTime time.Duration `yaml:"wait_time"`
+	// Region of the queues (and of the S3 client's default); empty takes
+	// the SDK's default chain (AWS_REGION).
+	Region string `yaml:"region"`
+}
+
+// Replay configures `gwpipe replay`: which archive to read again and how
+// fast. Every key has a flag of the same name.
+type Replay struct {
+	Bucket string `yaml:"bucket"`
+	Prefix string `yaml:"prefix"`
+	// From and To bound event time: RFC 3339 ("2026-01-02T15:04:05Z"), a
+	// time relative to now ("-2h", "-90m", "-3d") or "now". To defaults to
+	// now; From is required when replaying a bucket.
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+	// SelectBy chooses the objects worth opening: "key" (the Firehose
+	// YYYY/MM/DD/HH layout), "modified" (an object cannot hold events later
+	// than its last modification), "auto" (the key when it has the layout,
+	// else the modification time) or "none" (open everything; events are
+	// still filtered by time).
+	SelectBy string `yaml:"select_by"`
+	// KeySlack widens the key-time window on both sides: Firehose names an
+	// object after its delivery hour, and events arrive late or early.
+	KeySlack    time.Duration `yaml:"key_slack"`
+	Concurrency int           `yaml:"concurrency"` // objects read at once
+	Rate        int           `yaml:"rate"`        // events per second; 0 = unlimited
+	// Checkpoint is a file recording what was delivered, so that an
+	// interrupted replay resumes without sending anything twice.
+	Checkpoint string `yaml:"checkpoint"`
+	// OldLogs is what happens to events older than MaxAge, which Datadog
+	// would drop: "skip" (counted in the summary) or "retimestamp" (sent
+	// with the replay time as their timestamp).
+	OldLogs string        `yaml:"old_logs"`
+	MaxAge  time.Duration `yaml:"max_age"`
+	// DLQ replays gwpipe's dead-letter archive instead of a bucket: a
+	// directory, or an s3://bucket/prefix URL.
+	DLQ            string `yaml:"dlq"`
+	Region         string `yaml:"region"`
+	EventsPerBatch int    `yaml:"events_per_batch"`
+}
+
+// TimeRange resolves From and To against now. An empty From is the zero
+// time (no lower bound); an empty To is now.
+func (r Replay) TimeRange(now time.Time) (from, to time.Time, err error) {
+	if r.From != "" {
+		if from, err = ParseTime(r.From, now); err != nil {
+			return from, to, fmt.Errorf("replay.from: %w", err)
+		}
+	}
+	to = now
+	if r.To != "" {
+		if to, err = ParseTime(r.To, now); err != nil {
+			return from, to, fmt.Errorf("replay.to: %w", err)
+		}
+	}
+	if !from.IsZero() && !from.Before(to) {
+		return from, to, fmt.Errorf("replay.from (%s) must be before replay.to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	return from, to, nil
+}
+
+// ParseTime reads an RFC 3339 time, "now", or a time relative to now: a Go
+// duration with an optional sign ("-2h", "-1h30m", "+10m") or a number of
+// days ("-3d").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, errors.New("empty time")
+	}
+	if strings.EqualFold(s, "now") {
+		return now, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err == nil && n == n && n > -1e5 && n < 1e5 {
+			return now.Add(time.Duration(n * float64(24*time.Hour))), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2026-01-02T15:04:05Z), a date, \"now\" nor relative (-2h, -3d)", s)
+	}
+	return now.Add(d), nil
 }
 
 type Decode struct {
@@ -106,6 +232,7 @@ type Parse struct {
 	Formats                []FormatRule `yaml:"formats"`
 	AccessLogGroupPrefixes []string     `yaml:"access_log_group_prefixes"`
 	OtherSource            string       `yaml:"other_source"`
+	Correlation            Correlation  `yaml:"correlation"`
 }
 
 type Enrich struct {
@@ -149,11 +276,15 @@ type Admin struct {
 func Default() Config {
 	var c Config
 	c.Log = Log{Level: "info", Format: "text"}
-	c.Transport.Kind = "memory"
+	c.Transport = Transport{
+		Kind: "memory", Subscribers: 4, DedupWindow: 1_000_000,
+		NATS: NATSTransport{AckWait: 60 * time.Second, StreamMaxBytes: 1 << 30, Replicas: 1},
+		SQS:  SQSTransport{TopicPrefix: "gwpipe-", VisibilityTimeout: 120 * time.Second, MaxReceiveCount: 5, MessageLimit: 256 << 10},
+	}
 	c.Pipeline = Pipeline{
 		MaxRetries: 5, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		DrainTimeout: 60 * time.Second,
-		Topics: Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
+		Topics:       Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
 	}
 	c.Sources.Firehose = Firehose{
 		Enabled: true, Listen: ":8088",
@@ -162,14 +293,24 @@ func Default() Config {
 	}
 	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 32 << 20, MaxEventsPerBatch: 2000}
 	c.Parse.OtherSource = "cloudwatch"
+	c.Parse.Correlation = defaultCorrelation()
+	c.Metrics = defaultMetrics()
 	c.Datadog = Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
 		Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
 		MaxBatchLogs: 1000, MaxBatchBytes: 4_500_000, MaxLogBytes: 1_000_000,
 		Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
 		RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
 	}}
+	c.Sources.SQS = SQS{MaxConcurrentMessages: 20, VisibilityTimeout: 60 * time.Second, WaitTime: 20 * time.Second}
 	c.DLQ.Dir = "data/dlq"
 	c.Admin.Listen = "127.0.0.1:8089"
+	c.Replay = Replay{
+		SelectBy: "auto", KeySlack: time.Hour, Concurrency: 4, OldLogs: "skip",
+		// Datadog drops logs older than 18 h; the margin leaves time for an
+		// event to travel from the archive to the intake.
+		MaxAge:         17*time.Hour + 50*time.Minute,
+		EventsPerBatch: 1000,
+	}
 	return c
 }
 
@@ -332,10 +473,22 @@ func (c Config) Validate() error {
 	}
 	switch c.Transport.Kind {
 	case "memory":
-	case "sqs", "nats":
-		bad("transport.kind", "%q is not available in this build yet; use memory", c.Transport.Kind)
+	case "nats":
+		if c.Transport.NATS.URL == "" {
+			bad("transport.nats.url", "is required with transport.kind nats (e.g. nats://127.0.0.1:4222)")
+		}
+	case "sqs":
+		if c.Transport.SQS.MessageLimit < 16<<10 || c.Transport.SQS.MessageLimit > 1<<20 {
+			bad("transport.sqs.message_limit", "must be 16 KiB to 1 MiB (the SQS limit), got %d", c.Transport.SQS.MessageLimit)
+		}
 	default:
 		bad("transport.kind", "must be memory, sqs or nats, not %q", c.Transport.Kind)
+	}
+	if c.Transport.Subscribers < 1 {
+		bad("transport.subscribers", "must be at least 1")
+	}
+	if c.Transport.DedupWindow < 0 {
+		bad("transport.dedup_window", "must be ≥ 0")
 	}
 	t := c.Pipeline.Topics
 	for key, v := range map[string]string{"raw": t.Raw, "decoded": t.Decoded, "parsed": t.Parsed, "enriched": t.Enriched, "metrics": t.Metrics, "dlq": t.DLQ} {
@@ -378,6 +531,57 @@ func (c Config) Validate() error {
 			bad("sources.firehose.records_per_batch", "must be positive")
 		}
 	}
+	if q := c.Sources.SQS; len(q.QueueURLs) > 0 {
+		for _, u := range q.QueueURLs {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
+				bad("sources.sqs.queue_urls", "%q is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)", u)
+			}
+		}
+		if q.MaxConcurrentMessages < 1 || q.MaxConcurrentMessages > 10_000 {
+			bad("sources.sqs.max_concurrent_messages", "must be 1 to 10000, got %d", q.MaxConcurrentMessages)
+		}
+		if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > 12*time.Hour {
+			bad("sources.sqs.visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", q.VisibilityTimeout)
+		}
+		if q.WaitTime < 0 || q.WaitTime > 20*time.Second {
+			bad("sources.sqs.wait_time", "must be 0 to 20s (the SQS long-polling limit), got %s", q.WaitTime)
+		}
+	}
+	r := c.Replay
+	switch r.SelectBy {
+	case "auto", "key", "modified", "none":
+	default:
+		bad("replay.select_by", "must be auto, key, modified or none, not %q", r.SelectBy)
+	}
+	if r.KeySlack < 0 {
+		bad("replay.key_slack", "must be ≥ 0")
+	}
+	if r.Concurrency < 1 || r.Concurrency > 1024 {
+		bad("replay.concurrency", "must be 1 to 1024, got %d", r.Concurrency)
+	}
+	if r.Rate < 0 {
+		bad("replay.rate", "must be ≥ 0 events per second (0: unlimited)")
+	}
+	switch r.OldLogs {
+	case "skip", "retimestamp":
+	default:
+		bad("replay.old_logs", "must be skip or retimestamp, not %q", r.OldLogs)
+	}
+	if r.MaxAge <= 0 || r.MaxAge > 18*time.Hour {
+		bad("replay.max_age", "must be positive and at most 18h (Datadog drops older logs), got %s", r.MaxAge)
+	}
+	if r.EventsPerBatch < 1 || r.EventsPerBatch > 100_000 {
+		bad("replay.events_per_batch", "must be 1 to 100000, got %d", r.EventsPerBatch)
+	}
+	if r.Bucket != "" && r.DLQ != "" {
+		bad("replay.dlq", "replays a dead-letter archive instead of replay.bucket: set one of them")
+	}
+	if strings.HasPrefix(r.Bucket, "s3://") || strings.Contains(r.Bucket, "/") {
+		bad("replay.bucket", "must be a bucket name (put the rest in replay.prefix), got %q", r.Bucket)
+	}
+	if _, _, err := r.TimeRange(time.Now()); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Decode.MaxRecordBytes <= 0 || c.Decode.MaxDecompressedBytes <= 0 || c.Decode.MaxEventsPerBatch <= 0 {
 		bad("decode", "max_record_bytes, max_decompressed_bytes and max_events_per_batch must be positive")
 	}
@@ -410,6 +614,7 @@ func (c Config) Validate() error {
 	if l.Concurrency < 1 {
 		bad("datadog.logs.concurrency", "must be at least 1")
 	}
+	c.validateMetrics(bad)
 	if c.DLQ.Dir == "" {
 		bad("dlq.dir", "must be set: dead letters need somewhere to go")
 	}

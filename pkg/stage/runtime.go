@@ -125,7 +125,7 @@ func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry
 	if metrics == nil {
 		metrics = telemetry.NewRegistry()
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, watermill.NewSlogLogger(slog.New(quiet{log.With("component", "watermill").Handler()})))
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, QuietLogger(log.With("component", "watermill")))
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)
 	}
@@ -241,10 +241,39 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 // adds one acknowledgement fragment per consumer.
 func (r *Runtime) send(ctx context.Context, topic string, b *record.Batch) error {
 	msg, err := r.codec.Marshal(ctx, b)
+	if errors.Is(err, ErrTooLarge) && b.Len() > 1 {
+		// Over the broker's message size: send it in halves.
+		first, second := split(b)
+		if err := r.send(ctx, topic, first); err != nil {
+			return err
+		}
+		return r.send(ctx, topic, second)
+	}
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			err = Permanent(err)
+		}
 		return fmt.Errorf("encode batch for %s: %w", topic, err)
 	}
 	return r.publishMsg(ctx, topic, msg, b)
+}
+
+// ErrTooLarge is returned by a codec whose transport cannot carry a batch
+// that big; the runtime then splits the batch.
+var ErrTooLarge = errors.New("batch too large for the transport")
+
+// split cuts a batch in two halves sharing its identity.
+func split(b *record.Batch) (*record.Batch, *record.Batch) {
+	a, c := *b, *b
+	if n := len(b.Records); n > 1 {
+		a.Records, c.Records = b.Records[:n/2:n/2], b.Records[n/2:]
+		a.Metrics, c.Metrics = b.Metrics, nil
+	} else {
+		n := len(b.Metrics)
+		a.Metrics, c.Metrics = b.Metrics[:n/2:n/2], b.Metrics[n/2:]
+		c.Records = nil
+	}
+	return &a, &c
 }
 
 func (r *Runtime) publishMsg(ctx context.Context, topic string, msg *message.Message, b *record.Batch) error {
@@ -412,6 +441,18 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 		if err != nil {
 			return err
 		}
+		if !p.r.tr.InProcess() {
+			// A broker carries no metadata we rely on: the reason goes into
+			// the dead-letter batch itself.
+			c := *b
+			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
+			c.Reason = msg.Metadata.Get(middleware.ReasonForPoisonedKey)
+			if err := p.r.send(msg.Context(), topic, &c); err != nil {
+				return err
+			}
+			p.r.metrics.Stage(c.Stage).Dead.Add(int64(c.Len()))
+			continue
+		}
 		if err := p.r.publishMsg(msg.Context(), topic, msg, b); err != nil {
 			return err
 		}
@@ -424,8 +465,13 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 
 func (p *publisher) Close() error { return nil }
 
-// quiet keeps Watermill's per-message chatter out of the logs: only its
-// warnings and errors get through.
+// QuietLogger adapts log for Watermill, keeping its per-message chatter
+// out of the logs: only its warnings and errors get through.
+func QuietLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLogger(slog.New(quiet{log.Handler()}))
+}
+
+// quiet passes only warnings and errors.
 type quiet struct{ slog.Handler }
 
 func (q quiet) Enabled(ctx context.Context, l slog.Level) bool {

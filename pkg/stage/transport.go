@@ -74,12 +74,23 @@ func (memoryCodec) Unmarshal(msg *message.Message) (*record.Batch, error) {
 // ErrUnknownTransport is returned for a transport kind this build lacks.
 var ErrUnknownTransport = errors.New("unknown transport")
 
+// TransportConfig chooses and configures a transport.
+type TransportConfig struct {
+	Kind string // memory, nats or sqs
+	NATS NATSConfig
+	SQS  SQSConfig
+}
+
 // NewTransport builds the transport of the given kind.
-func NewTransport(kind string, logger watermill.LoggerAdapter) (Transport, error) {
-	switch kind {
+func NewTransport(ctx context.Context, cfg TransportConfig, logger watermill.LoggerAdapter) (Transport, error) {
+	switch cfg.Kind {
 	case "", "memory":
 		return NewMemory(logger), nil
+	case "nats":
+		return NewNATS(ctx, cfg.NATS, logger)
+	case "sqs":
+		return NewSQS(ctx, cfg.SQS, logger)
 	default:
-		return nil, fmt.Errorf("%w %q (this build supports: memory)", ErrUnknownTransport, kind)
+		return nil, fmt.Errorf("%w %q (memory, nats or sqs)", ErrUnknownTransport, cfg.Kind)
 	}
 }

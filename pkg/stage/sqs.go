@@ -1,0 +1,279 @@
+package stage
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsns "github.com/ThreeDotsLabs/watermill-aws/sns"
+	wsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// SQSConfig configures the SQS/SNS transport.
+type SQSConfig struct {
+	AWS aws.Config
+	// TopicPrefix starts every SNS topic and SQS queue name; default "gwpipe-".
+	TopicPrefix string
+	// Consumers lists, per topic, the consumer groups (stage names) that
+	// read it. Every process creates every group's queue and subscription,
+	// so nothing published before a group's workers start is lost.
+	Consumers map[string][]string
+	// Subscribers is how many receive loops a process runs per stage; default 4.
+	Subscribers int
+	// VisibilityTimeout is how long a received message is hidden from other
+	// workers while it is handled; default 120s.
+	VisibilityTimeout time.Duration
+	// MaxReceiveCount: after this many receives a message moves to its
+	// queue's dead-letter queue (the redrive policy); default 5.
+	MaxReceiveCount int
+	// MessageLimit is the largest message body published; a larger batch
+	// is split, and a single record still too large is stored in
+	// ClaimCheckBucket with only its reference sent. Default 262,144 (SNS).
+	MessageLimit int
+	// ClaimCheckBucket is an S3 bucket for batches over MessageLimit.
+	ClaimCheckBucket string
+}
+
+func (c *SQSConfig) setDefaults() {
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "gwpipe-"
+	}
+	if c.Subscribers <= 0 {
+		c.Subscribers = 4
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 120 * time.Second
+	}
+	if c.MaxReceiveCount <= 0 {
+		c.MaxReceiveCount = 5
+	}
+	if c.MessageLimit <= 0 {
+		c.MessageLimit = 256 << 10
+	}
+}
+
+// SQS is the AWS-native transport through watermill-aws: an SNS topic per
+// pipeline topic, an SQS queue per consumer group subscribed to it (raw
+// delivery), and a dead-letter queue per queue through its redrive policy.
+// Payloads are the binary batch encoding in base64 (SNS and SQS carry
+// text); every piece of metadata is inside the payload.
+type SQS struct {
+	cfg      SQSConfig
+	pub      *wsns.Publisher
+	resolver wsns.TopicResolver
+	logger   watermill.LoggerAdapter
+	s3       *s3.Client
+
+	mu   sync.Mutex
+	subs []message.Subscriber
+}
+
+// NewSQS resolves the account, then creates every topic, queue, dead-letter
+// queue and subscription of the topology.
+func NewSQS(ctx context.Context, cfg SQSConfig, logger watermill.LoggerAdapter) (*SQS, error) {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	id, err := sts.NewFromConfig(cfg.AWS).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, fmt.Errorf("sqs transport: who am I (sts:GetCallerIdentity): %w", err)
+	}
+	resolver, err := wsns.NewGenerateArnTopicResolver(aws.ToString(id.Account), cfg.AWS.Region)
+	if err != nil {
+		return nil, fmt.Errorf("sqs transport: %w", err)
+	}
+	t := &SQS{cfg: cfg, resolver: prefixed{resolver, cfg.TopicPrefix}, logger: logger, s3: s3.NewFromConfig(cfg.AWS, func(o *s3.Options) { o.UsePathStyle = true })}
+	t.pub, err = wsns.NewPublisher(wsns.PublisherConfig{AWSConfig: cfg.AWS, TopicResolver: t.resolver}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("sqs transport: publisher: %w", err)
+	}
+	snsClient := awssns.NewFromConfig(cfg.AWS)
+	for topic, groups := range cfg.Consumers {
+		if _, err := snsClient.CreateTopic(ctx, &awssns.CreateTopicInput{Name: aws.String(cfg.TopicPrefix + topic)}); err != nil {
+			return nil, fmt.Errorf("sqs transport: topic %s: %w", cfg.TopicPrefix+topic, err)
+		}
+		for _, g := range groups {
+			s, err := t.newSubscriber(g)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.SubscribeInitializeWithContext(ctx, topic); err != nil {
+				return nil, fmt.Errorf("sqs transport: queue of %s on %s: %w", g, topic, err)
+			}
+			_ = s.Close()
+		}
+	}
+	return t, nil
+}
+
+// prefixed puts the prefix on SNS topic names.
+type prefixed struct {
+	wsns.TopicResolver
+	prefix string
+}
+
+func (p prefixed) ResolveTopic(ctx context.Context, topic string) (wsns.TopicArn, error) {
+	return p.TopicResolver.ResolveTopic(ctx, p.prefix+topic)
+}
+
+// QueueName is the SQS queue of a group on a topic.
+func (t *SQS) QueueName(group, topic string) string { return t.cfg.TopicPrefix + group + "-" + topic }
+
+func (t *SQS) newSubscriber(group string) (*wsns.Subscriber, error) {
+	cfg := t.cfg
+	queueFor := func(_ context.Context, arn wsns.TopicArn) (string, error) {
+		name, err := wsns.ExtractTopicNameFromTopicArn(arn)
+		if err != nil {
+			return "", err
+		}
+		return t.QueueName(group, strings.TrimPrefix(string(name), cfg.TopicPrefix)), nil
+	}
+	sqsCfg := wsqs.SubscriberConfig{
+		AWSConfig:      cfg.AWS,
+		ConsumeWorkers: cfg.Subscribers,
+		QueueConfigAttributes: wsqs.QueueConfigAttributes{
+			VisibilityTimeout: fmt.Sprint(int(cfg.VisibilityTimeout.Seconds())),
+		},
+		GenerateCreateQueueInput: func(ctx context.Context, name wsqs.QueueName, attrs wsqs.QueueConfigAttributes) (*sqs.CreateQueueInput, error) {
+			return t.createQueueWithDLQ(ctx, string(name), attrs)
+		},
+		GenerateReceiveMessageInput: func(_ context.Context, url wsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
+			return &sqs.ReceiveMessageInput{
+				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
+				MessageAttributeNames: []string{"All"},
+			}, nil
+		},
+	}
+	return wsns.NewSubscriber(wsns.SubscriberConfig{
+		AWSConfig: cfg.AWS, TopicResolver: t.resolver, GenerateSqsQueueName: queueFor,
+	}, sqsCfg, t.logger)
+}
+
+// createQueueWithDLQ creates the queue's dead-letter queue first and points
+// the queue's redrive policy at it.
+func (t *SQS) createQueueWithDLQ(ctx context.Context, name string, attrs wsqs.QueueConfigAttributes) (*sqs.CreateQueueInput, error) {
+	client := sqs.NewFromConfig(t.cfg.AWS)
+	dlq, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq"),
+		Attributes: map[string]string{"MessageRetentionPeriod": "1209600"}})
+	if err != nil {
+		return nil, fmt.Errorf("create dead-letter queue %s-dlq: %w", name, err)
+	}
+	got, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter queue %s-dlq: %w", name, err)
+	}
+	m, err := attrs.Attributes()
+	if err != nil {
+		return nil, err
+	}
+	m["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, got.Attributes["QueueArn"], t.cfg.MaxReceiveCount)
+	return &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: m}, nil
+}
+
+func (t *SQS) Publisher() message.Publisher { return t.pub }
+func (t *SQS) InProcess() bool               { return false }
+func (t *SQS) Codec() Codec                  { return claimCodec{t: t} }
+
+// Subscriber returns the group's subscriber.
+func (t *SQS) Subscriber(group string) (message.Subscriber, error) {
+	s, err := t.newSubscriber(group)
+	if err != nil {
+		return nil, fmt.Errorf("sqs transport: subscriber %s: %w", group, err)
+	}
+	t.mu.Lock()
+	t.subs = append(t.subs, s)
+	t.mu.Unlock()
+	return s, nil
+}
+
+// MaxMessageBytes is the largest payload published.
+func (t *SQS) MaxMessageBytes() int { return t.cfg.MessageLimit }
+
+// Close closes the subscribers and the publisher.
+func (t *SQS) Close() error {
+	var errs []error
+	t.mu.Lock()
+	for _, s := range t.subs {
+		errs = append(errs, s.Close())
+	}
+	t.mu.Unlock()
+	errs = append(errs, t.pub.Close())
+	return errors.Join(errs...)
+}
+
+// claimPrefix marks a payload that is only a reference to S3.
+const claimPrefix = "claim:s3://"
+
+// claimCodec is the binary codec in base64, with a claim check to S3 for
+// payloads over the message limit.
+type claimCodec struct{ t *SQS }
+
+func (c claimCodec) Marshal(ctx context.Context, b *record.Batch) (*message.Message, error) {
+	raw, err := EncodeBatch(b)
+	if err != nil {
+		return nil, err
+	}
+	payload := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+	base64.StdEncoding.Encode(payload, raw)
+	if len(payload) > c.t.cfg.MessageLimit {
+		if b.Len() > 1 || c.t.cfg.ClaimCheckBucket == "" {
+			return nil, fmt.Errorf("%w: %d bytes over the %d-byte message limit", ErrTooLarge, len(payload), c.t.cfg.MessageLimit)
+		}
+		key := "claims/" + watermill.NewUUID()
+		if _, err := c.t.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.t.cfg.ClaimCheckBucket), Key: aws.String(key), Body: bytes.NewReader(raw)}); err != nil {
+			return nil, fmt.Errorf("claim check to s3://%s/%s: %w", c.t.cfg.ClaimCheckBucket, key, err)
+		}
+		payload = []byte(claimPrefix + c.t.cfg.ClaimCheckBucket + "/" + key)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.SetContext(ctx)
+	return msg, nil
+}
+
+func (c claimCodec) Unmarshal(msg *message.Message) (*record.Batch, error) {
+	p := msg.Payload
+	if ref, ok := bytes.CutPrefix(p, []byte(claimPrefix)); ok {
+		bucket, key, _ := strings.Cut(string(ref), "/")
+		obj, err := c.t.s3.GetObject(msg.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err != nil {
+			return nil, fmt.Errorf("claim check s3://%s/%s: %w", bucket, key, err) // retryable
+		}
+		defer obj.Body.Close()
+		raw, err := io.ReadAll(obj.Body)
+		if err != nil {
+			return nil, fmt.Errorf("claim check s3://%s/%s: %w", bucket, key, err)
+		}
+		b, err := DecodeBatch(raw)
+		if err != nil {
+			return nil, Permanent(err)
+		}
+		return b, nil
+	}
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(p)))
+	n, err := base64.StdEncoding.Decode(raw, p)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("decode batch: base64: %w", err))
+	}
+	b, err := DecodeBatch(raw[:n])
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	return b, nil
+}
