@@ -261,7 +261,7 @@ func TestOverloadAnswers429(t *testing.T) {
 	big := body("r1", strings.Repeat("x", 600<<10))
 	w, _ := serve(s, request("r1", big)) // admitted, then times out
 	require.Equal(t, http.StatusServiceUnavailable, w.Code)
-	w, _ = serve(s, request("r2", body("r2", strings.Repeat("x", 600<<10)))) 
+	w, _ = serve(s, request("r2", body("r2", strings.Repeat("x", 600<<10))))
 	w3, resp := serve(s, request("r3", body("r3", strings.Repeat("x", 600<<10))))
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
 	assert.Equal(t, http.StatusTooManyRequests, w3.Code)

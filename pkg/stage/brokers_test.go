@@ -29,7 +29,9 @@ type collector struct {
 	fail func(b *record.Batch) error
 }
 
-func newCollector() *collector { return &collector{ids: map[string]int{}, got: make(chan struct{}, 1_000_000)} }
+func newCollector() *collector {
+	return &collector{ids: map[string]int{}, got: make(chan struct{}, 1_000_000)}
+}
 
 func (c *collector) Handle(_ context.Context, in *record.Batch, _ Output) error {
 	if c.fail != nil {

@@ -145,8 +145,8 @@ func (t *NATS) provision(ctx context.Context) error {
 }
 
 func (t *NATS) Publisher() message.Publisher { return t.pub }
-func (t *NATS) Codec() Codec                  { return sizedCodec{limit: int(t.nc.MaxPayload()) - 4096} }
-func (t *NATS) InProcess() bool               { return false }
+func (t *NATS) Codec() Codec                 { return sizedCodec{limit: int(t.nc.MaxPayload()) - 4096} }
+func (t *NATS) InProcess() bool              { return false }
 
 // Subscriber returns the group's subscriber: Subscribers pull loops on the
 // group's durable consumer, merged.

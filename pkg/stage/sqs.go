@@ -188,8 +188,8 @@ func (t *SQS) createQueueWithDLQ(ctx context.Context, name string, attrs wsqs.Qu
 }
 
 func (t *SQS) Publisher() message.Publisher { return t.pub }
-func (t *SQS) InProcess() bool               { return false }
-func (t *SQS) Codec() Codec                  { return claimCodec{t: t} }
+func (t *SQS) InProcess() bool              { return false }
+func (t *SQS) Codec() Codec                 { return claimCodec{t: t} }
 
 // Subscriber returns the group's subscriber.
 func (t *SQS) Subscriber(group string) (message.Subscriber, error) {
