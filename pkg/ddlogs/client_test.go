@@ -1,0 +1,1122 @@
+package ddlogs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+const testKey = "0123456789abcdef0123456789abcdef"
+
+// intake is a strict fake Datadog logs intake.
+type intake struct {
+	t   testing.TB
+	srv *httptest.Server
+
+	// respond decides the answer to a valid request; nil means 202.
+	respond func(req int, logs []map[string]any) int
+
+	mu       sync.Mutex
+	requests int
+	payloads [][]map[string]any // accepted payloads
+	sizes    []int              // their uncompressed sizes
+	ids      map[string]int     // accepted count per "id" attribute
+	encs     map[string]int     // Content-Encoding seen
+	problems []string
+}
+
+func newIntake(t testing.TB, respond func(req int, logs []map[string]any) int) *intake {
+	in := &intake{t: t, respond: respond, ids: map[string]int{}, encs: map[string]int{}}
+	in.srv = httptest.NewServer(http.HandlerFunc(in.serve))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+func (in *intake) problem(format string, args ...any) {
+	in.mu.Lock()
+	in.problems = append(in.problems, fmt.Sprintf(format, args...))
+	in.mu.Unlock()
+}
+
+func (in *intake) serve(w http.ResponseWriter, r *http.Request) {
+	in.mu.Lock()
+	in.requests++
+	n := in.requests
+	in.encs[r.Header.Get("Content-Encoding")]++
+	in.mu.Unlock()
+	switch {
+	case r.Method != http.MethodPost || r.URL.Path != "/api/v2/logs":
+		in.problem("bad request line %s %s", r.Method, r.URL.Path)
+	case r.Header.Get("Content-Type") != "application/json":
+		in.problem("bad content type %q", r.Header.Get("Content-Type"))
+	case r.Header.Get("User-Agent") != "gwpipe":
+		in.problem("bad user agent %q", r.Header.Get("User-Agent"))
+	}
+	if r.Header.Get("DD-API-KEY") != testKey {
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	var body io.Reader = r.Body
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			in.problem("gzip: %v", err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		body = zr
+	case "zstd":
+		zr, err := zstd.NewReader(r.Body)
+		if err != nil {
+			in.problem("zstd: %v", err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		defer zr.Close()
+		body = zr
+	case "":
+	default:
+		in.problem("unknown encoding %q", enc)
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		in.problem("read body: %v", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	var logs []map[string]any
+	if err := json.Unmarshal(raw, &logs); err != nil || noDuplicateKeys(raw) != nil {
+		in.problem("invalid payload: %v %.200s", err, raw)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if len(raw) > MaxBatchBytesLimit || len(logs) > MaxBatchLogsLimit || len(logs) == 0 {
+		in.problem("payload over the limits: %d bytes, %d logs", len(raw), len(logs))
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
+	status := http.StatusAccepted
+	if in.respond != nil {
+		status = in.respond(n, logs)
+	}
+	if status >= 200 && status < 300 {
+		in.mu.Lock()
+		in.payloads = append(in.payloads, logs)
+		in.sizes = append(in.sizes, len(raw))
+		for _, l := range logs {
+			if id, ok := l["id"].(string); ok {
+				in.ids[id]++
+			}
+		}
+		in.mu.Unlock()
+	}
+	if status == -1 { // drop the connection without an answer
+		hj, _ := w.(http.Hijacker)
+		conn, _, err := hj.Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if status >= 400 {
+		fmt.Fprintf(w, `{"errors":[{"status":"%d","title":"%s","detail":"rejected by test intake"}]}`, status, http.StatusText(status))
+	} else {
+		io.WriteString(w, "{}")
+	}
+}
+
+func (in *intake) url() string { return in.srv.URL + "/api/v2/logs" }
+
+func (in *intake) snapshot() (requests int, payloads [][]map[string]any, ids map[string]int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	ids = make(map[string]int, len(in.ids))
+	for k, v := range in.ids {
+		ids[k] = v
+	}
+	return in.requests, append([][]map[string]any(nil), in.payloads...), ids
+}
+
+func (in *intake) checkNoProblems() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	assert.Empty(in.t, in.problems)
+}
+
+// logBuffer collects slog output, to check what is logged and that the API
+// key never is.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// testConfig is a configuration for tests: tiny backoff, long linger (so that
+// payloads are sealed by size or Close unless a test says otherwise).
+func testConfig(t testing.TB, url string, logs *logBuffer) Config {
+	return Config{
+		URL:     url,
+		APIKey:  testKey,
+		Linger:  time.Hour,
+		Backoff: Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond},
+		Logger:  logs.logger(),
+	}
+}
+
+func newClient(t testing.TB, cfg Config, logs *logBuffer) *Client {
+	t.Helper()
+	goroutines := runtime.NumGoroutine()
+	c, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		assert.NoError(t, c.Close(ctx))
+		assert.NotContains(t, logs.String(), testKey, "the API key must never be logged")
+		checkGoroutines(t, goroutines)
+	})
+	return c
+}
+
+// checkGoroutines waits (bounded) for the goroutine count to come back to
+// what it was: the client must leave nothing running after Close.
+func checkGoroutines(t testing.TB, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond) // polling for a leak check only, not synchronisation
+	}
+	if n := runtime.NumGoroutine(); n > want {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutine leak: %d > %d\n%s", n, want, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// plug holds the intake on requests carrying a "plug" record, to keep the
+// client's senders busy.
+type plug struct {
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func newPlug() *plug { return &plug{arrived: make(chan struct{}, 10), release: make(chan struct{})} }
+
+// hold blocks a request that carries the plug record; it reports whether it did.
+func (p *plug) hold(logs []map[string]any) bool {
+	for _, l := range logs {
+		if l["plug"] != nil {
+			p.arrived <- struct{}{}
+			<-p.release
+			return true
+		}
+	}
+	return false
+}
+
+// insert delivers a plug record and waits until the intake holds it; the
+// returned channel yields Deliver's error once released.
+func (p *plug) insert(c *Client) chan error {
+	errc := make(chan error, 1)
+	go func() {
+		b := batch("plug", 1)
+		b.Records[0].Attrs = append(b.Records[0].Attrs, record.BoolAttr("plug", true))
+		_, err := c.Deliver(context.Background(), b)
+		errc <- err
+	}()
+	<-p.arrived
+	return errc
+}
+
+// sealEvents returns a channel of the batcher's sealing decisions.
+func sealEvents(c *Client) chan string {
+	ch := make(chan string, 1000)
+	c.testSealed = func(reason string, logs int) { ch <- fmt.Sprintf("%s:%d", reason, logs) }
+	return ch
+}
+
+// batch builds n records whose "id" attribute is prefix-i.
+func batch(prefix string, n int) *record.Batch {
+	b := &record.Batch{ID: prefix}
+	origin := &record.Origin{LogGroup: "API-Gateway-Execution-Logs_abc/prod", LogStream: "s", Account: "123456789012"}
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		b.Records = append(b.Records, record.Record{
+			Origin: origin, Timestamp: 1732850000000 + int64(i), Level: record.LevelInfo,
+			Message: []byte(`{"requestId":"` + id + `","httpMethod":"GET","status":"200"}`),
+			Tags:    []string{"apiid:abc", "stage:prod"},
+			Attrs: []record.Attr{
+				str8("id", id),
+				str8("http.method", "GET"),
+				record.IntAttr("http.status_code", 200),
+			},
+		})
+	}
+	return b
+}
+
+func assertDeliveredOnce(t *testing.T, in *intake, prefix string, n int) {
+	t.Helper()
+	_, _, ids := in.snapshot()
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		assert.Equal(t, 1, ids[id], "record %s", id)
+	}
+}
+
+func TestDeliverRendersAndSends(t *testing.T) {
+	in := newIntake(t, nil)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = time.Millisecond
+	cfg.Defaults = Defaults{Service: "petstore", Tags: "env:test"}
+	c := newClient(t, cfg, &logs)
+
+	rejected, err := c.Deliver(context.Background(), batch("a", 3))
+	require.NoError(t, err)
+	assert.Empty(t, rejected)
+
+	_, payloads, _ := in.snapshot()
+	require.Len(t, payloads, 1)
+	require.Len(t, payloads[0], 3)
+	l := payloads[0][0]
+	assert.Equal(t, "apigateway", l["ddsource"])
+	assert.Equal(t, "petstore", l["service"])
+	assert.Equal(t, "API-Gateway-Execution-Logs_abc/prod", l["hostname"])
+	assert.Equal(t, "env:test,apiid:abc,stage:prod", l["ddtags"])
+	assert.Equal(t, 1732850000000.0, l["timestamp"])
+	assert.Equal(t, "info", l["status"])
+	assert.Equal(t, `{"requestId":"a-0","httpMethod":"GET","status":"200"}`, l["message"])
+	assert.Equal(t, map[string]any{"method": "GET", "status_code": 200.0}, l["http"])
+	assert.Equal(t, map[string]any{"awslogs": map[string]any{
+		"logGroup": "API-Gateway-Execution-Logs_abc/prod", "logStream": "s", "owner": "123456789012"}}, l["aws"])
+	in.checkNoProblems()
+
+	s := c.Stats()
+	assert.Equal(t, uint64(3), s.LogsSubmitted)
+	assert.Equal(t, uint64(3), s.LogsAccepted)
+	assert.Equal(t, uint64(1), s.Payloads)
+	assert.Equal(t, uint64(1), s.Requests)
+	assert.Positive(t, s.BytesAccepted)
+	assert.Positive(t, s.BytesCompressed)
+	assert.Less(t, s.BytesCompressed, s.BytesAccepted)
+	assert.NoError(t, c.Healthy())
+
+	// Empty batches are a no-op.
+	rejected, err = c.Deliver(context.Background(), &record.Batch{})
+	assert.NoError(t, err)
+	assert.Empty(t, rejected)
+}
+
+func TestDeliverCompression(t *testing.T) {
+	for _, tc := range []struct{ compression, header string }{
+		{"", "gzip"}, {"gzip", "gzip"}, {"zstd", "zstd"}, {"none", ""},
+	} {
+		t.Run(tc.compression, func(t *testing.T) {
+			in := newIntake(t, nil)
+			var logs logBuffer
+			cfg := testConfig(t, in.url(), &logs)
+			cfg.Compression = tc.compression
+			cfg.Linger = -1
+			c := newClient(t, cfg, &logs)
+			_, err := c.Deliver(context.Background(), batch("c", 50))
+			require.NoError(t, err)
+			assertDeliveredOnce(t, in, "c", 50)
+			in.mu.Lock()
+			assert.Equal(t, map[string]int{tc.header: 1}, in.encs)
+			in.mu.Unlock()
+			in.checkNoProblems()
+		})
+	}
+	for _, level := range []int{1, 9} {
+		in := newIntake(t, nil)
+		var logs logBuffer
+		cfg := testConfig(t, in.url(), &logs)
+		cfg.CompressionLevel = level
+		cfg.Linger = -1
+		c := newClient(t, cfg, &logs)
+		_, err := c.Deliver(context.Background(), batch("l", 10))
+		require.NoError(t, err)
+		assertDeliveredOnce(t, in, "l", 10)
+	}
+}
+
+func TestBatchingMaxLogs(t *testing.T) {
+	in := newIntake(t, nil)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs) // an hour of linger: the last payload goes on Close
+	c := newClient(t, cfg, &logs)
+	submitted := make(chan int, 100)
+	c.testAfterSubmit = func(n int) { submitted <- n }
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Deliver(context.Background(), batch("m", 2500))
+		errc <- err
+	}()
+	for n := 0; n < 2500; n += <-submitted {
+	}
+	require.NoError(t, c.Close(context.Background()))
+	require.NoError(t, <-errc)
+	_, payloads, _ := in.snapshot()
+	var sizes []int
+	for _, p := range payloads {
+		sizes = append(sizes, len(p))
+	}
+	assert.ElementsMatch(t, []int{1000, 1000, 500}, sizes)
+	assertDeliveredOnce(t, in, "m", 2500)
+	in.checkNoProblems()
+}
+
+func TestBatchingMaxBytes(t *testing.T) {
+	in := newIntake(t, nil)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	cfg.MaxBatchBytes = 20_000
+	cfg.MaxLogBytes = 2_000
+	c := newClient(t, cfg, &logs)
+
+	b := batch("b", 300)
+	for i := range b.Records {
+		b.Records[i].Message = bytes.Repeat([]byte("x"), 100+i*7) // some over MaxLogBytes
+	}
+	_, err := c.Deliver(context.Background(), b)
+	require.NoError(t, err)
+	assertDeliveredOnce(t, in, "b", 300)
+	in.mu.Lock()
+	for _, size := range in.sizes {
+		assert.LessOrEqual(t, size, 20_000)
+	}
+	assert.Greater(t, len(in.sizes), 10)
+	in.mu.Unlock()
+	s := c.Stats()
+	assert.Positive(t, s.LogsTruncated)
+	_, payloads, _ := in.snapshot()
+	for _, p := range payloads {
+		for _, l := range p {
+			if gw, ok := l["gwpipe"].(map[string]any); ok {
+				assert.Equal(t, true, gw["truncated"])
+			}
+		}
+	}
+}
+
+// Records of concurrent Deliver calls share payloads: while the only sender
+// is busy, 10 callers × 10 records with MaxBatchLogs 100 fill exactly one
+// payload, sealed because it is full.
+func TestBatchingMergesConcurrentDelivers(t *testing.T) {
+	pl := newPlug()
+	in := newIntake(t, func(_ int, logs []map[string]any) int { pl.hold(logs); return http.StatusAccepted })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.MaxBatchLogs = 100
+	cfg.Concurrency = 1
+	c := newClient(t, cfg, &logs)
+	seals := sealEvents(c)
+	plugged := pl.insert(c)
+	assert.Equal(t, "idle:1", <-seals)
+
+	var wg sync.WaitGroup
+	for g := range 10 {
+		wg.Go(func() {
+			_, err := c.Deliver(context.Background(), batch(fmt.Sprintf("g%d", g), 10))
+			assert.NoError(t, err)
+		})
+	}
+	assert.Equal(t, "full:100", <-seals)
+	close(pl.release)
+	wg.Wait()
+	require.NoError(t, <-plugged)
+	requests, payloads, _ := in.snapshot()
+	assert.Equal(t, 2, requests)
+	require.Len(t, payloads, 2)
+	for g := range 10 {
+		assertDeliveredOnce(t, in, fmt.Sprintf("g%d", g), 10)
+	}
+}
+
+// A partial payload is sealed when Linger expires while the senders are busy.
+func TestLingerSealsPartialPayload(t *testing.T) {
+	pl := newPlug()
+	in := newIntake(t, func(_ int, logs []map[string]any) int { pl.hold(logs); return http.StatusAccepted })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = 20 * time.Millisecond
+	cfg.Concurrency = 1
+	c := newClient(t, cfg, &logs)
+	seals := sealEvents(c)
+	plugged := pl.insert(c)
+	assert.Equal(t, "idle:1", <-seals)
+
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Deliver(context.Background(), batch("l", 3))
+		errc <- err
+	}()
+	assert.Equal(t, "linger:3", <-seals)
+	assert.GreaterOrEqual(t, time.Since(start), 20*time.Millisecond)
+	close(pl.release)
+	require.NoError(t, <-errc)
+	require.NoError(t, <-plugged)
+	assertDeliveredOnce(t, in, "l", 3)
+}
+
+// A partial payload goes at once when waiting would only delay it: a sender
+// is idle and no Deliver call is handing records over.
+func TestIdleSenderSealsAtOnce(t *testing.T) {
+	in := newIntake(t, nil)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs) // an hour of linger
+	c := newClient(t, cfg, &logs)
+	seals := sealEvents(c)
+	_, err := c.Deliver(context.Background(), batch("i", 3))
+	require.NoError(t, err)
+	assert.Equal(t, "idle:3", <-seals)
+	assertDeliveredOnce(t, in, "i", 3)
+}
+
+func TestRetriesThenSuccess(t *testing.T) {
+	failures := []int{500, 503, 429, 408, 502, 404, -1, -1}
+	in := newIntake(t, func(req int, _ []map[string]any) int {
+		if req <= len(failures) {
+			return failures[req-1]
+		}
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	var mu sync.Mutex
+	var results []Result
+	cfg.OnResult = func(r Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}
+	c := newClient(t, cfg, &logs)
+
+	rejected, err := c.Deliver(context.Background(), batch("r", 20))
+	require.NoError(t, err)
+	assert.Empty(t, rejected)
+	assertDeliveredOnce(t, in, "r", 20)
+	requests, _, _ := in.snapshot()
+	assert.Equal(t, len(failures)+1, requests)
+
+	s := c.Stats()
+	assert.Equal(t, uint64(len(failures)), s.Retries)
+	assert.Equal(t, uint64(20), s.LogsAccepted)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, results, len(failures)+1)
+	for i, r := range results[:len(failures)] {
+		assert.Equal(t, Retrying, r.Outcome, "attempt %d", i+1)
+		assert.Equal(t, i+1, r.Attempt)
+		assert.Equal(t, 20, r.Logs)
+		if failures[i] > 0 {
+			assert.Equal(t, failures[i], r.Status)
+		} else {
+			assert.Zero(t, r.Status)
+			assert.Error(t, r.Err)
+		}
+	}
+	last := results[len(results)-1]
+	assert.Equal(t, Accepted, last.Outcome)
+	assert.Equal(t, http.StatusAccepted, last.Status)
+	assert.Equal(t, len(failures)+1, last.Attempt)
+	assert.Positive(t, last.Bytes)
+	assert.Positive(t, last.CompressedBytes)
+	assert.Contains(t, logs.String(), "retrying")
+}
+
+func TestBadRequestIsolatesTheBadLog(t *testing.T) {
+	in := newIntake(t, func(_ int, logs []map[string]any) int {
+		for _, l := range logs {
+			if l["bad"] != nil {
+				return http.StatusBadRequest
+			}
+		}
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	c := newClient(t, cfg, &logs)
+
+	b := batch("x", 100)
+	b.Records[37].Attrs = append(b.Records[37].Attrs, record.BoolAttr("bad", true))
+	rejected, err := c.Deliver(context.Background(), b)
+	require.NoError(t, err)
+	require.Len(t, rejected, 1)
+	assert.Equal(t, []byte(`{"requestId":"x-37","httpMethod":"GET","status":"200"}`), rejected[0].Message)
+	assert.Equal(t, "intake 400: rejected by test intake", rejected[0].Reason)
+	assert.Empty(t, b.Records[37].Reason, "the caller's batch is not modified")
+
+	_, _, ids := in.snapshot()
+	for i := range 100 {
+		want := 1
+		if i == 37 {
+			want = 0
+		}
+		assert.Equal(t, want, ids[fmt.Sprintf("x-%d", i)], "record %d", i)
+	}
+	s := c.Stats()
+	assert.Equal(t, uint64(1), s.LogsRejected)
+	assert.Equal(t, uint64(99), s.LogsAccepted)
+	assert.Positive(t, s.Splits)
+	assert.NoError(t, c.Healthy())
+}
+
+func TestPayloadTooLargeSplits(t *testing.T) {
+	in := newIntake(t, func(_ int, logs []map[string]any) int {
+		if len(logs) > 10 {
+			return http.StatusRequestEntityTooLarge
+		}
+		for _, l := range logs {
+			if l["huge"] != nil {
+				return http.StatusRequestEntityTooLarge
+			}
+		}
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	c := newClient(t, cfg, &logs)
+
+	b := batch("p", 64)
+	b.Records[5].Attrs = append(b.Records[5].Attrs, record.BoolAttr("huge", true))
+	rejected, err := c.Deliver(context.Background(), b)
+	require.NoError(t, err)
+	require.Len(t, rejected, 1)
+	assert.Equal(t, "intake 413: rejected by test intake", rejected[0].Reason)
+	_, payloads, ids := in.snapshot()
+	for _, p := range payloads {
+		assert.LessOrEqual(t, len(p), 10)
+	}
+	assert.Len(t, ids, 63)
+	for id, n := range ids {
+		assert.Equal(t, 1, n, id)
+	}
+}
+
+func TestUnauthorizedThenRecovery(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			var mu sync.Mutex
+			refuse := true
+			in := newIntake(t, func(int, []map[string]any) int {
+				mu.Lock()
+				defer mu.Unlock()
+				if refuse {
+					return status
+				}
+				return http.StatusAccepted
+			})
+			var logs logBuffer
+			cfg := testConfig(t, in.url(), &logs)
+			cfg.Linger = -1
+			refusals := make(chan Result, 100)
+			cfg.OnResult = func(r Result) {
+				if r.Outcome == Unauthorized {
+					select {
+					case refusals <- r:
+					default:
+					}
+				}
+			}
+			c := newClient(t, cfg, &logs)
+			require.NoError(t, c.Healthy())
+
+			done := make(chan error, 1)
+			go func() {
+				rejected, err := c.Deliver(context.Background(), batch("u", 10))
+				assert.Empty(t, rejected)
+				done <- err
+			}()
+			for range 3 { // several refused attempts: nothing dropped, one ERROR log
+				r := <-refusals
+				assert.Equal(t, status, r.Status)
+			}
+			err := c.Healthy()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "refused the API key")
+			assert.Contains(t, err.Error(), fmt.Sprint(status))
+			assert.NotContains(t, err.Error(), testKey)
+			assert.Equal(t, 1, strings.Count(logs.String(), `"level":"ERROR"`), logs.String())
+
+			mu.Lock()
+			refuse = false
+			mu.Unlock()
+			require.NoError(t, <-done)
+			assert.NoError(t, c.Healthy())
+			assertDeliveredOnce(t, in, "u", 10)
+			assert.Contains(t, logs.String(), "accepts the API key again")
+			assert.Zero(t, c.Stats().LogsDropped)
+		})
+	}
+}
+
+func TestWrongAPIKeyIsNeverLogged(t *testing.T) {
+	in := newIntake(t, nil) // answers 403 to any other key
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.APIKey = "wrong-key-do-not-log-me"
+	cfg.Linger = -1
+	refused := make(chan struct{})
+	var once sync.Once
+	cfg.OnResult = func(r Result) {
+		if r.Outcome == Unauthorized {
+			once.Do(func() { close(refused) })
+		}
+	}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-refused; cancel() }()
+	_, err = c.Deliver(ctx, batch("k", 1))
+	assert.ErrorIs(t, err, context.Canceled)
+	require.Error(t, c.Healthy())
+	assert.NotContains(t, c.Healthy().Error(), cfg.APIKey)
+	require.NoError(t, c.Close(context.Background()))
+	assert.NotContains(t, logs.String(), cfg.APIKey)
+	assert.Contains(t, logs.String(), "403")
+}
+
+// A caller whose context ends gets ctx.Err() at once; its records, which no
+// one waits for any more, are dropped before the next attempt.
+func TestDeliverContextCancelled(t *testing.T) {
+	in := newIntake(t, func(int, []map[string]any) int { return http.StatusServiceUnavailable })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	failed := make(chan struct{}, 100)
+	cfg.OnResult = func(r Result) {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+	}
+	c := newClient(t, cfg, &logs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Deliver(ctx, batch("c", 5))
+		errc <- err
+	}()
+	<-failed // the intake has refused the payload at least once
+	cancel()
+	assert.ErrorIs(t, <-errc, context.Canceled)
+
+	// Closing must not wait for the abandoned payload: it is dropped.
+	require.NoError(t, c.Close(context.Background()))
+	s := c.Stats()
+	assert.Equal(t, uint64(5), s.LogsDropped)
+	assert.Zero(t, s.LogsAccepted)
+
+	// An already cancelled context is refused up front.
+	_, err := c.Deliver(ctx, batch("d", 1))
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// While one caller still waits, its payload is sent whole, including the
+// records of callers who gave up (at-least-once).
+func TestAbandonedRecordsRideWithLiveOnes(t *testing.T) {
+	pl := newPlug()
+	var mu sync.Mutex
+	failing := true
+	in := newIntake(t, func(_ int, logs []map[string]any) int {
+		if pl.hold(logs) {
+			return http.StatusAccepted
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return http.StatusInternalServerError
+		}
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.MaxBatchLogs = 10
+	cfg.Concurrency = 1
+	failed := make(chan struct{}, 100)
+	cfg.OnResult = func(r Result) {
+		if r.Outcome == Retrying {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	c := newClient(t, cfg, &logs)
+	seals := sealEvents(c)
+	plugged := pl.insert(c)
+	assert.Equal(t, "idle:1", <-seals)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := c.Deliver(ctx, batch("gone", 5))
+		gaveUp <- err
+	}()
+	live := make(chan error, 1)
+	go func() {
+		_, err := c.Deliver(context.Background(), batch("live", 5))
+		live <- err
+	}()
+	assert.Equal(t, "full:10", <-seals) // both callers' records in one payload
+	close(pl.release)
+	require.NoError(t, <-plugged)
+	<-failed
+	cancel()
+	assert.ErrorIs(t, <-gaveUp, context.Canceled)
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	require.NoError(t, <-live)
+	assertDeliveredOnce(t, in, "live", 5)
+	assertDeliveredOnce(t, in, "gone", 5)
+}
+
+func TestCloseFlushesPending(t *testing.T) {
+	pl := newPlug()
+	in := newIntake(t, func(_ int, logs []map[string]any) int { pl.hold(logs); return http.StatusAccepted })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs) // an hour of linger: only Close seals
+	cfg.Concurrency = 1
+	c, err := New(cfg)
+	require.NoError(t, err)
+	seals := sealEvents(c)
+	submitted := make(chan int, 10)
+	c.testAfterSubmit = func(n int) { submitted <- n }
+	plugged := pl.insert(c)
+	assert.Equal(t, "idle:1", <-seals)
+	<-submitted
+
+	errc := make(chan error, 3)
+	for g := range 3 {
+		go func() {
+			_, err := c.Deliver(context.Background(), batch(fmt.Sprintf("f%d", g), 7))
+			errc <- err
+		}()
+	}
+	for range 3 {
+		<-submitted
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close(context.Background()) }()
+	assert.Equal(t, "close:21", <-seals)
+	close(pl.release)
+	require.NoError(t, <-closed)
+	require.NoError(t, <-plugged)
+	for range 3 {
+		require.NoError(t, <-errc)
+	}
+	requests, _, _ := in.snapshot()
+	assert.Equal(t, 2, requests)
+	for g := range 3 {
+		assertDeliveredOnce(t, in, fmt.Sprintf("f%d", g), 7)
+	}
+
+	_, err = c.Deliver(context.Background(), batch("late", 1))
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.NoError(t, c.Close(context.Background()), "Close is idempotent")
+	assert.NotContains(t, logs.String(), testKey)
+}
+
+// Close gives up when its context ends: waiting callers get ErrClosed and
+// every goroutine stops.
+func TestCloseTimeoutAbortsRetries(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	in := newIntake(t, func(int, []map[string]any) int { return http.StatusInternalServerError })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	failed := make(chan struct{}, 100)
+	cfg.OnResult = func(Result) {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+	}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Deliver(context.Background(), batch("t", 3))
+		errc <- err
+	}()
+	<-failed
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = c.Close(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, <-errc, ErrClosed)
+	in.srv.Close()
+	checkGoroutines(t, goroutines)
+}
+
+// With the senders stuck, at most MaxPending payloads wait and Deliver
+// blocks instead of buffering more.
+func TestBackPressure(t *testing.T) {
+	release := make(chan struct{})
+	in := newIntake(t, func(int, []map[string]any) int {
+		<-release
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	cfg.Concurrency = 1
+	cfg.MaxPending = 2
+	c := newClient(t, cfg, &logs)
+	submitted := make(chan int, 100)
+	c.testAfterSubmit = func(n int) { submitted <- n }
+
+	// One in flight, one queued, one held by the batcher: the fourth blocks.
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Go(func() {
+			_, err := c.Deliver(context.Background(), batch(fmt.Sprintf("bp%d", g), 1))
+			assert.NoError(t, err)
+		})
+		<-submitted
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Deliver(ctx, batch("blocked", 1))
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.LessOrEqual(t, c.Stats().PendingPayloads, cfg.MaxPending)
+	assert.Equal(t, uint64(3), c.Stats().LogsSubmitted, "the blocked call's record was never taken in")
+
+	close(release)
+	wg.Wait()
+	for g := range 3 {
+		assertDeliveredOnce(t, in, fmt.Sprintf("bp%d", g), 1)
+	}
+	_, _, ids := in.snapshot()
+	assert.Zero(t, ids["blocked-0"])
+}
+
+func TestRequestTimeoutIsRetried(t *testing.T) {
+	block := make(chan struct{})
+	var once sync.Once
+	in := newIntake(t, func(req int, _ []map[string]any) int {
+		if req == 1 {
+			<-block // the client gives up on this one
+		}
+		return http.StatusAccepted
+	})
+	defer once.Do(func() { close(block) })
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	cfg.RequestTimeout = 50 * time.Millisecond
+	var results []Result
+	var mu sync.Mutex
+	cfg.OnResult = func(r Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+		if r.Outcome == Retrying {
+			once.Do(func() { close(block) })
+		}
+	}
+	c := newClient(t, cfg, &logs)
+	_, err := c.Deliver(context.Background(), batch("to", 2))
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, results, 2)
+	assert.ErrorIs(t, results[0].Err, context.DeadlineExceeded)
+}
+
+func TestConcurrentDeliversStress(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	in := newIntake(t, func(int, []map[string]any) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n%3 == 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusAccepted
+	})
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = time.Millisecond
+	cfg.MaxBatchLogs = 50
+	cfg.Compression = "zstd"
+	c := newClient(t, cfg, &logs)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for k := range 5 {
+				_, err := c.Deliver(context.Background(), batch(fmt.Sprintf("s%d-%d", g, k), 1+g*k))
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	for g := range 16 {
+		for k := range 5 {
+			assertDeliveredOnce(t, in, fmt.Sprintf("s%d-%d", g, k), 1+g*k)
+		}
+	}
+	in.checkNoProblems()
+}
+
+func TestLogsURL(t *testing.T) {
+	assert.Equal(t, "https://http-intake.logs.datadoghq.com/api/v2/logs", LogsURL(""))
+	assert.Equal(t, "https://http-intake.logs.datadoghq.eu/api/v2/logs", LogsURL("datadoghq.eu"))
+	assert.Equal(t, "https://http-intake.logs.us5.datadoghq.com/api/v2/logs", LogsURL("us5.datadoghq.com"))
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{APIKey: "k"}
+	require.NoError(t, ok.Validate())
+	require.NoError(t, ok.withDefaults().Validate(), "defaults are valid")
+
+	cases := []struct {
+		mutate func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.APIKey = "" }, "APIKey is required"},
+		{func(c *Config) { c.APIKey = "a b" }, "APIKey contains whitespace"},
+		{func(c *Config) { c.URL = "ftp://x" }, "must start with https://"},
+		{func(c *Config) { c.URL = "https://" }, "has no host"},
+		{func(c *Config) { c.MaxBatchLogs = 1001 }, "MaxBatchLogs 1001 is out of range"},
+		{func(c *Config) { c.MaxBatchLogs = -1 }, "MaxBatchLogs -1 is out of range"},
+		{func(c *Config) { c.MaxBatchBytes = 5_000_001 }, "MaxBatchBytes 5000001 is out of range"},
+		{func(c *Config) { c.MaxLogBytes = 100 }, "MaxLogBytes 100 is out of range"},
+		{func(c *Config) { c.MaxLogBytes = 1_000_001 }, "MaxLogBytes 1000001 is out of range"},
+		{func(c *Config) { c.MaxBatchBytes = 10_000 }, "must leave room for one log"},
+		{func(c *Config) { c.Compression = "brotli" }, `Compression "brotli" is not one of`},
+		{func(c *Config) { c.CompressionLevel = 10 }, "out of range for gzip"},
+		{func(c *Config) { c.Compression, c.CompressionLevel = "zstd", 23 }, "out of range for zstd"},
+		{func(c *Config) { c.Compression, c.CompressionLevel = "none", 1 }, `CompressionLevel must be 0 with Compression "none"`},
+		{func(c *Config) { c.Concurrency = -1 }, "Concurrency -1 is out of range"},
+		{func(c *Config) { c.MaxPending = -1 }, "MaxPending -1 is out of range"},
+		{func(c *Config) { c.RequestTimeout = -1 }, "RequestTimeout"},
+		{func(c *Config) { c.Backoff.Multiplier = 0.5 }, "Multiplier 0.5 must be at least 1"},
+		{func(c *Config) { c.Backoff.InitialInterval = time.Minute; c.Backoff.MaxInterval = time.Second }, "exceeds Backoff.MaxInterval"},
+		{func(c *Config) { c.Backoff.Jitter = 2 }, "Jitter 2 must be at most 1"},
+	}
+	for _, tc := range cases {
+		c := ok
+		tc.mutate(&c)
+		err := c.Validate()
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want)
+		_, err = New(c)
+		assert.Error(t, err)
+	}
+
+	// Several problems are reported together.
+	err := Config{MaxBatchLogs: 5000, Compression: "lz4"}.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "APIKey")
+	assert.Contains(t, err.Error(), "MaxBatchLogs")
+	assert.Contains(t, err.Error(), "lz4")
+}
+
+func TestErrorDetail(t *testing.T) {
+	assert.Equal(t, "Malformed payload", errorDetail(400, []byte(`{"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}`)))
+	assert.Equal(t, "Forbidden", errorDetail(403, []byte(`{"errors":["Forbidden"]}`)))
+	assert.Equal(t, "Bad Request", errorDetail(400, []byte(`{"errors":[{"title":"Bad Request"}]}`)))
+	assert.Equal(t, "plain text", errorDetail(500, []byte(" plain text\n")))
+	assert.Equal(t, "Service Unavailable", errorDetail(503, nil))
+	assert.LessOrEqual(t, len(errorDetail(500, bytes.Repeat([]byte("x"), 10000))), 300)
+}
+
+func TestOutcomeString(t *testing.T) {
+	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {
+		assert.Equal(t, s, o.String())
+	}
+}
+
+// Close racing with busy callers: every call ends with nil or ErrClosed,
+// every accepted record was delivered once, nothing is left running.
+func TestCloseWhileDelivering(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	in := newIntake(t, nil)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = time.Millisecond
+	cfg.MaxBatchLogs = 30
+	c, err := New(cfg)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	started := make(chan struct{}, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				prefix := fmt.Sprintf("w%d-%d", g, k)
+				_, err := c.Deliver(context.Background(), batch(prefix, 7))
+				if k == 0 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					assert.ErrorIs(t, err, ErrClosed)
+					return
+				}
+				mu.Lock()
+				delivered[prefix] = 7
+				mu.Unlock()
+			}
+		})
+	}
+	for range 8 {
+		<-started
+	}
+	require.NoError(t, c.Close(context.Background()))
+	wg.Wait()
+	for prefix, n := range delivered {
+		assertDeliveredOnce(t, in, prefix, n)
+	}
+	s := c.Stats()
+	assert.Equal(t, s.LogsSubmitted, s.LogsAccepted)
+	in.srv.Close()
+	checkGoroutines(t, goroutines)
+}

@@ -1,0 +1,359 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/loadgen"
+)
+
+// The fleet tests run real gwpipe processes, one per stage worker, joined
+// by a real NATS JetStream server, so that a worker can be killed with
+// SIGKILL in the middle of the stream.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func gwpipeBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gwpipe-fleet")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "gwpipe")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/gwpipe/gwpipe/services/gwpipe").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+func startNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, MaxPayload: 1 << 20})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(10*time.Second), "nats-server did not start")
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+type worker struct {
+	stage string
+	cmd   *exec.Cmd
+	admin string
+	done  chan struct{}
+}
+
+type fleet struct {
+	t       *testing.T
+	env     []string
+	intake  *fakeintake.Server
+	ingest  string // Firehose endpoint URL
+	mu      sync.Mutex
+	workers []*worker
+}
+
+func newFleet(t *testing.T, natsURL string) *fleet {
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: 1_000_000})
+	f := &fleet{t: t, intake: intake, env: append(os.Environ(),
+		"DD_API_KEY="+intakeKey,
+		"GWPIPE_DATADOG_LOGS_URL="+base+"/api/v2/logs",
+		"GWPIPE_DATADOG_API_URL="+base,
+		"GWPIPE_DATADOG_LOGS_RETRY_INITIAL=20ms",
+		"GWPIPE_DATADOG_LOGS_RETRY_MAX=200ms",
+		"GWPIPE_DATADOG_LOGS_LINGER=10ms",
+		"GWPIPE_TRANSPORT_KIND=nats",
+		"GWPIPE_TRANSPORT_NATS_URL="+natsURL,
+		"GWPIPE_TRANSPORT_NATS_ACK_WAIT=3s",
+		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS="+firehoseKey,
+		"GWPIPE_METRICS_ENABLED=false",
+		"GWPIPE_DLQ_DIR="+t.TempDir(),
+		"GWPIPE_LOG_LEVEL=warn",
+	)}
+	t.Cleanup(f.stopAll)
+	return f
+}
+
+func (f *fleet) start(stage string) *worker {
+	f.t.Helper()
+	w := &worker{stage: stage, admin: freeAddr(f.t), done: make(chan struct{})}
+	env := append(append([]string(nil), f.env...), "GWPIPE_ADMIN_LISTEN="+w.admin)
+	if stage == StageIngest {
+		addr := freeAddr(f.t)
+		env = append(env, "GWPIPE_SOURCES_FIREHOSE_LISTEN="+addr)
+		f.ingest = "http://" + addr + "/"
+	}
+	w.cmd = exec.Command(gwpipeBinary(f.t), "run", "--stages", stage)
+	w.cmd.Env = env
+	stderr, err := w.cmd.StderrPipe()
+	require.NoError(f.t, err)
+	require.NoError(f.t, w.cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if testing.Verbose() {
+				f.t.Logf("[%s %d] %s", stage, w.cmd.Process.Pid, sc.Text())
+			}
+		}
+		_ = w.cmd.Wait()
+		close(w.done)
+	}()
+	f.mu.Lock()
+	f.workers = append(f.workers, w)
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(f.t, waitFor(ctx, func() bool { return w.status() != nil }), "worker %s did not come up", stage)
+	return w
+}
+
+func (w *worker) status() map[string]any {
+	resp, err := http.Get("http://" + w.admin + "/status")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return nil
+	}
+	return m
+}
+
+// stageBatches is how many batches a worker's stage handled.
+func (w *worker) stageBatches() float64 {
+	st := w.status()
+	if st == nil {
+		return 0
+	}
+	stages, _ := st["stages"].([]any)
+	for _, s := range stages {
+		m, _ := s.(map[string]any)
+		if m["name"] == w.stage {
+			v, _ := m["batches"].(float64)
+			return v
+		}
+	}
+	return 0
+}
+
+func (w *worker) counter(name string) float64 {
+	st := w.status()
+	if st == nil {
+		return 0
+	}
+	c, _ := st["counters"].(map[string]any)
+	v, _ := c[name].(float64)
+	return v
+}
+
+func (w *worker) rssMiB() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func (w *worker) kill9() {
+	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	<-w.done
+}
+
+func (f *fleet) stopAll() {
+	f.mu.Lock()
+	ws := f.workers
+	f.mu.Unlock()
+	for _, w := range ws {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-time.After(30 * time.Second):
+			_ = w.cmd.Process.Kill()
+		}
+	}
+}
+
+// waitDelivered waits until every sent id reached the intake and returns
+// how many logs arrived more than once.
+func (f *fleet) waitDelivered(t *testing.T, sent map[string]bool) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var missing []string
+	err := waitFor(ctx, func() bool {
+		if f.intake.Stats().LogsAccepted < int64(len(sent)) {
+			return false
+		}
+		seen := map[string]bool{}
+		for _, l := range f.intake.Logs() {
+			seen[logID(l)] = true
+		}
+		missing = missing[:0]
+		for id := range sent {
+			if !seen[id] {
+				missing = append(missing, id)
+			}
+		}
+		return len(missing) == 0
+	})
+	require.NoError(t, err, "%d events never delivered (e.g. %v)", len(missing), missing[:min(3, len(missing))])
+	return int(f.intake.Stats().LogsAccepted) - len(sent)
+}
+
+func runLoad(t *testing.T, url string, events int64, seed int64) (map[string]bool, <-chan error) {
+	var mu sync.Mutex
+	sent := map[string]bool{}
+	done := make(chan error, 1)
+	cfg := loadgen.Config{URL: url, AccessKey: firehoseKey, Events: events, Concurrency: 4, Seed: seed,
+		RecordsPerRequest: 10, EventsPerRecord: 50, Mix: loadgen.Mix{JSON: 6, CLF: 2, Exec: 2},
+		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, RetryDuration: 2 * time.Minute, RequestTimeout: 30 * time.Second}
+	go func() {
+		rep, err := loadgen.Run(context.Background(), cfg, loadgen.WithEventCallback(func(e *loadgen.Event) {
+			mu.Lock()
+			sent[e.ID] = true
+			mu.Unlock()
+		}))
+		if err == nil && rep.EventsAcked != events {
+			err = fmt.Errorf("only %d of %d events acknowledged: %+v", rep.EventsAcked, events, rep)
+		}
+		done <- err
+	}()
+	return sent, done
+}
+
+var fleetStages = []string{StageDecode, StageParse, StageEnrich, StageDeliverLogs}
+
+func TestFleetKillNineLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, startNATS(t))
+	byStage := map[string][]*worker{}
+	for _, s := range fleetStages {
+		for i := 0; i < 3; i++ {
+			byStage[s] = append(byStage[s], f.start(s))
+		}
+	}
+	f.start(StageIngest)
+
+	const events = 30_000
+	sent, done := runLoad(t, f.ingest, events, 11)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.intake.WaitLogs(ctx, events/5), "the fleet delivers")
+	// Mid-stream, kill -9 one worker of the two stages that hold the most.
+	byStage[StageDecode][0].kill9()
+	byStage[StageDeliverLogs][1].kill9()
+	require.NoError(t, <-done)
+
+	dupes := f.waitDelivered(t, sent)
+	var dropped float64
+	for _, w := range byStage[StageDeliverLogs][0:1] {
+		dropped += w.counter("deliver-logs.duplicates_dropped")
+	}
+	t.Logf("kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f duplicates dropped by a surviving worker", events, dupes, dropped)
+	assert.GreaterOrEqual(t, dupes, 0)
+}
+
+func TestFleetIntakeOutageLosesNothingMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, startNATS(t))
+	var delivers []*worker
+	for _, s := range fleetStages {
+		for i := 0; i < 3; i++ {
+			w := f.start(s)
+			if s == StageDeliverLogs {
+				delivers = append(delivers, w)
+			}
+		}
+	}
+	f.start(StageIngest)
+	require.NoError(t, f.intake.SetFailure(fakeintake.Failure{Status: 503}))
+
+	const events = 20_000
+	sent, done := runLoad(t, f.ingest, events, 12)
+	// While the intake is down, the backlog waits on the broker, not in the
+	// workers' memory.
+	require.NoError(t, <-done, "ingest acknowledges once the broker holds the records")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.FailuresInjected >= 30 }))
+	for _, w := range delivers {
+		assert.Less(t, w.rssMiB(), 200.0, "deliver worker memory stays bounded during the outage")
+	}
+	assert.Zero(t, f.intake.Stats().LogsAccepted)
+
+	f.intake.ClearFailure()
+	dupes := f.waitDelivered(t, sent)
+	t.Logf("intake outage: %d events, 0 lost, %d duplicates", events, dupes)
+}
+
+func TestFleetScalesOutWithoutCoordination(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, startNATS(t))
+	first := f.start(StageDecode)
+	for _, s := range fleetStages[1:] {
+		f.start(s)
+	}
+	f.start(StageIngest)
+	const events = 30_000
+	sent, done := runLoad(t, f.ingest, events, 13)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.intake.WaitLogs(ctx, 2000))
+	// Two more decode workers join the consumer group mid-stream.
+	added := []*worker{f.start(StageDecode), f.start(StageDecode)}
+	require.NoError(t, <-done)
+	f.waitDelivered(t, sent)
+	assert.Positive(t, first.stageBatches())
+	for _, w := range added {
+		assert.Positive(t, w.stageBatches(), "a worker that joined takes a share of the work")
+	}
+}

@@ -1,0 +1,136 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
+	"github.com/gwpipe/gwpipe/pkg/derive"
+	"github.com/gwpipe/gwpipe/pkg/stage"
+)
+
+// addMetricStages mounts derive and deliver-metrics when metrics are on.
+func (p *Pipeline) addMetricStages() error {
+	m := p.cfg.Metrics
+	topics := p.cfg.Pipeline.Topics
+	if !m.Enabled {
+		return nil
+	}
+	if p.runs(StageDerive) {
+		d, err := derive.New(derive.Config{
+			Namespace: m.Namespace, Window: m.Window, AllowedLateness: m.AllowedLateness,
+			MaxResourcesPerAPI: m.MaxResourcesPerAPI, TagAllowlist: m.TagAllowlist, Host: m.Host,
+			Summaries: m.Summaries, ErrorMetrics: m.ErrorMetrics, Logger: p.log.With("stage", StageDerive),
+		}, p.metrics)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		p.deriver = d
+		if err := p.rt.Add(stage.Stage{Name: StageDerive, Input: topics.Enriched, Output: topics.Metrics, Handler: d}); err != nil {
+			return err
+		}
+	}
+	if p.runs(StageDeliverMetrics) {
+		dl := m.Delivery
+		lat := p.metrics.Histogram("deliver-metrics.request_latency")
+		c, err := ddmetrics.New(ddmetrics.Config{
+			Mode: dl.Mode, APIURL: p.cfg.APIURL(), APIKey: p.cfg.Datadog.APIKey, Compression: dl.Compression,
+			Concurrency: dl.Concurrency, RequestTimeout: dl.RequestTimeout, DogStatsDAddr: dl.DogStatsDAddr,
+			Backoff:  ddmetrics.Backoff{InitialInterval: dl.RetryInitial, MaxInterval: dl.RetryMax},
+			Logger:   p.log.With("stage", StageDeliverMetrics),
+			OnResult: func(r ddmetrics.Result) { lat.Observe(r.Latency) },
+		})
+		if err != nil {
+			return fmt.Errorf("deliver-metrics: %w", err)
+		}
+		p.metricsC = c
+		if err := p.rt.Add(stage.Stage{Name: StageDeliverMetrics, Input: topics.Metrics, Handler: ddmetrics.NewStage(c)}); err != nil {
+			return err
+		}
+	}
+	if t := m.Telemetry; t.Enabled {
+		snap := ddmetrics.RegistrySnapshot(p.metrics)
+		if p.metricsC != nil {
+			snap = ddmetrics.RegistrySnapshot(p.metrics, ddmetrics.ClientCounters(StageDeliverMetrics, p.metricsC))
+		}
+		st, err := ddmetrics.NewSelfTelemetry(ddmetrics.SelfTelemetryConfig{
+			Addr: t.DogStatsDAddr, Interval: t.Interval, Tags: t.Tags, Snapshot: snap, Logger: p.log.With("component", "telemetry"),
+		})
+		if err != nil {
+			return fmt.Errorf("metrics.telemetry: %w", err)
+		}
+		p.selfTel = st
+	}
+	return nil
+}
+
+// startLoops starts the background work that time, not data, drives.
+func (p *Pipeline) startLoops() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopLoops = cancel
+	topics := p.cfg.Pipeline.Topics
+	if p.corr != nil {
+		out := p.rt.Source(StageParse, topics.Parsed)
+		every := max(p.cfg.Parse.Correlation.MaxAge/4, 100*time.Millisecond)
+		p.loop(func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-t.C:
+					if err := emitSummaries(ctx, out, p.corr.Expire(now.UnixMilli())); err != nil && ctx.Err() == nil {
+						p.log.Warn("request summaries could not be emitted", "error", err)
+					}
+				}
+			}
+		})
+	}
+	if p.deriver != nil {
+		out := p.rt.Source(StageDerive, topics.Metrics)
+		p.loop(func() { p.deriver.Run(ctx, out, p.cfg.Metrics.Tick) })
+	}
+	if p.selfTel != nil {
+		p.loop(func() { p.selfTel.Run(ctx) })
+	}
+}
+
+func (p *Pipeline) loop(f func()) {
+	p.loops.Add(1)
+	go func() {
+		defer p.loops.Done()
+		f()
+	}()
+}
+
+// flushOpenWork runs at shutdown once the sources are quiet: the requests
+// still open in the correlator become summaries, every open metric window
+// is flushed, and both are delivered before the process exits.
+func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
+	if p.stopLoops != nil {
+		p.stopLoops()
+		p.loops.Wait()
+	}
+	var errs []error
+	topics := p.cfg.Pipeline.Topics
+	if p.corr != nil && p.runs(StageEnrich) {
+		if err := emitSummaries(ctx, p.rt.Source(StageParse, topics.Parsed), p.corr.Flush()); err != nil {
+			errs = append(errs, fmt.Errorf("flush request summaries: %w", err))
+		}
+		if err := p.rt.Drain(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.deriver != nil {
+		if err := p.deriver.Flush(ctx, p.rt.Source(StageDerive, topics.Metrics)); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("flush metric windows: %w", err))
+		}
+		if err := p.rt.Drain(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}

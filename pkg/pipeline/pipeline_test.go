@@ -1,0 +1,383 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/dlq"
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/loadgen"
+)
+
+const (
+	intakeKey   = "test-dd-key"
+	firehoseKey = "test-firehose-key"
+)
+
+type harness struct {
+	p      *Pipeline
+	intake *fakeintake.Server
+	url    string // Firehose endpoint
+	dlqDir string
+}
+
+func start(t *testing.T, mutate ...func(*config.Config)) *harness {
+	t.Helper()
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: 1_000_000})
+	cfg := config.Default()
+	cfg.Datadog.APIKey = intakeKey
+	cfg.Datadog.LogsURL = base + "/api/v2/logs"
+	cfg.Datadog.APIURL = base
+	cfg.Datadog.Logs.RetryInitial = 10 * time.Millisecond
+	cfg.Datadog.Logs.RetryMax = 50 * time.Millisecond
+	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
+	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
+	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.DLQ.Dir = t.TempDir()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	p, err := New(cfg, nil, log)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		assert.NoError(t, p.Shutdown(ctx))
+	})
+	return &harness{p: p, intake: intake, url: "http://" + p.FirehoseAddr() + "/", dlqDir: cfg.DLQ.Dir}
+}
+
+func loadConfig(h *harness, events int64, seed int64) loadgen.Config {
+	return loadgen.Config{
+		URL: h.url, AccessKey: firehoseKey, Events: events, Concurrency: 8, Seed: seed,
+		RecordsPerRequest: 20, EventsPerRecord: 50,
+		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, RetryDuration: time.Minute,
+		RequestTimeout: 30 * time.Second,
+	}
+}
+
+// logID is the CloudWatch event id a delivered log carries.
+func logID(l fakeintake.Log) string {
+	id, _ := l.Attrs["id"].(string)
+	return id
+}
+
+func attr(l fakeintake.Log, path string) any {
+	var cur any = l.Attrs
+	for _, k := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
+}
+
+func TestEndToEndEveryEventExactlyOnceParsed(t *testing.T) {
+	h := start(t)
+	var (
+		mu   sync.Mutex
+		sent = map[string]loadgen.Event{}
+	)
+	rep, err := loadgen.Run(context.Background(), loadConfig(h, 100_000, 1), loadgen.WithEventCallback(func(e *loadgen.Event) {
+		mu.Lock()
+		sent[e.ID] = *e
+		mu.Unlock()
+	}))
+	require.NoError(t, err)
+	require.Equal(t, int64(100_000), rep.EventsAcked, "every event acknowledged: %+v", rep)
+	require.Len(t, sent, 100_000)
+
+	// Every acknowledged event is already at the intake: acknowledgement
+	// comes after delivery.
+	logs := h.intake.Logs()
+	seen := make(map[string]int, len(logs))
+	for _, l := range logs {
+		seen[logID(l)]++
+	}
+	require.Len(t, logs, 100_000, "no more and no fewer logs than events")
+	var checkedAccess, checkedExec int
+	for _, l := range logs {
+		id := logID(l)
+		require.Equal(t, 1, seen[id], "event %s delivered %d times", id, seen[id])
+		e, ok := sent[id]
+		require.True(t, ok, "log %s was never sent", id)
+		assert.Equal(t, e.Message, l.Message, "the original line is kept unchanged")
+		assert.Equal(t, "apigateway", l.Source)
+		assert.Equal(t, e.LogGroup, l.Hostname)
+		// The log's own time wins over the CloudWatch event time: CLF
+		// carries it to the second.
+		wantTS := e.Timestamp
+		switch e.Kind {
+		case loadgen.AccessJSON:
+			wantTS = e.RequestTimeMs
+		case loadgen.AccessCLF:
+			wantTS = e.RequestTimeMs / 1000 * 1000
+		}
+		assert.Equal(t, wantTS, l.Timestamp.UnixMilli(), "event %s: %s", id, e.Message)
+		assert.Contains(t, l.Tags, "aws_account:"+e.Account)
+		assert.Equal(t, e.LogGroup, attr(l, "aws.awslogs.logGroup"))
+		switch e.Kind {
+		case loadgen.AccessJSON, loadgen.AccessCLF:
+			assert.Equal(t, e.Method, attr(l, "http.method"), "event %s: %s", id, e.Message)
+			assert.EqualValues(t, e.Status, attr(l, "http.status_code"), "event %s: %s", id, e.Message)
+			assert.Equal(t, e.RequestID, attr(l, "http.request_id"), "event %s", id)
+			assert.Equal(t, e.IP, attr(l, "network.client.ip"), "event %s", id)
+			want := "info"
+			if e.Status >= 500 {
+				want = "error"
+			} else if e.Status >= 400 {
+				want = "warn"
+			}
+			assert.Equal(t, want, l.Status, "the log level follows the HTTP status: %s", e.Message)
+			checkedAccess++
+		case loadgen.Execution:
+			assert.Equal(t, e.RequestID, attr(l, "http.request_id"), "event %s: %s", id, e.Message)
+			checkedExec++
+		}
+	}
+	assert.Greater(t, checkedAccess, 50_000)
+	assert.Greater(t, checkedExec, 10_000)
+
+	st := h.p.Status()
+	assert.EqualValues(t, 100_000, st.Logs.LogsAccepted)
+	assert.Zero(t, st.Logs.LogsRejected)
+}
+
+func TestIntakeOutageNothingAcknowledgedEarly(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Sources.Firehose.AckTimeout = 300 * time.Millisecond })
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 503}))
+
+	var acked atomic.Int64
+	type result struct {
+		rep loadgen.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := loadgen.Run(context.Background(), loadConfig(h, 5_000, 2), loadgen.WithAckCallback(func(*loadgen.Request) { acked.Add(1) }))
+		done <- result{rep, err}
+	}()
+
+	// Let the outage bite: the intake refuses many requests and Firehose
+	// requests time out and are retried.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.FailuresInjected >= 20 }))
+	require.NoError(t, waitFor(ctx, func() bool { return h.p.Status().Counters["firehose.status.503"] >= 3 }))
+	assert.Zero(t, acked.Load(), "no request may be acknowledged while the intake refuses everything")
+	assert.Zero(t, h.p.Status().Counters["firehose.status.200"])
+	assert.Zero(t, h.intake.Stats().LogsAccepted)
+
+	h.intake.ClearFailure()
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, int64(5_000), r.rep.EventsAcked)
+
+	seen := map[string]int{}
+	for _, l := range h.intake.Logs() {
+		seen[logID(l)]++
+	}
+	assert.Len(t, seen, 5_000, "everything is delivered after recovery")
+	for id, n := range seen {
+		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
+	}
+	assert.Positive(t, h.p.Status().Counters["firehose.duplicate_requests"], "retries of in-flight requests attached instead of re-sending")
+}
+
+// waitFor polls a condition of the pipeline's own counters; the pipeline
+// offers no notification for them, and the condition is what is awaited.
+func waitFor(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func gz(p []byte) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, _ = zw.Write(p)
+	_ = zw.Close()
+	return b.Bytes()
+}
+
+func firehoseRequest(t *testing.T, url, reqID string, body []byte, headers map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Amz-Firehose-Protocol-Version", "1.0")
+	req.Header.Set("X-Amz-Firehose-Request-Id", reqID)
+	req.Header.Set("X-Amz-Firehose-Source-Arn", "arn:aws:firehose:us-east-1:123456789012:deliverystream/test")
+	req.Header.Set("X-Amz-Firehose-Access-Key", firehoseKey)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out), "the answer is always JSON")
+	return resp.StatusCode, out
+}
+
+func recordsBody(reqID string, datas ...[]byte) []byte {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `{"requestId":%q,"timestamp":%d,"records":[`, reqID, time.Now().UnixMilli())
+	for i, d := range datas {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"data":%q}`, base64.StdEncoding.EncodeToString(d))
+	}
+	sb.WriteString("]}")
+	return []byte(sb.String())
+}
+
+func envelope(ids ...string) []byte {
+	var sb strings.Builder
+	sb.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/a1b2c3d4e5/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
+	for i, id := range ids {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"id":%q,"timestamp":%d,"message":"{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":200,\"responseLength\":-}"}`, id, time.Now().UnixMilli(), id)
+	}
+	sb.WriteString("]}")
+	return []byte(sb.String())
+}
+
+func TestMalformedRequestsGetTheirStatusAndServingContinues(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.MaxBodyBytes = 1 << 20
+		c.Sources.Firehose.MaxDecompressedBytes = 2 << 20
+		c.Sources.Firehose.MaxInFlightBytes = 8 << 20
+	})
+	good := recordsBody("good", gz(envelope("1")))
+	cases := []struct {
+		name    string
+		body    []byte
+		headers map[string]string
+		status  int
+	}{
+		{"wrong access key", good, map[string]string{"X-Amz-Firehose-Access-Key": "wrong"}, 401},
+		{"no access key", good, map[string]string{"X-Amz-Firehose-Access-Key": ""}, 401},
+		{"bad protocol version", good, map[string]string{"X-Amz-Firehose-Protocol-Version": "0.9"}, 400},
+		{"no request id", good, map[string]string{"X-Amz-Firehose-Request-Id": ""}, 400},
+		{"broken JSON", []byte(`{"requestId":"r","records":[`), nil, 400},
+		{"truncated gzip body", gz(good)[:30], map[string]string{"Content-Encoding": "gzip"}, 400},
+		{"unsupported encoding", good, map[string]string{"Content-Encoding": "compress"}, 415},
+		{"body too large", bytes.Repeat([]byte("x"), 2<<20), nil, 413},
+		{"gzip bomb", gz(bytes.Repeat([]byte(" "), 4<<20)), map[string]string{"Content-Encoding": "gzip"}, 413},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := "req-" + strings.ReplaceAll(c.name, " ", "-")
+			body := bytes.ReplaceAll(c.body, []byte(`"good"`), []byte(`"`+id+`"`))
+			if c.headers == nil {
+				c.headers = map[string]string{}
+			}
+			if _, ok := c.headers["X-Amz-Firehose-Request-Id"]; !ok {
+				c.headers["X-Amz-Firehose-Request-Id"] = id
+			}
+			status, resp := firehoseRequest(t, h.url, id, body, c.headers)
+			assert.Equal(t, c.status, status, "%v", resp)
+			assert.NotEmpty(t, resp["errorMessage"])
+			assert.NotZero(t, resp["timestamp"])
+		})
+	}
+	// Bad records inside a good request are dead-lettered one by one; the
+	// others are delivered and the request is acknowledged.
+	truncated := gz(envelope("x1", "x2", "x3"))
+	status, resp := firehoseRequest(t, h.url, "mixed", recordsBody("mixed",
+		gz(envelope("10", "11")), []byte("not gzip and not JSON {"), truncated[:len(truncated)-8], gz(envelope("12")),
+	), nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	assert.Equal(t, "mixed", resp["requestId"])
+	ids := map[string]bool{}
+	for _, l := range h.intake.Logs() {
+		ids[logID(l)] = true
+	}
+	for _, id := range []string{"10", "11", "12"} {
+		assert.True(t, ids[id], "event %s delivered", id)
+	}
+	files, err := dlq.Files(h.dlqDir)
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "the truncated record is in the dead-letter archive")
+	var entries []dlq.Entry
+	for _, f := range files {
+		fh, err := os.Open(f)
+		require.NoError(t, err)
+		require.NoError(t, dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil }))
+		fh.Close()
+	}
+	require.Len(t, entries, 1)
+	assert.Equal(t, "decode", entries[0].Stage)
+	assert.Contains(t, entries[0].Reason, "truncated")
+	assert.Equal(t, "mixed", entries[0].Origin.RequestID)
+	// The plain line passed through as a line, unparsed but delivered.
+	assert.Len(t, h.intake.Logs(), 4)
+
+	// And the endpoint still serves.
+	status, _ = firehoseRequest(t, h.url, "after", recordsBody("after", gz(envelope("20"))), nil)
+	assert.Equal(t, http.StatusOK, status)
+}
+
+func TestRefusedAPIKeyTurnsHealthRed(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Sources.Firehose.AckTimeout = 500 * time.Millisecond })
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 403}))
+	status, _ := firehoseRequest(t, h.url, "r1", recordsBody("r1", gz(envelope("1"))), nil)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	require.Error(t, h.p.Ready())
+	resp, err := http.Get("http://" + h.p.AdminAddr() + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	status, body := firehoseRequest(t, h.url, "r2", recordsBody("r2", gz(envelope("2"))), nil)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Contains(t, fmt.Sprint(body["errorMessage"]), "403")
+
+	h.intake.ClearFailure()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(ctx, 1), "the held record is delivered once the key works")
+	require.NoError(t, waitFor(ctx, func() bool { return h.p.Ready() == nil }))
+	status, _ = firehoseRequest(t, h.url, "r1", recordsBody("r1", gz(envelope("1"))), nil)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Len(t, h.intake.Logs(), 1, "the retried request was not sent twice")
+}
