@@ -243,11 +243,11 @@ func (f *fleet) waitDelivered(t *testing.T, sent map[string]bool) int {
 	return int(f.intake.Stats().LogsAccepted) - len(sent)
 }
 
-func runLoad(t *testing.T, url string, events int64, seed int64) (map[string]bool, <-chan error) {
+func runLoad(t *testing.T, url string, events int64, seed int64, rate float64) (map[string]bool, <-chan error) {
 	var mu sync.Mutex
 	sent := map[string]bool{}
 	done := make(chan error, 1)
-	cfg := loadgen.Config{URL: url, AccessKey: firehoseKey, Events: events, Concurrency: 4, Seed: seed,
+	cfg := loadgen.Config{URL: url, AccessKey: firehoseKey, Events: events, Concurrency: 4, Seed: seed, Rate: rate,
 		RecordsPerRequest: 10, EventsPerRecord: 50, Mix: loadgen.Mix{JSON: 6, CLF: 2, Exec: 2},
 		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, RetryDuration: 2 * time.Minute, RequestTimeout: 30 * time.Second}
 	go func() {
@@ -280,7 +280,7 @@ func TestFleetKillNineLosesNothing(t *testing.T) {
 	f.start(StageIngest)
 
 	const events = 30_000
-	sent, done := runLoad(t, f.ingest, events, 11)
+	sent, done := runLoad(t, f.ingest, events, 11, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, f.intake.WaitLogs(ctx, events/5), "the fleet delivers")
@@ -291,11 +291,15 @@ func TestFleetKillNineLosesNothing(t *testing.T) {
 
 	dupes := f.waitDelivered(t, sent)
 	var dropped float64
-	for _, w := range byStage[StageDeliverLogs][0:1] {
-		dropped += w.counter("deliver-logs.duplicates_dropped")
+	for i, w := range byStage[StageDeliverLogs] {
+		if i != 1 { // the one killed
+			dropped += w.counter("deliver-logs.duplicates_dropped")
+		}
 	}
-	t.Logf("kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f duplicates dropped by a surviving worker", events, dupes, dropped)
-	assert.GreaterOrEqual(t, dupes, 0)
+	// Redelivery after a crash is at-least-once: duplicates are expected,
+	// bounded by what the dead workers held, and reported.
+	t.Logf("kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f duplicates dropped by surviving workers", events, dupes, dropped)
+	assert.Less(t, dupes, events/2, "duplicates are bounded by the work in flight")
 }
 
 func TestFleetIntakeOutageLosesNothingMemoryFlat(t *testing.T) {
@@ -316,7 +320,7 @@ func TestFleetIntakeOutageLosesNothingMemoryFlat(t *testing.T) {
 	require.NoError(t, f.intake.SetFailure(fakeintake.Failure{Status: 503}))
 
 	const events = 20_000
-	sent, done := runLoad(t, f.ingest, events, 12)
+	sent, done := runLoad(t, f.ingest, events, 12, 0)
 	// While the intake is down, the backlog waits on the broker, not in the
 	// workers' memory.
 	require.NoError(t, <-done, "ingest acknowledges once the broker holds the records")
@@ -343,8 +347,9 @@ func TestFleetScalesOutWithoutCoordination(t *testing.T) {
 		f.start(s)
 	}
 	f.start(StageIngest)
+	// A steady stream, so that there is work left when workers join.
 	const events = 30_000
-	sent, done := runLoad(t, f.ingest, events, 13)
+	sent, done := runLoad(t, f.ingest, events, 13, 5000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, f.intake.WaitLogs(ctx, 2000))

@@ -153,8 +153,13 @@ func (t *NATS) InProcess() bool              { return false }
 func (t *NATS) Subscriber(group string) (message.Subscriber, error) {
 	var subs []*wmjs.Subscriber
 	for i := 0; i < t.cfg.Subscribers; i++ {
+		// Each pull loop has a connection of its own: closing a watermill
+		// subscriber drains its connection.
 		s, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-			Conn: t.nc, Logger: t.logger, AckWaitTimeout: t.cfg.AckWait,
+			URL: t.cfg.URL, Logger: t.logger, AckWaitTimeout: t.cfg.AckWait,
+			// Fetch little ahead, so that a worker that joins gets work at
+			// once and one that dies strands little until AckWait.
+			ConsumeOptions: []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(2)},
 			ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
 				c, err := js.Consumer(ctx, topic, ConsumerName(group, topic))
 				if err != nil {
