@@ -50,6 +50,9 @@ export GWPIPE_SOURCES_FIREHOSE_LISTEN="$FIREHOSE_ADDR"
 export GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS="$ACCESS_KEY"
 export GWPIPE_ADMIN_LISTEN="$ADMIN_ADDR"
 export GWPIPE_DLQ_DIR="${GWPIPE_DLQ_DIR:-$RUN_DIR/dlq}"
+# Stage tags come from AWS; with no AWS account the logs carry the tags
+# their origin gives (account, region, API, stage). Set it to true to read them.
+export GWPIPE_ENRICH_AWS_TAGS="${GWPIPE_ENRICH_AWS_TAGS:-false}"
 
 bin/gwpipe run --report "$REPORT" &
 GWPIPE_PID=$!

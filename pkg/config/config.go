@@ -152,6 +152,9 @@ type Replay struct {
 	KeySlack    time.Duration `yaml:"key_slack"`
 	Concurrency int           `yaml:"concurrency"` // objects read at once
 	Rate        int           `yaml:"rate"`        // events per second; 0 = unlimited
+	// MaxInFlightEvents bounds the events sent and not yet acknowledged,
+	// which bounds the replay's memory.
+	MaxInFlightEvents int `yaml:"max_inflight_events"`
 	// Checkpoint is a file recording what was delivered, so that an
 	// interrupted replay resumes without sending anything twice.
 	Checkpoint string `yaml:"checkpoint"`
@@ -238,6 +241,30 @@ type Parse struct {
 type Enrich struct {
 	// Tags are added to every log; DD_TAGS adds to them.
 	Tags []string `yaml:"tags"`
+	// AWSTags reads each stage's tags from AWS (apigateway:GET and
+	// tag:GetResources only).
+	AWSTags       bool              `yaml:"aws_tags"`
+	RoleTemplate  string            `yaml:"role_template"` // e.g. arn:aws:iam::{account}:role/gwpipe-reader
+	RoleOverrides map[string]string `yaml:"role_overrides"`
+	ExternalID    string            `yaml:"external_id"`
+	DefaultRegion string            `yaml:"default_region"`
+	TTL           time.Duration     `yaml:"ttl"`
+	NegativeTTL   time.Duration     `yaml:"negative_ttl"`
+	MaxStages     int               `yaml:"max_stages"`
+	RatePerSecond float64           `yaml:"rate_per_second"`
+	Burst         int               `yaml:"burst"`
+	MaxWait       time.Duration     `yaml:"max_wait"`
+	Mappings      []StageMapping    `yaml:"mappings"`
+}
+
+// StageMapping names the API and stage of a log group whose records do not
+// say.
+type StageMapping struct {
+	LogGroup string `yaml:"log_group"`
+	APIID    string `yaml:"api_id"`
+	Stage    string `yaml:"stage"`
+	Account  string `yaml:"account"`
+	Region   string `yaml:"region"`
 }
 
 type Datadog struct {
@@ -294,6 +321,8 @@ func Default() Config {
 	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 32 << 20, MaxEventsPerBatch: 2000}
 	c.Parse.OtherSource = "cloudwatch"
 	c.Parse.Correlation = defaultCorrelation()
+	c.Enrich = Enrich{AWSTags: true, TTL: 15 * time.Minute, NegativeTTL: 5 * time.Minute, MaxStages: 100_000,
+		RatePerSecond: 10, Burst: 40, MaxWait: 200 * time.Millisecond}
 	c.Metrics = defaultMetrics()
 	c.Datadog = Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
 		Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
@@ -308,8 +337,9 @@ func Default() Config {
 		SelectBy: "auto", KeySlack: time.Hour, Concurrency: 4, OldLogs: "skip",
 		// Datadog drops logs older than 18 h; the margin leaves time for an
 		// event to travel from the archive to the intake.
-		MaxAge:         17*time.Hour + 50*time.Minute,
-		EventsPerBatch: 1000,
+		MaxAge:            17*time.Hour + 50*time.Minute,
+		EventsPerBatch:    500,
+		MaxInFlightEvents: 20_000,
 	}
 	return c
 }
@@ -570,6 +600,9 @@ func (c Config) Validate() error {
 	if r.MaxAge <= 0 || r.MaxAge > 18*time.Hour {
 		bad("replay.max_age", "must be positive and at most 18h (Datadog drops older logs), got %s", r.MaxAge)
 	}
+	if r.MaxInFlightEvents < 1 {
+		bad("replay.max_inflight_events", "must be positive, got %d", r.MaxInFlightEvents)
+	}
 	if r.EventsPerBatch < 1 || r.EventsPerBatch > 100_000 {
 		bad("replay.events_per_batch", "must be 1 to 100000, got %d", r.EventsPerBatch)
 	}
@@ -615,6 +648,17 @@ func (c Config) Validate() error {
 		bad("datadog.logs.concurrency", "must be at least 1")
 	}
 	c.validateMetrics(bad)
+	if e := c.Enrich; e.AWSTags {
+		if e.RoleTemplate != "" && !strings.Contains(e.RoleTemplate, "{account}") && len(e.RoleOverrides) == 0 {
+			bad("enrich.role_template", "must contain {account}, e.g. arn:aws:iam::{account}:role/gwpipe-reader, got %q", e.RoleTemplate)
+		}
+		if e.RatePerSecond <= 0 || e.RatePerSecond > 10 || e.Burst < 1 || e.Burst > 40 {
+			bad("enrich.rate_per_second", "must be in (0, 10] with enrich.burst 1..40: API Gateway's control plane allows 10/s, burst 40, per account")
+		}
+		if e.MaxWait < 0 || e.MaxWait > 10*time.Second {
+			bad("enrich.max_wait", "must be 0 to 10s, got %s", e.MaxWait)
+		}
+	}
 	if c.DLQ.Dir == "" {
 		bad("dlq.dir", "must be set: dead letters need somewhere to go")
 	}

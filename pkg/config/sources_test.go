@@ -62,7 +62,7 @@ replay:
 	}
 	for _, k := range []string{"sources.sqs.queue_urls", "sources.sqs.max_concurrent_messages", "sources.sqs.visibility_timeout", "sources.sqs.wait_time", "sources.sqs.region",
 		"replay.bucket", "replay.prefix", "replay.from", "replay.to", "replay.select_by", "replay.key_slack", "replay.concurrency", "replay.rate",
-		"replay.checkpoint", "replay.old_logs", "replay.max_age", "replay.dlq", "replay.region", "replay.events_per_batch"} {
+		"replay.checkpoint", "replay.old_logs", "replay.max_age", "replay.dlq", "replay.region", "replay.events_per_batch", "replay.max_inflight_events"} {
 		assert.True(t, keys[k], "key %s is listed", k)
 	}
 }
@@ -93,6 +93,7 @@ func TestSQSAndReplayValidation(t *testing.T) {
 		{"concurrency", func(c *Config) { c.Replay.Concurrency = 0 }, "replay.concurrency"},
 		{"rate", func(c *Config) { c.Replay.Rate = -1 }, "replay.rate"},
 		{"batch", func(c *Config) { c.Replay.EventsPerBatch = 0 }, "replay.events_per_batch"},
+		{"window", func(c *Config) { c.Replay.MaxInFlightEvents = 0 }, "replay.max_inflight_events"},
 		{"bucket as URL", func(c *Config) { c.Replay.Bucket = "s3://archive/prefix" }, "replay.bucket"},
 		{"bucket and dlq", func(c *Config) { c.Replay.Bucket, c.Replay.DLQ = "b", "data/dlq" }, "replay.dlq"},
 		{"from", func(c *Config) { c.Replay.From = "last tuesday" }, "replay.from"},

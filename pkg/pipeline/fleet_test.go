@@ -102,6 +102,7 @@ func newFleet(t *testing.T, natsURL string) *fleet {
 		"GWPIPE_TRANSPORT_NATS_ACK_WAIT=3s",
 		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS="+firehoseKey,
 		"GWPIPE_METRICS_ENABLED=false",
+		"GWPIPE_ENRICH_AWS_TAGS=false",
 		"GWPIPE_DLQ_DIR="+t.TempDir(),
 		"GWPIPE_LOG_LEVEL=warn",
 	)}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/apigw"
+	"github.com/gwpipe/gwpipe/pkg/awstags"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
@@ -94,6 +95,7 @@ type Pipeline struct {
 	archive  *dlq.Archive
 	parser   *apigw.Parser
 	corr     *apigw.Correlator
+	tagger   *awstags.Tagger
 	deriver  *derive.Deriver
 	metricsC *ddmetrics.Client
 	selfTel  *ddmetrics.SelfTelemetry
@@ -170,7 +172,11 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	if p.runs(StageEnrich) {
-		if err := p.rt.Add(stage.Stage{Name: StageEnrich, Input: topics.Parsed, Output: topics.Enriched, Handler: enrichStage{}}); err != nil {
+		h, err := p.enricher()
+		if err != nil {
+			return nil, fmt.Errorf("enrich: %w", err)
+		}
+		if err := p.rt.Add(stage.Stage{Name: StageEnrich, Input: topics.Parsed, Output: topics.Enriched, Handler: h}); err != nil {
 			return nil, err
 		}
 	}
@@ -348,6 +354,11 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.metricsC != nil {
 		if err := p.metricsC.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("deliver-metrics: %w", err))
+		}
+	}
+	if p.tagger != nil {
+		if err := p.tagger.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("enrich: %w", err))
 		}
 	}
 	if p.selfTel != nil {

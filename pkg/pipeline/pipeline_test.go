@@ -52,6 +52,7 @@ func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false // no AWS here; the tags tests use moto
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -1,0 +1,482 @@
+package awstags
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	acctA = "111111111111"
+	acctB = "222222222222"
+	usE1  = "us-east-1"
+	euW1  = "eu-west-1"
+)
+
+var roleCfg = Config{RoleTemplate: "arn:aws:iam::{account}:role/gwpipe-reader", StaticTags: []string{"pipeline:gwpipe"}}
+
+func TestLookupBuildsConsoleTags(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.addAPI(acctA, usE1, &fakeAPI{id: "h1h2h3h4h5", name: "orders", kind: APIHTTP, tags: map[string]string{"team": "orders"},
+		stages: []fakeStage{{name: "$default", tags: map[string]string{"Service": "Orders API"},
+			dest: "arn:aws:firehose:us-east-1:111111111111:deliverystream/amazon-apigateway-orders", format: "$context.requestId $context.status"}}})
+	// The tagging API's view of a resource wins over its listing's.
+	h.cloud.update(func() {
+		r := h.cloud.regions[invKey{acctA, usE1}]
+		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5"] = map[string]string{"team": "payments-core"}
+		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/stages/prod"] = map[string]string{"owner": "alice@example.com"}
+		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/deployments/abc"] = map[string]string{"ignored": "x"}
+	})
+
+	tests := []struct {
+		name string
+		key  StageKey
+		want Info
+	}{
+		{
+			name: "REST stage: API and stage tags, stage wins, tagging API wins",
+			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"},
+			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
+				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
+					"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
+				Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`},
+		},
+		{
+			name: "REST stage without tags inherits the API's",
+			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"},
+			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev", APIName: "PetStore", Kind: APIREST,
+				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:dev", "region:us-east-1", "aws_account:111111111111",
+					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
+				Env: "prod"},
+		},
+		{
+			name: "HTTP API $default stage",
+			key:  StageKey{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default"},
+			want: Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
+				Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
+					"service:orders_api", "team:orders", "pipeline:gwpipe"},
+				Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"},
+		},
+		{
+			name: "API without stage",
+			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5"},
+			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", APIName: "PetStore", Kind: APIREST,
+				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "region:us-east-1", "aws_account:111111111111",
+					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
+				Env: "prod"},
+		},
+		{
+			name: "log group through the access-log destinations",
+			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "/gw/petstore/prod"},
+			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
+				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
+					"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
+				Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`},
+		},
+		{
+			name: "Firehose stream through the access-log destinations",
+			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "amazon-apigateway-orders"},
+			want: Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
+				Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
+					"service:orders_api", "team:orders", "pipeline:gwpipe"},
+				Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"},
+		},
+		{
+			name: "log group no stage writes to: account and region only",
+			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "/some/other/group"},
+			want: Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}},
+		},
+		{
+			name: "unknown stage of a known API: the API's tags, complete",
+			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "gone"},
+			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "gone", APIName: "PetStore", Kind: APIREST,
+				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:gone", "region:us-east-1", "aws_account:111111111111",
+					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
+				Env: "prod"},
+		},
+		{
+			name: "no stage named: base tags",
+			key:  StageKey{Account: acctA, Region: usE1},
+			want: Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, complete := h.lookup(t, tc.key)
+			assert.True(t, complete)
+			assert.Equal(t, tc.want, got)
+			assert.Equal(t, len(got.Tags), cap(got.Tags), "appending to shared tags must copy")
+		})
+	}
+	s := h.t.Stats()
+	assert.Equal(t, int64(1), s.Calls["apigateway:GetRestApis"])
+	assert.Equal(t, int64(1), s.Calls["apigatewayv2:GetApis"])
+	assert.Equal(t, int64(1), s.Calls["apigateway:GetStages"])
+	assert.Equal(t, int64(1), s.Calls["apigatewayv2:GetStages"])
+	assert.Equal(t, int64(1), s.Calls["tagging:GetResources"])
+	assert.Equal(t, int64(3), s.Stages)
+}
+
+func TestSharedTagSlice(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
+	a, _ := h.lookup(t, key)
+	b, settled := h.t.Peek(key)
+	require.True(t, settled)
+	assert.Same(t, &a.Tags[0], &b.Tags[0], "every record of a stage shares one slice")
+	base1, _ := h.t.Peek(StageKey{Account: acctA, Region: usE1})
+	base2, _ := h.t.Peek(StageKey{Account: acctA, Region: usE1})
+	assert.Same(t, &base1.Tags[0], &base2.Tags[0])
+}
+
+func TestConcurrentMissesShareOneRead(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.hold()
+	keys := []StageKey{
+		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"},
+		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"},
+		{Account: acctA, Region: usE1, LogGroup: "/gw/petstore/prod"},
+	}
+	for _, k := range keys { // every key is a miss while the read is held
+		_, settled := h.t.Peek(k)
+		require.False(t, settled)
+	}
+	var wg sync.WaitGroup
+	results := make(chan bool, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, complete := h.lookup(t, keys[i%len(keys)])
+			results <- complete
+		}()
+	}
+	h.cloud.release()
+	wg.Wait()
+	close(results)
+	for complete := range results {
+		assert.True(t, complete)
+	}
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"))
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetStages"))
+}
+
+func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.hold()
+	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	info, complete := h.t.Lookup(ctx, key)
+	assert.False(t, complete)
+	assert.True(t, info.Partial)
+	assert.Equal(t, []string{"apiid:a1b2c3d4e5", "stage:prod", "region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe", PartialTag}, info.Tags)
+
+	// One record waited in vain: the next ones go on at once.
+	info, settled := h.t.Peek(key)
+	assert.True(t, settled)
+	assert.True(t, info.Partial)
+
+	h.cloud.release()
+	require.NoError(t, h.event(t).Err)
+	info, settled = h.t.Peek(key)
+	assert.True(t, settled)
+	assert.False(t, info.Partial)
+	assert.Contains(t, info.Tags, "team:payments")
+	s := h.t.Stats()
+	assert.Equal(t, int64(1), s.WaitTimeouts)
+	assert.Equal(t, int64(2), s.Partial)
+}
+
+func TestRefreshAfterTTLServesStaleWhileAWSFails(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	api := petstore("a1b2c3d4e5")
+	h.cloud.addAPI(acctA, usE1, api)
+	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
+	info, _ := h.lookup(t, key)
+	require.Contains(t, info.Tags, "team:payments")
+	require.NoError(t, h.event(t).Err)
+
+	h.cloud.update(func() { api.tags = map[string]string{"team": "platform"} })
+	h.clock.Advance(DefaultTTL / 2)
+	h.sweep()
+	info, _ = h.t.Peek(key)
+	assert.Contains(t, info.Tags, "team:payments", "within the TTL the cache answers")
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"))
+
+	h.clock.Advance(DefaultTTL)
+	h.sweep()
+	require.NoError(t, h.event(t).Err)
+	info, _ = h.t.Peek(key)
+	assert.Contains(t, info.Tags, "team:platform")
+
+	// AWS fails: the last tags stay served, not flagged partial.
+	h.cloud.failNext(acctA, usE1, "GetRestApis", errAccessDenied)
+	h.clock.Advance(2 * DefaultTTL)
+	h.sweep()
+	ev := h.event(t)
+	require.Error(t, ev.Err)
+	assert.False(t, IsRetryable(ev.Err))
+	info, settled := h.t.Peek(key)
+	assert.True(t, settled)
+	assert.False(t, info.Partial)
+	assert.Contains(t, info.Tags, "team:platform")
+	assert.Equal(t, int64(1), h.t.Stats().Stale)
+
+	// After NegativeTTL the read is tried again and succeeds.
+	h.clock.Advance(DefaultNegativeTTL + time.Second)
+	h.sweep()
+	require.NoError(t, h.event(t).Err)
+	assert.Equal(t, 4, h.cloud.count(acctA, usE1, "GetRestApis"))
+}
+
+func TestNegativeCachingAndSingleAPIRead(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	ghost := StageKey{Account: acctA, Region: usE1, APIID: "zzzzzzzzzz", Stage: "prod"}
+	info, complete := h.lookup(t, ghost)
+	require.NoError(t, h.event(t).Err)
+	assert.True(t, complete, "a fresh read says the API does not exist")
+	assert.Equal(t, []string{"apiid:zzzzzzzzzz", "stage:prod", "region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}, info.Tags)
+
+	// Older than NegativeTTL: one read of that API alone, then remembered.
+	h.clock.Advance(DefaultNegativeTTL + time.Second)
+	_, complete = h.lookup(t, ghost)
+	assert.True(t, complete)
+	assert.Equal(t, "zzzzzzzzzz", h.event(t).APIID)
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApi"))
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetApi"))
+	for range 5 {
+		_, settled := h.t.Peek(ghost)
+		assert.True(t, settled)
+	}
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApi"), "negative answers are cached")
+
+	// A new API appears: found by a single-API read once NegativeTTL passed.
+	h.cloud.addAPI(acctA, usE1, &fakeAPI{id: "n1n2n3n4n5", name: "chat", kind: APIWebSocket, tags: map[string]string{"team": "chat"},
+		stages: []fakeStage{{name: "live", tags: map[string]string{"env": "prod"}}}})
+	info, complete = h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "n1n2n3n4n5", Stage: "live"})
+	require.True(t, complete)
+	require.NoError(t, h.event(t).Err)
+	assert.Equal(t, APIWebSocket, info.Kind)
+	assert.Equal(t, []string{"apiid:n1n2n3n4n5", "apiname:chat", "stage:live", "region:us-east-1", "aws_account:111111111111", "env:prod", "team:chat", "pipeline:gwpipe"}, info.Tags)
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"), "no full read for one API")
+	assert.Equal(t, int64(3), h.t.Stats().Stages)
+}
+
+func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.failNext(acctA, usE1, "GetRestApis", apiErr("TooManyRequestsException"), apiErr("TooManyRequestsException"))
+	h.cloud.failNext(acctA, usE1, "GetResources", apiErr("ThrottledException"))
+	info, complete := h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.True(t, complete)
+	assert.Contains(t, info.Tags, "team:payments")
+	s := h.t.Stats()
+	assert.Equal(t, int64(3), s.Throttles)
+	assert.Equal(t, int64(3), s.Calls["apigateway:GetRestApis"])
+	assert.Equal(t, int64(2), s.Calls["tagging:GetResources"])
+	assert.Equal(t, int64(0), s.Errors)
+}
+
+func TestDegradedReads(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.addAPI(acctA, usE1, petstore("b1b2b3b4b5"))
+	// One API's stages cannot be read, and the tagging API is throttled
+	// through every retry: the rest of the account is still served.
+	h.cloud.update(func() { h.cloud.stagesErr = map[string]error{"a1b2c3d4e5": errAccessDenied} })
+	h.cloud.failNext(acctA, usE1, "GetResources", apiErr("ThrottledException"), apiErr("ThrottledException"), apiErr("ThrottledException"))
+	info, complete := h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "b1b2b3b4b5", Stage: "prod"})
+	ev := h.event(t)
+	require.NoError(t, ev.Err)
+	assert.Len(t, ev.Degraded, 2)
+	assert.True(t, complete)
+	assert.Contains(t, info.Tags, "service:pets")
+
+	info, settled := h.t.Peek(StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.True(t, settled, "no use waiting: the read is over")
+	assert.True(t, info.Partial, "the stage's own tags are unknown")
+	assert.Contains(t, info.Tags, "team:payments", "the API's tags are known")
+	assert.Equal(t, int64(2), h.t.Stats().Stages)
+}
+
+func TestUnreadableAccountIsNegativelyCached(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctB, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.failNext(acctA, usE1, "GetRestApis", errAccessDenied)
+	bad := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
+	info, complete := h.lookup(t, bad)
+	assert.False(t, complete)
+	assert.Contains(t, info.Tags, PartialTag)
+	require.Error(t, h.event(t).Err)
+
+	// The other account is not affected.
+	_, complete = h.lookup(t, StageKey{Account: acctB, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.True(t, complete)
+	require.NoError(t, h.event(t).Err)
+
+	for range 3 {
+		_, settled := h.t.Peek(bad)
+		assert.True(t, settled)
+	}
+	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"), "permanent errors are not retried, and remembered")
+	// After NegativeTTL the sweep reads the account again; records do not
+	// wait for that read: the account failed recently, batches must not
+	// stall on it.
+	h.clock.Advance(DefaultNegativeTTL + time.Second)
+	h.sweep()
+	require.NoError(t, h.event(t).Err)
+	_, complete = h.lookup(t, bad)
+	assert.True(t, complete)
+	assert.Equal(t, 2, h.cloud.count(acctA, usE1, "GetRestApis"))
+}
+
+func TestOwnCredentialsServeOnlyTheirAccount(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.cloud.addAPI("123456789012", usE1, petstore("a1b2c3d4e5"))
+	info, complete := h.lookup(t, StageKey{Account: "123456789012", Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.True(t, complete)
+	assert.Contains(t, info.Tags, "team:payments")
+
+	info, complete = h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.False(t, complete)
+	assert.Contains(t, info.Tags, PartialTag)
+	assert.Equal(t, 0, h.cloud.count(acctA, usE1, "GetRestApis"), "another account's APIs are never read with our credentials")
+	assert.Equal(t, int64(1), h.t.Stats().Calls["sts:GetCallerIdentity"])
+}
+
+func TestBoundedSizeAndEviction(t *testing.T) {
+	h := newHarness(t, Config{RoleTemplate: roleCfg.RoleTemplate, MaxStages: 3})
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.addAPI(acctA, usE1, petstore("b1b2b3b4b5"))
+	h.cloud.addAPI(acctB, euW1, petstore("c1c2c3c4c5"))
+	h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	h.lookup(t, StageKey{Account: acctB, Region: euW1, APIID: "c1c2c3c4c5", Stage: "prod"})
+	s := h.t.Stats()
+	assert.Equal(t, int64(3), s.Stages)
+	assert.Equal(t, int64(3), s.Truncated)
+	assert.Equal(t, int64(2), s.Inventories)
+	// A stage left out is unknown, not absent: partial, and not fetched
+	// again and again.
+	h.clock.Advance(DefaultNegativeTTL + time.Second)
+	info, settled := h.t.Peek(StageKey{Account: acctB, Region: euW1, APIID: "c1c2c3c4c5", Stage: "dev"})
+	assert.True(t, settled)
+	assert.True(t, info.Partial)
+	assert.Contains(t, info.Tags, "team:payments")
+	assert.Zero(t, h.cloud.count(acctB, euW1, "GetRestApi"))
+
+	// Rejected: implausible accounts and regions never reach AWS.
+	info, _ = h.t.Peek(StageKey{Account: "not-an-account", Region: usE1, APIID: "x", Stage: "y"})
+	assert.True(t, info.Partial)
+	assert.Equal(t, int64(1), h.t.Stats().Rejected)
+
+	h.sweep() // notes the use above
+	h.clock.Advance(4*DefaultTTL + time.Second)
+	h.sweep()
+	s = h.t.Stats()
+	assert.Equal(t, int64(0), s.Inventories)
+	assert.Equal(t, int64(0), s.Stages)
+	assert.Equal(t, int64(2), s.Evicted)
+}
+
+func TestOnFormat(t *testing.T) {
+	type change struct{ group, format string }
+	var mu sync.Mutex
+	var got []change
+	cfg := roleCfg
+	cfg.OnFormat = func(g, f string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, change{g, f})
+	}
+	h := newHarness(t, cfg)
+	api := petstore("a1b2c3d4e5")
+	api.stages[1] = fakeStage{name: "dev", canary: true, dest: "arn:aws:logs:us-east-1:111111111111:log-group:/gw/petstore/dev", format: "$context.requestId"}
+	h.cloud.addAPI(acctA, usE1, api)
+	h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	require.NoError(t, h.event(t).Err)
+	mu.Lock()
+	assert.Equal(t, []change{
+		{"/gw/petstore/dev", "$context.requestId"},
+		{"/gw/petstore/dev/Canary", "$context.requestId"},
+		{"/gw/petstore/prod", `{"requestId":"$context.requestId"}`},
+	}, got)
+	got = nil
+	mu.Unlock()
+
+	// The canary group resolves to its stage.
+	info, complete := h.lookup(t, StageKey{Account: acctA, Region: usE1, LogGroup: "/gw/petstore/dev/Canary"})
+	assert.True(t, complete)
+	assert.Equal(t, "dev", info.Stage)
+
+	h.cloud.update(func() {
+		api.stages[1] = fakeStage{name: "dev"}
+		api.stages[0].format = "$context.requestId $context.status"
+	})
+	h.clock.Advance(2 * DefaultTTL)
+	h.sweep()
+	require.NoError(t, h.event(t).Err)
+	mu.Lock()
+	assert.Equal(t, []change{
+		{"/gw/petstore/prod", "$context.requestId $context.status"},
+		{"/gw/petstore/dev", ""},
+		{"/gw/petstore/dev/Canary", ""},
+	}, got)
+	mu.Unlock()
+}
+
+func TestCloseCancelsReadsInFlight(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.hold() // the read blocks until its context ends
+	_, settled := h.t.Peek(StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	require.False(t, settled)
+	done := make(chan struct{})
+	go func() { _ = h.t.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	_, settled = h.t.Peek(StageKey{Account: acctB, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	assert.True(t, settled, "a closed Tagger fetches nothing")
+}
+
+func TestPeekHitDoesNotAllocate(t *testing.T) {
+	h := newHarness(t, roleCfg)
+	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
+	h.lookup(t, key)
+	base := StageKey{Account: acctA, Region: usE1}
+	h.t.Peek(base)
+	allocs := testing.AllocsPerRun(1000, func() {
+		h.t.Peek(key)
+		h.t.Peek(base)
+	})
+	assert.Zero(t, allocs)
+}
+
+func TestAccountsHaveTheirOwnRateLimit(t *testing.T) {
+	h := newHarness(t, Config{RoleTemplate: roleCfg.RoleTemplate, RoleOverrides: map[string]string{acctB: "arn:aws:iam::222222222222:role/other"}})
+	h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	h.lookup(t, StageKey{Account: acctA, Region: euW1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	h.lookup(t, StageKey{Account: acctB, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	require.Len(t, h.t.accounts, 2, "regions of an account share its credentials and limit")
+	a, b := h.t.accounts[acctA], h.t.accounts[acctB]
+	assert.NotSame(t, a.limiter, b.limiter)
+	assert.Equal(t, float64(DefaultRatePerSecond), float64(a.limiter.Limit()))
+	assert.Equal(t, DefaultBurst, a.limiter.Burst())
+	assert.Equal(t, "arn:aws:iam::111111111111:role/gwpipe-reader", a.role)
+	assert.Equal(t, "arn:aws:iam::222222222222:role/other", b.role)
+}

@@ -1,0 +1,236 @@
+package awstags
+
+import (
+	"path"
+	"strings"
+	"unsafe"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// StageKey names what a record's tags are looked up by.
+type StageKey struct {
+	Account string
+	Region  string
+	APIID   string
+	Stage   string // empty: the API's own tags
+	// LogGroup is set only when APIID is unknown: the log group (or Firehose
+	// delivery stream) the record came from, which the inventory's reverse
+	// index of access-log destinations maps to a stage.
+	LogGroup string
+}
+
+// Named reports whether the key names a stage, directly or by log group.
+func (k StageKey) Named() bool { return k.APIID != "" || k.LogGroup != "" }
+
+// Attribute keys the parser gives access-log fields.
+const (
+	attrAPIID   = "apigateway.apiId"
+	attrStage   = "apigateway.stage"
+	attrAccount = "apigateway.accountId"
+)
+
+const (
+	execPrefix    = "API-Gateway-Execution-Logs_"
+	execPrefixAlt = "API-Gateway-Execution-Logs/"
+	wsPrefix      = "/aws/apigateway/"
+	canarySuffix  = "/Canary"
+)
+
+// Resolve works out which stage a record belongs to, without calling AWS
+// and without allocating:
+//
+//   - account: Origin.Account (CloudWatch owner, Firehose source, or
+//     @aws.account, as the decode stage found it), else the account of
+//     Origin.SourceARN, else the access log's accountId field;
+//   - region: Origin.Region, else the region of Origin.SourceARN, else
+//     Config.SourceRegions, else Config.DefaultRegion;
+//   - API and stage: the execution log group name
+//     (API-Gateway-Execution-Logs_{apiId}/{stage}, /aws/apigateway/{apiId}/{stage}),
+//     else the access log's apiId and stage fields, else a configured
+//     Mapping, else the log group (or delivery stream) itself, for Lookup
+//     to map through the stages' access-log destinations.
+//
+// The key's strings may alias the record's bytes: they are valid as long as
+// the record's batch is. Tagger never keeps them without copying. ok reports
+// whether the key names a stage (see StageKey.Named) with an account and a
+// region.
+func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) {
+	o := rec.Origin
+	var group string
+	if o != nil {
+		key.Account, key.Region = o.Account, o.Region
+		if (key.Account == "" || key.Region == "") && o.SourceARN != "" {
+			r, a := ARNRegionAccount(o.SourceARN)
+			if key.Region == "" {
+				key.Region = r
+			}
+			if key.Account == "" {
+				key.Account = a
+			}
+		}
+		group = o.LogGroup
+		if group == "" {
+			group = o.Stream
+		}
+		key.APIID, key.Stage, _ = ParseExecutionLogGroup(o.LogGroup)
+	}
+	if key.APIID == "" || key.Account == "" {
+		for i := range rec.Attrs {
+			a := &rec.Attrs[i]
+			var dst *string
+			switch a.Key {
+			case attrAPIID:
+				dst = &key.APIID
+			case attrStage:
+				dst = &key.Stage
+			case attrAccount:
+				dst = &key.Account
+			default:
+				continue
+			}
+			// "-" is how access logs render an unset $context variable.
+			if *dst == "" && len(a.Str) > 0 && !(len(a.Str) == 1 && a.Str[0] == '-') {
+				*dst = aliasString(a.Str)
+				if key.APIID != "" && key.Stage != "" && key.Account != "" {
+					break
+				}
+			}
+		}
+	}
+	if key.APIID == "" {
+		key.Stage = ""
+		if group != "" {
+			if m := t.mappingFor(group); m != nil {
+				key.APIID, key.Stage = m.APIID, m.Stage
+				if m.Account != "" {
+					key.Account = m.Account
+				}
+				if m.Region != "" {
+					key.Region = m.Region
+				}
+			} else {
+				key.LogGroup = group
+			}
+		}
+	}
+	if key.Region == "" && o != nil {
+		key.Region = t.sourceRegion(o)
+	}
+	if key.Region == "" {
+		key.Region = t.cfg.DefaultRegion
+	}
+	return key, key.Account != "" && key.Region != "" && key.Named()
+}
+
+func (t *Tagger) sourceRegion(o *record.Origin) string {
+	if len(t.cfg.SourceRegions) == 0 {
+		return ""
+	}
+	if o.SourceARN != "" {
+		if r, ok := t.cfg.SourceRegions[o.SourceARN]; ok {
+			return r
+		}
+	}
+	return t.cfg.SourceRegions[o.Source]
+}
+
+// maxMappingMemo bounds the memo of log group → mapping decisions.
+const maxMappingMemo = 10_000
+
+// mappingFor returns the first Mapping whose glob matches group. Decisions
+// are memoised in a copy-on-write map so the hot path is a map read.
+func (t *Tagger) mappingFor(group string) *Mapping {
+	if len(t.cfg.Mappings) == 0 {
+		return nil
+	}
+	memo := *t.mapMemo.Load()
+	if i, ok := memo[group]; ok {
+		if i < 0 {
+			return nil
+		}
+		return &t.cfg.Mappings[i]
+	}
+	idx := -1
+	for i := range t.cfg.Mappings {
+		if ok, _ := path.Match(t.cfg.Mappings[i].LogGroup, group); ok {
+			idx = i
+			break
+		}
+	}
+	t.mapMu.Lock()
+	cur := *t.mapMemo.Load()
+	if len(cur) < maxMappingMemo {
+		next := make(map[string]int, len(cur)+1)
+		for k, v := range cur {
+			next[k] = v
+		}
+		next[strings.Clone(group)] = idx
+		t.mapMemo.Store(&next)
+	}
+	t.mapMu.Unlock()
+	if idx < 0 {
+		return nil
+	}
+	return &t.cfg.Mappings[idx]
+}
+
+// ParseExecutionLogGroup parses an execution log group name:
+// "API-Gateway-Execution-Logs_{apiId}/{stage}" (the prefix matched without
+// regard to case, and also with "/" after "Logs"), optionally followed by
+// "/Canary", and the WebSocket form "/aws/apigateway/{apiId}/{stage}" when
+// apiId looks like an API id (so that access-log groups such as
+// "/aws/apigateway/welcome" are not mistaken for it). It returns substrings
+// of group.
+func ParseExecutionLogGroup(group string) (apiID, stage string, ok bool) {
+	var rest string
+	ws := false
+	switch {
+	case hasPrefixFold(group, execPrefix):
+		rest = group[len(execPrefix):]
+	case hasPrefixFold(group, execPrefixAlt):
+		rest = group[len(execPrefixAlt):]
+	case strings.HasPrefix(group, wsPrefix):
+		rest, ws = group[len(wsPrefix):], true
+	default:
+		return "", "", false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	apiID, stage = rest[:i], rest[i+1:]
+	if j := strings.IndexByte(stage, '/'); j >= 0 {
+		if j == 0 || stage[j:] != canarySuffix {
+			return "", "", false
+		}
+		stage = stage[:j]
+	}
+	if ws && !looksLikeAPIID(apiID) {
+		return "", "", false
+	}
+	return apiID, stage, true
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// looksLikeAPIID: API Gateway ids are 10 lower-case letters and digits.
+func looksLikeAPIID(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// aliasString views b as a string without copying. Record bytes are never
+// written after parsing (see package record), and keys made from them are
+// copied before the Tagger keeps them.
+func aliasString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
