@@ -15,19 +15,21 @@ ACCESS_KEY=${ACCESS_KEY:-local-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')}
 RUN_DIR=data/run
 mkdir -p "$RUN_DIR"
 
-pids=()
 cleanup() {
   trap - INT TERM EXIT
-  # Stop the traffic first, then let gwpipe drain and summarise.
-  [ -n "${LOADGEN_PID:-}" ] && kill -TERM "$LOADGEN_PID" 2>/dev/null && wait "$LOADGEN_PID" 2>/dev/null || true
-  [ -n "${GWPIPE_PID:-}" ] && kill -TERM "$GWPIPE_PID" 2>/dev/null && wait "$GWPIPE_PID" 2>/dev/null || true
-  [ -n "${INTAKE_PID:-}" ] && kill -TERM "$INTAKE_PID" 2>/dev/null && wait "$INTAKE_PID" 2>/dev/null || true
+  # Stop the traffic first, then let gwpipe drain and summarise, then stop
+  # the intake it drained into. (Ctrl-C already reached gwpipe and loadgen:
+  # a second signal is harmless to both.)
+  [ -n "${LOADGEN_PID:-}" ] && { kill -TERM "$LOADGEN_PID" 2>/dev/null; wait "$LOADGEN_PID" 2>/dev/null; }
+  [ -n "${GWPIPE_PID:-}" ] && { kill -TERM "$GWPIPE_PID" 2>/dev/null; wait "$GWPIPE_PID" 2>/dev/null; }
+  [ -n "${INTAKE_PID:-}" ] && { kill -TERM "$INTAKE_PID" 2>/dev/null; wait "$INTAKE_PID" 2>/dev/null; }
+  return 0
 }
 trap cleanup INT TERM EXIT
 
-wait_http() { # url
+wait_http() { # host:port
   for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/${1%%/*}") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "timed out waiting for $1" >&2
@@ -36,7 +38,9 @@ wait_http() { # url
 
 if [ -z "${DD_API_KEY:-}" ]; then
   echo "DD_API_KEY is not set: delivering to a local fake Datadog intake on $INTAKE_ADDR (recordings in $RUN_DIR/intake)"
-  bin/fakeintake -listen "$INTAKE_ADDR" -out "$RUN_DIR/intake" -keep 100000 2> "$RUN_DIR/fakeintake.log" &
+  # Its own session: Ctrl-C reaches gwpipe and loadgen, and the intake stays
+  # up until gwpipe has drained into it.
+  setsid bin/fakeintake -listen "$INTAKE_ADDR" -out "$RUN_DIR/intake" -keep 100000 2> "$RUN_DIR/fakeintake.log" &
   INTAKE_PID=$!
   wait_http "$INTAKE_ADDR"
   export DD_API_KEY=local-fake-key

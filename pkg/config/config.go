@@ -339,7 +339,7 @@ func Default() Config {
 		// event to travel from the archive to the intake.
 		MaxAge:            17*time.Hour + 50*time.Minute,
 		EventsPerBatch:    500,
-		MaxInFlightEvents: 20_000,
+		MaxInFlightEvents: 10_000,
 	}
 	return c
 }

@@ -11,7 +11,7 @@
 // For kind "raw" the data is the record exactly as the source delivered it
 // (for Firehose, the base64 text of the record); for other kinds it is the
 // log line. Kind "metric" entries hold a refused metric point under
-// "metric" instead of data. Files are named dlq-<UTC time>-<pid>-<seq>.jsonl and rotate at
+// "metric" instead of data. Files are named dlq-<UTC time>-<host>-<pid>-<seq>.jsonl and rotate at
 // MaxFileBytes. Every write is synced before the batch is acknowledged.
 package dlq
 
@@ -166,7 +166,10 @@ func (a *Archive) rotateLocked(now time.Time) error {
 		}
 	}
 	a.seq++
-	name := filepath.Join(a.dir, fmt.Sprintf("dlq-%s-%d-%d.jsonl", now.Format("20060102T150405Z"), os.Getpid(), a.seq))
+	// The host name keeps workers sharing one directory (containers all
+	// run as pid 1) out of each other's files.
+	host, _ := os.Hostname()
+	name := filepath.Join(a.dir, fmt.Sprintf("dlq-%s-%s-%d-%d.jsonl", now.Format("20060102T150405Z"), host, os.Getpid(), a.seq))
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("open dead-letter file: %w", err)

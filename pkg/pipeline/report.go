@@ -82,7 +82,7 @@ func (p *Pipeline) Report(ctx context.Context, w io.Writer, every time.Duration)
 		secs := cur.at.Sub(prev.at).Seconds()
 		rate := func(a, b int64) string { return human(float64(a-b) / secs) }
 		ackP99 := s.Latencies["firehose.ack_latency"].P99
-		fmt.Fprintf(w, "[%5.0fs] records/s in %s | events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ack p99 %.0f ms | %s\n",
+		fmt.Fprintf(w, "[%5.0fs] firehose records/s %s | events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ack p99 %.0f ms | %s\n",
 			cur.at.Sub(start).Seconds(), rate(cur.in, prev.in), rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed),
 			rate(cur.delivered, prev.delivered), cur.dead, s.InFlightBatches, ackP99, s.Ready)
 		prev = cur
@@ -97,8 +97,12 @@ func (p *Pipeline) Summary(w io.Writer) {
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
 	fmt.Fprintf(&b, "  firehose records in     %d\n", f.in)
 	fmt.Fprintf(&b, "  events decoded          %d (control messages dropped: %d)\n", f.decoded, s.Counters["decode.control_messages"])
-	fmt.Fprintf(&b, "  events parsed           %d\n", f.parsed)
+	fmt.Fprintf(&b, "  events parsed           %d (with request summaries folded from execution logs)\n", f.parsed)
 	fmt.Fprintf(&b, "  logs delivered (2xx)    %d\n", f.delivered)
+	if p.metricsC != nil {
+		ms := p.metricsC.Stats()
+		fmt.Fprintf(&b, "  metric points delivered %d series points, %d distribution values\n", ms.SeriesAccepted, ms.ValuesAccepted)
+	}
 	fmt.Fprintf(&b, "  dead-lettered           %d (in %s)\n", f.dead, s.DeadLetterDir)
 	fmt.Fprintf(&b, "  requests acknowledged   %d, refused %d, duplicates %d\n", s.Counters["firehose.status.200"], f.failed, s.Counters["firehose.duplicate_requests"])
 	q := s.Latencies["firehose.ack_latency"]

@@ -1,0 +1,270 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/replay"
+	"github.com/gwpipe/gwpipe/pkg/s3obj"
+)
+
+// SourceReplay is the stats name of a replay's output.
+const SourceReplay = "replay"
+
+// ReplayOptions are the parts of a replay that are not configuration.
+type ReplayOptions struct {
+	DryRun   bool
+	Progress io.Writer // the progress bar; nil shows none
+	// Now is the clock relative times ("-2h") and the age limit use.
+	Now func() time.Time
+	// S3 replaces the S3 client built from the AWS configuration (tests,
+	// S3-compatible stores with their own client).
+	S3 replay.S3API
+}
+
+// ReplayConfig translates the replay section of the configuration into
+// the engine's, resolving relative times against now.
+func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) {
+	r := cfg.Replay
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	rc := replay.Config{
+		Bucket: r.Bucket, Prefix: r.Prefix, SelectBy: r.SelectBy, KeySlack: r.KeySlack,
+		Concurrency: r.Concurrency, Rate: float64(r.Rate), MaxInFlightEvents: r.MaxInFlightEvents,
+		DryRun: opts.DryRun, Checkpoint: r.Checkpoint,
+		OldLogs: r.OldLogs, MaxAge: r.MaxAge, Region: r.Region, Progress: opts.Progress, Now: now,
+		Drain:  cfg.Pipeline.DrainTimeout,
+		Object: objectConfig(cfg, r.EventsPerBatch),
+	}
+	switch {
+	case r.DLQ != "" && strings.HasPrefix(r.DLQ, "s3://"):
+		b, p, err := s3obj.ParseURL(r.DLQ)
+		if err != nil {
+			return rc, fmt.Errorf("replay.dlq: %w", err)
+		}
+		rc.Bucket, rc.Prefix, rc.Layout, rc.SelectBy = b, p, s3obj.LayoutDLQ, replay.SelectNone
+	case r.DLQ != "":
+		rc.Dir, rc.Layout, rc.SelectBy = r.DLQ, s3obj.LayoutDLQ, replay.SelectNone
+	case r.Bucket == "":
+		return rc, errors.New("replay.bucket (--bucket) or replay.dlq (--dlq-dir) is required")
+	case r.From == "":
+		return rc, errors.New("replay.from (--from) is required to replay a bucket: name the start of the time range (RFC 3339, or relative such as -2h)")
+	}
+	t := now()
+	var err error
+	if r.From != "" {
+		if rc.From, err = config.ParseTime(r.From, t); err != nil {
+			return rc, fmt.Errorf("replay.from: %w", err)
+		}
+	}
+	if r.To != "" {
+		if rc.To, err = config.ParseTime(r.To, t); err != nil {
+			return rc, fmt.Errorf("replay.to: %w", err)
+		}
+	}
+	if !rc.From.IsZero() && !rc.To.IsZero() && !rc.From.Before(rc.To) {
+		return rc, fmt.Errorf("replay.from (%s) must be before replay.to (%s)", rc.From.Format(time.RFC3339), rc.To.Format(time.RFC3339))
+	}
+	return rc, nil
+}
+
+// ReplaySource runs a replay as one of a pipeline's sources: it publishes
+// to the decoded topic and completes when every object it read is
+// acknowledged.
+type ReplaySource struct {
+	eng  *replay.Engine
+	log  *slog.Logger
+	done chan struct{}
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	sum    replay.Summary
+	err    error
+}
+
+// NewReplaySource prepares the replay the pipeline's configuration
+// describes (its replay section). Add it with AddSource before Start.
+func NewReplaySource(p *Pipeline, opts ReplayOptions) (*ReplaySource, error) {
+	cfg := p.Config()
+	rc, err := ReplayConfig(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := replayS3(ctx, cfg, opts, &rc)
+	if err != nil {
+		return nil, err
+	}
+	log := p.Logger().With("source", "replay")
+	eng, err := replay.New(rc, client, p.Output(SourceReplay, cfg.Pipeline.Topics.Decoded), log)
+	if err != nil {
+		return nil, err
+	}
+	return &ReplaySource{eng: eng, log: log, done: make(chan struct{})}, nil
+}
+
+// Name implements Source.
+func (r *ReplaySource) Name() string { return SourceReplay }
+
+// Start runs the replay in the background; ctx ending interrupts it.
+func (r *ReplaySource) Start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.cancel = cancel
+	r.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		sum, err := r.eng.Run(runCtx)
+		r.mu.Lock()
+		r.sum, r.err = sum, err
+		r.mu.Unlock()
+	}()
+	return nil
+}
+
+// Stop interrupts the replay (if it still runs) and waits, within ctx, for
+// it to save its checkpoint.
+func (r *ReplaySource) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("replay did not stop: %w", ctx.Err())
+	}
+}
+
+// Done is closed when the replay has finished (or stopped).
+func (r *ReplaySource) Done() <-chan struct{} { return r.done }
+
+// Result is the replay's summary and error, once Done is closed.
+func (r *ReplaySource) Result() (replay.Summary, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sum, r.err
+}
+
+// ReplayResult is what `gwpipe replay` reports.
+type ReplayResult struct {
+	replay.Summary
+	// Delivered is the number of logs the intake accepted; DeadLettered
+	// counts the records the pipeline's stages dead-lettered, in
+	// DeadLetterDir (the replay's own unreadable parts included).
+	Delivered     int64
+	DeadLettered  int64
+	DeadLetterDir string
+}
+
+// Write prints the result for a person.
+func (r ReplayResult) Write(w io.Writer) {
+	r.Summary.Write(w)
+	if !r.DryRun {
+		fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
+		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq-dir)\n", r.DeadLettered, r.DeadLetterDir)
+	}
+}
+
+// Replay runs `gwpipe replay`: a pipeline whose every stage runs in this
+// process, fed only by the replay (the Firehose endpoint, the SQS source
+// and the admin endpoint are off), until every object is acknowledged or
+// ctx ends; then it drains and stops. A dry run builds no pipeline: it
+// reads and counts.
+func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slog.Logger) (ReplayResult, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.DryRun {
+		return dryRun(ctx, cfg, opts, log)
+	}
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = nil
+	cfg.Admin.Listen = ""
+	cfg.Admin.ReportInterval = 0
+	p, err := New(cfg, nil, log)
+	if err != nil {
+		return ReplayResult{}, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	src, err := NewReplaySource(p, opts)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	p.AddSource(src)
+	if err := p.Start(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
+		defer cancel()
+		return ReplayResult{}, errors.Join(err, p.Shutdown(sctx))
+	}
+	select {
+	case <-src.Done():
+	case err := <-p.Err():
+		log.Error("pipeline failed during the replay", "error", err)
+	}
+	// The replay saw its events acknowledged (or was interrupted and
+	// waited for them): what remains in flight is at most what it gave up
+	// on. Drain within the configured time.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
+	defer cancel()
+	serr := p.Shutdown(sctx)
+	sum, rerr := src.Result()
+	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Dir}
+	st := p.Status()
+	if st.Logs != nil {
+		res.Delivered = int64(st.Logs.LogsAccepted)
+	}
+	for _, s := range st.Stages {
+		res.DeadLettered += s.Dead
+	}
+	return res, errors.Join(rerr, serr)
+}
+
+func dryRun(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slog.Logger) (ReplayResult, error) {
+	rc, err := ReplayConfig(cfg, opts)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	client, err := replayS3(ctx, cfg, opts, &rc)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	eng, err := replay.New(rc, client, nil, log.With("source", "replay"))
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	sum, err := eng.Run(ctx)
+	return ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Dir}, err
+}
+
+// replayS3 returns the S3 client a replay of a bucket reads with, and
+// fills the region of the records' origin.
+func replayS3(ctx context.Context, cfg config.Config, opts ReplayOptions, rc *replay.Config) (replay.S3API, error) {
+	if rc.Bucket == "" {
+		return nil, nil
+	}
+	if opts.S3 != nil {
+		return opts.S3, nil
+	}
+	awsCfg, err := AWSConfig(ctx, cfg.Replay.Region)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	if rc.Region == "" {
+		rc.Region = awsCfg.Region
+	}
+	return NewS3Client(awsCfg), nil
+}

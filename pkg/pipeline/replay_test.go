@@ -1,0 +1,486 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/replay"
+	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
+)
+
+// replayEnv is an intake and a configuration for `gwpipe replay`.
+type replayEnv struct {
+	intake *fakeintake.Server
+	cfg    config.Config
+	log    *slog.Logger
+}
+
+func newReplayEnv(tb testing.TB, keep int) *replayEnv {
+	intake, base := fakeintake.NewTestServer(tb, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: keep})
+	cfg := config.Default()
+	cfg.Datadog.APIKey = intakeKey
+	cfg.Datadog.LogsURL = base + "/api/v2/logs"
+	cfg.Datadog.APIURL = base
+	cfg.Datadog.Logs.RetryInitial = 10 * time.Millisecond
+	cfg.Datadog.Logs.RetryMax = 50 * time.Millisecond
+	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
+	cfg.DLQ.Dir = tb.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return &replayEnv{intake: intake, cfg: cfg, log: log}
+}
+
+// nullIntake sends logs and metrics to an intake that only reads the
+// request body and accepts it: the CPU and memory of Datadog's side, which
+// the strict fake intake spends decompressing and parsing every log and
+// metric point, are not gwpipe's.
+func (e *replayEnv) nullIntake(tb testing.TB) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/series"):
+			_, _ = io.WriteString(w, `{"errors":[]}`)
+		case strings.HasSuffix(r.URL.Path, "/distribution_points"):
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		default:
+			_, _ = io.WriteString(w, "{}")
+		}
+	}))
+	tb.Cleanup(srv.Close)
+	e.cfg.Datadog.LogsURL = srv.URL + "/api/v2/logs"
+	e.cfg.Datadog.APIURL = srv.URL
+}
+
+func (e *replayEnv) run(tb testing.TB, ctx context.Context, mutate func(*config.Replay), opts ReplayOptions) (ReplayResult, error) {
+	tb.Helper()
+	cfg := e.cfg
+	mutate(&cfg.Replay)
+	return Replay(ctx, cfg, opts, e.log)
+}
+
+// TestReplayArchiveByTimeRange replays, by time range, the archive the real
+// chain left in S3 (CloudWatch Logs → subscription → Firehose → S3): every
+// event of the range exactly once, tagged replay:true, nothing else. A dry
+// run first counts the same events and sends nothing.
+func TestReplayArchiveByTimeRange(t *testing.T) {
+	a := startAWS(t)
+	group, stream := "API-Gateway-Access_a1b2c3d4e5/prod", "access"
+	a.cloudWatchChain(t, "gw-archive", group, stream)
+	now := time.Now()
+	// 30,000 events over the last three hours.
+	sent := a.putEvents(t, group, stream, 30_000, 5_000, now.Add(-3*time.Hour), 360*time.Millisecond)
+	from, to := now.Add(-2*time.Hour).Truncate(time.Second), now.Add(-time.Hour).Truncate(time.Second)
+	want := map[string]int64{}
+	for msg, ts := range sent {
+		if ts >= from.UnixMilli() && ts < to.UnixMilli() {
+			want[msg] = ts
+		}
+	}
+	require.NotEmpty(t, want)
+
+	e := newReplayEnv(t, 100_000)
+	rng := func(r *config.Replay) {
+		r.Bucket, r.Prefix = "gw-archive", "firehose/"
+		r.From, r.To = from.Format(time.RFC3339), to.Format(time.RFC3339)
+	}
+	ctx := context.Background()
+	var bar bytes.Buffer
+	dry, err := e.run(t, ctx, rng, ReplayOptions{DryRun: true, Progress: &bar})
+	require.NoError(t, err)
+	assert.EqualValues(t, len(want), dry.Sent, "the dry run counts what would be sent")
+	assert.EqualValues(t, len(sent), dry.Events)
+	assert.Zero(t, e.intake.Stats().LogsAccepted, "a dry run sends nothing")
+	assert.Contains(t, bar.String(), "objects 6/6")
+
+	res, err := e.run(t, ctx, rng, ReplayOptions{})
+	require.NoError(t, err)
+	assert.EqualValues(t, len(want), res.Sent)
+	assert.EqualValues(t, len(want), res.Delivered)
+	assert.EqualValues(t, len(sent)-len(want), res.OutOfRange)
+	assert.EqualValues(t, 6, res.Objects)
+	logs := e.intake.Logs()
+	checkExactlyOnce(t, logs, want)
+	for _, l := range logs {
+		require.Contains(t, l.Tags, "replay:true")
+		require.Equal(t, group, l.Hostname)
+		require.Equal(t, want[l.Message], l.Timestamp.UnixMilli())
+	}
+	var out bytes.Buffer
+	res.Write(&out)
+	assert.Contains(t, out.String(), fmt.Sprintf("events sent      %d", len(want)))
+}
+
+// TestReplayInterruptedThenResumed interrupts a replay half-way (as Ctrl-C
+// does) and runs it again with the same checkpoint: every event is
+// delivered exactly once over the two runs.
+func TestReplayInterruptedThenResumed(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "gw-archive")
+	at := time.Now().Add(-30 * time.Minute)
+	arch, err := s3objtest.FirehoseArchive(11, 40_000, 5_000, at)
+	require.NoError(t, err)
+	hour := at.UTC().Truncate(time.Hour)
+	for i, obj := range arch.Objects {
+		key := fmt.Sprintf("firehose/%s/gw-logs-1-%s-%04d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), i)
+		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("gw-archive"), Key: aws.String(key), Body: bytes.NewReader(obj)})
+		require.NoError(t, err)
+	}
+	sent := map[string]int64{}
+	for _, ev := range arch.Events {
+		sent[ev.Message] = ev.Timestamp
+	}
+
+	e := newReplayEnv(t, 100_000)
+	ckpt := filepath.Join(t.TempDir(), "replay.ckpt")
+	cfg := func(r *config.Replay) {
+		r.Bucket, r.Prefix, r.From, r.Checkpoint = "gw-archive", "firehose/", "-2h", ckpt
+		r.EventsPerBatch = 500
+	}
+	slow := func(r *config.Replay) {
+		cfg(r)
+		r.Rate = 10_000 // four seconds for the archive: the interruption comes first
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		defer wcancel()
+		if e.intake.WaitLogs(wctx, 5_000) == nil {
+			cancel() // interrupt once an eighth was delivered
+		}
+	}()
+	first, err := e.run(t, ctx, slow, ReplayOptions{})
+	cancel()
+	require.ErrorIs(t, err, context.Canceled, "the interrupted replay says so")
+	assert.True(t, first.Interrupted)
+	n1 := len(e.intake.Logs())
+	require.Less(t, n1, len(sent), "interrupted before the end")
+	assert.EqualValues(t, n1, first.Sent, "what was sent was awaited before stopping")
+
+	second, err := e.run(t, context.Background(), cfg, ReplayOptions{})
+	require.NoError(t, err)
+	assert.True(t, second.Resumed)
+	assert.EqualValues(t, len(sent)-n1, second.Sent)
+	checkExactlyOnce(t, e.intake.Logs(), sent)
+
+	again, err := e.run(t, context.Background(), cfg, ReplayOptions{})
+	require.NoError(t, err)
+	assert.Zero(t, again.Sent, "the checkpoint says the replay is complete")
+}
+
+// TestReplayDeadLetterArchive is "fix and replay": logs the intake refused
+// are dead-lettered; once the intake accepts them again, one replay of the
+// archive (a directory, or its copy in S3) delivers them with their origin.
+func TestReplayDeadLetterArchive(t *testing.T) {
+	h := start(t)
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 400}))
+	ids := []string{"d1", "d2", "d3", "d4", "d5"}
+	status, resp := firehoseRequest(t, h.url, "refused", recordsBody("refused", gz(envelope(ids...))), nil)
+	require.Equal(t, 200, status, "dead-lettered counts as handled: %v", resp)
+	entries := readDLQ(t, h.dlqDir)
+	require.Len(t, entries, len(ids))
+	assert.Equal(t, "deliver-logs", entries[0].Stage)
+	h.intake.ClearFailure()
+	require.Zero(t, h.intake.Stats().LogsAccepted)
+
+	a := startAWS(t)
+	a.bucket(t, "gw-dlq")
+	files, err := filepath.Glob(filepath.Join(h.dlqDir, "dlq-*.jsonl"))
+	require.NoError(t, err)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		_, err = a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("gw-dlq"), Key: aws.String("archive/" + filepath.Base(f)), Body: bytes.NewReader(data)})
+		require.NoError(t, err)
+	}
+
+	for i, c := range []struct{ name, src string }{{"directory", h.dlqDir}, {"s3 URL", "s3://gw-dlq/archive/"}} {
+		src := c.src
+		t.Run(c.name, func(t *testing.T) {
+			e := &replayEnv{intake: h.intake, cfg: h.p.Config(), log: h.p.Logger()}
+			e.cfg.DLQ.Dir = t.TempDir()
+			res, err := e.run(t, context.Background(), func(r *config.Replay) { r.DLQ = src }, ReplayOptions{})
+			require.NoError(t, err)
+			assert.EqualValues(t, len(ids), res.Sent)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, h.intake.WaitLogs(ctx, (i+1)*len(ids)))
+			logs := h.intake.Logs()
+			require.Len(t, logs, (i+1)*len(ids))
+			for _, l := range logs[i*len(ids):] {
+				assert.Contains(t, l.Tags, "replay:true")
+				assert.Contains(t, l.Tags, "aws_account:123456789012", "the origin of the dead letter")
+				assert.Equal(t, "/aws/api-gateway/a1b2c3d4e5/prod", l.Hostname)
+				assert.Contains(t, l.Message, `"requestId":"d`)
+			}
+		})
+	}
+}
+
+func TestReplayConfigErrors(t *testing.T) {
+	base := config.Default()
+	cases := []struct {
+		name   string
+		mutate func(*config.Replay)
+		want   string
+	}{
+		{"nothing to replay", func(r *config.Replay) {}, "replay.bucket (--bucket) or replay.dlq"},
+		{"no start", func(r *config.Replay) { r.Bucket = "b" }, "replay.from (--from) is required"},
+		{"bad time", func(r *config.Replay) { r.Bucket, r.From = "b", "yesterday" }, "replay.from"},
+		{"reversed", func(r *config.Replay) { r.Bucket, r.From, r.To = "b", "-1h", "-2h" }, "must be before"},
+		{"bad dlq url", func(r *config.Replay) { r.DLQ = "s3://" }, "replay.dlq"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base
+			c.mutate(&cfg.Replay)
+			_, err := ReplayConfig(cfg, ReplayOptions{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+	cfg := base
+	cfg.Replay.DLQ = "s3://bucket/some/prefix"
+	rc, err := ReplayConfig(cfg, ReplayOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "bucket", rc.Bucket)
+	assert.Equal(t, "some/prefix", rc.Prefix)
+	assert.Equal(t, replay.SelectNone, rc.SelectBy)
+}
+
+// memBucket is an in-memory S3 for the benchmarks: moto would measure
+// itself, not the replay.
+type memBucket struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	gen     map[string]func() io.Reader // generated on every GET
+	sizes   map[string]int64
+}
+
+func (m *memBucket) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for k := range m.sizes {
+		if strings.HasPrefix(k, aws.ToString(in.Prefix)) && k > aws.ToString(in.StartAfter) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if in.MaxKeys != nil && len(keys) > int(*in.MaxKeys) {
+		keys = keys[:*in.MaxKeys]
+	}
+	out := &s3.ListObjectsV2Output{IsTruncated: aws.Bool(false)}
+	for _, k := range keys {
+		out.Contents = append(out.Contents, s3types.Object{Key: aws.String(k), Size: aws.Int64(m.sizes[k]), LastModified: aws.Time(time.Now())})
+	}
+	return out, nil
+}
+
+func (m *memBucket) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := aws.ToString(in.Key)
+	var body io.Reader
+	if g, ok := m.gen[k]; ok {
+		body = g()
+	} else if data, ok := m.objects[k]; ok {
+		body = bytes.NewReader(data)
+	} else {
+		return nil, errors.New("NoSuchKey")
+	}
+	return &s3.GetObjectOutput{Body: io.NopCloser(body), ContentLength: aws.Int64(m.sizes[k]), LastModified: aws.Time(time.Now())}, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// benchBatch applies GWPIPE_BENCH_BATCH (events per batch), to compare
+// batch sizes; the default is the configuration's.
+func benchBatch(r *config.Replay) {
+	if n, err := strconv.Atoi(os.Getenv("GWPIPE_BENCH_BATCH")); err == nil {
+		r.EventsPerBatch = n
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkReplayGzipArchive replays a Firehose archive of realistic API
+// Gateway traffic (gzip members of CloudWatch envelopes) through the whole
+// pipeline (read, parse, enrich, deliver) to an in-process fake intake.
+// events/cpu-s divides the events delivered by the CPU time of the whole
+// process, the fake intake's decompression and JSON parsing included.
+func BenchmarkReplayGzipArchive(b *testing.B) {
+	at := time.Now().Add(-30 * time.Minute)
+	arch, err := s3objtest.FirehoseArchive(5, 200_000, 20_000, at)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &memBucket{objects: map[string][]byte{}, sizes: map[string]int64{}}
+	hour := at.UTC().Truncate(time.Hour).Format("2006/01/02/15")
+	for i, obj := range arch.Objects {
+		k := fmt.Sprintf("firehose/%s/gw-logs-1-x-%04d", hour, i)
+		m.objects[k], m.sizes[k] = obj, int64(len(obj))
+	}
+	for _, intake := range []string{"fakeintake", "null-intake"} {
+		b.Run(intake, func(b *testing.B) {
+			e := newReplayEnv(b, 1)
+			if intake == "null-intake" {
+				e.nullIntake(b)
+			}
+			var events int64
+			cpu0 := processCPU()
+			for b.Loop() {
+				res, err := e.run(b, context.Background(), func(r *config.Replay) {
+					r.Bucket, r.Prefix, r.From = "bench", "firehose/", "-2h"
+					benchBatch(r)
+				}, ReplayOptions{S3: m})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Sent != int64(len(arch.Events)) {
+					b.Fatalf("sent %d of %d", res.Sent, len(arch.Events))
+				}
+				events += res.Sent
+			}
+			cpu := processCPU() - cpu0
+			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(events)/cpu.Seconds(), "events/cpu-s")
+		})
+	}
+}
+
+// BenchmarkReplayLargeObjectRSS replays one generated object of
+// GWPIPE_BENCH_OBJECT_BYTES (default 2 GiB, streamed, never stored) through
+// the whole pipeline and reports the process's resident memory while the
+// object is read: its peak, and at each quarter of the object.
+func BenchmarkReplayLargeObjectRSS(b *testing.B) {
+	size := int64(2 << 30)
+	if s := os.Getenv("GWPIPE_BENCH_OBJECT_BYTES"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	// Events a millisecond apart: 2 GiB holds about two hours of them.
+	at := time.Now().Add(-3 * time.Hour)
+	key := "firehose/" + at.UTC().Format("2006/01/02/15") + "/gw-logs-1-big"
+	var (
+		obj  *s3objtest.LargeObject
+		read atomic.Int64 // bytes of the object read so far
+	)
+	m := &memBucket{sizes: map[string]int64{key: size}, gen: map[string]func() io.Reader{key: func() io.Reader {
+		obj = s3objtest.NewLargeObject(size, at)
+		read.Store(0)
+		return &countReader{r: obj, n: &read}
+	}}}
+	e := newReplayEnv(b, 1)
+	e.nullIntake(b) // the process's memory is gwpipe's alone
+	for b.Loop() {
+		var peak, quarters [5]int64
+		done := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+				// While the object is read: the drain and shutdown that
+				// follow (metric windows flushed) are not the reader's.
+				n := read.Load()
+				if n >= size {
+					continue
+				}
+				rss := rssBytes()
+				peak[0] = max(peak[0], rss)
+				quarters[4] = rss // the last sample before the end
+				if q := int(4 * n / size); q >= 1 && q <= 3 && quarters[q] == 0 {
+					quarters[q] = rss
+				}
+			}
+		}()
+		res, err := e.run(b, context.Background(), func(r *config.Replay) {
+			r.Bucket, r.Prefix, r.From = "bench", "firehose/", "-4h"
+			benchBatch(r)
+		}, ReplayOptions{S3: m})
+		close(done)
+		<-sampled
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Sent != obj.Events {
+			b.Fatalf("sent %d of %d events", res.Sent, obj.Events)
+		}
+		b.SetBytes(size)
+		b.ReportMetric(float64(peak[0])/(1<<20), "peak-RSS-MiB")
+		for q := 1; q <= 4; q++ {
+			if quarters[q] > 0 {
+				name := fmt.Sprintf("RSS-MiB-at-%d%%", 25*q)
+				if q == 4 {
+					name = "RSS-MiB-at-end"
+				}
+				b.ReportMetric(float64(quarters[q])/(1<<20), name)
+			}
+		}
+		b.ReportMetric(float64(res.Sent), "events")
+		b.ReportMetric(float64(res.Sent)/res.Duration.Seconds(), "events/s")
+	}
+}

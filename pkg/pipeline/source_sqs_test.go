@@ -1,0 +1,297 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/aws-sdk-go-v2/service/firehose"
+	fhtypes "github.com/aws/aws-sdk-go-v2/service/firehose/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/dlq"
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
+)
+
+// aws is the emulator and its clients, for one test.
+type awsEnv struct {
+	moto *s3objtest.Moto
+	s3   *s3.Client
+	sqs  *sqs.Client
+	sns  *sns.Client
+	fh   *firehose.Client
+	logs *cloudwatchlogs.Client
+}
+
+func startAWS(t *testing.T) *awsEnv {
+	m := s3objtest.StartMoto(t)
+	cfg := m.AWSConfig()
+	return &awsEnv{
+		moto: m, s3: NewS3Client(cfg), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
+		fh: firehose.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg),
+	}
+}
+
+func (a *awsEnv) bucket(t *testing.T, name string) string {
+	t.Helper()
+	_, err := a.s3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)})
+	require.NoError(t, err)
+	return "arn:aws:s3:::" + name
+}
+
+func (a *awsEnv) queue(t *testing.T, name string) (url, arn string) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := a.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	require.NoError(t, err)
+	attrs, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	require.NoError(t, err)
+	return *out.QueueUrl, attrs.Attributes["QueueArn"]
+}
+
+// notify sends a bucket's ObjectCreated notifications to a queue or topic.
+func (a *awsEnv) notify(t *testing.T, bucket, queueARN, topicARN string) {
+	t.Helper()
+	nc := &s3types.NotificationConfiguration{}
+	if queueARN != "" {
+		nc.QueueConfigurations = []s3types.QueueConfiguration{{QueueArn: aws.String(queueARN), Events: []s3types.Event{"s3:ObjectCreated:*"}}}
+	}
+	if topicARN != "" {
+		nc.TopicConfigurations = []s3types.TopicConfiguration{{TopicArn: aws.String(topicARN), Events: []s3types.Event{"s3:ObjectCreated:*"}}}
+	}
+	_, err := a.s3.PutBucketNotificationConfiguration(context.Background(), &s3.PutBucketNotificationConfigurationInput{Bucket: aws.String(bucket), NotificationConfiguration: nc})
+	require.NoError(t, err)
+}
+
+// waitDrained waits until SQS reports no message left in the queue,
+// visible or in flight.
+func (a *awsEnv) waitDrained(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	require.NoError(t, waitFor(ctx, func() bool {
+		out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		}})
+		return err == nil && out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+	}), "queue %s not drained", url)
+}
+
+// cloudWatchChain builds the real chain: a log group whose subscription
+// filter feeds a Firehose delivery stream writing to S3 under firehose/.
+func (a *awsEnv) cloudWatchChain(t *testing.T, bucket, group, stream string) {
+	t.Helper()
+	ctx := context.Background()
+	bucketARN := a.bucket(t, bucket)
+	ds, err := a.fh.CreateDeliveryStream(ctx, &firehose.CreateDeliveryStreamInput{
+		DeliveryStreamName: aws.String("gw-logs"), DeliveryStreamType: fhtypes.DeliveryStreamTypeDirectPut,
+		ExtendedS3DestinationConfiguration: &fhtypes.ExtendedS3DestinationConfiguration{
+			BucketARN: aws.String(bucketARN), RoleARN: aws.String("arn:aws:iam::123456789012:role/firehose"), Prefix: aws.String("firehose/"),
+			CompressionFormat: fhtypes.CompressionFormatUncompressed,
+		},
+	})
+	require.NoError(t, err)
+	_, err = a.logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
+	require.NoError(t, err)
+	_, err = a.logs.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream)})
+	require.NoError(t, err)
+	_, err = a.logs.PutSubscriptionFilter(ctx, &cloudwatchlogs.PutSubscriptionFilterInput{
+		LogGroupName: aws.String(group), FilterName: aws.String("to-firehose"), FilterPattern: aws.String(""),
+		DestinationArn: ds.DeliveryStreamARN, RoleArn: aws.String("arn:aws:iam::123456789012:role/cwl"),
+	})
+	require.NoError(t, err)
+}
+
+// accessLine is an API Gateway access log in the JSON format, unique by n.
+func accessLine(n int) string {
+	// No requestTime: the event keeps the CloudWatch timestamp.
+	return fmt.Sprintf(`{"requestId":"req-%08d","ip":"203.0.113.%d","httpMethod":"GET","resourcePath":"/pets/{petId}","status":%d,"protocol":"HTTP/1.1","responseLength":%d}`,
+		n, n%250, 200+(n%3)*100, n%5000)
+}
+
+// putEvents writes n events in calls of per (CloudWatch's limit is 10,000
+// events per call), timestamps from start one millisecond apart, and
+// returns the messages by timestamp.
+func (a *awsEnv) putEvents(t *testing.T, group, stream string, n, per int, start time.Time, step time.Duration) map[string]int64 {
+	t.Helper()
+	sent := make(map[string]int64, n)
+	for i := 0; i < n; i += per {
+		evs := make([]cwltypes.InputLogEvent, 0, per)
+		for j := i; j < min(i+per, n); j++ {
+			ts := start.Add(time.Duration(j) * step).UnixMilli()
+			msg := accessLine(j)
+			sent[msg] = ts
+			evs = append(evs, cwltypes.InputLogEvent{Message: aws.String(msg), Timestamp: aws.Int64(ts)})
+		}
+		out, err := a.logs.PutLogEvents(context.Background(), &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream), LogEvents: evs})
+		require.NoError(t, err)
+		require.Nil(t, out.RejectedLogEventsInfo, "every event accepted")
+	}
+	return sent
+}
+
+// checkExactlyOnce checks that the intake holds every sent message once.
+func checkExactlyOnce(t *testing.T, logs []fakeintake.Log, sent map[string]int64) {
+	t.Helper()
+	seen := make(map[string]int, len(logs))
+	for _, l := range logs {
+		seen[l.Message]++
+	}
+	missing, dup := 0, 0
+	for msg := range sent {
+		switch n := seen[msg]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	assert.Zero(t, missing, "events never delivered")
+	assert.Zero(t, dup, "events delivered more than once")
+	assert.Equal(t, len(sent), len(logs), "no more and no fewer logs than events")
+}
+
+func sqsHarness(t *testing.T, queues ...string) *harness {
+	return start(t, func(c *config.Config) {
+		c.Sources.SQS.QueueURLs = queues
+		c.Sources.SQS.WaitTime = time.Second
+		c.Sources.SQS.VisibilityTimeout = 10 * time.Second
+		c.Sources.SQS.MaxConcurrentMessages = 20
+	})
+}
+
+// TestSQSChainEveryEventExactlyOnce runs the real chain: CloudWatch Logs
+// put_log_events → subscription filter → Firehose → S3 → S3 notification →
+// SQS → gwpipe → the intake.
+func TestSQSChainEveryEventExactlyOnce(t *testing.T) {
+	const events = 100_000
+	a := startAWS(t)
+	group, stream := "/aws/api-gateway/a1b2c3d4e5/prod", "access"
+	a.cloudWatchChain(t, "gw-archive", group, stream)
+	q, qARN := a.queue(t, "gw-notifications")
+	a.notify(t, "gw-archive", qARN, "")
+
+	h := sqsHarness(t, q)
+	sent := a.putEvents(t, group, stream, events, 10_000, time.Now().Add(-time.Hour), time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(ctx, events))
+	a.waitDrained(t, q) // every message deleted: each was acknowledged end to end
+
+	logs := h.intake.Logs()
+	checkExactlyOnce(t, logs, sent)
+	for _, l := range logs[:100] {
+		assert.Equal(t, "apigateway", l.Source)
+		assert.Equal(t, group, l.Hostname)
+		assert.Equal(t, sent[l.Message], l.Timestamp.UnixMilli())
+		assert.Contains(t, l.Tags, "aws_account:"+s3objtest.Account)
+		assert.Contains(t, l.Tags, "region:"+s3objtest.Region)
+		assert.NotContains(t, l.Tags, "replay:true")
+		assert.NotNil(t, attr(l, "http.status_code"), "parsed as an access log: %s", l.Message)
+	}
+	st := h.p.Status()
+	assert.EqualValues(t, events/10_000+1, st.Counters["sqs.messages_deleted"], "one message per object, and the s3:TestEvent")
+	assert.EqualValues(t, 1, st.Counters["sqs.messages_skipped"])
+	assert.Zero(t, st.Counters["sqs.messages_failed"])
+}
+
+// TestSQSNotificationsThroughSNSAndAPoisonObject: notifications wrapped in
+// SNS (raw delivery off) and raw (raw delivery on), and an object that is
+// broken half-way: its good part is delivered, the rest dead-lettered with
+// the reason, and its message deleted all the same.
+func TestSQSNotificationsThroughSNSAndAPoisonObject(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, qARN := a.queue(t, "via-sns")
+	for _, c := range []struct {
+		bucket string
+		raw    bool
+	}{{"wrapped-bucket", false}, {"raw-bucket", true}} {
+		a.bucket(t, c.bucket)
+		topic, err := a.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(c.bucket + "-topic")})
+		require.NoError(t, err)
+		in := &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(qARN)}
+		if c.raw {
+			in.Attributes = map[string]string{"RawMessageDelivery": "true"}
+		}
+		_, err = a.sns.Subscribe(ctx, in)
+		require.NoError(t, err)
+		a.notify(t, c.bucket, "", *topic.TopicArn)
+	}
+	h := sqsHarness(t, q)
+
+	arch, err := s3objtest.FirehoseArchive(3, 20_000, 5_000, time.Now().Add(-10*time.Minute))
+	require.NoError(t, err)
+	sent := map[string]int64{}
+	for i, obj := range arch.Objects {
+		bucket := []string{"wrapped-bucket", "raw-bucket"}[i%2]
+		key := fmt.Sprintf("firehose/%s/gw-logs-1-%s-%04d", time.Now().UTC().Format("2006/01/02/15"), time.Now().UTC().Format("2006-01-02-15-04-05"), i)
+		_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(obj)})
+		require.NoError(t, err)
+	}
+	for _, e := range arch.Events {
+		sent[e.Message] = e.Timestamp
+	}
+	// The poison object: two good envelopes, then bytes that are not gzip.
+	good := gz([]byte(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/p/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
+		`{"id":"1","timestamp":` + fmt.Sprint(time.Now().UnixMilli()) + `,"message":"poison-part-1"},{"id":"2","timestamp":` + fmt.Sprint(time.Now().UnixMilli()) + `,"message":"poison-part-2"}]}`))
+	_, err = a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("wrapped-bucket"), Key: aws.String("firehose/poison.gz"),
+		Body: bytes.NewReader(append(good, []byte("<html>503 Service Unavailable</html>")...))})
+	require.NoError(t, err)
+
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(wctx, len(sent)+2))
+	a.waitDrained(t, q)
+
+	var logs []fakeintake.Log
+	poison := 0
+	for _, l := range h.intake.Logs() {
+		if strings.HasPrefix(l.Message, "poison-part-") {
+			poison++
+			continue
+		}
+		logs = append(logs, l)
+	}
+	assert.Equal(t, 2, poison, "the readable part of the poison object is delivered")
+	checkExactlyOnce(t, logs, sent)
+
+	entries := readDLQ(t, h.dlqDir)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "s3-read", entries[0].Stage)
+	assert.Contains(t, entries[0].Reason, "s3://wrapped-bucket/firehose/poison.gz unreadable")
+	assert.Equal(t, "s3", entries[0].Origin.Source)
+	st := h.p.Status()
+	assert.Zero(t, st.Counters["sqs.messages_failed"])
+	assert.EqualValues(t, 2, st.Counters["sqs.messages_skipped"], "the s3:TestEvent of each topic")
+}
+
+func readDLQ(t *testing.T, dir string) []dlq.Entry {
+	t.Helper()
+	files, err := dlq.Files(dir)
+	require.NoError(t, err)
+	var entries []dlq.Entry
+	for _, f := range files {
+		fh, err := os.Open(f)
+		require.NoError(t, err)
+		require.NoError(t, dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil }))
+		fh.Close()
+	}
+	return entries
+}

@@ -1,0 +1,264 @@
+package replay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// checkpointVersion is the format of the checkpoint file.
+const checkpointVersion = 1
+
+// Checkpoint records what a replay has delivered, so that an interrupted
+// replay resumes without sending anything twice. It is a JSON file:
+//
+//	{"version":1,"source":"s3://bucket/prefix","from":"…","to":"…",
+//	 "watermark":"prefix/2026/11/29/05/…",          every key up to here is done
+//	 "done":["prefix/2026/11/29/06/b", …],           done keys beyond the watermark
+//	 "partial":{"prefix/…/c":{"etag":"\"…\"","ranges":[[0,4000],[5000,6000]]}},
+//	 "complete":false}
+//
+// Objects are taken in key order. A key is done once every event read from
+// it was delivered or dead-lettered; the watermark is the last key before
+// which every key is done, so the file stays small however many objects a
+// replay covers. Within an object, events are numbered in reading order
+// (s3obj.Chunk) and the ranges acknowledged so far are kept, so that a
+// multi-gigabyte object interrupted half-way is not sent again from its
+// start.
+type Checkpoint struct {
+	Version   int                 `json:"version"`
+	Source    string              `json:"source"`
+	From      time.Time           `json:"from,omitzero"`
+	To        time.Time           `json:"to,omitzero"`
+	Watermark string              `json:"watermark,omitempty"`
+	Done      []string            `json:"done,omitempty"`
+	Partial   map[string]*Partial `json:"partial,omitempty"`
+	Complete  bool                `json:"complete,omitempty"`
+	Updated   time.Time           `json:"updated"`
+}
+
+// Partial is the progress within one object.
+type Partial struct {
+	ETag   string     `json:"etag,omitempty"`
+	Ranges [][2]int64 `json:"ranges"` // acknowledged items [from, to), sorted, disjoint
+}
+
+// ErrCheckpointMismatch is returned when a checkpoint belongs to a replay
+// of another source.
+var ErrCheckpointMismatch = errors.New("the checkpoint belongs to another replay")
+
+// LoadCheckpoint reads the checkpoint at path; a missing file is a fresh
+// checkpoint.
+func LoadCheckpoint(path string) (*Checkpoint, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Checkpoint{Version: checkpointVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	var c Checkpoint
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("checkpoint %s is not a gwpipe replay checkpoint: %w", path, err)
+	}
+	if c.Version != checkpointVersion {
+		return nil, fmt.Errorf("checkpoint %s has version %d; this build reads %d", path, c.Version, checkpointVersion)
+	}
+	return &c, nil
+}
+
+// Save writes the checkpoint atomically: a crash leaves the old file or
+// the new one, never half of one.
+func (c *Checkpoint) Save(path string) error {
+	data, err := json.MarshalIndent(c, "", " ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(append(data, '\n'))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write checkpoint %s: %w", path, werr)
+	}
+	return nil
+}
+
+// IsDone reports whether key was completed.
+func (c *Checkpoint) IsDone(key string) bool {
+	return (c.Watermark != "" && key <= c.Watermark) || slices.Contains(c.Done, key)
+}
+
+// Acked returns the acknowledged ranges of key, or nil. A partial whose
+// ETag no longer matches the object is ignored: the object was rewritten
+// and its numbering means nothing any more.
+func (c *Checkpoint) Acked(key, etag string) [][2]int64 {
+	p := c.Partial[key]
+	if p == nil || (p.ETag != "" && etag != "" && p.ETag != etag) {
+		return nil
+	}
+	return p.Ranges
+}
+
+// addRange merges [from, to) into sorted disjoint ranges.
+func addRange(rs [][2]int64, from, to int64) [][2]int64 {
+	if from >= to {
+		return rs
+	}
+	i := 0
+	for i < len(rs) && rs[i][1] < from {
+		i++
+	}
+	j := i
+	for j < len(rs) && rs[j][0] <= to {
+		from, to = min(from, rs[j][0]), max(to, rs[j][1])
+		j++
+	}
+	out := append(rs[:i:i], [2]int64{from, to})
+	return append(out, rs[j:]...)
+}
+
+// covered reports whether n is in one of the sorted ranges.
+func covered(rs [][2]int64, n int64) bool {
+	i, _ := slices.BinarySearchFunc(rs, n, func(r [2]int64, n int64) int {
+		switch {
+		case r[1] <= n:
+			return -1
+		case r[0] > n:
+			return 1
+		}
+		return 0
+	})
+	return i < len(rs) && rs[i][0] <= n && n < rs[i][1]
+}
+
+// progress keeps a checkpoint up to date while objects complete out of
+// order. Keys are registered in listing order; the watermark advances over
+// the prefix of registered keys that are all done.
+type progress struct {
+	mu    sync.Mutex
+	c     *Checkpoint
+	order []string        // registered keys not yet behind the watermark, in order
+	done  map[string]bool // of those, the done ones
+	dirty bool
+}
+
+func newProgress(c *Checkpoint) *progress {
+	if c.Partial == nil {
+		c.Partial = map[string]*Partial{}
+	}
+	p := &progress{c: c, done: map[string]bool{}}
+	for _, k := range c.Done {
+		p.done[k] = true
+	}
+	return p
+}
+
+// register adds a key in listing order (a key that will be read, or one
+// that was skipped and counts as done at once).
+func (p *progress) register(key string, done bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.order = append(p.order, key)
+	if done {
+		p.done[key] = true
+	}
+	p.advanceLocked()
+}
+
+func (p *progress) ack(key, etag string, from, to int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done[key] {
+		return
+	}
+	pt := p.c.Partial[key]
+	if pt == nil || (etag != "" && pt.ETag != "" && pt.ETag != etag) {
+		pt = &Partial{ETag: etag}
+		p.c.Partial[key] = pt
+	}
+	pt.Ranges = addRange(pt.Ranges, from, to)
+	p.dirty = true
+}
+
+func (p *progress) objectDone(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done[key] = true
+	delete(p.c.Partial, key)
+	p.advanceLocked()
+}
+
+func (p *progress) advanceLocked() {
+	i := 0
+	for i < len(p.order) && p.done[p.order[i]] {
+		p.c.Watermark = max(p.c.Watermark, p.order[i])
+		delete(p.done, p.order[i])
+		i++
+	}
+	if i > 0 {
+		p.order = append(p.order[:0], p.order[i:]...)
+	}
+	p.c.Done = p.c.Done[:0]
+	for k := range p.done {
+		if k > p.c.Watermark {
+			p.c.Done = append(p.c.Done, k)
+		}
+	}
+	slices.Sort(p.c.Done)
+	p.dirty = true
+}
+
+// save writes the checkpoint if it changed.
+func (p *progress) save(path string, complete bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.dirty && p.c.Complete == complete {
+		return nil
+	}
+	p.c.Complete = complete
+	p.c.Updated = time.Now().UTC()
+	if err := p.c.Save(path); err != nil {
+		return err
+	}
+	p.dirty = false
+	return nil
+}
+
+func (p *progress) watermark() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.c.Watermark
+}
+
+func (p *progress) isDone(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.c.IsDone(key) || p.done[key]
+}
+
+// acked returns a copy of key's acknowledged ranges.
+func (p *progress) acked(key, etag string) [][2]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.c.Acked(key, etag))
+}

@@ -1,0 +1,907 @@
+// Package s3obj streams the log objects gwpipe finds in S3 (or in local
+// files) into batches of log events, with memory that does not depend on
+// the object's size: an object is read as a stream, one JSON document or
+// line at a time, and handed on in bounded batches that the caller emits
+// before it asks for the next one, so that a saturated pipeline stops the
+// reading instead of filling memory.
+//
+// It reads every layout an API Gateway log archive takes (specs §1.3, §2.3):
+//
+//   - Firehose objects of CloudWatch Logs subscription data: gzip members
+//     (or plain JSON when Firehose decompresses) of envelopes concatenated
+//     with or without newlines;
+//   - Firehose objects of access-log lines that API Gateway wrote directly
+//     (keys with amazon-apigateway-), delimited by newlines or not at all;
+//   - CloudWatch Logs export-task objects: "<timestamp> <message>" lines,
+//     group and stream taken from the key;
+//   - Firehose error-backup records: the original records in rawData;
+//   - gwpipe's own dead-letter archive (package dlq).
+//
+// Compression is recognised by its magic bytes (gzip, zstd, nested layers),
+// never by the key's extension, and the layout by the content, with the key
+// as a hint. What cannot be read is returned as dead letters with the
+// reason; failures to read the object itself are errors (ErrSource), so that
+// the caller can retry the object rather than lose it.
+package s3obj
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/valyala/fastjson"
+
+	"github.com/gwpipe/gwpipe/pkg/cwlogs"
+	"github.com/gwpipe/gwpipe/pkg/decode"
+	"github.com/gwpipe/gwpipe/pkg/dlq"
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// ErrSource marks a failure to read the object's bytes (network, S3,
+// file system), as opposed to bytes that were read but are not logs. The
+// object can be read again later; nothing about it was dead-lettered.
+var ErrSource = errors.New("reading the object failed")
+
+// DeadStage is the stage name the Reader's dead letters carry.
+const DeadStage = "s3-read"
+
+// Config bounds the Reader's work. Zero values take the defaults.
+type Config struct {
+	// Layout forces a layout; LayoutAuto detects it.
+	Layout Layout
+	// EventsPerBatch and BatchBytes bound one batch: whichever is reached
+	// first ends it (defaults 1000 events, 4 MiB of messages).
+	EventsPerBatch int
+	BatchBytes     int
+	// MaxItemBytes bounds one JSON document or line after decompression
+	// (default 32 MiB). Longer ones are dead-lettered, not read into memory.
+	MaxItemBytes int
+	// Decode bounds the raw records found in error backups and dead
+	// letters, which go through the decode stage's own code.
+	Decode decode.Config
+}
+
+func (c Config) withDefaults() Config {
+	if c.EventsPerBatch <= 0 {
+		c.EventsPerBatch = 1000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 4 << 20
+	}
+	if c.MaxItemBytes <= 0 {
+		c.MaxItemBytes = 32 << 20
+	}
+	if c.Decode.MaxRecordBytes <= 0 {
+		c.Decode.MaxRecordBytes = 1_024_000
+	}
+	if c.Decode.MaxDecompressedBytes <= 0 {
+		c.Decode.MaxDecompressedBytes = 32 << 20
+	}
+	if c.Decode.MaxEventsPerBatch <= 0 {
+		c.Decode.MaxEventsPerBatch = c.EventsPerBatch
+	}
+	return c
+}
+
+// Chunk is one batch read from an object. Items (events and dead letters)
+// are numbered from 0 in the order the object holds them; the numbering is
+// the same every time the same object is read with the same layout, which
+// is what lets a replay skip what it already delivered.
+type Chunk struct {
+	First int64         // number of Batch.Records[0]; the records are numbered consecutively
+	Batch *record.Batch // KindLine events, or dead letters when Dead
+	Dead  bool          // the records could not be read; each has its Reason
+}
+
+// Stats describe what a Reader has read so far.
+type Stats struct {
+	Layout      Layout
+	Compression string // "none", "gzip", "zstd", or layers such as "gzip+gzip"
+	Events      int64  // events returned
+	DeadLetters int64  // records returned as dead letters
+	Control     int64  // CONTROL_MESSAGE documents dropped
+	Empty       int64  // dead-letter entries without data (nothing to replay)
+	BytesIn     int64  // bytes read from the source, as stored
+	BytesOut    int64  // bytes after decompression
+}
+
+// Reader reads one object. It is not safe for concurrent use.
+type Reader struct {
+	cfg  Config
+	obj  Object
+	src  *countingReader
+	out  *countingReader
+	sc   *scanner
+	base *record.Origin
+	step func() error
+
+	closers []func()
+	opened  bool
+	done    bool
+	err     error // sticky source error
+
+	pending  []Chunk
+	cur      *record.Batch
+	curFirst int64
+	curBytes int
+	avgEvent int // bytes per event in the last batch, to size the next
+	ordinal  int64
+	stats    Stats
+
+	parser     fastjson.Parser
+	fastEvents []fastEvent
+	dec        *decode.Stage
+
+	// cache of the last origin derived from an envelope or dead letter
+	lastOwner, lastGroup, lastStream string
+	lastOrigin                       *record.Origin
+	lastDLQ                          dlq.Origin
+	lastDLQOrigin                    *record.Origin
+
+	// export-task state: the event being assembled (continuation lines)
+	exportGroup, exportStream string
+	exportOrigin              *record.Origin
+	expMsg                    []byte
+	expTS                     int64
+	expOpen                   bool
+	expTrunc                  bool
+	objTime                   int64
+}
+
+// NewReader returns a Reader of src, which holds obj. Nothing is read
+// until the first call to Next.
+func NewReader(src io.Reader, obj Object, cfg Config) *Reader {
+	cfg = cfg.withDefaults()
+	if obj.Source == "" {
+		obj.Source = "s3"
+	}
+	r := &Reader{cfg: cfg, obj: obj, src: &countingReader{r: src}}
+	r.base = &record.Origin{
+		Source: obj.Source, RequestID: obj.Name(), Stream: DeliveryStream(obj.Key),
+		Account: obj.Account, Region: obj.Region, Replay: obj.Replay,
+	}
+	if obj.Bucket != "" {
+		r.base.SourceARN = "arn:aws:s3:::" + obj.Bucket
+	}
+	r.objTime = time.Now().UnixMilli()
+	if !obj.LastModified.IsZero() {
+		r.objTime = obj.LastModified.UnixMilli()
+	}
+	return r
+}
+
+// Stats returns the counts so far.
+func (r *Reader) Stats() Stats {
+	s := r.stats
+	s.BytesIn = r.src.n
+	if r.out != nil {
+		s.BytesOut = r.out.n
+	}
+	return s
+}
+
+// Layout is the detected layout (LayoutAuto before the first Next).
+func (r *Reader) Layout() Layout { return r.stats.Layout }
+
+// Close releases the decompressors. It does not close the source.
+func (r *Reader) Close() error {
+	for _, c := range r.closers {
+		c()
+	}
+	r.closers = nil
+	return nil
+}
+
+// Next returns the next chunk; io.EOF after the last. An error wrapping
+// ErrSource means the object could not be read from its source; the chunks
+// already returned stay valid and the object can be read again.
+func (r *Reader) Next() (Chunk, error) {
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return Chunk{}, r.err
+		}
+		if r.done {
+			r.flush()
+			if len(r.pending) == 0 {
+				return Chunk{}, io.EOF
+			}
+			break
+		}
+		var err error
+		if !r.opened {
+			r.opened = true
+			err = r.open()
+		} else {
+			err = r.step()
+		}
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			r.finishExport()
+			r.done = true
+			continue
+		}
+		if r.src.err != nil {
+			// The bytes did not arrive: not the object's fault.
+			r.err = fmt.Errorf("%s: %w: %w", r.obj.Name(), ErrSource, r.src.err)
+			r.discardUnreturned()
+			return Chunk{}, r.err
+		}
+		// The bytes arrived but cannot be read any further (corrupt or
+		// truncated compression): what was read goes on, the rest is a
+		// dead letter naming the object and how far reading got.
+		r.finishExport()
+		r.dead(nil, fmt.Sprintf("object %s unreadable after %d bytes (%d decompressed, %d items read): %v; the rest of the object was not read",
+			r.obj.Name(), r.src.n, r.outBytes(), r.ordinal, err))
+		r.done = true
+	}
+	c := r.pending[0]
+	r.pending[0] = Chunk{}
+	r.pending = r.pending[1:]
+	if c.Dead {
+		r.stats.DeadLetters += int64(len(c.Batch.Records))
+	} else {
+		r.stats.Events += int64(len(c.Batch.Records))
+	}
+	return c, nil
+}
+
+func (r *Reader) outBytes() int64 {
+	if r.out == nil {
+		return 0
+	}
+	return r.out.n
+}
+
+// discardUnreturned drops what was read but not returned: after a source
+// error the object will be read again from its start.
+func (r *Reader) discardUnreturned() {
+	r.pending, r.cur = nil, nil
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// maxLayers bounds nested compression (an object compressed by S3's
+// destination setting around records gzipped by CloudWatch).
+const maxLayers = 3
+
+// open peels compression layers and detects the layout.
+func (r *Reader) open() error {
+	br := bufio.NewReaderSize(r.src, 64<<10)
+	var in io.Reader = br
+	comp := ""
+	for range maxLayers {
+		head, _ := br.Peek(4)
+		var next io.Reader
+		switch {
+		case bytes.HasPrefix(head, gzipMagic):
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return fmt.Errorf("gzip header: %w", err)
+			}
+			r.closers = append(r.closers, func() { _ = zr.Close() })
+			next, comp = zr, comp+"+gzip"
+		case bytes.HasPrefix(head, zstdMagic):
+			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+			if err != nil {
+				return fmt.Errorf("zstd: %w", err)
+			}
+			r.closers = append(r.closers, zr.Close)
+			next, comp = zr, comp+"+zstd"
+		}
+		if next == nil {
+			break
+		}
+		br = bufio.NewReaderSize(next, 64<<10)
+		in = br
+	}
+	if comp == "" {
+		comp = "+none"
+	}
+	r.stats.Compression = comp[1:]
+	r.out = &countingReader{r: in}
+	r.sc = newScanner(r.out, r.cfg.MaxItemBytes)
+
+	layout := r.cfg.Layout
+	if layout == LayoutAuto {
+		head := r.sc.peek(4096)
+		if r.sc.err != nil && len(head) == 0 {
+			return r.sc.err
+		}
+		layout = Detect(head, r.obj.Key)
+	}
+	r.stats.Layout = layout
+	switch layout {
+	case LayoutEnvelopes:
+		r.step = r.stepEnvelope
+	case LayoutErrorBackup:
+		r.step = r.stepErrorBackup
+	case LayoutDLQ:
+		r.step = r.stepDLQ
+	case LayoutExport:
+		r.exportGroup, r.exportStream, _ = ExportKey(r.obj.Key)
+		r.exportOrigin = r.base.WithLogGroup("", r.exportGroup, r.exportStream)
+		r.step = r.stepExport
+	default:
+		r.stats.Layout = LayoutAccessLines
+		head := bytes.TrimLeft(r.sc.peek(64), " \t\r\n")
+		if len(head) > 0 && head[0] == '{' {
+			r.step = r.stepAccessJSON
+		} else {
+			r.step = r.stepAccessLine
+		}
+	}
+	return nil
+}
+
+// Detect chooses the layout of decompressed content from its first bytes,
+// with the key as a hint for what the content cannot tell.
+func Detect(head []byte, key string) Layout {
+	t := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
+	if len(t) > 0 && t[0] == '{' {
+		// The most specific shapes first: a dead-letter entry or an error
+		// backup may quote anything in its reason.
+		switch {
+		case bytes.HasPrefix(t, []byte(`{"v":`)) && bytes.Contains(t, []byte(`"stage"`)) && bytes.Contains(t, []byte(`"kind"`)):
+			return LayoutDLQ
+		case bytes.HasPrefix(t, []byte(`{"attemptsMade"`)) ||
+			bytes.Contains(t, []byte(`"rawData"`)) && (bytes.Contains(t, []byte(`"attemptsMade"`)) || bytes.Contains(t, []byte(`"errorCode"`))):
+			return LayoutErrorBackup
+		case bytes.Contains(t, []byte(`"messageType"`)) || bytes.Contains(t, []byte(`"logEvents"`)):
+			return LayoutEnvelopes
+		}
+		return LayoutAccessLines
+	}
+	if _, ok := exportTime(t); ok {
+		return LayoutExport
+	}
+	if _, _, ok := ExportKey(key); ok && len(t) == 0 {
+		return LayoutExport
+	}
+	return LayoutAccessLines
+}
+
+// ---------------------------------------------------------------------------
+// Batching.
+
+func (r *Reader) batchID(first int64) string {
+	return r.base.RequestID + "#" + strconv.FormatInt(first, 10)
+}
+
+// keepString copies p into the current batch's arena as a string. The arena
+// is never written again where it was written, so the string stays valid.
+func (r *Reader) keepString(p []byte) string {
+	k := r.keep(p)
+	if len(k) == 0 {
+		return ""
+	}
+	return unsafe.String(&k[0], len(k))
+}
+
+// reserve makes room for n more bytes in the current batch's arena. When
+// the estimate made at newBatch falls short, the new arena is sized for
+// what the batch still needs rather than doubled (records alias the old
+// arena, which stays alive through them).
+func (r *Reader) reserve(n int) {
+	b := r.cur
+	if cap(b.Arena)-len(b.Arena) >= n {
+		return
+	}
+	need := n
+	if r.avgEvent > 0 {
+		left := min(r.cfg.EventsPerBatch-len(b.Records), (r.cfg.BatchBytes-r.curBytes)/r.avgEvent+1)
+		need = max(n, left*r.avgEvent)
+	}
+	b.Arena = make([]byte, 0, max(need, 16<<10))
+}
+
+// keep copies p into the current batch's arena.
+func (r *Reader) keep(p []byte) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	r.reserve(len(p))
+	b := r.cur
+	start := len(b.Arena)
+	b.Arena = append(b.Arena, p...)
+	return b.Arena[start:len(b.Arena):len(b.Arena)]
+}
+
+func (r *Reader) addEvent(o *record.Origin, id []byte, ts int64, msg []byte) {
+	if r.cur == nil {
+		r.newBatch()
+	}
+	rec := record.Record{Origin: o, Timestamp: ts, Kind: record.KindLine, Message: r.keep(msg)}
+	if len(id) > 0 {
+		rec.EventID = r.keepString(id)
+	}
+	r.cur.Records = append(r.cur.Records, rec)
+	r.curBytes += len(msg) + len(id)
+	r.ordinal++
+	if len(r.cur.Records) >= r.cfg.EventsPerBatch || r.curBytes >= r.cfg.BatchBytes {
+		r.flush()
+	}
+}
+
+// newBatch starts a batch sized after the previous ones, so that its
+// records and arena are allocated once instead of grown by doubling.
+func (r *Reader) newBatch() {
+	n, size := min(r.cfg.EventsPerBatch, 256), min(r.cfg.BatchBytes, 256<<10)
+	if r.avgEvent > 0 {
+		n = min(r.cfg.EventsPerBatch, r.cfg.BatchBytes/r.avgEvent+1)
+		size = min(r.cfg.BatchBytes+r.avgEvent, n*r.avgEvent+n*r.avgEvent/8)
+	}
+	r.cur = &record.Batch{
+		ID: r.batchID(r.ordinal), Origin: r.base,
+		Records: make([]record.Record, 0, n),
+		Arena:   make([]byte, 0, size),
+	}
+	r.curFirst, r.curBytes = r.ordinal, 0
+}
+
+func (r *Reader) flush() {
+	if r.cur != nil && len(r.cur.Records) > 0 {
+		r.pending = append(r.pending, Chunk{First: r.curFirst, Batch: r.cur})
+		r.avgEvent = max(1, r.curBytes/len(r.cur.Records))
+	}
+	r.cur = nil
+}
+
+// dead adds a dead letter. data is kept as the record's raw bytes: base64
+// text of the bytes that could not be read, so that a replay of the
+// archive sends them through the decode stage again.
+func (r *Reader) dead(data []byte, reason string) {
+	r.deadRecord(record.Record{Origin: r.base, Timestamp: r.objTime, Kind: record.KindRaw, Message: data, Reason: reason})
+}
+
+func (r *Reader) deadBytes(raw []byte, reason string) {
+	var data []byte
+	if len(raw) > 0 {
+		data = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+		base64.StdEncoding.Encode(data, raw)
+	}
+	r.dead(data, reason)
+}
+
+func (r *Reader) deadRecord(rec record.Record) {
+	r.flush()
+	if rec.Origin == nil {
+		rec.Origin = r.base
+	}
+	if n := len(r.pending); n > 0 && r.pending[n-1].Dead && r.pending[n-1].First+int64(len(r.pending[n-1].Batch.Records)) == r.ordinal &&
+		len(r.pending[n-1].Batch.Records) < r.cfg.EventsPerBatch {
+		b := r.pending[n-1].Batch
+		b.Records = append(b.Records, rec)
+	} else {
+		r.pending = append(r.pending, Chunk{First: r.ordinal, Dead: true, Batch: &record.Batch{
+			ID: r.batchID(r.ordinal), Origin: r.base, Stage: DeadStage, Records: []record.Record{rec},
+		}})
+	}
+	r.ordinal++
+}
+
+// mark and rollback take back what a document produced before it turned
+// out to be malformed: it is dead-lettered whole, so that a replay of the
+// dead letter does not send its first events twice.
+type mark struct {
+	pending, curLen int
+	ordinal         int64
+	cur             *record.Batch
+	curFirst        int64
+	curBytes        int
+}
+
+func (r *Reader) mark() mark {
+	m := mark{pending: len(r.pending), ordinal: r.ordinal, cur: r.cur, curFirst: r.curFirst, curBytes: r.curBytes}
+	if r.cur != nil {
+		m.curLen = len(r.cur.Records)
+	}
+	return m
+}
+
+func (r *Reader) rollback(m mark) {
+	r.pending = r.pending[:m.pending]
+	r.cur, r.curFirst, r.curBytes, r.ordinal = m.cur, m.curFirst, m.curBytes, m.ordinal
+	if r.cur != nil {
+		r.cur.Records = r.cur.Records[:m.curLen]
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Layouts.
+
+func (r *Reader) itemProblem(it item, what string) bool {
+	off := r.sc.offset() - int64(len(it.data))
+	switch {
+	case it.truncated:
+		r.dead(nil, fmt.Sprintf("%s at decompressed offset %d exceeds %d bytes; skipped", what, off, r.cfg.MaxItemBytes))
+	case it.garbage:
+		r.deadBytes(it.data, fmt.Sprintf("%d bytes at decompressed offset %d are not a JSON document", len(it.data), off))
+	case it.unterminated:
+		r.deadBytes(it.data, fmt.Sprintf("%s at decompressed offset %d is cut short by the end of the object", what, off))
+	default:
+		return false
+	}
+	return true
+}
+
+// stepEnvelope reads one CloudWatch Logs subscription document.
+func (r *Reader) stepEnvelope() error {
+	it, err := r.sc.nextJSON()
+	if err != nil {
+		return err
+	}
+	if r.itemProblem(it, "subscription document") {
+		return nil
+	}
+	if r.envelopeFast(it.data) {
+		return nil
+	}
+	m := r.mark()
+	var origin *record.Origin
+	err = cwlogs.Parse(&r.parser, it.data, func(env *cwlogs.Envelope) error {
+		if env.MessageType != cwlogs.Data {
+			r.stats.Control++
+			return nil
+		}
+		origin = r.envelopeOrigin(env)
+		return nil
+	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
+		o := origin
+		if (len(ev.Account) > 0 && string(ev.Account) != o.Account) || (len(ev.Region) > 0 && string(ev.Region) != o.Region) {
+			c := *o
+			if len(ev.Account) > 0 {
+				c.Account = string(ev.Account)
+			}
+			if len(ev.Region) > 0 {
+				c.Region = string(ev.Region)
+			}
+			o = &c
+		}
+		r.addEvent(o, ev.ID, ev.Timestamp, ev.Message)
+		return nil
+	})
+	if err != nil {
+		r.rollback(m)
+		reason := "CloudWatch envelope: " + err.Error()
+		if errors.Is(err, cwlogs.ErrNotEnvelope) {
+			reason = "JSON document is not a CloudWatch Logs subscription envelope"
+		}
+		r.deadBytes(it.data, fmt.Sprintf("%s (document of %d bytes at decompressed offset %d)", reason, len(it.data), r.sc.offset()-int64(len(it.data))))
+	}
+	return nil
+}
+
+// envelopeFast reads a document with the single-pass parser, or reports
+// false (having produced nothing) for the general parser to read it.
+func (r *Reader) envelopeFast(doc []byte) bool {
+	env, evs, ok := parseEnvelopeFast(doc, r.fastEvents)
+	r.fastEvents = evs[:0]
+	if !ok {
+		return false
+	}
+	if string(env.messageType) != cwlogs.Data {
+		r.stats.Control++
+		return true
+	}
+	var origin *record.Origin
+	if r.lastOrigin != nil && string(env.owner) == r.lastOwner && string(env.group) == r.lastGroup && string(env.stream) == r.lastStream {
+		origin = r.lastOrigin
+	} else {
+		origin = r.envelopeOrigin(&cwlogs.Envelope{Owner: string(env.owner), LogGroup: string(env.group), LogStream: string(env.stream)})
+	}
+	m := r.mark()
+	for i := range evs {
+		ev := &evs[i]
+		if !ev.escaped {
+			r.addEvent(origin, ev.id, ev.ts, ev.message)
+			continue
+		}
+		if !r.addEscapedEvent(origin, ev.id, ev.ts, ev.message) {
+			r.rollback(m)
+			return false
+		}
+	}
+	return true
+}
+
+// addEscapedEvent adds an event whose message is unescaped straight into
+// the batch arena.
+func (r *Reader) addEscapedEvent(o *record.Origin, id []byte, ts int64, escaped []byte) bool {
+	if r.cur == nil {
+		r.newBatch()
+	}
+	r.reserve(len(escaped)) // unescaping never lengthens
+	b := r.cur
+	start := len(b.Arena)
+	out, ok := appendUnescaped(b.Arena, escaped)
+	if !ok {
+		return false
+	}
+	b.Arena = out
+	msg := out[start:len(out):len(out)]
+	if len(msg) == 0 {
+		msg = nil
+	}
+	rec := record.Record{Origin: o, Timestamp: ts, Kind: record.KindLine, Message: msg}
+	if len(id) > 0 {
+		rec.EventID = r.keepString(id)
+	}
+	b.Records = append(b.Records, rec)
+	r.curBytes += len(msg) + len(id)
+	r.ordinal++
+	if len(b.Records) >= r.cfg.EventsPerBatch || r.curBytes >= r.cfg.BatchBytes {
+		r.flush()
+	}
+	return true
+}
+
+func (r *Reader) envelopeOrigin(env *cwlogs.Envelope) *record.Origin {
+	if r.lastOrigin != nil && env.Owner == r.lastOwner && env.LogGroup == r.lastGroup && env.LogStream == r.lastStream {
+		return r.lastOrigin
+	}
+	r.lastOwner, r.lastGroup, r.lastStream = env.Owner, env.LogGroup, env.LogStream
+	r.lastOrigin = r.base.WithLogGroup(env.Owner, env.LogGroup, env.LogStream)
+	return r.lastOrigin
+}
+
+// stepAccessJSON reads one access-log JSON object: Firehose concatenates
+// them with or without newlines.
+func (r *Reader) stepAccessJSON() error {
+	it, err := r.sc.nextJSON()
+	if err != nil {
+		return err
+	}
+	if it.truncated {
+		r.itemProblem(it, "access-log line")
+		return nil
+	}
+	// A line that is not JSON among JSON lines is still a log line: the
+	// parse stage decides what it is.
+	line := bytes.TrimSpace(it.data)
+	if len(line) > 0 {
+		r.addEvent(r.base, nil, r.objTime, line)
+	}
+	return nil
+}
+
+// stepAccessLine reads one access-log line (CLF, CSV, XML…).
+func (r *Reader) stepAccessLine() error {
+	it, err := r.sc.nextLine()
+	if err != nil {
+		return err
+	}
+	if it.truncated {
+		r.itemProblem(it, "access-log line")
+		return nil
+	}
+	if len(bytes.TrimSpace(it.data)) > 0 {
+		r.addEvent(r.base, nil, r.objTime, it.data)
+	}
+	return nil
+}
+
+// stepExport reads one export-task line. A line without a timestamp
+// continues the previous message: the export writes multi-line messages
+// without escaping them.
+func (r *Reader) stepExport() error {
+	it, err := r.sc.nextLine()
+	if err != nil {
+		return err
+	}
+	if it.truncated {
+		r.finishExport()
+		r.itemProblem(it, "export-task line")
+		return nil
+	}
+	line := it.data
+	if ts, ok := exportTime(line); ok {
+		r.finishExport()
+		r.expMsg = append(r.expMsg[:0], line[exportPrefixLen(line):]...)
+		r.expTS, r.expOpen, r.expTrunc = ts, true, false
+		return nil
+	}
+	if !r.expOpen {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil
+		}
+		r.expMsg = append(r.expMsg[:0], line...)
+		r.expTS, r.expOpen, r.expTrunc = r.objTime, true, false
+		return nil
+	}
+	if r.expTrunc {
+		return nil
+	}
+	if len(r.expMsg)+1+len(line) > r.cfg.MaxItemBytes {
+		r.expTrunc = true
+		return nil
+	}
+	r.expMsg = append(append(r.expMsg, '\n'), line...)
+	return nil
+}
+
+func (r *Reader) finishExport() {
+	if !r.expOpen {
+		return
+	}
+	r.expOpen = false
+	if r.expTrunc {
+		r.dead(nil, fmt.Sprintf("export-task message beginning %q exceeds %d bytes; skipped", head(r.expMsg, 80), r.cfg.MaxItemBytes))
+	} else {
+		r.addEvent(r.exportOrigin, nil, r.expTS, r.expMsg)
+	}
+	if cap(r.expMsg) > 1<<20 {
+		r.expMsg = nil // do not pin one huge message's buffer
+	}
+}
+
+func head(p []byte, n int) []byte {
+	if len(p) > n {
+		return p[:n]
+	}
+	return p
+}
+
+// exportTime reads the "2006-01-02T15:04:05.000Z " prefix of an export line.
+func exportTime(line []byte) (int64, bool) {
+	if len(line) < 20 || line[4] != '-' || line[7] != '-' || line[10] != 'T' || line[13] != ':' || line[16] != ':' {
+		return 0, false
+	}
+	n := exportPrefixLen(line)
+	if n == 0 {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(line[:n-1]))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
+// exportPrefixLen is the length of the timestamp and its space, or 0.
+func exportPrefixLen(line []byte) int {
+	i := 19
+	if i < len(line) && line[i] == '.' {
+		i++
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+	}
+	if i+1 < len(line) && line[i] == 'Z' && line[i+1] == ' ' {
+		return i + 2
+	}
+	if i+1 == len(line) && line[i] == 'Z' {
+		return i + 1 // an empty message
+	}
+	return 0
+}
+
+// stepErrorBackup reads one Firehose error-backup record and decodes the
+// original record it holds.
+func (r *Reader) stepErrorBackup() error {
+	it, err := r.sc.nextJSON()
+	if err != nil {
+		return err
+	}
+	if r.itemProblem(it, "error-backup record") {
+		return nil
+	}
+	v, err := r.parser.ParseBytes(it.data)
+	if err != nil {
+		r.deadBytes(it.data, "Firehose error-backup record: invalid JSON: "+err.Error())
+		return nil
+	}
+	raw := v.Get("rawData")
+	if raw == nil || raw.Type() != fastjson.TypeString {
+		r.deadBytes(it.data, "Firehose error-backup record without a rawData string")
+		return nil
+	}
+	ts := v.GetInt64("arrivalTimestamp")
+	if ts <= 0 {
+		ts = r.objTime
+	}
+	r.decodeRaw(record.Record{Origin: r.base, Timestamp: ts, Kind: record.KindRaw, Message: raw.GetStringBytes()})
+	return nil
+}
+
+// decodeRaw decodes one raw record with the decode stage's code and adds
+// its events, or the record as a dead letter.
+func (r *Reader) decodeRaw(rec record.Record) {
+	if r.dec == nil {
+		r.dec = decode.New(r.cfg.Decode, nil)
+	}
+	res := r.dec.Decode(&record.Batch{ID: r.batchID(r.ordinal), Origin: rec.Origin, Records: []record.Record{rec}})
+	for _, b := range res.Batches {
+		for i := range b.Records {
+			e := &b.Records[i]
+			r.addEvent(e.Origin, unsafe.Slice(unsafe.StringData(e.EventID), len(e.EventID)), e.Timestamp, e.Message)
+		}
+	}
+	if res.Dead != nil {
+		for _, d := range res.Dead.Records {
+			d.Message = bytes.Clone(d.Message)
+			r.deadRecord(d)
+		}
+	}
+}
+
+// stepDLQ reads one entry of gwpipe's dead-letter archive: raw records are
+// decoded again, lines go on as they are, with the origin they had.
+func (r *Reader) stepDLQ() error {
+	it, err := r.sc.nextJSON()
+	if err != nil {
+		return err
+	}
+	if r.itemProblem(it, "dead-letter entry") {
+		return nil
+	}
+	var e dlq.Entry
+	if err := json.Unmarshal(it.data, &e); err != nil {
+		r.deadBytes(it.data, "dead-letter entry: "+err.Error())
+		return nil
+	}
+	if e.V != 1 {
+		r.deadBytes(it.data, fmt.Sprintf("dead-letter entry of unsupported version %d (this build reads 1)", e.V))
+		return nil
+	}
+	if len(e.Data) == 0 {
+		// An object-level failure ("unreadable after N bytes"): it names
+		// what to read again but holds nothing to send.
+		r.stats.Empty++
+		return nil
+	}
+	o := r.dlqOrigin(e.Origin)
+	if e.Kind == record.KindRaw.String() {
+		r.decodeRaw(record.Record{Origin: o, EventID: e.EventID, Timestamp: e.Timestamp, Kind: record.KindRaw, Message: e.Data})
+		return nil
+	}
+	ts := e.Timestamp
+	if ts == 0 {
+		ts = e.Time.UnixMilli()
+	}
+	r.addEvent(o, []byte(e.EventID), ts, e.Data)
+	return nil
+}
+
+func (r *Reader) dlqOrigin(d dlq.Origin) *record.Origin {
+	if r.lastDLQOrigin != nil && d == r.lastDLQ {
+		return r.lastDLQOrigin
+	}
+	r.lastDLQ = d
+	r.lastDLQOrigin = &record.Origin{
+		Source: d.Source, RequestID: d.RequestID, SourceARN: d.SourceARN, Stream: d.Stream,
+		Account: d.Account, Region: d.Region, LogGroup: d.LogGroup, LogStream: d.LogStream,
+		Replay: d.Replay || r.obj.Replay,
+	}
+	return r.lastDLQOrigin
+}
+
+// countingReader counts bytes and remembers the first read error that is
+// not io.EOF, which tells a source failure from a format failure.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,146 @@
+package s3obj
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// flakyS3 serves one object and cuts every response after cut bytes.
+type flakyS3 struct {
+	mu      sync.Mutex
+	data    []byte
+	etag    string
+	cut     int
+	ranges  []string
+	changed bool // the object was overwritten after the first GET
+	calls   int
+}
+
+func (f *flakyS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if aws.ToString(in.Key) != "k" {
+		return nil, &smithy.GenericAPIError{Code: "NoSuchKey", Message: "The specified key does not exist."}
+	}
+	off := 0
+	if r := aws.ToString(in.Range); r != "" {
+		f.ranges = append(f.ranges, r)
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(r, "bytes="), "-"))
+		if err != nil {
+			return nil, err
+		}
+		off = n
+		if f.changed && aws.ToString(in.IfMatch) == f.etag {
+			return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+		}
+	}
+	rest := f.data[off:]
+	return &s3.GetObjectOutput{
+		Body:          &cutReader{r: bytes.NewReader(rest), left: f.cut},
+		ContentLength: aws.Int64(int64(len(rest))),
+		ETag:          aws.String(f.etag),
+		LastModified:  aws.Time(time.Unix(1700000000, 0)),
+	}, nil
+}
+
+type cutReader struct {
+	r    io.Reader
+	left int
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("read tcp 127.0.0.1:1234: connection reset by peer")
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= n
+	return n, err
+}
+func (c *cutReader) Close() error { return nil }
+
+func noWait(int) time.Duration { return 0 }
+
+func TestBodyResumesWhereTheConnectionBroke(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 10_000)
+	f := &flakyS3{data: data, etag: `"abc"`, cut: 30_000}
+	b, err := Open(context.Background(), f, "bucket", "k")
+	require.NoError(t, err)
+	b.backoff = noWait
+	got, err := io.ReadAll(b)
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	assert.Equal(t, []string{"bytes=30000-", "bytes=60000-", "bytes=90000-"}, f.ranges)
+	assert.EqualValues(t, len(data), b.Size)
+	assert.Equal(t, `"abc"`, b.ETag)
+}
+
+func TestBodyErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		f    *flakyS3
+		key  string
+		want error
+	}{
+		{"missing object", &flakyS3{data: []byte("x"), cut: 10}, "missing", ErrNotFound},
+		{"overwritten while read", &flakyS3{data: bytes.Repeat([]byte("x"), 100), etag: `"e"`, cut: 10, changed: true}, "k", ErrChanged},
+		{"never any progress", &flakyS3{data: bytes.Repeat([]byte("x"), 100), cut: 0}, "k", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Open(context.Background(), c.f, "bucket", c.key)
+			if err == nil {
+				b.backoff = noWait
+				_, err = io.ReadAll(b)
+			}
+			require.Error(t, err)
+			if c.want != nil {
+				assert.ErrorIs(t, err, c.want)
+			} else {
+				assert.Contains(t, err.Error(), "gave up after")
+				assert.LessOrEqual(t, c.f.calls, maxResumes+2, "bounded attempts")
+			}
+		})
+	}
+}
+
+func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
+	var docs [][]byte
+	for i := range 20 {
+		docs = append(docs, gz(envelopeDoc(group, fmt.Sprint("s", i), manyEvents(200, int64(i))...)))
+	}
+	f := &flakyS3{data: concat(docs...), etag: `"e"`, cut: 7_777}
+	b, err := Open(context.Background(), f, "bucket", "k")
+	require.NoError(t, err)
+	b.backoff = noWait
+	r := NewReader(b, Object{Bucket: "bucket", Key: "k"}, Config{})
+	n := 0
+	for {
+		c, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		require.False(t, c.Dead)
+		n += len(c.Batch.Records)
+	}
+	assert.Equal(t, 4000, n)
+	assert.NotEmpty(t, f.ranges)
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The worker fleet on NATS JetStream against the single process, on the
+# same machine: 2 worker processes per stage joined by nats-server, fed by
+# loadgen flat out, delivering to fakeintake. Prints events/s for both.
+#
+#   EVENTS=300000 ./scripts/bench-fleet.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVENTS=${EVENTS:-300000}
+WORKERS=${WORKERS:-2}
+MIX=${MIX:-json=1}
+OUT=data/bench-fleet
+mkdir -p "$OUT"
+KEY=bench-key
+NATS_BIN=$(command -v nats-server || true)
+if [ -z "$NATS_BIN" ]; then
+  GOBIN="$PWD/bin" go install github.com/nats-io/nats-server/v2@v2.15.2
+  NATS_BIN=$PWD/bin/nats-server
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; exit 1; }
+
+bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 2> "$OUT/fakeintake.log" & pids+=($!)
+rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 & pids+=($!)
+wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222
+
+common=(DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
+  GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=$KEY GWPIPE_LOG_LEVEL=warn GWPIPE_ENRICH_AWS_TAGS=false GWPIPE_ADMIN_LISTEN= GWPIPE_DLQ_DIR=$OUT/dlq)
+
+run_load() { # name
+  bin/loadgen -url http://127.0.0.1:18188/ -access-key "$KEY" -events "$EVENTS" -mix "$MIX" -concurrency 8 \
+    -control-rate 0 -progress 0 -report > "$OUT/$1.json"
+  sed -n 's/^ *"events_per_second": \([0-9.]*\).*/\1/p' "$OUT/$1.json" | head -1
+}
+wait_drained() { # the intake has every event
+  for _ in $(seq 1 600); do
+    n=$(curl -s http://127.0.0.1:18180/stats | sed -n 's/.*"logs_accepted": *\([0-9]*\).*/\1/p')
+    [ "${n:-0}" -ge "$1" ] && return 0; sleep 0.1
+  done
+}
+
+echo "== single process"
+env "${common[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run 2> "$OUT/single.log" & single=$!; pids+=($single)
+wait_port 127.0.0.1:18188
+start=$(date +%s.%N); single_rate=$(run_load single); wait_drained "$EVENTS"; end=$(date +%s.%N)
+single_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
+kill -TERM $single; wait $single || true
+curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
+
+echo "== fleet: $WORKERS workers per stage on NATS"
+fleet=("${common[@]}" GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
+env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!)
+for s in decode parse enrich deliver-logs derive deliver-metrics; do
+  for i in $(seq 1 "$WORKERS"); do
+    env "${fleet[@]}" bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)
+  done
+done
+wait_port 127.0.0.1:18188
+start=$(date +%s.%N); fleet_rate=$(run_load fleet); wait_drained "$EVENTS"; end=$(date +%s.%N)
+fleet_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
+
+echo "single process: $single_e2e events/s end to end (ingest acknowledged at $single_rate/s)"
+echo "fleet ($WORKERS per stage): $fleet_e2e events/s end to end (ingest acknowledged at $fleet_rate/s)"
+awk -v a="$fleet_e2e" -v b="$single_e2e" 'BEGIN { printf "fleet / single = %.0f%%\n", 100 * a / b }'

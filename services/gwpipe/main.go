@@ -1,0 +1,270 @@
+// Command gwpipe moves Amazon API Gateway logs into Datadog: it ingests
+// CloudWatch Logs subscription data, decodes and parses it, enriches it and
+// delivers it, acknowledging each source only after Datadog accepted it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/pipeline"
+)
+
+var version = "dev"
+
+func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "gwpipe:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gwpipe",
+		Short:         "Amazon API Gateway logs into Datadog, parsed, enriched and acknowledged end to end",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var cfgPath string
+	root.PersistentFlags().StringVar(&cfgPath, "config", "", "YAML configuration file (optional: built-in defaults apply; every key a.b.c can be set as GWPIPE_A_B_C)")
+	root.AddCommand(runCmd(&cfgPath), validateCmd(&cfgPath), replayCmd(), versionCmd())
+	return root
+}
+
+func load(path string) (config.Config, error) {
+	return config.Load(path, os.Environ())
+}
+
+func newLogger(c config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func runCmd(cfgPath *string) *cobra.Command {
+	var stages string
+	var report time.Duration
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline (every stage by default)",
+		Long: `Run the pipeline. With no broker configured (transport.kind: memory) every stage
+runs in this process. SIGTERM or SIGINT drains: the sources stop taking work,
+every stage finishes what is in flight, then the process exits 0.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := load(*cfgPath)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("report") {
+				c.Admin.ReportInterval = report
+			}
+			list, err := pipeline.ParseStages(stages)
+			if err != nil {
+				return err
+			}
+			log := newLogger(c)
+			slog.SetDefault(log)
+			p, err := pipeline.New(c, list, log)
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := p.Start(ctx); err != nil {
+				return err
+			}
+			log.Info("gwpipe running", "version", version, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
+			if c.Admin.ReportInterval > 0 {
+				go p.Report(ctx, os.Stdout, c.Admin.ReportInterval)
+			}
+			var runErr error
+			select {
+			case <-ctx.Done():
+			case runErr = <-p.Err():
+			}
+			stop()
+			// A terminal's Ctrl-C reaches every process of the group and a
+			// supervisor may follow with SIGTERM: one more signal does not
+			// cut the drain short; a third one does.
+			more := make(chan os.Signal, 2)
+			signal.Notify(more, os.Interrupt, syscall.SIGTERM)
+			go func() {
+				<-more
+				log.Warn("still draining; signal again to exit at once, losing what is in flight")
+				<-more
+				os.Exit(1)
+			}()
+			log.Info("shutting down: draining in-flight work", "timeout", c.Pipeline.DrainTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), c.Pipeline.DrainTimeout)
+			defer cancel()
+			err = errors.Join(runErr, p.Shutdown(sctx))
+			p.Summary(os.Stdout)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&stages, "stages", "all", "comma-separated stages to run: ingest, decode, parse, enrich, derive, deliver-logs, deliver-metrics")
+	cmd.Flags().DurationVar(&report, "report", 0, "print a flow report at this interval (overrides admin.report_interval)")
+	return cmd
+}
+
+func validateCmd(cfgPath *string) *cobra.Command {
+	var keys bool
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check the configuration and exit (--keys lists every key)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keys {
+				for _, k := range config.Keys() {
+					fmt.Fprintf(cmd.OutOrStdout(), "%-45s %s\n", k[0], k[1])
+				}
+				return nil
+			}
+			c, err := load(*cfgPath)
+			if err != nil {
+				return err
+			}
+			if err := c.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&keys, "keys", false, "list every configuration key and its environment variable")
+	return cmd
+}
+
+func replayCmd() *cobra.Command {
+	var (
+		r        config.Replay
+		dryRun   bool
+		progress bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Replay a time range of an S3 archive, or the dead-letter archive, into Datadog",
+		Long: `Replay reads an archive again and sends its events through the whole pipeline,
+tagged replay:true: the objects of a bucket and prefix that hold a time range
+(Firehose CloudWatch objects, direct access-log objects, CloudWatch Logs
+export-task objects, Firehose error backups), or gwpipe's dead-letter archive
+(--dlq-dir DIR or s3://bucket/prefix), so that "fix and replay" is one command.
+
+Objects are streamed, whatever their size. --checkpoint FILE records what was
+delivered: run the same command again after an interruption and it resumes
+without sending anything twice. Datadog drops logs older than 18 hours: they
+are skipped and counted (--old-logs skip) or sent with the replay time
+(--old-logs retimestamp). --dry-run only reads and counts.
+
+Every flag has a configuration key under replay. (e.g. replay.rate).
+
+  gwpipe replay --bucket logs --prefix firehose/ --from 2026-11-28T00:00:00Z --to 2026-11-28T06:00:00Z --checkpoint r.ckpt
+  gwpipe replay --bucket logs --prefix firehose/ --from -6h --dry-run
+  gwpipe replay --dlq-dir data/dlq`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfgPath, _ := cmd.Flags().GetString("config")
+			c, err := load(cfgPath)
+			if err != nil {
+				return err
+			}
+			// Flags override the file and the environment only when given.
+			f := cmd.Flags()
+			set := func(name string, apply func()) {
+				if f.Changed(name) {
+					apply()
+				}
+			}
+			set("bucket", func() { c.Replay.Bucket = r.Bucket })
+			set("prefix", func() { c.Replay.Prefix = r.Prefix })
+			set("from", func() { c.Replay.From = r.From })
+			set("to", func() { c.Replay.To = r.To })
+			set("select-by", func() { c.Replay.SelectBy = r.SelectBy })
+			set("key-slack", func() { c.Replay.KeySlack = r.KeySlack })
+			set("concurrency", func() { c.Replay.Concurrency = r.Concurrency })
+			set("rate", func() { c.Replay.Rate = r.Rate })
+			set("checkpoint", func() { c.Replay.Checkpoint = r.Checkpoint })
+			set("old-logs", func() { c.Replay.OldLogs = r.OldLogs })
+			set("max-age", func() { c.Replay.MaxAge = r.MaxAge })
+			set("dlq-dir", func() { c.Replay.DLQ = r.DLQ })
+			set("region", func() { c.Replay.Region = r.Region })
+			set("events-per-batch", func() { c.Replay.EventsPerBatch = r.EventsPerBatch })
+			set("max-inflight-events", func() { c.Replay.MaxInFlightEvents = r.MaxInFlightEvents })
+			if c.Replay.DLQ != "" && !f.Changed("bucket") {
+				c.Replay.Bucket = "" // --dlq-dir replaces a bucket from the configuration
+			}
+
+			log := newLogger(c)
+			slog.SetDefault(log)
+			opts := pipeline.ReplayOptions{DryRun: dryRun}
+			if !f.Changed("progress") {
+				progress = isTerminal(os.Stderr)
+			}
+			if progress {
+				opts.Progress = os.Stderr
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := pipeline.Replay(ctx, c, opts, log)
+			if res.Source != "" { // it ran: say what it did, even when it failed
+				res.Write(cmd.OutOrStdout())
+			}
+			return err
+		},
+	}
+	d := config.Default().Replay
+	f := cmd.Flags()
+	f.StringVar(&r.Bucket, "bucket", "", "bucket of the archive (replay.bucket)")
+	f.StringVar(&r.Prefix, "prefix", "", "key prefix of the archive (replay.prefix)")
+	f.StringVar(&r.From, "from", "", "start of the event time range: RFC 3339, a date, or relative such as -2h or -3d (replay.from)")
+	f.StringVar(&r.To, "to", "", "end of the event time range, exclusive; default: no end (replay.to)")
+	f.StringVar(&r.SelectBy, "select-by", d.SelectBy, "how objects are chosen: key (Firehose YYYY/MM/DD/HH), modified (object time), auto or none (replay.select_by)")
+	f.DurationVar(&r.KeySlack, "key-slack", d.KeySlack, "widen the key-time window on both sides (replay.key_slack)")
+	f.IntVar(&r.Concurrency, "concurrency", d.Concurrency, "objects read at once (replay.concurrency)")
+	f.IntVar(&r.Rate, "rate", d.Rate, "events per second; 0 is unlimited (replay.rate)")
+	f.BoolVar(&dryRun, "dry-run", false, "only read and count; send nothing")
+	f.StringVar(&r.Checkpoint, "checkpoint", "", "checkpoint file: resume an interrupted replay without sending anything twice (replay.checkpoint)")
+	f.StringVar(&r.OldLogs, "old-logs", d.OldLogs, "events older than --max-age (Datadog drops logs older than 18h): skip or retimestamp (replay.old_logs)")
+	f.DurationVar(&r.MaxAge, "max-age", d.MaxAge, "age beyond which --old-logs applies (replay.max_age)")
+	f.StringVar(&r.DLQ, "dlq-dir", "", "replay the dead-letter archive: a directory or s3://bucket/prefix (replay.dlq)")
+	f.StringVar(&r.Region, "region", "", "region of the bucket; default: the AWS SDK's (replay.region)")
+	f.IntVar(&r.EventsPerBatch, "events-per-batch", d.EventsPerBatch, "events per batch sent down the pipeline (replay.events_per_batch)")
+	f.IntVar(&r.MaxInFlightEvents, "max-inflight-events", d.MaxInFlightEvents, "events sent and not yet acknowledged, at most: bounds memory (replay.max_inflight_events)")
+	f.BoolVar(&progress, "progress", true, "show a progress bar on stderr (default: when stderr is a terminal)")
+	return cmd
+}
+
+// isTerminal reports whether f is a character device (a terminal), where
+// a progress bar can redraw itself.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "gwpipe", v)
+		},
+	}
+}
