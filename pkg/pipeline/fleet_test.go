@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/internal/moto"
 	"github.com/gwpipe/gwpipe/pkg/loadgen"
 )
 
@@ -88,18 +89,38 @@ type fleet struct {
 	workers []*worker
 }
 
-func newFleet(t *testing.T, natsURL string) *fleet {
+// broker is the transport a fleet test runs on: the environment every
+// worker gets.
+type broker struct {
+	name string
+	env  func(t *testing.T) []string
+}
+
+var brokers = []broker{
+	{"nats", func(t *testing.T) []string {
+		return []string{"GWPIPE_TRANSPORT_KIND=nats", "GWPIPE_TRANSPORT_NATS_URL=" + startNATS(t), "GWPIPE_TRANSPORT_NATS_ACK_WAIT=3s"}
+	}},
+	{"sqs", func(t *testing.T) []string {
+		moto.Start(t) // sets AWS_ENDPOINT_URL and credentials for the workers too
+		return []string{"GWPIPE_TRANSPORT_KIND=sqs", "GWPIPE_TRANSPORT_SQS_VISIBILITY_TIMEOUT=5s"}
+	}},
+}
+
+func eachBroker(t *testing.T, test func(t *testing.T, env []string)) {
+	for _, b := range brokers {
+		t.Run(b.name, func(t *testing.T) { test(t, b.env(t)) })
+	}
+}
+
+func newFleet(t *testing.T, brokerEnv []string) *fleet {
 	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: 1_000_000})
-	f := &fleet{t: t, intake: intake, env: append(os.Environ(),
+	f := &fleet{t: t, intake: intake, env: append(append(os.Environ(), brokerEnv...),
 		"DD_API_KEY="+intakeKey,
 		"GWPIPE_DATADOG_LOGS_URL="+base+"/api/v2/logs",
 		"GWPIPE_DATADOG_API_URL="+base,
 		"GWPIPE_DATADOG_LOGS_RETRY_INITIAL=20ms",
 		"GWPIPE_DATADOG_LOGS_RETRY_MAX=200ms",
 		"GWPIPE_DATADOG_LOGS_LINGER=10ms",
-		"GWPIPE_TRANSPORT_KIND=nats",
-		"GWPIPE_TRANSPORT_NATS_URL="+natsURL,
-		"GWPIPE_TRANSPORT_NATS_ACK_WAIT=3s",
 		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS="+firehoseKey,
 		"GWPIPE_METRICS_ENABLED=false",
 		"GWPIPE_ENRICH_AWS_TAGS=false",
@@ -271,7 +292,11 @@ func TestFleetKillNineLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	f := newFleet(t, startNATS(t))
+	eachBroker(t, testKillNine)
+}
+
+func testKillNine(t *testing.T, brokerEnv []string) {
+	f := newFleet(t, brokerEnv)
 	byStage := map[string][]*worker{}
 	for _, s := range fleetStages {
 		for i := 0; i < 3; i++ {
@@ -307,7 +332,11 @@ func TestFleetIntakeOutageLosesNothingMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	f := newFleet(t, startNATS(t))
+	eachBroker(t, testIntakeOutage)
+}
+
+func testIntakeOutage(t *testing.T, brokerEnv []string) {
+	f := newFleet(t, brokerEnv)
 	var delivers []*worker
 	for _, s := range fleetStages {
 		for i := 0; i < 3; i++ {
@@ -342,7 +371,11 @@ func TestFleetScalesOutWithoutCoordination(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	f := newFleet(t, startNATS(t))
+	eachBroker(t, testScaleOut)
+}
+
+func testScaleOut(t *testing.T, brokerEnv []string) {
+	f := newFleet(t, brokerEnv)
 	first := f.start(StageDecode)
 	for _, s := range fleetStages[1:] {
 		f.start(s)
@@ -350,7 +383,7 @@ func TestFleetScalesOutWithoutCoordination(t *testing.T) {
 	f.start(StageIngest)
 	// A steady stream, so that there is work left when workers join.
 	const events = 30_000
-	sent, done := runLoad(t, f.ingest, events, 13, 5000)
+	sent, done := runLoad(t, f.ingest, events, 13, 2000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, f.intake.WaitLogs(ctx, 2000))
