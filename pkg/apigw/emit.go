@@ -312,7 +312,7 @@ func (s *scratch) finishAccess(rec *record.Record) {
 		s.str(KeyWAFACL, s.roles[roleWebACL])
 	}
 	// timestamp
-	if ms, ok := s.timestamp(); ok {
+	if ms, ok := s.timestamp(); ok && !rec.TimeFixed {
 		rec.Timestamp = ms
 	}
 }

@@ -637,3 +637,54 @@ func (t *Tagger) sweep() {
 	t.invs.Store(&next)
 	t.mu.Unlock()
 }
+
+// ResolveNormalized finds the stage that a CloudWatch metric names, whose
+// dimensions come as normalised tag values (lower case, "$default" as
+// "_default") and name REST APIs by ApiName only: it returns the key with
+// the API id and the stage's real name. It waits at most MaxWait (and ctx)
+// for the account's first read.
+func (t *Tagger) ResolveNormalized(ctx context.Context, account, region, apiID, apiName, stage string) (StageKey, bool) {
+	if account == "" || region == "" || (apiID == "" && apiName == "") {
+		return StageKey{}, false
+	}
+	inv := t.inventoryFor(account, region)
+	if inv == nil {
+		return StageKey{}, false
+	}
+	inv.touch()
+	st := inv.state.Load()
+	if st == nil {
+		if w := inv.first.pending(); w != nil {
+			timer := time.NewTimer(t.cfg.MaxWait)
+			defer timer.Stop()
+			select {
+			case <-w.done:
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		if st = inv.state.Load(); st == nil {
+			return StageKey{}, false
+		}
+	}
+	for id, e := range st.apis {
+		if apiID != "" && id != apiID && NormalizeValue(id) != apiID {
+			continue
+		}
+		if apiID == "" && e.raw.name != apiName && NormalizeValue(e.raw.name) != apiName {
+			continue
+		}
+		k := StageKey{Account: account, Region: region, APIID: id}
+		if stage == "" {
+			return k, true
+		}
+		for _, s := range e.raw.stages {
+			if s.name == stage || NormalizeValue(s.name) == stage {
+				k.Stage = s.name
+				return k, true
+			}
+		}
+		return k, false
+	}
+	return StageKey{}, false
+}

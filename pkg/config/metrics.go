@@ -24,6 +24,19 @@ type Metrics struct {
 	Tick         time.Duration   `yaml:"tick"`          // how often windows are checked for flushing
 	Delivery     MetricsDelivery `yaml:"delivery"`
 	Telemetry    SelfTelemetry   `yaml:"telemetry"`
+	Streams      MetricStreams   `yaml:"streams"`
+}
+
+// MetricStreams configures CloudWatch metric-stream records arriving on the
+// Firehose endpoint beside the logs.
+type MetricStreams struct {
+	Enabled bool `yaml:"enabled"`
+	// Namespace replaces the integration's "aws." (e.g. "cloudwatch.")
+	// when Datadog's own CloudWatch crawler also collects these metrics.
+	Namespace      string   `yaml:"namespace"`
+	PassOther      bool     `yaml:"pass_other"` // other AWS namespaces as aws.<service>.<metric>
+	DropNamespaces []string `yaml:"drop_namespaces"`
+	Percentiles    bool     `yaml:"percentiles"`
 }
 
 // MetricsDelivery configures deliver-metrics.
@@ -62,6 +75,7 @@ func defaultMetrics() Metrics {
 			RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second, DogStatsDAddr: "localhost:8125",
 		},
 		Telemetry: SelfTelemetry{DogStatsDAddr: "localhost:8125", Interval: 10 * time.Second},
+		Streams:   MetricStreams{Enabled: true, Namespace: "aws.", PassOther: true, Percentiles: true},
 	}
 }
 

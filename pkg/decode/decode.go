@@ -37,6 +37,31 @@ type Stage struct {
 	control *telemetry.Counter
 	empty   *telemetry.Counter
 	stats   *telemetry.StageStats
+
+	metrics MetricDecoder // nil: metric-stream records are not recognised
+}
+
+// MetricDecoder reads CloudWatch metric-stream records (package
+// metricstream), which may arrive on the same Firehose endpoint as logs.
+type MetricDecoder interface {
+	// Detect tells a metric-stream record from a log record by content.
+	Detect(data []byte) bool
+	// Decode emits the record's points; an error lists the parts that
+	// could not be read (the others were emitted).
+	Decode(data []byte, fn func(record.Metric)) (int, []BadPart)
+}
+
+// BadPart is a part of a metric-stream record that could not be read.
+type BadPart struct {
+	Data   []byte
+	Reason string
+}
+
+// WithMetricStreams makes the stage recognise metric-stream records; their
+// points travel in the decoded batch's Metrics.
+func (s *Stage) WithMetricStreams(d MetricDecoder) *Stage {
+	s.metrics = d
+	return s
 }
 
 // New returns the decode stage.
@@ -89,6 +114,7 @@ func (s *Stage) Decode(in *record.Batch) Result {
 
 	arena := &record.Batch{}
 	var res Result
+	var points []record.Metric
 	cur := in.Derive(min(s.cfg.MaxEventsPerBatch, 4*len(in.Records)))
 	add := func(r record.Record) {
 		if len(cur.Records) == s.cfg.MaxEventsPerBatch {
@@ -109,7 +135,18 @@ func (s *Stage) Decode(in *record.Batch) Result {
 		raw := &in.Records[i]
 		mark := len(cur.Records)
 		markBatches := len(res.Batches)
-		err := s.decodeOne(sc, p, raw, arena, keepString, add)
+		var bad []BadPart
+		err := s.decodeOne(sc, p, raw, arena, keepString, add, &points, &bad)
+		if len(bad) > 0 {
+			if res.Dead == nil {
+				res.Dead = in.Derive(len(bad))
+				res.Dead.Stage = "decode"
+			}
+			for _, b := range bad {
+				res.Dead.Records = append(res.Dead.Records, record.Record{Origin: raw.Origin, Timestamp: raw.Timestamp,
+					Kind: record.KindLine, Message: b.Data, Reason: "metric stream: " + b.Reason})
+			}
+		}
 		if err == nil {
 			continue
 		}
@@ -131,11 +168,16 @@ func (s *Stage) Decode(in *record.Batch) Result {
 	if len(cur.Records) > 0 {
 		res.Batches = append(res.Batches, cur)
 	}
+	if len(points) > 0 {
+		mb := in.Derive(0)
+		mb.Metrics = points
+		res.Batches = append(res.Batches, mb)
+	}
 	return res
 }
 
 func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, arena *record.Batch,
-	keepString func([]byte) string, add func(record.Record)) error {
+	keepString func([]byte) string, add func(record.Record), points *[]record.Metric, bad *[]BadPart) error {
 	data := raw.Message
 	if len(data) == 0 {
 		s.empty.Inc() // Firehose permits empty records
@@ -165,6 +207,15 @@ func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, a
 			sc.gz = out[:0]
 		}
 		data = out
+	}
+	if s.metrics != nil && !cwlogs.LooksLikeEnvelope(data) && s.metrics.Detect(data) {
+		// A CloudWatch metric-stream record on the same endpoint.
+		_, parts := s.metrics.Decode(data, func(m record.Metric) { *points = append(*points, m) })
+		for _, b := range parts {
+			b.Data = bytes.Clone(b.Data) // it aliases the scratch buffers
+			*bad = append(*bad, b)
+		}
+		return nil
 	}
 	if cwlogs.LooksLikeEnvelope(data) {
 		var origin *record.Origin

@@ -3,10 +3,11 @@ package pipeline
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 )
 
 // adminHandler serves /healthz (the process is alive), /readyz (it can
-// deliver) and /status (every counter, as JSON).
+// deliver), /status (every counter, as JSON) and /debug/pprof.
 func (p *Pipeline) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -22,6 +23,10 @@ func (p *Pipeline) adminHandler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.Status())
 	})
+	// Profiles, on the admin listener only (loopback by default).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

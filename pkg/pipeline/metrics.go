@@ -28,7 +28,7 @@ func (p *Pipeline) addMetricStages() error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		p.deriver = d
-		if err := p.rt.Add(stage.Stage{Name: StageDerive, Input: topics.Enriched, Output: topics.Metrics, Handler: d}); err != nil {
+		if err := p.rt.Add(stage.Stage{Name: StageDerive, Input: topics.Enriched, Output: topics.Metrics, Handler: metricsThrough{d}}); err != nil {
 			return err
 		}
 	}

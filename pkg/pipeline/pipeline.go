@@ -26,6 +26,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/dlq"
 	"github.com/gwpipe/gwpipe/pkg/firehose"
+	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -153,6 +154,14 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
 			MaxEventsPerBatch: cfg.Decode.MaxEventsPerBatch,
 		}, p.metrics)
+		if ms := cfg.Metrics.Streams; cfg.Metrics.Enabled && ms.Enabled {
+			dec, err := metricstream.NewDecoder(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
+				DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
+			if err != nil {
+				return nil, fmt.Errorf("metrics.streams: %w", err)
+			}
+			d.WithMetricStreams(metricStreams{dec})
+		}
 		if err := p.rt.Add(stage.Stage{Name: StageDecode, Input: topics.Raw, Output: topics.Decoded, Handler: d}); err != nil {
 			return nil, err
 		}
@@ -176,6 +185,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		if err != nil {
 			return nil, fmt.Errorf("enrich: %w", err)
 		}
+		h = metricTags{next: h, t: p.tagger}
 		if err := p.rt.Add(stage.Stage{Name: StageEnrich, Input: topics.Parsed, Output: topics.Enriched, Handler: h}); err != nil {
 			return nil, err
 		}

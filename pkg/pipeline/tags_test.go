@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/internal/moto"
 )
 
@@ -66,4 +67,23 @@ func TestStageTagsFromAWS(t *testing.T) {
 	assert.NotContains(t, tags, "env:staging", "the stage's tag wins over the API's")
 	assert.NotContains(t, tags, "gwpipe_tags:partial")
 	assert.Equal(t, "pets-api", logs[0].Service, "service comes from the tags")
+
+	// API Gateway's own CloudWatch metrics, from a metric stream, carry the
+	// same console tags; REST metrics name the API by ApiName only.
+	point := fmt.Sprintf(`{"metric_stream_name":"s","account_id":"123456789012","region":"us-east-1","namespace":"AWS/ApiGateway",`+
+		`"metric_name":"CacheHitCount","dimensions":{"ApiName":"petstore","Stage":"prod"},"timestamp":%d,"value":{"max":1,"min":0,"sum":7,"count":60},"unit":"Count"}`,
+		time.Now().Add(-2*time.Minute).Truncate(time.Minute).UnixMilli())
+	status, resp = firehoseRequest(t, h.url, "tags-2", recordsBody("tags-2", []byte(point+"\n")), nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	var hit *fakeintake.SeriesPoint
+	for _, p := range h.intake.Series() {
+		if p.Metric == "aws.apigateway.cache_hit_count" {
+			hit = &p
+		}
+	}
+	require.NotNil(t, hit, "acknowledged only once the metrics API accepted the point")
+	assert.Equal(t, 7.0, hit.Value)
+	for _, want := range []string{"apiid:" + *api.Id, "apiname:petstore", "stage:prod", "team:payments", "env:prod"} {
+		assert.Contains(t, hit.Tags, want)
+	}
 }

@@ -127,6 +127,9 @@ type Record struct {
 	EventID   string // CloudWatch event id; empty for lines without one
 	Timestamp int64  // event time, ms since the epoch
 	Message   []byte // the original line, unchanged
+	// TimeFixed says Timestamp was set on purpose (a replay re-timestamped
+	// an event the intake would refuse as too old): parsers keep it.
+	TimeFixed bool
 
 	Kind    Kind
 	Source  string // ddsource; empty means the pipeline default

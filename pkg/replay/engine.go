@@ -642,6 +642,7 @@ func (e *Engine) filter(recs []record.Record) []record.Record {
 				continue
 			}
 			r.Timestamp = now.UnixMilli()
+			r.TimeFixed = true
 			r.Tags = append(r.Tags[:len(r.Tags):len(r.Tags)], RetimestampedTag)
 			e.retimestamped.Add(1)
 		}

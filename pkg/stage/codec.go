@@ -28,7 +28,7 @@ import (
 //
 //	batch:  id stage reason originCount origin* recordCount record* metricCount metric*
 //	origin: source requestID sourceARN stream account region logGroup logStream flags
-//	record: originIndex+1 eventID timestamp message kind source service level parseError reason tagCount tag* attrCount attr*
+//	record: originIndex+1 eventID timestamp message kind source service level flags parseError reason tagCount tag* attrCount attr*
 //	attr:   key kind (str | int)
 //	metric: name kind timestamp interval value host unit tagCount tag* valueCount value* hasSketch [sketch]
 //
@@ -157,6 +157,11 @@ func (e *encoder) batch(b *record.Batch) {
 		e.str(r.Source)
 		e.str(r.Service)
 		e.uvarint(uint64(r.Level))
+		var flags uint64
+		if r.TimeFixed {
+			flags |= 1
+		}
+		e.uvarint(flags)
 		e.str(r.ParseError)
 		e.str(r.Reason)
 		e.uvarint(uint64(len(r.Tags)))
@@ -322,6 +327,7 @@ func (d *decoder) batch() *record.Batch {
 		r.Source = d.str()
 		r.Service = d.str()
 		r.Level = record.Level(d.uvarint())
+		r.TimeFixed = d.uvarint()&1 != 0
 		r.ParseError = d.str()
 		r.Reason = d.str()
 		if n := d.count(1); n > 0 {

@@ -20,7 +20,7 @@ func sampleBatch() *record.Batch {
 		ID: "req-1/0", Origin: o1, Stage: "decode", Reason: "why",
 		Records: []record.Record{
 			{Origin: o1, EventID: "3195310660696698337880902507980421", Timestamp: 1700000000000, Message: []byte("(r) Method completed with status: 200"),
-				Kind: record.KindExecution, Source: "apigateway", Service: "svc", Level: record.LevelWarn, ParseError: "pe", Reason: "rs",
+				Kind: record.KindExecution, Source: "apigateway", Service: "svc", Level: record.LevelWarn, TimeFixed: true, ParseError: "pe", Reason: "rs",
 				Tags: []string{"aws_account:123456789012", "stage:prod"},
 				Attrs: []record.Attr{record.StringAttr("http.method", []byte("GET")), record.IntAttr("http.status_code", 404),
 					record.NumberAttr("apigateway.responseLength", []byte("512")), record.BoolAttr("apigateway.canary", true), {Key: "x", Kind: record.Null}}},

@@ -416,18 +416,20 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 	if o.topic == "" {
 		return Permanent(errors.New("stage has no output topic"))
 	}
+	n := b.Len() // before: once published, the consumer may change b
 	if err := o.r.send(ctx, o.topic, b); err != nil {
 		return err
 	}
-	o.stats.RecordsOut.Add(int64(b.Len()))
+	o.stats.RecordsOut.Add(int64(n))
 	return nil
 }
 
 func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
+	n := b.Len()
 	if err := o.r.send(ctx, o.r.cfg.DLQTopic, b); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
-	o.stats.Dead.Add(int64(b.Len()))
+	o.stats.Dead.Add(int64(n))
 	return nil
 }
 

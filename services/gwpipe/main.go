@@ -210,6 +210,14 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 
 			log := newLogger(c)
 			slog.SetDefault(log)
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// A replay is a batch job whose live heap is a few tens of
+				// MiB (the in-flight window, the stages' state): a soft
+				// limit makes the collector keep the process near 200 MiB
+				// instead of letting the heap double between collections.
+				// GOMEMLIMIT overrides it (e.g. for a large --concurrency).
+				debug.SetMemoryLimit(replayMemoryLimit)
+			}
 			opts := pipeline.ReplayOptions{DryRun: dryRun}
 			if !f.Changed("progress") {
 				progress = isTerminal(os.Stderr)
@@ -247,6 +255,9 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 	f.BoolVar(&progress, "progress", true, "show a progress bar on stderr (default: when stderr is a terminal)")
 	return cmd
 }
+
+// replayMemoryLimit is the soft memory limit of `gwpipe replay`.
+const replayMemoryLimit = 230 << 20
 
 // isTerminal reports whether f is a character device (a terminal), where
 // a progress bar can redraw itself.

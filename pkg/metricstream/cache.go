@@ -1,0 +1,112 @@
+package metricstream
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// joiner pairs the CacheHitCount and CacheMissCount of one stage and period
+// into a hit ratio. The halves may arrive in the same record, in different
+// records, or (polling) in different GetMetricData calls; a half waits for
+// its other half in a bounded set, oldest evicted first, so memory stays
+// bounded whatever the traffic. The ratio is emitted with the second half:
+// no point waits for a timer.
+type joiner struct {
+	mu      sync.Mutex
+	max     int
+	pending map[joinKey]half
+	order   []joinKey // insertion order, for eviction; may hold stale keys
+
+	unpaired atomic.Int64
+}
+
+type joinKey struct {
+	stage string
+	ts    int64
+}
+
+type half struct {
+	v   float64
+	hit bool
+}
+
+func (j *joiner) init(max int) {
+	j.max = max
+	j.pending = make(map[joinKey]half)
+}
+
+// add records one half and returns the ratio when it completes a pair. A
+// pair without any request (0 hits, 0 misses) has no ratio.
+func (j *joiner) add(stage string, hit bool, ts int64, v float64) (float64, bool) {
+	k := joinKey{stage, ts}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if h, ok := j.pending[k]; ok {
+		if h.hit == hit {
+			// The same half again (a redelivered record): keep the latest.
+			j.pending[k] = half{v, hit}
+			return 0, false
+		}
+		delete(j.pending, k)
+		hits, misses := v, h.v
+		if !hit {
+			hits, misses = h.v, v
+		}
+		if hits+misses <= 0 {
+			return 0, false
+		}
+		return hits / (hits + misses), true
+	}
+	for len(j.pending) >= j.max && len(j.order) > 0 {
+		old := j.order[0]
+		j.order = j.order[1:]
+		if _, ok := j.pending[old]; ok {
+			delete(j.pending, old)
+			j.unpaired.Add(1)
+		}
+	}
+	j.pending[k] = half{v, hit}
+	j.order = append(j.order, k)
+	if len(j.order) > 2*j.max+16 {
+		// Drop the keys of pairs already completed, keeping the order.
+		live := j.order[:0]
+		for _, ok := range j.order {
+			if _, p := j.pending[ok]; p {
+				live = append(live, ok)
+			}
+		}
+		clear(j.order[len(live):])
+		j.order = live
+	}
+	return 0, false
+}
+
+// pendingLen is the number of halves waiting, for tests.
+func (j *joiner) pendingLen() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending)
+}
+
+// stageJoinKey identifies a stage (or API, or method) across the hit and
+// miss metrics: account, region and dimensions.
+// The dimensions are sorted: the two metrics need not list them in the same
+// order.
+func stageJoinKey(d *rawDatum) string {
+	dims := slices.Clone(d.dims)
+	slices.SortFunc(dims, func(a, b rawDim) int { return bytes.Compare(a.name, b.name) })
+	var b strings.Builder
+	b.Write(d.account)
+	b.WriteByte(0)
+	b.Write(d.region)
+	for _, dm := range dims {
+		b.WriteByte(0)
+		b.Write(dm.name)
+		b.WriteByte(1)
+		b.Write(dm.value)
+	}
+	return b.String()
+}

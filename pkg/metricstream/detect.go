@@ -1,0 +1,157 @@
+package metricstream
+
+import (
+	"bytes"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Detect tells whether one decoded Firehose record (after base64 and any
+// gzip) comes from a CloudWatch metric stream, and in which format, by its
+// content alone:
+//
+//   - JSON: the first line is a JSON object whose top-level keys include
+//     "metric_stream_name" and "namespace" or "metric_name". A CloudWatch
+//     Logs envelope ({"messageType":…}) has none of them at the top level,
+//     even when its log events carry metric-stream JSON as text; an access
+//     log, JSON or not, has no such keys.
+//   - OpenTelemetry: the record starts with a varint length that fits in
+//     the record, the frame it delimits starts with field 1
+//     (resource_metrics) and parses as protobuf down to an AWS marker: a
+//     resource attribute aws.exporter.arn or cloud.provider "aws", or a
+//     metric named amazonaws.com/…. Text cannot pass: it would need a
+//     length byte, then 0x0A, then nested well-formed lengths and the
+//     marker strings at the right places.
+//
+// Still-gzipped data (1f 8b) is not a metric-stream record: gunzip first.
+// Detect reads at most the first line (JSON) or the first frame (protobuf)
+// and does not allocate.
+func Detect(data []byte) Format {
+	if len(data) == 0 || len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		return FormatNone
+	}
+	if looksJSON(data) {
+		if probeJSON(data) {
+			return FormatJSON
+		}
+		return FormatNone
+	}
+	if probeOTel(data) {
+		return FormatOTel
+	}
+	return FormatNone
+}
+
+// probeJSON looks for the metric-stream keys among the top-level keys of
+// the first line's object.
+func probeJSON(data []byte) bool {
+	// Only the first non-blank line counts.
+	i := skipWS(data, 0)
+	if nl := bytes.IndexByte(data[i:], '\n'); nl >= 0 {
+		data = data[:i+nl]
+	}
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	var stream, named bool
+	i = skipWS(data, i+1)
+	for i < len(data) && data[i] == '"' {
+		end, err := skipValue(data, i, 0)
+		if err != nil {
+			return false
+		}
+		key := data[i+1 : end-1]
+		switch string(key) {
+		case "metric_stream_name":
+			stream = true
+		case "namespace", "metric_name":
+			named = true
+		}
+		if stream && named {
+			return true
+		}
+		if i = skipWS(data, end); i >= len(data) || data[i] != ':' {
+			return false
+		}
+		if i, err = skipValue(data, skipWS(data, i+1), 0); err != nil {
+			return false
+		}
+		if i = skipWS(data, i); i >= len(data) || data[i] != ',' {
+			return false
+		}
+		i = skipWS(data, i+1)
+	}
+	return false
+}
+
+// probeOTel checks the first frame for a CloudWatch metric stream's
+// structure and markers.
+func probeOTel(data []byte) bool {
+	size, k := protowire.ConsumeVarint(data)
+	if k <= 0 || size == 0 || size > uint64(len(data)-k) {
+		return false
+	}
+	frame := data[k : k+int(size)]
+	if uint64(frame[0]) != protowire.EncodeTag(fRequestResourceMetrics, protowire.BytesType) {
+		return false
+	}
+	p := otelParser{frame: frame}
+	it := iter{b: frame}
+	for it.next() {
+		if it.num == fRequestResourceMetrics && it.typ == protowire.BytesType {
+			// The first ResourceMetrics decides.
+			return it.err == nil && p.probeResourceMetrics(it.val)
+		}
+	}
+	return false
+}
+
+// probeResourceMetrics walks a ResourceMetrics (well-formed up to the
+// marker) for an AWS marker.
+func (p *otelParser) probeResourceMetrics(b []byte) bool {
+	it := iter{b: b}
+	for it.next() {
+		if it.typ != protowire.BytesType {
+			continue
+		}
+		switch it.num {
+		case fResourceMetricsResource:
+			attrs := iter{b: it.val}
+			for attrs.next() {
+				if attrs.num != fResourceAttributes || attrs.typ != protowire.BytesType {
+					continue
+				}
+				key, val, kind, err := p.keyValue(attrs.val)
+				if err != nil {
+					return false
+				}
+				if string(key) == "aws.exporter.arn" || string(key) == "cloud.provider" && kind == anyString && string(val) == "aws" {
+					return true
+				}
+			}
+			if attrs.err != nil {
+				return false
+			}
+		case fResourceMetricsScope, fResourceMetricsDeprecated:
+			scope := iter{b: it.val}
+			for scope.next() {
+				if scope.num != fScopeMetrics || scope.typ != protowire.BytesType {
+					continue
+				}
+				m := iter{b: scope.val}
+				for m.next() {
+					if m.num == fMetricName && m.typ == protowire.BytesType && bytes.HasPrefix(m.val, []byte(metricNamePrefix)) {
+						return true
+					}
+				}
+				if m.err != nil {
+					return false
+				}
+			}
+			if scope.err != nil {
+				return false
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package metricstream
+
+const raceEnabled = false
