@@ -25,6 +25,17 @@ type Metrics struct {
 	Delivery     MetricsDelivery `yaml:"delivery"`
 	Telemetry    SelfTelemetry   `yaml:"telemetry"`
 	Streams      MetricStreams   `yaml:"streams"`
+	Poller       MetricPoller    `yaml:"poller"`
+}
+
+// MetricPoller reads API Gateway's CloudWatch metrics with GetMetricData,
+// for accounts without a metric stream.
+type MetricPoller struct {
+	// Targets are "account:region" pairs, e.g. 123456789012:us-east-1.
+	Targets   []string      `yaml:"targets"`
+	Interval  time.Duration `yaml:"interval"`
+	Lag       time.Duration `yaml:"lag"`
+	StateFile string        `yaml:"state_file"` // remembers the periods fetched, across restarts
 }
 
 // MetricStreams configures CloudWatch metric-stream records arriving on the
@@ -76,6 +87,7 @@ func defaultMetrics() Metrics {
 		},
 		Telemetry: SelfTelemetry{DogStatsDAddr: "localhost:8125", Interval: 10 * time.Second},
 		Streams:   MetricStreams{Enabled: true, Namespace: "aws.", PassOther: true, Percentiles: true},
+		Poller:    MetricPoller{Interval: time.Minute, Lag: 2 * time.Minute, StateFile: "data/cwpoller-state.json"},
 	}
 }
 
@@ -119,6 +131,11 @@ func (c Config) validateMetrics(bad func(key, format string, a ...any)) {
 	}
 	if m.Delivery.Concurrency < 1 {
 		bad("metrics.delivery.concurrency", "must be at least 1")
+	}
+	for _, t := range m.Poller.Targets {
+		if a, r, ok := strings.Cut(t, ":"); !ok || len(a) != 12 || r == "" {
+			bad("metrics.poller.targets", "each target is account:region (e.g. 123456789012:us-east-1), got %q", t)
+		}
 	}
 	if c.Parse.Correlation.MaxOpen < 1 || c.Parse.Correlation.MaxAge <= 0 {
 		bad("parse.correlation", fmt.Sprintf("max_open and max_age must be positive, got %d and %s", c.Parse.Correlation.MaxOpen, c.Parse.Correlation.MaxAge))

@@ -1,0 +1,106 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/gwpipe/gwpipe/pkg/ack"
+	"github.com/gwpipe/gwpipe/pkg/cwpoller"
+	"github.com/gwpipe/gwpipe/pkg/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/stage"
+)
+
+func init() { sourceFactories = append(sourceFactories, newPollerSource) }
+
+// pollerSource runs the CloudWatch GetMetricData poller for the accounts
+// that have no metric stream. A period counts as fetched only once the
+// metrics API accepted its points.
+type pollerSource struct {
+	p      *cwpoller.Poller
+	out    stage.Output
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    func(msg string, args ...any)
+}
+
+func newPollerSource(p *Pipeline) (Source, error) {
+	pc := p.cfg.Metrics.Poller
+	if len(pc.Targets) == 0 || !p.cfg.Metrics.Enabled {
+		return nil, nil
+	}
+	ctx := context.Background()
+	awsCfg, err := AWSConfig(ctx, p.cfg.Enrich.DefaultRegion)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.poller: %w", err)
+	}
+	ms := p.cfg.Metrics.Streams
+	mapper, err := metricstream.NewMapper(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
+		DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
+	if err != nil {
+		return nil, fmt.Errorf("metrics.poller: %w", err)
+	}
+	cfg := cwpoller.Config{Interval: pc.Interval, Lag: pc.Lag, Mapper: mapper, Logger: p.log.With("source", "cwpoller")}
+	for _, t := range pc.Targets {
+		a, r, _ := strings.Cut(t, ":")
+		cfg.Accounts = append(cfg.Accounts, cwpoller.Target{Account: a, Region: r})
+	}
+	if e := p.cfg.Enrich; e.RoleTemplate != "" || len(e.RoleOverrides) > 0 {
+		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), cwpoller.RoleTemplate(e.RoleTemplate, e.RoleOverrides), e.ExternalID)
+	}
+	if pc.StateFile != "" {
+		st, err := cwpoller.NewFileState(pc.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("metrics.poller.state_file: %w", err)
+		}
+		cfg.State = st
+	}
+	poller, err := cwpoller.New(cfg, awsCfg)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.poller: %w", err)
+	}
+	// Through enrichment, for the stages' console tags.
+	return &pollerSource{p: poller, out: p.Output("cwpoller", p.cfg.Pipeline.Topics.Parsed), log: p.log.Warn}, nil
+}
+
+func (s *pollerSource) Name() string { return "cwpoller" }
+
+func (s *pollerSource) Start(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.p.Run(ctx, s.emit); err != nil && ctx.Err() == nil {
+			s.log("CloudWatch poller stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// emit sends the points through enrichment (for the console tags) and
+// waits until the metrics API accepted them.
+func (s *pollerSource) emit(ctx context.Context, ms []record.Metric) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	tr := ack.New()
+	if err := s.out.Emit(ctx, &record.Batch{ID: "cwpoller", Metrics: ms, Ack: tr}); err != nil {
+		tr.Fail(err)
+		return err
+	}
+	tr.Done()
+	return tr.Wait(ctx)
+}
+
+func (s *pollerSource) Stop(context.Context) error {
+	if s.cancel != nil {
+		s.cancel()
+		s.wg.Wait()
+	}
+	return nil
+}
