@@ -29,7 +29,7 @@ rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OU
 wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222
 
 common=(DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
-  GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=$KEY GWPIPE_LOG_LEVEL=warn GWPIPE_ENRICH_AWS_TAGS=false GWPIPE_ADMIN_LISTEN= GWPIPE_DLQ_DIR=$OUT/dlq)
+  GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=$KEY GWPIPE_LOG_LEVEL=warn GWPIPE_TRANSPORT_SUBSCRIBERS=${SUBSCRIBERS:-8} GWPIPE_ENRICH_AWS_TAGS=false GWPIPE_ADMIN_LISTEN= GWPIPE_DLQ_DIR=$OUT/dlq)
 
 run_load() { # name
   bin/loadgen -url http://127.0.0.1:18188/ -access-key "$KEY" -events "$EVENTS" -mix "$MIX" -concurrency 8 \
@@ -62,6 +62,10 @@ done
 wait_port 127.0.0.1:18188
 start=$(date +%s.%N); fleet_rate=$(run_load fleet); wait_drained "$EVENTS"; end=$(date +%s.%N)
 fleet_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
+echo "CPU seconds per process (fleet run):"
+for pid in $(pgrep -f 'bin/(gwpipe run|nats-server|fakeintake)'); do
+  awk -v pid="$pid" -v args="$(tr '\0' ' ' < /proc/$pid/cmdline)" '{ printf "  %6.2f  %s\n", ($14 + $15) / 100, args }' /proc/$pid/stat
+done
 
 echo "single process: $single_e2e events/s end to end (ingest acknowledged at $single_rate/s)"
 echo "fleet ($WORKERS per stage): $fleet_e2e events/s end to end (ingest acknowledged at $fleet_rate/s)"

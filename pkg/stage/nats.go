@@ -40,6 +40,10 @@ type NATSConfig struct {
 	StreamMaxBytes int64
 	// Replicas of each stream in a NATS cluster; default 1.
 	Replicas int
+	// Prefetch is how many messages each pull loop fetches ahead; default
+	// 8. More hides the broker's round trips; fewer strands less work on a
+	// worker that dies (until AckWait) and spreads a trickle more evenly.
+	Prefetch int
 }
 
 func (c *NATSConfig) setDefaults() {
@@ -57,6 +61,9 @@ func (c *NATSConfig) setDefaults() {
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = 8
 	}
 }
 
@@ -157,9 +164,7 @@ func (t *NATS) Subscriber(group string) (message.Subscriber, error) {
 		// subscriber drains its connection.
 		s, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
 			URL: t.cfg.URL, Logger: t.logger, AckWaitTimeout: t.cfg.AckWait,
-			// Fetch little ahead, so that a worker that joins gets work at
-			// once and one that dies strands little until AckWait.
-			ConsumeOptions: []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(2)},
+			ConsumeOptions: []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(t.cfg.Prefetch)},
 			ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
 				c, err := js.Consumer(ctx, topic, ConsumerName(group, topic))
 				if err != nil {
