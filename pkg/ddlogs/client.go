@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -125,7 +126,7 @@ type Client struct {
 	abortOnce sync.Once
 	stopped   chan struct{} // closed when every goroutine has exited
 
-	health health
+	health ddhttp.KeyHealth
 
 	payloadPool sync.Pool
 	chunkPool   sync.Pool
@@ -169,7 +170,7 @@ func New(cfg Config) (*Client, error) {
 		stopped: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 	}
-	c.health.log = c.log
+	c.health = ddhttp.KeyHealth{API: "logs intake", Held: "logs", Prefix: "ddlogs", Log: c.log}
 	if c.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = cfg.Concurrency
@@ -499,7 +500,7 @@ func (c *Client) sender() {
 
 // Healthy returns nil, or an error saying why the intake refuses us (the
 // API key was refused: 401/403). It clears when a request succeeds.
-func (c *Client) Healthy() error { return c.health.get() }
+func (c *Client) Healthy() error { return c.health.Err() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -1060,12 +1061,12 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestErrorDetail(t *testing.T) {
-	assert.Equal(t, "Malformed payload", errorDetail(400, []byte(`{"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}`)))
-	assert.Equal(t, "Forbidden", errorDetail(403, []byte(`{"errors":["Forbidden"]}`)))
-	assert.Equal(t, "Bad Request", errorDetail(400, []byte(`{"errors":[{"title":"Bad Request"}]}`)))
-	assert.Equal(t, "plain text", errorDetail(500, []byte(" plain text\n")))
-	assert.Equal(t, "Service Unavailable", errorDetail(503, nil))
-	assert.LessOrEqual(t, len(errorDetail(500, bytes.Repeat([]byte("x"), 10000))), 300)
+	assert.Equal(t, "Malformed payload", ddhttp.ErrorDetail(400, []byte(`{"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}`)))
+	assert.Equal(t, "Forbidden", ddhttp.ErrorDetail(403, []byte(`{"errors":["Forbidden"]}`)))
+	assert.Equal(t, "Bad Request", ddhttp.ErrorDetail(400, []byte(`{"errors":[{"title":"Bad Request"}]}`)))
+	assert.Equal(t, "plain text", ddhttp.ErrorDetail(500, []byte(" plain text\n")))
+	assert.Equal(t, "Service Unavailable", ddhttp.ErrorDetail(503, nil))
+	assert.LessOrEqual(t, len(ddhttp.ErrorDetail(500, bytes.Repeat([]byte("x"), 10000))), 300)
 }
 
 func TestOutcomeString(t *testing.T) {

@@ -3,20 +3,17 @@ package ddlogs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 )
 
 // encoder compresses request bodies with pooled state.
@@ -180,7 +177,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 		case err == nil && status >= 200 && status < 300:
 			res.Outcome = Accepted
 			c.report(res)
-			c.health.ok()
+			c.health.OK()
 			c.n.accepted.Add(uint64(n))
 			c.n.bytes.Add(uint64(rawLen))
 			c.n.compressed.Add(uint64(len(body)))
@@ -188,7 +185,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 			return
 
 		case err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge):
-			c.health.ok() // the key was accepted
+			c.health.OK() // the key was accepted
 			reason := fmt.Sprintf("intake %d: %s", status, detail)
 			if n == 1 {
 				res.Outcome = Rejected
@@ -216,7 +213,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 			res.Outcome = Unauthorized
-			c.health.refused(status, detail)
+			c.health.Refused(status, detail)
 
 		default:
 			res.Outcome = Retrying
@@ -271,7 +268,7 @@ func (c *Client) post(body []byte) (status int, detail string, err error, latenc
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", c.scrubErr(err), 0
+		return 0, "", ddhttp.RedactErr(err, c.cfg.APIKey), 0
 	}
 	req.Header.Set("DD-API-KEY", c.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -282,7 +279,7 @@ func (c *Client) post(body []byte) (status int, detail string, err error, latenc
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, "", c.scrubErr(err), time.Since(start)
+		return 0, "", ddhttp.RedactErr(err, c.cfg.APIKey), time.Since(start)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -291,99 +288,5 @@ func (c *Client) post(body []byte) (status int, detail string, err error, latenc
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, c.scrub(errorDetail(resp.StatusCode, msg)), nil, time.Since(start)
-}
-
-// errorDetail extracts a readable reason from an intake error body such as
-// {"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}.
-func errorDetail(status int, body []byte) string {
-	var parsed struct {
-		Errors []json.RawMessage `json:"errors"`
-	}
-	var parts []string
-	if json.Unmarshal(body, &parsed) == nil {
-		for _, raw := range parsed.Errors {
-			var e struct{ Title, Detail string }
-			var s string
-			switch {
-			case json.Unmarshal(raw, &e) == nil && e.Detail != "":
-				parts = append(parts, e.Detail)
-			case e.Title != "":
-				parts = append(parts, e.Title)
-			case json.Unmarshal(raw, &s) == nil && s != "":
-				parts = append(parts, s)
-			}
-		}
-	}
-	d := strings.Join(parts, "; ")
-	if d == "" {
-		d = strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
-	}
-	if d == "" {
-		d = http.StatusText(status)
-	}
-	if len(d) > 256 {
-		d = strings.ToValidUTF8(d[:256], "") + "…"
-	}
-	return d
-}
-
-// scrub removes the API key from a message, should anything echo it.
-func (c *Client) scrub(s string) string {
-	if c.cfg.APIKey == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, c.cfg.APIKey, "<redacted>")
-}
-
-func (c *Client) scrubErr(err error) error {
-	if s := err.Error(); strings.Contains(s, c.cfg.APIKey) {
-		return errors.New(c.scrub(s))
-	}
-	return err
-}
-
-// health tracks whether the intake refuses our API key.
-type health struct {
-	log    *slog.Logger
-	mu     sync.Mutex
-	status int // 401 or 403 while refused, else 0
-	err    error
-	bad    atomic.Bool // status != 0, for the lock-free fast path
-}
-
-func (h *health) get() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
-}
-
-// refused records a 401/403, logging once per transition.
-func (h *health) refused(status int, detail string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.status == status {
-		return
-	}
-	h.status = status
-	h.bad.Store(true)
-	h.err = fmt.Errorf("ddlogs: the Datadog logs intake refused the API key: HTTP %d %s: %s (logs are kept and retried)",
-		status, http.StatusText(status), detail)
-	h.log.Error("datadog logs intake refused the API key; holding logs and retrying",
-		"status", status, "detail", detail)
-}
-
-// ok records a request the intake authenticated.
-func (h *health) ok() {
-	if !h.bad.Load() {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.bad.Load() {
-		return
-	}
-	h.log.Info("datadog logs intake accepts the API key again", "previous_status", h.status)
-	h.status, h.err = 0, nil
-	h.bad.Store(false)
+	return resp.StatusCode, ddhttp.Redact(ddhttp.ErrorDetail(resp.StatusCode, msg), c.cfg.APIKey), nil, time.Since(start)
 }

@@ -3,7 +3,6 @@ package ddmetrics
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/DataDog/datadog-go/v5/statsd"
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -119,7 +119,7 @@ type Client struct {
 	sd     *statsd.Client
 
 	closed atomic.Bool
-	health health
+	health ddhttp.KeyHealth
 
 	bufs sync.Pool // *[]byte
 
@@ -137,7 +137,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "ddmetrics")}
-	c.health.log = c.log
+	c.health = ddhttp.KeyHealth{API: "metrics API", Held: "points", Prefix: "ddmetrics", Log: c.log}
 	c.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	if cfg.Mode == ModeDogStatsD {
 		sd, err := statsd.New(cfg.DogStatsDAddr,
@@ -388,7 +388,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 		case err == nil && status >= 200 && status < 300:
 			res.Outcome = Accepted
 			c.report(res)
-			c.health.ok()
+			c.health.OK()
 			if p.dist {
 				c.n.valuesAccepted.Add(uint64(points))
 			} else {
@@ -398,7 +398,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 			return nil
 
 		case err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge):
-			c.health.ok() // the key was accepted
+			c.health.OK() // the key was accepted
 			reason := fmt.Sprintf("metrics API %d: %s", status, detail)
 			if _, _, ok := halves(p); !ok {
 				res.Outcome = Rejected
@@ -414,7 +414,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 			res.Outcome = Unauthorized
-			c.health.refused(status, detail)
+			c.health.Refused(status, detail)
 
 		default:
 			res.Outcome = Retrying
@@ -481,7 +481,7 @@ func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.cfg.APIURL+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", 0, 0, c.scrubErr(err)
+		return 0, "", 0, 0, ddhttp.RedactErr(err, c.cfg.APIKey)
 	}
 	req.Header.Set("DD-API-KEY", c.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -492,7 +492,7 @@ func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, "", 0, time.Since(start), c.scrubErr(err)
+		return 0, "", 0, time.Since(start), ddhttp.RedactErr(err, c.cfg.APIKey)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -506,61 +506,12 @@ func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (
 			retryAfter = time.Duration(secs) * time.Second
 		}
 	}
-	return resp.StatusCode, c.scrub(errorDetail(resp.StatusCode, msg)), retryAfter, time.Since(start), nil
-}
-
-// errorDetail extracts a readable reason from an APIErrorResponse such as
-// {"errors":["Payload too large"]}.
-func errorDetail(status int, body []byte) string {
-	var parsed struct {
-		Errors []json.RawMessage `json:"errors"`
-	}
-	var parts []string
-	if json.Unmarshal(body, &parsed) == nil {
-		for _, raw := range parsed.Errors {
-			var s string
-			var e struct{ Title, Detail string }
-			switch {
-			case json.Unmarshal(raw, &s) == nil && s != "":
-				parts = append(parts, s)
-			case json.Unmarshal(raw, &e) == nil && e.Detail != "":
-				parts = append(parts, e.Detail)
-			case e.Title != "":
-				parts = append(parts, e.Title)
-			}
-		}
-	}
-	d := strings.Join(parts, "; ")
-	if d == "" {
-		d = strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
-	}
-	if d == "" {
-		d = http.StatusText(status)
-	}
-	if len(d) > 256 {
-		d = strings.ToValidUTF8(d[:256], "") + "…"
-	}
-	return d
-}
-
-// scrub removes the API key from a message, should anything echo it.
-func (c *Client) scrub(s string) string {
-	if c.cfg.APIKey == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, c.cfg.APIKey, "<redacted>")
-}
-
-func (c *Client) scrubErr(err error) error {
-	if c.cfg.APIKey != "" && strings.Contains(err.Error(), c.cfg.APIKey) {
-		return errors.New(c.scrub(err.Error()))
-	}
-	return err
+	return resp.StatusCode, ddhttp.Redact(ddhttp.ErrorDetail(resp.StatusCode, msg), c.cfg.APIKey), retryAfter, time.Since(start), nil
 }
 
 // Healthy returns nil, or an error saying why the API refuses us (the API
 // key was refused: 401/403). It clears when a request succeeds.
-func (c *Client) Healthy() error { return c.health.get() }
+func (c *Client) Healthy() error { return c.health.Err() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
@@ -597,46 +548,4 @@ func (c *Client) Close() error {
 		c.own.CloseIdleConnections()
 	}
 	return nil
-}
-
-// health tracks whether the API refuses our API key.
-type health struct {
-	log    *slog.Logger
-	mu     sync.Mutex
-	status int
-	err    error
-	bad    atomic.Bool
-}
-
-func (h *health) get() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
-}
-
-func (h *health) refused(status int, detail string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.status == status {
-		return
-	}
-	h.status = status
-	h.bad.Store(true)
-	h.err = fmt.Errorf("ddmetrics: the Datadog metrics API refused the API key: HTTP %d %s: %s (points are kept and retried)",
-		status, http.StatusText(status), detail)
-	h.log.Error("datadog metrics API refused the API key; holding points and retrying", "status", status, "detail", detail)
-}
-
-func (h *health) ok() {
-	if !h.bad.Load() {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.bad.Load() {
-		return
-	}
-	h.log.Info("datadog metrics API accepts the API key again", "previous_status", h.status)
-	h.status, h.err = 0, nil
-	h.bad.Store(false)
 }
