@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -1060,14 +1059,6 @@ func TestConfigValidate(t *testing.T) {
 	assert.Contains(t, err.Error(), "lz4")
 }
 
-func TestErrorDetail(t *testing.T) {
-	assert.Equal(t, "Malformed payload", ddhttp.ErrorDetail(400, []byte(`{"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}`)))
-	assert.Equal(t, "Forbidden", ddhttp.ErrorDetail(403, []byte(`{"errors":["Forbidden"]}`)))
-	assert.Equal(t, "Bad Request", ddhttp.ErrorDetail(400, []byte(`{"errors":[{"title":"Bad Request"}]}`)))
-	assert.Equal(t, "plain text", ddhttp.ErrorDetail(500, []byte(" plain text\n")))
-	assert.Equal(t, "Service Unavailable", ddhttp.ErrorDetail(503, nil))
-	assert.LessOrEqual(t, len(ddhttp.ErrorDetail(500, bytes.Repeat([]byte("x"), 10000))), 300)
-}
 
 func TestOutcomeString(t *testing.T) {
 	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {

@@ -4,18 +4,15 @@
 package s3objtest
 
 import (
+	"github.com/gwpipe/gwpipe/pkg/internal/moto"
+
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,86 +42,7 @@ type Moto struct {
 // reaches the emulator.
 func StartMoto(tb testing.TB) *Moto {
 	tb.Helper()
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		tb.Skip("moto_server is not on PATH: install it (pip install 'moto[server]') to run the AWS tests")
-	}
-	port, err := freePort()
-	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
-	}
-	m := &Moto{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
-	m.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs bytes.Buffer
-	if testing.Verbose() {
-		m.cmd.Stderr = os.Stderr
-	} else {
-		m.cmd.Stderr = &logs
-	}
-	if err := m.cmd.Start(); err != nil {
-		tb.Fatalf("start moto_server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- m.cmd.Wait() }()
-	tb.Cleanup(func() {
-		// Stop the server and whatever it started (its process group).
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := m.waitReady(ctx, exited); err != nil {
-		tb.Fatalf("moto_server on port %d did not come up: %v\n%s", port, err, logs.String())
-	}
-	tb.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	tb.Setenv("AWS_REGION", Region)
-	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	tb.Setenv("AWS_SESSION_TOKEN", "")
-	tb.Setenv("AWS_PROFILE", "")
-	tb.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	tb.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	return m
-}
-
-// waitReady polls the server's own API until it answers: the condition
-// awaited is the server answering, and it offers no other notification.
-func (m *Moto) waitReady(ctx context.Context, exited <-chan error) error {
-	c := &http.Client{Timeout: time.Second}
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		resp, err := c.Get(m.Endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("moto_server exited: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return &Moto{Endpoint: moto.Start(tb)}
 }
 
 // AWSConfig is an SDK configuration for the emulator.
