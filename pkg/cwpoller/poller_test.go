@@ -164,7 +164,9 @@ func TestPollerLimits(t *testing.T) {
 		assert.Contains(t, []int{1, 5}, n, "%s: its queries in one call", m)
 	}
 	assert.Greater(t, p.Stats().Pages, p.Stats().Calls, "pages were followed")
-	assert.Equal(t, int64(3), p.Stats().ListCalls)
+	// Three pages of 100 metrics; a page that timed out on a loaded
+	// machine is asked again, never skipped.
+	assert.GreaterOrEqual(t, p.Stats().ListCalls, int64(3))
 
 	// Every period once: 150×5 counts, 150×5 latencies of 4 points, the
 	// cache ratio not involved.
