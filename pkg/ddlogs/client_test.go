@@ -1059,7 +1059,6 @@ func TestConfigValidate(t *testing.T) {
 	assert.Contains(t, err.Error(), "lz4")
 }
 
-
 func TestOutcomeString(t *testing.T) {
 	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {
 		assert.Equal(t, s, o.String())
