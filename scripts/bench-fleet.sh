@@ -52,11 +52,16 @@ kill -TERM $single; wait $single || true
 curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
 
 echo "== fleet: $WORKERS workers per stage on NATS"
+: > "$OUT/workers.txt"
 fleet=("${common[@]}" GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!)
+port=18300
 for s in decode parse enrich deliver-logs derive deliver-metrics; do
   for i in $(seq 1 "$WORKERS"); do
-    env "${fleet[@]}" bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)
+    # Each worker's admin endpoint (status, pprof) on its own port.
+    env "${fleet[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:$port bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)
+    echo "$s-$i admin 127.0.0.1:$port" >> "$OUT/workers.txt"
+    port=$((port + 1))
   done
 done
 wait_port 127.0.0.1:18188

@@ -32,7 +32,7 @@ import (
 //	tagList: count tag*
 //	origin: source requestID sourceARN stream account region logGroup logStream flags
 //	record: originIndex+1 eventID timestamp message kind source service level flags parseError reason tagListIndex+1 attrCount attr*
-//	attr:   key kind (str | int)
+//	attr:   keyRef (0 key, the first time in the batch | index+1) kind (str | int | offset length, when the value is part of the message)
 //	metric: name kind timestamp interval value host unit tagCount tag* valueCount value* hasSketch [sketch]
 //
 // where strings and byte strings are a uvarint length then the bytes, and
@@ -187,6 +187,7 @@ func (e *encoder) batch(b *record.Batch) {
 		}
 	}
 	e.uvarint(uint64(len(b.Records)))
+	keys := map[string]int{}
 	for i := range b.Records {
 		r := &b.Records[i]
 		e.uvarint(idx(r.Origin))
@@ -207,14 +208,31 @@ func (e *encoder) batch(b *record.Batch) {
 		e.uvarint(uint64(tagIndex[i]))
 		e.uvarint(uint64(len(r.Attrs)))
 		for _, a := range r.Attrs {
-			e.str(a.Key)
-			e.uvarint(uint64(a.Kind))
+			// A key is written once per batch, then referred to.
+			if j, ok := keys[a.Key]; ok {
+				e.uvarint(uint64(j + 1))
+			} else {
+				keys[a.Key] = len(keys)
+				e.uvarint(0)
+				e.str(a.Key)
+			}
 			switch a.Kind {
 			case record.Int, record.Bool:
+				e.uvarint(uint64(a.Kind))
 				e.varint(a.Int)
 			case record.Null:
+				e.uvarint(uint64(a.Kind))
 			default:
-				e.bytes(a.Str)
+				// Parsed values are mostly pieces of the message: send
+				// where they are rather than the bytes again.
+				if off, ok := within(r.Message, a.Str); ok {
+					e.uvarint(uint64(a.Kind) | aliasFlag)
+					e.uvarint(uint64(off))
+					e.uvarint(uint64(len(a.Str)))
+				} else {
+					e.uvarint(uint64(a.Kind))
+					e.bytes(a.Str)
+				}
 			}
 		}
 	}
@@ -363,6 +381,7 @@ func (d *decoder) batch() *record.Batch {
 	}
 	b.Records = make([]record.Record, d.count(14))
 	var slab []record.Attr // one allocation serves the attributes of many records
+	var keys []string
 	for i := range b.Records {
 		r := &b.Records[i]
 		r.Origin = origin()
@@ -381,18 +400,33 @@ func (d *decoder) batch() *record.Batch {
 		}
 		if n := d.count(2); n > 0 {
 			if cap(slab)-len(slab) < n {
-				slab = make([]record.Attr, 0, max(n, 32*(len(b.Records)-i)))
+				slab = make([]record.Attr, 0, n*(len(b.Records)-i)) // records of a batch look alike
 			}
 			r.Attrs = slab[len(slab) : len(slab)+n : len(slab)+n]
 			slab = slab[:len(slab)+n]
 			for j := range r.Attrs {
 				a := &r.Attrs[j]
-				a.Key = d.str()
-				a.Kind = record.ValueKind(d.uvarint())
-				switch a.Kind {
-				case record.Int, record.Bool:
+				if k := d.uvarint(); k == 0 {
+					a.Key = d.str()
+					keys = append(keys, a.Key)
+				} else if k <= uint64(len(keys)) {
+					a.Key = keys[k-1]
+				} else {
+					d.fail(fmt.Errorf("attribute key %d of %d", k, len(keys)))
+				}
+				kind := d.uvarint()
+				a.Kind = record.ValueKind(kind &^ aliasFlag)
+				switch {
+				case a.Kind == record.Int || a.Kind == record.Bool:
 					a.Int = d.varint()
-				case record.Null:
+				case a.Kind == record.Null:
+				case kind&aliasFlag != 0:
+					off, n := d.uvarint(), d.uvarint()
+					if off+n > uint64(len(r.Message)) || off+n < off {
+						d.fail(fmt.Errorf("attribute value at %d+%d outside its message", off, n))
+						continue
+					}
+					a.Str = r.Message[off : off+n : off+n]
 				default:
 					a.Str = d.bytes()
 				}
@@ -438,4 +472,20 @@ func (d *decoder) batch() *record.Batch {
 		d.fail(fmt.Errorf("%d bytes after the batch", len(d.buf)))
 	}
 	return b
+}
+
+// aliasFlag marks an attribute value sent as a range of its record's message.
+const aliasFlag = 1 << 6
+
+// within reports whether v lies inside msg's bytes, and where.
+func within(msg, v []byte) (int, bool) {
+	if len(v) == 0 || len(msg) == 0 {
+		return 0, false
+	}
+	m0 := uintptr(unsafe.Pointer(unsafe.SliceData(msg)))
+	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	if v0 < m0 || v0+uintptr(len(v)) > m0+uintptr(len(msg)) {
+		return 0, false
+	}
+	return int(v0 - m0), true
 }

@@ -137,3 +137,21 @@ func BenchmarkBinaryCodec(b *testing.B) {
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(size)/1000, "bytes/record")
 }
+
+func TestBinaryCodecValuesThatAliasTheMessage(t *testing.T) {
+	msg := []byte(`{"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404}`)
+	in := &record.Batch{Records: []record.Record{
+		{Message: msg, Attrs: []record.Attr{record.StringAttr("http.method", msg[15:18]), record.StringAttr("http.route", msg[36:49]),
+			record.StringAttr("other", []byte("not in the message")), record.IntAttr("http.status_code", 404)}},
+		{Message: msg, Attrs: []record.Attr{record.StringAttr("http.method", msg[15:18])}}, // the key again: a reference
+	}}
+	p, err := EncodeBatch(in)
+	require.NoError(t, err)
+	out, err := DecodeBatch(p)
+	require.NoError(t, err)
+	for i := range in.Records {
+		assert.Equal(t, in.Records[i].Attrs, out.Records[i].Attrs)
+	}
+	assert.Equal(t, "GET", string(out.Records[0].Attrs[0].Str))
+	assert.Equal(t, "/pets/{petId}", string(out.Records[0].Attrs[1].Str))
+}
