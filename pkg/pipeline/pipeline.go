@@ -209,8 +209,15 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		// Requests wait in the client until their payload is accepted; allow
 		// enough of them to fill every payload the client keeps in flight.
 		dupes := p.metrics.Counter("deliver-logs.duplicates_dropped")
+		// Redeliveries after a crash come from a broker. In one process a
+		// Firehose retry is recognised by its request id instead, so the
+		// window would only cost CPU.
+		var seen *dedup.Window
+		if cfg.Transport.Kind != "memory" {
+			seen = dedup.New(cfg.Transport.DedupWindow)
+		}
 		if err := p.rt.Add(stage.Stage{Name: StageDeliverLogs, Input: topics.Enriched, Handler: &deliverStage{d: p.logs, summaries: cfg.Parse.Correlation.DeliverSummaries,
-			seen: dedup.New(cfg.Transport.DedupWindow), dupes: dupes},
+			seen: seen, dupes: dupes},
 			MaxInFlight: max(64, cfg.Pipeline.MaxInFlightBatches)}); err != nil {
 			return nil, err
 		}
