@@ -1,6 +1,7 @@
 package ddlogs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 )
 
 // Intake limits (specs §5).
@@ -29,10 +32,10 @@ const (
 	DefaultZstdLevel        = 1 // on access logs: the ratio of level 3 for less CPU
 	DefaultConcurrency      = 4
 	DefaultRequestTimeout   = 30 * time.Second
-	DefaultInitialInterval  = 500 * time.Millisecond
-	DefaultMaxInterval      = 30 * time.Second
-	DefaultMultiplier       = 2.0
-	DefaultJitter           = 0.5
+	DefaultInitialInterval  = ddhttp.DefaultInitialInterval
+	DefaultMaxInterval      = ddhttp.DefaultMaxInterval
+	DefaultMultiplier       = ddhttp.DefaultMultiplier
+	DefaultJitter           = ddhttp.DefaultJitter
 	defaultMaxPendingFactor = 1 // MaxPending defaults to Concurrency × this
 )
 
@@ -46,17 +49,9 @@ func LogsURL(site string) string {
 	return "https://http-intake.logs." + site + "/api/v2/logs"
 }
 
-// Backoff configures the delay between attempts to send one payload.
-// Zero fields take their defaults.
-type Backoff struct {
-	InitialInterval time.Duration // first delay; default 500ms
-	MaxInterval     time.Duration // cap on any delay; default 30s
-	Multiplier      float64       // growth per attempt; default 2, at least 1
-	// Jitter is the randomization factor: each delay is drawn from
-	// [d·(1-Jitter), d·(1+Jitter)], then capped at MaxInterval. 0 means the
-	// default 0.5; a negative value disables jitter.
-	Jitter float64
-}
+// Backoff configures the delay between attempts to send one payload; zero
+// fields take their defaults.
+type Backoff = ddhttp.Backoff
 
 // Config configures a Client. Zero values take the defaults documented on
 // each field.
@@ -144,7 +139,7 @@ func (c Config) Validate() error {
 	if c.MaxLogBytes != 0 && (c.MaxLogBytes < minLogBytes || c.MaxLogBytes > MaxLogBytes) {
 		bad("MaxLogBytes %d is out of range: %d..%d (0 for the default %d)", c.MaxLogBytes, minLogBytes, MaxLogBytes, MaxLogBytes)
 	}
-	maxBatch, maxLog := orInt(c.MaxBatchBytes, DefaultMaxBatchBytes), orInt(c.MaxLogBytes, MaxLogBytes)
+	maxBatch, maxLog := cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes), cmp.Or(c.MaxLogBytes, MaxLogBytes)
 	if c.MaxBatchBytes >= 0 && maxLog > maxBatch-2 {
 		bad("MaxBatchBytes %d must leave room for one log of MaxLogBytes %d plus brackets", maxBatch, maxLog)
 	}
@@ -173,34 +168,10 @@ func (c Config) Validate() error {
 	if c.RequestTimeout < 0 {
 		bad("RequestTimeout %v must not be negative", c.RequestTimeout)
 	}
-	b := c.Backoff
-	if b.InitialInterval < 0 || b.MaxInterval < 0 {
-		bad("Backoff intervals must not be negative")
-	}
-	if b.InitialInterval > 0 && b.MaxInterval > 0 && b.InitialInterval > b.MaxInterval {
-		bad("Backoff.InitialInterval %v exceeds Backoff.MaxInterval %v", b.InitialInterval, b.MaxInterval)
-	}
-	if b.Multiplier != 0 && b.Multiplier < 1 {
-		bad("Backoff.Multiplier %v must be at least 1", b.Multiplier)
-	}
-	if b.Jitter > 1 {
-		bad("Backoff.Jitter %v must be at most 1", b.Jitter)
+	for _, p := range c.Backoff.Problems() {
+		bad("%s", p)
 	}
 	return errors.Join(errs...)
-}
-
-func orInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orDur(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -208,34 +179,23 @@ func (c Config) withDefaults() Config {
 	if c.URL == "" {
 		c.URL = LogsURL("")
 	}
-	c.MaxBatchLogs = orInt(c.MaxBatchLogs, DefaultMaxBatchLogs)
-	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)
-	c.MaxLogBytes = orInt(c.MaxLogBytes, MaxLogBytes)
-	c.Linger = orDur(c.Linger, DefaultLinger)
+	c.MaxBatchLogs = cmp.Or(c.MaxBatchLogs, DefaultMaxBatchLogs)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes)
+	c.MaxLogBytes = cmp.Or(c.MaxLogBytes, MaxLogBytes)
+	c.Linger = cmp.Or(c.Linger, DefaultLinger)
 	if c.Compression == "" {
 		c.Compression = DefaultCompression
 	}
 	switch c.Compression {
 	case "gzip":
-		c.CompressionLevel = orInt(c.CompressionLevel, DefaultGzipLevel)
+		c.CompressionLevel = cmp.Or(c.CompressionLevel, DefaultGzipLevel)
 	case "zstd":
-		c.CompressionLevel = orInt(c.CompressionLevel, DefaultZstdLevel)
+		c.CompressionLevel = cmp.Or(c.CompressionLevel, DefaultZstdLevel)
 	}
-	c.Concurrency = orInt(c.Concurrency, DefaultConcurrency)
-	c.MaxPending = orInt(c.MaxPending, c.Concurrency*defaultMaxPendingFactor)
-	c.RequestTimeout = orDur(c.RequestTimeout, DefaultRequestTimeout)
-	c.Backoff.InitialInterval = orDur(c.Backoff.InitialInterval, DefaultInitialInterval)
-	c.Backoff.MaxInterval = orDur(c.Backoff.MaxInterval, DefaultMaxInterval)
-	c.Backoff.MaxInterval = max(c.Backoff.MaxInterval, c.Backoff.InitialInterval)
-	if c.Backoff.Multiplier == 0 {
-		c.Backoff.Multiplier = DefaultMultiplier
-	}
-	switch {
-	case c.Backoff.Jitter == 0:
-		c.Backoff.Jitter = DefaultJitter
-	case c.Backoff.Jitter < 0:
-		c.Backoff.Jitter = 0
-	}
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.MaxPending = cmp.Or(c.MaxPending, c.Concurrency*defaultMaxPendingFactor)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.Backoff = c.Backoff.WithDefaults()
 	if c.Defaults.Source == "" {
 		c.Defaults.Source = "apigateway"
 	}

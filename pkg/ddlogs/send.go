@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
@@ -158,13 +157,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 	}
 	defer release()
 
-	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     c.cfg.Backoff.InitialInterval,
-		RandomizationFactor: c.cfg.Backoff.Jitter,
-		Multiplier:          c.cfg.Backoff.Multiplier,
-		MaxInterval:         c.cfg.Backoff.MaxInterval,
-	}
-	bo.Reset()
+	bo := c.cfg.Backoff.New()
 	n := hi - lo
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && p.allAbandoned(lo, hi) {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/DataDog/datadog-go/v5/statsd"
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -366,13 +365,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 		return split(fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit once compressed", len(body), wireMax))
 	}
 
-	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     c.cfg.Backoff.InitialInterval,
-		RandomizationFactor: c.cfg.Backoff.Jitter,
-		Multiplier:          c.cfg.Backoff.Multiplier,
-		MaxInterval:         c.cfg.Backoff.MaxInterval,
-	}
-	bo.Reset()
+	bo := c.cfg.Backoff.New()
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && s.allTooOld(p, c.cfg.Now()) {
 			c.n.tooOld.Add(uint64(len(p.parts)))

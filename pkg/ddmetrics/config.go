@@ -1,6 +1,7 @@
 package ddmetrics
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/ddhttp"
 )
 
 // Metrics API limits (specs §6.1, §6.2).
@@ -37,10 +40,10 @@ const (
 	DefaultCompression            = "gzip"
 	DefaultConcurrency            = 4
 	DefaultRequestTimeout         = 30 * time.Second
-	DefaultInitialInterval        = 500 * time.Millisecond
-	DefaultMaxInterval            = 30 * time.Second
-	DefaultMultiplier             = 2.0
-	DefaultJitter                 = 0.5
+	DefaultInitialInterval        = ddhttp.DefaultInitialInterval
+	DefaultMaxInterval            = ddhttp.DefaultMaxInterval
+	DefaultMultiplier             = ddhttp.DefaultMultiplier
+	DefaultJitter                 = ddhttp.DefaultJitter
 	DefaultMaxUncompressedBytes   = 4_000_000
 	DefaultMaxDistributionBytes   = 3_000_000
 	DefaultDogStatsDAddr          = "localhost:8125"
@@ -57,17 +60,9 @@ func APIURL(site string) string {
 	return "https://api." + site
 }
 
-// Backoff configures the delay between attempts of one payload, as for logs
-// (package ddlogs). Zero fields take their defaults.
-type Backoff struct {
-	InitialInterval time.Duration // first delay; default 500ms
-	MaxInterval     time.Duration // cap on any delay; default 30s
-	Multiplier      float64       // growth per attempt; default 2, at least 1
-	// Jitter is the randomization factor: each delay is drawn from
-	// [d·(1-Jitter), d·(1+Jitter)], then capped at MaxInterval. 0 means the
-	// default 0.5; a negative value disables jitter.
-	Jitter float64
-}
+// Backoff configures the delay between attempts to send one payload; zero
+// fields take their defaults.
+type Backoff = ddhttp.Backoff
 
 // Config configures a Client. Zero values take the defaults documented on
 // each field.
@@ -179,34 +174,10 @@ func (c Config) Validate() error {
 	if c.MaxAge < 0 || c.MaxAge > SeriesMaxAge || c.MaxFuture < 0 || c.MaxFuture > SeriesMaxFuture {
 		bad("MaxAge must be within 0..1h and MaxFuture within 0..10m (0 for the API's limits)")
 	}
-	b := c.Backoff
-	if b.InitialInterval < 0 || b.MaxInterval < 0 {
-		bad("Backoff intervals must not be negative")
-	}
-	if b.InitialInterval > 0 && b.MaxInterval > 0 && b.InitialInterval > b.MaxInterval {
-		bad("Backoff.InitialInterval %v exceeds Backoff.MaxInterval %v", b.InitialInterval, b.MaxInterval)
-	}
-	if b.Multiplier != 0 && b.Multiplier < 1 {
-		bad("Backoff.Multiplier %v must be at least 1", b.Multiplier)
-	}
-	if b.Jitter > 1 {
-		bad("Backoff.Jitter %v must be at most 1", b.Jitter)
+	for _, p := range c.Backoff.Problems() {
+		bad("%s", p)
 	}
 	return errors.Join(errs...)
-}
-
-func orInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orDur(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func (c Config) withDefaults() Config {
@@ -220,28 +191,17 @@ func (c Config) withDefaults() Config {
 	if c.Compression == "" {
 		c.Compression = DefaultCompression
 	}
-	c.Concurrency = orInt(c.Concurrency, DefaultConcurrency)
-	c.RequestTimeout = orDur(c.RequestTimeout, DefaultRequestTimeout)
-	c.MaxPayloadBytes = orInt(c.MaxPayloadBytes, MaxSeriesPayloadBytes)
-	c.MaxUncompressedBytes = orInt(c.MaxUncompressedBytes, DefaultMaxUncompressedBytes)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, MaxSeriesPayloadBytes)
+	c.MaxUncompressedBytes = cmp.Or(c.MaxUncompressedBytes, DefaultMaxUncompressedBytes)
 	if c.Compression == "none" {
 		c.MaxUncompressedBytes = min(c.MaxUncompressedBytes, c.MaxPayloadBytes)
 	}
-	c.MaxDistributionBytes = orInt(c.MaxDistributionBytes, DefaultMaxDistributionBytes)
-	c.MaxAge = orDur(c.MaxAge, SeriesMaxAge)
-	c.MaxFuture = orDur(c.MaxFuture, SeriesMaxFuture)
-	c.Backoff.InitialInterval = orDur(c.Backoff.InitialInterval, DefaultInitialInterval)
-	c.Backoff.MaxInterval = orDur(c.Backoff.MaxInterval, DefaultMaxInterval)
-	c.Backoff.MaxInterval = max(c.Backoff.MaxInterval, c.Backoff.InitialInterval)
-	if c.Backoff.Multiplier == 0 {
-		c.Backoff.Multiplier = DefaultMultiplier
-	}
-	switch {
-	case c.Backoff.Jitter == 0:
-		c.Backoff.Jitter = DefaultJitter
-	case c.Backoff.Jitter < 0:
-		c.Backoff.Jitter = 0
-	}
+	c.MaxDistributionBytes = cmp.Or(c.MaxDistributionBytes, DefaultMaxDistributionBytes)
+	c.MaxAge = cmp.Or(c.MaxAge, SeriesMaxAge)
+	c.MaxFuture = cmp.Or(c.MaxFuture, SeriesMaxFuture)
+	c.Backoff = c.Backoff.WithDefaults()
 	if c.DogStatsDAddr == "" {
 		c.DogStatsDAddr = DefaultDogStatsDAddr
 	}
