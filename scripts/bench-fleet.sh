@@ -51,12 +51,16 @@ single_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f"
 kill -TERM $single; wait $single || true
 curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
 
-echo "== fleet: $WORKERS workers per stage on NATS"
+echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 : > "$OUT/workers.txt"
 fleet=("${common[@]}" GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!)
 port=18300
-for s in decode parse enrich deliver-logs derive deliver-metrics; do
+# FUSED=1: workers run consecutive stages together and publish only between
+# the two groups (raw → decode,parse,enrich → enriched → delivery).
+groups="decode parse enrich deliver-logs derive deliver-metrics"
+[ -n "${FUSED:-}" ] && groups="decode,parse,enrich deliver-logs,derive,deliver-metrics"
+for s in $groups; do
   for i in $(seq 1 "$WORKERS"); do
     # Each worker's admin endpoint (status, pprof) on its own port.
     env "${fleet[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:$port bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)

@@ -396,3 +396,26 @@ func testScaleOut(t *testing.T, brokerEnv []string) {
 		assert.Positive(t, w.stageBatches(), "a worker that joined takes a share of the work")
 	}
 }
+
+// A worker that runs several consecutive stages hands batches from one to
+// the next in memory and publishes only at the end of its run of stages;
+// nothing is lost and every stage still counts its work.
+func TestFleetFusedStages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, brokers[0].env(t))
+	fused := []*worker{f.start("decode,parse,enrich"), f.start("decode,parse,enrich")}
+	f.start(StageDeliverLogs)
+	f.start(StageIngest)
+	const events = 10_000
+	sent, done := runLoad(t, f.ingest, events, 14, 0)
+	require.NoError(t, <-done)
+	assert.Zero(t, f.waitDelivered(t, sent), "no redelivery: no duplicates")
+	var parsed float64
+	for _, w := range fused {
+		w.stage = StageParse
+		parsed += w.stageBatches()
+	}
+	assert.Positive(t, parsed, "the parse stage ran inside the fused workers")
+}

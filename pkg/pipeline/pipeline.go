@@ -138,6 +138,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	p.rt, err = stage.New(stage.Config{
 		DLQTopic: topics.DLQ, MaxInFlight: cfg.Pipeline.MaxInFlightBatches, MaxRetries: cfg.Pipeline.MaxRetries,
 		InitialInterval: cfg.Pipeline.RetryInitial, MaxInterval: cfg.Pipeline.RetryMax,
+		Topology: Topology(cfg),
 	}, tr, log, p.metrics)
 	if err != nil {
 		return nil, err

@@ -68,6 +68,13 @@ type Config struct {
 	InitialInterval time.Duration // first retry delay; default 100ms
 	MaxInterval     time.Duration // retry delay cap; default 5s
 	CloseTimeout    time.Duration // how long Close waits for running handlers; default 30s
+	// Topology lists, per topic, every stage that consumes it in the whole
+	// deployment. On a broker, a topic whose consumers all run in this
+	// process is handed from stage to stage in memory: the worker publishes
+	// only at the end of its run of stages, and acknowledges its input only
+	// once that last publish is durable. Nil: every hop goes through the
+	// broker.
+	Topology map[string][]string
 }
 
 func (c *Config) setDefaults() {
@@ -96,6 +103,9 @@ func (c *Config) setDefaults() {
 type consumer struct {
 	stage string
 	slots chan struct{}
+
+	handler Handler
+	out     *output // where the stage's own results go
 }
 
 // Runtime mounts stages on one Watermill router.
@@ -147,7 +157,8 @@ func (r *Runtime) Add(st Stage) error {
 	if n <= 0 {
 		n = r.cfg.MaxInFlight
 	}
-	c := &consumer{stage: st.Name, slots: make(chan struct{}, n)}
+	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
+	c := &consumer{stage: st.Name, slots: make(chan struct{}, n), handler: st.Handler, out: out}
 	r.mu.Lock()
 	r.consumers[st.Input] = append(r.consumers[st.Input], c)
 	r.mu.Unlock()
@@ -156,7 +167,6 @@ func (r *Runtime) Add(st Stage) error {
 	if err != nil {
 		return fmt.Errorf("stage %s: subscriber: %w", st.Name, err)
 	}
-	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
 	stats := out.stats
 	h := r.router.AddConsumerHandler(st.Name, st.Input, sub, func(msg *message.Message) error {
 		b, err := r.codec.Unmarshal(msg)
@@ -417,11 +427,51 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 		return Permanent(errors.New("stage has no output topic"))
 	}
 	n := b.Len() // before: once published, the consumer may change b
+	if local := o.r.fused(o.topic); local != nil {
+		for _, c := range local {
+			st := c.out.stats
+			st.Batches.Inc()
+			st.RecordsIn.Add(int64(b.Len()))
+			if err := c.handler.Handle(ctx, b, c.out); err != nil {
+				st.Errors.Inc()
+				return fmt.Errorf("stage %s: %w", c.stage, err)
+			}
+		}
+		o.stats.RecordsOut.Add(int64(n))
+		return nil
+	}
 	if err := o.r.send(ctx, o.topic, b); err != nil {
 		return err
 	}
 	o.stats.RecordsOut.Add(int64(n))
 	return nil
+}
+
+// fused returns the consumers of topic to call in memory, or nil when the
+// batch must go through the transport: in process the transport is memory
+// already, and on a broker only a topic whose every consumer runs here is
+// fused (a consumer elsewhere must get the message).
+func (r *Runtime) fused(topic string) []*consumer {
+	if r.tr.InProcess() || r.cfg.Topology == nil || topic == r.cfg.DLQTopic {
+		return nil
+	}
+	groups := r.cfg.Topology[topic]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	local := r.consumers[topic]
+	if len(groups) == 0 || len(local) != len(groups) {
+		return nil
+	}
+	for _, g := range groups {
+		found := false
+		for _, c := range local {
+			found = found || c.stage == g
+		}
+		if !found {
+			return nil
+		}
+	}
+	return local
 }
 
 func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
