@@ -188,6 +188,8 @@ func (e *encoder) batch(b *record.Batch) {
 	}
 	e.uvarint(uint64(len(b.Records)))
 	keys := map[string]int{}
+	var prevKeys []string
+	var prevIdx []int
 	for i := range b.Records {
 		r := &b.Records[i]
 		e.uvarint(idx(r.Origin))
@@ -207,14 +209,27 @@ func (e *encoder) batch(b *record.Batch) {
 		e.str(r.Reason)
 		e.uvarint(uint64(tagIndex[i]))
 		e.uvarint(uint64(len(r.Attrs)))
-		for _, a := range r.Attrs {
-			// A key is written once per batch, then referred to.
-			if j, ok := keys[a.Key]; ok {
-				e.uvarint(uint64(j + 1))
+		for ai, a := range r.Attrs {
+			// A key is written once per batch, then referred to. Records
+			// of a batch list their keys in the same order: the previous
+			// record's key at this position usually answers without a
+			// map lookup.
+			if ai < len(prevKeys) && prevKeys[ai] == a.Key {
+				e.uvarint(uint64(prevIdx[ai] + 1))
 			} else {
-				keys[a.Key] = len(keys)
-				e.uvarint(0)
-				e.str(a.Key)
+				j, ok := keys[a.Key]
+				if ok {
+					e.uvarint(uint64(j + 1))
+				} else {
+					j = len(keys)
+					keys[a.Key] = j
+					e.uvarint(0)
+					e.str(a.Key)
+				}
+				for len(prevKeys) <= ai {
+					prevKeys, prevIdx = append(prevKeys, ""), append(prevIdx, 0)
+				}
+				prevKeys[ai], prevIdx[ai] = a.Key, j
 			}
 			switch a.Kind {
 			case record.Int, record.Bool:

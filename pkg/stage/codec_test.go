@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -154,4 +155,34 @@ func TestBinaryCodecValuesThatAliasTheMessage(t *testing.T) {
 	}
 	assert.Equal(t, "GET", string(out.Records[0].Attrs[0].Str))
 	assert.Equal(t, "/pets/{petId}", string(out.Records[0].Attrs[1].Str))
+}
+
+// BenchmarkBinaryCodecParsed is a batch as it travels after parsing: 2,000
+// access logs of one origin, ~20 attributes each aliasing their message,
+// and a shared tag list.
+func BenchmarkBinaryCodecParsed(b *testing.B) {
+	o := &record.Origin{Source: "firehose", LogGroup: "/aws/api-gateway/a1b2c3d4e5/prod", Account: "123456789012", Region: "us-east-1"}
+	tags := []string{"aws_account:123456789012", "region:us-east-1", "apiid:a1b2c3d4e5", "stage:prod", "apiname:petstore", "team:payments"}
+	in := &record.Batch{ID: "x", Origin: o}
+	for i := 0; i < 2000; i++ {
+		msg := []byte(fmt.Sprintf(`{"apiId":"a1b2c3d4e5","stage":"prod","requestId":"3323ffe5-6ddf-45c8-896a-%012d","ip":"203.0.113.%d","caller":"-","user":"-","requestTime":%d,"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404,"protocol":"HTTP/1.1","responseLength":512}`, i, i%250, 1732850000000+i))
+		var attrs []record.Attr
+		for j := 0; j < 20; j++ {
+			attrs = append(attrs, record.StringAttr(fmt.Sprintf("apigateway.field%02d", j), msg[10+j:14+j]))
+		}
+		in.Records = append(in.Records, record.Record{Origin: o, EventID: fmt.Sprintf("3195310660696698337880902507980421114328961542429%07d", i),
+			Timestamp: 1732850000000 + int64(i), Message: msg, Kind: record.KindAccess, Tags: tags, Attrs: attrs})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var size int
+	for i := 0; i < b.N; i++ {
+		p, _ := EncodeBatch(in)
+		size = len(p)
+		if _, err := DecodeBatch(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(in.Records))/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(size)/float64(len(in.Records)), "bytes/record")
 }
