@@ -91,8 +91,16 @@ func TestSelfTelemetry(t *testing.T) {
 		}
 		return vals
 	}
+	// The datagrams of one report may arrive in any order: wait for every
+	// metric asserted below.
 	lines := l.waitFor(t, func(lines []string) bool {
-		return len(find(lines, "gwpipe.deliver_logs.request_latency.p99", "")) > 0 && len(find(lines, "gwpipe.queue.raw", "")) > 0
+		for _, name := range []string{"gwpipe.deliver_logs.request_latency.p99", "gwpipe.queue.raw", "gwpipe.stage.records_in",
+			"gwpipe.stage.records_out", "gwpipe.stage.dead_lettered", "gwpipe.stage.batch_size", "gwpipe.stage.in_flight", "gwpipe.derive.points_too_old"} {
+			if len(find(lines, name, "")) == 0 {
+				return false
+			}
+		}
+		return true
 	})
 	assert.Equal(t, []string{"400"}, find(lines, "gwpipe.stage.records_in", "stage:deliver-logs"))
 	assert.Equal(t, []string{"390"}, find(lines, "gwpipe.stage.records_out", "stage:deliver-logs"))
@@ -111,7 +119,7 @@ func TestSelfTelemetry(t *testing.T) {
 	st.Batches.Add(1)
 	require.NoError(t, tel.Report())
 	lines = l.waitFor(t, func(lines []string) bool {
-		return len(find(lines, "gwpipe.stage.records_in", "stage:deliver-logs")) >= 2
+		return len(find(lines, "gwpipe.stage.records_in", "stage:deliver-logs")) >= 2 && len(find(lines, "gwpipe.derive.points_too_old", "")) >= 2
 	})
 	assert.Equal(t, []string{"400", "50"}, find(lines, "gwpipe.stage.records_in", "stage:deliver-logs"))
 	assert.Equal(t, []string{"7", "0"}, find(lines, "gwpipe.derive.points_too_old", ""))
