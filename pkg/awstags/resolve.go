@@ -1,6 +1,7 @@
 package awstags
 
 import (
+	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"path"
 	"strings"
 	"unsafe"
@@ -31,10 +32,7 @@ const (
 )
 
 const (
-	execPrefix    = "API-Gateway-Execution-Logs_"
-	execPrefixAlt = "API-Gateway-Execution-Logs/"
-	wsPrefix      = "/aws/apigateway/"
-	canarySuffix  = "/Canary"
+	canarySuffix = "/Canary"
 )
 
 // Resolve works out which stage a record belongs to, without calling AWS
@@ -73,7 +71,7 @@ func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) {
 		if group == "" {
 			group = o.Stream
 		}
-		key.APIID, key.Stage, _ = ParseExecutionLogGroup(o.LogGroup)
+		key.APIID, key.Stage, _, _ = apigw.ExecutionGroup(o.LogGroup)
 	}
 	if key.APIID == "" || key.Account == "" {
 		for i := range rec.Attrs {
@@ -173,61 +171,6 @@ func (t *Tagger) mappingFor(group string) *Mapping {
 		return nil
 	}
 	return &t.cfg.Mappings[idx]
-}
-
-// ParseExecutionLogGroup parses an execution log group name:
-// "API-Gateway-Execution-Logs_{apiId}/{stage}" (the prefix matched without
-// regard to case, and also with "/" after "Logs"), optionally followed by
-// "/Canary", and the WebSocket form "/aws/apigateway/{apiId}/{stage}" when
-// apiId looks like an API id (so that access-log groups such as
-// "/aws/apigateway/welcome" are not mistaken for it). It returns substrings
-// of group.
-func ParseExecutionLogGroup(group string) (apiID, stage string, ok bool) {
-	var rest string
-	ws := false
-	switch {
-	case hasPrefixFold(group, execPrefix):
-		rest = group[len(execPrefix):]
-	case hasPrefixFold(group, execPrefixAlt):
-		rest = group[len(execPrefixAlt):]
-	case strings.HasPrefix(group, wsPrefix):
-		rest, ws = group[len(wsPrefix):], true
-	default:
-		return "", "", false
-	}
-	i := strings.IndexByte(rest, '/')
-	if i <= 0 || i == len(rest)-1 {
-		return "", "", false
-	}
-	apiID, stage = rest[:i], rest[i+1:]
-	if j := strings.IndexByte(stage, '/'); j >= 0 {
-		if j == 0 || stage[j:] != canarySuffix {
-			return "", "", false
-		}
-		stage = stage[:j]
-	}
-	if ws && !looksLikeAPIID(apiID) {
-		return "", "", false
-	}
-	return apiID, stage, true
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// looksLikeAPIID: API Gateway ids are 10 lower-case letters and digits.
-func looksLikeAPIID(s string) bool {
-	if len(s) != 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // aliasString views b as a string without copying. Record bytes are never

@@ -11,32 +11,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
-func TestParseExecutionLogGroup(t *testing.T) {
-	tests := []struct {
-		group, api, stage string
-		ok                bool
-	}{
-		{"API-Gateway-Execution-Logs_u9zut7wlwj/production", "u9zut7wlwj", "production", true},
-		{"api-gateway-execution-logs_u9zut7wlwj/dev", "u9zut7wlwj", "dev", true},
-		{"API-Gateway-Execution-Logs/u9zut7wlwj/dev", "u9zut7wlwj", "dev", true},
-		{"API-Gateway-Execution-Logs_u9zut7wlwj/prod/Canary", "u9zut7wlwj", "prod", true},
-		{"/aws/apigateway/abcde12345/live", "abcde12345", "live", true},
-		{"/aws/apigateway/welcome", "", "", false},
-		{"/aws/apigateway/access-logs/prod", "", "", false},
-		{"API-Gateway-Execution-Logs_u9zut7wlwj/prod/extra", "", "", false},
-		{"API-Gateway-Execution-Logs_u9zut7wlwj/", "", "", false},
-		{"/aws/lambda/f", "", "", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.group, func(t *testing.T) {
-			api, stage, ok := ParseExecutionLogGroup(tc.group)
-			assert.Equal(t, tc.ok, ok)
-			assert.Equal(t, tc.api, api)
-			assert.Equal(t, tc.stage, stage)
-		})
-	}
-}
-
 func newResolver(t *testing.T, cfg Config) *Tagger {
 	t.Helper()
 	tg, err := New(context.Background(), cfg, aws.Config{}, WithClientFactory(newFakeCloud().factory), WithSTSClient(fakeSTS{newFakeCloud()}))
