@@ -1,6 +1,7 @@
 package apigw
 
 import (
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"math/bits"
 	"sync"
 
@@ -146,7 +147,7 @@ func (s *scratch) setVar(v *varInfo, val []byte, esc bool) {
 		return
 	}
 	if esc {
-		s.tmp = unescapeJSON(s.tmp[:0], val)
+		s.tmp, _ = jsonstr.Append(s.tmp[:0], val)
 		val = s.keep(s.tmp)
 		if len(val) == 0 {
 			return

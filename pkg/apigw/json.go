@@ -1,6 +1,10 @@
 package apigw
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
+)
 
 // hasByte reports (non-zero) whether any byte of w equals b (SWAR).
 func hasByte(w uint64, b byte) uint64 {
@@ -116,7 +120,7 @@ func (it *jsonIter) next(kv *jsonKV) bool {
 		it.pos++
 		it.skipSpace()
 		if kesc {
-			it.kbuf = unescapeJSON(it.kbuf[:0], key)
+			it.kbuf, _ = jsonstr.Append(it.kbuf[:0], key)
 			key = it.kbuf
 		}
 		if it.pos >= len(d) {

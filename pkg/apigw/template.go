@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"strings"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -43,7 +44,7 @@ func (f *Format) Extract(line []byte, fn func(name string, value []byte)) bool {
 	defer putScratch(s)
 	ok := f.extract(line, s, func(v *varInfo, val []byte, esc bool) {
 		if esc {
-			val = unescapeJSON(nil, val)
+			val, _ = jsonstr.Append(nil, val)
 		}
 		fn(v.name, val)
 	})
@@ -79,7 +80,7 @@ func (f *Format) extract(line []byte, s *scratch, fn func(v *varInfo, val []byte
 			}
 			val := kv.val
 			if kv.esc {
-				val = unescapeJSON(nil, val)
+				val, _ = jsonstr.Append(nil, val)
 			}
 			sp, ok := fl.sub.match(val, s.spans[:0])
 			if !ok {
@@ -510,7 +511,7 @@ func (jt *jsonTemplate) parse(line []byte, s *scratch) bool {
 		}
 		val := kv.val
 		if kv.esc {
-			s.tmp = unescapeJSON(s.tmp[:0], val)
+			s.tmp, _ = jsonstr.Append(s.tmp[:0], val)
 			val = s.keep(s.tmp)
 		}
 		sp, ok := fl.sub.match(val, s.spans[:0])

@@ -2,7 +2,6 @@ package apigw
 
 import (
 	"time"
-	"unicode/utf8"
 )
 
 // isJSONNumber reports whether b is a valid JSON number (RFC 8259 grammar).
@@ -210,78 +209,6 @@ var monthKeys = func() (k [12]uint32) {
 	}
 	return
 }()
-
-// unescapeJSON appends the decoding of a JSON string body (without quotes)
-// to dst. Invalid escapes are kept verbatim; lone surrogates become U+FFFD.
-func unescapeJSON(dst, s []byte) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			dst = append(dst, c)
-			continue
-		}
-		i++
-		switch s[i] {
-		case '"', '\\', '/':
-			dst = append(dst, s[i])
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := hex4(s[i+1:])
-			if !ok {
-				dst = append(dst, '\\', 'u')
-				continue
-			}
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 {
-				if i+6 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
-					if r2, ok := hex4(s[i+3:]); ok && r2 >= 0xDC00 && r2 < 0xE000 {
-						r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-						i += 6
-					} else {
-						r = utf8.RuneError
-					}
-				} else {
-					r = utf8.RuneError
-				}
-			} else if r >= 0xDC00 && r < 0xE000 {
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
-			dst = append(dst, '\\', s[i])
-		}
-	}
-	return dst
-}
-
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
-}
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 

@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"math"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -278,80 +277,23 @@ func parseString(sc *scratch, b []byte, i int) ([]byte, int, error) {
 
 // unescape decodes the string whose content starts at b[i].
 func unescape(sc *scratch, b []byte, i int) ([]byte, int, error) {
+	j := i
+	for j < len(b) && b[j] != '"' {
+		if b[j] == '\\' {
+			j++
+		}
+		j++
+	}
+	if j >= len(b) {
+		return nil, len(b), errAt(i, "unterminated string")
+	}
 	start := len(sc.str)
-	for i < len(b) {
-		c := b[i]
-		switch {
-		case c == '"':
-			return sc.str[start:len(sc.str):len(sc.str)], i + 1, nil
-		case c != '\\':
-			sc.str = append(sc.str, c)
-			i++
-			continue
-		}
-		if i+1 >= len(b) {
-			break
-		}
-		switch e := b[i+1]; e {
-		case '"', '\\', '/':
-			sc.str = append(sc.str, e)
-		case 'b':
-			sc.str = append(sc.str, '\b')
-		case 'f':
-			sc.str = append(sc.str, '\f')
-		case 'n':
-			sc.str = append(sc.str, '\n')
-		case 'r':
-			sc.str = append(sc.str, '\r')
-		case 't':
-			sc.str = append(sc.str, '\t')
-		case 'u':
-			r, ok := hex4(b, i+2)
-			if !ok {
-				return nil, i, errAt(i, "invalid \\u escape")
-			}
-			i += 6
-			if utf16.IsSurrogate(r) {
-				r2, ok := rune(0), false
-				if i+1 < len(b) && b[i] == '\\' && b[i+1] == 'u' {
-					r2, ok = hex4(b, i+2)
-				}
-				if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
-					r = dec
-					i += 6
-				} else {
-					r = utf8.RuneError
-				}
-			}
-			sc.str = utf8.AppendRune(sc.str, r)
-			continue
-		default:
-			return nil, i, errAt(i, "invalid escape %q", e)
-		}
-		i += 2
+	out, ok := jsonstr.Append(sc.str, b[i:j])
+	if !ok {
+		return nil, i, errAt(i, "invalid escape in string")
 	}
-	return nil, len(b), errAt(i, "unterminated string")
-}
-
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
+	sc.str = out
+	return sc.str[start:len(sc.str):len(sc.str)], j + 1, nil
 }
 
 // pow10 are the powers of ten a float64 holds exactly.

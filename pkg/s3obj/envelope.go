@@ -2,8 +2,8 @@ package s3obj
 
 import (
 	"bytes"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"strconv"
-	"unicode/utf8"
 )
 
 // fastEnvelope is a subscription document as the fast path reads it:
@@ -328,53 +328,4 @@ func (p *jparser) literal(s string) bool {
 	return false
 }
 
-func validEscapes(s []byte) bool {
-	_, ok := appendUnescaped(nil, s)
-	return ok
-}
-
-// appendUnescaped appends the JSON string contents s, unescaped, to dst.
-// It reports false for what it leaves to the general parser: unknown
-// escapes and surrogates.
-func appendUnescaped(dst, s []byte) ([]byte, bool) {
-	for len(s) > 0 {
-		i := bytes.IndexByte(s, '\\')
-		if i < 0 {
-			return append(dst, s...), true
-		}
-		dst = append(dst, s[:i]...)
-		s = s[i:]
-		if len(s) < 2 {
-			return dst, false
-		}
-		switch s[1] {
-		case '"', '\\', '/':
-			dst = append(dst, s[1])
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			if len(s) < 6 {
-				return dst, false
-			}
-			r, err := strconv.ParseUint(string(s[2:6]), 16, 16)
-			if err != nil || (r >= 0xd800 && r < 0xe000) {
-				return dst, false
-			}
-			dst = utf8.AppendRune(dst, rune(r))
-			s = s[6:]
-			continue
-		default:
-			return dst, false
-		}
-		s = s[2:]
-	}
-	return dst, true
-}
+func validEscapes(s []byte) bool { return jsonstr.Valid(s) }

@@ -2,6 +2,7 @@ package s3obj
 
 import (
 	"fmt"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -47,7 +48,7 @@ func fastParse(doc []byte) (parsedDoc, bool) {
 		return d, true
 	}
 	for _, e := range evs {
-		msg, ok := appendUnescaped(nil, e.message)
+		msg, ok := jsonstr.Append(nil, e.message)
 		if !ok {
 			return parsedDoc{}, false
 		}

@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"io"
 	"strconv"
 	"time"
@@ -627,7 +628,7 @@ func (r *Reader) addEscapedEvent(o *record.Origin, id []byte, ts int64, escaped 
 	r.reserve(len(escaped)) // unescaping never lengthens
 	b := r.cur
 	start := len(b.Arena)
-	out, ok := appendUnescaped(b.Arena, escaped)
+	out, ok := jsonstr.Append(b.Arena, escaped)
 	if !ok {
 		return false
 	}

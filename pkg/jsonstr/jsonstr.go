@@ -1,0 +1,115 @@
+// Package jsonstr decodes the body of a JSON string (what stands between the
+// quotes). gwpipe's hand-written scanners (access logs, S3 envelopes, metric
+// streams) all need it, on their hot paths, without encoding/json.
+package jsonstr
+
+import (
+	"bytes"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Append appends the decoding of the JSON string body s to dst. It never
+// fails: an escape JSON does not define is kept as written, a lone
+// surrogate becomes U+FFFD (as encoding/json does). ok reports whether s
+// was a valid JSON string body. The result is never longer than s.
+func Append(dst, s []byte) (out []byte, ok bool) {
+	ok = true
+	for len(s) > 0 {
+		i := bytes.IndexByte(s, '\\')
+		if i < 0 {
+			return append(dst, s...), ok
+		}
+		dst = append(dst, s[:i]...)
+		s = s[i:]
+		if len(s) < 2 {
+			return append(dst, s...), false
+		}
+		n := 2
+		switch e := s[1]; e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, good := Hex4(s[2:])
+			if !good {
+				dst, ok = append(dst, s[:2]...), false
+				break
+			}
+			n = 6
+			if utf16.IsSurrogate(r) {
+				r2, pair := rune(0), false
+				if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+					r2, pair = Hex4(s[8:])
+				}
+				if dec := utf16.DecodeRune(r, r2); pair && dec != utf8.RuneError {
+					r, n = dec, 12
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst, ok = append(dst, s[:2]...), false
+		}
+		s = s[n:]
+	}
+	return dst, ok
+}
+
+// Valid reports whether s is a valid JSON string body's escapes, without
+// decoding it.
+func Valid(s []byte) bool {
+	for {
+		i := bytes.IndexByte(s, '\\')
+		if i < 0 {
+			return true
+		}
+		s = s[i:]
+		if len(s) < 2 {
+			return false
+		}
+		switch s[1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			s = s[2:]
+		case 'u':
+			if _, ok := Hex4(s[2:]); !ok {
+				return false
+			}
+			s = s[6:]
+		default:
+			return false
+		}
+	}
+}
+
+// Hex4 reads the four hexadecimal digits at the start of b.
+func Hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
