@@ -119,3 +119,30 @@ func (h *KeyHealth) OK() {
 	h.status, h.err = 0, nil
 	h.bad.Store(false)
 }
+
+// Outcome is what one HTTP attempt to a Datadog API led to.
+type Outcome uint8
+
+const (
+	Accepted     Outcome = iota // 2xx: delivered
+	Retrying                    // network error, 408, 429, 5xx or another unexpected status: sent again after a backoff
+	Unauthorized                // 401/403: the API key is refused; sent again after a backoff
+	Split                       // 400/413 on several items: sent again as two halves
+	Rejected                    // 400/413 on a single item: permanently rejected
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Accepted:
+		return "accepted"
+	case Retrying:
+		return "retrying"
+	case Unauthorized:
+		return "unauthorized"
+	case Split:
+		return "split"
+	case Rejected:
+		return "rejected"
+	}
+	return "unknown"
+}

@@ -18,32 +18,17 @@ import (
 // still waiting when Close gave up on undelivered payloads.
 var ErrClosed = errors.New("ddlogs: client closed")
 
-// Outcome is what one HTTP attempt led to.
-type Outcome uint8
+// Outcome is what one HTTP attempt led to (see package ddhttp).
+type Outcome = ddhttp.Outcome
 
+// The outcomes.
 const (
-	Accepted     Outcome = iota // 2xx: the logs are delivered
-	Retrying                    // network error, 408, 429, 5xx or other unexpected status: sent again after a backoff
-	Unauthorized                // 401/403: the API key is refused; sent again after a backoff
-	Split                       // 400/413 on several logs: sent again as two halves
-	Rejected                    // 400/413 on a single log: permanently rejected
+	Accepted     = ddhttp.Accepted
+	Retrying     = ddhttp.Retrying
+	Unauthorized = ddhttp.Unauthorized
+	Split        = ddhttp.Split
+	Rejected     = ddhttp.Rejected
 )
-
-func (o Outcome) String() string {
-	switch o {
-	case Accepted:
-		return "accepted"
-	case Retrying:
-		return "retrying"
-	case Unauthorized:
-		return "unauthorized"
-	case Split:
-		return "split"
-	case Rejected:
-		return "rejected"
-	}
-	return "unknown"
-}
 
 // Result describes one HTTP attempt, for telemetry (Config.OnResult).
 type Result struct {
