@@ -109,6 +109,9 @@ type Pipeline struct {
 
 	loops     sync.WaitGroup // background loops: summary expiry, window ticks, telemetry
 	stopLoops context.CancelFunc
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds the pipeline; nothing runs until Start.
@@ -340,11 +343,17 @@ func (p *Pipeline) AdminAddr() string {
 	return p.adminLn.Addr().String()
 }
 
-// Shutdown stops taking work, finishes what is in flight, and stops: the
+// Shutdown (safe to call more than once) stops taking work, finishes what
+// is in flight, and stops: the
 // sources refuse new requests (503, so Firehose retries elsewhere or later),
 // requests already admitted wait for their acknowledgement, every stage
 // drains and the delivery client flushes.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
+	return p.shutdownErr
+}
+
+func (p *Pipeline) shutdown(ctx context.Context) error {
 	var errs []error
 	if p.firehose != nil {
 		p.firehose.Shutdown()

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/internal/moto"
+)
+
+// TestCloudWatchPollerSource runs the pipeline with metrics.poller against
+// moto's CloudWatch: API Gateway's metrics put with PutMetricData reach the
+// metrics API under the integration's names, with their own timestamps,
+// and a second run of the pipeline on the same state file fetches nothing
+// twice.
+func TestCloudWatchPollerSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs moto_server")
+	}
+	moto.Start(t)
+	ctx := context.Background()
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	require.NoError(t, err)
+	// moto reads CloudWatch's JSON 1.0 protocol, not the SDK's default CBOR.
+	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
+		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
+	})
+	at := time.Now().Add(-6 * time.Minute).Truncate(time.Minute)
+	dims := []types.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String("prod")}}
+	_, err = cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: []types.MetricDatum{
+		{MetricName: aws.String("CacheHitCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{6}},
+		{MetricName: aws.String("CacheMissCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{2}},
+	}})
+	require.NoError(t, err)
+
+	state := filepath.Join(t.TempDir(), "poller.json")
+	run := func() *harness {
+		return start(t, func(c *config.Config) {
+			c.Metrics.Poller.Targets = []string{"123456789012:us-east-1"}
+			c.Metrics.Poller.Interval = time.Second
+			c.Metrics.Poller.StateFile = state
+		})
+	}
+	h := run()
+	want := map[string]float64{"aws.apigateway.cache_hit_count": 6, "aws.apigateway.cache_miss_count": 2}
+	got := map[string]fakeintake.SeriesPoint{}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, waitFor(waitCtx, func() bool {
+		for _, p := range h.intake.Series() {
+			got[p.Metric] = p
+		}
+		return len(got) >= len(want)
+	}), "the polled points reach the metrics API: %v", got)
+	for name, v := range want {
+		assert.Equal(t, v, got[name].Value, name)
+		assert.Equal(t, at.Unix(), got[name].Timestamp, name)
+		assert.Contains(t, got[name].Tags, "apiname:petstore", name)
+		assert.Contains(t, got[name].Tags, "aws_account:123456789012", name)
+	}
+	shutdown(t, h)
+
+	// A restarted pipeline on the same state fetches no period twice.
+	h2 := run()
+	ctx2, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	err = h2.intake.Wait(ctx2, func(s fakeintake.Stats) bool { return s.SeriesPointsAccepted > 0 })
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "nothing polled again: %v", h2.intake.Series())
+}
+
+func shutdown(t *testing.T, h *harness) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.p.Shutdown(ctx))
+}
