@@ -344,10 +344,9 @@ func (p *Pipeline) AdminAddr() string {
 }
 
 // Shutdown (safe to call more than once) stops taking work, finishes what
-// is in flight, and stops: the
-// sources refuse new requests (503, so Firehose retries elsewhere or later),
-// requests already admitted wait for their acknowledgement, every stage
-// drains and the delivery client flushes.
+// is in flight, and stops: the sources refuse new requests (503, so Firehose
+// retries elsewhere or later), requests already admitted wait for their
+// acknowledgement, every stage drains and the delivery clients flush.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
 	return p.shutdownErr
