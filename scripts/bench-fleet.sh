@@ -24,11 +24,11 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT INT TERM
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; exit 1; }
 
-bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 2> "$OUT/fakeintake.log" & pids+=($!)
+bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprofile $FAKEINTAKE_PROFILE} 2> "$OUT/fakeintake.log" & pids+=($!)
 rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222
 
-common=(DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
+common=(${GOGC:+GOGC=$GOGC} ${GODEBUG:+GODEBUG=$GODEBUG} ${GOMEMLIMIT:+GOMEMLIMIT=$GOMEMLIMIT} ${COMPRESSION:+GWPIPE_TRANSPORT_NATS_COMPRESSION=$COMPRESSION} DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
   GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=$KEY GWPIPE_LOG_LEVEL=warn GWPIPE_TRANSPORT_SUBSCRIBERS=${SUBSCRIBERS:-8} GWPIPE_ENRICH_AWS_TAGS=false GWPIPE_ADMIN_LISTEN= GWPIPE_DLQ_DIR=$OUT/dlq)
 
 run_load() { # name
@@ -48,22 +48,30 @@ env "${common[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run
 wait_port 127.0.0.1:18188
 start=$(date +%s.%N); single_rate=$(run_load single); wait_drained "$EVENTS"; end=$(date +%s.%N)
 single_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
+single_cpu=$(awk '{ printf "%.2f", ($14 + $15) / 100 }' /proc/$single/stat)
+single_hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$single/status)
 kill -TERM $single; wait $single || true
 curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
 
 echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 : > "$OUT/workers.txt"
 fleet=("${common[@]}" GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
-env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!)
 port=18300
-# FUSED=1: workers run consecutive stages together and publish only between
-# the two groups (raw → decode,parse,enrich → enriched → delivery).
+case "${FUSED_GROUPS:-}" in
+ingest,*) ;; # the groups take the Firehose port themselves (SO_REUSEPORT)
+*) env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!) ;;
+esac
+# FUSED=1: three tiers: ingest, processing (decode, parse, enrich and
+# derive, handed from stage to stage in memory) and delivery. Enriched
+# batches are published for deliver-logs alone (derive ran in memory) and
+# metrics for deliver-metrics.
 groups="decode parse enrich deliver-logs derive deliver-metrics"
-[ -n "${FUSED:-}" ] && groups="decode,parse,enrich deliver-logs,derive,deliver-metrics"
+[ -n "${FUSED:-}" ] && groups="${FUSED_GROUPS:-decode,parse,enrich,derive deliver-logs,deliver-metrics}"
 for s in $groups; do
   for i in $(seq 1 "$WORKERS"); do
     # Each worker's admin endpoint (status, pprof) on its own port.
-    env "${fleet[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:$port bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)
+    env "${fleet[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:$port GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 GWPIPE_SOURCES_FIREHOSE_REUSE_PORT=true \
+      bin/gwpipe run --stages "$s" 2> "$OUT/$s-$i.log" & pids+=($!)
     echo "$s-$i admin 127.0.0.1:$port" >> "$OUT/workers.txt"
     port=$((port + 1))
   done
@@ -71,11 +79,14 @@ done
 wait_port 127.0.0.1:18188
 start=$(date +%s.%N); fleet_rate=$(run_load fleet); wait_drained "$EVENTS"; end=$(date +%s.%N)
 fleet_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
-echo "CPU seconds per process (fleet run):"
+echo "CPU seconds and peak RSS per process (fleet run):"
 for pid in $(pgrep -f 'bin/(gwpipe run|nats-server|fakeintake)'); do
-  awk -v pid="$pid" -v args="$(tr '\0' ' ' < /proc/$pid/cmdline)" '{ printf "  %6.2f  %s\n", ($14 + $15) / 100, args }' /proc/$pid/stat
+  hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$pid/status)
+  awk -v hwm="$hwm" -v args="$(tr '\0' ' ' < /proc/$pid/cmdline)" '{ printf "  %6.2f s %5d MiB  %s\n", ($14 + $15) / 100, hwm, args }' /proc/$pid/stat
 done
 
+fleet_cpu=$(for pid in $(pgrep -f 'bin/gwpipe run'); do awk '{ print ($14 + $15) / 100 }' /proc/$pid/stat; done | awk '{ s += $1 } END { printf "%.2f", s }')
+echo "gwpipe CPU seconds: single $single_cpu (peak RSS $single_hwm MiB), fleet $fleet_cpu (all workers)"
 echo "single process: $single_e2e events/s end to end (ingest acknowledged at $single_rate/s)"
 echo "fleet ($WORKERS per stage): $fleet_e2e events/s end to end (ingest acknowledged at $fleet_rate/s)"
 awk -v a="$fleet_e2e" -v b="$single_e2e" 'BEGIN { printf "fleet / single = %.0f%%\n", 100 * a / b }'

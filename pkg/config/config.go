@@ -59,6 +59,10 @@ type NATSTransport struct {
 	AckWait        time.Duration `yaml:"ack_wait"`
 	StreamMaxBytes int64         `yaml:"stream_max_bytes"`
 	Replicas       int           `yaml:"replicas"`
+	// Compression of inter-stage batches: none (default) or s2. S2 cuts
+	// the bytes the broker stores and moves by ~3x for ~20% more worker
+	// CPU.
+	Compression string `yaml:"compression"`
 }
 
 // SQSTransport configures the SQS/SNS transport.
@@ -99,6 +103,11 @@ type Sources struct {
 type Firehose struct {
 	Enabled bool   `yaml:"enabled"`
 	Listen  string `yaml:"listen"`
+	// ReusePort opens the listener with SO_REUSEPORT, so that several
+	// worker processes on one host share the port and the kernel spreads
+	// connections across them (and a new process can take over before the
+	// old one drains).
+	ReusePort bool `yaml:"reuse_port"`
 	// AccessKeys are the accepted X-Amz-Firehose-Access-Key values. One is
 	// required unless AllowUnauthenticated is set.
 	AccessKeys           []string      `yaml:"access_keys"`
@@ -305,7 +314,7 @@ func Default() Config {
 	c.Log = Log{Level: "info", Format: "text"}
 	c.Transport = Transport{
 		Kind: "memory", Subscribers: 4, DedupWindow: 1_000_000,
-		NATS: NATSTransport{AckWait: 60 * time.Second, StreamMaxBytes: 1 << 30, Replicas: 1},
+		NATS: NATSTransport{AckWait: 60 * time.Second, StreamMaxBytes: 1 << 30, Replicas: 1, Compression: "s2"},
 		SQS:  SQSTransport{TopicPrefix: "gwpipe-", VisibilityTimeout: 120 * time.Second, MaxReceiveCount: 5, MessageLimit: 256 << 10},
 	}
 	c.Pipeline = Pipeline{
@@ -506,6 +515,9 @@ func (c Config) Validate() error {
 	case "nats":
 		if c.Transport.NATS.URL == "" {
 			bad("transport.nats.url", "is required with transport.kind nats (e.g. nats://127.0.0.1:4222)")
+		}
+		if comp := c.Transport.NATS.Compression; comp != "none" && comp != "s2" {
+			bad("transport.nats.compression", "must be none or s2, not %q", comp)
 		}
 	case "sqs":
 		if c.Transport.SQS.MessageLimit < 16<<10 || c.Transport.SQS.MessageLimit > 1<<20 {

@@ -105,3 +105,21 @@ func TestKeysCoverEveryLeaf(t *testing.T) {
 	assert.Contains(t, names, "datadog.logs_url")
 	assert.Contains(t, names, "admin.listen")
 }
+
+func TestNATSCompressionIsChecked(t *testing.T) {
+	env := []string{"DD_API_KEY=x", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=k", "GWPIPE_TRANSPORT_KIND=nats", "GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:4222"}
+	c, err := Load("", env)
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "s2", c.Transport.NATS.Compression, "compressed by default")
+
+	c, err = Load("", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=none"))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+
+	c, err = Load("", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=lz4"))
+	require.NoError(t, err)
+	err = c.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "transport.nats.compression")
+}

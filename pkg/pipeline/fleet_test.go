@@ -18,12 +18,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/internal/moto"
 	"github.com/gwpipe/gwpipe/pkg/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/stage"
 )
 
 // The fleet tests run real gwpipe processes, one per stage worker, joined
@@ -218,6 +222,12 @@ func (w *worker) rssMiB() float64 {
 	return 0
 }
 
+// stop asks the worker to drain and waits until it has.
+func (w *worker) stop() {
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.done
+}
+
 func (w *worker) kill9() {
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
 	<-w.done
@@ -266,11 +276,15 @@ func (f *fleet) waitDelivered(t *testing.T, sent map[string]bool) int {
 }
 
 func runLoad(t *testing.T, url string, events int64, seed int64, rate float64) (map[string]bool, <-chan error) {
+	return runLoadMix(t, url, events, seed, rate, loadgen.Mix{JSON: 6, CLF: 2, Exec: 2})
+}
+
+func runLoadMix(t *testing.T, url string, events int64, seed int64, rate float64, mix loadgen.Mix) (map[string]bool, <-chan error) {
 	var mu sync.Mutex
 	sent := map[string]bool{}
 	done := make(chan error, 1)
 	cfg := loadgen.Config{URL: url, AccessKey: firehoseKey, Events: events, Concurrency: 4, Seed: seed, Rate: rate,
-		RecordsPerRequest: 10, EventsPerRecord: 50, Mix: loadgen.Mix{JSON: 6, CLF: 2, Exec: 2},
+		RecordsPerRequest: 10, EventsPerRecord: 50, Mix: mix,
 		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, RetryDuration: 2 * time.Minute, RequestTimeout: 30 * time.Second}
 	go func() {
 		rep, err := loadgen.Run(context.Background(), cfg, loadgen.WithEventCallback(func(e *loadgen.Event) {
@@ -418,4 +432,74 @@ func TestFleetFusedStages(t *testing.T) {
 		parsed += w.stageBatches()
 	}
 	assert.Positive(t, parsed, "the parse stage ran inside the fused workers")
+}
+
+// A worker that runs some of a topic's consumers (derive, after enrich)
+// hands batches to them in memory and publishes only for the consumers
+// that run elsewhere (deliver-logs), addressed to that group alone: every
+// log is delivered once, and the request count derived in the fused
+// workers is exact.
+func TestFleetPartlyFusedTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	env := brokers[0].env(t)
+	f := newFleet(t, env)
+	f.env = append(f.env, "GWPIPE_METRICS_ENABLED=true") // the last value of a variable wins
+	fused := []*worker{f.start("decode,parse,enrich,derive"), f.start("decode,parse,enrich,derive")}
+	logs := f.start(StageDeliverLogs)
+	f.start(StageDeliverMetrics)
+	f.start(StageIngest)
+	const events = 6_000
+	sent, done := runLoadMix(t, f.ingest, events, 21, 0, loadgen.Mix{JSON: 1})
+	require.NoError(t, <-done)
+	assert.Zero(t, f.waitDelivered(t, sent), "no duplicates")
+
+	var derived float64
+	for _, w := range fused {
+		w.stage = StageDerive
+		derived += w.stageBatches()
+	}
+	assert.Positive(t, derived, "derive ran inside the fused workers")
+	logs.stage = StageDeliverLogs
+	assert.Positive(t, logs.stageBatches(), "deliver-logs got the enriched batches through the broker")
+	var natsURL string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GWPIPE_TRANSPORT_NATS_URL="); ok {
+			natsURL = v
+		}
+	}
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	delivered := func(group string) uint64 {
+		c, err := js.Consumer(context.Background(), "enriched", stage.ConsumerName(group, "enriched"))
+		require.NoError(t, err)
+		info, err := c.Info(context.Background())
+		require.NoError(t, err)
+		return info.Delivered.Consumer
+	}
+	assert.Zero(t, delivered(StageDerive), "derive read nothing from the broker: it ran in memory after enrich")
+	assert.Positive(t, delivered(StageDeliverLogs))
+
+	// Stopping the fused workers flushes their open metric windows, which
+	// deliver-metrics (still running) delivers.
+	for _, w := range fused {
+		w.stop()
+	}
+	count := func() float64 {
+		var n float64
+		for _, p := range f.intake.Series() {
+			if p.Metric == derive.DefaultNamespace+derive.NameCount {
+				n += p.Value
+			}
+		}
+		return n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = waitFor(ctx, func() bool { return count() >= events })
+	assert.Equal(t, float64(events), count(), "every access log counted once")
 }

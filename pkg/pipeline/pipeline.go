@@ -290,7 +290,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return fmt.Errorf("start stages: %w", err)
 	}
 	if p.firehose != nil {
-		ln, err := net.Listen("tcp", p.cfg.Sources.Firehose.Listen)
+		ln, err := listen(ctx, p.cfg.Sources.Firehose.Listen, p.cfg.Sources.Firehose.ReusePort)
 		if err != nil {
 			return fmt.Errorf("sources.firehose.listen: %w", err)
 		}

@@ -39,8 +39,12 @@ func newTransport(cfg config.Config, log *slog.Logger) (stage.Transport, error) 
 	switch cfg.Transport.Kind {
 	case "nats":
 		n := cfg.Transport.NATS
+		compression, err := stage.ParseCompression(n.Compression)
+		if err != nil {
+			return nil, fmt.Errorf("transport.nats.compression: %w", err)
+		}
 		tc.NATS = stage.NATSConfig{URL: n.URL, Consumers: Topology(cfg), Subscribers: cfg.Transport.Subscribers,
-			AckWait: n.AckWait, StreamMaxBytes: n.StreamMaxBytes, Replicas: n.Replicas}
+			AckWait: n.AckWait, StreamMaxBytes: n.StreamMaxBytes, Replicas: n.Replicas, Compression: compression}
 	case "sqs":
 		q := cfg.Transport.SQS
 		var opts []func(*awsconfig.LoadOptions) error

@@ -17,11 +17,18 @@ import (
 )
 
 // BinaryCodec puts a whole batch in one message payload for brokers: a
-// compact binary encoding (varints, each origin and tag list written once)
-// compressed with S2 (klauspost/compress: Snappy's format family, several
-// times faster than zstd at a somewhat lower ratio — every hop of every
-// batch pays it twice, so speed wins). Every piece of metadata travels inside the payload,
-// since SQS allows only 10 message attributes.
+// compact binary encoding (varints, each origin and tag list written once),
+// compressed with S2 unless Compression says otherwise (klauspost/compress:
+// Snappy's format family, several times faster than zstd at a somewhat
+// lower ratio — every hop of every batch pays it twice, so speed wins).
+// Every piece of metadata travels inside the payload, since SQS allows only
+// 10 message attributes.
+//
+// Compression trades CPU for bytes: SQS bills and limits by the byte, so it
+// compresses; a NATS server on the same network moves bytes more cheaply
+// than workers compress them, so it does not by default. The reader tells
+// the two apart by the magic bytes, so workers with different settings
+// share topics.
 //
 // A hand-written encoding rather than a general serialiser: this runs on
 // every hop of every batch, and it needs no reflection or code generation.
@@ -37,7 +44,28 @@ import (
 //
 // where strings and byte strings are a uvarint length then the bytes, and
 // integers are zig-zag varints.
-type BinaryCodec struct{}
+type BinaryCodec struct {
+	Compression Compression
+}
+
+// Compression is how an encoded batch is compressed.
+type Compression uint8
+
+const (
+	CompressS2   Compression = iota // S2 block (the default)
+	CompressNone                    // the encoding as is
+)
+
+// ParseCompression reads a configured compression name.
+func ParseCompression(name string) (Compression, error) {
+	switch name {
+	case "s2":
+		return CompressS2, nil
+	case "none":
+		return CompressNone, nil
+	}
+	return 0, fmt.Errorf("compression must be s2 or none, not %q", name)
+}
 
 const codecVersion = 1
 
@@ -48,8 +76,8 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }
 const maxDecoded = 256 << 20
 
 // Marshal encodes b into a new message.
-func (BinaryCodec) Marshal(ctx context.Context, b *record.Batch) (*message.Message, error) {
-	payload, err := EncodeBatch(b)
+func (c BinaryCodec) Marshal(ctx context.Context, b *record.Batch) (*message.Message, error) {
+	payload, err := EncodeBatchWith(b, c.Compression)
 	if err != nil {
 		return nil, err
 	}
@@ -67,18 +95,32 @@ func (BinaryCodec) Unmarshal(msg *message.Message) (*record.Batch, error) {
 	return b, nil
 }
 
-// EncodeBatch returns the compressed encoding of b.
-func EncodeBatch(b *record.Batch) ([]byte, error) {
+// EncodeBatch returns the S2-compressed encoding of b.
+func EncodeBatch(b *record.Batch) ([]byte, error) { return EncodeBatchWith(b, CompressS2) }
+
+// EncodeBatchWith returns the encoding of b, compressed as c says.
+func EncodeBatchWith(b *record.Batch, c Compression) ([]byte, error) {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	e := encoder{buf: append((*bp)[:0], 'G', 'W', 'B', codecVersion)}
-	e.batch(b)
-	*bp = e.buf
-	return s2.Encode(nil, e.buf), nil
+	buf := appendBatch(append((*bp)[:0], magic[:]...), b)
+	*bp = buf
+	if c == CompressNone {
+		return append(make([]byte, 0, len(buf)), buf...), nil
+	}
+	return s2.Encode(nil, buf), nil
 }
 
-// DecodeBatch decodes what EncodeBatch produced.
+// magic starts every uncompressed encoding. An S2 block cannot start with
+// it (it would declare 71 bytes, then a copy before any literal), so
+// DecodeBatch tells compressed from plain payloads without a flag.
+var magic = [4]byte{'G', 'W', 'B', codecVersion}
+
+// DecodeBatch decodes what EncodeBatch or EncodeBatchWith produced. The
+// batch aliases p when it was not compressed: p must not change after.
 func DecodeBatch(p []byte) (*record.Batch, error) {
+	if len(p) >= 3 && p[0] == 'G' && p[1] == 'W' && p[2] == 'B' {
+		return decodeRaw(p)
+	}
 	n, err := s2.DecodedLen(p)
 	if err != nil {
 		return nil, fmt.Errorf("decode batch: s2: %w", err)
@@ -90,6 +132,10 @@ func DecodeBatch(p []byte) (*record.Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode batch: s2: %w", err)
 	}
+	return decodeRaw(raw)
+}
+
+func decodeRaw(raw []byte) (*record.Batch, error) {
 	if len(raw) < 4 || raw[0] != 'G' || raw[1] != 'W' || raw[2] != 'B' {
 		return nil, errors.New("decode batch: not a gwpipe batch")
 	}
@@ -104,20 +150,25 @@ func DecodeBatch(p []byte) (*record.Batch, error) {
 	return b, nil
 }
 
-type encoder struct{ buf []byte }
-
-func (e *encoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
-func (e *encoder) varint(v int64)   { e.buf = binary.AppendVarint(e.buf, v) }
-func (e *encoder) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.buf = append(e.buf, p...) }
-func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.buf = append(e.buf, s...) }
-func (e *encoder) f64(v float64) {
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v))
+// The encoder appends to a local slice rather than a field behind a
+// pointer: every pointer store through a pointer pays the GC's write
+// barrier while a collection runs, and this loop stores on every value.
+func appendStr(buf []byte, s string) []byte {
+	return append(binary.AppendUvarint(buf, uint64(len(s))), s...)
 }
 
-func (e *encoder) batch(b *record.Batch) {
-	e.str(b.ID)
-	e.str(b.Stage)
-	e.str(b.Reason)
+func appendBytes(buf, p []byte) []byte {
+	return append(binary.AppendUvarint(buf, uint64(len(p))), p...)
+}
+
+func appendF64(buf []byte, v float64) []byte {
+	return binary.LittleEndian.AppendUint64(buf, math.Float64bits(v))
+}
+
+func appendBatch(buf []byte, b *record.Batch) []byte {
+	buf = appendStr(buf, b.ID)
+	buf = appendStr(buf, b.Stage)
+	buf = appendStr(buf, b.Reason)
 	origins := map[*record.Origin]int{}
 	var list []*record.Origin
 	add := func(o *record.Origin) {
@@ -133,21 +184,21 @@ func (e *encoder) batch(b *record.Batch) {
 	for i := range b.Records {
 		add(b.Records[i].Origin)
 	}
-	e.uvarint(uint64(len(list)))
+	buf = binary.AppendUvarint(buf, uint64(len(list)))
 	for _, o := range list {
-		e.str(o.Source)
-		e.str(o.RequestID)
-		e.str(o.SourceARN)
-		e.str(o.Stream)
-		e.str(o.Account)
-		e.str(o.Region)
-		e.str(o.LogGroup)
-		e.str(o.LogStream)
+		buf = appendStr(buf, o.Source)
+		buf = appendStr(buf, o.RequestID)
+		buf = appendStr(buf, o.SourceARN)
+		buf = appendStr(buf, o.Stream)
+		buf = appendStr(buf, o.Account)
+		buf = appendStr(buf, o.Region)
+		buf = appendStr(buf, o.LogGroup)
+		buf = appendStr(buf, o.LogStream)
 		var flags uint64
 		if o.Replay {
 			flags |= 1
 		}
-		e.uvarint(flags)
+		buf = binary.AppendUvarint(buf, flags)
 	}
 	idx := func(o *record.Origin) uint64 {
 		if o == nil {
@@ -155,7 +206,7 @@ func (e *encoder) batch(b *record.Batch) {
 		}
 		return uint64(origins[o] + 1)
 	}
-	e.uvarint(idx(b.Origin))
+	buf = binary.AppendUvarint(buf, idx(b.Origin))
 	// Records of one stage share one tag slice: each list is written once.
 	type listKey struct {
 		first *string
@@ -179,52 +230,52 @@ func (e *encoder) batch(b *record.Batch) {
 		}
 		tagIndex[i] = j
 	}
-	e.uvarint(uint64(len(listOrder)))
+	buf = binary.AppendUvarint(buf, uint64(len(listOrder)))
 	for _, t := range listOrder {
-		e.uvarint(uint64(len(t)))
+		buf = binary.AppendUvarint(buf, uint64(len(t)))
 		for _, tag := range t {
-			e.str(tag)
+			buf = appendStr(buf, tag)
 		}
 	}
-	e.uvarint(uint64(len(b.Records)))
+	buf = binary.AppendUvarint(buf, uint64(len(b.Records)))
 	keys := map[string]int{}
 	var prevKeys []string
 	var prevIdx []int
 	for i := range b.Records {
 		r := &b.Records[i]
-		e.uvarint(idx(r.Origin))
-		e.str(r.EventID)
-		e.varint(r.Timestamp)
-		e.bytes(r.Message)
-		e.uvarint(uint64(r.Kind))
-		e.str(r.Source)
-		e.str(r.Service)
-		e.uvarint(uint64(r.Level))
+		buf = binary.AppendUvarint(buf, idx(r.Origin))
+		buf = appendStr(buf, r.EventID)
+		buf = binary.AppendVarint(buf, r.Timestamp)
+		buf = appendBytes(buf, r.Message)
+		buf = binary.AppendUvarint(buf, uint64(r.Kind))
+		buf = appendStr(buf, r.Source)
+		buf = appendStr(buf, r.Service)
+		buf = binary.AppendUvarint(buf, uint64(r.Level))
 		var flags uint64
 		if r.TimeFixed {
 			flags |= 1
 		}
-		e.uvarint(flags)
-		e.str(r.ParseError)
-		e.str(r.Reason)
-		e.uvarint(uint64(tagIndex[i]))
-		e.uvarint(uint64(len(r.Attrs)))
+		buf = binary.AppendUvarint(buf, flags)
+		buf = appendStr(buf, r.ParseError)
+		buf = appendStr(buf, r.Reason)
+		buf = binary.AppendUvarint(buf, uint64(tagIndex[i]))
+		buf = binary.AppendUvarint(buf, uint64(len(r.Attrs)))
 		for ai, a := range r.Attrs {
 			// A key is written once per batch, then referred to. Records
 			// of a batch list their keys in the same order: the previous
 			// record's key at this position usually answers without a
 			// map lookup.
 			if ai < len(prevKeys) && prevKeys[ai] == a.Key {
-				e.uvarint(uint64(prevIdx[ai] + 1))
+				buf = binary.AppendUvarint(buf, uint64(prevIdx[ai]+1))
 			} else {
 				j, ok := keys[a.Key]
 				if ok {
-					e.uvarint(uint64(j + 1))
+					buf = binary.AppendUvarint(buf, uint64(j+1))
 				} else {
 					j = len(keys)
 					keys[a.Key] = j
-					e.uvarint(0)
-					e.str(a.Key)
+					buf = binary.AppendUvarint(buf, 0)
+					buf = appendStr(buf, a.Key)
 				}
 				for len(prevKeys) <= ai {
 					prevKeys, prevIdx = append(prevKeys, ""), append(prevIdx, 0)
@@ -233,66 +284,70 @@ func (e *encoder) batch(b *record.Batch) {
 			}
 			switch a.Kind {
 			case record.Int, record.Bool:
-				e.uvarint(uint64(a.Kind))
-				e.varint(a.Int)
+				buf = binary.AppendUvarint(buf, uint64(a.Kind))
+				buf = binary.AppendVarint(buf, a.Int)
 			case record.Null:
-				e.uvarint(uint64(a.Kind))
+				buf = binary.AppendUvarint(buf, uint64(a.Kind))
 			default:
 				// Parsed values are mostly pieces of the message: send
 				// where they are rather than the bytes again.
 				if off, ok := within(r.Message, a.Str); ok {
-					e.uvarint(uint64(a.Kind) | aliasFlag)
-					e.uvarint(uint64(off))
-					e.uvarint(uint64(len(a.Str)))
+					buf = binary.AppendUvarint(buf, uint64(a.Kind)|aliasFlag)
+					buf = binary.AppendUvarint(buf, uint64(off))
+					buf = binary.AppendUvarint(buf, uint64(len(a.Str)))
 				} else {
-					e.uvarint(uint64(a.Kind))
-					e.bytes(a.Str)
+					buf = binary.AppendUvarint(buf, uint64(a.Kind))
+					buf = appendBytes(buf, a.Str)
 				}
 			}
 		}
 	}
-	e.uvarint(uint64(len(b.Metrics)))
+	buf = binary.AppendUvarint(buf, uint64(len(b.Metrics)))
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
-		e.str(m.Name)
-		e.uvarint(uint64(m.Kind))
-		e.varint(m.Timestamp)
-		e.varint(m.Interval)
-		e.f64(m.Value)
-		e.str(m.Host)
-		e.str(m.Unit)
-		e.uvarint(uint64(len(m.Tags)))
+		buf = appendStr(buf, m.Name)
+		buf = binary.AppendUvarint(buf, uint64(m.Kind))
+		buf = binary.AppendVarint(buf, m.Timestamp)
+		buf = binary.AppendVarint(buf, m.Interval)
+		buf = appendF64(buf, m.Value)
+		buf = appendStr(buf, m.Host)
+		buf = appendStr(buf, m.Unit)
+		buf = binary.AppendUvarint(buf, uint64(len(m.Tags)))
 		for _, t := range m.Tags {
-			e.str(t)
+			buf = appendStr(buf, t)
 		}
-		e.uvarint(uint64(len(m.Values)))
+		buf = binary.AppendUvarint(buf, uint64(len(m.Values)))
 		for _, v := range m.Values {
-			e.f64(v)
+			buf = appendF64(buf, v)
 		}
 		if m.Sketch == nil {
-			e.uvarint(0)
+			buf = binary.AppendUvarint(buf, 0)
 			continue
 		}
-		e.uvarint(1)
+		buf = binary.AppendUvarint(buf, 1)
 		s := m.Sketch
-		e.varint(s.Count)
-		e.f64(s.Sum)
-		e.f64(s.Min)
-		e.f64(s.Max)
-		e.uvarint(uint64(len(s.Keys)))
+		buf = binary.AppendVarint(buf, s.Count)
+		buf = appendF64(buf, s.Sum)
+		buf = appendF64(buf, s.Min)
+		buf = appendF64(buf, s.Max)
+		buf = binary.AppendUvarint(buf, uint64(len(s.Keys)))
 		for j := range s.Keys {
-			e.varint(int64(s.Keys[j]))
-			e.uvarint(uint64(s.Counts[j]))
+			buf = binary.AppendVarint(buf, int64(s.Keys[j]))
+			buf = binary.AppendUvarint(buf, uint64(s.Counts[j]))
 		}
 	}
+	return buf
 }
 
 // decoder reads the encoding; the first error sticks and every later read
 // returns zero values, so the code reads straight through.
 // Byte strings and strings alias the decompressed payload, which nothing
 // writes to after decoding: one allocation serves the whole batch.
+// It moves an offset rather than reslicing buf, for the same reason the
+// encoder appends to a local: an int store pays no write barrier.
 type decoder struct {
 	buf []byte
+	off int
 	err error
 }
 
@@ -302,26 +357,34 @@ func (d *decoder) fail(err error) {
 	if d.err == nil {
 		d.err = err
 	}
-	d.buf = nil
+	d.off = len(d.buf)
 }
 
+func (d *decoder) left() int { return len(d.buf) - d.off }
+
 func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.buf)
+	// Most values (lengths, kinds, key references) fit one byte.
+	if d.off < len(d.buf) && d.buf[d.off] < 0x80 {
+		v := uint64(d.buf[d.off])
+		d.off++
+		return v
+	}
+	v, n := binary.Uvarint(d.buf[d.off:])
 	if n <= 0 {
 		d.fail(errShort)
 		return 0
 	}
-	d.buf = d.buf[n:]
+	d.off += n
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.buf)
+	v, n := binary.Varint(d.buf[d.off:])
 	if n <= 0 {
 		d.fail(errShort)
 		return 0
 	}
-	d.buf = d.buf[n:]
+	d.off += n
 	return v
 }
 
@@ -329,7 +392,7 @@ func (d *decoder) varint() int64 {
 // corrupt length cannot make us allocate gigabytes.
 func (d *decoder) count(minEach int) int {
 	n := d.uvarint()
-	if n > uint64(len(d.buf)/max(minEach, 1)+1) {
+	if n > uint64(d.left()/max(minEach, 1)+1) {
 		d.fail(fmt.Errorf("count %d exceeds the payload", n))
 		return 0
 	}
@@ -338,16 +401,16 @@ func (d *decoder) count(minEach int) int {
 
 func (d *decoder) bytes() []byte {
 	n := d.uvarint()
-	if n > uint64(len(d.buf)) {
+	if n > uint64(d.left()) {
 		d.fail(errShort)
 		return nil
 	}
-	p := d.buf[:n:n]
-	d.buf = d.buf[n:]
 	if n == 0 {
 		return nil
 	}
-	return p
+	i := d.off
+	d.off += int(n)
+	return d.buf[i:d.off:d.off]
 }
 
 func (d *decoder) str() string {
@@ -359,12 +422,12 @@ func (d *decoder) str() string {
 }
 
 func (d *decoder) f64() float64 {
-	if len(d.buf) < 8 {
+	if d.left() < 8 {
 		d.fail(errShort)
 		return 0
 	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
-	d.buf = d.buf[8:]
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf[d.off:]))
+	d.off += 8
 	return v
 }
 
@@ -483,8 +546,8 @@ func (d *decoder) batch() *record.Batch {
 			}
 		}
 	}
-	if d.err == nil && len(d.buf) != 0 {
-		d.fail(fmt.Errorf("%d bytes after the batch", len(d.buf)))
+	if d.err == nil && d.left() != 0 {
+		d.fail(fmt.Errorf("%d bytes after the batch", d.left()))
 	}
 	return b
 }

@@ -44,6 +44,9 @@ type NATSConfig struct {
 	// 8. More hides the broker's round trips; fewer strands less work on a
 	// worker that dies (until AckWait) and spreads a trickle more evenly.
 	Prefetch int
+	// Compression of the batches published; CompressNone by default (see
+	// BinaryCodec).
+	Compression Compression
 }
 
 func (c *NATSConfig) setDefaults() {
@@ -128,8 +131,10 @@ func (t *NATS) provision(ctx context.Context) error {
 	}
 	sort.Strings(topics)
 	for _, topic := range topics {
+		// topic carries a batch to every group; topic.to.<group> to one
+		// (GroupTopic), when a worker runs the other groups itself.
 		st, err := t.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: topic, Subjects: []string{topic},
+			Name: topic, Subjects: []string{topic, topic + ".to.*"},
 			Retention: jetstream.InterestPolicy, Storage: jetstream.FileStorage,
 			MaxBytes: t.cfg.StreamMaxBytes, Discard: jetstream.DiscardNew,
 			Replicas: t.cfg.Replicas, Duplicates: 2 * time.Minute,
@@ -140,7 +145,8 @@ func (t *NATS) provision(ctx context.Context) error {
 		for _, group := range t.cfg.Consumers[topic] {
 			_, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 				Durable: ConsumerName(group, topic), AckPolicy: jetstream.AckExplicitPolicy,
-				AckWait: t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver, MaxAckPending: 64 * t.cfg.Subscribers,
+				FilterSubjects: []string{topic, t.GroupTopic(topic, group)},
+				AckWait:        t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver, MaxAckPending: 64 * t.cfg.Subscribers,
 				DeliverPolicy: jetstream.DeliverAllPolicy,
 			})
 			if err != nil {
@@ -152,8 +158,14 @@ func (t *NATS) provision(ctx context.Context) error {
 }
 
 func (t *NATS) Publisher() message.Publisher { return t.pub }
-func (t *NATS) Codec() Codec                 { return sizedCodec{limit: int(t.nc.MaxPayload()) - 4096} }
-func (t *NATS) InProcess() bool              { return false }
+
+// GroupTopic is the subject that reaches one group's consumer of topic
+// (see provision); the publisher uses a topic as its subject.
+func (t *NATS) GroupTopic(topic, group string) string { return topic + ".to." + group }
+func (t *NATS) Codec() Codec {
+	return sizedCodec{BinaryCodec: BinaryCodec{Compression: t.cfg.Compression}, limit: int(t.nc.MaxPayload()) - 4096}
+}
+func (t *NATS) InProcess() bool { return false }
 
 // Subscriber returns the group's subscriber: Subscribers pull loops on the
 // group's durable consumer, merged.

@@ -69,10 +69,13 @@ type Config struct {
 	MaxInterval     time.Duration // retry delay cap; default 5s
 	CloseTimeout    time.Duration // how long Close waits for running handlers; default 30s
 	// Topology lists, per topic, every stage that consumes it in the whole
-	// deployment. On a broker, a topic whose consumers all run in this
-	// process is handed from stage to stage in memory: the worker publishes
-	// only at the end of its run of stages, and acknowledges its input only
-	// once that last publish is durable. Nil: every hop goes through the
+	// deployment. On a broker, a consumer of a topic that runs in this
+	// process gets the batch in memory: the worker publishes only at the
+	// end of its run of stages, and acknowledges its input only once that
+	// last publish is durable. When some consumers of a topic run here and
+	// others elsewhere, a transport that can address one group (a
+	// GroupAddresser) publishes to the others only; without one, the topic
+	// goes through the broker for all. Nil: every hop goes through the
 	// broker.
 	Topology map[string][]string
 }
@@ -427,51 +430,87 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 		return Permanent(errors.New("stage has no output topic"))
 	}
 	n := b.Len() // before: once published, the consumer may change b
-	if local := o.r.fused(o.topic); local != nil {
-		for _, c := range local {
-			st := c.out.stats
-			st.Batches.Inc()
-			st.RecordsIn.Add(int64(b.Len()))
-			if err := c.handler.Handle(ctx, b, c.out); err != nil {
-				st.Errors.Inc()
-				return fmt.Errorf("stage %s: %w", c.stage, err)
-			}
+	local, remote := o.r.route(o.topic)
+	if local == nil {
+		if err := o.r.send(ctx, o.topic, b); err != nil {
+			return err
 		}
 		o.stats.RecordsOut.Add(int64(n))
 		return nil
 	}
-	if err := o.r.send(ctx, o.topic, b); err != nil {
-		return err
+	// The groups elsewhere first: a full broker (back-pressure) then fails
+	// the batch before a local stage has counted it, so a retry does not
+	// count it twice.
+	for _, topic := range remote {
+		if err := o.r.send(ctx, topic, b); err != nil {
+			return err
+		}
+	}
+	for _, c := range local {
+		st := c.out.stats
+		st.Batches.Inc()
+		st.RecordsIn.Add(int64(b.Len()))
+		if err := c.handler.Handle(ctx, b, c.out); err != nil {
+			st.Errors.Inc()
+			return fmt.Errorf("stage %s: %w", c.stage, err)
+		}
 	}
 	o.stats.RecordsOut.Add(int64(n))
 	return nil
 }
 
-// fused returns the consumers of topic to call in memory, or nil when the
-// batch must go through the transport: in process the transport is memory
-// already, and on a broker only a topic whose every consumer runs here is
-// fused (a consumer elsewhere must get the message).
-func (r *Runtime) fused(topic string) []*consumer {
+// GroupAddresser is a transport that can publish to one consumer group of
+// a topic, so that a worker running some of a topic's consumers hands the
+// batch to them in memory and publishes it for the others only.
+type GroupAddresser interface {
+	// GroupTopic is the topic to publish to for group alone.
+	GroupTopic(topic, group string) string
+}
+
+// route returns the consumers of topic to call in memory and the topics to
+// publish to for the groups that run elsewhere; no local consumers means
+// the batch goes through the transport to topic as usual. In process the
+// transport is memory already; on a broker a topic is fused when all its
+// consumers run here, or when some do and the transport can address the
+// others.
+func (r *Runtime) route(topic string) (local []*consumer, remote []string) {
 	if r.tr.InProcess() || r.cfg.Topology == nil || topic == r.cfg.DLQTopic {
-		return nil
+		return nil, nil
 	}
 	groups := r.cfg.Topology[topic]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	local := r.consumers[topic]
-	if len(groups) == 0 || len(local) != len(groups) {
-		return nil
+	if len(groups) == 0 {
+		return nil, nil
 	}
+	r.mu.Lock()
+	here := r.consumers[topic]
+	r.mu.Unlock()
+	var elsewhere []string
 	for _, g := range groups {
 		found := false
-		for _, c := range local {
-			found = found || c.stage == g
+		for _, c := range here {
+			if c.stage == g {
+				local, found = append(local, c), true
+				break
+			}
 		}
 		if !found {
-			return nil
+			elsewhere = append(elsewhere, g)
 		}
 	}
-	return local
+	if len(local) == 0 {
+		return nil, nil
+	}
+	if len(elsewhere) == 0 {
+		return local, nil
+	}
+	addr, ok := r.tr.(GroupAddresser)
+	if !ok {
+		return nil, nil
+	}
+	for _, g := range elsewhere {
+		remote = append(remote, addr.GroupTopic(topic, g))
+	}
+	return local, remote
 }
 
 func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -32,6 +33,7 @@ func run(logger *slog.Logger, args []string) error {
 	apiKeys := fs.String("api-keys", "", "comma-separated valid API keys; when empty any non-empty DD-API-KEY is accepted")
 	out := fs.String("out", "", "directory for JSONL recordings (logs.jsonl, series.jsonl, distribution_points.jsonl); empty keeps them in memory only")
 	keep := fs.Int("keep", fakeintake.DefaultKeep, "max logs (and, separately, series and distribution points) kept in memory")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // -help printed the usage; nothing failed
@@ -40,6 +42,17 @@ func run(logger *slog.Logger, args []string) error {
 	}
 	if *keep <= 0 {
 		return fmt.Errorf("-keep must be positive, got %d", *keep)
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
 	srv, err := fakeintake.New(fakeintake.Config{
