@@ -426,12 +426,18 @@ func TestFleetFusedStages(t *testing.T) {
 	sent, done := runLoad(t, f.ingest, events, 14, 0)
 	require.NoError(t, <-done)
 	assert.Zero(t, f.waitDelivered(t, sent), "no redelivery: no duplicates")
-	var parsed float64
-	for _, w := range fused {
-		w.stage = StageParse
-		parsed += w.stageBatches()
+	assert.Positive(t, batchesOf(fused, StageParse), "the parse stage ran inside the fused workers")
+}
+
+// batchesOf is how many batches one stage handled across workers that run
+// several stages.
+func batchesOf(workers []*worker, stage string) float64 {
+	var n float64
+	for _, w := range workers {
+		w.stage = stage
+		n += w.stageBatches()
 	}
-	assert.Positive(t, parsed, "the parse stage ran inside the fused workers")
+	return n
 }
 
 // A worker that runs some of a topic's consumers (derive, after enrich)
@@ -455,14 +461,8 @@ func TestFleetPartlyFusedTopic(t *testing.T) {
 	require.NoError(t, <-done)
 	assert.Zero(t, f.waitDelivered(t, sent), "no duplicates")
 
-	var derived float64
-	for _, w := range fused {
-		w.stage = StageDerive
-		derived += w.stageBatches()
-	}
-	assert.Positive(t, derived, "derive ran inside the fused workers")
-	logs.stage = StageDeliverLogs
-	assert.Positive(t, logs.stageBatches(), "deliver-logs got the enriched batches through the broker")
+	assert.Positive(t, batchesOf(fused, StageDerive), "derive ran inside the fused workers")
+	assert.Positive(t, batchesOf([]*worker{logs}, StageDeliverLogs), "deliver-logs got the enriched batches through the broker")
 	var natsURL string
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "GWPIPE_TRANSPORT_NATS_URL="); ok {
