@@ -107,7 +107,16 @@ func EncodeBatchWith(b *record.Batch, c Compression) ([]byte, error) {
 	if c == CompressNone {
 		return append(make([]byte, 0, len(buf)), buf...), nil
 	}
-	return s2.Encode(nil, buf), nil
+	// S2 wants room for the worst case (a little over the input); compress
+	// into a pooled buffer and keep only what the output needs, so that
+	// each batch allocates its compressed size rather than its raw size.
+	zp := bufs.Get().(*[]byte)
+	defer bufs.Put(zp)
+	if need := s2.MaxEncodedLen(len(buf)); cap(*zp) < need {
+		*zp = make([]byte, need)
+	}
+	out := s2.Encode((*zp)[:cap(*zp)], buf)
+	return append(make([]byte, 0, len(out)), out...), nil
 }
 
 // magic starts every uncompressed encoding. An S2 block cannot start with
