@@ -1,10 +1,9 @@
 package apigw
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -56,23 +55,15 @@ func benchParse(b *testing.B, p *Parser, group string, lines ...string) {
 // cpuMetric reports lines per CPU-second of the process (user+sys), which
 // stays meaningful on a shared machine where wall-clock ns/op does not.
 func cpuMetric(b *testing.B) func() {
-	start := cpuTime()
+	start := procstat.CPU()
 	return func() {
 		b.StopTimer()
-		used := cpuTime() - start
+		used := procstat.CPU() - start
 		if used > 0 {
 			b.ReportMetric(float64(b.N)/used.Seconds(), "lines/cpu-s")
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func mustParser(b testing.TB, cfg Config) *Parser {

@@ -9,10 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -107,15 +106,6 @@ func BenchmarkAppendLogUncached(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logs/s")
 }
 
-// cpuTime is the user+system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // accessLogs returns n access logs shaped like typicalAccessLog but with the
 // values that vary between requests varied (ids, client, path, status,
 // latencies, sizes), so that compression sees realistic data.
@@ -190,7 +180,7 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			const perBatch = 100
 			var next atomic.Int64
-			cpu0 := cpuTime()
+			cpu0 := procstat.CPU()
 			b.ReportAllocs()
 			b.SetParallelism(8)
 			b.ResetTimer()
@@ -208,7 +198,7 @@ func BenchmarkDeliver(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			cpu := cpuTime() - cpu0
+			cpu := procstat.CPU() - cpu0
 			s := c.Stats()
 			// Logs per CPU-second of the whole process (client and the local
 			// intake, which only reads): less sensitive than logs/s to other

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,16 +12,9 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"github.com/gwpipe/gwpipe/pkg/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/derive"
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // accessLine is an access log in the Datadog-recommended JSON format plus
 // the latency variables.
@@ -69,7 +61,7 @@ func BenchmarkPipelineShare(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i += size {
 		n := min(size, b.N-i)
-		c0 := cpuTime()
+		c0 := procstat.CPU()
 		batch.Arena = batch.Arena[:0]
 		batch.Records = batch.Records[:n]
 		zw.Reset(io.Discard)
@@ -85,10 +77,10 @@ func BenchmarkPipelineShare(b *testing.B) {
 			_, _ = zw.Write(buf)
 		}
 		_ = zw.Close()
-		c1 := cpuTime()
+		c1 := procstat.CPU()
 		now = time.UnixMilli(ts)
 		_ = d.Handle(ctx, batch, discard{})
-		c2 := cpuTime()
+		c2 := procstat.CPU()
 		pipeCPU += c1 - c0
 		deriveCPU += c2 - c1
 	}

@@ -3,12 +3,12 @@ package enrich
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"github.com/gwpipe/gwpipe/pkg/awstags"
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -112,7 +112,7 @@ func BenchmarkEnrich(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := procstat.CPU()
 			for i := 0; b.Loop(); i++ {
 				out.emitted = out.emitted[:0]
 				batch := batches[i%len(batches)]
@@ -126,7 +126,7 @@ func BenchmarkEnrich(b *testing.B) {
 			b.StopTimer()
 			records := float64(b.N) * benchBatch
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/records, "cpu-ns/record")
+			b.ReportMetric(float64((procstat.CPU()-cpu0).Nanoseconds())/records, "cpu-ns/record")
 			b.ReportMetric(float64(warmCalls), "awscalls-warmup")
 			b.ReportMetric(float64(f.calls.Load()-warmCalls)*1e6/records, "awscalls/Mlogs")
 			if s := st.Stats(); s.Partial != 0 {
@@ -205,17 +205,17 @@ func BenchmarkParseThenEnrich(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		batch := batches[i%len(batches)]
 		batch.Arena = batch.Arena[:0]
-		t0 := cpuTime()
+		t0 := procstat.CPU()
 		for k := range batch.Records {
 			batch.Records[k].Tags = nil
 			parser.Parse(batch, &batch.Records[k])
 		}
-		t1 := cpuTime()
+		t1 := procstat.CPU()
 		out.emitted = out.emitted[:0]
 		if err := st.Handle(ctx, batch, out); err != nil {
 			b.Fatal(err)
 		}
-		t2 := cpuTime()
+		t2 := procstat.CPU()
 		parseCPU += t1 - t0
 		enrichCPU += t2 - t1
 	}
@@ -227,14 +227,4 @@ func BenchmarkParseThenEnrich(b *testing.B) {
 	if s := st.Stats(); s.Partial != 0 {
 		b.Fatalf("%d partial records on a warm cache", s.Partial)
 	}
-}
-
-// cpuTime is the process's user+system CPU time: meaningful on a shared
-// machine where wall-clock time is not.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

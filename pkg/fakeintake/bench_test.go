@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 )
 
 // BenchmarkLogsGzip1000 measures accepting one gzip payload of 1,000 API
@@ -22,7 +24,7 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 	report := func(b *testing.B, cpu0 time.Duration) {
 		logs := float64(b.N) * logsPerPayload
 		b.ReportMetric(logs/b.Elapsed().Seconds(), "logs/s")
-		if cpu := processCPUTime() - cpu0; cpu > 0 {
+		if cpu := procstat.CPU() - cpu0; cpu > 0 {
 			b.ReportMetric(logs/cpu.Seconds(), "logs/cpu-s")
 		}
 	}
@@ -42,7 +44,7 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 		}
 		b.SetBytes(int64(len(plain)))
 		b.ReportAllocs()
-		cpu0 := processCPUTime()
+		cpu0 := procstat.CPU()
 		for b.Loop() {
 			rec := httptest.NewRecorder()
 			s.ServeHTTP(rec, newRequest())
@@ -60,7 +62,7 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 		}
 		b.SetBytes(int64(len(plain)))
 		b.ReportAllocs()
-		cpu0 := processCPUTime()
+		cpu0 := procstat.CPU()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				rec := httptest.NewRecorder()
@@ -78,7 +80,7 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 		_, c := start(b, cfg)
 		b.SetBytes(int64(len(plain)))
 		b.ReportAllocs()
-		cpu0 := processCPUTime()
+		cpu0 := procstat.CPU()
 		for b.Loop() {
 			if r := c.post(logsPath, body, "Content-Encoding", header); r.status != http.StatusAccepted {
 				b.Fatalf("status %d: %s", r.status, r.body)

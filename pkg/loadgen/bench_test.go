@@ -3,6 +3,8 @@ package loadgen
 import (
 	"testing"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 )
 
 // BenchmarkNextRequest measures generation. Besides ns/op it reports
@@ -34,7 +36,7 @@ func BenchmarkNextRequest(b *testing.B) {
 			defer g.Close()
 			var events, bytes int64
 			b.ReportAllocs()
-			cpu0 := processCPU()
+			cpu0 := procstat.CPU()
 			for b.Loop() {
 				req, err := g.NextRequest()
 				if err != nil {
@@ -43,7 +45,7 @@ func BenchmarkNextRequest(b *testing.B) {
 				events += int64(len(req.Events))
 				bytes += int64(req.RawSize)
 			}
-			cpu := processCPU() - cpu0
+			cpu := procstat.CPU() - cpu0
 			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 			if cpu > 0 {
 				b.ReportMetric(float64(events)/cpu.Seconds(), "events/cpu-s")

@@ -110,19 +110,27 @@ func parseDatum(sc *scratch, b []byte, i int, rd *rawDatum) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, errAt(i, "unterminated object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, errAt(i, "expected ',' or '}', found %q", b[i])
+		var end bool
+		if i, end, err = nextMember(b, i, "object"); err != nil || end {
+			return i, err
 		}
 	}
+}
+
+// nextMember reads what follows an object member: a ',' (more members; the
+// offset of the next one) or the closing '}' (end, the offset after it).
+func nextMember(b []byte, i int, what string) (int, bool, error) {
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return i, false, errAt(i, "%s: unterminated object", what)
+	}
+	switch b[i] {
+	case ',':
+		return skipWS(b, i+1), false, nil
+	case '}':
+		return i + 1, true, nil
+	}
+	return i, false, errAt(i, "%s: expected ',' or '}', found %q", what, b[i])
 }
 
 func parseStringField(sc *scratch, b []byte, i int, name string) ([]byte, int, error) {
@@ -159,18 +167,13 @@ func parseDimensions(sc *scratch, b []byte, i int, rd *rawDatum) (int, error) {
 			return i, err
 		}
 		sc.dims = append(sc.dims, rawDim{name: name, value: value})
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, errAt(i, "dimensions: unterminated object")
+		var end bool
+		if i, end, err = nextMember(b, i, "dimensions"); err != nil {
+			return i, err
 		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
+		if end {
 			rd.dims = sc.dims
-			return i + 1, nil
-		default:
-			return i, errAt(i, "dimensions: expected ',' or '}'")
+			return i, nil
 		}
 	}
 }
@@ -229,18 +232,13 @@ func parseValues(sc *scratch, b []byte, i int, rd *rawDatum) (int, error) {
 			return i, fmt.Errorf("value %q: %w", stat, err)
 		}
 		rd.has |= has
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return i, errAt(i, "value: unterminated object")
+		var end bool
+		if i, end, err = nextMember(b, i, "value"); err != nil {
+			return i, err
 		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
+		if end {
 			rd.pcts = sc.pcts
-			return i + 1, nil
-		default:
-			return i, errAt(i, "value: expected ',' or '}'")
+			return i, nil
 		}
 	}
 }

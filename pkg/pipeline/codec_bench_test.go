@@ -28,6 +28,8 @@ func parsedBatch(tb testing.TB, n int, mix string) *record.Batch {
 	}
 	tags := []string{"aws_account:123456789012", "region:us-east-1", "apiid:a1b2c3d4e5", "stage:prod", "apiname:petstore", "team:payments"}
 	b := &record.Batch{ID: "x"}
+	// Records of one CloudWatch envelope share an origin, as decode makes them.
+	origins := map[string]*record.Origin{}
 	for len(b.Records) < n {
 		req, err := g.NextRequest()
 		if err != nil {
@@ -37,7 +39,11 @@ func parsedBatch(tb testing.TB, n int, mix string) *record.Batch {
 			if len(b.Records) == n {
 				break
 			}
-			o := &record.Origin{Source: "firehose", Account: ev.Account, Region: ev.Region, LogGroup: ev.LogGroup, LogStream: ev.LogStream}
+			o := origins[ev.LogGroup+"\x00"+ev.LogStream]
+			if o == nil {
+				o = &record.Origin{Source: "firehose", Account: ev.Account, Region: ev.Region, LogGroup: ev.LogGroup, LogStream: ev.LogStream}
+				origins[ev.LogGroup+"\x00"+ev.LogStream] = o
+			}
 			b.Records = append(b.Records, record.Record{Origin: o, EventID: ev.ID, Timestamp: ev.Timestamp, Message: []byte(ev.Message), Kind: record.KindLine})
 			parser.Parse(b, &b.Records[len(b.Records)-1])
 			b.Records[len(b.Records)-1].Tags = tags

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/replay"
 	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
 )
@@ -338,25 +338,6 @@ func benchBatch(r *config.Replay) {
 	}
 }
 
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
-
 // BenchmarkReplayGzipArchive replays a Firehose archive of realistic API
 // Gateway traffic (gzip members of CloudWatch envelopes) through the whole
 // pipeline (read, parse, enrich, deliver) to an in-process fake intake.
@@ -383,7 +364,7 @@ func BenchmarkReplayGzipArchive(b *testing.B) {
 				e.nullIntake(b)
 			}
 			var events int64
-			cpu0 := processCPU()
+			cpu0 := procstat.CPU()
 			for b.Loop() {
 				res, err := e.run(b, context.Background(), func(r *config.Replay) {
 					r.Bucket, r.Prefix, r.From = "bench", "firehose/", "-2h"
@@ -397,7 +378,7 @@ func BenchmarkReplayGzipArchive(b *testing.B) {
 				}
 				events += res.Sent
 			}
-			cpu := processCPU() - cpu0
+			cpu := procstat.CPU() - cpu0
 			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(events)/cpu.Seconds(), "events/cpu-s")
 		})
@@ -451,7 +432,7 @@ func BenchmarkReplayLargeObjectRSS(b *testing.B) {
 				if n >= size {
 					continue
 				}
-				rss := rssBytes()
+				rss := procstat.RSS()
 				peak[0] = max(peak[0], rss)
 				quarters[4] = rss // the last sample before the end
 				if q := int(4 * n / size); q >= 1 && q <= 3 && quarters[q] == 0 {

@@ -5,34 +5,12 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
 	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
 )
-
-// processCPU is the CPU time (user and system) the process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rssBytes is the resident set size now, from /proc/self/statm.
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
 
 // BenchmarkReadGzipArchive reads a Firehose archive of realistic API
 // Gateway traffic (gzip members of CloudWatch envelopes) into batches:
@@ -46,7 +24,7 @@ func BenchmarkReadGzipArchive(b *testing.B) {
 	b.SetBytes(int64(len(obj)))
 	b.ReportAllocs()
 	var events int64
-	cpu0 := processCPU()
+	cpu0 := procstat.CPU()
 	for b.Loop() {
 		r := NewReader(bytes.NewReader(obj), Object{Bucket: "b", Key: "k", Source: "replay"}, Config{})
 		for {
@@ -61,7 +39,7 @@ func BenchmarkReadGzipArchive(b *testing.B) {
 		}
 		r.Close()
 	}
-	cpu := processCPU() - cpu0
+	cpu := procstat.CPU() - cpu0
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(events)/cpu.Seconds(), "events/cpu-s")
 }
@@ -95,7 +73,7 @@ func BenchmarkReadLargeObjectRSS(b *testing.B) {
 			}
 			events += int64(len(c.Batch.Records))
 			if chunks++; chunks%64 == 0 {
-				rss := rssBytes()
+				rss := procstat.RSS()
 				peak = max(peak, rss)
 				if st := r.Stats(); st.BytesIn >= next {
 					quarter = append(quarter, rss)

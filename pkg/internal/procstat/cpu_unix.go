@@ -1,14 +1,14 @@
 //go:build unix
 
-package loadgen
+package procstat
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the user+system CPU time of the process so far.
-func processCPU() time.Duration {
+// CPU is the user and system CPU time the process has used.
+func CPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
