@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # The worker fleet on NATS JetStream against the single process, on the
 # same machine: 2 worker processes per stage joined by nats-server, fed by
-# loadgen flat out, delivering to fakeintake. Prints events/s for both.
+# loadgen flat out, delivering to fakeintake. Prints events/s for both, and
+# the CPU and peak RSS of every process.
 #
-#   EVENTS=300000 ./scripts/bench-fleet.sh
+#   EVENTS=600000 ./scripts/bench-fleet.sh                      # one stage per worker
+#   FUSED=1 EVENTS=600000 ./scripts/bench-fleet.sh              # three tiers
+#   FUSED=1 FUSED_GROUPS="ingest,decode,parse,enrich,derive deliver-logs,deliver-metrics" \
+#     EVENTS=600000 ./scripts/bench-fleet.sh                    # two tiers, shared port
+#
+# Each worker is sized to one core (GOMAXPROCS=1, WORKER_GOMAXPROCS to
+# change), as a CPU limit of 1 sizes it in a container: two workers per
+# stage then add up to the machine's two cores, like the single process.
+# Knobs for experiments: SUBSCRIBERS, COMPRESSION (s2|none), GOGC,
+# GOMEMLIMIT, GODEBUG, FAKEINTAKE_PROFILE (a CPU profile of the intake).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +34,8 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT INT TERM
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; exit 1; }
 
-bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprofile $FAKEINTAKE_PROFILE} 2> "$OUT/fakeintake.log" & pids+=($!)
+bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprofile $FAKEINTAKE_PROFILE} 2> "$OUT/fakeintake.log" & intake=$!; pids+=($intake)
+cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222
 
@@ -44,9 +55,11 @@ wait_drained() { # the intake has every event
 }
 
 echo "== single process"
-env "${common[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run 2> "$OUT/single.log" & single=$!; pids+=($single)
+env "${common[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:18299 GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run 2> "$OUT/single.log" & single=$!; pids+=($single)
 wait_port 127.0.0.1:18188
+fi0=$(cpu_of $intake)
 start=$(date +%s.%N); single_rate=$(run_load single); wait_drained "$EVENTS"; end=$(date +%s.%N)
+fi1=$(cpu_of $intake)
 single_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
 single_cpu=$(awk '{ printf "%.2f", ($14 + $15) / 100 }' /proc/$single/stat)
 single_hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' /proc/$single/status)
@@ -55,7 +68,7 @@ curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
 
 echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 : > "$OUT/workers.txt"
-fleet=("${common[@]}" GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
+fleet=("${common[@]}" GOMAXPROCS=${WORKER_GOMAXPROCS:-1} GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 port=18300
 case "${FUSED_GROUPS:-}" in
 ingest,*) ;; # the groups take the Firehose port themselves (SO_REUSEPORT)
@@ -77,7 +90,9 @@ for s in $groups; do
   done
 done
 wait_port 127.0.0.1:18188
+fi2=$(cpu_of $intake)
 start=$(date +%s.%N); fleet_rate=$(run_load fleet); wait_drained "$EVENTS"; end=$(date +%s.%N)
+fi3=$(cpu_of $intake)
 fleet_e2e=$(awk -v n="$EVENTS" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
 echo "CPU seconds and peak RSS per process (fleet run):"
 for pid in $(pgrep -f 'bin/(gwpipe run|nats-server|fakeintake)'); do
@@ -86,6 +101,7 @@ for pid in $(pgrep -f 'bin/(gwpipe run|nats-server|fakeintake)'); do
 done
 
 fleet_cpu=$(for pid in $(pgrep -f 'bin/gwpipe run'); do awk '{ print ($14 + $15) / 100 }' /proc/$pid/stat; done | awk '{ s += $1 } END { printf "%.2f", s }')
+awk -v a="$fi0" -v b="$fi1" -v c="$fi2" -v d="$fi3" 'BEGIN { printf "fakeintake CPU seconds: single run %.2f, fleet run %.2f\n", b - a, d - c }'
 echo "gwpipe CPU seconds: single $single_cpu (peak RSS $single_hwm MiB), fleet $fleet_cpu (all workers)"
 echo "single process: $single_e2e events/s end to end (ingest acknowledged at $single_rate/s)"
 echo "fleet ($WORKERS per stage): $fleet_e2e events/s end to end (ingest acknowledged at $fleet_rate/s)"
