@@ -34,7 +34,7 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT INT TERM
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; exit 1; }
 
-bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprofile $FAKEINTAKE_PROFILE} 2> "$OUT/fakeintake.log" & intake=$!; pids+=($intake)
+bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprofile $FAKEINTAKE_PROFILE} ${FAKEINTAKE_PPROF:+-pprof-listen $FAKEINTAKE_PPROF} 2> "$OUT/fakeintake.log" & intake=$!; pids+=($intake)
 cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222

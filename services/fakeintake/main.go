@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -34,6 +36,7 @@ func run(logger *slog.Logger, args []string) error {
 	out := fs.String("out", "", "directory for JSONL recordings (logs.jsonl, series.jsonl, distribution_points.jsonl); empty keeps them in memory only")
 	keep := fs.Int("keep", fakeintake.DefaultKeep, "max logs (and, separately, series and distribution points) kept in memory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarks)")
+	pprofListen := fs.String("pprof-listen", "", "serve /debug/pprof on this address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // -help printed the usage; nothing failed
@@ -53,6 +56,17 @@ func run(logger *slog.Logger, args []string) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	if *pprofListen != "" {
+		pln, err := net.Listen("tcp", *pprofListen)
+		if err != nil {
+			return fmt.Errorf("-pprof-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		go func() { _ = http.Serve(pln, mux) }() //nolint:gosec // a local debugging aid
 	}
 
 	srv, err := fakeintake.New(fakeintake.Config{
