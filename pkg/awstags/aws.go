@@ -115,7 +115,7 @@ type account struct {
 func (t *Tagger) newAccount(id string) *account {
 	a := &account{
 		id:      id,
-		role:    t.cfg.roleFor(id),
+		role:    t.cfg.RoleFor(id),
 		limiter: rate.NewLimiter(rate.Limit(t.cfg.RatePerSecond), t.cfg.Burst),
 		clients: map[string]Clients{},
 	}

@@ -228,9 +228,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// roleFor returns the role to assume in an account, or "" for the
+// RoleFor returns the role to assume in an account, or "" for the
 // pipeline's own credentials.
-func (c *Config) roleFor(account string) string {
+func (c *Config) RoleFor(account string) string {
 	if r, ok := c.RoleOverrides[account]; ok {
 		return r
 	}

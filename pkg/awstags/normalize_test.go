@@ -96,3 +96,16 @@ func TestParseAPIGatewayARN(t *testing.T) {
 		})
 	}
 }
+
+// The role assumed per account: an override first (empty: the pipeline's
+// own credentials), else the template; the CloudWatch poller uses the same.
+func TestRoleFor(t *testing.T) {
+	c := &Config{RoleTemplate: "arn:aws:iam::{account}:role/gwpipe", RoleOverrides: map[string]string{
+		"222222222222": "arn:aws:iam::222222222222:role/special",
+		"123456789012": "",
+	}}
+	assert.Equal(t, "arn:aws:iam::111111111111:role/gwpipe", c.RoleFor("111111111111"))
+	assert.Equal(t, "arn:aws:iam::222222222222:role/special", c.RoleFor("222222222222"))
+	assert.Equal(t, "", c.RoleFor("123456789012"), "an empty override: the pipeline's own credentials")
+	assert.Equal(t, "", (&Config{}).RoleFor("111111111111"), "no template: own credentials")
+}

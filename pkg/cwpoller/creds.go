@@ -1,7 +1,6 @@
 package cwpoller
 
 import (
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -10,10 +9,9 @@ import (
 
 // RoleCredentials returns a Config.CredentialsFor that reads each account
 // through a role assumed with client (the same roles the tag enrichment
-// assumes: awstags' RoleTemplate and RoleOverrides). roleFor returns the
-// role ARN for an account, "" for the pipeline's own credentials;
-// RoleTemplate builds one from a template. Credentials are cached and
-// renewed before they expire.
+// assumes: awstags.Config.RoleFor). roleFor returns the role ARN for an
+// account, "" for the pipeline's own credentials. Credentials are cached
+// and renewed before they expire.
 func RoleCredentials(client stscreds.AssumeRoleAPIClient, roleFor func(account string) string, externalID string) func(account string) aws.CredentialsProvider {
 	var (
 		mu    sync.Mutex
@@ -37,20 +35,5 @@ func RoleCredentials(client stscreds.AssumeRoleAPIClient, roleFor func(account s
 		}))
 		cache[role] = p
 		return p
-	}
-}
-
-// RoleTemplate returns a roleFor for RoleCredentials: template with
-// "{account}" replaced, overrides first; "" (no template, no override)
-// means the pipeline's own credentials.
-func RoleTemplate(template string, overrides map[string]string) func(account string) string {
-	return func(account string) string {
-		if r, ok := overrides[account]; ok {
-			return r
-		}
-		if template == "" {
-			return ""
-		}
-		return strings.ReplaceAll(template, "{account}", account)
 	}
 }

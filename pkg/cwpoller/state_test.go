@@ -130,14 +130,12 @@ func (f *fakeSTS) AssumeRole(_ context.Context, in *sts.AssumeRoleInput, _ ...fu
 var _ stscreds.AssumeRoleAPIClient = (*fakeSTS)(nil)
 
 func TestRoleCredentials(t *testing.T) {
-	roleFor := RoleTemplate("arn:aws:iam::{account}:role/gwpipe", map[string]string{
-		"222222222222": "arn:aws:iam::222222222222:role/special",
-		"123456789012": "",
-	})
-	assert.Equal(t, "arn:aws:iam::111111111111:role/gwpipe", roleFor("111111111111"))
-	assert.Equal(t, "arn:aws:iam::222222222222:role/special", roleFor("222222222222"))
-	assert.Equal(t, "", roleFor("123456789012"), "an empty override: the pipeline's own credentials")
-	assert.Equal(t, "", RoleTemplate("", nil)("111111111111"))
+	roleFor := func(account string) string {
+		if account == "123456789012" {
+			return "" // the pipeline's own credentials
+		}
+		return "arn:aws:iam::" + account + ":role/gwpipe"
+	}
 
 	f := &fakeSTS{calls: map[string]int{}}
 	credsFor := RoleCredentials(f, roleFor, "ext-1")

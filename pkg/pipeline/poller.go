@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/gwpipe/gwpipe/pkg/ack"
+	"github.com/gwpipe/gwpipe/pkg/awstags"
 	"github.com/gwpipe/gwpipe/pkg/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -50,7 +51,8 @@ func newPollerSource(p *Pipeline) (Source, error) {
 		cfg.Accounts = append(cfg.Accounts, cwpoller.Target{Account: a, Region: r})
 	}
 	if e := p.cfg.Enrich; e.RoleTemplate != "" || len(e.RoleOverrides) > 0 {
-		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), cwpoller.RoleTemplate(e.RoleTemplate, e.RoleOverrides), e.ExternalID)
+		roles := &awstags.Config{RoleTemplate: e.RoleTemplate, RoleOverrides: e.RoleOverrides}
+		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), roles.RoleFor, e.ExternalID)
 	}
 	if pc.StateFile != "" {
 		st, err := cwpoller.NewFileState(pc.StateFile)
