@@ -137,13 +137,20 @@ func newFleet(t *testing.T, brokerEnv []string) *fleet {
 
 func (f *fleet) start(stage string) *worker {
 	f.t.Helper()
-	w := &worker{stage: stage, admin: freeAddr(f.t), done: make(chan struct{})}
-	env := append(append([]string(nil), f.env...), "GWPIPE_ADMIN_LISTEN="+w.admin)
+	var extra []string
 	if stage == StageIngest {
 		addr := freeAddr(f.t)
-		env = append(env, "GWPIPE_SOURCES_FIREHOSE_LISTEN="+addr)
+		extra = append(extra, "GWPIPE_SOURCES_FIREHOSE_LISTEN="+addr)
 		f.ingest = "http://" + addr + "/"
 	}
+	return f.startWith(stage, extra...)
+}
+
+// startWith starts a worker of stage (or stages) with extra environment.
+func (f *fleet) startWith(stage string, extra ...string) *worker {
+	f.t.Helper()
+	w := &worker{stage: stage, admin: freeAddr(f.t), done: make(chan struct{})}
+	env := append(append(append([]string(nil), f.env...), "GWPIPE_ADMIN_LISTEN="+w.admin), extra...)
 	w.cmd = exec.Command(gwpipeBinary(f.t), "run", "--stages", stage)
 	w.cmd.Env = env
 	stderr, err := w.cmd.StderrPipe()
@@ -502,4 +509,43 @@ func TestFleetPartlyFusedTopic(t *testing.T) {
 	defer cancel()
 	_ = waitFor(ctx, func() bool { return count() >= events })
 	assert.Equal(t, float64(events), count(), "every access log counted once")
+}
+
+// The two-tier layout: workers that run ingest through enrich share the
+// Firehose port (sources.firehose.reuse_port), deliver-logs runs apart.
+// kill -9 of one worker of each tier mid-stream loses nothing: the
+// Firehose sender's retries reach the surviving ingest worker, and the
+// broker redelivers what the dead ones held.
+func TestFleetTwoTiersKillNineLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, brokers[0].env(t))
+	addr := freeAddr(t)
+	front := []string{"GWPIPE_SOURCES_FIREHOSE_LISTEN=" + addr, "GWPIPE_SOURCES_FIREHOSE_REUSE_PORT=true"}
+	const tier = "ingest,decode,parse,enrich"
+	processing := []*worker{f.startWith(tier, front...), f.startWith(tier, front...)}
+	delivery := []*worker{f.start(StageDeliverLogs), f.start(StageDeliverLogs)}
+	f.ingest = "http://" + addr + "/"
+
+	const events = 30_000
+	sent, done := runLoad(t, f.ingest, events, 17, 10_000) // ~3 s of traffic, to kill in the middle of
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.intake.WaitLogs(ctx, events/5), "the fleet delivers")
+	// Kill the busier front worker (the kernel may have given one worker all
+	// of the sender's connections); the sender's retries then reach the other.
+	if batchesOf(processing[1:], StageDecode) > batchesOf(processing[:1], StageDecode) {
+		processing[0], processing[1] = processing[1], processing[0]
+	}
+	before := batchesOf(processing[1:], StageDecode)
+	processing[0].kill9()
+	delivery[1].kill9()
+	require.NoError(t, <-done, "every request is eventually acknowledged by the surviving worker")
+
+	dupes := f.waitDelivered(t, sent)
+	t.Logf("two tiers, kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f dropped by the surviving deliver-logs",
+		events, dupes, delivery[0].counter("deliver-logs.duplicates_dropped"))
+	assert.Less(t, dupes, events/2, "duplicates are bounded by the work in flight")
+	assert.Greater(t, batchesOf(processing[1:], StageDecode), before, "the surviving worker took the work")
 }
