@@ -73,6 +73,21 @@ func (m *manifests) add(doc []byte) error {
 	if err := sigsyaml.Unmarshal(doc, &tm); err != nil {
 		return err
 	}
+	// A kustomize delete patch names an object and nothing else.
+	var directive struct {
+		Patch      string `json:"$patch"`
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if sigsyaml.Unmarshal(doc, &directive) == nil && directive.Patch != "" {
+		if err := strict(doc, &directive); err != nil || directive.Patch != "delete" || directive.Kind == "" || directive.Metadata.Name == "" {
+			return fmt.Errorf("a $patch document must be a delete naming apiVersion, kind and metadata.name only (%v)", err)
+		}
+		return nil
+	}
 	var err error
 	switch tm.APIVersion + "/" + tm.Kind {
 	case "apps/v1/Deployment":
@@ -245,6 +260,32 @@ func TestKubernetesOverlayNATS(t *testing.T) {
 	checkFleet(t, "overlays/nats", m, true)
 	checkTransport(t, m, "nats")
 	checkNATSServer(t, m)
+}
+
+// The two-tier overlay: the front tier runs ingest through derive in one
+// Deployment, delivery keeps its own; every stage still runs exactly once.
+func TestKubernetesOverlayNATSTiers(t *testing.T) {
+	m := render(t, filesys.MakeFsOnDisk(), filepath.Join(k8sDir, "overlays", "nats-tiers"))
+	checkFleet(t, "overlays/nats-tiers", m, true)
+	checkTransport(t, m, "nats")
+	checkNATSServer(t, m)
+	var names []string
+	for _, d := range m.deployments {
+		names = append(names, d.Name)
+		if d.Name == "gwpipe-ingest" {
+			c := d.Spec.Template.Spec.Containers[0]
+			if i := slices.Index(c.Args, "--stages"); i < 0 || c.Args[i+1] != "ingest,decode,parse,enrich,derive" {
+				t.Errorf("front tier args %v", c.Args)
+			}
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"gwpipe-deliver-logs", "gwpipe-deliver-metrics", "gwpipe-ingest"}; !slices.Equal(names, want) {
+		t.Errorf("Deployments %v, want %v", names, want)
+	}
+	if len(m.pdbs) != 3 || len(m.scaledObjects) != 2 {
+		t.Errorf("%d PodDisruptionBudgets and %d ScaledObjects, want 3 and 2", len(m.pdbs), len(m.scaledObjects))
+	}
 }
 
 func TestKubernetesOverlaySQS(t *testing.T) {
@@ -451,10 +492,24 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 			t.Errorf("%s: component label %q is not a stage", where, stage)
 			continue
 		}
-		if stagesSeen[stage] {
-			t.Errorf("%s: stage %s has two Deployments", where, stage)
+		// A Deployment runs its component's stage, and may run the stages
+		// after it in memory (a grouped tier: --stages ingest,decode,…).
+		var stages []string
+		if c := d.Spec.Template.Spec.Containers; len(c) > 0 {
+			if i := slices.Index(c[0].Args, "--stages"); i >= 0 && i+1 < len(c[0].Args) {
+				stages = strings.Split(c[0].Args[i+1], ",")
+			}
 		}
-		stagesSeen[stage] = true
+		for _, st := range stages {
+			if !slices.Contains(allStages, st) {
+				t.Errorf("%s: --stages names %q, not a stage", where, st)
+			}
+			if stagesSeen[st] {
+				t.Errorf("%s: stage %s runs in two Deployments", where, st)
+			}
+			stagesSeen[st] = true
+		}
+		runs := func(st string) bool { return slices.Contains(stages, st) }
 
 		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 		if err != nil {
@@ -471,8 +526,8 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 			continue
 		}
 		c := spec.Containers[0]
-		if i := slices.Index(c.Args, "--stages"); i < 0 || i+1 >= len(c.Args) || c.Args[i+1] != stage || c.Args[0] != "run" {
-			t.Errorf("%s: args %v, want run … --stages %s", where, c.Args, stage)
+		if len(stages) == 0 || stages[0] != stage || c.Args[0] != "run" {
+			t.Errorf("%s: args %v, want run … --stages %s[,…]", where, c.Args, stage)
 		}
 		if i := slices.Index(c.Args, "--config"); i < 0 || i+1 >= len(c.Args) {
 			t.Errorf("%s: no --config", where)
@@ -496,14 +551,14 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 		if h, _, _ := net.SplitHostPort(cfg.Admin.Listen); h != "" && h != "0.0.0.0" {
 			t.Errorf("%s: admin.listen %q is not reachable by the kubelet's probes", where, cfg.Admin.Listen)
 		}
-		if stage != "ingest" && cfg.Sources.Firehose.Enabled {
+		if !runs("ingest") && cfg.Sources.Firehose.Enabled {
 			t.Errorf("%s: only ingest serves the Firehose endpoint", where)
 		}
-		if stage == "ingest" && (!cfg.Sources.Firehose.Enabled || len(cfg.Sources.Firehose.AccessKeys) == 0) {
+		if runs("ingest") && (!cfg.Sources.Firehose.Enabled || len(cfg.Sources.Firehose.AccessKeys) == 0) {
 			t.Errorf("%s: ingest needs the Firehose endpoint and its access keys", where)
 		}
-		if stage == "enrich" && env[envName("enrich.role_template")] == "" {
-			t.Errorf("%s: enrich.role_template is not set", where)
+		if runs("enrich") && (env[envName("enrich.role_template")] == "" || env[envName("enrich.external_id")] == "") {
+			t.Errorf("%s: enrich.role_template and enrich.external_id must be set", where)
 		}
 
 		// Probes on the admin port.
