@@ -13,7 +13,10 @@
 # change), as a CPU limit of 1 sizes it in a container: two workers per
 # stage then add up to the machine's two cores, like the single process.
 # Knobs for experiments: SUBSCRIBERS, COMPRESSION (s2|none), GOGC,
-# GOMEMLIMIT, GODEBUG, FAKEINTAKE_PROFILE (a CPU profile of the intake).
+# GOMEMLIMIT, GODEBUG, FAKEINTAKE_PROFILE (a CPU profile of the intake),
+# FAKEINTAKE_PPROF (its pprof address), INTAKE_LATENCY_MS and
+# LOGS_CONCURRENCY (a slow intake, where delivery is bound by latency: then
+# adding workers raises throughput even on two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +41,11 @@ bin/fakeintake -listen 127.0.0.1:18180 -keep 1000 ${FAKEINTAKE_PROFILE:+-cpuprof
 cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 rm -rf "$OUT/nats"; "$NATS_BIN" -a 127.0.0.1 -p 18222 -js -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1:18180; wait_port 127.0.0.1:18222
+if [ -n "${INTAKE_LATENCY_MS:-}" ]; then # a slow intake: delivery bound by latency, not CPU
+  curl -sf -X POST -d "{\"latency_ms\": $INTAKE_LATENCY_MS, \"endpoints\": [\"logs\"]}" http://127.0.0.1:18180/admin/fail >/dev/null
+fi
 
-common=(${GOGC:+GOGC=$GOGC} ${GODEBUG:+GODEBUG=$GODEBUG} ${GOMEMLIMIT:+GOMEMLIMIT=$GOMEMLIMIT} ${COMPRESSION:+GWPIPE_TRANSPORT_NATS_COMPRESSION=$COMPRESSION} DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
+common=(${GOGC:+GOGC=$GOGC} ${GODEBUG:+GODEBUG=$GODEBUG} ${GOMEMLIMIT:+GOMEMLIMIT=$GOMEMLIMIT} ${COMPRESSION:+GWPIPE_TRANSPORT_NATS_COMPRESSION=$COMPRESSION} ${LOGS_CONCURRENCY:+GWPIPE_DATADOG_LOGS_CONCURRENCY=$LOGS_CONCURRENCY} DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL=http://127.0.0.1:18180/api/v2/logs GWPIPE_DATADOG_API_URL=http://127.0.0.1:18180
   GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=$KEY GWPIPE_LOG_LEVEL=warn GWPIPE_TRANSPORT_SUBSCRIBERS=${SUBSCRIBERS:-8} GWPIPE_ENRICH_AWS_TAGS=false GWPIPE_ADMIN_LISTEN= GWPIPE_DLQ_DIR=$OUT/dlq)
 
 run_load() { # name
