@@ -16,11 +16,26 @@ $(BINS): bin/%:
 	@mkdir -p bin
 	$(GO) build -trimpath -o $@ ./services/$*
 
-## run: the pipeline on its embedded defaults with a local fake Datadog
-## intake and generated API Gateway traffic (no AWS account, no API key).
-## With DD_API_KEY set, logs go to Datadog for real and no fake starts.
-run: build
-	./scripts/run-local.sh
+## run: gwpipe demo — the pipeline on its embedded defaults, fed by generated
+## API Gateway traffic and delivering to a local fake Datadog intake, all in
+## one process (no AWS account, no API key). Ctrl-C or closing the terminal
+## drains, prints the summary and stops everything. Variables:
+##   REAL=1         deliver the synthetic traffic to Datadog (DD_API_KEY,
+##                  DD_SITE) instead of the fake intake
+##   RATE=N         events per second (default 5000)
+##   FIREHOSE_ADDR, ADMIN_ADDR, INTAKE_ADDR   listen addresses (127.0.0.1:8088,
+##                  :8089, :8080)
+run: bin/gwpipe
+	./bin/gwpipe demo $(strip $(DEMO_FLAGS))
+
+ifneq ($(filter-out 0 1 true false yes no,$(REAL)),)
+$(error REAL=$(REAL): use REAL=1 to deliver to Datadog, or leave it unset)
+endif
+DEMO_FLAGS = $(if $(filter 1 true yes,$(REAL)),--real) \
+	$(if $(RATE),--rate '$(RATE)') \
+	$(if $(FIREHOSE_ADDR),--firehose-listen '$(FIREHOSE_ADDR)') \
+	$(if $(ADMIN_ADDR),--admin-listen '$(ADMIN_ADDR)') \
+	$(if $(INTAKE_ADDR),--intake-listen '$(INTAKE_ADDR)')
 
 ## test: vet, format check, then every test of every module.
 test: lint
