@@ -184,9 +184,12 @@ func TestComposeFleet(t *testing.T) {
 		} else if got := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(got, ":"+adminPort+"/healthz") {
 			t.Errorf("service %s: healthcheck %q does not probe /healthz on the admin port %s", name, got, adminPort)
 		}
-		// Drain before SIGKILL.
-		if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= c.Pipeline.DrainTimeout {
-			t.Errorf("service %s: stop_grace_period must exceed pipeline.drain_timeout (%s)", name, c.Pipeline.DrainTimeout)
+		// Drain before SIGKILL (the rule of the Kubernetes grace periods;
+		// no preStop here).
+		if s.StopGracePeriod == nil {
+			t.Errorf("service %s: no stop_grace_period: Docker kills after 10s, before the drain", name)
+		} else if msg := graceProblem(time.Duration(*s.StopGracePeriod), 0, c.Pipeline.DrainTimeout); msg != "" {
+			t.Errorf("service %s: stop_grace_period: %s", name, msg)
 		}
 		for _, dep := range []string{"nats", "fakeintake"} {
 			if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy {
