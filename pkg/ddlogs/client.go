@@ -51,7 +51,7 @@ type Stats struct {
 	LogsTruncated   uint64 // rendered truncated to MaxLogBytes
 	Payloads        uint64 // payloads sealed
 	Requests        uint64 // HTTP attempts
-	Retries         uint64 // attempts that will be retried (network, 401/403, 408, 429, 5xx, …)
+	Retries         uint64 // attempts sent again after one failed (network, 401/403, 408, 429, 5xx, …)
 	Splits          uint64 // payloads split in halves after 400/413
 	BytesAccepted   uint64 // uncompressed bytes of accepted requests
 	BytesCompressed uint64 // compressed bytes of accepted requests

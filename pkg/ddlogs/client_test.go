@@ -892,6 +892,8 @@ func TestCloseTimeoutAbortsRetries(t *testing.T) {
 	assert.ErrorIs(t, <-errc, ErrClosed)
 	in.srv.Close()
 	checkGoroutines(t, goroutines)
+	st := c.Stats()
+	assert.Equal(t, st.Requests-1, st.Retries, "retries count the attempts sent again, not the one given up in its backoff")
 }
 
 // With the senders stuck, at most MaxPending payloads wait and Deliver

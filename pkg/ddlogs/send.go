@@ -160,9 +160,12 @@ func (c *Client) send(p *payload, lo, hi int) {
 	bo := c.cfg.Backoff.New()
 	n := hi - lo
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 && p.allAbandoned(lo, hi) {
-			c.drop(p, lo, hi)
-			return
+		if attempt > 1 {
+			if p.allAbandoned(lo, hi) {
+				c.drop(p, lo, hi)
+				return
+			}
+			c.n.retries.Add(1) // counted when sent: a retry given up in its backoff is none
 		}
 		status, detail, err, latency := c.post(body)
 		res := Result{Status: status, Err: err, Logs: n, Bytes: rawLen, CompressedBytes: len(body), Latency: latency, Attempt: attempt}
@@ -221,7 +224,6 @@ func (c *Client) send(p *payload, lo, hi int) {
 			}
 		}
 		c.report(res)
-		c.n.retries.Add(1)
 		if !c.sleep(min(bo.NextBackOff(), c.cfg.Backoff.MaxInterval)) {
 			return
 		}

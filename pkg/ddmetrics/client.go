@@ -70,7 +70,7 @@ type Stats struct {
 	Rejected       uint64 // metric points (or parts) rejected
 	TooOld         uint64 // of which: older than MaxAge (or newer than MaxFuture) when submitted or retried
 	Requests       uint64 // HTTP attempts
-	Retries        uint64 // attempts that will be retried
+	Retries        uint64 // attempts sent again after one failed
 	Splits         uint64 // payloads split in halves
 	BytesSent      uint64 // compressed bytes of accepted requests
 	InFlight       int64  // HTTP requests in flight
@@ -357,6 +357,9 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 			s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", attempt-1, c.cfg.MaxAge))
 			return nil
 		}
+		if attempt > 1 {
+			c.n.retries.Add(1) // counted when sent: a retry given up in its backoff is none
+		}
 		status, detail, retryAfter, latency, err := c.post(ctx, path, comp.name, body)
 		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
@@ -407,7 +410,6 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 			}
 		}
 		c.report(res)
-		c.n.retries.Add(1)
 		wait := min(bo.NextBackOff(), c.cfg.Backoff.MaxInterval)
 		if retryAfter > wait {
 			wait = min(retryAfter, c.cfg.Backoff.MaxInterval)

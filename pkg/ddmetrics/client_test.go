@@ -270,6 +270,8 @@ func TestRefusedKeyIsUnhealthyAndRetried(t *testing.T) {
 	assert.Contains(t, err.Error(), "403")
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
+	st := c.Stats()
+	assert.Equal(t, st.Requests-1, st.Retries, "retries count the attempts sent again, not the one given up in its backoff")
 	mu.Lock()
 	defer mu.Unlock()
 	assert.NotContains(t, logs.String(), testKey)

@@ -64,7 +64,7 @@ func RegistrySnapshot(reg *telemetry.Registry, extra ...func(*Snapshot)) func() 
 		for _, st := range rs.Stages {
 			s.Stages = append(s.Stages, StageCounters{
 				Name: st.Name, Batches: st.Batches, In: st.RecordsIn, Out: st.RecordsOut, Errors: st.Errors,
-				Dead: st.Dead, Dropped: st.Dropped, InFlight: st.InFlight, QueueDepth: -1,
+				Dead: st.Dead, Dropped: st.Dropped, InFlight: st.InFlight, QueueDepth: st.QueueDepth,
 			})
 		}
 		for name, q := range rs.Latencies {

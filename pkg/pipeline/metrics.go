@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/stage"
@@ -51,10 +52,14 @@ func (p *Pipeline) addMetricStages() error {
 		}
 	}
 	if t := m.Telemetry; t.Enabled {
-		snap := ddmetrics.RegistrySnapshot(p.metrics)
+		var clients []func(*ddmetrics.Snapshot)
 		if p.metricsC != nil {
-			snap = ddmetrics.RegistrySnapshot(p.metrics, ddmetrics.ClientCounters(StageDeliverMetrics, p.metricsC))
+			clients = append(clients, ddmetrics.ClientCounters(StageDeliverMetrics, p.metricsC))
 		}
+		if p.logs != nil {
+			clients = append(clients, logsCounters(p.logs))
+		}
+		snap := ddmetrics.RegistrySnapshot(p.metrics, clients...)
 		st, err := ddmetrics.NewSelfTelemetry(ddmetrics.SelfTelemetryConfig{
 			Addr: t.DogStatsDAddr, Interval: t.Interval, Tags: t.Tags, Snapshot: snap, Logger: p.log.With("component", "telemetry"),
 		})
@@ -64,6 +69,25 @@ func (p *Pipeline) addMetricStages() error {
 		p.selfTel = st
 	}
 	return nil
+}
+
+// logsCounters adds the logs client's counters to a telemetry snapshot,
+// named deliver-logs.<counter> as ddmetrics.ClientCounters names the
+// metrics client's (e.g. gwpipe.deliver_logs.retries).
+func logsCounters(c *ddlogs.Client) func(*ddmetrics.Snapshot) {
+	return func(s *ddmetrics.Snapshot) {
+		st := c.Stats()
+		for k, v := range map[string]uint64{
+			"submitted": st.LogsSubmitted, "accepted": st.LogsAccepted, "rejected": st.LogsRejected,
+			"dropped": st.LogsDropped, "truncated": st.LogsTruncated, "payloads": st.Payloads,
+			"requests": st.Requests, "retries": st.Retries, "splits": st.Splits,
+			"bytes_accepted": st.BytesAccepted, "bytes_compressed": st.BytesCompressed,
+		} {
+			s.Counters[StageDeliverLogs+"."+k] = int64(v)
+		}
+		s.Gauges[StageDeliverLogs+".pending_payloads"] = float64(st.PendingPayloads)
+		s.Gauges[StageDeliverLogs+".requests_in_flight"] = float64(st.InFlight)
+	}
 }
 
 // startLoops starts the background work that time, not data, drives.

@@ -154,3 +154,58 @@ func TestSQSTransport(t *testing.T) {
 	require.NoError(t, err)
 	brokerRoundTrip(t, tr)
 }
+
+// brokerBacklog publishes to a topic read by two groups, none of them
+// running, and to one group alone where the transport can address one
+// (groupTopic not nil): each group's backlog counts what waits for it.
+func brokerBacklog(t *testing.T, tr Transport, groupTopic func(topic, group string) string) {
+	t.Helper()
+	bl, ok := tr.(Backlogger)
+	require.True(t, ok, "the transport tells its backlog")
+	codec := tr.Codec()
+	publish := func(topic string) {
+		msg, err := codec.Marshal(context.Background(), &record.Batch{ID: watermill.NewUUID(), Records: []record.Record{{EventID: "e", Message: []byte("x")}}})
+		require.NoError(t, err)
+		require.NoError(t, tr.Publisher().Publish(topic, msg))
+	}
+	for range 3 {
+		publish("raw")
+	}
+	want := map[string]int64{"decode": 3, "other": 3}
+	if groupTopic != nil {
+		publish(groupTopic("raw", "decode"))
+		want["decode"]++
+	}
+	for group, want := range want {
+		n, err := bl.Backlog(context.Background(), group, "raw")
+		require.NoError(t, err)
+		assert.Equal(t, want, n, group)
+	}
+	_, err := bl.Backlog(context.Background(), "nobody", "raw")
+	assert.Error(t, err, "a group that does not exist has no backlog")
+}
+
+func TestNATSBacklog(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(10*time.Second))
+	t.Cleanup(s.Shutdown)
+	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"raw": {"decode", "other"}}}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	brokerBacklog(t, tr, tr.GroupTopic)
+}
+
+func TestSQSBacklog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs moto_server")
+	}
+	moto.Start(t)
+	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	require.NoError(t, err)
+	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "backlog-", Consumers: map[string][]string{"raw": {"decode", "other"}}}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	brokerBacklog(t, tr, nil)
+}

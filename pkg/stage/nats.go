@@ -167,6 +167,22 @@ func (t *NATS) Codec() Codec {
 }
 func (t *NATS) InProcess() bool { return false }
 
+// Backlog is the group's durable consumer's num_pending: the messages of
+// topic not yet delivered to any of its workers (what KEDA's NATS
+// JetStream scaler reads too). Delivered and unacknowledged messages are
+// in flight on the worker holding them.
+func (t *NATS) Backlog(ctx context.Context, group, topic string) (int64, error) {
+	c, err := t.js.Consumer(ctx, topic, ConsumerName(group, topic))
+	if err != nil {
+		return 0, fmt.Errorf("nats transport: consumer %s on %s: %w", group, topic, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats transport: consumer %s on %s: %w", group, topic, err)
+	}
+	return int64(info.NumPending), nil
+}
+
 // Subscriber returns the group's subscriber: Subscribers pull loops on the
 // group's durable consumer, merged.
 func (t *NATS) Subscriber(group string) (message.Subscriber, error) {

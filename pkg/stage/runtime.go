@@ -68,6 +68,10 @@ type Config struct {
 	InitialInterval time.Duration // first retry delay; default 100ms
 	MaxInterval     time.Duration // retry delay cap; default 5s
 	CloseTimeout    time.Duration // how long Close waits for running handlers; default 30s
+	// BacklogInterval is how often a broker transport that can tell (a
+	// Backlogger) is asked for each stage's backlog, the queue depth on a
+	// broker; default 10s.
+	BacklogInterval time.Duration
 	// Topology lists, per topic, every stage that consumes it in the whole
 	// deployment. On a broker, a consumer of a topic that runs in this
 	// process gets the batch in memory: the worker publishes only at the
@@ -101,11 +105,25 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 30 * time.Second
 	}
+	if c.BacklogInterval <= 0 {
+		c.BacklogInterval = 10 * time.Second
+	}
+}
+
+// Backlogger is a broker transport that can tell how many messages of a
+// topic wait for a consumer group: published, not yet delivered to any of
+// its workers.
+type Backlogger interface {
+	Backlog(ctx context.Context, group, topic string) (int64, error)
 }
 
 type consumer struct {
 	stage string
+	topic string
 	slots chan struct{}
+	// queued is the stage's queue-depth gauge: in process, the batches
+	// that hold a slot and whose handling has not started.
+	queued *telemetry.Counter
 
 	handler Handler
 	out     *output // where the stage's own results go
@@ -127,6 +145,7 @@ type Runtime struct {
 
 	runCancel context.CancelFunc
 	runDone   chan error
+	watchers  sync.WaitGroup
 }
 
 // New returns a runtime on the given transport.
@@ -161,7 +180,10 @@ func (r *Runtime) Add(st Stage) error {
 		n = r.cfg.MaxInFlight
 	}
 	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
-	c := &consumer{stage: st.Name, slots: make(chan struct{}, n), handler: st.Handler, out: out}
+	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out}
+	if r.tr.InProcess() {
+		c.queued.Store(0) // known exactly from here on
+	}
 	r.mu.Lock()
 	r.consumers[st.Input] = append(r.consumers[st.Input], c)
 	r.mu.Unlock()
@@ -220,6 +242,9 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 	stats := r.metrics.Stage(st.Name)
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
+			if r.tr.InProcess() {
+				c.queued.Add(-1) // out of the queue, into the handler
+			}
 			stats.InFlight.Add(1)
 			_, err := next(msg)
 			stats.InFlight.Add(-1)
@@ -314,8 +339,14 @@ func (r *Runtime) publishMsg(ctx context.Context, topic string, msg *message.Mes
 	if b.Ack != nil {
 		b.Ack.Add(len(cs))
 	}
+	// Counted queued before the message exists, so that the consumer's
+	// handler never takes it out of the queue first.
+	for _, c := range cs {
+		c.queued.Add(1)
+	}
 	if err := r.tr.Publisher().Publish(topic, msg); err != nil {
 		for _, c := range cs {
+			c.queued.Add(-1)
 			r.release(c)
 			if b.Ack != nil {
 				b.Ack.Done()
@@ -391,6 +422,9 @@ func (r *Runtime) Start(ctx context.Context) error {
 	go func() { r.runDone <- r.router.Run(runCtx) }()
 	select {
 	case <-r.router.Running():
+		if bl, ok := r.tr.(Backlogger); ok && !r.tr.InProcess() {
+			r.watchers.Go(func() { r.watchBacklog(runCtx, bl) })
+		}
 		return nil
 	case err := <-r.runDone:
 		cancel()
@@ -401,12 +435,49 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 }
 
+// watchBacklog keeps the queue depth of every stage of a broker
+// transport: its consumer group's backlog, asked every BacklogInterval.
+// A failed answer makes the depth unknown (-1) rather than stale.
+func (r *Runtime) watchBacklog(ctx context.Context, bl Backlogger) {
+	r.mu.Lock()
+	var cs []*consumer
+	for _, group := range r.consumers {
+		cs = append(cs, group...)
+	}
+	r.mu.Unlock()
+	t := time.NewTicker(r.cfg.BacklogInterval)
+	defer t.Stop()
+	warned := map[string]bool{}
+	for {
+		for _, c := range cs {
+			qctx, cancel := context.WithTimeout(ctx, r.cfg.BacklogInterval)
+			n, err := bl.Backlog(qctx, c.stage, c.topic)
+			cancel()
+			if err != nil {
+				c.queued.Store(-1)
+				if ctx.Err() == nil && !warned[c.stage] {
+					warned[c.stage] = true // once per stage: the broker's own metrics say more
+					r.log.Warn("stage backlog unknown", "stage", c.stage, "topic", c.topic, "error", err)
+				}
+				continue
+			}
+			c.queued.Store(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Close stops the router (waiting for running handlers) and the transport.
 // Call Drain first to finish the work in flight.
 func (r *Runtime) Close() error {
 	var errs []error
 	if r.runCancel != nil {
 		r.runCancel()
+		r.watchers.Wait()
 		if err := <-r.runDone; err != nil {
 			errs = append(errs, fmt.Errorf("router: %w", err))
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,9 +80,11 @@ type SQS struct {
 	resolver wsns.TopicResolver
 	logger   watermill.LoggerAdapter
 	s3       *s3.Client
+	sqs      *sqs.Client
 
-	mu   sync.Mutex
-	subs []message.Subscriber
+	mu        sync.Mutex
+	subs      []message.Subscriber
+	queueURLs map[string]string // by queue name, for Backlog
 }
 
 // NewSQS resolves the account, then creates every topic, queue, dead-letter
@@ -99,7 +102,8 @@ func NewSQS(ctx context.Context, cfg SQSConfig, logger watermill.LoggerAdapter) 
 	if err != nil {
 		return nil, fmt.Errorf("sqs transport: %w", err)
 	}
-	t := &SQS{cfg: cfg, resolver: prefixed{resolver, cfg.TopicPrefix}, logger: logger, s3: s3.NewFromConfig(cfg.AWS, func(o *s3.Options) { o.UsePathStyle = true })}
+	t := &SQS{cfg: cfg, resolver: prefixed{resolver, cfg.TopicPrefix}, logger: logger, s3: s3.NewFromConfig(cfg.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+		sqs: sqs.NewFromConfig(cfg.AWS), queueURLs: map[string]string{}}
 	t.pub, err = wsns.NewPublisher(wsns.PublisherConfig{AWSConfig: cfg.AWS, TopicResolver: t.resolver}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("sqs transport: publisher: %w", err)
@@ -185,6 +189,36 @@ func (t *SQS) createQueueWithDLQ(ctx context.Context, name string, attrs wsqs.Qu
 	}
 	m["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, got.Attributes["QueueArn"], t.cfg.MaxReceiveCount)
 	return &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: m}, nil
+}
+
+// Backlog is the ApproximateNumberOfMessages of the group's queue on
+// topic: visible messages, not yet received by any worker (what KEDA's
+// aws-sqs-queue scaler reads, without the in-flight ones).
+func (t *SQS) Backlog(ctx context.Context, group, topic string) (int64, error) {
+	name := t.QueueName(group, topic)
+	t.mu.Lock()
+	url, ok := t.queueURLs[name]
+	t.mu.Unlock()
+	if !ok {
+		out, err := t.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if err != nil {
+			return 0, fmt.Errorf("sqs transport: queue %s: %w", name, err)
+		}
+		url = aws.ToString(out.QueueUrl)
+		t.mu.Lock()
+		t.queueURLs[name] = url
+		t.mu.Unlock()
+	}
+	out, err := t.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return 0, fmt.Errorf("sqs transport: queue %s: %w", name, err)
+	}
+	n, err := strconv.ParseInt(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("sqs transport: queue %s: ApproximateNumberOfMessages: %w", name, err)
+	}
+	return n, nil
 }
 
 func (t *SQS) Publisher() message.Publisher { return t.pub }

@@ -29,6 +29,11 @@ type StageStats struct {
 	Dropped    Counter // records dropped on purpose (e.g. CONTROL_MESSAGE)
 	Errors     Counter // handler errors (each retry counts)
 	InFlight   Counter // batches being handled now (a gauge)
+	// QueueDepth is a gauge: the batches published to the stage and not
+	// yet being handled (on a broker, the messages not yet delivered to
+	// any worker); -1 when unknown (a source has no queue, a broker not
+	// asked yet or not answering).
+	QueueDepth Counter
 }
 
 // Histogram records durations in microseconds, up to an hour.
@@ -102,6 +107,7 @@ func (r *Registry) Stage(name string) *StageStats {
 	s, ok := r.stages[name]
 	if !ok {
 		s = &StageStats{}
+		s.QueueDepth.Store(-1)
 		r.stages[name] = s
 		r.order = append(r.order, name)
 	}
@@ -142,6 +148,7 @@ type StageSnapshot struct {
 	Dropped    int64  `json:"dropped"`
 	Errors     int64  `json:"errors"`
 	InFlight   int64  `json:"in_flight"`
+	QueueDepth int64  `json:"queue_depth"` // -1: unknown
 }
 
 // Snapshot is a point-in-time copy of the registry.
@@ -179,7 +186,7 @@ func (r *Registry) Snapshot() Snapshot {
 		s.Stages = append(s.Stages, StageSnapshot{
 			Name: order[i], Batches: st.Batches.Load(), RecordsIn: st.RecordsIn.Load(),
 			RecordsOut: st.RecordsOut.Load(), Dead: st.Dead.Load(), Dropped: st.Dropped.Load(),
-			Errors: st.Errors.Load(), InFlight: st.InFlight.Load(),
+			Errors: st.Errors.Load(), InFlight: st.InFlight.Load(), QueueDepth: st.QueueDepth.Load(),
 		})
 	}
 	for k, c := range counters {
