@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
@@ -243,23 +240,9 @@ func TestDashboardAPIGatewayMetricsAreEmitted(t *testing.T) {
 		t.Skip("needs moto_server")
 	}
 	moto.Start(t)
+	apiID := restStage(t, "petstore", "prod", nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	require.NoError(t, err)
-	gw := apigateway.NewFromConfig(awsCfg)
-	api, err := gw.CreateRestApi(ctx, &apigateway.CreateRestApiInput{Name: aws.String("petstore")})
-	require.NoError(t, err)
-	res, err := gw.GetResources(ctx, &apigateway.GetResourcesInput{RestApiId: api.Id})
-	require.NoError(t, err)
-	_, err = gw.PutMethod(ctx, &apigateway.PutMethodInput{RestApiId: api.Id, ResourceId: res.Items[0].Id, HttpMethod: aws.String("GET"), AuthorizationType: aws.String("NONE")})
-	require.NoError(t, err)
-	_, err = gw.PutIntegration(ctx, &apigateway.PutIntegrationInput{RestApiId: api.Id, ResourceId: res.Items[0].Id, HttpMethod: aws.String("GET"), Type: "MOCK"})
-	require.NoError(t, err)
-	dep, err := gw.CreateDeployment(ctx, &apigateway.CreateDeploymentInput{RestApiId: api.Id})
-	require.NoError(t, err)
-	_, err = gw.CreateStage(ctx, &apigateway.CreateStageInput{RestApiId: api.Id, StageName: aws.String("prod"), DeploymentId: dep.Id})
-	require.NoError(t, err)
 
 	h := start(t, func(c *config.Config) {
 		c.Enrich.AWSTags = true
@@ -290,11 +273,11 @@ func TestDashboardAPIGatewayMetricsAreEmitted(t *testing.T) {
 		if i > 0 {
 			events.WriteByte(',')
 		}
-		msg := fmt.Sprintf(`{"requestId":"dash-%d","apiId":%q,"stage":"prod",%s}`, i, *api.Id, l)
+		msg := fmt.Sprintf(`{"requestId":"dash-%d","apiId":%q,"stage":"prod",%s}`, i, apiID, l)
 		fmt.Fprintf(&events, `{"id":"dash-%d","timestamp":%d,"message":%q}`, i, now, msg)
 	}
 	env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/%s/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[%s]}`,
-		*api.Id, events.String())
+		apiID, events.String())
 	status, resp := firehoseRequest(t, h.url, "dashboard-logs", recordsBody("dashboard-logs", gz([]byte(env))), nil)
 	require.Equal(t, http.StatusOK, status, "%v", resp)
 

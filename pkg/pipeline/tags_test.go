@@ -18,21 +18,15 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/internal/moto"
 )
 
-// TestStageTagsFromAWS runs the pipeline against moto's API Gateway: the
-// logs of a stage carry the console's tags (the API's merged with the
-// stage's, the stage winning), its name and service, with no configuration
-// beyond the AWS endpoint.
-func TestStageTagsFromAWS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs moto_server")
-	}
-	moto.Start(t)
+// restStage creates, in moto's API Gateway, a REST API with one GET method
+// deployed to a stage, with their tags, and returns the API's id.
+func restStage(t *testing.T, name, stage string, apiTags, stageTags map[string]string) string {
+	t.Helper()
 	ctx := context.Background()
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	require.NoError(t, err)
 	gw := apigateway.NewFromConfig(awsCfg)
-	api, err := gw.CreateRestApi(ctx, &apigateway.CreateRestApiInput{Name: aws.String("petstore"),
-		Tags: map[string]string{"team": "payments", "env": "staging", "service": "pets-api"}})
+	api, err := gw.CreateRestApi(ctx, &apigateway.CreateRestApiInput{Name: aws.String(name), Tags: apiTags})
 	require.NoError(t, err)
 	res, err := gw.GetResources(ctx, &apigateway.GetResourcesInput{RestApiId: api.Id})
 	require.NoError(t, err)
@@ -43,15 +37,28 @@ func TestStageTagsFromAWS(t *testing.T) {
 	require.NoError(t, err)
 	dep, err := gw.CreateDeployment(ctx, &apigateway.CreateDeploymentInput{RestApiId: api.Id})
 	require.NoError(t, err)
-	_, err = gw.CreateStage(ctx, &apigateway.CreateStageInput{RestApiId: api.Id, StageName: aws.String("prod"), DeploymentId: dep.Id,
-		Tags: map[string]string{"env": "prod", "CostCenter": "Pets:42"}})
+	_, err = gw.CreateStage(ctx, &apigateway.CreateStageInput{RestApiId: api.Id, StageName: aws.String(stage), DeploymentId: dep.Id, Tags: stageTags})
 	require.NoError(t, err)
+	return *api.Id
+}
+
+// TestStageTagsFromAWS runs the pipeline against moto's API Gateway: the
+// logs of a stage carry the console's tags (the API's merged with the
+// stage's, the stage winning), its name and service, with no configuration
+// beyond the AWS endpoint.
+func TestStageTagsFromAWS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs moto_server")
+	}
+	moto.Start(t)
+	apiID := restStage(t, "petstore", "prod", map[string]string{"team": "payments", "env": "staging", "service": "pets-api"},
+		map[string]string{"env": "prod", "CostCenter": "Pets:42"})
 
 	h := start(t, func(c *config.Config) {
 		c.Enrich.AWSTags = true
 		c.Enrich.MaxWait = 10 * time.Second // moto answers in time: no partial tags
 	})
-	group := fmt.Sprintf("API-Gateway-Execution-Logs_%s/prod", *api.Id)
+	group := fmt.Sprintf("API-Gateway-Execution-Logs_%s/prod", apiID)
 	env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":%q,"logStream":"s","subscriptionFilters":["f"],"logEvents":[`+
 		`{"id":"1","timestamp":%d,"message":"(r1) Method completed with status: 200"}]}`, group, time.Now().UnixMilli())
 	status, resp := firehoseRequest(t, h.url, "tags-1", recordsBody("tags-1", gz([]byte(env))), nil)
@@ -60,7 +67,7 @@ func TestStageTagsFromAWS(t *testing.T) {
 	logs := h.intake.Logs()
 	require.Len(t, logs, 1)
 	tags := logs[0].Tags
-	for _, want := range []string{"apiid:" + *api.Id, "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:123456789012",
+	for _, want := range []string{"apiid:" + apiID, "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:123456789012",
 		"team:payments", "env:prod", "costcenter:pets:42"} {
 		assert.Contains(t, tags, want)
 	}
@@ -83,7 +90,7 @@ func TestStageTagsFromAWS(t *testing.T) {
 	}
 	require.NotNil(t, hit, "acknowledged only once the metrics API accepted the point")
 	assert.Equal(t, 7.0, hit.Value)
-	for _, want := range []string{"apiid:" + *api.Id, "apiname:petstore", "stage:prod", "team:payments", "env:prod"} {
+	for _, want := range []string{"apiid:" + apiID, "apiname:petstore", "stage:prod", "team:payments", "env:prod"} {
 		assert.Contains(t, hit.Tags, want)
 	}
 }

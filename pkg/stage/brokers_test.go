@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
@@ -131,24 +132,39 @@ func brokerRoundTrip(t *testing.T, tr Transport) {
 	assert.Contains(t, deadBatches[0].Reason, "not a CloudWatch envelope")
 }
 
-func TestNATSTransport(t *testing.T) {
+// natsServer starts an embedded JetStream server for the test.
+func natsServer(t *testing.T) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
 	require.NoError(t, err)
 	go s.Start()
 	require.True(t, s.ReadyForConnections(10*time.Second))
 	t.Cleanup(s.Shutdown)
-	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"raw": {"decode"}, "dlq": {"dlq"}}, AckWait: 5 * time.Second}, nil)
-	require.NoError(t, err)
-	brokerRoundTrip(t, tr)
+	return s
 }
 
-func TestSQSTransport(t *testing.T) {
+// motoAWS starts moto_server and returns the SDK configuration reaching
+// it; the test is skipped with -short.
+func motoAWS(t *testing.T) aws.Config {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs moto_server")
 	}
 	moto.Start(t)
 	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
 	require.NoError(t, err)
+	return awsCfg
+}
+
+func TestNATSTransport(t *testing.T) {
+	s := natsServer(t)
+	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"raw": {"decode"}, "dlq": {"dlq"}}, AckWait: 5 * time.Second}, nil)
+	require.NoError(t, err)
+	brokerRoundTrip(t, tr)
+}
+
+func TestSQSTransport(t *testing.T) {
+	awsCfg := motoAWS(t)
 	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, Consumers: map[string][]string{"raw": {"decode"}, "dlq": {"dlq"}},
 		VisibilityTimeout: 10 * time.Second}, nil)
 	require.NoError(t, err)
@@ -186,11 +202,7 @@ func brokerBacklog(t *testing.T, tr Transport, groupTopic func(topic, group stri
 }
 
 func TestNATSBacklog(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	require.NoError(t, err)
-	go s.Start()
-	require.True(t, s.ReadyForConnections(10*time.Second))
-	t.Cleanup(s.Shutdown)
+	s := natsServer(t)
 	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"raw": {"decode", "other"}}}, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })
@@ -198,12 +210,7 @@ func TestNATSBacklog(t *testing.T) {
 }
 
 func TestSQSBacklog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs moto_server")
-	}
-	moto.Start(t)
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	require.NoError(t, err)
+	awsCfg := motoAWS(t)
 	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "backlog-", Consumers: map[string][]string{"raw": {"decode", "other"}}}, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })
