@@ -107,25 +107,22 @@ const (
 	Control = "CONTROL_MESSAGE"
 )
 
-// LooksLikeEnvelope reports whether p (after any gzip layers) starts a JSON
-// document that could be a subscription envelope, before paying for a parse.
-func LooksLikeEnvelope(p []byte) bool {
-	p = bytes.TrimLeft(p, " \t\r\n")
-	if len(p) == 0 || p[0] != '{' {
-		return false
-	}
-	head := p[:min(len(p), 512)]
-	return bytes.Contains(head, []byte(`"messageType"`)) || bytes.Contains(head, []byte(`"logEvents"`)) ||
-		bytes.Contains(p, []byte(`"messageType"`))
-}
-
 // ErrNotEnvelope is returned when a document is JSON but not a subscription
 // envelope (an access-log line delivered directly, for example).
 var ErrNotEnvelope = errors.New("not a CloudWatch Logs subscription document")
 
+// ErrUnknownMessageType is returned for an envelope whose messageType is
+// neither DATA_MESSAGE nor CONTROL_MESSAGE. Its events are not read: what
+// they mean is unknown, so the caller dead-letters the document (whose
+// bytes can be replayed once gwpipe knows the type) rather than deliver or
+// drop them.
+var ErrUnknownMessageType = errors.New("unknown messageType")
+
 // Parse walks the envelopes concatenated in data ({..}{..} or {..}\n{..}),
 // calling onEnvelope once per document and onEvent for each of its events.
-// Documents of other message types are reported to onEnvelope only.
+// Control messages are reported to onEnvelope only; a document of another
+// message type is reported to onEnvelope, then fails with
+// ErrUnknownMessageType.
 func Parse(p *fastjson.Parser, data []byte, onEnvelope func(*Envelope) error, onEvent func(*Envelope, *Event) error) error {
 	rest := data
 	for doc := 0; ; doc++ {
@@ -136,18 +133,23 @@ func Parse(p *fastjson.Parser, data []byte, onEnvelope func(*Envelope) error, on
 			}
 			return nil
 		}
-		end, err := valueEnd(rest)
+		end, err := ObjectEnd(rest)
 		if err != nil {
 			return fmt.Errorf("document %d: %w", doc, err)
 		}
-		if err := parseOne(p, rest[:end], onEnvelope, onEvent); err != nil {
+		if err := ParseDocument(p, rest[:end], onEnvelope, onEvent); err != nil {
 			return fmt.Errorf("document %d: %w", doc, err)
 		}
 		rest = rest[end:]
 	}
 }
 
-func parseOne(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) error, onEvent func(*Envelope, *Event) error) error {
+// ParseDocument reads one subscription document (one JSON object, white
+// space around it allowed). It fails with ErrNotEnvelope when doc is a JSON
+// object with neither messageType nor logEvents at its top level. A
+// DATA_MESSAGE is checked whole before onEvent sees any of its events, so
+// that a malformed document produces nothing.
+func ParseDocument(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) error, onEvent func(*Envelope, *Event) error) error {
 	v, err := p.ParseBytes(doc)
 	if err != nil {
 		return fmt.Errorf("invalid JSON: %w", err)
@@ -157,7 +159,13 @@ func parseOne(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) error, 
 		return ErrNotEnvelope
 	}
 	mt := o.Get("messageType")
+	events := o.Get("logEvents")
 	if mt == nil {
+		if events != nil {
+			// The events of a subscription document without its type:
+			// neither a log line nor data whose meaning is known.
+			return errors.New("logEvents without messageType")
+		}
 		return ErrNotEnvelope
 	}
 	env := Envelope{
@@ -171,10 +179,13 @@ func parseOne(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) error, 
 			return err
 		}
 	}
-	if env.MessageType != Data {
+	switch env.MessageType {
+	case Data:
+	case Control:
 		return nil
+	default:
+		return fmt.Errorf("%w %s (neither %s nor %s)", ErrUnknownMessageType, mt.MarshalTo(nil), Data, Control)
 	}
-	events := v.Get("logEvents")
 	if events == nil {
 		return errors.New("DATA_MESSAGE without logEvents")
 	}
@@ -182,16 +193,17 @@ func parseOne(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) error, 
 	if err != nil {
 		return errors.New("logEvents is not an array")
 	}
-	var ev Event
 	for i, e := range arr {
 		if e.Type() != fastjson.TypeObject {
 			return fmt.Errorf("logEvents[%d] is not an object", i)
 		}
-		msg := e.Get("message")
-		if msg == nil || msg.Type() != fastjson.TypeString {
+		if msg := e.Get("message"); msg == nil || msg.Type() != fastjson.TypeString {
 			return fmt.Errorf("logEvents[%d] has no message string", i)
 		}
-		ev = Event{ID: idBytes(e.Get("id")), Timestamp: e.GetInt64("timestamp"), Message: msg.GetStringBytes()}
+	}
+	var ev Event
+	for _, e := range arr {
+		ev = Event{ID: idBytes(e.Get("id")), Timestamp: e.GetInt64("timestamp"), Message: e.GetStringBytes("message")}
 		if xf := e.Get("extractedFields"); xf != nil {
 			ev.Account = xf.GetStringBytes("@aws.account")
 			ev.Region = xf.GetStringBytes("@aws.region")
@@ -217,10 +229,16 @@ func idBytes(v *fastjson.Value) []byte {
 	return nil
 }
 
-// valueEnd returns the length of the JSON object at the start of p, scanning
-// strings and escapes but not validating (the parser does that).
-func valueEnd(p []byte) (int, error) {
-	if p[0] != '{' {
+// ErrTruncated is returned by ObjectEnd when p ends before its object does.
+var ErrTruncated = errors.New("truncated JSON document")
+
+// ObjectEnd returns the length of the JSON object at the start of p,
+// scanning strings and escapes but not validating (a parser does that):
+// it is how concatenated documents ({..}{..}) are told apart. It fails with
+// ErrNotEnvelope when p does not start with '{' and ErrTruncated when the
+// object does not close.
+func ObjectEnd(p []byte) (int, error) {
+	if len(p) == 0 || p[0] != '{' {
 		return 0, ErrNotEnvelope
 	}
 	depth := 0
@@ -246,5 +264,5 @@ func valueEnd(p []byte) (int, error) {
 			}
 		}
 	}
-	return 0, errors.New("truncated JSON document")
+	return 0, ErrTruncated
 }

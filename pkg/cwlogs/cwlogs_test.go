@@ -138,11 +138,40 @@ func TestGunzipBadInput(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestLooksLikeEnvelope(t *testing.T) {
-	assert.True(t, LooksLikeEnvelope([]byte(dataMessage)))
-	assert.True(t, LooksLikeEnvelope([]byte("\n "+controlMessage)))
-	assert.False(t, LooksLikeEnvelope([]byte(`{"requestId":"x"}`)))
-	assert.False(t, LooksLikeEnvelope([]byte(`1.2.3.4 - - [29/Jun/2023:12:01:02 +0000] "GET / HTTP/1.1" 200`)))
+func TestUnknownMessageTypeIsAnError(t *testing.T) {
+	for _, mt := range []string{`"DATA_MESSAGE_V2"`, `""`, `null`, `7`} {
+		doc := `{"messageType":` + mt + `,"owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`
+		s, err := parseAll(t, []byte(doc))
+		require.ErrorIs(t, err, ErrUnknownMessageType, mt)
+		assert.Contains(t, err.Error(), mt, "the reason names the type")
+		assert.Len(t, s.envs, 1, "the envelope is reported, so that the caller knows its log group")
+		assert.Empty(t, s.events, "events of an unknown type are not read as data")
+	}
+	_, err := parseAll(t, []byte(`{"owner":"1","logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotEnvelope, "logEvents without a type are not a log line either")
+}
+
+func TestMalformedDocumentEmitsNothing(t *testing.T) {
+	doc := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":"m"},{"id":"2"}]}`
+	s, err := parseAll(t, []byte(doc))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "logEvents[1] has no message")
+	assert.Empty(t, s.events, "the good first event is not emitted before the second is found bad")
+}
+
+func TestObjectEnd(t *testing.T) {
+	for in, want := range map[string]int{
+		`{}`: 2, `{"a":"}"}{`: 9, `{"a":"\\"}x`: 10, `{"a":[{"b":1}]} `: 15, "{\n}\n": 3,
+	} {
+		n, err := ObjectEnd([]byte(in))
+		require.NoError(t, err, in)
+		assert.Equal(t, want, n, in)
+	}
+	_, err := ObjectEnd([]byte(`{"a":"}`))
+	assert.ErrorIs(t, err, ErrTruncated)
+	_, err = ObjectEnd([]byte(` {}`))
+	assert.ErrorIs(t, err, ErrNotEnvelope)
 }
 
 func FuzzParse(f *testing.F) {

@@ -1,14 +1,9 @@
-// Package decode is the decode stage: it turns raw source records (base64,
-// gzip, CloudWatch subscription envelopes, or plain access-log lines) into
-// one record per log event. A record that cannot be decoded is dead-lettered
-// with its raw bytes and the reason; its neighbours go on.
 package decode
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -34,26 +29,39 @@ type Stage struct {
 	parsers fastjson.ParserPool
 	bufs    sync.Pool
 
-	control *telemetry.Counter
-	empty   *telemetry.Counter
-	stats   *telemetry.StageStats
+	control     *telemetry.Counter // CONTROL_MESSAGE documents dropped
+	empty       *telemetry.Counter // records with nothing but white space
+	unknownType *telemetry.Counter // envelopes dead-lettered for their messageType
+	binary      *telemetry.Counter // records dead-lettered whole as unrecognised binary
+	nonText     *telemetry.Counter // lines dead-lettered alone for not being text
+	stats       *telemetry.StageStats
 
 	metrics MetricDecoder // nil: metric-stream records are not recognised
+
+	// trace, in tests, is told what each part of a decoded record became.
+	trace func(data []byte, p part)
 }
 
 // MetricDecoder reads CloudWatch metric-stream records (package
 // metricstream), which may arrive on the same Firehose endpoint as logs.
 type MetricDecoder interface {
-	// Detect tells a metric-stream record from a log record by content.
-	Detect(data []byte) bool
-	// Decode emits the record's points; an error lists the parts that
-	// could not be read (the others were emitted).
-	Decode(data []byte, fn func(record.Metric)) (int, []BadPart)
+	// IsFrames tells whether a whole decoded record is binary metric-stream
+	// output (OpenTelemetry: length-delimited protobuf frames).
+	IsFrames(data []byte) bool
+	// IsLine tells whether one JSON object (one line) is a metric-stream
+	// datum (JSON output: newline-delimited objects).
+	IsLine(line []byte) bool
+	// DecodeFrames decodes a record IsFrames accepted, DecodeLines lines
+	// IsLine accepted. Both emit the points and list the parts that could
+	// not be read (the others were emitted).
+	DecodeFrames(data []byte, fn func(record.Metric)) (int, []BadPart)
+	DecodeLines(data []byte, fn func(record.Metric)) (int, []BadPart)
 }
 
-// BadPart is a part of a metric-stream record that could not be read.
+// BadPart is a part of metric-stream data that could not be read.
 type BadPart struct {
-	Data   []byte
+	Offset int    // of Data in the data given to the decoder
+	Data   []byte // aliases that data
 	Reason string
 }
 
@@ -70,14 +78,22 @@ func New(cfg Config, metrics *telemetry.Registry) *Stage {
 		metrics = telemetry.NewRegistry()
 	}
 	return &Stage{
-		cfg:     cfg,
-		control: metrics.Counter("decode.control_messages"),
-		empty:   metrics.Counter("decode.empty_records"),
-		stats:   metrics.Stage("decode"),
+		cfg:         cfg,
+		control:     metrics.Counter("decode.control_messages"),
+		empty:       metrics.Counter("decode.empty_records"),
+		unknownType: metrics.Counter("decode.unknown_message_types"),
+		binary:      metrics.Counter("decode.binary_records"),
+		nonText:     metrics.Counter("decode.non_text_lines"),
+		stats:       metrics.Stage("decode"),
 	}
 }
 
-type scratch struct{ b64, gz []byte }
+type scratch struct {
+	b64, gz []byte
+	items   []item
+	dead    []deadPart
+	bad     []item
+}
 
 // Handle implements stage.Handler.
 func (s *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
@@ -101,8 +117,8 @@ type Result struct {
 	Dead    *record.Batch   // records that could not be decoded, or nil
 }
 
-// Decode decodes a raw batch. It never fails as a whole: a bad record is
-// put in Dead with its reason.
+// Decode decodes a raw batch. It never fails as a whole: a bad record, or a
+// bad part of a record, is put in Dead with its reason.
 func (s *Stage) Decode(in *record.Batch) Result {
 	sc, _ := s.bufs.Get().(*scratch)
 	if sc == nil {
@@ -130,40 +146,52 @@ func (s *Stage) Decode(in *record.Batch) Result {
 		}
 		return unsafe.String(&k[0], len(k)) // the arena is never written again
 	}
+	dead := func(r record.Record) {
+		if res.Dead == nil {
+			res.Dead = in.Derive(1)
+			res.Dead.Stage = "decode"
+		}
+		res.Dead.Records = append(res.Dead.Records, r)
+	}
 
 	for i := range in.Records {
 		raw := &in.Records[i]
 		mark := len(cur.Records)
 		markBatches := len(res.Batches)
-		var bad []BadPart
-		err := s.decodeOne(sc, p, raw, arena, keepString, add, &points, &bad)
-		if len(bad) > 0 {
-			if res.Dead == nil {
-				res.Dead = in.Derive(len(bad))
-				res.Dead.Stage = "decode"
-			}
-			for _, b := range bad {
-				res.Dead.Records = append(res.Dead.Records, record.Record{Origin: raw.Origin, Timestamp: raw.Timestamp,
-					Kind: record.KindLine, Message: b.Data, Reason: "metric stream: " + b.Reason})
-			}
-		}
+		markPoints := len(points)
+		sc.dead = sc.dead[:0]
+		err := s.decodeOne(sc, p, raw, &emitter{arena: arena, keepString: keepString, add: add, points: &points})
 		if err == nil {
+			for _, b := range sc.dead {
+				// A part goes to the archive as raw data that a replay
+				// decodes again: base64 of its decoded bytes.
+				o := b.origin
+				if o == nil {
+					o = raw.Origin
+				}
+				dead(record.Record{Origin: o, Timestamp: raw.Timestamp, Kind: record.KindRaw,
+					Message: base64Of(b.data), Reason: b.reason})
+			}
 			continue
 		}
 		// Take back what this record already produced: it goes to the
 		// dead-letter archive whole, so a replay does not duplicate it.
+		s.traced(nil, part{class: partWhole})
 		if len(res.Batches) > markBatches {
 			cur = res.Batches[markBatches]
 			res.Batches = res.Batches[:markBatches]
 		}
 		cur.Records = cur.Records[:mark]
-		if res.Dead == nil {
-			res.Dead = in.Derive(1)
-			res.Dead.Stage = "decode"
-		}
+		points = points[:markPoints]
 		d := *raw
+		if d.Kind != record.KindRaw {
+			// Bytes a source handed over already decoded (gzip from SQS):
+			// archived as raw data, so that a replay decodes them again
+			// instead of taking them for a log line.
+			d.Kind, d.Message = record.KindRaw, base64Of(raw.Message)
+		}
 		d.Reason = err.Error()
-		res.Dead.Records = append(res.Dead.Records, d)
+		dead(d)
 	}
 	if len(cur.Records) > 0 {
 		res.Batches = append(res.Batches, cur)
@@ -176,18 +204,41 @@ func (s *Stage) Decode(in *record.Batch) Result {
 	return res
 }
 
-func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, arena *record.Batch,
-	keepString func([]byte) string, add func(record.Record), points *[]record.Metric, bad *[]BadPart) error {
+func base64Of(p []byte) []byte {
+	b := make([]byte, base64.StdEncoding.EncodedLen(len(p)))
+	base64.StdEncoding.Encode(b, p)
+	return b
+}
+
+// emitter is where decodeOne puts what a record holds.
+type emitter struct {
+	arena      *record.Batch
+	keepString func([]byte) string
+	add        func(record.Record)
+	points     *[]record.Metric
+}
+
+// deadPart is a part of a record dead-lettered alone. data aliases the
+// decoded record.
+type deadPart struct {
+	data   []byte
+	reason string
+	origin *record.Origin // nil: the record's
+}
+
+// decodeOne decodes one record: it emits the record's events, lines and
+// metric points and puts the parts that cannot go on in sc.dead, or fails,
+// having emitted nothing that the caller does not take back, when the
+// record must be dead-lettered whole.
+func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, e *emitter) error {
 	data := raw.Message
-	if len(data) == 0 {
-		s.empty.Inc() // Firehose permits empty records
-		return nil
-	}
-	if raw.Kind == record.KindRaw {
+	if raw.Kind == record.KindRaw && len(data) > 0 {
 		if n := base64.StdEncoding.DecodedLen(len(data)); n > s.cfg.MaxRecordBytes+3 {
 			return fmt.Errorf("record of about %d bytes exceeds the %d-byte limit", n, s.cfg.MaxRecordBytes)
 		}
-		sc.b64 = grow(sc.b64, base64.StdEncoding.DecodedLen(len(data)))
+		// Sized for unpadded input too: decoding "000" with padding writes
+		// two bytes before it fails, where padded DecodedLen says none.
+		sc.b64 = grow(sc.b64, base64.RawStdEncoding.DecodedLen(len(data)))
 		n, err := base64.StdEncoding.Decode(sc.b64, data)
 		if err != nil {
 			// Some producers drop the padding.
@@ -208,67 +259,20 @@ func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, a
 		}
 		data = out
 	}
-	if s.metrics != nil && !cwlogs.LooksLikeEnvelope(data) && s.metrics.Detect(data) {
-		// A CloudWatch metric-stream record on the same endpoint.
-		_, parts := s.metrics.Decode(data, func(m record.Metric) { *points = append(*points, m) })
-		for _, b := range parts {
-			b.Data = bytes.Clone(b.Data) // it aliases the scratch buffers
-			*bad = append(*bad, b)
+	if s.metrics != nil && s.metrics.IsFrames(data) {
+		// Binary CloudWatch metric-stream output on the same endpoint.
+		n, bad := s.metrics.DecodeFrames(data, func(m record.Metric) { *e.points = append(*e.points, m) })
+		s.traced(data, part{end: len(data), class: partMetric})
+		for _, b := range bad {
+			sc.dead = append(sc.dead, deadPart{data: b.Data, reason: "metric stream: " + b.Reason})
+			s.traced(data, part{start: b.Offset, end: b.Offset + len(b.Data), class: partDead, sub: true})
+		}
+		if n == 0 {
+			return wholeIfAllDead(sc.dead)
 		}
 		return nil
 	}
-	if cwlogs.LooksLikeEnvelope(data) {
-		var origin *record.Origin
-		err := cwlogs.Parse(p, data, func(env *cwlogs.Envelope) error {
-			if env.MessageType != cwlogs.Data {
-				s.control.Inc()
-				s.stats.Dropped.Inc()
-				return nil
-			}
-			origin = raw.Origin.WithLogGroup(env.Owner, env.LogGroup, env.LogStream)
-			return nil
-		}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
-			o := origin
-			if (len(ev.Account) > 0 && string(ev.Account) != o.Account) || (len(ev.Region) > 0 && string(ev.Region) != o.Region) {
-				c := *o
-				if len(ev.Account) > 0 {
-					c.Account = string(ev.Account)
-				}
-				if len(ev.Region) > 0 {
-					c.Region = string(ev.Region)
-				}
-				o = &c
-			}
-			add(record.Record{
-				Origin: o, EventID: keepString(ev.ID), Timestamp: ev.Timestamp,
-				Message: arena.Keep(ev.Message), Kind: record.KindLine,
-			})
-			return nil
-		})
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, cwlogs.ErrNotEnvelope) {
-			return fmt.Errorf("CloudWatch envelope: %w", err)
-		}
-		// A JSON object that is not an envelope: an access-log line as a
-		// Firehose stream named amazon-apigateway-* delivers it.
-	}
-	// Plain lines, one event each.
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		line = bytes.TrimRight(line, "\r")
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		add(record.Record{Origin: raw.Origin, Timestamp: raw.Timestamp, Message: arena.Keep(line), Kind: record.KindLine})
-	}
-	return nil
+	return s.decodeText(sc, p, raw, data, e)
 }
 
 func grow(b []byte, n int) []byte {

@@ -3,10 +3,14 @@ package decode
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+	"google.golang.org/protobuf/encoding/protowire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -14,9 +18,13 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
+var gzWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
 func gz(p string) []byte {
 	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
+	zw := gzWriters.Get().(*gzip.Writer)
+	defer gzWriters.Put(zw)
+	zw.Reset(&b)
 	_, _ = zw.Write([]byte(p))
 	_ = zw.Close()
 	return b.Bytes()
@@ -93,29 +101,54 @@ func TestDecodeEnvelopesAndLines(t *testing.T) {
 func TestBadRecordsAreDeadLetteredAlone(t *testing.T) {
 	s, _ := newStage()
 	truncated := gz(strings.Repeat(env, 50))
+	broken := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"9"}]}`
 	in := rawBatch(
 		b64(gz(env)),
 		[]byte("!!!not base64!!!"),
 		b64(truncated[:len(truncated)/2]),
 		b64(gz(strings.Repeat(" ", 2<<20))), // bomb: over the 1 MiB limit
-		b64(gz(env+"\n"+`{"messageType":"DATA_MESSAGE","logEvents":[{"id":"9"}]}`)), // second document broken
+		b64(gz(env+"\n"+broken)),            // second document broken: it alone is dead-lettered
 		b64(gz(`{"messageType":"DATA_MESSAGE","logEvents":[`)),
 		[]byte(strings.Repeat("A", 1_500_000)), // oversized
 		b64(gz(env)),
 	)
 	res := s.Decode(in)
 	recs := all(res)
-	assert.Len(t, recs, 4, "the good records on both sides survive")
+	assert.Len(t, recs, 6, "the good records on both sides survive, and the good document beside the broken one")
 	require.NotNil(t, res.Dead)
 	assert.Equal(t, "decode", res.Dead.Stage)
 	require.Len(t, res.Dead.Records, 6)
-	reasons := []string{"invalid base64", "truncated", "exceeds the limit", "logEvents[0] has no message", "truncated JSON", "exceeds the 1024000-byte limit"}
-	for i, want := range reasons {
-		d := res.Dead.Records[i]
-		assert.Contains(t, d.Reason, want)
-		assert.Equal(t, in.Records[i+1].Message, d.Message, "the raw bytes are kept")
+	// Records from which nothing could be read are kept exactly as the
+	// source delivered them.
+	whole := []struct {
+		dead, in int
+		reason   string
+	}{
+		{0, 1, "invalid base64"}, {1, 2, "truncated"}, {2, 3, "exceeds the limit"},
+		{4, 5, "line 1: CloudWatch envelope: truncated JSON document"}, {5, 6, "exceeds the 1024000-byte limit"},
+	}
+	for _, w := range whole {
+		d := res.Dead.Records[w.dead]
+		assert.Contains(t, d.Reason, w.reason)
+		assert.Equal(t, in.Records[w.in].Message, d.Message, "the raw bytes are kept")
+		assert.Equal(t, record.KindRaw, d.Kind)
 		assert.Equal(t, "req", d.Origin.RequestID)
 	}
+	// A part is kept as raw data too: base64 of its decoded bytes, which a
+	// replay decodes again.
+	part := res.Dead.Records[3]
+	assert.Equal(t, "line 2: CloudWatch envelope: logEvents[0] has no message string", part.Reason)
+	assert.Equal(t, record.KindRaw, part.Kind)
+	assert.Equal(t, string(b64([]byte(broken))), string(part.Message))
+	assert.Equal(t, []string{"1001", "1002"}, ids(recs[2:4]))
+}
+
+func ids(recs []record.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.EventID)
+	}
+	return out
 }
 
 func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
@@ -126,21 +159,6 @@ func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
 	assert.Equal(t, "999888777666", recs[0].Origin.Account)
 	assert.Equal(t, "us-west-2", recs[0].Origin.Region)
 	assert.Equal(t, "111122223333", recs[1].Origin.Account)
-}
-
-func FuzzDecode(f *testing.F) {
-	f.Add(b64(gz(env)))
-	f.Add(b64(gz(control + env)))
-	f.Add([]byte("AAAA"))
-	f.Add(b64([]byte("line one\nline two")))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, _ := newStage()
-		res := s.Decode(rawBatch(data))
-		n := len(all(res))
-		if res.Dead != nil && n > 0 {
-			t.Fatalf("a dead-lettered record also produced %d events", n)
-		}
-	})
 }
 
 func BenchmarkDecode(b *testing.B) {
@@ -165,4 +183,256 @@ func BenchmarkDecode(b *testing.B) {
 		s.Decode(rawBatch(datas...))
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// envelopeOf is a DATA_MESSAGE with one event per id.
+func envelopeOf(group string, ids ...string) string {
+	var sb strings.Builder
+	sb.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"` + group + `","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
+	for i, id := range ids {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`{"id":"` + id + `","timestamp":1700000000000,"message":"event ` + id + `"}`)
+	}
+	sb.WriteString(`]}`)
+	return sb.String()
+}
+
+func gzMembers(parts ...string) []byte {
+	var out []byte
+	for _, p := range parts {
+		out = append(out, gz(p)...)
+	}
+	return out
+}
+
+// Issue 12, item 1: a record that mixes envelopes with other lines. Each
+// envelope, and each other line, is read on its own, whatever separates
+// them (a newline, nothing at all as in {..}{..}, or gzip member
+// boundaries): no event is lost, no envelope's text is delivered as a log.
+func TestMixedRecordsEachItemOnItsOwn(t *testing.T) {
+	a, b := envelopeOf("g", "a1", "a2"), envelopeOf("g", "b1")
+	jsonLine := `{"requestId":"r-1","httpMethod":"GET","status":200,"responseLength":-}`
+	clf := `203.0.113.7 - - [29/Jun/2023:12:01:02 +0000] "GET /pets HTTP/1.1" 200 512 r-2`
+	cases := map[string][]byte{
+		"newlines":                       []byte(a + "\n" + jsonLine + "\n" + b + "\n"),
+		"no separator":                   []byte(a + jsonLine + b),
+		"spaces and crlf":                []byte(a + " " + jsonLine + "\r\n\r\n" + b),
+		"gzip":                           gz(a + "\n" + jsonLine + "\n" + b),
+		"gzip members, no separator":     gzMembers(a, jsonLine, b),
+		"gzip members, newline-ended":    gzMembers(a+"\n", jsonLine+"\n", b+"\n"),
+		"a text line between envelopes":  []byte(a + "\n" + clf + "\n" + b),
+		"gzip members with a text line":  gzMembers(a+"\n", clf+"\n", b),
+		"pretty-printed envelope":        []byte(strings.ReplaceAll(a, `,"`, ",\n  \"") + "\n" + jsonLine + "\n" + b),
+		"envelope then line on one line": []byte(a + jsonLine + "\n" + b),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, reg := newStage()
+			res := s.Decode(rawBatch(b64(data)))
+			require.Nil(t, res.Dead, "%v", deadRecords(res))
+			recs := all(res)
+			var gotIDs, lines []string
+			for _, r := range recs {
+				if r.EventID != "" {
+					gotIDs = append(gotIDs, r.EventID)
+					continue
+				}
+				lines = append(lines, string(r.Message))
+			}
+			assert.Equal(t, []string{"a1", "a2", "b1"}, gotIDs, "every event once")
+			require.Len(t, lines, 1, "the other line once, and no envelope text: %q", lines)
+			assert.Contains(t, []string{jsonLine, clf}, lines[0])
+			assert.Equal(t, "g", recs[0].Origin.LogGroup)
+			assert.Zero(t, reg.Counter("decode.control_messages").Load())
+		})
+	}
+}
+
+// Issue 12, item 2: metric-stream lines are recognised line by line, not
+// from the record's first line.
+func TestMetricStreamLinesAmongOtherLines(t *testing.T) {
+	metric := func(i int) string {
+		return fmt.Sprintf(`{"metric_stream_name":"s","namespace":"AWS/ApiGateway","metric_name":"Count","n":%d}`, i)
+	}
+	foreign := []string{
+		`{"requestId":"r-1","status":200,"responseLength":-}`,
+		`203.0.113.7 - - [29/Jun/2023:12:01:02 +0000] "GET / HTTP/1.1" 200 5 r-2`,
+		`<request id="r-3"> <status>200</status> </request>`,
+		`203.0.113.7,29/Jun/2023:12:01:02 +0000,GET,/pets,HTTP/1.1,200,5,r-4`,
+	}
+	var metrics []string
+	for i := range 88 {
+		metrics = append(metrics, metric(i))
+	}
+	interleaved := []string{metrics[0], foreign[0], metrics[1], metrics[2], foreign[1], foreign[2], metrics[3], foreign[3]}
+	cases := map[string]struct {
+		lines  []string
+		points int
+	}{
+		"foreign lines first": {append(append([]string{}, foreign...), metrics...), 88},
+		"metric lines first":  {append(append([]string{}, metrics...), foreign...), 88},
+		"interleaved":         {interleaved, 4},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, _ := newStage()
+			s.WithMetricStreams(fakeMetrics{})
+			res := s.Decode(rawBatch(b64(gz(strings.Join(c.lines, "\n")))))
+			require.Nil(t, res.Dead)
+			assert.ElementsMatch(t, foreign, messages(all(res)), "the foreign lines are logs")
+			assert.Len(t, points(res), c.points, "every metric line is a point")
+		})
+	}
+	t.Run("a bad metric line is dead-lettered alone, with its line number", func(t *testing.T) {
+		s, _ := newStage()
+		s.WithMetricStreams(fakeMetrics{})
+		bad := `{"metric_stream_name":"s","namespace":"bad"}`
+		res := s.Decode(rawBatch(b64([]byte(foreign[0] + "\n" + metric(1) + "\n" + bad + "\n" + metric(2) + "\n" + foreign[1]))))
+		assert.Len(t, points(res), 2)
+		assert.Equal(t, []string{foreign[0], foreign[1]}, messages(all(res)))
+		require.Len(t, deadRecords(res), 1)
+		d := deadRecords(res)[0]
+		assert.Equal(t, "line 3: metric stream: bad datum", d.Reason)
+		assert.Equal(t, string(b64([]byte(bad))), string(d.Message))
+	})
+	t.Run("binary metric-stream records", func(t *testing.T) {
+		s, _ := newStage()
+		s.WithMetricStreams(fakeMetrics{})
+		good, bad := append(append([]byte{}, fakeFrames...), "\x00\x01 frames"...), append(append([]byte{}, fakeFrames...), "\x00bad"...)
+		in := rawBatch(b64(good), b64(gz(string(good))), b64(bad))
+		res := s.Decode(in)
+		assert.Len(t, points(res), 2)
+		require.Len(t, deadRecords(res), 1, "a record from which nothing could be read is dead-lettered whole")
+		assert.Equal(t, in.Records[2].Message, deadRecords(res)[0].Message)
+		assert.Equal(t, "metric stream: frame 1 (offset 0): bad frame", deadRecords(res)[0].Reason)
+	})
+}
+
+// Issue 12, item 3: binary that is neither gzip nor a known format is
+// dead-lettered whole, byte for byte as delivered; no log is built from it.
+func TestBinaryRecordsAreDeadLetteredWhole(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 3))
+	junk := make([]byte, 600)
+	for i := range junk {
+		junk[i] = byte(rng.UintN(256))
+	}
+	// An unrecognised protobuf: 0x0A, the tag of field 1, is also '\n'.
+	var pb []byte
+	for i := range 40 {
+		pb = protowire.AppendTag(pb, 1, protowire.BytesType)
+		var kv []byte
+		kv = protowire.AppendTag(kv, 1, protowire.BytesType)
+		kv = protowire.AppendString(kv, fmt.Sprintf("attribute.%d", i))
+		kv = protowire.AppendTag(kv, 2, protowire.VarintType)
+		kv = protowire.AppendVarint(kv, uint64(i*1000))
+		pb = protowire.AppendBytes(pb, kv)
+	}
+	utf16 := []byte{}
+	for _, r := range "GET /pets 200\nGET /pets/1 404\n" {
+		utf16 = append(utf16, byte(r), 0)
+	}
+	cases := map[string][]byte{
+		"random bytes":             junk,
+		"unrecognised protobuf":    pb,
+		"gzipped protobuf":         gz(string(pb)),
+		"UTF-16 text":              utf16,
+		"text with a binary tail":  append([]byte("a short line\n"), junk[:200]...),
+		"binary lines outweighing": []byte("ok\n\x01\x02\x03\x04\x05\x06\n\xff\xfe\xfd\xfc\n"),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, reg := newStage()
+			s.WithMetricStreams(fakeMetrics{})
+			in := rawBatch(b64(data))
+			res := s.Decode(in)
+			assert.Empty(t, all(res), "no log from binary")
+			assert.Empty(t, points(res))
+			require.Len(t, deadRecords(res), 1)
+			d := deadRecords(res)[0]
+			assert.Equal(t, in.Records[0].Message, d.Message, "byte for byte as delivered")
+			assert.Equal(t, record.KindRaw, d.Kind)
+			assert.Contains(t, d.Reason, "binary record (not text, gzip or a metric stream)")
+			assert.EqualValues(t, 1, reg.Counter("decode.binary_records").Load())
+		})
+	}
+}
+
+// Issue 12, item 3: one line that is not text, in a record that is, is
+// dead-lettered alone with the reason; its neighbours go on.
+func TestOneNonTextLineDoesNotSinkItsNeighbours(t *testing.T) {
+	s, reg := newStage()
+	data := "line one\nline \xff two\n\x1b[31mcoloured\x1b[0m\tline three\r\nctl \x01 here\n" + envelopeOf("g", "e1") + "\nline five\n"
+	res := s.Decode(rawBatch(b64(gz(data))))
+	assert.Equal(t, []string{"line one", "\x1b[31mcoloured\x1b[0m\tline three", "event e1", "line five"}, messages(all(res)))
+	dead := deadRecords(res)
+	require.Len(t, dead, 2)
+	assert.Equal(t, "line 2: not text: invalid UTF-8 at byte 5", dead[0].Reason)
+	assert.Equal(t, string(b64([]byte("line \xff two"))), string(dead[0].Message))
+	assert.Equal(t, "line 4: not text: control byte 0x01 at byte 4", dead[1].Reason)
+	assert.EqualValues(t, 2, reg.Counter("decode.non_text_lines").Load())
+	assert.Zero(t, reg.Counter("decode.binary_records").Load())
+}
+
+// Issue 12, item 4: a messageType other than DATA_MESSAGE and
+// CONTROL_MESSAGE is dead-lettered with the reason and counted as such,
+// never dropped as a control message.
+func TestUnknownMessageTypeIsDeadLettered(t *testing.T) {
+	s, reg := newStage()
+	unknown := `{"messageType":"DATA_MESSAGE_V2","owner":"111122223333","logGroup":"/aws/api-gateway/x","logStream":"s","logEvents":[{"id":"u1","timestamp":1,"message":"m"}]}`
+	in := rawBatch(
+		b64(gz(envelopeOf("g", "d1") + "\n" + unknown + "\n" + control)),
+		b64(gz(unknown)),
+	)
+	res := s.Decode(in)
+	assert.Equal(t, []string{"d1"}, ids(all(res)))
+	dead := deadRecords(res)
+	require.Len(t, dead, 2)
+	assert.Equal(t, `line 2: CloudWatch envelope: unknown messageType "DATA_MESSAGE_V2" (neither DATA_MESSAGE nor CONTROL_MESSAGE)`, dead[0].Reason)
+	assert.Equal(t, string(b64([]byte(unknown))), string(dead[0].Message))
+	assert.Equal(t, "/aws/api-gateway/x", dead[0].Origin.LogGroup, "the dead letter says where it came from")
+	assert.Equal(t, "111122223333", dead[0].Origin.Account)
+	assert.Equal(t, in.Records[1].Message, dead[1].Message, "alone in its record: the record whole")
+	assert.Contains(t, dead[1].Reason, "unknown messageType")
+	assert.EqualValues(t, 2, reg.Counter("decode.unknown_message_types").Load())
+	assert.EqualValues(t, 1, reg.Counter("decode.control_messages").Load(), "only the real control message")
+}
+
+// A dead part is raw data that decodes again to the same outcome: the
+// archive can be replayed (once the cause is fixed) without duplicates.
+func TestDeadPartsDecodeAgain(t *testing.T) {
+	s, _ := newStage()
+	s.WithMetricStreams(fakeMetrics{})
+	unknown := `{"messageType":"NEW","logEvents":[]}`
+	data := envelopeOf("g", "x1") + "\n" + unknown + "\nok line\nnot \xff text\n" + `{"metric_stream_name":"bad"}` + "\nanother ok line"
+	res := s.Decode(rawBatch(b64(gz(data))))
+	dead := deadRecords(res)
+	require.Len(t, dead, 3)
+	for _, d := range dead {
+		again := s.Decode(rawBatch(d.Message))
+		require.Len(t, deadRecords(again), 1, d.Reason)
+		assert.Empty(t, all(again))
+		// The same cause (a non-text line alone is a binary record).
+		cause := func(r string) string { return r[strings.LastIndex(r, ": ")+2:] }
+		assert.Equal(t, cause(d.Reason), cause(deadRecords(again)[0].Reason))
+		assert.Equal(t, d.Message, deadRecords(again)[0].Message, "and the same bytes")
+	}
+}
+
+// Bytes a source hands over already decoded (gzip from SQS) are archived
+// as raw base64 data, so that a replay decodes them instead of taking them
+// for a log line.
+func TestUndecodableLineRecordIsArchivedAsRaw(t *testing.T) {
+	s, _ := newStage()
+	truncated := gz(strings.Repeat(env, 20))
+	truncated = truncated[:len(truncated)/2]
+	in := rawBatch()
+	in.Records = append(in.Records, record.Record{Origin: in.Origin, Kind: record.KindLine, Message: truncated})
+	res := s.Decode(in)
+	require.Len(t, deadRecords(res), 1)
+	d := deadRecords(res)[0]
+	assert.Equal(t, record.KindRaw, d.Kind)
+	assert.Equal(t, string(b64(truncated)), string(d.Message))
+	assert.Contains(t, d.Reason, "truncated")
 }

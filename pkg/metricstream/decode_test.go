@@ -11,7 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricpb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -161,6 +163,9 @@ func TestDecodeOTelMalformedFrames(t *testing.T) {
 		{"non-finite sum", appendFrame(t, nil, nanSum), "non-finite", 0},
 		{"no namespace", appendFrame(t, nil, noName), "no namespace", 0},
 		{"not a summary", appendFrame(t, nil, gauge), "not a summary", 1},
+		// Protobuf of something else parses (unknown fields are skipped)
+		// but must not vanish unnoticed.
+		{"foreign protobuf without data points", frameOf([]byte{0x0a, 0x02, 0x3a, 0x00}), "no data points", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,4 +304,36 @@ func TestDecodeAllocations(t *testing.T) {
 		allocs := testing.AllocsPerRun(100, func() { _, _ = d.Decode(data, sink) })
 		assert.Zero(t, allocs, name)
 	}
+}
+
+// A first frame of 123 bytes starts with its length, 0x7B, which is '{':
+// the record is still OpenTelemetry, detected and decoded as such.
+func TestOTelFrameThatStartsWithABrace(t *testing.T) {
+	str := func(s string) *commonpb.AnyValue {
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
+	}
+	frame := func(stage string) *colmetricpb.ExportMetricsServiceRequest {
+		return &colmetricpb.ExportMetricsServiceRequest{ResourceMetrics: []*metricpb.ResourceMetrics{{
+			Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
+				{Key: "cloud.provider", Value: str("aws")},
+			}},
+			ScopeMetrics: []*metricpb.ScopeMetrics{{Metrics: []*metricpb.Metric{{
+				Name: "amazonaws.com/AWS/ApiGateway/Count",
+				Data: &metricpb.Metric_Summary{Summary: &metricpb.Summary{DataPoints: []*metricpb.SummaryDataPoint{{
+					StartTimeUnixNano: 1611929640e9, Count: 1, Sum: 1,
+					Attributes: []*commonpb.KeyValue{{Key: "Stage", Value: str(stage)}},
+				}}}},
+			}}}},
+		}}}
+	}
+	var rec []byte
+	for pad := 0; pad < 60 && (len(rec) == 0 || rec[0] != '{'); pad++ {
+		rec = appendFrame(t, nil, frame(strings.Repeat("p", pad)))
+	}
+	require.Equal(t, byte('{'), rec[0], "a first frame of 123 bytes")
+	rec = append(rec, otelRecord(t, readDatums(t, goldenInput)[:2], 1)...)
+	assert.Equal(t, FormatOTel, Detect(rec))
+	got, err := decodeAll(t, DefaultConfig(), rec)
+	require.NoError(t, err)
+	assert.NotEmpty(t, got)
 }

@@ -111,29 +111,40 @@ func (d *Decoder) Stats() Stats {
 
 // Decode decodes one metric-stream record (one Firehose record, after base64
 // and any gzip) and calls fn for every Datadog point, in order. The format
-// is told from the first byte: JSON objects start with '{', OpenTelemetry
-// frames with their length. Call Detect first to know that data is a
-// metric-stream record at all.
+// is told as Detect tells it: an OpenTelemetry first frame, else JSON when
+// the record starts with '{', else OpenTelemetry (whose framing errors are
+// then reported). Call Detect first to know that data is a metric-stream
+// record at all, or DecodeAs when the format is known.
 //
 // Decode never stops at a bad part: it returns the number of points emitted
 // and, when some parts could not be decoded, a *DecodeError listing them.
 // fn must not keep the Tags slice for writing: it is shared by every point
 // of a series.
 func (d *Decoder) Decode(data []byte, fn func(record.Metric)) (int, error) {
+	f := FormatOTel
+	if !probeOTel(data) && looksJSON(data) {
+		f = FormatJSON
+	}
+	return d.DecodeAs(f, data, fn)
+}
+
+// DecodeAs decodes data in the format f (FormatJSON or FormatOTel): lines,
+// or frames, as Decode does.
+func (d *Decoder) DecodeAs(f Format, data []byte, fn func(record.Metric)) (int, error) {
 	d.records.Add(1)
 	sc := getScratch()
 	defer putScratch(sc)
 	var (
 		n   int
 		bad []BadPart
-		f   Format
 	)
-	if looksJSON(data) {
-		f = FormatJSON
+	switch f {
+	case FormatJSON:
 		n, bad = d.decodeJSON(sc, data, fn)
-	} else {
-		f = FormatOTel
+	case FormatOTel:
 		n, bad = d.decodeOTel(sc, data, fn)
+	default:
+		return 0, fmt.Errorf("metricstream: cannot decode format %s", f)
 	}
 	if len(bad) > 0 {
 		d.malformed.Add(int64(len(bad)))

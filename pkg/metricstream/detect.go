@@ -7,37 +7,37 @@ import (
 )
 
 // Detect tells whether one decoded Firehose record (after base64 and any
-// gzip) comes from a CloudWatch metric stream, and in which format, by its
-// content alone:
+// gzip), or one line of it, comes from a CloudWatch metric stream, and in
+// which format, by its content alone:
 //
-//   - JSON: the first line is a JSON object whose top-level keys include
-//     "metric_stream_name" and "namespace" or "metric_name". A CloudWatch
-//     Logs envelope ({"messageType":…}) has none of them at the top level,
-//     even when its log events carry metric-stream JSON as text; an access
-//     log, JSON or not, has no such keys.
 //   - OpenTelemetry: the record starts with a varint length that fits in
 //     the record, the frame it delimits starts with field 1
 //     (resource_metrics) and parses as protobuf down to an AWS marker: a
 //     resource attribute aws.exporter.arn or cloud.provider "aws", or a
 //     metric named amazonaws.com/…. Text cannot pass: it would need a
 //     length byte, then 0x0A, then nested well-formed lengths and the
-//     marker strings at the right places.
+//     marker strings at the right places. It is tried first: a first
+//     frame of 123 bytes starts with 0x7B, which is '{'.
+//   - JSON: the first line is a JSON object whose top-level keys include
+//     "metric_stream_name" and "namespace" or "metric_name". A CloudWatch
+//     Logs envelope ({"messageType":…}) has none of them at the top level,
+//     even when its log events carry metric-stream JSON as text; an access
+//     log, JSON or not, has no such keys.
 //
-// Still-gzipped data (1f 8b) is not a metric-stream record: gunzip first.
-// Detect reads at most the first line (JSON) or the first frame (protobuf)
-// and does not allocate.
+// JSON detection reads the first line only: a caller with a record of
+// several lines that may not all be metric-stream lines (the decode stage)
+// asks line by line. Still-gzipped data (1f 8b) is not a metric-stream
+// record: gunzip first. Detect reads at most the first line (JSON) or the
+// first frame (protobuf) and does not allocate.
 func Detect(data []byte) Format {
 	if len(data) == 0 || len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
 		return FormatNone
 	}
-	if looksJSON(data) {
-		if probeJSON(data) {
-			return FormatJSON
-		}
-		return FormatNone
-	}
 	if probeOTel(data) {
 		return FormatOTel
+	}
+	if looksJSON(data) && probeJSON(data) {
+		return FormatJSON
 	}
 	return FormatNone
 }

@@ -181,8 +181,8 @@ func FuzzDetect(f *testing.F) {
 				t.Fatalf("JSON detected in data that does not start with '{'")
 			}
 		case FormatOTel:
-			if looksJSON(data) {
-				t.Fatalf("OpenTelemetry detected in data that starts with '{'")
+			if !probeOTel(data) {
+				t.Fatalf("OpenTelemetry detected in data whose first frame is not a metric stream's")
 			}
 		case FormatNone:
 		default:

@@ -134,6 +134,11 @@ func (d *Decoder) decodeFrame(sc *scratch, frame []byte, fn func(record.Metric))
 	if refused > 0 {
 		return n, fmt.Errorf("%d of %d data points refused, first: %w", refused, len(sc.datums)+len(p.refused), first)
 	}
+	if p.points == 0 && len(p.refused) == 0 && len(frame) > 0 {
+		// A frame of CloudWatch's holds data points: this one is other
+		// protobuf, which must not vanish unnoticed.
+		return 0, errors.New("no data points in the frame")
+	}
 	return n, nil
 }
 

@@ -15,12 +15,24 @@ import (
 // metricStreams adapts metricstream.Decoder to the decode stage.
 type metricStreams struct{ d *metricstream.Decoder }
 
-func (m metricStreams) Detect(data []byte) bool {
-	return metricstream.Detect(data) != metricstream.FormatNone
+func (m metricStreams) IsFrames(data []byte) bool {
+	return metricstream.Detect(data) == metricstream.FormatOTel
 }
 
-func (m metricStreams) Decode(data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
-	n, err := m.d.Decode(data, fn)
+func (m metricStreams) IsLine(line []byte) bool {
+	return metricstream.Detect(line) == metricstream.FormatJSON
+}
+
+func (m metricStreams) DecodeFrames(data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
+	return m.decode(metricstream.FormatOTel, data, fn)
+}
+
+func (m metricStreams) DecodeLines(data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
+	return m.decode(metricstream.FormatJSON, data, fn)
+}
+
+func (m metricStreams) decode(f metricstream.Format, data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
+	n, err := m.d.DecodeAs(f, data, fn)
 	if err == nil {
 		return n, nil
 	}
@@ -30,7 +42,13 @@ func (m metricStreams) Decode(data []byte, fn func(record.Metric)) (int, []decod
 	}
 	bad := make([]decode.BadPart, len(de.Parts))
 	for i, p := range de.Parts {
-		bad[i] = decode.BadPart{Data: p.Data, Reason: p.String()}
+		reason := p.Err.Error()
+		if p.Frame > 0 {
+			// Frames are numbered in the record; lines, which the decode
+			// stage hands over in runs, are numbered by the stage.
+			reason = p.String()
+		}
+		bad[i] = decode.BadPart{Offset: p.Offset, Data: p.Data, Reason: reason}
 	}
 	return n, bad
 }

@@ -44,8 +44,12 @@ func fastParse(doc []byte) (parsedDoc, bool) {
 		return parsedDoc{}, false
 	}
 	d := parsedDoc{Type: string(env.messageType), Owner: string(env.owner), Group: string(env.group), Stream: string(env.stream)}
-	if d.Type != cwlogs.Data {
+	switch d.Type {
+	case cwlogs.Data:
+	case cwlogs.Control:
 		return d, true
+	default:
+		return parsedDoc{}, false // the reader leaves other types to cwlogs.Parse
 	}
 	for _, e := range evs {
 		msg, ok := jsonstr.Append(nil, e.message)

@@ -554,11 +554,12 @@ func (r *Reader) stepEnvelope() error {
 	m := r.mark()
 	var origin *record.Origin
 	err = cwlogs.Parse(&r.parser, it.data, func(env *cwlogs.Envelope) error {
-		if env.MessageType != cwlogs.Data {
+		switch env.MessageType {
+		case cwlogs.Data:
+			origin = r.envelopeOrigin(env)
+		case cwlogs.Control:
 			r.stats.Control++
-			return nil
-		}
-		origin = r.envelopeOrigin(env)
+		} // another type fails the parse: dead-lettered below
 		return nil
 	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
 		o := origin
@@ -594,9 +595,13 @@ func (r *Reader) envelopeFast(doc []byte) bool {
 	if !ok {
 		return false
 	}
-	if string(env.messageType) != cwlogs.Data {
+	switch string(env.messageType) {
+	case cwlogs.Data:
+	case cwlogs.Control:
 		r.stats.Control++
 		return true
+	default:
+		return false // cwlogs.Parse refuses it with the reason
 	}
 	var origin *record.Origin
 	if r.lastOrigin != nil && string(env.owner) == r.lastOwner && string(env.group) == r.lastGroup && string(env.stream) == r.lastStream {
