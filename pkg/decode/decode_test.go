@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
-	"google.golang.org/protobuf/encoding/protowire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -382,7 +382,7 @@ func TestUnknownMessageTypeIsDeadLettered(t *testing.T) {
 	s, reg := newStage()
 	unknown := `{"messageType":"DATA_MESSAGE_V2","owner":"111122223333","logGroup":"/aws/api-gateway/x","logStream":"s","logEvents":[{"id":"u1","timestamp":1,"message":"m"}]}`
 	in := rawBatch(
-		b64(gz(envelopeOf("g", "d1") + "\n" + unknown + "\n" + control)),
+		b64(gz(envelopeOf("g", "d1")+"\n"+unknown+"\n"+control)),
 		b64(gz(unknown)),
 	)
 	res := s.Decode(in)
