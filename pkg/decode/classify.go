@@ -154,17 +154,7 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, raw *record.Record, da
 		}
 		return nil
 	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
-		o := origin
-		if (len(ev.Account) > 0 && string(ev.Account) != o.Account) || (len(ev.Region) > 0 && string(ev.Region) != o.Region) {
-			c := *o
-			if len(ev.Account) > 0 {
-				c.Account = string(ev.Account)
-			}
-			if len(ev.Region) > 0 {
-				c.Region = string(ev.Region)
-			}
-			o = &c
-		}
+		o := origin.WithAccountRegion(ev.Account, ev.Region)
 		e.add(record.Record{
 			Origin: o, EventID: e.keepString(ev.ID), Timestamp: ev.Timestamp,
 			Message: e.arena.Keep(ev.Message), Kind: record.KindLine,

@@ -313,11 +313,7 @@ func TestMetricStreamLinesAmongOtherLines(t *testing.T) {
 // Issue 12, item 3: binary that is neither gzip nor a known format is
 // dead-lettered whole, byte for byte as delivered; no log is built from it.
 func TestBinaryRecordsAreDeadLetteredWhole(t *testing.T) {
-	rng := rand.New(rand.NewPCG(12, 3))
-	junk := make([]byte, 600)
-	for i := range junk {
-		junk[i] = byte(rng.UintN(256))
-	}
+	junk := randomBytes(rand.New(rand.NewPCG(12, 3)), 600)
 	// An unrecognised protobuf: 0x0A, the tag of field 1, is also '\n'.
 	var pb []byte
 	for i := range 40 {

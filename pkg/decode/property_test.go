@@ -252,23 +252,23 @@ func nilIfEmpty(s []string) []string {
 func TestAnyConcatenationComesOutAsItWentIn(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 12))
 	for range 3000 {
-		b := make([]byte, 64)
-		for j := range b {
-			b[j] = byte(rng.UintN(256))
-		}
-		checkGenerated(t, &choices{b})
+		checkGenerated(t, &choices{randomBytes(rng, 64)})
 	}
 }
 
 func FuzzMixedRecords(f *testing.F) {
 	rng := rand.New(rand.NewPCG(2, 12))
 	for range 8 {
-		b := make([]byte, 48)
-		for j := range b {
-			b[j] = byte(rng.UintN(256))
-		}
-		f.Add(b)
+		f.Add(randomBytes(rng, 48))
 	}
 	f.Add(bytes.Repeat([]byte{byte(genNotText)}, 20))
 	f.Fuzz(func(t *testing.T, b []byte) { checkGenerated(t, &choices{b}) })
+}
+
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.UintN(256))
+	}
+	return b
 }

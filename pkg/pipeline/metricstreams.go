@@ -2,56 +2,13 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/gwpipe/gwpipe/pkg/awstags"
-	"github.com/gwpipe/gwpipe/pkg/decode"
 	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 )
-
-// metricStreams adapts metricstream.Decoder to the decode stage.
-type metricStreams struct{ d *metricstream.Decoder }
-
-func (m metricStreams) IsFrames(data []byte) bool {
-	return metricstream.Detect(data) == metricstream.FormatOTel
-}
-
-func (m metricStreams) IsLine(line []byte) bool {
-	return metricstream.Detect(line) == metricstream.FormatJSON
-}
-
-func (m metricStreams) DecodeFrames(data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
-	return m.decode(metricstream.FormatOTel, data, fn)
-}
-
-func (m metricStreams) DecodeLines(data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
-	return m.decode(metricstream.FormatJSON, data, fn)
-}
-
-func (m metricStreams) decode(f metricstream.Format, data []byte, fn func(record.Metric)) (int, []decode.BadPart) {
-	n, err := m.d.DecodeAs(f, data, fn)
-	if err == nil {
-		return n, nil
-	}
-	var de *metricstream.DecodeError
-	if !errors.As(err, &de) {
-		return n, []decode.BadPart{{Data: data, Reason: err.Error()}}
-	}
-	bad := make([]decode.BadPart, len(de.Parts))
-	for i, p := range de.Parts {
-		reason := p.Err.Error()
-		if p.Frame > 0 {
-			// Frames are numbered in the record; lines, which the decode
-			// stage hands over in runs, are numbered by the stage.
-			reason = p.String()
-		}
-		bad[i] = decode.BadPart{Offset: p.Offset, Data: p.Data, Reason: reason}
-	}
-	return n, bad
-}
 
 // metricTags gives CloudWatch metric points their stage's console tags,
 // before the log enrichment runs on the batch's records.

@@ -164,7 +164,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 			if err != nil {
 				return nil, fmt.Errorf("metrics.streams: %w", err)
 			}
-			d.WithMetricStreams(metricStreams{dec})
+			d.WithMetricStreams(decode.MetricStreams(dec))
 		}
 		if err := p.rt.Add(stage.Stage{Name: StageDecode, Input: topics.Raw, Output: topics.Decoded, Handler: d}); err != nil {
 			return nil, err

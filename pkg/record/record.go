@@ -89,6 +89,24 @@ func (o *Origin) WithLogGroup(owner, group, stream string) *Origin {
 	return &c
 }
 
+// WithAccountRegion returns o, or a copy of it with the account and region
+// an event names (CloudWatch's extractedFields @aws.account and @aws.region,
+// as cross-account and centralised subscriptions send them) where they are
+// set and differ.
+func (o *Origin) WithAccountRegion(account, region []byte) *Origin {
+	if (len(account) == 0 || string(account) == o.Account) && (len(region) == 0 || string(region) == o.Region) {
+		return o
+	}
+	c := *o
+	if len(account) > 0 {
+		c.Account = string(account)
+	}
+	if len(region) > 0 {
+		c.Region = string(region)
+	}
+	return &c
+}
+
 // ValueKind says how an attribute value is rendered in JSON.
 type ValueKind uint8
 

@@ -562,17 +562,7 @@ func (r *Reader) stepEnvelope() error {
 		} // another type fails the parse: dead-lettered below
 		return nil
 	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
-		o := origin
-		if (len(ev.Account) > 0 && string(ev.Account) != o.Account) || (len(ev.Region) > 0 && string(ev.Region) != o.Region) {
-			c := *o
-			if len(ev.Account) > 0 {
-				c.Account = string(ev.Account)
-			}
-			if len(ev.Region) > 0 {
-				c.Region = string(ev.Region)
-			}
-			o = &c
-		}
+		o := origin.WithAccountRegion(ev.Account, ev.Region)
 		r.addEvent(o, ev.ID, ev.Timestamp, ev.Message)
 		return nil
 	})
