@@ -1,7 +1,9 @@
 // Package cwlogs reads CloudWatch Logs subscription data: gzip layers
 // (multi-member, bounded) and the JSON envelope of DATA_MESSAGE and
 // CONTROL_MESSAGE documents, possibly several concatenated in one record.
-// See specs §1.
+// A document of another message type is an error (ErrUnknownMessageType),
+// for the caller to dead-letter, never data nor a control message. See
+// specs §1.
 package cwlogs
 
 import (

@@ -8,9 +8,11 @@
 //	 "origin":{"source":"firehose","request_id":"…","source_arn":"…","stream":"…","account":"…","region":"…","log_group":"…","log_stream":"…"},
 //	 "event_id":"…","timestamp":1700000000000,"kind":"raw","data":"<base64 of the record's bytes>"}
 //
-// For kind "raw" the data is the record exactly as the source delivered it
-// (for Firehose, the base64 text of the record); for other kinds it is the
-// log line. Kind "metric" entries hold a refused metric point under
+// For kind "raw" the data is base64 text that the decode stage reads again:
+// the record exactly as the source delivered it (for Firehose, the base64
+// text of the record), or, for a part of a record dead-lettered alone (an
+// envelope, a metric-stream line, a line that is not text), the base64 of
+// that part's decoded bytes. For other kinds it is the log line. Kind "metric" entries hold a refused metric point under
 // "metric" instead of data. Files are named dlq-<UTC time>-<host>-<pid>-<seq>.jsonl and rotate at
 // MaxFileBytes. Every write is synced before the batch is acknowledged.
 package dlq

@@ -7,8 +7,11 @@
 // # Formats, and telling them from logs
 //
 // A metric stream's delivery stream writes to the same Firehose endpoint as
-// the log streams. Each Firehose record, after base64 and any gzip, is one
-// of (Detect tells them apart by content, never by configuration):
+// the log streams. Each Firehose record, after base64 and any gzip, holds
+// one of these (Detect tells them apart by content, never by
+// configuration; the decode stage asks it about a binary record whole and
+// about a text record line by line, so that datums are found wherever they
+// stand beside other lines):
 //
 //   - JSON output: newline-separated objects
 //     {"metric_stream_name","account_id","region","namespace","metric_name",
@@ -27,8 +30,9 @@
 //     MetricName and Dimensions (a kvlist). Detected when the first frame's
 //     length fits the record, the frame starts with field 1 and parses down
 //     to an AWS marker (aws.exporter.arn, cloud.provider "aws", or a metric
-//     named amazonaws.com/…). The 0.7.0 output (flat labels instead of
-//     attributes) is read too.
+//     named amazonaws.com/…); this is tried before JSON, since a first
+//     frame of 123 bytes starts with '{'. The 0.7.0 output (flat labels
+//     instead of attributes) is read too.
 //
 // A CloudWatch Logs envelope ({"messageType":…}, even with metric-stream
 // JSON inside its messages) and access or execution log lines are never
@@ -122,7 +126,9 @@
 // points is emitted: a corrupt frame emits nothing and is reported with its
 // length prefix, so that its bytes alone are a record to replay; a frame
 // with some refused data points (or with metrics that are not summaries)
-// emits the others and is reported too. Dead-letter the parts: their
+// emits the others and is reported too, and so is a frame with no data
+// point at all (other protobuf, which would otherwise vanish). DecodeAs
+// decodes a format the caller already knows. Dead-letter the parts: their
 // points are never silently lost, and replaying a part re-sends points
 // Datadog already has, which overwrite themselves (same name, tags and
 // timestamp, no host).
