@@ -11,9 +11,9 @@
 //  2. every gzip layer (members one after the other read as one stream),
 //     at most Config.MaxDecompressedBytes after;
 //  3. a binary metric stream (OpenTelemetry 1.0 output: length-delimited
-//     frames, the first a CloudWatch metric stream's) is decoded frame by
-//     frame; a frame that cannot be read is dead-lettered alone, length
-//     prefix included;
+//     frames, the first a CloudWatch metric stream's), when the stage reads
+//     metric streams, is decoded frame by frame; a frame that cannot be read
+//     is dead-lettered alone, length prefix included;
 //  4. anything else is read item by item.
 //
 // # Items
@@ -40,9 +40,11 @@
 //     envelope, never a log line: an envelope's JSON is never delivered as
 //     a log.
 //   - A metric-stream datum (JSON output: an object whose top-level keys
-//     name a metric stream): its points. Datums are recognised one by one,
-//     wherever they stand in the record; consecutive ones are decoded
-//     together, and one that cannot be read is dead-lettered alone.
+//     name a metric stream), when the stage reads metric streams
+//     (WithMetricStreams; metrics.streams.enabled): its points. Datums are
+//     recognised one by one, wherever they stand in the record; consecutive
+//     ones are decoded together, and one that cannot be read is
+//     dead-lettered alone.
 //   - Any other text: one log line, exactly as it came (an API Gateway
 //     access log delivered directly to an amazon-apigateway-* stream, a
 //     line beside envelopes).
