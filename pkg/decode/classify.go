@@ -135,7 +135,8 @@ func wholeIfAllDead(dead []deadPart) error {
 }
 
 // envelopeTally counts envelopes of a record, added to the stage's
-// counters only once the record is not dead-lettered whole.
+// counters once the record is known not to be binary (whose envelopes, if
+// any, were not read as such: the record is dead-lettered whole).
 type envelopeTally struct{ control, unknown int64 }
 
 // envelope reads an item that claims to be a CloudWatch envelope: ok when

@@ -154,13 +154,14 @@ func (s *Stage) Decode(in *record.Batch) Result {
 		res.Dead.Records = append(res.Dead.Records, r)
 	}
 
+	e := &emitter{arena: arena, keepString: keepString, add: add, points: &points}
 	for i := range in.Records {
 		raw := &in.Records[i]
 		mark := len(cur.Records)
 		markBatches := len(res.Batches)
 		markPoints := len(points)
 		sc.dead = sc.dead[:0]
-		err := s.decodeOne(sc, p, raw, &emitter{arena: arena, keepString: keepString, add: add, points: &points})
+		err := s.decodeOne(sc, p, raw, e)
 		if err == nil {
 			for _, b := range sc.dead {
 				// A part goes to the archive as raw data that a replay
