@@ -432,3 +432,15 @@ func TestUndecodableLineRecordIsArchivedAsRaw(t *testing.T) {
 	assert.Equal(t, string(b64(truncated)), string(d.Message))
 	assert.Contains(t, d.Reason, "truncated")
 }
+
+// Found by FuzzDecode: three characters of unpadded base64 overran a
+// buffer sized for padded input.
+func TestShortUnpaddedBase64(t *testing.T) {
+	s, _ := newStage()
+	res := s.Decode(rawBatch([]byte("000"), []byte("YQ"), []byte("YWI"), []byte("Y")))
+	assert.Equal(t, []string{"a", "ab"}, messages(all(res)), "padding is optional")
+	dead := deadRecords(res)
+	require.Len(t, dead, 2)
+	assert.Contains(t, dead[0].Reason, "binary record", "000 is the bytes d3 4d")
+	assert.Contains(t, dead[1].Reason, "invalid base64")
+}
