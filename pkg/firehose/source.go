@@ -141,7 +141,7 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodGet, http.MethodHead:
-		s.health(w)
+		s.health(w, r)
 		return
 	default:
 		w.Header().Set("Allow", "POST, GET, HEAD")
@@ -198,7 +198,12 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.await(w, r, reqID, tr, start)
 }
 
-func (s *Source) health(w http.ResponseWriter) {
+// health answers GET and HEAD on the public endpoint. Anyone on the
+// Internet can call it, so an unauthenticated caller learns the status
+// alone; why the pipeline cannot deliver (the intake refused our API key,
+// …) is for callers holding a valid access key, and for the admin
+// listener's /readyz.
+func (s *Source) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch {
 	case s.closing.Load():
@@ -206,6 +211,10 @@ func (s *Source) health(w http.ResponseWriter) {
 		_, _ = io.WriteString(w, `{"status":"shutting down"}`)
 	case s.ready() != nil:
 		w.WriteHeader(http.StatusServiceUnavailable)
+		if !s.authorized(r.Header.Get("X-Amz-Firehose-Access-Key")) {
+			_, _ = io.WriteString(w, `{"status":"not ready"}`)
+			return
+		}
 		body, _ := json.Marshal(map[string]string{"status": "not ready", "reason": s.ready().Error()})
 		_, _ = w.Write(body)
 	default:

@@ -297,3 +297,42 @@ func TestPublishFailureFailsTheRequest(t *testing.T) {
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
 	assert.Contains(t, resp.ErrorMessage, "pipeline stopped")
 }
+
+// TestHealthTellsTheReasonOnlyToAuthenticatedCallers: the endpoint is
+// public; why the pipeline cannot deliver is not.
+func TestHealthTellsTheReasonOnlyToAuthenticatedCallers(t *testing.T) {
+	const reason = "the Datadog logs intake refused the API key: HTTP 403"
+	s := New(testConfig(), newFake(deliverAll), func() error { return errors.New(reason) }, nil, nil)
+	for _, c := range []struct {
+		name, key  string
+		wantReason bool
+	}{
+		{"no key", "", false},
+		{"wrong key", "key-three", false},
+		{"valid key", "key-one", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				r := httptest.NewRequest(method, "/", nil)
+				if c.key != "" {
+					r.Header.Set("X-Amz-Firehose-Access-Key", c.key)
+				}
+				w := httptest.NewRecorder()
+				s.ServeHTTP(w, r)
+				assert.Equal(t, http.StatusServiceUnavailable, w.Code, method)
+				if method == http.MethodHead {
+					continue
+				}
+				var got map[string]string
+				require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+				assert.Equal(t, "not ready", got["status"])
+				if c.wantReason {
+					assert.Equal(t, reason, got["reason"])
+				} else {
+					assert.NotContains(t, w.Body.String(), "API key")
+					assert.Equal(t, map[string]string{"status": "not ready"}, got, "a bare status")
+				}
+			}
+		})
+	}
+}

@@ -373,6 +373,27 @@ func TestRefusedAPIKeyTurnsHealthRed(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Contains(t, fmt.Sprint(body["errorMessage"]), "403")
 
+	// GET on the public Firehose port is a health check: anyone gets the
+	// bare status, only a caller with a valid access key the reason.
+	for _, key := range []string{"", "not-the-key", firehoseKey} {
+		req, err := http.NewRequest(http.MethodGet, h.url, nil)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("X-Amz-Firehose-Access-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		if key == firehoseKey {
+			assert.Contains(t, string(got), "refused the API key", "an authenticated caller learns why")
+		} else {
+			assert.JSONEq(t, `{"status":"not ready"}`, string(got), "key %q: a bare status", key)
+		}
+	}
+
 	h.intake.ClearFailure()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
