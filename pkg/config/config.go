@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // Config is the whole configuration.
@@ -498,7 +500,8 @@ func (c Config) APIURL() string {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+		// Messages quote the values they refuse, URLs with keys included.
+		errs = append(errs, fmt.Errorf("%s: %s", key, redact.URL(fmt.Sprintf(format, a...))))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // ErrorDetail extracts a readable reason from a Datadog error body: the
@@ -50,20 +52,26 @@ func ErrorDetail(status int, body []byte) string {
 	return d
 }
 
-// Redact removes the API key from a message, should anything echo it.
+// Redact removes the API key from a message, should anything echo it,
+// and the secrets of every URL it quotes (package redact).
 func Redact(s, key string) string {
+	s = redact.URL(s)
 	if key == "" {
 		return s
 	}
 	return strings.ReplaceAll(s, key, "<redacted>")
 }
 
-// RedactErr is Redact for an error.
+// RedactErr is Redact for an error: a transport error quotes the request's
+// URL, which may carry a key of its own (…?dd-api-key=).
 func RedactErr(err error, key string) error {
-	if err != nil && key != "" && strings.Contains(err.Error(), key) {
+	if err == nil {
+		return nil
+	}
+	if key != "" && strings.Contains(err.Error(), key) {
 		return errors.New(Redact(err.Error(), key))
 	}
-	return err
+	return redact.Err(err)
 }
 
 // KeyHealth tracks whether an API refuses our API key (401/403), logging

@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
+
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // adminHandler serves /healthz (the process is alive), /readyz (it can
@@ -30,10 +34,16 @@ func (p *Pipeline) adminHandler() http.Handler {
 	return mux
 }
 
+// writeJSON answers v as JSON, with the secrets of every URL it holds
+// masked (an error quoting the intake's URL, a broker URL): the admin
+// endpoints are read by people and dashboards, not by anyone who needs a key.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // keep '&' literal, so that query parameters are recognised
+	_ = enc.Encode(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_, _ = io.WriteString(w, redact.URL(buf.String()))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/dlq"
 	"github.com/gwpipe/gwpipe/pkg/firehose"
 	"github.com/gwpipe/gwpipe/pkg/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -122,6 +123,9 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	if log == nil {
 		log = slog.Default()
 	}
+	// Whatever a stage logs (an error quoting the intake's URL, …) is
+	// written without the secrets URLs may carry.
+	log = slog.New(redact.Handler(log.Handler()))
 	if stages == nil {
 		stages = AllStages
 	}

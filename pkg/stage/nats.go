@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // NATSConfig configures the NATS JetStream transport.
@@ -104,7 +105,7 @@ func NewNATS(ctx context.Context, cfg NATSConfig, logger watermill.LoggerAdapter
 	}
 	nc, err := nats.Connect(cfg.URL, nats.Name("gwpipe"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
 	if err != nil {
-		return nil, fmt.Errorf("nats transport: connect %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("nats transport: connect %s: %w", redact.URL(cfg.URL), redact.Err(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -18,13 +18,14 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/pipeline"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 var version = "dev"
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "gwpipe:", err)
+		fmt.Fprintln(os.Stderr, "gwpipe:", redact.Err(err))
 		os.Exit(1)
 	}
 }
@@ -50,10 +51,12 @@ func newLogger(c config.Config) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Log.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
+	// Every line goes out without the secrets URLs may carry (a key in
+	// datadog.logs_url, a password in a broker URL).
 	if c.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(redact.Handler(slog.NewJSONHandler(os.Stderr, opts)))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(redact.Handler(slog.NewTextHandler(os.Stderr, opts)))
 }
 
 func runCmd(cfgPath *string) *cobra.Command {

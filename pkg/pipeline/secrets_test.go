@@ -1,0 +1,112 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a bytes.Buffer safe for a process's output goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSecretsInURLsNeverShow runs the real binary with a Datadog API key
+// in datadog.logs_url (whose intake is unreachable, so that delivery errors
+// quoting the URL are logged) and a password in the NATS URL, and scans
+// everything it prints — start-up log, retries, /status, /readyz, the
+// summary at exit — for the secrets.
+func TestSecretsInURLsNeverShow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the gwpipe binary")
+	}
+	const (
+		urlKey   = "urlkey0123456789abcdef"
+		natsPass = "natspassword42"
+	)
+	intake := freeAddr(t) // nothing listens: every attempt fails and is logged
+	fh, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(gwpipeBinary(t), "run")
+	cmd.Env = append(os.Environ(),
+		"DD_API_KEY="+intakeKey,
+		"GWPIPE_DATADOG_LOGS_URL=http://"+intake+"/api/v2/logs?ddsource=gw&dd-api-key="+urlKey,
+		"GWPIPE_DATADOG_API_URL=http://"+intake+"/?api_key="+urlKey,
+		"GWPIPE_DATADOG_LOGS_RETRY_INITIAL=10ms",
+		"GWPIPE_DATADOG_LOGS_RETRY_MAX=20ms",
+		"GWPIPE_TRANSPORT_NATS_URL=nats://gwpipe:"+natsPass+"@127.0.0.1:1",
+		"GWPIPE_SOURCES_FIREHOSE_LISTEN="+fh,
+		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS="+firehoseKey,
+		"GWPIPE_SOURCES_FIREHOSE_ACK_TIMEOUT=300ms",
+		"GWPIPE_ADMIN_LISTEN="+admin,
+		"GWPIPE_ENRICH_AWS_TAGS=false",
+		"GWPIPE_DLQ_DIR="+t.TempDir(),
+		"GWPIPE_PIPELINE_DRAIN_TIMEOUT=2s",
+		"GWPIPE_LOG_LEVEL=debug",
+	)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+
+	get := func(path string) string {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, waitFor(ctx, func() bool { return get("/status") != "" }), "gwpipe did not come up:\n%s", out.String())
+
+	// One request: its delivery fails against the unreachable intake.
+	status, _ := firehoseRequest(t, "http://"+fh+"/", "s1", recordsBody("s1", gz(envelope("1"))), nil)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "not delivered within the ack timeout")
+	require.NoError(t, waitFor(ctx, func() bool { return strings.Contains(out.String(), "request failed; retrying") }))
+	shown := get("/status") + get("/readyz")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-done:
+		done <- nil
+	case <-ctx.Done():
+		t.Fatal("gwpipe did not exit")
+	}
+	printed := out.String()
+	for _, secret := range []string{urlKey, natsPass} {
+		assert.NotContains(t, printed, secret, "the output holds a secret:\n%s", printed)
+		assert.NotContains(t, shown, secret, "/status holds a secret:\n%s", shown)
+	}
+	assert.Contains(t, printed, "dd-api-key=REDACTED", "the URL is shown, its key masked")
+	assert.Contains(t, printed, "gwpipe summary", "the run went to its end")
+}

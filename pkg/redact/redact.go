@@ -1,0 +1,162 @@
+// Package redact keeps secrets out of what gwpipe prints. Configuration
+// URLs may carry credentials: a Datadog API key as a query parameter
+// (datadog.logs_url …?dd-api-key=…), a password or token in the userinfo of
+// a broker URL (nats://user:password@host, nats://token@host). Every URL
+// gwpipe logs, shows in /status or quotes in an error goes through URL, and
+// every log record through Handler, so no call site has to remember.
+package redact
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Mask replaces a secret.
+const Mask = "REDACTED"
+
+var (
+	// userinfo of a URL: scheme "://" userinfo "@". The userinfo may not
+	// hold '/', whitespace or quotes, so an '@' later in the path or in
+	// the surrounding text is not mistaken for it.
+	userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s@"'<>?#]+)@`)
+	// one query parameter: after '?', '&' or ';', up to the next separator,
+	// quote or whitespace (error messages quote the URL they failed on).
+	paramRE = regexp.MustCompile(`([?&;])([^=&;\s"'<>#?]+)=([^&;\s"'<>#]*)`)
+)
+
+// URL returns s with every secret a URL can carry replaced by Mask: the
+// password of a userinfo (the user name alone when there is no password,
+// since that is how NATS passes a token), and the value of every query
+// parameter whose name says it holds a secret (SecretParam). s may be a
+// URL or any text that quotes URLs, such as an error message; text without
+// a secret is returned as it is.
+func URL(s string) string {
+	if !strings.Contains(s, "://") && !strings.ContainsAny(s, "?&;") {
+		return s
+	}
+	s = userinfoRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := userinfoRE.FindStringSubmatch(m)
+		scheme, info := sub[1], sub[2]
+		if user, _, ok := strings.Cut(info, ":"); ok {
+			return scheme + user + ":" + Mask + "@"
+		}
+		return scheme + Mask + "@"
+	})
+	return paramRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := paramRE.FindStringSubmatch(m)
+		if sub[3] == "" || sub[3] == Mask || !SecretParam(sub[2]) {
+			return m
+		}
+		return sub[1] + sub[2] + "=" + Mask
+	})
+}
+
+// secretWords are the parts of a parameter name that mark its value as a
+// credential: dd-api-key, api_key, apikey, application_key, access_token,
+// X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token, client_secret,
+// password, sig, …
+var secretWords = []string{"key", "token", "secret", "passw", "pwd", "signature", "credential", "auth", "session"}
+
+// SecretParam reports whether a query parameter of that name holds a
+// secret. Names are compared case-insensitively after percent-decoding.
+func SecretParam(name string) bool {
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	name = strings.ToLower(name)
+	if name == "sig" || name == "pass" {
+		return true
+	}
+	for _, w := range secretWords {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Err returns err with the secrets of its message masked; errors.Is and
+// errors.As still see the original error.
+func Err(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if r := URL(msg); r != msg {
+		return &redacted{msg: r, err: err}
+	}
+	return err
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
+
+// Handler wraps h so that the message and every string or error attribute
+// of a record pass through URL before h sees them. Log lines are few
+// (never one per event), so the scan costs nothing that matters.
+func Handler(h slog.Handler) slog.Handler {
+	if _, ok := h.(*handler); ok {
+		return h // already redacting
+	}
+	return &handler{next: h}
+}
+
+type handler struct{ next slog.Handler }
+
+func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, URL(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(attr(a))
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
+	clean := make([]slog.Attr, len(as))
+	for i, a := range as {
+		clean[i] = attr(a)
+	}
+	return &handler{next: h.next.WithAttrs(clean)}
+}
+
+func (h *handler) WithGroup(name string) slog.Handler { return &handler{next: h.next.WithGroup(name)} }
+
+func attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, URL(v.String()))
+	case slog.KindGroup:
+		g := v.Group()
+		clean := make([]any, len(g))
+		for i, ga := range g {
+			clean[i] = attr(ga)
+		}
+		return slog.Group(a.Key, clean...)
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case error:
+			return slog.Any(a.Key, Err(x))
+		case []string:
+			clean := make([]string, len(x))
+			for i, e := range x {
+				clean[i] = URL(e)
+			}
+			return slog.Any(a.Key, clean)
+		case interface{ String() string }:
+			return slog.String(a.Key, URL(x.String()))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
+}

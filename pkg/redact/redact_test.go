@@ -1,0 +1,105 @@
+package redact
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestURL(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=abc123",
+			"https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=REDACTED"},
+		{"https://h/p?ddsource=x&api_key=abc&service=y", "https://h/p?ddsource=x&api_key=REDACTED&service=y"},
+		{"https://h/p?DD-API-KEY=abc", "https://h/p?DD-API-KEY=REDACTED"},
+		{"https://h/p?dd%2Dapi%2Dkey=abc", "https://h/p?dd%2Dapi%2Dkey=REDACTED"},
+		{"https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=f00&X-Amz-Expires=60",
+			"https://b.s3.amazonaws.com/k?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&X-Amz-Expires=60"},
+		{"nats://gwpipe:s3cret@nats:4222", "nats://gwpipe:REDACTED@nats:4222"},
+		{"nats://t0ken@nats:4222", "nats://REDACTED@nats:4222"},
+		{"nats://a:1@n1:4222,nats://b:2@n2:4222", "nats://a:REDACTED@n1:4222,nats://b:REDACTED@n2:4222"},
+		{`Post "http://127.0.0.1:9/api/v2/logs?dd-api-key=abc": dial tcp 127.0.0.1:9: connect: connection refused`,
+			`Post "http://127.0.0.1:9/api/v2/logs?dd-api-key=REDACTED": dial tcp 127.0.0.1:9: connect: connection refused`},
+		// Nothing secret: unchanged.
+		{"https://api.datadoghq.com", "https://api.datadoghq.com"},
+		{"https://h/p?ddsource=apigateway&service=x", "https://h/p?ddsource=apigateway&service=x"},
+		{"s3://bucket/prefix/", "s3://bucket/prefix/"},
+		{"mailto:someone@example.com", "mailto:someone@example.com"},
+		{"https://h/p?api_key=", "https://h/p?api_key="},
+		{"plain text with a key=value", "plain text with a key=value"},
+		{"https://h/users/@me", "https://h/users/@me"},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, URL(c.in), c.in)
+		assert.Equal(t, c.want, URL(URL(c.in)), "idempotent: %s", c.in)
+	}
+}
+
+func TestErrKeepsTheChain(t *testing.T) {
+	base := errors.New("boom")
+	err := fmt.Errorf(`Post "https://h/p?dd-api-key=abc": %w`, base)
+	r := Err(err)
+	assert.NotContains(t, r.Error(), "abc")
+	assert.ErrorIs(t, r, base)
+	assert.Same(t, base, Err(base), "an error without a secret is returned as it is")
+	assert.NoError(t, Err(nil))
+}
+
+func TestHandlerRedactsEveryStringAttribute(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(Handler(slog.NewTextHandler(&buf, nil)))
+	log = slog.New(Handler(log.Handler())) // wrapping twice wraps once
+	_, double := log.Handler().(*handler).next.(*handler)
+	assert.False(t, double)
+	log.With("nats", "nats://u:pw1@h:4222").WithGroup("g").Info("sending to https://h/p?api_key=pw2",
+		"logs_url", "https://h/p?dd-api-key=pw3",
+		"error", errors.New(`Post "https://h/p?dd-api-key=pw4": refused`),
+		"urls", []string{"https://h/q?token=pw5"},
+		slog.Group("sub", "u", "https://u:pw6@h/"),
+		"n", 3)
+	out := buf.String()
+	for _, s := range []string{"pw1", "pw2", "pw3", "pw4", "pw5", "pw6"} {
+		assert.NotContains(t, out, s)
+	}
+	assert.Contains(t, out, "REDACTED")
+	assert.Contains(t, out, "g.n=3")
+}
+
+// FuzzURL: a secret put where URLs carry secrets never survives, whatever
+// surrounds it, and redacting is idempotent.
+func FuzzURL(f *testing.F) {
+	f.Add("http-intake.logs.datadoghq.com", "/api/v2/logs", "dd-api-key", "0123456789abcdef", "ddsource", "apigateway", "user")
+	f.Add("nats", "", "token", "t0k3n-value", "x", "", "gwpipe")
+	f.Add("h:8080", "/a b/c", "X-Amz-Signature", "aaaaaaaaaaaaaaaa", "q", "a&b", "")
+	f.Fuzz(func(t *testing.T, host, path, name, secret, otherName, otherValue, user string) {
+		if len(secret) < 8 || !SecretParam(name) || SecretParam(otherName) || otherName == "" {
+			return
+		}
+		u := url.URL{Scheme: "https", Host: "h", Path: path}
+		if url.PathEscape(host) == host && host != "" && !strings.ContainsAny(host, "@/?#") {
+			u.Host = host
+		}
+		q := url.Values{}
+		q.Set(otherName, otherValue)
+		q.Set(name, secret)
+		u.RawQuery = q.Encode()
+		if user != "" {
+			u.User = url.UserPassword(user, secret)
+		}
+		s := u.String()
+		if strings.Contains(u.Host+u.EscapedPath()+url.QueryEscape(otherName)+url.QueryEscape(otherValue)+url.User(user).String(), url.QueryEscape(secret)) {
+			return // the secret is also a non-secret part of the URL
+		}
+		got := URL(s)
+		require.NotContains(t, got, url.QueryEscape(secret), "from %s", s)
+		require.Equal(t, got, URL(got), "idempotent")
+		require.Contains(t, got, url.QueryEscape(otherName)+"=", "other parameters stay")
+	})
+}
