@@ -1,6 +1,7 @@
 package ddhttp
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -17,6 +18,10 @@ type Backoff struct {
 	// [d·(1-Jitter), d·(1+Jitter)], then capped at MaxInterval. 0 means the
 	// default 0.5; a negative value disables jitter.
 	Jitter float64
+	// Sleep waits between attempts (Retrier.Wait), returning ctx's error
+	// if ctx ends first; nil is a timer. Tests replace it to see every
+	// wait without spending it.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Backoff defaults.

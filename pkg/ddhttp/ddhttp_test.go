@@ -3,7 +3,9 @@ package ddhttp
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,4 +37,48 @@ func TestKeyHealth(t *testing.T) {
 	assert.Contains(t, h.Err().Error(), "403")
 	h.OK()
 	assert.NoError(t, h.Err())
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	h := func(v string) http.Header { return http.Header{"Retry-After": []string{v}} }
+	assert.Equal(t, 10*time.Second, RetryAfter(h("10"), now))
+	assert.Equal(t, 10*time.Second, RetryAfter(h(" 10 "), now))
+	assert.Equal(t, 30*time.Second, RetryAfter(h(now.Add(30*time.Second).Format(http.TimeFormat)), now))
+	assert.Equal(t, MaxRetryAfter, RetryAfter(h("999999999999999999999"), now), "delay-seconds beyond int64")
+	for _, v := range []string{"", "0", "-5", "soon", now.Add(-time.Minute).Format(http.TimeFormat)} {
+		assert.Zero(t, RetryAfter(h(v), now), "%q", v)
+	}
+	assert.Zero(t, RetryAfter(http.Header{}, now))
+	assert.Equal(t, MaxRetryAfter, RetryAfter(h("86400"), now))
+	assert.Equal(t, MaxRetryAfter, RetryAfter(h(now.Add(48*time.Hour).Format(http.TimeFormat)), now))
+}
+
+func TestRetrierDelay(t *testing.T) {
+	b := Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond}.WithDefaults()
+	r := b.Retrier()
+	for range 10 {
+		assert.LessOrEqual(t, r.Delay(0), 4*time.Millisecond, "our own pace is capped at MaxInterval")
+	}
+	assert.Equal(t, 10*time.Second, r.Delay(10*time.Second), "the API's Retry-After wins, beyond MaxInterval")
+	assert.Equal(t, MaxRetryAfter, r.Delay(time.Hour))
+}
+
+// FuzzRetryAfter: whatever the header says, the wait is within [0,
+// MaxRetryAfter], and the retrier never waits less than it asked.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"10", "0", "-1", "Sun, 29 Nov 2026 06:00:30 GMT", "Sunday, 29-Nov-26 06:00:30 GMT", "Sun Nov 29 06:00:30 2026", "1e3", "9223372036854775807", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	b := Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond}.WithDefaults()
+	f.Fuzz(func(t *testing.T, v string) {
+		d := RetryAfter(http.Header{"Retry-After": []string{v}}, now)
+		if d < 0 || d > MaxRetryAfter {
+			t.Fatalf("RetryAfter(%q) = %v out of [0, %v]", v, d, MaxRetryAfter)
+		}
+		if got := b.Retrier().Delay(d); got < d || got > max(d, b.MaxInterval) {
+			t.Fatalf("Delay(%v) = %v", d, got)
+		}
+	})
 }

@@ -79,7 +79,9 @@ type Stats struct {
 //   - 401, 403: nothing is dropped: retried with backoff, and Healthy reports
 //     the refused key until a request succeeds.
 //   - network errors, 408, 429, 5xx and any other status: retried with
-//     exponential backoff and jitter, indefinitely.
+//     exponential backoff and jitter, indefinitely, never sooner than the
+//     answer's Retry-After asks (ddhttp.Retrier, shared with the metrics
+//     client).
 //
 // Abandoned payloads: before every attempt (the first included), a payload —
 // or a half of one — whose callers have all given up (their contexts ended)

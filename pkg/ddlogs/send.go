@@ -157,7 +157,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 	}
 	defer release()
 
-	bo := c.cfg.Backoff.New()
+	retry := c.cfg.Backoff.Retrier()
 	n := hi - lo
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
@@ -167,7 +167,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 			}
 			c.n.retries.Add(1) // counted when sent: a retry given up in its backoff is none
 		}
-		status, detail, err, latency := c.post(body)
+		status, detail, retryAfter, err, latency := c.post(body)
 		res := Result{Status: status, Err: err, Logs: n, Bytes: rawLen, CompressedBytes: len(body), Latency: latency, Attempt: attempt}
 		switch {
 		case err == nil && status >= 200 && status < 300:
@@ -224,7 +224,8 @@ func (c *Client) send(p *payload, lo, hi int) {
 			}
 		}
 		c.report(res)
-		if !c.sleep(min(bo.NextBackOff(), c.cfg.Backoff.MaxInterval)) {
+		// c.ctx ends when the client aborts.
+		if retry.Wait(c.ctx, retryAfter) != nil {
 			return
 		}
 	}
@@ -241,21 +242,10 @@ func (c *Client) report(r Result) {
 	}
 }
 
-// sleep waits d; false when the client is aborted first.
-func (c *Client) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.abort:
-		return false
-	}
-}
-
 // post sends one request. detail is a short, key-free description of a non-2xx
-// answer; err a key-free transport error.
-func (c *Client) post(body []byte) (status int, detail string, err error, latency time.Duration) {
+// answer, retryAfter what its Retry-After asked for; err a key-free
+// transport error.
+func (c *Client) post(body []byte) (status int, detail string, retryAfter time.Duration, err error, latency time.Duration) {
 	c.n.requests.Add(1)
 	c.n.inFlight.Add(1)
 	defer c.n.inFlight.Add(-1)
@@ -263,7 +253,7 @@ func (c *Client) post(body []byte) (status int, detail string, err error, latenc
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", ddhttp.RedactErr(err, c.cfg.APIKey), 0
+		return 0, "", 0, ddhttp.RedactErr(err, c.cfg.APIKey), 0
 	}
 	req.Header.Set("DD-API-KEY", c.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -274,14 +264,9 @@ func (c *Client) post(body []byte) (status int, detail string, err error, latenc
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, "", ddhttp.RedactErr(err, c.cfg.APIKey), time.Since(start)
+		return 0, "", 0, ddhttp.RedactErr(err, c.cfg.APIKey), time.Since(start)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode, "", nil, time.Since(start)
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, ddhttp.Redact(ddhttp.ErrorDetail(resp.StatusCode, msg), c.cfg.APIKey), nil, time.Since(start)
+	a := ddhttp.ReadAnswer(resp, c.cfg.APIKey, start)
+	return a.Status, a.Detail, a.RetryAfter, nil, time.Since(start)
 }

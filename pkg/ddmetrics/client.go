@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -350,7 +347,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 		return split(fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit once compressed", len(body), wireMax))
 	}
 
-	bo := c.cfg.Backoff.New()
+	retry := c.cfg.Backoff.Retrier()
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && s.allTooOld(p, c.cfg.Now()) {
 			c.n.tooOld.Add(uint64(len(p.parts)))
@@ -410,11 +407,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 			}
 		}
 		c.report(res)
-		wait := min(bo.NextBackOff(), c.cfg.Backoff.MaxInterval)
-		if retryAfter > wait {
-			wait = min(retryAfter, c.cfg.Backoff.MaxInterval)
-		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := retry.Wait(ctx, retryAfter); err != nil {
 			return err
 		}
 	}
@@ -431,17 +424,6 @@ func (c *Client) putBuf(b *[]byte) {
 func (c *Client) report(r Result) {
 	if c.cfg.OnResult != nil {
 		c.cfg.OnResult(r)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -475,18 +457,8 @@ func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (
 		return 0, "", 0, time.Since(start), ddhttp.RedactErr(err, c.cfg.APIKey)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode, "", 0, time.Since(start), nil
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if s := resp.Header.Get("Retry-After"); s != "" {
-		if secs, perr := strconv.Atoi(strings.TrimSpace(s)); perr == nil && secs > 0 {
-			retryAfter = time.Duration(secs) * time.Second
-		}
-	}
-	return resp.StatusCode, ddhttp.Redact(ddhttp.ErrorDetail(resp.StatusCode, msg), c.cfg.APIKey), retryAfter, time.Since(start), nil
+	a := ddhttp.ReadAnswer(resp, c.cfg.APIKey, c.cfg.Now())
+	return a.Status, a.Detail, a.RetryAfter, time.Since(start), nil
 }
 
 // Healthy returns nil, or an error saying why the API refuses us (the API

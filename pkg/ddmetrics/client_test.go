@@ -336,3 +336,31 @@ func TestConfigValidate(t *testing.T) {
 	}
 	assert.Equal(t, "https://api.datadoghq.eu", ddmetrics.APIURL("datadoghq.eu"))
 }
+
+// TestRetryAfterIsHonoured: the metrics API's Retry-After is a floor for
+// the next attempt, through the same pacing as the logs client
+// (ddhttp.Retrier), and may exceed our own MaxInterval.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	srv, url := intake(t)
+	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: http.StatusTooManyRequests, Count: 2, RetryAfter: "10",
+		Endpoints: []fakeintake.Endpoint{fakeintake.EndpointSeries}}))
+	var (
+		mu    sync.Mutex
+		waits []time.Duration
+	)
+	c := newClient(t, url, func(cfg *ddmetrics.Config) {
+		cfg.Backoff.Sleep = func(ctx context.Context, d time.Duration) error {
+			mu.Lock()
+			waits = append(waits, d)
+			mu.Unlock()
+			return ctx.Err()
+		}
+	})
+	rej, err := c.Submit(context.Background(), []record.Metric{count("m", 5)})
+	require.NoError(t, err)
+	assert.Empty(t, rej)
+	assert.Equal(t, int64(1), srv.Stats().SeriesPointsAccepted)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []time.Duration{10 * time.Second, 10 * time.Second}, waits)
+}

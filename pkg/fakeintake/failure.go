@@ -28,6 +28,9 @@ type Failure struct {
 	Count int `json:"count"`
 	// Endpoints restricts the failure; empty means all intake endpoints.
 	Endpoints []Endpoint `json:"endpoints"`
+	// RetryAfter, when set, is sent as the Retry-After header of injected
+	// answers: delay-seconds ("10") or an HTTP-date.
+	RetryAfter string `json:"retry_after,omitempty"`
 	// Seed, when not zero, seeds the random choice, making a sequence of
 	// sequential requests fail deterministically. When zero, a random seed
 	// is drawn and reported in FailureState.
@@ -57,6 +60,9 @@ func (f *Failure) validate() error {
 	if f.Status == 0 && f.LatencyMS == 0 {
 		return errors.New("failure needs a status or a latency_ms")
 	}
+	if f.RetryAfter != "" && f.Status == 0 {
+		return errors.New("failure retry_after needs a status")
+	}
 	if f.Count < 0 {
 		return fmt.Errorf("failure count must not be negative, got %d", f.Count)
 	}
@@ -80,8 +86,9 @@ type injector struct {
 
 // hit is one injection decision.
 type hit struct {
-	status  int
-	latency time.Duration
+	status     int
+	latency    time.Duration
+	retryAfter string
 }
 
 func (in *injector) set(f Failure) error {
@@ -136,7 +143,7 @@ func (in *injector) decide(ep Endpoint) (hit, bool) {
 			in.active = false
 		}
 	}
-	return hit{status: in.f.Status, latency: time.Duration(in.f.LatencyMS) * time.Millisecond}, true
+	return hit{status: in.f.Status, latency: time.Duration(in.f.LatencyMS) * time.Millisecond, retryAfter: in.f.RetryAfter}, true
 }
 
 // inject applies the failure configuration to a request. It reports true
@@ -165,7 +172,7 @@ func (s *Server) inject(ep *endpoint, body *requestBody, res *result) bool {
 	}
 	body.discard()
 	res.injected = true
-	res.status, res.detail = h.status, "injected failure"
+	res.status, res.detail, res.retryAfter = h.status, "injected failure", h.retryAfter
 	return true
 }
 

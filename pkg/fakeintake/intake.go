@@ -115,6 +115,7 @@ type result struct {
 	encoding    string // empty when the payload was not read
 	wire, raw   int64
 	injected    bool
+	retryAfter  string // Retry-After of an injected answer
 	delayed     bool
 	recordError bool
 	batch       *batch
@@ -135,6 +136,9 @@ func (s *Server) intake(ep *endpoint) http.HandlerFunc {
 			body = ep.errBody(res.status, res.detail)
 			s.log.Debug("intake request rejected", "endpoint", ep.name,
 				"status", res.status, "detail", res.detail)
+		}
+		if res.retryAfter != "" {
+			w.Header().Set("Retry-After", res.retryAfter)
 		}
 		writeJSON(w, res.status, body)
 	}
