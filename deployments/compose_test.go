@@ -174,15 +174,29 @@ func TestComposeFleet(t *testing.T) {
 		if !strings.HasPrefix(c.LogsURL(), "http://") || !strings.HasSuffix(c.LogsURL(), "/api/v2/logs") {
 			t.Errorf("service %s: logs URL %q, want http://fakeintake:%s/api/v2/logs", name, c.LogsURL(), fiPort)
 		}
-		host, adminPort, err := net.SplitHostPort(c.Admin.Listen)
-		if err != nil || (host != "0.0.0.0" && host != "") {
-			t.Errorf("service %s: admin.listen %q must listen on every interface in a container", name, c.Admin.Listen)
+		// /status and pprof stay on the container's loopback; the network
+		// (other containers, published ports) gets the health listener.
+		if !loopbackAddr(c.Admin.Listen) {
+			t.Errorf("service %s: admin.listen %q must be on loopback (127.0.0.1): it serves /status and pprof", name, c.Admin.Listen)
 		}
-		// Healthcheck on the admin /healthz.
+		if c.Admin.Pprof {
+			t.Errorf("service %s: admin.pprof must stay off", name)
+		}
+		host, healthPort, err := net.SplitHostPort(c.Admin.HealthListen)
+		if err != nil || (host != "0.0.0.0" && host != "") {
+			t.Errorf("service %s: admin.health_listen %q must listen on every interface in a container", name, c.Admin.HealthListen)
+		}
+		_, adminPort, _ := net.SplitHostPort(c.Admin.Listen)
+		for _, p := range s.Ports {
+			if p.Target == 0 || strconv.Itoa(int(p.Target)) == adminPort {
+				t.Errorf("service %s: publishes admin.listen's port %d", name, p.Target)
+			}
+		}
+		// Healthcheck on the health listener's /healthz.
 		if s.HealthCheck == nil || s.HealthCheck.Disable {
 			t.Errorf("service %s: no healthcheck", name)
-		} else if got := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(got, ":"+adminPort+"/healthz") {
-			t.Errorf("service %s: healthcheck %q does not probe /healthz on the admin port %s", name, got, adminPort)
+		} else if got := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(got, ":"+healthPort+"/healthz") {
+			t.Errorf("service %s: healthcheck %q does not probe /healthz on the health port %s", name, got, healthPort)
 		}
 		// Drain before SIGKILL (the rule of the Kubernetes grace periods;
 		// no preStop here).

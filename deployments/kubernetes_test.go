@@ -456,6 +456,16 @@ func namedPort(c corev1.Container, p intstr.IntOrString) (int32, bool) {
 	return 0, false
 }
 
+// loopbackAddr reports whether a listen address is on loopback only.
+func loopbackAddr(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return h == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 func listenPort(t *testing.T, where, addr string) int32 {
 	t.Helper()
 	_, p, err := net.SplitHostPort(addr)
@@ -553,9 +563,24 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 		env := podEnv(t, where, m, secret, c)
 		checkEnvKeys(t, where, env)
 		cfg := loadConfig(t, where, file, env)
+		// The operator's listener (/status, pprof) stays on the pod's
+		// loopback; probes go to the health listener, which serves
+		// nothing else.
+		if !loopbackAddr(cfg.Admin.Listen) {
+			t.Errorf("%s: admin.listen %q must be on loopback (127.0.0.1): it serves /status and pprof", where, cfg.Admin.Listen)
+		}
+		if cfg.Admin.Pprof {
+			t.Errorf("%s: admin.pprof must stay off in the shipped manifests", where)
+		}
+		healthPort := listenPort(t, where+": admin.health_listen", cfg.Admin.HealthListen)
+		if h, _, _ := net.SplitHostPort(cfg.Admin.HealthListen); h != "" && h != "0.0.0.0" {
+			t.Errorf("%s: admin.health_listen %q is not reachable by the kubelet's probes", where, cfg.Admin.HealthListen)
+		}
 		adminPort := listenPort(t, where+": admin.listen", cfg.Admin.Listen)
-		if h, _, _ := net.SplitHostPort(cfg.Admin.Listen); h != "" && h != "0.0.0.0" {
-			t.Errorf("%s: admin.listen %q is not reachable by the kubelet's probes", where, cfg.Admin.Listen)
+		for _, cp := range c.Ports {
+			if cp.ContainerPort == adminPort {
+				t.Errorf("%s: container port %s (%d) is admin.listen's, which must not be exposed", where, cp.Name, cp.ContainerPort)
+			}
 		}
 		if !runs("ingest") && cfg.Sources.Firehose.Enabled {
 			t.Errorf("%s: only ingest serves the Firehose endpoint", where)
@@ -567,7 +592,7 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 			t.Errorf("%s: enrich.role_template and enrich.external_id must be set", where)
 		}
 
-		// Probes on the admin port.
+		// Probes on the health port.
 		for _, p := range []struct {
 			what  string
 			probe *corev1.Probe
@@ -580,8 +605,26 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 			if p.probe.HTTPGet.Path != p.path {
 				t.Errorf("%s: %s probe path %s, want %s", where, p.what, p.probe.HTTPGet.Path, p.path)
 			}
-			if port, ok := namedPort(c, p.probe.HTTPGet.Port); !ok || port != adminPort {
-				t.Errorf("%s: %s probe port %s is not the admin port %d", where, p.what, p.probe.HTTPGet.Port.String(), adminPort)
+			if port, ok := namedPort(c, p.probe.HTTPGet.Port); !ok || port != healthPort {
+				t.Errorf("%s: %s probe port %s is not the health port %d (admin.health_listen)", where, p.what, p.probe.HTTPGet.Port.String(), healthPort)
+			}
+		}
+		// Services reach the Firehose endpoint and the health listener,
+		// nothing else; so does the load balancer's health check.
+		for _, s := range m.services {
+			if len(s.Spec.Selector) == 0 || !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+				continue
+			}
+			for _, sp := range s.Spec.Ports {
+				port, ok := namedPort(c, sp.TargetPort)
+				if !ok || (port != healthPort && !(cfg.Sources.Firehose.Enabled && port == listenPort(t, where, cfg.Sources.Firehose.Listen))) {
+					t.Errorf("%s: Service %s port %s targets %s, neither the Firehose endpoint nor the health listener", where, s.Name, sp.Name, sp.TargetPort.String())
+				}
+			}
+		}
+		for _, ing := range m.ingresses {
+			if hp := ing.Annotations["alb.ingress.kubernetes.io/healthcheck-port"]; hp != "" && runs("ingest") && hp != strconv.Itoa(int(healthPort)) {
+				t.Errorf("%s: the load balancer checks port %s, not the health listener's %d", where, hp, healthPort)
 			}
 		}
 		if lp := c.LivenessProbe; lp != nil && lp.PeriodSeconds*lp.FailureThreshold < 30 {

@@ -305,7 +305,14 @@ type DLQ struct {
 }
 
 type Admin struct {
-	Listen         string        `yaml:"listen"`
+	// Listen serves health, /status (and /debug/pprof when Pprof): keep it
+	// on loopback; what it shows is for the operator of the host.
+	Listen string `yaml:"listen"`
+	// HealthListen serves /healthz and /readyz alone, for probes and load
+	// balancers that must reach the process from the network.
+	HealthListen string `yaml:"health_listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on Listen.
+	Pprof          bool          `yaml:"pprof"`
 	ReportInterval time.Duration `yaml:"report_interval"` // 0: no periodic console report
 }
 
@@ -681,6 +688,16 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "must be host:port: %v", err)
 		}
+	}
+	if c.Admin.HealthListen != "" {
+		if _, port, err := net.SplitHostPort(c.Admin.HealthListen); err != nil {
+			bad("admin.health_listen", "must be host:port: %v", err)
+		} else if c.Admin.HealthListen == c.Admin.Listen && port != "0" {
+			bad("admin.health_listen", "must differ from admin.listen (%s): it is a second listener serving /healthz and /readyz alone", c.Admin.Listen)
+		}
+	}
+	if c.Admin.Pprof && c.Admin.Listen == "" {
+		bad("admin.pprof", "needs admin.listen: profiles are served there")
 	}
 	return errors.Join(errs...)
 }

@@ -2,18 +2,36 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
-// adminHandler serves /healthz (the process is alive), /readyz (it can
-// deliver), /status (every counter, as JSON) and /debug/pprof.
-func (p *Pipeline) adminHandler() http.Handler {
-	mux := http.NewServeMux()
+// Two listeners, two audiences:
+//
+//   - admin.listen (loopback by default): the operator's, on the host:
+//     /healthz, /readyz, /status (every counter) and, only with
+//     admin.pprof, /debug/pprof — profiles that can stall the process and
+//     show its memory.
+//   - admin.health_listen (off by default): the network's, for probes and
+//     load balancers: /healthz and /readyz alone, nothing that describes
+//     the pipeline beyond up or not.
+type adminServer struct {
+	name string // the configuration key, for messages
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// healthRoutes serves /healthz (the process is alive) and /readyz (it can
+// deliver). Both listeners mount them.
+func (p *Pipeline) healthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -24,14 +42,96 @@ func (p *Pipeline) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+}
+
+// healthHandler is admin.health_listen's: health only.
+func (p *Pipeline) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	p.healthRoutes(mux)
+	return mux
+}
+
+// adminHandler is admin.listen's: health, /status, and /debug/pprof when
+// admin.pprof is on.
+func (p *Pipeline) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	p.healthRoutes(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.Status())
 	})
-	// Profiles, on the admin listener only (loopback by default).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if p.cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// startAdmin opens the configured admin listeners.
+func (p *Pipeline) startAdmin() error {
+	a := p.cfg.Admin
+	for _, l := range []struct {
+		key, addr string
+		h         http.Handler
+	}{{"admin.listen", a.Listen, p.adminHandler()}, {"admin.health_listen", a.HealthListen, p.healthHandler()}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		s := &adminServer{name: l.key, ln: ln, srv: &http.Server{Handler: l.h, ReadHeaderTimeout: 10 * time.Second}}
+		p.admin = append(p.admin, s)
+		go p.serve(s.srv, ln, l.key)
+		p.log.Info("admin endpoint listening", "key", l.key, "addr", ln.Addr().String())
+	}
+	if a.Pprof && !loopback(a.Listen) {
+		p.log.Warn("admin.pprof serves profiles on a listener other hosts can reach; keep admin.listen on 127.0.0.1", "admin.listen", a.Listen)
+	}
+	return nil
+}
+
+// stopAdmin closes the admin listeners, last in a shutdown: probes see the
+// process until it is gone.
+func (p *Pipeline) stopAdmin(ctx context.Context) []error {
+	var errs []error
+	for _, s := range p.admin {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s server: %w", s.name, err))
+		}
+	}
+	return errs
+}
+
+func (p *Pipeline) adminAddr(key string) string {
+	for _, s := range p.admin {
+		if s.name == key {
+			return s.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// AdminAddr is the address admin.listen listens on.
+func (p *Pipeline) AdminAddr() string { return p.adminAddr("admin.listen") }
+
+// HealthAddr is the address admin.health_listen listens on.
+func (p *Pipeline) HealthAddr() string { return p.adminAddr("admin.health_listen") }
+
+// loopback reports whether addr listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // writeJSON answers v as JSON, with the secrets of every URL it holds

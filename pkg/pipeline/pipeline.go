@@ -104,9 +104,10 @@ type Pipeline struct {
 	firehose *firehose.Source
 	sources  []Source
 
-	fhLn, adminLn net.Listener
-	fhSrv, admSrv *http.Server
-	serveErr      chan error
+	fhLn     net.Listener
+	fhSrv    *http.Server
+	admin    []*adminServer // admin.listen, admin.health_listen
+	serveErr chan error
 
 	loops     sync.WaitGroup // background loops: summary expiry, window ticks, telemetry
 	stopLoops context.CancelFunc
@@ -136,7 +137,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 			}
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, serveErr: make(chan error, 2)}
+	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, serveErr: make(chan error, 3)}
 	tr, err := newTransport(cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
@@ -309,17 +310,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			return fmt.Errorf("start source %s: %w", src.Name(), err)
 		}
 	}
-	if p.cfg.Admin.Listen != "" {
-		ln, err := net.Listen("tcp", p.cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin.listen: %w", err)
-		}
-		p.adminLn = ln
-		p.admSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go p.serve(p.admSrv, ln, "admin")
-		p.log.Info("admin endpoint listening", "addr", ln.Addr().String())
-	}
-	return nil
+	return p.startAdmin()
 }
 
 func (p *Pipeline) serve(srv *http.Server, ln net.Listener, name string) {
@@ -337,14 +328,6 @@ func (p *Pipeline) FirehoseAddr() string {
 		return ""
 	}
 	return p.fhLn.Addr().String()
-}
-
-// AdminAddr is the address of the admin endpoint.
-func (p *Pipeline) AdminAddr() string {
-	if p.adminLn == nil {
-		return ""
-	}
-	return p.adminLn.Addr().String()
 }
 
 // Shutdown (safe to call more than once) stops taking work, finishes what
@@ -402,10 +385,6 @@ func (p *Pipeline) shutdown(ctx context.Context) error {
 	if err := p.archive.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("dead-letter archive: %w", err))
 	}
-	if p.admSrv != nil {
-		if err := p.admSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("admin server: %w", err))
-		}
-	}
+	errs = append(errs, p.stopAdmin(ctx)...)
 	return errors.Join(errs...)
 }

@@ -194,7 +194,7 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	}
 	cfg.Sources.Firehose.Enabled = false
 	cfg.Sources.SQS.QueueURLs = nil
-	cfg.Admin.Listen = ""
+	cfg.Admin.Listen, cfg.Admin.HealthListen, cfg.Admin.Pprof = "", "", false
 	cfg.Admin.ReportInterval = 0
 	p, err := New(cfg, nil, log)
 	if err != nil {

@@ -3,7 +3,7 @@
 // curl), so Compose healthchecks run this instead:
 //
 //	healthcheck:
-//	  test: ["CMD", "/usr/local/bin/httpcheck", "http://127.0.0.1:8089/healthz"]
+//	  test: ["CMD", "/usr/local/bin/httpcheck", "http://127.0.0.1:8090/healthz"]
 package main
 
 import (
