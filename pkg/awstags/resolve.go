@@ -1,11 +1,13 @@
 package awstags
 
 import (
-	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
+	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -53,7 +55,28 @@ const (
 // the record's batch is. Tagger never keeps them without copying. ok reports
 // whether the key names a stage (see StageKey.Named) with an account and a
 // region.
-func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) {
+func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) { return t.res.resolve(rec) }
+
+// resolver is Resolve's state: the configuration it needs and the memo of
+// mapping decisions. The Tagger and Offline share it, so that a record names
+// the same stage whether or not AWS is asked for its tags.
+type resolver struct {
+	mappings      []Mapping
+	sourceRegions map[string]string
+	defaultRegion string
+
+	mapMu   sync.Mutex
+	mapMemo atomic.Pointer[map[string]int]
+}
+
+func newResolver(cfg Config) *resolver {
+	r := &resolver{mappings: append([]Mapping(nil), cfg.Mappings...), sourceRegions: cfg.SourceRegions, defaultRegion: cfg.DefaultRegion}
+	empty := map[string]int{}
+	r.mapMemo.Store(&empty)
+	return r
+}
+
+func (t *resolver) resolve(rec *record.Record) (key StageKey, ok bool) {
 	o := rec.Origin
 	var group string
 	if o != nil {
@@ -116,21 +139,21 @@ func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) {
 		key.Region = t.sourceRegion(o)
 	}
 	if key.Region == "" {
-		key.Region = t.cfg.DefaultRegion
+		key.Region = t.defaultRegion
 	}
 	return key, key.Account != "" && key.Region != "" && key.Named()
 }
 
-func (t *Tagger) sourceRegion(o *record.Origin) string {
-	if len(t.cfg.SourceRegions) == 0 {
+func (t *resolver) sourceRegion(o *record.Origin) string {
+	if len(t.sourceRegions) == 0 {
 		return ""
 	}
 	if o.SourceARN != "" {
-		if r, ok := t.cfg.SourceRegions[o.SourceARN]; ok {
+		if r, ok := t.sourceRegions[o.SourceARN]; ok {
 			return r
 		}
 	}
-	return t.cfg.SourceRegions[o.Source]
+	return t.sourceRegions[o.Source]
 }
 
 // maxMappingMemo bounds the memo of log group → mapping decisions.
@@ -138,8 +161,8 @@ const maxMappingMemo = 10_000
 
 // mappingFor returns the first Mapping whose glob matches group. Decisions
 // are memoised in a copy-on-write map so the hot path is a map read.
-func (t *Tagger) mappingFor(group string) *Mapping {
-	if len(t.cfg.Mappings) == 0 {
+func (t *resolver) mappingFor(group string) *Mapping {
+	if len(t.mappings) == 0 {
 		return nil
 	}
 	memo := *t.mapMemo.Load()
@@ -147,11 +170,11 @@ func (t *Tagger) mappingFor(group string) *Mapping {
 		if i < 0 {
 			return nil
 		}
-		return &t.cfg.Mappings[i]
+		return &t.mappings[i]
 	}
 	idx := -1
-	for i := range t.cfg.Mappings {
-		if ok, _ := path.Match(t.cfg.Mappings[i].LogGroup, group); ok {
+	for i := range t.mappings {
+		if ok, _ := path.Match(t.mappings[i].LogGroup, group); ok {
 			idx = i
 			break
 		}
@@ -170,7 +193,7 @@ func (t *Tagger) mappingFor(group string) *Mapping {
 	if idx < 0 {
 		return nil
 	}
-	return &t.cfg.Mappings[idx]
+	return &t.mappings[idx]
 }
 
 // aliasString views b as a string without copying. Record bytes are never

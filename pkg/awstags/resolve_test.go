@@ -11,7 +11,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
-func newResolver(t *testing.T, cfg Config) *Tagger {
+func newTestResolver(t *testing.T, cfg Config) *Tagger {
 	t.Helper()
 	tg, err := New(context.Background(), cfg, aws.Config{}, WithClientFactory(newFakeCloud().factory), WithSTSClient(fakeSTS{newFakeCloud()}))
 	require.NoError(t, err)
@@ -20,7 +20,7 @@ func newResolver(t *testing.T, cfg Config) *Tagger {
 }
 
 func TestResolve(t *testing.T) {
-	tg := newResolver(t, Config{
+	tg := newTestResolver(t, Config{
 		DefaultRegion: "us-west-2",
 		SourceRegions: map[string]string{"replay": "eu-central-1", "arn:aws:s3:::archive": "ap-southeast-2"},
 		Mappings: []Mapping{
@@ -110,7 +110,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestResolveDoesNotAllocate(t *testing.T) {
-	tg := newResolver(t, Config{Mappings: []Mapping{{LogGroup: "/custom/*", APIID: "o1o2o3o4o5"}}})
+	tg := newTestResolver(t, Config{Mappings: []Mapping{{LogGroup: "/custom/*", APIID: "o1o2o3o4o5"}}})
 	recs := []record.Record{
 		{Origin: &record.Origin{Account: acctA, Region: usE1, LogGroup: "API-Gateway-Execution-Logs_u9zut7wlwj/prod"}},
 		{Origin: &record.Origin{Account: acctA, Region: usE1, LogGroup: "/gw/access"},

@@ -164,10 +164,9 @@ type Tagger struct {
 	closed   bool
 	accounts map[string]*account
 	invs     atomic.Pointer[map[invKey]*inventory]
-	base     atomic.Pointer[map[invKey]*Info]
+	ids      *identities // answers without AWS data
 
-	mapMu   sync.Mutex
-	mapMemo atomic.Pointer[map[string]int]
+	res *resolver
 
 	countMu    sync.Mutex // stage budget: held across build and commit
 	stageCount atomic.Int64
@@ -217,10 +216,10 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, opts ...Option) (*T
 	if t.sts == nil {
 		t.sts = t.defaultSTS()
 	}
-	emptyInv, emptyBase, emptyMemo := map[invKey]*inventory{}, map[invKey]*Info{}, map[string]int{}
+	t.res = newResolver(cfg)
+	t.ids = newIdentities(cfg.StaticTags)
+	emptyInv := map[invKey]*inventory{}
 	t.invs.Store(&emptyInv)
-	t.base.Store(&emptyBase)
-	t.mapMemo.Store(&emptyMemo)
 	// The Tagger outlives the call to New: its fetches stop on Close, not
 	// when the caller's context ends.
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -394,8 +393,11 @@ func (t *Tagger) peek(key StageKey, count bool) (*Info, *waiter) {
 		c = &t.uncounted
 	}
 	if key.Account == "" || key.Region == "" || !key.Named() {
+		// AWS cannot be asked without an account and a region; the tags
+		// the record carries (its API and stage, when it names them) still
+		// go on it.
 		c.unnamed.Add(1)
-		return t.baseInfo(key.Account, key.Region), nil
+		return t.ids.get(key), nil
 	}
 	inv := t.inventoryFor(key.Account, key.Region)
 	if inv == nil {
@@ -425,7 +427,7 @@ func (t *Tagger) peek(key StageKey, count bool) (*Info, *waiter) {
 		// A log group no stage writes to: only the account and region
 		// are known, and that is all there is to know.
 		c.negative.Add(1)
-		return t.baseInfo(key.Account, key.Region), nil
+		return t.ids.get(StageKey{Account: key.Account, Region: key.Region}), nil
 	case stagesUnknown:
 		return t.identityInfo(key, api, true), nil
 	}
@@ -467,30 +469,14 @@ func (t *Tagger) identityInfo(key StageKey, api *apiEntry, partial bool) *Info {
 	return info
 }
 
-// baseInfo is the answer for records that name no stage: the account and
-// region tags and the static tags, one shared slice per account and region.
-func (t *Tagger) baseInfo(account, region string) *Info {
-	if info := (*t.base.Load())[invKey{account, region}]; info != nil {
-		return info
-	}
-	k := invKey{strings.Clone(account), strings.Clone(region)}
-	info := &Info{Account: k.account, Region: k.region, Tags: t.buildTags(k.account, k.region, "", "", "", nil, false)}
-	t.mu.Lock()
-	cur := *t.base.Load()
-	if len(cur) < maxBase {
-		next := make(map[invKey]*Info, len(cur)+1)
-		maps.Copy(next, cur)
-		next[k] = info
-		t.base.Store(&next)
-	}
-	t.mu.Unlock()
-	return info
+func (t *Tagger) buildTags(account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
+	return buildTags(t.cfg.StaticTags, account, region, apiID, apiName, stage, awsTags, partial)
 }
 
 // buildTags assembles a ready-to-attach tag list: identity first, then the
 // AWS tags, the static tags and PartialTag; exact duplicates dropped.
-func (t *Tagger) buildTags(account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
-	tags := make([]string, 0, 6+len(awsTags)+len(t.cfg.StaticTags))
+func buildTags(static []string, account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
+	tags := make([]string, 0, 6+len(awsTags)+len(static))
 	if apiID != "" {
 		tags = append(tags, "apiid:"+NormalizeValue(apiID))
 	}
@@ -507,7 +493,7 @@ func (t *Tagger) buildTags(account, region, apiID, apiName, stage string, awsTag
 		tags = append(tags, "aws_account:"+v)
 	}
 	tags = append(tags, awsTags...)
-	tags = append(tags, t.cfg.StaticTags...)
+	tags = append(tags, static...)
 	if partial {
 		tags = append(tags, PartialTag)
 	}

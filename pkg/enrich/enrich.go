@@ -11,6 +11,11 @@
 // dropped: those whose tags were not known in time carry
 // awstags.PartialTag.
 //
+// The Tagger is *awstags.Tagger, or *awstags.Offline with enrich.aws_tags
+// off: both name a record's stage by the same rules and build its
+// identity tags (apiid, stage, region, aws_account) the same way, so the
+// tags a log carries by itself do not depend on the AWS settings.
+//
 // The configured static tags and "replay:true" are not added here: the
 // logs deliverer (package ddlogs) adds both to every log it renders.
 // Handling a batch twice (the runtime retries a batch whose Emit failed)

@@ -13,12 +13,28 @@ import (
 )
 
 // enricher builds the enrich stage: the stage tags read from AWS across
-// accounts, or, with enrich.aws_tags off, only what the records' origins say
-// (account, region, API and stage of execution log groups).
+// accounts, or, with enrich.aws_tags off, only what the records carry
+// (account and region of their origin; API and stage of an execution log
+// group, of an access log's own apiId and stage fields, or of a mapping).
+// Both name and tag records by the same rules (awstags), so a log's own
+// tags never depend on the AWS settings.
 func (p *Pipeline) enricher() (stage.Handler, error) {
 	e := p.cfg.Enrich
+	cfg := awstags.Config{
+		RoleTemplate: e.RoleTemplate, RoleOverrides: e.RoleOverrides, ExternalID: e.ExternalID,
+		DefaultRegion: e.DefaultRegion, TTL: e.TTL, NegativeTTL: e.NegativeTTL, MaxStages: e.MaxStages,
+		RatePerSecond: e.RatePerSecond, Burst: e.Burst, MaxWait: e.MaxWait,
+		Logger: p.log.With("stage", StageEnrich),
+	}
+	for _, m := range e.Mappings {
+		cfg.Mappings = append(cfg.Mappings, awstags.Mapping{LogGroup: m.LogGroup, APIID: m.APIID, Stage: m.Stage, Account: m.Account, Region: m.Region})
+	}
 	if !e.AWSTags {
-		return enrichStage{}, nil
+		t, err := awstags.NewOffline(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return enrich.New(t, enrich.Config{MaxWait: e.MaxWait, Logger: cfg.Logger})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -29,15 +45,6 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
-	}
-	cfg := awstags.Config{
-		RoleTemplate: e.RoleTemplate, RoleOverrides: e.RoleOverrides, ExternalID: e.ExternalID,
-		DefaultRegion: e.DefaultRegion, TTL: e.TTL, NegativeTTL: e.NegativeTTL, MaxStages: e.MaxStages,
-		RatePerSecond: e.RatePerSecond, Burst: e.Burst, MaxWait: e.MaxWait,
-		Logger: p.log.With("stage", StageEnrich),
-	}
-	for _, m := range e.Mappings {
-		cfg.Mappings = append(cfg.Mappings, awstags.Mapping{LogGroup: m.LogGroup, APIID: m.APIID, Stage: m.Stage, Account: m.Account, Region: m.Region})
 	}
 	if p.parser != nil {
 		// A stage's own access-log format teaches the parser its layout.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"github.com/gwpipe/gwpipe/pkg/dedup"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stage"
@@ -54,51 +53,6 @@ func emitSummaries(ctx context.Context, out stage.Output, sums []record.Record) 
 		return nil
 	}
 	return out.Emit(ctx, &record.Batch{ID: "summaries", Origin: sums[0].Origin, Records: sums})
-}
-
-// enrichStage adds the tags every log of an origin shares: the account and
-// region it came from, the API and stage its log group names, and the static
-// tags. The full AWS tag enrichment builds on this stage.
-type enrichStage struct{}
-
-func (enrichStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
-	var (
-		last *record.Origin
-		tags []string
-	)
-	for i := range in.Records {
-		r := &in.Records[i]
-		if r.Origin != last {
-			last = r.Origin
-			tags = originTags(r.Origin)
-		}
-		if len(r.Tags) == 0 {
-			r.Tags = tags // shared by every record of the origin: no copy
-		} else {
-			r.Tags = append(r.Tags[:len(r.Tags):len(r.Tags)], tags...)
-		}
-	}
-	return out.Emit(ctx, in)
-}
-
-func originTags(o *record.Origin) []string {
-	if o == nil {
-		return nil
-	}
-	var tags []string
-	if o.Account != "" {
-		tags = append(tags, "aws_account:"+o.Account)
-	}
-	if o.Region != "" {
-		tags = append(tags, "region:"+o.Region)
-	}
-	if id, st, _, ok := apigw.ExecutionGroup(o.LogGroup); ok {
-		tags = append(tags, "apiid:"+id, "stage:"+st)
-	}
-	if o.Replay {
-		tags = append(tags, "replay:true")
-	}
-	return tags
 }
 
 // LogDeliverer sends records to the logs intake (package ddlogs).

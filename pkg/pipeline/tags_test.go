@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/internal/moto"
 )
@@ -92,5 +94,100 @@ func TestStageTagsFromAWS(t *testing.T) {
 	assert.Equal(t, 7.0, hit.Value)
 	for _, want := range []string{"apiid:" + apiID, "apiname:petstore", "stage:prod", "team:payments", "env:prod"} {
 		assert.Contains(t, hit.Tags, want)
+	}
+}
+
+// TestLogTagsAgreeWithMetricTags: an access log whose own fields name its
+// API and stage (apiId, stage), in a log group that does not, carries them
+// as tags whatever the AWS settings — enrich.aws_tags off, or on without
+// AWS access, with or without a region to ask AWS in — and the metrics
+// derived from the same logs carry the same values (compared at the fake
+// intake).
+func TestLogTagsAgreeWithMetricTags(t *testing.T) {
+	cases := []struct {
+		name string
+		aws  bool
+	}{{"aws_tags off", false}, {"no AWS access", true}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.aws {
+				// Nothing listens there: every AWS call fails.
+				t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+				t.Setenv("AWS_REGION", "us-east-1")
+				t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			}
+			h := start(t, func(cfg *config.Config) {
+				cfg.Enrich.AWSTags = c.aws
+				cfg.Enrich.MaxWait = 50 * time.Millisecond
+			})
+			apis := map[string]string{"a1b2c3d4e5": "prod", "f6g7h8i9j0": "dev"}
+			n := 0
+			// With the delivery stream's ARN the records have a region; a
+			// request without it leaves them none (AWS cannot be asked).
+			for _, arn := range []string{"arn:aws:firehose:us-east-1:123456789012:deliverystream/test", ""} {
+				var events []string
+				for api, stage := range apis {
+					for range 3 {
+						n++
+						events = append(events, fmt.Sprintf(`{"id":"%d","timestamp":%d,"message":"{\"apiId\":\"%s\",\"stage\":\"%s\",\"requestId\":\"r%d\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":\"200\",\"responseLatency\":\"12\"}"}`,
+							n, time.Now().UnixMilli(), api, stage, n))
+					}
+				}
+				env := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"api-gateway-access-logs","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
+					strings.Join(events, ",") + `]}`
+				id := fmt.Sprintf("own-tags-%d", n)
+				status, resp := firehoseRequest(t, h.url, id, recordsBody(id, gz([]byte(env))), map[string]string{"X-Amz-Firehose-Source-Arn": arn})
+				require.Equal(t, http.StatusOK, status, "%v", resp)
+			}
+			// Shutting down flushes the open metric windows.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, h.p.Shutdown(ctx))
+
+			own := func(tags []string) map[string]string {
+				m := map[string]string{}
+				for _, tag := range tags {
+					k, v, _ := strings.Cut(tag, ":")
+					switch k {
+					case "apiid", "stage", "region", "aws_account":
+						m[k] = v
+					}
+				}
+				return m
+			}
+			logs := h.intake.Logs()
+			require.Len(t, logs, n)
+			// The identity of each series of count points, by API and region.
+			metrics := map[[2]string]map[string]string{}
+			counted := map[[2]string]float64{}
+			for _, p := range h.intake.Series() {
+				if p.Metric != derive.DefaultNamespace+derive.NameCount {
+					continue
+				}
+				tags := own(p.Tags)
+				k := [2]string{tags["apiid"], tags["region"]}
+				if prev, ok := metrics[k]; ok {
+					assert.Equal(t, prev, tags, "one identity per API and region")
+				}
+				metrics[k] = tags
+				counted[k] += p.Value
+			}
+			for _, l := range logs {
+				tags := own(l.Tags)
+				api, _ := attr(l, "apigateway.apiId").(string)
+				require.Contains(t, apis, api)
+				assert.Equal(t, api, tags["apiid"], "the log carries its own apiId: %v", l.Tags)
+				assert.Equal(t, apis[api], tags["stage"], "and its own stage: %v", l.Tags)
+				assert.Equal(t, "123456789012", tags["aws_account"])
+				assert.Equal(t, tags, metrics[[2]string{api, tags["region"]}], "the log and the metrics derived from it agree")
+			}
+			for api := range apis {
+				for _, region := range []string{"us-east-1", ""} {
+					assert.Equal(t, 3.0, counted[[2]string{api, region}], "every log of %s (region %q) counted", api, region)
+				}
+			}
+		})
 	}
 }
