@@ -33,8 +33,12 @@
 //     "amazon-apigateway-" is an access log (formats are looked up by the
 //     stream name); an S3 replay (Origin.Source "s3") whose object key
 //     (Origin.RequestID) contains "amazon-apigateway-" likewise.
-//  6. Anything else: Kind Other, Source = Config.OtherSource ("cloudwatch"
-//     by default), no attributes, message untouched.
+//  6. Anything else: Kind Other, no attributes, message untouched; Source
+//     and Service as the Datadog Forwarder names such logs from their log
+//     group and stream (package logsource: /aws/lambda/<fn> → lambda and
+//     service <fn>, /aws/rds/… → rds, …), else Source Config.OtherSource
+//     ("cloudwatch" by default) and no Service (the delivery then uses the
+//     source: never "apigateway").
 //
 // Every API Gateway record gets Source "apigateway". Groups ending "/Canary"
 // get apigateway.canary=true. Routing decisions are cached per log group

@@ -7,13 +7,15 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/gwpipe/gwpipe/pkg/logsource"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 // SourceAPIGateway is the ddsource of every API Gateway record.
 const SourceAPIGateway = "apigateway"
 
-// DefaultOtherSource is the ddsource of logs that are not from API Gateway.
+// DefaultOtherSource is the ddsource of logs that are not from API Gateway
+// and whose log group names no source the Datadog Forwarder knows.
 const DefaultOtherSource = "cloudwatch"
 
 // FormatRule assigns an access-log format to log groups matching a pattern.
@@ -69,6 +71,9 @@ type formatRule struct {
 type groupInfo struct {
 	route  Route
 	format *Format // nil: detect
+	// other is what the log group's name says of a log that is not API
+	// Gateway's (RouteOther): its Datadog source and service.
+	other  logsource.Group
 	cached bool
 	// learned is the key layout of the group's detected JSON lines.
 	learned atomic.Pointer[jsonTemplate]
@@ -189,8 +194,11 @@ func (p *Parser) info(origin *record.Origin) *groupInfo {
 	}
 	gen := p.gen.Load()
 	gi := &groupInfo{route: routeOf(origin, p.configured, p.prefixes)}
-	if gi.route.Kind == RouteAccess {
+	switch gi.route.Kind {
+	case RouteAccess:
 		gi.format = p.FormatFor(gi.route.Key)
+	case RouteOther:
+		gi.other = logsource.OfGroup(origin.LogGroup)
 	}
 	if key == "" {
 		return gi
@@ -241,7 +249,17 @@ func (p *Parser) Parse(b *record.Batch, rec *record.Record) {
 	switch gi.route.Kind {
 	case RouteOther:
 		rec.Kind = record.KindOther
-		rec.Source = p.otherSource
+		rec.Source, rec.Service = p.otherSource, ""
+		var stream string
+		if rec.Origin != nil {
+			stream = rec.Origin.LogStream
+		}
+		// Named as the Datadog Forwarder names them (/aws/lambda/<fn> →
+		// source lambda, service <fn>; /aws/rds/… → rds; …); the
+		// service of the others defaults to their source (package ddlogs).
+		if source, service, ok := gi.other.Name(stream); ok {
+			rec.Source, rec.Service = source, service
+		}
 		rec.Attrs = rec.Attrs[:0]
 		return
 	}

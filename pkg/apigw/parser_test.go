@@ -130,14 +130,25 @@ func TestFormatPrecedence(t *testing.T) {
 	require.Error(t, p.SetFormat("g", "no variables"))
 }
 
+// TestOtherSource: logs that are not API Gateway's are named as the
+// Datadog Forwarder names them (package logsource); OtherSource is for
+// log groups that name no source it knows. Never apigateway.
 func TestOtherSource(t *testing.T) {
 	p := mustParser(t, Config{OtherSource: "aws"})
-	rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/lambda/fn"}, Message: []byte("hello"), Attrs: []record.Attr{{Key: "x"}}}
-	p.Parse(nil, &rec)
-	require.Equal(t, record.KindOther, rec.Kind)
-	require.Equal(t, "aws", rec.Source)
-	require.Empty(t, rec.Attrs)
-	require.Equal(t, "hello", string(rec.Message))
+	for _, c := range []struct{ group, stream, source, service string }{
+		{"/aws/lambda/Checkout-Fn", "2026/11/29/[$LATEST]0123456789abcdef0123456789abcdef", "lambda", "checkout-fn"},
+		{"/aws/rds/instance/orders/postgresql", "orders.0", "postgresql", "postgresql"},
+		{"/shared", "2026/11/29/pay[$LATEST]0123456789abcdef0123456789abcdef", "lambda", "pay"},
+		{"/ecs/orders", "ecs/orders/1", "aws", ""},
+	} {
+		rec := record.Record{Origin: &record.Origin{LogGroup: c.group, LogStream: c.stream}, Message: []byte("hello"), Attrs: []record.Attr{{Key: "x"}}}
+		p.Parse(nil, &rec)
+		require.Equal(t, record.KindOther, rec.Kind)
+		require.Equal(t, c.source, rec.Source, c.group)
+		require.Equal(t, c.service, rec.Service, "%s: the service of the others is their source, given at delivery", c.group)
+		require.Empty(t, rec.Attrs)
+		require.Equal(t, "hello", string(rec.Message))
+	}
 }
 
 func TestCompileFormat(t *testing.T) {

@@ -24,8 +24,11 @@ const ReservedPrefix = "apigateway."
 
 // Defaults fills the top-level fields a record leaves empty.
 type Defaults struct {
-	Source   string // ddsource when Record.Source is empty
-	Service  string // service when Record.Service is empty
+	Source string // ddsource when Record.Source is empty
+	// Service is the service of a record of Source (API Gateway's logs)
+	// that has none of its own; a record of another source without one
+	// gets its source as service, as the Datadog Forwarder does.
+	Service  string
 	Hostname string // hostname when the record has no log group
 	Tags     string // static ddtags, already joined "k:v,k2:v2" (see JoinTags); prepended to Record.Tags
 }
@@ -74,7 +77,9 @@ func topName(key string) string {
 //
 // The rules:
 //
-//   - ddsource, service: rec.Source / rec.Service, else d.Source / d.Service;
+//   - ddsource: rec.Source, else d.Source; service: rec.Service, else
+//     d.Service for a record of d.Source (API Gateway's), else its source
+//     (the Datadog Forwarder's rule: an RDS log is never "apigateway");
 //     hostname: rec.Origin.LogGroup, else d.Hostname; ddtags: d.Tags, then
 //     rec.Tags, then "replay:true" for replayed records; status:
 //     rec.Level.String(); id: rec.EventID, the CloudWatch event id. Each of
@@ -518,7 +523,10 @@ func (r *renderer) sourceService(rec *record.Record) (string, string) {
 		source = r.d.Source
 	}
 	if service == "" {
-		service = r.d.Service
+		service = source
+		if source == r.d.Source {
+			service = r.d.Service
+		}
 	}
 	return source, service
 }

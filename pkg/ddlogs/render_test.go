@@ -125,10 +125,24 @@ func TestAppendLogGolden(t *testing.T) {
 			want: `{"status":"info","message":""}`,
 		},
 		{
-			name: "record source overrides default",
-			rec:  record.Record{Source: "lambda", Message: []byte("m"), Timestamp: 5},
+			// The default service is the default source's: another source
+			// is its own service, as the Datadog Forwarder has it.
+			name: "record source overrides default, and is the service",
+			rec:  record.Record{Source: "rds", Message: []byte("m"), Timestamp: 5},
 			d:    d,
-			want: `{"ddsource":"lambda","service":"default-svc","hostname":"fallback-host","ddtags":"env:prod,team:payments","timestamp":5,"status":"info","message":"m"}`,
+			want: `{"ddsource":"rds","service":"rds","hostname":"fallback-host","ddtags":"env:prod,team:payments","timestamp":5,"status":"info","message":"m"}`,
+		},
+		{
+			name: "a record of the default source takes the default service",
+			rec:  record.Record{Source: "apigateway", Message: []byte("m"), Timestamp: 5},
+			d:    Defaults{Source: "apigateway", Service: "default-svc"},
+			want: `{"ddsource":"apigateway","service":"default-svc","timestamp":5,"status":"info","message":"m"}`,
+		},
+		{
+			name: "a record's own service wins",
+			rec:  record.Record{Source: "lambda", Service: "checkout", Message: []byte("m"), Timestamp: 5},
+			d:    d,
+			want: `{"ddsource":"lambda","service":"checkout","hostname":"fallback-host","ddtags":"env:prod,team:payments","timestamp":5,"status":"info","message":"m"}`,
 		},
 		{
 			name: "reserved keys move under apigateway",

@@ -191,3 +191,44 @@ func TestLogTagsAgreeWithMetricTags(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceAndSourceOfOtherLogs: through the Firehose endpoint, only API
+// Gateway's logs get service apigateway (datadog.service); a log of another
+// AWS service is named as the Datadog Forwarder names it.
+func TestServiceAndSourceOfOtherLogs(t *testing.T) {
+	h := start(t)
+	cases := []struct{ group, stream, source, service string }{
+		{"/aws/api-gateway/a1b2c3d4e5/prod", "s", "apigateway", "apigateway"},
+		{"API-Gateway-Execution-Logs_a1b2c3d4e5/prod", "s", "apigateway", "apigateway"},
+		{"/aws/rds/instance/orders/postgresql", "orders.0", "postgresql", "postgresql"},
+		{"/aws/rds/cluster/aurora-1/error", "s", "rds", "rds"},
+		{"/aws/lambda/Checkout-Fn", "2026/11/29/[$LATEST]0123456789abcdef0123456789abcdef", "lambda", "checkout-fn"},
+		{"/ecs/orders", "ecs/orders/1", "cloudwatch", "cloudwatch"},
+	}
+	var datas [][]byte
+	for i, c := range cases {
+		msg := "a log line"
+		if c.source == "apigateway" {
+			msg = `{\"requestId\":\"r` + fmt.Sprint(i) + `\",\"status\":200}`
+			if strings.HasPrefix(c.group, "API-") {
+				msg = "(r" + fmt.Sprint(i) + ") Method completed with status: 200"
+			}
+		}
+		datas = append(datas, gz([]byte(fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":%q,"logStream":%q,"subscriptionFilters":["f"],"logEvents":[{"id":"%d","timestamp":%d,"message":"%s"}]}`,
+			c.group, c.stream, i, time.Now().UnixMilli(), msg))))
+	}
+	status, resp := firehoseRequest(t, h.url, "svc", recordsBody("svc", datas...), nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	logs := h.intake.Logs()
+	require.Len(t, logs, len(cases))
+	byGroup := map[string]fakeintake.Log{}
+	for _, l := range logs {
+		byGroup[l.Hostname] = l
+	}
+	for _, c := range cases {
+		l, ok := byGroup[c.group]
+		require.True(t, ok, c.group)
+		assert.Equal(t, c.source, l.Source, "ddsource of %s", c.group)
+		assert.Equal(t, c.service, l.Service, "service of %s", c.group)
+	}
+}
