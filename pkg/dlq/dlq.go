@@ -12,21 +12,23 @@
 // the record exactly as the source delivered it (for Firehose, the base64
 // text of the record), or, for a part of a record dead-lettered alone (an
 // envelope, a metric-stream line, a line that is not text), the base64 of
-// that part's decoded bytes. For other kinds it is the log line. Kind "metric" entries hold a refused metric point under
-// "metric" instead of data. Files are named dlq-<UTC time>-<host>-<pid>-<seq>.jsonl and rotate at
+// that part's decoded bytes. For other kinds it is the log line. Kind
+// "metric" entries hold a refused metric point under "metric" instead of
+// data. Files are named dlq-<UTC time>-<host>-<pid>-<seq, 6 digits>.jsonl (so that names sort in writing order) and rotate at
 // MaxFileBytes. Every write is synced before the batch is acknowledged.
 package dlq
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -77,43 +79,89 @@ type Metric struct {
 // MaxFileBytes is the size at which the archive starts a new file.
 const MaxFileBytes = 64 << 20
 
-// Archive appends dead letters to files in a directory.
-type Archive struct {
-	dir string
-	now func() time.Time
+// File is what the archive appends to (an *os.File); tests inject one that
+// fails like a full disk.
+type File interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+}
 
-	mu   sync.Mutex
-	f    *os.File
-	w    *bufio.Writer
-	size int64
-	seq  int
+// Option configures an Archive.
+type Option func(*Archive)
+
+// WithOpenFile replaces how the archive opens a file for appending
+// (os.OpenFile with O_CREATE|O_WRONLY|O_APPEND).
+func WithOpenFile(open func(name string) (File, error)) Option {
+	return func(a *Archive) { a.open = open }
+}
+
+// Archive appends dead letters to files in a directory.
+//
+// A write that fails (a full disk, an I/O error) leaves the file as it was
+// before the write, once the archive recovers: the batch is refused (its
+// source will send it again), and the next write first reopens the file
+// and cuts it back to the end of the last entry that was written and
+// synced, or, if that fails, starts a new file. An entry is written whole
+// with its newline and synced before Write returns; a crash in the middle
+// of a write leaves at most one partial line, at the end of a file that is
+// never appended to again, which readers skip and count.
+type Archive struct {
+	dir  string
+	now  func() time.Time
+	open func(name string) (File, error)
+
+	mu     sync.Mutex
+	f      File
+	name   string
+	size   int64 // end of the last entry written and synced
+	broken error // the last write to f failed: f may end with a partial entry
+	seq    int
+	buf    bytes.Buffer
+
+	recoveries atomic.Int64
 }
 
 // Open prepares the directory.
-func Open(dir string) (*Archive, error) {
+func Open(dir string, opts ...Option) (*Archive, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("dead-letter archive %s: %w", dir, err)
 	}
-	return &Archive{dir: dir, now: time.Now}, nil
+	a := &Archive{dir: dir, now: time.Now, open: openFile}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
+}
+
+func openFile(name string) (File, error) {
+	return os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 }
 
 // Dir is the archive's directory.
 func (a *Archive) Dir() string { return a.dir }
+
+// Recoveries counts writes that followed a failed one and had to repair
+// the file first.
+func (a *Archive) Recoveries() int64 { return a.recoveries.Load() }
 
 // Handle implements stage.Handler: the dlq stage.
 func (a *Archive) Handle(_ context.Context, in *record.Batch, _ stage.Output) error {
 	return a.Write(in)
 }
 
-// Write appends every record of b and syncs the file.
+// Write appends every record of b and syncs the file. On error nothing of
+// b counts as archived: the caller must not acknowledge it.
 func (a *Archive) Write(b *record.Batch) error {
 	now := a.now().UTC()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.rotateLocked(now); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(a.w)
+	// The whole batch is encoded before anything is written, so that an
+	// encoding error writes nothing and a write error is the only way a
+	// file can end with part of an entry.
+	a.buf.Reset()
+	enc := json.NewEncoder(&a.buf)
 	for i := range b.Records {
 		r := &b.Records[i]
 		reason := r.Reason
@@ -129,7 +177,7 @@ func (a *Archive) Write(b *record.Batch) error {
 				Region: o.Region, LogGroup: o.LogGroup, LogStream: o.LogStream, Replay: o.Replay}
 		}
 		if err := enc.Encode(&e); err != nil {
-			return fmt.Errorf("write dead letter: %w", err)
+			return fmt.Errorf("encode dead letter: %w", err)
 		}
 	}
 	for i := range b.Metrics {
@@ -143,18 +191,65 @@ func (a *Archive) Write(b *record.Batch) error {
 			Values: m.Values, Tags: m.Tags, Host: m.Host, Unit: m.Unit,
 		}}
 		if err := enc.Encode(&e); err != nil {
-			return fmt.Errorf("write dead letter: %w", err)
+			return fmt.Errorf("encode dead letter: %w", err)
 		}
 	}
-	if err := a.w.Flush(); err != nil {
-		return fmt.Errorf("write dead letters: %w", err)
+	if a.buf.Len() == 0 {
+		return nil
+	}
+	if err := a.recoverLocked(now); err != nil {
+		return err
+	}
+	if err := a.rotateLocked(now); err != nil {
+		return err
+	}
+	n, err := a.f.Write(a.buf.Bytes())
+	if err == nil && n < a.buf.Len() {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		a.broken = err
+		return fmt.Errorf("write dead letters to %s: %w", a.name, err)
 	}
 	if err := a.f.Sync(); err != nil {
-		return fmt.Errorf("sync dead letters: %w", err)
+		// What reached the disk is unknown: the next write cuts it.
+		a.broken = err
+		return fmt.Errorf("sync dead letters to %s: %w", a.name, err)
 	}
-	if st, err := a.f.Stat(); err == nil {
-		a.size = st.Size()
+	a.size += int64(n)
+	return nil
+}
+
+// recoverLocked repairs the file after a failed write: reopened (the
+// handle that failed is not trusted again) and cut back to the end of the
+// last entry that was synced. If that cannot be done, the file is left as
+// it is — its last line may be partial, and readers skip it — and a new
+// file is started.
+func (a *Archive) recoverLocked(now time.Time) error {
+	if a.broken == nil {
+		return nil
 	}
+	a.recoveries.Add(1)
+	if a.f != nil {
+		_ = a.f.Close()
+		a.f = nil
+	}
+	f, err := a.open(a.name)
+	if err == nil {
+		if err = f.Truncate(a.size); err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		// Start afresh in a new file. One that holds no whole entry is
+		// only in the way: removing it frees what the failed write took.
+		if a.size == 0 {
+			_ = os.Remove(a.name)
+		}
+		a.broken = nil
+		return a.newFileLocked(now)
+	}
+	a.f, a.broken = f, nil
 	return nil
 }
 
@@ -166,46 +261,78 @@ func (a *Archive) rotateLocked(now time.Time) error {
 		if err := a.f.Close(); err != nil {
 			return fmt.Errorf("close dead-letter file: %w", err)
 		}
+		a.f = nil
 	}
+	return a.newFileLocked(now)
+}
+
+func (a *Archive) newFileLocked(now time.Time) error {
 	a.seq++
 	// The host name keeps workers sharing one directory (containers all
 	// run as pid 1) out of each other's files.
 	host, _ := os.Hostname()
-	name := filepath.Join(a.dir, fmt.Sprintf("dlq-%s-%s-%d-%d.jsonl", now.Format("20060102T150405Z"), host, os.Getpid(), a.seq))
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	name := filepath.Join(a.dir, fmt.Sprintf("dlq-%s-%s-%d-%06d.jsonl", now.Format("20060102T150405Z"), host, os.Getpid(), a.seq))
+	f, err := a.open(name)
 	if err != nil {
 		return fmt.Errorf("open dead-letter file: %w", err)
 	}
-	a.f, a.w, a.size = f, bufio.NewWriter(f), 0
+	a.f, a.name, a.size = f, name, 0
 	return nil
 }
 
-// Close closes the current file.
+// Close closes the current file, cutting off what a failed last write may
+// have left (that batch was refused: its source sends it again).
 func (a *Archive) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.f == nil {
 		return nil
 	}
+	if a.broken != nil {
+		if err := a.recoverLocked(a.now().UTC()); err != nil {
+			return err
+		}
+	}
 	err := a.f.Close()
 	a.f = nil
 	return err
 }
 
-// Read calls fn for every entry in r, in order.
-func Read(r io.Reader, fn func(Entry) error) error {
-	dec := json.NewDecoder(bufio.NewReader(r))
+// ReadStats is what Read went through.
+type ReadStats struct {
+	Entries int
+	// Partial counts lines cut short by a write that failed (a full disk,
+	// a crash): a last line without its newline. They are skipped: the
+	// write was refused and its batch sent again by its source.
+	Partial int
+}
+
+// Read calls fn for every entry in r, in order, skipping and counting a
+// partial last line (see ReadStats.Partial).
+func Read(r io.Reader, fn func(Entry) error) (ReadStats, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var st ReadStats
 	for n := 0; ; n++ {
-		var e Entry
-		err := dec.Decode(&e)
-		if errors.Is(err, io.EOF) {
-			return nil
+		line, err := br.ReadBytes('\n')
+		if err == io.EOF {
+			if len(bytes.TrimSpace(line)) > 0 {
+				st.Partial++
+			}
+			return st, nil
 		}
 		if err != nil {
-			return fmt.Errorf("dead-letter entry %d: %w", n, err)
+			return st, fmt.Errorf("read dead letters: %w", err)
 		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return st, fmt.Errorf("dead-letter entry %d: %w", n, err)
+		}
+		st.Entries++
 		if err := fn(e); err != nil {
-			return err
+			return st, err
 		}
 	}
 }

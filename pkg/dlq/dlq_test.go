@@ -33,7 +33,9 @@ func TestArchiveRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 	var got []Entry
-	require.NoError(t, Read(f, func(e Entry) error { got = append(got, e); return nil }))
+	st, err := Read(f, func(e Entry) error { got = append(got, e); return nil })
+	require.NoError(t, err)
+	assert.Zero(t, st.Partial)
 	require.Len(t, got, 4)
 	require.NotNil(t, got[3].Metric, "refused metric points are archived too")
 	assert.Equal(t, "metric", got[3].Kind)

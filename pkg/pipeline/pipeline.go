@@ -82,6 +82,9 @@ type Source interface {
 // returns nil when the configuration does not ask for that source.
 type SourceFactory func(p *Pipeline) (Source, error)
 
+// archiveOptions configure the dead-letter archive; tests make its disk fail.
+var archiveOptions []dlq.Option
+
 // sourceFactories are registered by the files that implement sources.
 var sourceFactories []SourceFactory
 
@@ -152,7 +155,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 
-	if p.archive, err = dlq.Open(cfg.DLQ.Dir); err != nil {
+	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
 		return nil, err
 	}
 	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: p.archive}); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/dlq"
+	"github.com/gwpipe/gwpipe/pkg/dlq/dlqtest"
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/loadgen"
 )
@@ -344,7 +345,8 @@ func TestMalformedRequestsGetTheirStatusAndServingContinues(t *testing.T) {
 	for _, f := range files {
 		fh, err := os.Open(f)
 		require.NoError(t, err)
-		require.NoError(t, dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil }))
+		_, err = dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil })
+		require.NoError(t, err)
 		fh.Close()
 	}
 	require.Len(t, entries, 1)
@@ -402,4 +404,46 @@ func TestRefusedAPIKeyTurnsHealthRed(t *testing.T) {
 	status, _ = firehoseRequest(t, h.url, "r1", recordsBody("r1", gz(envelope("1"))), nil)
 	assert.Equal(t, http.StatusOK, status)
 	assert.Len(t, h.intake.Logs(), 1, "the retried request was not sent twice")
+}
+
+// TestDeadLetterArchiveRecoversAfterDiskFull: dead letters are refused by
+// the intake while the archive's disk is full: the Firehose request is not
+// acknowledged (Firehose sends it again); once space is back the same
+// request is archived and acknowledged, and the archive holds its letters
+// once, with no partial line.
+func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
+	disk := &dlqtest.Disk{}
+	archiveOptions = []dlq.Option{dlq.WithOpenFile(disk.Open)}
+	t.Cleanup(func() { archiveOptions = nil })
+	h := start(t, func(c *config.Config) {
+		c.Pipeline.RetryInitial, c.Pipeline.RetryMax = time.Millisecond, 5*time.Millisecond
+		c.Sources.Firehose.AckTimeout = 20 * time.Second
+	})
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 400}))
+
+	ids := []string{"f1", "f2", "f3"}
+	disk.Set(dlqtest.State{Full: true, Cut: 100})
+	status, _ := firehoseRequest(t, h.url, "full", recordsBody("full", gz(envelope(ids...))), nil)
+	assert.Equal(t, http.StatusInternalServerError, status, "neither delivered nor archived: not acknowledged")
+	assert.Positive(t, disk.Failures())
+
+	disk.Set(dlqtest.State{})
+	status, _ = firehoseRequest(t, h.url, "full", recordsBody("full", gz(envelope(ids...))), nil)
+	assert.Equal(t, http.StatusOK, status, "Firehose's retry is archived once space is back")
+
+	files, err := dlq.Files(h.dlqDir)
+	require.NoError(t, err)
+	var got []string
+	partial := 0
+	for _, name := range files {
+		fh, err := os.Open(name)
+		require.NoError(t, err)
+		st, err := dlq.Read(fh, func(e dlq.Entry) error { got = append(got, e.EventID); return nil })
+		fh.Close()
+		require.NoError(t, err)
+		partial += st.Partial
+	}
+	assert.ElementsMatch(t, ids, got, "each letter once")
+	assert.Zero(t, partial, "the failed writes were cut back")
+	assert.Zero(t, h.intake.Stats().LogsAccepted)
 }

@@ -173,6 +173,9 @@ type Summary struct {
 	AlreadyDelivered int64 // delivered by an earlier run (checkpoint)
 	DeadLetters      int64 // unreadable parts of objects, dead-lettered
 	Control          int64 // CONTROL_MESSAGE documents dropped
+	// PartialLines are dead-letter entries cut short by a failed write (a
+	// full disk, a crash), skipped: their batch was refused and sent again.
+	PartialLines int64
 
 	Duration time.Duration
 }
@@ -208,6 +211,9 @@ func (s Summary) Write(w io.Writer) {
 	fmt.Fprintf(&b, "  outside range    %d\n", s.OutOfRange)
 	fmt.Fprintf(&b, "  already sent     %d (checkpoint)\n", s.AlreadyDelivered)
 	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
+	if s.PartialLines > 0 {
+		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
+	}
 	fmt.Fprintf(&b, "  duration         %s (%.0f events/s)\n", s.Duration.Round(time.Millisecond), s.EventsPerSecond())
 	_, _ = io.WriteString(w, b.String())
 }
@@ -227,7 +233,7 @@ type Engine struct {
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
 	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
-	dead, control, listed                                           atomic.Int64
+	dead, control, listed, partial                                  atomic.Int64
 }
 
 // New prepares a replay. client may be nil for a directory; out may be nil
@@ -341,7 +347,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	sum.Objects, sum.ObjectsFailed, sum.ObjectsSkipped, sum.ObjectsAlreadyDone = e.objects.Load(), e.objectsFailed.Load(), e.objectsSkipped.Load(), e.objectsAlreadyDone.Load()
 	sum.Bytes, sum.Events, sum.Sent = e.bytes.Load(), e.events.Load(), e.sent.Load()
 	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
-	sum.DeadLetters, sum.Control = e.dead.Load(), e.control.Load()
+	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
 	sum.Duration = e.cfg.Now().Sub(start)
 	return sum, errors.Join(errs...)
 }
@@ -515,6 +521,7 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 		lastBytes = st.BytesIn
 		if err == io.EOF {
 			e.control.Add(st.Control)
+			e.partial.Add(st.Partial)
 			o.complete.Store(true)
 			return
 		}

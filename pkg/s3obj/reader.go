@@ -111,6 +111,11 @@ type Stats struct {
 	DeadLetters int64  // records returned as dead letters
 	Control     int64  // CONTROL_MESSAGE documents dropped
 	Empty       int64  // dead-letter entries without data (nothing to replay)
+	// Partial counts dead-letter entries cut short by a write that failed
+	// (a full disk, a crash): a last line without its newline. They are
+	// skipped, and numbered as if absent: their batch was refused and sent
+	// again, so they are not letters.
+	Partial int64
 	BytesIn     int64  // bytes read from the source, as stored
 	BytesOut    int64  // bytes after decompression
 }
@@ -841,12 +846,33 @@ func (r *Reader) stepDLQ() error {
 	if err != nil {
 		return err
 	}
+	if it.unterminated {
+		if r.sc.err != nil {
+			return r.sc.err // the bytes did not arrive: read the object again
+		}
+		r.stats.Partial++
+		return nil
+	}
 	if r.itemProblem(it, "dead-letter entry") {
 		return nil
 	}
 	var e dlq.Entry
-	if err := json.Unmarshal(it.data, &e); err != nil {
-		r.deadBytes(it.data, "dead-letter entry: "+err.Error())
+	uerr := json.Unmarshal(it.data, &e)
+	var bad []byte
+	if uerr != nil {
+		bad = bytes.Clone(it.data) // peek may move the buffer it.data points into
+	}
+	// The archive writes every entry with its newline: one the object
+	// ends right after was cut short (its newline, at least, is missing).
+	if next := r.sc.peek(1); len(next) == 0 {
+		if r.sc.err != nil {
+			return r.sc.err
+		}
+		r.stats.Partial++
+		return nil
+	}
+	if uerr != nil {
+		r.deadBytes(bad, "dead-letter entry: "+uerr.Error())
 		return nil
 	}
 	if e.V != 1 {
