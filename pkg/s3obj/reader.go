@@ -115,9 +115,9 @@ type Stats struct {
 	// (a full disk, a crash): a last line without its newline. They are
 	// skipped, and numbered as if absent: their batch was refused and sent
 	// again, so they are not letters.
-	Partial int64
-	BytesIn     int64  // bytes read from the source, as stored
-	BytesOut    int64  // bytes after decompression
+	Partial  int64
+	BytesIn  int64 // bytes read from the source, as stored
+	BytesOut int64 // bytes after decompression
 }
 
 // Reader reads one object. It is not safe for concurrent use.
