@@ -115,6 +115,19 @@ func TestLayouts(t *testing.T) {
 				assert.Equal(t, "req-2", events[1].Origin.RequestID)
 				assert.EqualValues(t, 1, st.Empty, "an entry with nothing to replay is counted")
 			}},
+		// A write that failed (a full disk, a crash) may leave the last
+		// line cut short, its newline at least missing: skipped, counted,
+		// never a letter (its batch was refused and sent again).
+		{name: "gwpipe dead-letter archive ending with a partial line", data: concat(lineEntry, rawEntry[:len(rawEntry)/2]), layout: LayoutDLQ,
+			messages: []string{"a dead line"}, ids: []string{"77"},
+			check: func(t *testing.T, _ []record.Record, st Stats) {
+				assert.EqualValues(t, 1, st.Partial)
+			}},
+		{name: "gwpipe dead-letter archive ending without its last newline", data: concat(lineEntry, bytes.TrimSuffix(rawEntry, []byte("\n"))), layout: LayoutDLQ,
+			messages: []string{"a dead line"}, ids: []string{"77"},
+			check: func(t *testing.T, _ []record.Record, st Stats) {
+				assert.EqualValues(t, 1, st.Partial)
+			}},
 		{name: "empty object", data: nil, layout: LayoutAccessLines},
 		{name: "empty gzip", data: gz(nil), layout: LayoutAccessLines, comp: "gzip"},
 	}
