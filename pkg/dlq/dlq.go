@@ -14,8 +14,15 @@
 // envelope, a metric-stream line, a line that is not text), the base64 of
 // that part's decoded bytes. For other kinds it is the log line. Kind
 // "metric" entries hold a refused metric point under "metric" instead of
-// data. Files are named dlq-<UTC time>-<host>-<pid>-<seq, 6 digits>.jsonl (so that names sort in writing order) and rotate at
-// MaxFileBytes. Every write is synced before the batch is acknowledged.
+// data. Files are named dlq-<UTC time>-<host>-<pid>-<6-digit seq>.jsonl, so
+// that names sort in writing order, and rotate at MaxFileBytes. Every write
+// is synced before the batch is acknowledged.
+//
+// An archive directory may hold, beside its files, a replay's ledger
+// (<file>.replayed, package replay) and, below it, the archives replays of
+// it wrote their letters that failed again to (replay-<time>-<host>-<pid>/):
+// `gwpipe replay --dlq-dir DIR` reads them all, and only the letters the
+// ledgers do not hold settled.
 package dlq
 
 import (

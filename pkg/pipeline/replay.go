@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,10 @@ type ReplayOptions struct {
 	// S3 replaces the S3 client built from the AWS configuration (tests,
 	// S3-compatible stores with their own client).
 	S3 replay.S3API
+
+	// out is the directory, inside a dead-letter archive being replayed,
+	// where the letters that fail again are written (Replay sets it).
+	out string
 }
 
 // ReplayConfig translates the replay section of the configuration into
@@ -53,7 +59,20 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		}
 		rc.Bucket, rc.Prefix, rc.Layout, rc.SelectBy = b, p, s3obj.LayoutDLQ, replay.SelectNone
 	case r.DLQ != "":
+		// The archive's ledger records what was settled; running the same
+		// replay again sends only what is left.
+		if r.Checkpoint != "" {
+			return rc, errors.New("replay.checkpoint (--checkpoint): a dead-letter archive keeps its own ledger beside its files (<file>.replayed); run the same command again instead")
+		}
 		rc.Dir, rc.Layout, rc.SelectBy = r.DLQ, s3obj.LayoutDLQ, replay.SelectNone
+		rc.Ledger = replay.DirLedger(r.DLQ)
+		if opts.out != "" {
+			rel, err := filepath.Rel(r.DLQ, opts.out)
+			if err != nil {
+				return rc, fmt.Errorf("replay.dlq: %w", err)
+			}
+			rc.Exclude = []string{filepath.ToSlash(rel)}
+		}
 	case r.Bucket == "":
 		return rc, errors.New("replay.bucket (--bucket) or replay.dlq (--dlq-dir) is required")
 	case r.From == "":
@@ -169,15 +188,35 @@ type ReplayResult struct {
 	Delivered     int64
 	DeadLettered  int64
 	DeadLetterDir string
+	// FailedAgainIn is set for a replay of a dead-letter directory: the
+	// new archive, inside it, that holds the letters that failed again
+	// (empty when none did).
+	FailedAgainIn string
 }
 
 // Write prints the result for a person.
 func (r ReplayResult) Write(w io.Writer) {
 	r.Summary.Write(w)
-	if !r.DryRun {
-		fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
-		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq-dir)\n", r.DeadLettered, r.DeadLetterDir)
+	if r.DryRun {
+		return
 	}
+	fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
+	switch {
+	case !r.Ledger:
+		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq-dir)\n", r.DeadLettered, r.DeadLetterDir)
+	case r.FailedAgainIn != "":
+		fmt.Fprintf(w, "  failed again     %d (now in %s, inside the archive: the same command retries them)\n", r.DeadLettered, r.FailedAgainIn)
+	default:
+		fmt.Fprintf(w, "  failed again     %d\n", r.DeadLettered)
+	}
+}
+
+// replayOutDir names the archive, inside the dead-letter archive dir, that
+// a replay of dir writes the letters that fail again to: a directory no
+// run wrote before (time, host, process), never one the replay reads.
+func replayOutDir(dir string, now time.Time) string {
+	host, _ := os.Hostname()
+	return filepath.Join(dir, fmt.Sprintf("replay-%s-%s-%d", now.UTC().Format("20060102T150405.000Z"), host, os.Getpid()))
 }
 
 // Replay runs `gwpipe replay`: a pipeline whose every stage runs in this
@@ -192,23 +231,46 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	if opts.DryRun {
 		return dryRun(ctx, cfg, opts, log)
 	}
+	if d := cfg.Replay.DLQ; d != "" && !strings.HasPrefix(d, "s3://") {
+		// A replay never writes into the archive it reads: letters that
+		// fail again go to a new archive inside it, where the same
+		// command, run again, finds them; the ledger marks them settled
+		// in the files they came from.
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return ReplayResult{}, fmt.Errorf("replay.dlq (--dlq-dir) %s is not a dead-letter archive directory: %v", d, err)
+		}
+		now := time.Now
+		if opts.Now != nil {
+			now = opts.Now
+		}
+		opts.out = replayOutDir(d, now())
+		cfg.DLQ.Dir = opts.out
+	}
 	cfg.Sources.Firehose.Enabled = false
 	cfg.Sources.SQS.QueueURLs = nil
 	cfg.Admin.Listen, cfg.Admin.HealthListen, cfg.Admin.Pprof = "", "", false
 	cfg.Admin.ReportInterval = 0
 	p, err := New(cfg, nil, log)
 	if err != nil {
+		removeIfEmpty(opts.out)
 		return ReplayResult{}, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	src, err := NewReplaySource(p, opts)
 	if err != nil {
+		_ = p.archive.Close()
+		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
+	}
+	if opts.out != "" {
+		log.Info("letters that fail again go to a new archive inside the one replayed", "dir", opts.out)
 	}
 	p.AddSource(src)
 	if err := p.Start(ctx); err != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
 		defer cancel()
-		return ReplayResult{}, errors.Join(err, p.Shutdown(sctx))
+		err = errors.Join(err, p.Shutdown(sctx))
+		removeIfEmpty(opts.out)
+		return ReplayResult{}, err
 	}
 	select {
 	case <-src.Done():
@@ -230,7 +292,20 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	for _, s := range st.Stages {
 		res.DeadLettered += s.Dead
 	}
+	if opts.out != "" && !removeIfEmpty(opts.out) {
+		res.FailedAgainIn = opts.out
+	}
 	return res, errors.Join(rerr, serr)
+}
+
+// removeIfEmpty removes dir if it holds nothing, and reports whether it is
+// gone (or never was).
+func removeIfEmpty(dir string) bool {
+	if dir == "" {
+		return true
+	}
+	err := os.Remove(dir) // fails on a directory that holds letters
+	return err == nil || errors.Is(err, os.ErrNotExist)
 }
 
 func dryRun(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slog.Logger) (ReplayResult, error) {

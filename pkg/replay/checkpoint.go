@@ -80,13 +80,21 @@ func (c *Checkpoint) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := writeAtomic(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
+	return nil
+}
+
+// writeAtomic replaces the file at path with data: a crash leaves the old
+// file or the new one, never half of one.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
 	tmp := f.Name()
-	_, werr := f.Write(append(data, '\n'))
+	_, werr := f.Write(data)
 	if werr == nil {
 		werr = f.Sync()
 	}
@@ -98,7 +106,7 @@ func (c *Checkpoint) Save(path string) error {
 	}
 	if werr != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("write checkpoint %s: %w", path, werr)
+		return fmt.Errorf("%s: %w", path, werr)
 	}
 	return nil
 }

@@ -86,6 +86,15 @@ type Config struct {
 	DryRun bool
 	// Checkpoint is the checkpoint file; empty means none.
 	Checkpoint string
+	// Ledger, for gwpipe's dead-letter archive, replaces the checkpoint:
+	// it keeps beside the archive, per object, the entries (letters) that
+	// were settled — delivered, or dead-lettered into another archive —
+	// so that the same replay run again sends only what is left.
+	Ledger Ledger
+	// Exclude lists directories of Dir (relative, slash-separated) that
+	// are not read: where a replay of the archive writes its own dead
+	// letters.
+	Exclude []string
 	// OldLogs is OldLogsSkip or OldLogsRetimestamp, for events older than
 	// MaxAge (default 17h50m: Datadog drops logs older than 18 hours).
 	OldLogs string
@@ -143,6 +152,9 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Ledger != nil && c.Checkpoint != "" {
+		return errors.New("replay: a ledger and a checkpoint both record progress: use one")
+	}
 	if !c.From.IsZero() && !c.To.IsZero() && !c.From.Before(c.To) {
 		return fmt.Errorf("replay: from (%s) must be before to (%s)", c.From.Format(time.RFC3339), c.To.Format(time.RFC3339))
 	}
@@ -170,9 +182,12 @@ type Summary struct {
 	TooOld           int64 // older than the age limit, skipped
 	Retimestamped    int64 // older than the age limit, sent with the replay's time
 	OutOfRange       int64 // outside [From, To)
-	AlreadyDelivered int64 // delivered by an earlier run (checkpoint)
-	DeadLetters      int64 // unreadable parts of objects, dead-lettered
-	Control          int64 // CONTROL_MESSAGE documents dropped
+	AlreadyDelivered int64 // delivered by an earlier run (checkpoint; with a ledger: letters settled by an earlier run)
+	// Ledger: progress is kept in the archive's ledger (dead letters)
+	// rather than a checkpoint.
+	Ledger      bool
+	DeadLetters int64 // unreadable parts of objects, dead-lettered
+	Control     int64 // CONTROL_MESSAGE documents dropped
 	// PartialLines are dead-letter entries cut short by a failed write (a
 	// full disk, a crash), skipped: their batch was refused and sent again.
 	PartialLines int64
@@ -209,7 +224,11 @@ func (s Summary) Write(w io.Writer) {
 	fmt.Fprintf(&b, "  events %-9s %d\n", verb, s.Sent)
 	fmt.Fprintf(&b, "  too old (>18h)   %d skipped, %d re-timestamped\n", s.TooOld, s.Retimestamped)
 	fmt.Fprintf(&b, "  outside range    %d\n", s.OutOfRange)
-	fmt.Fprintf(&b, "  already sent     %d (checkpoint)\n", s.AlreadyDelivered)
+	if s.Ledger {
+		fmt.Fprintf(&b, "  already settled  %d letters (the archive's ledger: sent or dead-lettered by an earlier run)\n", s.AlreadyDelivered)
+	} else {
+		fmt.Fprintf(&b, "  already sent     %d (checkpoint)\n", s.AlreadyDelivered)
+	}
 	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
 	if s.PartialLines > 0 {
 		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
@@ -228,7 +247,8 @@ type Engine struct {
 	window  *semaphore.Weighted // events in flight
 	bar     *bar
 
-	prog     *progress
+	prog     *progress       // checkpoint mode
+	led      *ledgerProgress // ledger mode
 	inflight sync.WaitGroup
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
@@ -249,8 +269,11 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 		return nil, errors.New("replay: nowhere to send events")
 	}
 	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents))}
+	if cfg.Ledger != nil {
+		e.led = newLedgerProgress(cfg.Ledger)
+	}
 	if cfg.Dir != "" {
-		e.store = &dirStore{dir: cfg.Dir, pattern: cfg.DirPattern}
+		e.store = &dirStore{dir: cfg.Dir, pattern: cfg.DirPattern, exclude: cfg.Exclude}
 	} else {
 		if client == nil {
 			return nil, errors.New("replay: an S3 client is required to read a bucket")
@@ -270,7 +293,7 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 // is incomplete.
 func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	start := e.cfg.Now()
-	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun}
+	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun, Ledger: e.led != nil}
 	ckpt, err := e.loadCheckpoint()
 	if err != nil {
 		return sum, err
@@ -309,17 +332,13 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 
 	workers.Wait()
 	lerr := <-listErr
-	interrupted := ctx.Err() != nil
 
 	// Wait for what was sent: its acknowledgement is what the checkpoint
-	// records. An interrupted replay waits a bounded time.
-	drainCtx := context.WithoutCancel(ctx)
-	if interrupted {
-		var cancel context.CancelFunc
-		drainCtx, cancel = context.WithTimeout(drainCtx, e.cfg.Drain)
-		defer cancel()
-	}
-	drained := waitGroup(drainCtx, &e.inflight)
+	// records. An interrupted replay — before or during this wait (the
+	// intake may be down: nothing would ever be acknowledged) — waits a
+	// bounded time more.
+	drained := e.drain(ctx)
+	interrupted := ctx.Err() != nil
 	close(stopSaver)
 	<-saverDone
 	e.bar.finish()
@@ -342,6 +361,12 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		if err := e.prog.save(e.cfg.Checkpoint, complete); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if !e.cfg.DryRun && e.led != nil {
+		if err := e.led.save(context.WithoutCancel(ctx)); err != nil {
+			errs = append(errs, err)
+		}
+		sum.Resumed = e.led.resumed()
 	}
 	sum.Interrupted = interrupted
 	sum.Objects, sum.ObjectsFailed, sum.ObjectsSkipped, sum.ObjectsAlreadyDone = e.objects.Load(), e.objectsFailed.Load(), e.objectsSkipped.Load(), e.objectsAlreadyDone.Load()
@@ -379,7 +404,7 @@ func (e *Engine) loadCheckpoint() (*Checkpoint, error) {
 // saver writes the checkpoint every CheckpointEvery until stop closes.
 func (e *Engine) saver(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	if e.cfg.DryRun || e.cfg.Checkpoint == "" {
+	if e.cfg.DryRun || (e.cfg.Checkpoint == "" && e.led == nil) {
 		<-stop
 		return
 	}
@@ -390,6 +415,12 @@ func (e *Engine) saver(stop <-chan struct{}, done chan<- struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+			if e.led != nil {
+				if err := e.led.save(context.Background()); err != nil {
+					e.log.Error("could not save the replay ledger", "error", err)
+				}
+				continue
+			}
 			if err := e.prog.save(e.cfg.Checkpoint, false); err != nil {
 				e.log.Error("could not save the replay checkpoint", "error", err)
 			}
@@ -424,7 +455,19 @@ func (e *Engine) list(ctx context.Context, jobs chan<- entry) error {
 				return false, nil
 			}
 		}
-		if e.prog.isDone(en.Key) {
+		if ledgerMarker(en.Key) {
+			return true, nil
+		}
+		if e.led != nil {
+			done, err := e.led.load(ctx, en)
+			if err != nil {
+				return false, err
+			}
+			if done {
+				e.objectsAlreadyDone.Add(1)
+				return true, nil
+			}
+		} else if e.prog.isDone(en.Key) {
 			e.objectsAlreadyDone.Add(1)
 			e.prog.register(en.Key, true)
 			return true, nil
@@ -480,6 +523,8 @@ func (e *Engine) selected(en entry) bool {
 // objectState follows one object's chunks to its acknowledgement.
 type objectState struct {
 	key, etag string
+	size      int64    // as listed
+	entries   *entries // ledger mode: the object's letters
 	pending   atomic.Int64
 	complete  atomic.Bool // read to the end
 	mu        sync.Mutex
@@ -495,7 +540,7 @@ func (o *objectState) fail(err error) {
 }
 
 func (e *Engine) readObject(ctx context.Context, en entry) {
-	o := &objectState{key: en.Key}
+	o := &objectState{key: en.Key, size: en.Size}
 	o.pending.Store(1)
 	defer e.release(ctx, o)
 
@@ -509,9 +554,18 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 	obj.Source, obj.Replay = "replay", true
 	cfg := e.cfg.Object
 	cfg.Layout = e.cfg.Layout
+	var acked [][2]int64
+	if e.led != nil {
+		// Letters settled by an earlier run are not even read.
+		settled := e.led.settled(en.Key)
+		cfg.SkipItem = func(item int64) bool { return covered(settled, item) }
+		key, etag := o.key, o.etag
+		o.entries = newEntries(func(item int64) { e.led.settle(key, etag, item) })
+	} else {
+		acked = e.prog.acked(en.Key, obj.ETag)
+	}
 	r := s3obj.NewReader(body, obj, cfg)
 	defer r.Close()
-	acked := e.prog.acked(en.Key, obj.ETag)
 	var lastBytes int64
 	for {
 		c, err := r.Next()
@@ -522,6 +576,10 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 		if err == io.EOF {
 			e.control.Add(st.Control)
 			e.partial.Add(st.Partial)
+			e.already.Add(st.Skipped)
+			if o.entries != nil {
+				o.entries.end()
+			}
 			o.complete.Store(true)
 			return
 		}
@@ -547,7 +605,7 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 	if !c.Dead {
 		e.events.Add(n)
 	}
-	recs := c.Batch.Records
+	recs, items := c.Batch.Records, c.Items
 	if len(acked) > 0 {
 		keep := recs[:0]
 		for i, r := range recs {
@@ -559,8 +617,9 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		}
 		recs = keep
 	}
+	var dropped []int64
 	if !c.Dead {
-		recs = e.filter(recs)
+		recs, items, dropped = e.filter(recs, items)
 	}
 	c.Batch.Records = recs
 	sent := int64(len(recs))
@@ -573,14 +632,28 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		e.bar.update(e)
 		return nil
 	}
+	// settle records what became of the chunk's records: the checkpoint
+	// numbers events, the ledger letters.
+	settle := func(failed bool) {
+		switch {
+		case o.entries != nil:
+			o.entries.done(items, failed)
+		case !failed:
+			e.prog.ack(o.key, o.etag, c.First, c.First+n)
+		}
+	}
+	if o.entries != nil {
+		o.entries.sent(items, dropped)
+	}
 	if sent == 0 {
-		e.prog.ack(o.key, o.etag, c.First, c.First+n)
+		settle(false)
 		return nil
 	}
 	if e.limiter != nil && !c.Dead {
 		for left := int(sent); left > 0; {
 			k := min(left, e.limiter.Burst())
 			if err := e.limiter.WaitN(ctx, k); err != nil {
+				settle(true)
 				return err
 			}
 			left -= k
@@ -589,6 +662,7 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 	// A batch larger than the window still goes, alone.
 	weight := min(sent, int64(e.cfg.MaxInFlightEvents))
 	if err := e.window.Acquire(ctx, weight); err != nil {
+		settle(true)
 		return err
 	}
 	tr := ack.New()
@@ -600,9 +674,10 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		defer e.inflight.Done()
 		defer e.window.Release(weight)
 		if err != nil {
+			settle(true)
 			o.fail(fmt.Errorf("events %d to %d not delivered: %w", first, first+n, err))
 		} else {
-			e.prog.ack(o.key, o.etag, first, first+n)
+			settle(false)
 			if c.Dead {
 				e.dead.Add(sent)
 			} else {
@@ -627,7 +702,10 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 }
 
 // filter drops events outside the time range and applies the age policy.
-func (e *Engine) filter(recs []record.Record) []record.Record {
+// items, when set, are the records' letters (ledger mode): it returns
+// those of the records kept, and those of the records dropped, which are
+// not settled.
+func (e *Engine) filter(recs []record.Record, items []int64) (keep []record.Record, kept, dropped []int64) {
 	now := e.cfg.Now()
 	cutoff := now.Add(-e.cfg.MaxAge).UnixMilli()
 	fromMs, toMs := int64(-1<<63), int64(1<<63-1)
@@ -637,25 +715,37 @@ func (e *Engine) filter(recs []record.Record) []record.Record {
 	if !e.cfg.To.IsZero() {
 		toMs = e.cfg.To.UnixMilli()
 	}
-	keep := recs[:0]
-	for _, r := range recs {
-		if r.Timestamp < fromMs || r.Timestamp >= toMs {
+	keep = recs[:0]
+	if items != nil {
+		kept = items[:0:0]
+	}
+	for i, r := range recs {
+		ok := true
+		switch {
+		case r.Timestamp < fromMs || r.Timestamp >= toMs:
 			e.outOfRange.Add(1)
-			continue
-		}
-		if r.Timestamp < cutoff {
-			if e.cfg.OldLogs == OldLogsSkip {
-				e.tooOld.Add(1)
-				continue
-			}
+			ok = false
+		case r.Timestamp < cutoff && e.cfg.OldLogs == OldLogsSkip:
+			e.tooOld.Add(1)
+			ok = false
+		case r.Timestamp < cutoff:
 			r.Timestamp = now.UnixMilli()
 			r.TimeFixed = true
 			r.Tags = append(r.Tags[:len(r.Tags):len(r.Tags)], RetimestampedTag)
 			e.retimestamped.Add(1)
 		}
-		keep = append(keep, r)
+		if items != nil {
+			if ok {
+				kept = append(kept, items[i])
+			} else {
+				dropped = append(dropped, items[i])
+			}
+		}
+		if ok {
+			keep = append(keep, r)
+		}
 	}
-	return keep
+	return keep, kept, dropped
 }
 
 // release returns one of an object's tokens; the last settles the object.
@@ -668,7 +758,15 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 	o.mu.Unlock()
 	switch {
 	case err == nil && o.complete.Load():
-		if !e.cfg.DryRun {
+		switch {
+		case e.cfg.DryRun:
+		case o.entries != nil:
+			// Letters held back (filtered out, or failed) leave the
+			// object to read again.
+			if !o.entries.anyHeld() {
+				e.led.complete(o.key, o.etag, o.size)
+			}
+		default:
 			e.prog.objectDone(o.key)
 		}
 		e.objects.Add(1)
@@ -681,14 +779,22 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 	}
 }
 
-// waitGroup waits for wg or ctx.
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+// drain waits for the events in flight; once ctx ends, for Config.Drain
+// at most.
+func (e *Engine) drain(ctx context.Context) error {
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { e.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+	}
+	t := time.NewTimer(e.cfg.Drain)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("interrupted: %w", context.DeadlineExceeded)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,36 +91,55 @@ func (b *bucketStore) firstKey(ctx context.Context) (string, error) {
 	return aws.ToString(out.Contents[0].Key), nil
 }
 
-// dirStore reads the files of a local directory (a dead-letter archive).
+// dirStore reads the files of a local directory (a dead-letter archive)
+// and of the directories below it: a replay of the archive writes the
+// letters that fail again into a new directory inside it, which the same
+// replay, run again, reads too. Keys are slash-separated paths relative to
+// dir, in lexical order.
 type dirStore struct {
 	dir     string
-	pattern string
+	pattern string   // matched against file names
+	exclude []string // directories (keys) not read
 }
 
 func (d *dirStore) Name() string { return "file://" + d.dir }
 
 func (d *dirStore) List(_ context.Context, startAfter string, fn func(entry) (bool, error)) error {
-	names, err := filepath.Glob(filepath.Join(d.dir, d.pattern))
-	if err != nil {
-		return err
+	if _, err := os.Stat(d.dir); err != nil {
+		return fmt.Errorf("dead-letter archive: %w", err)
 	}
-	if len(names) == 0 {
-		if _, err := os.Stat(d.dir); err != nil {
-			return fmt.Errorf("dead-letter archive: %w", err)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		key := filepath.Base(n)
-		if key <= startAfter {
-			continue
-		}
-		st, err := os.Stat(n)
+	var keys []string
+	err := filepath.WalkDir(d.dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !st.Mode().IsRegular() {
+		rel, rerr := filepath.Rel(d.dir, path)
+		if rerr != nil {
+			return rerr
+		}
+		key := filepath.ToSlash(rel)
+		if de.IsDir() {
+			if key != "." && slices.Contains(d.exclude, key) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ok, _ := filepath.Match(d.pattern, de.Name()); ok && de.Type().IsRegular() {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter archive: %w", err)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		if key <= startAfter {
 			continue
+		}
+		st, err := os.Stat(filepath.Join(d.dir, filepath.FromSlash(key)))
+		if err != nil {
+			return err
 		}
 		more, err := fn(entry{Key: key, Size: st.Size(), LastModified: st.ModTime()})
 		if err != nil || !more {
@@ -130,7 +150,7 @@ func (d *dirStore) List(_ context.Context, startAfter string, fn func(entry) (bo
 }
 
 func (d *dirStore) Open(_ context.Context, e entry) (io.ReadCloser, s3obj.Object, error) {
-	path := filepath.Join(d.dir, e.Key)
+	path := filepath.Join(d.dir, filepath.FromSlash(e.Key))
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, s3obj.Object{}, err

@@ -69,6 +69,11 @@ type Config struct {
 	// Decode bounds the raw records found in error backups and dead
 	// letters, which go through the decode stage's own code.
 	Decode decode.Config
+	// SkipItem, for gwpipe's dead-letter archive, is asked about every
+	// entry (Chunk.Items numbers them) before it is read: an entry it
+	// returns true for is passed over and counted in Stats.Skipped. A
+	// replay skips so the letters its ledger says were settled.
+	SkipItem func(item int64) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -101,6 +106,13 @@ type Chunk struct {
 	First int64         // number of Batch.Records[0]; the records are numbered consecutively
 	Batch *record.Batch // KindLine events, or dead letters when Dead
 	Dead  bool          // the records could not be read; each has its Reason
+	// Items, for gwpipe's dead-letter archive, is the entry each record
+	// came from (parallel to Batch.Records): entries are numbered from 0
+	// in the object, partial lines not counted, so that the numbers do not
+	// depend on what an entry decodes to (a raw letter may decode into
+	// more events once decode limits are raised). -1 marks a record about
+	// the object rather than an entry. Nil for the other layouts.
+	Items []int64
 }
 
 // Stats describe what a Reader has read so far.
@@ -115,7 +127,9 @@ type Stats struct {
 	// (a full disk, a crash): a last line without its newline. They are
 	// skipped, and numbered as if absent: their batch was refused and sent
 	// again, so they are not letters.
-	Partial  int64
+	Partial int64
+	// Skipped counts dead-letter entries Config.SkipItem passed over.
+	Skipped  int64
 	BytesIn  int64 // bytes read from the source, as stored
 	BytesOut int64 // bytes after decompression
 }
@@ -138,6 +152,11 @@ type Reader struct {
 	pending  []Chunk
 	cur      *record.Batch
 	curFirst int64
+	// dead-letter entries: items numbers the records (LayoutDLQ only)
+	items    bool
+	item     int64   // number of the next entry
+	curItem  int64   // entry being read
+	curItems []int64 // items of cur's records
 	curBytes int
 	avgEvent int // bytes per event in the last batch, to size the next
 	ordinal  int64
@@ -247,6 +266,7 @@ func (r *Reader) Next() (Chunk, error) {
 		// truncated compression): what was read goes on, the rest is a
 		// dead letter naming the object and how far reading got.
 		r.finishExport()
+		r.curItem = -1 // about the object, not one entry
 		r.dead(nil, fmt.Sprintf("object %s unreadable after %d bytes (%d decompressed, %d items read): %v; the rest of the object was not read",
 			r.obj.Name(), r.src.n, r.outBytes(), r.ordinal, err))
 		r.done = true
@@ -337,6 +357,7 @@ func (r *Reader) open() error {
 		r.step = r.stepErrorBackup
 	case LayoutDLQ:
 		r.step = r.stepDLQ
+		r.items = true
 	case LayoutExport:
 		r.exportGroup, r.exportStream, _ = ExportKey(r.obj.Key)
 		r.exportOrigin = r.base.WithLogGroup("", r.exportGroup, r.exportStream)
@@ -435,6 +456,9 @@ func (r *Reader) addEvent(o *record.Origin, id []byte, ts int64, msg []byte) {
 		rec.EventID = r.keepString(id)
 	}
 	r.cur.Records = append(r.cur.Records, rec)
+	if r.items {
+		r.curItems = append(r.curItems, r.curItem)
+	}
 	r.curBytes += len(msg) + len(id)
 	r.ordinal++
 	if len(r.cur.Records) >= r.cfg.EventsPerBatch || r.curBytes >= r.cfg.BatchBytes {
@@ -455,15 +479,15 @@ func (r *Reader) newBatch() {
 		Records: make([]record.Record, 0, n),
 		Arena:   make([]byte, 0, size),
 	}
-	r.curFirst, r.curBytes = r.ordinal, 0
+	r.curFirst, r.curBytes, r.curItems = r.ordinal, 0, nil
 }
 
 func (r *Reader) flush() {
 	if r.cur != nil && len(r.cur.Records) > 0 {
-		r.pending = append(r.pending, Chunk{First: r.curFirst, Batch: r.cur})
+		r.pending = append(r.pending, Chunk{First: r.curFirst, Batch: r.cur, Items: r.curItems})
 		r.avgEvent = max(1, r.curBytes/len(r.cur.Records))
 	}
-	r.cur = nil
+	r.cur, r.curItems = nil, nil
 }
 
 // dead adds a dead letter. data is kept as the record's raw bytes: base64
@@ -489,12 +513,19 @@ func (r *Reader) deadRecord(rec record.Record) {
 	}
 	if n := len(r.pending); n > 0 && r.pending[n-1].Dead && r.pending[n-1].First+int64(len(r.pending[n-1].Batch.Records)) == r.ordinal &&
 		len(r.pending[n-1].Batch.Records) < r.cfg.EventsPerBatch {
-		b := r.pending[n-1].Batch
-		b.Records = append(b.Records, rec)
+		c := &r.pending[n-1]
+		c.Batch.Records = append(c.Batch.Records, rec)
+		if r.items {
+			c.Items = append(c.Items, r.curItem)
+		}
 	} else {
-		r.pending = append(r.pending, Chunk{First: r.ordinal, Dead: true, Batch: &record.Batch{
+		c := Chunk{First: r.ordinal, Dead: true, Batch: &record.Batch{
 			ID: r.batchID(r.ordinal), Origin: r.base, Stage: DeadStage, Records: []record.Record{rec},
-		}})
+		}}
+		if r.items {
+			c.Items = []int64{r.curItem}
+		}
+		r.pending = append(r.pending, c)
 	}
 	r.ordinal++
 }
@@ -523,6 +554,9 @@ func (r *Reader) rollback(m mark) {
 	r.cur, r.curFirst, r.curBytes, r.ordinal = m.cur, m.curFirst, m.curBytes, m.ordinal
 	if r.cur != nil {
 		r.cur.Records = r.cur.Records[:m.curLen]
+		if r.items {
+			r.curItems = r.curItems[:m.curLen]
+		}
 	}
 }
 
@@ -853,13 +887,16 @@ func (r *Reader) stepDLQ() error {
 		r.stats.Partial++
 		return nil
 	}
-	if r.itemProblem(it, "dead-letter entry") {
+	if it.garbage || it.truncated {
+		if r.nextItem() {
+			r.itemProblem(it, "dead-letter entry")
+		}
 		return nil
 	}
 	var e dlq.Entry
 	uerr := json.Unmarshal(it.data, &e)
 	var bad []byte
-	if uerr != nil {
+	if uerr != nil || e.V != 1 {
 		bad = bytes.Clone(it.data) // peek may move the buffer it.data points into
 	}
 	// The archive writes every entry with its newline: one the object
@@ -871,12 +908,15 @@ func (r *Reader) stepDLQ() error {
 		r.stats.Partial++
 		return nil
 	}
+	if !r.nextItem() {
+		return nil
+	}
 	if uerr != nil {
 		r.deadBytes(bad, "dead-letter entry: "+uerr.Error())
 		return nil
 	}
 	if e.V != 1 {
-		r.deadBytes(it.data, fmt.Sprintf("dead-letter entry of unsupported version %d (this build reads 1)", e.V))
+		r.deadBytes(bad, fmt.Sprintf("dead-letter entry of unsupported version %d (this build reads 1)", e.V))
 		return nil
 	}
 	if len(e.Data) == 0 {
@@ -896,6 +936,18 @@ func (r *Reader) stepDLQ() error {
 	}
 	r.addEvent(o, []byte(e.EventID), ts, e.Data)
 	return nil
+}
+
+// nextItem numbers the entry being read and reports whether to read it
+// (Config.SkipItem).
+func (r *Reader) nextItem() bool {
+	r.curItem = r.item
+	r.item++
+	if r.cfg.SkipItem != nil && r.cfg.SkipItem(r.curItem) {
+		r.stats.Skipped++
+		return false
+	}
+	return true
 }
 
 func (r *Reader) dlqOrigin(d dlq.Origin) *record.Origin {

@@ -169,7 +169,11 @@ export-task objects, Firehose error backups), or gwpipe's dead-letter archive
 
 Objects are streamed, whatever their size. --checkpoint FILE records what was
 delivered: run the same command again after an interruption and it resumes
-without sending anything twice. Datadog drops logs older than 18 hours: they
+without sending anything twice. A dead-letter directory keeps that record
+itself, a ledger beside each file (<file>.replayed): the same --dlq-dir
+command, run again, sends only the letters not yet settled. Letters that
+fail again go to a new archive inside the directory (DIR/replay-<time>-…,
+printed at the end), never into the files read. Datadog drops logs older than 18 hours: they
 are skipped and counted (--old-logs skip) or sent with the replay time
 (--old-logs retimestamp). --dry-run only reads and counts.
 
