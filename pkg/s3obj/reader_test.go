@@ -450,3 +450,53 @@ func (o *oneByteReader) Read(p []byte) (int, error) {
 	o.data = o.data[1:]
 	return 1, nil
 }
+
+// TestDeadLetterEntriesAreNumbered: records of the dead-letter archive
+// carry the number of the entry they came from — one number per entry
+// whatever it decodes into, partial lines not counted — and SkipItem
+// passes entries over before they are read.
+func TestDeadLetterEntriesAreNumbered(t *testing.T) {
+	ms := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixMilli()
+	docB := envelopeDoc(group, "sB", ev{"3", ms, "b1"}, ev{"4", ms, "b2"})
+	line := func(id string) []byte {
+		return dlqLine(t, dlq.Entry{Stage: "deliver-logs", Reason: "rejected", Kind: "access", EventID: id, Timestamp: ms,
+			Origin: dlq.Origin{Source: "firehose", Region: "eu-west-1", LogGroup: group}, Data: []byte("line " + id)})
+	}
+	raw := dlqLine(t, dlq.Entry{Stage: "decode", Reason: "gunzip", Kind: "raw", Timestamp: ms, Origin: dlq.Origin{Source: "firehose", Region: "us-east-1"},
+		Data: []byte(b64(gz(docB)))})
+	bad := dlqLine(t, dlq.Entry{Stage: "decode", Reason: "x", Kind: "raw", Timestamp: ms, Origin: dlq.Origin{Source: "firehose", Region: "us-east-1"},
+		Data: []byte("!!not base64")})
+	empty := dlqLine(t, dlq.Entry{Stage: DeadStage, Reason: "object unreadable", Kind: "raw"})
+	data := concat(line("a"), raw, empty, bad, line("c"), line("d")[:20])
+
+	read := func(skip func(int64) bool) (items map[string]int64, deadItems []int64, st Stats) {
+		r := NewReader(bytes.NewReader(data), Object{Key: "dlq-1.jsonl", Region: "us-east-1"}, Config{Layout: LayoutDLQ, EventsPerBatch: 1, SkipItem: skip})
+		defer r.Close()
+		items = map[string]int64{}
+		for {
+			c, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return items, deadItems, r.Stats()
+			}
+			require.NoError(t, err)
+			require.Len(t, c.Items, len(c.Batch.Records), "one entry number per record")
+			for i, rec := range c.Batch.Records {
+				if c.Dead {
+					deadItems = append(deadItems, c.Items[i])
+				} else {
+					items[rec.EventID] = c.Items[i]
+				}
+			}
+		}
+	}
+	items, deadItems, st := read(nil)
+	assert.Equal(t, map[string]int64{"a": 0, "3": 1, "4": 1, "c": 4}, items, "a raw letter's events share its number")
+	assert.Equal(t, []int64{3}, deadItems, "a letter that cannot be read again is numbered too")
+	assert.EqualValues(t, 1, st.Partial)
+	assert.EqualValues(t, 1, st.Empty)
+
+	items, deadItems, st = read(func(i int64) bool { return i == 1 || i == 3 })
+	assert.Equal(t, map[string]int64{"a": 0, "c": 4}, items)
+	assert.Empty(t, deadItems)
+	assert.EqualValues(t, 2, st.Skipped)
+}
