@@ -18,10 +18,10 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 )
 
-// deadLetters makes the intake refuse n logs sent through the Firehose
+// refusedLetters makes the intake refuse n logs sent through the Firehose
 // endpoint, so that they land in the dead-letter archive; it returns
 // their ids.
-func deadLetters(t *testing.T, h *harness, n int) []string {
+func refusedLetters(t *testing.T, h *harness, n int) []string {
 	t.Helper()
 	require.NoError(t, h.intake.SetFailure(refuseLogs(400)))
 	var ids []string
@@ -95,7 +95,7 @@ func intakeIDs(h *harness) map[string]int {
 // not grow.
 func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 	h := start(t)
-	ids := deadLetters(t, h, 200)
+	ids := refusedLetters(t, h, 200)
 
 	res, err, printed := replayDLQ(t, h)
 	require.NoError(t, err)
@@ -128,7 +128,7 @@ func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 // once, and then nothing more.
 func TestReplayDeadLettersWhileTheIntakeRefusesThenAccepts(t *testing.T) {
 	h := start(t)
-	ids := deadLetters(t, h, 200)
+	ids := refusedLetters(t, h, 200)
 	before, err := dlq.Files(h.dlqDir)
 	require.NoError(t, err)
 	sizes := map[string]int64{}
@@ -185,7 +185,7 @@ func TestReplayDeadLettersWhileTheIntakeRefusesThenAccepts(t *testing.T) {
 // delivers every letter exactly once.
 func TestReplayDeadLettersInterruptedWhileTheIntakeIsDown(t *testing.T) {
 	h := start(t)
-	ids := deadLetters(t, h, 50)
+	ids := refusedLetters(t, h, 50)
 	require.NoError(t, h.intake.SetFailure(refuseLogs(503)))
 	cfg := h.p.Config()
 	cfg.DLQ.Dir, cfg.Replay.DLQ = h.dlqDir, h.dlqDir

@@ -22,6 +22,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/loadgen"
 	"github.com/gwpipe/gwpipe/pkg/pipeline"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // demoOptions are the flags of gwpipe demo.
@@ -246,7 +247,7 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 	switch {
 	case o.real:
 		fmt.Fprintf(out, "  REAL=1: delivering this synthetic traffic to your Datadog account (site %s) with DD_API_KEY: logs %s, metrics %s\n",
-			c.Datadog.Site, c.LogsURL(), c.APIURL())
+			c.Datadog.Site, redact.URL(c.LogsURL()), redact.URL(c.APIURL()))
 	case userKey:
 		fmt.Fprintf(out, "  DD_API_KEY is set, but nothing goes to your Datadog account: delivering to a local fake Datadog intake %s\n", c.APIURL())
 		fmt.Fprintf(out, "  (to send this synthetic traffic to Datadog instead: make run REAL=1, or gwpipe demo --real)\n")
