@@ -1,14 +1,13 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,24 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process's output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSecretsInURLsNeverShow runs the real binary with a Datadog API key
 // in datadog.logs_url (whose intake is unreachable, so that delivery errors
@@ -67,8 +48,15 @@ func TestSecretsInURLsNeverShow(t *testing.T) {
 		"GWPIPE_PIPELINE_DRAIN_TIMEOUT=2s",
 		"GWPIPE_LOG_LEVEL=debug",
 	)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Everything it prints goes to a file, read while it runs and after.
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	require.NoError(t, err)
+	defer outFile.Close()
+	cmd.Stdout, cmd.Stderr = outFile, outFile
+	out := func() string {
+		b, _ := os.ReadFile(outFile.Name())
+		return string(b)
+	}
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -88,12 +76,12 @@ func TestSecretsInURLsNeverShow(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, waitFor(ctx, func() bool { return get("/status") != "" }), "gwpipe did not come up:\n%s", out.String())
+	require.NoError(t, waitFor(ctx, func() bool { return get("/status") != "" }), "gwpipe did not come up:\n%s", out())
 
 	// One request: its delivery fails against the unreachable intake.
 	status, _ := firehoseRequest(t, "http://"+fh+"/", "s1", recordsBody("s1", gz(envelope("1"))), nil)
 	assert.Equal(t, http.StatusServiceUnavailable, status, "not delivered within the ack timeout")
-	require.NoError(t, waitFor(ctx, func() bool { return strings.Contains(out.String(), "request failed; retrying") }))
+	require.NoError(t, waitFor(ctx, func() bool { return strings.Contains(out(), "request failed; retrying") }))
 	shown := get("/status") + get("/readyz")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -102,7 +90,7 @@ func TestSecretsInURLsNeverShow(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("gwpipe did not exit")
 	}
-	printed := out.String()
+	printed := out()
 	for _, secret := range []string{urlKey, natsPass} {
 		assert.NotContains(t, printed, secret, "the output holds a secret:\n%s", printed)
 		assert.NotContains(t, shown, secret, "/status holds a secret:\n%s", shown)
