@@ -214,3 +214,20 @@ func FuzzLedgerDeliversEachLetterOnce(f *testing.F) {
 		}
 	})
 }
+
+// TestPartialLinesAreSkippedAndCounted: a letter cut short by a failed
+// write (a full disk) is not sent; the summary says how many there were.
+func TestPartialLinesAreSkippedAndCounted(t *testing.T) {
+	dir := t.TempDir()
+	ts := now.Add(-time.Hour).UnixMilli()
+	whole := letterLines(t, ts, "a", "b")
+	cut := letterLines(t, ts, "c")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dlq-1.jsonl"), append(whole, cut[:len(cut)/2]...), 0o600))
+	o := &out{}
+	sum := ledgerReplay(t, dir, o)
+	assert.Equal(t, []string{"a", "b"}, o.ids())
+	assert.EqualValues(t, 1, sum.PartialLines)
+	var s bytes.Buffer
+	sum.Write(&s)
+	assert.Contains(t, s.String(), "partial lines    1")
+}
