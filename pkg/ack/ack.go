@@ -16,6 +16,15 @@ import (
 	"sync/atomic"
 )
 
+// ErrHandedBack marks a fragment given up at shutdown: the pipeline stopped
+// working on it before it was delivered or dead-lettered, so the source
+// must hand its unit of work back to the sender unacknowledged (Firehose
+// gets a retryable status, an SQS message becomes visible again, a replay
+// does not advance its checkpoint). Nothing is lost: the sender sends it
+// again. Wrap it (fmt.Errorf("…: %w", ack.ErrHandedBack)) and test with
+// errors.Is.
+var ErrHandedBack = errors.New("handed back unacknowledged at shutdown")
+
 // Tracker counts the outstanding fragments of one source unit of work.
 type Tracker struct {
 	pending atomic.Int64

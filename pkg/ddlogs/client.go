@@ -42,21 +42,22 @@ type Result struct {
 	Attempt         int // 1 for the first attempt of this (part of a) payload
 }
 
-// Stats are cumulative counters and current gauges of a Client.
+// Stats are cumulative counters and current gauges of a Client. The JSON
+// names are the ones /status shows.
 type Stats struct {
-	LogsSubmitted   uint64 // records taken in by Deliver
-	LogsAccepted    uint64 // accepted by the intake (2xx)
-	LogsRejected    uint64 // permanently rejected (400/413 on a single log)
-	LogsDropped     uint64 // not (re)sent because every caller waiting for them had given up
-	LogsTruncated   uint64 // rendered truncated to MaxLogBytes
-	Payloads        uint64 // payloads sealed
-	Requests        uint64 // HTTP attempts
-	Retries         uint64 // attempts sent again after one failed (network, 401/403, 408, 429, 5xx, …)
-	Splits          uint64 // payloads split in halves after 400/413
-	BytesAccepted   uint64 // uncompressed bytes of accepted requests
-	BytesCompressed uint64 // compressed bytes of accepted requests
-	PendingPayloads int    // sealed payloads waiting for a sender
-	InFlight        int    // HTTP requests in flight
+	LogsSubmitted   uint64 `json:"logs_submitted"`   // records taken in by Deliver
+	LogsAccepted    uint64 `json:"logs_accepted"`    // accepted by the intake (2xx)
+	LogsRejected    uint64 `json:"logs_rejected"`    // permanently rejected (400/413 on a single log)
+	LogsDropped     uint64 `json:"logs_dropped"`     // not (re)sent because every caller waiting for them had given up
+	LogsTruncated   uint64 `json:"logs_truncated"`   // rendered truncated to MaxLogBytes
+	Payloads        uint64 `json:"payloads"`         // payloads sealed
+	Requests        uint64 `json:"requests"`         // HTTP attempts
+	Retries         uint64 `json:"retries"`          // attempts sent again after one failed (network, 401/403, 408, 429, 5xx, …)
+	Splits          uint64 `json:"splits"`           // payloads split in halves after 400/413
+	BytesAccepted   uint64 `json:"bytes_accepted"`   // uncompressed bytes of accepted requests
+	BytesCompressed uint64 `json:"bytes_compressed"` // compressed bytes of accepted requests
+	PendingPayloads int    `json:"pending_payloads"` // sealed payloads waiting for a sender
+	InFlight        int    `json:"in_flight"`        // HTTP requests in flight
 }
 
 // Client delivers records to the Datadog logs intake. It is safe for

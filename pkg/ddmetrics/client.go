@@ -59,18 +59,19 @@ type Rejection struct {
 	Reason string
 }
 
-// Stats are cumulative counters of a Client.
+// Stats are cumulative counters of a Client. The JSON names are the ones
+// /status shows.
 type Stats struct {
-	Submitted      uint64 // metric points given to Submit
-	SeriesAccepted uint64 // series points accepted (2xx)
-	ValuesAccepted uint64 // distribution values accepted (2xx)
-	Rejected       uint64 // metric points (or parts) rejected
-	TooOld         uint64 // of which: older than MaxAge (or newer than MaxFuture) when submitted or retried
-	Requests       uint64 // HTTP attempts
-	Retries        uint64 // attempts sent again after one failed
-	Splits         uint64 // payloads split in halves
-	BytesSent      uint64 // compressed bytes of accepted requests
-	InFlight       int64  // HTTP requests in flight
+	Submitted      uint64 `json:"points_submitted"` // metric points given to Submit
+	SeriesAccepted uint64 `json:"series_accepted"`  // series points accepted (2xx)
+	ValuesAccepted uint64 `json:"values_accepted"`  // distribution values accepted (2xx)
+	Rejected       uint64 `json:"rejected"`         // metric points (or parts) rejected
+	TooOld         uint64 `json:"too_old"`          // of which: older than MaxAge (or newer than MaxFuture) when submitted or retried
+	Requests       uint64 `json:"requests"`         // HTTP attempts
+	Retries        uint64 `json:"retries"`          // attempts sent again after one failed
+	Splits         uint64 `json:"splits"`           // payloads split in halves
+	BytesSent      uint64 `json:"bytes_sent"`       // compressed bytes of accepted requests
+	InFlight       int64  `json:"in_flight"`        // HTTP requests in flight
 }
 
 // Client submits metric points to Datadog: the Metrics API (v2 series, v1

@@ -107,6 +107,7 @@ type Stats struct {
 	RecordsExpired   int64 // records aggregated into those dropped points
 	EmitErrors       int64 // failed Emit calls (their batches are kept and retried)
 	PendingBatches   int64 // metric batches waiting to be emitted again
+	PendingPoints    int64 // metric points in those batches
 	OpenSeries       int64 // series held in open windows
 }
 
@@ -343,6 +344,9 @@ func (d *Deriver) Stats() Stats {
 	d.mu.Unlock()
 	d.pmu.Lock()
 	s.PendingBatches = int64(len(d.pending))
+	for _, b := range d.pending {
+		s.PendingPoints += int64(b.Len())
+	}
 	d.pmu.Unlock()
 	return s
 }

@@ -496,8 +496,12 @@ func TestEmitFailureKeepsBatches(t *testing.T) {
 	require.NoError(t, d.Handle(ctx, batchOf(), out))
 	assert.Empty(t, out.metrics())
 	assert.Equal(t, int64(1), d.Stats().PendingBatches)
+	held := d.Stats().PendingPoints
+	assert.Positive(t, held, "the points held are counted")
 	require.NoError(t, d.Tick(ctx, clk.Now(), out))
 	assert.Equal(t, int64(0), d.Stats().PendingBatches)
+	assert.Zero(t, d.Stats().PendingPoints)
+	assert.Len(t, out.metrics(), int(held), "the points held are the points emitted later")
 	counts, _ := totals(t, out.metrics())
 	var n float64
 	for k, v := range counts {

@@ -67,6 +67,7 @@ type Source struct {
 	statuses map[int]*telemetry.Counter
 	ackLat   *telemetry.Histogram
 	dupes    *telemetry.Counter
+	handBack *telemetry.Counter // requests answered 503 because their records were handed back
 
 	mu       sync.Mutex
 	inflight map[string]*ack.Tracker
@@ -99,6 +100,7 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		statuses: map[int]*telemetry.Counter{},
 		ackLat:   metrics.Histogram("firehose.ack_latency"),
 		dupes:    metrics.Counter("firehose.duplicate_requests"),
+		handBack: metrics.Counter("firehose.requests_handed_back"),
 		inflight: map[string]*ack.Tracker{},
 		recent:   map[string]time.Time{},
 	}
@@ -326,10 +328,22 @@ func (s *Source) admit(r *http.Request, reqID string, tr *ack.Tracker) (int, str
 	release = 0 // from here the tracker returns the budget
 	tr.OnComplete(func(error) { s.budget.Release(held) })
 	tr.OnComplete(func(err error) { s.settle(reqID, tr, err) })
+	// The source owns Batches, RecordsIn and HandedBack of ingest (what it
+	// took in and gave back); the runtime's output counts RecordsOut.
+	total := 0
+	for _, b := range batches {
+		total += b.Len()
+	}
+	s.requests.Batches.Inc()
+	s.requests.RecordsIn.Add(int64(total))
+	tr.OnComplete(func(err error) {
+		if errors.Is(err, ack.ErrHandedBack) {
+			s.requests.HandedBack.Add(int64(total))
+		}
+	})
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.AckTimeout)
 	defer cancel()
-	n := 0
 	for _, b := range batches {
 		b.Ack = tr
 		if err := s.out.Emit(ctx, b); err != nil {
@@ -339,11 +353,7 @@ func (s *Source) admit(r *http.Request, reqID string, tr *ack.Tracker) (int, str
 			s.requests.Errors.Inc()
 			return 0, "", true
 		}
-		n += b.Len()
 	}
-	s.requests.Batches.Inc()
-	s.requests.RecordsIn.Add(int64(n))
-	s.requests.RecordsOut.Add(int64(n))
 	tr.Done()
 	return 0, "", true
 }
@@ -356,6 +366,9 @@ func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr 
 	case err == nil:
 		s.ackLat.Observe(s.now().Sub(start))
 		s.reply(w, http.StatusOK, reqID, "")
+	case errors.Is(err, ack.ErrHandedBack):
+		s.handBack.Inc()
+		s.reply(w, http.StatusServiceUnavailable, reqID, "shutting down before the records were delivered; retry")
 	case errors.Is(err, context.DeadlineExceeded):
 		s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("records not yet delivered after %s; retry", s.cfg.AckTimeout))
 	case errors.Is(err, context.Canceled):

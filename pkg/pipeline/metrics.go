@@ -132,7 +132,10 @@ func (p *Pipeline) loop(f func()) {
 
 // flushOpenWork runs at shutdown once the sources are quiet: the requests
 // still open in the correlator become summaries, every open metric window
-// is flushed, and both are delivered before the process exits.
+// is flushed, and both are delivered (in one process, Drain waits for
+// them) before the process exits. Summaries it cannot emit are lost and
+// counted (StageStats.Lost of parse); metric points it cannot emit stay
+// pending in derive, which Shutdown counts.
 func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
 	if p.stopLoops != nil {
 		p.stopLoops()
@@ -140,20 +143,27 @@ func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
 	}
 	var errs []error
 	topics := p.cfg.Pipeline.Topics
+	inProcess := p.rt.InProcess()
 	if p.corr != nil && p.runs(StageEnrich) {
-		if err := emitSummaries(ctx, p.rt.Source(StageParse, topics.Parsed), p.corr.Flush()); err != nil {
+		sums := p.corr.Flush()
+		if err := emitSummaries(ctx, p.rt.Source(StageParse, topics.Parsed), sums); err != nil {
+			p.metrics.Stage(StageParse).Lost.Add(int64(len(sums)))
 			errs = append(errs, fmt.Errorf("flush request summaries: %w", err))
 		}
-		if err := p.rt.Drain(ctx); err != nil {
-			errs = append(errs, err)
+		if inProcess {
+			if err := p.rt.Drain(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if p.deriver != nil {
 		if err := p.deriver.Flush(ctx, p.rt.Source(StageDerive, topics.Metrics)); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("flush metric windows: %w", err))
 		}
-		if err := p.rt.Drain(ctx); err != nil {
-			errs = append(errs, err)
+		if inProcess {
+			if err := p.rt.Drain(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errs

@@ -14,8 +14,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/ack"
 	"github.com/gwpipe/gwpipe/pkg/apigw"
 	"github.com/gwpipe/gwpipe/pkg/awstags"
 	"github.com/gwpipe/gwpipe/pkg/config"
@@ -117,6 +119,7 @@ type Pipeline struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+	handedBack   atomic.Bool
 }
 
 // New builds the pipeline; nothing runs until Start.
@@ -158,7 +161,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
 		return nil, err
 	}
-	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: p.archive}); err != nil {
+	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: deadLetters{p.archive, p.metrics}}); err != nil {
 		return nil, err
 	}
 	if p.runs(StageDecode) {
@@ -334,60 +337,189 @@ func (p *Pipeline) FirehoseAddr() string {
 }
 
 // Shutdown (safe to call more than once) stops taking work, finishes what
-// is in flight, and stops: the sources refuse new requests (503, so Firehose
-// retries elsewhere or later), requests already admitted wait for their
-// acknowledgement, every stage drains and the delivery clients flush.
+// is in flight and stops, all within ctx's deadline: the sources refuse new
+// work (the endpoint answers 503, so Firehose retries elsewhere or later),
+// what they admitted is delivered, every stage drains, open metric windows
+// and request summaries are flushed, the router and the delivery clients
+// stop.
+//
+// What is not finished when the deadline nears is handed back: the stages
+// give up their batches (no retry, no dead letter), each source gives its
+// unit of work back to its sender unacknowledged (a waiting Firehose request
+// gets a retryable 503, an SQS message becomes visible again, a broker
+// redelivers a stage's input), and each is counted (StageStats.HandedBack).
+// The last part of the time (teardownShare) is kept for that and for
+// closing, so that the whole shutdown ends by the deadline. Handing back
+// loses nothing and is not an error: Shutdown returns an error only for a
+// piece that failed or was still running at the deadline.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
 	return p.shutdownErr
 }
 
-func (p *Pipeline) shutdown(ctx context.Context) error {
-	var errs []error
+// teardownShare is the part of a shutdown of length d kept for handing back
+// what is unfinished and for closing: answering the requests still waiting,
+// stopping the router, closing the transport, the clients and the archive.
+func teardownShare(d time.Duration) time.Duration { return min(d/5, time.Second) }
+
+// HandedBack reports whether the last Shutdown had to hand work back.
+func (p *Pipeline) HandedBack() bool { return p.handedBack.Load() }
+
+func (p *Pipeline) shutdown(hard context.Context) error {
+	work := hard
+	if dl, ok := hard.Deadline(); ok {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadline(hard, dl.Add(-teardownShare(time.Until(dl))))
+		defer cancel()
+	}
+	var (
+		errs     []error
+		handBack bool
+		flushed  bool
+	)
+	// step runs one graceful part of the drain; the work deadline ending
+	// during it means handing back, any other failure is an error.
+	step := func(errList ...error) {
+		for _, err := range errList {
+			switch {
+			case err == nil:
+			case work.Err() != nil || errors.Is(err, ack.ErrHandedBack):
+				handBack = true
+			default:
+				errs = append(errs, err)
+			}
+		}
+	}
+
+	// Stop taking work; each source then waits for what it admitted.
 	if p.firehose != nil {
 		p.firehose.Shutdown()
 	}
+	var stopping []pending
 	if p.fhSrv != nil {
 		// Waits for admitted requests, which wait for their records.
-		if err := p.fhSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("firehose server: %w", err))
-		}
+		stopping = append(stopping, async("firehose server", func() error { return p.fhSrv.Shutdown(hard) }))
 	}
 	for _, src := range p.sources {
-		if err := src.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("source %s: %w", src.Name(), err))
-		}
+		stopping = append(stopping, async("source "+src.Name(), func() error { return src.Stop(hard) }))
 	}
-	if err := p.rt.Drain(ctx); err != nil {
+	inProcess := p.rt.InProcess()
+	step(waitAll(work, stopping)...)
+	if !handBack && inProcess {
+		step(p.rt.Drain(work))
+	}
+	if !handBack && inProcess {
+		flushed = true
+		step(p.flushOpenWork(work)...)
+	}
+	if !handBack {
+		// On a broker this is the drain: the router takes no more input
+		// and waits for the handlers still running.
+		step(p.rt.Stop(work))
+	}
+	if !handBack && !inProcess {
+		flushed = true
+		step(p.flushOpenWork(work)...)
+	}
+	if !handBack && p.logs != nil {
+		step(p.logs.Close(work))
+	}
+
+	if handBack {
+		p.handedBack.Store(true)
+		p.log.Warn("drain deadline reached: handing back what is not delivered yet; its senders will send it again",
+			"in_flight_batches", p.rt.InFlight())
+		p.rt.HandBack()
+		if p.logs != nil {
+			// Abort the requests in flight and the retries: their
+			// records' batches have just been handed back.
+			now, cancel := context.WithCancel(hard)
+			cancel()
+			errs = append(errs, waitAll(hard, []pending{async("deliver-logs", func() error {
+				if err := p.logs.Close(now); err != nil {
+					p.log.Info("deliver-logs stopped", "outcome", err)
+				}
+				return nil
+			})})...)
+		}
+		if inProcess {
+			if err := p.rt.Drain(hard); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if !flushed {
+			// The open windows and summaries cannot be delivered now:
+			// flushing them with no time left counts them as lost (on a
+			// broker, publishing still gets them out).
+			now, cancel := context.WithCancel(hard)
+			cancel()
+			for _, err := range p.flushOpenWork(now) {
+				p.log.Debug("open work not flushed at shutdown", "error", err)
+			}
+		}
+		errs = append(errs, waitAll(hard, stopping)...)
+	}
+	if p.deriver != nil {
+		// Points derive could not emit before the end die with the process.
+		p.metrics.Stage(StageDerive).Lost.Add(p.deriver.Stats().PendingPoints)
+	}
+
+	// Close, within what is left.
+	if err := p.rt.Shutdown(hard); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, p.flushOpenWork(ctx)...)
-	if p.logs != nil {
-		if err := p.logs.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("deliver-logs: %w", err))
-		}
-	}
+	var closing []pending
 	if p.metricsC != nil {
-		if err := p.metricsC.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("deliver-metrics: %w", err))
-		}
+		closing = append(closing, async("deliver-metrics", p.metricsC.Close))
 	}
 	if p.tagger != nil {
-		if err := p.tagger.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("enrich: %w", err))
-		}
+		closing = append(closing, async("enrich", p.tagger.Close))
 	}
 	if p.selfTel != nil {
-		if err := p.selfTel.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: %w", err))
+		closing = append(closing, async("telemetry", p.selfTel.Close))
+	}
+	closing = append(closing, async("dead-letter archive", p.archive.Close))
+	closing = append(closing, async("admin", func() error { return errors.Join(p.stopAdmin(hard)...) }))
+	errs = append(errs, waitAll(hard, closing)...)
+	return errors.Join(errs...)
+}
+
+// pending is a part of the shutdown running in the background.
+type pending struct {
+	name string
+	done chan error
+}
+
+func async(name string, f func() error) pending {
+	p := pending{name: name, done: make(chan error, 1)}
+	go func() { p.done <- f() }()
+	return p
+}
+
+// waitAll waits for every part within ctx and returns their errors, and
+// one for each part still running when ctx ended. A part's result is
+// taken once: waiting again later gets only the parts not yet reported.
+func waitAll(ctx context.Context, ps []pending) []error {
+	var errs []error
+	for i := range ps {
+		if ps[i].done == nil {
+			continue
+		}
+		var err error
+		select {
+		case err = <-ps[i].done:
+		case <-ctx.Done():
+			select {
+			case err = <-ps[i].done: // finished at the same moment
+			default:
+				errs = append(errs, fmt.Errorf("%s: still running at the shutdown deadline: %w", ps[i].name, ctx.Err()))
+				continue
+			}
+		}
+		ps[i].done = nil
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ps[i].name, err))
 		}
 	}
-	if err := p.rt.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := p.archive.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("dead-letter archive: %w", err))
-	}
-	errs = append(errs, p.stopAdmin(ctx)...)
-	return errors.Join(errs...)
+	return errs
 }

@@ -85,10 +85,17 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 			return rc, fmt.Errorf("replay.from: %w", err)
 		}
 	}
-	if r.To != "" {
+	switch {
+	case r.To != "":
 		if rc.To, err = config.ParseTime(r.To, t); err != nil {
 			return rc, fmt.Errorf("replay.to: %w", err)
 		}
+	case r.DLQ == "":
+		// A bucket's range ends when the replay starts, so that it does
+		// not chase what arrives meanwhile (delivered live already), and
+		// the checkpoint keeps the same end for a resumed run. Dead
+		// letters are replayed whatever their time.
+		rc.To = t
 	}
 	if !rc.From.IsZero() && !rc.To.IsZero() && !rc.From.Before(rc.To) {
 		return rc, fmt.Errorf("replay.from (%s) must be before replay.to (%s)", rc.From.Format(time.RFC3339), rc.To.Format(time.RFC3339))
@@ -192,6 +199,14 @@ type ReplayResult struct {
 	// new archive, inside it, that holds the letters that failed again
 	// (empty when none did).
 	FailedAgainIn string
+}
+
+// DidSomething reports whether the replay got as far as choosing objects:
+// a replay that failed before (no such bucket, a bad checkpoint) has only
+// zeros to report.
+func (r ReplayResult) DidSomething() bool {
+	return r.Objects+r.ObjectsFailed+r.ObjectsSkipped+r.ObjectsAlreadyDone+r.Events > 0 ||
+		r.Interrupted || r.AlreadyComplete || r.Delivered+r.DeadLettered > 0
 }
 
 // Write prints the result for a person.

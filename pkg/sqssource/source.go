@@ -118,12 +118,16 @@ type Source struct {
 	// idle is closed once no message is being worked on any more, which
 	// ends the visibility extenders.
 	idle chan struct{}
+	// stopCtx is Stop's context: once set, the calls that give messages
+	// back or delete them fit in it too.
+	stopMu  sync.Mutex
+	stopCtx context.Context
 
-	stats    *telemetry.StageStats
 	received *telemetry.Counter
 	deleted  *telemetry.Counter
 	skipped  *telemetry.Counter
 	failed   *telemetry.Counter
+	handBack *telemetry.Counter
 	poison   *telemetry.Counter
 	extended *telemetry.Counter
 	objRead  *telemetry.Counter
@@ -150,11 +154,11 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 	return &Source{
 		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
 		slots:    semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
-		stats:    metrics.Stage("sqs"),
 		received: metrics.Counter("sqs.messages_received"),
 		deleted:  metrics.Counter("sqs.messages_deleted"),
 		skipped:  metrics.Counter("sqs.messages_skipped"),
 		failed:   metrics.Counter("sqs.messages_failed"),
+		handBack: metrics.Counter("sqs.messages_handed_back"),
 		poison:   metrics.Counter("sqs.messages_unrecognised"),
 		extended: metrics.Counter("sqs.visibility_extensions"),
 		objRead:  metrics.Counter("sqs.objects_read"),
@@ -241,6 +245,9 @@ func (s *Source) Stop(ctx context.Context) error {
 		if s.pollCancel == nil {
 			return // never started
 		}
+		s.stopMu.Lock()
+		s.stopCtx = ctx
+		s.stopMu.Unlock()
 		s.pollCancel()
 		s.receivers.Wait()
 		done := make(chan struct{})
@@ -414,8 +421,10 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 		for _, h := range handles {
 			q.deletes <- h
 		}
-	case s.workCtx.Err() != nil:
-		// Shutting down: another worker can take it at once.
+	case s.workCtx.Err() != nil || errors.Is(err, ack.ErrHandedBack):
+		// Shutting down before it was delivered: another worker can take
+		// it at once.
+		s.handBack.Inc()
 		s.release(q, handles, 0, log)
 	default:
 		s.failed.Inc()
@@ -432,7 +441,7 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 
 // release makes a message visible again after delay.
 func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := s.apiContext(10 * time.Second)
 	defer cancel()
 	for _, h := range handles {
 		_, err := s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
@@ -529,7 +538,6 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 	s.objRead.Inc()
 	s.objBytes.Add(st.BytesIn)
 	s.objDead.Add(st.DeadLetters)
-	s.stats.RecordsOut.Add(st.Events)
 	lvl := slog.LevelDebug
 	if st.DeadLetters > 0 {
 		lvl = slog.LevelWarn
@@ -561,7 +569,6 @@ func (s *Source) emitRaw(ctx context.Context, q *queue, m types.Message, body Bo
 		if err := s.raw.Emit(ctx, b); err != nil {
 			return fmt.Errorf("publish records: %w", err)
 		}
-		s.stats.RecordsOut.Add(int64(len(part)))
 	}
 	return nil
 }
@@ -601,7 +608,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h)}
 	}
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := s.apiContext(30 * time.Second)
 		out, err := s.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
 		cancel()
 		if err == nil {
@@ -634,8 +641,15 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 			return
 		}
 		// Deleting must outlive the work context: these messages were
-		// delivered, and every failed delete is a duplicate later.
-		sleep(context.Background(), backoff(attempt, 200*time.Millisecond, 5*time.Second))
+		// delivered, and every failed delete is a duplicate later. Only
+		// the end of Stop's time cuts it short.
+		ctx, cancel = s.apiContext(time.Minute)
+		ok := sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second))
+		cancel()
+		if !ok {
+			s.log.Error("sqs delete cut short by the shutdown deadline: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
+			return
+		}
 	}
 }
 
@@ -690,6 +704,18 @@ func (s *Source) extend(q *queue, vt time.Duration) {
 			s.log.Debug("sqs visibility extension refused", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
 		}
 	}
+}
+
+// apiContext bounds an SQS call that settles messages: by d, and once Stop
+// was called, by Stop's context as well.
+func (s *Source) apiContext(d time.Duration) (context.Context, context.CancelFunc) {
+	s.stopMu.Lock()
+	base := s.stopCtx
+	s.stopMu.Unlock()
+	if base == nil {
+		base = context.Background()
+	}
+	return context.WithTimeout(base, d)
 }
 
 // backoff is the n-th (from 1) delay of a capped exponential backoff with

@@ -21,6 +21,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"github.com/gwpipe/gwpipe/pkg/ack"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -67,7 +68,7 @@ type Config struct {
 	MaxRetries      int           // retries of a failing batch before it is dead-lettered; default 5
 	InitialInterval time.Duration // first retry delay; default 100ms
 	MaxInterval     time.Duration // retry delay cap; default 5s
-	CloseTimeout    time.Duration // how long Close waits for running handlers; default 30s
+	CloseTimeout    time.Duration // how long Close (not Shutdown, which takes a context) waits for running handlers; default 30s
 	// BacklogInterval is how often a broker transport that can tell (a
 	// Backlogger) is asked for each stage's backlog, the queue depth on a
 	// broker; default 10s.
@@ -144,8 +145,16 @@ type Runtime struct {
 	idle      []chan struct{}
 
 	runCancel context.CancelFunc
-	runDone   chan error
+	runExited chan struct{} // closed when the router has stopped
+	runErr    error         // the router's, once runExited is closed
 	watchers  sync.WaitGroup
+
+	// handBack is cancelled by HandBack: every handler's context ends
+	// with it, retries and dead-lettering stop, and what is in flight
+	// goes back to its sender unacknowledged.
+	handBack     context.Context
+	handBackNow  context.CancelFunc
+	handBackOnce sync.Once
 }
 
 // New returns a runtime on the given transport.
@@ -161,11 +170,16 @@ func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)
 	}
+	hb, hbNow := context.WithCancel(context.Background())
 	return &Runtime{
 		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
-		consumers: map[string][]*consumer{},
+		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow,
 	}, nil
 }
+
+// InProcess reports whether the stages are joined in memory (one process),
+// where the sources' acknowledgements travel with the batches.
+func (r *Runtime) InProcess() bool { return r.tr.InProcess() }
 
 // DLQTopic is the dead-letter topic's name.
 func (r *Runtime) DLQTopic() string { return r.cfg.DLQTopic }
@@ -217,7 +231,9 @@ func (r *Runtime) Add(st Stage) error {
 
 	mws := []message.HandlerMiddleware{r.complete(st, c), middleware.Recoverer}
 	if st.Input != r.cfg.DLQTopic {
-		poison, err := middleware.PoisonQueue(&publisher{r: r}, r.cfg.DLQTopic)
+		// A batch given up at shutdown goes back to its sender, not to the
+		// dead-letter archive: it is not bad, only unfinished.
+		poison, err := middleware.PoisonQueueWithFilter(&publisher{r: r}, r.cfg.DLQTopic, func(error) bool { return !r.handingBack() })
 		if err != nil {
 			return fmt.Errorf("stage %s: poison queue: %w", st.Name, err)
 		}
@@ -229,27 +245,50 @@ func (r *Runtime) Add(st Stage) error {
 		MaxInterval:         r.cfg.MaxInterval,
 		Multiplier:          2,
 		RandomizationFactor: 0.2,
-		ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) && !r.handingBack() },
 	}.Middleware)
 	h.AddMiddleware(mws...)
 	return nil
 }
 
-// complete is the outermost middleware: it settles the batch's
-// acknowledgement once the handler chain is finished with it, and frees the
-// stage's in-flight slot.
+// complete is the outermost middleware: it gives the handler chain a
+// context that HandBack ends, settles the batch's acknowledgement once the
+// chain is finished with it, and frees the stage's in-flight slot.
 func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 	stats := r.metrics.Stage(st.Name)
 	return func(next message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			if r.tr.InProcess() {
-				c.queued.Add(-1) // out of the queue, into the handler
+				c.queued.Add(-1) // out of the queue, into the handler (or handed back)
 			}
-			stats.InFlight.Add(1)
-			_, err := next(msg)
-			stats.InFlight.Add(-1)
+			started := !r.handingBack()
+			var err error
+			if started {
+				ctx, cancel := context.WithCancel(msg.Context())
+				stop := context.AfterFunc(r.handBack, cancel)
+				msg.SetContext(ctx)
+				stats.InFlight.Add(1)
+				_, err = next(msg)
+				stats.InFlight.Add(-1)
+				stop()
+				cancel()
+			} else {
+				// Handed back before it started: a broker's redelivery
+				// arriving while the router stops. Not counted again.
+				err = fmt.Errorf("stage %s: %w", st.Name, ack.ErrHandedBack)
+			}
+			if err != nil && r.handingBack() && !errors.Is(err, ack.ErrHandedBack) {
+				err = fmt.Errorf("%w: %w", ack.ErrHandedBack, err)
+			}
 			if !r.tr.InProcess() {
-				return nil, err // a durable transport redelivers on error
+				// A durable transport redelivers on error: the input stays
+				// on the broker for another worker.
+				if err != nil && started && errors.Is(err, ack.ErrHandedBack) {
+					if b, uerr := r.codec.Unmarshal(msg); uerr == nil {
+						stats.HandedBack.Add(int64(b.Len()))
+					}
+				}
+				return nil, err
 			}
 			defer r.release(c)
 			b, uerr := r.codec.Unmarshal(msg)
@@ -259,10 +298,18 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 			}
 			if err != nil {
 				// Neither handled nor dead-lettered: the source must not
-				// acknowledge, so that its sender retries.
-				r.log.Error("batch failed and could not be dead-lettered", "stage", st.Name, "batch", b.ID, "error", err)
-				if b.Ack != nil {
+				// acknowledge, so that its sender retries. Without a
+				// source (data derived in the pipeline) nothing will.
+				switch {
+				case b.Ack != nil:
 					b.Ack.Fail(err)
+				default:
+					stats.Lost.Add(int64(b.Len()))
+				}
+				if errors.Is(err, ack.ErrHandedBack) {
+					r.log.Debug("batch handed back at shutdown", "stage", st.Name, "batch", b.ID, "records", b.Len(), "error", err)
+				} else {
+					r.log.Error("batch failed and could not be dead-lettered", "stage", st.Name, "batch", b.ID, "error", err)
 				}
 				return nil, nil
 			}
@@ -358,10 +405,15 @@ func (r *Runtime) publishMsg(ctx context.Context, topic string, msg *message.Mes
 }
 
 func (r *Runtime) acquire(ctx context.Context, c *consumer) error {
+	if r.handingBack() {
+		return fmt.Errorf("publish to stage %s: %w", c.stage, ack.ErrHandedBack)
+	}
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for stage %s: %w", c.stage, ctx.Err())
+	case <-r.handBack.Done():
+		return fmt.Errorf("waiting for stage %s: %w", c.stage, ack.ErrHandedBack)
 	}
 	r.mu.Lock()
 	r.inflight++
@@ -418,17 +470,20 @@ func (r *Runtime) Source(name, topic string) Output {
 func (r *Runtime) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.runCancel = cancel
-	r.runDone = make(chan error, 1)
-	go func() { r.runDone <- r.router.Run(runCtx) }()
+	r.runExited = make(chan struct{})
+	go func() {
+		r.runErr = r.router.Run(runCtx)
+		close(r.runExited)
+	}()
 	select {
 	case <-r.router.Running():
 		if bl, ok := r.tr.(Backlogger); ok && !r.tr.InProcess() {
 			r.watchers.Go(func() { r.watchBacklog(runCtx, bl) })
 		}
 		return nil
-	case err := <-r.runDone:
+	case <-r.runExited:
 		cancel()
-		return fmt.Errorf("router: %w", err)
+		return fmt.Errorf("router: %w", r.runErr)
 	case <-ctx.Done():
 		cancel()
 		return ctx.Err()
@@ -471,23 +526,72 @@ func (r *Runtime) watchBacklog(ctx context.Context, bl Backlogger) {
 	}
 }
 
-// Close stops the router (waiting for running handlers) and the transport.
-// Call Drain first to finish the work in flight.
-func (r *Runtime) Close() error {
-	var errs []error
-	if r.runCancel != nil {
-		r.runCancel()
-		r.watchers.Wait()
-		if err := <-r.runDone; err != nil {
-			errs = append(errs, fmt.Errorf("router: %w", err))
+// HandBack gives up the work in flight, for a shutdown whose time is up:
+// every handler's context ends, failed batches are neither retried nor
+// dead-lettered, and publishing to a stage fails. In one process the
+// sources' acknowledgements fail with ack.ErrHandedBack, so that each
+// source hands its unit of work back to its sender (and counts it); on a
+// broker the stages' inputs are left there for redelivery (counted in
+// StageStats.HandedBack). Then Drain returns as soon as the handlers have,
+// and Stop does not wait for retries.
+func (r *Runtime) HandBack() { r.handBackOnce.Do(r.handBackNow) }
+
+func (r *Runtime) handingBack() bool { return r.handBack.Err() != nil }
+
+// Stop stops consuming: the router takes no more input and waits, within
+// ctx, for the handlers still running. Calling it again (say after
+// HandBack) waits again for the same stop. In one process, Drain first:
+// a batch published and not yet handled when the router stops is lost to
+// its acknowledgement.
+func (r *Runtime) Stop(ctx context.Context) error {
+	if r.runCancel == nil {
+		if err := r.router.Close(); err != nil {
+			return fmt.Errorf("router: %w", err)
 		}
-	} else if err := r.router.Close(); err != nil {
-		errs = append(errs, err)
+		return nil
 	}
-	if err := r.tr.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("transport: %w", err))
+	r.runCancel()
+	stopped := make(chan struct{})
+	go func() {
+		<-r.runExited
+		r.watchers.Wait() // the backlog watcher uses the transport
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		if r.runErr != nil {
+			return fmt.Errorf("router: %w", r.runErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop stages: handlers still running: %w", ctx.Err())
 	}
-	return errors.Join(errs...)
+}
+
+// Shutdown stops the router (Stop) and closes the transport, within ctx.
+func (r *Runtime) Shutdown(ctx context.Context) error {
+	if err := r.Stop(ctx); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.tr.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("transport: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close transport: %w", ctx.Err())
+	}
+}
+
+// Close is Shutdown within Config.CloseTimeout. Call Drain first to finish
+// the work in flight.
+func (r *Runtime) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.CloseTimeout)
+	defer cancel()
+	return r.Shutdown(ctx)
 }
 
 type output struct {
@@ -584,12 +688,13 @@ func (r *Runtime) route(topic string) (local []*consumer, remote []string) {
 	return local, remote
 }
 
+// DeadLetter sends b to the dead-letter topic. It is counted (StageStats.Dead
+// of b.Stage) when the archive has written it, not here: a dead letter
+// published and never written must not be reported as kept.
 func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
-	n := b.Len()
 	if err := o.r.send(ctx, o.r.cfg.DLQTopic, b); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
-	o.stats.Dead.Add(int64(n))
 	return nil
 }
 
@@ -612,14 +717,14 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 			if err := p.r.send(msg.Context(), topic, &c); err != nil {
 				return err
 			}
-			p.r.metrics.Stage(c.Stage).Dead.Add(int64(c.Len()))
 			continue
 		}
-		if err := p.r.publishMsg(msg.Context(), topic, msg, b); err != nil {
+		// The dead letter outlives the failed handler's context, which
+		// ends when that handler returns; waiting for a slot does not.
+		ctx := msg.Context()
+		msg.SetContext(context.WithoutCancel(ctx))
+		if err := p.r.publishMsg(ctx, topic, msg, b); err != nil {
 			return err
-		}
-		if reason := msg.Metadata.Get(middleware.PoisonedHandlerKey); reason != "" {
-			p.r.metrics.Stage(reason).Dead.Add(int64(b.Len()))
 		}
 	}
 	return nil

@@ -20,20 +20,32 @@ func (c *Counter) Inc()          { c.v.Add(1) }
 func (c *Counter) Load() int64   { return c.v.Load() }
 func (c *Counter) Store(n int64) { c.v.Store(n) }
 
-// StageStats are the counters every stage keeps.
+// StageStats are the counters every stage keeps. Each counter has one
+// owner that adds to it, named here: two places counting the same event
+// is how a figure comes out doubled.
 type StageStats struct {
-	Batches    Counter // input batches handled
-	RecordsIn  Counter // records in those batches
-	RecordsOut Counter // records emitted downstream
-	Dead       Counter // records dead-lettered
-	Dropped    Counter // records dropped on purpose (e.g. CONTROL_MESSAGE)
-	Errors     Counter // handler errors (each retry counts)
-	InFlight   Counter // batches being handled now (a gauge)
+	Batches    Counter // input batches handled (the stage runtime; a source for its own input)
+	RecordsIn  Counter // records in those batches (the stage runtime; a source for what it took in)
+	RecordsOut Counter // records emitted downstream (the stage runtime's Output)
+	Dead       Counter // records this stage dead-lettered, counted when the archive wrote them
+	Dropped    Counter // records dropped on purpose, e.g. CONTROL_MESSAGE (the stage's handler)
+	Errors     Counter // handler errors, each retry counts (the stage runtime; a source for its own)
+	InFlight   Counter // batches being handled now, a gauge (the stage runtime)
 	// QueueDepth is a gauge: the batches published to the stage and not
 	// yet being handled (on a broker, the messages not yet delivered to
 	// any worker); -1 when unknown (a source has no queue, a broker not
 	// asked yet or not answering).
 	QueueDepth Counter
+	// HandedBack counts records given back unacknowledged at shutdown for
+	// their sender to send again: a source's records (by the source), or a
+	// stage's input left on the broker (by the stage runtime).
+	HandedBack Counter
+	// Lost counts records that failed with no acknowledgement to fail,
+	// so nothing will send them again: data derived in the pipeline
+	// (metric points, request summaries) that could be neither delivered
+	// nor dead-lettered (the stage runtime, and derive for the points it
+	// still held at shutdown).
+	Lost Counter
 }
 
 // Histogram records durations in microseconds, up to an hour.
@@ -149,6 +161,8 @@ type StageSnapshot struct {
 	Errors     int64  `json:"errors"`
 	InFlight   int64  `json:"in_flight"`
 	QueueDepth int64  `json:"queue_depth"` // -1: unknown
+	HandedBack int64  `json:"handed_back"`
+	Lost       int64  `json:"lost"`
 }
 
 // Snapshot is a point-in-time copy of the registry.
@@ -187,6 +201,7 @@ func (r *Registry) Snapshot() Snapshot {
 			Name: order[i], Batches: st.Batches.Load(), RecordsIn: st.RecordsIn.Load(),
 			RecordsOut: st.RecordsOut.Load(), Dead: st.Dead.Load(), Dropped: st.Dropped.Load(),
 			Errors: st.Errors.Load(), InFlight: st.InFlight.Load(), QueueDepth: st.QueueDepth.Load(),
+			HandedBack: st.HandedBack.Load(), Lost: st.Lost.Load(),
 		})
 	}
 	for k, c := range counters {

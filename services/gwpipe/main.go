@@ -66,9 +66,22 @@ func runCmd(cfgPath *string) *cobra.Command {
 		Use:   "run",
 		Short: "Run the pipeline (every stage by default)",
 		Long: `Run the pipeline. With no broker configured (transport.kind: memory) every stage
-runs in this process. SIGTERM or SIGINT drains: the sources stop taking work,
-every stage finishes what is in flight, then the process exits 0.`,
+runs in this process.
+
+SIGTERM or SIGINT drains, within pipeline.drain_timeout: the sources stop
+taking work (the Firehose endpoint answers 503 to new requests), every stage
+finishes what is in flight, open metric windows are flushed, then the process
+prints a summary and exits 0. What is not delivered when the time is up is
+handed back unacknowledged (a waiting Firehose request gets a 503 and is
+retried, an SQS message becomes visible again, a broker redelivers) and
+counted in the summary: that is still a clean exit, 0. The whole shutdown,
+router and transport included, ends within drain_timeout. A second signal is
+ignored; a third exits at once (1), losing nothing acknowledged.
+
+SIGHUP is ignored (with a log line): configuration reload is not supported
+yet.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ignoreHangup()
 			c, err := load(*cfgPath)
 			if err != nil {
 				return err
@@ -184,6 +197,7 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
   gwpipe replay --dlq-dir data/dlq`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ignoreHangup()
 			cfgPath, _ := cmd.Flags().GetString("config")
 			c, err := load(cfgPath)
 			if err != nil {
@@ -235,7 +249,7 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := pipeline.Replay(ctx, c, opts, log)
-			if res.Source != "" { // it ran: say what it did, even when it failed
+			if res.Source != "" && (err == nil || res.DidSomething()) { // say what it did, even when it failed
 				res.Write(cmd.OutOrStdout())
 			}
 			return err
@@ -245,8 +259,8 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 	f := cmd.Flags()
 	f.StringVar(&r.Bucket, "bucket", "", "bucket of the archive (replay.bucket)")
 	f.StringVar(&r.Prefix, "prefix", "", "key prefix of the archive (replay.prefix)")
-	f.StringVar(&r.From, "from", "", "start of the event time range: RFC 3339, a date, or relative such as -2h or -3d (replay.from)")
-	f.StringVar(&r.To, "to", "", "end of the event time range, exclusive; default: no end (replay.to)")
+	f.StringVar(&r.From, "from", "", "start of the event time range: RFC 3339, a date, or relative such as -2h or -3d; required with --bucket (replay.from)")
+	f.StringVar(&r.To, "to", "", "end of the event time range, exclusive; default: when the replay starts, kept in the checkpoint (replay.to)")
 	f.StringVar(&r.SelectBy, "select-by", d.SelectBy, "how objects are chosen: key (Firehose YYYY/MM/DD/HH), modified (object time), auto or none (replay.select_by)")
 	f.DurationVar(&r.KeySlack, "key-slack", d.KeySlack, "widen the key-time window on both sides (replay.key_slack)")
 	f.IntVar(&r.Concurrency, "concurrency", d.Concurrency, "objects read at once (replay.concurrency)")
@@ -259,8 +273,21 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 	f.StringVar(&r.Region, "region", "", "region of the bucket; default: the AWS SDK's (replay.region)")
 	f.IntVar(&r.EventsPerBatch, "events-per-batch", d.EventsPerBatch, "events per batch sent down the pipeline (replay.events_per_batch)")
 	f.IntVar(&r.MaxInFlightEvents, "max-inflight-events", d.MaxInFlightEvents, "events sent and not yet acknowledged, at most: bounds memory (replay.max_inflight_events)")
-	f.BoolVar(&progress, "progress", true, "show a progress bar on stderr (default: when stderr is a terminal)")
+	f.BoolVar(&progress, "progress", false, "show a progress bar on stderr (default: when stderr is a terminal)")
 	return cmd
+}
+
+// ignoreHangup keeps SIGHUP from killing the process (its default action):
+// it is how operators ask a daemon to reload, and a terminal hanging up
+// sends it too. Reload does not exist yet, so the signal only says so.
+func ignoreHangup() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			slog.Warn("SIGHUP received and ignored: configuration reload is not supported yet (SIGTERM drains and stops)")
+		}
+	}()
 }
 
 // replayMemoryLimit is the soft memory limit of `gwpipe replay`.
