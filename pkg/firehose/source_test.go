@@ -18,7 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/ack"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
 // fakePipeline records what the source publishes and settles it on demand.
@@ -333,6 +335,54 @@ func TestHealthTellsTheReasonOnlyToAuthenticatedCallers(t *testing.T) {
 					assert.Equal(t, map[string]string{"status": "not ready"}, got, "a bare status")
 				}
 			}
+		})
+	}
+}
+
+// TestHandedBackRecordsGetRetryableStatus: when the pipeline hands a
+// request's records back at shutdown (after publishing them, or while
+// publishing), the waiting request is answered 503, which Firehose retries,
+// and the request's records are counted once as handed back. The source
+// counts what it took in; what it published is the runtime's to count.
+func TestHandedBackRecordsGetRetryableStatus(t *testing.T) {
+	handedBack := fmt.Errorf("stage deliver-logs: %w", ack.ErrHandedBack)
+	for name, fake := range map[string]func() *fakePipeline{
+		"after publishing": func() *fakePipeline { return newFake(func(b *record.Batch) { b.Ack.Fail(handedBack) }) },
+		"while publishing": func() *fakePipeline {
+			p := newFake(nil)
+			p.err = handedBack
+			return p
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			reg := telemetry.NewRegistry()
+			p := fake()
+			s := New(testConfig(), p, nil, nil, reg)
+			w, resp := serve(s, request("r", body("r", "a", "b", "c")))
+			assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+			assert.Equal(t, "1", w.Header().Get("Retry-After"))
+			assert.Contains(t, resp.ErrorMessage, "retry")
+			snap := reg.Snapshot()
+			var ingest telemetry.StageSnapshot
+			for _, st := range snap.Stages {
+				if st.Name == "ingest" {
+					ingest = st
+				}
+			}
+			assert.Equal(t, int64(3), ingest.RecordsIn, "taken in once")
+			assert.Equal(t, int64(1), ingest.Batches)
+			assert.Zero(t, ingest.RecordsOut, "what is published is counted by the runtime's output, not here")
+			assert.Equal(t, int64(3), ingest.HandedBack)
+			assert.Equal(t, int64(1), snap.Counters["firehose.requests_handed_back"])
+			assert.Equal(t, int64(1), snap.Counters["firehose.status.503"])
+
+			// The retry is processed: a handed-back id is not remembered
+			// as delivered.
+			p.err, p.settle = nil, deliverAll
+			w, _ = serve(s, request("r", body("r", "a", "b", "c")))
+			assert.Equal(t, http.StatusOK, w.Code)
+			assert.Equal(t, int64(3), reg.Stage("ingest").HandedBack.Load(), "nothing more handed back")
+			assert.Equal(t, int64(6), reg.Stage("ingest").RecordsIn.Load())
 		})
 	}
 }

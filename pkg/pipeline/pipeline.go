@@ -109,10 +109,11 @@ type Pipeline struct {
 	firehose *firehose.Source
 	sources  []Source
 
-	fhLn     net.Listener
-	fhSrv    *http.Server
-	admin    []*adminServer // admin.listen, admin.health_listen
-	serveErr chan error
+	fhLn       net.Listener
+	fhSrv      *http.Server
+	fhRequests requestGate
+	admin      []*adminServer // admin.listen, admin.health_listen
+	serveErr   chan error
 
 	loops     sync.WaitGroup // background loops: summary expiry, window ticks, telemetry
 	stopLoops context.CancelFunc
@@ -306,7 +307,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			return fmt.Errorf("sources.firehose.listen: %w", err)
 		}
 		p.fhLn = ln
-		p.fhSrv = &http.Server{Handler: p.firehose, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
+		p.fhSrv = &http.Server{Handler: p.fhRequests.wrap(p.firehose), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
 		go p.serve(p.fhSrv, ln, "firehose")
 		p.log.Info("firehose endpoint listening", "addr", ln.Addr().String())
 	}
@@ -397,8 +398,18 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 	}
 	var stopping []pending
 	if p.fhSrv != nil {
-		// Waits for admitted requests, which wait for their records.
-		stopping = append(stopping, async("firehose server", func() error { return p.fhSrv.Shutdown(hard) }))
+		// Closes the listener and the idle connections at once...
+		go func() { _ = p.fhSrv.Shutdown(hard) }()
+		stopping = append(stopping, async("firehose server", func() error {
+			// ...but notices the others only every half second or so once
+			// it has waited a while: wait for the requests themselves
+			// (admitted ones wait for their records), then a second
+			// Shutdown sees their connections close within milliseconds.
+			if err := p.fhRequests.wait(hard); err != nil {
+				return err
+			}
+			return p.fhSrv.Shutdown(hard)
+		}))
 	}
 	for _, src := range p.sources {
 		stopping = append(stopping, async("source "+src.Name(), func() error { return src.Stop(hard) }))
@@ -522,4 +533,48 @@ func waitAll(ctx context.Context, ps []pending) []error {
 		}
 	}
 	return errs
+}
+
+// requestGate counts the requests a server is handling, so that a shutdown
+// can wait for them to be answered.
+type requestGate struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (g *requestGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		if g.n == 0 {
+			g.idle = make(chan struct{})
+		}
+		g.n++
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			if g.n--; g.n == 0 {
+				close(g.idle)
+				g.idle = nil
+			}
+			g.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait returns once no request is being handled, or ctx's error.
+func (g *requestGate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	idle := g.idle
+	g.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("requests still waiting: %w", ctx.Err())
+	}
 }

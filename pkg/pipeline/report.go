@@ -139,27 +139,30 @@ func reportLine(start time.Time, prev, cur flow, s Status) string {
 		rate(cur.delivered, prev.delivered), cur.dead, s.InFlightBatches, s.Latencies["firehose.ack_latency"].P99, s.Ready)
 }
 
-// Summary writes the totals since start.
+// Summary writes the totals since start, one figure per labelled line.
 func (p *Pipeline) Summary(w io.Writer) {
 	s := p.Status()
 	f := p.flow(s)
 	var b strings.Builder
-	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
-	fmt.Fprintf(&b, "  firehose requests       %d acknowledged, %d refused, %d handed back, %d duplicates\n", f.acked, f.refused, f.handedBackRequests, f.duplicates)
-	fmt.Fprintf(&b, "  firehose records in     %d\n", f.in)
-	fmt.Fprintf(&b, "  events decoded          %d (control messages dropped: %d)\n", f.decoded, s.Counters["decode.control_messages"])
-	fmt.Fprintf(&b, "  events parsed           %d (with request summaries folded from execution logs)\n", f.parsed)
-	fmt.Fprintf(&b, "  logs delivered (2xx)    %d\n", f.delivered)
-	if s.Metrics != nil {
-		fmt.Fprintf(&b, "  metric points delivered %d series points, %d distribution values\n", s.Metrics.SeriesAccepted, s.Metrics.ValuesAccepted)
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-25s %s\n", label, fmt.Sprintf(format, args...))
 	}
-	fmt.Fprintf(&b, "  dead-lettered           %d written to %s%s\n", f.dead, s.DeadLetterDir, byStage(f.deadBy))
-	fmt.Fprintf(&b, "  handed back             %s\n", handedBack(f, s))
+	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
+	line("firehose requests", "%d acknowledged, %d refused, %d handed back, %d duplicates", f.acked, f.refused, f.handedBackRequests, f.duplicates)
+	line("firehose records in", "%d", f.in)
+	line("events decoded", "%d (control messages dropped: %d)", f.decoded, s.Counters["decode.control_messages"])
+	line("events parsed", "%d (with request summaries folded from execution logs)", f.parsed)
+	line("logs delivered (2xx)", "%d", f.delivered)
+	if s.Metrics != nil {
+		line("metric points delivered", "%d series points, %d distribution values", s.Metrics.SeriesAccepted, s.Metrics.ValuesAccepted)
+	}
+	line("dead-lettered", "%d written to %s%s", f.dead, s.DeadLetterDir, byStage(f.deadBy))
+	line("handed back", "%s", handedBack(f, s))
 	if f.lost > 0 {
-		fmt.Fprintf(&b, "  lost                    %d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s\n", f.lost, byStage(f.lostBy))
+		line("lost", "%d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s", f.lost, byStage(f.lostBy))
 	}
 	q := s.Latencies["firehose.ack_latency"]
-	fmt.Fprintf(&b, "  ack latency             p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", q.P50, q.P99, q.Max)
+	line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
 	_, _ = io.WriteString(w, b.String())
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/ack"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -70,6 +71,18 @@ func (s *sink) take(b *record.Batch, raw, dead bool) error {
 	}
 	b.Ack.Done()
 	return nil
+}
+
+// handBack fails the held batches as the stage runtime does when a
+// shutdown's time is up.
+func (s *sink) handBack() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, b := range held {
+		b.Ack.Fail(fmt.Errorf("stage deliver-logs: %w", ack.ErrHandedBack))
+	}
 }
 
 func (s *sink) release() {
@@ -392,6 +405,10 @@ type fakeSQS struct {
 	mu       sync.Mutex
 	receives [][]types.Message
 	deleted  []string
+	released map[string]int32 // receipt handle → the visibility timeout it was given
+	hang     bool             // ChangeMessageVisibility waits for its context
+	polled   chan struct{}    // closed when polling stops (Stop has begun), if not nil
+	once     sync.Once
 }
 
 func (f *fakeSQS) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
@@ -408,6 +425,9 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, _ *sqs.ReceiveMessageInput
 	}
 	f.mu.Unlock()
 	<-ctx.Done()
+	if f.polled != nil {
+		f.once.Do(func() { close(f.polled) })
+	}
 	return nil, ctx.Err()
 }
 
@@ -422,7 +442,20 @@ func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBat
 	return out, nil
 }
 
-func (f *fakeSQS) ChangeMessageVisibility(context.Context, *sqs.ChangeMessageVisibilityInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released == nil {
+		f.released = map[string]int32{}
+	}
+	f.released[aws.ToString(in.ReceiptHandle)] = in.VisibilityTimeout
 	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
@@ -459,4 +492,82 @@ func TestDuplicateDeliveriesAreWorkedOnOnce(t *testing.T) {
 	_, _, raw := s.snapshot()
 	assert.Len(t, raw, 1, "worked on once")
 	assert.ElementsMatch(t, []string{"h1", "h2", "h3"}, f.deletedHandles())
+}
+
+// TestHandedBackMessageIsVisibleAgainAtOnce: a message whose records the
+// pipeline hands back at shutdown is neither deleted nor counted failed:
+// it is made visible again at once (for another worker) and counted as
+// handed back.
+func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
+	body := aws.String(string(envelopeDoc("in flight at shutdown")))
+	f := &fakeSQS{polled: make(chan struct{}), receives: [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}}
+	s := &sink{hold: true}
+	metrics := telemetry.NewRegistry()
+	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
+		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	waitCounter(t, metrics, "sqs.messages_received", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- src.Stop(ctx) }()
+	waitHeld(t, s)
+	<-f.polled // Stop has begun
+	s.handBack()
+	require.NoError(t, <-stopped)
+	assert.Empty(t, f.deletedHandles(), "not delivered: not deleted")
+	f.mu.Lock()
+	assert.Equal(t, map[string]int32{"h1": 0}, f.released, "visible again at once")
+	f.mu.Unlock()
+	assert.EqualValues(t, 1, metrics.Counter("sqs.messages_handed_back").Load())
+	assert.Zero(t, metrics.Counter("sqs.messages_failed").Load())
+}
+
+// TestStopEndsWithItsContext: giving messages back is bounded by Stop's
+// context too, however slowly SQS answers.
+func TestStopEndsWithItsContext(t *testing.T) {
+	body := aws.String(string(envelopeDoc("in flight at shutdown")))
+	f := &fakeSQS{hang: true, polled: make(chan struct{}), receives: [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}}
+	s := &sink{hold: true}
+	metrics := telemetry.NewRegistry()
+	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
+		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	waitCounter(t, metrics, "sqs.messages_received", 1)
+	waitHeld(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- src.Stop(ctx) }()
+	<-f.polled // Stop has begun
+	s.handBack()
+	cancel() // the shutdown's time is up while SQS still has not answered
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second): // far beyond the 10 s a release waited for before
+		t.Fatal("Stop did not end with its context")
+	}
+}
+
+// waitHeld waits until the sink holds a batch.
+func waitHeld(t *testing.T, s *sink) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.held)
+		s.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no batch reached the pipeline")
+		case <-tick.C:
+		}
+	}
 }
