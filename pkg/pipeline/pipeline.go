@@ -153,7 +153,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	p.rt, err = stage.New(stage.Config{
 		DLQTopic: topics.DLQ, MaxInFlight: cfg.Pipeline.MaxInFlightBatches, MaxRetries: cfg.Pipeline.MaxRetries,
 		InitialInterval: cfg.Pipeline.RetryInitial, MaxInterval: cfg.Pipeline.RetryMax,
-		Topology: Topology(cfg),
+		CloseTimeout: cfg.Pipeline.DrainTimeout, Topology: Topology(cfg),
 	}, tr, log, p.metrics)
 	if err != nil {
 		return nil, err

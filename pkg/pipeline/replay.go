@@ -48,7 +48,9 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		Concurrency: r.Concurrency, Rate: float64(r.Rate), MaxInFlightEvents: r.MaxInFlightEvents,
 		DryRun: opts.DryRun, Checkpoint: r.Checkpoint,
 		OldLogs: r.OldLogs, MaxAge: r.MaxAge, Region: r.Region, Progress: opts.Progress, Now: now,
-		Drain:  cfg.Pipeline.DrainTimeout,
+		// Interrupted, the replay waits for what it sent within the
+		// shutdown's time, less the share kept for closing the pipeline.
+		Drain:  cfg.Pipeline.DrainTimeout - teardownShare(cfg.Pipeline.DrainTimeout),
 		Object: objectConfig(cfg, r.EventsPerBatch),
 	}
 	switch {
@@ -287,15 +289,27 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
 	}
+	// An interruption starts the shutdown's time: the replay's own wait
+	// for what it sent and the pipeline's shutdown share it.
+	deadline := time.Time{}
 	select {
 	case <-src.Done():
 	case err := <-p.Err():
 		log.Error("pipeline failed during the replay", "error", err)
+	case <-ctx.Done():
+		deadline = time.Now().Add(cfg.Pipeline.DrainTimeout)
+		select {
+		case <-src.Done():
+		case <-time.After(time.Until(deadline)):
+		}
 	}
 	// The replay saw its events acknowledged (or was interrupted and
 	// waited for them): what remains in flight is at most what it gave up
 	// on. Drain within the configured time.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
+	if deadline.IsZero() {
+		deadline = time.Now().Add(cfg.Pipeline.DrainTimeout)
+	}
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	serr := p.Shutdown(sctx)
 	sum, rerr := src.Result()

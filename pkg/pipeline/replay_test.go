@@ -275,6 +275,48 @@ func TestReplayConfigErrors(t *testing.T) {
 	assert.Equal(t, replay.SelectNone, rc.SelectBy)
 }
 
+// TestReplayToDefaultsToTheStart: a bucket's range without --to ends when
+// the replay starts (so the checkpoint records a real end, and the replay
+// does not chase what arrives meanwhile); dead letters have no range.
+func TestReplayToDefaultsToTheStart(t *testing.T) {
+	now := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	opts := ReplayOptions{Now: func() time.Time { return now }}
+	cfg := config.Default()
+	cfg.Replay.Bucket, cfg.Replay.From = "b", "-2h"
+	rc, err := ReplayConfig(cfg, opts)
+	require.NoError(t, err)
+	assert.Equal(t, now.Add(-2*time.Hour), rc.From)
+	assert.Equal(t, now, rc.To)
+
+	cfg.Replay.To = "-1h"
+	rc, err = ReplayConfig(cfg, opts)
+	require.NoError(t, err)
+	assert.Equal(t, now.Add(-time.Hour), rc.To, "a given end is kept")
+
+	for _, dlq := range []string{"data/dlq", "s3://bucket/dlq/"} {
+		cfg := config.Default()
+		cfg.Replay.DLQ = dlq
+		rc, err := ReplayConfig(cfg, opts)
+		require.NoError(t, err)
+		assert.True(t, rc.From.IsZero() && rc.To.IsZero(), "dead letters are replayed whatever their time")
+	}
+}
+
+// TestReplayResultOnlyReportsWhatRan: a replay that failed before choosing
+// any object has nothing to report; one that ran, even interrupted or
+// with nothing to do, does.
+func TestReplayResultOnlyReportsWhatRan(t *testing.T) {
+	assert.False(t, ReplayResult{}.DidSomething())
+	for _, r := range []ReplayResult{
+		{Summary: replay.Summary{ObjectsSkipped: 1}},
+		{Summary: replay.Summary{Interrupted: true}},
+		{Summary: replay.Summary{AlreadyComplete: true}},
+		{Summary: replay.Summary{Events: 3}},
+	} {
+		assert.True(t, r.DidSomething(), "%+v", r.Summary)
+	}
+}
+
 // memBucket is an in-memory S3 for the benchmarks: moto would measure
 // itself, not the replay.
 type memBucket struct {
