@@ -99,10 +99,17 @@ func (s *pollerSource) emit(ctx context.Context, ms []record.Metric) error {
 	return tr.Wait(ctx)
 }
 
-func (s *pollerSource) Stop(context.Context) error {
-	if s.cancel != nil {
-		s.cancel()
-		s.wg.Wait()
+func (s *pollerSource) Stop(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
 	}
-	return nil
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cloudwatch poller still running: %w", ctx.Err())
+	}
 }
