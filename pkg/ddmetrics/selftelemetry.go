@@ -41,6 +41,8 @@ type StageCounters struct {
 	Errors     int64 // handler errors (each retry counts)
 	Dead       int64 // dead-lettered
 	Dropped    int64 // dropped on purpose
+	HandedBack int64 // given back unacknowledged at shutdown, for their sender to send again
+	Lost       int64 // derived in the pipeline and never delivered
 	InFlight   int64 // batches being handled now
 	QueueDepth int64 // batches queued for the stage; -1 when unknown
 }
@@ -64,7 +66,7 @@ func RegistrySnapshot(reg *telemetry.Registry, extra ...func(*Snapshot)) func() 
 		for _, st := range rs.Stages {
 			s.Stages = append(s.Stages, StageCounters{
 				Name: st.Name, Batches: st.Batches, In: st.RecordsIn, Out: st.RecordsOut, Errors: st.Errors,
-				Dead: st.Dead, Dropped: st.Dropped, InFlight: st.InFlight, QueueDepth: st.QueueDepth,
+				Dead: st.Dead, Dropped: st.Dropped, HandedBack: st.HandedBack, Lost: st.Lost, InFlight: st.InFlight, QueueDepth: st.QueueDepth,
 			})
 		}
 		for name, q := range rs.Latencies {
@@ -112,7 +114,7 @@ type SelfTelemetryConfig struct {
 // Agent through datadog-go. Per stage (tag stage:<name>):
 //
 //	<prefix>stage.batches, .records_in, .records_out, .errors,
-//	.dead_lettered, .dropped                          counts
+//	.dead_lettered, .dropped, .handed_back, .lost     counts
 //	<prefix>stage.batch_size                          gauge: records per batch over the interval
 //	<prefix>stage.in_flight, <prefix>stage.queue_depth gauges
 //
@@ -196,6 +198,8 @@ func (t *SelfTelemetry) Report() error {
 		check(t.sd.Count(p+"stage.errors", t.delta("stage.errors|"+name, st.Errors), tags, 1))
 		check(t.sd.Count(p+"stage.dead_lettered", t.delta("stage.dead|"+name, st.Dead), tags, 1))
 		check(t.sd.Count(p+"stage.dropped", t.delta("stage.dropped|"+name, st.Dropped), tags, 1))
+		check(t.sd.Count(p+"stage.handed_back", t.delta("stage.handed_back|"+name, st.HandedBack), tags, 1))
+		check(t.sd.Count(p+"stage.lost", t.delta("stage.lost|"+name, st.Lost), tags, 1))
 		if dBatches > 0 {
 			check(t.sd.Gauge(p+"stage.batch_size", float64(dIn)/float64(dBatches), tags, 1))
 		}

@@ -72,6 +72,8 @@ func TestSelfTelemetry(t *testing.T) {
 	st.RecordsIn.Add(400)
 	st.RecordsOut.Add(390)
 	st.Dead.Add(10)
+	st.HandedBack.Add(6)
+	st.Lost.Add(2)
 	st.InFlight.Add(3)
 	reg.Counter("derive.points_too_old").Add(7)
 	reg.Histogram("deliver-logs.request_latency").Observe(120e6) // 120 ms
@@ -95,7 +97,8 @@ func TestSelfTelemetry(t *testing.T) {
 	// metric asserted below.
 	lines := l.waitFor(t, func(lines []string) bool {
 		for _, name := range []string{"gwpipe.deliver_logs.request_latency.p99", "gwpipe.queue.raw", "gwpipe.stage.records_in",
-			"gwpipe.stage.records_out", "gwpipe.stage.dead_lettered", "gwpipe.stage.batch_size", "gwpipe.stage.in_flight", "gwpipe.derive.points_too_old"} {
+			"gwpipe.stage.records_out", "gwpipe.stage.dead_lettered", "gwpipe.stage.handed_back", "gwpipe.stage.lost", "gwpipe.stage.batch_size",
+			"gwpipe.stage.in_flight", "gwpipe.derive.points_too_old"} {
 			if len(find(lines, name, "")) == 0 {
 				return false
 			}
@@ -105,6 +108,8 @@ func TestSelfTelemetry(t *testing.T) {
 	assert.Equal(t, []string{"400"}, find(lines, "gwpipe.stage.records_in", "stage:deliver-logs"))
 	assert.Equal(t, []string{"390"}, find(lines, "gwpipe.stage.records_out", "stage:deliver-logs"))
 	assert.Equal(t, []string{"10"}, find(lines, "gwpipe.stage.dead_lettered", "stage:deliver-logs"))
+	assert.Equal(t, []string{"6"}, find(lines, "gwpipe.stage.handed_back", "stage:deliver-logs"))
+	assert.Equal(t, []string{"2"}, find(lines, "gwpipe.stage.lost", "stage:deliver-logs"))
 	assert.Equal(t, []string{"100"}, find(lines, "gwpipe.stage.batch_size", "stage:deliver-logs"))
 	assert.Equal(t, []string{"3"}, find(lines, "gwpipe.stage.in_flight", "stage:deliver-logs"))
 	assert.Equal(t, []string{"7"}, find(lines, "gwpipe.derive.points_too_old", "worker:w1"))
