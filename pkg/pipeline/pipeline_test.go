@@ -272,13 +272,19 @@ func recordsBody(reqID string, datas ...[]byte) []byte {
 }
 
 func envelope(ids ...string) []byte {
+	return envelopeOf(`{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":200,\"responseLength\":-}`, ids...)
+}
+
+// envelopeOf is a CloudWatch envelope of one event per id, its message the
+// JSON-escaped format with the id in place of %s.
+func envelopeOf(format string, ids ...string) []byte {
 	var sb strings.Builder
 	sb.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/a1b2c3d4e5/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
 	for i, id := range ids {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		fmt.Fprintf(&sb, `{"id":%q,"timestamp":%d,"message":"{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":200,\"responseLength\":-}"}`, id, time.Now().UnixMilli(), id)
+		fmt.Fprintf(&sb, `{"id":%q,"timestamp":%d,"message":"`+format+`"}`, id, time.Now().UnixMilli(), id)
 	}
 	sb.WriteString("]}")
 	return []byte(sb.String())

@@ -499,15 +499,8 @@ func TestDuplicateDeliveriesAreWorkedOnOnce(t *testing.T) {
 // it is made visible again at once (for another worker) and counted as
 // handed back.
 func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
-	body := aws.String(string(envelopeDoc("in flight at shutdown")))
-	f := &fakeSQS{polled: make(chan struct{}), receives: [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}}
-	s := &sink{hold: true}
-	metrics := telemetry.NewRegistry()
-	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
-		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
-	require.NoError(t, err)
-	require.NoError(t, src.Start(context.Background()))
-	waitCounter(t, metrics, "sqs.messages_received", 1)
+	f := &fakeSQS{}
+	src, s, metrics := startHeld(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
@@ -527,15 +520,8 @@ func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
 // TestStopEndsWithItsContext: giving messages back is bounded by Stop's
 // context too, however slowly SQS answers.
 func TestStopEndsWithItsContext(t *testing.T) {
-	body := aws.String(string(envelopeDoc("in flight at shutdown")))
-	f := &fakeSQS{hang: true, polled: make(chan struct{}), receives: [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}}
-	s := &sink{hold: true}
-	metrics := telemetry.NewRegistry()
-	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
-		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
-	require.NoError(t, err)
-	require.NoError(t, src.Start(context.Background()))
-	waitCounter(t, metrics, "sqs.messages_received", 1)
+	f := &fakeSQS{hang: true}
+	src, s, _ := startHeld(t, f)
 	waitHeld(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
@@ -548,6 +534,23 @@ func TestStopEndsWithItsContext(t *testing.T) {
 	case <-time.After(5 * time.Second): // far beyond the 10 s a release waited for before
 		t.Fatal("Stop did not end with its context")
 	}
+}
+
+// startHeld starts a source on f with one message, m-1 (receipt handle
+// h1), whose batches the pipeline holds, and waits until it is received.
+func startHeld(t *testing.T, f *fakeSQS) (*Source, *sink, *telemetry.Registry) {
+	t.Helper()
+	body := aws.String(string(envelopeDoc("in flight at shutdown")))
+	f.polled = make(chan struct{})
+	f.receives = [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}
+	s := &sink{hold: true}
+	metrics := telemetry.NewRegistry()
+	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
+		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	waitCounter(t, metrics, "sqs.messages_received", 1)
+	return src, s, metrics
 }
 
 // waitHeld waits until the sink holds a batch.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -84,11 +83,7 @@ func TestHandBackGivesUpWorkInFlight(t *testing.T) {
 // once when the negative acknowledgement reaches the broker before the
 // subscription closes, else after the acknowledgement wait).
 func TestHandBackOnBrokerLeavesInputForRedelivery(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	require.NoError(t, err)
-	go s.Start()
-	require.True(t, s.ReadyForConnections(10*time.Second))
-	t.Cleanup(s.Shutdown)
+	s := natsServer(t)
 	worker := func(h Handler, reg *telemetry.Registry) *Runtime {
 		tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"dlq"}}, AckWait: 2 * time.Second}, nil)
 		require.NoError(t, err)
