@@ -75,8 +75,8 @@ prints a summary and exits 0. What is not delivered when the time is up is
 handed back unacknowledged (a waiting Firehose request gets a 503 and is
 retried, an SQS message becomes visible again, a broker redelivers) and
 counted in the summary: that is still a clean exit, 0. The whole shutdown,
-router and transport included, ends within drain_timeout. A second signal is
-ignored; a third exits at once (1), losing nothing acknowledged.
+router and transport included, ends within drain_timeout. A second signal
+only warns; a third exits at once (1), losing nothing acknowledged.
 
 SIGHUP is ignored (with a log line): configuration reload is not supported
 yet.`,
