@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/redact"
@@ -95,15 +96,14 @@ func (p *Pipeline) startAdmin() error {
 }
 
 // stopAdmin closes the admin listeners, last in a shutdown: probes see the
-// process until it is gone.
-func (p *Pipeline) stopAdmin(ctx context.Context) []error {
-	var errs []error
+// process until it is gone. The requests under way are answered; the
+// connections that carry none are closed (closeServer).
+func (p *Pipeline) stopAdmin(ctx context.Context) {
+	var wg sync.WaitGroup
 	for _, s := range p.admin {
-		if err := s.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s server: %w", s.name, err))
-		}
+		wg.Go(func() { closeServer(ctx, s.srv) })
 	}
-	return errs
+	wg.Wait()
 }
 
 func (p *Pipeline) adminAddr(key string) string {

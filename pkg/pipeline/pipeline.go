@@ -401,14 +401,15 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 		// Closes the listener and the idle connections at once...
 		go func() { _ = p.fhSrv.Shutdown(hard) }()
 		stopping = append(stopping, async("firehose server", func() error {
-			// ...but notices the others only every half second or so once
-			// it has waited a while: wait for the requests themselves
-			// (admitted ones wait for their records), then a second
-			// Shutdown sees their connections close within milliseconds.
+			// ...but it notices the others only every half second once it
+			// has waited a while, and waits 5 s for a connection opened
+			// and never used: wait for the requests themselves (admitted
+			// ones wait for their records), then close what carries none.
 			if err := p.fhRequests.wait(hard); err != nil {
 				return err
 			}
-			return p.fhSrv.Shutdown(hard)
+			closeServer(hard, p.fhSrv)
+			return nil
 		}))
 	}
 	for _, src := range p.sources {
@@ -490,7 +491,7 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 		closing = append(closing, async("telemetry", p.selfTel.Close))
 	}
 	closing = append(closing, async("dead-letter archive", p.archive.Close))
-	closing = append(closing, async("admin", func() error { return errors.Join(p.stopAdmin(hard)...) }))
+	closing = append(closing, async("admin", func() error { p.stopAdmin(hard); return nil }))
 	errs = append(errs, waitAll(hard, closing)...)
 	return errors.Join(errs...)
 }
@@ -533,6 +534,17 @@ func waitAll(ctx context.Context, ps []pending) []error {
 		}
 	}
 	return errs
+}
+
+// closeServer shuts srv down once its requests are answered: connections
+// still open a moment later carry no request (idle, or opened and never
+// used, which Shutdown would wait 5 s for) and are closed.
+func closeServer(ctx context.Context, srv *http.Server) {
+	grace, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if srv.Shutdown(grace) != nil {
+		_ = srv.Close()
+	}
 }
 
 // requestGate counts the requests a server is handling, so that a shutdown
