@@ -894,6 +894,54 @@ func TestCloseTimeoutAbortsRetries(t *testing.T) {
 	checkGoroutines(t, goroutines)
 	st := c.Stats()
 	assert.Equal(t, st.Requests-1, st.Retries, "retries count the attempts sent again, not the one given up in its backoff")
+	assert.Contains(t, err.Error(), "3 logs were not delivered")
+	assert.Equal(t, st.LogsSubmitted, st.LogsAccepted+st.LogsRejected+st.LogsDropped, "every log is accounted for once Close gave up")
+	assert.EqualValues(t, 3, st.LogsDropped)
+	assert.Zero(t, st.PendingPayloads)
+}
+
+// An aborted Close settles the books whatever held the logs: the payload
+// being sent, one queued and one held by the batcher.
+func TestAbortedCloseAccountsForEveryLog(t *testing.T) {
+	release := make(chan struct{})
+	in := newIntake(t, func(int, []map[string]any) int {
+		<-release
+		return http.StatusAccepted
+	})
+	defer close(release)
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = -1
+	cfg.Concurrency = 1
+	cfg.MaxPending = 2
+	goroutines := runtime.NumGoroutine()
+	c, err := New(cfg)
+	require.NoError(t, err)
+	submitted := make(chan int, 100)
+	c.testAfterSubmit = func(n int) { submitted <- n }
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			_, err := c.Deliver(ctx, batch(fmt.Sprint("q", i), 2))
+			errc <- err
+		}()
+		<-submitted
+	}
+	require.Positive(t, c.Stats().PendingPayloads)
+	cancel()
+	for range 3 {
+		require.Error(t, <-errc)
+	}
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	err = c.Close(done)
+	require.ErrorIs(t, err, context.Canceled)
+	checkGoroutines(t, goroutines+1) // the intake's handler, held until the test ends
+	st := c.Stats()
+	assert.EqualValues(t, 6, st.LogsSubmitted)
+	assert.Equal(t, st.LogsSubmitted, st.LogsAccepted+st.LogsRejected+st.LogsDropped, "every log is accounted for")
+	assert.Zero(t, st.PendingPayloads, "nothing waits for a sender any more")
 }
 
 // With the senders stuck, at most MaxPending payloads wait and Deliver

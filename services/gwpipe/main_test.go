@@ -26,16 +26,8 @@ import (
 )
 
 // These tests run gwpipe as a real process — this test binary re-executed
-// with GWPIPE_TEST_MAIN=1 runs main() — so that signals, exit codes and the
-// printed summary are the real ones.
-
-func TestMain(m *testing.M) {
-	if os.Getenv("GWPIPE_TEST_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// with runMainEnv set runs main() (see TestMain in demo_test.go) — so that
+// signals, exit codes and the printed summary are the real ones.
 
 const (
 	ddKey       = "test-dd-key"
@@ -74,7 +66,7 @@ func startGwpipe(t *testing.T, intake string, env ...string) *proc {
 	p := &proc{firehose: "http://" + freeAddr(t) + "/", admin: freeAddr(t), dlqDir: t.TempDir(), lines: make(chan string, 1000), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "run")
 	p.cmd.Env = append(os.Environ(),
-		"GWPIPE_TEST_MAIN=1",
+		runMainEnv+"=1",
 		"DD_API_KEY="+ddKey,
 		"GWPIPE_DATADOG_LOGS_URL="+intake+"/api/v2/logs",
 		"GWPIPE_DATADOG_API_URL="+intake,
