@@ -133,10 +133,12 @@ func (p *Poller) Stats() Stats {
 	}
 }
 
-// Run polls at once, then every Interval (aligned to multiples of it), until
-// ctx ends; it returns nil then. A failed poll is logged and the next one
-// tries its periods again.
-func (p *Poller) Run(ctx context.Context, emit EmitFunc) error {
+// Run polls at once, then every Interval (aligned to multiples of it),
+// until stop is closed or ctx ends; it returns nil then. Closing stop lets
+// a poll under way finish (its points acknowledged, the state advanced);
+// ctx ending abandons it. A failed poll is logged and the next one tries
+// its periods again.
+func (p *Poller) Run(ctx context.Context, stop <-chan struct{}, emit EmitFunc) error {
 	for {
 		if err := p.PollOnce(ctx, p.cfg.Now(), emit); err != nil && ctx.Err() == nil {
 			p.log.Error("cloudwatch poll failed; its periods are fetched again next time", "err", err)
@@ -146,6 +148,9 @@ func (p *Poller) Run(ctx context.Context, emit EmitFunc) error {
 		timer := time.NewTimer(next.Sub(now))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-stop:
 			timer.Stop()
 			return nil
 		case <-timer.C:

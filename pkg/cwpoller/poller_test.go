@@ -267,13 +267,33 @@ func TestPollerRun(t *testing.T) {
 	var c collector
 	done := make(chan error, 1)
 	go func() {
-		done <- p.Run(ctx, func(ctx context.Context, pts []record.Metric) error {
+		done <- p.Run(ctx, nil, func(ctx context.Context, pts []record.Metric) error {
 			defer cancel() // the first poll is enough
 			return c.emit(ctx, pts)
 		})
 	}()
 	require.NoError(t, <-done)
 	assert.Len(t, c.take(), 1)
+}
+
+// Closing stop ends Run after the poll under way: its points are
+// delivered and its state advanced, so a restart fetches nothing twice.
+func TestPollerRunStopsAfterThePollUnderWay(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Now: func() time.Time { return minute0.Add(3 * time.Minute) }})
+	stop := make(chan struct{})
+	var c collector
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(context.Background(), stop, func(ctx context.Context, pts []record.Metric) error {
+			close(stop) // the pipeline stops while the points are on their way
+			return c.emit(ctx, pts)
+		})
+	}()
+	require.NoError(t, <-done)
+	assert.Len(t, c.take(), 1)
+	require.NoError(t, p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit))
+	assert.Empty(t, c.take(), "the state was advanced: nothing is fetched twice")
 }
 
 // A target whose listing fails does not stop the others.

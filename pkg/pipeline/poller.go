@@ -24,7 +24,8 @@ func init() { sourceFactories = append(sourceFactories, newPollerSource) }
 type pollerSource struct {
 	p      *cwpoller.Poller
 	out    stage.Output
-	cancel context.CancelFunc
+	stop   chan struct{}      // closed by Stop: no new poll
+	cancel context.CancelFunc // abandons the poll under way
 	wg     sync.WaitGroup
 	log    func(msg string, args ...any)
 }
@@ -73,11 +74,11 @@ func (s *pollerSource) Name() string { return "cwpoller" }
 
 func (s *pollerSource) Start(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.cancel, s.stop = cancel, make(chan struct{})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.p.Run(ctx, s.emit); err != nil && ctx.Err() == nil {
+		if err := s.p.Run(ctx, s.stop, s.emit); err != nil && ctx.Err() == nil {
 			s.log("CloudWatch poller stopped", "error", err)
 		}
 	}()
@@ -99,17 +100,22 @@ func (s *pollerSource) emit(ctx context.Context, ms []record.Metric) error {
 	return tr.Wait(ctx)
 }
 
+// Stop starts no new poll and waits, within ctx, for the poll under way:
+// its points are acknowledged (or handed back) before its periods are
+// marked fetched.
 func (s *pollerSource) Stop(ctx context.Context) error {
 	if s.cancel == nil {
 		return nil
 	}
-	s.cancel()
+	close(s.stop)
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.cancel()
 		return nil
 	case <-ctx.Done():
+		s.cancel()
 		return fmt.Errorf("cloudwatch poller still running: %w", ctx.Err())
 	}
 }
