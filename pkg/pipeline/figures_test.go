@@ -132,7 +132,8 @@ func assertFigures(t *testing.T, got map[string]any, want map[string]check) {
 func addZeros(want map[string]check) {
 	for _, k := range []string{
 		"firehose.status.405", "firehose.status.413", "firehose.status.415", "firehose.status.429", "firehose.status.500",
-		"decode.empty_records", "deliver-logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
+		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types",
+		"deliver-logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
 	} {

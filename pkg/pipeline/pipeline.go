@@ -162,7 +162,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
 		return nil, err
 	}
-	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: deadLetters{p.archive, p.metrics}}); err != nil {
+	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: archiveStage{p.archive, p.metrics}}); err != nil {
 		return nil, err
 	}
 	if p.runs(StageDecode) {

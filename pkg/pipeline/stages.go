@@ -130,16 +130,16 @@ func (s *deliverStage) filter(b *record.Batch) *record.Batch {
 	return &c
 }
 
-// deadLetters is the dlq stage: it writes dead letters to the archive and
+// archiveStage is the dlq stage: it writes dead letters to the archive and
 // only then counts them, under the stage that dead-lettered them
 // (StageStats.Dead). It is the one owner of that count: a dead letter
 // published and never written is not reported as kept.
-type deadLetters struct {
+type archiveStage struct {
 	archive stage.Handler
 	metrics *telemetry.Registry
 }
 
-func (d deadLetters) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
+func (d archiveStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
 	if err := d.archive.Handle(ctx, in, out); err != nil {
 		return err
 	}
