@@ -173,7 +173,9 @@ func archived(t *testing.T, dir string) map[string]int {
 	for _, f := range files {
 		fh, err := os.Open(f)
 		require.NoError(t, err)
-		require.NoError(t, dlq.Read(fh, func(e dlq.Entry) error { n[e.Stage]++; return nil }))
+		st, err := dlq.Read(fh, func(e dlq.Entry) error { n[e.Stage]++; return nil })
+		require.NoError(t, err)
+		require.Zero(t, st.Partial, "no line cut short")
 		fh.Close()
 	}
 	return n
