@@ -268,3 +268,25 @@ func ObjectEnd(p []byte) (int, error) {
 	}
 	return 0, ErrTruncated
 }
+
+// ClaimsEnvelope tells whether a JSON object has a messageType or logEvents
+// key: a subscription envelope, or a broken one, but never a log line (which
+// would deliver an envelope's JSON as a log). It only looks for the keys,
+// which may be nested in an object that is not an envelope: ParseDocument
+// tells, by the top-level keys. Every reader of source data asks it first.
+func ClaimsEnvelope(b []byte) bool {
+	return hasKey(b, `"messageType"`) || hasKey(b, `"logEvents"`)
+}
+
+func hasKey(b []byte, key string) bool {
+	for {
+		i := bytes.Index(b, []byte(key))
+		if i < 0 {
+			return false
+		}
+		b = bytes.TrimLeft(b[i+len(key):], " \t\r\n")
+		if len(b) > 0 && b[0] == ':' {
+			return true
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/cwlogs"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/textrule"
 )
 
 // partClass is what a part of a decoded record became.
@@ -70,7 +71,7 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 		b := data[it.start:it.end]
 		total += len(b)
 		if j := skipSpace(b); j < len(b) && b[j] == '{' {
-			if claimsEnvelope(b) {
+			if cwlogs.ClaimsEnvelope(b) {
 				good += s.flushMetrics(sc, data, &run, e)
 				if ok, handled := s.envelope(sc, p, raw, data, it, e, &tally); handled {
 					if ok {
@@ -86,7 +87,7 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 			}
 		}
 		good += s.flushMetrics(sc, data, &run, e)
-		if notText(b) != "" {
+		if textrule.NotText(b) != "" {
 			sc.bad = append(sc.bad, it)
 			badBytes += len(b)
 			continue
@@ -105,11 +106,11 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 	if badBytes > 0 && 2*badBytes >= total {
 		first := sc.bad[0]
 		s.binary.Inc()
-		return errBinary{percent: badBytes * 100 / total, line: first.line, why: notText(data[first.start:first.end])}
+		return errBinary{percent: badBytes * 100 / total, line: first.line, why: textrule.NotText(data[first.start:first.end])}
 	}
 	for _, it := range sc.bad {
 		b := data[it.start:it.end]
-		sc.dead = append(sc.dead, deadPart{data: b, reason: fmt.Sprintf("line %d: not text: %s", it.line, notText(b))})
+		sc.dead = append(sc.dead, deadPart{data: b, reason: fmt.Sprintf("line %d: not text: %s", it.line, textrule.NotText(b))})
 		s.traced(data, part{start: it.start, end: it.end, class: partDead})
 	}
 	s.nonText.Add(int64(len(sc.bad)))
@@ -183,28 +184,6 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, raw *record.Record, da
 		sc.dead = append(sc.dead, deadPart{data: b, origin: origin, reason: fmt.Sprintf("line %d: CloudWatch envelope: %v", it.line, err)})
 		s.traced(data, part{start: it.start, end: it.end, class: partDead})
 		return false, true
-	}
-}
-
-// claimsEnvelope tells whether an item that starts with '{' has a
-// messageType or logEvents key: a CloudWatch envelope, or one that is
-// broken, but never a log line (which would deliver an envelope's JSON as
-// a log). The key may be nested in a valid JSON object that is not an
-// envelope; cwlogs.ParseDocument tells, by the top-level keys.
-func claimsEnvelope(b []byte) bool {
-	return hasKey(b, `"messageType"`) || hasKey(b, `"logEvents"`)
-}
-
-func hasKey(b []byte, key string) bool {
-	for {
-		i := bytes.Index(b, []byte(key))
-		if i < 0 {
-			return false
-		}
-		b = b[i+len(key):]
-		if j := skipSpace(b); j < len(b) && b[j] == ':' {
-			return true
-		}
 	}
 }
 

@@ -1,4 +1,8 @@
-package decode
+// Package textrule is the rule by which gwpipe tells text from binary
+// data, shared by every reader of source data (the decode stage, the S3
+// object reader), so that no log is ever built from bytes that are not
+// text, whichever way they arrived.
+package textrule
 
 import (
 	"fmt"
@@ -11,10 +15,10 @@ import (
 // escape (terminal colours in application logs) are text.
 const binaryBytes uint32 = 0b1111_0111_1111_1111_1100_1001_1111_1111
 
-// notText tells why p is not text, or returns "" when it is: text is valid
+// NotText tells why p is not text, or returns "" when it is: text is valid
 // UTF-8 without binary data bytes. A log is never built from anything else,
 // so that the delivery stage never has to replace bytes in it.
-func notText(p []byte) string {
+func NotText(p []byte) string {
 	for i := 0; i < len(p); {
 		c := p[i]
 		if c < utf8.RuneSelf {
