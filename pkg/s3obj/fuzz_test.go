@@ -60,10 +60,10 @@ func FuzzReadObject(f *testing.F) {
 			if err != nil {
 				t.Fatalf("a bytes.Reader never fails, so no error may reach the caller: %v", err)
 			}
-			if len(c.Batch.Records) == 0 || c.First != next {
-				t.Fatalf("chunk at %d with %d records, want it at %d and not empty", c.First, len(c.Batch.Records), next)
+			if c.Batch.Len() == 0 || c.First != next {
+				t.Fatalf("chunk at %d with %d records, want it at %d and not empty", c.First, c.Batch.Len(), next)
 			}
-			next += int64(len(c.Batch.Records))
+			next += int64(c.Batch.Len())
 			if !c.Dead && len(c.Batch.Records) > cfg.EventsPerBatch {
 				t.Fatalf("batch of %d events exceeds %d", len(c.Batch.Records), cfg.EventsPerBatch)
 			}

@@ -76,8 +76,23 @@ func dlqLine(t testing.TB, e dlq.Entry) []byte {
 // readAll reads every chunk and checks the numbering invariants.
 func readAll(t testing.TB, data []byte, obj Object, cfg Config) (events, dead []record.Record, st Stats) {
 	t.Helper()
+	out := readObject(t, data, obj, cfg)
+	return out.events, out.dead, out.stats
+}
+
+// readOut is what a Reader made of an object.
+type readOut struct {
+	events, dead []record.Record
+	points       []record.Metric
+	stats        Stats
+}
+
+// readObject reads every chunk and checks the numbering invariants.
+func readObject(t testing.TB, data []byte, obj Object, cfg Config) readOut {
+	t.Helper()
 	r := NewReader(bytes.NewReader(data), obj, cfg)
 	defer r.Close()
+	var out readOut
 	next := int64(0)
 	for {
 		c, err := r.Next()
@@ -85,23 +100,32 @@ func readAll(t testing.TB, data []byte, obj Object, cfg Config) (events, dead []
 			break
 		}
 		require.NoError(t, err)
-		require.NotEmpty(t, c.Batch.Records, "a chunk is never empty")
+		require.NotZero(t, c.Batch.Len(), "a chunk is never empty")
+		require.False(t, len(c.Batch.Records) > 0 && len(c.Batch.Metrics) > 0, "events and points never share a chunk")
 		require.Equal(t, next, c.First, "items are numbered consecutively")
-		next += int64(len(c.Batch.Records))
-		if c.Dead {
+		next += int64(c.Batch.Len())
+		switch {
+		case c.Dead:
 			for _, d := range c.Batch.Records {
 				require.NotEmpty(t, d.Reason, "a dead letter says why")
+				require.Equal(t, record.KindRaw, d.Kind, "a dead letter is raw data a replay decodes again")
 			}
-			dead = append(dead, c.Batch.Records...)
-		} else {
+			out.dead = append(out.dead, c.Batch.Records...)
+		case len(c.Batch.Metrics) > 0:
+			out.points = append(out.points, c.Batch.Metrics...)
+		default:
 			for _, e := range c.Batch.Records {
 				require.Equal(t, record.KindLine, e.Kind)
 				require.NotNil(t, e.Origin)
 			}
-			events = append(events, c.Batch.Records...)
+			out.events = append(out.events, c.Batch.Records...)
 		}
 	}
-	return events, dead, r.Stats()
+	out.stats = r.Stats()
+	require.EqualValues(t, len(out.events), out.stats.Events)
+	require.EqualValues(t, len(out.points), out.stats.Points)
+	require.EqualValues(t, len(out.dead), out.stats.DeadLetters)
+	return out
 }
 
 func messages(recs []record.Record) []string {

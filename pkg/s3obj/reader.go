@@ -31,20 +31,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gwpipe/gwpipe/pkg/jsonstr"
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gwpipe/gwpipe/pkg/cwlogs"
 	"github.com/gwpipe/gwpipe/pkg/decode"
 	"github.com/gwpipe/gwpipe/pkg/dlq"
+	"github.com/gwpipe/gwpipe/pkg/jsonstr"
+	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/textrule"
 )
 
 // ErrSource marks a failure to read the object's bytes (network, S3,
@@ -67,13 +71,21 @@ type Config struct {
 	// (default 32 MiB). Longer ones are dead-lettered, not read into memory.
 	MaxItemBytes int
 	// Decode bounds the raw records found in error backups and dead
-	// letters, which go through the decode stage's own code.
+	// letters, which go through the decode stage's own code. Its
+	// MaxRecordBytes also bounds a dead letter that gathers consecutive
+	// lines (not text, metric-stream data not read), so that a replay can
+	// read it again.
 	Decode decode.Config
 	// SkipItem, for gwpipe's dead-letter archive, is asked about every
 	// entry (Chunk.Items numbers them) before it is read: an entry it
 	// returns true for is passed over and counted in Stats.Skipped. A
 	// replay skips so the letters its ledger says were settled.
 	SkipItem func(item int64) bool
+	// Metrics reads CloudWatch metric-stream data found in objects (JSON
+	// datums among the lines, objects of OpenTelemetry frames, and in raw
+	// records) into points, as the decode stage does. Nil dead-letters it
+	// with the reason: metric-stream data is never delivered as logs.
+	Metrics decode.MetricDecoder
 }
 
 func (c Config) withDefaults() Config {
@@ -103,15 +115,18 @@ func (c Config) withDefaults() Config {
 // the same every time the same object is read with the same layout, which
 // is what lets a replay skip what it already delivered.
 type Chunk struct {
-	First int64         // number of Batch.Records[0]; the records are numbered consecutively
-	Batch *record.Batch // KindLine events, or dead letters when Dead
-	Dead  bool          // the records could not be read; each has its Reason
+	First int64 // number of the batch's first record or point; they are numbered consecutively
+	// Batch holds KindLine events, or metric points (Batch.Metrics, from
+	// metric-stream data), or dead letters when Dead; never a mix.
+	Batch *record.Batch
+	Dead  bool // the records could not be read; each has its Reason
 	// Items, for gwpipe's dead-letter archive, is the entry each record
-	// came from (parallel to Batch.Records): entries are numbered from 0
-	// in the object, partial lines not counted, so that the numbers do not
-	// depend on what an entry decodes to (a raw letter may decode into
-	// more events once decode limits are raised). -1 marks a record about
-	// the object rather than an entry. Nil for the other layouts.
+	// (or point) came from (parallel to Batch.Records, or Batch.Metrics):
+	// entries are numbered from 0 in the object, partial lines not
+	// counted, so that the numbers do not depend on what an entry decodes
+	// to (a raw letter may decode into more events once decode limits are
+	// raised). -1 marks a record about the object rather than an entry.
+	// Nil for the other layouts.
 	Items []int64
 }
 
@@ -120,9 +135,12 @@ type Stats struct {
 	Layout      Layout
 	Compression string // "none", "gzip", "zstd", or layers such as "gzip+gzip"
 	Events      int64  // events returned
+	Points      int64  // metric points returned
 	DeadLetters int64  // records returned as dead letters
 	Control     int64  // CONTROL_MESSAGE documents dropped
-	Empty       int64  // dead-letter entries without data (nothing to replay)
+	// UnknownTypes counts envelopes dead-lettered for their messageType.
+	UnknownTypes int64
+	Empty        int64 // dead-letter entries without data (nothing to replay)
 	// Partial counts dead-letter entries cut short by a write that failed
 	// (a full disk, a crash): a last line without its newline. They are
 	// skipped, and numbered as if absent: their batch was refused and sent
@@ -150,7 +168,7 @@ type Reader struct {
 	err     error // sticky source error
 
 	pending  []Chunk
-	cur      *record.Batch
+	cur      *record.Batch // events being gathered
 	curFirst int64
 	// dead-letter entries: items numbers the records (LayoutDLQ only)
 	items    bool
@@ -158,9 +176,13 @@ type Reader struct {
 	curItem  int64   // entry being read
 	curItems []int64 // items of cur's records
 	curBytes int
-	avgEvent int // bytes per event in the last batch, to size the next
-	ordinal  int64
-	stats    Stats
+	points   *record.Batch // metric points being gathered (never beside cur)
+	// pointItems are the entries of points' points (LayoutDLQ only)
+	pointItems []int64
+	run        deadRun
+	avgEvent   int // bytes per event in the last batch, to size the next
+	ordinal    int64
+	stats      Stats
 
 	parser     fastjson.Parser
 	fastEvents []fastEvent
@@ -252,7 +274,7 @@ func (r *Reader) Next() (Chunk, error) {
 			continue
 		}
 		if err == io.EOF {
-			r.finishExport()
+			r.finishItems()
 			r.done = true
 			continue
 		}
@@ -265,7 +287,7 @@ func (r *Reader) Next() (Chunk, error) {
 		// The bytes arrived but cannot be read any further (corrupt or
 		// truncated compression): what was read goes on, the rest is a
 		// dead letter naming the object and how far reading got.
-		r.finishExport()
+		r.finishItems()
 		r.curItem = -1 // about the object, not one entry
 		r.dead(nil, fmt.Sprintf("object %s unreadable after %d bytes (%d decompressed, %d items read): %v; the rest of the object was not read",
 			r.obj.Name(), r.src.n, r.outBytes(), r.ordinal, err))
@@ -274,9 +296,12 @@ func (r *Reader) Next() (Chunk, error) {
 	c := r.pending[0]
 	r.pending[0] = Chunk{}
 	r.pending = r.pending[1:]
-	if c.Dead {
+	switch {
+	case c.Dead:
 		r.stats.DeadLetters += int64(len(c.Batch.Records))
-	} else {
+	case len(c.Batch.Metrics) > 0:
+		r.stats.Points += int64(len(c.Batch.Metrics))
+	default:
 		r.stats.Events += int64(len(c.Batch.Records))
 	}
 	return c, nil
@@ -292,7 +317,7 @@ func (r *Reader) outBytes() int64 {
 // discardUnreturned drops what was read but not returned: after a source
 // error the object will be read again from its start.
 func (r *Reader) discardUnreturned() {
-	r.pending, r.cur = nil, nil
+	r.pending, r.cur, r.points = nil, nil, nil
 }
 
 var (
@@ -343,16 +368,28 @@ func (r *Reader) open() error {
 
 	layout := r.cfg.Layout
 	if layout == LayoutAuto {
-		head := r.sc.peek(4096)
+		head := r.sc.peek(detectBytes)
 		if r.sc.err != nil && len(head) == 0 {
 			return r.sc.err
+		}
+		if size, k := protowire.ConsumeVarint(head); k > 0 && size > 0 && size <= uint64(r.cfg.MaxItemBytes) && int(size) > len(head)-k {
+			// A first frame larger than the head: read it whole, so that
+			// Detect can tell a metric stream's.
+			head = r.sc.peek(k + int(size))
 		}
 		layout = Detect(head, r.obj.Key)
 	}
 	r.stats.Layout = layout
 	switch layout {
-	case LayoutEnvelopes:
-		r.step = r.stepEnvelope
+	case LayoutEnvelopes, LayoutAccessLines:
+		if bytes.HasPrefix(r.sc.peek(3), utf8BOM) {
+			r.sc.consume(3) // a byte-order mark is no part of the first line
+		}
+		r.step = r.stepItems
+	case LayoutMetricFrames:
+		r.step = r.stepFrames
+	case LayoutBinary:
+		r.step = r.stepBinary
 	case LayoutErrorBackup:
 		r.step = r.stepErrorBackup
 	case LayoutDLQ:
@@ -363,21 +400,41 @@ func (r *Reader) open() error {
 		r.exportOrigin = r.base.WithLogGroup("", r.exportGroup, r.exportStream)
 		r.step = r.stepExport
 	default:
-		r.stats.Layout = LayoutAccessLines
-		head := bytes.TrimLeft(r.sc.peek(64), " \t\r\n")
-		if len(head) > 0 && head[0] == '{' {
-			r.step = r.stepAccessJSON
-		} else {
-			r.step = r.stepAccessLine
-		}
+		return fmt.Errorf("layout %s cannot be read", layout)
 	}
 	return nil
 }
 
+// detectBytes is how much of an object Detect reads.
+const detectBytes = 4096
+
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// stepBinary dead-letters an object that is not text: it names the object,
+// which stays where it is, rather than copy it into the archive.
+func (r *Reader) stepBinary() error {
+	head := r.sc.peek(detectBytes)
+	why := ""
+	if bad, _, first := binaryShare(head, r.sc.eof); first != "" {
+		why = fmt.Sprintf(": %d%% of its first %d bytes are not text (%s)", bad, len(head), first)
+	}
+	r.dead(nil, fmt.Sprintf("object %s is binary, neither text, gzip, zstd nor a metric stream%s; not read (with --layout access-lines its text lines are read and the rest dead-lettered line by line)", r.obj.Name(), why))
+	return io.EOF
+}
+
 // Detect chooses the layout of decompressed content from its first bytes,
-// with the key as a hint for what the content cannot tell.
+// with the key as a hint for what the content cannot tell. The layouts of
+// Firehose records (LayoutEnvelopes, LayoutAccessLines) are read item by
+// item whatever the object starts with; Detect names the others, which
+// their writers never mix with anything: a CloudWatch Logs export (never
+// under a key Firehose named), a Firehose error backup, gwpipe's dead-letter
+// archive, a binary metric stream, and binary objects (half the bytes of
+// the head not text).
 func Detect(head []byte, key string) Layout {
-	t := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
+	if metricstream.Detect(head) == metricstream.FormatOTel {
+		return LayoutMetricFrames
+	}
+	t := bytes.TrimLeft(bytes.TrimPrefix(head, utf8BOM), " \t\r\n")
 	if len(t) > 0 && t[0] == '{' {
 		// The most specific shapes first: a dead-letter entry or an error
 		// backup may quote anything in its reason.
@@ -392,13 +449,62 @@ func Detect(head []byte, key string) Layout {
 		}
 		return LayoutAccessLines
 	}
-	if _, ok := exportTime(t); ok {
+	if _, ok := exportTime(t); ok && DeliveryStream(key) == "" {
 		return LayoutExport
 	}
 	if _, _, ok := ExportKey(key); ok && len(t) == 0 {
 		return LayoutExport
 	}
+	if _, binary, _ := binaryShare(head, len(head) < detectBytes); binary {
+		return LayoutBinary
+	}
 	return LayoutAccessLines
+}
+
+// binaryShare applies the decode stage's rule for a record to the head of
+// an object: the head is binary when its lines that are not text hold half
+// its bytes or more. eof tells that the head is the whole object; if not,
+// its last line, perhaps cut inside a character, counts only up to the
+// cut. first is why the first such line is not text.
+func binaryShare(head []byte, eof bool) (percent int, binary bool, first string) {
+	total, bad := 0, 0
+	for len(head) > 0 {
+		line := head
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			line, head = head[:i], head[i+1:]
+		} else {
+			head = nil
+			if !eof {
+				line = trimPartialRune(line)
+			}
+		}
+		total += len(line)
+		if why := textrule.NotText(line); why != "" {
+			bad += len(line)
+			if first == "" {
+				first = why
+			}
+		}
+	}
+	if total == 0 {
+		return 0, false, ""
+	}
+	return bad * 100 / total, 2*bad >= total && bad > 0, first
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence at the end of p.
+func trimPartialRune(p []byte) []byte {
+	for i := 1; i <= utf8.UTFMax-1 && i <= len(p); i++ {
+		if c := p[len(p)-i]; c < 0x80 {
+			return p
+		} else if utf8.RuneStart(c) {
+			if !utf8.FullRune(p[len(p)-i:]) {
+				return p[:len(p)-i]
+			}
+			return p
+		}
+	}
+	return p
 }
 
 // ---------------------------------------------------------------------------
@@ -448,6 +554,7 @@ func (r *Reader) keep(p []byte) []byte {
 }
 
 func (r *Reader) addEvent(o *record.Origin, id []byte, ts int64, msg []byte) {
+	r.flushRun()
 	if r.cur == nil {
 		r.newBatch()
 	}
@@ -469,6 +576,7 @@ func (r *Reader) addEvent(o *record.Origin, id []byte, ts int64, msg []byte) {
 // newBatch starts a batch sized after the previous ones, so that its
 // records and arena are allocated once instead of grown by doubling.
 func (r *Reader) newBatch() {
+	r.flushPoints()
 	n, size := min(r.cfg.EventsPerBatch, 256), min(r.cfg.BatchBytes, 256<<10)
 	if r.avgEvent > 0 {
 		n = min(r.cfg.EventsPerBatch, r.cfg.BatchBytes/r.avgEvent+1)
@@ -488,6 +596,32 @@ func (r *Reader) flush() {
 		r.avgEvent = max(1, r.curBytes/len(r.cur.Records))
 	}
 	r.cur, r.curItems = nil, nil
+	r.flushPoints()
+}
+
+// addPoint adds a metric point; points travel in batches of their own.
+func (r *Reader) addPoint(m record.Metric) {
+	r.flushRun()
+	if r.points == nil {
+		r.flush()
+		r.points = &record.Batch{ID: r.batchID(r.ordinal), Origin: r.base, Metrics: make([]record.Metric, 0, min(r.cfg.EventsPerBatch, 256))}
+		r.curFirst = r.ordinal
+	}
+	r.points.Metrics = append(r.points.Metrics, m)
+	if r.items {
+		r.pointItems = append(r.pointItems, r.curItem)
+	}
+	r.ordinal++
+	if len(r.points.Metrics) >= r.cfg.EventsPerBatch {
+		r.flushPoints()
+	}
+}
+
+func (r *Reader) flushPoints() {
+	if r.points != nil {
+		r.pending = append(r.pending, Chunk{First: r.curFirst, Batch: r.points, Items: r.pointItems})
+		r.points, r.pointItems = nil, nil
+	}
 }
 
 // dead adds a dead letter. data is kept as the record's raw bytes: base64
@@ -498,15 +632,20 @@ func (r *Reader) dead(data []byte, reason string) {
 }
 
 func (r *Reader) deadBytes(raw []byte, reason string) {
-	var data []byte
-	if len(raw) > 0 {
-		data = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
-		base64.StdEncoding.Encode(data, raw)
+	r.dead(base64Of(raw), reason)
+}
+
+func base64Of(raw []byte) []byte {
+	if len(raw) == 0 {
+		return nil
 	}
-	r.dead(data, reason)
+	data := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+	base64.StdEncoding.Encode(data, raw)
+	return data
 }
 
 func (r *Reader) deadRecord(rec record.Record) {
+	r.flushRun()
 	r.flush()
 	if rec.Origin == nil {
 		rec.Origin = r.base
@@ -542,6 +681,8 @@ type mark struct {
 }
 
 func (r *Reader) mark() mark {
+	r.flushRun()
+	r.flushPoints() // what is taken back is events only
 	m := mark{pending: len(r.pending), ordinal: r.ordinal, cur: r.cur, curFirst: r.curFirst, curBytes: r.curBytes}
 	if r.cur != nil {
 		m.curLen = len(r.cur.Records)
@@ -576,44 +717,6 @@ func (r *Reader) itemProblem(it item, what string) bool {
 		return false
 	}
 	return true
-}
-
-// stepEnvelope reads one CloudWatch Logs subscription document.
-func (r *Reader) stepEnvelope() error {
-	it, err := r.sc.nextJSON()
-	if err != nil {
-		return err
-	}
-	if r.itemProblem(it, "subscription document") {
-		return nil
-	}
-	if r.envelopeFast(it.data) {
-		return nil
-	}
-	m := r.mark()
-	var origin *record.Origin
-	err = cwlogs.Parse(&r.parser, it.data, func(env *cwlogs.Envelope) error {
-		switch env.MessageType {
-		case cwlogs.Data:
-			origin = r.envelopeOrigin(env)
-		case cwlogs.Control:
-			r.stats.Control++
-		} // another type fails the parse: dead-lettered below
-		return nil
-	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
-		o := origin.WithAccountRegion(ev.Account, ev.Region)
-		r.addEvent(o, ev.ID, ev.Timestamp, ev.Message)
-		return nil
-	})
-	if err != nil {
-		r.rollback(m)
-		reason := "CloudWatch envelope: " + err.Error()
-		if errors.Is(err, cwlogs.ErrNotEnvelope) {
-			reason = "JSON document is not a CloudWatch Logs subscription envelope"
-		}
-		r.deadBytes(it.data, fmt.Sprintf("%s (document of %d bytes at decompressed offset %d)", reason, len(it.data), r.sc.offset()-int64(len(it.data))))
-	}
-	return nil
 }
 
 // envelopeFast reads a document with the single-pass parser, or reports
@@ -693,42 +796,6 @@ func (r *Reader) envelopeOrigin(env *cwlogs.Envelope) *record.Origin {
 	return r.lastOrigin
 }
 
-// stepAccessJSON reads one access-log JSON object: Firehose concatenates
-// them with or without newlines.
-func (r *Reader) stepAccessJSON() error {
-	it, err := r.sc.nextJSON()
-	if err != nil {
-		return err
-	}
-	if it.truncated {
-		r.itemProblem(it, "access-log line")
-		return nil
-	}
-	// A line that is not JSON among JSON lines is still a log line: the
-	// parse stage decides what it is.
-	line := bytes.TrimSpace(it.data)
-	if len(line) > 0 {
-		r.addEvent(r.base, nil, r.objTime, line)
-	}
-	return nil
-}
-
-// stepAccessLine reads one access-log line (CLF, CSV, XML…).
-func (r *Reader) stepAccessLine() error {
-	it, err := r.sc.nextLine()
-	if err != nil {
-		return err
-	}
-	if it.truncated {
-		r.itemProblem(it, "access-log line")
-		return nil
-	}
-	if len(bytes.TrimSpace(it.data)) > 0 {
-		r.addEvent(r.base, nil, r.objTime, it.data)
-	}
-	return nil
-}
-
 // stepExport reads one export-task line. A line without a timestamp
 // continues the previous message: the export writes multi-line messages
 // without escaping them.
@@ -747,6 +814,13 @@ func (r *Reader) stepExport() error {
 		r.finishExport()
 		r.expMsg = append(r.expMsg[:0], line[exportPrefixLen(line):]...)
 		r.expTS, r.expOpen, r.expTrunc = ts, true, false
+		return nil
+	}
+	if wholeItem(&r.parser, line) {
+		// An envelope or a metric-stream datum, whole on its line: an
+		// export never writes one, and its JSON is never a log.
+		r.finishExport()
+		r.readItem(it)
 		return nil
 	}
 	if !r.expOpen {
@@ -773,14 +847,39 @@ func (r *Reader) finishExport() {
 		return
 	}
 	r.expOpen = false
-	if r.expTrunc {
+	switch why := textrule.NotText(r.expMsg); {
+	case r.expTrunc:
 		r.dead(nil, fmt.Sprintf("export-task message beginning %q exceeds %d bytes; skipped", head(r.expMsg, 80), r.cfg.MaxItemBytes))
-	} else {
+	case why != "":
+		r.deadRecord(record.Record{Origin: r.exportOrigin, Timestamp: r.expTS, Kind: record.KindRaw, Message: base64Of(r.expMsg),
+			Reason: "export-task message: not text: " + why})
+	default:
 		r.addEvent(r.exportOrigin, nil, r.expTS, r.expMsg)
 	}
 	if cap(r.expMsg) > 1<<20 {
 		r.expMsg = nil // do not pin one huge message's buffer
 	}
+}
+
+// wholeItem tells whether a line is one JSON object, whole, that is a
+// CloudWatch envelope (broken or not) or a metric-stream datum.
+func wholeItem(p *fastjson.Parser, line []byte) bool {
+	t := bytes.TrimSpace(line)
+	if len(t) == 0 || t[0] != '{' {
+		return false
+	}
+	if n, err := cwlogs.ObjectEnd(t); err != nil || n != len(t) {
+		return false
+	}
+	if metricstream.Detect(t) == metricstream.FormatJSON {
+		return true
+	}
+	if !cwlogs.ClaimsEnvelope(t) {
+		return false
+	}
+	none := func(*cwlogs.Envelope) error { return nil }
+	err := cwlogs.ParseDocument(p, t, none, func(*cwlogs.Envelope, *cwlogs.Event) error { return nil })
+	return !errors.Is(err, cwlogs.ErrNotEnvelope)
 }
 
 func head(p []byte, n int) []byte {
@@ -856,13 +955,20 @@ func (r *Reader) stepErrorBackup() error {
 // its events, or the record as a dead letter.
 func (r *Reader) decodeRaw(rec record.Record) {
 	if r.dec == nil {
-		r.dec = decode.New(r.cfg.Decode, nil)
+		var ms decode.MetricDecoder = refusedMetricStreams{}
+		if r.cfg.Metrics != nil {
+			ms = r.cfg.Metrics
+		}
+		r.dec = decode.New(r.cfg.Decode, nil).WithMetricStreams(ms)
 	}
 	res := r.dec.Decode(&record.Batch{ID: r.batchID(r.ordinal), Origin: rec.Origin, Records: []record.Record{rec}})
 	for _, b := range res.Batches {
 		for i := range b.Records {
 			e := &b.Records[i]
 			r.addEvent(e.Origin, unsafe.Slice(unsafe.StringData(e.EventID), len(e.EventID)), e.Timestamp, e.Message)
+		}
+		for _, m := range b.Metrics {
+			r.addPoint(m)
 		}
 	}
 	if res.Dead != nil {
@@ -896,7 +1002,7 @@ func (r *Reader) stepDLQ() error {
 	var e dlq.Entry
 	uerr := json.Unmarshal(it.data, &e)
 	var bad []byte
-	if uerr != nil || e.V != 1 {
+	if uerr != nil || e.V != 1 || e.Kind == dlqMetricKind {
 		bad = bytes.Clone(it.data) // peek may move the buffer it.data points into
 	}
 	// The archive writes every entry with its newline: one the object
@@ -919,6 +1025,16 @@ func (r *Reader) stepDLQ() error {
 		r.deadBytes(bad, fmt.Sprintf("dead-letter entry of unsupported version %d (this build reads 1)", e.V))
 		return nil
 	}
+	if e.Kind == dlqMetricKind {
+		// A point the metrics API refused: sent again as it was.
+		m, err := dlqMetric(e.Metric)
+		if err != nil {
+			r.deadBytes(bad, "dead-letter entry: "+err.Error())
+			return nil
+		}
+		r.addPoint(m)
+		return nil
+	}
 	if len(e.Data) == 0 {
 		// An object-level failure ("unreadable after N bytes"): it names
 		// what to read again but holds nothing to send.
@@ -934,6 +1050,11 @@ func (r *Reader) stepDLQ() error {
 	if ts == 0 {
 		ts = e.Time.UnixMilli()
 	}
+	if why := textrule.NotText(e.Data); why != "" {
+		r.deadRecord(record.Record{Origin: o, EventID: e.EventID, Timestamp: ts, Kind: record.KindRaw, Message: base64Of(e.Data),
+			Reason: "dead-letter entry of kind " + e.Kind + ": not text: " + why})
+		return nil
+	}
 	r.addEvent(o, []byte(e.EventID), ts, e.Data)
 	return nil
 }
@@ -948,6 +1069,24 @@ func (r *Reader) nextItem() bool {
 		return false
 	}
 	return true
+}
+
+// dlqMetricKind is the kind of the archive's metric points (package dlq).
+const dlqMetricKind = "metric"
+
+// dlqMetric reads back a point as package dlq writes it.
+func dlqMetric(m *dlq.Metric) (record.Metric, error) {
+	if m == nil {
+		return record.Metric{}, errors.New(`kind "metric" without a metric`)
+	}
+	out := record.Metric{Name: m.Name, Timestamp: m.Timestamp, Interval: m.Interval, Value: m.Value, Values: m.Values, Tags: m.Tags, Host: m.Host, Unit: m.Unit}
+	for k := record.MetricCount; k <= record.MetricDistribution; k++ {
+		if k.String() == m.Type {
+			out.Kind = k
+			return out, nil
+		}
+	}
+	return record.Metric{}, fmt.Errorf("metric %q of unknown type %q", m.Name, m.Type)
 }
 
 func (r *Reader) dlqOrigin(d dlq.Origin) *record.Origin {
