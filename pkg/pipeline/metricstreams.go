@@ -2,13 +2,32 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/gwpipe/gwpipe/pkg/awstags"
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/decode"
 	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 )
+
+// metricStreams is the reader of CloudWatch metric-stream data the
+// configuration asks for, shared by the decode stage and the readers of S3
+// objects (SQS notifications, replay); nil when metric streams are off.
+func metricStreams(cfg config.Config) (decode.MetricDecoder, error) {
+	ms := cfg.Metrics.Streams
+	if !cfg.Metrics.Enabled || !ms.Enabled {
+		return nil, nil
+	}
+	dec, err := metricstream.NewDecoder(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
+		DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
+	if err != nil {
+		return nil, fmt.Errorf("metrics.streams: %w", err)
+	}
+	return decode.MetricStreams(dec), nil
+}
 
 // metricTags gives CloudWatch metric points their stage's console tags,
 // before the log enrichment runs on the batch's records.

@@ -28,7 +28,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/dlq"
 	"github.com/gwpipe/gwpipe/pkg/firehose"
-	"github.com/gwpipe/gwpipe/pkg/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -108,6 +107,9 @@ type Pipeline struct {
 	selfTel  *ddmetrics.SelfTelemetry
 	firehose *firehose.Source
 	sources  []Source
+	// streams reads CloudWatch metric-stream data (decode stage, S3
+	// objects); nil when metric streams are off.
+	streams decode.MetricDecoder
 
 	fhLn       net.Listener
 	fhSrv      *http.Server
@@ -145,6 +147,11 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, serveErr: make(chan error, 3)}
+	streams, err := metricStreams(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.streams = streams
 	tr, err := newTransport(cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
@@ -170,13 +177,8 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
 			MaxEventsPerBatch: cfg.Decode.MaxEventsPerBatch,
 		}, p.metrics)
-		if ms := cfg.Metrics.Streams; cfg.Metrics.Enabled && ms.Enabled {
-			dec, err := metricstream.NewDecoder(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
-				DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
-			if err != nil {
-				return nil, fmt.Errorf("metrics.streams: %w", err)
-			}
-			d.WithMetricStreams(decode.MetricStreams(dec))
+		if p.streams != nil {
+			d.WithMetricStreams(p.streams)
 		}
 		if err := p.rt.Add(stage.Stage{Name: StageDecode, Input: topics.Raw, Output: topics.Decoded, Handler: d}); err != nil {
 			return nil, err

@@ -50,9 +50,13 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		OldLogs: r.OldLogs, MaxAge: r.MaxAge, Region: r.Region, Progress: opts.Progress, Now: now,
 		// Interrupted, the replay waits for what it sent within the
 		// shutdown's time, less the share kept for closing the pipeline.
-		Drain:  cfg.Pipeline.DrainTimeout - teardownShare(cfg.Pipeline.DrainTimeout),
-		Object: objectConfig(cfg, r.EventsPerBatch),
+		Drain: cfg.Pipeline.DrainTimeout - teardownShare(cfg.Pipeline.DrainTimeout),
 	}
+	streams, err := metricStreams(cfg)
+	if err != nil {
+		return rc, err
+	}
+	rc.Object = objectConfig(cfg, r.EventsPerBatch, streams)
 	switch {
 	case r.DLQ != "" && strings.HasPrefix(r.DLQ, "s3://"):
 		b, p, err := s3obj.ParseURL(r.DLQ)
@@ -81,7 +85,6 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		return rc, errors.New("replay.from (--from) is required to replay a bucket: name the start of the time range (RFC 3339, or relative such as -2h)")
 	}
 	t := now()
-	var err error
 	if r.From != "" {
 		if rc.From, err = config.ParseTime(r.From, t); err != nil {
 			return rc, fmt.Errorf("replay.from: %w", err)

@@ -11,9 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/decode"
-	"github.com/gwpipe/gwpipe/pkg/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/sqssource"
 )
 
@@ -43,7 +40,7 @@ func newSQSSource(p *Pipeline) (Source, error) {
 		QueueURLs: c.QueueURLs, MaxConcurrentMessages: c.MaxConcurrentMessages,
 		VisibilityTimeout: c.VisibilityTimeout, WaitTime: c.WaitTime, DefaultRegion: awsCfg.Region,
 		RecordsPerBatch: cfg.Sources.Firehose.RecordsPerBatch,
-		Object:          objectConfig(cfg, cfg.Decode.MaxEventsPerBatch),
+		Object:          objectConfig(cfg, cfg.Decode.MaxEventsPerBatch, p.streams),
 	}, sqs.NewFromConfig(awsCfg), NewS3Client(awsCfg),
 		p.Output(SourceSQS, topics.Raw), p.Output(SourceSQSS3, topics.Decoded),
 		p.Logger().With("source", "sqs"), p.Metrics())
@@ -80,16 +77,4 @@ func NewS3Client(cfg aws.Config) *s3.Client {
 		// checksum whole: the SDK would log that for every GET.
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-}
-
-// objectConfig bounds the S3 object reader with the decode stage's limits.
-func objectConfig(cfg config.Config, eventsPerBatch int) s3obj.Config {
-	return s3obj.Config{
-		EventsPerBatch: eventsPerBatch,
-		MaxItemBytes:   cfg.Decode.MaxDecompressedBytes,
-		Decode: decode.Config{
-			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
-			MaxEventsPerBatch: eventsPerBatch,
-		},
-	}
 }

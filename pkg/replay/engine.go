@@ -99,6 +99,11 @@ type Config struct {
 	// MaxAge (default 17h50m: Datadog drops logs older than 18 hours).
 	OldLogs string
 	MaxAge  time.Duration
+	// MetricMaxAge is the age beyond which metric points (from archived
+	// metric streams, and the dead-letter archive's) are skipped and
+	// counted (default 55m: the metrics API drops points more than an hour
+	// old). They are never re-timestamped: a point belongs to its period.
+	MetricMaxAge time.Duration
 	// Region fills the records' origin (the bucket's region).
 	Region string
 	Object s3obj.Config
@@ -139,6 +144,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = 17*time.Hour + 50*time.Minute
+	}
+	if c.MetricMaxAge <= 0 {
+		c.MetricMaxAge = 55 * time.Minute
 	}
 	if c.MaxInFlightEvents <= 0 {
 		c.MaxInFlightEvents = 20_000
@@ -192,6 +200,11 @@ type Summary struct {
 	// full disk, a crash), skipped: their batch was refused and sent again.
 	PartialLines int64
 
+	// Metric points read from archived metric streams (and the dead-letter
+	// archive), sent (or, in a dry run, that would be sent), older than
+	// MetricMaxAge, outside [From, To).
+	Points, PointsSent, PointsTooOld, PointsOutOfRange int64
+
 	Duration time.Duration
 }
 
@@ -229,6 +242,9 @@ func (s Summary) Write(w io.Writer) {
 	} else {
 		fmt.Fprintf(&b, "  already sent     %d (checkpoint)\n", s.AlreadyDelivered)
 	}
+	if s.Points > 0 {
+		fmt.Fprintf(&b, "  metric points    %d read, %d %s, %d too old (>1h), %d outside range\n", s.Points, s.PointsSent, verb, s.PointsTooOld, s.PointsOutOfRange)
+	}
 	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
 	if s.PartialLines > 0 {
 		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
@@ -254,6 +270,7 @@ type Engine struct {
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
 	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
 	dead, control, listed, partial                                  atomic.Int64
+	points, pointsSent, pointsTooOld, pointsOutOfRange              atomic.Int64
 }
 
 // New prepares a replay. client may be nil for a directory; out may be nil
@@ -373,6 +390,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	sum.Bytes, sum.Events, sum.Sent = e.bytes.Load(), e.events.Load(), e.sent.Load()
 	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
 	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
+	sum.Points, sum.PointsSent, sum.PointsTooOld, sum.PointsOutOfRange = e.points.Load(), e.pointsSent.Load(), e.pointsTooOld.Load(), e.pointsOutOfRange.Load()
 	sum.Duration = e.cfg.Now().Sub(start)
 	return sum, errors.Join(errs...)
 }
@@ -601,34 +619,43 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 // send filters one chunk and publishes what remains, with its own
 // acknowledgement, so that the checkpoint can record it once delivered.
 func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked [][2]int64) error {
-	n := int64(len(c.Batch.Records))
-	if !c.Dead {
+	n := int64(c.Batch.Len())
+	points := len(c.Batch.Metrics) > 0
+	sentTo := &e.sent
+	switch {
+	case c.Dead:
+		sentTo = &e.dead
+	case points:
+		sentTo = &e.pointsSent
+		e.points.Add(n)
+	default:
 		e.events.Add(n)
 	}
-	recs, items := c.Batch.Records, c.Items
-	if len(acked) > 0 {
-		keep := recs[:0]
-		for i, r := range recs {
-			if covered(acked, c.First+int64(i)) {
-				e.already.Add(1)
-				continue
-			}
-			keep = append(keep, r)
-		}
-		recs = keep
-	}
+	items := c.Items
 	var dropped []int64
-	if !c.Dead {
-		recs, items, dropped = e.filter(recs, items)
-	}
-	c.Batch.Records = recs
-	sent := int64(len(recs))
-	if e.cfg.DryRun {
-		if c.Dead {
-			e.dead.Add(sent)
-		} else {
-			e.sent.Add(sent)
+	if points {
+		c.Batch.Metrics, items, dropped = e.filterPoints(c.Batch.Metrics, items, c.First, acked)
+	} else {
+		recs := c.Batch.Records
+		if len(acked) > 0 {
+			keep := recs[:0]
+			for i, r := range recs {
+				if covered(acked, c.First+int64(i)) {
+					e.already.Add(1)
+					continue
+				}
+				keep = append(keep, r)
+			}
+			recs = keep
 		}
+		if !c.Dead {
+			recs, items, dropped = e.filter(recs, items)
+		}
+		c.Batch.Records = recs
+	}
+	sent := int64(c.Batch.Len())
+	if e.cfg.DryRun {
+		sentTo.Add(sent)
 		e.bar.update(e)
 		return nil
 	}
@@ -649,7 +676,7 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		settle(false)
 		return nil
 	}
-	if e.limiter != nil && !c.Dead {
+	if e.limiter != nil && !c.Dead && !points {
 		for left := int(sent); left > 0; {
 			k := min(left, e.limiter.Burst())
 			if err := e.limiter.WaitN(ctx, k); err != nil {
@@ -675,14 +702,10 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		defer e.window.Release(weight)
 		if err != nil {
 			settle(true)
-			o.fail(fmt.Errorf("events %d to %d not delivered: %w", first, first+n, err))
+			o.fail(fmt.Errorf("items %d to %d not delivered: %w", first, first+n, err))
 		} else {
 			settle(false)
-			if c.Dead {
-				e.dead.Add(sent)
-			} else {
-				e.sent.Add(sent)
-			}
+			sentTo.Add(sent)
 			e.bar.update(e)
 		}
 		e.release(ctx, o)
@@ -699,6 +722,41 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 	}
 	tr.Done()
 	return nil
+}
+
+// filterPoints drops the points an earlier run delivered, those outside
+// the time range and those older than MetricMaxAge; items and dropped are
+// as filter's.
+func (e *Engine) filterPoints(ms []record.Metric, items []int64, first int64, acked [][2]int64) (keep []record.Metric, kept, dropped []int64) {
+	cutoff := e.cfg.Now().Add(-e.cfg.MetricMaxAge).Unix()
+	keep = ms[:0]
+	if items != nil {
+		kept = items[:0:0]
+	}
+	for i, m := range ms {
+		t := time.Unix(m.Timestamp, 0)
+		ok := false
+		switch {
+		case covered(acked, first+int64(i)):
+			e.already.Add(1)
+			continue // settled by the earlier run
+		case !e.cfg.From.IsZero() && t.Before(e.cfg.From) || !e.cfg.To.IsZero() && !t.Before(e.cfg.To):
+			e.pointsOutOfRange.Add(1)
+		case m.Timestamp < cutoff:
+			e.pointsTooOld.Add(1)
+		default:
+			ok = true
+			keep = append(keep, m)
+		}
+		if items != nil {
+			if ok {
+				kept = append(kept, items[i])
+			} else {
+				dropped = append(dropped, items[i])
+			}
+		}
+	}
+	return keep, kept, dropped
 }
 
 // filter drops events outside the time range and applies the age policy.

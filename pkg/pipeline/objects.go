@@ -1,0 +1,22 @@
+package pipeline
+
+import (
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/decode"
+	"github.com/gwpipe/gwpipe/pkg/s3obj"
+)
+
+// objectConfig bounds the S3 object reader with the decode stage's limits
+// and gives it the metric-stream reader (nil when metric streams are off:
+// metric-stream data in objects is then dead-lettered, never a log).
+func objectConfig(cfg config.Config, eventsPerBatch int, streams decode.MetricDecoder) s3obj.Config {
+	return s3obj.Config{
+		EventsPerBatch: eventsPerBatch,
+		MaxItemBytes:   cfg.Decode.MaxDecompressedBytes,
+		Decode: decode.Config{
+			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
+			MaxEventsPerBatch: eventsPerBatch,
+		},
+		Metrics: streams,
+	}
+}
