@@ -175,3 +175,5 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	f.data = f.data[n:]
 	return n, nil
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

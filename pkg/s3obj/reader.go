@@ -444,7 +444,7 @@ func Detect(head []byte, key string) Layout {
 		case bytes.HasPrefix(t, []byte(`{"attemptsMade"`)) ||
 			bytes.Contains(t, []byte(`"rawData"`)) && (bytes.Contains(t, []byte(`"attemptsMade"`)) || bytes.Contains(t, []byte(`"errorCode"`))):
 			return LayoutErrorBackup
-		case bytes.Contains(t, []byte(`"messageType"`)) || bytes.Contains(t, []byte(`"logEvents"`)):
+		case cwlogs.ClaimsEnvelope(firstItem(t)):
 			return LayoutEnvelopes
 		}
 		return LayoutAccessLines
@@ -459,6 +459,14 @@ func Detect(head []byte, key string) Layout {
 		return LayoutBinary
 	}
 	return LayoutAccessLines
+}
+
+// firstItem is the first JSON object of t, or as much of it as t holds.
+func firstItem(t []byte) []byte {
+	if n, err := cwlogs.ObjectEnd(t); err == nil {
+		return t[:n]
+	}
+	return t
 }
 
 // binaryShare applies the decode stage's rule for a record to the head of
