@@ -76,6 +76,7 @@ func (m *memS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s
 type out struct {
 	mu      sync.Mutex
 	events  []record.Record
+	points  []record.Metric
 	dead    []record.Record
 	batches int
 	// after is called after each batch is accepted (with the batch count).
@@ -97,6 +98,7 @@ func (o *out) take(ctx context.Context, b *record.Batch, dead bool) error {
 	o.mu.Lock()
 	fail := o.failIf != nil && o.failIf(b)
 	if !fail {
+		o.points = append(o.points, b.Metrics...)
 		for _, r := range b.Records {
 			r.Message = bytes.Clone(r.Message)
 			if dead {
