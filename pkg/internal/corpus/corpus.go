@@ -1,9 +1,11 @@
-// Package corpus holds realistic Firehose requests, written from the
-// formats' specifications (CloudWatch Logs subscription envelopes, Firehose
-// HTTP endpoint delivery, API Gateway access logs delivered directly to an
+// Package corpus holds realistic Firehose requests and S3 objects (see
+// ObjectCase), written from the formats' specifications (CloudWatch Logs
+// subscription envelopes, Firehose HTTP endpoint delivery and S3
+// destination, API Gateway access logs delivered directly to an
 // amazon-apigateway-* stream, CloudWatch metric streams in JSON and
 // OpenTelemetry 1.0), each with a manifest of what gwpipe must make of it.
-// The decode stage's tests and the pipeline's end-to-end test both read it.
+// The decode stage's and the S3 object reader's tests and the pipeline's
+// end-to-end tests read it.
 //
 // # Layout
 //
@@ -52,7 +54,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed testdata/*.yaml
+//go:embed testdata/*.yaml testdata/objects/*.yaml
 var files embed.FS
 
 // Case is one request of the corpus.
@@ -90,6 +92,9 @@ type Manifest struct {
 	NonTextLines        int `yaml:"non_text_lines"`
 	// DeadLetters are the decode stage's dead letters, in order.
 	DeadLetters []DeadLetter `yaml:"dead_letters"`
+	// Layout is the layout an object case is read as (s3obj.Layout's
+	// names); Firehose requests have none.
+	Layout string `yaml:"layout"`
 }
 
 // EventIDs are the ids of Events, in order.
@@ -150,6 +155,9 @@ type DeadLetter struct {
 	Part       string `yaml:"part"`
 	PartBase64 string `yaml:"part_base64"`
 	Unescape   bool   `yaml:"unescape"` // \xNN in Part stands for that byte
+	// NoData: the dead letter holds nothing (an object case: the object is
+	// named, not copied).
+	NoData bool `yaml:"no_data"`
 }
 
 // PartBytes is the part's decoded bytes.
@@ -262,6 +270,8 @@ func funcs(now time.Time) template.FuncMap {
 		"ms":     func(sec int) int64 { return at(sec).UnixMilli() },
 		"minute": func(sec int) int64 { return at(sec).Truncate(time.Minute).UnixMilli() },
 		"clf":    func(sec int) string { return at(sec).Format("02/Jan/2006:15:04:05 -0700") },
+		"hour":   func(sec int) string { return at(sec).Format("2006/01/02/15") },
+		"stamp":  func(sec int) string { return at(sec).Format("2006-01-02-15-04-05") },
 		"seq": func(n int) []int {
 			s := make([]int, n)
 			for i := range s {

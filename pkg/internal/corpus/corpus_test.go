@@ -51,6 +51,50 @@ func TestCorpusRenders(t *testing.T) {
 			require.True(t, d.Whole != (d.Part != "" || d.PartBase64 != ""), "%s: a dead letter is whole or names its part", c.Name)
 		}
 	}
+
+	// The object cases too: the SQS test reads them all into one intake.
+	objects, err := ObjectCases()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(objects), 6)
+	lines := map[string]string{}
+	for _, c := range objects {
+		o, err := c.Render(now)
+		require.NoError(t, err, c.Name)
+		require.NotEmpty(t, o.Body, c.Name)
+		require.NotEmpty(t, o.Key, c.Name)
+		require.NotEmpty(t, o.Manifest.Layout, c.Name)
+		for _, e := range o.Manifest.Events {
+			prev, dup := ids[e.ID]
+			require.False(t, dup, "event id %s in %s and %s", e.ID, prev, c.Name)
+			ids[e.ID] = c.Name
+		}
+		for _, l := range o.Manifest.Lines {
+			prev, dup := lines[l]
+			require.False(t, dup, "line %s in %s and %s", l, prev, c.Name)
+			lines[l] = c.Name
+		}
+		for i, d := range o.Manifest.DeadLetters {
+			n := 0
+			for _, set := range []bool{d.Whole, d.NoData, d.Part != "" || d.PartBase64 != ""} {
+				if set {
+					n++
+				}
+			}
+			require.Equal(t, 1, n, "%s: a dead letter is whole, holds nothing, or names its part", c.Name)
+			_, _, err := o.DeadData(i)
+			require.NoError(t, err)
+		}
+	}
+}
+
+func TestObjectTemplates(t *testing.T) {
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	c := ObjectCase{Name: "t", source: "key: a/${hour -3600}/s-1-${stamp 0}-x\ncompression: gzip\nmembers: true\nparts: [{data: a}, {data: b}]", want: "description: x"}
+	o, err := c.Render(now)
+	require.NoError(t, err)
+	assert.Equal(t, "a/2026/03/04/04/s-1-2026-03-04-05-06-07-x", o.Key)
+	assert.Equal(t, [][]byte{[]byte("a"), []byte("b")}, o.Parts)
+	assert.Equal(t, gz(append(gz([]byte("a")), gz([]byte("b"))...)), o.Body, "gzip members, then the whole object gzipped")
 }
 
 func TestTemplates(t *testing.T) {
