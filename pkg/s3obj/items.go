@@ -99,7 +99,7 @@ func (r *Reader) envelopeItem(it item) bool {
 		return false
 	}
 	if errors.Is(err, cwlogs.ErrUnknownMessageType) {
-		r.stats.UnknownTypes++
+		r.stats.Unknown++
 	}
 	if it.unclosed {
 		err = cwlogs.ErrTruncated

@@ -102,7 +102,7 @@ func TestJSONThatIsNotAnEnvelopeIsALine(t *testing.T) {
 	assert.Contains(t, out.dead[1].Reason, "logEvents without messageType")
 	assert.Contains(t, out.dead[2].Reason, `unknown messageType "DATA_MESSAGE_V2"`)
 	assert.Equal(t, "g", out.dead[2].Origin.LogGroup, "the envelope's own origin")
-	assert.EqualValues(t, 1, out.stats.UnknownTypes)
+	assert.EqualValues(t, 1, out.stats.Unknown)
 	assert.EqualValues(t, 1, out.stats.Control)
 }
 

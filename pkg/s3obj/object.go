@@ -40,14 +40,14 @@ func (o Object) Name() string {
 type Layout uint8
 
 const (
-	LayoutAuto        Layout = iota // detect from the content and the key
-	LayoutEnvelopes                 // Firehose records, starting with a CloudWatch envelope (read item by item, as LayoutAccessLines)
-	LayoutAccessLines               // Firehose records, starting with something else: access-log lines, metric-stream datums…
-	LayoutExport                    // CloudWatch Logs export task: "<timestamp> <message>" lines
-	LayoutErrorBackup               // Firehose error-backup records ({"attemptsMade":…,"rawData":…})
-	LayoutDLQ                       // gwpipe's dead-letter archive (package dlq)
-	LayoutMetricFrames              // a CloudWatch metric stream's OpenTelemetry output: length-delimited frames
-	LayoutBinary                    // none of these, and not text: dead-lettered, not read
+	LayoutAuto         Layout = iota // detect from the content and the key
+	LayoutEnvelopes                  // Firehose records, starting with a CloudWatch envelope (read item by item, as LayoutAccessLines)
+	LayoutAccessLines                // Firehose records, starting with something else: access-log lines, metric-stream datums…
+	LayoutExport                     // CloudWatch Logs export task: "<timestamp> <message>" lines
+	LayoutErrorBackup                // Firehose error-backup records ({"attemptsMade":…,"rawData":…})
+	LayoutDLQ                        // gwpipe's dead-letter archive (package dlq)
+	LayoutMetricFrames               // a CloudWatch metric stream's OpenTelemetry output: length-delimited frames
+	LayoutBinary                     // none of these, and not text: dead-lettered, not read
 )
 
 var layoutNames = [...]string{"auto", "cloudwatch-envelopes", "access-lines", "export-task", "firehose-error-backup", "gwpipe-dlq", "metric-stream-otel", "binary"}

@@ -179,7 +179,7 @@ func checkAccounting(t *testing.T, choices []byte) {
 	require.Equal(t, sorted(o.stages), sorted(stages), "a point per datum")
 	require.Equal(t, sorted(o.dead), sorted(dead), "dead letters: %v", out.dead)
 	require.EqualValues(t, o.control, out.stats.Control)
-	require.EqualValues(t, o.unknown, out.stats.UnknownTypes)
+	require.EqualValues(t, o.unknown, out.stats.Unknown)
 }
 
 func sorted(s []string) []string {

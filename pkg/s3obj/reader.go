@@ -138,9 +138,8 @@ type Stats struct {
 	Points      int64  // metric points returned
 	DeadLetters int64  // records returned as dead letters
 	Control     int64  // CONTROL_MESSAGE documents dropped
-	// UnknownTypes counts envelopes dead-lettered for their messageType.
-	UnknownTypes int64
-	Empty        int64 // dead-letter entries without data (nothing to replay)
+	Unknown     int64  // envelopes dead-lettered for their messageType
+	Empty       int64  // dead-letter entries without data (nothing to replay)
 	// Partial counts dead-letter entries cut short by a write that failed
 	// (a full disk, a crash): a last line without its newline. They are
 	// skipped, and numbered as if absent: their batch was refused and sent
