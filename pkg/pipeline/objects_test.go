@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +177,60 @@ func TestCorpusObjectsThroughSQS(t *testing.T) {
 	a.waitDrained(t, q) // every message deleted: each object acknowledged end to end
 	want.check(t, outcome(h.intake.Logs(), h.intake.Series(), readDLQ(t, h.dlqDir)), "s3")
 	assert.Zero(t, h.p.Status().Counters["sqs.messages_failed"])
+}
+
+// TestReplayDeadLetteredMetrics is "fix and replay" for metrics: points
+// the metrics API refused (kind "metric") and a metric-stream part the
+// decode stage archived (kind "raw") are sent again by a replay of the
+// archive as metric points, to the metrics API, with the replay's
+// acknowledgement; none of them becomes a log.
+func TestReplayDeadLetteredMetrics(t *testing.T) {
+	h := start(t)
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 400, Endpoints: []fakeintake.Endpoint{fakeintake.EndpointSeries}}))
+	ts := time.Now().Add(-3 * time.Minute).Truncate(time.Minute)
+	datum := func(metric, stage string, sum float64) string {
+		return fmt.Sprintf(`{"metric_stream_name":"gwpipe","account_id":"123456789012","region":"us-east-1","namespace":"AWS/ApiGateway",`+
+			`"metric_name":%q,"dimensions":{"ApiName":"petstore","Stage":%q},"timestamp":%d,"value":{"max":1,"min":0,"sum":%g,"count":%g},"unit":"Count"}`,
+			metric, stage, ts.UnixMilli(), sum, sum)
+	}
+	stream := datum("Count", "refused", 40) + "\n" + datum("5XXError", "refused", 2) + "\n"
+	status, resp := firehoseRequest(t, h.url, "refused-metrics", recordsBody("refused-metrics", []byte(stream)), nil)
+	require.Equal(t, 200, status, "dead-lettered counts as handled: %v", resp)
+	entries := readDLQ(t, h.dlqDir)
+	require.Len(t, entries, 2)
+	for _, e := range entries {
+		assert.Equal(t, "deliver-metrics", e.Stage)
+		assert.Equal(t, "metric", e.Kind)
+	}
+	h.intake.ClearFailure()
+
+	// A metric-stream line as the decode stage archives a part: the base64
+	// of its bytes, kind raw.
+	part := dlq.Entry{V: 1, Time: time.Now(), Stage: "decode", Reason: "line 1: metric stream: (a reason a newer gwpipe fixed)", Kind: "raw",
+		Origin: dlq.Origin{Source: "firehose", RequestID: "older"}, Data: []byte(base64.StdEncoding.EncodeToString([]byte(datum("Count", "archived", 7))))}
+	b, err := json.Marshal(part)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(h.dlqDir, "dlq-20260101T000000Z-older-1-1.jsonl"), append(b, '\n'), 0o644))
+
+	e := &replayEnv{intake: h.intake, cfg: h.p.Config(), log: h.p.Logger()}
+	e.cfg.DLQ.Dir = t.TempDir()
+	logs0 := len(h.intake.Logs())
+	res, err := e.run(t, context.Background(), func(r *config.Replay) { r.DLQ = h.dlqDir }, ReplayOptions{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, res.Points)
+	assert.EqualValues(t, 3, res.PointsSent)
+	assert.Zero(t, res.Sent, "no log")
+	assert.Len(t, h.intake.Logs(), logs0, "none of it is a log")
+	assert.Empty(t, readDLQ(t, e.cfg.DLQ.Dir), "nothing dead-lettered again")
+
+	got := map[string]float64{}
+	for _, p := range h.intake.Series() {
+		for _, tag := range p.Tags {
+			if stage, ok := strings.CutPrefix(tag, "stage:"); ok {
+				got[p.Metric+"/"+stage] = p.Value
+				assert.Equal(t, ts.Unix(), p.Timestamp, "%s keeps its own timestamp", p.Metric)
+			}
+		}
+	}
+	assert.Equal(t, map[string]float64{"aws.apigateway.count/refused": 40, "aws.apigateway.5xxerror/refused": 2, "aws.apigateway.count/archived": 7}, got)
 }
