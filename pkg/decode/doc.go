@@ -55,7 +55,9 @@
 // A line is text when it is valid UTF-8 and holds none of the WHATWG MIME
 // Sniffing standard's binary data bytes (0x00–0x08, 0x0B, 0x0E–0x1A,
 // 0x1C–0x1F): tab, form feed, carriage return and escape (terminal colours)
-// are text. No log is built from anything else. A record whose lines that
+// are text. The rule is package textrule's, and the envelope's claim
+// cwlogs.ClaimsEnvelope: the S3 object reader (package s3obj) applies both
+// to the items of an object. No log is built from anything else. A record whose lines that
 // are not text hold half its bytes or more is binary: neither gzip nor a
 // metric stream, it is unrecognised, and dead-lettered whole. One line
 // that is not text in a text record is dead-lettered alone, with its line

@@ -1,27 +1,53 @@
 // Package s3obj streams the log objects gwpipe finds in S3 (or in local
-// files) into batches of log events, with memory that does not depend on
-// the object's size: an object is read as a stream, one JSON document or
-// line at a time, and handed on in bounded batches that the caller emits
-// before it asks for the next one, so that a saturated pipeline stops the
-// reading instead of filling memory.
+// files) into batches of log events, metric points and dead letters, with
+// memory that does not depend on the object's size: an object is read as a
+// stream, one item at a time, and handed on in bounded batches that the
+// caller emits before it asks for the next one, so that a saturated
+// pipeline stops the reading instead of filling memory.
 //
-// It reads every layout an API Gateway log archive takes (specs §1.3, §2.3):
+// # Objects of Firehose records
 //
-//   - Firehose objects of CloudWatch Logs subscription data: gzip members
-//     (or plain JSON when Firehose decompresses) of envelopes concatenated
-//     with or without newlines;
-//   - Firehose objects of access-log lines that API Gateway wrote directly
-//     (keys with amazon-apigateway-), delimited by newlines or not at all;
-//   - CloudWatch Logs export-task objects: "<timestamp> <message>" lines,
-//     group and stream taken from the key;
-//   - Firehose error-backup records: the original records in rawData;
-//   - gwpipe's own dead-letter archive (package dlq).
+// Firehose concatenates records, so one object may hold CloudWatch Logs
+// subscription envelopes (gzip members or plain, newline-delimited or back
+// to back), access-log lines API Gateway wrote directly, metric-stream
+// datums and whatever else a producer put on the stream (specs §1.3, §2.3).
+// Such an object is read item by item with the decode stage's rules
+// (package decode): each line, and each JSON object written back to back
+// with others, is decided on its own, whatever the object starts with
+// (Layout only names what it starts with):
+//
+//   - a CloudWatch envelope (cwlogs.ClaimsEnvelope, then
+//     cwlogs.ParseDocument, which checks it whole): its events; a control
+//     message is dropped and counted; an unknown messageType or a malformed
+//     envelope is dead-lettered alone, never a log;
+//   - a metric-stream datum (JSON output): its points, with Config.Metrics;
+//     without, it is dead-lettered (MetricStreamsOff), never a log;
+//   - a JSON document that is not an envelope, and any other text: one log
+//     line, exactly as it came;
+//   - a line that is not text (textrule.NotText): dead-lettered.
+//
+// Consecutive dead lines of one kind (not text, datums not read) share a
+// dead letter of at most Decode.MaxRecordBytes, which a replay reads again
+// as one record. The decode stage sees a whole record before it cuts it;
+// the reader holds at most MaxItemBytes, so it decides objects written back
+// to back as they close (see scanner.nextItem).
+//
+// # Other objects
+//
+// Their writers never mix them with anything, so their content (and the
+// key, for what the content cannot tell) names them: a metric stream's
+// OpenTelemetry output (length-delimited frames, read frame by frame);
+// CloudWatch Logs export-task objects ("<timestamp> <message>" lines, group
+// and stream taken from the key; never under a key Firehose named);
+// Firehose error-backup records (the original records in rawData, through
+// the decode stage); gwpipe's own dead-letter archive (package dlq); and
+// binary objects (half their first bytes not text), dead-lettered by name.
 //
 // Compression is recognised by its magic bytes (gzip, zstd, nested layers),
-// never by the key's extension, and the layout by the content, with the key
-// as a hint. What cannot be read is returned as dead letters with the
-// reason; failures to read the object itself are errors (ErrSource), so that
-// the caller can retry the object rather than lose it.
+// never by the key's extension. What cannot be read is returned as dead
+// letters with the reason, as raw data a replay decodes again; failures to
+// read the object itself are errors (ErrSource), so that the caller can
+// retry the object rather than lose it.
 package s3obj
 
 import (
