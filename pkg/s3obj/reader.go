@@ -138,8 +138,9 @@ func (c Config) withDefaults() Config {
 
 // Chunk is one batch read from an object. Items (events and dead letters)
 // are numbered from 0 in the order the object holds them; the numbering is
-// the same every time the same object is read with the same layout, which
-// is what lets a replay skip what it already delivered.
+// the same every time the same object is read with the same layout and
+// metric-stream reader, which is what lets a replay skip what it already
+// delivered.
 type Chunk struct {
 	First int64 // number of the batch's first record or point; they are numbered consecutively
 	// Batch holds KindLine events, or metric points (Batch.Metrics, from
@@ -443,7 +444,7 @@ func (r *Reader) stepBinary() error {
 	if bad, _, first := binaryShare(head, r.sc.eof); first != "" {
 		why = fmt.Sprintf(": %d%% of its first %d bytes are not text (%s)", bad, len(head), first)
 	}
-	r.dead(nil, fmt.Sprintf("object %s is binary, neither text, gzip, zstd nor a metric stream%s; not read (with --layout access-lines its text lines are read and the rest dead-lettered line by line)", r.obj.Name(), why))
+	r.dead(nil, fmt.Sprintf("object %s is binary, neither text, gzip, zstd nor a metric stream%s; not read", r.obj.Name(), why))
 	return io.EOF
 }
 

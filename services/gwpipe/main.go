@@ -176,9 +176,10 @@ func replayCmd() *cobra.Command {
 		Short: "Replay a time range of an S3 archive, or the dead-letter archive, into Datadog",
 		Long: `Replay reads an archive again and sends its events through the whole pipeline,
 tagged replay:true: the objects of a bucket and prefix that hold a time range
-(Firehose CloudWatch objects, direct access-log objects, CloudWatch Logs
-export-task objects, Firehose error backups), or gwpipe's dead-letter archive
-(--dlq-dir DIR or s3://bucket/prefix), so that "fix and replay" is one command.
+(Firehose objects of CloudWatch envelopes, direct access logs and metric
+streams, in any mix, read item by item; CloudWatch Logs export-task objects;
+Firehose error backups), or gwpipe's dead-letter archive (--dlq-dir DIR or
+s3://bucket/prefix), so that "fix and replay" is one command.
 
 Objects are streamed, whatever their size. --checkpoint FILE records what was
 delivered: run the same command again after an interruption and it resumes
@@ -188,7 +189,9 @@ command, run again, sends only the letters not yet settled. Letters that
 fail again go to a new archive inside the directory (DIR/replay-<time>-…,
 printed at the end), never into the files read. Datadog drops logs older than 18 hours: they
 are skipped and counted (--old-logs skip) or sent with the replay time
-(--old-logs retimestamp). --dry-run only reads and counts.
+(--old-logs retimestamp). Metric-stream data goes to the metrics API as
+points; points more than 55 minutes old are skipped and counted (the API
+drops them after an hour). --dry-run only reads and counts.
 
 Every flag has a configuration key under replay. (e.g. replay.rate).
 
