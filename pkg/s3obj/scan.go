@@ -460,13 +460,28 @@ func (s *scanner) objectItem(o int) (item, error) {
 	case next == '\n' && !s.midLine && !spans:
 		// Alone on its line: the item is the line, exactly as it came.
 		line := item{data: trimCR(s.buf[s.start : s.start+at]), line: s.line, offset: s.offset()}
-		s.consume(min(at+1, s.end-s.start))
+		s.lineDone(at)
 		return line, nil
 	}
 	obj := item{data: s.buf[s.start+o : s.start+end], line: s.line, offset: s.offset() + int64(o)}
-	s.consume(end)
+	if spans {
+		s.consume(end)
+	} else {
+		s.start += end // no newline in it: nothing to count
+	}
 	s.midLine = true
 	return obj, nil
+}
+
+// lineDone consumes a line of n bytes without a newline, and the newline
+// that ends it, if the stream has one there.
+func (s *scanner) lineDone(n int) {
+	s.start += n
+	if s.start < s.end && s.buf[s.start] == '\n' {
+		s.start++
+		s.line++
+		s.midLine = false
+	}
 }
 
 // afterObject returns the first byte after s.start+end that is not a space,
@@ -499,7 +514,7 @@ func (s *scanner) lineItem(unclosed bool) (item, error) {
 			} else {
 				at.data = trimCR(s.buf[s.start : s.start+n])
 			}
-			s.consume(n + 1)
+			s.lineDone(n)
 			return at, nil
 		}
 		scan = s.end - s.start
