@@ -230,10 +230,12 @@ func TestItemsAreCutAsTheDecodeStageCutsThem(t *testing.T) {
 		`{"c":3} and text` + "\n" +
 		"\t  indented line\n" +
 		"\n\n  \n" +
-		"last without newline")
+		"last line\n" +
+		"\xff")
 	out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{})
-	assert.Equal(t, []string{"  " + accessJSON + "  ", `{"a":1}`, `{"b":2}`, pretty, "{ not json", `{"c":3} and text`, "\t  indented line", "last without newline"}, messages(out.events))
-	assert.Empty(t, out.dead)
+	assert.Equal(t, []string{"  " + accessJSON + "  ", `{"a":1}`, `{"b":2}`, pretty, "{ not json", `{"c":3} and text`, "\t  indented line", "last line"}, messages(out.events))
+	require.Len(t, out.dead, 1)
+	assert.Contains(t, out.dead[0].Reason, fmt.Sprintf("line 14 (decompressed offset %d)", len(data)-1), "lines are counted across every kind of item")
 }
 
 // Export-task objects keep their layout (a message's continuation lines),
