@@ -233,4 +233,11 @@ func TestReplayDeadLetteredMetrics(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"aws.apigateway.count/refused": 40, "aws.apigateway.5xxerror/refused": 2, "aws.apigateway.count/archived": 7}, got)
+
+	series := len(h.intake.Series())
+	again, err := e.run(t, context.Background(), func(r *config.Replay) { r.DLQ = h.dlqDir }, ReplayOptions{})
+	require.NoError(t, err)
+	assert.Zero(t, again.PointsSent, "the archive's ledger says the letters were settled")
+	assert.EqualValues(t, 2, again.ObjectsAlreadyDone, "both files of the archive")
+	assert.Len(t, h.intake.Series(), series)
 }
