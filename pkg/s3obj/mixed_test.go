@@ -1,8 +1,10 @@
 package s3obj
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -307,4 +309,49 @@ func TestErrorBackupOfMetricStreamRecords(t *testing.T) {
 	assert.Equal(t, []string{accessJSON}, messages(out.events), "never logs")
 	require.Len(t, out.dead, 1)
 	assert.Contains(t, out.dead[0].Reason, MetricStreamsOff)
+}
+
+// In the dead-letter archive, points carry the entry they came from, as
+// records do (a replay's ledger settles entries), and SkipItem skips them.
+func TestDeadLetterArchivePointsAreNumberedByEntry(t *testing.T) {
+	ts := time.Now().Unix()
+	metric := func(v float64) []byte {
+		return dlqLine(t, dlq.Entry{Stage: "deliver-metrics", Reason: "rejected", Kind: "metric",
+			Metric: &dlq.Metric{Name: "aws.apigateway.count", Type: "count", Timestamp: ts, Interval: 60, Value: v}})
+	}
+	data := concat(
+		metric(1),
+		dlqLine(t, dlq.Entry{Stage: "deliver-logs", Reason: "rejected", Kind: "line", Data: []byte("a line")}),
+		dlqLine(t, dlq.Entry{Stage: "decode", Reason: "r", Kind: "raw", Data: []byte(b64([]byte(datum("a", 1) + "\n" + datum("b", 2))))}),
+		metric(4),
+	)
+	for _, skip := range []bool{false, true} {
+		cfg := Config{Metrics: streams(t)}
+		if skip {
+			cfg.SkipItem = func(item int64) bool { return item == 2 }
+		}
+		r := NewReader(bytes.NewReader(data), Object{URL: "dlq.jsonl", Replay: true}, cfg)
+		var items []int64
+		var values []float64
+		for {
+			c, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			require.Len(t, c.Items, c.Batch.Len(), "an entry for every record or point")
+			items = append(items, c.Items...)
+			for _, m := range c.Batch.Metrics {
+				values = append(values, m.Value)
+			}
+		}
+		if skip {
+			assert.Equal(t, []int64{0, 1, 3}, items)
+			assert.Equal(t, []float64{1, 4}, values)
+			assert.EqualValues(t, 1, r.Stats().Skipped)
+		} else {
+			assert.Equal(t, []int64{0, 1, 2, 2, 3}, items)
+			assert.Equal(t, []float64{1, 1, 2, 4}, values)
+		}
+	}
 }
