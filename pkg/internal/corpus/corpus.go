@@ -182,20 +182,24 @@ func unescape(s string) []byte {
 }
 
 // Cases returns every case of the corpus, by name.
-func Cases() ([]Case, error) {
-	names, err := fs.Glob(files, "testdata/*.records.yaml")
+func Cases() ([]Case, error) { return templates("testdata", ".records.yaml") }
+
+// templates lists the cases of a folder: each <name><suffix> with its
+// <name>.manifest.yaml, by name.
+func templates(dir, suffix string) ([]Case, error) {
+	names, err := fs.Glob(files, dir+"/*"+suffix)
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(names)
 	var out []Case
 	for _, n := range names {
-		name := strings.TrimSuffix(path.Base(n), ".records.yaml")
+		name := strings.TrimSuffix(path.Base(n), suffix)
 		src, err := files.ReadFile(n)
 		if err != nil {
 			return nil, err
 		}
-		want, err := files.ReadFile("testdata/" + name + ".manifest.yaml")
+		want, err := files.ReadFile(dir + "/" + name + ".manifest.yaml")
 		if err != nil {
 			return nil, fmt.Errorf("corpus %s: every case has a manifest: %w", name, err)
 		}

@@ -3,10 +3,6 @@ package corpus
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -30,11 +26,7 @@ import (
 // name the part they come from (record), and hold the part's bytes, the
 // bytes given (part, part_base64: a part of the part, or several items
 // joined by '\n'), or nothing (no_data: the object is named, not copied).
-type ObjectCase struct {
-	Name   string
-	source string
-	want   string
-}
+type ObjectCase Case
 
 // Object is an object case rendered for a time.
 type Object struct {
@@ -53,30 +45,17 @@ type objectSpec struct {
 
 // ObjectCases returns every object case of the corpus, by name.
 func ObjectCases() ([]ObjectCase, error) {
-	names, err := fs.Glob(files, "testdata/objects/*.object.yaml")
-	if err != nil {
-		return nil, err
+	cases, err := templates("testdata/objects", ".object.yaml")
+	out := make([]ObjectCase, len(cases))
+	for i, c := range cases {
+		out[i] = ObjectCase(c)
 	}
-	sort.Strings(names)
-	var out []ObjectCase
-	for _, n := range names {
-		name := strings.TrimSuffix(path.Base(n), ".object.yaml")
-		src, err := files.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		want, err := files.ReadFile("testdata/objects/" + name + ".manifest.yaml")
-		if err != nil {
-			return nil, fmt.Errorf("corpus object %s: every case has a manifest: %w", name, err)
-		}
-		out = append(out, ObjectCase{Name: name, source: string(src), want: string(want)})
-	}
-	return out, nil
+	return out, err
 }
 
 // Render builds the object for the clock now.
 func (c ObjectCase) Render(now time.Time) (Object, error) {
-	cs := Case{Name: c.Name}
+	cs := Case(c)
 	var spec objectSpec
 	if err := cs.decode(c.source, now, &spec); err != nil {
 		return Object{}, err
