@@ -130,3 +130,37 @@ func (t *Tracker) Err() error {
 
 // Pending is the number of fragments still in flight.
 func (t *Tracker) Pending() int64 { return t.pending.Load() }
+
+// Parent is the tracker, or any acknowledgement with the same contract
+// (record.Acker), that a child reports to.
+type Parent interface {
+	Add(n int)
+	Done()
+	Fail(err error)
+}
+
+// Child returns a tracker for one part of parent's work (a batch a stage
+// derived from its input) that must learn when that part alone is done: it
+// holds one fragment of parent until it completes, then runs onComplete and
+// returns the fragment, failed if the child failed. Like New, it starts
+// with its creator's token. parent may be nil (on a broker the input has no
+// acknowledgement to report to); onComplete may be nil.
+func Child(parent Parent, onComplete func()) *Tracker {
+	if parent != nil {
+		parent.Add(1)
+	}
+	c := New()
+	c.OnComplete(func(err error) {
+		if onComplete != nil {
+			onComplete()
+		}
+		switch {
+		case parent == nil:
+		case err != nil:
+			parent.Fail(err)
+		default:
+			parent.Done()
+		}
+	})
+	return c
+}

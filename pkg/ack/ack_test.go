@@ -86,3 +86,37 @@ func TestTrackerConcurrent(t *testing.T) {
 	tr.Done()
 	require.NoError(t, tr.Wait(context.Background()))
 }
+
+func TestChildReportsToItsParentOnceDone(t *testing.T) {
+	parent := New()
+	released := 0
+	child := Child(parent, func() { released++ })
+	parent.Done() // the parent's own token: only the child keeps it open
+	child.Add(2)  // two consumers
+	child.Done()  // the creator's token
+	child.Done()
+	select {
+	case <-parent.Completed():
+		t.Fatal("parent completed before its child")
+	default:
+	}
+	assert.Zero(t, released)
+	child.Done()
+	require.NoError(t, parent.Wait(context.Background()))
+	assert.Equal(t, 1, released)
+}
+
+func TestChildFailureFailsTheParent(t *testing.T) {
+	parent := New()
+	child := Child(parent, nil)
+	parent.Done()
+	child.Fail(errors.New("intake refused"))
+	require.EqualError(t, parent.Wait(context.Background()), "intake refused")
+}
+
+func TestChildWithoutParent(t *testing.T) {
+	released := false
+	child := Child(nil, func() { released = true })
+	child.Done()
+	assert.True(t, released)
+}
