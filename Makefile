@@ -6,7 +6,7 @@ PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 BINS := bin/gwpipe bin/fakeintake bin/loadgen
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test test-race bench bench-e2e bench-go lint fmt clean $(BINS)
+.PHONY: all build run test test-race bench bench-e2e bench-memory bench-go lint fmt clean $(BINS)
 
 all: build
 
@@ -44,11 +44,15 @@ test: lint
 test-race:
 	$(GO) test -race $(TEST_FLAGS) $(PKGS)
 
-## bench: the end-to-end benchmark, then the per-stage Go benchmarks.
-bench: bench-e2e bench-go
+## bench: the end-to-end benchmark, peak memory under hostile loads, then
+## the per-stage Go benchmarks.
+bench: bench-e2e bench-memory bench-go
 
 bench-e2e: build
 	./scripts/bench.sh
+
+bench-memory: build
+	./scripts/bench-memory.sh
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 $(PKGS)

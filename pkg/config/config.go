@@ -80,12 +80,20 @@ type SQSTransport struct {
 type Pipeline struct {
 	// MaxInFlightBatches bounds the batches queued for or handled by each
 	// stage at once; 0 means 4 per CPU.
-	MaxInFlightBatches int           `yaml:"max_inflight_batches"`
-	MaxRetries         int           `yaml:"max_retries"`
-	RetryInitial       time.Duration `yaml:"retry_initial"`
-	RetryMax           time.Duration `yaml:"retry_max"`
-	DrainTimeout       time.Duration `yaml:"drain_timeout"`
-	Topics             Topics        `yaml:"topics"`
+	MaxInFlightBatches int `yaml:"max_inflight_batches"`
+	// MaxHeldBytes is the process's memory budget for event data (see
+	// package membudget): what sources admit, and decoded events until
+	// they are delivered, counted with their expected footprint.
+	MaxHeldBytes int64 `yaml:"max_held_bytes"`
+	// IngestHighWaterBytes is the part of MaxHeldBytes above which sources
+	// admit nothing new (Firehose: 429; SQS: polling pauses); the rest is
+	// decode's room to expand what was admitted.
+	IngestHighWaterBytes int64         `yaml:"ingest_high_water_bytes"`
+	MaxRetries           int           `yaml:"max_retries"`
+	RetryInitial         time.Duration `yaml:"retry_initial"`
+	RetryMax             time.Duration `yaml:"retry_max"`
+	DrainTimeout         time.Duration `yaml:"drain_timeout"`
+	Topics               Topics        `yaml:"topics"`
 }
 
 type Topics struct {
@@ -112,15 +120,19 @@ type Firehose struct {
 	ReusePort bool `yaml:"reuse_port"`
 	// AccessKeys are the accepted X-Amz-Firehose-Access-Key values. One is
 	// required unless AllowUnauthenticated is set.
-	AccessKeys           []string      `yaml:"access_keys"`
-	AllowUnauthenticated bool          `yaml:"allow_unauthenticated"`
-	MaxBodyBytes         int64         `yaml:"max_body_bytes"`
-	MaxDecompressedBytes int64         `yaml:"max_decompressed_bytes"`
-	MaxInFlightBytes     int64         `yaml:"max_inflight_bytes"`
-	AckTimeout           time.Duration `yaml:"ack_timeout"`
-	RecordsPerBatch      int           `yaml:"records_per_batch"`
-	DedupTTL             time.Duration `yaml:"dedup_ttl"`
-	DefaultRegion        string        `yaml:"default_region"`
+	AccessKeys           []string `yaml:"access_keys"`
+	AllowUnauthenticated bool     `yaml:"allow_unauthenticated"`
+	MaxBodyBytes         int64    `yaml:"max_body_bytes"`
+	MaxDecompressedBytes int64    `yaml:"max_decompressed_bytes"`
+	MaxInFlightBytes     int64    `yaml:"max_inflight_bytes"`
+	// A request body must start within BodyReadTimeout and then arrive at
+	// MinBodyRate bytes per second on average, or it is answered 408.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	MinBodyRate     int64         `yaml:"min_body_rate"`
+	AckTimeout      time.Duration `yaml:"ack_timeout"`
+	RecordsPerBatch int           `yaml:"records_per_batch"`
+	DedupTTL        time.Duration `yaml:"dedup_ttl"`
+	DefaultRegion   string        `yaml:"default_region"`
 }
 
 // SQS is the SQS source: queues that carry S3 event notifications (direct,
@@ -235,6 +247,10 @@ type Decode struct {
 	MaxRecordBytes       int `yaml:"max_record_bytes"`       // decoded Firehose record, before gunzip
 	MaxDecompressedBytes int `yaml:"max_decompressed_bytes"` // one record after gunzip
 	MaxEventsPerBatch    int `yaml:"max_events_per_batch"`
+	// MaxRequestDecompressedBytes bounds what the records of one Firehose
+	// request (or SQS message) decompress to together; the records beyond
+	// are dead-lettered.
+	MaxRequestDecompressedBytes int64 `yaml:"max_request_decompressed_bytes"`
 }
 
 type FormatRule struct {
@@ -316,6 +332,13 @@ type Admin struct {
 	ReportInterval time.Duration `yaml:"report_interval"` // 0: no periodic console report
 }
 
+// SoftMemoryLimit is the Go runtime's soft memory limit for `gwpipe run`
+// (unless GOMEMLIMIT sets one): twice the memory budget. The budget bounds
+// what is live; without a limit the collector would let the heap grow to
+// twice the live heap and more between collections, so the process's
+// resident memory would be about three times the budget.
+func (p Pipeline) SoftMemoryLimit() int64 { return 2 * p.MaxHeldBytes }
+
 // Default returns the built-in defaults: everything in one process, the
 // Firehose endpoint on :8088, delivery to Datadog US1.
 func Default() Config {
@@ -327,6 +350,7 @@ func Default() Config {
 		SQS:  SQSTransport{TopicPrefix: "gwpipe-", VisibilityTimeout: 120 * time.Second, MaxReceiveCount: 5, MessageLimit: 256 << 10},
 	}
 	c.Pipeline = Pipeline{
+		MaxHeldBytes: 96 << 20, IngestHighWaterBytes: 48 << 20,
 		MaxRetries: 5, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		DrainTimeout: 60 * time.Second,
 		Topics:       Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
@@ -334,9 +358,11 @@ func Default() Config {
 	c.Sources.Firehose = Firehose{
 		Enabled: true, Listen: ":8088",
 		MaxBodyBytes: 64 << 20, MaxDecompressedBytes: 96 << 20, MaxInFlightBytes: 128 << 20,
+		BodyReadTimeout: 10 * time.Second, MinBodyRate: 64 << 10,
 		AckTimeout: 120 * time.Second, RecordsPerBatch: 250, DedupTTL: 10 * time.Minute,
 	}
-	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 32 << 20, MaxEventsPerBatch: 2000}
+	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 8 << 20, MaxEventsPerBatch: 2000,
+		MaxRequestDecompressedBytes: 1 << 30}
 	c.Parse.OtherSource = "cloudwatch"
 	c.Parse.Correlation = defaultCorrelation()
 	c.Enrich = Enrich{AWSTags: true, TTL: 15 * time.Minute, NegativeTTL: 5 * time.Minute, MaxStages: 100_000,
@@ -554,6 +580,12 @@ func (c Config) Validate() error {
 	if c.Pipeline.MaxRetries < 0 {
 		bad("pipeline.max_retries", "must be ≥ 0")
 	}
+	if p := c.Pipeline; p.MaxHeldBytes < 1<<20 {
+		bad("pipeline.max_held_bytes", "must be at least 1 MiB (it is a number of bytes), got %d", p.MaxHeldBytes)
+	} else if p.IngestHighWaterBytes <= 0 || p.IngestHighWaterBytes >= p.MaxHeldBytes {
+		bad("pipeline.ingest_high_water_bytes", "must be positive and below pipeline.max_held_bytes (%d), got %d: above it sources wait, below it decode has room to expand what they admitted",
+			p.MaxHeldBytes, p.IngestHighWaterBytes)
+	}
 	f := c.Sources.Firehose
 	if f.Enabled {
 		if _, _, err := net.SplitHostPort(f.Listen); err != nil {
@@ -575,6 +607,12 @@ func (c Config) Validate() error {
 		}
 		if f.MaxInFlightBytes < f.MaxDecompressedBytes {
 			bad("sources.firehose.max_inflight_bytes", "must be at least max_decompressed_bytes, or no request of the maximum size could be admitted")
+		}
+		if f.BodyReadTimeout <= 0 || f.BodyReadTimeout >= 3*time.Minute {
+			bad("sources.firehose.body_read_timeout", "must be positive and below Firehose's 3-minute request timeout, got %s", f.BodyReadTimeout)
+		}
+		if f.MinBodyRate <= 0 {
+			bad("sources.firehose.min_body_rate", "must be a positive number of bytes per second, got %d", f.MinBodyRate)
 		}
 		if f.AckTimeout <= 0 || f.AckTimeout >= 3*time.Minute {
 			bad("sources.firehose.ack_timeout", "must be positive and below Firehose's 3-minute request timeout, got %s", f.AckTimeout)
@@ -639,6 +677,9 @@ func (c Config) Validate() error {
 	}
 	if c.Decode.MaxRecordBytes <= 0 || c.Decode.MaxDecompressedBytes <= 0 || c.Decode.MaxEventsPerBatch <= 0 {
 		bad("decode", "max_record_bytes, max_decompressed_bytes and max_events_per_batch must be positive")
+	}
+	if d := c.Decode; d.MaxRequestDecompressedBytes < int64(d.MaxDecompressedBytes) {
+		bad("decode.max_request_decompressed_bytes", "must be at least decode.max_decompressed_bytes (%d), got %d", d.MaxDecompressedBytes, d.MaxRequestDecompressedBytes)
 	}
 	if c.Datadog.APIKey == "" {
 		bad("datadog.api_key", "a Datadog API key is required (set DD_API_KEY)")

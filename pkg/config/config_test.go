@@ -123,3 +123,27 @@ func TestNATSCompressionIsChecked(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "transport.nats.compression")
 }
+
+func TestMemoryKeysAreChecked(t *testing.T) {
+	cases := []struct {
+		env []string
+		key string
+	}{
+		{[]string{"GWPIPE_PIPELINE_MAX_HELD_BYTES=96"}, "pipeline.max_held_bytes"},
+		{[]string{"GWPIPE_PIPELINE_INGEST_HIGH_WATER_BYTES=0"}, "pipeline.ingest_high_water_bytes"},
+		{[]string{"GWPIPE_PIPELINE_MAX_HELD_BYTES=33554432", "GWPIPE_PIPELINE_INGEST_HIGH_WATER_BYTES=33554432"}, "pipeline.ingest_high_water_bytes"},
+		{[]string{"GWPIPE_SOURCES_FIREHOSE_BODY_READ_TIMEOUT=0s"}, "sources.firehose.body_read_timeout"},
+		{[]string{"GWPIPE_SOURCES_FIREHOSE_MIN_BODY_RATE=0"}, "sources.firehose.min_body_rate"},
+		{[]string{"GWPIPE_DECODE_MAX_REQUEST_DECOMPRESSED_BYTES=1048576"}, "decode.max_request_decompressed_bytes"},
+	}
+	for _, c := range cases {
+		cfg, err := Load("", append(valid(), c.env...))
+		require.NoError(t, err)
+		err = cfg.Validate()
+		require.Error(t, err, "%v", c.env)
+		assert.Contains(t, err.Error(), c.key+":")
+	}
+	cfg, err := Load("", valid())
+	require.NoError(t, err)
+	assert.Equal(t, 2*cfg.Pipeline.MaxHeldBytes, cfg.Pipeline.SoftMemoryLimit())
+}

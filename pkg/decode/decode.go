@@ -11,8 +11,8 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/gwpipe/gwpipe/pkg/cwlogs"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -21,6 +21,11 @@ type Config struct {
 	MaxRecordBytes       int // a decoded record, before gunzip (Firehose: 1,024,000)
 	MaxDecompressedBytes int // a record after gunzip
 	MaxEventsPerBatch    int // events per output batch
+	// MaxUnitDecompressedBytes bounds what the records of one source unit
+	// (a Firehose request, an SQS message) decompress to together; the
+	// records beyond it are dead-lettered. 0: no bound. Where decode runs
+	// in another process than the source, it applies to each raw batch.
+	MaxUnitDecompressedBytes int64
 }
 
 // Stage decodes raw batches.
@@ -40,6 +45,9 @@ type Stage struct {
 
 	// trace, in tests, is told what each part of a decoded record became.
 	trace func(data []byte, p part)
+
+	memory *membudget.Budget // nil: none
+	large  chan struct{}     // the slot of the one large record decoded at a time
 }
 
 // MetricDecoder reads CloudWatch metric-stream records (package
@@ -85,6 +93,7 @@ func New(cfg Config, metrics *telemetry.Registry) *Stage {
 		binary:      metrics.Counter("decode.binary_records"),
 		nonText:     metrics.Counter("decode.non_text_lines"),
 		stats:       metrics.Stage("decode"),
+		large:       make(chan struct{}, 1),
 	}
 }
 
@@ -93,33 +102,13 @@ type scratch struct {
 	items   []item
 	dead    []deadPart
 	bad     []item
+	work    work // the current record's
 }
 
-// Handle implements stage.Handler.
-func (s *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
-	res := s.Decode(in)
-	for _, b := range res.Batches {
-		if err := out.Emit(ctx, b); err != nil {
-			return err
-		}
-	}
-	if res.Dead != nil {
-		if err := out.DeadLetter(ctx, res.Dead); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Result is what one raw batch decodes to.
-type Result struct {
-	Batches []*record.Batch // log events, at most MaxEventsPerBatch each
-	Dead    *record.Batch   // records that could not be decoded, or nil
-}
-
-// Decode decodes a raw batch. It never fails as a whole: a bad record, or a
-// bad part of a record, is put in Dead with its reason.
-func (s *Stage) Decode(in *record.Batch) Result {
+// run decodes a raw batch. Events leave through emit in pieces, each as
+// soon as the record that completes it is decoded; dead letters leave
+// through dead. It fails only when emit or dead does.
+func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*record.Batch) error) (err error) {
 	sc, _ := s.bufs.Get().(*scratch)
 	if sc == nil {
 		sc = &scratch{}
@@ -128,16 +117,37 @@ func (s *Stage) Decode(in *record.Batch) Result {
 	p := s.parsers.Get()
 	defer s.parsers.Put(p)
 
-	arena := &record.Batch{}
-	var res Result
-	var points []record.Metric
-	cur := in.Derive(min(s.cfg.MaxEventsPerBatch, 4*len(in.Records)))
-	add := func(r record.Record) {
-		if len(cur.Records) == s.cfg.MaxEventsPerBatch {
-			res.Batches = append(res.Batches, cur)
-			cur = in.Derive(s.cfg.MaxEventsPerBatch)
+	unit := in.Unit
+	if unit == nil {
+		unit = new(record.Unit) // all this process sees of its unit
+	}
+	sc.work = work{ctx: ctx, unit: unit}
+	var used int64 // of the unit's allowance, by the records that went on
+	defer func() {
+		s.endRecord(&sc.work, err != nil)
+		if err != nil {
+			unit.Unreserve(used) // the batch will be decoded again
 		}
+		sc.work = work{}
+	}()
+
+	arena := &record.Batch{}
+	var (
+		pieces    []*record.Batch // complete, not yet emitted
+		deadB     *record.Batch
+		deadBytes int
+		points    []record.Metric
+	)
+	cur := in.Derive(min(s.cfg.MaxEventsPerBatch, 4*len(in.Records)))
+	curBytes := 0
+	add := func(r record.Record) {
 		cur.Records = append(cur.Records, r)
+		curBytes += len(r.Message) + len(r.EventID)
+		if len(cur.Records) == s.cfg.MaxEventsPerBatch || curBytes >= maxPieceBytes {
+			pieces = append(pieces, cur)
+			cur, curBytes = in.Derive(s.cfg.MaxEventsPerBatch), 0
+			arena.Arena = nil // a piece's bytes are its own: they go when it goes
+		}
 	}
 	keepString := func(p []byte) string {
 		k := arena.Keep(p)
@@ -146,19 +156,24 @@ func (s *Stage) Decode(in *record.Batch) Result {
 		}
 		return unsafe.String(&k[0], len(k)) // the arena is never written again
 	}
-	dead := func(r record.Record) {
-		if res.Dead == nil {
-			res.Dead = in.Derive(1)
-			res.Dead.Stage = "decode"
+	addDead := func(r record.Record) {
+		if deadB == nil {
+			deadB = in.Derive(1)
+			deadB.Stage = "decode"
 		}
-		res.Dead.Records = append(res.Dead.Records, r)
+		deadB.Records = append(deadB.Records, r)
+		deadBytes += len(r.Message)
+	}
+	emitPoints := func() error {
+		mb := in.Derive(0)
+		mb.Metrics, points = points, nil
+		return emit(mb)
 	}
 
 	e := &emitter{arena: arena, keepString: keepString, add: add, points: &points}
 	for i := range in.Records {
 		raw := &in.Records[i]
-		mark := len(cur.Records)
-		markBatches := len(res.Batches)
+		mark, markPieces, markBytes := len(cur.Records), len(pieces), curBytes
 		markPoints := len(points)
 		sc.dead = sc.dead[:0]
 		err := s.decodeOne(sc, p, raw, e)
@@ -170,39 +185,67 @@ func (s *Stage) Decode(in *record.Batch) Result {
 				if o == nil {
 					o = raw.Origin
 				}
-				dead(record.Record{Origin: o, Timestamp: raw.Timestamp, Kind: record.KindRaw,
+				addDead(record.Record{Origin: o, Timestamp: raw.Timestamp, Kind: record.KindRaw,
 					Message: base64Of(b.data), Reason: b.reason})
 			}
-			continue
+		} else {
+			// Take back what this record already produced: it goes to the
+			// dead-letter archive whole, so a replay does not duplicate it.
+			s.traced(nil, part{class: partWhole})
+			if len(pieces) > markPieces {
+				cur = pieces[markPieces]
+				pieces = pieces[:markPieces]
+			}
+			cur.Records, curBytes = cur.Records[:mark], markBytes
+			points = points[:markPoints]
+			d := *raw
+			if d.Kind != record.KindRaw {
+				// Bytes a source handed over already decoded (gzip from SQS):
+				// archived as raw data, so that a replay decodes them again
+				// instead of taking them for a log line.
+				d.Kind, d.Message = record.KindRaw, base64Of(raw.Message)
+			}
+			d.Reason = err.Error()
+			addDead(d)
 		}
-		// Take back what this record already produced: it goes to the
-		// dead-letter archive whole, so a replay does not duplicate it.
-		s.traced(nil, part{class: partWhole})
-		if len(res.Batches) > markBatches {
-			cur = res.Batches[markBatches]
-			res.Batches = res.Batches[:markBatches]
+		// The record's complete pieces go now, while its buffers still
+		// count: emitting may wait for the memory budget.
+		for _, b := range pieces {
+			if err := emit(b); err != nil {
+				return err
+			}
 		}
-		cur.Records = cur.Records[:mark]
-		points = points[:markPoints]
-		d := *raw
-		if d.Kind != record.KindRaw {
-			// Bytes a source handed over already decoded (gzip from SQS):
-			// archived as raw data, so that a replay decodes them again
-			// instead of taking them for a log line.
-			d.Kind, d.Message = record.KindRaw, base64Of(raw.Message)
+		pieces = pieces[:0]
+		if len(points) >= s.cfg.MaxEventsPerBatch {
+			if err := emitPoints(); err != nil {
+				return err
+			}
 		}
-		d.Reason = err.Error()
-		dead(d)
+		if deadBytes >= maxPieceBytes {
+			if err := dead(deadB); err != nil {
+				return err
+			}
+			deadB, deadBytes = nil, 0
+		}
+		if err == nil {
+			used += sc.work.reserved
+		}
+		s.endRecord(&sc.work, err != nil)
 	}
 	if len(cur.Records) > 0 {
-		res.Batches = append(res.Batches, cur)
+		if err := emit(cur); err != nil {
+			return err
+		}
 	}
 	if len(points) > 0 {
-		mb := in.Derive(0)
-		mb.Metrics = points
-		res.Batches = append(res.Batches, mb)
+		if err := emitPoints(); err != nil {
+			return err
+		}
 	}
-	return res
+	if deadB != nil {
+		return dead(deadB)
+	}
+	return nil
 }
 
 func base64Of(p []byte) []byte {
@@ -251,7 +294,7 @@ func (s *Stage) decodeOne(sc *scratch, p *fastjson.Parser, raw *record.Record, e
 		data = sc.b64[:n]
 	}
 	if cwlogs.IsGzip(data) {
-		out, err := cwlogs.Gunzip(sc.gz, data, s.cfg.MaxDecompressedBytes)
+		out, err := s.gunzip(sc, data)
 		if err != nil {
 			return fmt.Errorf("gunzip: %w", err)
 		}

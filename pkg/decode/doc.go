@@ -9,7 +9,9 @@
 //  1. base64 (a Firehose record's "data"; padding optional), at most
 //     Config.MaxRecordBytes;
 //  2. every gzip layer (members one after the other read as one stream),
-//     at most Config.MaxDecompressedBytes after;
+//     at most Config.MaxDecompressedBytes after, and at most what is left of
+//     Config.MaxUnitDecompressedBytes for all the records of its source unit
+//     (a Firehose request): a record beyond either is dead-lettered whole;
 //  3. a binary metric stream (OpenTelemetry 1.0 output: length-delimited
 //     frames, the first a CloudWatch metric stream's), when the stage reads
 //     metric streams, is decoded frame by frame; a frame that cannot be read
@@ -84,4 +86,15 @@
 // unrecognised binary), decode.non_text_lines (lines dead-lettered alone)
 // and decode.empty_records (records with nothing but white space, which
 // Firehose permits), beside the stage's records in, out and dead.
+//
+// # Memory
+//
+// Handle emits a raw batch's events in pieces of at most
+// Config.MaxEventsPerBatch events and 2 MiB, each as soon as the record that
+// completes it is decoded (a record's events are taken back whole when it
+// fails), each holding its footprint in the process's memory budget
+// (WithMemory, package membudget) until it is delivered; emitting waits
+// while the budget is full. A record that decompresses to more than 1 MiB
+// is decoded alone, its buffers counted in the budget until its events are
+// emitted. See emit.go.
 package decode

@@ -7,7 +7,6 @@
 package firehose
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -22,10 +21,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/valyala/fastjson"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/gwpipe/gwpipe/pkg/ack"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -37,13 +35,22 @@ const MaxRecords = 10_000
 type Config struct {
 	AccessKeys           []string
 	AllowUnauthenticated bool
-	MaxBodyBytes         int64         // request body as received
-	MaxDecompressedBytes int64         // request body after Content-Encoding
-	MaxInFlightBytes     int64         // bodies admitted and not yet acknowledged
-	AckTimeout           time.Duration // how long a request waits for delivery
-	RecordsPerBatch      int           // records per batch published downstream
-	DedupTTL             time.Duration // how long a delivered request id is remembered
-	DefaultRegion        string
+	MaxBodyBytes         int64 // request body as received
+	MaxDecompressedBytes int64 // request body after Content-Encoding
+	// MaxInFlightBytes bounds the bytes this source holds for requests
+	// admitted and not yet acknowledged: their records, counted as they
+	// arrive.
+	MaxInFlightBytes int64
+	// A body must start arriving within BodyReadTimeout and then keep
+	// coming at MinBodyRate bytes per second on average, or the request
+	// is answered 408: a slow client holds a connection, never the others'
+	// memory.
+	BodyReadTimeout time.Duration
+	MinBodyRate     int64
+	AckTimeout      time.Duration // how long a request waits for delivery
+	RecordsPerBatch int           // records per batch published downstream
+	DedupTTL        time.Duration // how long a delivered request id is remembered
+	DefaultRegion   string
 }
 
 // Emitter is where the source publishes raw batches (a stage.Output).
@@ -58,9 +65,9 @@ type Source struct {
 	ready   func() error
 	log     *slog.Logger
 	keys    [][]byte
-	budget  *semaphore.Weighted
+	held    atomic.Int64      // bytes of admitted requests (MaxInFlightBytes)
+	memory  *membudget.Budget // the process's memory budget; nil: none
 	closing atomic.Bool
-	parsers fastjson.ParserPool
 	now     func() time.Time
 
 	requests *telemetry.StageStats
@@ -94,7 +101,6 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 	}
 	s := &Source{
 		cfg: cfg, out: out, ready: ready, log: log,
-		budget:   semaphore.NewWeighted(cfg.MaxInFlightBytes),
 		now:      time.Now,
 		requests: metrics.Stage("ingest"),
 		statuses: map[int]*telemetry.Counter{},
@@ -104,12 +110,20 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		inflight: map[string]*ack.Tracker{},
 		recent:   map[string]time.Time{},
 	}
-	for _, code := range []int{200, 400, 401, 405, 413, 415, 429, 500, 503} {
+	for _, code := range []int{200, 400, 401, 405, 408, 413, 415, 429, 500, 503} {
 		s.statuses[code] = metrics.Counter(fmt.Sprintf("firehose.status.%d", code))
 	}
 	for _, k := range cfg.AccessKeys {
 		s.keys = append(s.keys, []byte(k))
 	}
+	return s
+}
+
+// WithMemory makes the source count what it holds in the process's memory
+// budget and refuse requests (429) while the budget is above its
+// high-water mark.
+func (s *Source) WithMemory(b *membudget.Budget) *Source {
+	s.memory = b
 	return s
 }
 
@@ -191,7 +205,7 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	status, msg, admitted := s.admit(r, reqID, tr)
+	status, msg, admitted := s.admit(w, r, reqID, tr)
 	if !admitted {
 		s.unclaim(reqID, tr)
 		s.reply(w, status, reqID, msg)
@@ -292,41 +306,32 @@ func (s *Source) pruneLocked() {
 
 // admit reads, checks and publishes the request. On success the tracker
 // owns the request's records; the source's own token is returned.
-func (s *Source) admit(r *http.Request, reqID string, tr *ack.Tracker) (int, string, bool) {
-	// Reserve the body's weight before reading it, so that a flood of large
-	// requests is refused instead of buffered.
-	weight := r.ContentLength
-	if weight <= 0 {
-		weight = 1 << 20
-	}
-	if !s.budget.TryAcquire(weight) {
-		return http.StatusTooManyRequests, "too many records in flight; retry", false
-	}
-	release := weight
-	defer func() {
-		if release > 0 {
-			s.budget.Release(release)
+func (s *Source) admit(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker) (int, string, bool) {
+	// What the request holds is reserved as it arrives, not as announced:
+	// a client announcing a large body and sending it slowly costs the
+	// others nothing.
+	var own int64
+	charge := func(n int64) error {
+		if n < 0 {
+			s.unreserve(-n)
+		} else if !s.reserve(n, own) {
+			return errBusy
 		}
-	}()
-
-	body, status, err := s.readBody(r)
+		own += n
+		return nil
+	}
+	b, status, err := s.readBody(w, r, charge)
+	if err == nil {
+		err = checkBody(b, reqID)
+		status = http.StatusBadRequest
+	}
 	if err != nil {
+		s.unreserve(own)
 		return status, err.Error(), false
 	}
-	if n := int64(len(body)); n > weight {
-		if !s.budget.TryAcquire(n - weight) {
-			return http.StatusTooManyRequests, "too many records in flight; retry", false
-		}
-		release = n
-	}
-
-	batches, err := s.parse(body, reqID, r.Header)
-	if err != nil {
-		return http.StatusBadRequest, err.Error(), false
-	}
-	held := release
-	release = 0 // from here the tracker returns the budget
-	tr.OnComplete(func(error) { s.budget.Release(held) })
+	batches := s.batches(b, reqID, r.Header)
+	held := own // from here the tracker returns the reservation
+	tr.OnComplete(func(error) { s.unreserve(held) })
 	tr.OnComplete(func(err error) { s.settle(reqID, tr, err) })
 	// The source owns Batches, RecordsIn and HandedBack of ingest (what it
 	// took in and gave back); the runtime's output counts RecordsOut.
@@ -358,6 +363,30 @@ func (s *Source) admit(r *http.Request, reqID string, tr *ack.Tracker) (int, str
 	return 0, "", true
 }
 
+// errBusy is a reservation refused: too much held (429).
+var errBusy = errors.New("too much in flight")
+
+// reserve takes n bytes for a request that already holds own: within the
+// source's bound, and within the process's memory budget.
+func (s *Source) reserve(n, own int64) bool {
+	if s.held.Add(n) > s.cfg.MaxInFlightBytes {
+		s.held.Add(-n)
+		return false
+	}
+	if !s.memory.TryAdmit(n, own) {
+		s.held.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (s *Source) unreserve(n int64) {
+	if n > 0 {
+		s.held.Add(-n)
+		s.memory.Discharge(n)
+	}
+}
+
 func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
@@ -378,98 +407,78 @@ func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr 
 	}
 }
 
-func (s *Source) readBody(r *http.Request) ([]byte, int, error) {
-	limit := s.cfg.MaxBodyBytes
-	buf := bytes.NewBuffer(make([]byte, 0, max(min(r.ContentLength, limit)+1, 512)))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
-	}
-	if n > limit {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds the %d-byte limit", limit)
-	}
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-		return buf.Bytes(), 0, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(buf.Bytes()))
-		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
-		}
-		dlimit := s.cfg.MaxDecompressedBytes
-		out := bytes.NewBuffer(make([]byte, 0, min(4*int64(buf.Len()), dlimit)+1))
-		n, err := out.ReadFrom(io.LimitReader(zr, dlimit+1))
-		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
-		}
-		if n > dlimit {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body decompresses beyond the %d-byte limit", dlimit)
-		}
-		return out.Bytes(), 0, nil
-	default:
+// readBody reads the body as it arrives, through its Content-Encoding, and
+// keeps the records' data, reserving each piece before keeping it. The
+// status says why it failed.
+func (s *Source) readBody(w http.ResponseWriter, r *http.Request, charge func(int64) error) (*requestBody, int, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc != "" && enc != "identity" && enc != "gzip" {
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q (Firehose sends gzip or none)", enc)
+	}
+	// Deadlines are the connection's: real time, whatever s.now says.
+	paced := newPacedReader(r.Body, http.NewResponseController(w), time.Now(), s.cfg.BodyReadTimeout, s.cfg.MinBodyRate)
+	defer paced.stop()
+	var in io.Reader = limit(paced, s.cfg.MaxBodyBytes, "body exceeds")
+	if enc == "gzip" {
+		zr, err := gzip.NewReader(in)
+		if err != nil {
+			return nil, readStatus(err, http.StatusBadRequest), fmt.Errorf("gzip body: %w", err)
+		}
+		in = limit(zr, s.cfg.MaxDecompressedBytes, "body decompresses beyond")
+	}
+	b, err := parseBody(in, charge)
+	var tl *tooLargeError
+	switch {
+	case err == nil:
+		return b, 0, nil
+	case errors.As(err, &tl):
+		return nil, http.StatusRequestEntityTooLarge, tl
+	case errors.Is(err, errBusy):
+		return nil, http.StatusTooManyRequests, errors.New("too many records in flight; retry")
+	case errors.Is(err, errMalformed):
+		return nil, http.StatusBadRequest, err
+	case enc == "gzip" && isGzipError(err):
+		return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
+	default:
+		return nil, readStatus(err, http.StatusBadRequest), fmt.Errorf("read body: %w", err)
 	}
 }
 
-// parse checks the request body and cuts its records into raw batches.
-func (s *Source) parse(body []byte, reqID string, h http.Header) ([]*record.Batch, error) {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, fmt.Errorf("malformed request body: %w", err)
+// checkBody checks what the protocol requires of a body that parsed.
+func checkBody(b *requestBody, reqID string) error {
+	switch {
+	case len(b.RequestID) == 0:
+		return fmt.Errorf("%w: missing requestId", errMalformed)
+	case string(b.RequestID) != reqID:
+		return fmt.Errorf("body requestId %q does not match X-Amz-Firehose-Request-Id", b.RequestID)
+	case !b.HasRecords:
+		return fmt.Errorf("%w: missing records array", errMalformed)
 	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, errors.New("malformed request body: not a JSON object")
-	}
-	bodyID := string(v.GetStringBytes("requestId"))
-	if bodyID == "" {
-		return nil, errors.New("malformed request body: missing requestId")
-	}
-	if bodyID != reqID {
-		return nil, fmt.Errorf("body requestId %q does not match X-Amz-Firehose-Request-Id", bodyID)
-	}
-	ts := v.GetInt64("timestamp")
+	return nil
+}
+
+// batches cuts the request's records into raw batches; they alias the
+// body's memory.
+func (s *Source) batches(b *requestBody, reqID string, h http.Header) []*record.Batch {
+	ts := b.Timestamp
 	if ts <= 0 {
 		ts = s.now().UnixMilli()
 	}
-	recs := v.Get("records")
-	if recs == nil || recs.Type() != fastjson.TypeArray {
-		return nil, errors.New("malformed request body: missing records array")
-	}
-	items, _ := recs.Array()
-	if len(items) > MaxRecords {
-		return nil, fmt.Errorf("%d records exceed the protocol's %d", len(items), MaxRecords)
-	}
-
 	origin := OriginFromHeaders(reqID, h, s.cfg.DefaultRegion)
-	arena := &record.Batch{} // one allocation holds every record's data
-	size := 0
-	for _, it := range items {
-		size += len(it.GetStringBytes("data"))
-	}
-	arena.Arena = make([]byte, 0, size)
-
+	unit := new(record.Unit) // decode bounds what the request decompresses to
 	var batches []*record.Batch
 	per := s.cfg.RecordsPerBatch
-	for i, it := range items {
-		d := it.Get("data")
-		if it.Type() != fastjson.TypeObject || (d != nil && d.Type() != fastjson.TypeString) {
-			return nil, fmt.Errorf("malformed request body: record %d is not {\"data\": \"<base64>\"}", i)
-		}
+	for i, data := range b.Records {
 		if i%per == 0 {
 			batches = append(batches, &record.Batch{
-				ID: fmt.Sprintf("%s/%d", reqID, i/per), Origin: origin,
-				Records: make([]record.Record, 0, min(per, len(items)-i)),
+				ID: fmt.Sprintf("%s/%d", reqID, i/per), Origin: origin, Unit: unit,
+				Records: make([]record.Record, 0, min(per, len(b.Records)-i)),
 			})
 		}
-		b := batches[len(batches)-1]
-		b.Records = append(b.Records, record.Record{
-			Origin: origin, Timestamp: ts, Kind: record.KindRaw,
-			Message: arena.Keep(it.GetStringBytes("data")),
-		})
+		bt := batches[len(batches)-1]
+		bt.Records = append(bt.Records, record.Record{Origin: origin, Timestamp: ts, Kind: record.KindRaw, Message: data})
 	}
-	return batches, nil
+	return batches
 }
 
 // OriginFromHeaders describes a request: its id and the delivery stream's

@@ -257,7 +257,9 @@ func TestNotReadyRefusesWithRetryableStatus(t *testing.T) {
 func TestOverloadAnswers429(t *testing.T) {
 	p := newFake(nil) // never delivers: the budget stays taken
 	cfg := testConfig()
-	cfg.MaxInFlightBytes = 2 << 20
+	// Each request holds ~800 KiB of records, and twice its largest record
+	// for a moment while reading it: two fit, not three.
+	cfg.MaxInFlightBytes = 5 << 19
 	cfg.AckTimeout = 20 * time.Millisecond
 	s := New(cfg, p, nil, nil, nil)
 	big := body("r1", strings.Repeat("x", 600<<10))

@@ -195,19 +195,25 @@ func (g *Generator) next(limit int) (*Request, error) {
 	} else {
 		req.Body = bytes.Clone(g.body)
 	}
-	req.Header = http.Header{
+	req.Header = firehoseHeader(req, cfg.AccessKey)
+	if cfg.GzipBody {
+		req.Header["Content-Encoding"] = []string{"gzip"}
+	}
+	return req, nil
+}
+
+// firehoseHeader is what Firehose sends with a request.
+func firehoseHeader(req *Request, accessKey string) http.Header {
+	h := http.Header{
 		HeaderProtocolVersion: {"1.0"},
 		HeaderRequestID:       {req.ID},
 		HeaderSourceARN:       {req.SourceARN},
 		"Content-Type":        {"application/json"},
 	}
-	if cfg.AccessKey != "" {
-		req.Header[HeaderAccessKey] = []string{cfg.AccessKey}
+	if accessKey != "" {
+		h[HeaderAccessKey] = []string{accessKey}
 	}
-	if cfg.GzipBody {
-		req.Header["Content-Encoding"] = []string{"gzip"}
-	}
-	return req, nil
+	return h
 }
 
 // recordTarget is the number of events of the next envelope: between half

@@ -131,13 +131,26 @@ func assertFigures(t *testing.T, got map[string]any, want map[string]check) {
 // of these kinds is sent, no record is late, old or redelivered.
 func addZeros(want map[string]check) {
 	for _, k := range []string{
-		"firehose.status.405", "firehose.status.413", "firehose.status.415", "firehose.status.429", "firehose.status.500",
+		"firehose.status.405", "firehose.status.408", "firehose.status.413", "firehose.status.415", "firehose.status.429", "firehose.status.500",
 		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types",
 		"deliver-logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
 	} {
 		want["counters."+k] = 0
+	}
+}
+
+// addMemory adds the memory budget's figures for a run that never filled
+// it and has ended: something was held, never more than the budget, and
+// nothing is held any more.
+func addMemory(want map[string]check) {
+	p := config.Default().Pipeline
+	want["memory.limit_bytes"] = p.MaxHeldBytes
+	want["memory.high_water_bytes"] = p.IngestHighWaterBytes
+	want["memory.peak_bytes"] = between(1, float64(p.MaxHeldBytes))
+	for _, k := range []string{"held_bytes", "admitted_bytes", "flowing_bytes", "refused", "waits", "waiting"} {
+		want["memory."+k] = 0
 	}
 }
 
@@ -320,6 +333,7 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		"metrics_delivery.in_flight":        0,
 	}
 	addZeros(want)
+	addMemory(want)
 	latency := func(name string, count int64) {
 		want["latencies."+name+".count"] = count
 		for _, q := range []string{"p50_ms", "p90_ms", "p99_ms", "max_ms"} {
@@ -499,6 +513,7 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 		"latencies.firehose.ack_latency.max_ms": 0,
 	}
 	addZeros(want)
+	addMemory(want)
 	// Every attempt failed: each but the first of each payload it sent
 	// was a retry.
 	attempts, payloads := st["logs_delivery.requests"].(float64), st["logs_delivery.payloads"].(float64)

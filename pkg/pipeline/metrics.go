@@ -52,7 +52,7 @@ func (p *Pipeline) addMetricStages() error {
 		}
 	}
 	if t := m.Telemetry; t.Enabled {
-		var clients []func(*ddmetrics.Snapshot)
+		clients := []func(*ddmetrics.Snapshot){p.memoryTelemetry}
 		if p.metricsC != nil {
 			clients = append(clients, ddmetrics.ClientCounters(StageDeliverMetrics, p.metricsC))
 		}
@@ -167,4 +167,16 @@ func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
 		}
 	}
 	return errs
+}
+
+// memoryTelemetry reports the memory budget: what it holds now (gauges)
+// and how often it refused or made decode wait (counts).
+func (p *Pipeline) memoryTelemetry(s *ddmetrics.Snapshot) {
+	st := p.memory.Stats()
+	s.Gauges["memory.held_bytes"] = float64(st.HeldBytes)
+	s.Gauges["memory.admitted_bytes"] = float64(st.AdmittedBytes)
+	s.Gauges["memory.flowing_bytes"] = float64(st.FlowingBytes)
+	s.Gauges["memory.limit_bytes"] = float64(st.LimitBytes)
+	s.Counters["memory.refused"] = st.Refused
+	s.Counters["memory.waits"] = st.Waits
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/derive"
 	"github.com/gwpipe/gwpipe/pkg/dlq"
 	"github.com/gwpipe/gwpipe/pkg/firehose"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -95,6 +96,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *telemetry.Registry
 	stages  []string
+	memory  *membudget.Budget // event data held by this process
 
 	rt       *stage.Runtime
 	logs     *ddlogs.Client
@@ -152,6 +154,11 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 	p.streams = streams
+	memory, err := membudget.New(cfg.Pipeline.MaxHeldBytes, cfg.Pipeline.IngestHighWaterBytes)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline.max_held_bytes: %w", err)
+	}
+	p.memory = memory
 	tr, err := newTransport(cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
@@ -175,8 +182,8 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	if p.runs(StageDecode) {
 		d := decode.New(decode.Config{
 			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
-			MaxEventsPerBatch: cfg.Decode.MaxEventsPerBatch,
-		}, p.metrics)
+			MaxEventsPerBatch: cfg.Decode.MaxEventsPerBatch, MaxUnitDecompressedBytes: cfg.Decode.MaxRequestDecompressedBytes,
+		}, p.metrics).WithMemory(p.memory)
 		if p.streams != nil {
 			d.WithMetricStreams(p.streams)
 		}
@@ -248,8 +255,9 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		p.firehose = firehose.New(firehose.Config{
 			AccessKeys: f.AccessKeys, AllowUnauthenticated: f.AllowUnauthenticated,
 			MaxBodyBytes: f.MaxBodyBytes, MaxDecompressedBytes: f.MaxDecompressedBytes, MaxInFlightBytes: f.MaxInFlightBytes,
+			BodyReadTimeout: f.BodyReadTimeout, MinBodyRate: f.MinBodyRate,
 			AckTimeout: f.AckTimeout, RecordsPerBatch: f.RecordsPerBatch, DedupTTL: f.DedupTTL, DefaultRegion: f.DefaultRegion,
-		}, p.rt.Source(StageIngest, topics.Raw), p.Ready, log.With("source", "firehose"), p.metrics)
+		}, p.rt.Source(StageIngest, topics.Raw), p.Ready, log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
 	}
 	if p.runs(StageIngest) {
 		for _, mk := range sourceFactories {
@@ -282,6 +290,9 @@ func (p *Pipeline) AddSource(s Source) { p.sources = append(p.sources, s) }
 
 // Metrics is the process's telemetry.
 func (p *Pipeline) Metrics() *telemetry.Registry { return p.metrics }
+
+// Memory is the process's memory budget for event data.
+func (p *Pipeline) Memory() *membudget.Budget { return p.memory }
 
 // Ready is nil when the pipeline can deliver.
 func (p *Pipeline) Ready() error {

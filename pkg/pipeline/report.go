@@ -11,6 +11,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -19,6 +20,7 @@ type Status struct {
 	telemetry.Snapshot
 	Ready           string           `json:"ready"`
 	InFlightBatches int64            `json:"in_flight_batches"`
+	Memory          membudget.Stats  `json:"memory"`
 	Logs            *ddlogs.Stats    `json:"logs_delivery,omitempty"`
 	Metrics         *ddmetrics.Stats `json:"metrics_delivery,omitempty"`
 	DeadLetterDir   string           `json:"dead_letter_dir"`
@@ -26,7 +28,7 @@ type Status struct {
 
 // Status returns a snapshot of every counter.
 func (p *Pipeline) Status() Status {
-	s := Status{Snapshot: p.metrics.Snapshot(), Ready: "ok", InFlightBatches: p.rt.InFlight(), DeadLetterDir: p.archive.Dir()}
+	s := Status{Snapshot: p.metrics.Snapshot(), Ready: "ok", InFlightBatches: p.rt.InFlight(), Memory: p.memory.Stats(), DeadLetterDir: p.archive.Dir()}
 	if err := p.Ready(); err != nil {
 		s.Ready = err.Error()
 	}

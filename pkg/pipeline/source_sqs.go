@@ -47,7 +47,7 @@ func newSQSSource(p *Pipeline) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sources.sqs: %w", err)
 	}
-	return src, nil
+	return src.WithMemory(p.Memory()), nil
 }
 
 // AWSConfig loads the AWS SDK configuration gwpipe's AWS clients use: the

@@ -6,6 +6,8 @@
 // Batch; a stage that keeps a Record beyond the life of its Batch must copy.
 package record
 
+import "sync/atomic"
+
 // Kind says what a record holds, as far as the pipeline has understood it.
 type Kind uint8
 
@@ -189,9 +191,41 @@ type Batch struct {
 	Stage  string
 	Reason string
 
+	// Unit, when set, is shared by the raw batches of one source unit of
+	// work (a Firehose request, an SQS message) in one process: decode
+	// bounds what the whole unit decompresses to. A durable transport
+	// drops it, like Ack.
+	Unit *Unit
+
 	// Arena owns bytes that Records alias, so one allocation serves a batch.
 	Arena []byte
 }
+
+// Unit counts what one source unit of work decompressed to, across its
+// batches.
+type Unit struct{ decompressed atomic.Int64 }
+
+// Reserve takes up to want bytes of the unit's allowance of limit
+// decompressed bytes and returns how many it took (0 when the allowance is
+// spent). Give back what was not used with Unreserve.
+func (u *Unit) Reserve(want, limit int64) int64 {
+	for {
+		used := u.decompressed.Load()
+		take := min(want, limit-used)
+		if take <= 0 {
+			return 0
+		}
+		if u.decompressed.CompareAndSwap(used, used+take) {
+			return take
+		}
+	}
+}
+
+// Unreserve gives back n reserved bytes that were not used.
+func (u *Unit) Unreserve(n int64) { u.decompressed.Add(-n) }
+
+// Decompressed is the bytes reserved and used so far.
+func (u *Unit) Decompressed() int64 { return u.decompressed.Load() }
 
 // Acker is the source-side completion handle of a batch (see package ack).
 type Acker interface {

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/gwpipe/gwpipe/pkg/ack"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -106,6 +107,7 @@ type Source struct {
 
 	slots  *semaphore.Weighted
 	queues []*queue
+	memory *membudget.Budget // the process's memory budget; nil: none
 
 	pollCancel context.CancelFunc
 	workCtx    context.Context
@@ -168,6 +170,15 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		dups:     metrics.Counter("sqs.duplicate_messages"),
 		latency:  metrics.Histogram("sqs.message_latency"),
 	}, nil
+}
+
+// WithMemory makes the source count what it holds in the process's memory
+// budget: a message's payload waits for room below the budget's
+// high-water mark before it is published, and the events read from an S3
+// object are held like decode's output until they are delivered.
+func (s *Source) WithMemory(b *membudget.Budget) *Source {
+	s.memory = b
+	return s
 }
 
 // Name implements pipeline.Source.
@@ -528,7 +539,7 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 		if c.Dead {
 			err = s.decoded.DeadLetter(ctx, c.Batch)
 		} else {
-			err = s.decoded.Emit(ctx, c.Batch)
+			err = s.emitEvents(ctx, c.Batch)
 		}
 		if err != nil {
 			return fmt.Errorf("publish events of %s: %w", obj.Name(), err)
@@ -547,9 +558,30 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 	return nil
 }
 
+// emitEvents publishes events read from an object, holding their
+// footprint in the memory budget until they are delivered.
+func (s *Source) emitEvents(ctx context.Context, b *record.Batch) error {
+	done, err := s.memory.Hold(ctx, b, membudget.Footprint(b))
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.decoded.Emit(ctx, b)
+}
+
 // emitRaw publishes a message's CloudWatch or Firehose records to the raw
-// topic, for the decode stage.
+// topic, for the decode stage. They count in the memory budget until the
+// message is settled; decode bounds what they decompress to together.
 func (s *Source) emitRaw(ctx context.Context, q *queue, m types.Message, body Body, tr *ack.Tracker) error {
+	var size int64
+	for _, r := range body.Records {
+		size += int64(len(r.Data))
+	}
+	if err := s.memory.Admit(ctx, size); err != nil {
+		return err
+	}
+	tr.OnComplete(func(error) { s.memory.Discharge(size) })
+	unit := new(record.Unit)
 	ts := time.Now().UnixMilli()
 	if v, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		ts = v
@@ -562,7 +594,7 @@ func (s *Source) emitRaw(ctx context.Context, q *queue, m types.Message, body Bo
 	per := s.cfg.RecordsPerBatch
 	for i := 0; i < len(body.Records); i += per {
 		part := body.Records[i:min(i+per, len(body.Records))]
-		b := &record.Batch{ID: fmt.Sprintf("%s/%d", id, i/per), Origin: origin, Ack: tr, Records: make([]record.Record, len(part))}
+		b := &record.Batch{ID: fmt.Sprintf("%s/%d", id, i/per), Origin: origin, Ack: tr, Unit: unit, Records: make([]record.Record, len(part))}
 		for j, r := range part {
 			b.Records[j] = record.Record{Origin: origin, Timestamp: ts, Kind: r.Kind, Message: r.Data}
 		}

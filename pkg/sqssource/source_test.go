@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/ack"
+	"github.com/gwpipe/gwpipe/pkg/membudget"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -573,4 +574,45 @@ func waitHeld(t *testing.T, s *sink) {
 		case <-tick.C:
 		}
 	}
+}
+
+func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "budgeted", nil)
+	e.bucket(t, "objects")
+	a, err := s3objtest.FirehoseArchive(3, 300, 300, time.Now().UTC())
+	require.NoError(t, err)
+	e.put(t, "objects", "fh/one", a.Objects[0])
+	payload := base64.StdEncoding.EncodeToString(gz(envelopeDoc("a", "b")))
+	notification := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region +
+		`","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objects"},"object":{"key":"fh/one","size":1}}}]}`
+	for _, body := range []string{payload, notification} {
+		_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+
+	budget, err := membudget.New(64<<20, 32<<20)
+	require.NoError(t, err)
+	e.sink.hold = true // delivery takes its time
+	src, err := New(Config{QueueURLs: []string{q}, WaitTime: time.Second, VisibilityTimeout: 5 * time.Second, DefaultRegion: s3objtest.Region},
+		e.sqs, e.s3, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.WithMemory(budget).Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		assert.NoError(t, src.Stop(ctx))
+	})
+
+	require.Eventually(t, func() bool {
+		events, _, raw := e.sink.snapshot()
+		return len(events) == a.PerObj[0] && len(raw) == 1
+	}, 30*time.Second, 10*time.Millisecond, "%d events of %d", func() int { ev, _, _ := e.sink.snapshot(); return len(ev) }(), a.PerObj[0])
+	st := budget.Stats()
+	assert.Equal(t, int64(len(payload)), st.AdmittedBytes, "the payload counts until the message is settled")
+	assert.Positive(t, st.FlowingBytes, "the object's events count until they are delivered")
+
+	e.sink.release()
+	e.waitQueue(t, q, empty)
+	assert.Eventually(t, func() bool { return budget.Stats().HeldBytes == 0 }, 10*time.Second, time.Millisecond)
 }

@@ -66,7 +66,9 @@ func runCmd(cfgPath *string) *cobra.Command {
 		Use:   "run",
 		Short: "Run the pipeline (every stage by default)",
 		Long: `Run the pipeline. With no broker configured (transport.kind: memory) every stage
-runs in this process.
+runs in this process. The event data it holds is bounded by
+pipeline.max_held_bytes; the Go runtime's soft memory limit is set to twice
+that unless GOMEMLIMIT is set.
 
 SIGTERM or SIGINT drains, within pipeline.drain_timeout: the sources stop
 taking work (the Firehose endpoint answers 503 to new requests), every stage
@@ -98,6 +100,12 @@ yet.`,
 			p, err := pipeline.New(c, list, log)
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// The memory budget bounds what is live; the limit keeps the
+				// collector from letting garbage double it (see
+				// config.Pipeline.SoftMemoryLimit).
+				debug.SetMemoryLimit(c.Pipeline.SoftMemoryLimit())
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -48,6 +48,9 @@ func run() int {
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", cfg.MaxBackoff, "cap of one retry delay")
 	fs.DurationVar(&cfg.RetryDuration, "retry-duration", cfg.RetryDuration, "retry budget per request (negative = no retries)")
 	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "timeout of one attempt")
+	bombs := fs.Int("bomb", 0, "instead of traffic, send this many decompression bombs made of valid data (see -bomb-records)")
+	bombRecords := fs.Int("bomb-records", 40, "records per bomb")
+	bombRecordBytes := fs.Int("bomb-record-bytes", 32<<20, "what each bomb record decompresses to, about")
 	report := fs.Bool("report", false, "print a JSON report to stdout at the end")
 	watchPID := fs.Int("watch-pid", 0, "measure this process (the pipeline under test): its CPU seconds and peak RSS during the run are reported")
 	progressEvery := fs.Duration("progress", 5*time.Second, "progress interval on stderr (0 = off)")
@@ -101,6 +104,9 @@ func run() int {
 		}))
 	}
 
+	if *bombs > 0 {
+		return sendBombs(ctx, cfg, *bombs, *bombRecords, *bombRecordBytes, opts)
+	}
 	fmt.Fprintf(os.Stderr, "loadgen: %s -> %s (mix %s, direct %v, seed %d)\n", limitText(cfg), cfg.URL, cfg.Mix, cfg.Direct, cfg.Seed)
 	var before procUsage
 	if *watchPID > 0 {
@@ -190,4 +196,44 @@ func statuses(m map[string]int64) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// sendBombs sends n decompression bombs at once, as Firehose would (with
+// its retries), and reports how each was answered.
+func sendBombs(ctx context.Context, cfg loadgen.Config, n, records, recordBytes int, opts []loadgen.Option) int {
+	sender, err := loadgen.NewSender(cfg, opts...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 2
+	}
+	reqs := make([]*loadgen.Request, n)
+	events := 0
+	for i := range reqs {
+		req, ev, err := loadgen.Bomb(loadgen.BombConfig{ID: fmt.Sprintf("bomb-%d-%d", cfg.Seed, i), Records: records,
+			RecordBytes: recordBytes, AccessKey: cfg.AccessKey})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+			return 2
+		}
+		reqs[i], events = req, events+ev
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: %d bombs of %d records of ~%d bytes (%d bytes on the wire, %d events each) -> %s\n",
+		n, records, recordBytes, len(reqs[0].Body), events/n, cfg.URL)
+	errs := make(chan error, n)
+	for _, req := range reqs {
+		go func() { errs <- sender.Send(ctx, req) }()
+	}
+	failed := 0
+	for range reqs {
+		if err := <-errs; err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+			failed++
+		}
+	}
+	rep := sender.Report()
+	fmt.Fprintf(os.Stderr, "loadgen: bombs: %d acked, %d failed; %s\n", rep.RequestsAcked, failed, statuses(rep.Statuses))
+	if failed > 0 {
+		return 1
+	}
+	return 0
 }
