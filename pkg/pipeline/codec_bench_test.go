@@ -3,10 +3,10 @@ package pipeline
 import (
 	"testing"
 
-	"github.com/gwpipe/gwpipe/pkg/apigw"
-	"github.com/gwpipe/gwpipe/pkg/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 )
 
 // parsedBatch is a batch as it leaves the parse stage: loadgen's access

@@ -9,11 +9,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/dlq"
-	"github.com/gwpipe/gwpipe/pkg/internal/corpus"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
-// TestCorpusEndToEnd sends every request of the corpus (pkg/internal/corpus:
+// TestCorpusEndToEnd sends every request of the corpus (pkg/testkit/corpus:
 // realistic Firehose requests of CloudWatch Logs envelopes, direct API
 // Gateway access logs, metric streams, and bad records) to gwpipe over
 // HTTP, one after the other, and checks what reached the fake intake and

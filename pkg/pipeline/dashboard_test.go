@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/internal/moto"
-	"github.com/gwpipe/gwpipe/pkg/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
 // dashboardPath is the Datadog dashboard shipped with the deployments.

@@ -7,9 +7,9 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/gwpipe/gwpipe/pkg/awstags"
-	"github.com/gwpipe/gwpipe/pkg/enrich"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 // enricher builds the enrich stage: the stage tags read from AWS across

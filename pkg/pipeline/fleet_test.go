@@ -23,11 +23,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/derive"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/internal/moto"
-	"github.com/gwpipe/gwpipe/pkg/loadgen"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
 // The fleet tests run real gwpipe processes, one per stage worker, joined

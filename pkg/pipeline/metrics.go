@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/ddlogs"
-	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
-	"github.com/gwpipe/gwpipe/pkg/derive"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
+	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 )
 
 // addMetricStages mounts derive and deliver-metrics when metrics are on.

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gwpipe/gwpipe/pkg/awstags"
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/decode"
-	"github.com/gwpipe/gwpipe/pkg/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/stages/decode"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 // metricStreams is the reader of CloudWatch metric-stream data the

@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/decode"
-	"github.com/gwpipe/gwpipe/pkg/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 )
 
 // objectConfig bounds the S3 object reader with the decode stage's limits

@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/dlq"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/internal/corpus"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 // objectOutcome is what reached the intake and the archive from objects.
@@ -110,7 +110,7 @@ func putObject(t *testing.T, a *awsEnv, bucket, key string, body []byte) {
 }
 
 // TestCorpusObjectsReplayed puts every object of the corpus
-// (pkg/internal/corpus: Firehose objects whose items are mixed,
+// (pkg/testkit/corpus: Firehose objects whose items are mixed,
 // metric streams in JSON and OpenTelemetry, lines that are not text, a
 // binary object) in S3 and replays each with `gwpipe replay` into the fake
 // intake: what reaches the logs intake, the metrics API and the

@@ -21,10 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/dlq"
-	"github.com/gwpipe/gwpipe/pkg/dlq/dlqtest"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq/dlqtest"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 )
 
 const (

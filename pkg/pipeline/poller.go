@@ -8,12 +8,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/gwpipe/gwpipe/pkg/ack"
-	"github.com/gwpipe/gwpipe/pkg/awstags"
-	"github.com/gwpipe/gwpipe/pkg/cwpoller"
-	"github.com/gwpipe/gwpipe/pkg/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 func init() { sourceFactories = append(sourceFactories, newPollerSource) }

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/internal/moto"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
 // TestCloudWatchPollerSource runs the pipeline with metrics.poller against

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/replay"
-	"github.com/gwpipe/gwpipe/pkg/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/sources/replay"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
 
 // SourceReplay is the stats name of a replay's output.

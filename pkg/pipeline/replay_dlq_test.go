@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/dlq"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 // refusedLetters makes the intake refuse n logs sent through the Firehose

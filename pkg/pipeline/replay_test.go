@@ -26,10 +26,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/internal/procstat"
-	"github.com/gwpipe/gwpipe/pkg/replay"
-	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
+	"github.com/gwpipe/gwpipe/pkg/sources/replay"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
 )
 
 // replayEnv is an intake and a configuration for `gwpipe replay`.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/ddlogs"
-	"github.com/gwpipe/gwpipe/pkg/ddmetrics"
-	"github.com/gwpipe/gwpipe/pkg/membudget"
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/gwpipe/gwpipe/pkg/sqssource"
+	"github.com/gwpipe/gwpipe/pkg/sources/sqssource"
 )
 
 // Stats names of the SQS source's outputs.

@@ -23,9 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/dlq"
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
-	"github.com/gwpipe/gwpipe/pkg/s3obj/s3objtest"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 // aws is the emulator and its clients, for one test.

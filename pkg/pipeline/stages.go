@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/gwpipe/gwpipe/pkg/dedup"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/stage"
+	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 

@@ -1,6 +1,6 @@
 // Command fakeintake runs a fake Datadog intake (logs, series, distribution
 // points) for gwpipe's demos and benchmarks. See package
-// github.com/gwpipe/gwpipe/pkg/fakeintake for the endpoints and limits.
+// github.com/gwpipe/gwpipe/pkg/testkit/fakeintake for the endpoints and limits.
 package main
 
 import (
@@ -18,7 +18,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 func main() {

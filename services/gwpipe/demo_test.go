@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 // The tests run gwpipe itself in a subprocess: this test binary, re-executed

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
 // These tests run gwpipe as a real process — this test binary re-executed

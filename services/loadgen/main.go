@@ -1,6 +1,6 @@
 // Command loadgen sends realistic Amazon API Gateway log traffic to a
 // Firehose HTTP endpoint destination (such as gwpipe), the way Amazon Kinesis
-// Data Firehose delivers it. See package github.com/gwpipe/gwpipe/pkg/loadgen.
+// Data Firehose delivers it. See package github.com/gwpipe/gwpipe/pkg/testkit/loadgen.
 package main
 
 import (
@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 )
 
 func main() {

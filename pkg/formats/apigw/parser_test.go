@@ -1,0 +1,317 @@
+package apigw
+
+import (
+	"fmt"
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"empty", Config{}, ""},
+		{"good", Config{Formats: []FormatRule{{LogGroup: "/aws/api-gateway/*", Format: FormatRESTCLF}}, AccessLogGroupPrefixes: []string{"team-"}}, ""},
+		{"bad pattern", Config{Formats: []FormatRule{{LogGroup: "[a-", Format: FormatRESTCLF}}}, "malformed"},
+		{"empty pattern", Config{Formats: []FormatRule{{Format: FormatRESTCLF}}}, "empty log group"},
+		{"no variables", Config{Formats: []FormatRule{{LogGroup: "g", Format: "just text"}}}, "no $context variable"},
+		{"empty format", Config{Formats: []FormatRule{{LogGroup: "g"}}}, "no $context variable"},
+		{"empty prefix", Config{AccessLogGroupPrefixes: []string{" "}}, "empty prefix"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			_, nerr := New(tc.cfg)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				require.NoError(t, nerr)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+			require.Error(t, nerr)
+		})
+	}
+}
+
+func TestRouteOf(t *testing.T) {
+	p := mustParser(t, Config{
+		Formats:                []FormatRule{{LogGroup: "/aws/apigateway/forced-*", Format: FormatRESTCLF}},
+		AccessLogGroupPrefixes: []string{"my-team/"},
+	})
+	require.NoError(t, p.SetFormat("learned-group", FormatHTTPCLF))
+	tests := []struct {
+		origin record.Origin
+		want   Route
+	}{
+		{record.Origin{LogGroup: "API-Gateway-Execution-Logs_a1b2c3d4e5/prod"}, Route{Kind: RouteExecution, APIID: "a1b2c3d4e5", Stage: "prod", Key: "API-Gateway-Execution-Logs_a1b2c3d4e5/prod"}},
+		{record.Origin{LogGroup: "API-Gateway-Execution-Logs_a1b2c3d4e5/prod/Canary"}, Route{Kind: RouteExecution, APIID: "a1b2c3d4e5", Stage: "prod", Canary: true, Key: "API-Gateway-Execution-Logs_a1b2c3d4e5/prod/Canary"}},
+		{record.Origin{LogGroup: "API-Gateway-Execution-Logs/a1b2c3d4e5/prod"}, Route{Kind: RouteExecution, APIID: "a1b2c3d4e5", Stage: "prod", Key: "API-Gateway-Execution-Logs/a1b2c3d4e5/prod"}},
+		{record.Origin{LogGroup: "api-gateway-execution-logs_x"}, Route{Kind: RouteExecution, Key: "api-gateway-execution-logs_x"}},
+		{record.Origin{LogGroup: "/aws/apigateway/abcde12345/production"}, Route{Kind: RouteWebSocketExecution, APIID: "abcde12345", Stage: "production", Key: "/aws/apigateway/abcde12345/production"}},
+		{record.Origin{LogGroup: "/aws/apigateway/welcome"}, Route{Kind: RouteAccess, Key: "/aws/apigateway/welcome"}},
+		{record.Origin{LogGroup: "/aws/apigateway/forced-abcde12345/prod"}, Route{Kind: RouteAccess, Key: "/aws/apigateway/forced-abcde12345/prod"}},
+		{record.Origin{LogGroup: "/aws/api-gateway/petstore"}, Route{Kind: RouteAccess, Key: "/aws/api-gateway/petstore"}},
+		{record.Origin{LogGroup: "/aws/http-api/petstore"}, Route{Kind: RouteAccess, Key: "/aws/http-api/petstore"}},
+		{record.Origin{LogGroup: "API-Gateway-Access-Logs/prod/Canary"}, Route{Kind: RouteAccess, Canary: true, Key: "API-Gateway-Access-Logs/prod/Canary"}},
+		{record.Origin{LogGroup: "my-team/access"}, Route{Kind: RouteAccess, Key: "my-team/access"}},
+		{record.Origin{LogGroup: "learned-group"}, Route{Kind: RouteAccess, Key: "learned-group"}},
+		{record.Origin{LogGroup: "/aws/lambda/fn"}, Route{Key: "/aws/lambda/fn"}},
+		{record.Origin{Stream: "amazon-apigateway-orders"}, Route{Kind: RouteAccess, Key: "amazon-apigateway-orders"}},
+		{record.Origin{SourceARN: "arn:aws:firehose:us-east-1:123456789012:deliverystream/amazon-apigateway-orders"}, Route{Kind: RouteAccess, Key: "amazon-apigateway-orders"}},
+		{record.Origin{Source: "s3", RequestID: "2024/06/12/08/amazon-apigateway-orders-2-2024-06-12-08-45-12-796e56c0"}, Route{Kind: RouteAccess}},
+		{record.Origin{Stream: "other-stream"}, Route{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.origin.LogGroup+tc.origin.Stream+tc.origin.SourceARN, func(t *testing.T) {
+			o := tc.origin
+			require.Equal(t, tc.want, p.RouteOf(&o))
+			require.Equal(t, tc.want, p.RouteOf(&o), "cached")
+		})
+	}
+	require.Equal(t, Route{}, RouteOf(nil))
+	// the package-level RouteOf knows no configuration
+	require.Equal(t, RouteOther, RouteOf(&record.Origin{LogGroup: "my-team/access"}).Kind)
+	require.Equal(t, RouteWebSocketExecution, RouteOf(&record.Origin{LogGroup: "/aws/apigateway/abcde12345/x"}).Kind)
+}
+
+func TestExecutionGroup(t *testing.T) {
+	tests := []struct {
+		group         string
+		api, stage    string
+		canary, valid bool
+	}{
+		{"API-Gateway-Execution-Logs_u9zut7wlwj/production", "u9zut7wlwj", "production", false, true},
+		{"API-Gateway-Execution-Logs_u9zut7wlwj/production/Canary", "u9zut7wlwj", "production", true, true},
+		{"API-Gateway-Execution-Logs/u9zut7wlwj/dev", "u9zut7wlwj", "dev", false, true},
+		{"/aws/apigateway/abcde12345/$default", "abcde12345", "$default", false, true},
+		{"/aws/apigateway/not-an-id/prod", "", "", false, false},
+		{"API-Gateway-Execution-Logs_u9zut7wlwj", "", "", false, false},
+		{"API-Gateway-Execution-Logs_u9zut7wlwj/", "", "", false, false},
+		{"API-Gateway-Execution-Logs_u9zut7wlwj/a/b", "", "", false, false},
+		{"/aws/lambda/x", "", "", false, false},
+	}
+	for _, tc := range tests {
+		api, stage, canary, ok := ExecutionGroup(tc.group)
+		require.Equal(t, tc.valid, ok, tc.group)
+		require.Equal(t, tc.api, api, tc.group)
+		require.Equal(t, tc.stage, stage, tc.group)
+		require.Equal(t, tc.canary, canary, tc.group)
+	}
+}
+
+func TestFormatPrecedence(t *testing.T) {
+	line := []byte(`{"a":"r-1","b":"404"}`)
+	p := mustParser(t, Config{Formats: []FormatRule{{LogGroup: "api-gateway-*", Format: `{"a":"$context.requestId","b":"$context.status"}`}}})
+	// SetFormat for a group a rule covers does not override the rule
+	require.NoError(t, p.SetFormat("api-gateway-x", `{"a":"$context.extendedRequestId","b":"$context.integrationStatus"}`))
+	rec := record.Record{Origin: &record.Origin{LogGroup: "api-gateway-x"}, Message: line}
+	p.Parse(nil, &rec)
+	require.Equal(t, int64(404), attrMap(&rec)[KeyStatusCode])
+	// SetFormat for another group applies, and can be removed again
+	require.NoError(t, p.SetFormat("other", `{"a":"$context.requestId","b":"$context.integrationStatus"}`))
+	rec = record.Record{Origin: &record.Origin{LogGroup: "other"}, Message: line}
+	p.Parse(nil, &rec)
+	require.Equal(t, record.KindAccess, rec.Kind)
+	require.Equal(t, int64(404), attrMap(&rec)[KeyIntegStatus])
+	require.Nil(t, attrMap(&rec)[KeyStatusCode])
+	require.NoError(t, p.SetFormat("other", ""))
+	rec = record.Record{Origin: &record.Origin{LogGroup: "other"}, Message: line}
+	p.Parse(nil, &rec)
+	require.Equal(t, record.KindOther, rec.Kind)
+	require.Equal(t, "cloudwatch", rec.Source)
+	require.Error(t, p.SetFormat("", FormatRESTCLF))
+	require.Error(t, p.SetFormat("g", "no variables"))
+}
+
+// TestOtherSource: logs that are not API Gateway's are named as the
+// Datadog Forwarder names them (package logsource); OtherSource is for
+// log groups that name no source it knows. Never apigateway.
+func TestOtherSource(t *testing.T) {
+	p := mustParser(t, Config{OtherSource: "aws"})
+	for _, c := range []struct{ group, stream, source, service string }{
+		{"/aws/lambda/Checkout-Fn", "2026/11/29/[$LATEST]0123456789abcdef0123456789abcdef", "lambda", "checkout-fn"},
+		{"/aws/rds/instance/orders/postgresql", "orders.0", "postgresql", "postgresql"},
+		{"/shared", "2026/11/29/pay[$LATEST]0123456789abcdef0123456789abcdef", "lambda", "pay"},
+		{"/ecs/orders", "ecs/orders/1", "aws", ""},
+	} {
+		rec := record.Record{Origin: &record.Origin{LogGroup: c.group, LogStream: c.stream}, Message: []byte("hello"), Attrs: []record.Attr{{Key: "x"}}}
+		p.Parse(nil, &rec)
+		require.Equal(t, record.KindOther, rec.Kind)
+		require.Equal(t, c.source, rec.Source, c.group)
+		require.Equal(t, c.service, rec.Service, "%s: the service of the others is their source, given at delivery", c.group)
+		require.Empty(t, rec.Attrs)
+		require.Equal(t, "hello", string(rec.Message))
+	}
+}
+
+func TestCompileFormat(t *testing.T) {
+	tests := []struct {
+		format string
+		vars   []string
+		json   bool
+	}{
+		{FormatRESTCLF, []string{"identity.sourceIp", "identity.caller", "identity.user", "requestTime", "httpMethod", "resourcePath", "protocol", "status", "responseLength", "requestId", "extendedRequestId"}, false},
+		{FormatDatadog, []string{"apiId", "stage", "requestId", "identity.sourceIp", "identity.caller", "identity.user", "requestTimeEpoch", "httpMethod", "resourcePath", "status", "protocol", "responseLength"}, true},
+		{`${context.requestId} $context.status.`, []string{"requestId", "status"}, false},
+		{`$context.authorizer.claims['cognito:username'] $context.authorizer.claims.email-verified $context.requestOverride.header.x-amz-id`, []string{"authorizer.claims.cognito:username", "authorizer.claims.email-verified", "requestOverride.header.x-amz-id"}, false},
+		{`$context.status-$context.requestId`, []string{"status", "requestId"}, false},
+		{`$notcontext.x $context.requestId $ context.status`, []string{"requestId"}, false},
+		{"{\"a\": {\"b\": \"$context.status\"}, \"c\": \"x $context.requestId y\"}\n", []string{"status", "requestId"}, true},
+	}
+	for _, tc := range tests {
+		f, err := CompileFormat(tc.format)
+		require.NoError(t, err, tc.format)
+		require.Equal(t, tc.vars, f.Variables(), tc.format)
+		require.Equal(t, tc.json, f.IsJSON(), tc.format)
+	}
+	_, err := CompileFormat("no vars here")
+	require.ErrorIs(t, err, ErrNoVariables)
+	_, err = CompileFormat(`{"a":"b"}`)
+	require.ErrorIs(t, err, ErrNoVariables)
+}
+
+func TestValues(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ms int64
+		ok bool
+	}{
+		{"29/Jun/2023:12:01:02 +0000", 1688040062000, true},
+		{"29/jun/2023:14:01:02 +0200", 1688040062000, true},
+		{"29/Jun/2023:06:31:02 -0530", 1688040062000, true},
+		{"29/Jux/2023:12:01:02 +0000", 0, false},
+		{"29/Jun/2023 12:01:02 +0000", 0, false},
+	} {
+		ms, ok := parseCLFTime([]byte(tc.in))
+		require.Equal(t, tc.ok, ok, tc.in)
+		require.Equal(t, tc.ms, ms, tc.in)
+	}
+	for _, tc := range []struct {
+		in string
+		ms int64
+	}{
+		{"1700000000000", 1700000000000}, {"1700000000", 1700000000000}, {"1700000000123456", 1700000000123},
+		{"1700000000123456789", 1700000000123}, {"1700000000.5", 1700000000500},
+	} {
+		ms, ok := epochMillis([]byte(tc.in))
+		require.True(t, ok, tc.in)
+		require.Equal(t, tc.ms, ms, tc.in)
+	}
+	for in, want := range map[string]int64{"31": 31e6, "0": 0, "2266.5": 2266500000, "1.000001": 1000001} {
+		ns, ok := msToNanos([]byte(in))
+		require.True(t, ok)
+		require.Equal(t, want, ns, in)
+	}
+	for _, bad := range []string{"", "-", "x", "-3", "1e3"} {
+		_, ok := msToNanos([]byte(bad))
+		require.False(t, ok, bad)
+	}
+	for in, want := range map[string]bool{"0": true, "-1.5e+3": true, "01": false, "1.": false, "-": false, "": false, "1e": false, ".5": false, "12": true} {
+		require.Equal(t, want, isJSONNumber([]byte(in)), in)
+	}
+	for in, want := range map[string]string{"GET /pets": "/pets", "$default": "$default", "ANY /x": "/x", "sendmessage": "sendmessage", "GET": "GET"} {
+		require.Equal(t, want, string(routeFromKey([]byte(in))), in)
+	}
+	require.Equal(t, "GET", string(methodOfRouteKey([]byte("GET /pets"))))
+	require.Nil(t, methodOfRouteKey([]byte("ANY /pets")))
+	got, _ := jsonstr.Append(nil, []byte(`\u00e9\"\n\ud83d\ude00\ud800\q`))
+	require.Equal(t, "é\"\n😀\ufffd\\q", string(got))
+}
+
+func TestGlob(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"/aws/api-gateway/*", "/aws/api-gateway/petstore/prod", true},
+		{"api-gateway-*", "api-gateway-x", true},
+		{"api-gateway-?", "api-gateway-/", false},
+		{"*/prod", "a/b/prod", true},
+		{"[a-c]x", "bx", true},
+		{"[^a-c]x", "bx", false},
+		{`\*`, "*", true},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	} {
+		require.NoError(t, validGlob(tc.pattern))
+		require.Equal(t, tc.want, globMatch(tc.pattern, tc.name), "%s %s", tc.pattern, tc.name)
+	}
+	require.Error(t, validGlob("[a-"))
+	require.Error(t, validGlob(`x\`))
+}
+
+// TestParseConcurrent parses from many goroutines while formats change (run
+// with -race).
+func TestParseConcurrent(t *testing.T) {
+	p := mustParser(t, Config{Formats: []FormatRule{{LogGroup: "fixed", Format: FormatDatadog}}})
+	lines := []struct{ group, line string }{
+		{"fixed", benchDatadogLine},
+		{"api-gateway-a", benchDatadogLine},
+		{"api-gateway-b", benchCLFLine},
+		{"learned", benchHTTPCLFLine},
+		{"API-Gateway-Execution-Logs_abc/prod", benchExecLines[6]},
+		{"/aws/lambda/x", "hello"},
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			b := &record.Batch{}
+			for i := 0; i < 2000; i++ {
+				if g == 0 && i%100 == 0 {
+					require.NoError(t, p.SetFormat("learned", FormatHTTPCLF))
+					require.NoError(t, p.SetFormat(fmt.Sprintf("g%d", i), FormatRESTCLF))
+				}
+				l := lines[(g+i)%len(lines)]
+				rec := record.Record{Origin: &record.Origin{LogGroup: l.group}, Message: []byte(l.line)}
+				p.Parse(b, &rec)
+				if rec.Kind == record.KindUnparsed {
+					t.Errorf("%s: %s", l.line, rec.ParseError)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+// TestPathologicalLines feeds long adversarial lines to every parser; they
+// must be rejected or parsed in roughly linear time (a quadratic matcher
+// would take minutes here).
+func TestPathologicalLines(t *testing.T) {
+	var tmpl strings.Builder
+	for i := 0; i < 30; i++ {
+		fmt.Fprintf(&tmpl, "$context.authorizer.v%d ", i)
+	}
+	tmpl.WriteString(`"$context.requestId"`)
+	p := mustParser(t, Config{Formats: []FormatRule{
+		{LogGroup: "seq", Format: tmpl.String()},
+		{LogGroup: "clf", Format: FormatHTTPCLF},
+		{LogGroup: "adj", Format: "$context.authorizer.a$context.authorizer.b$context.authorizer.c,"},
+	}})
+	lines := map[string]string{
+		"spaces":   strings.Repeat("x ", 1<<19),
+		"quotes":   strings.Repeat(`"x `, 1<<18),
+		"brackets": strings.Repeat("[", 1<<20),
+		"json":     "{" + strings.Repeat(`"a":"\"`, 1<<17),
+		"nested":   strings.Repeat(`{"a":`, 1<<17),
+		"xml":      `<request id="x">` + strings.Repeat("<a>", 1<<17),
+		"exec":     "(" + strings.Repeat("a", 1<<20),
+		"commas":   strings.Repeat(",", 1<<20),
+	}
+	for _, g := range []string{"seq", "clf", "adj", "api-gateway-detect", "API-Gateway-Execution-Logs_a/b"} {
+		for name, l := range lines {
+			rec := record.Record{Origin: &record.Origin{LogGroup: g}, Message: []byte(l)}
+			p.Parse(&record.Batch{}, &rec)
+			require.NoError(t, recordAttrsOK(&rec), "%s/%s", g, name)
+		}
+	}
+}

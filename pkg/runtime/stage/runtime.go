@@ -1,0 +1,748 @@
+// Package stage runs gwpipe's stages on Watermill.
+//
+// A stage is a plain value with a handler from one batch to batches; it knows
+// nothing about the transport. The Runtime mounts stages on a Watermill
+// router, bounds the batches in flight per stage, retries failed batches with
+// backoff, sends what cannot be handled to the dead-letter topic with the
+// reason, and keeps the source's acknowledgement accounting (package ack)
+// when stages run in one process.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// Handler handles one batch. It emits its results through out and returns
+// nil once the input is fully dealt with. An error makes the runtime retry
+// the whole batch (unless the error is Permanent) and finally dead-letter it.
+type Handler interface {
+	Handle(ctx context.Context, in *record.Batch, out Output) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, in *record.Batch, out Output) error
+
+func (f HandlerFunc) Handle(ctx context.Context, in *record.Batch, out Output) error {
+	return f(ctx, in, out)
+}
+
+// Output is where a stage (or a source) sends batches. Both calls block
+// while the consumers downstream are saturated: that is the back-pressure.
+type Output interface {
+	// Emit sends a batch to the stage's output topic.
+	Emit(ctx context.Context, b *record.Batch) error
+	// DeadLetter sends records that cannot go on to the dead-letter topic.
+	// Set b.Reason, or Reason on each record.
+	DeadLetter(ctx context.Context, b *record.Batch) error
+}
+
+// Stage describes one stage to mount.
+type Stage struct {
+	Name    string
+	Input   string // topic consumed
+	Output  string // topic produced; empty for a terminal stage
+	Handler Handler
+	// MaxInFlight bounds the batches of this stage being handled or queued
+	// for it at once; 0 takes Config.MaxInFlight.
+	MaxInFlight int
+}
+
+// Config tunes the runtime.
+type Config struct {
+	DLQTopic        string        // default "dlq"
+	MaxInFlight     int           // per stage; default 4 × GOMAXPROCS
+	MaxRetries      int           // retries of a failing batch before it is dead-lettered; default 5
+	InitialInterval time.Duration // first retry delay; default 100ms
+	MaxInterval     time.Duration // retry delay cap; default 5s
+	CloseTimeout    time.Duration // how long Close (not Shutdown, which takes a context) waits for running handlers; default 30s
+	// BacklogInterval is how often a broker transport that can tell (a
+	// Backlogger) is asked for each stage's backlog, the queue depth on a
+	// broker; default 10s.
+	BacklogInterval time.Duration
+	// Topology lists, per topic, every stage that consumes it in the whole
+	// deployment. On a broker, a consumer of a topic that runs in this
+	// process gets the batch in memory: the worker publishes only at the
+	// end of its run of stages, and acknowledges its input only once that
+	// last publish is durable. When some consumers of a topic run here and
+	// others elsewhere, a transport that can address one group (a
+	// GroupAddresser) publishes to the others only; without one, the topic
+	// goes through the broker for all. Nil: every hop goes through the
+	// broker.
+	Topology map[string][]string
+}
+
+func (c *Config) setDefaults() {
+	if c.DLQTopic == "" {
+		c.DLQTopic = "dlq"
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	} else if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.InitialInterval <= 0 {
+		c.InitialInterval = 100 * time.Millisecond
+	}
+	if c.MaxInterval <= 0 {
+		c.MaxInterval = 5 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+	if c.BacklogInterval <= 0 {
+		c.BacklogInterval = 10 * time.Second
+	}
+}
+
+// Backlogger is a broker transport that can tell how many messages of a
+// topic wait for a consumer group: published, not yet delivered to any of
+// its workers.
+type Backlogger interface {
+	Backlog(ctx context.Context, group, topic string) (int64, error)
+}
+
+type consumer struct {
+	stage string
+	topic string
+	slots chan struct{}
+	// queued is the stage's queue-depth gauge: in process, the batches
+	// that hold a slot and whose handling has not started.
+	queued *telemetry.Counter
+
+	handler Handler
+	out     *output // where the stage's own results go
+}
+
+// Runtime mounts stages on one Watermill router.
+type Runtime struct {
+	cfg     Config
+	tr      Transport
+	codec   Codec
+	router  *message.Router
+	log     *slog.Logger
+	metrics *telemetry.Registry
+
+	mu        sync.Mutex
+	consumers map[string][]*consumer // by topic
+	inflight  int64
+	idle      []chan struct{}
+
+	runCancel context.CancelFunc
+	runExited chan struct{} // closed when the router has stopped
+	runErr    error         // the router's, once runExited is closed
+	watchers  sync.WaitGroup
+
+	// handBack is cancelled by HandBack: every handler's context ends
+	// with it, retries and dead-lettering stop, and what is in flight
+	// goes back to its sender unacknowledged.
+	handBack     context.Context
+	handBackNow  context.CancelFunc
+	handBackOnce sync.Once
+}
+
+// New returns a runtime on the given transport.
+func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry) (*Runtime, error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = telemetry.NewRegistry()
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, QuietLogger(log.With("component", "watermill")))
+	if err != nil {
+		return nil, fmt.Errorf("create router: %w", err)
+	}
+	hb, hbNow := context.WithCancel(context.Background())
+	return &Runtime{
+		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
+		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow,
+	}, nil
+}
+
+// InProcess reports whether the stages are joined in memory (one process),
+// where the sources' acknowledgements travel with the batches.
+func (r *Runtime) InProcess() bool { return r.tr.InProcess() }
+
+// DLQTopic is the dead-letter topic's name.
+func (r *Runtime) DLQTopic() string { return r.cfg.DLQTopic }
+
+// Add mounts a stage. Call it before Start.
+func (r *Runtime) Add(st Stage) error {
+	if st.Name == "" || st.Input == "" || st.Handler == nil {
+		return errors.New("stage: a stage needs a name, an input topic and a handler")
+	}
+	n := st.MaxInFlight
+	if n <= 0 {
+		n = r.cfg.MaxInFlight
+	}
+	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
+	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out}
+	if r.tr.InProcess() {
+		c.queued.Store(0) // known exactly from here on
+	}
+	r.mu.Lock()
+	r.consumers[st.Input] = append(r.consumers[st.Input], c)
+	r.mu.Unlock()
+
+	sub, err := r.tr.Subscriber(st.Name)
+	if err != nil {
+		return fmt.Errorf("stage %s: subscriber: %w", st.Name, err)
+	}
+	stats := out.stats
+	h := r.router.AddConsumerHandler(st.Name, st.Input, sub, func(msg *message.Message) error {
+		b, err := r.codec.Unmarshal(msg)
+		if err != nil {
+			return err
+		}
+		if reason := msg.Metadata.Get(middleware.ReasonForPoisonedKey); reason != "" && b.Reason == "" {
+			// A poisoned batch may still be read by a sibling consumer of
+			// its topic: describe it on a copy.
+			c := *b
+			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
+			c.Reason = reason
+			b = &c
+		}
+		stats.Batches.Inc()
+		stats.RecordsIn.Add(int64(b.Len()))
+		if err := st.Handler.Handle(msg.Context(), b, out); err != nil {
+			stats.Errors.Inc()
+			return fmt.Errorf("stage %s: %w", st.Name, err)
+		}
+		return nil
+	})
+
+	mws := []message.HandlerMiddleware{r.complete(st, c), middleware.Recoverer}
+	if st.Input != r.cfg.DLQTopic {
+		// A batch given up at shutdown goes back to its sender, not to the
+		// dead-letter archive: it is not bad, only unfinished.
+		poison, err := middleware.PoisonQueueWithFilter(&publisher{r: r}, r.cfg.DLQTopic, func(error) bool { return !r.handingBack() })
+		if err != nil {
+			return fmt.Errorf("stage %s: poison queue: %w", st.Name, err)
+		}
+		mws = append(mws, poison)
+	}
+	mws = append(mws, middleware.Retry{
+		MaxRetries:          r.cfg.MaxRetries,
+		InitialInterval:     r.cfg.InitialInterval,
+		MaxInterval:         r.cfg.MaxInterval,
+		Multiplier:          2,
+		RandomizationFactor: 0.2,
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) && !r.handingBack() },
+	}.Middleware)
+	h.AddMiddleware(mws...)
+	return nil
+}
+
+// complete is the outermost middleware: it gives the handler chain a
+// context that HandBack ends, settles the batch's acknowledgement once the
+// chain is finished with it, and frees the stage's in-flight slot.
+func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
+	stats := r.metrics.Stage(st.Name)
+	return func(next message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if r.tr.InProcess() {
+				c.queued.Add(-1) // out of the queue, into the handler (or handed back)
+			}
+			started := !r.handingBack()
+			var err error
+			if started {
+				ctx, cancel := context.WithCancel(msg.Context())
+				stop := context.AfterFunc(r.handBack, cancel)
+				msg.SetContext(ctx)
+				stats.InFlight.Add(1)
+				_, err = next(msg)
+				stats.InFlight.Add(-1)
+				stop()
+				cancel()
+			} else {
+				// Handed back before it started: a broker's redelivery
+				// arriving while the router stops. Not counted again.
+				err = fmt.Errorf("stage %s: %w", st.Name, ack.ErrHandedBack)
+			}
+			if err != nil && r.handingBack() && !errors.Is(err, ack.ErrHandedBack) {
+				err = fmt.Errorf("%w: %w", ack.ErrHandedBack, err)
+			}
+			if !r.tr.InProcess() {
+				// A durable transport redelivers on error: the input stays
+				// on the broker for another worker.
+				if err != nil && started && errors.Is(err, ack.ErrHandedBack) {
+					if b, uerr := r.codec.Unmarshal(msg); uerr == nil {
+						stats.HandedBack.Add(int64(b.Len()))
+					}
+				}
+				return nil, err
+			}
+			defer r.release(c)
+			b, uerr := r.codec.Unmarshal(msg)
+			if uerr != nil {
+				r.log.Error("stage input is not a batch", "stage", st.Name, "error", uerr)
+				return nil, nil
+			}
+			if err != nil {
+				// Neither handled nor dead-lettered: the source must not
+				// acknowledge, so that its sender retries. Without a
+				// source (data derived in the pipeline) nothing will.
+				switch {
+				case b.Ack != nil:
+					b.Ack.Fail(err)
+				default:
+					stats.Lost.Add(int64(b.Len()))
+				}
+				if errors.Is(err, ack.ErrHandedBack) {
+					r.log.Debug("batch handed back at shutdown", "stage", st.Name, "batch", b.ID, "records", b.Len(), "error", err)
+				} else {
+					r.log.Error("batch failed and could not be dead-lettered", "stage", st.Name, "batch", b.ID, "error", err)
+				}
+				return nil, nil
+			}
+			if b.Ack != nil {
+				b.Ack.Done()
+			}
+			return nil, nil
+		}
+	}
+}
+
+// send publishes one batch to a topic. In process, it first takes a slot
+// from every consumer of the topic (blocking while they are saturated) and
+// adds one acknowledgement fragment per consumer.
+func (r *Runtime) send(ctx context.Context, topic string, b *record.Batch) error {
+	msg, err := r.codec.Marshal(ctx, b)
+	if errors.Is(err, ErrTooLarge) && b.Len() > 1 {
+		// Over the broker's message size: send it in halves.
+		first, second := split(b)
+		if err := r.send(ctx, topic, first); err != nil {
+			return err
+		}
+		return r.send(ctx, topic, second)
+	}
+	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			err = Permanent(err)
+		}
+		return fmt.Errorf("encode batch for %s: %w", topic, err)
+	}
+	return r.publishMsg(ctx, topic, msg, b)
+}
+
+// ErrTooLarge is returned by a codec whose transport cannot carry a batch
+// that big; the runtime then splits the batch.
+var ErrTooLarge = errors.New("batch too large for the transport")
+
+// split cuts a batch in two halves sharing its identity.
+func split(b *record.Batch) (*record.Batch, *record.Batch) {
+	a, c := *b, *b
+	if n := len(b.Records); n > 1 {
+		a.Records, c.Records = b.Records[:n/2:n/2], b.Records[n/2:]
+		a.Metrics, c.Metrics = b.Metrics, nil
+	} else {
+		n := len(b.Metrics)
+		a.Metrics, c.Metrics = b.Metrics[:n/2:n/2], b.Metrics[n/2:]
+		c.Records = nil
+	}
+	return &a, &c
+}
+
+func (r *Runtime) publishMsg(ctx context.Context, topic string, msg *message.Message, b *record.Batch) error {
+	if !r.tr.InProcess() {
+		if err := r.tr.Publisher().Publish(topic, msg); err != nil {
+			return fmt.Errorf("publish to %s: %w", topic, err)
+		}
+		return nil
+	}
+	r.mu.Lock()
+	cs := r.consumers[topic]
+	r.mu.Unlock()
+	if len(cs) == 0 {
+		// In one process nothing would ever read it: refuse rather than lose.
+		return Permanent(fmt.Errorf("no stage consumes topic %q", topic))
+	}
+	for i, c := range cs {
+		if err := r.acquire(ctx, c); err != nil {
+			for _, taken := range cs[:i] {
+				r.release(taken)
+			}
+			return err
+		}
+	}
+	if b.Ack != nil {
+		b.Ack.Add(len(cs))
+	}
+	// Counted queued before the message exists, so that the consumer's
+	// handler never takes it out of the queue first.
+	for _, c := range cs {
+		c.queued.Add(1)
+	}
+	if err := r.tr.Publisher().Publish(topic, msg); err != nil {
+		for _, c := range cs {
+			c.queued.Add(-1)
+			r.release(c)
+			if b.Ack != nil {
+				b.Ack.Done()
+			}
+		}
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
+func (r *Runtime) acquire(ctx context.Context, c *consumer) error {
+	if r.handingBack() {
+		return fmt.Errorf("publish to stage %s: %w", c.stage, ack.ErrHandedBack)
+	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for stage %s: %w", c.stage, ctx.Err())
+	case <-r.handBack.Done():
+		return fmt.Errorf("waiting for stage %s: %w", c.stage, ack.ErrHandedBack)
+	}
+	r.mu.Lock()
+	r.inflight++
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Runtime) release(c *consumer) {
+	<-c.slots
+	r.mu.Lock()
+	r.inflight--
+	var wake []chan struct{}
+	if r.inflight == 0 {
+		wake, r.idle = r.idle, nil
+	}
+	r.mu.Unlock()
+	for _, ch := range wake {
+		close(ch)
+	}
+}
+
+// InFlight is the number of batches published and not yet handled.
+func (r *Runtime) InFlight() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight
+}
+
+// Drain waits until no batch is in flight, or ctx ends.
+func (r *Runtime) Drain(ctx context.Context) error {
+	r.mu.Lock()
+	if r.inflight == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	r.idle = append(r.idle, ch)
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: %d batches still in flight: %w", r.InFlight(), ctx.Err())
+	}
+}
+
+// Source returns the Output a source publishes through. stats are kept under
+// the given stage name.
+func (r *Runtime) Source(name, topic string) Output {
+	return &output{r: r, stats: r.metrics.Stage(name), topic: topic}
+}
+
+// Start runs the router in the background and waits until it is running.
+func (r *Runtime) Start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.runCancel = cancel
+	r.runExited = make(chan struct{})
+	go func() {
+		r.runErr = r.router.Run(runCtx)
+		close(r.runExited)
+	}()
+	select {
+	case <-r.router.Running():
+		if bl, ok := r.tr.(Backlogger); ok && !r.tr.InProcess() {
+			r.watchers.Go(func() { r.watchBacklog(runCtx, bl) })
+		}
+		return nil
+	case <-r.runExited:
+		cancel()
+		return fmt.Errorf("router: %w", r.runErr)
+	case <-ctx.Done():
+		cancel()
+		return ctx.Err()
+	}
+}
+
+// watchBacklog keeps the queue depth of every stage of a broker
+// transport: its consumer group's backlog, asked every BacklogInterval.
+// A failed answer makes the depth unknown (-1) rather than stale.
+func (r *Runtime) watchBacklog(ctx context.Context, bl Backlogger) {
+	r.mu.Lock()
+	var cs []*consumer
+	for _, group := range r.consumers {
+		cs = append(cs, group...)
+	}
+	r.mu.Unlock()
+	t := time.NewTicker(r.cfg.BacklogInterval)
+	defer t.Stop()
+	warned := map[string]bool{}
+	for {
+		for _, c := range cs {
+			qctx, cancel := context.WithTimeout(ctx, r.cfg.BacklogInterval)
+			n, err := bl.Backlog(qctx, c.stage, c.topic)
+			cancel()
+			if err != nil {
+				c.queued.Store(-1)
+				if ctx.Err() == nil && !warned[c.stage] {
+					warned[c.stage] = true // once per stage: the broker's own metrics say more
+					r.log.Warn("stage backlog unknown", "stage", c.stage, "topic", c.topic, "error", err)
+				}
+				continue
+			}
+			c.queued.Store(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// HandBack gives up the work in flight, for a shutdown whose time is up:
+// every handler's context ends, failed batches are neither retried nor
+// dead-lettered, and publishing to a stage fails. In one process the
+// sources' acknowledgements fail with ack.ErrHandedBack, so that each
+// source hands its unit of work back to its sender (and counts it); on a
+// broker the stages' inputs are left there for redelivery (counted in
+// StageStats.HandedBack). Then Drain returns as soon as the handlers have,
+// and Stop does not wait for retries.
+func (r *Runtime) HandBack() { r.handBackOnce.Do(r.handBackNow) }
+
+func (r *Runtime) handingBack() bool { return r.handBack.Err() != nil }
+
+// Stop stops consuming: the router takes no more input and waits, within
+// ctx, for the handlers still running. Calling it again (say after
+// HandBack) waits again for the same stop. In one process, Drain first:
+// a batch published and not yet handled when the router stops is lost to
+// its acknowledgement.
+func (r *Runtime) Stop(ctx context.Context) error {
+	if r.runCancel == nil {
+		if err := r.router.Close(); err != nil {
+			return fmt.Errorf("router: %w", err)
+		}
+		return nil
+	}
+	r.runCancel()
+	stopped := make(chan struct{})
+	go func() {
+		<-r.runExited
+		r.watchers.Wait() // the backlog watcher uses the transport
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		if r.runErr != nil {
+			return fmt.Errorf("router: %w", r.runErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop stages: handlers still running: %w", ctx.Err())
+	}
+}
+
+// Shutdown stops the router (Stop) and closes the transport, within ctx.
+func (r *Runtime) Shutdown(ctx context.Context) error {
+	if err := r.Stop(ctx); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.tr.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("transport: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close transport: %w", ctx.Err())
+	}
+}
+
+// Close is Shutdown within Config.CloseTimeout. Call Drain first to finish
+// the work in flight.
+func (r *Runtime) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.CloseTimeout)
+	defer cancel()
+	return r.Shutdown(ctx)
+}
+
+type output struct {
+	r     *Runtime
+	stats *telemetry.StageStats
+	topic string
+}
+
+func (o *output) Emit(ctx context.Context, b *record.Batch) error {
+	if o.topic == "" {
+		return Permanent(errors.New("stage has no output topic"))
+	}
+	n := b.Len() // before: once published, the consumer may change b
+	local, remote := o.r.route(o.topic)
+	if local == nil {
+		if err := o.r.send(ctx, o.topic, b); err != nil {
+			return err
+		}
+		o.stats.RecordsOut.Add(int64(n))
+		return nil
+	}
+	// The groups elsewhere first: a full broker (back-pressure) then fails
+	// the batch before a local stage has counted it, so a retry does not
+	// count it twice.
+	for _, topic := range remote {
+		if err := o.r.send(ctx, topic, b); err != nil {
+			return err
+		}
+	}
+	for _, c := range local {
+		st := c.out.stats
+		st.Batches.Inc()
+		st.RecordsIn.Add(int64(b.Len()))
+		if err := c.handler.Handle(ctx, b, c.out); err != nil {
+			st.Errors.Inc()
+			return fmt.Errorf("stage %s: %w", c.stage, err)
+		}
+	}
+	o.stats.RecordsOut.Add(int64(n))
+	return nil
+}
+
+// GroupAddresser is a transport that can publish to one consumer group of
+// a topic, so that a worker running some of a topic's consumers hands the
+// batch to them in memory and publishes it for the others only.
+type GroupAddresser interface {
+	// GroupTopic is the topic to publish to for group alone.
+	GroupTopic(topic, group string) string
+}
+
+// route returns the consumers of topic to call in memory and the topics to
+// publish to for the groups that run elsewhere; no local consumers means
+// the batch goes through the transport to topic as usual. In process the
+// transport is memory already; on a broker a topic is fused when all its
+// consumers run here, or when some do and the transport can address the
+// others.
+func (r *Runtime) route(topic string) (local []*consumer, remote []string) {
+	if r.tr.InProcess() || r.cfg.Topology == nil || topic == r.cfg.DLQTopic {
+		return nil, nil
+	}
+	groups := r.cfg.Topology[topic]
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	r.mu.Lock()
+	here := r.consumers[topic]
+	r.mu.Unlock()
+	var elsewhere []string
+	for _, g := range groups {
+		found := false
+		for _, c := range here {
+			if c.stage == g {
+				local, found = append(local, c), true
+				break
+			}
+		}
+		if !found {
+			elsewhere = append(elsewhere, g)
+		}
+	}
+	if len(local) == 0 {
+		return nil, nil
+	}
+	if len(elsewhere) == 0 {
+		return local, nil
+	}
+	addr, ok := r.tr.(GroupAddresser)
+	if !ok {
+		return nil, nil
+	}
+	for _, g := range elsewhere {
+		remote = append(remote, addr.GroupTopic(topic, g))
+	}
+	return local, remote
+}
+
+// DeadLetter sends b to the dead-letter topic. It is counted (StageStats.Dead
+// of b.Stage) when the archive has written it, not here: a dead letter
+// published and never written must not be reported as kept.
+func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
+	if err := o.r.send(ctx, o.r.cfg.DLQTopic, b); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	return nil
+}
+
+// publisher lets Watermill's poison middleware publish through the runtime's
+// accounting.
+type publisher struct{ r *Runtime }
+
+func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, msg := range msgs {
+		b, err := p.r.codec.Unmarshal(msg)
+		if err != nil {
+			return err
+		}
+		if !p.r.tr.InProcess() {
+			// A broker carries no metadata we rely on: the reason goes into
+			// the dead-letter batch itself.
+			c := *b
+			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
+			c.Reason = msg.Metadata.Get(middleware.ReasonForPoisonedKey)
+			if err := p.r.send(msg.Context(), topic, &c); err != nil {
+				return err
+			}
+			continue
+		}
+		// The dead letter outlives the failed handler's context, which
+		// ends when that handler returns; waiting for a slot does not.
+		ctx := msg.Context()
+		msg.SetContext(context.WithoutCancel(ctx))
+		if err := p.r.publishMsg(ctx, topic, msg, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *publisher) Close() error { return nil }
+
+// QuietLogger adapts log for Watermill, keeping its per-message chatter
+// out of the logs: only its warnings and errors get through.
+func QuietLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLogger(slog.New(quiet{log.Handler()}))
+}
+
+// quiet passes only warnings and errors.
+type quiet struct{ slog.Handler }
+
+func (q quiet) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
+}
+func (q quiet) WithAttrs(a []slog.Attr) slog.Handler { return quiet{q.Handler.WithAttrs(a)} }
+func (q quiet) WithGroup(n string) slog.Handler      { return quiet{q.Handler.WithGroup(n)} }

@@ -1,0 +1,211 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+type sink struct {
+	mu      sync.Mutex
+	batches []*record.Batch
+}
+
+func (s *sink) Handle(_ context.Context, in *record.Batch, _ Output) error {
+	s.mu.Lock()
+	s.batches = append(s.batches, in)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *sink) records() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, b := range s.batches {
+		n += b.Len()
+	}
+	return n
+}
+
+func newRuntime(t *testing.T, cfg Config) *Runtime {
+	t.Helper()
+	cfg.InitialInterval = time.Millisecond
+	cfg.MaxInterval = 2 * time.Millisecond
+	rt, err := New(cfg, NewMemory(nil), nil, telemetry.NewRegistry())
+	require.NoError(t, err)
+	return rt
+}
+
+func start(t *testing.T, rt *Runtime) {
+	t.Helper()
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { _ = rt.Close() })
+}
+
+func batchOf(n int, tr record.Acker) *record.Batch {
+	b := &record.Batch{ID: "b", Origin: &record.Origin{Source: "test"}, Ack: tr}
+	for i := 0; i < n; i++ {
+		b.Records = append(b.Records, record.Record{Message: []byte("x")})
+	}
+	return b
+}
+
+// splitter emits its input as two batches, as a stage that splits must.
+func splitter(_ context.Context, in *record.Batch, out Output) error {
+	half := in.Len() / 2
+	a, b := in.Derive(half), in.Derive(in.Len()-half)
+	a.Records = append(a.Records, in.Records[:half]...)
+	b.Records = append(b.Records, in.Records[half:]...)
+	if err := out.Emit(context.Background(), a); err != nil {
+		return err
+	}
+	return out.Emit(context.Background(), b)
+}
+
+func TestAcknowledgementCompletesOnlyAfterTerminalStage(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	release := make(chan struct{})
+	terminal := &sink{}
+	require.NoError(t, rt.Add(Stage{Name: "split", Input: "raw", Output: "mid", Handler: HandlerFunc(splitter)}))
+	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "mid", Handler: HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
+		<-release
+		return terminal.Handle(ctx, in, out)
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+
+	tr := ack.New()
+	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(10, tr)))
+	tr.Done() // the source's own token
+
+	select {
+	case <-tr.Completed():
+		t.Fatal("acknowledged before the terminal stage finished")
+	default:
+	}
+	close(release)
+	require.NoError(t, tr.Wait(context.Background()))
+	assert.Equal(t, 10, terminal.records())
+	require.NoError(t, rt.Drain(context.Background()))
+}
+
+func TestPermanentFailureGoesToDeadLetterWithReason(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	var calls atomic.Int32
+	dead := &sink{}
+	require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+		calls.Add(1)
+		return Permanent(errors.New("not a CloudWatch envelope"))
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: dead}))
+	start(t, rt)
+
+	tr := ack.New()
+	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(3, tr)))
+	tr.Done()
+	require.NoError(t, tr.Wait(context.Background()), "a dead-lettered batch counts as handled")
+	assert.Equal(t, int32(1), calls.Load(), "permanent errors are not retried")
+	require.Len(t, dead.batches, 1)
+	assert.Equal(t, "decode", dead.batches[0].Stage)
+	assert.Contains(t, dead.batches[0].Reason, "not a CloudWatch envelope")
+	assert.Equal(t, 3, dead.batches[0].Len())
+}
+
+func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
+	rt := newRuntime(t, Config{MaxRetries: 5})
+	var calls atomic.Int32
+	done := &sink{}
+	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "raw", Handler: HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
+		if calls.Add(1) < 3 {
+			return errors.New("intake unavailable")
+		}
+		return done.Handle(ctx, in, out)
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+
+	tr := ack.New()
+	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(2, tr)))
+	tr.Done()
+	require.NoError(t, tr.Wait(context.Background()))
+	assert.Equal(t, int32(3), calls.Load())
+	assert.Equal(t, 2, done.records())
+}
+
+func TestDeadLetterFailureFailsTheSource(t *testing.T) {
+	rt := newRuntime(t, Config{MaxRetries: 1})
+	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "raw", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+		return errors.New("boom")
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+		return errors.New("archive unwritable")
+	})}))
+	start(t, rt)
+
+	tr := ack.New()
+	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(1, tr)))
+	tr.Done()
+	err := tr.Wait(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "archive unwritable")
+}
+
+func TestBackPressureBoundsInFlightBatches(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	release := make(chan struct{})
+	require.NoError(t, rt.Add(Stage{Name: "slow", Input: "raw", MaxInFlight: 2, Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+		<-release
+		return nil
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+
+	src := rt.Source("ingest", "raw")
+	require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
+	require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := src.Emit(ctx, batchOf(1, nil))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a third batch must wait for a slot")
+	assert.Equal(t, int64(2), rt.InFlight())
+
+	close(release)
+	require.NoError(t, rt.Drain(context.Background()))
+	assert.Zero(t, rt.InFlight())
+}
+
+func TestFanOutCountsEveryConsumer(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	logs, metrics := &sink{}, &sink{}
+	require.NoError(t, rt.Add(Stage{Name: "deliver-logs", Input: "enriched", Handler: logs}))
+	require.NoError(t, rt.Add(Stage{Name: "derive", Input: "enriched", Handler: metrics}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+
+	tr := ack.New()
+	require.NoError(t, rt.Source("enrich", "enriched").Emit(context.Background(), batchOf(4, tr)))
+	tr.Done()
+	require.NoError(t, tr.Wait(context.Background()))
+	assert.Equal(t, 4, logs.records())
+	assert.Equal(t, 4, metrics.records())
+}
+
+func TestEmitToTopicWithoutConsumerIsRefused(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+	err := rt.Source("ingest", "nowhere").Emit(context.Background(), batchOf(1, nil))
+	require.Error(t, err)
+	assert.True(t, IsPermanent(err))
+}

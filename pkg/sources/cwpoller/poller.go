@@ -1,0 +1,496 @@
+package cwpoller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"golang.org/x/time/rate"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// cloudWatchAPI is the part of the CloudWatch client the poller calls.
+type cloudWatchAPI interface {
+	ListMetrics(ctx context.Context, in *cloudwatch.ListMetricsInput, opts ...func(*cloudwatch.Options)) (*cloudwatch.ListMetricsOutput, error)
+	GetMetricData(ctx context.Context, in *cloudwatch.GetMetricDataInput, opts ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error)
+}
+
+// EmitFunc hands a poll's points on; the poller advances its state only
+// when it returned nil. It may be called from several goroutines at once
+// (one per target polled).
+type EmitFunc func(ctx context.Context, points []record.Metric) error
+
+// Poller polls CloudWatch's GetMetricData for accounts without metric
+// streams.
+type Poller struct {
+	cfg     Config
+	mapper  *metricstream.Mapper
+	log     *slog.Logger
+	targets []*target
+
+	polls, calls, pages, listCalls, throttles, retries, points, failures atomic.Int64
+}
+
+type target struct {
+	Target
+	api     cloudWatchAPI
+	limiter *rate.Limiter
+
+	mu      sync.Mutex // one poll of the target at a time
+	metrics []*metricRef
+	listed  time.Time
+}
+
+// metricRef is one listed metric and what is asked for it.
+type metricRef struct {
+	metric types.Metric
+	key    Key
+	dims   []metricstream.Dimension
+	stats  []string
+}
+
+// Stats are the Poller's counters since New.
+type Stats struct {
+	Polls     int64 // target polls
+	Calls     int64 // GetMetricData calls (batches of queries)
+	Pages     int64 // GetMetricData requests, pagination included
+	ListCalls int64 // ListMetrics requests
+	Throttles int64 // throttled requests
+	Retries   int64 // requests retried
+	Points    int64 // points emitted
+	Failures  int64 // target polls that failed
+}
+
+// New returns a Poller of cfg's targets, whose CloudWatch clients are made
+// from awsCfg (region and credentials replaced per target).
+func New(cfg Config, awsCfg aws.Config) (*Poller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := &Poller{cfg: cfg, mapper: cfg.Mapper, log: cfg.Logger.With("component", "cwpoller")}
+	if p.mapper == nil {
+		m, err := metricstream.NewMapper(metricstream.DefaultConfig())
+		if err != nil {
+			return nil, err
+		}
+		p.mapper = m
+	}
+	for _, t := range cfg.Accounts {
+		var creds aws.CredentialsProvider
+		if cfg.CredentialsFor != nil {
+			creds = cfg.CredentialsFor(t.Account)
+		}
+		p.targets = append(p.targets, &target{
+			Target:  t,
+			api:     newClient(awsCfg, t, creds),
+			limiter: rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), cfg.Burst),
+		})
+	}
+	return p, nil
+}
+
+func newClient(awsCfg aws.Config, t Target, creds aws.CredentialsProvider) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
+		o.Region = t.Region
+		if creds != nil {
+			if _, cached := creds.(*aws.CredentialsCache); !cached {
+				creds = aws.NewCredentialsCache(creds)
+			}
+			o.Credentials = creds
+		}
+		// AWS JSON 1.0: CloudWatch serves it beside Smithy RPCv2 CBOR (the
+		// SDK's default) and the query protocol, and so do emulators and
+		// proxies that do not speak CBOR.
+		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
+		// Retries are the poller's own: paced per target, throttles counted.
+		o.Retryer = aws.NopRetryer{}
+	})
+}
+
+// Stats returns the Poller's counters.
+func (p *Poller) Stats() Stats {
+	return Stats{
+		Polls: p.polls.Load(), Calls: p.calls.Load(), Pages: p.pages.Load(), ListCalls: p.listCalls.Load(),
+		Throttles: p.throttles.Load(), Retries: p.retries.Load(), Points: p.points.Load(), Failures: p.failures.Load(),
+	}
+}
+
+// Run polls at once, then every Interval (aligned to multiples of it),
+// until stop is closed or ctx ends; it returns nil then. Closing stop lets
+// a poll under way finish (its points acknowledged, the state advanced);
+// ctx ending abandons it. A failed poll is logged and the next one tries
+// its periods again.
+func (p *Poller) Run(ctx context.Context, stop <-chan struct{}, emit EmitFunc) error {
+	for {
+		if err := p.PollOnce(ctx, p.cfg.Now(), emit); err != nil && ctx.Err() == nil {
+			p.log.Error("cloudwatch poll failed; its periods are fetched again next time", "err", err)
+		}
+		now := p.cfg.Now()
+		next := now.Truncate(p.cfg.Interval).Add(p.cfg.Interval)
+		timer := time.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-stop:
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// PollOnce fetches, for every target, the periods that ended at least Lag
+// before now and were not fetched yet, and emits their points. It returns
+// the targets' errors joined; the other targets are polled regardless.
+func (p *Poller) PollOnce(ctx context.Context, now time.Time, emit EmitFunc) error {
+	sem := make(chan struct{}, p.cfg.Concurrency)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, t := range p.targets {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := p.pollTarget(ctx, t, now, emit); err != nil {
+				p.failures.Add(1)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("cwpoller: %s: %w", t.Target, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// windowEnd returns the end of the last complete, settled period at now.
+func (p *Poller) windowEnd(now time.Time) time.Time {
+	period := int64(p.cfg.Period / time.Second)
+	end := now.Add(-p.cfg.Lag).Unix()
+	return time.Unix(end-end%period, 0)
+}
+
+func (p *Poller) pollTarget(ctx context.Context, t *target, now time.Time, emit EmitFunc) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.polls.Add(1)
+	if err := p.refreshList(ctx, t, now); err != nil {
+		if t.listed.IsZero() {
+			return fmt.Errorf("list metrics: %w", err)
+		}
+		p.log.Warn("listing metrics failed; polling the metrics listed before", "target", t.Target.String(), "err", err)
+	}
+	end := p.windowEnd(now)
+	earliest := end.Add(-p.cfg.Backfill)
+	// Metrics fetched up to the same time share calls: GetMetricData takes
+	// one time range per call.
+	byStart := map[time.Time][]*metricRef{}
+	for _, m := range t.metrics {
+		start := earliest
+		if last, ok := p.cfg.State.Last(m.key); ok && last.After(start) {
+			start = last
+		}
+		if start.Before(end) {
+			byStart[start] = append(byStart[start], m)
+		}
+	}
+	starts := make([]time.Time, 0, len(byStart))
+	for s := range byStart {
+		starts = append(starts, s)
+	}
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	for _, start := range starts {
+		if err := p.fetch(ctx, t, byStart[start], start, end, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshList lists the namespace's metrics when the list is older than
+// ListInterval.
+func (p *Poller) refreshList(ctx context.Context, t *target, now time.Time) error {
+	if !t.listed.IsZero() && now.Sub(t.listed) < p.cfg.ListInterval {
+		return nil
+	}
+	var metrics []types.Metric
+	in := &cloudwatch.ListMetricsInput{
+		Namespace: aws.String(p.cfg.Namespace),
+		// Only metrics with data in the last three hours: the poller never
+		// looks back further, and stale metrics would cost queries.
+		RecentlyActive: types.RecentlyActivePt3h,
+	}
+	for {
+		var out *cloudwatch.ListMetricsOutput
+		err := p.call(ctx, t, "ListMetrics", func(ctx context.Context) (err error) {
+			p.listCalls.Add(1)
+			out, err = t.api.ListMetrics(ctx, in)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		metrics = append(metrics, out.Metrics...)
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	refs := make([]*metricRef, 0, len(metrics))
+	seen := make(map[Key]bool, len(metrics))
+	for _, m := range metrics {
+		r := p.newRef(t, m)
+		if seen[r.key] {
+			continue
+		}
+		seen[r.key] = true
+		refs = append(refs, r)
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].key.String() < refs[j].key.String() })
+	if len(refs) > p.cfg.MaxMetrics {
+		p.log.Warn("too many metrics; polling the first MaxMetrics only", "target", t.Target.String(),
+			"metrics", len(refs), "max_metrics", p.cfg.MaxMetrics)
+		refs = refs[:p.cfg.MaxMetrics]
+	}
+	t.metrics, t.listed = refs, now
+	p.log.Debug("metrics listed", "target", t.Target.String(), "metrics", len(refs))
+	return nil
+}
+
+func (p *Poller) newRef(t *target, m types.Metric) *metricRef {
+	r := &metricRef{metric: m}
+	names := make([]string, 0, len(m.Dimensions))
+	for _, d := range m.Dimensions {
+		r.dims = append(r.dims, metricstream.Dimension{Name: aws.ToString(d.Name), Value: aws.ToString(d.Value)})
+		names = append(names, aws.ToString(d.Name)+"="+aws.ToString(d.Value))
+	}
+	sort.Strings(names)
+	ns, name := aws.ToString(m.Namespace), aws.ToString(m.MetricName)
+	r.key = Key{Account: t.Account, Region: t.Region, Namespace: ns, Metric: name, Dimensions: strings.Join(names, ",")}
+	stats, latency := p.mapper.Statistics(ns, name)
+	if latency {
+		stats = append(stats, p.cfg.Stats...)
+	}
+	r.stats = stats
+	return r
+}
+
+// fetch polls metrics over [start, end) in calls that respect
+// GetMetricData's limits, emitting and advancing the state after each.
+func (p *Poller) fetch(ctx context.Context, t *target, metrics []*metricRef, start, end time.Time, emit EmitFunc) error {
+	periods := int(end.Sub(start) / p.cfg.Period)
+	maxQueries := min(p.cfg.MaxQueriesPerRequest, p.cfg.MaxDatapointsPerRequest/max(periods, 1))
+	for len(metrics) > 0 {
+		// A metric's queries never straddle two calls: its statistics come
+		// back together and map to whole points.
+		n, queries := 0, 0
+		for n < len(metrics) && (n == 0 || queries+len(metrics[n].stats) <= maxQueries) {
+			queries += len(metrics[n].stats)
+			n++
+		}
+		batch := metrics[:n]
+		metrics = metrics[n:]
+		points, err := p.getMetricData(ctx, t, batch, start, end)
+		if err != nil {
+			return err
+		}
+		if len(points) > 0 {
+			if err := emit(ctx, points); err != nil {
+				return fmt.Errorf("emit: %w", err)
+			}
+			p.points.Add(int64(len(points)))
+		}
+		keys := make([]Key, len(batch))
+		for i, m := range batch {
+			keys[i] = m.key
+		}
+		if err := p.cfg.State.Advance(ctx, keys, end); err != nil {
+			return fmt.Errorf("advance state: %w", err)
+		}
+	}
+	return nil
+}
+
+// getMetricData runs one call (all its pages) and maps the results.
+func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRef, start, end time.Time) ([]record.Metric, error) {
+	period := int32(p.cfg.Period / time.Second)
+	type ref struct {
+		m    *metricRef
+		stat string
+	}
+	var queries []types.MetricDataQuery
+	var refs []ref
+	for _, m := range batch {
+		for _, stat := range m.stats {
+			// Ids must start with a lower-case letter.
+			id := "q" + strconv.Itoa(len(queries))
+			queries = append(queries, types.MetricDataQuery{
+				Id:         aws.String(id),
+				MetricStat: &types.MetricStat{Metric: &m.metric, Period: aws.Int32(period), Stat: aws.String(stat)},
+				ReturnData: aws.Bool(true),
+			})
+			refs = append(refs, ref{m, stat})
+		}
+	}
+	in := &cloudwatch.GetMetricDataInput{
+		StartTime:         aws.Time(start),
+		EndTime:           aws.Time(end),
+		MetricDataQueries: queries,
+		ScanBy:            types.ScanByTimestampAscending,
+	}
+	// datums[metric][period start] collects the statistics of one point.
+	datums := make(map[*metricRef]map[int64]*metricstream.Datum, len(batch))
+	p.calls.Add(1)
+	for {
+		var out *cloudwatch.GetMetricDataOutput
+		err := p.call(ctx, t, "GetMetricData", func(ctx context.Context) (err error) {
+			p.pages.Add(1)
+			out, err = t.api.GetMetricData(ctx, in)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, msg := range out.Messages {
+			p.log.Warn("GetMetricData message", "target", t.Target.String(), "code", aws.ToString(msg.Code), "message", aws.ToString(msg.Value))
+		}
+		for _, r := range out.MetricDataResults {
+			i, err := strconv.Atoi(strings.TrimPrefix(aws.ToString(r.Id), "q"))
+			if err != nil || i < 0 || i >= len(refs) {
+				return nil, fmt.Errorf("GetMetricData: result for unknown query %q", aws.ToString(r.Id))
+			}
+			switch r.StatusCode {
+			case types.StatusCodeInternalError, types.StatusCodeForbidden:
+				return nil, fmt.Errorf("GetMetricData: %s %s: %s", refs[i].m.key, refs[i].stat, r.StatusCode)
+			}
+			if len(r.Timestamps) != len(r.Values) {
+				return nil, fmt.Errorf("GetMetricData: %s %s: %d timestamps for %d values", refs[i].m.key, refs[i].stat, len(r.Timestamps), len(r.Values))
+			}
+			m := refs[i].m
+			byTS := datums[m]
+			if byTS == nil {
+				byTS = map[int64]*metricstream.Datum{}
+				datums[m] = byTS
+			}
+			for j, ts := range r.Timestamps {
+				d := byTS[ts.Unix()]
+				if d == nil {
+					d = &metricstream.Datum{
+						Account: t.Account, Region: t.Region,
+						Namespace: m.key.Namespace, MetricName: m.key.Metric, Dimensions: m.dims,
+						Timestamp: ts.Unix(), Period: int64(period),
+					}
+					byTS[ts.Unix()] = d
+				}
+				setStat(&d.Values, refs[i].stat, r.Values[j])
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	var points []record.Metric
+	for _, m := range batch {
+		byTS := datums[m]
+		tss := make([]int64, 0, len(byTS))
+		for ts := range byTS {
+			tss = append(tss, ts)
+		}
+		slices.Sort(tss)
+		for _, ts := range tss {
+			if _, err := p.mapper.Map(byTS[ts], func(pt record.Metric) { points = append(points, pt) }); err != nil {
+				// A value CloudWatch returned but Datadog cannot take (not
+				// finite): logged, never sent.
+				p.log.Warn("data point refused", "metric", m.key.String(), "timestamp", ts, "err", err)
+			}
+		}
+	}
+	return points, nil
+}
+
+func setStat(v *metricstream.Values, stat string, x float64) {
+	switch stat {
+	case "SampleCount":
+		v.Count, v.Has = x, v.Has|metricstream.HasCount
+	case "Sum":
+		v.Sum, v.Has = x, v.Has|metricstream.HasSum
+	case "Minimum":
+		v.Min, v.Has = x, v.Has|metricstream.HasMin
+	case "Maximum":
+		v.Max, v.Has = x, v.Has|metricstream.HasMax
+	default:
+		v.Percentiles = append(v.Percentiles, metricstream.Percentile{Stat: stat, Value: x})
+	}
+}
+
+var (
+	throttleCheck  = retry.IsErrorThrottles(retry.DefaultThrottles)
+	retryableCheck = retry.IsErrorRetryables(retry.DefaultRetryables)
+)
+
+// call runs fn, paced by the target's limiter, retrying throttled and
+// other transient failures with exponential back-off and full jitter.
+func (p *Poller) call(ctx context.Context, t *target, op string, fn func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		if err := t.limiter.Wait(ctx); err != nil {
+			return err
+		}
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		throttled := throttleCheck.IsErrorThrottle(err).Bool()
+		if throttled {
+			p.throttles.Add(1)
+		}
+		if ctx.Err() != nil || attempt >= p.cfg.MaxAttempts || !throttled && !retryableCheck.IsErrorRetryable(err).Bool() {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		p.retries.Add(1)
+		wait := p.backoff(attempt)
+		p.log.Debug("cloudwatch call retried", "target", t.Target.String(), "op", op, "attempt", attempt,
+			"throttled", throttled, "wait", wait, "err", err)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%s: %w", op, ctx.Err())
+		case <-timer.C:
+		}
+	}
+}
+
+func (p *Poller) backoff(attempt int) time.Duration {
+	d := p.cfg.BackoffBase << min(attempt-1, 20)
+	if d <= 0 || d > p.cfg.BackoffMax {
+		d = p.cfg.BackoffMax
+	}
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}

@@ -1,0 +1,308 @@
+package cwpoller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+const acct = "123456789012"
+
+var (
+	petstore = fakeMetric{"AWS/ApiGateway", "Count", [][2]string{{"ApiName", "petstore"}, {"Stage", "prod"}}}
+	latency  = fakeMetric{"AWS/ApiGateway", "Latency", [][2]string{{"ApiName", "petstore"}, {"Stage", "prod"}}}
+	hits     = fakeMetric{"AWS/ApiGateway", "CacheHitCount", [][2]string{{"ApiName", "petstore"}, {"Stage", "prod"}}}
+	misses   = fakeMetric{"AWS/ApiGateway", "CacheMissCount", [][2]string{{"ApiName", "petstore"}, {"Stage", "prod"}}}
+)
+
+// everyPeriod answers every statistic of every period with fixed values.
+func everyPeriod(m fakeMetric, stat string, ts int64) (float64, bool) {
+	switch m.Name + "/" + stat {
+	case "Count/Sum":
+		return 10, true
+	case "CacheHitCount/Sum":
+		return 3, true
+	case "CacheMissCount/Sum":
+		return 1, true
+	case "Latency/SampleCount":
+		return 10, true
+	case "Latency/Sum":
+		return 200, true
+	case "Latency/Minimum":
+		return 2, true
+	case "Latency/Maximum":
+		return 90, true
+	case "Latency/p99":
+		return 85, true
+	}
+	return 0, false
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestPoller(t *testing.T, url string, cfg Config) *Poller {
+	t.Helper()
+	if cfg.Accounts == nil {
+		cfg.Accounts = []Target{{acct, "us-east-1"}}
+	}
+	if cfg.BackoffBase == 0 {
+		cfg.BackoffBase, cfg.BackoffMax = time.Millisecond, 2*time.Millisecond
+	}
+	cfg.RequestsPerSecond, cfg.Burst = 1000, 1000
+	cfg.Logger = quiet()
+	p, err := New(cfg, fakeConfig(url))
+	require.NoError(t, err)
+	return p
+}
+
+const petTags = "tags=apiname:petstore,stage:prod,region:us-east-1,aws_account:123456789012"
+
+// CloudWatch throttles; the poller backs off and retries, and the points
+// arrive once.
+func TestPollerThrottling(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		queryError bool
+		throttles  int
+	}{
+		{"ThrottlingException", false, 1},
+		{"query-compatible Throttling code", true, 1},
+		{"throttled three times", false, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod,
+				throttleGet: tt.throttles, throttleList: 1, queryError: tt.queryError}
+			p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute})
+			var c collector
+			now := minute0.Add(time.Minute + 2*time.Minute) // end = minute0+1m
+			require.NoError(t, p.PollOnce(context.Background(), now, c.emit))
+			assert.Equal(t, []string{"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + petTags}, c.take())
+			s := p.Stats()
+			assert.Equal(t, int64(tt.throttles+1), s.Throttles)
+			assert.Equal(t, int64(tt.throttles+1), s.Retries)
+			assert.Equal(t, int64(1), s.Calls)
+			assert.Equal(t, int64(tt.throttles+1), s.Pages)
+			assert.Len(t, f.requests(), tt.throttles+1)
+		})
+	}
+}
+
+// Throttled beyond MaxAttempts: the poll fails, nothing is emitted, and the
+// periods are fetched on the next poll.
+func TestPollerThrottlingGivesUp(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod, throttleGet: 3}
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, MaxAttempts: 3})
+	var c collector
+	now := minute0.Add(3 * time.Minute)
+	err := p.PollOnce(context.Background(), now, c.emit)
+	require.ErrorContains(t, err, "GetMetricData")
+	require.ErrorContains(t, err, "ThrottlingException")
+	assert.Empty(t, c.take())
+	assert.Equal(t, int64(1), p.Stats().Failures)
+
+	require.NoError(t, p.PollOnce(context.Background(), now, c.emit))
+	assert.Len(t, c.take(), 1)
+}
+
+// GetMetricData's limits: at most MaxQueriesPerRequest queries and
+// MaxDatapointsPerRequest data points per call, a metric's queries in one
+// call, pages followed to the end; windows aligned to the period, Lag
+// behind.
+func TestPollerLimits(t *testing.T) {
+	var metrics []fakeMetric
+	for i := range 150 {
+		dims := [][2]string{{"ApiName", fmt.Sprintf("api-%03d", i)}, {"Stage", "prod"}}
+		metrics = append(metrics, fakeMetric{"AWS/ApiGateway", "Count", dims}, fakeMetric{"AWS/ApiGateway", "Latency", dims})
+	}
+	f := &fakeCloudWatch{metrics: metrics, value: everyPeriod, pageSize: 700, listPage: 100}
+	cfg := Config{Backfill: 5 * time.Minute, Stats: []string{"p99"}, MaxQueriesPerRequest: 500, MaxDatapointsPerRequest: 2000}
+	p := newTestPoller(t, f.start(t), cfg)
+	var c collector
+	now := minute0.Add(2*time.Minute + 17*time.Second) // end = minute0
+	require.NoError(t, p.PollOnce(context.Background(), now, c.emit))
+
+	// 150 counts (1 query) + 150 latencies (5 queries) = 900 queries; 5
+	// periods each: at most 400 queries per call (2000 data points).
+	byCall := map[string][]getRequest{}
+	var order []string
+	for _, r := range f.requests() {
+		k := fmt.Sprint(r.Queries[0].ID, len(r.Queries), r.Queries[len(r.Queries)-1].Metric)
+		if _, ok := byCall[k]; !ok {
+			order = append(order, k)
+		}
+		byCall[k] = append(byCall[k], r)
+	}
+	seen := map[string]int{}
+	for _, k := range order {
+		pages := byCall[k]
+		first := pages[0]
+		assert.LessOrEqual(t, len(first.Queries), 400)
+		assert.Equal(t, minute0.Add(-5*time.Minute).Unix(), first.Start)
+		assert.Equal(t, minute0.Unix(), first.End)
+		for i, pg := range pages {
+			assert.Equal(t, first.Queries, pg.Queries, "every page repeats the call")
+			if i > 0 {
+				assert.NotEmpty(t, pg.NextToken)
+			}
+		}
+		for _, q := range first.Queries {
+			assert.EqualValues(t, 60, q.Period)
+			seen[fmt.Sprint(q.Metric)]++
+		}
+	}
+	assert.Len(t, seen, 300, "every metric polled")
+	for m, n := range seen {
+		assert.Contains(t, []int{1, 5}, n, "%s: its queries in one call", m)
+	}
+	assert.Greater(t, p.Stats().Pages, p.Stats().Calls, "pages were followed")
+	// Three pages of 100 metrics; a page that timed out on a loaded
+	// machine is asked again, never skipped.
+	assert.GreaterOrEqual(t, p.Stats().ListCalls, int64(3))
+
+	// Every period once: 150×5 counts, 150×5 latencies of 4 points, the
+	// cache ratio not involved.
+	got := c.take()
+	assert.Len(t, got, 150*5+150*5*4)
+}
+
+// The windows: the first poll reaches Backfill back; the next ones fetch
+// the periods that settled since, never one twice; after a long stop the
+// poller catches up Backfill back at most.
+func TestPollerWindows(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	p := newTestPoller(t, f.start(t), Config{Backfill: 3 * time.Minute, Lag: 2 * time.Minute})
+	var c collector
+	ctx := context.Background()
+	type window struct{ start, end time.Duration } // from minute0
+	steps := []struct {
+		now  time.Duration // from minute0
+		want []window      // GetMetricData windows of this poll
+	}{
+		{2*time.Minute + 30*time.Second, []window{{-3 * time.Minute, 0}}},
+		{2*time.Minute + 50*time.Second, nil}, // nothing settled since
+		{3 * time.Minute, []window{{0, time.Minute}}},
+		{5*time.Minute + 59*time.Second, []window{{time.Minute, 3 * time.Minute}}},
+		{60 * time.Minute, []window{{55 * time.Minute, 58 * time.Minute}}}, // after a stop: Backfill
+	}
+	seen := map[string]bool{}
+	for _, s := range steps {
+		before := len(f.requests())
+		require.NoError(t, p.PollOnce(ctx, minute0.Add(s.now), c.emit))
+		var got []window
+		for _, r := range f.requests()[before:] {
+			got = append(got, window{time.Unix(r.Start, 0).Sub(minute0), time.Unix(r.End, 0).Sub(minute0)})
+		}
+		assert.Equal(t, s.want, got, "poll at minute0+%v", s.now)
+		for _, pt := range c.take() {
+			assert.False(t, seen[pt], "point emitted twice: %s", pt)
+			seen[pt] = true
+		}
+	}
+	assert.Len(t, seen, 3+1+2+3)
+}
+
+// A failed emit advances nothing: the next poll fetches the same periods.
+func TestPollerEmitFailure(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	p := newTestPoller(t, f.start(t), Config{Backfill: 2 * time.Minute})
+	c := collector{fail: 1}
+	now := minute0.Add(2 * time.Minute)
+	require.ErrorContains(t, p.PollOnce(context.Background(), now, c.emit), "delivery refused")
+	assert.Empty(t, c.take())
+	require.NoError(t, p.PollOnce(context.Background(), now, c.emit))
+	assert.Len(t, c.take(), 2)
+	require.NoError(t, p.PollOnce(context.Background(), now, c.emit))
+	assert.Empty(t, c.take())
+}
+
+// Latency's statistics become the integration's points; the cache hit and
+// miss counts of a stage come with their ratio; a shared Mapper names them
+// under the configured namespace.
+func TestPollerMapping(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{latency, hits, misses}, value: everyPeriod}
+	mcfg := metricstream.DefaultConfig()
+	mcfg.Namespace = "cloudwatch."
+	mapper, err := metricstream.NewMapper(mcfg)
+	require.NoError(t, err)
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Stats: []string{"p99", "p99.9"}, Mapper: mapper})
+	var c collector
+	require.NoError(t, p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit))
+	assert.Equal(t, []string{
+		"cloudwatch.apigateway.cache_hit_count count ts=1700000040 interval=60 value=3 " + petTags,
+		"cloudwatch.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + petTags,
+		"cloudwatch.apigateway.cache_miss_count count ts=1700000040 interval=60 value=1 " + petTags,
+		"cloudwatch.apigateway.latency gauge ts=1700000040 interval=0 value=20 " + petTags,
+		"cloudwatch.apigateway.latency.maximum gauge ts=1700000040 interval=0 value=90 " + petTags,
+		"cloudwatch.apigateway.latency.minimum gauge ts=1700000040 interval=0 value=2 " + petTags,
+		"cloudwatch.apigateway.latency.p99 gauge ts=1700000040 interval=0 value=85 " + petTags,
+	}, c.take())
+	// Counts ask for Sum only; latency for its four statistics and the
+	// configured percentiles.
+	stats := map[string][]string{}
+	for _, q := range f.requests()[0].Queries {
+		stats[q.Metric.Name] = append(stats[q.Metric.Name], q.Stat)
+	}
+	assert.Equal(t, map[string][]string{
+		"CacheHitCount":  {"Sum"},
+		"CacheMissCount": {"Sum"},
+		"Latency":        {"SampleCount", "Sum", "Minimum", "Maximum", "p99", "p99.9"},
+	}, stats)
+}
+
+// Run polls at once and then on each tick, until its context ends.
+func TestPollerRun(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Now: func() time.Time { return minute0.Add(3 * time.Minute) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var c collector
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(ctx, nil, func(ctx context.Context, pts []record.Metric) error {
+			defer cancel() // the first poll is enough
+			return c.emit(ctx, pts)
+		})
+	}()
+	require.NoError(t, <-done)
+	assert.Len(t, c.take(), 1)
+}
+
+// Closing stop ends Run after the poll under way: its points are
+// delivered and its state advanced, so a restart fetches nothing twice.
+func TestPollerRunStopsAfterThePollUnderWay(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Now: func() time.Time { return minute0.Add(3 * time.Minute) }})
+	stop := make(chan struct{})
+	var c collector
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(context.Background(), stop, func(ctx context.Context, pts []record.Metric) error {
+			close(stop) // the pipeline stops while the points are on their way
+			return c.emit(ctx, pts)
+		})
+	}()
+	require.NoError(t, <-done)
+	assert.Len(t, c.take(), 1)
+	require.NoError(t, p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit))
+	assert.Empty(t, c.take(), "the state was advanced: nothing is fetched twice")
+}
+
+// A target whose listing fails does not stop the others.
+func TestPollerTargetsIndependent(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod, throttleList: 2}
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, MaxAttempts: 2, Concurrency: 1,
+		Accounts: []Target{{acct, "us-east-1"}, {acct, "eu-west-1"}}})
+	var c collector
+	err := p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit)
+	require.ErrorContains(t, err, "123456789012/us-east-1: list metrics")
+	assert.Len(t, c.take(), 1, "the second target was polled")
+}

@@ -1,0 +1,147 @@
+package firehose
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+)
+
+// trickle opens a connection that announces a body of announced bytes and
+// sends it one byte at a time, every gap, until the server stops it. It
+// reports the status line the server answered (or the error that ended the
+// connection) and how many body bytes went out.
+func trickle(t *testing.T, addr, reqID string, announced int, gap time.Duration) <-chan string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: %s\r\n"+
+		"X-Amz-Firehose-Access-Key: key-one\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, reqID, announced)
+	out := make(chan string, 1)
+	stop := make(chan struct{})
+	go func() {
+		prefix := `{"requestId":"` + reqID + `","records":[{"data":"`
+		for i := 0; ; i++ {
+			b := byte('A')
+			if i < len(prefix) {
+				b = prefix[i]
+			}
+			if _, err := conn.Write([]byte{b}); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(gap):
+			}
+		}
+	}()
+	go func() {
+		defer close(stop)
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			out <- "error: " + err.Error()
+			return
+		}
+		out <- strings.TrimSpace(line)
+	}()
+	return out
+}
+
+func TestSlowClientsDoNotStarveTheOthers(t *testing.T) {
+	// A budget far smaller than what the slow clients announce: reserving
+	// the announced size would refuse every other request.
+	budget, err := membudget.New(4<<20, 2<<20)
+	require.NoError(t, err)
+	cfg := testConfig()
+	cfg.MaxBodyBytes, cfg.MaxDecompressedBytes, cfg.MaxInFlightBytes = 64<<20, 64<<20, 64<<20
+	cfg.BodyReadTimeout = 400 * time.Millisecond
+	cfg.MinBodyRate = 64 << 10
+	p := newFake(deliverAll)
+	s := New(cfg, p, nil, nil, nil).WithMemory(budget)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the fake keeps what it got: let it take any number
+		for {
+			select {
+			case <-p.got:
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	start := time.Now()
+	slow := []<-chan string{
+		trickle(t, addr, "slow-1", 64<<20, 10*time.Millisecond),
+		trickle(t, addr, "slow-2", 64<<20, 10*time.Millisecond),
+	}
+	client := srv.Client()
+	answered := 0
+	for done := 0; done < len(slow); {
+		resp, err := client.Do(httpRequest(t, srv.URL, fmt.Sprintf("ok-%d", answered), body(fmt.Sprintf("ok-%d", answered), "a", "b", "c")))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "a legitimate request while slow clients hold connections")
+		answered++
+		// What is reserved follows what arrived: the slow clients hold a
+		// chunk each, not the 64 MiB they announced.
+		assert.LessOrEqual(t, budget.Stats().AdmittedBytes, int64(3*chunkBytes/16))
+		for _, ch := range slow {
+			select {
+			case line := <-ch:
+				assert.Equal(t, "HTTP/1.1 408 Request Timeout", line, "a client too slow is cut off")
+				done++
+			default:
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	assert.Positive(t, answered)
+	assert.Less(t, elapsed, 5*time.Second, "cut after about body_read_timeout, whatever the announced size")
+	assert.Eventually(t, func() bool { return budget.Stats().HeldBytes == 0 }, 5*time.Second, time.Millisecond,
+		"nothing stays reserved") // the last request's hooks run just after its answer
+	assert.Equal(t, int64(2), s.statuses[http.StatusRequestTimeout].Load())
+}
+
+func TestAFastLargeBodyIsNotHurried(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxBodyBytes, cfg.MaxDecompressedBytes, cfg.MaxInFlightBytes = 64<<20, 64<<20, 64<<20
+	cfg.BodyReadTimeout = 200 * time.Millisecond
+	cfg.MinBodyRate = 64 << 10
+	p := newFake(deliverAll)
+	s := New(cfg, p, nil, nil, nil)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	// 8 MiB would take two minutes at the minimum rate: only a deadline
+	// that moves with the bytes received lets it through.
+	big := strings.Repeat("x", 6<<20)
+	resp, err := srv.Client().Do(httpRequest(t, srv.URL, "big", body("big", big)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 1, p.records())
+}
+
+func httpRequest(t *testing.T, url, reqID string, payload []byte) *http.Request {
+	t.Helper()
+	r := request(reqID, payload)
+	hr, err := http.NewRequest(http.MethodPost, url, strings.NewReader(string(payload)))
+	require.NoError(t, err)
+	hr.Header = r.Header
+	return hr
+}

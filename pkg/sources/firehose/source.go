@@ -1,0 +1,500 @@
+// Package firehose is the Amazon Kinesis Data Firehose HTTP endpoint source.
+//
+// It answers a delivery request with 200 only after every record it carried
+// was accepted by Datadog or dead-lettered (package ack), so that Firehose
+// keeps, retries and finally backs up to S3 whatever gwpipe could not deliver.
+// See specs §2 for the protocol.
+package firehose
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// MaxRecords is the protocol's limit of records per request.
+const MaxRecords = 10_000
+
+// Config tunes the endpoint.
+type Config struct {
+	AccessKeys           []string
+	AllowUnauthenticated bool
+	MaxBodyBytes         int64 // request body as received
+	MaxDecompressedBytes int64 // request body after Content-Encoding
+	// MaxInFlightBytes bounds the bytes this source holds for requests
+	// admitted and not yet acknowledged: their records, counted as they
+	// arrive.
+	MaxInFlightBytes int64
+	// A body must start arriving within BodyReadTimeout and then keep
+	// coming at MinBodyRate bytes per second on average, or the request
+	// is answered 408: a slow client holds a connection, never the others'
+	// memory.
+	BodyReadTimeout time.Duration
+	MinBodyRate     int64
+	AckTimeout      time.Duration // how long a request waits for delivery
+	RecordsPerBatch int           // records per batch published downstream
+	DedupTTL        time.Duration // how long a delivered request id is remembered
+	DefaultRegion   string
+}
+
+// Emitter is where the source publishes raw batches (a stage.Output).
+type Emitter interface {
+	Emit(ctx context.Context, b *record.Batch) error
+}
+
+// Source serves the Firehose HTTP endpoint protocol.
+type Source struct {
+	cfg     Config
+	out     Emitter
+	ready   func() error
+	log     *slog.Logger
+	keys    [][]byte
+	held    atomic.Int64      // bytes of admitted requests (MaxInFlightBytes)
+	memory  *membudget.Budget // the process's memory budget; nil: none
+	closing atomic.Bool
+	now     func() time.Time
+
+	requests *telemetry.StageStats
+	statuses map[int]*telemetry.Counter
+	ackLat   *telemetry.Histogram
+	dupes    *telemetry.Counter
+	handBack *telemetry.Counter // requests answered 503 because their records were handed back
+
+	mu       sync.Mutex
+	inflight map[string]*ack.Tracker
+	recent   map[string]time.Time // delivered request ids
+	order    []recentID
+}
+
+type recentID struct {
+	id string
+	at time.Time
+}
+
+// New returns a source publishing to out. ready reports whether the pipeline
+// can deliver (for example, nil unless Datadog refused the API key).
+func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics *telemetry.Registry) *Source {
+	if ready == nil {
+		ready = func() error { return nil }
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = telemetry.NewRegistry()
+	}
+	s := &Source{
+		cfg: cfg, out: out, ready: ready, log: log,
+		now:      time.Now,
+		requests: metrics.Stage("ingest"),
+		statuses: map[int]*telemetry.Counter{},
+		ackLat:   metrics.Histogram("firehose.ack_latency"),
+		dupes:    metrics.Counter("firehose.duplicate_requests"),
+		handBack: metrics.Counter("firehose.requests_handed_back"),
+		inflight: map[string]*ack.Tracker{},
+		recent:   map[string]time.Time{},
+	}
+	for _, code := range []int{200, 400, 401, 405, 408, 413, 415, 429, 500, 503} {
+		s.statuses[code] = metrics.Counter(fmt.Sprintf("firehose.status.%d", code))
+	}
+	for _, k := range cfg.AccessKeys {
+		s.keys = append(s.keys, []byte(k))
+	}
+	return s
+}
+
+// WithMemory makes the source count what it holds in the process's memory
+// budget and refuse requests (429) while the budget is above its
+// high-water mark.
+func (s *Source) WithMemory(b *membudget.Budget) *Source {
+	s.memory = b
+	return s
+}
+
+// Shutdown makes the endpoint refuse new requests with 503; requests already
+// admitted keep waiting for their acknowledgement.
+func (s *Source) Shutdown() { s.closing.Store(true) }
+
+type response struct {
+	RequestID    string `json:"requestId"`
+	Timestamp    int64  `json:"timestamp"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+}
+
+func (s *Source) reply(w http.ResponseWriter, status int, requestID, msg string) {
+	body, _ := json.Marshal(response{RequestID: requestID, Timestamp: s.now().UnixMilli(), ErrorMessage: msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	if c, ok := s.statuses[status]; ok {
+		c.Inc()
+	}
+}
+
+// ServeHTTP implements the endpoint. GET and HEAD are the health check.
+func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet, http.MethodHead:
+		s.health(w, r)
+		return
+	default:
+		w.Header().Set("Allow", "POST, GET, HEAD")
+		s.reply(w, http.StatusMethodNotAllowed, r.Header.Get("X-Amz-Firehose-Request-Id"), "method not allowed: the Firehose protocol uses POST")
+		return
+	}
+	start := s.now()
+	reqID := r.Header.Get("X-Amz-Firehose-Request-Id")
+	if s.closing.Load() {
+		s.reply(w, http.StatusServiceUnavailable, reqID, "shutting down; retry")
+		return
+	}
+	if v := r.Header.Get("X-Amz-Firehose-Protocol-Version"); v != "1.0" {
+		s.reply(w, http.StatusBadRequest, reqID, fmt.Sprintf("unsupported X-Amz-Firehose-Protocol-Version %q (want 1.0)", v))
+		return
+	}
+	if reqID == "" {
+		s.reply(w, http.StatusBadRequest, "", "missing X-Amz-Firehose-Request-Id")
+		return
+	}
+	if !s.authorized(r.Header.Get("X-Amz-Firehose-Access-Key")) {
+		s.reply(w, http.StatusUnauthorized, reqID, "invalid or missing X-Amz-Firehose-Access-Key")
+		return
+	}
+	if err := s.ready(); err != nil {
+		s.reply(w, http.StatusServiceUnavailable, reqID, "cannot deliver now: "+err.Error())
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.reply(w, http.StatusRequestEntityTooLarge, reqID, fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", r.ContentLength, s.cfg.MaxBodyBytes))
+		return
+	}
+
+	// A retry of a request still in flight waits for the first attempt
+	// instead of sending its records a second time.
+	tr, delivered, first := s.claim(reqID)
+	if delivered {
+		s.dupes.Inc()
+		s.reply(w, http.StatusOK, reqID, "")
+		return
+	}
+	if !first {
+		s.dupes.Inc()
+		s.await(w, r, reqID, tr, start)
+		return
+	}
+
+	status, msg, admitted := s.admit(w, r, reqID, tr)
+	if !admitted {
+		s.unclaim(reqID, tr)
+		s.reply(w, status, reqID, msg)
+		return
+	}
+	s.await(w, r, reqID, tr, start)
+}
+
+// health answers GET and HEAD on the public endpoint. Anyone on the
+// Internet can call it, so an unauthenticated caller learns the status
+// alone; why the pipeline cannot deliver (the intake refused our API key,
+// …) is for callers holding a valid access key, and for the admin
+// listener's /readyz.
+func (s *Source) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case s.closing.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"shutting down"}`)
+	case s.ready() != nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		if !s.authorized(r.Header.Get("X-Amz-Firehose-Access-Key")) {
+			_, _ = io.WriteString(w, `{"status":"not ready"}`)
+			return
+		}
+		body, _ := json.Marshal(map[string]string{"status": "not ready", "reason": s.ready().Error()})
+		_, _ = w.Write(body)
+	default:
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	}
+}
+
+// authorized compares the key with every accepted key in constant time, so
+// the answer's timing tells nothing about which key nearly matched.
+func (s *Source) authorized(key string) bool {
+	if len(s.keys) == 0 {
+		return s.cfg.AllowUnauthenticated
+	}
+	ok := 0
+	for _, k := range s.keys {
+		ok |= subtle.ConstantTimeCompare([]byte(key), k)
+	}
+	return ok == 1
+}
+
+// claim registers reqID as in flight. It returns the tracker to wait on and
+// whether this call is the first attempt; delivered is true when the id was
+// delivered recently.
+func (s *Source) claim(reqID string) (tr *ack.Tracker, delivered, first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked()
+	if _, ok := s.recent[reqID]; ok {
+		return nil, true, false
+	}
+	if tr, ok := s.inflight[reqID]; ok {
+		return tr, false, false
+	}
+	tr = ack.New()
+	s.inflight[reqID] = tr
+	return tr, false, true
+}
+
+func (s *Source) unclaim(reqID string, tr *ack.Tracker) {
+	s.mu.Lock()
+	if s.inflight[reqID] == tr {
+		delete(s.inflight, reqID)
+	}
+	s.mu.Unlock()
+	tr.Fail(errors.New("request not admitted"))
+}
+
+func (s *Source) settle(reqID string, tr *ack.Tracker, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight[reqID] == tr {
+		delete(s.inflight, reqID)
+	}
+	if err == nil && s.cfg.DedupTTL > 0 {
+		now := s.now()
+		s.recent[reqID] = now
+		s.order = append(s.order, recentID{reqID, now})
+	}
+}
+
+func (s *Source) pruneLocked() {
+	cut := s.now().Add(-s.cfg.DedupTTL)
+	i := 0
+	for ; i < len(s.order) && s.order[i].at.Before(cut); i++ {
+		if s.recent[s.order[i].id] == s.order[i].at {
+			delete(s.recent, s.order[i].id)
+		}
+	}
+	if i > 0 {
+		s.order = append(s.order[:0], s.order[i:]...)
+	}
+}
+
+// admit reads, checks and publishes the request. On success the tracker
+// owns the request's records; the source's own token is returned.
+func (s *Source) admit(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker) (int, string, bool) {
+	// What the request holds is reserved as it arrives, not as announced:
+	// a client announcing a large body and sending it slowly costs the
+	// others nothing.
+	var own int64
+	charge := func(n int64) error {
+		if n < 0 {
+			s.unreserve(-n)
+		} else if !s.reserve(n, own) {
+			return errBusy
+		}
+		own += n
+		return nil
+	}
+	b, status, err := s.readBody(w, r, charge)
+	if err == nil {
+		err = checkBody(b, reqID)
+		status = http.StatusBadRequest
+	}
+	if err != nil {
+		s.unreserve(own)
+		return status, err.Error(), false
+	}
+	batches := s.batches(b, reqID, r.Header)
+	held := own // from here the tracker returns the reservation
+	tr.OnComplete(func(error) { s.unreserve(held) })
+	tr.OnComplete(func(err error) { s.settle(reqID, tr, err) })
+	// The source owns Batches, RecordsIn and HandedBack of ingest (what it
+	// took in and gave back); the runtime's output counts RecordsOut.
+	total := 0
+	for _, b := range batches {
+		total += b.Len()
+	}
+	s.requests.Batches.Inc()
+	s.requests.RecordsIn.Add(int64(total))
+	tr.OnComplete(func(err error) {
+		if errors.Is(err, ack.ErrHandedBack) {
+			s.requests.HandedBack.Add(int64(total))
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.AckTimeout)
+	defer cancel()
+	for _, b := range batches {
+		b.Ack = tr
+		if err := s.out.Emit(ctx, b); err != nil {
+			// What was published stays in flight; the rest is not sent, so
+			// the request must fail and Firehose retries it whole.
+			tr.Fail(fmt.Errorf("publish: %w", err))
+			s.requests.Errors.Inc()
+			return 0, "", true
+		}
+	}
+	tr.Done()
+	return 0, "", true
+}
+
+// errBusy is a reservation refused: too much held (429).
+var errBusy = errors.New("too much in flight")
+
+// reserve takes n bytes for a request that already holds own: within the
+// source's bound, and within the process's memory budget.
+func (s *Source) reserve(n, own int64) bool {
+	if s.held.Add(n) > s.cfg.MaxInFlightBytes {
+		s.held.Add(-n)
+		return false
+	}
+	if !s.memory.TryAdmit(n, own) {
+		s.held.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (s *Source) unreserve(n int64) {
+	if n > 0 {
+		s.held.Add(-n)
+		s.memory.Discharge(n)
+	}
+}
+
+func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
+	defer cancel()
+	err := tr.Wait(ctx)
+	switch {
+	case err == nil:
+		s.ackLat.Observe(s.now().Sub(start))
+		s.reply(w, http.StatusOK, reqID, "")
+	case errors.Is(err, ack.ErrHandedBack):
+		s.handBack.Inc()
+		s.reply(w, http.StatusServiceUnavailable, reqID, "shutting down before the records were delivered; retry")
+	case errors.Is(err, context.DeadlineExceeded):
+		s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("records not yet delivered after %s; retry", s.cfg.AckTimeout))
+	case errors.Is(err, context.Canceled):
+		// The client went away; Firehose will retry with the same id.
+	default:
+		s.reply(w, http.StatusInternalServerError, reqID, "delivery failed: "+err.Error())
+	}
+}
+
+// readBody reads the body as it arrives, through its Content-Encoding, and
+// keeps the records' data, reserving each piece before keeping it. The
+// status says why it failed.
+func (s *Source) readBody(w http.ResponseWriter, r *http.Request, charge func(int64) error) (*requestBody, int, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc != "" && enc != "identity" && enc != "gzip" {
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q (Firehose sends gzip or none)", enc)
+	}
+	// Deadlines are the connection's: real time, whatever s.now says.
+	paced := newPacedReader(r.Body, http.NewResponseController(w), time.Now(), s.cfg.BodyReadTimeout, s.cfg.MinBodyRate)
+	defer paced.stop()
+	var in io.Reader = limit(paced, s.cfg.MaxBodyBytes, "body exceeds")
+	if enc == "gzip" {
+		zr, err := gzip.NewReader(in)
+		if err != nil {
+			return nil, readStatus(err, http.StatusBadRequest), fmt.Errorf("gzip body: %w", err)
+		}
+		in = limit(zr, s.cfg.MaxDecompressedBytes, "body decompresses beyond")
+	}
+	b, err := parseBody(in, charge)
+	var tl *tooLargeError
+	switch {
+	case err == nil:
+		return b, 0, nil
+	case errors.As(err, &tl):
+		return nil, http.StatusRequestEntityTooLarge, tl
+	case errors.Is(err, errBusy):
+		return nil, http.StatusTooManyRequests, errors.New("too many records in flight; retry")
+	case errors.Is(err, errMalformed):
+		return nil, http.StatusBadRequest, err
+	case enc == "gzip" && isGzipError(err):
+		return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
+	default:
+		return nil, readStatus(err, http.StatusBadRequest), fmt.Errorf("read body: %w", err)
+	}
+}
+
+// checkBody checks what the protocol requires of a body that parsed.
+func checkBody(b *requestBody, reqID string) error {
+	switch {
+	case len(b.RequestID) == 0:
+		return fmt.Errorf("%w: missing requestId", errMalformed)
+	case string(b.RequestID) != reqID:
+		return fmt.Errorf("body requestId %q does not match X-Amz-Firehose-Request-Id", b.RequestID)
+	case !b.HasRecords:
+		return fmt.Errorf("%w: missing records array", errMalformed)
+	}
+	return nil
+}
+
+// batches cuts the request's records into raw batches; they alias the
+// body's memory.
+func (s *Source) batches(b *requestBody, reqID string, h http.Header) []*record.Batch {
+	ts := b.Timestamp
+	if ts <= 0 {
+		ts = s.now().UnixMilli()
+	}
+	origin := OriginFromHeaders(reqID, h, s.cfg.DefaultRegion)
+	unit := new(record.Unit) // decode bounds what the request decompresses to
+	var batches []*record.Batch
+	per := s.cfg.RecordsPerBatch
+	for i, data := range b.Records {
+		if i%per == 0 {
+			batches = append(batches, &record.Batch{
+				ID: fmt.Sprintf("%s/%d", reqID, i/per), Origin: origin, Unit: unit,
+				Records: make([]record.Record, 0, min(per, len(b.Records)-i)),
+			})
+		}
+		bt := batches[len(batches)-1]
+		bt.Records = append(bt.Records, record.Record{Origin: origin, Timestamp: ts, Kind: record.KindRaw, Message: data})
+	}
+	return batches
+}
+
+// OriginFromHeaders describes a request: its id and the delivery stream's
+// ARN, account and region.
+func OriginFromHeaders(reqID string, h http.Header, defaultRegion string) *record.Origin {
+	o := &record.Origin{Source: "firehose", RequestID: reqID, Region: defaultRegion}
+	arn := h.Get("X-Amz-Firehose-Source-Arn")
+	o.SourceARN = arn
+	// arn:partition:firehose:region:account:deliverystream/name
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) == 6 && parts[0] == "arn" && parts[2] == "firehose" {
+		if parts[3] != "" {
+			o.Region = parts[3]
+		}
+		o.Account = parts[4]
+		o.Stream = strings.TrimPrefix(parts[5], "deliverystream/")
+	}
+	return o
+}

@@ -1,0 +1,858 @@
+// Package replay reads an archive again: the objects of an S3 bucket and
+// prefix that hold events of a time range (Firehose CloudWatch objects,
+// direct access-log objects, export-task objects, Firehose error backups),
+// or gwpipe's own dead-letter archive, and sends their events down the
+// pipeline again, tagged replay:true.
+//
+// A replay streams every object (package s3obj), so an object's size does
+// not matter; it reads several objects at once, holds the pace it is given
+// in events per second, and records in a checkpoint file what Datadog
+// acknowledged, so that an interrupted replay resumes without sending
+// anything twice. Datadog drops logs older than 18 hours: such events are
+// skipped and counted, or re-timestamped when asked.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+)
+
+// Policies for events older than Config.MaxAge.
+const (
+	OldLogsSkip        = "skip"
+	OldLogsRetimestamp = "retimestamp"
+)
+
+// Object selection modes (Config.SelectBy).
+const (
+	SelectAuto     = "auto"
+	SelectKey      = "key"
+	SelectModified = "modified"
+	SelectNone     = "none"
+)
+
+// RetimestampedTag marks an event sent with the replay's time instead of
+// its own.
+const RetimestampedTag = "retimestamped:true"
+
+// Emitter is where a replay publishes (a stage.Output of the decoded topic).
+type Emitter interface {
+	Emit(ctx context.Context, b *record.Batch) error
+	DeadLetter(ctx context.Context, b *record.Batch) error
+}
+
+// Config describes a replay.
+type Config struct {
+	// Bucket and Prefix name the archive in S3; Dir names a local
+	// directory instead (the dead-letter archive). One of them is required.
+	Bucket, Prefix string
+	Dir            string
+	// DirPattern selects the files of Dir (default "dlq-*.jsonl").
+	DirPattern string
+	// Layout forces the objects' layout; LayoutAuto detects it per object.
+	Layout s3obj.Layout
+	// From and To bound event time ([From, To)); zero is unbounded.
+	From, To time.Time
+	// SelectBy chooses which objects to open: SelectKey (the Firehose
+	// YYYY/MM/DD/HH key), SelectModified (an object holds no event later
+	// than its last modification), SelectAuto (the key when it has the
+	// layout, else the modification time) or SelectNone.
+	SelectBy string
+	KeySlack time.Duration // widens the key-time window on both sides
+	// Concurrency is the number of objects read at once (default 4).
+	Concurrency int
+	// Rate limits events per second; 0 is unlimited.
+	Rate float64
+	// MaxInFlightEvents bounds the events sent and not yet acknowledged
+	// (default 20,000): the replay's memory does not depend on how many
+	// batches the stages downstream are willing to queue.
+	MaxInFlightEvents int
+	// DryRun reads and counts without sending anything or writing the
+	// checkpoint.
+	DryRun bool
+	// Checkpoint is the checkpoint file; empty means none.
+	Checkpoint string
+	// Ledger, for gwpipe's dead-letter archive, replaces the checkpoint:
+	// it keeps beside the archive, per object, the entries (letters) that
+	// were settled — delivered, or dead-lettered into another archive —
+	// so that the same replay run again sends only what is left.
+	Ledger Ledger
+	// Exclude lists directories of Dir (relative, slash-separated) that
+	// are not read: where a replay of the archive writes its own dead
+	// letters.
+	Exclude []string
+	// OldLogs is OldLogsSkip or OldLogsRetimestamp, for events older than
+	// MaxAge (default 17h50m: Datadog drops logs older than 18 hours).
+	OldLogs string
+	MaxAge  time.Duration
+	// MetricMaxAge is the age beyond which metric points (from archived
+	// metric streams, and the dead-letter archive's) are skipped and
+	// counted (default 55m: the metrics API drops points more than an hour
+	// old). They are never re-timestamped: a point belongs to its period.
+	MetricMaxAge time.Duration
+	// Region fills the records' origin (the bucket's region).
+	Region string
+	Object s3obj.Config
+	// Progress receives a progress bar; nil shows none.
+	Progress io.Writer
+	// Drain bounds how long an interrupted replay waits for what it
+	// already sent before it saves the checkpoint (default 60s).
+	Drain time.Duration
+	// CheckpointEvery is how often the checkpoint is saved (default 1s).
+	CheckpointEvery time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if (c.Bucket == "") == (c.Dir == "") {
+		return errors.New("replay: name either a bucket or a directory")
+	}
+	if c.DirPattern == "" {
+		c.DirPattern = "dlq-*.jsonl"
+	}
+	if c.SelectBy == "" {
+		c.SelectBy = SelectAuto
+	}
+	switch c.SelectBy {
+	case SelectAuto, SelectKey, SelectModified, SelectNone:
+	default:
+		return fmt.Errorf("replay: unknown object selection %q", c.SelectBy)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.OldLogs == "" {
+		c.OldLogs = OldLogsSkip
+	}
+	if c.OldLogs != OldLogsSkip && c.OldLogs != OldLogsRetimestamp {
+		return fmt.Errorf("replay: old logs policy must be %s or %s, not %q", OldLogsSkip, OldLogsRetimestamp, c.OldLogs)
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 17*time.Hour + 50*time.Minute
+	}
+	if c.MetricMaxAge <= 0 {
+		c.MetricMaxAge = 55 * time.Minute
+	}
+	if c.MaxInFlightEvents <= 0 {
+		c.MaxInFlightEvents = 20_000
+	}
+	if c.Drain <= 0 {
+		c.Drain = 60 * time.Second
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Ledger != nil && c.Checkpoint != "" {
+		return errors.New("replay: a ledger and a checkpoint both record progress: use one")
+	}
+	if !c.From.IsZero() && !c.To.IsZero() && !c.From.Before(c.To) {
+		return fmt.Errorf("replay: from (%s) must be before to (%s)", c.From.Format(time.RFC3339), c.To.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Summary is what a replay did.
+type Summary struct {
+	Source      string
+	DryRun      bool
+	Interrupted bool
+	Resumed     bool // a checkpoint had progress from an earlier run
+	// AlreadyComplete: the checkpoint says an earlier run finished the
+	// replay; nothing was done.
+	AlreadyComplete bool
+
+	Objects            int64 // read to the end and acknowledged
+	ObjectsFailed      int64 // could not be read, or not delivered
+	ObjectsSkipped     int64 // outside the time range, or holding no logs
+	ObjectsAlreadyDone int64 // done by an earlier run (checkpoint)
+
+	Bytes            int64 // read, as stored
+	Events           int64 // read
+	Sent             int64 // delivered (or, in a dry run, that would be sent)
+	TooOld           int64 // older than the age limit, skipped
+	Retimestamped    int64 // older than the age limit, sent with the replay's time
+	OutOfRange       int64 // outside [From, To)
+	AlreadyDelivered int64 // delivered by an earlier run (checkpoint; with a ledger: letters settled by an earlier run)
+	// Ledger: progress is kept in the archive's ledger (dead letters)
+	// rather than a checkpoint.
+	Ledger      bool
+	DeadLetters int64 // unreadable parts of objects, dead-lettered
+	Control     int64 // CONTROL_MESSAGE documents dropped
+	// PartialLines are dead-letter entries cut short by a failed write (a
+	// full disk, a crash), skipped: their batch was refused and sent again.
+	PartialLines int64
+
+	// Metric points read from archived metric streams (and the dead-letter
+	// archive), sent (or, in a dry run, that would be sent), older than
+	// MetricMaxAge, outside [From, To).
+	Points, PointsSent, PointsTooOld, PointsOutOfRange int64
+
+	Duration time.Duration
+}
+
+// EventsPerSecond is the rate of events sent.
+func (s Summary) EventsPerSecond() float64 {
+	if s.Duration <= 0 {
+		return 0
+	}
+	return float64(s.Sent) / s.Duration.Seconds()
+}
+
+// Write prints the summary for a person.
+func (s Summary) Write(w io.Writer) {
+	var b strings.Builder
+	verb := "sent"
+	if s.DryRun {
+		verb = "to send (dry run)"
+	}
+	fmt.Fprintf(&b, "replay of %s", s.Source)
+	if s.Interrupted {
+		b.WriteString(" (interrupted: run it again with the same checkpoint to resume)")
+	}
+	if s.AlreadyComplete {
+		b.WriteString(" (already complete according to the checkpoint: nothing to do; delete the checkpoint to replay again)")
+	}
+	b.WriteByte('\n')
+	fmt.Fprintf(&b, "  objects          %d read, %d skipped (time range or no logs), %d already done, %d failed\n", s.Objects, s.ObjectsSkipped, s.ObjectsAlreadyDone, s.ObjectsFailed)
+	fmt.Fprintf(&b, "  bytes            %d\n", s.Bytes)
+	fmt.Fprintf(&b, "  events read      %d\n", s.Events)
+	fmt.Fprintf(&b, "  events %-9s %d\n", verb, s.Sent)
+	fmt.Fprintf(&b, "  too old (>18h)   %d skipped, %d re-timestamped\n", s.TooOld, s.Retimestamped)
+	fmt.Fprintf(&b, "  outside range    %d\n", s.OutOfRange)
+	if s.Ledger {
+		fmt.Fprintf(&b, "  already settled  %d letters (the archive's ledger: sent or dead-lettered by an earlier run)\n", s.AlreadyDelivered)
+	} else {
+		fmt.Fprintf(&b, "  already sent     %d (checkpoint)\n", s.AlreadyDelivered)
+	}
+	if s.Points > 0 {
+		fmt.Fprintf(&b, "  metric points    %d read, %d %s, %d too old (>1h), %d outside range\n", s.Points, s.PointsSent, verb, s.PointsTooOld, s.PointsOutOfRange)
+	}
+	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
+	if s.PartialLines > 0 {
+		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
+	}
+	fmt.Fprintf(&b, "  duration         %s (%.0f events/s)\n", s.Duration.Round(time.Millisecond), s.EventsPerSecond())
+	_, _ = io.WriteString(w, b.String())
+}
+
+// Engine runs one replay.
+type Engine struct {
+	cfg     Config
+	store   store
+	out     Emitter
+	log     *slog.Logger
+	limiter *rate.Limiter
+	window  *semaphore.Weighted // events in flight
+	bar     *bar
+
+	prog     *progress       // checkpoint mode
+	led      *ledgerProgress // ledger mode
+	inflight sync.WaitGroup
+
+	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
+	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
+	dead, control, listed, partial                                  atomic.Int64
+	points, pointsSent, pointsTooOld, pointsOutOfRange              atomic.Int64
+}
+
+// New prepares a replay. client may be nil for a directory; out may be nil
+// for a dry run.
+func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if out == nil && !cfg.DryRun {
+		return nil, errors.New("replay: nowhere to send events")
+	}
+	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents))}
+	if cfg.Ledger != nil {
+		e.led = newLedgerProgress(cfg.Ledger)
+	}
+	if cfg.Dir != "" {
+		e.store = &dirStore{dir: cfg.Dir, pattern: cfg.DirPattern, exclude: cfg.Exclude}
+	} else {
+		if client == nil {
+			return nil, errors.New("replay: an S3 client is required to read a bucket")
+		}
+		e.store = &bucketStore{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix, region: cfg.Region}
+	}
+	if cfg.Rate > 0 {
+		burst := max(int(cfg.Rate), cfg.Object.EventsPerBatch, 1000)
+		e.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
+	}
+	return e, nil
+}
+
+// Run replays until every selected object is read and acknowledged, or ctx
+// ends (an interruption: what was sent is awaited for Config.Drain and the
+// checkpoint saved). It returns the summary, and an error when the replay
+// is incomplete.
+func (e *Engine) Run(ctx context.Context) (Summary, error) {
+	start := e.cfg.Now()
+	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun, Ledger: e.led != nil}
+	ckpt, err := e.loadCheckpoint()
+	if err != nil {
+		return sum, err
+	}
+	sum.Resumed = ckpt.Watermark != "" || len(ckpt.Done) > 0 || len(ckpt.Partial) > 0
+	if ckpt.Complete {
+		e.log.Info("the checkpoint says this replay is complete: nothing to do (delete the checkpoint to replay again)", "checkpoint", e.cfg.Checkpoint)
+		sum.AlreadyComplete = true
+		sum.Duration = e.cfg.Now().Sub(start)
+		return sum, nil
+	}
+	e.prog = newProgress(ckpt)
+	e.bar = newBar(e.cfg.Progress, e.cfg.DryRun)
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	jobs := make(chan entry, e.cfg.Concurrency)
+	listErr := make(chan error, 1)
+	go func() {
+		defer close(jobs)
+		listErr <- e.list(readCtx, jobs)
+	}()
+	var workers sync.WaitGroup
+	for range e.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for en := range jobs {
+				e.readObject(readCtx, en)
+			}
+		}()
+	}
+	saverDone := make(chan struct{})
+	stopSaver := make(chan struct{})
+	go e.saver(stopSaver, saverDone)
+
+	workers.Wait()
+	lerr := <-listErr
+
+	// Wait for what was sent: its acknowledgement is what the checkpoint
+	// records. An interrupted replay — before or during this wait (the
+	// intake may be down: nothing would ever be acknowledged) — waits a
+	// bounded time more.
+	drained := e.drain(ctx)
+	interrupted := ctx.Err() != nil
+	close(stopSaver)
+	<-saverDone
+	e.bar.finish()
+
+	var errs []error
+	if lerr != nil && !interrupted {
+		errs = append(errs, lerr)
+	}
+	if n := e.objectsFailed.Load(); n > 0 {
+		errs = append(errs, fmt.Errorf("%d objects could not be replayed (see the log); run the replay again to retry them", n))
+	}
+	if drained != nil {
+		errs = append(errs, fmt.Errorf("events still unacknowledged after waiting %s; they will be sent again on resume: %w", e.cfg.Drain, drained))
+	}
+	if interrupted {
+		errs = append(errs, fmt.Errorf("replay interrupted: %w", context.Cause(ctx)))
+	}
+	complete := len(errs) == 0
+	if !e.cfg.DryRun && e.cfg.Checkpoint != "" {
+		if err := e.prog.save(e.cfg.Checkpoint, complete); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !e.cfg.DryRun && e.led != nil {
+		if err := e.led.save(context.WithoutCancel(ctx)); err != nil {
+			errs = append(errs, err)
+		}
+		sum.Resumed = e.led.resumed()
+	}
+	sum.Interrupted = interrupted
+	sum.Objects, sum.ObjectsFailed, sum.ObjectsSkipped, sum.ObjectsAlreadyDone = e.objects.Load(), e.objectsFailed.Load(), e.objectsSkipped.Load(), e.objectsAlreadyDone.Load()
+	sum.Bytes, sum.Events, sum.Sent = e.bytes.Load(), e.events.Load(), e.sent.Load()
+	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
+	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
+	sum.Points, sum.PointsSent, sum.PointsTooOld, sum.PointsOutOfRange = e.points.Load(), e.pointsSent.Load(), e.pointsTooOld.Load(), e.pointsOutOfRange.Load()
+	sum.Duration = e.cfg.Now().Sub(start)
+	return sum, errors.Join(errs...)
+}
+
+func (e *Engine) loadCheckpoint() (*Checkpoint, error) {
+	c := &Checkpoint{Version: checkpointVersion}
+	if e.cfg.Checkpoint != "" {
+		var err error
+		if c, err = LoadCheckpoint(e.cfg.Checkpoint); err != nil {
+			return nil, err
+		}
+	}
+	name := e.store.Name()
+	switch {
+	case c.Source == "":
+		c.Source, c.From, c.To = name, e.cfg.From.UTC(), e.cfg.To.UTC()
+	case c.Source != name:
+		return nil, fmt.Errorf("%w: %s replays %s, not %s; use another checkpoint file or delete it", ErrCheckpointMismatch, e.cfg.Checkpoint, c.Source, name)
+	case !c.From.Equal(e.cfg.From) || !c.To.Equal(e.cfg.To):
+		// A relative range ("-2h") resolves differently on every run:
+		// resuming means resuming the range that was started.
+		e.log.Warn("resuming the checkpoint's time range, not the one given (delete the checkpoint to replay another range)",
+			"checkpoint", e.cfg.Checkpoint, "from", c.From, "to", c.To)
+		e.cfg.From, e.cfg.To = c.From, c.To
+	}
+	return c, nil
+}
+
+// saver writes the checkpoint every CheckpointEvery until stop closes.
+func (e *Engine) saver(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	if e.cfg.DryRun || (e.cfg.Checkpoint == "" && e.led == nil) {
+		<-stop
+		return
+	}
+	t := time.NewTicker(e.cfg.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if e.led != nil {
+				if err := e.led.save(context.Background()); err != nil {
+					e.log.Error("could not save the replay ledger", "error", err)
+				}
+				continue
+			}
+			if err := e.prog.save(e.cfg.Checkpoint, false); err != nil {
+				e.log.Error("could not save the replay checkpoint", "error", err)
+			}
+		}
+	}
+}
+
+// list feeds the workers the selected objects, in key order.
+func (e *Engine) list(ctx context.Context, jobs chan<- entry) error {
+	startAfter := e.prog.watermark()
+	var stopAfter time.Time
+	if b, ok := e.store.(*bucketStore); ok && !e.cfg.From.IsZero() && (e.cfg.SelectBy == SelectKey || e.cfg.SelectBy == SelectAuto) {
+		// Under a Firehose prefix keys sort by hour: start at the first
+		// hour that can hold the range, stop after the last.
+		first, err := b.firstKey(ctx)
+		if err != nil {
+			return err
+		}
+		if dateRightAfter(b.prefix, first) {
+			lower := e.cfg.From.Add(-e.cfg.KeySlack).UTC().Truncate(time.Hour).Add(-time.Hour)
+			if sa := b.prefix + lower.Format("2006/01/02/15"); sa > startAfter {
+				startAfter = sa
+			}
+			if !e.cfg.To.IsZero() {
+				stopAfter = e.cfg.To.Add(e.cfg.KeySlack)
+			}
+		}
+	}
+	return e.store.List(ctx, startAfter, func(en entry) (bool, error) {
+		if !stopAfter.IsZero() {
+			if t, ok := s3obj.KeyTime(en.Key); ok && t.After(stopAfter) {
+				return false, nil
+			}
+		}
+		if ledgerMarker(en.Key) {
+			return true, nil
+		}
+		if e.led != nil {
+			done, err := e.led.load(ctx, en)
+			if err != nil {
+				return false, err
+			}
+			if done {
+				e.objectsAlreadyDone.Add(1)
+				return true, nil
+			}
+		} else if e.prog.isDone(en.Key) {
+			e.objectsAlreadyDone.Add(1)
+			e.prog.register(en.Key, true)
+			return true, nil
+		}
+		if reason, skip := s3obj.Skip(en.Key, en.Size); skip {
+			e.log.Debug("object skipped", "key", en.Key, "reason", reason)
+			e.objectsSkipped.Add(1)
+			e.prog.register(en.Key, true)
+			return true, nil
+		}
+		if !e.selected(en) {
+			e.objectsSkipped.Add(1)
+			e.prog.register(en.Key, true)
+			return true, nil
+		}
+		e.prog.register(en.Key, false)
+		e.listed.Add(1)
+		e.bar.addObject(en.Size)
+		select {
+		case jobs <- en:
+			return true, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	})
+}
+
+// selected reports whether an object can hold events of the time range.
+func (e *Engine) selected(en entry) bool {
+	from, to, slack := e.cfg.From, e.cfg.To, e.cfg.KeySlack
+	overlaps := func(t0, t1 time.Time) bool {
+		return (from.IsZero() || t1.After(from.Add(-slack))) && (to.IsZero() || t0.Before(to.Add(slack)))
+	}
+	modified := func() bool {
+		// An object cannot hold events written after it was.
+		return from.IsZero() || en.LastModified.IsZero() || !en.LastModified.Before(from.Add(-slack))
+	}
+	switch e.cfg.SelectBy {
+	case SelectNone:
+		return true
+	case SelectModified:
+		return modified()
+	}
+	if t, ok := s3obj.KeyTime(en.Key); ok {
+		return overlaps(t, t.Add(time.Hour))
+	}
+	if e.cfg.SelectBy == SelectKey {
+		return true // no time in the key: read it, events are filtered anyway
+	}
+	return modified()
+}
+
+// objectState follows one object's chunks to its acknowledgement.
+type objectState struct {
+	key, etag string
+	size      int64    // as listed
+	entries   *entries // ledger mode: the object's letters
+	pending   atomic.Int64
+	complete  atomic.Bool // read to the end
+	mu        sync.Mutex
+	err       error
+}
+
+func (o *objectState) fail(err error) {
+	o.mu.Lock()
+	if o.err == nil {
+		o.err = err
+	}
+	o.mu.Unlock()
+}
+
+func (e *Engine) readObject(ctx context.Context, en entry) {
+	o := &objectState{key: en.Key, size: en.Size}
+	o.pending.Store(1)
+	defer e.release(ctx, o)
+
+	body, obj, err := e.store.Open(ctx, en)
+	if err != nil {
+		o.fail(err)
+		return
+	}
+	defer body.Close()
+	o.etag = obj.ETag
+	obj.Source, obj.Replay = "replay", true
+	cfg := e.cfg.Object
+	cfg.Layout = e.cfg.Layout
+	var acked [][2]int64
+	if e.led != nil {
+		// Letters settled by an earlier run are not even read.
+		settled := e.led.settled(en.Key)
+		cfg.SkipItem = func(item int64) bool { return covered(settled, item) }
+		key, etag := o.key, o.etag
+		o.entries = newEntries(func(item int64) { e.led.settle(key, etag, item) })
+	} else {
+		acked = e.prog.acked(en.Key, obj.ETag)
+	}
+	r := s3obj.NewReader(body, obj, cfg)
+	defer r.Close()
+	var lastBytes int64
+	for {
+		c, err := r.Next()
+		st := r.Stats()
+		e.bar.addBytes(st.BytesIn - lastBytes)
+		e.bytes.Add(st.BytesIn - lastBytes)
+		lastBytes = st.BytesIn
+		if err == io.EOF {
+			e.control.Add(st.Control)
+			e.partial.Add(st.Partial)
+			e.already.Add(st.Skipped)
+			if o.entries != nil {
+				o.entries.end()
+			}
+			o.complete.Store(true)
+			return
+		}
+		if err != nil {
+			o.fail(err)
+			return
+		}
+		if ctx.Err() != nil {
+			o.fail(ctx.Err())
+			return
+		}
+		if err := e.send(ctx, o, c, acked); err != nil {
+			o.fail(err)
+			return
+		}
+	}
+}
+
+// send filters one chunk and publishes what remains, with its own
+// acknowledgement, so that the checkpoint can record it once delivered.
+func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked [][2]int64) error {
+	n := int64(c.Batch.Len())
+	points := len(c.Batch.Metrics) > 0
+	sentTo := &e.sent
+	switch {
+	case c.Dead:
+		sentTo = &e.dead
+	case points:
+		sentTo = &e.pointsSent
+		e.points.Add(n)
+	default:
+		e.events.Add(n)
+	}
+	items := c.Items
+	var dropped []int64
+	if points {
+		c.Batch.Metrics, items, dropped = e.filterPoints(c.Batch.Metrics, items, c.First, acked)
+	} else {
+		recs := c.Batch.Records
+		if len(acked) > 0 {
+			keep := recs[:0]
+			for i, r := range recs {
+				if covered(acked, c.First+int64(i)) {
+					e.already.Add(1)
+					continue
+				}
+				keep = append(keep, r)
+			}
+			recs = keep
+		}
+		if !c.Dead {
+			recs, items, dropped = e.filter(recs, items)
+		}
+		c.Batch.Records = recs
+	}
+	sent := int64(c.Batch.Len())
+	if e.cfg.DryRun {
+		sentTo.Add(sent)
+		e.bar.update(e)
+		return nil
+	}
+	// settle records what became of the chunk's records: the checkpoint
+	// numbers events, the ledger letters.
+	settle := func(failed bool) {
+		switch {
+		case o.entries != nil:
+			o.entries.done(items, failed)
+		case !failed:
+			e.prog.ack(o.key, o.etag, c.First, c.First+n)
+		}
+	}
+	if o.entries != nil {
+		o.entries.sent(items, dropped)
+	}
+	if sent == 0 {
+		settle(false)
+		return nil
+	}
+	if e.limiter != nil && !c.Dead && !points {
+		for left := int(sent); left > 0; {
+			k := min(left, e.limiter.Burst())
+			if err := e.limiter.WaitN(ctx, k); err != nil {
+				settle(true)
+				return err
+			}
+			left -= k
+		}
+	}
+	// A batch larger than the window still goes, alone.
+	weight := min(sent, int64(e.cfg.MaxInFlightEvents))
+	if err := e.window.Acquire(ctx, weight); err != nil {
+		settle(true)
+		return err
+	}
+	tr := ack.New()
+	c.Batch.Ack = tr
+	o.pending.Add(1)
+	e.inflight.Add(1)
+	first := c.First
+	tr.OnComplete(func(err error) {
+		defer e.inflight.Done()
+		defer e.window.Release(weight)
+		if err != nil {
+			settle(true)
+			o.fail(fmt.Errorf("items %d to %d not delivered: %w", first, first+n, err))
+		} else {
+			settle(false)
+			sentTo.Add(sent)
+			e.bar.update(e)
+		}
+		e.release(ctx, o)
+	})
+	var err error
+	if c.Dead {
+		err = e.out.DeadLetter(ctx, c.Batch)
+	} else {
+		err = e.out.Emit(ctx, c.Batch)
+	}
+	if err != nil {
+		tr.Fail(err)
+		return fmt.Errorf("publish: %w", err)
+	}
+	tr.Done()
+	return nil
+}
+
+// filterPoints drops the points an earlier run delivered, those outside
+// the time range and those older than MetricMaxAge; items and dropped are
+// as filter's.
+func (e *Engine) filterPoints(ms []record.Metric, items []int64, first int64, acked [][2]int64) (keep []record.Metric, kept, dropped []int64) {
+	cutoff := e.cfg.Now().Add(-e.cfg.MetricMaxAge).Unix()
+	keep = ms[:0]
+	if items != nil {
+		kept = items[:0:0]
+	}
+	for i, m := range ms {
+		t := time.Unix(m.Timestamp, 0)
+		ok := false
+		switch {
+		case covered(acked, first+int64(i)):
+			e.already.Add(1)
+			continue // settled by the earlier run
+		case !e.cfg.From.IsZero() && t.Before(e.cfg.From) || !e.cfg.To.IsZero() && !t.Before(e.cfg.To):
+			e.pointsOutOfRange.Add(1)
+		case m.Timestamp < cutoff:
+			e.pointsTooOld.Add(1)
+		default:
+			ok = true
+			keep = append(keep, m)
+		}
+		if items != nil {
+			if ok {
+				kept = append(kept, items[i])
+			} else {
+				dropped = append(dropped, items[i])
+			}
+		}
+	}
+	return keep, kept, dropped
+}
+
+// filter drops events outside the time range and applies the age policy.
+// items, when set, are the records' letters (ledger mode): it returns
+// those of the records kept, and those of the records dropped, which are
+// not settled.
+func (e *Engine) filter(recs []record.Record, items []int64) (keep []record.Record, kept, dropped []int64) {
+	now := e.cfg.Now()
+	cutoff := now.Add(-e.cfg.MaxAge).UnixMilli()
+	fromMs, toMs := int64(-1<<63), int64(1<<63-1)
+	if !e.cfg.From.IsZero() {
+		fromMs = e.cfg.From.UnixMilli()
+	}
+	if !e.cfg.To.IsZero() {
+		toMs = e.cfg.To.UnixMilli()
+	}
+	keep = recs[:0]
+	if items != nil {
+		kept = items[:0:0]
+	}
+	for i, r := range recs {
+		ok := true
+		switch {
+		case r.Timestamp < fromMs || r.Timestamp >= toMs:
+			e.outOfRange.Add(1)
+			ok = false
+		case r.Timestamp < cutoff && e.cfg.OldLogs == OldLogsSkip:
+			e.tooOld.Add(1)
+			ok = false
+		case r.Timestamp < cutoff:
+			r.Timestamp = now.UnixMilli()
+			r.TimeFixed = true
+			r.Tags = append(r.Tags[:len(r.Tags):len(r.Tags)], RetimestampedTag)
+			e.retimestamped.Add(1)
+		}
+		if items != nil {
+			if ok {
+				kept = append(kept, items[i])
+			} else {
+				dropped = append(dropped, items[i])
+			}
+		}
+		if ok {
+			keep = append(keep, r)
+		}
+	}
+	return keep, kept, dropped
+}
+
+// release returns one of an object's tokens; the last settles the object.
+func (e *Engine) release(ctx context.Context, o *objectState) {
+	if o.pending.Add(-1) != 0 {
+		return
+	}
+	o.mu.Lock()
+	err := o.err
+	o.mu.Unlock()
+	switch {
+	case err == nil && o.complete.Load():
+		switch {
+		case e.cfg.DryRun:
+		case o.entries != nil:
+			// Letters held back (filtered out, or failed) leave the
+			// object to read again.
+			if !o.entries.anyHeld() {
+				e.led.complete(o.key, o.etag, o.size)
+			}
+		default:
+			e.prog.objectDone(o.key)
+		}
+		e.objects.Add(1)
+		e.bar.objectDone(e)
+	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// Interrupted: the checkpoint keeps what was acknowledged.
+	default:
+		e.objectsFailed.Add(1)
+		e.log.Error("object not replayed; run the replay again to retry it", "object", o.key, "error", err)
+	}
+}
+
+// drain waits for the events in flight; once ctx ends, for Config.Drain
+// at most.
+func (e *Engine) drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(e.cfg.Drain)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("interrupted: %w", context.DeadlineExceeded)
+	}
+}

@@ -1,0 +1,769 @@
+// Package sqssource is the SQS source: it long-polls several queues for S3
+// event notifications (direct, through SNS, or from EventBridge) and for
+// CloudWatch Logs subscription payloads, streams the objects announced
+// through package s3obj, and deletes a message only once everything it
+// carried was delivered to Datadog or dead-lettered (package ack).
+//
+// While a message is worked on its visibility is renewed, so a 5 GB object
+// is not handed to a second worker half-way. A message that cannot be
+// understood, or whose work fails, is not deleted: it comes back after a
+// backoff and, after the queue's maxReceiveCount, its redrive policy moves
+// it to the queue's dead-letter queue. Each failure is logged with its
+// reason and the message's receive count.
+package sqssource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// API is the part of the SQS client the source uses (*sqs.Client).
+type API interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+}
+
+// Emitter is where the source publishes (a stage.Output): Emit blocks while
+// the pipeline is saturated, which pauses the polling.
+type Emitter interface {
+	Emit(ctx context.Context, b *record.Batch) error
+	DeadLetter(ctx context.Context, b *record.Batch) error
+}
+
+// Config tunes the source.
+type Config struct {
+	QueueURLs []string
+	// MaxConcurrentMessages bounds the messages worked on at once, across
+	// queues (default 20).
+	MaxConcurrentMessages int
+	// VisibilityTimeout is asked for on receive and renewed every third of
+	// it while a message is worked on (default 60s; SQS allows 1s to 12h).
+	VisibilityTimeout time.Duration
+	// WaitTime is the long-polling wait (default 20s, the SQS maximum).
+	WaitTime time.Duration
+	// DefaultRegion fills the origin of records whose notification names
+	// no region.
+	DefaultRegion string
+	// RecordsPerBatch bounds the raw records of one batch (default 250).
+	RecordsPerBatch int
+	// Object configures the object reader.
+	Object s3obj.Config
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxConcurrentMessages <= 0 {
+		c.MaxConcurrentMessages = 20
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 60 * time.Second
+	}
+	c.VisibilityTimeout = max(c.VisibilityTimeout, time.Second).Round(time.Second)
+	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
+		c.WaitTime = 20 * time.Second
+	}
+	if c.RecordsPerBatch <= 0 {
+		c.RecordsPerBatch = 250
+	}
+}
+
+// maxVisibility is SQS's limit on a message's total invisibility since it
+// was received.
+const maxVisibility = 12 * time.Hour
+
+// maxRetryDelay caps the backoff before a failed message is seen again.
+const maxRetryDelay = 15 * time.Minute
+
+// Source polls the queues.
+type Source struct {
+	cfg     Config
+	sqs     API
+	objects s3obj.Getter
+	raw     Emitter
+	decoded Emitter
+	log     *slog.Logger
+
+	slots  *semaphore.Weighted
+	queues []*queue
+	memory *membudget.Budget // the process's memory budget; nil: none
+
+	pollCancel context.CancelFunc
+	workCtx    context.Context
+	workCancel context.CancelFunc
+	receivers  sync.WaitGroup
+	handlers   sync.WaitGroup
+	services   sync.WaitGroup
+	stopOnce   sync.Once
+	stopErr    error
+	// idle is closed once no message is being worked on any more, which
+	// ends the visibility extenders.
+	idle chan struct{}
+	// stopCtx is Stop's context: once set, the calls that give messages
+	// back or delete them fit in it too.
+	stopMu  sync.Mutex
+	stopCtx context.Context
+
+	received *telemetry.Counter
+	deleted  *telemetry.Counter
+	skipped  *telemetry.Counter
+	failed   *telemetry.Counter
+	handBack *telemetry.Counter
+	poison   *telemetry.Counter
+	extended *telemetry.Counter
+	objRead  *telemetry.Counter
+	objBytes *telemetry.Counter
+	objDead  *telemetry.Counter
+	apiErrs  *telemetry.Counter
+	dups     *telemetry.Counter
+	latency  *telemetry.Histogram
+}
+
+// New returns a source. raw receives CloudWatch and Firehose payloads for
+// the decode stage; decoded receives the events read from S3 objects.
+func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slog.Logger, metrics *telemetry.Registry) (*Source, error) {
+	cfg.setDefaults()
+	if len(cfg.QueueURLs) == 0 {
+		return nil, errors.New("sqs source: no queue URLs")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = telemetry.NewRegistry()
+	}
+	return &Source{
+		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
+		slots:    semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
+		received: metrics.Counter("sqs.messages_received"),
+		deleted:  metrics.Counter("sqs.messages_deleted"),
+		skipped:  metrics.Counter("sqs.messages_skipped"),
+		failed:   metrics.Counter("sqs.messages_failed"),
+		handBack: metrics.Counter("sqs.messages_handed_back"),
+		poison:   metrics.Counter("sqs.messages_unrecognised"),
+		extended: metrics.Counter("sqs.visibility_extensions"),
+		objRead:  metrics.Counter("sqs.objects_read"),
+		objBytes: metrics.Counter("sqs.object_bytes"),
+		objDead:  metrics.Counter("sqs.object_dead_letters"),
+		apiErrs:  metrics.Counter("sqs.api_errors"),
+		dups:     metrics.Counter("sqs.duplicate_messages"),
+		latency:  metrics.Histogram("sqs.message_latency"),
+	}, nil
+}
+
+// WithMemory makes the source count what it holds in the process's memory
+// budget: a message's payload waits for room below the budget's
+// high-water mark before it is published, and the events read from an S3
+// object are held like decode's output until they are delivered.
+func (s *Source) WithMemory(b *membudget.Budget) *Source {
+	s.memory = b
+	return s
+}
+
+// Name implements pipeline.Source.
+func (s *Source) Name() string { return "sqs" }
+
+// queue is one polled queue with its deleter and visibility extender.
+type queue struct {
+	url, arn, region string
+
+	mu       sync.Mutex
+	inflight map[string]*flight   // by receipt handle: what the extender renews
+	active   map[string]*work     // by message id
+	recent   map[string]time.Time // delivered message ids
+	order    []recentID
+	deletes  chan string // receipt handles
+}
+
+type flight struct {
+	id       string
+	received time.Time
+}
+
+// Start resolves every queue (failing fast on a wrong URL or missing
+// permission) and starts polling. Polling stops when ctx ends or at Stop;
+// work already received continues until Stop.
+func (s *Source) Start(ctx context.Context) error {
+	for _, u := range s.cfg.QueueURLs {
+		out, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(u), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+		})
+		if err != nil {
+			return fmt.Errorf("sqs queue %s: %w", u, err)
+		}
+		q := &queue{
+			url: u, arn: out.Attributes[string(types.QueueAttributeNameQueueArn)],
+			inflight: map[string]*flight{}, active: map[string]*work{}, recent: map[string]time.Time{},
+			deletes: make(chan string, 1024),
+		}
+		// arn:aws:sqs:region:account:name
+		if parts := strings.SplitN(q.arn, ":", 6); len(parts) == 6 {
+			q.region = parts[3]
+		}
+		if q.region == "" {
+			q.region = s.cfg.DefaultRegion
+		}
+		s.queues = append(s.queues, q)
+	}
+	s.idle = make(chan struct{})
+	pollCtx, pollCancel := context.WithCancel(ctx)
+	s.pollCancel = pollCancel
+	s.workCtx, s.workCancel = context.WithCancel(context.WithoutCancel(ctx))
+
+	// Enough receivers per queue to keep every slot busy with 10-message
+	// receives, at least one each.
+	per := max(1, min(8, s.cfg.MaxConcurrentMessages/10/len(s.queues)))
+	for _, q := range s.queues {
+		s.services.Add(2)
+		go s.deleter(q)
+		go s.extender(q)
+		for range per {
+			s.receivers.Add(1)
+			go s.receive(pollCtx, q)
+		}
+	}
+	s.log.Info("sqs source polling", "queues", len(s.queues), "receivers_per_queue", per,
+		"max_concurrent_messages", s.cfg.MaxConcurrentMessages, "visibility_timeout", s.cfg.VisibilityTimeout)
+	return nil
+}
+
+// Stop stops polling and waits, within ctx, for the messages being worked
+// on: those delivered are deleted; those that are not when ctx ends are
+// made visible again for another worker.
+func (s *Source) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		if s.pollCancel == nil {
+			return // never started
+		}
+		s.stopMu.Lock()
+		s.stopCtx = ctx
+		s.stopMu.Unlock()
+		s.pollCancel()
+		s.receivers.Wait()
+		done := make(chan struct{})
+		go func() { s.handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.stopErr = fmt.Errorf("sqs source: messages still being worked on at shutdown (they will be redelivered): %w", ctx.Err())
+			s.workCancel()
+			<-done
+		}
+		close(s.idle)
+		for _, q := range s.queues {
+			close(q.deletes)
+		}
+		s.services.Wait()
+		s.workCancel()
+	})
+	return s.stopErr
+}
+
+// receive long-polls one queue while there is room for more messages.
+func (s *Source) receive(ctx context.Context, q *queue) {
+	defer s.receivers.Done()
+	fails := 0
+	for {
+		if err := s.slots.Acquire(ctx, 1); err != nil {
+			return
+		}
+		n := int64(1)
+		for n < 10 && s.slots.TryAcquire(1) {
+			n++
+		}
+		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.url), MaxNumberOfMessages: int32(n),
+			WaitTimeSeconds:   int32(s.cfg.WaitTime / time.Second),
+			VisibilityTimeout: int32(s.cfg.VisibilityTimeout / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+				types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
+			},
+		})
+		if err != nil {
+			s.slots.Release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			s.apiErrs.Inc()
+			fails++
+			d := backoff(fails, time.Second, 30*time.Second)
+			s.log.Warn("sqs receive failed; retrying", "queue", q.url, "error", err, "retry_in", d)
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		fails = 0
+		s.slots.Release(n - int64(len(out.Messages)))
+		for _, m := range out.Messages {
+			s.received.Inc()
+			w, dup := q.admit(m, s.cfg.VisibilityTimeout)
+			switch {
+			case dup == dupInFlight:
+				// A second copy of a message being worked on: its receipt
+				// handle is kept alive and settled with the first copy.
+				s.dups.Inc()
+				s.slots.Release(1)
+			case dup == dupRecent:
+				// A copy of a message already delivered and deleted.
+				s.dups.Inc()
+				s.slots.Release(1)
+				q.deletes <- aws.ToString(m.ReceiptHandle)
+			default:
+				s.handlers.Add(1)
+				go s.handle(q, m, w)
+			}
+		}
+	}
+}
+
+// work is one message being worked on, with the receipt handles of every
+// copy of it received meanwhile.
+type work struct {
+	id      string
+	handles []string
+}
+
+type dupKind uint8
+
+const (
+	dupNone     dupKind = iota
+	dupInFlight         // the message is being worked on
+	dupRecent           // the message was delivered a short while ago
+)
+
+// admit registers a received message. SQS standard queues deliver at least
+// once: the same message may come twice, even to two concurrent receives.
+// Working on both copies would deliver every event twice, so a copy joins
+// the work already under way, and a copy of a message delivered recently
+// is deleted at once.
+func (q *queue) admit(m types.Message, vt time.Duration) (*work, dupKind) {
+	id, h := aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if at, ok := q.recent[id]; ok && now.Sub(at) < recentTTL(vt) {
+		return nil, dupRecent
+	}
+	q.inflight[h] = &flight{id: id, received: now}
+	if w, ok := q.active[id]; ok {
+		w.handles = append(w.handles, h)
+		return w, dupInFlight
+	}
+	w := &work{id: id, handles: []string{h}}
+	q.active[id] = w
+	return w, dupNone
+}
+
+// settle ends a message's work and returns the receipt handles of all its
+// copies. A delivered message is remembered for a while, to recognise
+// late copies.
+func (q *queue) settle(w *work, delivered bool, vt time.Duration) []string {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.active, w.id)
+	for _, h := range w.handles {
+		delete(q.inflight, h)
+	}
+	if delivered {
+		q.recent[w.id] = now
+		q.order = append(q.order, recentID{w.id, now})
+		// Forget what is older than the window, and bound the memory.
+		i := 0
+		for i < len(q.order) && (now.Sub(q.order[i].at) >= recentTTL(vt) || len(q.order)-i > maxRecent) {
+			if q.recent[q.order[i].id] == q.order[i].at {
+				delete(q.recent, q.order[i].id)
+			}
+			i++
+		}
+		q.order = append(q.order[:0], q.order[i:]...)
+	}
+	return w.handles
+}
+
+type recentID struct {
+	id string
+	at time.Time
+}
+
+// maxRecent bounds the delivered message ids remembered per queue.
+const maxRecent = 100_000
+
+// recentTTL is how long a delivered message's id is remembered: a copy
+// arrives within a visibility timeout or two of the original.
+func recentTTL(vt time.Duration) time.Duration { return max(2*vt, 5*time.Minute) }
+
+// handle works on one message and settles it: deleted once everything it
+// carried is delivered or dead-lettered, otherwise left to come back.
+func (s *Source) handle(q *queue, m types.Message, w *work) {
+	defer s.handlers.Done()
+	defer s.slots.Release(1)
+	start := time.Now()
+	recv, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	log := s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId), "receive_count", recv)
+
+	err := s.process(s.workCtx, q, m, log)
+	handles := q.settle(w, err == nil, s.cfg.VisibilityTimeout)
+	switch {
+	case err == nil:
+		s.latency.Observe(time.Since(start))
+		for _, h := range handles {
+			q.deletes <- h
+		}
+	case s.workCtx.Err() != nil || errors.Is(err, ack.ErrHandedBack):
+		// Shutting down before it was delivered: another worker can take
+		// it at once.
+		s.handBack.Inc()
+		s.release(q, handles, 0, log)
+	default:
+		s.failed.Inc()
+		delay := min(s.cfg.VisibilityTimeout<<min(max(recv-1, 0), 20), maxRetryDelay)
+		if errors.Is(err, ErrUnrecognised) {
+			s.poison.Inc()
+			log.Error("poison message: not deleted, left to the queue's redrive policy", "reason", err, "retry_in", delay)
+		} else {
+			log.Warn("message not fully delivered: not deleted; it will be retried, then redriven by the queue's policy", "reason", err, "retry_in", delay)
+		}
+		s.release(q, handles, delay, log)
+	}
+}
+
+// release makes a message visible again after delay.
+func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) {
+	ctx, cancel := s.apiContext(10 * time.Second)
+	defer cancel()
+	for _, h := range handles {
+		_, err := s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(q.url), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(delay / time.Second),
+		})
+		if err != nil {
+			s.apiErrs.Inc()
+			log.Warn("could not change the message's visibility; it returns when its visibility timeout ends", "error", err)
+		}
+	}
+}
+
+// process ingests what a message carries and waits until it was delivered.
+func (s *Source) process(ctx context.Context, q *queue, m types.Message, log *slog.Logger) error {
+	body, err := ParseBody([]byte(aws.ToString(m.Body)))
+	if err != nil {
+		return err
+	}
+	if body.Kind == KindSkip {
+		s.skipped.Inc()
+		log.Info("message skipped: nothing to ingest", "reason", body.Skip)
+		return nil
+	}
+	if body.Skip != "" {
+		log.Info("part of the notification ignored", "reason", body.Skip)
+	}
+	tr := ack.New()
+	var failure error
+	switch body.Kind {
+	case KindS3:
+		for _, ref := range body.Objects {
+			if reason, skip := s3obj.Skip(ref.Key, ref.Size); skip {
+				log.Info("object skipped", "bucket", ref.Bucket, "key", ref.Key, "reason", reason)
+				continue
+			}
+			if failure = s.readObject(ctx, ref, tr, log); failure != nil {
+				break
+			}
+		}
+	default:
+		failure = s.emitRaw(ctx, q, m, body, tr)
+	}
+	if failure != nil {
+		tr.Fail(failure)
+	} else {
+		tr.Done()
+	}
+	// Even after a failure, wait for what was published: releasing the
+	// message while its first batches are in flight would only make a
+	// second worker send them again.
+	if err := tr.Wait(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// readObject streams one object into decoded batches.
+func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker, log *slog.Logger) error {
+	region := ref.Region
+	if region == "" {
+		region = s.cfg.DefaultRegion
+	}
+	var opts []func(*s3.Options)
+	if ref.Region != "" {
+		opts = append(opts, func(o *s3.Options) { o.Region = ref.Region })
+	}
+	body, err := s3obj.Open(ctx, s.objects, ref.Bucket, ref.Key, opts...)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	obj := s3obj.Object{Bucket: ref.Bucket, Key: ref.Key, Size: body.Size, ETag: body.ETag, LastModified: body.LastModified, Region: region, Source: "s3"}
+	r := s3obj.NewReader(body, obj, s.cfg.Object)
+	defer r.Close()
+	for {
+		c, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		c.Batch.Ack = tr
+		if c.Dead {
+			err = s.decoded.DeadLetter(ctx, c.Batch)
+		} else {
+			err = s.emitEvents(ctx, c.Batch)
+		}
+		if err != nil {
+			return fmt.Errorf("publish events of %s: %w", obj.Name(), err)
+		}
+	}
+	st := r.Stats()
+	s.objRead.Inc()
+	s.objBytes.Add(st.BytesIn)
+	s.objDead.Add(st.DeadLetters)
+	lvl := slog.LevelDebug
+	if st.DeadLetters > 0 {
+		lvl = slog.LevelWarn
+	}
+	log.Log(ctx, lvl, "object read", "object", obj.Name(), "layout", st.Layout.String(), "compression", st.Compression,
+		"bytes", st.BytesIn, "events", st.Events, "dead_letters", st.DeadLetters, "control_messages", st.Control)
+	return nil
+}
+
+// emitEvents publishes events read from an object, holding their
+// footprint in the memory budget until they are delivered.
+func (s *Source) emitEvents(ctx context.Context, b *record.Batch) error {
+	done, err := s.memory.Hold(ctx, b, membudget.Footprint(b))
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.decoded.Emit(ctx, b)
+}
+
+// emitRaw publishes a message's CloudWatch or Firehose records to the raw
+// topic, for the decode stage. They count in the memory budget until the
+// message is settled; decode bounds what they decompress to together.
+func (s *Source) emitRaw(ctx context.Context, q *queue, m types.Message, body Body, tr *ack.Tracker) error {
+	var size int64
+	for _, r := range body.Records {
+		size += int64(len(r.Data))
+	}
+	if err := s.memory.Admit(ctx, size); err != nil {
+		return err
+	}
+	tr.OnComplete(func(error) { s.memory.Discharge(size) })
+	unit := new(record.Unit)
+	ts := time.Now().UnixMilli()
+	if v, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		ts = v
+	}
+	id := aws.ToString(m.MessageId)
+	// The account is left to the data: the queue's account need not be the
+	// account whose logs it carries, and a wrong aws_account tag is worse
+	// than none.
+	origin := &record.Origin{Source: "sqs", RequestID: id, SourceARN: q.arn, Region: q.region}
+	per := s.cfg.RecordsPerBatch
+	for i := 0; i < len(body.Records); i += per {
+		part := body.Records[i:min(i+per, len(body.Records))]
+		b := &record.Batch{ID: fmt.Sprintf("%s/%d", id, i/per), Origin: origin, Ack: tr, Unit: unit, Records: make([]record.Record, len(part))}
+		for j, r := range part {
+			b.Records[j] = record.Record{Origin: origin, Timestamp: ts, Kind: r.Kind, Message: r.Data}
+		}
+		if err := s.raw.Emit(ctx, b); err != nil {
+			return fmt.Errorf("publish records: %w", err)
+		}
+	}
+	return nil
+}
+
+// deleter deletes settled messages ten at a time, waiting a moment for a
+// batch to fill.
+func (s *Source) deleter(q *queue) {
+	defer s.services.Done()
+	const linger = 20 * time.Millisecond
+	for {
+		h, ok := <-q.deletes
+		if !ok {
+			return
+		}
+		batch := []string{h}
+		t := time.NewTimer(linger)
+	fill:
+		for len(batch) < 10 {
+			select {
+			case h, ok := <-q.deletes:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, h)
+			case <-t.C:
+				break fill
+			}
+		}
+		t.Stop()
+		s.deleteBatch(q, batch)
+	}
+}
+
+func (s *Source) deleteBatch(q *queue, handles []string) {
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(handles))
+	for i, h := range handles {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h)}
+	}
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := s.apiContext(30 * time.Second)
+		out, err := s.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
+		cancel()
+		if err == nil {
+			s.deleted.Add(int64(len(out.Successful)))
+			if len(out.Failed) == 0 {
+				return
+			}
+			var retry []types.DeleteMessageBatchRequestEntry
+			for _, f := range out.Failed {
+				if f.SenderFault {
+					// The receipt handle expired: the message came back
+					// and another receive owns it now.
+					s.log.Warn("sqs delete refused: the message will be delivered again", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
+					continue
+				}
+				for _, e := range entries {
+					if aws.ToString(e.Id) == aws.ToString(f.Id) {
+						retry = append(retry, e)
+					}
+				}
+			}
+			if entries = retry; len(entries) == 0 {
+				return
+			}
+			err = fmt.Errorf("%d entries failed", len(entries))
+		}
+		s.apiErrs.Inc()
+		if attempt == 5 {
+			s.log.Error("sqs delete failed: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
+			return
+		}
+		// Deleting must outlive the work context: these messages were
+		// delivered, and every failed delete is a duplicate later. Only
+		// the end of Stop's time cuts it short.
+		ctx, cancel = s.apiContext(time.Minute)
+		ok := sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second))
+		cancel()
+		if !ok {
+			s.log.Error("sqs delete cut short by the shutdown deadline: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
+			return
+		}
+	}
+}
+
+// extender renews the visibility of every message being worked on, every
+// third of the visibility timeout, so that none reappears for a second
+// worker while the first still streams its object.
+func (s *Source) extender(q *queue) {
+	defer s.services.Done()
+	vt := s.cfg.VisibilityTimeout
+	t := time.NewTicker(max(vt/3, 200*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.idle:
+			return
+		}
+		s.extend(q, vt)
+	}
+}
+
+func (s *Source) extend(q *queue, vt time.Duration) {
+	now := time.Now()
+	q.mu.Lock()
+	var entries []types.ChangeMessageVisibilityBatchRequestEntry
+	for h, f := range q.inflight {
+		left := maxVisibility - now.Sub(f.received) - time.Minute
+		if left <= 0 {
+			continue // SQS refuses beyond 12 hours; it will come back
+		}
+		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(len(entries))), ReceiptHandle: aws.String(h),
+			VisibilityTimeout: int32(min(vt, left) / time.Second),
+		})
+	}
+	q.mu.Unlock()
+	for i := 0; i < len(entries); i += 10 {
+		part := entries[i:min(i+10, len(entries))]
+		ctx, cancel := context.WithTimeout(s.workCtx, max(vt/3, time.Second))
+		out, err := s.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url), Entries: part})
+		cancel()
+		if err != nil {
+			if s.workCtx.Err() == nil {
+				s.apiErrs.Inc()
+				s.log.Warn("sqs visibility extension failed; retrying at the next tick", "queue", q.url, "messages", len(part), "error", err)
+			}
+			continue
+		}
+		s.extended.Add(int64(len(out.Successful)))
+		for _, f := range out.Failed {
+			// Typically the message was deleted or released meanwhile.
+			s.log.Debug("sqs visibility extension refused", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
+		}
+	}
+}
+
+// apiContext bounds an SQS call that settles messages: by d, and once Stop
+// was called, by Stop's context as well.
+func (s *Source) apiContext(d time.Duration) (context.Context, context.CancelFunc) {
+	s.stopMu.Lock()
+	base := s.stopCtx
+	s.stopMu.Unlock()
+	if base == nil {
+		base = context.Background()
+	}
+	return context.WithTimeout(base, d)
+}
+
+// backoff is the n-th (from 1) delay of a capped exponential backoff with
+// jitter.
+func backoff(n int, initial, maxDelay time.Duration) time.Duration {
+	d := min(initial<<min(n-1, 20), maxDelay)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

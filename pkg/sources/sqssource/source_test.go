@@ -1,0 +1,618 @@
+package sqssource
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// sink stands in for the pipeline: it keeps what it is given and settles
+// each batch's acknowledgement as the stage runtime would, at once or
+// when the test releases it.
+type sink struct {
+	mu       sync.Mutex
+	events   []record.Record
+	dead     []record.Record
+	raw      []record.Record
+	hold     bool
+	held     []*record.Batch
+	released chan struct{}
+}
+
+type sinkOut struct {
+	s   *sink
+	raw bool
+}
+
+func (o sinkOut) Emit(_ context.Context, b *record.Batch) error { return o.s.take(b, o.raw, false) }
+func (o sinkOut) DeadLetter(_ context.Context, b *record.Batch) error {
+	return o.s.take(b, o.raw, true)
+}
+
+func (s *sink) take(b *record.Batch, raw, dead bool) error {
+	b.Ack.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range b.Records {
+		r.Message = bytes.Clone(r.Message)
+		switch {
+		case dead:
+			s.dead = append(s.dead, r)
+		case raw:
+			s.raw = append(s.raw, r)
+		default:
+			s.events = append(s.events, r)
+		}
+	}
+	if s.hold {
+		s.held = append(s.held, b)
+		return nil
+	}
+	b.Ack.Done()
+	return nil
+}
+
+// handBack fails the held batches as the stage runtime does when a
+// shutdown's time is up.
+func (s *sink) handBack() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, b := range held {
+		b.Ack.Fail(fmt.Errorf("stage deliver-logs: %w", ack.ErrHandedBack))
+	}
+}
+
+func (s *sink) release() {
+	s.mu.Lock()
+	held := s.held
+	s.held, s.hold = nil, false
+	s.mu.Unlock()
+	for _, b := range held {
+		b.Ack.Done()
+	}
+}
+
+func (s *sink) snapshot() (events, dead, raw []record.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]record.Record(nil), s.events...), append([]record.Record(nil), s.dead...), append([]record.Record(nil), s.raw...)
+}
+
+type env struct {
+	moto    *s3objtest.Moto
+	sqs     *sqs.Client
+	s3      *s3.Client
+	sns     *sns.Client
+	metrics *telemetry.Registry
+	sink    *sink
+}
+
+func newEnv(t *testing.T) *env {
+	m := s3objtest.StartMoto(t)
+	cfg := m.AWSConfig()
+	return &env{
+		moto: m, sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
+		s3:      s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true }),
+		metrics: telemetry.NewRegistry(), sink: &sink{},
+	}
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (e *env) queue(t *testing.T, name string, attrs map[string]string) (url, arn string) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	require.NoError(t, err)
+	a, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	require.NoError(t, err)
+	return *out.QueueUrl, a.Attributes["QueueArn"]
+}
+
+func (e *env) start(t *testing.T, cfg Config) *Source {
+	t.Helper()
+	if cfg.VisibilityTimeout == 0 {
+		cfg.VisibilityTimeout = 5 * time.Second
+	}
+	cfg.WaitTime = time.Second
+	cfg.DefaultRegion = s3objtest.Region
+	src, err := New(cfg, e.sqs, e.s3, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	t.Cleanup(func() {
+		e.sink.release()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		assert.NoError(t, src.Stop(ctx))
+	})
+	return src
+}
+
+// waitQueueEmpty waits until a queue holds no message, visible or in
+// flight, as SQS reports it.
+func (e *env) waitQueue(t *testing.T, url string, cond func(visible, inflight int) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		}})
+		require.NoError(t, err)
+		var v, nv int
+		fmt.Sscan(out.Attributes["ApproximateNumberOfMessages"], &v)
+		fmt.Sscan(out.Attributes["ApproximateNumberOfMessagesNotVisible"], &nv)
+		if cond(v, nv) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("queue %s: %d visible, %d in flight: %v", url, v, nv, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func empty(v, nv int) bool { return v == 0 && nv == 0 }
+
+// waitCounter waits for one of the source's own counters.
+func waitCounter(t *testing.T, m *telemetry.Registry, name string, atLeast int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for m.Counter(name).Load() < atLeast {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s = %d, want ≥ %d", name, m.Counter(name).Load(), atLeast)
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *env) bucket(t *testing.T, name string) {
+	t.Helper()
+	_, err := e.s3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)})
+	require.NoError(t, err)
+}
+
+func (e *env) put(t *testing.T, bucket, key string, data []byte) {
+	t.Helper()
+	_, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+	require.NoError(t, err)
+}
+
+func TestS3NotificationsDirectAndThroughSNS(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	direct, directARN := e.queue(t, "direct", nil)
+	viaSNS, viaSNSARN := e.queue(t, "via-sns", nil)
+	viaRaw, viaRawARN := e.queue(t, "via-sns-raw", nil)
+	topic, err := e.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("logs")})
+	require.NoError(t, err)
+	_, err = e.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(viaSNSARN)})
+	require.NoError(t, err)
+	_, err = e.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(viaRawARN),
+		Attributes: map[string]string{"RawMessageDelivery": "true"}})
+	require.NoError(t, err)
+	e.bucket(t, "archive")
+	_, err = e.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String("archive"),
+		NotificationConfiguration: &s3types.NotificationConfiguration{
+			QueueConfigurations: []s3types.QueueConfiguration{{QueueArn: aws.String(directARN), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+			TopicConfigurations: []s3types.TopicConfiguration{{TopicArn: topic.TopicArn, Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+		},
+	})
+	require.NoError(t, err)
+
+	at := time.Now().UTC()
+	a, err := s3objtest.FirehoseArchive(7, 3000, 1000, at)
+	require.NoError(t, err)
+	// Keys with characters the notification form-encodes.
+	keys := []string{"fh/2026/11/29/06/gw stream-1-2026-11-29-06-00-00-a+b", "fh/2026/11/29/06/gw-stream-1-2026-11-29-06-00-01-c%d", "fh/2026/11/29/06/plain"}
+	for i, obj := range a.Objects {
+		e.put(t, "archive", keys[i%len(keys)]+fmt.Sprint(i), obj)
+	}
+
+	e.start(t, Config{QueueURLs: []string{direct, viaSNS, viaRaw}, MaxConcurrentMessages: 10})
+	for _, q := range []string{direct, viaSNS, viaRaw} {
+		e.waitQueue(t, q, empty)
+	}
+	events, dead, _ := e.sink.snapshot()
+	assert.Empty(t, dead)
+	// Every object was announced on the three queues: read three times.
+	require.Len(t, events, 3*len(a.Events))
+	seen := map[string]int{}
+	for _, ev := range events {
+		seen[ev.EventID]++
+		assert.Equal(t, "s3", ev.Origin.Source)
+		assert.Equal(t, "arn:aws:s3:::archive", ev.Origin.SourceARN)
+		assert.Equal(t, s3objtest.Region, ev.Origin.Region)
+		assert.NotEmpty(t, ev.Origin.LogGroup)
+	}
+	for _, want := range a.Events {
+		assert.Equal(t, 3, seen[want.ID], "event %s", want.ID)
+	}
+	assert.EqualValues(t, 3*len(a.Objects), e.metrics.Counter("sqs.objects_read").Load())
+	// moto sends s3:TestEvent when notifications are configured: to the
+	// queue and to the topic (so to both of its subscribers).
+	assert.EqualValues(t, 3, e.metrics.Counter("sqs.messages_skipped").Load(), "the test events are skipped and deleted")
+	assert.Zero(t, e.metrics.Counter("sqs.messages_failed").Load())
+}
+
+func TestCloudWatchAndFirehosePayloadsGoToTheRawTopic(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "payloads", nil)
+	envelope := []byte(`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`)
+	b64 := base64.StdEncoding.EncodeToString(gzipped(string(envelope)))
+	bodies := map[string]struct {
+		kind record.Kind
+		n    int
+	}{
+		b64:                                  {record.KindRaw, 1},
+		string(envelope):                     {record.KindLine, 1},
+		`{"awslogs":{"data":"` + b64 + `"}}`: {record.KindRaw, 1},
+		`{"requestId":"r","timestamp":1,"records":[{"data":"` + b64 + `"},{"data":"` + b64 + `"}]}`: {record.KindRaw, 2},
+	}
+	for body := range bodies {
+		_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	_, _, raw := e.sink.snapshot()
+	require.Len(t, raw, 5)
+	for _, r := range raw {
+		assert.Equal(t, "sqs", r.Origin.Source)
+		assert.Contains(t, r.Origin.SourceARN, ":payloads")
+		assert.NotZero(t, r.Timestamp, "the message's sent time")
+	}
+}
+
+func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
+	e := newEnv(t)
+	dlq, dlqARN := e.queue(t, "poison-dlq", nil)
+	q, _ := e.queue(t, "poison", map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"2"}`, dlqARN)})
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "good", gz(envelopeDoc("ok")))
+	for _, body := range []string{
+		"this is not a notification",
+		// An object that does not exist: reading it fails every time.
+		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"missing","size":1}}}]}`,
+		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"good","size":1}}}]}`,
+	} {
+		_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
+	// Both poison messages fail twice, then the queue moves them to its
+	// dead-letter queue on the next receive.
+	e.waitQueue(t, dlq, func(v, nv int) bool { return v == 2 })
+	e.waitQueue(t, q, empty)
+	events, dead, _ := e.sink.snapshot()
+	assert.Len(t, events, 1, "the good message was delivered")
+	assert.Empty(t, dead)
+	assert.GreaterOrEqual(t, e.metrics.Counter("sqs.messages_unrecognised").Load(), int64(2))
+	assert.GreaterOrEqual(t, e.metrics.Counter("sqs.messages_failed").Load(), int64(4))
+	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_deleted").Load())
+}
+
+func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
+	e := newEnv(t)
+	q, qARN := e.queue(t, "objects", nil)
+	e.bucket(t, "bkt")
+	_, err := e.s3.PutBucketNotificationConfiguration(context.Background(), &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String("bkt"),
+		NotificationConfiguration: &s3types.NotificationConfiguration{
+			QueueConfigurations: []s3types.QueueConfiguration{{QueueArn: aws.String(qARN), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+		},
+	})
+	require.NoError(t, err)
+	// Good envelopes, then bytes that are not gzip: the first part is
+	// delivered, the rest dead-lettered with the reason.
+	e.put(t, "bkt", "poison.gz", append(gz(envelopeDoc("a", "b")), []byte("\x00garbage that is not a gzip member")...))
+	e.put(t, "bkt", "binary.bin", []byte("\x1f\x8b\x08\x00 definitely broken"))
+	e.put(t, "bkt", "exports/aws-logs-write-test", []byte("Permission Check Successful"))
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	events, dead, _ := e.sink.snapshot()
+	assert.Equal(t, []string{"a", "b"}, msgs(events))
+	require.Len(t, dead, 2)
+	for _, d := range dead {
+		assert.Contains(t, d.Reason, "unreadable")
+		assert.Contains(t, d.Origin.RequestID, "s3://bkt/")
+	}
+	assert.EqualValues(t, 4, e.metrics.Counter("sqs.messages_deleted").Load(), "test event, two poison objects, write test")
+}
+
+func TestVisibilityIsExtendedWhileAMessageIsWorkedOn(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "slow", nil)
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "k", gz(envelopeDoc("x")))
+	_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(
+		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"k","size":1}}}]}`)})
+	require.NoError(t, err)
+	e.sink.hold = true // delivery "takes" until released
+	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
+	// Several visibility timeouts pass while the message is held…
+	waitCounter(t, e.metrics, "sqs.visibility_extensions", 6)
+	e.waitQueue(t, q, func(v, nv int) bool { return v == 0 && nv == 1 })
+	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_received").Load(), "…and it was never received again")
+	e.sink.release()
+	e.waitQueue(t, q, empty)
+	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_deleted").Load())
+	events, _, _ := e.sink.snapshot()
+	assert.Len(t, events, 1)
+}
+
+func envelopeDoc(msgs ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/x/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"%d","timestamp":%d,"message":%q}`, i, time.Now().UnixMilli(), m)
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+func gz(p []byte) []byte { return gzipped(string(p)) }
+
+func msgs(recs []record.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, string(r.Message))
+	}
+	return out
+}
+
+// fakeSQS serves a fixed sequence of receives, then long-polls forever.
+type fakeSQS struct {
+	mu       sync.Mutex
+	receives [][]types.Message
+	deleted  []string
+	released map[string]int32 // receipt handle → the visibility timeout it was given
+	hang     bool             // ChangeMessageVisibility waits for its context
+	polled   chan struct{}    // closed when polling stops (Stop has begun), if not nil
+	once     sync.Once
+}
+
+func (f *fakeSQS) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"QueueArn": "arn:aws:sqs:us-east-1:123456789012:q"}}, nil
+}
+
+func (f *fakeSQS) ReceiveMessage(ctx context.Context, _ *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	f.mu.Lock()
+	if len(f.receives) > 0 {
+		r := f.receives[0]
+		f.receives = f.receives[1:]
+		f.mu.Unlock()
+		return &sqs.ReceiveMessageOutput{Messages: r}, nil
+	}
+	f.mu.Unlock()
+	<-ctx.Done()
+	if f.polled != nil {
+		f.once.Do(func() { close(f.polled) })
+	}
+	return nil, ctx.Err()
+}
+
+func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := &sqs.DeleteMessageBatchOutput{}
+	for _, e := range in.Entries {
+		f.deleted = append(f.deleted, aws.ToString(e.ReceiptHandle))
+		out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+	}
+	return out, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	f.mu.Lock()
+	hang := f.hang
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released == nil {
+		f.released = map[string]int32{}
+	}
+	f.released[aws.ToString(in.ReceiptHandle)] = in.VisibilityTimeout
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
+func (f *fakeSQS) deletedHandles() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.deleted...)
+}
+
+// TestDuplicateDeliveriesAreWorkedOnOnce: SQS delivers at least once, and
+// two receives may get the same message. Its events go down the pipeline
+// once; every receipt handle is deleted.
+func TestDuplicateDeliveriesAreWorkedOnOnce(t *testing.T) {
+	body := aws.String(string(envelopeDoc("only once")))
+	msg := func(handle string) types.Message {
+		return types.Message{MessageId: aws.String("m-1"), ReceiptHandle: aws.String(handle), Body: body}
+	}
+	f := &fakeSQS{receives: [][]types.Message{{msg("h1"), msg("h2")}, {msg("h3")}}}
+	s := &sink{hold: true}
+	metrics := telemetry.NewRegistry()
+	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: time.Second},
+		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	waitCounter(t, metrics, "sqs.duplicate_messages", 2) // h2 and h3 join h1's work
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, src.Stop(ctx))
+	_, _, raw := s.snapshot()
+	assert.Len(t, raw, 1, "worked on once")
+	assert.ElementsMatch(t, []string{"h1", "h2", "h3"}, f.deletedHandles())
+}
+
+// TestHandedBackMessageIsVisibleAgainAtOnce: a message whose records the
+// pipeline hands back at shutdown is neither deleted nor counted failed:
+// it is made visible again at once (for another worker) and counted as
+// handed back.
+func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
+	f := &fakeSQS{}
+	src, s, metrics := startHeld(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- src.Stop(ctx) }()
+	waitHeld(t, s)
+	<-f.polled // Stop has begun
+	s.handBack()
+	require.NoError(t, <-stopped)
+	assert.Empty(t, f.deletedHandles(), "not delivered: not deleted")
+	f.mu.Lock()
+	assert.Equal(t, map[string]int32{"h1": 0}, f.released, "visible again at once")
+	f.mu.Unlock()
+	assert.EqualValues(t, 1, metrics.Counter("sqs.messages_handed_back").Load())
+	assert.Zero(t, metrics.Counter("sqs.messages_failed").Load())
+}
+
+// TestStopEndsWithItsContext: giving messages back is bounded by Stop's
+// context too, however slowly SQS answers.
+func TestStopEndsWithItsContext(t *testing.T) {
+	f := &fakeSQS{hang: true}
+	src, s, _ := startHeld(t, f)
+	waitHeld(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- src.Stop(ctx) }()
+	<-f.polled // Stop has begun
+	s.handBack()
+	cancel() // the shutdown's time is up while SQS still has not answered
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second): // far beyond the 10 s a release waited for before
+		t.Fatal("Stop did not end with its context")
+	}
+}
+
+// startHeld starts a source on f with one message, m-1 (receipt handle
+// h1), whose batches the pipeline holds, and waits until it is received.
+func startHeld(t *testing.T, f *fakeSQS) (*Source, *sink, *telemetry.Registry) {
+	t.Helper()
+	body := aws.String(string(envelopeDoc("in flight at shutdown")))
+	f.polled = make(chan struct{})
+	f.receives = [][]types.Message{{{MessageId: aws.String("m-1"), ReceiptHandle: aws.String("h1"), Body: body}}}
+	s := &sink{hold: true}
+	metrics := telemetry.NewRegistry()
+	src, err := New(Config{QueueURLs: []string{"https://sqs.us-east-1.amazonaws.com/123456789012/q"}, VisibilityTimeout: 30 * time.Second},
+		f, nil, sinkOut{s, true}, sinkOut{s, false}, testLogger(), metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.Start(context.Background()))
+	waitCounter(t, metrics, "sqs.messages_received", 1)
+	return src, s, metrics
+}
+
+// waitHeld waits until the sink holds a batch.
+func waitHeld(t *testing.T, s *sink) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.held)
+		s.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no batch reached the pipeline")
+		case <-tick.C:
+		}
+	}
+}
+
+func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "budgeted", nil)
+	e.bucket(t, "objects")
+	a, err := s3objtest.FirehoseArchive(3, 300, 300, time.Now().UTC())
+	require.NoError(t, err)
+	e.put(t, "objects", "fh/one", a.Objects[0])
+	payload := base64.StdEncoding.EncodeToString(gz(envelopeDoc("a", "b")))
+	notification := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region +
+		`","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objects"},"object":{"key":"fh/one","size":1}}}]}`
+	for _, body := range []string{payload, notification} {
+		_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+
+	budget, err := membudget.New(64<<20, 32<<20)
+	require.NoError(t, err)
+	e.sink.hold = true // delivery takes its time
+	src, err := New(Config{QueueURLs: []string{q}, WaitTime: time.Second, VisibilityTimeout: 5 * time.Second, DefaultRegion: s3objtest.Region},
+		e.sqs, e.s3, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
+	require.NoError(t, err)
+	require.NoError(t, src.WithMemory(budget).Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		assert.NoError(t, src.Stop(ctx))
+	})
+
+	require.Eventually(t, func() bool {
+		events, _, raw := e.sink.snapshot()
+		return len(events) == a.PerObj[0] && len(raw) == 1
+	}, 30*time.Second, 10*time.Millisecond, "%d events of %d", func() int { ev, _, _ := e.sink.snapshot(); return len(ev) }(), a.PerObj[0])
+	st := budget.Stats()
+	assert.Equal(t, int64(len(payload)), st.AdmittedBytes, "the payload counts until the message is settled")
+	assert.Positive(t, st.FlowingBytes, "the object's events count until they are delivered")
+
+	e.sink.release()
+	e.waitQueue(t, q, empty)
+	assert.Eventually(t, func() bool { return budget.Stats().HeldBytes == 0 }, 10*time.Second, time.Millisecond)
+}

@@ -1,0 +1,51 @@
+package decode
+
+import (
+	"errors"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/record"
+)
+
+// MetricStreams reads metric-stream data with d (package metricstream).
+func MetricStreams(d *metricstream.Decoder) MetricDecoder { return metricStreams{d} }
+
+type metricStreams struct{ d *metricstream.Decoder }
+
+func (m metricStreams) IsFrames(data []byte) bool {
+	return metricstream.Detect(data) == metricstream.FormatOTel
+}
+
+func (m metricStreams) IsLine(line []byte) bool {
+	return metricstream.Detect(line) == metricstream.FormatJSON
+}
+
+func (m metricStreams) DecodeFrames(data []byte, fn func(record.Metric)) (int, []BadPart) {
+	return m.decode(metricstream.FormatOTel, data, fn)
+}
+
+func (m metricStreams) DecodeLines(data []byte, fn func(record.Metric)) (int, []BadPart) {
+	return m.decode(metricstream.FormatJSON, data, fn)
+}
+
+func (m metricStreams) decode(f metricstream.Format, data []byte, fn func(record.Metric)) (int, []BadPart) {
+	n, err := m.d.DecodeAs(f, data, fn)
+	if err == nil {
+		return n, nil
+	}
+	var de *metricstream.DecodeError
+	if !errors.As(err, &de) {
+		return n, []BadPart{{Data: data, Reason: err.Error()}}
+	}
+	bad := make([]BadPart, len(de.Parts))
+	for i, p := range de.Parts {
+		reason := p.Err.Error()
+		if p.Frame > 0 {
+			// Frames are numbered in the record; lines, which the decode
+			// stage hands over in runs, are numbered by the stage.
+			reason = p.String()
+		}
+		bad[i] = BadPart{Offset: p.Offset, Data: p.Data, Reason: reason}
+	}
+	return n, bad
+}
