@@ -186,6 +186,10 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}, p.metrics).WithMemory(p.memory)
 		if p.streams != nil {
 			d.WithMetricStreams(p.streams)
+		} else {
+			// Metric-stream data is still recognised, and dead-lettered
+			// with the reason rather than delivered as logs.
+			d.WithMetricStreams(decode.RefusedMetricStreams())
 		}
 		if err := p.rt.Add(stage.Stage{Name: StageDecode, Input: topics.Raw, Output: topics.Decoded, Handler: d}); err != nil {
 			return nil, err

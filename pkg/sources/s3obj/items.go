@@ -13,7 +13,7 @@ import (
 
 // MetricStreamsOff is why metric-stream data is dead-lettered by a Reader
 // without a metric decoder (Config.Metrics).
-const MetricStreamsOff = "CloudWatch metric-stream data, which this pipeline does not read (metrics.enabled and metrics.streams.enabled are off): replay it once they are on"
+const MetricStreamsOff = decode.MetricStreamsOff
 
 // stepItems reads one item of an object of Firehose records and decides
 // what it is on its own, as the decode stage decides for the items of a
@@ -219,23 +219,3 @@ func (r *Reader) flushRun() {
 	r.deadBytes(run.data, reason)
 }
 
-// refusedMetricStreams is the decode stage's metric decoder when metric
-// streams are not read: the data is recognised, and dead-lettered with the
-// reason, never delivered as logs.
-type refusedMetricStreams struct{}
-
-func (refusedMetricStreams) IsFrames(data []byte) bool {
-	return metricstream.Detect(data) == metricstream.FormatOTel
-}
-
-func (refusedMetricStreams) IsLine(line []byte) bool {
-	return metricstream.Detect(line) == metricstream.FormatJSON
-}
-
-func (refusedMetricStreams) DecodeFrames(data []byte, _ func(record.Metric)) (int, []decode.BadPart) {
-	return 0, []decode.BadPart{{Data: data, Reason: MetricStreamsOff}}
-}
-
-func (refusedMetricStreams) DecodeLines(data []byte, _ func(record.Metric)) (int, []decode.BadPart) {
-	return 0, []decode.BadPart{{Data: data, Reason: MetricStreamsOff}}
-}

@@ -989,7 +989,7 @@ func (r *Reader) stepErrorBackup() error {
 // its events, or the record as a dead letter.
 func (r *Reader) decodeRaw(rec record.Record) {
 	if r.dec == nil {
-		var ms decode.MetricDecoder = refusedMetricStreams{}
+		var ms decode.MetricDecoder = decode.RefusedMetricStreams()
 		if r.cfg.Metrics != nil {
 			ms = r.cfg.Metrics
 		}

@@ -444,3 +444,19 @@ func TestShortUnpaddedBase64(t *testing.T) {
 	assert.Contains(t, dead[0].Reason, "binary record", "000 is the bytes d3 4d")
 	assert.Contains(t, dead[1].Reason, "invalid base64")
 }
+
+// With metric streams off, their data is still recognised: it is
+// dead-lettered with the reason, never delivered as logs (the rule S3
+// objects follow too).
+func TestMetricStreamDataIsRefusedWhenStreamsAreOff(t *testing.T) {
+	datum := `{"metric_stream_name":"s","account_id":"123456789012","region":"us-east-1","namespace":"AWS/ApiGateway","metric_name":"Count","dimensions":{"ApiName":"petstore","Stage":"prod"},"timestamp":1611929640000,"value":{"max":1,"min":1,"sum":3,"count":3},"unit":"Count"}`
+	line := `203.0.113.7 - - [29/Jun/2023:12:01:02 +0000] "GET / HTTP/1.1" 200 5 r-2`
+	s, _ := newStage()
+	s.WithMetricStreams(RefusedMetricStreams())
+	res := s.Decode(rawBatch(b64(gz(line + "\n" + datum + "\n" + datum))))
+	assert.Equal(t, []string{line}, messages(all(res)), "only the log line is a log")
+	assert.Empty(t, points(res))
+	dead := deadRecords(res)
+	require.Len(t, dead, 1, "the run of datums is one dead letter")
+	assert.Contains(t, dead[0].Reason, MetricStreamsOff)
+}

@@ -49,3 +49,31 @@ func (m metricStreams) decode(f metricstream.Format, data []byte, fn func(record
 	}
 	return n, bad
 }
+
+// MetricStreamsOff is the reason metric-stream data is dead-lettered where
+// the pipeline does not read metric streams.
+const MetricStreamsOff = "CloudWatch metric-stream data, which this pipeline does not read (metrics.enabled and metrics.streams.enabled are off): replay it once they are on"
+
+// RefusedMetricStreams recognises metric-stream data without reading it:
+// with metric streams off, such data is dead-lettered with MetricStreamsOff,
+// never delivered as logs — the same rule for Firehose records and S3
+// objects.
+func RefusedMetricStreams() MetricDecoder { return refusedMetricStreams{} }
+
+type refusedMetricStreams struct{}
+
+func (refusedMetricStreams) IsFrames(data []byte) bool {
+	return metricstream.Detect(data) == metricstream.FormatOTel
+}
+
+func (refusedMetricStreams) IsLine(line []byte) bool {
+	return metricstream.Detect(line) == metricstream.FormatJSON
+}
+
+func (refusedMetricStreams) DecodeFrames(data []byte, _ func(record.Metric)) (int, []BadPart) {
+	return 0, []BadPart{{Data: data, Reason: MetricStreamsOff}}
+}
+
+func (refusedMetricStreams) DecodeLines(data []byte, _ func(record.Metric)) (int, []BadPart) {
+	return 0, []BadPart{{Data: data, Reason: MetricStreamsOff}}
+}
