@@ -218,4 +218,3 @@ func (r *Reader) flushRun() {
 	}
 	r.deadBytes(run.data, reason)
 }
-
