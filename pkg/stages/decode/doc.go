@@ -46,7 +46,9 @@
 //     (WithMetricStreams; metrics.streams.enabled): its points. Datums are
 //     recognised one by one, wherever they stand in the record; consecutive
 //     ones are decoded together, and one that cannot be read is
-//     dead-lettered alone.
+//     dead-lettered alone. With metric streams off the pipeline gives the
+//     stage RefusedMetricStreams: datums and frames are still recognised,
+//     and dead-lettered with MetricStreamsOff, never delivered as logs.
 //   - Any other text: one log line, exactly as it came (an API Gateway
 //     access log delivered directly to an amazon-apigateway-* stream, a
 //     line beside envelopes).
