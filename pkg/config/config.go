@@ -5,19 +5,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/gwpipe/gwpipe/pkg/redact"
 )
@@ -339,9 +333,14 @@ type Admin struct {
 // resident memory would be about three times the budget.
 func (p Pipeline) SoftMemoryLimit() int64 { return 2 * p.MaxHeldBytes }
 
-// Default returns the built-in defaults: everything in one process, the
-// Firehose endpoint on :8088, delivery to Datadog US1.
-func Default() Config {
+// Default is DefaultConfig.
+//
+// Deprecated: use DefaultConfig.
+func Default() Config { return DefaultConfig() }
+
+// DefaultConfig returns the built-in defaults: everything in one process,
+// the Firehose endpoint on :8088, delivery to Datadog US1.
+func DefaultConfig() Config {
 	var c Config
 	c.Log = Log{Level: "info", Format: "text"}
 	c.Transport = Transport{
@@ -386,131 +385,6 @@ func Default() Config {
 		MaxInFlightEvents: 10_000,
 	}
 	return c
-}
-
-// Load applies the YAML file at path (if path is not empty) and then the
-// environment on top of the defaults.
-func Load(path string, environ []string) (Config, error) {
-	c := Default()
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true) // a misspelt key is an error, not a silent default
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("parse config %s: %w", path, err)
-		}
-	}
-	if err := applyEnv(&c, environ); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// applyEnv sets every key named by a GWPIPE_ variable, then the Datadog
-// variables.
-func applyEnv(c *Config, environ []string) error {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	var errs []error
-	walk(reflect.ValueOf(c).Elem(), nil, func(path []string, v reflect.Value) {
-		name := "GWPIPE_" + strings.ToUpper(strings.Join(path, "_"))
-		s, ok := env[name]
-		if !ok {
-			return
-		}
-		if err := setFromString(v, s); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", name, strings.Join(path, "."), err))
-		}
-	})
-	// The Datadog variables apply unless the GWPIPE_ form is set too.
-	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
-		c.Datadog.APIKey = v
-	}
-	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
-		c.Datadog.Site = v
-	}
-	if v := env["DD_TAGS"]; v != "" {
-		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
-	}
-	return errors.Join(errs...)
-}
-
-// splitTags accepts DD_TAGS as Datadog does: separated by commas or spaces.
-func splitTags(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
-}
-
-// walk calls f for every leaf field, with its YAML key path.
-func walk(v reflect.Value, path []string, f func([]string, reflect.Value)) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		ft := t.Field(i)
-		key, _, _ := strings.Cut(ft.Tag.Get("yaml"), ",")
-		if key == "" || key == "-" {
-			continue
-		}
-		p := append(append([]string(nil), path...), key)
-		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Duration(0)) {
-			walk(fv, p, f)
-			continue
-		}
-		f(p, fv)
-	}
-}
-
-func setFromString(v reflect.Value, s string) error {
-	switch {
-	case v.Type() == reflect.TypeOf(time.Duration(0)):
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		v.SetInt(int64(d))
-	case v.Kind() == reflect.String:
-		v.SetString(s)
-	case v.Kind() == reflect.Bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return err
-		}
-		v.SetBool(b)
-	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return err
-		}
-		v.SetInt(n)
-	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
-		var items []string
-		for _, it := range strings.Split(s, ",") {
-			if it = strings.TrimSpace(it); it != "" {
-				items = append(items, it)
-			}
-		}
-		v.Set(reflect.ValueOf(items))
-	default:
-		return fmt.Errorf("cannot be set from the environment; use the YAML file")
-	}
-	return nil
-}
-
-// Keys lists every configuration key with its environment variable, for the
-// README and `gwpipe validate --keys`.
-func Keys() [][2]string {
-	var out [][2]string
-	c := Default()
-	walk(reflect.ValueOf(&c).Elem(), nil, func(path []string, _ reflect.Value) {
-		out = append(out, [2]string{strings.Join(path, "."), "GWPIPE_" + strings.ToUpper(strings.Join(path, "_"))})
-	})
-	return out
 }
 
 // LogsURL is the logs intake URL: datadog.logs_url, or the site's default.

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load applies the YAML file at path (if path is not empty) and then the
+// environment on top of the defaults. Both are strict: a key the
+// configuration does not have is an error with its line number (the file),
+// and a value that does not fit its key is an error naming the key.
+// GWPIPE_ variables that name no key are not errors (see EnvWarnings).
+//
+// Values are YAML in both places, read by the same decoder, so a value
+// means the same in the file and in the environment: a duration is "90s",
+// a list of structs or a map is JSON (or YAML flow) in its variable, and a
+// list of strings is also accepted comma-separated.
+func Load(path string, environ []string) (Config, error) {
+	c := DefaultConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeFile(data, &c); err != nil {
+			return c, fmt.Errorf("config %s:\n%w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return c, err
+	}
+	normalize(reflect.ValueOf(&c).Elem())
+	return c, nil
+}
+
+// decodeFile decodes a YAML document onto c, refusing unknown keys and
+// values that do not fit their key, each reported with its line and key.
+func decodeFile(data []byte, c *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file: the defaults
+	}
+	var errs []error
+	checkNode(doc.Content[0], reflect.TypeFor[Config](), "", &errs)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // checkNode found every problem; this is the backstop
+	return dec.Decode(c)
+}
+
+// checkNode walks a YAML node along the type it decodes into: every
+// mapping key must be a field, every value must decode into its field.
+func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	at := func(line int, format string, a ...any) {
+		*errs = append(*errs, fmt.Errorf("line %d: %s", line, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case isSection(t):
+		if n.Kind != yaml.MappingNode {
+			if n.Tag != "!!null" {
+				at(n.Line, "%s must be a mapping of keys, not %s", orTop(path), describe(n))
+			}
+			return
+		}
+		fs := fields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" { // <<: *anchor
+				checkNode(v, t, path, errs)
+				continue
+			}
+			full := join(path, k.Value)
+			j := slices.IndexFunc(fs, func(f field) bool { return f.name == k.Value })
+			if j < 0 {
+				names := make([]string, len(fs))
+				for i, f := range fs {
+					names[i] = f.name
+				}
+				hint := ""
+				if s := closest(k.Value, names); s != "" {
+					hint = fmt.Sprintf(" (did you mean %s?)", join(path, s))
+				}
+				at(k.Line, "unknown key %s%s", full, hint)
+				continue
+			}
+			checkNode(v, fs[j].typ, full, errs)
+		}
+	case t.Kind() == reflect.Slice && isSection(t.Elem()) && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			checkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+	default:
+		if n.Tag == "!!null" && t.Kind() != reflect.Slice && t.Kind() != reflect.Map {
+			at(n.Line, "%s has no value", path)
+			return
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			at(n.Line, "%s: %s", path, yamlMessage(err))
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "the configuration"
+	}
+	return path
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "that"
+}
+
+// yamlMessage is a decoding error without the decoder's framing ("yaml:
+// unmarshal errors:", the line of a document that is one value).
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = lineRE.ReplaceAllString(m, "")
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+var lineRE = regexp.MustCompile(`^line \d+: `)
+
+// applyEnv sets every key named by a GWPIPE_ variable, then the Datadog
+// variables.
+func applyEnv(c *Config, environ []string) error {
+	env := environMap(environ)
+	root := reflect.ValueOf(c).Elem()
+	var errs []error
+	for _, k := range schema() {
+		raw, ok := env[k.env]
+		if !ok {
+			continue
+		}
+		v, err := envValue(raw, k.typ)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", k.env, k.name, err))
+			continue
+		}
+		root.FieldByIndex(k.index).Set(v)
+	}
+	// The Datadog variables apply unless the GWPIPE_ form is set too.
+	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
+		c.Datadog.APIKey = v
+	}
+	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
+		c.Datadog.Site = v
+	}
+	if v := env["DD_TAGS"]; v != "" {
+		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
+	}
+	return errors.Join(errs...)
+}
+
+func environMap(environ []string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// envValue reads one variable's value for a key of type t. Strings are
+// taken as they are; booleans as strconv.ParseBool reads them; a list of
+// strings comma-separated unless it starts with '['; everything else is a
+// YAML value (JSON included), decoded as the file's values are.
+func envValue(raw string, t reflect.Type) (reflect.Value, error) {
+	out := reflect.New(t)
+	if u, ok := out.Interface().(encoding.TextUnmarshaler); ok {
+		return out.Elem(), u.UnmarshalText([]byte(raw))
+	}
+	s := strings.TrimSpace(raw)
+	switch {
+	case t.Kind() == reflect.String:
+		out.Elem().SetString(raw)
+		return out.Elem(), nil
+	case t.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return out.Elem(), fmt.Errorf("must be true or false, not %q", raw)
+		}
+		out.Elem().SetBool(b)
+		return out.Elem(), nil
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String && !strings.HasPrefix(s, "["):
+		items := reflect.MakeSlice(t, 0, 0)
+		for _, it := range strings.Split(s, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = reflect.Append(items, reflect.ValueOf(it).Convert(t.Elem()))
+			}
+		}
+		return items, nil
+	case s == "":
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			return out.Elem(), nil // empty: none
+		}
+		return out.Elem(), errors.New("is empty")
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &n); err != nil {
+		return out.Elem(), fmt.Errorf("%s (lists of structs and maps are JSON)", yamlMessage(err))
+	}
+	if v := n.Content[0]; v.Tag == "!!null" {
+		return out.Elem(), fmt.Errorf("%q is not a value", raw)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	dec.KnownFields(true)
+	if err := dec.Decode(out.Interface()); err != nil {
+		return out.Elem(), errors.New(yamlMessage(err))
+	}
+	return out.Elem(), nil
+}
+
+// splitTags accepts DD_TAGS as Datadog does: separated by commas or spaces.
+func splitTags(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// normalize makes every empty list and map nil: an empty list is no list,
+// wherever it was written.
+func normalize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				normalize(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 && !v.IsNil() && v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
+}
+
+// serviceLink matches the variables Kubernetes gives every container for
+// each Service of its namespace (enableServiceLinks): a Service named
+// gwpipe-ingest makes GWPIPE_INGEST_SERVICE_HOST, GWPIPE_INGEST_PORT, ….
+var serviceLink = regexp.MustCompile(`_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+// EnvWarnings reports each GWPIPE_ variable of environ that names no
+// configuration key, with the closest key: gwpipe ignores it, which is
+// what a misspelt name would silently cause. They are warnings, not
+// errors, because other software sets GWPIPE_ variables too (Kubernetes
+// service links, which this skips; wrappers and test harnesses).
+func EnvWarnings(environ []string) []string {
+	known := map[string]bool{}
+	var names []string
+	for _, k := range schema() {
+		known[k.env] = true
+		names = append(names, k.env)
+	}
+	var out []string
+	for name := range environMap(environ) {
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || serviceLink.MatchString(name) {
+			continue
+		}
+		msg := fmt.Sprintf("%s names no configuration key and is ignored", name)
+		if s := closest(name, names); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s, key %s?)", s, schemaByEnv(s).name)
+		}
+		out = append(out, msg)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func schemaByEnv(env string) key {
+	for _, k := range schema() {
+		if k.env == env {
+			return k
+		}
+	}
+	return key{}
+}
