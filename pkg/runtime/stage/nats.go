@@ -18,59 +18,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
-// NATSConfig configures the NATS JetStream transport.
-type NATSConfig struct {
-	URL string
-	// Consumers lists, per topic, the consumer groups (stage names) that
-	// read it. Every process creates every group's durable consumer, so a
-	// message published before its readers start is kept for them.
-	Consumers map[string][]string
-	// Subscribers is how many messages of one stage a process handles at
-	// once; default 4.
-	Subscribers int
-	// AckWait is how long a message may be handled before the broker
-	// redelivers it (to this or another worker); default 60s.
-	AckWait time.Duration
-	// MaxDeliver bounds redeliveries of a message that keeps failing;
-	// default 20. The stage's own retries and poison path come first.
-	MaxDeliver int
-	// StreamMaxBytes bounds each topic's backlog on the broker; when it is
-	// full, publishing fails and the failure travels back to the source as
-	// a retryable status (back-pressure instead of unbounded growth).
-	// Default 1 GiB.
-	StreamMaxBytes int64
-	// Replicas of each stream in a NATS cluster; default 1.
-	Replicas int
-	// Prefetch is how many messages each pull loop fetches ahead; default
-	// 8. More hides the broker's round trips; fewer strands less work on a
-	// worker that dies (until AckWait) and spreads a trickle more evenly.
-	Prefetch int
-	// Compression of the batches published; CompressNone by default (see
-	// BinaryCodec).
-	Compression Compression
-}
-
-func (c *NATSConfig) setDefaults() {
-	if c.Subscribers <= 0 {
-		c.Subscribers = 4
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 60 * time.Second
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = 20
-	}
-	if c.StreamMaxBytes <= 0 {
-		c.StreamMaxBytes = 1 << 30
-	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
-	}
-	if c.Prefetch <= 0 {
-		c.Prefetch = 8
-	}
-}
-
 // NATS is the JetStream transport: a stream per topic with interest
 // retention (a message is kept until every consumer group acknowledged it)
 // and a durable pull consumer per consumer group, which any number of

@@ -61,18 +61,26 @@ type Stage struct {
 	MaxInFlight int
 }
 
-// Config tunes the runtime.
+// Config tunes the runtime; its keys are part of the pipeline section of
+// gwpipe's configuration.
 type Config struct {
-	DLQTopic        string        // default "dlq"
-	MaxInFlight     int           // per stage; default 4 × GOMAXPROCS
-	MaxRetries      int           // retries of a failing batch before it is dead-lettered; default 5
-	InitialInterval time.Duration // first retry delay; default 100ms
-	MaxInterval     time.Duration // retry delay cap; default 5s
-	CloseTimeout    time.Duration // how long Close (not Shutdown, which takes a context) waits for running handlers; default 30s
+	// MaxInFlight bounds the batches queued for or handled by each stage
+	// at once; 0 means 4 per CPU (GOMAXPROCS).
+	MaxInFlight int `yaml:"max_inflight_batches"`
+	// MaxRetries is how often a failing batch is retried before it is
+	// dead-lettered; 0: never.
+	MaxRetries      int           `yaml:"max_retries"`
+	InitialInterval time.Duration `yaml:"retry_initial"` // first retry delay
+	MaxInterval     time.Duration `yaml:"retry_max"`     // retry delay cap
+
+	DLQTopic string `yaml:"-"` // set from the pipeline's topics
+	// CloseTimeout is how long Close (not Shutdown, which takes a context)
+	// waits for running handlers.
+	CloseTimeout time.Duration `yaml:"-"`
 	// BacklogInterval is how often a broker transport that can tell (a
 	// Backlogger) is asked for each stage's backlog, the queue depth on a
-	// broker; default 10s.
-	BacklogInterval time.Duration
+	// broker.
+	BacklogInterval time.Duration `yaml:"-"`
 	// Topology lists, per topic, every stage that consumes it in the whole
 	// deployment. On a broker, a consumer of a topic that runs in this
 	// process gets the batch in memory: the worker publishes only at the
@@ -82,32 +90,58 @@ type Config struct {
 	// GroupAddresser) publishes to the others only; without one, the topic
 	// goes through the broker for all. Nil: every hop goes through the
 	// broker.
-	Topology map[string][]string
+	Topology map[string][]string `yaml:"-"`
 }
 
+// DefaultConfig retries a failing batch 5 times, from 100ms to 5s apart.
+func DefaultConfig() Config {
+	return Config{
+		MaxRetries: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second,
+		DLQTopic: "dlq", CloseTimeout: 30 * time.Second, BacklogInterval: 10 * time.Second,
+	}
+}
+
+// Validate reports every field out of range.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
+	if c.MaxInFlight < 0 {
+		bad("max_inflight_batches", "must not be negative (0: 4 per CPU), got %d", c.MaxInFlight)
+	}
+	if c.MaxRetries < 0 {
+		bad("max_retries", "must not be negative, got %d", c.MaxRetries)
+	}
+	if c.InitialInterval <= 0 {
+		bad("retry_initial", "must be positive, got %s", c.InitialInterval)
+	}
+	if c.MaxInterval < c.InitialInterval {
+		bad("retry_max", "must be at least retry_initial (%s), got %s", c.InitialInterval, c.MaxInterval)
+	}
+	return errors.Join(errs...)
+}
+
+// setDefaults fills the fields left zero whose zero is no setting (a
+// configured MaxRetries of 0 means no retry).
 func (c *Config) setDefaults() {
+	d := DefaultConfig()
 	if c.DLQTopic == "" {
-		c.DLQTopic = "dlq"
+		c.DLQTopic = d.DLQTopic
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4 * runtime.GOMAXPROCS(0)
 	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
-	} else if c.MaxRetries == 0 {
-		c.MaxRetries = 5
-	}
+	c.MaxRetries = max(c.MaxRetries, 0)
 	if c.InitialInterval <= 0 {
-		c.InitialInterval = 100 * time.Millisecond
+		c.InitialInterval = d.InitialInterval
 	}
 	if c.MaxInterval <= 0 {
-		c.MaxInterval = 5 * time.Second
+		c.MaxInterval = d.MaxInterval
 	}
 	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = 30 * time.Second
+		c.CloseTimeout = d.CloseTimeout
 	}
 	if c.BacklogInterval <= 0 {
-		c.BacklogInterval = 10 * time.Second
+		c.BacklogInterval = d.BacklogInterval
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsns "github.com/ThreeDotsLabs/watermill-aws/sns"
@@ -25,49 +24,6 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
-
-// SQSConfig configures the SQS/SNS transport.
-type SQSConfig struct {
-	AWS aws.Config
-	// TopicPrefix starts every SNS topic and SQS queue name; default "gwpipe-".
-	TopicPrefix string
-	// Consumers lists, per topic, the consumer groups (stage names) that
-	// read it. Every process creates every group's queue and subscription,
-	// so nothing published before a group's workers start is lost.
-	Consumers map[string][]string
-	// Subscribers is how many receive loops a process runs per stage; default 4.
-	Subscribers int
-	// VisibilityTimeout is how long a received message is hidden from other
-	// workers while it is handled; default 120s.
-	VisibilityTimeout time.Duration
-	// MaxReceiveCount: after this many receives a message moves to its
-	// queue's dead-letter queue (the redrive policy); default 5.
-	MaxReceiveCount int
-	// MessageLimit is the largest message body published; a larger batch
-	// is split, and a single record still too large is stored in
-	// ClaimCheckBucket with only its reference sent. Default 262,144 (SNS).
-	MessageLimit int
-	// ClaimCheckBucket is an S3 bucket for batches over MessageLimit.
-	ClaimCheckBucket string
-}
-
-func (c *SQSConfig) setDefaults() {
-	if c.TopicPrefix == "" {
-		c.TopicPrefix = "gwpipe-"
-	}
-	if c.Subscribers <= 0 {
-		c.Subscribers = 4
-	}
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 120 * time.Second
-	}
-	if c.MaxReceiveCount <= 0 {
-		c.MaxReceiveCount = 5
-	}
-	if c.MessageLimit <= 0 {
-		c.MessageLimit = 256 << 10
-	}
-}
 
 // SQS is the AWS-native transport through watermill-aws: an SNS topic per
 // pipeline topic, an SQS queue per consumer group subscribed to it (raw

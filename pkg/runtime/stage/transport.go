@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,22 +75,19 @@ func (memoryCodec) Unmarshal(msg *message.Message) (*record.Batch, error) {
 // ErrUnknownTransport is returned for a transport kind this build lacks.
 var ErrUnknownTransport = errors.New("unknown transport")
 
-// TransportConfig chooses and configures a transport.
-type TransportConfig struct {
-	Kind string // memory, nats or sqs
-	NATS NATSConfig
-	SQS  SQSConfig
-}
-
 // NewTransport builds the transport of the given kind.
 func NewTransport(ctx context.Context, cfg TransportConfig, logger watermill.LoggerAdapter) (Transport, error) {
 	switch cfg.Kind {
 	case "", "memory":
 		return NewMemory(logger), nil
 	case "nats":
-		return NewNATS(ctx, cfg.NATS, logger)
+		n := cfg.NATS
+		n.Subscribers = cmp.Or(n.Subscribers, cfg.Subscribers)
+		return NewNATS(ctx, n, logger)
 	case "sqs":
-		return NewSQS(ctx, cfg.SQS, logger)
+		q := cfg.SQS
+		q.Subscribers = cmp.Or(q.Subscribers, cfg.Subscribers)
+		return NewSQS(ctx, q, logger)
 	default:
 		return nil, fmt.Errorf("%w %q (memory, nats or sqs)", ErrUnknownTransport, cfg.Kind)
 	}

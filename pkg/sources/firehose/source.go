@@ -31,28 +31,6 @@ import (
 // MaxRecords is the protocol's limit of records per request.
 const MaxRecords = 10_000
 
-// Config tunes the endpoint.
-type Config struct {
-	AccessKeys           []string
-	AllowUnauthenticated bool
-	MaxBodyBytes         int64 // request body as received
-	MaxDecompressedBytes int64 // request body after Content-Encoding
-	// MaxInFlightBytes bounds the bytes this source holds for requests
-	// admitted and not yet acknowledged: their records, counted as they
-	// arrive.
-	MaxInFlightBytes int64
-	// A body must start arriving within BodyReadTimeout and then keep
-	// coming at MinBodyRate bytes per second on average, or the request
-	// is answered 408: a slow client holds a connection, never the others'
-	// memory.
-	BodyReadTimeout time.Duration
-	MinBodyRate     int64
-	AckTimeout      time.Duration // how long a request waits for delivery
-	RecordsPerBatch int           // records per batch published downstream
-	DedupTTL        time.Duration // how long a delivered request id is remembered
-	DefaultRegion   string
-}
-
 // Emitter is where the source publishes raw batches (a stage.Output).
 type Emitter interface {
 	Emit(ctx context.Context, b *record.Batch) error

@@ -16,18 +16,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
-// Config bounds the work one record may cause.
-type Config struct {
-	MaxRecordBytes       int // a decoded record, before gunzip (Firehose: 1,024,000)
-	MaxDecompressedBytes int // a record after gunzip
-	MaxEventsPerBatch    int // events per output batch
-	// MaxUnitDecompressedBytes bounds what the records of one source unit
-	// (a Firehose request, an SQS message) decompress to together; the
-	// records beyond it are dead-lettered. 0: no bound. Where decode runs
-	// in another process than the source, it applies to each raw batch.
-	MaxUnitDecompressedBytes int64
-}
-
 // Stage decodes raw batches.
 type Stage struct {
 	cfg     Config

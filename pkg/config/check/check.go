@@ -1,0 +1,83 @@
+// Package check holds the rules several components' Validate share (host
+// and port, URLs), so that one kind of value is judged the same way under
+// every key. It imports nothing of gwpipe: components use it without
+// depending on the top-level configuration.
+package check
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Listen checks an address to listen on: host:port (the host may be empty:
+// every interface), the port 0 (any free port) to 65535.
+func Listen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", addr)
+	}
+	return Port(port, 0)
+}
+
+// Dial checks an address to connect to: host:port with a host and a port
+// from 1 to 65535.
+func Dial(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("must be host:port, got %q", addr)
+	}
+	return Port(port, 1)
+}
+
+// Port checks a port number: from min to 65535.
+func Port(port string, min int) error {
+	if n, err := strconv.Atoi(port); err != nil || n < min || n > 65535 {
+		return fmt.Errorf("port %q must be a number from %d to 65535", port, min)
+	}
+	return nil
+}
+
+// URL checks a URL with one of the given schemes, a host, and a port in
+// range when it names one.
+func URL(raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("is not a URL: %v", err)
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || strings.EqualFold(u.Scheme, s)
+	}
+	if !ok || u.Hostname() == "" {
+		return fmt.Errorf("must be a %s URL with a host, got %q", strings.Join(schemes, " or "), raw)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		if err := Port(p, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HostName reports whether s is a DNS host name: dot-separated labels of
+// letters, digits and inner hyphens, 1 to 63 bytes each, 253 in all.
+func HostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
