@@ -1,6 +1,8 @@
 package apigw
 
 import (
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"strconv"
 	"sync"
@@ -10,21 +12,40 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
-// CorrelatorConfig bounds a Correlator.
+// CorrelatorConfig bounds a Correlator; it is part of the parse.correlation
+// section of gwpipe's configuration. Zero fields take DefaultCorrelatorConfig's.
 type CorrelatorConfig struct {
-	// MaxOpen bounds the requests held open at once (default 100,000). When
-	// full, the oldest open request of the shard is evicted (FIFO) and its
-	// partial summary returned.
-	MaxOpen int
-	// MaxAge is how long a request may stay open before Expire emits it
-	// (default 5 minutes).
-	MaxAge time.Duration
-	// Shards is the number of independently locked shards (default 64,
-	// rounded up to a power of two).
-	Shards int
+	// MaxOpen bounds the requests held open at once. When full, the oldest
+	// open request of the shard is evicted (FIFO) and its partial summary
+	// returned.
+	MaxOpen int `yaml:"max_open"`
+	// MaxAge is how long a request without "Method completed" may stay
+	// open before Expire emits it.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Shards is the number of independently locked shards (rounded up to a
+	// power of two).
+	Shards int `yaml:"-"`
 	// Now is the clock ages are measured with, in ms since the epoch
 	// (default wall clock). Expire's argument is on the same clock.
-	Now func() int64
+	Now func() int64 `yaml:"-"`
+}
+
+// DefaultCorrelatorConfig holds 200,000 requests open, each 30s at most,
+// in 64 shards.
+func DefaultCorrelatorConfig() CorrelatorConfig {
+	return CorrelatorConfig{MaxOpen: 200_000, MaxAge: 30 * time.Second, Shards: 64}
+}
+
+// Validate reports every field out of range.
+func (c CorrelatorConfig) Validate() error {
+	var errs []error
+	if c.MaxOpen < 1 {
+		errs = append(errs, fmt.Errorf("max_open: must be positive, got %d", c.MaxOpen))
+	}
+	if c.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("max_age: must be positive, got %s", c.MaxAge))
+	}
+	return errors.Join(errs...)
 }
 
 // Summary attribute keys.
@@ -117,14 +138,15 @@ var outcomeNames = [...]string{"", "allow", "unauthorized", "deny", "error"}
 
 // NewCorrelator builds a Correlator.
 func NewCorrelator(cfg CorrelatorConfig) *Correlator {
+	d := DefaultCorrelatorConfig()
 	if cfg.MaxOpen <= 0 {
-		cfg.MaxOpen = 100_000
+		cfg.MaxOpen = d.MaxOpen
 	}
 	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = 5 * time.Minute
+		cfg.MaxAge = d.MaxAge
 	}
 	if cfg.Shards <= 0 {
-		cfg.Shards = 64
+		cfg.Shards = d.Shards
 	}
 	n := 1
 	for n < cfg.Shards {

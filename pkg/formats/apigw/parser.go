@@ -23,35 +23,40 @@ type FormatRule struct {
 	// LogGroup is a glob: path.Match syntax ('*', '?', '[...]', '\\'),
 	// except that '*' also matches '/'. For access logs delivered directly
 	// by Firehose it is matched against the delivery stream name.
-	LogGroup string
+	LogGroup string `yaml:"log_group"`
 	// Format is the stage's accessLogSettings.format ($context template).
-	Format string
+	Format string `yaml:"format"`
 }
 
-// Config configures a Parser.
+// Config configures a Parser; it is the parse section of gwpipe's
+// configuration (but for its correlation).
 type Config struct {
 	// Formats maps log-group glob patterns to access-log format strings;
 	// the first matching rule wins.
-	Formats []FormatRule
+	Formats []FormatRule `yaml:"formats"`
 	// AccessLogGroupPrefixes are extra log-group prefixes (case-insensitive)
 	// treated as access-log groups.
-	AccessLogGroupPrefixes []string
-	// OtherSource is the ddsource for logs not from API Gateway; default
-	// "cloudwatch".
-	OtherSource string
+	AccessLogGroupPrefixes []string `yaml:"access_log_group_prefixes"`
+	// OtherSource is the ddsource for logs not from API Gateway (empty:
+	// DefaultOtherSource).
+	OtherSource string `yaml:"other_source"`
 }
+
+// DefaultConfig names other logs' source "cloudwatch" and knows no custom
+// format.
+func DefaultConfig() Config { return Config{OtherSource: DefaultOtherSource} }
 
 // Validate checks patterns and compiles every format.
 func (c Config) Validate() error {
 	var errs []error
 	for i, r := range c.Formats {
 		if r.LogGroup == "" {
-			errs = append(errs, fmt.Errorf("formats[%d]: empty log group pattern", i))
+			errs = append(errs, fmt.Errorf("formats[%d].log_group: empty log group pattern", i))
 		} else if err := validGlob(r.LogGroup); err != nil {
-			errs = append(errs, fmt.Errorf("formats[%d]: log group %q: %w", i, r.LogGroup, err))
+			errs = append(errs, fmt.Errorf("formats[%d].log_group: %q: %w", i, r.LogGroup, err))
 		}
 		if _, err := CompileFormat(r.Format); err != nil {
-			errs = append(errs, fmt.Errorf("formats[%d] (%s): %w", i, r.LogGroup, err))
+			errs = append(errs, fmt.Errorf("formats[%d].format (%s): %w", i, r.LogGroup, err))
 		}
 	}
 	for i, p := range c.AccessLogGroupPrefixes {

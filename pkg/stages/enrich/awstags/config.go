@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -29,195 +30,214 @@ const (
 	accountPlaceholder = "{account}"
 )
 
-// Config configures a Tagger. The zero value is valid: one account, the
+// Config configures a Tagger; it is the enrich section of gwpipe's
+// configuration (but for enrich.tags and enrich.aws_tags). Constructors
+// give zero fields DefaultConfig's values: Config{} is one account, the
 // pipeline's own credentials, the defaults above.
 type Config struct {
 	// RoleTemplate is the role assumed in each account, with "{account}"
 	// standing for the account id, e.g.
 	// "arn:aws:iam::{account}:role/gwpipe-reader". Empty: the pipeline's own
 	// credentials serve the account they belong to.
-	RoleTemplate string
+	RoleTemplate string `yaml:"role_template"`
 	// RoleOverrides maps an account id to the role ARN assumed there instead
 	// of the template's.
-	RoleOverrides map[string]string
+	RoleOverrides map[string]string `yaml:"role_overrides"`
 	// ExternalID is passed to every AssumeRole when set.
-	ExternalID string
+	ExternalID string `yaml:"external_id"`
 	// RoleSessionName names the assumed-role sessions (CloudTrail shows it);
 	// default "gwpipe".
-	RoleSessionName string
+	RoleSessionName string `yaml:"-"`
 
 	// DefaultRegion is the region of records that carry none (S3 replays of
 	// direct Firehose deliveries, for instance).
-	DefaultRegion string
+	DefaultRegion string `yaml:"default_region"`
 	// SourceRegions gives the region per source, keyed by record.Origin
 	// SourceARN or Source ("firehose", "sqs", "s3", "replay"); it is consulted
 	// before DefaultRegion.
-	SourceRegions map[string]string
+	SourceRegions map[string]string `yaml:"-"`
 
 	// TTL is how long an inventory is served before it is read again in the
 	// background (default 15m).
-	TTL time.Duration
+	TTL time.Duration `yaml:"ttl"`
 	// NegativeTTL is how long an answer of "no such API or stage", and a
 	// failed read of an account, is remembered before AWS is asked again
 	// (default 5m).
-	NegativeTTL time.Duration
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// Jitter spreads refreshes by ±Jitter×TTL so that accounts loaded
 	// together do not refresh together (default 0.1; negative: none).
-	Jitter float64
+	Jitter float64 `yaml:"-"`
 	// MaxStages bounds the stages cached over all accounts and regions
 	// (default 100000).
-	MaxStages int
+	MaxStages int `yaml:"max_stages"`
 
 	// RatePerSecond and Burst limit AWS calls per account. API Gateway allows
 	// 10 control-plane requests/s with a burst of 40 per account, shared with
 	// every other caller (deployments included); stay within it.
-	RatePerSecond float64
-	Burst         int
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
 
 	// MaxWait bounds how long one Lookup waits for a stage that is not
 	// cached yet (default 200ms). After that the record goes on, flagged
 	// partial.
-	MaxWait time.Duration
+	MaxWait time.Duration `yaml:"max_wait"`
 	// CallTimeout bounds each AWS call attempt (default 10s).
-	CallTimeout time.Duration
+	CallTimeout time.Duration `yaml:"-"`
 	// MaxAttempts is how often a retryable AWS call is tried (default 3).
-	MaxAttempts int
+	MaxAttempts int `yaml:"-"`
 	// RetryBase is the first retry delay, doubled per attempt with full
 	// jitter (default 200ms).
-	RetryBase time.Duration
+	RetryBase time.Duration `yaml:"-"`
 
 	// StaticTags are added to every record ("key:value", as given).
-	StaticTags []string
+	StaticTags []string `yaml:"-"`
 	// Mappings name the stage of log groups (or Firehose delivery streams)
 	// whose records carry no API id and stage of their own.
-	Mappings []Mapping
+	Mappings []Mapping `yaml:"mappings"`
 
 	// OnFormat receives each stage's access-log format with the log group
 	// (or Firehose delivery stream name) it is written to, whenever it is
 	// first seen or changes; an empty format means access logging was turned
 	// off. It is called from refresh goroutines, never from Lookup.
-	OnFormat func(logGroup, format string)
+	OnFormat func(logGroup, format string) `yaml:"-"`
 
 	// HTTPClient carries every AWS call; default: the aws.Config's, else the
 	// SDK's client with CallTimeout.
-	HTTPClient aws.HTTPClient
-	Logger     *slog.Logger
+	HTTPClient aws.HTTPClient `yaml:"-"`
+	Logger     *slog.Logger   `yaml:"-"`
 	// Now is the clock (default time.Now); tests inject one.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // Mapping names the stage of a log group.
 type Mapping struct {
 	// LogGroup is a path.Match glob over the log group name, or the Firehose
 	// delivery stream name for direct access-log delivery.
-	LogGroup string
-	APIID    string
-	Stage    string // optional: without it, the API's tags apply
+	LogGroup string `yaml:"log_group"`
+	APIID    string `yaml:"api_id"`
+	Stage    string `yaml:"stage"` // optional: without it, the API's tags apply
 	// Account and Region, when set, replace what the record says.
-	Account string
-	Region  string
+	Account string `yaml:"account"`
+	Region  string `yaml:"region"`
 }
 
-// Validate reports every problem of the configuration at once.
-func (c *Config) Validate() error {
+// DefaultConfig is the pipeline's own credentials, the cache and rate
+// limits above, no mappings.
+func DefaultConfig() Config {
+	return Config{
+		RoleSessionName: DefaultSessionName, TTL: DefaultTTL, NegativeTTL: DefaultNegativeTTL, Jitter: DefaultJitter,
+		MaxStages: DefaultMaxStages, RatePerSecond: DefaultRatePerSecond, Burst: DefaultBurst, MaxWait: DefaultMaxWait,
+		CallTimeout: DefaultCallTimeout, MaxAttempts: DefaultMaxAttempts, RetryBase: DefaultRetryBase,
+	}
+}
+
+// Validate reports every problem of the configuration at once, each
+// message starting with its key. Constructors validate after giving zero
+// fields their defaults.
+func (c Config) Validate() error {
 	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	if c.RoleTemplate != "" {
 		if !strings.Contains(c.RoleTemplate, accountPlaceholder) {
-			errs = append(errs, fmt.Errorf("role_template %q: must contain %s", c.RoleTemplate, accountPlaceholder))
+			bad("role_template", "%q must contain %s, e.g. arn:aws:iam::{account}:role/gwpipe-reader", c.RoleTemplate, accountPlaceholder)
 		} else if err := validRoleARN(strings.ReplaceAll(c.RoleTemplate, accountPlaceholder, "123456789012")); err != nil {
-			errs = append(errs, fmt.Errorf("role_template: %w", err))
+			bad("role_template", "%v", err)
 		}
 	}
 	for acct, role := range c.RoleOverrides {
 		if !validAccount(acct) {
-			errs = append(errs, fmt.Errorf("role_overrides: %q is not a 12-digit account id", acct))
+			bad("role_overrides", "%q is not a 12-digit account id", acct)
 		}
 		if err := validRoleARN(role); err != nil {
-			errs = append(errs, fmt.Errorf("role_overrides[%s]: %w", acct, err))
+			bad("role_overrides["+acct+"]", "%v", err)
 		}
 	}
 	if len(c.RoleSessionName) > 64 {
-		errs = append(errs, errors.New("role_session_name: longer than 64 characters"))
+		bad("role_session_name", "longer than 64 characters")
 	}
 	if c.DefaultRegion != "" && !validRegion(c.DefaultRegion) {
-		errs = append(errs, fmt.Errorf("default_region %q: not a region name", c.DefaultRegion))
+		bad("default_region", "%q is not a region name", c.DefaultRegion)
 	}
 	for src, r := range c.SourceRegions {
 		if !validRegion(r) {
-			errs = append(errs, fmt.Errorf("source_regions[%s] %q: not a region name", src, r))
+			bad("source_regions["+src+"]", "%q is not a region name", r)
 		}
 	}
-	for name, d := range map[string]time.Duration{"ttl": c.TTL, "negative_ttl": c.NegativeTTL, "max_wait": c.MaxWait, "call_timeout": c.CallTimeout, "retry_base": c.RetryBase} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s: negative duration %s", name, d))
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"ttl", c.TTL}, {"negative_ttl", c.NegativeTTL}, {"call_timeout", c.CallTimeout}, {"retry_base", c.RetryBase}} {
+		if d.v <= 0 {
+			bad(d.key, "must be positive, got %s", d.v)
 		}
 	}
-	if c.Jitter >= 1 {
-		errs = append(errs, fmt.Errorf("jitter %.2f: must be below 1", c.Jitter))
+	if c.MaxWait < 0 {
+		bad("max_wait", "must not be negative, got %s", c.MaxWait)
 	}
-	if c.MaxStages < 0 || c.Burst < 0 || c.MaxAttempts < 0 || c.RatePerSecond < 0 {
-		errs = append(errs, errors.New("max_stages, burst, max_attempts and rate_per_second must not be negative"))
+	if !(c.Jitter < 1) {
+		bad("jitter", "%.2f: must be below 1", c.Jitter)
+	}
+	if c.MaxStages < 1 {
+		bad("max_stages", "must be positive, got %d", c.MaxStages)
+	}
+	if !(c.RatePerSecond > 0) || math.IsInf(c.RatePerSecond, 0) {
+		bad("rate_per_second", "must be a positive number, got %v", c.RatePerSecond)
+	}
+	if c.Burst < 1 {
+		bad("burst", "must be positive, got %d", c.Burst)
+	}
+	if c.MaxAttempts < 1 {
+		bad("max_attempts", "must be positive, got %d", c.MaxAttempts)
 	}
 	for i, t := range c.StaticTags {
 		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, ", \t\n") {
-			errs = append(errs, fmt.Errorf("tags[%d] %q: a tag is non-empty and has no comma or blank", i, t))
+			bad(fmt.Sprintf("tags[%d]", i), "%q: a tag is non-empty and has no comma or blank", t)
 		}
 	}
 	for i, m := range c.Mappings {
+		key := fmt.Sprintf("mappings[%d]", i)
 		if m.LogGroup == "" {
-			errs = append(errs, fmt.Errorf("mappings[%d]: log_group is required", i))
+			bad(key+".log_group", "is required")
 		} else if _, err := path.Match(m.LogGroup, ""); err != nil {
-			errs = append(errs, fmt.Errorf("mappings[%d] log_group %q: %w", i, m.LogGroup, err))
+			bad(key+".log_group", "%q: %v", m.LogGroup, err)
 		}
 		if m.APIID == "" {
-			errs = append(errs, fmt.Errorf("mappings[%d]: api_id is required", i))
+			bad(key+".api_id", "is required")
 		}
 		if m.Account != "" && !validAccount(m.Account) {
-			errs = append(errs, fmt.Errorf("mappings[%d]: account %q is not a 12-digit account id", i, m.Account))
+			bad(key+".account", "%q is not a 12-digit account id", m.Account)
 		}
 		if m.Region != "" && !validRegion(m.Region) {
-			errs = append(errs, fmt.Errorf("mappings[%d]: region %q is not a region name", i, m.Region))
+			bad(key+".region", "%q is not a region name", m.Region)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// withDefaults returns a copy with every zero value replaced by its default.
+// withDefaults returns a copy with every zero value replaced by
+// DefaultConfig's (a negative Jitter means none).
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.RoleSessionName == "" {
-		c.RoleSessionName = DefaultSessionName
+		c.RoleSessionName = d.RoleSessionName
 	}
-	if c.TTL == 0 {
-		c.TTL = DefaultTTL
-	}
-	if c.NegativeTTL == 0 {
-		c.NegativeTTL = DefaultNegativeTTL
+	for _, f := range []struct{ v, d *time.Duration }{{&c.TTL, &d.TTL}, {&c.NegativeTTL, &d.NegativeTTL}, {&c.MaxWait, &d.MaxWait}, {&c.CallTimeout, &d.CallTimeout}, {&c.RetryBase, &d.RetryBase}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if c.Jitter == 0 {
-		c.Jitter = DefaultJitter
+		c.Jitter = d.Jitter
 	} else if c.Jitter < 0 {
 		c.Jitter = 0
 	}
-	if c.MaxStages == 0 {
-		c.MaxStages = DefaultMaxStages
+	for _, f := range []struct{ v, d *int }{{&c.MaxStages, &d.MaxStages}, {&c.Burst, &d.Burst}, {&c.MaxAttempts, &d.MaxAttempts}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if c.RatePerSecond == 0 {
-		c.RatePerSecond = DefaultRatePerSecond
-	}
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = DefaultMaxWait
-	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.RetryBase == 0 {
-		c.RetryBase = DefaultRetryBase
+		c.RatePerSecond = d.RatePerSecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

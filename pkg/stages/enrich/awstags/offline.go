@@ -69,7 +69,7 @@ type Offline struct {
 // NewOffline returns an Offline tagger; only the configuration that names
 // stages (DefaultRegion, SourceRegions, Mappings) and StaticTags apply.
 func NewOffline(cfg Config) (*Offline, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.withDefaults().Validate(); err != nil {
 		return nil, fmt.Errorf("awstags: invalid configuration: %w", err)
 	}
 	return &Offline{res: newResolver(cfg), ids: newIdentities(cfg.StaticTags)}, nil

@@ -140,15 +140,15 @@ func TestConfigValidate(t *testing.T) {
 		{"template not a role", Config{RoleTemplate: "gwpipe-{account}"}, "not an IAM role ARN"},
 		{"override account", Config{RoleOverrides: map[string]string{"12": "arn:aws:iam::12:role/r"}}, "12-digit"},
 		{"region", Config{DefaultRegion: "mars"}, "not a region name"},
-		{"negative duration", Config{TTL: -1}, "negative duration"},
+		{"negative duration", Config{TTL: -1}, "ttl: must be positive"},
 		{"jitter", Config{Jitter: 1.5}, "below 1"},
 		{"static tag with comma", Config{StaticTags: []string{"a:b,c:d"}}, "no comma"},
-		{"mapping without api", Config{Mappings: []Mapping{{LogGroup: "x"}}}, "api_id is required"},
+		{"mapping without api", Config{Mappings: []Mapping{{LogGroup: "x"}}}, "mappings[0].api_id: is required"},
 		{"mapping bad glob", Config{Mappings: []Mapping{{LogGroup: "[", APIID: "x"}}}, "syntax error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.cfg.Validate()
+			err := tc.cfg.withDefaults().Validate() // as the constructors see it
 			if tc.wantErr == "" {
 				assert.NoError(t, err)
 				return
@@ -156,6 +156,8 @@ func TestConfigValidate(t *testing.T) {
 			assert.ErrorContains(t, err, tc.wantErr)
 		})
 	}
+	assert.NoError(t, DefaultConfig().Validate())
+	assert.ErrorContains(t, Config{}.Validate(), "ttl: must be positive", "a configuration is validated as given")
 	_, err := New(context.Background(), Config{TTL: -1}, aws.Config{})
 	assert.ErrorContains(t, err, "invalid configuration")
 }

@@ -184,10 +184,10 @@ type Tagger struct {
 // refreshes inventories before they expire and evicts unused ones; Close
 // stops it. No AWS call is made until a stage is looked up.
 func New(ctx context.Context, cfg Config, awsCfg aws.Config, opts ...Option) (*Tagger, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("awstags: invalid configuration: %w", err)
 	}
-	cfg = cfg.withDefaults()
 	cfg.Mappings = append([]Mapping(nil), cfg.Mappings...)
 	t := &Tagger{
 		cfg:        cfg,
