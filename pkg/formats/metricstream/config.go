@@ -1,6 +1,7 @@
 package metricstream
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -9,7 +10,8 @@ import (
 // CloudWatch metrics under: aws.apigateway.count, aws.lambda.duration...
 const IntegrationNamespace = "aws."
 
-// Config says how CloudWatch metrics are named in Datadog. Start from
+// Config says how CloudWatch metrics are named in Datadog; it is part of
+// the metrics.streams section of gwpipe's configuration. Start from
 // DefaultConfig: the zero value turns PassOther and Percentiles off.
 type Config struct {
 	// Namespace replaces the integration's "aws." prefix. Keep the default
@@ -19,33 +21,33 @@ type Config struct {
 	// cloudwatch.apigateway.latency), or both would write the same series
 	// and every point would be counted twice. A missing trailing '.' is
 	// added.
-	Namespace string
+	Namespace string `yaml:"namespace"`
 	// PassOther forwards the metrics of AWS namespaces other than
 	// AWS/ApiGateway (and of custom namespaces) under the generic mapping
 	// (aws.<service>.<metric>). When false they are dropped, and counted in
 	// Stats.Dropped.
-	PassOther bool
+	PassOther bool `yaml:"pass_other"`
 	// DropNamespaces are CloudWatch namespaces ("AWS/EC2", "MyApp") whose
 	// metrics are dropped (counted in Stats.Dropped) even with PassOther.
 	// AWS/ApiGateway may be listed too.
-	DropNamespaces []string
+	DropNamespaces []string `yaml:"drop_namespaces"`
 	// Percentiles emits the percentile statistics a stream carries
 	// (latency.p99...). Each is one more series per metric and dimension set.
-	Percentiles bool
+	Percentiles bool `yaml:"percentiles"`
 	// MaxSeries bounds the cache of resolved series (names and tags per
 	// account, region, metric and dimension set). When it is full the cache
 	// is emptied and rebuilt from the traffic. Default 100,000.
-	MaxSeries int
+	MaxSeries int `yaml:"-"`
 	// MaxPendingCache bounds the cache hit or miss counts kept waiting for
 	// their other half (see the package documentation on the cache view).
 	// Default 10,000.
-	MaxPendingCache int
+	MaxPendingCache int `yaml:"-"`
 }
 
 // DefaultConfig is the integration's naming: "aws." namespace, other
 // namespaces passed through, percentiles emitted when streamed.
 func DefaultConfig() Config {
-	return Config{Namespace: IntegrationNamespace, PassOther: true, Percentiles: true}
+	return Config{Namespace: IntegrationNamespace, PassOther: true, Percentiles: true, MaxSeries: defaultMaxSeries, MaxPendingCache: defaultMaxPending}
 }
 
 const (
@@ -53,33 +55,32 @@ const (
 	defaultMaxPending = 10_000
 )
 
-// Validate reports a configuration that cannot be used.
-func (c *Config) Validate() error {
-	ns := c.Namespace
-	if ns == "" {
-		return nil
-	}
-	ns = strings.TrimSuffix(ns, ".")
-	if ns == "" {
-		return fmt.Errorf("metricstream: namespace %q is empty", c.Namespace)
-	}
-	for i := 0; i < len(ns); i++ {
-		ch := ns[i]
-		ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '.'
-		if !ok {
-			return fmt.Errorf("metricstream: namespace %q: Datadog metric names allow only lower-case letters, digits, '_' and '.'", c.Namespace)
+// Validate reports every problem of a configuration, each message
+// starting with its key; zero fields are valid (they take the defaults).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
+	if ns := strings.TrimSuffix(c.Namespace, "."); c.Namespace != "" {
+		switch {
+		case ns == "":
+			bad("namespace", "%q is empty", c.Namespace)
+		case strings.Trim(ns, "abcdefghijklmnopqrstuvwxyz0123456789_.") != "":
+			bad("namespace", "%q: Datadog metric names allow only lower-case letters, digits, '_' and '.'", c.Namespace)
+		case ns[0] < 'a' || ns[0] > 'z':
+			bad("namespace", "%q must start with a letter", c.Namespace)
+		case strings.Contains(ns, ".."):
+			bad("namespace", "%q has an empty segment", c.Namespace)
 		}
 	}
-	if ns[0] < 'a' || ns[0] > 'z' {
-		return fmt.Errorf("metricstream: namespace %q must start with a letter", c.Namespace)
-	}
-	if strings.Contains(ns, "..") {
-		return fmt.Errorf("metricstream: namespace %q has an empty segment", c.Namespace)
+	for i, n := range c.DropNamespaces {
+		if strings.TrimSpace(n) == "" {
+			bad(fmt.Sprintf("drop_namespaces[%d]", i), "is empty")
+		}
 	}
 	if c.MaxSeries < 0 || c.MaxPendingCache < 0 {
-		return fmt.Errorf("metricstream: MaxSeries and MaxPendingCache must not be negative")
+		bad("max_series", "MaxSeries and MaxPendingCache must not be negative")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c Config) withDefaults() Config {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +20,19 @@ type Target struct {
 
 func (t Target) String() string { return t.Account + "/" + t.Region }
 
+// MarshalText writes the target as the configuration does: account:region.
+func (t Target) MarshalText() ([]byte, error) { return []byte(t.Account + ":" + t.Region), nil }
+
+// UnmarshalText reads account:region (e.g. 123456789012:us-east-1).
+func (t *Target) UnmarshalText(b []byte) error {
+	a, r, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	if !ok || !validAccount(a) || r == "" {
+		return fmt.Errorf("a target is account:region (e.g. 123456789012:us-east-1), got %q", b)
+	}
+	*t = Target{Account: a, Region: r}
+	return nil
+}
+
 // GetMetricData's limits (CloudWatch API reference).
 const (
 	// MaxQueriesPerRequest is the most MetricDataQuery a call may hold.
@@ -28,118 +42,117 @@ const (
 	MaxDatapointsPerRequest = 100_800
 )
 
-// Config configures a Poller. The zero value of each field is its default.
+// Config configures a Poller; it is the metrics.poller section of gwpipe's
+// configuration. The zero value of each field is its default.
 type Config struct {
 	// Accounts are the account and region pairs to poll.
-	Accounts []Target
+	Accounts []Target `yaml:"targets"`
 	// Interval between polls, aligned to multiples of itself (default 60s).
-	Interval time.Duration
+	Interval time.Duration `yaml:"interval"`
 	// Lag is how long after a period ends before it is fetched: CloudWatch
 	// keeps accepting data points for a while, and a period fetched too
 	// early would be fetched incomplete, once (default 2m).
-	Lag time.Duration
+	Lag time.Duration `yaml:"lag"`
 	// Period of the statistics: 60s (API Gateway's resolution) or a
 	// multiple of it (default 60s).
-	Period time.Duration
+	Period time.Duration `yaml:"-"`
 	// Namespace polled (default AWS/ApiGateway).
-	Namespace string
+	Namespace string `yaml:"-"`
 	// Stats are the extra statistics requested for latency-like metrics
 	// (besides SampleCount, Sum, Minimum and Maximum); count metrics only
 	// ask for Sum. nil means DefaultStats; set an empty slice for none.
 	// Every statistic is one query, and GetMetricData is billed per query.
-	Stats []string
+	Stats []string `yaml:"-"`
 	// MaxQueriesPerRequest bounds the queries of one GetMetricData call
 	// (default and maximum 500); MaxDatapointsPerRequest the data points
 	// it may return (default and maximum 100,800): the window's periods
 	// times the queries.
-	MaxQueriesPerRequest    int
-	MaxDatapointsPerRequest int
+	MaxQueriesPerRequest    int `yaml:"-"`
+	MaxDatapointsPerRequest int `yaml:"-"`
 	// Backfill is how far back a window may start: for a metric never
 	// fetched, and after the poller was down (default 15m, at most 55m:
 	// Datadog refuses points older than an hour).
-	Backfill time.Duration
+	Backfill time.Duration `yaml:"-"`
 	// ListInterval is how often ListMetrics is asked again for new metrics
 	// (default 15m). Only metrics active in the last three hours are
 	// listed (RecentlyActive PT3H).
-	ListInterval time.Duration
+	ListInterval time.Duration `yaml:"-"`
 	// MaxMetrics bounds the metrics polled per target (default 5,000); the
 	// rest are left out, with a warning.
-	MaxMetrics int
+	MaxMetrics int `yaml:"-"`
 	// RequestsPerSecond and Burst pace the calls to each target
 	// (default 10 and 10; GetMetricData's quota is 50 per second per
 	// account and region, shared with everything else that calls it).
-	RequestsPerSecond float64
-	Burst             int
+	RequestsPerSecond float64 `yaml:"-"`
+	Burst             int     `yaml:"-"`
 	// MaxAttempts per call, for throttled and other retryable failures
 	// (default 5), with exponential back-off and full jitter from
 	// BackoffBase (default 500ms) to BackoffMax (default 20s).
-	MaxAttempts             int
-	BackoffBase, BackoffMax time.Duration
+	MaxAttempts int           `yaml:"-"`
+	BackoffBase time.Duration `yaml:"-"`
+	BackoffMax  time.Duration `yaml:"-"`
 	// Concurrency is how many targets are polled at once (default 4).
-	Concurrency int
+	Concurrency int `yaml:"-"`
 	// CredentialsFor returns the credentials that read an account's
 	// CloudWatch (the multi-account roles: see RoleCredentials), nil for the
 	// aws.Config's own. It is called once per target.
-	CredentialsFor func(account string) aws.CredentialsProvider
-	// State remembers the last period fetched per metric (default: in
-	// memory only; use a FileState so that a restart fetches no period
-	// twice).
-	State State
+	CredentialsFor func(account string) aws.CredentialsProvider `yaml:"-"`
+	// StateFile, when State is nil, is the file New opens as a FileState:
+	// it remembers the periods fetched, so that a restart fetches no
+	// period twice.
+	StateFile string `yaml:"state_file"`
+	// State remembers the last period fetched per metric (default: a
+	// FileState of StateFile, else in memory only).
+	State State `yaml:"-"`
 	// Now is the clock (default time.Now).
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Mapper names the points; share the metric-stream decoder's so that
 	// streamed and polled points are named alike (default: a Mapper of
 	// metricstream.DefaultConfig()).
-	Mapper *metricstream.Mapper
+	Mapper *metricstream.Mapper `yaml:"-"`
 	// Logger (default slog.Default()).
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // DefaultStats are the percentiles requested for latency-like metrics.
 var DefaultStats = []string{"p50", "p90", "p99"}
 
+// DefaultConfig polls every minute, two minutes behind, GetMetricData's
+// limits and pace as documented on Config's fields.
+func DefaultConfig() Config {
+	return Config{
+		Interval: time.Minute, Lag: 2 * time.Minute, Period: time.Minute, Namespace: metricstream.APIGatewayNamespace,
+		Stats: DefaultStats, MaxQueriesPerRequest: MaxQueriesPerRequest, MaxDatapointsPerRequest: MaxDatapointsPerRequest,
+		Backfill: 15 * time.Minute, ListInterval: 15 * time.Minute, MaxMetrics: 5000, RequestsPerSecond: 10, Burst: 10,
+		MaxAttempts: 5, BackoffBase: 500 * time.Millisecond, BackoffMax: 20 * time.Second, Concurrency: 4,
+		StateFile: "data/cwpoller-state.json",
+	}
+}
+
+// withDefaults gives zero fields DefaultConfig's values (but StateFile:
+// none is in memory only).
 func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	d := DefaultConfig()
+	for _, f := range []struct{ v, d *time.Duration }{{&c.Interval, &d.Interval}, {&c.Lag, &d.Lag}, {&c.Period, &d.Period},
+		{&c.Backfill, &d.Backfill}, {&c.ListInterval, &d.ListInterval}, {&c.BackoffBase, &d.BackoffBase}, {&c.BackoffMax, &d.BackoffMax}} {
+		if *f.v == 0 {
+			*f.v = *f.d
 		}
 	}
-	def(&c.Interval, time.Minute)
-	def(&c.Lag, 2*time.Minute)
-	def(&c.Period, time.Minute)
-	def(&c.Backfill, 15*time.Minute)
-	def(&c.ListInterval, 15*time.Minute)
-	def(&c.BackoffBase, 500*time.Millisecond)
-	def(&c.BackoffMax, 20*time.Second)
+	for _, f := range []struct{ v, d *int }{{&c.MaxQueriesPerRequest, &d.MaxQueriesPerRequest}, {&c.MaxDatapointsPerRequest, &d.MaxDatapointsPerRequest},
+		{&c.MaxMetrics, &d.MaxMetrics}, {&c.Burst, &d.Burst}, {&c.MaxAttempts, &d.MaxAttempts}, {&c.Concurrency, &d.Concurrency}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
 	if c.Namespace == "" {
-		c.Namespace = metricstream.APIGatewayNamespace
+		c.Namespace = d.Namespace
 	}
 	if c.Stats == nil {
-		c.Stats = DefaultStats
-	}
-	if c.MaxQueriesPerRequest == 0 {
-		c.MaxQueriesPerRequest = MaxQueriesPerRequest
-	}
-	if c.MaxDatapointsPerRequest == 0 {
-		c.MaxDatapointsPerRequest = MaxDatapointsPerRequest
-	}
-	if c.MaxMetrics == 0 {
-		c.MaxMetrics = 5000
+		c.Stats = d.Stats
 	}
 	if c.RequestsPerSecond == 0 {
-		c.RequestsPerSecond = 10
-	}
-	if c.Burst == 0 {
-		c.Burst = 10
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 4
-	}
-	if c.State == nil {
-		c.State = NewMemoryState()
+		c.RequestsPerSecond = d.RequestsPerSecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -151,56 +164,56 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports a configuration that cannot work.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	d := c.withDefaults()
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(key, format string, args ...any) { errs = append(errs, fmt.Errorf(key+": "+format, args...)) }
 	if len(d.Accounts) == 0 {
-		bad("no accounts to poll")
+		bad("targets", "no accounts to poll")
 	}
 	seen := map[Target]bool{}
 	for _, t := range d.Accounts {
 		if !validAccount(t.Account) {
-			bad("account %q: not 12 digits", t.Account)
+			bad("targets", "account %q: not 12 digits", t.Account)
 		}
 		if t.Region == "" {
-			bad("account %s: no region", t.Account)
+			bad("targets", "account %s: no region", t.Account)
 		}
 		if seen[t] {
-			bad("target %s listed twice", t)
+			bad("targets", "%s listed twice", t)
 		}
 		seen[t] = true
 	}
 	if d.Period < time.Minute || d.Period%time.Minute != 0 {
-		bad("period %v: must be a multiple of 60s", d.Period)
+		bad("period", "%v: must be a multiple of 60s", d.Period)
 	}
 	if d.Interval < time.Second {
-		bad("interval %v: too short", d.Interval)
+		bad("interval", "%v: must be at least 1s", d.Interval)
 	}
 	if d.Lag < 0 {
-		bad("lag %v: negative", d.Lag)
+		bad("lag", "%v: must not be negative", d.Lag)
 	}
 	if d.Backfill < d.Period || d.Backfill > 55*time.Minute {
-		bad("backfill %v: must be between the period and 55m", d.Backfill)
+		bad("backfill", "%v: must be between the period and 55m", d.Backfill)
 	}
 	if d.MaxQueriesPerRequest < 1 || d.MaxQueriesPerRequest > MaxQueriesPerRequest {
-		bad("max queries per request %d: must be 1 to %d", d.MaxQueriesPerRequest, MaxQueriesPerRequest)
+		bad("max_queries_per_request", "%d: must be 1 to %d", d.MaxQueriesPerRequest, MaxQueriesPerRequest)
 	}
 	if d.MaxDatapointsPerRequest < 1 || d.MaxDatapointsPerRequest > MaxDatapointsPerRequest {
-		bad("max data points per request %d: must be 1 to %d", d.MaxDatapointsPerRequest, MaxDatapointsPerRequest)
+		bad("max_datapoints_per_request", "%d: must be 1 to %d", d.MaxDatapointsPerRequest, MaxDatapointsPerRequest)
 	}
 	// One call must hold at least one metric's queries over a whole window.
 	if d.Period > 0 {
 		perQuery := int(d.Backfill / d.Period)
 		if need := (4 + len(d.Stats)) * perQuery; need > d.MaxDatapointsPerRequest || 4+len(d.Stats) > d.MaxQueriesPerRequest {
-			bad("a metric's %d statistics over a %v backfill do not fit one call", 4+len(d.Stats), d.Backfill)
+			bad("stats", "a metric's %d statistics over a %v backfill do not fit one call", 4+len(d.Stats), d.Backfill)
 		}
 	}
 	if d.RequestsPerSecond < 0 || d.Burst < 1 || d.MaxAttempts < 1 || d.Concurrency < 1 || d.MaxMetrics < 1 {
-		bad("rates, attempts, concurrency and limits must be positive")
+		bad("requests_per_second", "rates, attempts, concurrency and limits must be positive")
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("cwpoller: %w", errors.Join(errs...))
+		return errors.Join(errs...)
 	}
 	return nil
 }

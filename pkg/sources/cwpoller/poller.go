@@ -85,6 +85,16 @@ func New(cfg Config, awsCfg aws.Config) (*Poller, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.State == nil && cfg.StateFile != "" {
+		st, err := NewFileState(cfg.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("state_file: %w", err)
+		}
+		cfg.State = st
+	}
+	if cfg.State == nil {
+		cfg.State = NewMemoryState()
+	}
 	p := &Poller{cfg: cfg, mapper: cfg.Mapper, log: cfg.Logger.With("component", "cwpoller")}
 	if p.mapper == nil {
 		m, err := metricstream.NewMapper(metricstream.DefaultConfig())

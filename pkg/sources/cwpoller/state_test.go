@@ -95,8 +95,8 @@ func TestConfigValidate(t *testing.T) {
 		{"five-minute period", func(c *Config) { c.Period, c.Backfill = 5*time.Minute, 30*time.Minute }, ""},
 		{"backfill too long", func(c *Config) { c.Backfill = time.Hour }, "backfill"},
 		{"backfill shorter than the period", func(c *Config) { c.Period, c.Backfill = 5*time.Minute, time.Minute }, "backfill"},
-		{"too many queries", func(c *Config) { c.MaxQueriesPerRequest = 501 }, "max queries"},
-		{"too many data points", func(c *Config) { c.MaxDatapointsPerRequest = 100_801 }, "max data points"},
+		{"too many queries", func(c *Config) { c.MaxQueriesPerRequest = 501 }, "max_queries_per_request"},
+		{"too many data points", func(c *Config) { c.MaxDatapointsPerRequest = 100_801 }, "max_datapoints_per_request"},
 		{"a metric does not fit a call", func(c *Config) { c.MaxDatapointsPerRequest = 20 }, "do not fit"},
 		{"negative lag", func(c *Config) { c.Lag = -time.Second }, "lag"},
 	}

@@ -49,125 +49,146 @@ var DefaultCacheStatusKeys = []string{
 	"apigateway.cacheStatus", "apigateway.cache.status", "apigateway.cache_status", "apigateway.cacheHit",
 }
 
-// Config configures a Deriver. Zero values take the defaults documented on
-// each field.
+// Config configures a Deriver; it is the metrics section of gwpipe's
+// configuration (but for its subsections). Constructors give zero fields
+// DefaultConfig's values, documented on each field.
 type Config struct {
 	// Namespace prefixes every metric name; default "apigateway.logs.". It
 	// must not start with "aws." (the AWS integration owns that namespace).
-	Namespace string
+	Namespace string `yaml:"namespace"`
 	// Window is the event-time window of counts and distributions; default
 	// 10s. It must be a whole number of seconds, 1s to 1h. Its seconds are
 	// also the slots for late flushes (see package doc), so windows of at
 	// least 10s are recommended.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 	// AllowedLateness is how long after a window's end (in event time, or
 	// after its first record in processing time) it stays open; default 2s.
 	// Records later than that are not lost: they are flushed in a late
 	// generation of the window (see package doc). Negative means 0.
-	AllowedLateness time.Duration
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
 	// MaxAge is the oldest event time (relative to Now) aggregated, and the
 	// oldest point emitted; older records and points are counted as too old
 	// and dropped. Default 55m (the series API accepts points up to 1h old).
-	MaxAge time.Duration
+	MaxAge time.Duration `yaml:"-"`
 	// MaxFuture is the newest event time accepted; default 10m, the series
 	// API's limit.
-	MaxFuture time.Duration
+	MaxFuture time.Duration `yaml:"-"`
 	// MaxResourcesPerAPI is K: per API (account, region, apiid) and window
 	// generation, at most K distinct resource values are kept; records of
 	// the others are counted under resource:other. Default 500; negative
 	// means no limit.
-	MaxResourcesPerAPI int
+	MaxResourcesPerAPI int `yaml:"max_resources_per_api"`
 	// MaxSeriesPerWindow bounds the series one window generation holds
 	// (memory guard); records that would open more are dropped and counted.
 	// Default 200,000.
-	MaxSeriesPerWindow int
+	MaxSeriesPerWindow int `yaml:"-"`
 	// TagAllowlist are tag keys copied from rec.Tags into the metric tags,
 	// besides the fixed keys (aws_account, region, apiid, apiname, stage,
 	// method, resource, status_class, event_type). E.g. ["team", "env"].
-	TagAllowlist []string
+	TagAllowlist []string `yaml:"tag_allowlist"`
 	// Host is this worker's identity, written as the host of every point
 	// so that two workers never write the same point. Default
 	// "<hostname>-<pid>". See Incarnation.
-	Host string
+	Host string `yaml:"host"`
 	// Incarnation distinguishes this process from earlier ones with the
 	// same Host (a restarted container keeps hostname and pid): the
 	// effective host is Host + "-" + Incarnation. Default: the process
 	// start time in milliseconds, base 36. NoIncarnation turns it off, for
 	// a Host that is already unique per process lifetime.
-	Incarnation   string
-	NoIncarnation bool
+	Incarnation   string `yaml:"-"`
+	NoIncarnation bool   `yaml:"-"`
 	// ReplayHostSuffix is appended to the host of points derived from
 	// replayed records (rec.Origin.Replay or tag replay:true), so that a
 	// replay never overwrites live points; default "-replay".
-	ReplayHostSuffix string
+	ReplayHostSuffix string `yaml:"-"`
 	// Summaries says whether execution-log request summaries
 	// (record.KindSummary) are counted: "auto" (default), "always", "never".
-	Summaries string
+	Summaries string `yaml:"summaries"`
 	// AccessLogMemory is how long, in auto mode, a stage that produced an
 	// access log is considered to have access logs; default 15m.
-	AccessLogMemory time.Duration
+	AccessLogMemory time.Duration `yaml:"-"`
 	// ErrorMetrics selects the names of the 4xx/5xx counts: "both"
 	// (default), "rest" (4xxerror, 5xxerror) or "http" (4xx, 5xx).
-	ErrorMetrics string
+	ErrorMetrics string `yaml:"error_metrics"`
 	// CacheStatusKeys are the attributes read for a cache hit or miss;
 	// default DefaultCacheStatusKeys.
-	CacheStatusKeys []string
+	CacheStatusKeys []string `yaml:"-"`
 	// MaxPointsPerBatch and MaxValuesPerBatch bound one emitted batch:
 	// default 5,000 points and 500,000 distribution values.
-	MaxPointsPerBatch int
-	MaxValuesPerBatch int
+	MaxPointsPerBatch int `yaml:"-"`
+	MaxValuesPerBatch int `yaml:"-"`
+	// Tick is how often Run checks the windows for flushing; default 1s.
+	Tick time.Duration `yaml:"tick"`
 	// Now is the processing-time clock; default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives emission problems; default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
-// Validate reports every invalid field; zero fields are valid (defaults).
+// DefaultConfig holds the defaults documented on Config's fields. Host
+// and Incarnation stay empty: New computes them for this process.
+func DefaultConfig() Config {
+	return Config{
+		Namespace: DefaultNamespace, Window: DefaultWindow, AllowedLateness: DefaultAllowedLateness,
+		MaxAge: DefaultMaxAge, MaxFuture: DefaultMaxFuture, MaxResourcesPerAPI: DefaultMaxResourcesPerAPI,
+		MaxSeriesPerWindow: DefaultMaxSeriesPerWindow, ReplayHostSuffix: "-replay", Summaries: SummariesAuto,
+		AccessLogMemory: 15 * time.Minute, ErrorMetrics: ErrorMetricsBoth, CacheStatusKeys: DefaultCacheStatusKeys,
+		MaxPointsPerBatch: DefaultMaxPointsPerBatch, MaxValuesPerBatch: DefaultMaxValuesPerBatch, Tick: time.Second,
+	}
+}
+
+// Validate reports every invalid field, each message starting with its
+// key; zero fields are valid (New gives them their defaults).
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("derive: "+format, args...)) }
+	bad := func(key, format string, args ...any) { errs = append(errs, fmt.Errorf(key+": "+format, args...)) }
 	if strings.HasPrefix(strings.ToLower(c.Namespace), "aws.") {
-		bad("Namespace %q must not start with \"aws.\": that namespace belongs to the AWS integration", c.Namespace)
+		bad("namespace", "%q must not start with \"aws.\": that namespace belongs to the AWS integration", c.Namespace)
 	}
 	if strings.ContainsAny(c.Namespace, " ,|:#") {
-		bad("Namespace %q contains a character metric names cannot have", c.Namespace)
+		bad("namespace", "%q contains a character metric names cannot have", c.Namespace)
 	}
 	if c.Window != 0 && (c.Window < time.Second || c.Window > time.Hour || c.Window%time.Second != 0) {
-		bad("Window %v must be a whole number of seconds between 1s and 1h", c.Window)
+		bad("window", "%v must be a whole number of seconds between 1s and 1h", c.Window)
 	}
-	if c.MaxAge < 0 || c.MaxFuture < 0 || c.AccessLogMemory < 0 {
-		bad("MaxAge, MaxFuture and AccessLogMemory must not be negative")
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"allowed_lateness", c.AllowedLateness}, {"max_age", c.MaxAge}, {"max_future", c.MaxFuture}, {"access_log_memory", c.AccessLogMemory}, {"tick", c.Tick}} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative, got %s", d.v)
+		}
 	}
 	w := c.Window
 	if w == 0 {
 		w = DefaultWindow
 	}
 	if c.MaxAge != 0 && c.MaxAge < 2*w {
-		bad("MaxAge %v must be at least two windows (%v)", c.MaxAge, 2*w)
+		bad("max_age", "%v must be at least two windows (%v)", c.MaxAge, 2*w)
 	}
 	if c.MaxSeriesPerWindow < 0 || c.MaxPointsPerBatch < 0 || c.MaxValuesPerBatch < 0 {
-		bad("MaxSeriesPerWindow, MaxPointsPerBatch and MaxValuesPerBatch must not be negative")
+		bad("max_series_per_window", "MaxSeriesPerWindow, MaxPointsPerBatch and MaxValuesPerBatch must not be negative")
 	}
 	switch c.Summaries {
 	case "", SummariesAuto, SummariesAlways, SummariesNever:
 	default:
-		bad("Summaries %q is not one of auto, always, never", c.Summaries)
+		bad("summaries", "must be auto, always or never, not %q", c.Summaries)
 	}
 	switch c.ErrorMetrics {
 	case "", ErrorMetricsBoth, ErrorMetricsREST, ErrorMetricsHTTP:
 	default:
-		bad("ErrorMetrics %q is not one of both, rest, http", c.ErrorMetrics)
+		bad("error_metrics", "must be both, rest or http, not %q", c.ErrorMetrics)
 	}
 	for _, k := range c.TagAllowlist {
 		if k == "" || strings.ContainsAny(k, ":, ") {
-			bad("TagAllowlist entry %q must be a bare tag key", k)
+			bad("tag_allowlist", "entry %q must be a bare tag key", k)
 		}
 		if fixedDim(k) >= 0 {
-			bad("TagAllowlist entry %q is already a fixed tag key", k)
+			bad("tag_allowlist", "entry %q is already a fixed tag key", k)
 		}
 	}
 	if strings.ContainsAny(c.Host, " ,|#") {
-		bad("Host %q contains a space, comma, | or #", c.Host)
+		bad("host", "%q contains a space, comma, | or #", c.Host)
 	}
 	return errors.Join(errs...)
 }
@@ -176,28 +197,26 @@ func (c Config) Validate() error {
 var processStart = time.Now()
 
 func (c Config) withDefaults() Config {
-	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
-	}
-	if c.Window == 0 {
-		c.Window = DefaultWindow
+	d := DefaultConfig()
+	for _, f := range []struct{ v, d *time.Duration }{{&c.Window, &d.Window}, {&c.MaxAge, &d.MaxAge}, {&c.MaxFuture, &d.MaxFuture}, {&c.AccessLogMemory, &d.AccessLogMemory}, {&c.Tick, &d.Tick}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if c.AllowedLateness < 0 {
 		c.AllowedLateness = 0
 	} else if c.AllowedLateness == 0 {
-		c.AllowedLateness = DefaultAllowedLateness
+		c.AllowedLateness = d.AllowedLateness
 	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultMaxAge
+	for _, f := range []struct{ v, d *int }{{&c.MaxResourcesPerAPI, &d.MaxResourcesPerAPI}, {&c.MaxSeriesPerWindow, &d.MaxSeriesPerWindow}, {&c.MaxPointsPerBatch, &d.MaxPointsPerBatch}, {&c.MaxValuesPerBatch, &d.MaxValuesPerBatch}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
-	if c.MaxFuture == 0 {
-		c.MaxFuture = DefaultMaxFuture
-	}
-	if c.MaxResourcesPerAPI == 0 {
-		c.MaxResourcesPerAPI = DefaultMaxResourcesPerAPI
-	}
-	if c.MaxSeriesPerWindow == 0 {
-		c.MaxSeriesPerWindow = DefaultMaxSeriesPerWindow
+	for _, f := range []struct{ v, d *string }{{&c.Namespace, &d.Namespace}, {&c.ReplayHostSuffix, &d.ReplayHostSuffix}, {&c.Summaries, &d.Summaries}, {&c.ErrorMetrics, &d.ErrorMetrics}} {
+		if *f.v == "" {
+			*f.v = *f.d
+		}
 	}
 	if c.Host == "" {
 		h, err := os.Hostname()
@@ -209,26 +228,8 @@ func (c Config) withDefaults() Config {
 	if c.Incarnation == "" {
 		c.Incarnation = strconv.FormatInt(processStart.UnixMilli(), 36)
 	}
-	if c.ReplayHostSuffix == "" {
-		c.ReplayHostSuffix = "-replay"
-	}
-	if c.Summaries == "" {
-		c.Summaries = SummariesAuto
-	}
-	if c.AccessLogMemory == 0 {
-		c.AccessLogMemory = 15 * time.Minute
-	}
-	if c.ErrorMetrics == "" {
-		c.ErrorMetrics = ErrorMetricsBoth
-	}
 	if c.CacheStatusKeys == nil {
-		c.CacheStatusKeys = DefaultCacheStatusKeys
-	}
-	if c.MaxPointsPerBatch == 0 {
-		c.MaxPointsPerBatch = DefaultMaxPointsPerBatch
-	}
-	if c.MaxValuesPerBatch == 0 {
-		c.MaxValuesPerBatch = DefaultMaxValuesPerBatch
+		c.CacheStatusKeys = d.CacheStatusKeys
 	}
 	if c.Now == nil {
 		c.Now = time.Now
