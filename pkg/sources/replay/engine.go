@@ -78,7 +78,7 @@ type Config struct {
 	// Rate limits events per second; 0 is unlimited.
 	Rate float64
 	// MaxInFlightEvents bounds the events sent and not yet acknowledged
-	// (default 20,000): the replay's memory does not depend on how many
+	// (default 10,000): the replay's memory does not depend on how many
 	// batches the stages downstream are willing to queue.
 	MaxInFlightEvents int
 	// DryRun reads and counts without sending anything or writing the
@@ -118,15 +118,34 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultConfig holds the defaults of a replay (gwpipe replay --help
+// shows them): objects chosen by key or time, a 1h key slack, 4 objects at
+// once, 10,000 events in flight, 500 events per batch, old logs skipped.
+func DefaultConfig() Config {
+	return Config{
+		DirPattern: "dlq-*.jsonl", SelectBy: SelectAuto, KeySlack: time.Hour, Concurrency: 4,
+		MaxInFlightEvents: 10_000, OldLogs: OldLogsSkip,
+		// Datadog drops logs older than 18 h; the margin leaves time for an
+		// event to travel from the archive to the intake.
+		MaxAge:       17*time.Hour + 50*time.Minute,
+		MetricMaxAge: 55 * time.Minute,
+		Object:       s3obj.Config{EventsPerBatch: 500},
+		Drain:        60 * time.Second, CheckpointEvery: time.Second,
+	}
+}
+
+// setDefaults gives the fields left zero whose zero is no setting
+// DefaultConfig's values (KeySlack and Rate 0 mean none), and checks.
 func (c *Config) setDefaults() error {
 	if (c.Bucket == "") == (c.Dir == "") {
 		return errors.New("replay: name either a bucket or a directory")
 	}
+	d := DefaultConfig()
 	if c.DirPattern == "" {
-		c.DirPattern = "dlq-*.jsonl"
+		c.DirPattern = d.DirPattern
 	}
 	if c.SelectBy == "" {
-		c.SelectBy = SelectAuto
+		c.SelectBy = d.SelectBy
 	}
 	switch c.SelectBy {
 	case SelectAuto, SelectKey, SelectModified, SelectNone:
@@ -134,28 +153,21 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("replay: unknown object selection %q", c.SelectBy)
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = d.Concurrency
 	}
 	if c.OldLogs == "" {
-		c.OldLogs = OldLogsSkip
+		c.OldLogs = d.OldLogs
 	}
 	if c.OldLogs != OldLogsSkip && c.OldLogs != OldLogsRetimestamp {
 		return fmt.Errorf("replay: old logs policy must be %s or %s, not %q", OldLogsSkip, OldLogsRetimestamp, c.OldLogs)
 	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = 17*time.Hour + 50*time.Minute
-	}
-	if c.MetricMaxAge <= 0 {
-		c.MetricMaxAge = 55 * time.Minute
+	for _, f := range []struct{ v, d *time.Duration }{{&c.MaxAge, &d.MaxAge}, {&c.MetricMaxAge, &d.MetricMaxAge}, {&c.Drain, &d.Drain}, {&c.CheckpointEvery, &d.CheckpointEvery}} {
+		if *f.v <= 0 {
+			*f.v = *f.d
+		}
 	}
 	if c.MaxInFlightEvents <= 0 {
-		c.MaxInFlightEvents = 20_000
-	}
-	if c.Drain <= 0 {
-		c.Drain = 60 * time.Second
-	}
-	if c.CheckpointEvery <= 0 {
-		c.CheckpointEvery = time.Second
+		c.MaxInFlightEvents = d.MaxInFlightEvents
 	}
 	if c.Now == nil {
 		c.Now = time.Now

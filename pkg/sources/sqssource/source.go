@@ -53,42 +53,6 @@ type Emitter interface {
 	DeadLetter(ctx context.Context, b *record.Batch) error
 }
 
-// Config tunes the source.
-type Config struct {
-	QueueURLs []string
-	// MaxConcurrentMessages bounds the messages worked on at once, across
-	// queues (default 20).
-	MaxConcurrentMessages int
-	// VisibilityTimeout is asked for on receive and renewed every third of
-	// it while a message is worked on (default 60s; SQS allows 1s to 12h).
-	VisibilityTimeout time.Duration
-	// WaitTime is the long-polling wait (default 20s, the SQS maximum).
-	WaitTime time.Duration
-	// DefaultRegion fills the origin of records whose notification names
-	// no region.
-	DefaultRegion string
-	// RecordsPerBatch bounds the raw records of one batch (default 250).
-	RecordsPerBatch int
-	// Object configures the object reader.
-	Object s3obj.Config
-}
-
-func (c *Config) setDefaults() {
-	if c.MaxConcurrentMessages <= 0 {
-		c.MaxConcurrentMessages = 20
-	}
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 60 * time.Second
-	}
-	c.VisibilityTimeout = max(c.VisibilityTimeout, time.Second).Round(time.Second)
-	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
-		c.WaitTime = 20 * time.Second
-	}
-	if c.RecordsPerBatch <= 0 {
-		c.RecordsPerBatch = 250
-	}
-}
-
 // maxVisibility is SQS's limit on a message's total invisibility since it
 // was received.
 const maxVisibility = 12 * time.Hour
