@@ -7,29 +7,37 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/sources/firehose"
+	"github.com/gwpipe/gwpipe/pkg/sources/replay"
+	"github.com/gwpipe/gwpipe/pkg/sources/sqssource"
+	"github.com/gwpipe/gwpipe/pkg/stages/decode"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
-// Config is the whole configuration.
+// Config is the whole configuration. Each section that configures one
+// component is that component's own Config (with its defaults and its
+// Validate); the sections here hold what belongs to the process.
 type Config struct {
-	Log       Log       `yaml:"log"`
-	Transport Transport `yaml:"transport"`
-	Pipeline  Pipeline  `yaml:"pipeline"`
-	Sources   Sources   `yaml:"sources"`
-	Decode    Decode    `yaml:"decode"`
-	Parse     Parse     `yaml:"parse"`
-	Enrich    Enrich    `yaml:"enrich"`
-	Datadog   Datadog   `yaml:"datadog"`
-	Metrics   Metrics   `yaml:"metrics"`
-	DLQ       DLQ       `yaml:"dlq"`
-	Admin     Admin     `yaml:"admin"`
-	Replay    Replay    `yaml:"replay"`
+	Log       Log           `yaml:"log"`
+	Transport Transport     `yaml:"transport"`
+	Pipeline  Pipeline      `yaml:"pipeline"`
+	Sources   Sources       `yaml:"sources"`
+	Decode    decode.Config `yaml:"decode"`
+	Parse     Parse         `yaml:"parse"`
+	Enrich    Enrich        `yaml:"enrich"`
+	Datadog   Datadog       `yaml:"datadog"`
+	Metrics   Metrics       `yaml:"metrics"`
+	DLQ       dlq.Config    `yaml:"dlq"`
+	Admin     Admin         `yaml:"admin"`
+	Replay    Replay        `yaml:"replay"`
 }
 
 type Log struct {
@@ -37,57 +45,24 @@ type Log struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// Transport is the stage transport's configuration, and the dedup window
+// deliver-logs keeps on a broker.
 type Transport struct {
-	Kind string        `yaml:"kind"` // memory, nats or sqs
-	NATS NATSTransport `yaml:"nats"`
-	SQS  SQSTransport  `yaml:"sqs"`
-	// Subscribers is how many messages of one stage a worker handles at
-	// once on a broker.
-	Subscribers int `yaml:"subscribers"`
+	stage.TransportConfig `yaml:",inline"`
 	// DedupWindow is how many recent CloudWatch event ids deliver-logs
 	// remembers to drop redelivered duplicates (0 turns it off).
 	DedupWindow int `yaml:"dedup_window"`
 }
 
-// NATSTransport configures the NATS JetStream transport.
-type NATSTransport struct {
-	URL            string        `yaml:"url"`
-	AckWait        time.Duration `yaml:"ack_wait"`
-	StreamMaxBytes int64         `yaml:"stream_max_bytes"`
-	Replicas       int           `yaml:"replicas"`
-	// Compression of inter-stage batches: none (default) or s2. S2 cuts
-	// the bytes the broker stores and moves by ~3x for ~20% more worker
-	// CPU.
-	Compression string `yaml:"compression"`
-}
-
-// SQSTransport configures the SQS/SNS transport.
-type SQSTransport struct {
-	Region            string        `yaml:"region"`
-	TopicPrefix       string        `yaml:"topic_prefix"`
-	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
-	MaxReceiveCount   int           `yaml:"max_receive_count"`
-	MessageLimit      int           `yaml:"message_limit"`
-	ClaimCheckBucket  string        `yaml:"claim_check_bucket"`
-}
-
 type Pipeline struct {
-	// MaxInFlightBatches bounds the batches queued for or handled by each
-	// stage at once; 0 means 4 per CPU.
-	MaxInFlightBatches int `yaml:"max_inflight_batches"`
-	// MaxHeldBytes is the process's memory budget for event data (see
-	// package membudget): what sources admit, and decoded events until
-	// they are delivered, counted with their expected footprint.
-	MaxHeldBytes int64 `yaml:"max_held_bytes"`
-	// IngestHighWaterBytes is the part of MaxHeldBytes above which sources
-	// admit nothing new (Firehose: 429; SQS: polling pauses); the rest is
-	// decode's room to expand what was admitted.
-	IngestHighWaterBytes int64         `yaml:"ingest_high_water_bytes"`
-	MaxRetries           int           `yaml:"max_retries"`
-	RetryInitial         time.Duration `yaml:"retry_initial"`
-	RetryMax             time.Duration `yaml:"retry_max"`
-	DrainTimeout         time.Duration `yaml:"drain_timeout"`
-	Topics               Topics        `yaml:"topics"`
+	// Runtime: max_inflight_batches, max_retries, retry_initial, retry_max.
+	Runtime stage.Config `yaml:",inline"`
+	// The process's memory budget for event data (see package
+	// membudget): max_held_bytes, ingest_high_water_bytes.
+	membudget.Config `yaml:",inline"`
+	// DrainTimeout bounds the whole shutdown.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Topics       Topics        `yaml:"topics"`
 }
 
 type Topics struct {
@@ -100,52 +75,8 @@ type Topics struct {
 }
 
 type Sources struct {
-	Firehose Firehose `yaml:"firehose"`
-	SQS      SQS      `yaml:"sqs"`
-}
-
-type Firehose struct {
-	Enabled bool   `yaml:"enabled"`
-	Listen  string `yaml:"listen"`
-	// ReusePort opens the listener with SO_REUSEPORT, so that several
-	// worker processes on one host share the port and the kernel spreads
-	// connections across them (and a new process can take over before the
-	// old one drains).
-	ReusePort bool `yaml:"reuse_port"`
-	// AccessKeys are the accepted X-Amz-Firehose-Access-Key values. One is
-	// required unless AllowUnauthenticated is set.
-	AccessKeys           []string `yaml:"access_keys"`
-	AllowUnauthenticated bool     `yaml:"allow_unauthenticated"`
-	MaxBodyBytes         int64    `yaml:"max_body_bytes"`
-	MaxDecompressedBytes int64    `yaml:"max_decompressed_bytes"`
-	MaxInFlightBytes     int64    `yaml:"max_inflight_bytes"`
-	// A request body must start within BodyReadTimeout and then arrive at
-	// MinBodyRate bytes per second on average, or it is answered 408.
-	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
-	MinBodyRate     int64         `yaml:"min_body_rate"`
-	AckTimeout      time.Duration `yaml:"ack_timeout"`
-	RecordsPerBatch int           `yaml:"records_per_batch"`
-	DedupTTL        time.Duration `yaml:"dedup_ttl"`
-	DefaultRegion   string        `yaml:"default_region"`
-}
-
-// SQS is the SQS source: queues that carry S3 event notifications (direct,
-// through SNS, or from EventBridge) or CloudWatch Logs subscription payloads.
-// It is enabled by listing at least one queue.
-type SQS struct {
-	QueueURLs []string `yaml:"queue_urls"`
-	// MaxConcurrentMessages bounds the messages being worked on at once,
-	// across every queue; polling pauses while they are all busy.
-	MaxConcurrentMessages int `yaml:"max_concurrent_messages"`
-	// VisibilityTimeout is asked for on every receive and renewed while a
-	// message is worked on, so a short value costs only API calls while a
-	// crashed worker's messages come back quickly.
-	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
-	// WaitTime is the long-polling wait of one receive (0 to 20s).
-	WaitTime time.Duration `yaml:"wait_time"`
-	// Region of the queues (and of the S3 client's default); empty takes
-	// the SDK's default chain (AWS_REGION).
-	Region string `yaml:"region"`
+	Firehose firehose.Config  `yaml:"firehose"`
+	SQS      sqssource.Config `yaml:"sqs"`
 }
 
 // Replay configures `gwpipe replay`: which archive to read again and how
@@ -237,55 +168,29 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	return now.Add(d), nil
 }
 
-type Decode struct {
-	MaxRecordBytes       int `yaml:"max_record_bytes"`       // decoded Firehose record, before gunzip
-	MaxDecompressedBytes int `yaml:"max_decompressed_bytes"` // one record after gunzip
-	MaxEventsPerBatch    int `yaml:"max_events_per_batch"`
-	// MaxRequestDecompressedBytes bounds what the records of one Firehose
-	// request (or SQS message) decompress to together; the records beyond
-	// are dead-lettered.
-	MaxRequestDecompressedBytes int64 `yaml:"max_request_decompressed_bytes"`
-}
-
-type FormatRule struct {
-	LogGroup string `yaml:"log_group"`
-	Format   string `yaml:"format"`
-}
-
+// Parse is the parser's configuration and the correlation of execution
+// logs into request summaries.
 type Parse struct {
-	Formats                []FormatRule `yaml:"formats"`
-	AccessLogGroupPrefixes []string     `yaml:"access_log_group_prefixes"`
-	OtherSource            string       `yaml:"other_source"`
-	Correlation            Correlation  `yaml:"correlation"`
+	apigw.Config `yaml:",inline"`
+	Correlation  Correlation `yaml:"correlation"`
 }
 
+// Correlation folds execution-log lines into request summaries.
+type Correlation struct {
+	apigw.CorrelatorConfig `yaml:",inline"`
+	// DeliverSummaries also sends each summary to Datadog as a log.
+	DeliverSummaries bool `yaml:"deliver_summaries"`
+}
+
+// Enrich is the stage tags' configuration (awstags), whether they are read
+// from AWS, and the static tags of every log.
 type Enrich struct {
 	// Tags are added to every log; DD_TAGS adds to them.
 	Tags []string `yaml:"tags"`
 	// AWSTags reads each stage's tags from AWS (apigateway:GET and
 	// tag:GetResources only).
-	AWSTags       bool              `yaml:"aws_tags"`
-	RoleTemplate  string            `yaml:"role_template"` // e.g. arn:aws:iam::{account}:role/gwpipe-reader
-	RoleOverrides map[string]string `yaml:"role_overrides"`
-	ExternalID    string            `yaml:"external_id"`
-	DefaultRegion string            `yaml:"default_region"`
-	TTL           time.Duration     `yaml:"ttl"`
-	NegativeTTL   time.Duration     `yaml:"negative_ttl"`
-	MaxStages     int               `yaml:"max_stages"`
-	RatePerSecond float64           `yaml:"rate_per_second"`
-	Burst         int               `yaml:"burst"`
-	MaxWait       time.Duration     `yaml:"max_wait"`
-	Mappings      []StageMapping    `yaml:"mappings"`
-}
-
-// StageMapping names the API and stage of a log group whose records do not
-// say.
-type StageMapping struct {
-	LogGroup string `yaml:"log_group"`
-	APIID    string `yaml:"api_id"`
-	Stage    string `yaml:"stage"`
-	Account  string `yaml:"account"`
-	Region   string `yaml:"region"`
+	AWSTags        bool `yaml:"aws_tags"`
+	awstags.Config `yaml:",inline"`
 }
 
 type Datadog struct {
@@ -308,10 +213,6 @@ type Logs struct {
 	RequestTimeout   time.Duration `yaml:"request_timeout"`
 	RetryInitial     time.Duration `yaml:"retry_initial"`
 	RetryMax         time.Duration `yaml:"retry_max"`
-}
-
-type DLQ struct {
-	Dir string `yaml:"dir"`
 }
 
 type Admin struct {
@@ -341,50 +242,32 @@ func Default() Config { return DefaultConfig() }
 // DefaultConfig returns the built-in defaults: everything in one process,
 // the Firehose endpoint on :8088, delivery to Datadog US1.
 func DefaultConfig() Config {
-	var c Config
-	c.Log = Log{Level: "info", Format: "text"}
-	c.Transport = Transport{
-		Kind: "memory", Subscribers: 4, DedupWindow: 1_000_000,
-		NATS: NATSTransport{AckWait: 60 * time.Second, StreamMaxBytes: 1 << 30, Replicas: 1, Compression: "s2"},
-		SQS:  SQSTransport{TopicPrefix: "gwpipe-", VisibilityTimeout: 120 * time.Second, MaxReceiveCount: 5, MessageLimit: 256 << 10},
+	rd := replay.DefaultConfig()
+	return Config{
+		Log:       Log{Level: "info", Format: "text"},
+		Transport: Transport{TransportConfig: stage.DefaultTransportConfig(), DedupWindow: 1_000_000},
+		Pipeline: Pipeline{
+			Runtime: stage.DefaultConfig(), Config: membudget.DefaultConfig(), DrainTimeout: 60 * time.Second,
+			Topics: Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
+		},
+		Sources: Sources{Firehose: firehose.DefaultConfig(), SQS: sqssource.DefaultConfig()},
+		Decode:  decode.DefaultConfig(),
+		Parse:   Parse{Config: apigw.DefaultConfig(), Correlation: Correlation{CorrelatorConfig: apigw.DefaultCorrelatorConfig()}},
+		Enrich:  Enrich{AWSTags: true, Config: awstags.DefaultConfig()},
+		Datadog: Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
+			Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
+			MaxBatchLogs: 1000, MaxBatchBytes: 4_500_000, MaxLogBytes: 1_000_000,
+			Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
+			RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
+		}},
+		Metrics: defaultMetrics(),
+		DLQ:     dlq.DefaultConfig(),
+		Admin:   Admin{Listen: "127.0.0.1:8089"},
+		Replay: Replay{
+			SelectBy: rd.SelectBy, KeySlack: rd.KeySlack, Concurrency: rd.Concurrency, OldLogs: rd.OldLogs,
+			MaxAge: rd.MaxAge, EventsPerBatch: rd.Object.EventsPerBatch, MaxInFlightEvents: rd.MaxInFlightEvents,
+		},
 	}
-	c.Pipeline = Pipeline{
-		MaxHeldBytes: 96 << 20, IngestHighWaterBytes: 48 << 20,
-		MaxRetries: 5, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
-		DrainTimeout: 60 * time.Second,
-		Topics:       Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
-	}
-	c.Sources.Firehose = Firehose{
-		Enabled: true, Listen: ":8088",
-		MaxBodyBytes: 64 << 20, MaxDecompressedBytes: 96 << 20, MaxInFlightBytes: 128 << 20,
-		BodyReadTimeout: 10 * time.Second, MinBodyRate: 64 << 10,
-		AckTimeout: 120 * time.Second, RecordsPerBatch: 250, DedupTTL: 10 * time.Minute,
-	}
-	c.Decode = Decode{MaxRecordBytes: 1_024_000, MaxDecompressedBytes: 8 << 20, MaxEventsPerBatch: 2000,
-		MaxRequestDecompressedBytes: 1 << 30}
-	c.Parse.OtherSource = "cloudwatch"
-	c.Parse.Correlation = defaultCorrelation()
-	c.Enrich = Enrich{AWSTags: true, TTL: 15 * time.Minute, NegativeTTL: 5 * time.Minute, MaxStages: 100_000,
-		RatePerSecond: 10, Burst: 40, MaxWait: 200 * time.Millisecond}
-	c.Metrics = defaultMetrics()
-	c.Datadog = Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
-		Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
-		MaxBatchLogs: 1000, MaxBatchBytes: 4_500_000, MaxLogBytes: 1_000_000,
-		Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
-		RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
-	}}
-	c.Sources.SQS = SQS{MaxConcurrentMessages: 20, VisibilityTimeout: 60 * time.Second, WaitTime: 20 * time.Second}
-	c.DLQ.Dir = "data/dlq"
-	c.Admin.Listen = "127.0.0.1:8089"
-	c.Replay = Replay{
-		SelectBy: "auto", KeySlack: time.Hour, Concurrency: 4, OldLogs: "skip",
-		// Datadog drops logs older than 18 h; the margin leaves time for an
-		// event to travel from the archive to the intake.
-		MaxAge:            17*time.Hour + 50*time.Minute,
-		EventsPerBatch:    500,
-		MaxInFlightEvents: 10_000,
-	}
-	return c
 }
 
 // LogsURL is the logs intake URL: datadog.logs_url, or the site's default.
@@ -401,218 +284,4 @@ func (c Config) APIURL() string {
 		return c.Datadog.APIURL
 	}
 	return "https://api." + c.Datadog.Site
-}
-
-// Validate reports every problem, each with the key that fixes it.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		// Messages quote the values they refuse, URLs with keys included.
-		errs = append(errs, fmt.Errorf("%s: %s", key, redact.URL(fmt.Sprintf(format, a...))))
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", "must be text or json, not %q", c.Log.Format)
-	}
-	switch c.Transport.Kind {
-	case "memory":
-	case "nats":
-		if c.Transport.NATS.URL == "" {
-			bad("transport.nats.url", "is required with transport.kind nats (e.g. nats://127.0.0.1:4222)")
-		}
-		if comp := c.Transport.NATS.Compression; comp != "none" && comp != "s2" {
-			bad("transport.nats.compression", "must be none or s2, not %q", comp)
-		}
-	case "sqs":
-		if c.Transport.SQS.MessageLimit < 16<<10 || c.Transport.SQS.MessageLimit > 1<<20 {
-			bad("transport.sqs.message_limit", "must be 16 KiB to 1 MiB (the SQS limit), got %d", c.Transport.SQS.MessageLimit)
-		}
-	default:
-		bad("transport.kind", "must be memory, sqs or nats, not %q", c.Transport.Kind)
-	}
-	if c.Transport.Subscribers < 1 {
-		bad("transport.subscribers", "must be at least 1")
-	}
-	if c.Transport.DedupWindow < 0 {
-		bad("transport.dedup_window", "must be ≥ 0")
-	}
-	t := c.Pipeline.Topics
-	for key, v := range map[string]string{"raw": t.Raw, "decoded": t.Decoded, "parsed": t.Parsed, "enriched": t.Enriched, "metrics": t.Metrics, "dlq": t.DLQ} {
-		if v == "" || strings.ContainsAny(v, ". *>") {
-			bad("pipeline.topics."+key, "must be a non-empty name without '.', ' ', '*' or '>' (NATS subjects), got %q", v)
-		}
-	}
-	if c.Pipeline.MaxInFlightBatches < 0 {
-		bad("pipeline.max_inflight_batches", "must be ≥ 0")
-	}
-	if c.Pipeline.MaxRetries < 0 {
-		bad("pipeline.max_retries", "must be ≥ 0")
-	}
-	if p := c.Pipeline; p.MaxHeldBytes < 1<<20 {
-		bad("pipeline.max_held_bytes", "must be at least 1 MiB (it is a number of bytes), got %d", p.MaxHeldBytes)
-	} else if p.IngestHighWaterBytes <= 0 || p.IngestHighWaterBytes >= p.MaxHeldBytes {
-		bad("pipeline.ingest_high_water_bytes", "must be positive and below pipeline.max_held_bytes (%d), got %d: above it sources wait, below it decode has room to expand what they admitted",
-			p.MaxHeldBytes, p.IngestHighWaterBytes)
-	}
-	f := c.Sources.Firehose
-	if f.Enabled {
-		if _, _, err := net.SplitHostPort(f.Listen); err != nil {
-			bad("sources.firehose.listen", "must be host:port: %v", err)
-		}
-		if len(f.AccessKeys) == 0 && !f.AllowUnauthenticated {
-			bad("sources.firehose.access_keys", "at least one access key is required (or set sources.firehose.allow_unauthenticated: true to accept any request)")
-		}
-		for i, k := range f.AccessKeys {
-			if k == "" || len(k) > 4096 {
-				bad("sources.firehose.access_keys", "key %d must be 1 to 4096 bytes", i)
-			}
-		}
-		if f.MaxBodyBytes < 1<<20 {
-			bad("sources.firehose.max_body_bytes", "must be at least 1 MiB")
-		}
-		if f.MaxDecompressedBytes < f.MaxBodyBytes {
-			bad("sources.firehose.max_decompressed_bytes", "must be at least max_body_bytes")
-		}
-		if f.MaxInFlightBytes < f.MaxDecompressedBytes {
-			bad("sources.firehose.max_inflight_bytes", "must be at least max_decompressed_bytes, or no request of the maximum size could be admitted")
-		}
-		if f.BodyReadTimeout <= 0 || f.BodyReadTimeout >= 3*time.Minute {
-			bad("sources.firehose.body_read_timeout", "must be positive and below Firehose's 3-minute request timeout, got %s", f.BodyReadTimeout)
-		}
-		if f.MinBodyRate <= 0 {
-			bad("sources.firehose.min_body_rate", "must be a positive number of bytes per second, got %d", f.MinBodyRate)
-		}
-		if f.AckTimeout <= 0 || f.AckTimeout >= 3*time.Minute {
-			bad("sources.firehose.ack_timeout", "must be positive and below Firehose's 3-minute request timeout, got %s", f.AckTimeout)
-		}
-		if f.RecordsPerBatch <= 0 {
-			bad("sources.firehose.records_per_batch", "must be positive")
-		}
-	}
-	if q := c.Sources.SQS; len(q.QueueURLs) > 0 {
-		for _, u := range q.QueueURLs {
-			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
-				bad("sources.sqs.queue_urls", "%q is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)", u)
-			}
-		}
-		if q.MaxConcurrentMessages < 1 || q.MaxConcurrentMessages > 10_000 {
-			bad("sources.sqs.max_concurrent_messages", "must be 1 to 10000, got %d", q.MaxConcurrentMessages)
-		}
-		if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > 12*time.Hour {
-			bad("sources.sqs.visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", q.VisibilityTimeout)
-		}
-		if q.WaitTime < 0 || q.WaitTime > 20*time.Second {
-			bad("sources.sqs.wait_time", "must be 0 to 20s (the SQS long-polling limit), got %s", q.WaitTime)
-		}
-	}
-	r := c.Replay
-	switch r.SelectBy {
-	case "auto", "key", "modified", "none":
-	default:
-		bad("replay.select_by", "must be auto, key, modified or none, not %q", r.SelectBy)
-	}
-	if r.KeySlack < 0 {
-		bad("replay.key_slack", "must be ≥ 0")
-	}
-	if r.Concurrency < 1 || r.Concurrency > 1024 {
-		bad("replay.concurrency", "must be 1 to 1024, got %d", r.Concurrency)
-	}
-	if r.Rate < 0 {
-		bad("replay.rate", "must be ≥ 0 events per second (0: unlimited)")
-	}
-	switch r.OldLogs {
-	case "skip", "retimestamp":
-	default:
-		bad("replay.old_logs", "must be skip or retimestamp, not %q", r.OldLogs)
-	}
-	if r.MaxAge <= 0 || r.MaxAge > 18*time.Hour {
-		bad("replay.max_age", "must be positive and at most 18h (Datadog drops older logs), got %s", r.MaxAge)
-	}
-	if r.MaxInFlightEvents < 1 {
-		bad("replay.max_inflight_events", "must be positive, got %d", r.MaxInFlightEvents)
-	}
-	if r.EventsPerBatch < 1 || r.EventsPerBatch > 100_000 {
-		bad("replay.events_per_batch", "must be 1 to 100000, got %d", r.EventsPerBatch)
-	}
-	if r.Bucket != "" && r.DLQ != "" {
-		bad("replay.dlq", "replays a dead-letter archive instead of replay.bucket: set one of them")
-	}
-	if strings.HasPrefix(r.Bucket, "s3://") || strings.Contains(r.Bucket, "/") {
-		bad("replay.bucket", "must be a bucket name (put the rest in replay.prefix), got %q", r.Bucket)
-	}
-	if _, _, err := r.TimeRange(time.Now()); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Decode.MaxRecordBytes <= 0 || c.Decode.MaxDecompressedBytes <= 0 || c.Decode.MaxEventsPerBatch <= 0 {
-		bad("decode", "max_record_bytes, max_decompressed_bytes and max_events_per_batch must be positive")
-	}
-	if d := c.Decode; d.MaxRequestDecompressedBytes < int64(d.MaxDecompressedBytes) {
-		bad("decode.max_request_decompressed_bytes", "must be at least decode.max_decompressed_bytes (%d), got %d", d.MaxDecompressedBytes, d.MaxRequestDecompressedBytes)
-	}
-	if c.Datadog.APIKey == "" {
-		bad("datadog.api_key", "a Datadog API key is required (set DD_API_KEY)")
-	}
-	if c.Datadog.Site == "" && (c.Datadog.LogsURL == "" || c.Datadog.APIURL == "") {
-		bad("datadog.site", "must be set (DD_SITE), or set datadog.logs_url and datadog.api_url")
-	}
-	for key, u := range map[string]string{"datadog.logs_url": c.LogsURL(), "datadog.api_url": c.APIURL()} {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			bad(key, "must be an http(s) URL, got %q", u)
-		}
-	}
-	l := c.Datadog.Logs
-	switch l.Compression {
-	case "gzip", "zstd", "none":
-	default:
-		bad("datadog.logs.compression", "must be gzip, zstd or none, not %q", l.Compression)
-	}
-	if l.MaxBatchLogs < 1 || l.MaxBatchLogs > 1000 {
-		bad("datadog.logs.max_batch_logs", "must be 1 to 1000 (the intake's limit), got %d", l.MaxBatchLogs)
-	}
-	if l.MaxBatchBytes < 1024 || l.MaxBatchBytes > 5_000_000 {
-		bad("datadog.logs.max_batch_bytes", "must be 1 KB to 5 MB (the intake's limit), got %d", l.MaxBatchBytes)
-	}
-	if l.MaxLogBytes < 1024 || l.MaxLogBytes > 1_000_000 || l.MaxLogBytes > l.MaxBatchBytes {
-		bad("datadog.logs.max_log_bytes", "must be 1 KB to 1 MB and at most max_batch_bytes, got %d", l.MaxLogBytes)
-	}
-	if l.Concurrency < 1 {
-		bad("datadog.logs.concurrency", "must be at least 1")
-	}
-	c.validateMetrics(bad)
-	if e := c.Enrich; e.AWSTags {
-		if e.RoleTemplate != "" && !strings.Contains(e.RoleTemplate, "{account}") && len(e.RoleOverrides) == 0 {
-			bad("enrich.role_template", "must contain {account}, e.g. arn:aws:iam::{account}:role/gwpipe-reader, got %q", e.RoleTemplate)
-		}
-		if e.RatePerSecond <= 0 || e.RatePerSecond > 10 || e.Burst < 1 || e.Burst > 40 {
-			bad("enrich.rate_per_second", "must be in (0, 10] with enrich.burst 1..40: API Gateway's control plane allows 10/s, burst 40, per account")
-		}
-		if e.MaxWait < 0 || e.MaxWait > 10*time.Second {
-			bad("enrich.max_wait", "must be 0 to 10s, got %s", e.MaxWait)
-		}
-	}
-	if c.DLQ.Dir == "" {
-		bad("dlq.dir", "must be set: dead letters need somewhere to go")
-	}
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			bad("admin.listen", "must be host:port: %v", err)
-		}
-	}
-	if c.Admin.HealthListen != "" {
-		if _, port, err := net.SplitHostPort(c.Admin.HealthListen); err != nil {
-			bad("admin.health_listen", "must be host:port: %v", err)
-		} else if c.Admin.HealthListen == c.Admin.Listen && port != "0" {
-			bad("admin.health_listen", "must differ from admin.listen (%s): it is a second listener serving /healthz and /readyz alone", c.Admin.Listen)
-		}
-	}
-	if c.Admin.Pprof && c.Admin.Listen == "" {
-		bad("admin.pprof", "needs admin.listen: profiles are served there")
-	}
-	return errors.Join(errs...)
 }

@@ -39,7 +39,7 @@ func Load(path string, environ []string) (Config, error) {
 	if err := applyEnv(&c, environ); err != nil {
 		return c, err
 	}
-	normalize(reflect.ValueOf(&c).Elem())
+	normalize(&c)
 	return c, nil
 }
 
@@ -256,16 +256,10 @@ func splitTags(s string) []string {
 
 // normalize makes every empty list and map nil: an empty list is no list,
 // wherever it was written.
-func normalize(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				normalize(v.Field(i))
-			}
-		}
-	case reflect.Slice, reflect.Map:
-		if v.Len() == 0 && !v.IsNil() && v.CanSet() {
+func normalize(c *Config) {
+	root := reflect.ValueOf(c).Elem()
+	for _, k := range schema() {
+		if v := root.FieldByIndex(k.index); (v.Kind() == reflect.Slice || v.Kind() == reflect.Map) && v.Len() == 0 {
 			v.Set(reflect.Zero(v.Type()))
 		}
 	}

@@ -49,7 +49,7 @@ replay:
 	assert.Len(t, c.Sources.SQS.QueueURLs, 2)
 	assert.Equal(t, 50, c.Sources.SQS.MaxConcurrentMessages)
 	assert.Equal(t, 5*time.Minute, c.Sources.SQS.VisibilityTimeout)
-	assert.Equal(t, "eu-west-1", c.Sources.SQS.Region)
+	assert.Equal(t, "eu-west-1", c.Sources.SQS.DefaultRegion)
 	assert.Equal(t, "archive", c.Replay.Bucket)
 	assert.Equal(t, "-6h", c.Replay.From)
 	assert.Equal(t, "retimestamp", c.Replay.OldLogs)

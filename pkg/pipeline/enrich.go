@@ -2,10 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
@@ -20,15 +17,8 @@ import (
 // tags never depend on the AWS settings.
 func (p *Pipeline) enricher() (stage.Handler, error) {
 	e := p.cfg.Enrich
-	cfg := awstags.Config{
-		RoleTemplate: e.RoleTemplate, RoleOverrides: e.RoleOverrides, ExternalID: e.ExternalID,
-		DefaultRegion: e.DefaultRegion, TTL: e.TTL, NegativeTTL: e.NegativeTTL, MaxStages: e.MaxStages,
-		RatePerSecond: e.RatePerSecond, Burst: e.Burst, MaxWait: e.MaxWait,
-		Logger: p.log.With("stage", StageEnrich),
-	}
-	for _, m := range e.Mappings {
-		cfg.Mappings = append(cfg.Mappings, awstags.Mapping{LogGroup: m.LogGroup, APIID: m.APIID, Stage: m.Stage, Account: m.Account, Region: m.Region})
-	}
+	cfg := e.Config
+	cfg.Logger = p.log.With("stage", StageEnrich)
 	if !e.AWSTags {
 		t, err := awstags.NewOffline(cfg)
 		if err != nil {
@@ -38,13 +28,9 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var opts []func(*awsconfig.LoadOptions) error
-	if e.DefaultRegion != "" {
-		opts = append(opts, awsconfig.WithRegion(e.DefaultRegion))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := AWSConfig(ctx, e.DefaultRegion)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+		return nil, err
 	}
 	if p.parser != nil {
 		// A stage's own access-log format teaches the parser its layout.

@@ -93,7 +93,7 @@ func TestADecompressionBombIsAnsweredHonestly(t *testing.T) {
 	)
 	h := start(t, smallBudget, func(c *config.Config) {
 		c.Decode.MaxDecompressedBytes = perRecord
-		c.Decode.MaxRequestDecompressedBytes = perRequest
+		c.Decode.MaxUnitDecompressedBytes = perRequest
 	})
 	// Twelve records of well-formed events, each within the per-record
 	// limit, 10.8 MB together: the first four fit the request's allowance.

@@ -20,11 +20,9 @@ func (p *Pipeline) addMetricStages() error {
 		return nil
 	}
 	if p.runs(StageDerive) {
-		d, err := derive.New(derive.Config{
-			Namespace: m.Namespace, Window: m.Window, AllowedLateness: m.AllowedLateness,
-			MaxResourcesPerAPI: m.MaxResourcesPerAPI, TagAllowlist: m.TagAllowlist, Host: m.Host,
-			Summaries: m.Summaries, ErrorMetrics: m.ErrorMetrics, Logger: p.log.With("stage", StageDerive),
-		}, p.metrics)
+		dc := m.Config
+		dc.Logger = p.log.With("stage", StageDerive)
+		d, err := derive.New(dc, p.metrics)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -34,15 +32,11 @@ func (p *Pipeline) addMetricStages() error {
 		}
 	}
 	if p.runs(StageDeliverMetrics) {
-		dl := m.Delivery
 		lat := p.metrics.Histogram("deliver-metrics.request_latency")
-		c, err := ddmetrics.New(ddmetrics.Config{
-			Mode: dl.Mode, APIURL: p.cfg.APIURL(), APIKey: p.cfg.Datadog.APIKey, Compression: dl.Compression,
-			Concurrency: dl.Concurrency, RequestTimeout: dl.RequestTimeout, DogStatsDAddr: dl.DogStatsDAddr,
-			Backoff:  ddmetrics.Backoff{InitialInterval: dl.RetryInitial, MaxInterval: dl.RetryMax},
-			Logger:   p.log.With("stage", StageDeliverMetrics),
-			OnResult: func(r ddmetrics.Result) { lat.Observe(r.Latency) },
-		})
+		mc := p.cfg.MetricsClient()
+		mc.Logger = p.log.With("stage", StageDeliverMetrics)
+		mc.OnResult = func(r ddmetrics.Result) { lat.Observe(r.Latency) }
+		c, err := ddmetrics.New(mc)
 		if err != nil {
 			return fmt.Errorf("deliver-metrics: %w", err)
 		}

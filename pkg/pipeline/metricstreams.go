@@ -21,8 +21,7 @@ func metricStreams(cfg config.Config) (decode.MetricDecoder, error) {
 	if !cfg.Metrics.Enabled || !ms.Enabled {
 		return nil, nil
 	}
-	dec, err := metricstream.NewDecoder(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
-		DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
+	dec, err := metricstream.NewDecoder(ms.Config)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.streams: %w", err)
 	}

@@ -13,6 +13,8 @@ func objectConfig(cfg config.Config, eventsPerBatch int, streams decode.MetricDe
 	return s3obj.Config{
 		EventsPerBatch: eventsPerBatch,
 		MaxItemBytes:   cfg.Decode.MaxDecompressedBytes,
+		// The decode stage's limits but for the request bound: an object is
+		// not a request.
 		Decode: decode.Config{
 			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
 			MaxEventsPerBatch: eventsPerBatch,

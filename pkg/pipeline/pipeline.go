@@ -154,7 +154,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 	p.streams = streams
-	memory, err := membudget.New(cfg.Pipeline.MaxHeldBytes, cfg.Pipeline.IngestHighWaterBytes)
+	memory, err := membudget.NewBudget(cfg.Pipeline.Config)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline.max_held_bytes: %w", err)
 	}
@@ -164,11 +164,9 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
 	}
 	topics := cfg.Pipeline.Topics
-	p.rt, err = stage.New(stage.Config{
-		DLQTopic: topics.DLQ, MaxInFlight: cfg.Pipeline.MaxInFlightBatches, MaxRetries: cfg.Pipeline.MaxRetries,
-		InitialInterval: cfg.Pipeline.RetryInitial, MaxInterval: cfg.Pipeline.RetryMax,
-		CloseTimeout: cfg.Pipeline.DrainTimeout, Topology: Topology(cfg),
-	}, tr, log, p.metrics)
+	rc := cfg.Pipeline.Runtime
+	rc.DLQTopic, rc.CloseTimeout, rc.Topology = topics.DLQ, cfg.Pipeline.DrainTimeout, Topology(cfg)
+	p.rt, err = stage.New(rc, tr, log, p.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -180,10 +178,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 	if p.runs(StageDecode) {
-		d := decode.New(decode.Config{
-			MaxRecordBytes: cfg.Decode.MaxRecordBytes, MaxDecompressedBytes: cfg.Decode.MaxDecompressedBytes,
-			MaxEventsPerBatch: cfg.Decode.MaxEventsPerBatch, MaxUnitDecompressedBytes: cfg.Decode.MaxRequestDecompressedBytes,
-		}, p.metrics).WithMemory(p.memory)
+		d := decode.New(cfg.Decode, p.metrics).WithMemory(p.memory)
 		if p.streams != nil {
 			d.WithMetricStreams(p.streams)
 		} else {
@@ -196,15 +191,10 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	if p.runs(StageParse) {
-		ac := apigw.Config{OtherSource: cfg.Parse.OtherSource, AccessLogGroupPrefixes: cfg.Parse.AccessLogGroupPrefixes}
-		for _, f := range cfg.Parse.Formats {
-			ac.Formats = append(ac.Formats, apigw.FormatRule{LogGroup: f.LogGroup, Format: f.Format})
-		}
-		if p.parser, err = apigw.New(ac); err != nil {
+		if p.parser, err = apigw.New(cfg.Parse.Config); err != nil {
 			return nil, fmt.Errorf("parse: %w", err)
 		}
-		cc := cfg.Parse.Correlation
-		p.corr = apigw.NewCorrelator(apigw.CorrelatorConfig{MaxOpen: cc.MaxOpen, MaxAge: cc.MaxAge})
+		p.corr = apigw.NewCorrelator(cfg.Parse.Correlation.CorrelatorConfig)
 		if err := p.rt.Add(stage.Stage{Name: StageParse, Input: topics.Decoded, Output: topics.Parsed, Handler: parseStage{p.parser, p.corr}}); err != nil {
 			return nil, err
 		}
@@ -220,18 +210,11 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	if p.runs(StageDeliverLogs) {
-		l := cfg.Datadog.Logs
 		deliveries := p.metrics.Histogram("deliver-logs.request_latency")
-		p.logs, err = ddlogs.New(ddlogs.Config{
-			URL: cfg.LogsURL(), APIKey: cfg.Datadog.APIKey,
-			MaxBatchLogs: l.MaxBatchLogs, MaxBatchBytes: l.MaxBatchBytes, MaxLogBytes: l.MaxLogBytes,
-			Linger: l.Linger, Compression: l.Compression, CompressionLevel: l.CompressionLevel,
-			Concurrency: l.Concurrency, RequestTimeout: l.RequestTimeout,
-			Backoff:  ddlogs.Backoff{InitialInterval: l.RetryInitial, MaxInterval: l.RetryMax},
-			Defaults: ddlogs.Defaults{Source: "apigateway", Service: cfg.Datadog.Service, Tags: ddlogs.JoinTags(cfg.Enrich.Tags...)},
-			Logger:   log.With("stage", StageDeliverLogs),
-			OnResult: func(r ddlogs.Result) { deliveries.Observe(r.Latency) },
-		})
+		lc := cfg.LogsClient()
+		lc.Logger = log.With("stage", StageDeliverLogs)
+		lc.OnResult = func(r ddlogs.Result) { deliveries.Observe(r.Latency) }
+		p.logs, err = ddlogs.New(lc)
 		if err != nil {
 			return nil, fmt.Errorf("deliver-logs: %w", err)
 		}
@@ -247,7 +230,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 		if err := p.rt.Add(stage.Stage{Name: StageDeliverLogs, Input: topics.Enriched, Handler: &deliverStage{d: p.logs, summaries: cfg.Parse.Correlation.DeliverSummaries,
 			seen: seen, dupes: dupes},
-			MaxInFlight: max(64, cfg.Pipeline.MaxInFlightBatches)}); err != nil {
+			MaxInFlight: max(64, cfg.Pipeline.Runtime.MaxInFlight)}); err != nil {
 			return nil, err
 		}
 	}
@@ -255,13 +238,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 	if p.runs(StageIngest) && cfg.Sources.Firehose.Enabled {
-		f := cfg.Sources.Firehose
-		p.firehose = firehose.New(firehose.Config{
-			AccessKeys: f.AccessKeys, AllowUnauthenticated: f.AllowUnauthenticated,
-			MaxBodyBytes: f.MaxBodyBytes, MaxDecompressedBytes: f.MaxDecompressedBytes, MaxInFlightBytes: f.MaxInFlightBytes,
-			BodyReadTimeout: f.BodyReadTimeout, MinBodyRate: f.MinBodyRate,
-			AckTimeout: f.AckTimeout, RecordsPerBatch: f.RecordsPerBatch, DedupTTL: f.DedupTTL, DefaultRegion: f.DefaultRegion,
-		}, p.rt.Source(StageIngest, topics.Raw), p.Ready, log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
+		p.firehose = firehose.New(cfg.Sources.Firehose, p.rt.Source(StageIngest, topics.Raw), p.Ready, log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
 	}
 	if p.runs(StageIngest) {
 		for _, mk := range sourceFactories {

@@ -422,7 +422,7 @@ func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
 	archiveOptions = []dlq.Option{dlq.WithOpenFile(disk.Open)}
 	t.Cleanup(func() { archiveOptions = nil })
 	h := start(t, func(c *config.Config) {
-		c.Pipeline.RetryInitial, c.Pipeline.RetryMax = time.Millisecond, 5*time.Millisecond
+		c.Pipeline.Runtime.InitialInterval, c.Pipeline.Runtime.MaxInterval = time.Millisecond, 5*time.Millisecond
 		c.Sources.Firehose.AckTimeout = 20 * time.Second
 	})
 	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 400}))

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -13,7 +12,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
-	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 func init() { sourceFactories = append(sourceFactories, newPollerSource) }
@@ -32,7 +30,7 @@ type pollerSource struct {
 
 func newPollerSource(p *Pipeline) (Source, error) {
 	pc := p.cfg.Metrics.Poller
-	if len(pc.Targets) == 0 || !p.cfg.Metrics.Enabled {
+	if len(pc.Accounts) == 0 || !p.cfg.Metrics.Enabled {
 		return nil, nil
 	}
 	ctx := context.Background()
@@ -40,27 +38,15 @@ func newPollerSource(p *Pipeline) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
 	}
-	ms := p.cfg.Metrics.Streams
-	mapper, err := metricstream.NewMapper(metricstream.Config{Namespace: ms.Namespace, PassOther: ms.PassOther,
-		DropNamespaces: ms.DropNamespaces, Percentiles: ms.Percentiles})
+	// Polled points are named as streamed ones are.
+	mapper, err := metricstream.NewMapper(p.cfg.Metrics.Streams.Config)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
 	}
-	cfg := cwpoller.Config{Interval: pc.Interval, Lag: pc.Lag, Mapper: mapper, Logger: p.log.With("source", "cwpoller")}
-	for _, t := range pc.Targets {
-		a, r, _ := strings.Cut(t, ":")
-		cfg.Accounts = append(cfg.Accounts, cwpoller.Target{Account: a, Region: r})
-	}
+	cfg := pc
+	cfg.Mapper, cfg.Logger = mapper, p.log.With("source", "cwpoller")
 	if e := p.cfg.Enrich; e.RoleTemplate != "" || len(e.RoleOverrides) > 0 {
-		roles := &awstags.Config{RoleTemplate: e.RoleTemplate, RoleOverrides: e.RoleOverrides}
-		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), roles.RoleFor, e.ExternalID)
-	}
-	if pc.StateFile != "" {
-		st, err := cwpoller.NewFileState(pc.StateFile)
-		if err != nil {
-			return nil, fmt.Errorf("metrics.poller.state_file: %w", err)
-		}
-		cfg.State = st
+		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), e.RoleFor, e.ExternalID)
 	}
 	poller, err := cwpoller.New(cfg, awsCfg)
 	if err != nil {

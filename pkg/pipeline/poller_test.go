@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
@@ -48,7 +49,7 @@ func TestCloudWatchPollerSource(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "poller.json")
 	run := func() *harness {
 		return start(t, func(c *config.Config) {
-			c.Metrics.Poller.Targets = []string{"123456789012:us-east-1"}
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
 			c.Metrics.Poller.Interval = time.Second
 			c.Metrics.Poller.StateFile = state
 		})

@@ -191,7 +191,7 @@ func TestReplayDeadLettersInterruptedWhileTheIntakeIsDown(t *testing.T) {
 	cfg.DLQ.Dir, cfg.Replay.DLQ = h.dlqDir, h.dlqDir
 	cfg.Pipeline.DrainTimeout = time.Second
 	// Batches the closed client could not deliver fail fast.
-	cfg.Pipeline.MaxRetries, cfg.Pipeline.RetryInitial, cfg.Pipeline.RetryMax = 1, time.Millisecond, 5*time.Millisecond
+	cfg.Pipeline.Runtime.MaxRetries, cfg.Pipeline.Runtime.InitialInterval, cfg.Pipeline.Runtime.MaxInterval = 1, time.Millisecond, 5*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// Interrupt once the intake has refused something, as Ctrl-C does.

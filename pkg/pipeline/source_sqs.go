@@ -31,17 +31,16 @@ func newSQSSource(p *Pipeline) (Source, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	awsCfg, err := AWSConfig(ctx, c.Region)
+	awsCfg, err := AWSConfig(ctx, c.DefaultRegion)
 	if err != nil {
 		return nil, fmt.Errorf("sources.sqs: %w", err)
 	}
 	topics := cfg.Pipeline.Topics
-	src, err := sqssource.New(sqssource.Config{
-		QueueURLs: c.QueueURLs, MaxConcurrentMessages: c.MaxConcurrentMessages,
-		VisibilityTimeout: c.VisibilityTimeout, WaitTime: c.WaitTime, DefaultRegion: awsCfg.Region,
-		RecordsPerBatch: cfg.Sources.Firehose.RecordsPerBatch,
-		Object:          objectConfig(cfg, cfg.Decode.MaxEventsPerBatch, p.streams),
-	}, sqs.NewFromConfig(awsCfg), NewS3Client(awsCfg),
+	sc := c
+	sc.DefaultRegion = awsCfg.Region
+	sc.RecordsPerBatch = cfg.Sources.Firehose.RecordsPerBatch
+	sc.Object = objectConfig(cfg, cfg.Decode.MaxEventsPerBatch, p.streams)
+	src, err := sqssource.New(sc, sqs.NewFromConfig(awsCfg), NewS3Client(awsCfg),
 		p.Output(SourceSQS, topics.Raw), p.Output(SourceSQSS3, topics.Decoded),
 		p.Logger().With("source", "sqs"), p.Metrics())
 	if err != nil {

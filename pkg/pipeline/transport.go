@@ -2,11 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
-
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
@@ -35,28 +32,15 @@ func newTransport(cfg config.Config, log *slog.Logger) (stage.Transport, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	wlog := stage.QuietLogger(log.With("component", "transport"))
-	tc := stage.TransportConfig{Kind: cfg.Transport.Kind}
-	switch cfg.Transport.Kind {
-	case "nats":
-		n := cfg.Transport.NATS
-		compression, err := stage.ParseCompression(n.Compression)
+	tc := cfg.Transport.TransportConfig
+	tc.NATS.Consumers, tc.SQS.Consumers = Topology(cfg), Topology(cfg)
+	tc.NATS.Subscribers, tc.SQS.Subscribers = tc.Subscribers, tc.Subscribers
+	if tc.Kind == "sqs" {
+		awsCfg, err := AWSConfig(ctx, tc.SQS.Region)
 		if err != nil {
-			return nil, fmt.Errorf("transport.nats.compression: %w", err)
+			return nil, err
 		}
-		tc.NATS = stage.NATSConfig{URL: n.URL, Consumers: Topology(cfg), Subscribers: cfg.Transport.Subscribers,
-			AckWait: n.AckWait, StreamMaxBytes: n.StreamMaxBytes, Replicas: n.Replicas, Compression: compression}
-	case "sqs":
-		q := cfg.Transport.SQS
-		var opts []func(*awsconfig.LoadOptions) error
-		if q.Region != "" {
-			opts = append(opts, awsconfig.WithRegion(q.Region))
-		}
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("AWS configuration: %w", err)
-		}
-		tc.SQS = stage.SQSConfig{AWS: awsCfg, TopicPrefix: q.TopicPrefix, Consumers: Topology(cfg), Subscribers: cfg.Transport.Subscribers,
-			VisibilityTimeout: q.VisibilityTimeout, MaxReceiveCount: q.MaxReceiveCount, MessageLimit: q.MessageLimit, ClaimCheckBucket: q.ClaimCheckBucket}
+		tc.SQS.AWS = awsCfg
 	}
 	return stage.NewTransport(ctx, tc, wlog)
 }

@@ -148,10 +148,10 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 	c.Sources.Firehose.AccessKeys = []string{accessKey}
 	c.Sources.Firehose.AllowUnauthenticated = false
 	c.Sources.SQS.QueueURLs = nil
-	c.Metrics.Poller.Targets = nil
+	c.Metrics.Poller.Accounts = nil
 	c.Admin.Listen = o.admin
 	c.Admin.ReportInterval = o.report
-	if c.DLQ.Dir == config.Default().DLQ.Dir {
+	if c.DLQ.Dir == config.DefaultConfig().DLQ.Dir {
 		c.DLQ.Dir = filepath.Join(o.dir, "dlq")
 	}
 	if _, set := lookupEnv(environ, "GWPIPE_ENRICH_AWS_TAGS"); !set {

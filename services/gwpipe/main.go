@@ -266,7 +266,7 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 			return err
 		},
 	}
-	d := config.Default().Replay
+	d := config.DefaultConfig().Replay
 	f := cmd.Flags()
 	f.StringVar(&r.Bucket, "bucket", "", "bucket of the archive (replay.bucket)")
 	f.StringVar(&r.Prefix, "prefix", "", "key prefix of the archive (replay.prefix)")
