@@ -220,12 +220,19 @@ func envValue(raw string, t reflect.Type) (reflect.Value, error) {
 		}
 		out.Elem().SetBool(b)
 		return out.Elem(), nil
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String && !strings.HasPrefix(s, "["):
+	case t.Kind() == reflect.Slice && isScalarText(t.Elem()) && !strings.HasPrefix(s, "["):
 		items := reflect.MakeSlice(t, 0, 0)
 		for _, it := range strings.Split(s, ",") {
 			if it = strings.TrimSpace(it); it != "" {
-				items = reflect.Append(items, reflect.ValueOf(it).Convert(t.Elem()))
+				v, err := envValue(it, t.Elem())
+				if err != nil {
+					return out.Elem(), err
+				}
+				items = reflect.Append(items, v)
 			}
+		}
+		if items.Len() == 0 {
+			return out.Elem(), nil
 		}
 		return items, nil
 	case s == "":
@@ -247,6 +254,12 @@ func envValue(raw string, t reflect.Type) (reflect.Value, error) {
 		return out.Elem(), errors.New(yamlMessage(err))
 	}
 	return out.Elem(), nil
+}
+
+// isScalarText reports whether values of t are written as one string: a
+// list of them can be comma-separated.
+func isScalarText(t reflect.Type) bool {
+	return t.Kind() == reflect.String || reflect.PointerTo(t).Implements(textUnmarshaler)
 }
 
 // splitTags accepts DD_TAGS as Datadog does: separated by commas or spaces.

@@ -192,6 +192,7 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 
 	log := newLogger(c)
 	slog.SetDefault(log)
+	warnEnv(log, environ)
 
 	// The fake intake, unless --real.
 	ictx, intakeStop := context.WithCancel(context.WithoutCancel(ctx))

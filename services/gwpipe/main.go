@@ -47,6 +47,13 @@ func load(path string) (config.Config, error) {
 	return config.Load(path, os.Environ())
 }
 
+// warnEnv logs each GWPIPE_ variable that names no configuration key.
+func warnEnv(log *slog.Logger, environ []string) {
+	for _, w := range config.EnvWarnings(environ) {
+		log.Warn(w)
+	}
+}
+
 func newLogger(c config.Config) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Log.Level))
@@ -97,6 +104,7 @@ yet.`,
 			}
 			log := newLogger(c)
 			slog.SetDefault(log)
+			warnEnv(log, os.Environ())
 			p, err := pipeline.New(c, list, log)
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
@@ -147,10 +155,35 @@ yet.`,
 }
 
 func validateCmd(cfgPath *string) *cobra.Command {
-	var keys bool
+	var keys, strict bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the configuration and exit (--keys lists every key)",
+		Long: `Validate loads the configuration as run does (the defaults, the --config file,
+then the environment) and reports every problem at once, each with the full
+key that fixes it, without starting anything, reading other files or calling
+the network:
+
+  - the file: a key gwpipe does not have (with its line and the closest key),
+    a value of the wrong type;
+  - the environment: a GWPIPE_A_B_C value that does not fit key a.b.c;
+  - every section as run checks it: parse.formats templates compiled,
+    enrich mappings, role template and role overrides, metric-stream
+    and poller settings, transport settings, the Datadog clients' settings;
+  - values no setting makes sense with: a negative duration, a port out of
+    range in a listen or DogStatsD address or a URL, DD_SITE given as a URL
+    rather than a site (datadoghq.eu) or host name, sizes that must be
+    positive.
+
+A GWPIPE_ variable that names no key is ignored by run (other software sets
+such variables too, e.g. Kubernetes service links) and reported here as a
+warning with the closest key ("did you mean ..."); --strict makes it an
+error.
+
+--keys lists every key with its environment variable. In the environment
+numbers, durations ("90s") and booleans are written as in the file, a list of
+strings comma-separated or as JSON, and a map or a list of structs as JSON,
+e.g. GWPIPE_ENRICH_MAPPINGS='[{"log_group":"/aws/x/*","api_id":"a1b2c3"}]'.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keys {
 				for _, k := range config.Keys() {
@@ -162,14 +195,22 @@ func validateCmd(cfgPath *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			warnings := config.EnvWarnings(os.Environ())
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			if err := c.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			if strict && len(warnings) > 0 {
+				return fmt.Errorf("%d GWPIPE_ variable(s) name no configuration key (--strict)", len(warnings))
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&keys, "keys", false, "list every configuration key and its environment variable")
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on a GWPIPE_ variable that names no configuration key")
 	return cmd
 }
 
@@ -242,6 +283,7 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 
 			log := newLogger(c)
 			slog.SetDefault(log)
+			warnEnv(log, os.Environ())
 			if os.Getenv("GOMEMLIMIT") == "" {
 				// A replay is a batch job whose live heap is a few tens of
 				// MiB (the in-flight window, the stages' state): a soft
