@@ -112,7 +112,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			at(n.Line, "%s has no value", path)
 			return
 		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		if err := wholeNumber(n, t); err != nil {
+			at(n.Line, "%s: %v", path, err)
+		} else if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			at(n.Line, "%s: %s", path, yamlMessage(err))
 		}
 	}
@@ -247,6 +249,8 @@ func envValue(raw string, t reflect.Type) (reflect.Value, error) {
 	}
 	if v := n.Content[0]; v.Tag == "!!null" {
 		return out.Elem(), fmt.Errorf("%q is not a value", raw)
+	} else if err := wholeNumber(v, t); err != nil {
+		return out.Elem(), err
 	}
 	dec := yaml.NewDecoder(strings.NewReader(s))
 	dec.KnownFields(true)
@@ -260,6 +264,19 @@ func envValue(raw string, t reflect.Type) (reflect.Value, error) {
 // list of them can be comma-separated.
 func isScalarText(t reflect.Type) bool {
 	return t.Kind() == reflect.String || reflect.PointerTo(t).Implements(textUnmarshaler)
+}
+
+// wholeNumber refuses a fraction for an integer key, which the YAML
+// decoder would truncate (concurrency: 5.5 would be 5).
+func wholeNumber(n *yaml.Node, t reflect.Type) error {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			return fmt.Errorf("must be a whole number, got %s", n.Value)
+		}
+	}
+	return nil
 }
 
 // splitTags accepts DD_TAGS as Datadog does: separated by commas or spaces.
