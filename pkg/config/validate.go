@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,10 @@ import (
 // Sites are Datadog's sites (DD_SITE); datadog.site also takes another
 // host name (a proxy, a test intake), never a URL.
 var Sites = []string{"datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu", "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com"}
+
+// keyRE matches what a component's message starts with when it names its
+// key: max_wait, mappings[0].api_id, role_overrides[123456789012].
+var keyRE = regexp.MustCompile(`^[a-z0-9_]+(\[[^\]]*\])?(\.[a-z0-9_]+(\[[^\]]*\])?)*$`)
 
 // problems gathers Validate's findings, each under its full key.
 type problems struct {
@@ -41,8 +46,9 @@ func (p *problems) section(prefix string, err error) {
 		return
 	}
 	key, msg, ok := strings.Cut(err.Error(), ": ")
-	if !ok || strings.ContainsAny(key, " \"") {
-		key, msg = "", err.Error()
+	if !ok || !keyRE.MatchString(key) {
+		p.list = append(p.list, problem{prefix, err.Error()})
+		return
 	}
 	p.list = append(p.list, problem{join(prefix, key), msg})
 }
@@ -55,7 +61,11 @@ func (p *problems) has(prefix string) bool {
 func (p *problems) err() error {
 	errs := make([]error, len(p.list))
 	for i, q := range p.list {
-		errs[i] = errors.New(redact.URL(q.key + ": " + q.msg))
+		msg := q.msg
+		if q.key != "" {
+			msg = q.key + ": " + msg
+		}
+		errs[i] = errors.New(redact.URL(msg))
 	}
 	return errors.Join(errs...)
 }

@@ -56,7 +56,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("formats[%d].log_group: %q: %w", i, r.LogGroup, err))
 		}
 		if _, err := CompileFormat(r.Format); err != nil {
-			errs = append(errs, fmt.Errorf("formats[%d].format (%s): %w", i, r.LogGroup, err))
+			errs = append(errs, fmt.Errorf("formats[%d].format: of log group %s: %w", i, r.LogGroup, err))
 		}
 	}
 	for i, p := range c.AccessLogGroupPrefixes {
