@@ -433,6 +433,11 @@ func podEnv(t *testing.T, where string, m *manifests, secret corev1.Secret, c co
 			if !ok {
 				t.Errorf("%s: %s reads key %s missing from the Secret template", where, e.Name, ref.Key)
 			}
+			if strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">") {
+				// "<datadog api key>" tells a person what to put there; the
+				// pod gets a key, which gwpipe validates as such (no blanks).
+				v = "placeholder-" + ref.Key
+			}
 			env[e.Name] = v
 		case e.ValueFrom.FieldRef != nil:
 			env[e.Name] = "gwpipe-pod-0"
