@@ -437,3 +437,47 @@ func TestFailedReplayPrintsOnlyItsError(t *testing.T) {
 		t.Errorf("a failed replay printed a summary of nothing:\n%s", out.String())
 	}
 }
+
+// TestValidateReportsWhatRunWouldRefuse: validate fails with the full key
+// of each problem, warns about a GWPIPE_ variable that names no key (and
+// fails on it with --strict).
+func TestValidateReportsWhatRunWouldRefuse(t *testing.T) {
+	validate := func(args ...string) (stdout, stderr string, err error) {
+		cmd := rootCmd()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs(append([]string{"validate"}, args...))
+		err = cmd.Execute()
+		return out.String(), errOut.String(), err
+	}
+	t.Setenv("DD_API_KEY", ddKey)
+	t.Setenv("GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS", "k")
+	t.Setenv("GWPIPE_DATADOG_LOGS_URLL", "http://127.0.0.1:1/api/v2/logs")
+	out, errOut, err := validate()
+	if err != nil || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	if want := "warning: GWPIPE_DATADOG_LOGS_URLL names no configuration key and is ignored (did you mean GWPIPE_DATADOG_LOGS_URL, key datadog.logs_url?)"; !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q lacks %q", errOut, want)
+	}
+	if _, _, err = validate("--strict"); err == nil || !strings.Contains(err.Error(), "name no configuration key (--strict)") {
+		t.Errorf("validate --strict: %v", err)
+	}
+
+	t.Setenv("DD_SITE", "https://datadoghq.eu")
+	t.Setenv("GWPIPE_ENRICH_MAPPINGS", `[{"log_group": "/aws/x/*"}]`)
+	t.Setenv("GWPIPE_ENRICH_RATE_PER_SECOND", "5.5")
+	_, _, err = validate()
+	if err == nil {
+		t.Fatal("validate accepted DD_SITE as a URL and a mapping without API")
+	}
+	for _, want := range []string{"datadog.site: must be a site name", "enrich.mappings[0].api_id: is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "rate_per_second") {
+		t.Errorf("a float from the environment is refused: %v", err)
+	}
+}
