@@ -91,8 +91,8 @@ func TestUnknownVariablesAreReportedWithTheClosestKey(t *testing.T) {
 	got := EnvWarnings([]string{
 		"GWPIPE_DATADOG_LOGS_URLL=http://x",
 		"GWPIPE_ENRICH_RATE_PER_SECONDS=5",
-		"GWPIPE_DATADOG_LOGS_URL=http://ok", // a key
-		"GWPIPE_INGEST_SERVICE_HOST=10.0.0.1",   // Kubernetes service links
+		"GWPIPE_DATADOG_LOGS_URL=http://ok",      // a key
+		"GWPIPE_INGEST_SERVICE_HOST=10.0.0.1",    // Kubernetes service links
 		"GWPIPE_INGEST_PORT=tcp://10.0.0.1:8088", //
 		"GWPIPE_INGEST_PORT_8088_TCP_ADDR=10.0.0.1",
 		"DD_SITE=datadoghq.eu", // not ours to judge
