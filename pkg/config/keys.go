@@ -38,6 +38,16 @@ func envName(key string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
+// findKey is the first key match accepts; the zero key when none does.
+func findKey(match func(key) bool) key {
+	for _, k := range schema() {
+		if match(k) {
+			return k
+		}
+	}
+	return key{}
+}
+
 // Keys lists every configuration key with its environment variable, for the
 // README and `gwpipe validate --keys`.
 func Keys() [][2]string {

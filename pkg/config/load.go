@@ -327,11 +327,4 @@ func EnvWarnings(environ []string) []string {
 	return out
 }
 
-func schemaByEnv(env string) key {
-	for _, k := range schema() {
-		if k.env == env {
-			return k
-		}
-	}
-	return key{}
-}
+func schemaByEnv(env string) key { return findKey(func(k key) bool { return k.env == env }) }

@@ -152,11 +152,4 @@ func keyNames() []string {
 	return out
 }
 
-func schemaByName(name string) key {
-	for _, k := range schema() {
-		if k.name == name {
-			return k
-		}
-	}
-	return key{}
-}
+func schemaByName(name string) key { return findKey(func(k key) bool { return k.name == name }) }

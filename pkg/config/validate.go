@@ -203,20 +203,25 @@ func (c Config) validateDatadog(p *problems) {
 	if l.MaxLogBytes < 1024 || l.MaxLogBytes > 1_000_000 || l.MaxLogBytes > l.MaxBatchBytes {
 		p.add("datadog.logs.max_log_bytes", "must be 1 KB to 1 MB and at most max_batch_bytes, got %d", l.MaxLogBytes)
 	}
-	if l.Concurrency < 1 || l.Concurrency > 1024 {
-		p.add("datadog.logs.concurrency", "must be 1 to 1024, got %d", l.Concurrency)
-	}
-	if l.RequestTimeout <= 0 {
-		p.add("datadog.logs.request_timeout", "must be positive, got %s", l.RequestTimeout)
-	}
-	if l.RetryInitial <= 0 || l.RetryMax < l.RetryInitial {
-		p.add("datadog.logs.retry_initial", "must be positive and at most datadog.logs.retry_max, got %s and %s", l.RetryInitial, l.RetryMax)
-	}
+	p.sender("datadog.logs", l.Concurrency, l.RequestTimeout, l.RetryInitial, l.RetryMax)
 	if !p.has("datadog") {
 		// The client's own checks, for anything the keys above let by.
 		if err := c.LogsClient().Validate(); err != nil {
 			p.section("datadog.logs", err)
 		}
+	}
+}
+
+// sender checks the settings a Datadog HTTP sender's section shares.
+func (p *problems) sender(section string, concurrency int, timeout, retryInitial, retryMax time.Duration) {
+	if concurrency < 1 || concurrency > 1024 {
+		p.add(section+".concurrency", "must be 1 to 1024, got %d", concurrency)
+	}
+	if timeout <= 0 {
+		p.add(section+".request_timeout", "must be positive, got %s", timeout)
+	}
+	if retryInitial <= 0 || retryMax < retryInitial {
+		p.add(section+".retry_initial", "must be positive and at most %s.retry_max, got %s and %s", section, retryInitial, retryMax)
 	}
 }
 
@@ -243,15 +248,7 @@ func (c Config) validateMetrics(p *problems) {
 	default:
 		p.add("metrics.delivery.compression", "must be gzip, zstd, deflate or none, not %q", dl.Compression)
 	}
-	if dl.Concurrency < 1 || dl.Concurrency > 1024 {
-		p.add("metrics.delivery.concurrency", "must be 1 to 1024, got %d", dl.Concurrency)
-	}
-	if dl.RequestTimeout <= 0 {
-		p.add("metrics.delivery.request_timeout", "must be positive, got %s", dl.RequestTimeout)
-	}
-	if dl.RetryInitial <= 0 || dl.RetryMax < dl.RetryInitial {
-		p.add("metrics.delivery.retry_initial", "must be positive and at most metrics.delivery.retry_max, got %s and %s", dl.RetryInitial, dl.RetryMax)
-	}
+	p.sender("metrics.delivery", dl.Concurrency, dl.RequestTimeout, dl.RetryInitial, dl.RetryMax)
 	if err := dogStatsDAddr(dl.DogStatsDAddr); err != nil && dl.Mode == "dogstatsd" {
 		p.add("metrics.delivery.dogstatsd_addr", "%v", err)
 	}
