@@ -34,7 +34,8 @@ func (p *problems) add(key, format string, a ...any) {
 }
 
 // section adds a component's Validate findings: each starts with the
-// component's own key, which becomes prefix.key.
+// component's own key, which becomes prefix.key. A finding about a key
+// already reported is left out.
 func (p *problems) section(prefix string, err error) {
 	if err == nil {
 		return
@@ -50,7 +51,11 @@ func (p *problems) section(prefix string, err error) {
 		p.list = append(p.list, problem{prefix, err.Error()})
 		return
 	}
-	p.list = append(p.list, problem{join(prefix, key), msg})
+	full := join(prefix, key)
+	if slices.ContainsFunc(p.list, func(q problem) bool { return q.key == full }) {
+		return // said already (a negative duration, say)
+	}
+	p.list = append(p.list, problem{full, msg})
 }
 
 func (p *problems) has(prefix string) bool {
@@ -139,9 +144,7 @@ func (c Config) validateValues(p *problems) {
 
 func (c Config) validateEnrich(p *problems) {
 	e := c.Enrich
-	if !p.has("enrich.ttl") && !p.has("enrich.negative_ttl") && !p.has("enrich.max_wait") && !p.has("enrich.rate_per_second") {
-		p.section("enrich", e.Config.Validate())
-	}
+	p.section("enrich", e.Config.Validate())
 	for i, t := range e.Tags {
 		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, ", \t\n") {
 			p.add(fmt.Sprintf("enrich.tags[%d]", i), "%q: a tag is non-empty and has no comma or blank", t)

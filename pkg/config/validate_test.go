@@ -74,6 +74,10 @@ func TestValidateCatchesWhatRunWould(t *testing.T) {
 			c.Metrics.Telemetry.Enabled, c.Metrics.Telemetry.DogStatsDAddr = true, "localhost:0"
 		}, "metrics.telemetry.dogstatsd_addr: port"},
 		{"a negative TTL", func(c *Config) { c.Enrich.NegativeTTL = -time.Minute }, "enrich.negative_ttl: must not be negative, got -1m0s"},
+		{"a negative TTL and a bad mapping", func(c *Config) {
+			c.Enrich.NegativeTTL = -time.Minute
+			c.Enrich.Mappings = []awstags.Mapping{{LogGroup: "/aws/x"}}
+		}, "enrich.mappings[0].api_id: is required"},
 		{"a negative dedup TTL", func(c *Config) { c.Sources.Firehose.DedupTTL = -time.Second }, "sources.firehose.dedup_ttl: must not be negative"},
 		{"a negative key slack", func(c *Config) { c.Replay.KeySlack = -time.Hour }, "replay.key_slack: must not be negative"},
 		{"a negative poller lag", func(c *Config) { c.Metrics.Poller.Lag = -time.Minute }, "metrics.poller.lag: must not be negative"},
@@ -101,7 +105,13 @@ func TestValidateCatchesWhatRunWould(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
-			for _, line := range strings.Split(err.Error(), "\n") {
+			lines := strings.Split(err.Error(), "\n")
+			seen := map[string]bool{}
+			for _, line := range lines {
+				assert.False(t, seen[line], "%q reported twice", line)
+				seen[line] = true
+			}
+			for _, line := range lines {
 				key, _, _ := strings.Cut(line, ":")
 				key, _, _ = strings.Cut(key, "[")
 				assert.True(t, isKeyOrSection(key), "%q starts with a key", line)
