@@ -83,6 +83,13 @@ func TestKeysMatchTheREADME(t *testing.T) {
 	for _, k := range keyNames() {
 		assert.True(t, documented[k], "%s is not documented in the README's configuration table", k)
 	}
+	// One variable per key: a.b_c and a_b.c would share GWPIPE_A_B_C.
+	byEnv := map[string]string{}
+	for _, k := range Keys() {
+		assert.Regexp(t, `^[a-z0-9_]+(\.[a-z0-9_]+)*$`, k[0], "keys are snake_case")
+		assert.Empty(t, byEnv[k[1]], "%s and %s share %s", byEnv[k[1]], k[0], k[1])
+		byEnv[k[1]] = k[0]
+	}
 }
 
 // TestDefaultsMatchTheREADME: a row of one key whose default is a value
