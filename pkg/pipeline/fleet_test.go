@@ -408,14 +408,29 @@ func testScaleOut(t *testing.T, brokerEnv []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, f.intake.WaitLogs(ctx, 2000))
-	// Two more decode workers join the consumer group mid-stream.
+	require.Positive(t, first.stageBatches())
+	// Two more decode workers join the consumer group mid-stream. The first
+	// one is paused meanwhile, so that work waits on the broker whatever
+	// the machine's load: on a busy machine the first worker could
+	// otherwise drain each message as it arrives, and whether a joiner got
+	// any would be a race rather than what is tested.
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			require.NoError(t, first.cmd.Process.Signal(syscall.SIGCONT))
+		}
+	}
+	defer resume()
 	added := []*worker{f.start(StageDecode), f.start(StageDecode)}
+	for _, w := range added {
+		require.NoError(t, waitFor(ctx, func() bool { return w.stageBatches() > 0 }),
+			"a worker that joined takes a share of the work")
+	}
+	resume()
 	require.NoError(t, <-done)
 	f.waitDelivered(t, sent)
-	assert.Positive(t, first.stageBatches())
-	for _, w := range added {
-		assert.Positive(t, w.stageBatches(), "a worker that joined takes a share of the work")
-	}
 }
 
 // A worker that runs several consecutive stages hands batches from one to
