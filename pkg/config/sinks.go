@@ -10,23 +10,23 @@ import (
 // callback); Validate checks it as the client will.
 func (c Config) LogsClient() ddlogs.Config {
 	l := c.Datadog.Logs
-	return ddlogs.Config{
-		URL: c.LogsURL(), APIKey: c.Datadog.APIKey,
-		MaxBatchLogs: l.MaxBatchLogs, MaxBatchBytes: l.MaxBatchBytes, MaxLogBytes: l.MaxLogBytes,
-		Linger: l.Linger, Compression: l.Compression, CompressionLevel: l.CompressionLevel,
-		Concurrency: l.Concurrency, RequestTimeout: l.RequestTimeout,
-		Backoff:  ddlogs.Backoff{InitialInterval: l.RetryInitial, MaxInterval: l.RetryMax},
-		Defaults: ddlogs.Defaults{Source: "apigateway", Service: c.Datadog.Service, Tags: ddlogs.JoinTags(c.Enrich.Tags...)},
-	}
+	lc := ddlogs.DefaultConfig()
+	lc.URL, lc.APIKey = c.LogsURL(), c.Datadog.APIKey
+	lc.MaxBatchLogs, lc.MaxBatchBytes, lc.MaxLogBytes = l.MaxBatchLogs, l.MaxBatchBytes, l.MaxLogBytes
+	lc.Linger, lc.Compression, lc.CompressionLevel = l.Linger, l.Compression, l.CompressionLevel
+	lc.Concurrency, lc.RequestTimeout = l.Concurrency, l.RequestTimeout
+	lc.Backoff.InitialInterval, lc.Backoff.MaxInterval = l.RetryInitial, l.RetryMax
+	lc.Defaults = ddlogs.Defaults{Source: "apigateway", Service: c.Datadog.Service, Tags: ddlogs.JoinTags(c.Enrich.Tags...)}
+	return lc
 }
 
 // MetricsClient is deliver-metrics' client configuration from the datadog
 // and metrics.delivery sections.
 func (c Config) MetricsClient() ddmetrics.Config {
 	dl := c.Metrics.Delivery
-	return ddmetrics.Config{
-		Mode: dl.Mode, APIURL: c.APIURL(), APIKey: c.Datadog.APIKey, Compression: dl.Compression,
-		Concurrency: dl.Concurrency, RequestTimeout: dl.RequestTimeout, DogStatsDAddr: dl.DogStatsDAddr,
-		Backoff: ddmetrics.Backoff{InitialInterval: dl.RetryInitial, MaxInterval: dl.RetryMax},
-	}
+	mc := ddmetrics.DefaultConfig()
+	mc.Mode, mc.APIURL, mc.APIKey, mc.Compression = dl.Mode, c.APIURL(), c.Datadog.APIKey, dl.Compression
+	mc.Concurrency, mc.RequestTimeout, mc.DogStatsDAddr = dl.Concurrency, dl.RequestTimeout, dl.DogStatsDAddr
+	mc.Backoff.InitialInterval, mc.Backoff.MaxInterval = dl.RetryInitial, dl.RetryMax
+	return mc
 }

@@ -1,6 +1,28 @@
-// Package ddhttp holds what every Datadog API client of gwpipe needs the
-// same way: reading the reason out of an error answer, keeping the API key
-// out of messages, and tracking whether the API refuses the key.
+// Package ddhttp is the one sender of gwpipe's Datadog API clients (the
+// logs intake client, package ddlogs, and the metrics API client, package
+// ddmetrics): everything they do the same way lives here, and they keep
+// only what differs — what they batch, how they encode and split it, and
+// their limits.
+//
+// A Sender posts a body (request building, DD-API-KEY, headers, a timeout
+// per attempt, reading the answer and its reason without ever quoting the
+// key), classifies each answer (Classify: Accepted, Retrying, Unauthorized,
+// Split or Rejected), keeps the API key's health (KeyHealth: red while the
+// API answers 401/403), and retries until the answer is final: exponential
+// backoff with jitter (package backoff), never sooner than an answer's
+// Retry-After asks, abandoned when the caller's context ends — which is how
+// both clients stop retrying at the shutdown deadline. It bounds the
+// requests in flight with a semaphore and reports every attempt (Result,
+// with its latency) to a hook.
+//
+// A Codec compresses bodies (gzip, zstd, deflate or none) with pooled
+// encoders and buffers, at most Concurrency at once.
+//
+// This follows the shape of the OpenTelemetry Collector's exporterhelper
+// (timeout and retry wrapped around one push) and of the Datadog Agent's
+// logs destination (retryable and dropped errors told apart where the
+// answer is read, backoff as a policy value, a semaphore for concurrent
+// sends).
 package ddhttp
 
 import (
@@ -138,6 +160,33 @@ const (
 	Split                       // 400/413 on several items: sent again as two halves
 	Rejected                    // 400/413 on a single item: permanently rejected
 )
+
+// Classify is what one attempt's answer leads to. err is a transport
+// error (no answer); canSplit says whether the payload holds more than one
+// item, so that a refused body can be halved to isolate what the API
+// refuses.
+//
+//   - 2xx: Accepted.
+//   - 400, 413: Split when canSplit, else Rejected (permanently).
+//   - 401, 403: Unauthorized: the key is refused; nothing is dropped, it
+//     is retried.
+//   - a transport error, 408, 429, 5xx and any other status: Retrying.
+func Classify(status int, err error, canSplit bool) Outcome {
+	switch {
+	case err != nil:
+		return Retrying
+	case status >= 200 && status < 300:
+		return Accepted
+	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
+		if canSplit {
+			return Split
+		}
+		return Rejected
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return Unauthorized
+	}
+	return Retrying
+}
 
 func (o Outcome) String() string {
 	switch o {

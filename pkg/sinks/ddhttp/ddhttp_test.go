@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 func TestErrorDetail(t *testing.T) {
@@ -54,31 +56,28 @@ func TestRetryAfter(t *testing.T) {
 	assert.Equal(t, MaxRetryAfter, RetryAfter(h(now.Add(48*time.Hour).Format(http.TimeFormat)), now))
 }
 
-func TestRetrierDelay(t *testing.T) {
-	b := Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond}.WithDefaults()
-	r := b.Retrier()
-	for range 10 {
-		assert.LessOrEqual(t, r.Delay(0), 4*time.Millisecond, "our own pace is capped at MaxInterval")
+func TestOutcomeString(t *testing.T) {
+	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {
+		assert.Equal(t, s, o.String())
 	}
-	assert.Equal(t, 10*time.Second, r.Delay(10*time.Second), "the API's Retry-After wins, beyond MaxInterval")
-	assert.Equal(t, MaxRetryAfter, r.Delay(time.Hour))
 }
 
 // FuzzRetryAfter: whatever the header says, the wait is within [0,
-// MaxRetryAfter], and the retrier never waits less than it asked.
+// MaxRetryAfter], and the sender never waits less than it asked nor more
+// than the longer of it and its own cap.
 func FuzzRetryAfter(f *testing.F) {
 	for _, s := range []string{"10", "0", "-1", "Sun, 29 Nov 2026 06:00:30 GMT", "Sunday, 29-Nov-26 06:00:30 GMT", "Sun Nov 29 06:00:30 2026", "1e3", "9223372036854775807", ""} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
-	b := Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond}.WithDefaults()
+	p := backoff.Exponential(time.Millisecond, 4*time.Millisecond)
 	f.Fuzz(func(t *testing.T, v string) {
 		d := RetryAfter(http.Header{"Retry-After": []string{v}}, now)
 		if d < 0 || d > MaxRetryAfter {
 			t.Fatalf("RetryAfter(%q) = %v out of [0, %v]", v, d, MaxRetryAfter)
 		}
-		if got := b.Retrier().Delay(d); got < d || got > max(d, b.MaxInterval) {
-			t.Fatalf("Delay(%v) = %v", d, got)
+		if got := nextDelay(p.Start(), d); got < d || got > max(d, p.MaxInterval) {
+			t.Fatalf("nextDelay(%v) = %v", d, got)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,29 +17,9 @@ import (
 // still waiting when Close gave up on undelivered payloads.
 var ErrClosed = errors.New("ddlogs: client closed")
 
-// Outcome is what one HTTP attempt led to (see package ddhttp).
-type Outcome = ddhttp.Outcome
-
-// The outcomes.
-const (
-	Accepted     = ddhttp.Accepted
-	Retrying     = ddhttp.Retrying
-	Unauthorized = ddhttp.Unauthorized
-	Split        = ddhttp.Split
-	Rejected     = ddhttp.Rejected
-)
-
-// Result describes one HTTP attempt, for telemetry (Config.OnResult).
-type Result struct {
-	Outcome         Outcome
-	Status          int   // HTTP status; 0 when the request failed without one
-	Err             error // the transport error, if any
-	Logs            int   // logs in the request
-	Bytes           int   // uncompressed body size
-	CompressedBytes int   // body size on the wire
-	Latency         time.Duration
-	Attempt         int // 1 for the first attempt of this (part of a) payload
-}
+// Result describes one HTTP attempt, for telemetry (Config.OnResult);
+// Items counts its logs.
+type Result = ddhttp.Result
 
 // Stats are cumulative counters and current gauges of a Client. The JSON
 // names are the ones /status shows.
@@ -81,8 +60,11 @@ type Stats struct {
 //     the refused key until a request succeeds.
 //   - network errors, 408, 429, 5xx and any other status: retried with
 //     exponential backoff and jitter, indefinitely, never sooner than the
-//     answer's Retry-After asks (ddhttp.Retrier, shared with the metrics
-//     client).
+//     answer's Retry-After asks.
+//
+// Posting, the status handling, the retries and the compression are the
+// shared Datadog sender's (package ddhttp); this client batches, splits and
+// settles.
 //
 // Abandoned payloads: before every attempt (the first included), a payload —
 // or a half of one — whose callers have all given up (their contexts ended)
@@ -92,11 +74,9 @@ type Stats struct {
 // adding duplicates. While one caller still waits, the whole payload is sent,
 // its abandoned records included (at-least-once: they may arrive twice).
 type Client struct {
-	cfg  Config
-	log  *slog.Logger
-	enc  *encoder
-	http *http.Client
-	own  *http.Transport // the transport we made, closed by Close
+	cfg   Config
+	codec *ddhttp.Codec
+	dest  *ddhttp.Sender // posts, classifies, retries
 
 	in     chan *chunk     // Deliver → batcher
 	queue  chan *payload   // batcher → senders
@@ -115,8 +95,6 @@ type Client struct {
 	stopped   chan struct{} // closed when every goroutine has exited
 	abandoned atomic.Uint64 // logs an aborted Close gave up on
 
-	health ddhttp.KeyHealth
-
 	payloadPool sync.Pool
 	chunkPool   sync.Pool
 
@@ -131,41 +109,46 @@ type Client struct {
 
 	n struct {
 		submitted, accepted, rejected, dropped, truncated atomic.Uint64
-		payloads, requests, retries, splits               atomic.Uint64
-		bytes, compressed                                 atomic.Uint64
-		inFlight                                          atomic.Int64
+		payloads, splits, bytes, compressed               atomic.Uint64
 	}
 }
 
-// New validates cfg, applies the defaults and starts the client.
+// New validates cfg and starts the client.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ddlogs: %w", err)
 	}
-	cfg = cfg.withDefaults()
-	enc, err := newEncoder(cfg.Compression, cfg.CompressionLevel, cfg.Concurrency)
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = cfg.Concurrency
+	}
+	if cfg.Defaults.Source == "" {
+		cfg.Defaults.Source = "apigateway"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	codec, err := ddhttp.NewCodec(cfg.Compression, cfg.CompressionLevel, cfg.Concurrency) // none ignores the level
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ddlogs: %w", err)
+	}
+	sender, err := ddhttp.NewSender(cfg.Config, ddhttp.Options{
+		API: "logs intake", Item: "log", Held: "logs", Component: "ddlogs",
+		APIKey: cfg.APIKey, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger.With("component", "ddlogs"), OnResult: cfg.OnResult,
+	})
+	if err != nil {
+		codec.Close()
+		return nil, fmt.Errorf("ddlogs: %w", err)
 	}
 	c := &Client{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "ddlogs"),
-		enc:     enc,
-		http:    cfg.HTTPClient,
+		codec:   codec,
+		dest:    sender,
 		in:      make(chan *chunk),
 		queue:   make(chan *payload, cfg.MaxPending-1), // the batcher holds one more
 		inDone:  make(chan struct{}),
 		abort:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
-	}
-	c.health = ddhttp.KeyHealth{API: "logs intake", Held: "logs", Prefix: "ddlogs", Log: c.log}
-	if c.http == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = cfg.Concurrency
-		t.MaxIdleConns = max(t.MaxIdleConns, cfg.Concurrency)
-		c.own = t
-		c.http = &http.Client{Transport: t}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.payloadPool.New = func() any {
@@ -432,7 +415,7 @@ func (c *Client) batcher() {
 			switch {
 			case len(open.logs) >= maxLogs:
 				reason = "full"
-			case c.cfg.Linger < 0:
+			case c.cfg.Linger == 0:
 				reason = "linger"
 			case idle():
 				reason = "idle"
@@ -489,10 +472,11 @@ func (c *Client) sender() {
 
 // Healthy returns nil, or an error saying why the intake refuses us (the
 // API key was refused: 401/403). It clears when a request succeeds.
-func (c *Client) Healthy() error { return c.health.Err() }
+func (c *Client) Healthy() error { return c.dest.Healthy() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
+	sent := c.dest.Stats()
 	return Stats{
 		LogsSubmitted:   c.n.submitted.Load(),
 		LogsAccepted:    c.n.accepted.Load(),
@@ -500,13 +484,13 @@ func (c *Client) Stats() Stats {
 		LogsDropped:     c.n.dropped.Load(),
 		LogsTruncated:   c.n.truncated.Load(),
 		Payloads:        c.n.payloads.Load(),
-		Requests:        c.n.requests.Load(),
-		Retries:         c.n.retries.Load(),
+		Requests:        sent.Requests,
+		Retries:         sent.Retries,
 		Splits:          c.n.splits.Load(),
 		BytesAccepted:   c.n.bytes.Load(),
 		BytesCompressed: c.n.compressed.Load(),
 		PendingPayloads: len(c.queue),
-		InFlight:        int(c.n.inFlight.Load()),
+		InFlight:        int(sent.InFlight),
 	}
 }
 
@@ -529,10 +513,8 @@ func (c *Client) Close(ctx context.Context) error {
 		go func() {
 			c.wg.Wait()
 			c.cancel()
-			c.enc.close()
-			if c.own != nil {
-				c.own.CloseIdleConnections()
-			}
+			c.codec.Close()
+			c.dest.Close()
 			select {
 			case <-c.abort:
 				c.abandonRest()

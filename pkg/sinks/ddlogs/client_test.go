@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 )
 
 const testKey = "0123456789abcdef0123456789abcdef"
@@ -189,13 +190,12 @@ func (l *logBuffer) logger() *slog.Logger {
 // testConfig is a configuration for tests: tiny backoff, long linger (so that
 // payloads are sealed by size or Close unless a test says otherwise).
 func testConfig(t testing.TB, url string, logs *logBuffer) Config {
-	return Config{
-		URL:     url,
-		APIKey:  testKey,
-		Linger:  time.Hour,
-		Backoff: Backoff{InitialInterval: time.Millisecond, MaxInterval: 4 * time.Millisecond},
-		Logger:  logs.logger(),
-	}
+	cfg := DefaultConfig()
+	cfg.URL, cfg.APIKey = url, testKey
+	cfg.Linger = time.Hour
+	cfg.Backoff.InitialInterval, cfg.Backoff.MaxInterval = time.Millisecond, 4*time.Millisecond
+	cfg.Logger = logs.logger()
+	return cfg
 }
 
 func newClient(t testing.TB, cfg Config, logs *logBuffer) *Client {
@@ -345,14 +345,14 @@ func TestDeliverRendersAndSends(t *testing.T) {
 
 func TestDeliverCompression(t *testing.T) {
 	for _, tc := range []struct{ compression, header string }{
-		{"", "gzip"}, {"gzip", "gzip"}, {"zstd", "zstd"}, {"none", ""},
+		{"gzip", "gzip"}, {"zstd", "zstd"}, {"none", ""},
 	} {
 		t.Run(tc.compression, func(t *testing.T) {
 			in := newIntake(t, nil)
 			var logs logBuffer
 			cfg := testConfig(t, in.url(), &logs)
 			cfg.Compression = tc.compression
-			cfg.Linger = -1
+			cfg.Linger = 0
 			c := newClient(t, cfg, &logs)
 			_, err := c.Deliver(context.Background(), batch("c", 50))
 			require.NoError(t, err)
@@ -368,7 +368,7 @@ func TestDeliverCompression(t *testing.T) {
 		var logs logBuffer
 		cfg := testConfig(t, in.url(), &logs)
 		cfg.CompressionLevel = level
-		cfg.Linger = -1
+		cfg.Linger = 0
 		c := newClient(t, cfg, &logs)
 		_, err := c.Deliver(context.Background(), batch("l", 10))
 		require.NoError(t, err)
@@ -407,7 +407,7 @@ func TestBatchingMaxBytes(t *testing.T) {
 	in := newIntake(t, nil)
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	cfg.MaxBatchBytes = 20_000
 	cfg.MaxLogBytes = 2_000
 	c := newClient(t, cfg, &logs)
@@ -522,7 +522,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 	})
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	var mu sync.Mutex
 	var results []Result
 	cfg.OnResult = func(r Result) {
@@ -546,9 +546,9 @@ func TestRetriesThenSuccess(t *testing.T) {
 	defer mu.Unlock()
 	require.Len(t, results, len(failures)+1)
 	for i, r := range results[:len(failures)] {
-		assert.Equal(t, Retrying, r.Outcome, "attempt %d", i+1)
+		assert.Equal(t, ddhttp.Retrying, r.Outcome, "attempt %d", i+1)
 		assert.Equal(t, i+1, r.Attempt)
-		assert.Equal(t, 20, r.Logs)
+		assert.Equal(t, 20, r.Items)
 		if failures[i] > 0 {
 			assert.Equal(t, failures[i], r.Status)
 		} else {
@@ -557,7 +557,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 		}
 	}
 	last := results[len(results)-1]
-	assert.Equal(t, Accepted, last.Outcome)
+	assert.Equal(t, ddhttp.Accepted, last.Outcome)
 	assert.Equal(t, http.StatusAccepted, last.Status)
 	assert.Equal(t, len(failures)+1, last.Attempt)
 	assert.Positive(t, last.Bytes)
@@ -576,7 +576,7 @@ func TestBadRequestIsolatesTheBadLog(t *testing.T) {
 	})
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	c := newClient(t, cfg, &logs)
 
 	b := batch("x", 100)
@@ -617,7 +617,7 @@ func TestPayloadTooLargeSplits(t *testing.T) {
 	})
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	c := newClient(t, cfg, &logs)
 
 	b := batch("p", 64)
@@ -651,10 +651,10 @@ func TestUnauthorizedThenRecovery(t *testing.T) {
 			})
 			var logs logBuffer
 			cfg := testConfig(t, in.url(), &logs)
-			cfg.Linger = -1
+			cfg.Linger = 0
 			refusals := make(chan Result, 100)
 			cfg.OnResult = func(r Result) {
-				if r.Outcome == Unauthorized {
+				if r.Outcome == ddhttp.Unauthorized {
 					select {
 					case refusals <- r:
 					default:
@@ -698,11 +698,11 @@ func TestWrongAPIKeyIsNeverLogged(t *testing.T) {
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
 	cfg.APIKey = "wrong-key-do-not-log-me"
-	cfg.Linger = -1
+	cfg.Linger = 0
 	refused := make(chan struct{})
 	var once sync.Once
 	cfg.OnResult = func(r Result) {
-		if r.Outcome == Unauthorized {
+		if r.Outcome == ddhttp.Unauthorized {
 			once.Do(func() { close(refused) })
 		}
 	}
@@ -725,7 +725,7 @@ func TestDeliverContextCancelled(t *testing.T) {
 	in := newIntake(t, func(int, []map[string]any) int { return http.StatusServiceUnavailable })
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	failed := make(chan struct{}, 100)
 	cfg.OnResult = func(r Result) {
 		select {
@@ -779,7 +779,7 @@ func TestAbandonedRecordsRideWithLiveOnes(t *testing.T) {
 	cfg.Concurrency = 1
 	failed := make(chan struct{}, 100)
 	cfg.OnResult = func(r Result) {
-		if r.Outcome == Retrying {
+		if r.Outcome == ddhttp.Retrying {
 			select {
 			case failed <- struct{}{}:
 			default:
@@ -869,7 +869,7 @@ func TestCloseTimeoutAbortsRetries(t *testing.T) {
 	in := newIntake(t, func(int, []map[string]any) int { return http.StatusInternalServerError })
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	failed := make(chan struct{}, 100)
 	cfg.OnResult = func(Result) {
 		select {
@@ -911,7 +911,7 @@ func TestAbortedCloseAccountsForEveryLog(t *testing.T) {
 	defer close(release)
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	cfg.Concurrency = 1
 	cfg.MaxPending = 2
 	goroutines := runtime.NumGoroutine()
@@ -954,7 +954,7 @@ func TestBackPressure(t *testing.T) {
 	})
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	cfg.Concurrency = 1
 	cfg.MaxPending = 2
 	c := newClient(t, cfg, &logs)
@@ -998,7 +998,7 @@ func TestRequestTimeoutIsRetried(t *testing.T) {
 	defer once.Do(func() { close(block) })
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = -1
+	cfg.Linger = 0
 	cfg.RequestTimeout = 50 * time.Millisecond
 	var results []Result
 	var mu sync.Mutex
@@ -1006,7 +1006,7 @@ func TestRequestTimeoutIsRetried(t *testing.T) {
 		mu.Lock()
 		results = append(results, r)
 		mu.Unlock()
-		if r.Outcome == Retrying {
+		if r.Outcome == ddhttp.Retrying {
 			once.Do(func() { close(block) })
 		}
 	}
@@ -1062,34 +1062,38 @@ func TestLogsURL(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	ok := Config{APIKey: "k"}
-	require.NoError(t, ok.Validate())
-	require.NoError(t, ok.withDefaults().Validate(), "defaults are valid")
+	ok := DefaultConfig()
+	ok.APIKey = "k"
+	require.NoError(t, ok.Validate(), "the defaults are valid")
+	none := ok
+	none.Compression = "none" // the level (default 1) is ignored
+	require.NoError(t, none.Validate())
 
 	cases := []struct {
 		mutate func(*Config)
 		want   string
 	}{
-		{func(c *Config) { c.APIKey = "" }, "APIKey is required"},
-		{func(c *Config) { c.APIKey = "a b" }, "APIKey contains whitespace"},
-		{func(c *Config) { c.URL = "ftp://x" }, "must start with https://"},
+		{func(c *Config) { c.APIKey = "" }, "api_key: is required"},
+		{func(c *Config) { c.APIKey = "a b" }, "api_key: contains whitespace"},
+		{func(c *Config) { c.URL = "ftp://x" }, `url: "ftp://x" must start with https://`},
 		{func(c *Config) { c.URL = "https://" }, "has no host"},
-		{func(c *Config) { c.MaxBatchLogs = 1001 }, "MaxBatchLogs 1001 is out of range"},
-		{func(c *Config) { c.MaxBatchLogs = -1 }, "MaxBatchLogs -1 is out of range"},
-		{func(c *Config) { c.MaxBatchBytes = 5_000_001 }, "MaxBatchBytes 5000001 is out of range"},
-		{func(c *Config) { c.MaxLogBytes = 100 }, "MaxLogBytes 100 is out of range"},
-		{func(c *Config) { c.MaxLogBytes = 1_000_001 }, "MaxLogBytes 1000001 is out of range"},
-		{func(c *Config) { c.MaxBatchBytes = 10_000 }, "must leave room for one log"},
-		{func(c *Config) { c.Compression = "brotli" }, `Compression "brotli" is not one of`},
-		{func(c *Config) { c.CompressionLevel = 10 }, "out of range for gzip"},
-		{func(c *Config) { c.Compression, c.CompressionLevel = "zstd", 23 }, "out of range for zstd"},
-		{func(c *Config) { c.Compression, c.CompressionLevel = "none", 1 }, `CompressionLevel must be 0 with Compression "none"`},
-		{func(c *Config) { c.Concurrency = -1 }, "Concurrency -1 is out of range"},
-		{func(c *Config) { c.MaxPending = -1 }, "MaxPending -1 is out of range"},
-		{func(c *Config) { c.RequestTimeout = -1 }, "RequestTimeout"},
-		{func(c *Config) { c.Backoff.Multiplier = 0.5 }, "Multiplier 0.5 must be at least 1"},
-		{func(c *Config) { c.Backoff.InitialInterval = time.Minute; c.Backoff.MaxInterval = time.Second }, "exceeds Backoff.MaxInterval"},
-		{func(c *Config) { c.Backoff.Jitter = 2 }, "Jitter 2 must be at most 1"},
+		{func(c *Config) { c.MaxBatchLogs = 1001 }, "max_batch_logs: must be 1..1000 (the intake's limit), got 1001"},
+		{func(c *Config) { c.MaxBatchLogs = 0 }, "max_batch_logs: must be 1..1000 (the intake's limit), got 0"},
+		{func(c *Config) { c.MaxBatchBytes = 5_000_001 }, "max_batch_bytes: must be 1024..5000000"},
+		{func(c *Config) { c.MaxLogBytes = 100 }, "max_log_bytes: must be 1024..1000000, got 100"},
+		{func(c *Config) { c.MaxLogBytes = 1_000_001 }, "max_log_bytes: must be 1024..1000000"},
+		{func(c *Config) { c.MaxBatchBytes = 10_000 }, "max_log_bytes: must leave room in max_batch_bytes"},
+		{func(c *Config) { c.Compression = "brotli" }, `compression: must be gzip, zstd or none, got "brotli"`},
+		{func(c *Config) { c.CompressionLevel = 10 }, "compression_level: must be 1..9 for gzip, got 10"},
+		{func(c *Config) { c.CompressionLevel = 0 }, "compression_level: must be 1..9 for gzip, got 0"},
+		{func(c *Config) { c.Compression, c.CompressionLevel = "zstd", 23 }, "compression_level: must be 1..22 for zstd"},
+		{func(c *Config) { c.Concurrency = 0 }, "concurrency: must be 1..1024, got 0"},
+		{func(c *Config) { c.MaxPending = -1 }, "max_pending: must be 0..65536"},
+		{func(c *Config) { c.RequestTimeout = 0 }, "request_timeout: must be positive"},
+		{func(c *Config) { c.Linger = -1 }, "linger: must not be negative"},
+		{func(c *Config) { c.Backoff.Multiplier = 0.5 }, "multiplier: must be at least 1, got 0.5"},
+		{func(c *Config) { c.Backoff.InitialInterval = time.Minute; c.Backoff.MaxInterval = time.Second }, "retry_max: must be positive and at least retry_initial (1m0s), got 1s"},
+		{func(c *Config) { c.Backoff.Jitter = 2 }, "jitter: must be 0..1, got 2"},
 	}
 	for _, tc := range cases {
 		c := ok
@@ -1102,17 +1106,13 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	// Several problems are reported together.
-	err := Config{MaxBatchLogs: 5000, Compression: "lz4"}.Validate()
+	bad := ok
+	bad.APIKey, bad.MaxBatchLogs, bad.Compression = "", 5000, "lz4"
+	err := bad.Validate()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "APIKey")
-	assert.Contains(t, err.Error(), "MaxBatchLogs")
+	assert.Contains(t, err.Error(), "api_key")
+	assert.Contains(t, err.Error(), "max_batch_logs")
 	assert.Contains(t, err.Error(), "lz4")
-}
-
-func TestOutcomeString(t *testing.T) {
-	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {
-		assert.Equal(t, s, o.String())
-	}
 }
 
 // Close racing with busy callers: every call ends with nil or ErrClosed,

@@ -42,7 +42,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 				Endpoints: []fakeintake.Endpoint{fakeintake.EndpointLogs}}))
 			var logs logBuffer
 			cfg := testConfig(t, base+"/api/v2/logs", &logs)
-			cfg.Linger = -1
+			cfg.Linger = 0
 			var (
 				mu    sync.Mutex
 				waits []time.Duration

@@ -1,12 +1,11 @@
 package ddmetrics
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,30 +25,10 @@ const (
 // ErrClosed is returned by Submit once Close has been called.
 var ErrClosed = errors.New("ddmetrics: client closed")
 
-// Outcome is what one HTTP attempt led to (see package ddhttp).
-type Outcome = ddhttp.Outcome
-
-// The outcomes.
-const (
-	Accepted     = ddhttp.Accepted
-	Retrying     = ddhttp.Retrying
-	Unauthorized = ddhttp.Unauthorized
-	Split        = ddhttp.Split
-	Rejected     = ddhttp.Rejected
-)
-
-// Result describes one HTTP attempt, for telemetry (Config.OnResult).
-type Result struct {
-	Endpoint        string // "series" or "distribution_points"
-	Outcome         Outcome
-	Status          int   // HTTP status; 0 when the request failed without one
-	Err             error // the transport error, if any
-	Points          int   // series points, or distribution values
-	Bytes           int   // uncompressed body size
-	CompressedBytes int   // body size on the wire
-	Latency         time.Duration
-	Attempt         int
-}
+// Result describes one HTTP attempt, for telemetry (Config.OnResult):
+// Endpoint is "series" or "distribution_points", Items counts series points
+// or distribution values.
+type Result = ddhttp.Result
 
 // Rejection is a metric the API refused for good, or that could never be
 // sent, with the reason. For a distribution it may hold only part of the
@@ -90,37 +69,46 @@ type Stats struct {
 //     status: retried with exponential backoff and jitter until accepted,
 //     until the points grow older than MaxAge (then rejected: the API would
 //     drop them), or until ctx ends.
+//
+// Posting, the status handling, the retries and the compression are the
+// shared Datadog sender's (package ddhttp); this client plans payloads,
+// splits them and keeps the points' books.
 type Client struct {
 	cfg    Config
-	log    *slog.Logger
-	series *compressor
-	dists  *compressor
-	http   *http.Client
-	own    *http.Transport
-	sem    chan struct{}
+	series endpoint
+	dists  endpoint
+	dest   *ddhttp.Sender // posts, classifies, retries
 	sd     *statsd.Client
 
 	closed atomic.Bool
-	health ddhttp.KeyHealth
-
-	bufs sync.Pool // *[]byte
 
 	n struct {
 		submitted, seriesAccepted, valuesAccepted, rejected, tooOld atomic.Uint64
-		requests, retries, splits, bytes                            atomic.Uint64
-		inFlight                                                    atomic.Int64
+		splits, bytes                                               atomic.Uint64
 	}
 }
 
-// New validates cfg, applies the defaults and returns a client.
+// endpoint is where one kind of payload goes, and how.
+type endpoint struct {
+	name     string // in results
+	url      string
+	encoding string // Content-Encoding
+	codec    *ddhttp.Codec
+	wireMax  int
+}
+
+// New validates cfg and returns a client.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ddmetrics: %w", err)
 	}
-	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "ddmetrics")}
-	c.health = ddhttp.KeyHealth{API: "metrics API", Held: "points", Prefix: "ddmetrics", Log: c.log}
-	c.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Client{cfg: cfg}
 	if cfg.Mode == ModeDogStatsD {
 		sd, err := statsd.New(cfg.DogStatsDAddr,
 			statsd.WithExtendedClientSideAggregation(),
@@ -131,25 +119,34 @@ func New(cfg Config) (*Client, error) {
 		c.sd = sd
 		return c, nil
 	}
-	var err error
-	if c.series, err = newCompressor(cfg.Compression); err != nil {
-		return nil, err
+	if cfg.Compression == ddhttp.None {
+		c.cfg.MaxUncompressedBytes = min(cfg.MaxUncompressedBytes, cfg.MaxPayloadBytes)
 	}
-	distKind := "deflate"
-	if cfg.Compression == "none" {
-		distKind = "none"
+	base := strings.TrimRight(cfg.APIURL, "/")
+	series, err := ddhttp.NewCodec(cfg.Compression, 0, cfg.Concurrency)
+	if err != nil {
+		return nil, fmt.Errorf("ddmetrics: %w", err)
 	}
-	if c.dists, err = newCompressor(distKind); err != nil {
-		return nil, err
+	encoding := series.Encoding()
+	if encoding == ddhttp.Zstd {
+		encoding = "zstd1" // the series API's enum spells zstd so
 	}
-	c.sem = make(chan struct{}, cfg.Concurrency)
-	c.http = cfg.HTTPClient
-	if c.http == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = cfg.Concurrency
-		t.MaxIdleConns = max(t.MaxIdleConns, cfg.Concurrency)
-		c.own = t
-		c.http = &http.Client{Transport: t}
+	c.series = endpoint{name: "series", url: base + SeriesPath, encoding: encoding, codec: series, wireMax: cfg.MaxPayloadBytes}
+	distKind := ddhttp.Deflate // the only encoding the endpoint documents
+	if cfg.Compression == ddhttp.None {
+		distKind = ddhttp.None
+	}
+	dists, _ := ddhttp.NewCodec(distKind, 0, cfg.Concurrency) // valid by construction
+	c.dists = endpoint{name: "distribution_points", url: base + DistributionPath, encoding: dists.Encoding(), codec: dists, wireMax: cfg.MaxDistributionBytes}
+	c.dest, err = ddhttp.NewSender(cfg.Config, ddhttp.Options{
+		API: "metrics API", Item: "point", Held: "points", Component: "ddmetrics",
+		APIKey: cfg.APIKey, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger.With("component", "ddmetrics"),
+		OnResult: cfg.OnResult, Now: cfg.Now,
+	})
+	if err != nil {
+		series.Close()
+		dists.Close()
+		return nil, fmt.Errorf("ddmetrics: %w", err)
 	}
 	return c, nil
 }
@@ -299,186 +296,100 @@ func (s *submission) allTooOld(p *payload, now time.Time) bool {
 // only when ctx ends.
 func (s *submission) send(ctx context.Context, p *payload) error {
 	c := s.c
-	endpoint, path, comp, wireMax := "series", SeriesPath, c.series, c.cfg.MaxPayloadBytes
+	ep := &c.series
 	if p.dist {
-		endpoint, path, comp, wireMax = "distribution_points", DistributionPath, c.dists, c.cfg.MaxDistributionBytes
+		ep = &c.dists
 	}
 	raw := p.body
-	var rawBuf *[]byte
+	var rawBuf *ddhttp.Buf
 	if raw == nil {
-		rawBuf = c.bufs.Get().(*[]byte)
-		raw = encode(s.ms, p, *rawBuf)
-		*rawBuf = raw
+		rawBuf = ep.codec.Buf()
+		rawBuf.B = encode(s.ms, p, rawBuf.B)
+		raw = rawBuf.B
 	}
 	p.body = nil // halves re-encode from their parts
-	bodyBuf := c.bufs.Get().(*[]byte)
-	body := comp.compress(raw, *bodyBuf)
-	if comp.name != "" {
-		*bodyBuf = body
-	}
-	rawLen := len(raw)
-	release := func() {
-		if rawBuf != nil {
-			c.putBuf(rawBuf)
-			rawBuf = nil
-		}
-		if bodyBuf != nil {
-			c.putBuf(bodyBuf)
-			bodyBuf = nil
-		}
-	}
-	defer release()
-	points := p.points()
-
-	split := func(reason string) error {
-		a, b, ok := halves(p)
-		if !ok {
-			s.rejectAll(p, reason)
-			return nil
-		}
-		c.n.splits.Add(1)
-		release()
-		if err := s.send(ctx, a); err != nil {
-			return err
-		}
-		return s.send(ctx, b)
-	}
-	if len(body) > wireMax {
-		c.report(Result{Endpoint: endpoint, Outcome: Split, Points: points, Bytes: rawLen, CompressedBytes: len(body)})
-		return split(fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit once compressed", len(body), wireMax))
-	}
-
-	retry := c.cfg.Backoff.Retrier()
-	for attempt := 1; ; attempt++ {
-		if attempt > 1 && s.allTooOld(p, c.cfg.Now()) {
-			c.n.tooOld.Add(uint64(len(p.parts)))
-			s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", attempt-1, c.cfg.MaxAge))
-			return nil
-		}
-		if attempt > 1 {
-			c.n.retries.Add(1) // counted when sent: a retry given up in its backoff is none
-		}
-		status, detail, retryAfter, latency, err := c.post(ctx, path, comp.name, body)
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		res := Result{Endpoint: endpoint, Status: status, Err: err, Points: points, Bytes: rawLen, CompressedBytes: len(body), Latency: latency, Attempt: attempt}
-		switch {
-		case err == nil && status >= 200 && status < 300:
-			res.Outcome = Accepted
-			c.report(res)
-			c.health.OK()
-			if p.dist {
-				c.n.valuesAccepted.Add(uint64(points))
-			} else {
-				c.n.seriesAccepted.Add(uint64(points))
-			}
-			c.n.bytes.Add(uint64(len(body)))
-			return nil
-
-		case err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge):
-			c.health.OK() // the key was accepted
-			reason := fmt.Sprintf("metrics API %d: %s", status, detail)
-			if _, _, ok := halves(p); !ok {
-				res.Outcome = Rejected
-				c.report(res)
-				c.log.Warn("datadog metrics API rejected a point", "endpoint", endpoint, "status", status, "detail", detail)
-				s.rejectAll(p, reason)
-				return nil
-			}
-			res.Outcome = Split
-			c.report(res)
-			c.log.Debug("datadog metrics API refused a payload; splitting it", "endpoint", endpoint, "status", status, "detail", detail, "parts", len(p.parts))
-			return split(reason)
-
-		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
-			res.Outcome = Unauthorized
-			c.health.Refused(status, detail)
-
-		default:
-			res.Outcome = Retrying
-			if attempt&(attempt-1) == 0 { // attempts 1, 2, 4, 8, …: bounded log volume
-				what := []any{"endpoint", endpoint, "attempt", attempt, "points", points}
-				if err != nil {
-					what = append(what, "error", err)
-				} else {
-					what = append(what, "status", status, "detail", detail)
-				}
-				c.log.Warn("datadog metrics API request failed; retrying", what...)
-			}
-		}
-		c.report(res)
-		if err := retry.Wait(ctx, retryAfter); err != nil {
-			return err
-		}
-	}
-}
-
-func (c *Client) putBuf(b *[]byte) {
-	if cap(*b) > 8<<20 {
-		return
-	}
-	*b = (*b)[:0]
-	c.bufs.Put(b)
-}
-
-func (c *Client) report(r Result) {
-	if c.cfg.OnResult != nil {
-		c.cfg.OnResult(r)
-	}
-}
-
-// post sends one request, holding a concurrency slot. detail is a short,
-// key-free description of a non-2xx answer; err a key-free transport error.
-func (c *Client) post(ctx context.Context, path, encoding string, body []byte) (status int, detail string, retryAfter, latency time.Duration, err error) {
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return 0, "", 0, 0, ctx.Err()
-	}
-	defer func() { <-c.sem }()
-	c.n.requests.Add(1)
-	c.n.inFlight.Add(1)
-	defer c.n.inFlight.Add(-1)
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.cfg.APIURL+path, bytes.NewReader(body))
+	body, bodyBuf, err := ep.codec.Encode(ctx, raw)
 	if err != nil {
-		return 0, "", 0, 0, ddhttp.RedactErr(err, c.cfg.APIKey)
+		ep.codec.Free(rawBuf)
+		return err
 	}
-	req.Header.Set("DD-API-KEY", c.cfg.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "gwpipe")
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
+	points, rawLen, wireLen := p.points(), len(raw), len(body)
+	if wireLen > ep.wireMax {
+		ep.codec.Free(bodyBuf)
+		ep.codec.Free(rawBuf)
+		c.dest.Report(Result{Endpoint: ep.name, Outcome: ddhttp.Split, Items: points, Bytes: rawLen, CompressedBytes: wireLen})
+		return s.split(ctx, p, fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit once compressed", wireLen, ep.wireMax))
 	}
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, "", 0, time.Since(start), ddhttp.RedactErr(err, c.cfg.APIKey)
+	reply, err := c.dest.Send(ctx, &ddhttp.Request{
+		Endpoint: ep.name, URL: ep.url, Body: body, Encoding: ep.encoding,
+		RawBytes: rawLen, Items: points, CanSplit: splittable(p),
+		Retry: func() bool { return !s.allTooOld(p, c.cfg.Now()) },
+		Log:   []any{"endpoint", ep.name, "points", points},
+	})
+	ep.codec.Free(bodyBuf)
+	ep.codec.Free(rawBuf)
+	switch {
+	case errors.Is(err, ddhttp.ErrGaveUp):
+		c.n.tooOld.Add(uint64(len(p.parts)))
+		s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", reply.Attempts, c.cfg.MaxAge))
+	case err != nil:
+		return err
+	case reply.Outcome == ddhttp.Accepted:
+		if p.dist {
+			c.n.valuesAccepted.Add(uint64(points))
+		} else {
+			c.n.seriesAccepted.Add(uint64(points))
+		}
+		c.n.bytes.Add(uint64(wireLen))
+	case reply.Outcome == ddhttp.Rejected:
+		s.rejectAll(p, fmt.Sprintf("metrics API %d: %s", reply.Status, reply.Detail))
+	case reply.Outcome == ddhttp.Split:
+		return s.split(ctx, p, fmt.Sprintf("metrics API %d: %s", reply.Status, reply.Detail))
 	}
-	defer resp.Body.Close()
-	a := ddhttp.ReadAnswer(resp, c.cfg.APIKey, c.cfg.Now())
-	return a.Status, a.Detail, a.RetryAfter, time.Since(start), nil
+	return nil
+}
+
+// split sends p as two halves, or rejects it with reason when it cannot be
+// split.
+func (s *submission) split(ctx context.Context, p *payload, reason string) error {
+	a, b, ok := halves(p)
+	if !ok {
+		s.rejectAll(p, reason)
+		return nil
+	}
+	s.c.n.splits.Add(1)
+	if err := s.send(ctx, a); err != nil {
+		return err
+	}
+	return s.send(ctx, b)
 }
 
 // Healthy returns nil, or an error saying why the API refuses us (the API
 // key was refused: 401/403). It clears when a request succeeds.
-func (c *Client) Healthy() error { return c.health.Err() }
+func (c *Client) Healthy() error {
+	if c.dest == nil {
+		return nil
+	}
+	return c.dest.Healthy()
+}
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
+	var sent ddhttp.SenderStats
+	if c.dest != nil {
+		sent = c.dest.Stats()
+	}
 	return Stats{
 		Submitted:      c.n.submitted.Load(),
 		SeriesAccepted: c.n.seriesAccepted.Load(),
 		ValuesAccepted: c.n.valuesAccepted.Load(),
 		Rejected:       c.n.rejected.Load(),
 		TooOld:         c.n.tooOld.Load(),
-		Requests:       c.n.requests.Load(),
-		Retries:        c.n.retries.Load(),
+		Requests:       sent.Requests,
+		Retries:        sent.Retries,
 		Splits:         c.n.splits.Load(),
 		BytesSent:      c.n.bytes.Load(),
-		InFlight:       c.n.inFlight.Load(),
+		InFlight:       sent.InFlight,
 	}
 }
 
@@ -495,10 +406,8 @@ func (c *Client) Close() error {
 		}
 		return nil
 	}
-	c.series.close()
-	c.dists.close()
-	if c.own != nil {
-		c.own.CloseIdleConnections()
-	}
+	c.series.codec.Close()
+	c.dists.codec.Close()
+	c.dest.Close()
 	return nil
 }

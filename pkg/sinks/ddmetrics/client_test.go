@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
@@ -34,10 +35,9 @@ func intake(t testing.TB) (*fakeintake.Server, string) {
 
 func newClient(t testing.TB, url string, mod func(*ddmetrics.Config)) *ddmetrics.Client {
 	t.Helper()
-	cfg := ddmetrics.Config{
-		APIURL: url, APIKey: testKey, Now: clock, Logger: slog.New(slog.DiscardHandler),
-		Backoff: ddmetrics.Backoff{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
-	}
+	cfg := ddmetrics.DefaultConfig()
+	cfg.APIURL, cfg.APIKey, cfg.Now, cfg.Logger = url, testKey, clock, slog.New(slog.DiscardHandler)
+	cfg.Backoff.InitialInterval, cfg.Backoff.MaxInterval = time.Millisecond, 5*time.Millisecond
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -142,7 +142,9 @@ func TestPayloadSplitting(t *testing.T) {
 			var results []ddmetrics.Result
 			c := newClient(t, url, func(cfg *ddmetrics.Config) {
 				cfg.Compression = tc.compression
-				cfg.MaxPayloadBytes = tc.maxPayload
+				if tc.maxPayload > 0 {
+					cfg.MaxPayloadBytes = tc.maxPayload
+				}
 				cfg.OnResult = func(r ddmetrics.Result) { mu.Lock(); results = append(results, r); mu.Unlock() }
 			})
 			ms := manySeries(tc.n, 7)
@@ -159,7 +161,7 @@ func TestPayloadSplitting(t *testing.T) {
 			}
 			accepted := 0
 			for _, r := range results {
-				if r.Outcome == ddmetrics.Accepted {
+				if r.Outcome == ddhttp.Accepted {
 					accepted++
 					assert.LessOrEqual(t, r.CompressedBytes, limit)
 					assert.Less(t, r.Bytes, ddmetrics.MaxSeriesDecompressedBytes)
@@ -322,24 +324,41 @@ func TestPointsExpiringDuringRetriesAreRejected(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, cfg := range []ddmetrics.Config{
-		{},
-		{APIKey: "k", Mode: "udp"},
-		{APIKey: "k", Compression: "br"},
-		{APIKey: "k", MaxPayloadBytes: 600_000},
-		{APIKey: "k", MaxUncompressedBytes: 6_000_000},
-		{APIKey: "k", APIURL: "ftp://x"},
-		{APIKey: "k k"},
+	ok := ddmetrics.DefaultConfig()
+	ok.APIKey = "k"
+	require.NoError(t, ok.Validate(), "the defaults are valid")
+	sd := ddmetrics.DefaultConfig()
+	sd.Mode = ddmetrics.ModeDogStatsD
+	require.NoError(t, sd.Validate(), "dogstatsd mode needs no API key")
+	for _, tc := range []struct {
+		mutate func(*ddmetrics.Config)
+		want   string
+	}{
+		{func(c *ddmetrics.Config) { c.APIKey = "" }, "api_key: is required"},
+		{func(c *ddmetrics.Config) { c.Mode = "udp" }, `mode: must be api or dogstatsd, got "udp"`},
+		{func(c *ddmetrics.Config) { c.Compression = "br" }, `compression: must be gzip, zstd, deflate or none, got "br"`},
+		{func(c *ddmetrics.Config) { c.MaxPayloadBytes = 600_000 }, "max_payload_bytes: must be 4096..512000, got 600000"},
+		{func(c *ddmetrics.Config) { c.MaxUncompressedBytes = 6_000_000 }, "max_uncompressed_bytes: must be 4096..5242879"},
+		{func(c *ddmetrics.Config) { c.APIURL = "ftp://x" }, `api_url: "ftp://x" must start with https://`},
+		{func(c *ddmetrics.Config) { c.APIKey = "k k" }, "api_key: contains whitespace"},
+		{func(c *ddmetrics.Config) { c.Concurrency = 0 }, "concurrency: must be 1..1024, got 0"},
+		{func(c *ddmetrics.Config) { c.Backoff.InitialInterval = 0 }, "retry_initial: must be positive, got 0s"},
+		{func(c *ddmetrics.Config) { c.MaxAge = 2 * time.Hour }, "max_age: must be within (0, 1h0m0s], got 2h0m0s"},
 	} {
-		_, err := ddmetrics.New(cfg)
-		assert.Error(t, err, "%+v", cfg)
+		c := ok
+		tc.mutate(&c)
+		err := c.Validate()
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want)
+		_, err = ddmetrics.New(c)
+		assert.Error(t, err)
 	}
 	assert.Equal(t, "https://api.datadoghq.eu", ddmetrics.APIURL("datadoghq.eu"))
 }
 
 // TestRetryAfterIsHonoured: the metrics API's Retry-After is a floor for
 // the next attempt, through the same pacing as the logs client
-// (ddhttp.Retrier), and may exceed our own MaxInterval.
+// (ddhttp.Sender), and may exceed our own MaxInterval.
 func TestRetryAfterIsHonoured(t *testing.T) {
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: http.StatusTooManyRequests, Count: 2, RetryAfter: "10",

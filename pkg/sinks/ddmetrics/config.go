@@ -1,12 +1,10 @@
 package ddmetrics
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -34,18 +32,10 @@ const (
 	ModeDogStatsD = "dogstatsd" // datagrams to a local Agent: fire and forget
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults (see DefaultConfig).
 const (
 	DefaultSite                   = "datadoghq.com"
-	DefaultCompression            = "gzip"
-	DefaultConcurrency            = 4
-	DefaultRequestTimeout         = 30 * time.Second
-	DefaultInitialInterval        = ddhttp.DefaultInitialInterval
-	DefaultMaxInterval            = ddhttp.DefaultMaxInterval
-	DefaultMultiplier             = ddhttp.DefaultMultiplier
-	DefaultJitter                 = ddhttp.DefaultJitter
-	DefaultMaxUncompressedBytes   = 4_000_000
-	DefaultMaxDistributionBytes   = 3_000_000
+	DefaultConcurrency            = 2
 	DefaultDogStatsDAddr          = "localhost:8125"
 	defaultDogStatsDFlushInterval = 100 * time.Millisecond
 )
@@ -60,156 +50,116 @@ func APIURL(site string) string {
 	return "https://api." + site
 }
 
-// Backoff configures the delay between attempts to send one payload; zero
-// fields take their defaults.
-type Backoff = ddhttp.Backoff
-
-// Config configures a Client. Zero values take the defaults documented on
-// each field.
+// Config configures a Client: the keys under metrics.delivery, and the
+// runtime fields the assembler sets (yaml:"-"). Start from DefaultConfig.
 type Config struct {
-	// Mode is "api" (default) or "dogstatsd".
-	Mode string
-
-	// APIURL is the metrics API base URL; default APIURL(""). Series go to
-	// APIURL+"/api/v2/series", distributions to
-	// APIURL+"/api/v1/distribution_points".
-	APIURL string
-	// APIKey is sent as DD-API-KEY; required in api mode. Never logged.
-	APIKey string
-	// Compression is "gzip" (default), "zstd", "deflate" or "none". Series
-	// use it as is (Content-Encoding gzip, zstd1, deflate); distribution
-	// points only document deflate, so they use deflate unless "none".
-	Compression string
-	// Concurrency is the maximum number of concurrent HTTP requests; default 4.
-	Concurrency int
-	Backoff     Backoff
-	// RequestTimeout bounds one HTTP attempt; default 30s.
-	RequestTimeout time.Duration
-	// MaxPayloadBytes caps a series request body on the wire; default and
-	// maximum 512,000. A body compressing larger is split.
-	MaxPayloadBytes int
-	// MaxUncompressedBytes caps a series request body before compression;
-	// default 4,000,000, less than the API's 5,242,880. With Compression
-	// "none" the cap is MaxPayloadBytes.
-	MaxUncompressedBytes int
-	// MaxDistributionBytes caps a distribution points request body, before
-	// and after compression; default 3,000,000, at most 3,200,000. A point
-	// with more values than fit is split into several points with the same
-	// timestamp (distributions merge, they do not overwrite).
-	MaxDistributionBytes int
-	// MaxAge: points older than this when submitted are rejected without
-	// being sent (the API would drop them silently); default 1h. MaxFuture
-	// likewise for points ahead of the clock; default 10m.
-	MaxAge    time.Duration
-	MaxFuture time.Duration
-
+	// Mode is "api" or "dogstatsd".
+	Mode string `yaml:"mode"`
+	// concurrency, request_timeout, retry_initial, retry_max: the sender's
+	// (api mode).
+	ddhttp.Config `yaml:",inline"`
+	// Compression is "gzip", "zstd", "deflate" or "none". Series use it as
+	// is (Content-Encoding gzip, zstd1, deflate); distribution points only
+	// document deflate, so they use deflate unless "none".
+	Compression string `yaml:"compression"`
 	// DogStatsDAddr is the Agent address in dogstatsd mode ("host:port",
-	// "unix:///path"); default localhost:8125.
-	DogStatsDAddr string
+	// "unix:///path").
+	DogStatsDAddr string `yaml:"dogstatsd_addr"`
 
-	// HTTPClient sends the requests; default: a client of its own with
+	// The API's limits, lowered by tests only.
+	//
+	// MaxPayloadBytes caps a series request body on the wire: at most
+	// 512,000. A body compressing larger is split.
+	MaxPayloadBytes int `yaml:"-"`
+	// MaxUncompressedBytes caps a series request body before compression:
+	// less than the API's 5,242,880. With Compression "none" the cap is
+	// MaxPayloadBytes.
+	MaxUncompressedBytes int `yaml:"-"`
+	// MaxDistributionBytes caps a distribution points request body, before
+	// and after compression: at most 3,200,000. A point with more values
+	// than fit is split into several points with the same timestamp
+	// (distributions merge, they do not overwrite).
+	MaxDistributionBytes int `yaml:"-"`
+	// MaxAge: points older than this when submitted are rejected without
+	// being sent (the API would drop them silently): at most 1h. MaxFuture
+	// likewise for points ahead of the clock: at most 10m.
+	MaxAge    time.Duration `yaml:"-"`
+	MaxFuture time.Duration `yaml:"-"`
+
+	// APIURL is the metrics API base URL (datadog.api_url, or from
+	// datadog.site). Series go to APIURL+"/api/v2/series", distributions
+	// to APIURL+"/api/v1/distribution_points".
+	APIURL string `yaml:"-"`
+	// APIKey is sent as DD-API-KEY (datadog.api_key); required in api
+	// mode. Never logged.
+	APIKey string `yaml:"-"`
+	// HTTPClient sends the requests; nil: a client of its own with
 	// keep-alive connections for Concurrency requests.
-	HTTPClient *http.Client
-	// Logger receives operational messages; default slog.Default().
-	Logger *slog.Logger
+	HTTPClient *http.Client `yaml:"-"`
+	// Logger receives operational messages; nil: slog.Default().
+	Logger *slog.Logger `yaml:"-"`
 	// OnResult, when set, is called after every HTTP attempt, from the
 	// sending goroutine: keep it fast.
-	OnResult func(Result)
-	// Now is the clock for the age checks; default time.Now.
-	Now func() time.Time
+	OnResult func(Result) `yaml:"-"`
+	// Now is the clock for the age checks; nil: time.Now.
+	Now func() time.Time `yaml:"-"`
 }
 
-// Validate reports every invalid field; zero fields are valid (defaults).
+// DefaultConfig is the one place the defaults live (the README's
+// metrics.delivery.* defaults).
+func DefaultConfig() Config {
+	c := Config{
+		Mode:                 ModeAPI,
+		Config:               ddhttp.DefaultConfig(),
+		Compression:          ddhttp.Gzip,
+		DogStatsDAddr:        DefaultDogStatsDAddr,
+		MaxPayloadBytes:      MaxSeriesPayloadBytes,
+		MaxUncompressedBytes: 4_000_000,
+		MaxDistributionBytes: 3_000_000,
+		MaxAge:               SeriesMaxAge,
+		MaxFuture:            SeriesMaxFuture,
+		APIURL:               APIURL(""),
+	}
+	c.Concurrency = DefaultConcurrency
+	return c
+}
+
+// Validate reports every invalid field, each message starting with its key.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("ddmetrics: "+format, args...)) }
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch c.Mode {
-	case "", ModeAPI:
-		if c.APIKey == "" {
-			bad("APIKey is required in api mode (the Datadog API key, sent as DD-API-KEY)")
-		} else if strings.ContainsFunc(c.APIKey, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
-			bad("APIKey contains whitespace or control characters")
-		}
+	case ModeAPI:
+		errs = append(errs, c.Config.Validate(), ddhttp.ValidateAPIKey(c.APIKey), ddhttp.ValidateURL("api_url", c.APIURL))
 	case ModeDogStatsD:
-	default:
-		bad("Mode %q is not one of api, dogstatsd", c.Mode)
-	}
-	if c.APIURL != "" {
-		u, err := url.Parse(c.APIURL)
-		switch {
-		case err != nil:
-			bad("APIURL %q is not a URL: %v", c.APIURL, err)
-		case u.Scheme != "http" && u.Scheme != "https":
-			bad("APIURL %q must start with https:// or http://", c.APIURL)
-		case u.Host == "":
-			bad("APIURL %q has no host", c.APIURL)
+		if c.DogStatsDAddr == "" {
+			bad("dogstatsd_addr: is required in dogstatsd mode")
 		}
+	default:
+		bad("mode: must be api or dogstatsd, got %q", c.Mode)
 	}
 	switch c.Compression {
-	case "", "gzip", "zstd", "deflate", "none":
+	case ddhttp.Gzip, ddhttp.Zstd, ddhttp.Deflate, ddhttp.None:
 	default:
-		bad("Compression %q is not one of gzip, zstd, deflate, none", c.Compression)
+		bad("compression: must be gzip, zstd, deflate or none, got %q", c.Compression)
 	}
-	if c.Concurrency < 0 || c.Concurrency > 1024 {
-		bad("Concurrency %d is out of range: 1..1024 (0 for the default %d)", c.Concurrency, DefaultConcurrency)
+	if c.MaxPayloadBytes < minPayloadBytes || c.MaxPayloadBytes > MaxSeriesPayloadBytes {
+		bad("max_payload_bytes: must be %d..%d, got %d", minPayloadBytes, MaxSeriesPayloadBytes, c.MaxPayloadBytes)
 	}
-	if c.RequestTimeout < 0 {
-		bad("RequestTimeout %v must not be negative", c.RequestTimeout)
+	if c.MaxUncompressedBytes < minPayloadBytes || c.MaxUncompressedBytes >= MaxSeriesDecompressedBytes {
+		bad("max_uncompressed_bytes: must be %d..%d, got %d", minPayloadBytes, MaxSeriesDecompressedBytes-1, c.MaxUncompressedBytes)
 	}
-	if c.MaxPayloadBytes < 0 || c.MaxPayloadBytes > MaxSeriesPayloadBytes {
-		bad("MaxPayloadBytes %d is out of range: at most %d (0 for the default)", c.MaxPayloadBytes, MaxSeriesPayloadBytes)
-	} else if c.MaxPayloadBytes > 0 && c.MaxPayloadBytes < 4096 {
-		bad("MaxPayloadBytes %d is too small: at least 4096", c.MaxPayloadBytes)
+	if c.MaxDistributionBytes < minPayloadBytes || c.MaxDistributionBytes > MaxDistributionPayloadBytes {
+		bad("max_distribution_bytes: must be %d..%d, got %d", minPayloadBytes, MaxDistributionPayloadBytes, c.MaxDistributionBytes)
 	}
-	if c.MaxUncompressedBytes < 0 || c.MaxUncompressedBytes >= MaxSeriesDecompressedBytes {
-		bad("MaxUncompressedBytes %d is out of range: less than %d (0 for the default %d)", c.MaxUncompressedBytes, MaxSeriesDecompressedBytes, DefaultMaxUncompressedBytes)
-	} else if c.MaxUncompressedBytes > 0 && c.MaxUncompressedBytes < 4096 {
-		bad("MaxUncompressedBytes %d is too small: at least 4096", c.MaxUncompressedBytes)
+	if c.MaxAge <= 0 || c.MaxAge > SeriesMaxAge {
+		bad("max_age: must be within (0, %v], got %v", SeriesMaxAge, c.MaxAge)
 	}
-	if c.MaxDistributionBytes < 0 || c.MaxDistributionBytes > MaxDistributionPayloadBytes {
-		bad("MaxDistributionBytes %d is out of range: at most %d (0 for the default %d)", c.MaxDistributionBytes, MaxDistributionPayloadBytes, DefaultMaxDistributionBytes)
-	} else if c.MaxDistributionBytes > 0 && c.MaxDistributionBytes < 4096 {
-		bad("MaxDistributionBytes %d is too small: at least 4096", c.MaxDistributionBytes)
-	}
-	if c.MaxAge < 0 || c.MaxAge > SeriesMaxAge || c.MaxFuture < 0 || c.MaxFuture > SeriesMaxFuture {
-		bad("MaxAge must be within 0..1h and MaxFuture within 0..10m (0 for the API's limits)")
-	}
-	for _, p := range c.Backoff.Problems() {
-		bad("%s", p)
+	if c.MaxFuture <= 0 || c.MaxFuture > SeriesMaxFuture {
+		bad("max_future: must be within (0, %v], got %v", SeriesMaxFuture, c.MaxFuture)
 	}
 	return errors.Join(errs...)
 }
 
-func (c Config) withDefaults() Config {
-	if c.Mode == "" {
-		c.Mode = ModeAPI
-	}
-	if c.APIURL == "" {
-		c.APIURL = APIURL("")
-	}
-	c.APIURL = strings.TrimRight(c.APIURL, "/")
-	if c.Compression == "" {
-		c.Compression = DefaultCompression
-	}
-	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
-	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
-	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, MaxSeriesPayloadBytes)
-	c.MaxUncompressedBytes = cmp.Or(c.MaxUncompressedBytes, DefaultMaxUncompressedBytes)
-	if c.Compression == "none" {
-		c.MaxUncompressedBytes = min(c.MaxUncompressedBytes, c.MaxPayloadBytes)
-	}
-	c.MaxDistributionBytes = cmp.Or(c.MaxDistributionBytes, DefaultMaxDistributionBytes)
-	c.MaxAge = cmp.Or(c.MaxAge, SeriesMaxAge)
-	c.MaxFuture = cmp.Or(c.MaxFuture, SeriesMaxFuture)
-	c.Backoff = c.Backoff.WithDefaults()
-	if c.DogStatsDAddr == "" {
-		c.DogStatsDAddr = DefaultDogStatsDAddr
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return c
-}
+// minPayloadBytes is the smallest payload cap accepted.
+const minPayloadBytes = 4096

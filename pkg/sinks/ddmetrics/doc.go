@@ -15,11 +15,11 @@
 //     payload compressing larger than the limit is split in halves);
 //     distribution points at most 3,000,000 bytes by default, a point with
 //     more values than fit being split into several points of the same
-//     timestamp, which Datadog merges. Status handling mirrors the logs
-//     client (package ddlogs): 2xx accepted; 408, 429, 5xx and network
-//     errors retried with exponential backoff and jitter, never sooner
-//     than an answer's Retry-After asks (ddhttp.Retrier, shared with the
-//     logs client); 400 and 413 split in halves down to single points, which
+//     timestamp, which Datadog merges. Status handling is the one Datadog
+//     sender's (package ddhttp, shared with the logs client): 2xx
+//     accepted; 408, 429, 5xx and network errors retried with exponential
+//     backoff and jitter, never sooner than an answer's Retry-After asks;
+//     400 and 413 split in halves down to single points, which
 //     are then rejected with the reason; 401 and 403 retried while Healthy
 //     reports the refused key. The API key is never logged. Points that are
 //     older than an hour (or more than 10 minutes ahead) when submitted, or

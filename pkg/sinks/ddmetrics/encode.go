@@ -2,15 +2,9 @@ package ddmetrics
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"strconv"
-	"sync"
 	"unicode/utf8"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zlib"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
@@ -332,6 +326,11 @@ func halves(p *payload) (a, b *payload, ok bool) {
 	return nil, nil, false
 }
 
+// splittable reports whether halves can split p.
+func splittable(p *payload) bool {
+	return len(p.parts) > 1 || p.dist && p.parts[0].hi-p.parts[0].lo > 1
+}
+
 // points is the number of metric points (series points or distribution
 // values) a payload carries.
 func (p *payload) points() int {
@@ -343,73 +342,4 @@ func (p *payload) points() int {
 		n += pt.hi - pt.lo
 	}
 	return n
-}
-
-// compressor compresses request bodies with pooled state.
-type compressor struct {
-	name string // Content-Encoding sent; empty for identity
-	gz   sync.Pool
-	zl   sync.Pool
-	zs   *zstd.Encoder
-}
-
-func newCompressor(kind string) (*compressor, error) {
-	c := &compressor{}
-	switch kind {
-	case "gzip":
-		c.name = "gzip"
-		c.gz.New = func() any { w, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression); return w }
-	case "deflate":
-		c.name = "deflate"
-		c.zl.New = func() any { w, _ := zlib.NewWriterLevel(nil, zlib.DefaultCompression); return w }
-	case "zstd":
-		// The series API's enum spells zstd "zstd1".
-		c.name = "zstd1"
-		zs, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("ddmetrics: zstd: %w", err)
-		}
-		c.zs = zs
-	}
-	return c, nil
-}
-
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// compress returns src compressed into dst (src itself for identity).
-func (c *compressor) compress(src, dst []byte) []byte {
-	switch {
-	case c.zs != nil:
-		return c.zs.EncodeAll(src, dst[:0])
-	case c.name == "gzip":
-		w := c.gz.Get().(*gzip.Writer)
-		aw := appendWriter{b: dst[:0]}
-		w.Reset(&aw)
-		_, _ = w.Write(src) // appendWriter never fails
-		_ = w.Close()
-		w.Reset(io.Discard)
-		c.gz.Put(w)
-		return aw.b
-	case c.name == "deflate":
-		w := c.zl.Get().(*zlib.Writer)
-		aw := appendWriter{b: dst[:0]}
-		w.Reset(&aw)
-		_, _ = w.Write(src)
-		_ = w.Close()
-		w.Reset(io.Discard)
-		c.zl.Put(w)
-		return aw.b
-	}
-	return src
-}
-
-func (c *compressor) close() {
-	if c.zs != nil {
-		_ = c.zs.Close()
-	}
 }

@@ -18,7 +18,9 @@ import (
 
 func TestDogStatsDMode(t *testing.T) {
 	l := listenStatsd(t)
-	c, err := ddmetrics.New(ddmetrics.Config{Mode: ddmetrics.ModeDogStatsD, DogStatsDAddr: l.addr(), Now: clock})
+	cfg := ddmetrics.DefaultConfig()
+	cfg.Mode, cfg.DogStatsDAddr, cfg.Now = ddmetrics.ModeDogStatsD, l.addr(), clock
+	c, err := ddmetrics.New(cfg)
 	require.NoError(t, err)
 	defer c.Close()
 	vs := make([]float64, 500)

@@ -39,8 +39,10 @@ func (o *delivery) DeadLetter(ctx context.Context, b *record.Batch) error {
 
 func newDelivery(t testing.TB, url string, clk func() time.Time) *delivery {
 	t.Helper()
-	c, err := ddmetrics.New(ddmetrics.Config{APIURL: url, APIKey: fleetKey, Now: clk, Logger: slog.New(slog.DiscardHandler),
-		Backoff: ddmetrics.Backoff{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}})
+	cfg := ddmetrics.DefaultConfig()
+	cfg.APIURL, cfg.APIKey, cfg.Now, cfg.Logger = url, fleetKey, clk, slog.New(slog.DiscardHandler)
+	cfg.Backoff.InitialInterval, cfg.Backoff.MaxInterval = time.Millisecond, 5*time.Millisecond
+	c, err := ddmetrics.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return &delivery{t: t, stage: ddmetrics.NewStage(c), dead: &sink{}}

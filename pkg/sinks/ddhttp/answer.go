@@ -1,15 +1,12 @@
 package ddhttp
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cenkalti/backoff/v5"
 )
 
 // MaxRetryAfter bounds how long one Retry-After answer holds a payload
@@ -48,8 +45,8 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 	return min(max(d, 0), MaxRetryAfter)
 }
 
-// Answer is what one attempt got back from a Datadog API.
-type Answer struct {
+// answer is what one attempt got back from a Datadog API.
+type answer struct {
 	Status int
 	// Detail is a short, key-free description of a non-2xx answer.
 	Detail string
@@ -57,11 +54,11 @@ type Answer struct {
 	RetryAfter time.Duration
 }
 
-// ReadAnswer reads a response's status, and for a non-2xx answer its
+// readAnswer reads a response's status, and for a non-2xx answer its
 // reason and Retry-After, draining the body (bounded) so that the
 // connection can be reused. It does not close the body.
-func ReadAnswer(resp *http.Response, apiKey string, now time.Time) Answer {
-	a := Answer{Status: resp.StatusCode}
+func readAnswer(resp *http.Response, apiKey string, now time.Time) answer {
+	a := answer{Status: resp.StatusCode}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return a
@@ -71,46 +68,4 @@ func ReadAnswer(resp *http.Response, apiKey string, now time.Time) Answer {
 	a.Detail = Redact(ErrorDetail(resp.StatusCode, msg), apiKey)
 	a.RetryAfter = RetryAfter(resp.Header, now)
 	return a
-}
-
-// Retrier paces the attempts to send one payload: exponential backoff with
-// jitter, never sooner than the API asked with Retry-After. Both Datadog
-// clients (logs and metrics) wait through it, so they honour the API the
-// same way.
-type Retrier struct {
-	b  Backoff
-	bo *backoff.ExponentialBackOff
-}
-
-// Retrier starts the pacing of one payload; b must have its defaults set.
-func (b Backoff) Retrier() *Retrier {
-	return &Retrier{b: b, bo: b.New()}
-}
-
-// Delay is how long to wait before the next attempt: the backoff's next
-// delay (capped at MaxInterval), or retryAfter when that is longer (capped
-// at MaxRetryAfter, which may exceed MaxInterval: the API's word wins over
-// our own pace).
-func (r *Retrier) Delay(retryAfter time.Duration) time.Duration {
-	d := min(r.bo.NextBackOff(), r.b.MaxInterval)
-	if retryAfter > d {
-		d = min(retryAfter, MaxRetryAfter)
-	}
-	return d
-}
-
-// Wait sleeps Delay(retryAfter), or until ctx ends (then ctx's error).
-func (r *Retrier) Wait(ctx context.Context, retryAfter time.Duration) error {
-	d := r.Delay(retryAfter)
-	if r.b.Sleep != nil {
-		return r.b.Sleep(ctx, d)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
