@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // cloudWatchAPI is the part of the CloudWatch client the poller calls.
@@ -468,6 +468,8 @@ var (
 // call runs fn, paced by the target's limiter, retrying throttled and
 // other transient failures with exponential back-off and full jitter.
 func (p *Poller) call(ctx context.Context, t *target, op string, fn func(context.Context) error) error {
+	pace := backoff.Policy{InitialInterval: p.cfg.BackoffBase, MaxInterval: p.cfg.BackoffMax,
+		Multiplier: backoff.DefaultMultiplier, Jitter: backoff.FullJitter}.Start()
 	for attempt := 1; ; attempt++ {
 		if err := t.limiter.Wait(ctx); err != nil {
 			return err
@@ -484,23 +486,11 @@ func (p *Poller) call(ctx context.Context, t *target, op string, fn func(context
 			return fmt.Errorf("%s: %w", op, err)
 		}
 		p.retries.Add(1)
-		wait := p.backoff(attempt)
+		wait := pace.Next()
 		p.log.Debug("cloudwatch call retried", "target", t.Target.String(), "op", op, "attempt", attempt,
 			"throttled", throttled, "wait", wait, "err", err)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("%s: %w", op, ctx.Err())
-		case <-timer.C:
+		if err := pace.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
-}
-
-func (p *Poller) backoff(attempt int) time.Duration {
-	d := p.cfg.BackoffBase << min(attempt-1, 20)
-	if d <= 0 || d > p.cfg.BackoffMax {
-		d = p.cfg.BackoffMax
-	}
-	return time.Duration(rand.Int64N(int64(d)) + 1)
 }

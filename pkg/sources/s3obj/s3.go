@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // Getter is the one S3 call the reader needs (*s3.Client has it).
@@ -39,19 +41,19 @@ type Body struct {
 	ETag         string
 	LastModified time.Time
 
-	ctx     context.Context
-	g       Getter
-	optFns  []func(*s3.Options)
-	body    io.ReadCloser
-	off     int64
-	fails   int
-	backoff func(attempt int) time.Duration
+	ctx    context.Context
+	g      Getter
+	optFns []func(*s3.Options)
+	body   io.ReadCloser
+	off    int64
+	fails  int
+	pace   *backoff.Backoff
 }
 
 // Open starts reading s3://bucket/key. optFns apply to every GetObject
 // call (for example the bucket's region). ctx bounds the whole read.
 func Open(ctx context.Context, g Getter, bucket, key string, optFns ...func(*s3.Options)) (*Body, error) {
-	b := &Body{Bucket: bucket, Key: key, Size: -1, ctx: ctx, g: g, optFns: optFns, backoff: defaultBackoff}
+	b := &Body{Bucket: bucket, Key: key, Size: -1, ctx: ctx, g: g, optFns: optFns, pace: resumeBackoff.Start()}
 	out, err := b.get()
 	if err != nil {
 		return nil, err
@@ -65,9 +67,9 @@ func Open(ctx context.Context, g Getter, bucket, key string, optFns ...func(*s3.
 	return b, nil
 }
 
-func defaultBackoff(attempt int) time.Duration {
-	return min(100*time.Millisecond<<attempt, 5*time.Second)
-}
+// resumeBackoff paces the attempts to resume a broken read: 200ms, doubling,
+// up to 5s; without jitter, as a read resumes alone.
+var resumeBackoff = backoff.Policy{InitialInterval: 200 * time.Millisecond, MaxInterval: 5 * time.Second, Multiplier: backoff.DefaultMultiplier}
 
 func (b *Body) get() (*s3.GetObjectOutput, error) {
 	in := &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(b.Key)}
@@ -103,7 +105,7 @@ func (b *Body) Read(p []byte) (int, error) {
 					return 0, err
 				}
 				b.fails++
-				if err := b.wait(); err != nil {
+				if err := b.pace.Wait(b.ctx); err != nil {
 					return 0, err
 				}
 				continue
@@ -136,20 +138,9 @@ func (b *Body) Read(p []byte) (int, error) {
 		if n > 0 {
 			return n, nil // the next Read resumes
 		}
-		if err := b.wait(); err != nil {
+		if err := b.pace.Wait(b.ctx); err != nil {
 			return 0, err
 		}
-	}
-}
-
-func (b *Body) wait() error {
-	t := time.NewTimer(b.backoff(b.fails))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-b.ctx.Done():
-		return b.ctx.Err()
 	}
 }
 

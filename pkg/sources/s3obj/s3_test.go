@@ -17,6 +17,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // flakyS3 serves one object and cuts every response after cut bytes.
@@ -76,14 +78,19 @@ func (c *cutReader) Read(p []byte) (int, error) {
 }
 func (c *cutReader) Close() error { return nil }
 
-func noWait(int) time.Duration { return 0 }
+// noWait is the resume pacing without its waits.
+func noWait() *backoff.Backoff {
+	p := resumeBackoff
+	p.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	return p.Start()
+}
 
 func TestBodyResumesWhereTheConnectionBroke(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 10_000)
 	f := &flakyS3{data: data, etag: `"abc"`, cut: 30_000}
 	b, err := Open(context.Background(), f, "bucket", "k")
 	require.NoError(t, err)
-	b.backoff = noWait
+	b.pace = noWait()
 	got, err := io.ReadAll(b)
 	require.NoError(t, err)
 	assert.Equal(t, data, got)
@@ -107,7 +114,7 @@ func TestBodyErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b, err := Open(context.Background(), c.f, "bucket", c.key)
 			if err == nil {
-				b.backoff = noWait
+				b.pace = noWait()
 				_, err = io.ReadAll(b)
 			}
 			require.Error(t, err)
@@ -129,7 +136,7 @@ func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
 	f := &flakyS3{data: concat(docs...), etag: `"e"`, cut: 7_777}
 	b, err := Open(context.Background(), f, "bucket", "k")
 	require.NoError(t, err)
-	b.backoff = noWait
+	b.pace = noWait()
 	r := NewReader(b, Object{Bucket: "bucket", Key: "k"}, Config{})
 	n := 0
 	for {

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -247,7 +247,7 @@ func (s *Source) Stop(ctx context.Context) error {
 // receive long-polls one queue while there is room for more messages.
 func (s *Source) receive(ctx context.Context, q *queue) {
 	defer s.receivers.Done()
-	fails := 0
+	pace := receiveBackoff.Start()
 	for {
 		if err := s.slots.Acquire(ctx, 1); err != nil {
 			return
@@ -270,15 +270,14 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				return
 			}
 			s.apiErrs.Inc()
-			fails++
-			d := backoff(fails, time.Second, 30*time.Second)
+			d := pace.Next()
 			s.log.Warn("sqs receive failed; retrying", "queue", q.url, "error", err, "retry_in", d)
-			if !sleep(ctx, d) {
+			if pace.Sleep(ctx, d) != nil {
 				return
 			}
 			continue
 		}
-		fails = 0
+		pace.Reset()
 		s.slots.Release(n - int64(len(out.Messages)))
 		for _, m := range out.Messages {
 			s.received.Inc()
@@ -603,6 +602,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 	for i, h := range handles {
 		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h)}
 	}
+	pace := deleteBackoff.Start()
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := s.apiContext(30 * time.Second)
 		out, err := s.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
@@ -640,9 +640,9 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		// delivered, and every failed delete is a duplicate later. Only
 		// the end of Stop's time cuts it short.
 		ctx, cancel = s.apiContext(time.Minute)
-		ok := sleep(ctx, backoff(attempt, 200*time.Millisecond, 5*time.Second))
+		waitErr := pace.Wait(ctx)
 		cancel()
-		if !ok {
+		if waitErr != nil {
 			s.log.Error("sqs delete cut short by the shutdown deadline: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
 			return
 		}
@@ -714,20 +714,9 @@ func (s *Source) apiContext(d time.Duration) (context.Context, context.CancelFun
 	return context.WithTimeout(base, d)
 }
 
-// backoff is the n-th (from 1) delay of a capped exponential backoff with
-// jitter.
-func backoff(n int, initial, maxDelay time.Duration) time.Duration {
-	d := min(initial<<min(n-1, 20), maxDelay)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+// The pacing of failed receives (reset by a success) and of the retries of
+// one delete.
+var (
+	receiveBackoff = backoff.Exponential(time.Second, 30*time.Second)
+	deleteBackoff  = backoff.Exponential(200*time.Millisecond, 5*time.Second)
+)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // Errors returned by Sender.Send (wrapped).
@@ -177,14 +179,12 @@ func (s *Sender) Send(ctx context.Context, req *Request) error {
 			s.requestsFailed.Add(1)
 			return fmt.Errorf("request %s after %d attempts: %w: %w", req.ID, attempt, ErrRetriesExhausted, err)
 		}
+		// Firehose's own schedule (Backoff), not gwpipe's policy: the
+		// generator plays Firehose.
 		d := min(Backoff(s.cfg.InitialBackoff, s.cfg.MaxBackoff, attempt, rand.Float64()), s.cfg.RetryDuration-spent)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, d) != nil {
 			s.requestsCanceled.Add(1)
 			return fmt.Errorf("request %s: %w (last attempt: %v)", req.ID, ctx.Err(), err)
-		case <-t.C:
 		}
 		spent += d
 		s.retries.Add(1)

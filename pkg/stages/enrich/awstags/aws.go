@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"golang.org/x/time/rate"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // APIGatewayClient is the part of the API Gateway (v1) client the Tagger
@@ -176,6 +177,7 @@ func (s *accountSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, op
 // back-off and full jitter, and after throttling holds the account's other
 // calls too. Each attempt counts as one call in Stats.
 func (t *Tagger) call(ctx context.Context, a *account, region string, o op, limited bool, fn func(context.Context) error) error {
+	var pace *backoff.Backoff
 	for attempt := 1; ; attempt++ {
 		if err := t.waitTurn(ctx, a, limited); err != nil {
 			return &Error{Op: o.String(), Account: a.id, Region: region, Kind: KindPermanent, Err: err}
@@ -194,9 +196,13 @@ func (t *Tagger) call(ctx context.Context, a *account, region string, o op, limi
 			// credentials' AssumeRole): do not multiply the attempts.
 			kind, final = inner.Kind, true
 		}
+		if pace == nil {
+			pace = t.retryPolicy().Start()
+		}
+		wait := pace.Next()
 		if kind == KindThrottled && !final {
 			t.stats.throttles.Add(1)
-			a.pause(t.backoff(attempt + 1))
+			a.pause(wait) // the account's other calls wait as long as this one
 		}
 		if final || kind == KindPermanent || kind == KindNotFound || attempt >= t.cfg.MaxAttempts || ctx.Err() != nil {
 			if kind != KindNotFound {
@@ -204,7 +210,7 @@ func (t *Tagger) call(ctx context.Context, a *account, region string, o op, limi
 			}
 			return &Error{Op: o.String(), Account: a.id, Region: region, Kind: kind, Err: err}
 		}
-		if err := sleepCtx(ctx, t.backoff(attempt)); err != nil {
+		if err := pace.Sleep(ctx, wait); err != nil {
 			return &Error{Op: o.String(), Account: a.id, Region: region, Kind: kind, Err: err}
 		}
 	}
@@ -213,7 +219,7 @@ func (t *Tagger) call(ctx context.Context, a *account, region string, o op, limi
 func (t *Tagger) waitTurn(ctx context.Context, a *account, limited bool) error {
 	if until := a.pauseUntil.Load(); until > 0 {
 		if d := time.Until(time.Unix(0, until)); d > 0 {
-			if err := sleepCtx(ctx, d); err != nil {
+			if err := backoff.Sleep(ctx, d); err != nil {
 				return err
 			}
 		}
@@ -237,22 +243,11 @@ func (a *account) pause(d time.Duration) {
 	}
 }
 
-// backoff is RetryBase·2^(attempt-1), capped at 32·RetryBase, with full
-// jitter.
-func (t *Tagger) backoff(attempt int) time.Duration {
-	d := t.cfg.RetryBase << min(attempt-1, 5)
-	return time.Duration(rand.Int64N(int64(d)) + 1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// retryPolicy paces the retries of one call: RetryBase doubled per
+// attempt, capped at 32·RetryBase, with full jitter.
+func (t *Tagger) retryPolicy() backoff.Policy {
+	return backoff.Policy{InitialInterval: t.cfg.RetryBase, MaxInterval: 32 * t.cfg.RetryBase,
+		Multiplier: backoff.DefaultMultiplier, Jitter: backoff.FullJitter}
 }
 
 // selfAccount returns the account of the pipeline's own credentials.
