@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
@@ -45,20 +46,18 @@ func NewCodec(kind string, level, concurrency int) (*Codec, error) {
 	c := &Codec{kind: kind, sem: make(chan struct{}, max(concurrency, 1))}
 	c.bufs.New = func() any { return &Buf{B: make([]byte, 0, 64<<10)} }
 	switch kind {
-	case Gzip:
-		if level == 0 {
-			level = gzip.DefaultCompression
-		} else if level < 1 || level > 9 {
-			return nil, fmt.Errorf("gzip level %d: must be 1..9", level)
+	case Gzip, Deflate:
+		if level < 0 || level > 9 {
+			return nil, fmt.Errorf("%s level %d: must be 1..9", kind, level)
 		}
-		c.gz.New = func() any { w, _ := gzip.NewWriterLevel(nil, level); return w }
-	case Deflate:
 		if level == 0 {
-			level = zlib.DefaultCompression
-		} else if level < 1 || level > 9 {
-			return nil, fmt.Errorf("deflate level %d: must be 1..9", level)
+			level = flate.DefaultCompression // gzip and zlib wrap flate
 		}
-		c.zl.New = func() any { w, _ := zlib.NewWriterLevel(nil, level); return w }
+		if kind == Gzip {
+			c.gz.New = func() any { w, _ := gzip.NewWriterLevel(nil, level); return w }
+		} else {
+			c.zl.New = func() any { w, _ := zlib.NewWriterLevel(nil, level); return w }
+		}
 	case Zstd:
 		zl := zstd.SpeedDefault
 		if level < 0 || level > 22 {

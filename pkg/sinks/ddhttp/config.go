@@ -54,6 +54,20 @@ func (c Config) Validate() error {
 	return errors.Join(append(errs, c.Backoff.Validate())...)
 }
 
+// DefaultSite is the Datadog site when none is given.
+const DefaultSite = "datadoghq.com"
+
+// SiteURL is the base URL of a Datadog site's service host:
+// SiteURL("api", "datadoghq.eu") is "https://api.datadoghq.eu". An empty
+// site means DefaultSite.
+func SiteURL(service, site string) string {
+	site = strings.TrimSpace(site)
+	if site == "" {
+		site = DefaultSite
+	}
+	return "https://" + service + "." + site
+}
+
 // ValidateURL checks an endpoint URL; key names it in the message.
 func ValidateURL(key, u string) error {
 	p, err := url.Parse(u)

@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -1160,4 +1161,36 @@ func TestCloseWhileDelivering(t *testing.T) {
 	assert.Equal(t, s.LogsSubmitted, s.LogsAccepted)
 	in.srv.Close()
 	checkGoroutines(t, goroutines)
+}
+
+// TestConfigYAMLKeys: the keys under datadog.logs that the README documents
+// land in Config, the sender's among them; nothing else is a key.
+func TestConfigYAMLKeys(t *testing.T) {
+	doc := `
+compression: zstd
+compression_level: 3
+concurrency: 7
+max_batch_logs: 500
+max_batch_bytes: 2000000
+max_log_bytes: 500000
+linger: 10ms
+request_timeout: 5s
+retry_initial: 100ms
+retry_max: 2s
+`
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&c))
+	want := DefaultConfig()
+	want.Compression, want.CompressionLevel, want.Concurrency = "zstd", 3, 7
+	want.MaxBatchLogs, want.MaxBatchBytes, want.MaxLogBytes = 500, 2_000_000, 500_000
+	want.Linger, want.RequestTimeout = 10*time.Millisecond, 5*time.Second
+	want.Backoff.InitialInterval, want.Backoff.MaxInterval = 100*time.Millisecond, 2*time.Second
+	assert.Equal(t, want, c)
+	for _, key := range []string{"url", "api_key", "max_pending", "multiplier", "jitter", "sleep", "logger", "defaults"} {
+		dec := yaml.NewDecoder(strings.NewReader(key + ": 1\n"))
+		dec.KnownFields(true)
+		assert.Error(t, dec.Decode(new(Config)), "%s is not a key", key)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -23,18 +22,9 @@ const (
 	maxPendingLimit = 1 << 16
 )
 
-// DefaultSite is the Datadog site of LogsURL("").
-const DefaultSite = "datadoghq.com"
-
 // LogsURL returns the logs intake URL for a Datadog site ("datadoghq.eu",
 // "us5.datadoghq.com", …); an empty site means datadoghq.com.
-func LogsURL(site string) string {
-	site = strings.TrimSpace(site)
-	if site == "" {
-		site = DefaultSite
-	}
-	return "https://http-intake.logs." + site + "/api/v2/logs"
-}
+func LogsURL(site string) string { return ddhttp.SiteURL("http-intake.logs", site) + "/api/v2/logs" }
 
 // Config configures a Client: the keys under datadog.logs, and the
 // runtime fields the assembler sets (yaml:"-"). Start from DefaultConfig.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -382,4 +383,32 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []time.Duration{10 * time.Second, 10 * time.Second}, waits)
+}
+
+// TestConfigYAMLKeys: the keys under metrics.delivery that the README
+// documents land in Config, the sender's among them; nothing else is a key.
+func TestConfigYAMLKeys(t *testing.T) {
+	doc := `
+mode: dogstatsd
+compression: deflate
+concurrency: 3
+request_timeout: 5s
+retry_initial: 100ms
+retry_max: 2s
+dogstatsd_addr: unix:///var/run/datadog/dsd.socket
+`
+	c := ddmetrics.DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&c))
+	want := ddmetrics.DefaultConfig()
+	want.Mode, want.Compression, want.Concurrency, want.RequestTimeout = "dogstatsd", "deflate", 3, 5*time.Second
+	want.Backoff.InitialInterval, want.Backoff.MaxInterval = 100*time.Millisecond, 2*time.Second
+	want.DogStatsDAddr = "unix:///var/run/datadog/dsd.socket"
+	assert.Equal(t, want, c)
+	for _, key := range []string{"api_url", "api_key", "max_age", "max_payload_bytes", "jitter", "now"} {
+		dec := yaml.NewDecoder(strings.NewReader(key + ": 1\n"))
+		dec.KnownFields(true)
+		assert.Error(t, dec.Decode(new(ddmetrics.Config)), "%s is not a key", key)
+	}
 }

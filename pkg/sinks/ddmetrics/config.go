@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -34,7 +33,6 @@ const (
 
 // Defaults (see DefaultConfig).
 const (
-	DefaultSite                   = "datadoghq.com"
 	DefaultConcurrency            = 2
 	DefaultDogStatsDAddr          = "localhost:8125"
 	defaultDogStatsDFlushInterval = 100 * time.Millisecond
@@ -42,13 +40,7 @@ const (
 
 // APIURL returns the metrics API base URL for a Datadog site; an empty site
 // means datadoghq.com.
-func APIURL(site string) string {
-	site = strings.TrimSpace(site)
-	if site == "" {
-		site = DefaultSite
-	}
-	return "https://api." + site
-}
+func APIURL(site string) string { return ddhttp.SiteURL("api", site) }
 
 // Config configures a Client: the keys under metrics.delivery, and the
 // runtime fields the assembler sets (yaml:"-"). Start from DefaultConfig.
