@@ -27,41 +27,30 @@ func FuzzCodecRoundTrip(f *testing.F) {
 	}
 	zr, _ := zstd.NewReader(nil)
 	f.Cleanup(zr.Close)
+	decode := map[string]func([]byte) ([]byte, error){
+		Gzip:    func(b []byte) ([]byte, error) { return readAll(gzip.NewReader(bytes.NewReader(b))) },
+		Deflate: func(b []byte) ([]byte, error) { return readAll(zlib.NewReader(bytes.NewReader(b))) },
+		Zstd:    func(b []byte) ([]byte, error) { return zr.DecodeAll(b, nil) },
+		None:    func(b []byte) ([]byte, error) { return b, nil },
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		for kind, c := range codecs {
 			body, buf, err := c.Encode(context.Background(), src)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []byte
-			switch kind {
-			case Gzip:
-				r, err := gzip.NewReader(bytes.NewReader(body))
-				if err == nil {
-					got, err = io.ReadAll(r)
-				}
-				if err != nil {
-					t.Fatalf("%s: %v", kind, err)
-				}
-			case Deflate:
-				r, err := zlib.NewReader(bytes.NewReader(body))
-				if err == nil {
-					got, err = io.ReadAll(r)
-				}
-				if err != nil {
-					t.Fatalf("%s: %v", kind, err)
-				}
-			case Zstd:
-				if got, err = zr.DecodeAll(body, nil); err != nil {
-					t.Fatalf("%s: %v", kind, err)
-				}
-			case None:
-				got = body
-			}
-			if !bytes.Equal(got, src) {
-				t.Fatalf("%s: round trip of %d bytes gave %d", kind, len(src), len(got))
+			got, err := decode[kind](body)
+			if err != nil || !bytes.Equal(got, src) {
+				t.Fatalf("%s: round trip of %d bytes gave %d (%v)", kind, len(src), len(got), err)
 			}
 			c.Free(buf)
 		}
 	})
+}
+
+func readAll[R io.Reader](r R, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
 }
