@@ -58,6 +58,19 @@ type Reply struct {
 	Attempts int    // attempts sent
 }
 
+// Runtime is what the assembler wires into a Datadog client besides its
+// configuration; the clients' Configs embed it (yaml:"-").
+type Runtime struct {
+	// HTTPClient sends the requests; nil: a client of its own with
+	// keep-alive connections for Concurrency requests.
+	HTTPClient *http.Client
+	// Logger receives operational messages; nil: slog.Default().
+	Logger *slog.Logger
+	// OnResult, when set, is called after every HTTP attempt, from the
+	// sending goroutine: keep it fast.
+	OnResult func(Result)
+}
+
 // Options name the API a Sender talks to and wire its runtime parts.
 type Options struct {
 	// API names the API in messages ("logs intake"), Item one of its
@@ -66,14 +79,7 @@ type Options struct {
 	API, Item, Held, Component string
 	// APIKey is sent as DD-API-KEY, and never quoted.
 	APIKey string
-	// HTTPClient sends the requests; nil: a client of its own with
-	// keep-alive connections for Concurrency requests.
-	HTTPClient *http.Client
-	// Logger receives operational messages; nil: slog.Default().
-	Logger *slog.Logger
-	// OnResult, when set, is called after every attempt, from the sending
-	// goroutine: keep it fast.
-	OnResult func(Result)
+	Runtime
 	// Now reads Retry-After dates; nil: time.Now.
 	Now func() time.Time
 }

@@ -120,13 +120,13 @@ func newTestSender(t *testing.T, mod func(*Config, *Options)) *testSender {
 	cfg := DefaultConfig()
 	cfg.Backoff.InitialInterval, cfg.Backoff.MaxInterval = time.Millisecond, 4*time.Millisecond
 	cfg.Backoff.Sleep = ts.waits.sleep
-	o := Options{API: "test API", Item: "item", Held: "items", Component: "test", APIKey: testKey,
-		Logger: slog.New(slog.DiscardHandler),
-		OnResult: func(r Result) {
-			ts.mu.Lock()
-			ts.results = append(ts.results, r)
-			ts.mu.Unlock()
-		}}
+	o := Options{API: "test API", Item: "item", Held: "items", Component: "test", APIKey: testKey}
+	o.Logger = slog.New(slog.DiscardHandler)
+	o.OnResult = func(r Result) {
+		ts.mu.Lock()
+		ts.results = append(ts.results, r)
+		ts.mu.Unlock()
+	}
 	if mod != nil {
 		mod(&cfg, &o)
 	}

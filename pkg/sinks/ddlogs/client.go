@@ -131,9 +131,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ddlogs: %w", err)
 	}
+	rt := cfg.Runtime
+	rt.Logger = cfg.Logger.With("component", "ddlogs")
 	sender, err := ddhttp.NewSender(cfg.Config, ddhttp.Options{
-		API: "logs intake", Item: "log", Held: "logs", Component: "ddlogs",
-		APIKey: cfg.APIKey, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger.With("component", "ddlogs"), OnResult: cfg.OnResult,
+		API: "logs intake", Item: "log", Held: "logs", Component: "ddlogs", APIKey: cfg.APIKey, Runtime: rt,
 	})
 	if err != nil {
 		codec.Close()

@@ -3,8 +3,6 @@ package ddlogs
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -65,14 +63,8 @@ type Config struct {
 	// Defaults fills the top-level fields records leave empty. When
 	// Defaults.Source is empty, "apigateway" is used.
 	Defaults Defaults `yaml:"-"`
-	// HTTPClient sends the requests; nil: a client of its own with
-	// keep-alive connections for Concurrency requests.
-	HTTPClient *http.Client `yaml:"-"`
-	// Logger receives operational messages; nil: slog.Default().
-	Logger *slog.Logger `yaml:"-"`
-	// OnResult, when set, is called after every HTTP attempt, from the
-	// sending goroutine: keep it fast.
-	OnResult func(Result) `yaml:"-"`
+	// HTTPClient, Logger, OnResult (Items counts logs).
+	ddhttp.Runtime `yaml:"-"`
 }
 
 // DefaultConfig is the one place the defaults live (the README's

@@ -138,10 +138,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	dists, _ := ddhttp.NewCodec(distKind, 0, cfg.Concurrency) // valid by construction
 	c.dists = endpoint{name: "distribution_points", url: base + DistributionPath, encoding: dists.Encoding(), codec: dists, wireMax: cfg.MaxDistributionBytes}
+	rt := cfg.Runtime
+	rt.Logger = cfg.Logger.With("component", "ddmetrics")
 	c.dest, err = ddhttp.NewSender(cfg.Config, ddhttp.Options{
-		API: "metrics API", Item: "point", Held: "points", Component: "ddmetrics",
-		APIKey: cfg.APIKey, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger.With("component", "ddmetrics"),
-		OnResult: cfg.OnResult, Now: cfg.Now,
+		API: "metrics API", Item: "point", Held: "points", Component: "ddmetrics", APIKey: cfg.APIKey, Runtime: rt, Now: cfg.Now,
 	})
 	if err != nil {
 		series.Close()

@@ -3,8 +3,6 @@ package ddmetrics
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
@@ -85,14 +83,9 @@ type Config struct {
 	// APIKey is sent as DD-API-KEY (datadog.api_key); required in api
 	// mode. Never logged.
 	APIKey string `yaml:"-"`
-	// HTTPClient sends the requests; nil: a client of its own with
-	// keep-alive connections for Concurrency requests.
-	HTTPClient *http.Client `yaml:"-"`
-	// Logger receives operational messages; nil: slog.Default().
-	Logger *slog.Logger `yaml:"-"`
-	// OnResult, when set, is called after every HTTP attempt, from the
-	// sending goroutine: keep it fast.
-	OnResult func(Result) `yaml:"-"`
+	// HTTPClient, Logger, OnResult (Endpoint "series" or
+	// "distribution_points", Items counts points or values).
+	ddhttp.Runtime `yaml:"-"`
 	// Now is the clock for the age checks; nil: time.Now.
 	Now func() time.Time `yaml:"-"`
 }
