@@ -186,15 +186,10 @@ func (c *Client) SubmitRejections(ctx context.Context, ms []record.Metric) ([]Re
 	distPl := planner{ms: ms, cap: c.cfg.MaxDistributionBytes, reject: sub.reject}
 	now := c.cfg.Now()
 	for i := range ms {
-		m := &ms[i]
-		if reason, age := c.check(m, now); reason != "" {
-			if age {
-				c.n.tooOld.Add(1)
-			}
-			sub.reject(part{idx: i, hi: len(m.Values)}, reason)
+		if !sub.admit(i, now) {
 			continue
 		}
-		if m.Kind == record.MetricDistribution {
+		if ms[i].Kind == record.MetricDistribution {
 			distPl.addDist(i)
 		} else {
 			seriesPl.addSeries(i)
@@ -250,6 +245,20 @@ func (c *Client) check(m *record.Metric, now time.Time) (reason string, age bool
 		return fmt.Sprintf("too new: timestamp %d is more than %v in the future (the API drops such points)", m.Timestamp, c.cfg.MaxFuture), true
 	}
 	return "", false
+}
+
+// admit checks point i, rejecting it when it can never be accepted.
+func (s *submission) admit(i int, now time.Time) bool {
+	m := &s.ms[i]
+	reason, age := s.c.check(m, now)
+	if reason == "" {
+		return true
+	}
+	if age {
+		s.c.n.tooOld.Add(1)
+	}
+	s.reject(part{idx: i, hi: len(m.Values)}, reason)
+	return false
 }
 
 // submission is one Submit call's bookkeeping.

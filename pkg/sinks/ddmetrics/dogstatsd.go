@@ -30,14 +30,10 @@ func (c *Client) submitDogStatsD(ms []record.Metric) ([]Rejection, error) {
 	now := c.cfg.Now()
 	sub := &submission{c: c, ms: ms}
 	for i := range ms {
-		m := &ms[i]
-		if reason, age := c.check(m, now); reason != "" {
-			if age {
-				c.n.tooOld.Add(1)
-			}
-			sub.reject(part{idx: i, hi: len(m.Values)}, reason)
+		if !sub.admit(i, now) {
 			continue
 		}
+		m := &ms[i]
 		// A fresh slice per point: the client may queue it.
 		tags := m.Tags[:len(m.Tags):len(m.Tags)]
 		if m.Host != "" {
