@@ -15,6 +15,10 @@ import (
 // ErrGaveUp is returned by Send when Request.Retry said not to try again.
 var ErrGaveUp = errors.New("ddhttp: gave up retrying")
 
+// errNotSent: the caller's context ended while the request waited for a
+// concurrency slot.
+var errNotSent = errors.New("ddhttp: not sent")
+
 // Result describes one HTTP attempt, for telemetry (Options.OnResult).
 type Result struct {
 	Endpoint        string // the request's Endpoint
@@ -146,8 +150,8 @@ func (s *Sender) Send(ctx context.Context, r *Request) (Reply, error) {
 			s.n.retries.Add(1) // counted when sent: a retry given up in its backoff is none
 		}
 		a, latency, err := s.post(ctx, r)
-		if err != nil && ctx.Err() != nil {
-			return Reply{Attempts: attempt}, ctx.Err()
+		if errors.Is(err, errNotSent) {
+			return Reply{Attempts: attempt - 1}, ctx.Err()
 		}
 		out := Classify(a.Status, err, r.CanSplit)
 		switch out {
@@ -156,8 +160,13 @@ func (s *Sender) Send(ctx context.Context, r *Request) (Reply, error) {
 		case Accepted, Split, Rejected:
 			s.health.OK() // the key was accepted
 		}
+		// Every request sent is reported, one cut by the deadline too:
+		// each counted request has its latency.
 		s.Report(Result{Endpoint: r.Endpoint, Outcome: out, Status: a.Status, Err: err, Items: r.Items,
 			Bytes: r.RawBytes, CompressedBytes: len(r.Body), Latency: latency, Attempt: attempt})
+		if err != nil && ctx.Err() != nil {
+			return Reply{Attempts: attempt}, ctx.Err()
+		}
 		reply := Reply{Outcome: out, Status: a.Status, Detail: a.Detail, Attempts: attempt}
 		switch out {
 		case Accepted:
@@ -201,7 +210,7 @@ func (s *Sender) post(ctx context.Context, r *Request) (a answer, latency time.D
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return a, 0, ctx.Err()
+		return a, 0, errNotSent
 	}
 	defer func() { <-s.sem }()
 	s.n.requests.Add(1)
