@@ -13,17 +13,18 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
 )
 
 // Two listeners, two audiences:
 //
 //   - admin.listen (loopback by default): the operator's, on the host:
-//     /healthz, /readyz, /status (every counter) and, only with
+//     /healthz, /readyz, /status (every figure), /metrics and, only with
 //     admin.pprof, /debug/pprof — profiles that can stall the process and
 //     show its memory.
-//   - admin.health_listen (off by default): the network's, for probes and
-//     load balancers: /healthz and /readyz alone, nothing that describes
-//     the pipeline beyond up or not.
+//   - admin.health_listen (off by default): the network's, for probes, load
+//     balancers and Prometheus: /healthz, /readyz and /metrics — counts and
+//     latencies, never a URL, an error text or a profile.
 type adminServer struct {
 	name string // the configuration key, for messages
 	ln   net.Listener
@@ -45,18 +46,26 @@ func (p *Pipeline) healthRoutes(mux *http.ServeMux) {
 	})
 }
 
-// healthHandler is admin.health_listen's: health only.
+// metricsRoute serves /metrics: the registry in the OpenMetrics or
+// Prometheus text format. Both listeners mount it.
+func (p *Pipeline) metricsRoute(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", openmetrics.Handler(p.metrics, p.log.With("component", "admin")))
+}
+
+// healthHandler is admin.health_listen's: health and metrics.
 func (p *Pipeline) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	p.healthRoutes(mux)
+	p.metricsRoute(mux)
 	return mux
 }
 
-// adminHandler is admin.listen's: health, /status, and /debug/pprof when
-// admin.pprof is on.
+// adminHandler is admin.listen's: health, /status, /metrics, and
+// /debug/pprof when admin.pprof is on.
 func (p *Pipeline) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	p.healthRoutes(mux)
+	p.metricsRoute(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.Status())
 	})

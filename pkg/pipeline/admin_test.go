@@ -21,7 +21,7 @@ func httpStatus(t *testing.T, url string) int {
 }
 
 // TestAdminListeners: pprof is served only when admin.pprof asks for it;
-// the probe listener serves /healthz and /readyz and nothing else.
+// the probe listener serves /healthz, /readyz and /metrics and nothing else.
 func TestAdminListeners(t *testing.T) {
 	for _, pprofOn := range []bool{false, true} {
 		h := start(t, func(c *config.Config) {
@@ -31,7 +31,7 @@ func TestAdminListeners(t *testing.T) {
 		admin, health := "http://"+h.p.AdminAddr(), "http://"+h.p.HealthAddr()
 		require.NotEqual(t, "http://", health)
 
-		for _, path := range []string{"/healthz", "/readyz", "/status"} {
+		for _, path := range []string{"/healthz", "/readyz", "/status", "/metrics"} {
 			assert.Equal(t, http.StatusOK, httpStatus(t, admin+path), "admin %s", path)
 		}
 		want := http.StatusNotFound
@@ -44,8 +44,9 @@ func TestAdminListeners(t *testing.T) {
 
 		assert.Equal(t, http.StatusOK, httpStatus(t, health+"/healthz"))
 		assert.Equal(t, http.StatusOK, httpStatus(t, health+"/readyz"))
+		assert.Equal(t, http.StatusOK, httpStatus(t, health+"/metrics"))
 		for _, path := range []string{"/status", "/debug/pprof/", "/debug/pprof/heap", "/"} {
-			assert.Equal(t, http.StatusNotFound, httpStatus(t, health+path), "the probe listener serves health only: %s", path)
+			assert.Equal(t, http.StatusNotFound, httpStatus(t, health+path), "the probe listener serves health and metrics only: %s", path)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
@@ -24,7 +25,7 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		return enrich.New(t, enrich.Config{MaxWait: e.MaxWait, Logger: cfg.Logger})
+		return p.enrichStage(t, e.MaxWait, cfg.Logger)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -45,5 +46,15 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 		return nil, err
 	}
 	p.tagger = t
-	return enrich.New(t, enrich.Config{MaxWait: e.MaxWait, Logger: cfg.Logger})
+	t.RegisterMetrics(p.metrics)
+	return p.enrichStage(t, e.MaxWait, cfg.Logger)
+}
+
+func (p *Pipeline) enrichStage(t enrich.Tagger, maxWait time.Duration, log *slog.Logger) (stage.Handler, error) {
+	s, err := enrich.New(t, enrich.Config{MaxWait: maxWait, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.RegisterMetrics(p.metrics)
+	return s, nil
 }

@@ -125,14 +125,14 @@ func FuzzFiguresAddUp(f *testing.F) {
 		assert.Equal(t, bad, n("stages.decode.dead_lettered"))
 		assert.Equal(t, nonZero(map[string]int{"decode": bad}), nonZero(dead))
 		for _, k := range []string{"stages.decode.records_out", "stages.parse.records_in", "stages.parse.records_out", "stages.enrich.records_in",
-			"stages.enrich.records_out", "stages.deliver-logs.records_in", "stages.derive.records_in", "logs_delivery.logs_submitted", "logs_delivery.logs_accepted"} {
+			"stages.enrich.records_out", "stages.deliver-logs.records_in", "stages.derive.records_in", "counters.deliver_logs.logs_submitted", "counters.deliver_logs.logs_accepted"} {
 			assert.Equal(t, events, n(k), k)
 		}
 		assert.Equal(t, events, in.logs)
 		assert.Equal(t, access, n("counters.derive.records"))
 		assert.Equal(t, lines, n("counters.derive.ignored"))
 		points := in.series + in.dists
-		for _, k := range []string{"counters.derive.points_emitted", "stages.derive.records_out", "stages.deliver-metrics.records_in", "metrics_delivery.points_submitted"} {
+		for _, k := range []string{"counters.derive.points_emitted", "stages.derive.records_out", "stages.deliver-metrics.records_in", "counters.deliver_metrics.points_submitted"} {
 			if access == 0 && st[k] == nil {
 				continue // no metric stage ever ran
 			}

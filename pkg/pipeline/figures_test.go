@@ -40,8 +40,8 @@ func controlEnvelope() []byte {
 }
 
 // statusJSON is /status as the admin handler serves it, flattened to
-// "stages.<name>.<field>", "counters.<name>", "latencies.<name>.<field>",
-// "logs_delivery.<field>" and so on.
+// "stages.<name>.<field>", "counters.<name>", "gauges.<name>",
+// "latencies.<name>.<field>" and so on.
 func statusJSON(t *testing.T, p *Pipeline) map[string]any {
 	t.Helper()
 	w := httptest.NewRecorder()
@@ -133,11 +133,30 @@ func addZeros(want map[string]check) {
 	for _, k := range []string{
 		"firehose.status.405", "firehose.status.408", "firehose.status.413", "firehose.status.415", "firehose.status.429", "firehose.status.500",
 		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types",
-		"deliver-logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
+		"deliver_logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
+		// No execution logs: nothing to correlate.
+		"correlator.completed", "correlator.expired", "correlator.evicted", "correlator.ignored",
+		// Tags from the records themselves (enrich.aws_tags off): nothing to
+		// wait for, nothing partial; every record names its stage or its
+		// log group (the plain line: the delivery stream).
+		"enrich.records_partial", "enrich.records_unnamed", "enrich.batches_waited",
+		// No metric-stream records.
+		"metricstream.records", "metricstream.malformed",
+		"metricstream.datums.metric_stream", "metricstream.points.metric_stream", "metricstream.datums_dropped.metric_stream",
+		"metricstream.datums_invalid.metric_stream", "metricstream.cache_ratios.metric_stream", "metricstream.cache_unpaired.metric_stream",
+		// The archive's disk never failed.
+		"dlq.write_recoveries",
 	} {
 		want["counters."+k] = 0
+	}
+	// Nothing held or open once drained.
+	for _, k := range []string{
+		"runtime.in_flight_batches", "firehose.held_bytes", "correlator.open_requests", "derive.open_series",
+		"deliver_logs.pending_payloads", "deliver_logs.requests_in_flight", "deliver_metrics.requests_in_flight",
+	} {
+		want["gauges."+k] = 0
 	}
 }
 
@@ -146,12 +165,14 @@ func addZeros(want map[string]check) {
 // nothing is held any more.
 func addMemory(want map[string]check) {
 	p := config.Default().Pipeline
-	want["memory.limit_bytes"] = p.MaxHeldBytes
-	want["memory.high_water_bytes"] = p.IngestHighWaterBytes
-	want["memory.peak_bytes"] = between(1, float64(p.MaxHeldBytes))
-	for _, k := range []string{"held_bytes", "admitted_bytes", "flowing_bytes", "refused", "waits", "waiting"} {
-		want["memory."+k] = 0
+	want["gauges.memory.limit_bytes"] = p.MaxHeldBytes
+	want["gauges.memory.high_water_bytes"] = p.IngestHighWaterBytes
+	want["gauges.memory.peak_bytes"] = between(1, float64(p.MaxHeldBytes))
+	for _, k := range []string{"held_bytes", "admitted_bytes", "flowing_bytes", "waiting"} {
+		want["gauges.memory."+k] = 0
 	}
+	want["counters.memory.refused"] = 0
+	want["counters.memory.waits"] = 0
 }
 
 // stageFigures are the counters of one stage.
@@ -289,10 +310,9 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		accessLogs = 7             // a1-a5, b1, r1
 	)
 	want := map[string]check{
-		"uptime_seconds":    rule{"> 0", func(v float64) bool { return v > 0 }},
-		"ready":             "ok",
-		"in_flight_batches": 0,
-		"dead_letter_dir":   h.dlqDir,
+		"uptime_seconds":  rule{"> 0", func(v float64) bool { return v > 0 }},
+		"ready":           "ok",
+		"dead_letter_dir": h.dlqDir,
 
 		"counters.firehose.status.200":           answers[200],
 		"counters.firehose.status.400":           answers[400],
@@ -306,31 +326,31 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		"counters.derive.windows_flushed":        in.windows,
 		"counters.derive.points_emitted":         points,
 		"counters.derive.emit_errors":            0,
+		"counters.enrich.records_tagged":         events,
+		"gauges.derive.pending_batches":          0,
+		"gauges.derive.pending_points":           0,
 
-		"logs_delivery.logs_submitted":   events,
-		"logs_delivery.logs_accepted":    in.logs,
-		"logs_delivery.logs_rejected":    dead["deliver-logs"],
-		"logs_delivery.logs_dropped":     0,
-		"logs_delivery.logs_truncated":   0,
-		"logs_delivery.payloads":         in.logRequests, // one request each: none retried or split
-		"logs_delivery.requests":         in.logRequests,
-		"logs_delivery.retries":          0,
-		"logs_delivery.splits":           0,
-		"logs_delivery.bytes_accepted":   atLeast(1),
-		"logs_delivery.bytes_compressed": atLeast(1),
-		"logs_delivery.pending_payloads": 0,
-		"logs_delivery.in_flight":        0,
+		"counters.deliver_logs.logs_submitted":   events,
+		"counters.deliver_logs.logs_accepted":    in.logs,
+		"counters.deliver_logs.logs_rejected":    dead["deliver-logs"],
+		"counters.deliver_logs.logs_dropped":     0,
+		"counters.deliver_logs.logs_truncated":   0,
+		"counters.deliver_logs.payloads":         in.logRequests, // one request each: none retried or split
+		"counters.deliver_logs.requests":         in.logRequests,
+		"counters.deliver_logs.retries":          0,
+		"counters.deliver_logs.splits":           0,
+		"counters.deliver_logs.bytes_accepted":   atLeast(1),
+		"counters.deliver_logs.bytes_compressed": atLeast(1),
 
-		"metrics_delivery.points_submitted": points,
-		"metrics_delivery.series_accepted":  in.series,
-		"metrics_delivery.values_accepted":  in.values,
-		"metrics_delivery.rejected":         0,
-		"metrics_delivery.too_old":          0,
-		"metrics_delivery.requests":         in.metricRequests,
-		"metrics_delivery.retries":          0,
-		"metrics_delivery.splits":           0,
-		"metrics_delivery.bytes_sent":       atLeast(1),
-		"metrics_delivery.in_flight":        0,
+		"counters.deliver_metrics.points_submitted": points,
+		"counters.deliver_metrics.series_accepted":  in.series,
+		"counters.deliver_metrics.values_accepted":  in.values,
+		"counters.deliver_metrics.rejected":         0,
+		"counters.deliver_metrics.too_old":          0,
+		"counters.deliver_metrics.requests":         in.metricRequests,
+		"counters.deliver_metrics.retries":          0,
+		"counters.deliver_metrics.splits":           0,
+		"counters.deliver_metrics.bytes_sent":       atLeast(1),
 	}
 	addZeros(want)
 	addMemory(want)
@@ -341,8 +361,8 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		}
 	}
 	latency("firehose.ack_latency", admitted) // the duplicate was answered from memory
-	latency("deliver-logs.request_latency", in.logRequests)
-	latency("deliver-metrics.request_latency", in.metricRequests)
+	latency("deliver_logs.request_latency", in.logRequests)
+	latency("deliver_metrics.request_latency", in.metricRequests)
 	stageFigures{batches: admitted, in: recordsIn, out: recordsIn}.into(want, "ingest")
 	// One raw batch per request; one batch out of each stage per batch in.
 	stageFigures{batches: admitted, in: recordsIn, out: events, dead: dead["decode"], dropped: 1}.into(want, "decode")
@@ -460,12 +480,11 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 	st := statusJSON(t, h.p)
 	points := int(st["counters.derive.points_emitted"].(float64))
 	require.Positive(t, points, "the open windows were flushed")
-	submitted := int(st["logs_delivery.logs_submitted"].(float64))
+	submitted := int(st["counters.deliver_logs.logs_submitted"].(float64))
 	want := map[string]check{
-		"uptime_seconds":    rule{"> 0", func(v float64) bool { return v > 0 }},
-		"ready":             "ok",
-		"in_flight_batches": 0,
-		"dead_letter_dir":   h.dlqDir,
+		"uptime_seconds":  rule{"> 0", func(v float64) bool { return v > 0 }},
+		"ready":           "ok",
+		"dead_letter_dir": h.dlqDir,
 
 		"counters.firehose.status.200":           0,
 		"counters.firehose.status.400":           1,
@@ -479,32 +498,32 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 		"counters.derive.windows_flushed":        atLeast(1),
 		"counters.derive.points_emitted":         points,
 		"counters.derive.emit_errors":            1, // the drain's flush, refused: the windows' points are lost
+		"counters.enrich.records_tagged":         events,
+		"gauges.derive.pending_batches":          atLeast(1),
+		"gauges.derive.pending_points":           points, // counted lost at the end
 
 		// The client's own counters depend on when the hand-back cut its
 		// retries; they must still add up.
-		"logs_delivery.logs_submitted":   between(1, events),
-		"logs_delivery.logs_accepted":    0,
-		"logs_delivery.logs_rejected":    0,
-		"logs_delivery.logs_dropped":     submitted, // given up at the hand-back: every log is accounted for
-		"logs_delivery.logs_truncated":   0,
-		"logs_delivery.payloads":         atLeast(1),
-		"logs_delivery.requests":         atLeast(float64(in.logRequests)),
-		"logs_delivery.splits":           0,
-		"logs_delivery.bytes_accepted":   0,
-		"logs_delivery.bytes_compressed": 0,
-		"logs_delivery.pending_payloads": 0,
-		"logs_delivery.in_flight":        0,
+		"counters.deliver_logs.logs_submitted":   between(1, events),
+		"counters.deliver_logs.logs_accepted":    0,
+		"counters.deliver_logs.logs_rejected":    0,
+		"counters.deliver_logs.logs_dropped":     submitted, // given up at the hand-back: every log is accounted for
+		"counters.deliver_logs.logs_truncated":   0,
+		"counters.deliver_logs.payloads":         atLeast(1),
+		"counters.deliver_logs.requests":         atLeast(float64(in.logRequests)),
+		"counters.deliver_logs.splits":           0,
+		"counters.deliver_logs.bytes_accepted":   0,
+		"counters.deliver_logs.bytes_compressed": 0,
 
-		"metrics_delivery.points_submitted": 0,
-		"metrics_delivery.series_accepted":  0,
-		"metrics_delivery.values_accepted":  0,
-		"metrics_delivery.rejected":         0,
-		"metrics_delivery.too_old":          0,
-		"metrics_delivery.requests":         0,
-		"metrics_delivery.retries":          0,
-		"metrics_delivery.splits":           0,
-		"metrics_delivery.bytes_sent":       0,
-		"metrics_delivery.in_flight":        0,
+		"counters.deliver_metrics.points_submitted": 0,
+		"counters.deliver_metrics.series_accepted":  0,
+		"counters.deliver_metrics.values_accepted":  0,
+		"counters.deliver_metrics.rejected":         0,
+		"counters.deliver_metrics.too_old":          0,
+		"counters.deliver_metrics.requests":         0,
+		"counters.deliver_metrics.retries":          0,
+		"counters.deliver_metrics.splits":           0,
+		"counters.deliver_metrics.bytes_sent":       0,
 
 		"latencies.firehose.ack_latency.count":  0,
 		"latencies.firehose.ack_latency.p50_ms": 0,
@@ -516,9 +535,9 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 	addMemory(want)
 	// Every attempt failed: each but the first of each payload it sent
 	// was a retry.
-	attempts, payloads := st["logs_delivery.requests"].(float64), st["logs_delivery.payloads"].(float64)
-	want["logs_delivery.retries"] = between(attempts-payloads, attempts-1)
-	for name, count := range map[string]any{"deliver-logs.request_latency": st["logs_delivery.requests"], "deliver-metrics.request_latency": 0} {
+	attempts, payloads := st["counters.deliver_logs.requests"].(float64), st["counters.deliver_logs.payloads"].(float64)
+	want["counters.deliver_logs.retries"] = between(attempts-payloads, attempts-1)
+	for name, count := range map[string]any{"deliver_logs.request_latency": st["counters.deliver_logs.requests"], "deliver_metrics.request_latency": 0} {
 		want["latencies."+name+".count"] = count
 		for _, q := range []string{"p50_ms", "p90_ms", "p99_ms", "max_ms"} {
 			want["latencies."+name+"."+q] = atLeast(0)

@@ -340,7 +340,7 @@ func testKillNine(t *testing.T, brokerEnv []string) {
 	var dropped float64
 	for i, w := range byStage[StageDeliverLogs] {
 		if i != 1 { // the one killed
-			dropped += w.counter("deliver-logs.duplicates_dropped")
+			dropped += w.counter("deliver_logs.duplicates_dropped")
 		}
 	}
 	// Redelivery after a crash is at-least-once: duplicates are expected,
@@ -560,7 +560,7 @@ func TestFleetTwoTiersKillNineLosesNothing(t *testing.T) {
 
 	dupes := f.waitDelivered(t, sent)
 	t.Logf("two tiers, kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f dropped by the surviving deliver-logs",
-		events, dupes, delivery[0].counter("deliver-logs.duplicates_dropped"))
+		events, dupes, delivery[0].counter("deliver_logs.duplicates_dropped"))
 	assert.Less(t, dupes, events/2, "duplicates are bounded by the work in flight")
 	assert.Greater(t, batchesOf(processing[1:], StageDecode), before, "the surviving worker took the work")
 }

@@ -46,8 +46,8 @@ func TestManyLargeSendersAreHeldBackThenDeliveredOnce(t *testing.T) {
 	assert.Len(t, seen, 120_000, "every event delivered exactly once")
 
 	st := h.p.Status()
-	assert.LessOrEqual(t, st.Memory.PeakBytes, int64(8<<20), "the process never held more than its budget")
-	assert.Positive(t, st.Memory.Refused)
+	assert.LessOrEqual(t, st.Gauges["memory.peak_bytes"], int64(8<<20), "the process never held more than its budget")
+	assert.Positive(t, st.Counters["memory.refused"])
 	assert.Positive(t, st.Counters["firehose.status.429"])
 	assertNothingHeld(t, h)
 }
@@ -56,8 +56,8 @@ func TestManyLargeSendersAreHeldBackThenDeliveredOnce(t *testing.T) {
 // just after the answer) and checks that the budget is empty.
 func assertNothingHeld(t *testing.T, h *harness) {
 	t.Helper()
-	assert.Eventually(t, func() bool { return h.p.Status().Memory.HeldBytes == 0 }, 5*time.Second, time.Millisecond,
-		"everything delivered, nothing held: %+v", h.p.Status().Memory)
+	assert.Eventually(t, func() bool { return h.p.Status().Gauges["memory.held_bytes"] == 0 }, 5*time.Second, time.Millisecond,
+		"everything delivered, nothing held: %+v", h.p.Status().Gauges)
 }
 
 // bombRecords reads the events of each record of a Firehose request body.
@@ -123,7 +123,7 @@ func TestADecompressionBombIsAnsweredHonestly(t *testing.T) {
 	// What the process held: its budget, plus the buffers of the one large
 	// record decoded at a time.
 	st := h.p.Status()
-	assert.LessOrEqual(t, st.Memory.PeakBytes, int64(8<<20+3*perRecord))
+	assert.LessOrEqual(t, st.Gauges["memory.peak_bytes"], int64(8<<20+3*perRecord))
 	assertNothingHeld(t, h)
 }
 

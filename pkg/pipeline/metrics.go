@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
-	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 )
@@ -32,7 +31,7 @@ func (p *Pipeline) addMetricStages() error {
 		}
 	}
 	if p.runs(StageDeliverMetrics) {
-		lat := p.metrics.Histogram("deliver-metrics.request_latency")
+		lat := p.metrics.Histogram("deliver_metrics.request_latency", "Time of each HTTP request to the metrics API, every attempt.")
 		mc := p.cfg.MetricsClient()
 		mc.Logger = p.log.With("stage", StageDeliverMetrics)
 		mc.OnResult = func(r ddmetrics.Result) { lat.Observe(r.Latency) }
@@ -41,21 +40,14 @@ func (p *Pipeline) addMetricStages() error {
 			return fmt.Errorf("deliver-metrics: %w", err)
 		}
 		p.metricsC = c
+		c.RegisterMetrics(p.metrics)
 		if err := p.rt.Add(stage.Stage{Name: StageDeliverMetrics, Input: topics.Metrics, Handler: ddmetrics.NewStage(c)}); err != nil {
 			return err
 		}
 	}
 	if t := m.Telemetry; t.Enabled {
-		clients := []func(*ddmetrics.Snapshot){p.memoryTelemetry}
-		if p.metricsC != nil {
-			clients = append(clients, ddmetrics.ClientCounters(StageDeliverMetrics, p.metricsC))
-		}
-		if p.logs != nil {
-			clients = append(clients, logsCounters(p.logs))
-		}
-		snap := ddmetrics.RegistrySnapshot(p.metrics, clients...)
 		st, err := ddmetrics.NewSelfTelemetry(ddmetrics.SelfTelemetryConfig{
-			Addr: t.DogStatsDAddr, Interval: t.Interval, Tags: t.Tags, Snapshot: snap, Logger: p.log.With("component", "telemetry"),
+			Addr: t.DogStatsDAddr, Interval: t.Interval, Tags: t.Tags, Registry: p.metrics, Logger: p.log.With("component", "telemetry"),
 		})
 		if err != nil {
 			return fmt.Errorf("metrics.telemetry: %w", err)
@@ -63,25 +55,6 @@ func (p *Pipeline) addMetricStages() error {
 		p.selfTel = st
 	}
 	return nil
-}
-
-// logsCounters adds the logs client's counters to a telemetry snapshot,
-// named deliver-logs.<counter> as ddmetrics.ClientCounters names the
-// metrics client's (e.g. gwpipe.deliver_logs.retries).
-func logsCounters(c *ddlogs.Client) func(*ddmetrics.Snapshot) {
-	return func(s *ddmetrics.Snapshot) {
-		st := c.Stats()
-		for k, v := range map[string]uint64{
-			"submitted": st.LogsSubmitted, "accepted": st.LogsAccepted, "rejected": st.LogsRejected,
-			"dropped": st.LogsDropped, "truncated": st.LogsTruncated, "payloads": st.Payloads,
-			"requests": st.Requests, "retries": st.Retries, "splits": st.Splits,
-			"bytes_accepted": st.BytesAccepted, "bytes_compressed": st.BytesCompressed,
-		} {
-			s.Counters[StageDeliverLogs+"."+k] = int64(v)
-		}
-		s.Gauges[StageDeliverLogs+".pending_payloads"] = float64(st.PendingPayloads)
-		s.Gauges[StageDeliverLogs+".requests_in_flight"] = float64(st.InFlight)
-	}
 }
 
 // startLoops starts the background work that time, not data, drives.
@@ -161,16 +134,4 @@ func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
 		}
 	}
 	return errs
-}
-
-// memoryTelemetry reports the memory budget: what it holds now (gauges)
-// and how often it refused or made decode wait (counts).
-func (p *Pipeline) memoryTelemetry(s *ddmetrics.Snapshot) {
-	st := p.memory.Stats()
-	s.Gauges["memory.held_bytes"] = float64(st.HeldBytes)
-	s.Gauges["memory.admitted_bytes"] = float64(st.AdmittedBytes)
-	s.Gauges["memory.flowing_bytes"] = float64(st.FlowingBytes)
-	s.Gauges["memory.limit_bytes"] = float64(st.LimitBytes)
-	s.Counters["memory.refused"] = st.Refused
-	s.Counters["memory.waits"] = st.Waits
 }

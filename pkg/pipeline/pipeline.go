@@ -149,7 +149,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, serveErr: make(chan error, 3)}
-	streams, err := metricStreams(cfg)
+	streams, err := metricStreams(cfg, p.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +159,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, fmt.Errorf("pipeline.max_held_bytes: %w", err)
 	}
 	p.memory = memory
+	memory.RegisterMetrics(p.metrics)
 	tr, err := newTransport(cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
@@ -174,6 +175,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
 		return nil, err
 	}
+	p.archive.RegisterMetrics(p.metrics)
 	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: archiveStage{p.archive, p.metrics}}); err != nil {
 		return nil, err
 	}
@@ -195,6 +197,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 			return nil, fmt.Errorf("parse: %w", err)
 		}
 		p.corr = apigw.NewCorrelator(cfg.Parse.Correlation.CorrelatorConfig)
+		p.corr.RegisterMetrics(p.metrics)
 		if err := p.rt.Add(stage.Stage{Name: StageParse, Input: topics.Decoded, Output: topics.Parsed, Handler: parseStage{p.parser, p.corr}}); err != nil {
 			return nil, err
 		}
@@ -210,7 +213,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		}
 	}
 	if p.runs(StageDeliverLogs) {
-		deliveries := p.metrics.Histogram("deliver-logs.request_latency")
+		deliveries := p.metrics.Histogram("deliver_logs.request_latency", "Time of each HTTP request to the logs intake, every attempt.")
 		lc := cfg.LogsClient()
 		lc.Logger = log.With("stage", StageDeliverLogs)
 		lc.OnResult = func(r ddlogs.Result) { deliveries.Observe(r.Latency) }
@@ -218,9 +221,10 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		if err != nil {
 			return nil, fmt.Errorf("deliver-logs: %w", err)
 		}
+		p.logs.RegisterMetrics(p.metrics)
 		// Requests wait in the client until their payload is accepted; allow
 		// enough of them to fill every payload the client keeps in flight.
-		dupes := p.metrics.Counter("deliver-logs.duplicates_dropped")
+		dupes := p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice.")
 		// Redeliveries after a crash come from a broker. In one process a
 		// Firehose retry is recognised by its request id instead, so the
 		// window would only cost CPU.
@@ -481,12 +485,15 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 	if p.tagger != nil {
 		closing = append(closing, async("enrich", p.tagger.Close))
 	}
-	if p.selfTel != nil {
-		closing = append(closing, async("telemetry", p.selfTel.Close))
-	}
 	closing = append(closing, async("dead-letter archive", p.archive.Close))
-	closing = append(closing, async("admin", func() error { p.stopAdmin(hard); return nil }))
 	errs = append(errs, waitAll(hard, closing)...)
+	if p.selfTel != nil {
+		// Every figure is final now: the last report carries what the
+		// shutdown handed back or lost.
+		errs = append(errs, waitAll(hard, []pending{async("telemetry", p.selfTel.Close)})...)
+	}
+	// Last: probes and scrapers see the process until it is gone.
+	errs = append(errs, waitAll(hard, []pending{async("admin", func() error { p.stopAdmin(hard); return nil })})...)
 	return errors.Join(errs...)
 }
 

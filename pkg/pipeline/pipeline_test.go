@@ -166,8 +166,8 @@ func TestEndToEndEveryEventExactlyOnceParsed(t *testing.T) {
 	assert.Greater(t, checkedExec, 10_000)
 
 	st := h.p.Status()
-	assert.EqualValues(t, 100_000, st.Logs.LogsAccepted)
-	assert.Zero(t, st.Logs.LogsRejected)
+	assert.EqualValues(t, 100_000, st.Counters["deliver_logs.logs_accepted"])
+	assert.Zero(t, st.Counters["deliver_logs.logs_rejected"])
 }
 
 func TestIntakeOutageNothingAcknowledgedEarly(t *testing.T) {

@@ -52,6 +52,7 @@ func newPollerSource(p *Pipeline) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
 	}
+	poller.RegisterMetrics(p.metrics)
 	// Through enrichment, for the stages' console tags.
 	return &pollerSource{p: poller, out: p.Output("cwpoller", p.cfg.Pipeline.Topics.Parsed), log: p.log.Warn}, nil
 }

@@ -52,7 +52,9 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		// shutdown's time, less the share kept for closing the pipeline.
 		Drain: cfg.Pipeline.DrainTimeout - teardownShare(cfg.Pipeline.DrainTimeout),
 	}
-	streams, err := metricStreams(cfg)
+	// The replay's own reader (a dry run has no pipeline): its figures are
+	// in the replay's summary.
+	streams, err := metricStreams(cfg, nil)
 	if err != nil {
 		return rc, err
 	}
@@ -317,13 +319,9 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	serr := p.Shutdown(sctx)
 	sum, rerr := src.Result()
 	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Dir}
-	st := p.Status()
-	if st.Logs != nil {
-		res.Delivered = int64(st.Logs.LogsAccepted)
-	}
-	for _, s := range st.Stages {
-		res.DeadLettered += s.Dead
-	}
+	st := p.Metrics().Snapshot()
+	res.Delivered = st.Value("deliver_logs.logs_accepted")
+	res.DeadLettered = st.Sum("stage.dead_lettered")
 	if opts.out != "" && !removeIfEmpty(opts.out) {
 		res.FailedAgainIn = opts.out
 	}

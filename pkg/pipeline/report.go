@@ -4,47 +4,38 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
-	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
-	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
-// Status is what /status shows; every key is snake_case.
+// Status is what /status shows: every figure of the registry
+// (telemetry.Status: stages, counters, gauges, latencies; every key
+// snake_case), whether the pipeline can deliver, and where dead letters go.
 type Status struct {
-	telemetry.Snapshot
-	Ready           string           `json:"ready"`
-	InFlightBatches int64            `json:"in_flight_batches"`
-	Memory          membudget.Stats  `json:"memory"`
-	Logs            *ddlogs.Stats    `json:"logs_delivery,omitempty"`
-	Metrics         *ddmetrics.Stats `json:"metrics_delivery,omitempty"`
-	DeadLetterDir   string           `json:"dead_letter_dir"`
+	telemetry.Status
+	Ready         string `json:"ready"`
+	DeadLetterDir string `json:"dead_letter_dir"`
+
+	snap telemetry.Snapshot // what Status was rendered from
 }
 
-// Status returns a snapshot of every counter.
+// Status returns a snapshot of every figure.
 func (p *Pipeline) Status() Status {
-	s := Status{Snapshot: p.metrics.Snapshot(), Ready: "ok", InFlightBatches: p.rt.InFlight(), Memory: p.memory.Stats(), DeadLetterDir: p.archive.Dir()}
+	snap := p.metrics.Snapshot()
+	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.archive.Dir(), snap: snap}
 	if err := p.Ready(); err != nil {
 		s.Ready = err.Error()
-	}
-	if p.logs != nil {
-		st := p.logs.Stats()
-		s.Logs = &st
-	}
-	if p.metricsC != nil {
-		st := p.metricsC.Stats()
-		s.Metrics = &st
 	}
 	return s
 }
 
 // flow is what the console report and the summary show, each figure read
-// from the one counter that owns it.
+// from the one series that owns it.
 type flow struct {
 	at              time.Time
 	in              int64 // Firehose records taken in (ingest records_in)
@@ -61,41 +52,27 @@ type flow struct {
 }
 
 func (p *Pipeline) flow(s Status) flow {
-	f := flow{at: time.Now(), deadBy: map[string]int64{}, handedBackBy: map[string]int64{}, lostBy: map[string]int64{}}
-	for _, st := range s.Stages {
-		switch st.Name {
-		case StageIngest:
-			f.in = st.RecordsIn
-		case StageDecode:
-			f.decoded = st.RecordsOut
-		case StageParse:
-			f.parsed = st.RecordsOut
-		}
-		f.dead += st.Dead
-		f.handedBack += st.HandedBack
-		f.lost += st.Lost
-		if st.Dead > 0 {
-			f.deadBy[st.Name] = st.Dead
-		}
-		if st.HandedBack > 0 {
-			f.handedBackBy[st.Name] = st.HandedBack
-		}
-		if st.Lost > 0 {
-			f.lostBy[st.Name] = st.Lost
-		}
+	snap := s.snap
+	nonZero := func(m map[string]int64) map[string]int64 {
+		maps.DeleteFunc(m, func(_ string, v int64) bool { return v == 0 })
+		return m
 	}
-	if s.Logs != nil {
-		f.delivered = int64(s.Logs.LogsAccepted)
+	f := flow{
+		at:      snap.Taken,
+		in:      snap.Value("stage.records_in", StageIngest),
+		decoded: snap.Value("stage.records_out", StageDecode),
+		parsed:  snap.Value("stage.records_out", StageParse),
+		dead:    snap.Sum("stage.dead_lettered"), deadBy: nonZero(snap.ByLabel("stage.dead_lettered")),
+		handedBack: snap.Sum("stage.handed_back"), handedBackBy: nonZero(snap.ByLabel("stage.handed_back")),
+		lost: snap.Sum("stage.lost"), lostBy: nonZero(snap.ByLabel("stage.lost")),
+		delivered:          snap.Value("deliver_logs.logs_accepted"),
+		handedBackRequests: snap.Value("firehose.requests_handed_back"),
+		duplicates:         snap.Value("firehose.duplicate_requests"),
 	}
-	f.handedBackRequests = s.Counters["firehose.requests_handed_back"]
-	f.duplicates = s.Counters["firehose.duplicate_requests"]
-	for name, v := range s.Counters {
-		code, ok := strings.CutPrefix(name, "firehose.status.")
-		switch {
-		case !ok:
-		case code == "200":
+	for code, v := range snap.ByLabel("firehose.status") {
+		if code == "200" {
 			f.acked = v
-		default:
+		} else {
 			f.refused += v
 		}
 	}
@@ -138,7 +115,7 @@ func reportLine(start time.Time, prev, cur flow, s Status) string {
 	}
 	return fmt.Sprintf("[%5.0fs] firehose records/s %s | events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ack p99 %.0f ms | %s\n",
 		cur.at.Sub(start).Seconds(), rate(cur.in, prev.in), rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed),
-		rate(cur.delivered, prev.delivered), cur.dead, s.InFlightBatches, s.Latencies["firehose.ack_latency"].P99, s.Ready)
+		rate(cur.delivered, prev.delivered), cur.dead, s.snap.Value("runtime.in_flight_batches"), s.snap.Quantiles("firehose.ack_latency").P99, s.Ready)
 }
 
 // Summary writes the totals since start, one figure per labelled line.
@@ -149,21 +126,22 @@ func (p *Pipeline) Summary(w io.Writer) {
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-25s %s\n", label, fmt.Sprintf(format, args...))
 	}
+	snap := s.snap
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
 	line("firehose requests", "%d acknowledged, %d refused, %d handed back, %d duplicates", f.acked, f.refused, f.handedBackRequests, f.duplicates)
 	line("firehose records in", "%d", f.in)
-	line("events decoded", "%d (control messages dropped: %d)", f.decoded, s.Counters["decode.control_messages"])
+	line("events decoded", "%d (control messages dropped: %d)", f.decoded, snap.Value("decode.control_messages"))
 	line("events parsed", "%d (with request summaries folded from execution logs)", f.parsed)
 	line("logs delivered (2xx)", "%d", f.delivered)
-	if s.Metrics != nil {
-		line("metric points delivered", "%d series points, %d distribution values", s.Metrics.SeriesAccepted, s.Metrics.ValuesAccepted)
+	if _, ok := snap.Family("deliver_metrics.series_accepted"); ok {
+		line("metric points delivered", "%d series points, %d distribution values", snap.Value("deliver_metrics.series_accepted"), snap.Value("deliver_metrics.values_accepted"))
 	}
 	line("dead-lettered", "%d written to %s%s", f.dead, s.DeadLetterDir, byStage(f.deadBy))
 	line("handed back", "%s", handedBack(f, s))
 	if f.lost > 0 {
 		line("lost", "%d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s", f.lost, byStage(f.lostBy))
 	}
-	q := s.Latencies["firehose.ack_latency"]
+	q := snap.Quantiles("firehose.ack_latency")
 	line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
 	_, _ = io.WriteString(w, b.String())
 }
@@ -175,7 +153,7 @@ func handedBack(f flow, s Status) string {
 	if n := f.handedBackBy[StageIngest]; n > 0 || f.handedBackRequests > 0 {
 		parts = append(parts, fmt.Sprintf("%d firehose records in %s (answered 503: Firehose sends them again)", n, plural(f.handedBackRequests, "request")))
 	}
-	if n := s.Counters["sqs.messages_handed_back"]; n > 0 {
+	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
 		parts = append(parts, fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message")))
 	}
 	broker := map[string]int64{}

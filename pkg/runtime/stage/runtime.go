@@ -158,7 +158,7 @@ type consumer struct {
 	slots chan struct{}
 	// queued is the stage's queue-depth gauge: in process, the batches
 	// that hold a slot and whose handling has not started.
-	queued *telemetry.Counter
+	queued *telemetry.Gauge
 
 	handler Handler
 	out     *output // where the stage's own results go
@@ -205,10 +205,12 @@ func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry
 		return nil, fmt.Errorf("create router: %w", err)
 	}
 	hb, hbNow := context.WithCancel(context.Background())
-	return &Runtime{
+	r := &Runtime{
 		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
 		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow,
-	}, nil
+	}
+	metrics.GaugeFunc("runtime.in_flight_batches", "Batches published in this process and not yet handled by every stage of this process that consumes them.", r.InFlight)
+	return r, nil
 }
 
 // InProcess reports whether the stages are joined in memory (one process),
@@ -230,7 +232,7 @@ func (r *Runtime) Add(st Stage) error {
 	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
 	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out}
 	if r.tr.InProcess() {
-		c.queued.Store(0) // known exactly from here on
+		c.queued.Set(0) // known exactly from here on
 	}
 	r.mu.Lock()
 	r.consumers[st.Input] = append(r.consumers[st.Input], c)
@@ -543,14 +545,14 @@ func (r *Runtime) watchBacklog(ctx context.Context, bl Backlogger) {
 			n, err := bl.Backlog(qctx, c.stage, c.topic)
 			cancel()
 			if err != nil {
-				c.queued.Store(-1)
+				c.queued.Set(-1)
 				if ctx.Err() == nil && !warned[c.stage] {
 					warned[c.stage] = true // once per stage: the broker's own metrics say more
 					r.log.Warn("stage backlog unknown", "stage", c.stage, "topic", c.topic, "error", err)
 				}
 				continue
 			}
-			c.queued.Store(n)
+			c.queued.Set(n)
 		}
 		select {
 		case <-ctx.Done():

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -15,84 +14,9 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
-// Snapshot is gwpipe's own state at one moment, as SelfTelemetry sends it.
-// Counters are cumulative since the process started; SelfTelemetry sends
-// their growth since its previous report as DogStatsD counts.
-type Snapshot struct {
-	Stages []StageCounters
-	// Counters are other cumulative counts (retries, duplicates, points too
-	// old…), by name: sent as <prefix><name>.
-	Counters map[string]int64
-	// Gauges are current values by name: sent as <prefix><name>.
-	Gauges map[string]float64
-	// Latencies are distributions of durations by name (delivery latency,
-	// source acknowledgement latency…): sent as gauges <prefix><name>.p50,
-	// .p90, .p99, .max in milliseconds, and <prefix><name>.count.
-	Latencies map[string]Quantiles
-}
-
-// StageCounters are one stage's counters. All but InFlight and QueueDepth
-// are cumulative.
-type StageCounters struct {
-	Name       string
-	Batches    int64 // input batches handled
-	In         int64 // records (or metric points) in
-	Out        int64 // records emitted downstream
-	Errors     int64 // handler errors (each retry counts)
-	Dead       int64 // dead-lettered
-	Dropped    int64 // dropped on purpose
-	HandedBack int64 // given back unacknowledged at shutdown, for their sender to send again
-	Lost       int64 // derived in the pipeline and never delivered
-	InFlight   int64 // batches being handled now
-	QueueDepth int64 // batches queued for the stage; -1 when unknown
-}
-
-// Quantiles summarise a latency distribution, in milliseconds.
-type Quantiles struct {
-	Count              int64
-	P50, P90, P99, Max float64
-}
-
-// RegistrySnapshot returns a snapshot function reading a telemetry
-// registry; extra functions may add to each snapshot (e.g. a client's
-// Stats, see ClientCounters).
-func RegistrySnapshot(reg *telemetry.Registry, extra ...func(*Snapshot)) func() Snapshot {
-	return func() Snapshot {
-		rs := reg.Snapshot()
-		s := Snapshot{Counters: rs.Counters, Gauges: map[string]float64{}, Latencies: map[string]Quantiles{}}
-		if s.Counters == nil {
-			s.Counters = map[string]int64{}
-		}
-		for _, st := range rs.Stages {
-			s.Stages = append(s.Stages, StageCounters{
-				Name: st.Name, Batches: st.Batches, In: st.RecordsIn, Out: st.RecordsOut, Errors: st.Errors,
-				Dead: st.Dead, Dropped: st.Dropped, HandedBack: st.HandedBack, Lost: st.Lost, InFlight: st.InFlight, QueueDepth: st.QueueDepth,
-			})
-		}
-		for name, q := range rs.Latencies {
-			s.Latencies[name] = Quantiles{Count: q.Count, P50: q.P50, P90: q.P90, P99: q.P99, Max: q.Max}
-		}
-		for _, f := range extra {
-			f(&s)
-		}
-		return s
-	}
-}
-
-// ClientCounters adds a metrics client's counters to a snapshot, named
-// <name>.<counter> (e.g. "deliver-metrics.retries").
-func ClientCounters(name string, c *Client) func(*Snapshot) {
-	return func(s *Snapshot) {
-		st := c.Stats()
-		for k, v := range map[string]uint64{
-			"submitted": st.Submitted, "series_accepted": st.SeriesAccepted, "values_accepted": st.ValuesAccepted,
-			"rejected": st.Rejected, "too_old": st.TooOld, "requests": st.Requests, "retries": st.Retries,
-			"splits": st.Splits, "bytes_sent": st.BytesSent,
-		} {
-			s.Counters[name+"."+k] = int64(v)
-		}
-		s.Gauges[name+".requests_in_flight"] = float64(st.InFlight)
-	}
+// Snapshotter is what SelfTelemetry reports: a telemetry registry.
+type Snapshotter interface {
+	Snapshot() telemetry.Snapshot
 }
 
 // SelfTelemetryConfig configures SelfTelemetry.
@@ -105,35 +29,37 @@ type SelfTelemetryConfig struct {
 	Interval time.Duration
 	// Tags are added to every metric (e.g. "env:prod", "worker:…").
 	Tags []string
-	// Snapshot returns the state to report. Required.
-	Snapshot func() Snapshot
+	// Registry is what to report. Required.
+	Registry Snapshotter
 	Logger   *slog.Logger
 }
 
-// SelfTelemetry periodically sends gwpipe's own telemetry to a DogStatsD
-// Agent through datadog-go. Per stage (tag stage:<name>):
+// SelfTelemetry periodically sends a telemetry registry to a DogStatsD
+// Agent through datadog-go: every family as <prefix><family name>, each
+// series tagged with its labels (<key>:<value>):
 //
-//	<prefix>stage.batches, .records_in, .records_out, .errors,
-//	.dead_lettered, .dropped, .handed_back, .lost     counts
-//	<prefix>stage.batch_size                          gauge: records per batch over the interval
-//	<prefix>stage.in_flight, <prefix>stage.queue_depth gauges
+//   - counters as DogStatsD counts of their growth since the previous
+//     report, so that a counter's counts add up to its value;
+//   - gauges as gauges (a gauge whose value is unknown is not sent);
+//   - histograms as gauges <name>.p50, .p90, .p99, .max (milliseconds)
+//     and a count <name>.count;
+//   - and gwpipe.stage.batch_size, per stage: records per batch over the
+//     interval (stage.records_in / stage.batches growth).
 //
-// and <prefix><counter> (counts), <prefix><gauge> (gauges),
-// <prefix><latency>.p50/.p90/.p99/.max (gauges, ms) and .count (count) for
-// the snapshot's other entries. Names are sanitised: characters other than
-// letters, digits, '_' and '.' become '_' ("deliver-logs.request_latency"
-// → "deliver_logs.request_latency").
+// The last report is sent by Close, after the shutdown counted what it
+// handed back or lost.
 type SelfTelemetry struct {
-	cfg  SelfTelemetryConfig
-	sd   *statsd.Client
-	mu   sync.Mutex
-	prev map[string]int64
+	cfg    SelfTelemetryConfig
+	sd     *statsd.Client
+	mu     sync.Mutex
+	prev   map[string]int64
+	closed bool
 }
 
 // NewSelfTelemetry opens the DogStatsD client.
 func NewSelfTelemetry(cfg SelfTelemetryConfig) (*SelfTelemetry, error) {
-	if cfg.Snapshot == nil {
-		return nil, errors.New("ddmetrics: self telemetry needs a Snapshot function")
+	if cfg.Registry == nil {
+		return nil, errors.New("ddmetrics: self telemetry needs a registry")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultDogStatsDAddr
@@ -156,16 +82,13 @@ func NewSelfTelemetry(cfg SelfTelemetryConfig) (*SelfTelemetry, error) {
 	return &SelfTelemetry{cfg: cfg, sd: sd, prev: map[string]int64{}}, nil
 }
 
-// Run reports every Interval until ctx ends, then reports once more.
+// Run reports every Interval until ctx ends. The last report is Close's.
 func (t *SelfTelemetry) Run(ctx context.Context) {
 	tk := time.NewTicker(t.cfg.Interval)
 	defer tk.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			if err := t.Report(); err != nil {
-				t.cfg.Logger.Warn("gwpipe self telemetry: final report failed", "error", err)
-			}
 			return
 		case <-tk.C:
 			if err := t.Report(); err != nil {
@@ -177,9 +100,16 @@ func (t *SelfTelemetry) Run(ctx context.Context) {
 
 // Report sends one snapshot and flushes it.
 func (t *SelfTelemetry) Report() error {
-	s := t.cfg.Snapshot()
+	s := t.cfg.Registry.Snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	return t.report(s)
+}
+
+func (t *SelfTelemetry) report(s telemetry.Snapshot) error {
 	var errs []error
 	check := func(err error) {
 		if err != nil && len(errs) < 3 {
@@ -187,44 +117,44 @@ func (t *SelfTelemetry) Report() error {
 		}
 	}
 	p := t.cfg.Prefix
-	for _, st := range s.Stages {
-		tags := []string{"stage:" + st.Name}
-		name := sanitize(st.Name)
-		dBatches := t.delta("stage.batches|"+name, st.Batches)
-		dIn := t.delta("stage.records_in|"+name, st.In)
-		check(t.sd.Count(p+"stage.batches", dBatches, tags, 1))
-		check(t.sd.Count(p+"stage.records_in", dIn, tags, 1))
-		check(t.sd.Count(p+"stage.records_out", t.delta("stage.records_out|"+name, st.Out), tags, 1))
-		check(t.sd.Count(p+"stage.errors", t.delta("stage.errors|"+name, st.Errors), tags, 1))
-		check(t.sd.Count(p+"stage.dead_lettered", t.delta("stage.dead|"+name, st.Dead), tags, 1))
-		check(t.sd.Count(p+"stage.dropped", t.delta("stage.dropped|"+name, st.Dropped), tags, 1))
-		check(t.sd.Count(p+"stage.handed_back", t.delta("stage.handed_back|"+name, st.HandedBack), tags, 1))
-		check(t.sd.Count(p+"stage.lost", t.delta("stage.lost|"+name, st.Lost), tags, 1))
-		if dBatches > 0 {
-			check(t.sd.Gauge(p+"stage.batch_size", float64(dIn)/float64(dBatches), tags, 1))
-		}
-		check(t.sd.Gauge(p+"stage.in_flight", float64(st.InFlight), tags, 1))
-		if st.QueueDepth >= 0 {
-			check(t.sd.Gauge(p+"stage.queue_depth", float64(st.QueueDepth), tags, 1))
+	// Growth of stage.batches and stage.records_in, by stage, for the batch
+	// size.
+	batches, records := map[string]int64{}, map[string]int64{}
+	for _, f := range s.Families {
+		for _, se := range f.Series {
+			tags := tagsOf(f, se)
+			name := p + f.Name
+			key := name + "|" + strings.Join(tags, ",")
+			switch f.Kind {
+			case telemetry.KindCounter:
+				d := t.delta(key, se.Value)
+				check(t.sd.Count(name, d, tags, 1))
+				if f.Name == "stage.batches" {
+					batches[se.LabelValues[0]] = d
+				} else if f.Name == "stage.records_in" {
+					records[se.LabelValues[0]] = d
+				}
+			case telemetry.KindGauge:
+				if f.Known(se) {
+					check(t.sd.Gauge(name, float64(se.Value), tags, 1))
+				}
+			case telemetry.KindHistogram:
+				q := se.Histogram.Quantiles
+				check(t.sd.Count(name+".count", t.delta(key, q.Count), tags, 1))
+				if q.Count == 0 {
+					continue
+				}
+				check(t.sd.Gauge(name+".p50", q.P50, tags, 1))
+				check(t.sd.Gauge(name+".p90", q.P90, tags, 1))
+				check(t.sd.Gauge(name+".p99", q.P99, tags, 1))
+				check(t.sd.Gauge(name+".max", q.Max, tags, 1))
+			}
 		}
 	}
-	for _, name := range sortedKeys(s.Counters) {
-		n := sanitize(name)
-		check(t.sd.Count(p+n, t.delta(n, s.Counters[name]), nil, 1))
-	}
-	for _, name := range sortedKeys(s.Gauges) {
-		check(t.sd.Gauge(p+sanitize(name), s.Gauges[name], nil, 1))
-	}
-	for _, name := range sortedKeys(s.Latencies) {
-		q, n := s.Latencies[name], sanitize(name)
-		check(t.sd.Count(p+n+".count", t.delta(n+".count", q.Count), nil, 1))
-		if q.Count == 0 {
-			continue
+	for stage, n := range batches {
+		if n > 0 {
+			check(t.sd.Gauge(p+"stage.batch_size", float64(records[stage])/float64(n), []string{telemetry.StageLabel + ":" + stage}, 1))
 		}
-		check(t.sd.Gauge(p+n+".p50", q.P50, nil, 1))
-		check(t.sd.Gauge(p+n+".p90", q.P90, nil, 1))
-		check(t.sd.Gauge(p+n+".p99", q.P99, nil, 1))
-		check(t.sd.Gauge(p+n+".max", q.Max, nil, 1))
 	}
 	check(t.sd.Flush())
 	if len(errs) > 0 {
@@ -232,6 +162,21 @@ func (t *SelfTelemetry) Report() error {
 	}
 	return nil
 }
+
+// tagsOf are a series' labels as DogStatsD tags.
+func tagsOf(f telemetry.Family, s telemetry.Series) []string {
+	if len(f.LabelKeys) == 0 {
+		return nil
+	}
+	tags := make([]string, len(f.LabelKeys))
+	for i, k := range f.LabelKeys {
+		tags[i] = k + ":" + tagValue.Replace(s.LabelValues[i])
+	}
+	return tags
+}
+
+// tagValue keeps a label value from breaking a DogStatsD datagram.
+var tagValue = strings.NewReplacer("|", "_", ",", "_", "#", "_", "\n", "_")
 
 // delta returns the growth of a cumulative counter since the last report
 // (its value at the first report; 0 if it went backwards).
@@ -241,29 +186,20 @@ func (t *SelfTelemetry) delta(key string, v int64) int64 {
 	return max(d, 0)
 }
 
-// Close flushes and closes the DogStatsD client.
+// Close sends the last report — the figures of a shutdown, what it handed
+// back or lost included — then flushes and closes the DogStatsD client.
+// Calling it again does nothing.
 func (t *SelfTelemetry) Close() error {
+	s := t.cfg.Registry.Snapshot()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	rerr := t.report(s)
 	if err := t.sd.Close(); err != nil {
-		return fmt.Errorf("ddmetrics: close self telemetry: %w", err)
+		return errors.Join(rerr, fmt.Errorf("ddmetrics: close self telemetry: %w", err))
 	}
-	return nil
-}
-
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.':
-			return r
-		}
-		return '_'
-	}, s)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
+	return rerr
 }

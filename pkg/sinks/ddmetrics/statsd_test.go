@@ -77,11 +77,14 @@ func TestSelfTelemetry(t *testing.T) {
 	st.HandedBack.Add(6)
 	st.Lost.Add(2)
 	st.InFlight.Add(3)
-	reg.Counter("derive.points_too_old").Add(7)
-	reg.Histogram("deliver-logs.request_latency").Observe(120e6) // 120 ms
+	st.QueueDepth.Set(0)
+	reg.Counter("derive.points_too_old", "help").Add(7)
+	reg.Histogram("deliver_logs.request_latency", "help").Observe(120e6) // 120 ms
+	reg.Gauge("queue.raw", "help").Set(5)
+	reg.Counter("firehose.status", "help", telemetry.L("code", "429")).Add(3)
+	reg.Stage("ingest") // a source: its queue depth is unknown, not sent
 	tel, err := ddmetrics.NewSelfTelemetry(ddmetrics.SelfTelemetryConfig{
-		Addr: l.addr(), Tags: []string{"worker:w1"},
-		Snapshot: ddmetrics.RegistrySnapshot(reg, func(s *ddmetrics.Snapshot) { s.Gauges["queue.raw"] = 5 }),
+		Addr: l.addr(), Tags: []string{"worker:w1"}, Registry: reg,
 	})
 	require.NoError(t, err)
 	defer tel.Close()
@@ -100,7 +103,7 @@ func TestSelfTelemetry(t *testing.T) {
 	lines := l.waitFor(t, func(lines []string) bool {
 		for _, name := range []string{"gwpipe.deliver_logs.request_latency.p99", "gwpipe.queue.raw", "gwpipe.stage.records_in",
 			"gwpipe.stage.records_out", "gwpipe.stage.dead_lettered", "gwpipe.stage.handed_back", "gwpipe.stage.lost", "gwpipe.stage.batch_size",
-			"gwpipe.stage.in_flight", "gwpipe.derive.points_too_old"} {
+			"gwpipe.stage.in_flight", "gwpipe.derive.points_too_old", "gwpipe.firehose.status", "gwpipe.stage.queue_depth"} {
 			if len(find(lines, name, "")) == 0 {
 				return false
 			}
@@ -115,6 +118,10 @@ func TestSelfTelemetry(t *testing.T) {
 	assert.Equal(t, []string{"100"}, find(lines, "gwpipe.stage.batch_size", "stage:deliver-logs"))
 	assert.Equal(t, []string{"3"}, find(lines, "gwpipe.stage.in_flight", "stage:deliver-logs"))
 	assert.Equal(t, []string{"7"}, find(lines, "gwpipe.derive.points_too_old", "worker:w1"))
+	assert.Equal(t, []string{"5"}, find(lines, "gwpipe.queue.raw", ""))
+	assert.Equal(t, []string{"3"}, find(lines, "gwpipe.firehose.status", "code:429"), "labels become tags")
+	assert.Equal(t, []string{"0"}, find(lines, "gwpipe.stage.queue_depth", "stage:deliver-logs"))
+	assert.Empty(t, find(lines, "gwpipe.stage.queue_depth", "stage:ingest"), "unknown: not sent")
 	p99 := find(lines, "gwpipe.deliver_logs.request_latency.p99", "")
 	require.Len(t, p99, 1)
 	v, err := strconv.ParseFloat(p99[0], 64)
@@ -130,6 +137,16 @@ func TestSelfTelemetry(t *testing.T) {
 	})
 	assert.Equal(t, []string{"400", "50"}, find(lines, "gwpipe.stage.records_in", "stage:deliver-logs"))
 	assert.Equal(t, []string{"7", "0"}, find(lines, "gwpipe.derive.points_too_old", ""))
+
+	// What a shutdown counts after the last periodic report goes out with
+	// Close; a report after Close sends nothing.
+	st.HandedBack.Add(4)
+	require.NoError(t, tel.Close())
+	require.NoError(t, tel.Report())
+	lines = l.waitFor(t, func(lines []string) bool {
+		return len(find(lines, "gwpipe.stage.handed_back", "stage:deliver-logs")) >= 3
+	})
+	assert.Equal(t, []string{"6", "0", "4"}, find(lines, "gwpipe.stage.handed_back", "stage:deliver-logs"))
 }
 
 func TestStageDeadLettersRejectedPoints(t *testing.T) {

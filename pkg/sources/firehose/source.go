@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -82,15 +83,16 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		now:      time.Now,
 		requests: metrics.Stage("ingest"),
 		statuses: map[int]*telemetry.Counter{},
-		ackLat:   metrics.Histogram("firehose.ack_latency"),
-		dupes:    metrics.Counter("firehose.duplicate_requests"),
-		handBack: metrics.Counter("firehose.requests_handed_back"),
+		ackLat:   metrics.Histogram("firehose.ack_latency", "Time from a Firehose request's arrival to its acknowledgement (200), for the requests admitted."),
+		dupes:    metrics.Counter("firehose.duplicate_requests", "Firehose retries of a request in flight or delivered recently, not sent twice."),
+		handBack: metrics.Counter("firehose.requests_handed_back", "Admitted Firehose requests answered 503 at shutdown: their records were handed back."),
 		inflight: map[string]*ack.Tracker{},
 		recent:   map[string]time.Time{},
 	}
 	for _, code := range []int{200, 400, 401, 405, 408, 413, 415, 429, 500, 503} {
-		s.statuses[code] = metrics.Counter(fmt.Sprintf("firehose.status.%d", code))
+		s.statuses[code] = metrics.Counter("firehose.status", "Firehose requests answered, by HTTP status code.", telemetry.L("code", strconv.Itoa(code)))
 	}
+	metrics.GaugeFunc("firehose.held_bytes", "Bytes of the Firehose requests admitted and not yet acknowledged (sources.firehose.max_in_flight_bytes).", s.held.Load)
 	for _, k := range cfg.AccessKeys {
 		s.keys = append(s.keys, []byte(k))
 	}

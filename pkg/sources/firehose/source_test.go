@@ -365,18 +365,12 @@ func TestHandedBackRecordsGetRetryableStatus(t *testing.T) {
 			assert.Equal(t, "1", w.Header().Get("Retry-After"))
 			assert.Contains(t, resp.ErrorMessage, "retry")
 			snap := reg.Snapshot()
-			var ingest telemetry.StageSnapshot
-			for _, st := range snap.Stages {
-				if st.Name == "ingest" {
-					ingest = st
-				}
-			}
-			assert.Equal(t, int64(3), ingest.RecordsIn, "taken in once")
-			assert.Equal(t, int64(1), ingest.Batches)
-			assert.Zero(t, ingest.RecordsOut, "what is published is counted by the runtime's output, not here")
-			assert.Equal(t, int64(3), ingest.HandedBack)
-			assert.Equal(t, int64(1), snap.Counters["firehose.requests_handed_back"])
-			assert.Equal(t, int64(1), snap.Counters["firehose.status.503"])
+			assert.Equal(t, int64(3), snap.Value("stage.records_in", "ingest"), "taken in once")
+			assert.Equal(t, int64(1), snap.Value("stage.batches", "ingest"))
+			assert.Zero(t, snap.Value("stage.records_out", "ingest"), "what is published is counted by the runtime's output, not here")
+			assert.Equal(t, int64(3), snap.Value("stage.handed_back", "ingest"))
+			assert.Equal(t, int64(1), snap.Value("firehose.requests_handed_back"))
+			assert.Equal(t, int64(1), snap.Value("firehose.status", "503"))
 
 			// The retry is processed: a handed-back id is not remembered
 			// as delivered.

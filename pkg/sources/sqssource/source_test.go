@@ -193,10 +193,10 @@ func waitCounter(t *testing.T, m *telemetry.Registry, name string, atLeast int64
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for m.Counter(name).Load() < atLeast {
+	for m.Value(name) < atLeast {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%s = %d, want ≥ %d", name, m.Counter(name).Load(), atLeast)
+			t.Fatalf("%s = %d, want ≥ %d", name, m.Value(name), atLeast)
 		case <-tick.C:
 		}
 	}
@@ -265,11 +265,11 @@ func TestS3NotificationsDirectAndThroughSNS(t *testing.T) {
 	for _, want := range a.Events {
 		assert.Equal(t, 3, seen[want.ID], "event %s", want.ID)
 	}
-	assert.EqualValues(t, 3*len(a.Objects), e.metrics.Counter("sqs.objects_read").Load())
+	assert.EqualValues(t, 3*len(a.Objects), e.metrics.Value("sqs.objects_read"))
 	// moto sends s3:TestEvent when notifications are configured: to the
 	// queue and to the topic (so to both of its subscribers).
-	assert.EqualValues(t, 3, e.metrics.Counter("sqs.messages_skipped").Load(), "the test events are skipped and deleted")
-	assert.Zero(t, e.metrics.Counter("sqs.messages_failed").Load())
+	assert.EqualValues(t, 3, e.metrics.Value("sqs.messages_skipped"), "the test events are skipped and deleted")
+	assert.Zero(t, e.metrics.Value("sqs.messages_failed"))
 }
 
 func TestCloudWatchAndFirehosePayloadsGoToTheRawTopic(t *testing.T) {
@@ -324,9 +324,9 @@ func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
 	events, dead, _ := e.sink.snapshot()
 	assert.Len(t, events, 1, "the good message was delivered")
 	assert.Empty(t, dead)
-	assert.GreaterOrEqual(t, e.metrics.Counter("sqs.messages_unrecognised").Load(), int64(2))
-	assert.GreaterOrEqual(t, e.metrics.Counter("sqs.messages_failed").Load(), int64(4))
-	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_deleted").Load())
+	assert.GreaterOrEqual(t, e.metrics.Value("sqs.messages_unrecognised"), int64(2))
+	assert.GreaterOrEqual(t, e.metrics.Value("sqs.messages_failed"), int64(4))
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_deleted"))
 }
 
 func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
@@ -354,7 +354,7 @@ func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
 		assert.Contains(t, d.Reason, "unreadable")
 		assert.Contains(t, d.Origin.RequestID, "s3://bkt/")
 	}
-	assert.EqualValues(t, 4, e.metrics.Counter("sqs.messages_deleted").Load(), "test event, two poison objects, write test")
+	assert.EqualValues(t, 4, e.metrics.Value("sqs.messages_deleted"), "test event, two poison objects, write test")
 }
 
 func TestVisibilityIsExtendedWhileAMessageIsWorkedOn(t *testing.T) {
@@ -370,10 +370,10 @@ func TestVisibilityIsExtendedWhileAMessageIsWorkedOn(t *testing.T) {
 	// Several visibility timeouts pass while the message is held…
 	waitCounter(t, e.metrics, "sqs.visibility_extensions", 6)
 	e.waitQueue(t, q, func(v, nv int) bool { return v == 0 && nv == 1 })
-	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_received").Load(), "…and it was never received again")
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_received"), "…and it was never received again")
 	e.sink.release()
 	e.waitQueue(t, q, empty)
-	assert.EqualValues(t, 1, e.metrics.Counter("sqs.messages_deleted").Load())
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_deleted"))
 	events, _, _ := e.sink.snapshot()
 	assert.Len(t, events, 1)
 }
@@ -514,8 +514,8 @@ func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
 	f.mu.Lock()
 	assert.Equal(t, map[string]int32{"h1": 0}, f.released, "visible again at once")
 	f.mu.Unlock()
-	assert.EqualValues(t, 1, metrics.Counter("sqs.messages_handed_back").Load())
-	assert.Zero(t, metrics.Counter("sqs.messages_failed").Load())
+	assert.EqualValues(t, 1, metrics.Value("sqs.messages_handed_back"))
+	assert.Zero(t, metrics.Value("sqs.messages_failed"))
 }
 
 // TestStopEndsWithItsContext: giving messages back is bounded by Stop's

@@ -75,11 +75,11 @@ func New(cfg Config, metrics *telemetry.Registry) *Stage {
 	}
 	return &Stage{
 		cfg:         cfg,
-		control:     metrics.Counter("decode.control_messages"),
-		empty:       metrics.Counter("decode.empty_records"),
-		unknownType: metrics.Counter("decode.unknown_message_types"),
-		binary:      metrics.Counter("decode.binary_records"),
-		nonText:     metrics.Counter("decode.non_text_lines"),
+		control:     metrics.Counter("decode.control_messages", "CloudWatch CONTROL_MESSAGE documents dropped."),
+		empty:       metrics.Counter("decode.empty_records", "Records holding nothing but white space, dead-lettered."),
+		unknownType: metrics.Counter("decode.unknown_message_types", "CloudWatch envelopes dead-lettered for their messageType."),
+		binary:      metrics.Counter("decode.binary_records", "Records dead-lettered whole as unrecognised binary data."),
+		nonText:     metrics.Counter("decode.non_text_lines", "Lines dead-lettered alone for not being text."),
 		stats:       metrics.Stage("decode"),
 		large:       make(chan struct{}, 1),
 	}

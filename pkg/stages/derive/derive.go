@@ -157,11 +157,7 @@ type Deriver struct {
 	pmu     sync.Mutex // guards pending
 	pending []*record.Batch
 
-	seq     atomic.Uint64
-	reg     *telemetry.Registry
-	pushMu  sync.Mutex
-	pushed  Stats
-	regCtrs map[string]*telemetry.Counter
+	seq atomic.Uint64
 }
 
 type stageMark struct{ last time.Time }
@@ -239,7 +235,6 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 		catalog:   map[string]*series{},
 		key:       make([]byte, 0, 256),
 		alt:       make([]byte, 0, 256),
-		reg:       reg,
 	}
 	d.winMs = d.winSec * 1000
 	d.vals = make([]val, d.nDims)
@@ -253,6 +248,9 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 	}
 	for i := range d.lanes {
 		d.lanes[i] = lane{host: d.hosts[i], windows: map[int64]*window{}}
+	}
+	if reg != nil {
+		d.registerMetrics(reg)
 	}
 	return d, nil
 }
@@ -277,7 +275,6 @@ func (d *Deriver) Handle(ctx context.Context, in *record.Batch, out stage.Output
 	if err := d.emit(ctx, out, d.build(closed, now)); err != nil {
 		d.cfg.Logger.Warn("derive: metric batches could not be emitted; kept for the next attempt", "error", err)
 	}
-	d.push()
 	return nil
 }
 
@@ -294,7 +291,6 @@ func (d *Deriver) Tick(ctx context.Context, now time.Time, out stage.Output) err
 	}
 	d.mu.Unlock()
 	err := d.emit(ctx, out, d.build(closed, now))
-	d.push()
 	return err
 }
 
@@ -308,7 +304,6 @@ func (d *Deriver) Flush(ctx context.Context, out stage.Output) error {
 	closed := d.collect(now, true)
 	d.mu.Unlock()
 	err := d.emit(ctx, out, d.build(closed, now))
-	d.push()
 	return err
 }
 
@@ -930,47 +925,6 @@ func (d *Deriver) emit(ctx context.Context, out stage.Output, bs []*record.Batch
 		}
 	}
 	return nil
-}
-
-// push publishes the counters' growth to the telemetry registry.
-func (d *Deriver) push() {
-	if d.reg == nil {
-		return
-	}
-	d.mu.Lock()
-	s := d.n
-	d.mu.Unlock()
-	d.pushMu.Lock()
-	defer d.pushMu.Unlock()
-	if d.regCtrs == nil {
-		d.regCtrs = map[string]*telemetry.Counter{}
-	}
-	add := func(name string, now, before int64) {
-		c := d.regCtrs[name]
-		if c == nil {
-			c = d.reg.Counter("derive." + name)
-			d.regCtrs[name] = c
-		}
-		if now != before {
-			c.Add(now - before)
-		}
-	}
-	p := d.pushed
-	add("records", s.Records, p.Records)
-	add("ignored", s.Ignored, p.Ignored)
-	add("summaries_skipped", s.SummariesSkipped, p.SummariesSkipped)
-	add("records_too_old", s.TooOld, p.TooOld)
-	add("records_too_new", s.TooNew, p.TooNew)
-	add("late_records", s.Late, p.Late)
-	add("late_dropped", s.LateDropped, p.LateDropped)
-	add("resources_folded", s.Folded, p.Folded)
-	add("series_dropped", s.SeriesDropped, p.SeriesDropped)
-	add("windows_flushed", s.Windows, p.Windows)
-	add("points_emitted", s.PointsEmitted, p.PointsEmitted)
-	add("points_too_old", s.PointsTooOld, p.PointsTooOld)
-	add("records_expired", s.RecordsExpired, p.RecordsExpired)
-	add("emit_errors", s.EmitErrors, p.EmitErrors)
-	d.pushed = s
 }
 
 func floorDiv(a, b int64) int64 {

@@ -66,6 +66,6 @@ func TestStageRuntimeWiring(t *testing.T) {
 	assert.Equal(t, wantCounts, counts)
 	assert.Equal(t, wantDists, dists)
 	assert.Empty(t, dead.metrics())
-	assert.Equal(t, int64(3000), reg.Snapshot().Counters["derive.records"])
-	assert.Positive(t, reg.Snapshot().Counters["derive.points_emitted"])
+	assert.Equal(t, int64(3000), reg.Value("derive.records"))
+	assert.Positive(t, reg.Value("derive.points_emitted"))
 }
