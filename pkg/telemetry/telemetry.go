@@ -165,7 +165,7 @@ func (r *Registry) series(name, help string, kind Kind, labels []Label, mk func(
 	if f.kind != kind || !slices.Equal(f.keys, keys) {
 		panic(fmt.Sprintf("telemetry: %s registered as a %s with labels %v, now as a %s with labels %v", name, f.kind, f.keys, kind, keys))
 	}
-	if f.help == "" {
+	if f.help == "" && help != "" {
 		f.help = help
 	}
 	key := strings.Join(values, "\xff")
@@ -314,21 +314,21 @@ func (s *series) value() int64 {
 // registry.
 func (r *Registry) Snapshot() Snapshot {
 	type fam struct {
-		f      *family
+		f      Family
 		series []*series
 	}
 	r.mu.Lock()
 	fams := make([]fam, len(r.families))
 	for i, f := range r.families {
-		fams[i] = fam{f, slices.Clone(f.series)}
+		fams[i] = fam{Family{Name: f.name, Help: f.help, Kind: f.kind, LabelKeys: f.keys, UnknownBelowZero: f.unknownBelowZero}, slices.Clone(f.series)}
 	}
 	r.mu.Unlock()
 
 	s := Snapshot{Taken: time.Now(), Families: make([]Family, len(fams))}
 	s.Uptime = s.Taken.Sub(r.start)
 	for i, x := range fams {
-		f := Family{Name: x.f.name, Help: x.f.help, Kind: x.f.kind, LabelKeys: x.f.keys, UnknownBelowZero: x.f.unknownBelowZero,
-			Series: make([]Series, len(x.series))}
+		f := x.f
+		f.Series = make([]Series, len(x.series))
 		for j, se := range x.series {
 			f.Series[j] = Series{LabelValues: se.values}
 			if se.h != nil {
