@@ -3,10 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"sort"
@@ -39,40 +37,11 @@ func controlEnvelope() []byte {
 	return []byte(`{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}`)
 }
 
-// statusJSON is /status as the admin handler serves it, flattened to
-// "stages.<name>.<field>", "counters.<name>", "gauges.<name>",
-// "latencies.<name>.<field>" and so on.
+// statusJSON is /status as the admin handler serves it, flattened (see
+// flatten).
 func statusJSON(t *testing.T, p *Pipeline) map[string]any {
 	t.Helper()
-	w := httptest.NewRecorder()
-	p.adminHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/status", nil))
-	require.Equal(t, http.StatusOK, w.Code)
-	var doc map[string]any
-	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &doc))
-	flat := map[string]any{}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, x := range v {
-				walk(prefix+k+".", x)
-			}
-		case []any: // the stages, by name
-			for _, x := range v {
-				m := x.(map[string]any)
-				name := m["name"].(string)
-				for k, f := range m {
-					if k != "name" {
-						walk(prefix+name+".", map[string]any{k: f})
-					}
-				}
-			}
-		default:
-			flat[strings.TrimSuffix(prefix, ".")] = v
-		}
-	}
-	walk("", doc)
-	return flat
+	return flatten(t, serveGet(t, p.adminHandler(), "/status"))
 }
 
 // check is what a figure must be: an exact number, an exact string, or a
