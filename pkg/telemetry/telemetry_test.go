@@ -35,12 +35,15 @@ func TestRegistrationReturnsTheSameSeries(t *testing.T) {
 // kind and one set of label keys.
 func TestRegistrationRejectsMisuse(t *testing.T) {
 	for name, f := range map[string]func(r *telemetry.Registry){
-		"hyphen":          func(r *telemetry.Registry) { r.Counter("deliver-logs.retries", "") },
-		"capital":         func(r *telemetry.Registry) { r.Gauge("Memory.held", "") },
-		"empty segment":   func(r *telemetry.Registry) { r.Counter("a..b", "") },
-		"label key":       func(r *telemetry.Registry) { r.Counter("a.b", "", telemetry.L("Code", "1")) },
-		"kind changes":    func(r *telemetry.Registry) { r.Counter("a.b", ""); r.Gauge("a.b", "") },
-		"labels change":   func(r *telemetry.Registry) { r.Counter("a.b", "", telemetry.L("x", "1")); r.Counter("a.b", "", telemetry.L("y", "1")) },
+		"hyphen":        func(r *telemetry.Registry) { r.Counter("deliver-logs.retries", "") },
+		"capital":       func(r *telemetry.Registry) { r.Gauge("Memory.held", "") },
+		"empty segment": func(r *telemetry.Registry) { r.Counter("a..b", "") },
+		"label key":     func(r *telemetry.Registry) { r.Counter("a.b", "", telemetry.L("Code", "1")) },
+		"kind changes":  func(r *telemetry.Registry) { r.Counter("a.b", ""); r.Gauge("a.b", "") },
+		"labels change": func(r *telemetry.Registry) {
+			r.Counter("a.b", "", telemetry.L("x", "1"))
+			r.Counter("a.b", "", telemetry.L("y", "1"))
+		},
 		"value then func": func(r *telemetry.Registry) { r.Counter("a.b", ""); r.CounterFunc("a.b", "", func() int64 { return 1 }) },
 		"func then value": func(r *telemetry.Registry) { r.GaugeFunc("a.b", "", func() int64 { return 1 }); r.Gauge("a.b", "") },
 	} {
