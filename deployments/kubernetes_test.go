@@ -569,8 +569,8 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 		checkEnvKeys(t, where, env)
 		cfg := loadConfig(t, where, file, env)
 		// The operator's listener (/status, pprof) stays on the pod's
-		// loopback; probes go to the health listener, which serves
-		// nothing else.
+		// loopback; probes and scrapes go to the health listener, which
+		// serves nothing else.
 		if !loopbackAddr(cfg.Admin.Listen) {
 			t.Errorf("%s: admin.listen %q must be on loopback (127.0.0.1): it serves /status and pprof", where, cfg.Admin.Listen)
 		}
@@ -580,6 +580,13 @@ func checkFleet(t *testing.T, name string, m *manifests, withAutoscalers bool) {
 		healthPort := listenPort(t, where+": admin.health_listen", cfg.Admin.HealthListen)
 		if h, _, _ := net.SplitHostPort(cfg.Admin.HealthListen); h != "" && h != "0.0.0.0" {
 			t.Errorf("%s: admin.health_listen %q is not reachable by the kubelet's probes", where, cfg.Admin.HealthListen)
+		}
+		// Prometheus (or the Datadog Agent's OpenMetrics check) scrapes
+		// /metrics on the health listener: the pod says where.
+		ann := d.Spec.Template.Annotations
+		if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(int(healthPort)) || ann["prometheus.io/path"] != "/metrics" {
+			t.Errorf("%s: pod annotations prometheus.io/scrape %q, port %q, path %q; want \"true\", the health listener's %d, /metrics",
+				where, ann["prometheus.io/scrape"], ann["prometheus.io/port"], ann["prometheus.io/path"], healthPort)
 		}
 		adminPort := listenPort(t, where+": admin.listen", cfg.Admin.Listen)
 		for _, cp := range c.Ports {

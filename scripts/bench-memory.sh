@@ -53,7 +53,7 @@ peak_rss_mib() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status";
 # does not: "-").
 held_peak_mib() {
 	curl -fsS "http://$ADMIN/status" 2>/dev/null |
-		sed -n 's/.*"peak_bytes": *\([0-9]*\).*/\1/p' | awk '{ printf "%.0f", $1 / 1048576 } END { if (NR == 0) printf "-" }'
+		sed -n 's/.*"memory\.peak_bytes": *\([0-9]*\).*/\1/p' | awk '{ printf "%.0f", $1 / 1048576 } END { if (NR == 0) printf "-" }'
 }
 # How the requests were answered: from a -report, else the last progress line.
 statuses() {

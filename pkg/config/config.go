@@ -219,8 +219,9 @@ type Admin struct {
 	// Listen serves health, /status (and /debug/pprof when Pprof): keep it
 	// on loopback; what it shows is for the operator of the host.
 	Listen string `yaml:"listen"`
-	// HealthListen serves /healthz and /readyz alone, for probes and load
-	// balancers that must reach the process from the network.
+	// HealthListen serves /healthz, /readyz and /metrics alone, for probes,
+	// load balancers and Prometheus, which must reach the process from the
+	// network.
 	HealthListen string `yaml:"health_listen"`
 	// Pprof serves Go's profiles under /debug/pprof/ on Listen.
 	Pprof          bool          `yaml:"pprof"`

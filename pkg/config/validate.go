@@ -299,7 +299,7 @@ func (c Config) validateAdmin(p *problems) {
 		if err := check.Listen(a.HealthListen); err != nil {
 			p.add("admin.health_listen", "%v", err)
 		} else if a.HealthListen == a.Listen && !strings.HasSuffix(a.HealthListen, ":0") {
-			p.add("admin.health_listen", "must differ from admin.listen (%s): it is a second listener serving /healthz and /readyz alone", a.Listen)
+			p.add("admin.health_listen", "must differ from admin.listen (%s): it is a second listener serving /healthz, /readyz and /metrics alone", a.Listen)
 		}
 	}
 	if a.Pprof && a.Listen == "" {

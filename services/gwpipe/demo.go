@@ -112,7 +112,7 @@ and, without --real, the Datadog destination and self-telemetry.`,
 	f.Float64Var(&o.rate, "rate", 5000, "events per second generated (make run RATE=…); 0 is as fast as the pipeline takes them")
 	f.Int64Var(&o.events, "events", 0, "stop after this many events were generated and acknowledged; 0 runs until interrupted")
 	f.StringVar(&o.firehose, "firehose-listen", "127.0.0.1:8088", "address of the Firehose endpoint (make run FIREHOSE_ADDR=…)")
-	f.StringVar(&o.admin, "admin-listen", "127.0.0.1:8089", "address of the admin endpoint, /status (make run ADMIN_ADDR=…)")
+	f.StringVar(&o.admin, "admin-listen", "127.0.0.1:8089", "address of the admin endpoint, /status and /metrics (make run ADMIN_ADDR=…)")
 	f.StringVar(&o.intake, "intake-listen", "127.0.0.1:8080", "address of the fake Datadog intake (make run INTAKE_ADDR=…)")
 	f.StringVar(&o.dir, "dir", filepath.Join("data", "run"), "directory for the intake's recordings and the dead-letter archive")
 	f.DurationVar(&o.report, "report", 5*time.Second, "print a flow report at this interval; 0 for none")

@@ -34,8 +34,7 @@
 // accepted the batch's points or rejected them for good, and dead-letters
 // the rejected ones (Batch.Metrics, Stage "deliver-metrics").
 //
-// SelfTelemetry sends gwpipe's own health (per stage: in, out, errors,
-// dead-lettered, dropped, batch sizes, in-flight and queue depth; counters
-// such as retries and points too old; latency quantiles such as delivery and
-// source acknowledgement latency) to DogStatsD with a "gwpipe." prefix.
+// SelfTelemetry sends gwpipe's telemetry registry (package telemetry: every
+// family, its labels as tags) to DogStatsD with a "gwpipe." prefix, the last
+// report on Close.
 package ddmetrics
