@@ -176,7 +176,17 @@ func TestCorpusObjectsThroughSQS(t *testing.T) {
 	require.NoError(t, h.intake.WaitLogs(ctx, len(want.ids)+len(want.lines)))
 	a.waitDrained(t, q) // every message deleted: each object acknowledged end to end
 	want.check(t, outcome(h.intake.Logs(), h.intake.Series(), readDLQ(t, h.dlqDir)), "s3")
-	assert.Zero(t, h.p.Status().Counters["sqs.messages_failed"])
+	st := h.p.Status()
+	assert.Zero(t, st.Counters["sqs.messages_failed"])
+	// Control messages dropped from objects are counted, as decode counts
+	// those of the Firehose endpoint.
+	control := 0
+	for _, o := range objects {
+		control += o.Manifest.ControlMessages
+	}
+	require.Positive(t, control, "the corpus has control messages in objects")
+	assert.EqualValues(t, control, st.Counters["sqs.object_control_messages"])
+	assert.EqualValues(t, len(objects), st.Counters["sqs.objects_read"])
 }
 
 // TestReplayDeadLetteredMetrics is "fix and replay" for metrics: points

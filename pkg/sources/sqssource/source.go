@@ -99,6 +99,7 @@ type Source struct {
 	objRead  *telemetry.Counter
 	objBytes *telemetry.Counter
 	objDead  *telemetry.Counter
+	objCtrl  *telemetry.Counter
 	apiErrs  *telemetry.Counter
 	dups     *telemetry.Counter
 	latency  *telemetry.Histogram
@@ -130,6 +131,7 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		objRead:  metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
 		objBytes: metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
 		objDead:  metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
+		objCtrl:  metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
 		apiErrs:  metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
 		dups:     metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:  metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
@@ -512,6 +514,7 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 	s.objRead.Inc()
 	s.objBytes.Add(st.BytesIn)
 	s.objDead.Add(st.DeadLetters)
+	s.objCtrl.Add(st.Control)
 	lvl := slog.LevelDebug
 	if st.DeadLetters > 0 {
 		lvl = slog.LevelWarn

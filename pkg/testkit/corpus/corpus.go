@@ -84,7 +84,8 @@ type Manifest struct {
 	// MetricPoints counts the Datadog points made of metric-stream data,
 	// by metric name.
 	MetricPoints map[string]int `yaml:"metric_points"`
-	// Counters of the decode stage (decode.<name>) this request moves.
+	// Counters of the decode stage (decode.<name>) this request moves; of
+	// an object case, ControlMessages are those its reader drops.
 	ControlMessages     int `yaml:"control_messages"`
 	UnknownMessageTypes int `yaml:"unknown_message_types"`
 	EmptyRecords        int `yaml:"empty_records"`
