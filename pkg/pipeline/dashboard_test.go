@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -81,13 +82,17 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 	return out
 }
 
-// dogstatsd records the metric names and tag keys of DogStatsD datagrams.
+// dogstatsd records the metric names and tag keys of DogStatsD datagrams,
+// and adds up the counts and keeps the last gauge of each series (by
+// "name|tags", the tags sorted, the worker's left out).
 type dogstatsd struct {
 	conn net.PacketConn
 	done chan struct{}
 
 	mu      sync.Mutex
 	metrics map[string]map[string]bool // name → tag keys
+	counts  map[string]float64
+	gauges  map[string]float64
 }
 
 func listenDogStatsD(t *testing.T) *dogstatsd {
@@ -97,7 +102,7 @@ func listenDogStatsD(t *testing.T) *dogstatsd {
 	if u, ok := conn.(*net.UDPConn); ok {
 		_ = u.SetReadBuffer(8 << 20) // a report is a burst of datagrams
 	}
-	d := &dogstatsd{conn: conn, done: make(chan struct{}), metrics: map[string]map[string]bool{}}
+	d := &dogstatsd{conn: conn, done: make(chan struct{}), metrics: map[string]map[string]bool{}, counts: map[string]float64{}, gauges: map[string]float64{}}
 	go d.read()
 	t.Cleanup(func() { conn.Close(); <-d.done })
 	return d
@@ -117,21 +122,46 @@ func (d *dogstatsd) read() {
 			if !ok {
 				continue
 			}
-			tags := d.metrics[name]
-			if tags == nil {
-				tags = map[string]bool{}
-				d.metrics[name] = tags
+			keys := d.metrics[name]
+			if keys == nil {
+				keys = map[string]bool{}
+				d.metrics[name] = keys
 			}
+			var tags []string
 			for field := range strings.SplitSeq(rest, "|") {
 				if list, ok := strings.CutPrefix(field, "#"); ok {
 					for tag := range strings.SplitSeq(list, ",") {
 						k, _, _ := strings.Cut(tag, ":")
-						tags[k] = true
+						keys[k] = true
+						if k != "worker" {
+							tags = append(tags, tag)
+						}
 					}
 				}
 			}
+			d.add(name, tags, rest)
 		}
 		d.mu.Unlock()
+	}
+}
+
+// add counts one datagram's value.
+func (d *dogstatsd) add(name string, tags []string, rest string) {
+	fields := strings.Split(rest, "|")
+	if len(fields) < 2 {
+		return
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return
+	}
+	slices.Sort(tags)
+	key := name + "|" + strings.Join(tags, ",")
+	switch fields[1] {
+	case "c":
+		d.counts[key] += v
+	case "g":
+		d.gauges[key] = v
 	}
 }
 

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,84 +218,6 @@ func TestMetricsEndpointAgreesWithStatus(t *testing.T) {
 	assert.Positive(t, status["counters.deliver_metrics.series_accepted"], "the windows were flushed at the drain")
 }
 
-// statsdTotals adds up the DogStatsD counts it receives and keeps the last
-// value of each gauge, by name and tags (sorted, the worker's left out).
-type statsdTotals struct {
-	conn net.PacketConn
-	done chan struct{}
-
-	mu     sync.Mutex
-	counts map[string]float64
-	gauges map[string]float64
-}
-
-func listenStatsdTotals(t *testing.T) *statsdTotals {
-	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	if u, ok := conn.(*net.UDPConn); ok {
-		_ = u.SetReadBuffer(8 << 20) // a report is a burst of datagrams
-	}
-	s := &statsdTotals{conn: conn, done: make(chan struct{}), counts: map[string]float64{}, gauges: map[string]float64{}}
-	go s.read()
-	t.Cleanup(func() { conn.Close(); <-s.done })
-	return s
-}
-
-func (s *statsdTotals) read() {
-	defer close(s.done)
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := s.conn.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		for line := range strings.SplitSeq(string(buf[:n]), "\n") {
-			name, rest, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			fields := strings.Split(rest, "|")
-			if len(fields) < 2 {
-				continue
-			}
-			v, err := strconv.ParseFloat(fields[0], 64)
-			if err != nil {
-				continue
-			}
-			var tags []string
-			for _, f := range fields[2:] {
-				if list, ok := strings.CutPrefix(f, "#"); ok {
-					for tag := range strings.SplitSeq(list, ",") {
-						if !strings.HasPrefix(tag, "worker:") {
-							tags = append(tags, tag)
-						}
-					}
-				}
-			}
-			slices.Sort(tags)
-			key := name + "|" + strings.Join(tags, ",")
-			switch fields[1] {
-			case "c":
-				s.counts[key] += v
-			case "g":
-				s.gauges[key] = v
-			}
-		}
-		s.mu.Unlock()
-	}
-}
-
-// stop waits for what was sent (see dogstatsd.stop), then stops reading.
-func (s *statsdTotals) stop() (counts, gauges map[string]float64) {
-	_ = s.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts, s.gauges
-}
-
 // TestSelfTelemetryAgreesWithStatusAfterAShutdown: DogStatsD reports every
 // 50 ms while requests wait for an intake that is down; the drain's time
 // runs out and the records are handed back, metric points lost. The counts
@@ -305,7 +225,7 @@ func (s *statsdTotals) stop() (counts, gauges map[string]float64) {
 // lost included, which only the last report, sent on close, carries — and
 // the last gauges are /status's.
 func TestSelfTelemetryAgreesWithStatusAfterAShutdown(t *testing.T) {
-	sd := listenStatsdTotals(t)
+	sd := listenDogStatsD(t)
 	h := start(t, func(c *config.Config) {
 		c.Metrics.AllowedLateness = time.Hour
 		c.Sources.Firehose.AckTimeout = time.Minute
@@ -335,7 +255,8 @@ func TestSelfTelemetryAgreesWithStatusAfterAShutdown(t *testing.T) {
 	require.True(t, h.p.HandedBack())
 	wg.Wait()
 
-	counts, gauges := sd.stop()
+	sd.stop()
+	counts, gauges := sd.counts, sd.gauges
 	snap := h.p.Metrics().Snapshot()
 	status := flatten(t, serveGet(t, h.p.adminHandler(), "/status"))
 	require.Equal(t, float64(requests), status["stages.ingest.handed_back"])

@@ -219,6 +219,31 @@ func (r *Registry) GaugeFunc(name, help string, fn func() int64, labels ...Label
 	r.setFunc(name, help, KindGauge, fn, labels)
 }
 
+// Func is a series read at collection time, for CounterFuncs and
+// GaugeFuncs.
+type Func struct {
+	Name, Help string
+	Read       func() int64
+}
+
+// F is a Func.
+func F(name, help string, read func() int64) Func { return Func{name, help, read} }
+
+// CounterFuncs registers a counter function per entry, named prefix+Name:
+// a component's figures listed once.
+func (r *Registry) CounterFuncs(prefix string, fs []Func, labels ...Label) {
+	for _, f := range fs {
+		r.setFunc(prefix+f.Name, f.Help, KindCounter, f.Read, labels)
+	}
+}
+
+// GaugeFuncs registers a gauge function per entry (see CounterFuncs).
+func (r *Registry) GaugeFuncs(prefix string, fs []Func, labels ...Label) {
+	for _, f := range fs {
+		r.setFunc(prefix+f.Name, f.Help, KindGauge, f.Read, labels)
+	}
+}
+
 func (r *Registry) setFunc(name, help string, kind Kind, fn func() int64, labels []Label) {
 	s := r.series(name, help, kind, labels, func() *series { return &series{} })
 	if s.c != nil || s.g != nil {

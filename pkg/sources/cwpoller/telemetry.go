@@ -5,20 +5,15 @@ import "github.com/gwpipe/gwpipe/pkg/telemetry"
 // RegisterMetrics registers the poller's figures as "cwpoller.*", and its
 // Mapper's as "metricstream.*" labelled source=cwpoller.
 func (p *Poller) RegisterMetrics(reg *telemetry.Registry) {
-	for _, m := range []struct {
-		name, help string
-		n          interface{ Load() int64 }
-	}{
-		{"cwpoller.polls", "Polls of an account and region.", &p.polls},
-		{"cwpoller.failures", "Polls that failed (their periods are fetched again by the next one).", &p.failures},
-		{"cwpoller.calls", "GetMetricData calls (batches of queries).", &p.calls},
-		{"cwpoller.pages", "GetMetricData requests, pagination included.", &p.pages},
-		{"cwpoller.list_calls", "ListMetrics requests.", &p.listCalls},
-		{"cwpoller.throttles", "CloudWatch requests throttled.", &p.throttles},
-		{"cwpoller.retries", "CloudWatch requests sent again.", &p.retries},
-		{"cwpoller.points", "Datadog points the polls emitted.", &p.points},
-	} {
-		reg.CounterFunc(m.name, m.help, m.n.Load)
-	}
+	reg.CounterFuncs("cwpoller.", []telemetry.Func{
+		telemetry.F("polls", "Polls of an account and region.", p.polls.Load),
+		telemetry.F("failures", "Polls that failed (their periods are fetched again by the next one).", p.failures.Load),
+		telemetry.F("calls", "GetMetricData calls (batches of queries).", p.calls.Load),
+		telemetry.F("pages", "GetMetricData requests, pagination included.", p.pages.Load),
+		telemetry.F("list_calls", "ListMetrics requests.", p.listCalls.Load),
+		telemetry.F("throttles", "CloudWatch requests throttled.", p.throttles.Load),
+		telemetry.F("retries", "CloudWatch requests sent again.", p.retries.Load),
+		telemetry.F("points", "Datadog points the polls emitted.", p.points.Load),
+	})
 	p.mapper.RegisterMetrics(reg, "cwpoller")
 }

@@ -11,27 +11,22 @@ func (d *Deriver) registerMetrics(reg *telemetry.Registry) {
 			return f(&d.n)
 		}
 	}
-	for _, m := range []struct {
-		name, help string
-		get        func(*Stats) int64
-	}{
-		{"records", "Access logs and request summaries aggregated into metrics.", func(s *Stats) int64 { return s.Records }},
-		{"ignored", "Records of other kinds (execution lines, other logs): no metrics.", func(s *Stats) int64 { return s.Ignored }},
-		{"summaries_skipped", "Request summaries of stages that have access logs: not counted twice.", func(s *Stats) int64 { return s.SummariesSkipped }},
-		{"records_too_old", "Records older than the metrics API accepts: not aggregated.", func(s *Stats) int64 { return s.TooOld }},
-		{"records_too_new", "Records dated too far ahead: not aggregated.", func(s *Stats) int64 { return s.TooNew }},
-		{"late_records", "Records aggregated into a late generation of a window already flushed.", func(s *Stats) int64 { return s.Late }},
-		{"late_dropped", "Records for a window whose every late generation was used: dropped.", func(s *Stats) int64 { return s.LateDropped }},
-		{"resources_folded", "Records counted under resource:other by the cardinality guard (metrics.max_resources_per_api).", func(s *Stats) int64 { return s.Folded }},
-		{"series_dropped", "Records dropped because their window held the most series it may.", func(s *Stats) int64 { return s.SeriesDropped }},
-		{"windows_flushed", "Window generations flushed.", func(s *Stats) int64 { return s.Windows }},
-		{"points_emitted", "Metric points handed to deliver-metrics.", func(s *Stats) int64 { return s.PointsEmitted }},
-		{"points_too_old", "Metric points too old for the metrics API when their window was flushed: dropped.", func(s *Stats) int64 { return s.PointsTooOld }},
-		{"records_expired", "Records aggregated into those dropped points.", func(s *Stats) int64 { return s.RecordsExpired }},
-		{"emit_errors", "Failed emissions of metric batches (kept and emitted again).", func(s *Stats) int64 { return s.EmitErrors }},
-	} {
-		reg.CounterFunc("derive."+m.name, m.help, counted(m.get))
-	}
+	reg.CounterFuncs("derive.", []telemetry.Func{
+		telemetry.F("records", "Access logs and request summaries aggregated into metrics.", counted(func(s *Stats) int64 { return s.Records })),
+		telemetry.F("ignored", "Records of other kinds (execution lines, other logs): no metrics.", counted(func(s *Stats) int64 { return s.Ignored })),
+		telemetry.F("summaries_skipped", "Request summaries of stages that have access logs: not counted twice.", counted(func(s *Stats) int64 { return s.SummariesSkipped })),
+		telemetry.F("records_too_old", "Records older than the metrics API accepts: not aggregated.", counted(func(s *Stats) int64 { return s.TooOld })),
+		telemetry.F("records_too_new", "Records dated too far ahead: not aggregated.", counted(func(s *Stats) int64 { return s.TooNew })),
+		telemetry.F("late_records", "Records aggregated into a late generation of a window already flushed.", counted(func(s *Stats) int64 { return s.Late })),
+		telemetry.F("late_dropped", "Records for a window whose every late generation was used: dropped.", counted(func(s *Stats) int64 { return s.LateDropped })),
+		telemetry.F("resources_folded", "Records counted under resource:other by the cardinality guard (metrics.max_resources_per_api).", counted(func(s *Stats) int64 { return s.Folded })),
+		telemetry.F("series_dropped", "Records dropped because their window held the most series it may.", counted(func(s *Stats) int64 { return s.SeriesDropped })),
+		telemetry.F("windows_flushed", "Window generations flushed.", counted(func(s *Stats) int64 { return s.Windows })),
+		telemetry.F("points_emitted", "Metric points handed to deliver-metrics.", counted(func(s *Stats) int64 { return s.PointsEmitted })),
+		telemetry.F("points_too_old", "Metric points too old for the metrics API when their window was flushed: dropped.", counted(func(s *Stats) int64 { return s.PointsTooOld })),
+		telemetry.F("records_expired", "Records aggregated into those dropped points.", counted(func(s *Stats) int64 { return s.RecordsExpired })),
+		telemetry.F("emit_errors", "Failed emissions of metric batches (kept and emitted again).", counted(func(s *Stats) int64 { return s.EmitErrors })),
+	})
 	pending := func(points bool) func() int64 {
 		return func() int64 {
 			d.pmu.Lock()
