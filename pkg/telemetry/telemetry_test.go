@@ -70,7 +70,7 @@ func TestStatusView(t *testing.T) {
 	dec.QueueDepth.Set(3)
 	dec.InFlight.Inc()
 	reg.Counter("firehose.status", "", telemetry.L("code", "200")).Add(4)
-	reg.Counter("awstags.calls", "", telemetry.L("service", "sts"), telemetry.L("operation", "AssumeRole")).Add(2)
+	reg.Counter("awstags.calls", "", telemetry.L("service", "sts"), telemetry.L("operation", "assume_role")).Add(2)
 	reg.Gauge("memory.held_bytes", "").Set(10)
 	reg.Histogram("firehose.ack_latency", "").Observe(2 * time.Millisecond)
 
@@ -86,7 +86,7 @@ func TestStatusView(t *testing.T) {
 	}, stages[0], "in registration order; a source's queue depth is unknown: -1")
 	assert.Equal(t, "decode", stages[1].(map[string]any)["name"])
 	assert.Equal(t, 3.0, stages[1].(map[string]any)["queue_depth"])
-	assert.Equal(t, map[string]any{"firehose.status.200": 4.0, "awstags.calls.sts.AssumeRole": 2.0}, doc["counters"])
+	assert.Equal(t, map[string]any{"firehose.status.200": 4.0, "awstags.calls.sts.assume_role": 2.0}, doc["counters"])
 	assert.Equal(t, map[string]any{"memory.held_bytes": 10.0}, doc["gauges"])
 	lat := doc["latencies"].(map[string]any)["firehose.ack_latency"].(map[string]any)
 	assert.Equal(t, 1.0, lat["count"])

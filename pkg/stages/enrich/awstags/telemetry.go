@@ -11,8 +11,8 @@ func (t *Tagger) RegisterMetrics(reg *telemetry.Registry) {
 	c := &t.stats
 	for i := range c.calls {
 		service, operation, _ := strings.Cut(op(i).String(), ":")
-		reg.CounterFunc("awstags.calls", "AWS calls attempted, by service and operation.", c.calls[i].Load,
-			telemetry.L("service", service), telemetry.L("operation", operation))
+		reg.CounterFunc("awstags.calls", "AWS calls attempted, by service and operation (snake_case: GetRestApis is get_rest_apis).", c.calls[i].Load,
+			telemetry.L("service", service), telemetry.L("operation", snake(operation)))
 	}
 	reg.CounterFuncs("awstags.", []telemetry.Func{
 		telemetry.F("hits", "Stage lookups answered from fresh tags.", c.hits.Load),
@@ -35,4 +35,20 @@ func (t *Tagger) RegisterMetrics(reg *telemetry.Registry) {
 		telemetry.F("inventories", "Account and region inventories cached now.", func() int64 { return int64(len(*t.invs.Load())) }),
 		telemetry.F("stages", "Stages whose tags are cached now.", t.stageCount.Load),
 	})
+}
+
+// snake writes an AWS operation name in snake_case, as every key of
+// /status is ("AssumeRole" → "assume_role").
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
