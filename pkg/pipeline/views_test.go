@@ -219,7 +219,7 @@ func TestMetricsEndpointAgreesWithStatus(t *testing.T) {
 }
 
 // TestSelfTelemetryAgreesWithStatusAfterAShutdown: DogStatsD reports every
-// 50 ms while requests wait for an intake that is down; the drain's time
+// 200 ms while requests wait for an intake that is down; the drain's time
 // runs out and the records are handed back, metric points lost. The counts
 // sent add up, series by series, to /status's counters — handed_back and
 // lost included, which only the last report, sent on close, carries — and
@@ -231,7 +231,9 @@ func TestSelfTelemetryAgreesWithStatusAfterAShutdown(t *testing.T) {
 		c.Sources.Firehose.AckTimeout = time.Minute
 		c.Metrics.Telemetry.Enabled = true
 		c.Metrics.Telemetry.DogStatsDAddr = sd.conn.LocalAddr().String()
-		c.Metrics.Telemetry.Interval = 50 * time.Millisecond
+		// A few periodic reports before the last: a lost datagram would
+		// make the counts fall short, so not too many.
+		c.Metrics.Telemetry.Interval = 200 * time.Millisecond
 		c.Metrics.Telemetry.Tags = []string{"worker:views-test"}
 	})
 	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 503}))
