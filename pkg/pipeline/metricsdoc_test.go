@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
 )
@@ -45,7 +46,7 @@ func everyMetric(t *testing.T) []telemetry.Family {
 	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
 	cfg.Sources.Firehose.AccessKeys = []string{"k"}
 	cfg.Sources.SQS.QueueURLs = []string{"http://127.0.0.1:1/000000000000/q"}
-	cfg.Metrics.Poller.Targets = []string{"123456789012:us-east-1"}
+	cfg.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
 	cfg.Metrics.Poller.StateFile = filepath.Join(t.TempDir(), "state.json")
 	cfg.Metrics.Telemetry.Enabled = true
 	cfg.Metrics.Telemetry.DogStatsDAddr = "127.0.0.1:1"
