@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
+	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
 )
 
 // The fleet tests run real gwpipe processes, one per stage worker, joined
@@ -216,17 +216,11 @@ func (w *worker) counter(name string) float64 {
 }
 
 func (w *worker) rssMiB() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	u, err := procstat.Of(w.cmd.Process.Pid)
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	return float64(u.RSS) / (1 << 20)
 }
 
 // stop asks the worker to drain and waits until it has.

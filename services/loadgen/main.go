@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
 )
 
 func main() {
@@ -108,10 +109,10 @@ func run() int {
 		return sendBombs(ctx, cfg, *bombs, *bombRecords, *bombRecordBytes, opts)
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: %s -> %s (mix %s, direct %v, seed %d)\n", limitText(cfg), cfg.URL, cfg.Mix, cfg.Direct, cfg.Seed)
-	var before procUsage
+	var before procstat.Usage
 	if *watchPID > 0 {
 		var err error
-		if before, err = readProc(*watchPID); err != nil {
+		if before, err = procstat.Of(*watchPID); err != nil {
 			fmt.Fprintf(os.Stderr, "loadgen: -watch-pid: %v\n", err)
 			return 2
 		}
@@ -123,12 +124,12 @@ func run() int {
 	}
 	var cost *pipelineCost
 	if *watchPID > 0 {
-		after, err := readProc(*watchPID)
+		after, err := procstat.Of(*watchPID)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "loadgen: -watch-pid: %v\n", err)
 			return 1
 		}
-		c := pipelineCost{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
+		c := pipelineCost{CPUSeconds: (after.CPU - before.CPU).Seconds(), PeakRSSMiB: float64(after.PeakRSS) / (1 << 20)}
 		if c.CPUSeconds > 0 {
 			c.EventsPerCPUSecond = float64(rep.EventsAcked) / c.CPUSeconds
 		}

@@ -7,7 +7,15 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// Usage is what a process has cost so far.
+type Usage struct {
+	CPU     time.Duration // user + system, all threads
+	RSS     int64         // resident bytes now (VmRSS)
+	PeakRSS int64         // the most resident bytes so far (VmHWM)
+}
 
 // RSS is the resident set size now, from /proc/self/statm; 0 where there is
 // no /proc.
