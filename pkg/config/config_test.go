@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,4 +147,20 @@ func TestMemoryKeysAreChecked(t *testing.T) {
 	cfg, err := Load("", valid())
 	require.NoError(t, err)
 	assert.Equal(t, 2*cfg.Pipeline.MaxHeldBytes, cfg.Pipeline.SoftMemoryLimit())
+}
+
+// A zero that a user writes is kept: allowed_lateness 0 closes each window
+// at its end, where it used to become the 2 s default.
+func TestExplicitZeroLatenessIsKept(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gwpipe.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("metrics:\n  allowed_lateness: 0s\n"), 0o600))
+	c, err := Load(path, nil)
+	require.NoError(t, err)
+	assert.Zero(t, c.Metrics.AllowedLateness)
+	assert.NotContains(t, fmt.Sprint(c.Validate()), "allowed_lateness")
+
+	c, err = Load("", nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, c.Metrics.AllowedLateness, "unset, the default holds")
 }

@@ -62,9 +62,10 @@ type Config struct {
 	// least 10s are recommended.
 	Window time.Duration `yaml:"window"`
 	// AllowedLateness is how long after a window's end (in event time, or
-	// after its first record in processing time) it stays open; default 2s.
-	// Records later than that are not lost: they are flushed in a late
-	// generation of the window (see package doc). Negative means 0.
+	// after its first record in processing time) it stays open; 2s in
+	// DefaultConfig, and 0 closes a window at its end. Records later than
+	// that are not lost: they are flushed in a late generation of the window
+	// (see package doc).
 	AllowedLateness time.Duration `yaml:"allowed_lateness"`
 	// MaxAge is the oldest event time (relative to Now) aggregated, and the
 	// oldest point emitted; older records and points are counted as too old
@@ -202,11 +203,6 @@ func (c Config) withDefaults() Config {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
-	}
-	if c.AllowedLateness < 0 {
-		c.AllowedLateness = 0
-	} else if c.AllowedLateness == 0 {
-		c.AllowedLateness = d.AllowedLateness
 	}
 	for _, f := range []struct{ v, d *int }{{&c.MaxResourcesPerAPI, &d.MaxResourcesPerAPI}, {&c.MaxSeriesPerWindow, &d.MaxSeriesPerWindow}, {&c.MaxPointsPerBatch, &d.MaxPointsPerBatch}, {&c.MaxValuesPerBatch, &d.MaxValuesPerBatch}} {
 		if *f.v == 0 {
