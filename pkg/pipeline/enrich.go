@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
@@ -29,7 +30,7 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	awsCfg, err := AWSConfig(ctx, e.DefaultRegion)
+	awsCfg, err := awsconf.Load(ctx, e.DefaultRegion)
 	if err != nil {
 		return nil, err
 	}

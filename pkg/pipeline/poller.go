@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
@@ -34,7 +35,7 @@ func newPollerSource(p *Pipeline) (Source, error) {
 		return nil, nil
 	}
 	ctx := context.Background()
-	awsCfg, err := AWSConfig(ctx, p.cfg.Enrich.DefaultRegion)
+	awsCfg, err := awsconf.Load(ctx, p.cfg.Enrich.DefaultRegion)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
 	}

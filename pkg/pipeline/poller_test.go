@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
@@ -32,7 +32,7 @@ func TestCloudWatchPollerSource(t *testing.T) {
 	}
 	moto.Start(t)
 	ctx := context.Background()
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	awsCfg, err := awsconf.Load(ctx, "")
 	require.NoError(t, err)
 	// moto reads CloudWatch's JSON 1.0 protocol, not the SDK's default CBOR.
 	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {

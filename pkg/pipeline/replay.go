@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sources/replay"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
@@ -364,12 +365,12 @@ func replayS3(ctx context.Context, cfg config.Config, opts ReplayOptions, rc *re
 	if opts.S3 != nil {
 		return opts.S3, nil
 	}
-	awsCfg, err := AWSConfig(ctx, cfg.Replay.Region)
+	awsCfg, err := awsconf.Load(ctx, cfg.Replay.Region)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	if rc.Region == "" {
 		rc.Region = awsCfg.Region
 	}
-	return NewS3Client(awsCfg), nil
+	return awsconf.S3(awsCfg), nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
@@ -42,7 +43,7 @@ func startAWS(t *testing.T) *awsEnv {
 	m := s3objtest.StartMoto(t)
 	cfg := m.AWSConfig()
 	return &awsEnv{
-		moto: m, s3: NewS3Client(cfg), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
+		moto: m, s3: awsconf.S3(cfg), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
 		fh: firehose.NewFromConfig(cfg), logs: cloudwatchlogs.NewFromConfig(cfg),
 	}
 }

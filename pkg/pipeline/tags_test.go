@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
@@ -25,7 +25,7 @@ import (
 func restStage(t *testing.T, name, stage string, apiTags, stageTags map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	awsCfg, err := awsconf.Load(ctx, "")
 	require.NoError(t, err)
 	gw := apigateway.NewFromConfig(awsCfg)
 	api, err := gw.CreateRestApi(ctx, &apigateway.CreateRestApiInput{Name: aws.String(name), Tags: apiTags})

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 )
@@ -36,7 +37,7 @@ func newTransport(cfg config.Config, log *slog.Logger) (stage.Transport, error) 
 	tc.NATS.Consumers, tc.SQS.Consumers = Topology(cfg), Topology(cfg)
 	tc.NATS.Subscribers, tc.SQS.Subscribers = tc.Subscribers, tc.Subscribers
 	if tc.Kind == "sqs" {
-		awsCfg, err := AWSConfig(ctx, tc.SQS.Region)
+		awsCfg, err := awsconf.Load(ctx, tc.SQS.Region)
 		if err != nil {
 			return nil, err
 		}

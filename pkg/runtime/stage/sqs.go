@@ -22,6 +22,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -58,7 +59,7 @@ func NewSQS(ctx context.Context, cfg SQSConfig, logger watermill.LoggerAdapter) 
 	if err != nil {
 		return nil, fmt.Errorf("sqs transport: %w", err)
 	}
-	t := &SQS{cfg: cfg, resolver: prefixed{resolver, cfg.TopicPrefix}, logger: logger, s3: s3.NewFromConfig(cfg.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+	t := &SQS{cfg: cfg, resolver: prefixed{resolver, cfg.TopicPrefix}, logger: logger, s3: awsconf.S3(cfg.AWS),
 		sqs: sqs.NewFromConfig(cfg.AWS), queueURLs: map[string]string{}}
 	t.pub, err = wsns.NewPublisher(wsns.PublisherConfig{AWSConfig: cfg.AWS, TopicResolver: t.resolver}, logger)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
@@ -116,7 +117,7 @@ func newEnv(t *testing.T) *env {
 	cfg := m.AWSConfig()
 	return &env{
 		moto: m, sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
-		s3:      s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true }),
+		s3:      awsconf.S3(cfg),
 		metrics: telemetry.NewRegistry(), sink: &sink{},
 	}
 }
