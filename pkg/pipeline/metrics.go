@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/stages/parse"
 )
 
 // addMetricStages mounts derive and deliver-metrics when metrics are on.
@@ -26,7 +26,7 @@ func (p *Pipeline) addMetricStages() error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		p.deriver = d
-		if err := p.rt.Add(stage.Stage{Name: StageDerive, Input: topics.Enriched, Output: topics.Metrics, Handler: metricsThrough{d}}); err != nil {
+		if err := p.rt.Add(stage.Stage{Name: StageDerive, Input: topics.Enriched, Output: topics.Metrics, Handler: derive.NewStage(d)}); err != nil {
 			return err
 		}
 	}
@@ -62,23 +62,10 @@ func (p *Pipeline) startLoops() {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopLoops = cancel
 	topics := p.cfg.Pipeline.Topics
-	if p.corr != nil {
+	if p.parse != nil {
 		out := p.rt.Source(StageParse, topics.Parsed)
-		every := max(p.cfg.Parse.Correlation.MaxAge/4, 100*time.Millisecond)
-		p.loop(func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					if err := emitSummaries(ctx, out, p.corr.Expire(now.UnixMilli())); err != nil && ctx.Err() == nil {
-						p.log.Warn("request summaries could not be emitted", "error", err)
-					}
-				}
-			}
-		})
+		every := parse.ExpiryInterval(p.cfg.Parse.Correlation.MaxAge)
+		p.loop(func() { p.parse.RunExpiry(ctx, out, every, p.log) })
 	}
 	if p.deriver != nil {
 		out := p.rt.Source(StageDerive, topics.Metrics)
@@ -111,10 +98,9 @@ func (p *Pipeline) flushOpenWork(ctx context.Context) []error {
 	var errs []error
 	topics := p.cfg.Pipeline.Topics
 	inProcess := p.rt.InProcess()
-	if p.corr != nil && p.runs(StageEnrich) {
-		sums := p.corr.Flush()
-		if err := emitSummaries(ctx, p.rt.Source(StageParse, topics.Parsed), sums); err != nil {
-			p.metrics.Stage(StageParse).Lost.Add(int64(len(sums)))
+	if p.parse != nil && p.runs(StageEnrich) {
+		if lost, err := p.parse.Flush(ctx, p.rt.Source(StageParse, topics.Parsed)); err != nil {
+			p.metrics.Stage(StageParse).Lost.Add(int64(lost))
 			errs = append(errs, fmt.Errorf("flush request summaries: %w", err))
 		}
 		if inProcess {

@@ -30,7 +30,9 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sources/firehose"
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
+	"github.com/gwpipe/gwpipe/pkg/stages/parse"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -102,7 +104,7 @@ type Pipeline struct {
 	logs     *ddlogs.Client
 	archive  *dlq.Archive
 	parser   *apigw.Parser
-	corr     *apigw.Correlator
+	parse    *parse.Stage
 	tagger   *awstags.Tagger
 	deriver  *derive.Deriver
 	metricsC *ddmetrics.Client
@@ -176,7 +178,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		return nil, err
 	}
 	p.archive.RegisterMetrics(p.metrics)
-	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: archiveStage{p.archive, p.metrics}}); err != nil {
+	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: dlq.NewStage(p.archive, p.metrics)}); err != nil {
 		return nil, err
 	}
 	if p.runs(StageDecode) {
@@ -196,9 +198,10 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		if p.parser, err = apigw.New(cfg.Parse.Config); err != nil {
 			return nil, fmt.Errorf("parse: %w", err)
 		}
-		p.corr = apigw.NewCorrelator(cfg.Parse.Correlation.CorrelatorConfig)
-		p.corr.RegisterMetrics(p.metrics)
-		if err := p.rt.Add(stage.Stage{Name: StageParse, Input: topics.Decoded, Output: topics.Parsed, Handler: parseStage{p.parser, p.corr}}); err != nil {
+		corr := apigw.NewCorrelator(cfg.Parse.Correlation.CorrelatorConfig)
+		corr.RegisterMetrics(p.metrics)
+		p.parse = parse.New(p.parser, corr)
+		if err := p.rt.Add(stage.Stage{Name: StageParse, Input: topics.Decoded, Output: topics.Parsed, Handler: p.parse}); err != nil {
 			return nil, err
 		}
 	}
@@ -207,7 +210,9 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		if err != nil {
 			return nil, fmt.Errorf("enrich: %w", err)
 		}
-		h = metricTags{next: h, t: p.tagger}
+		if p.tagger != nil {
+			h = enrich.WithMetricTags(h, p.tagger)
+		}
 		if err := p.rt.Add(stage.Stage{Name: StageEnrich, Input: topics.Parsed, Output: topics.Enriched, Handler: h}); err != nil {
 			return nil, err
 		}
@@ -232,8 +237,8 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 		if cfg.Transport.Kind != "memory" {
 			seen = dedup.New(cfg.Transport.DedupWindow)
 		}
-		if err := p.rt.Add(stage.Stage{Name: StageDeliverLogs, Input: topics.Enriched, Handler: &deliverStage{d: p.logs, summaries: cfg.Parse.Correlation.DeliverSummaries,
-			seen: seen, dupes: dupes},
+		if err := p.rt.Add(stage.Stage{Name: StageDeliverLogs, Input: topics.Enriched, Handler: ddlogs.NewStage(p.logs, ddlogs.StageOptions{
+			Summaries: cfg.Parse.Correlation.DeliverSummaries, Seen: seen, Duplicates: dupes}),
 			MaxInFlight: max(64, cfg.Pipeline.Runtime.MaxInFlight)}); err != nil {
 			return nil, err
 		}
