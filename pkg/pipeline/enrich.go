@@ -2,10 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
@@ -17,7 +17,7 @@ import (
 // group, of an access log's own apiId and stage fields, or of a mapping).
 // Both name and tag records by the same rules (awstags), so a log's own
 // tags never depend on the AWS settings.
-func (p *Pipeline) enricher() (stage.Handler, error) {
+func (p *Pipeline) enricher(ctx context.Context) (stage.Handler, error) {
 	e := p.cfg.Enrich
 	cfg := e.Config
 	cfg.Logger = p.log.With("stage", StageEnrich)
@@ -28,11 +28,9 @@ func (p *Pipeline) enricher() (stage.Handler, error) {
 		}
 		return p.enrichStage(t, e.MaxWait, cfg.Logger)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	awsCfg, err := awsconf.Load(ctx, e.DefaultRegion)
+	awsCfg, err := loadAWS(ctx, e.DefaultRegion)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("enrich.aws_tags: %w", err)
 	}
 	if p.parser != nil {
 		// A stage's own access-log format teaches the parser its layout.

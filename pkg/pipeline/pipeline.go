@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
-	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
@@ -30,47 +28,10 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sources/firehose"
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
-	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 	"github.com/gwpipe/gwpipe/pkg/stages/parse"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
-
-// Stage names, as `gwpipe run --stages` takes them.
-const (
-	StageIngest         = "ingest"
-	StageDecode         = "decode"
-	StageParse          = "parse"
-	StageEnrich         = "enrich"
-	StageDerive         = "derive"
-	StageDeliverLogs    = "deliver-logs"
-	StageDeliverMetrics = "deliver-metrics"
-	StageDLQ            = "dlq"
-)
-
-// AllStages lists every stage in pipeline order.
-var AllStages = []string{StageIngest, StageDecode, StageParse, StageEnrich, StageDerive, StageDeliverLogs, StageDeliverMetrics}
-
-// implemented are the stages this build runs.
-var implemented = []string{StageIngest, StageDecode, StageParse, StageEnrich, StageDerive, StageDeliverLogs, StageDeliverMetrics}
-
-// ParseStages checks a --stages value.
-func ParseStages(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" || s == "all" {
-		return AllStages, nil
-	}
-	var out []string
-	for _, name := range strings.Split(s, ",") {
-		name = strings.TrimSpace(name)
-		if !slices.Contains(AllStages, name) {
-			return nil, fmt.Errorf("unknown stage %q (stages: %s)", name, strings.Join(AllStages, ", "))
-		}
-		if !slices.Contains(out, name) {
-			out = append(out, name)
-		}
-	}
-	return out, nil
-}
 
 // Source is an ingest source other than the Firehose endpoint (SQS, S3
 // replay): the pipeline starts it after the stages and stops it first.
@@ -82,15 +43,8 @@ type Source interface {
 	Stop(ctx context.Context) error
 }
 
-// SourceFactory builds a source from the pipeline's configuration; it
-// returns nil when the configuration does not ask for that source.
-type SourceFactory func(p *Pipeline) (Source, error)
-
 // archiveOptions configure the dead-letter archive; tests make its disk fail.
 var archiveOptions []dlq.Option
-
-// sourceFactories are registered by the files that implement sources.
-var sourceFactories []SourceFactory
 
 // Pipeline is a running gwpipe process.
 type Pipeline struct {
@@ -98,6 +52,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *telemetry.Registry
 	stages  []string
+	graph   graph
 	memory  *membudget.Budget // event data held by this process
 
 	rt       *stage.Runtime
@@ -129,7 +84,9 @@ type Pipeline struct {
 	handedBack   atomic.Bool
 }
 
-// New builds the pipeline; nothing runs until Start.
+// New builds the pipeline from its configuration and the stages this
+// process runs (nil: every one). It reaches nothing: no broker, no AWS, no
+// file; Start connects.
 func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -140,17 +97,18 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	// Whatever a stage logs (an error quoting the intake's URL, …) is
 	// written without the secrets URLs may carry.
 	log = slog.New(redact.Handler(log.Handler()))
+	g := theGraph()
 	if stages == nil {
-		stages = AllStages
+		stages = g.names()
 	}
 	if cfg.Transport.Kind == "memory" {
-		for _, s := range implemented {
+		for _, s := range g.names() {
 			if !slices.Contains(stages, s) {
 				return nil, fmt.Errorf("--stages: the memory transport runs every stage in one process, and %q is missing; split stages across processes with transport.kind sqs or nats", s)
 			}
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, serveErr: make(chan error, 3)}
+	p := &Pipeline{cfg: cfg, log: log, metrics: telemetry.NewRegistry(), stages: stages, graph: g, serveErr: make(chan error, 3)}
 	streams, err := metricStreams(cfg, p.metrics)
 	if err != nil {
 		return nil, err
@@ -162,105 +120,97 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	}
 	p.memory = memory
 	memory.RegisterMetrics(p.metrics)
-	tr, err := newTransport(cfg, log)
-	if err != nil {
-		return nil, fmt.Errorf("transport.kind %s: %w", cfg.Transport.Kind, err)
-	}
-	topics := cfg.Pipeline.Topics
-	rc := cfg.Pipeline.Runtime
-	rc.DLQTopic, rc.CloseTimeout, rc.Topology = topics.DLQ, cfg.Pipeline.DrainTimeout, Topology(cfg)
-	p.rt, err = stage.New(rc, tr, log, p.metrics)
-	if err != nil {
-		return nil, err
-	}
-
-	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
-		return nil, err
-	}
-	p.archive.RegisterMetrics(p.metrics)
-	if err := p.rt.Add(stage.Stage{Name: StageDLQ, Input: topics.DLQ, Handler: dlq.NewStage(p.archive, p.metrics)}); err != nil {
-		return nil, err
-	}
-	if p.runs(StageDecode) {
-		d := decode.New(cfg.Decode, p.metrics).WithMemory(p.memory)
-		if p.streams != nil {
-			d.WithMetricStreams(p.streams)
-		} else {
-			// Metric-stream data is still recognised, and dead-lettered
-			// with the reason rather than delivered as logs.
-			d.WithMetricStreams(decode.RefusedMetricStreams())
-		}
-		if err := p.rt.Add(stage.Stage{Name: StageDecode, Input: topics.Raw, Output: topics.Decoded, Handler: d}); err != nil {
-			return nil, err
+	// /status lists the stages in graph order: the entry points, then the
+	// stages.
+	for _, e := range g.entries {
+		if p.runs(e.runBy) && e.on != nil && e.on(cfg) && !p.isStage(e.name) {
+			p.metrics.Stage(e.name)
 		}
 	}
-	if p.runs(StageParse) {
-		if p.parser, err = apigw.New(cfg.Parse.Config); err != nil {
-			return nil, fmt.Errorf("parse: %w", err)
-		}
-		corr := apigw.NewCorrelator(cfg.Parse.Correlation.CorrelatorConfig)
-		corr.RegisterMetrics(p.metrics)
-		p.parse = parse.New(p.parser, corr)
-		if err := p.rt.Add(stage.Stage{Name: StageParse, Input: topics.Decoded, Output: topics.Parsed, Handler: p.parse}); err != nil {
-			return nil, err
-		}
-	}
-	if p.runs(StageEnrich) {
-		h, err := p.enricher()
-		if err != nil {
-			return nil, fmt.Errorf("enrich: %w", err)
-		}
-		if p.tagger != nil {
-			h = enrich.WithMetricTags(h, p.tagger)
-		}
-		if err := p.rt.Add(stage.Stage{Name: StageEnrich, Input: topics.Parsed, Output: topics.Enriched, Handler: h}); err != nil {
-			return nil, err
-		}
-	}
-	if p.runs(StageDeliverLogs) {
-		deliveries := p.metrics.Histogram("deliver_logs.request_latency", "Time of each HTTP request to the logs intake, every attempt.")
-		lc := cfg.LogsClient()
-		lc.Logger = log.With("stage", StageDeliverLogs)
-		lc.OnResult = func(r ddlogs.Result) { deliveries.Observe(r.Latency) }
-		p.logs, err = ddlogs.New(lc)
-		if err != nil {
-			return nil, fmt.Errorf("deliver-logs: %w", err)
-		}
-		p.logs.RegisterMetrics(p.metrics)
-		// Requests wait in the client until their payload is accepted; allow
-		// enough of them to fill every payload the client keeps in flight.
-		dupes := p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice.")
-		// Redeliveries after a crash come from a broker. In one process a
-		// Firehose retry is recognised by its request id instead, so the
-		// window would only cost CPU.
-		var seen *dedup.Window
-		if cfg.Transport.Kind != "memory" {
-			seen = dedup.New(cfg.Transport.DedupWindow)
-		}
-		if err := p.rt.Add(stage.Stage{Name: StageDeliverLogs, Input: topics.Enriched, Handler: ddlogs.NewStage(p.logs, ddlogs.StageOptions{
-			Summaries: cfg.Parse.Correlation.DeliverSummaries, Seen: seen, Duplicates: dupes}),
-			MaxInFlight: max(64, cfg.Pipeline.Runtime.MaxInFlight)}); err != nil {
-			return nil, err
-		}
-	}
-	if err := p.addMetricStages(); err != nil {
-		return nil, err
-	}
-	if p.runs(StageIngest) && cfg.Sources.Firehose.Enabled {
-		p.firehose = firehose.New(cfg.Sources.Firehose, p.rt.Source(StageIngest, topics.Raw), p.Ready, log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
-	}
-	if p.runs(StageIngest) {
-		for _, mk := range sourceFactories {
-			src, err := mk(p)
-			if err != nil {
-				return nil, err
-			}
-			if src != nil {
-				p.sources = append(p.sources, src)
-			}
+	for _, s := range g.stages {
+		if p.mounts(s) {
+			p.metrics.Stage(s.name)
 		}
 	}
 	return p, nil
+}
+
+// connect reaches what the pipeline runs on, within ctx: the transport,
+// the dead-letter archive, AWS; then it builds and mounts every stage of
+// the graph this process runs, in graph order, and the sources.
+func (p *Pipeline) connect(ctx context.Context) error {
+	cfg := p.cfg
+	tr, err := newTransport(ctx, cfg, p.log)
+	if err != nil {
+		return fmt.Errorf("connect the transport (transport.kind %s): %w", cfg.Transport.Kind, err)
+	}
+	topics := cfg.Pipeline.Topics
+	rc := cfg.Pipeline.Runtime
+	rc.DLQTopic, rc.CloseTimeout, rc.Topology = topics.DLQ, cfg.Pipeline.DrainTimeout, p.graph.topology(cfg)
+	if p.rt, err = stage.New(rc, tr, p.log, p.metrics); err != nil {
+		return errors.Join(err, tr.Close())
+	}
+	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
+		return fmt.Errorf("dlq.dir: %w", err)
+	}
+	p.archive.RegisterMetrics(p.metrics)
+	for _, s := range p.graph.stages {
+		if !p.mounts(s) {
+			continue
+		}
+		h, err := s.build(p, ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		st := stage.Stage{Name: s.name, Input: s.in.name(topics), Handler: h}
+		if s.out != "" {
+			st.Output = s.out.name(topics)
+		}
+		if s.maxInFlight != nil {
+			st.MaxInFlight = s.maxInFlight(cfg)
+		}
+		if err := p.rt.Add(st); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if err := p.newSelfTelemetry(); err != nil {
+		return err
+	}
+	if !p.runs(StageIngest) {
+		return nil
+	}
+	if cfg.Sources.Firehose.Enabled {
+		p.firehose = firehose.New(cfg.Sources.Firehose, p.entryOutput(StageIngest), p.Ready, p.log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
+	}
+	var sources []Source
+	for _, e := range p.graph.entries {
+		if e.source == nil || e.on == nil || !e.on(cfg) {
+			continue
+		}
+		src, err := e.source(p, ctx)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, src)
+	}
+	// Before those added with AddSource.
+	p.sources = append(sources, p.sources...)
+	return nil
+}
+
+// mounts reports whether this process runs stage s.
+func (p *Pipeline) mounts(s stageNode) bool {
+	return (s.on == nil || s.on(p.cfg)) && (s.everywhere || p.runs(s.name))
+}
+
+func (p *Pipeline) isStage(name string) bool {
+	return slices.ContainsFunc(p.graph.stages, func(s stageNode) bool { return s.name == name })
+}
+
+// entryOutput is where the entry point named name publishes: the topic
+// the graph says it enters, its figures kept under its name.
+func (p *Pipeline) entryOutput(name string) stage.Output {
+	return p.rt.Source(name, p.graph.entry(name).enters.name(p.cfg.Pipeline.Topics))
 }
 
 func (p *Pipeline) runs(s string) bool { return slices.Contains(p.stages, s) }
@@ -271,11 +221,8 @@ func (p *Pipeline) Config() config.Config { return p.cfg }
 // Logger is the pipeline's logger.
 func (p *Pipeline) Logger() *slog.Logger { return p.log }
 
-// Output is where a source publishes to a topic; its counters are kept
-// under the given stage name.
-func (p *Pipeline) Output(name, topic string) stage.Output { return p.rt.Source(name, topic) }
-
-// AddSource adds a source before Start (replay builds its pipeline so).
+// AddSource adds a source before Start (replay builds its pipeline so):
+// Start starts it once the stages run.
 func (p *Pipeline) AddSource(s Source) { p.sources = append(p.sources, s) }
 
 // Metrics is the process's telemetry.
@@ -299,8 +246,14 @@ func (p *Pipeline) Ready() error {
 	return nil
 }
 
-// Start opens the listeners and starts every stage.
+// Start connects (the transport, the dead-letter archive, AWS), opens the
+// listeners and starts every stage, then the sources. Its errors name what
+// could not be reached; ctx ending interrupts it. After an error, Shutdown
+// releases what was connected.
 func (p *Pipeline) Start(ctx context.Context) error {
+	if err := p.connect(ctx); err != nil {
+		return err
+	}
 	if err := p.rt.Start(ctx); err != nil {
 		return fmt.Errorf("start stages: %w", err)
 	}
@@ -370,6 +323,10 @@ func teardownShare(d time.Duration) time.Duration { return min(d/5, time.Second)
 func (p *Pipeline) HandedBack() bool { return p.handedBack.Load() }
 
 func (p *Pipeline) shutdown(hard context.Context) error {
+	if p.rt == nil {
+		// Never connected: nothing runs, nothing is open.
+		return nil
+	}
 	work := hard
 	if dl, ok := hard.Deadline(); ok {
 		var cancel context.CancelFunc
@@ -490,7 +447,9 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 	if p.tagger != nil {
 		closing = append(closing, async("enrich", p.tagger.Close))
 	}
-	closing = append(closing, async("dead-letter archive", p.archive.Close))
+	if p.archive != nil {
+		closing = append(closing, async("dead-letter archive", p.archive.Close))
+	}
 	errs = append(errs, waitAll(hard, closing)...)
 	if p.selfTel != nil {
 		// Every figure is final now: the last report carries what the

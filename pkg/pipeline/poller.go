@@ -7,7 +7,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
@@ -15,7 +14,8 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 )
 
-func init() { sourceFactories = append(sourceFactories, newPollerSource) }
+// SourcePoller is the stats name of the CloudWatch poller's output.
+const SourcePoller = "cwpoller"
 
 // pollerSource runs the CloudWatch GetMetricData poller for the accounts
 // that have no metric stream. A period counts as fetched only once the
@@ -29,13 +29,10 @@ type pollerSource struct {
 	log    func(msg string, args ...any)
 }
 
-func newPollerSource(p *Pipeline) (Source, error) {
+// newPollerSource builds the poller (metrics.poller.accounts is set).
+func (p *Pipeline) newPollerSource(ctx context.Context) (Source, error) {
 	pc := p.cfg.Metrics.Poller
-	if len(pc.Accounts) == 0 || !p.cfg.Metrics.Enabled {
-		return nil, nil
-	}
-	ctx := context.Background()
-	awsCfg, err := awsconf.Load(ctx, p.cfg.Enrich.DefaultRegion)
+	awsCfg, err := loadAWS(ctx, p.cfg.Enrich.DefaultRegion)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
 	}
@@ -55,10 +52,10 @@ func newPollerSource(p *Pipeline) (Source, error) {
 	}
 	poller.RegisterMetrics(p.metrics)
 	// Through enrichment, for the stages' console tags.
-	return &pollerSource{p: poller, out: p.Output("cwpoller", p.cfg.Pipeline.Topics.Parsed), log: p.log.Warn}, nil
+	return &pollerSource{p: poller, out: p.entryOutput(SourcePoller), log: p.log.Warn}, nil
 }
 
-func (s *pollerSource) Name() string { return "cwpoller" }
+func (s *pollerSource) Name() string { return SourcePoller }
 
 func (s *pollerSource) Start(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())

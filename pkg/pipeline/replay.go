@@ -115,7 +115,9 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 // to the decoded topic and completes when every object it read is
 // acknowledged.
 type ReplaySource struct {
-	eng  *replay.Engine
+	p    *Pipeline
+	rc   replay.Config
+	opts ReplayOptions
 	log  *slog.Logger
 	done chan struct{}
 
@@ -126,25 +128,14 @@ type ReplaySource struct {
 }
 
 // NewReplaySource prepares the replay the pipeline's configuration
-// describes (its replay section). Add it with AddSource before Start.
+// describes (its replay section). Add it with AddSource before Start,
+// which reaches its bucket.
 func NewReplaySource(p *Pipeline, opts ReplayOptions) (*ReplaySource, error) {
-	cfg := p.Config()
-	rc, err := ReplayConfig(cfg, opts)
+	rc, err := ReplayConfig(p.Config(), opts)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	client, err := replayS3(ctx, cfg, opts, &rc)
-	if err != nil {
-		return nil, err
-	}
-	log := p.Logger().With("source", "replay")
-	eng, err := replay.New(rc, client, p.Output(SourceReplay, cfg.Pipeline.Topics.Decoded), log)
-	if err != nil {
-		return nil, err
-	}
-	return &ReplaySource{eng: eng, log: log, done: make(chan struct{})}, nil
+	return &ReplaySource{p: p, rc: rc, opts: opts, log: p.Logger().With("source", "replay"), done: make(chan struct{})}, nil
 }
 
 // Name implements Source.
@@ -152,13 +143,21 @@ func (r *ReplaySource) Name() string { return SourceReplay }
 
 // Start runs the replay in the background; ctx ending interrupts it.
 func (r *ReplaySource) Start(ctx context.Context) error {
+	client, err := replayS3(ctx, r.p.Config(), r.opts, &r.rc)
+	if err != nil {
+		return err
+	}
+	eng, err := replay.New(r.rc, client, r.p.entryOutput(SourceReplay), r.log)
+	if err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
 	r.cancel = cancel
 	r.mu.Unlock()
 	go func() {
 		defer close(r.done)
-		sum, err := r.eng.Run(runCtx)
+		sum, err := eng.Run(runCtx)
 		r.mu.Lock()
 		r.sum, r.err = sum, err
 		r.mu.Unlock()
@@ -280,7 +279,6 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	}
 	src, err := NewReplaySource(p, opts)
 	if err != nil {
-		_ = p.archive.Close()
 		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
 	}
@@ -365,7 +363,7 @@ func replayS3(ctx context.Context, cfg config.Config, opts ReplayOptions, rc *re
 	if opts.S3 != nil {
 		return opts.S3, nil
 	}
-	awsCfg, err := awsconf.Load(ctx, cfg.Replay.Region)
+	awsCfg, err := loadAWS(ctx, cfg.Replay.Region)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}

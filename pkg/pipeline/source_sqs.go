@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -17,28 +16,20 @@ const (
 	SourceSQSS3 = "sqs-s3" // events read from the S3 objects messages announce
 )
 
-func init() { sourceFactories = append(sourceFactories, newSQSSource) }
-
-// newSQSSource builds the SQS source when sources.sqs.queue_urls is set.
-func newSQSSource(p *Pipeline) (Source, error) {
+// newSQSSource builds the SQS source (sources.sqs.queue_urls is set).
+func (p *Pipeline) newSQSSource(ctx context.Context) (Source, error) {
 	cfg := p.Config()
 	c := cfg.Sources.SQS
-	if len(c.QueueURLs) == 0 {
-		return nil, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	awsCfg, err := awsconf.Load(ctx, c.DefaultRegion)
+	awsCfg, err := loadAWS(ctx, c.DefaultRegion)
 	if err != nil {
 		return nil, fmt.Errorf("sources.sqs: %w", err)
 	}
-	topics := cfg.Pipeline.Topics
 	sc := c
 	sc.DefaultRegion = awsCfg.Region
 	sc.RecordsPerBatch = cfg.Sources.Firehose.RecordsPerBatch
 	sc.Object = objectConfig(cfg, cfg.Decode.MaxEventsPerBatch, p.streams)
 	src, err := sqssource.New(sc, sqs.NewFromConfig(awsCfg), awsconf.S3(awsCfg),
-		p.Output(SourceSQS, topics.Raw), p.Output(SourceSQSS3, topics.Decoded),
+		p.entryOutput(SourceSQS), p.entryOutput(SourceSQSS3),
 		p.Logger().With("source", "sqs"), p.Metrics())
 	if err != nil {
 		return nil, fmt.Errorf("sources.sqs: %w", err)

@@ -233,7 +233,7 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 		go func() { intakeDone <- errors.Join(srv.Serve(ictx, intakeLn), srv.Close()) }()
 	}
 
-	p, err := pipeline.New(c, pipeline.AllStages, log)
+	p, err := pipeline.New(c, nil, log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("invalid configuration:\n%w", err), stopIntake())
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -118,7 +119,10 @@ yet.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := p.Start(ctx); err != nil {
-				return err
+				// Release what was connected before the failure.
+				sctx, cancel := context.WithTimeout(context.Background(), c.Pipeline.DrainTimeout)
+				defer cancel()
+				return errors.Join(err, p.Shutdown(sctx))
 			}
 			log.Info("gwpipe running", "version", version, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
 			if c.Admin.ReportInterval > 0 {
@@ -149,7 +153,7 @@ yet.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&stages, "stages", "all", "comma-separated stages to run: ingest, decode, parse, enrich, derive, deliver-logs, deliver-metrics")
+	cmd.Flags().StringVar(&stages, "stages", "all", "comma-separated stages to run: "+strings.Join(pipeline.StageNames(), ", "))
 	cmd.Flags().DurationVar(&report, "report", 0, "print a flow report at this interval (overrides admin.report_interval)")
 	return cmd
 }

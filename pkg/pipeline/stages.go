@@ -1,0 +1,123 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/stages/decode"
+	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
+	"github.com/gwpipe/gwpipe/pkg/stages/parse"
+)
+
+// The constructors of the graph's stages (theGraph), run by Start in graph
+// order: each gives its stage's package what it needs from the
+// configuration and the process.
+
+func (p *Pipeline) newDecode(context.Context) (stage.Handler, error) {
+	d := decode.New(p.cfg.Decode, p.metrics).WithMemory(p.memory)
+	if p.streams != nil {
+		d.WithMetricStreams(p.streams)
+	} else {
+		// Metric-stream data is still recognised, and dead-lettered
+		// with the reason rather than delivered as logs.
+		d.WithMetricStreams(decode.RefusedMetricStreams())
+	}
+	return d, nil
+}
+
+func (p *Pipeline) newParse(context.Context) (stage.Handler, error) {
+	var err error
+	if p.parser, err = apigw.New(p.cfg.Parse.Config); err != nil {
+		return nil, err
+	}
+	corr := apigw.NewCorrelator(p.cfg.Parse.Correlation.CorrelatorConfig)
+	corr.RegisterMetrics(p.metrics)
+	p.parse = parse.New(p.parser, corr)
+	return p.parse, nil
+}
+
+func (p *Pipeline) newEnrich(ctx context.Context) (stage.Handler, error) {
+	h, err := p.enricher(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.tagger != nil {
+		h = enrich.WithMetricTags(h, p.tagger)
+	}
+	return h, nil
+}
+
+func (p *Pipeline) newDerive(context.Context) (stage.Handler, error) {
+	dc := p.cfg.Metrics.Config
+	dc.Logger = p.log.With("stage", StageDerive)
+	d, err := derive.New(dc, p.metrics)
+	if err != nil {
+		return nil, err
+	}
+	p.deriver = d
+	return derive.NewStage(d), nil
+}
+
+func (p *Pipeline) newDeliverLogs(context.Context) (stage.Handler, error) {
+	deliveries := p.metrics.Histogram("deliver_logs.request_latency", "Time of each HTTP request to the logs intake, every attempt.")
+	lc := p.cfg.LogsClient()
+	lc.Logger = p.log.With("stage", StageDeliverLogs)
+	lc.OnResult = func(r ddlogs.Result) { deliveries.Observe(r.Latency) }
+	var err error
+	if p.logs, err = ddlogs.New(lc); err != nil {
+		return nil, err
+	}
+	p.logs.RegisterMetrics(p.metrics)
+	// Redeliveries after a crash come from a broker. In one process a
+	// Firehose retry is recognised by its request id instead, so the
+	// window would only cost CPU.
+	var seen *dedup.Window
+	if p.cfg.Transport.Kind != "memory" {
+		seen = dedup.New(p.cfg.Transport.DedupWindow)
+	}
+	return ddlogs.NewStage(p.logs, ddlogs.StageOptions{
+		Summaries: p.cfg.Parse.Correlation.DeliverSummaries, Seen: seen,
+		Duplicates: p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice."),
+	}), nil
+}
+
+func (p *Pipeline) newDeliverMetrics(context.Context) (stage.Handler, error) {
+	lat := p.metrics.Histogram("deliver_metrics.request_latency", "Time of each HTTP request to the metrics API, every attempt.")
+	mc := p.cfg.MetricsClient()
+	mc.Logger = p.log.With("stage", StageDeliverMetrics)
+	mc.OnResult = func(r ddmetrics.Result) { lat.Observe(r.Latency) }
+	c, err := ddmetrics.New(mc)
+	if err != nil {
+		return nil, err
+	}
+	p.metricsC = c
+	c.RegisterMetrics(p.metrics)
+	return ddmetrics.NewStage(c), nil
+}
+
+func (p *Pipeline) newDLQ(context.Context) (stage.Handler, error) {
+	return dlq.NewStage(p.archive, p.metrics), nil
+}
+
+// newSelfTelemetry builds the DogStatsD self-telemetry, when asked for.
+func (p *Pipeline) newSelfTelemetry() error {
+	t := p.cfg.Metrics.Telemetry
+	if !p.cfg.Metrics.Enabled || !t.Enabled {
+		return nil
+	}
+	st, err := ddmetrics.NewSelfTelemetry(ddmetrics.SelfTelemetryConfig{
+		Addr: t.DogStatsDAddr, Interval: t.Interval, Tags: t.Tags, Registry: p.metrics, Logger: p.log.With("component", "telemetry"),
+	})
+	if err != nil {
+		return fmt.Errorf("metrics.telemetry: %w", err)
+	}
+	p.selfTel = st
+	return nil
+}
