@@ -31,7 +31,7 @@ const (
 // that registers figures: the Firehose endpoint, SQS, the CloudWatch
 // poller, tags read from AWS, metric streams, both delivery clients and
 // self-telemetry; and returns its registry's families. No AWS call is made
-// before Start.
+// before the sources start.
 func everyMetric(t *testing.T) []telemetry.Family {
 	t.Helper()
 	t.Setenv("AWS_REGION", "us-east-1")
@@ -54,6 +54,9 @@ func everyMetric(t *testing.T) []telemetry.Family {
 	cfg.DLQ.Dir = t.TempDir()
 	p, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
+	// What Start does before it starts anything: build every stage and
+	// source (New builds none of them, as it reaches nothing).
+	require.NoError(t, p.connect(context.Background()))
 	t.Cleanup(func() {
 		// Never started: stop what New started.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
