@@ -55,22 +55,27 @@ func diagram(g graph) string {
 // TestREADMEShowsTheGraph: the README's architecture diagram is the graph
 // New assembles.
 func TestREADMEShowsTheGraph(t *testing.T) {
-	want := diagram(theGraph())
+	checkREADME(t, graphBegin, graphEnd, diagram(theGraph()), "TestREADMEShowsTheGraph")
+}
+
+// checkREADME fails unless the README's text between the lines begin and
+// end is want; with GWPIPE_UPDATE_README set it writes want there instead.
+func checkREADME(t *testing.T, begin, end, want, test string) {
+	t.Helper()
 	data, err := os.ReadFile(readmePath)
 	require.NoError(t, err)
-	readme := string(data)
-	before, rest, ok := strings.Cut(readme, graphBegin+"\n")
-	require.True(t, ok, "README.md has no %q", graphBegin)
-	got, after, ok := strings.Cut(rest, graphEnd)
-	require.True(t, ok, "README.md has no %q", graphEnd)
+	before, rest, ok := strings.Cut(string(data), begin+"\n")
+	require.True(t, ok, "README.md has no %q", begin)
+	got, after, ok := strings.Cut(rest, end)
+	require.True(t, ok, "README.md has no %q", end)
 	if got == want {
 		return
 	}
 	if os.Getenv("GWPIPE_UPDATE_README") != "" {
-		require.NoError(t, os.WriteFile(readmePath, []byte(before+graphBegin+"\n"+want+graphEnd+after), 0o644))
+		require.NoError(t, os.WriteFile(readmePath, []byte(before+begin+"\n"+want+end+after), 0o644))
 		return
 	}
-	assert.Equal(t, want, got, "README.md's graph; GWPIPE_UPDATE_README=1 go test ./pkg/pipeline -run TestREADMEShowsTheGraph rewrites it")
+	assert.Equal(t, want, got, "README.md between %q and %q; GWPIPE_UPDATE_README=1 go test ./pkg/pipeline -run %s rewrites it", begin, end, test)
 }
 
 // TestGraphIsConnected: stage names are unique; whatever a stage emits or
@@ -137,16 +142,22 @@ func TestParseStages(t *testing.T) {
 	assert.ErrorContains(t, err, `unknown stage "dlq" (stages: ingest, decode, parse, enrich, derive, deliver-logs, deliver-metrics)`)
 }
 
+// fakeAWS points the AWS SDK at endpoint, with made-up credentials and
+// no instance metadata.
+func fakeAWS(t *testing.T, endpoint string) {
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_ENDPOINT_URL", endpoint)
+}
+
 // unreachable is a configuration whose every outside dependency is out of
 // reach: a broker nobody listens on, AWS at an address that never
 // answers, a dead-letter directory that cannot be created.
 func unreachable(t *testing.T, awsEndpoint string) config.Config {
 	t.Helper()
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ENDPOINT_URL", awsEndpoint)
+	fakeAWS(t, awsEndpoint)
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
 	cfg := config.Default()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
@@ -34,23 +32,11 @@ const (
 // before the sources start.
 func everyMetric(t *testing.T) []telemetry.Family {
 	t.Helper()
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-	cfg := config.Default()
-	cfg.Datadog.APIKey = "k"
-	cfg.Datadog.LogsURL = "http://127.0.0.1:1/api/v2/logs"
-	cfg.Datadog.APIURL = "http://127.0.0.1:1"
-	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
-	cfg.Sources.Firehose.AccessKeys = []string{"k"}
-	cfg.Sources.SQS.QueueURLs = []string{"http://127.0.0.1:1/000000000000/q"}
+	cfg := unreachable(t, "http://127.0.0.1:1") // Firehose, SQS, tags from AWS
 	cfg.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
 	cfg.Metrics.Poller.StateFile = filepath.Join(t.TempDir(), "state.json")
 	cfg.Metrics.Telemetry.Enabled = true
 	cfg.Metrics.Telemetry.DogStatsDAddr = "127.0.0.1:1"
-	cfg.Enrich.AWSTags = true
 	cfg.DLQ.Dir = t.TempDir()
 	p, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
@@ -98,20 +84,5 @@ func TestMetricsAreDocumented(t *testing.T) {
 	for _, f := range fams {
 		assert.NotEmpty(t, f.Help, "%s has no help text", f.Name)
 	}
-	want := metricsTable(fams)
-	data, err := os.ReadFile(readmePath)
-	require.NoError(t, err)
-	readme := string(data)
-	before, rest, ok := strings.Cut(readme, metricsTableBegin+"\n")
-	require.True(t, ok, "README.md has no %q", metricsTableBegin)
-	got, after, ok := strings.Cut(rest, metricsTableEnd)
-	require.True(t, ok, "README.md has no %q", metricsTableEnd)
-	if got == want {
-		return
-	}
-	if os.Getenv("GWPIPE_UPDATE_README") != "" {
-		require.NoError(t, os.WriteFile(readmePath, []byte(before+metricsTableBegin+"\n"+want+metricsTableEnd+after), 0o644))
-		return
-	}
-	assert.Equal(t, want, got, "README.md's metrics table; GWPIPE_UPDATE_README=1 go test ./pkg/pipeline -run TestMetricsAreDocumented rewrites it")
+	checkREADME(t, metricsTableBegin, metricsTableEnd, metricsTable(fams), "TestMetricsAreDocumented")
 }
