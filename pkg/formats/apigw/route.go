@@ -186,6 +186,14 @@ func validGlob(p string) error {
 	return nil
 }
 
+// ValidGlob reports a malformed log-group pattern, in the syntax of
+// Config.Formats ('*' also matches '/'). Other components (the log filters)
+// take their log-group patterns in the same syntax.
+func ValidGlob(p string) error { return validGlob(p) }
+
+// GlobMatch matches name against a pattern ValidGlob accepts.
+func GlobMatch(pattern, name string) bool { return globMatch(pattern, name) }
+
 // globMatch matches name against a validated pattern.
 func globMatch(pattern, name string) bool {
 Pattern:
