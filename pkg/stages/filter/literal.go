@@ -89,3 +89,23 @@ func literalText(re *syntax.Regexp) string {
 	}
 	return string(re.Rune)
 }
+
+// replace appends s to dst with every match replaced by repl expanded
+// ($1, ${name}), as regexp.ReplaceAll does, and returns how many there
+// were; with none, dst is returned as it was.
+func (p *pattern) replace(dst, s, repl []byte) ([]byte, int) {
+	if !p.mayMatch(s) {
+		return dst, 0
+	}
+	ms := p.re.FindAllSubmatchIndex(s, -1)
+	if len(ms) == 0 {
+		return dst, 0
+	}
+	last := 0
+	for _, m := range ms {
+		dst = append(dst, s[last:m[0]]...)
+		dst = p.re.Expand(dst, repl, s, m)
+		last = m[1]
+	}
+	return append(dst, s[last:]...), len(ms)
+}
