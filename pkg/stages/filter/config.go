@@ -113,6 +113,10 @@ func (c Config) Validate() error {
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	names := map[string]string{} // counter name → the key that took it
 	name := func(key, n string) {
+		if n == "" { // the default: the matcher's own key, free
+			names[strings.TrimSuffix(key, ".name")] = key
+			return
+		}
 		if !nameRE.MatchString(n) {
 			bad(key, "must be 1 to 64 letters, digits, '_', '.' or '-', got %q", n)
 			return
@@ -179,7 +183,7 @@ func (c Config) Validate() error {
 			bad(key, "gives no field to match: it would drop every log")
 		}
 		errs = append(errs, m.validate(key)...)
-		name(key+".name", cmp(m.Name, key))
+		name(key+".name", m.Name)
 	}
 	for i, s := range c.Sample {
 		key := fmt.Sprintf("sample[%d]", i)
@@ -190,7 +194,7 @@ func (c Config) Validate() error {
 			bad(key+".rate", "must be 0 to 1, got %v", *s.Rate)
 		}
 		errs = append(errs, s.validate(key)...)
-		name(key+".name", cmp(s.Name, key))
+		name(key+".name", s.Name)
 	}
 	return errors.Join(errs...)
 }
