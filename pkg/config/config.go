@@ -20,6 +20,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sources/sqssource"
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 )
 
 // Config is the whole configuration. Each section that configures one
@@ -34,6 +35,7 @@ type Config struct {
 	Parse     Parse         `yaml:"parse"`
 	Enrich    Enrich        `yaml:"enrich"`
 	Datadog   Datadog       `yaml:"datadog"`
+	Filters   filter.Config `yaml:"filters"`
 	Metrics   Metrics       `yaml:"metrics"`
 	DLQ       dlq.Config    `yaml:"dlq"`
 	Admin     Admin         `yaml:"admin"`
@@ -261,6 +263,7 @@ func DefaultConfig() Config {
 			Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
 			RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
 		}},
+		Filters: filter.DefaultConfig(),
 		Metrics: defaultMetrics(),
 		DLQ:     dlq.DefaultConfig(),
 		Admin:   Admin{Listen: "127.0.0.1:8089"},

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 )
 
 // Load applies the YAML file at path (if path is not empty) and then the
@@ -188,7 +190,45 @@ func applyEnv(c *Config, environ []string) error {
 	if v := env["DD_TAGS"]; v != "" {
 		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
 	}
+	forwarderEnv(c, env)
 	return errors.Join(errs...)
+}
+
+// ForwarderScrubbingRule is the name of the rule DD_SCRUBBING_RULE makes.
+const ForwarderScrubbingRule = "dd_scrubbing_rule"
+
+// forwarderEnv honours the Datadog Forwarder's filtering variables with
+// its semantics, so that its users move over unchanged:
+//   - REDACT_IP and REDACT_EMAIL, when set to any value (the Forwarder
+//     tests presence), add ip and email to filters.redact;
+//   - DD_SCRUBBING_RULE adds a rule of that name (dd_scrubbing_rule) after
+//     filters.rules, replacing by DD_SCRUBBING_RULE_REPLACEMENT, "xxxxx"
+//     when unset;
+//   - INCLUDE_AT_MATCH and EXCLUDE_AT_MATCH set filters.include_at_match
+//     and filters.exclude_at_match over the file's value, unless the
+//     GWPIPE_FILTERS_ form is set too (as DD_SITE does).
+//
+// Redaction and scrubbing only add: whatever the file says is scrubbed
+// stays scrubbed.
+func forwarderEnv(c *Config, env map[string]string) {
+	for _, r := range []struct{ env, name string }{{"REDACT_IP", filter.RedactIP}, {"REDACT_EMAIL", filter.RedactEmail}} {
+		if _, ok := env[r.env]; ok && !slices.Contains(c.Filters.Redact, r.name) {
+			c.Filters.Redact = append(c.Filters.Redact, r.name)
+		}
+	}
+	if v := env["DD_SCRUBBING_RULE"]; v != "" {
+		repl, ok := env["DD_SCRUBBING_RULE_REPLACEMENT"]
+		if !ok {
+			repl = "xxxxx"
+		}
+		c.Filters.Rules = append(c.Filters.Rules, filter.Rule{Name: ForwarderScrubbingRule, Pattern: v, Replace: repl})
+	}
+	if v := env["INCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_INCLUDE_AT_MATCH"] == "" {
+		c.Filters.IncludeAtMatch = v
+	}
+	if v := env["EXCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_EXCLUDE_AT_MATCH"] == "" {
+		c.Filters.ExcludeAtMatch = v
+	}
 }
 
 func environMap(environ []string) map[string]string {

@@ -118,6 +118,7 @@ func (c Config) Validate() error {
 	p.section("parse", c.Parse.Config.Validate())
 	p.section("parse.correlation", c.Parse.Correlation.CorrelatorConfig.Validate())
 	c.validateEnrich(&p)
+	p.section("filters", c.Filters.Validate())
 	c.validateDatadog(&p)
 	c.validateMetrics(&p)
 	p.section("dlq", c.DLQ.Validate())

@@ -29,6 +29,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 	"github.com/gwpipe/gwpipe/pkg/stages/parse"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -62,6 +63,7 @@ type Pipeline struct {
 	parse    *parse.Stage
 	tagger   *awstags.Tagger
 	deriver  *derive.Deriver
+	filters  *filter.Filters // what deliver-logs scrubs and drops; Load swaps it
 	metricsC *ddmetrics.Client
 	selfTel  *ddmetrics.SelfTelemetry
 	firehose *firehose.Source

@@ -13,6 +13,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 	"github.com/gwpipe/gwpipe/pkg/stages/parse"
 )
 
@@ -82,8 +83,12 @@ func (p *Pipeline) newDeliverLogs(context.Context) (stage.Handler, error) {
 	if p.cfg.Transport.Kind != "memory" {
 		seen = dedup.New(p.cfg.Transport.DedupWindow)
 	}
+	// Logs are filtered as they leave; derive counted them already.
+	if p.filters, err = filter.New(p.cfg.Filters, p.metrics); err != nil {
+		return nil, err
+	}
 	return ddlogs.NewStage(p.logs, ddlogs.StageOptions{
-		Summaries: p.cfg.Parse.Correlation.DeliverSummaries, Seen: seen,
+		Summaries: p.cfg.Parse.Correlation.DeliverSummaries, Seen: seen, Filter: p.filters,
 		Duplicates: p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice."),
 	}), nil
 }

@@ -29,6 +29,14 @@ type StageOptions struct {
 	// acknowledging it, although its logs may already be at Datadog.
 	Seen       *dedup.Window
 	Duplicates *telemetry.Counter
+	// Filter, when set, scrubs, drops and samples what is delivered
+	// (package filter), after the metrics from logs counted it.
+	Filter Filter
+}
+
+// Filter returns the batch to deliver: b, or a copy (b is not modified).
+type Filter interface {
+	Apply(b *record.Batch) *record.Batch
 }
 
 // NewStage returns the deliver-logs stage: it hands a batch to d and
@@ -38,7 +46,7 @@ func NewStage(d Deliverer, opts StageOptions) stage.Handler {
 	if opts.Duplicates == nil {
 		opts.Duplicates = &telemetry.Counter{}
 	}
-	return &deliverStage{d: d, summaries: opts.Summaries, seen: opts.Seen, dupes: opts.Duplicates}
+	return &deliverStage{d: d, summaries: opts.Summaries, seen: opts.Seen, dupes: opts.Duplicates, logFilter: opts.Filter}
 }
 
 type deliverStage struct {
@@ -46,10 +54,14 @@ type deliverStage struct {
 	summaries bool
 	seen      *dedup.Window
 	dupes     *telemetry.Counter
+	logFilter Filter // nil: none
 }
 
 func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
 	in = s.filter(in)
+	if s.logFilter != nil {
+		in = s.logFilter.Apply(in)
+	}
 	if in.Len() == 0 {
 		return nil
 	}
