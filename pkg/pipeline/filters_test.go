@@ -321,3 +321,66 @@ func TestFiltersInvalidConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetSampleKeepsRequestsTogether: two deliver-logs workers on a
+// broker sample by request id, so that a request's access log and its
+// execution-log lines, whichever worker each reaches, are kept or dropped
+// together, and exactly the requests the rate selects are kept.
+func TestFleetSampleKeepsRequestsTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
+	f := newFleet(t, brokers[0].env(t))
+	f.start("decode,parse,enrich")
+	sample := `GWPIPE_FILTERS_SAMPLE=[{"name":"half","rate":0.5}]`
+	deliver := []*worker{f.startWith(StageDeliverLogs, sample), f.startWith(StageDeliverLogs, sample)}
+	f.start(StageIngest)
+
+	const events = 10_000
+	var mu sync.Mutex
+	reqOf := map[string]string{} // event id → request id
+	cfg := loadgen.Config{URL: f.ingest, AccessKey: firehoseKey, Events: events, Concurrency: 4, Seed: 17,
+		RecordsPerRequest: 10, EventsPerRecord: 20, Mix: loadgen.Mix{JSON: 4, CLF: 2, Exec: 4},
+		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, RetryDuration: 2 * time.Minute, RequestTimeout: 30 * time.Second}
+	rep, err := loadgen.Run(context.Background(), cfg, loadgen.WithEventCallback(func(e *loadgen.Event) {
+		mu.Lock()
+		reqOf[e.ID] = e.RequestID
+		mu.Unlock()
+	}))
+	require.NoError(t, err)
+	require.EqualValues(t, events, rep.EventsAcked)
+
+	want := map[string]bool{}
+	lines := map[string]int{} // request id → its lines sent
+	for id, req := range reqOf {
+		require.NotEmpty(t, req)
+		lines[req]++
+		if filter.Sampled([]byte(req), 0.5) {
+			want[id] = true
+		}
+	}
+	counter := func(name string) float64 { return deliver[0].counter(name) + deliver[1].counter(name) }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, waitFor(ctx, func() bool {
+		return counter("filters.matched.half") == events && f.intake.Stats().LogsAccepted >= int64(len(want))
+	}), "matched %v of %d; %d of %d delivered", counter("filters.matched.half"), events, f.intake.Stats().LogsAccepted, len(want))
+	for _, w := range deliver {
+		assert.Positive(t, w.counter("filters.matched.half"), "each worker sampled a share")
+	}
+	got := map[string]bool{}
+	keptLines := map[string]int{}
+	for _, l := range f.intake.Logs() {
+		id := logID(l)
+		got[id] = true
+		keptLines[reqOf[id]]++
+		assert.Equal(t, 0.5, attr(l, filter.KeySampleRate), "log %s", id)
+	}
+	assert.Equal(t, want, got, "exactly the requests the rate selects, in every worker")
+	for req, n := range keptLines {
+		assert.Equal(t, lines[req], n, "request %s: all its lines kept, or none", req)
+	}
+	assert.EqualValues(t, events-len(want), counter("filters.sampled_out.half"))
+	sd := math.Sqrt(float64(len(lines)) * 0.25)
+	assert.InDelta(t, float64(len(lines))/2, float64(len(keptLines)), 5*sd, "requests kept")
+}
