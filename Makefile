@@ -6,7 +6,7 @@ PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 BINS := bin/gwpipe bin/fakeintake bin/loadgen
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test test-race bench bench-e2e bench-memory bench-go lint fmt clean $(BINS)
+.PHONY: all build run test test-race bench bench-e2e bench-memory bench-filters bench-go lint fmt clean $(BINS)
 
 all: build
 
@@ -53,6 +53,11 @@ bench-e2e: build
 
 bench-memory: build
 	./scripts/bench-memory.sh
+
+## bench-filters: end-to-end events per CPU-second with the log filters
+## (redact ip and email, an exclude expression, a sample rule) against none.
+bench-filters: build
+	./scripts/bench-filters.sh
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 $(PKGS)
