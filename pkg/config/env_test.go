@@ -173,3 +173,38 @@ func writeFile(t *testing.T, content string) string {
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
 	return path
 }
+
+// The Datadog Forwarder's filtering variables, and which wins where a
+// filters.* key says otherwise (the README's rule): redaction and scrubbing
+// add to the file's; INCLUDE_AT_MATCH and EXCLUDE_AT_MATCH win over the
+// file, and the GWPIPE_ form wins over them.
+func TestForwarderFilterVariables(t *testing.T) {
+	file := writeFile(t, "filters:\n  redact: [email]\n  rules: [{name: mine, pattern: x}]\n  include_at_match: from-file\n  exclude_at_match: from-file\n")
+	c, err := Load(file, []string{
+		"REDACT_IP=false", // the Forwarder tests presence: any value turns it on
+		"REDACT_EMAIL=true",
+		`DD_SCRUBBING_RULE=\d{16}`,
+		"INCLUDE_AT_MATCH=from-forwarder", "EXCLUDE_AT_MATCH=from-forwarder",
+		"GWPIPE_FILTERS_EXCLUDE_AT_MATCH=from-gwpipe",
+	})
+	require.NoError(t, err)
+	f := c.Filters
+	assert.Equal(t, []string{"email", "ip"}, f.Redact)
+	require.Len(t, f.Rules, 2)
+	assert.Equal(t, "mine", f.Rules[0].Name)
+	assert.Equal(t, ForwarderScrubbingRule, f.Rules[1].Name)
+	assert.Equal(t, `\d{16}`, f.Rules[1].Pattern)
+	assert.Equal(t, "xxxxx", f.Rules[1].Replace, "the Forwarder's default replacement")
+	assert.Equal(t, "from-forwarder", f.IncludeAtMatch)
+	assert.Equal(t, "from-gwpipe", f.ExcludeAtMatch)
+	require.NoError(t, f.Validate())
+
+	c, err = Load("", []string{`DD_SCRUBBING_RULE=secret=\w+`, "DD_SCRUBBING_RULE_REPLACEMENT=", "REDACT_IP="})
+	require.NoError(t, err)
+	assert.Equal(t, "", c.Filters.Rules[0].Replace, "an empty replacement, set, deletes the match")
+	assert.Equal(t, []string{"ip"}, c.Filters.Redact)
+
+	c, err = Load("", nil)
+	require.NoError(t, err)
+	assert.True(t, c.Filters.Empty(), "no variable, no filter")
+}

@@ -110,7 +110,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			checkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
 		}
 	default:
-		if n.Tag == "!!null" && t.Kind() != reflect.Slice && t.Kind() != reflect.Map {
+		// null is no list, no map, or an optional value left out (a nil pointer).
+		if n.Tag == "!!null" && t.Kind() != reflect.Slice && t.Kind() != reflect.Map && t.Kind() != reflect.Pointer {
 			at(n.Line, "%s has no value", path)
 			return
 		}

@@ -267,6 +267,12 @@ func randomValue(rng *rand.Rand, t reflect.Type) reflect.Value {
 				v.SetMapIndex(reflect.ValueOf(randomWord(rng)), randomValue(rng, t.Elem()))
 			}
 		}
+	case reflect.Pointer: // an optional value: nil or set
+		if rng.IntN(2) == 1 {
+			p := reflect.New(t.Elem())
+			p.Elem().Set(randomValue(rng, t.Elem()))
+			v.Set(p)
+		}
 	case reflect.Struct:
 		for _, f := range fields(t) {
 			v.FieldByIndex(f.index).Set(randomValue(rng, f.typ))

@@ -38,6 +38,7 @@ func everyMetric(t *testing.T) []telemetry.Family {
 	cfg.Metrics.Telemetry.Enabled = true
 	cfg.Metrics.Telemetry.DogStatsDAddr = "127.0.0.1:1"
 	cfg.DLQ.Dir = t.TempDir()
+	cfg.Filters.Redact = []string{"ip"} // the filters' families, labelled by rule
 	p, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	// What Start does before it starts anything: build every stage and

@@ -47,9 +47,9 @@ type Rule struct {
 	Name      string   `yaml:"name"`
 	Pattern   string   `yaml:"pattern"`
 	Replace   string   `yaml:"replace"`
-	LogGroups []string `yaml:"log_groups"` // globs: '*' matches any run of characters, '/' included
-	APIIDs    []string `yaml:"api_ids"`
-	Stages    []string `yaml:"stages"`
+	LogGroups []string `yaml:"log_groups,omitempty"` // globs: '*' matches any run of characters, '/' included
+	APIIDs    []string `yaml:"api_ids,omitempty"`
+	Stages    []string `yaml:"stages,omitempty"`
 }
 
 // Matcher selects logs by what parsing and enrichment found in them. Every
