@@ -94,6 +94,12 @@ func redactIPv4(dst, s []byte) ([]byte, int) {
 		n++
 		copied, low, from = end, end, end
 	}
+	return rest(dst, s, copied, n)
+}
+
+// rest ends a scan that made n replacements: dst with what follows the
+// last one; with none, dst as it was (the caller keeps s).
+func rest(dst, s []byte, copied, n int) ([]byte, int) {
 	if n == 0 {
 		return dst, 0
 	}
@@ -165,10 +171,7 @@ func redactEmail(dst, s []byte) ([]byte, int) {
 		n++
 		copied, from = end, end
 	}
-	if n == 0 {
-		return dst, 0
-	}
-	return append(dst, s[copied:]...), n
+	return rest(dst, s, copied, n)
 }
 
 // isAddr is a character an IPv6 address (with its IPv4 tail) is made of.
@@ -211,10 +214,7 @@ func redactIPv6(dst, s []byte) ([]byte, int) {
 		}
 		from = re
 	}
-	if n == 0 {
-		return dst, 0
-	}
-	return append(dst, s[copied:]...), n
+	return rest(dst, s, copied, n)
 }
 
 // ipv6Longest is the length of the longest IPv6 address (ipv6Pattern)
