@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -85,51 +86,21 @@ func DefaultConfig() Config { return Config{}.WithDefaults() }
 
 // WithDefaults returns c with zero-valued fields replaced by their defaults.
 func (c Config) WithDefaults() Config {
-	if c.URL == "" {
-		c.URL = DefaultURL
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.RecordsPerRequest == 0 {
-		c.RecordsPerRequest = DefaultRecords
-	}
-	if c.EventsPerRecord == 0 {
-		c.EventsPerRecord = DefaultEventsInRecord
-	}
-	if c.GzipLevel == 0 {
-		c.GzipLevel = DefaultGzipLevel
-	}
-	if c.StreamName == "" {
-		c.StreamName = DefaultStreamName
-	}
-	if c.FilterName == "" {
-		c.FilterName = DefaultFilterName
-	}
-	if c.Accounts == 0 {
-		c.Accounts = DefaultAccounts
-	}
-	if c.APIs == 0 {
-		c.APIs = DefaultAPIs
-	}
-	if c.Stages == 0 {
-		c.Stages = DefaultStages
-	}
-	if c.Mix == (Mix{}) {
-		c.Mix = DefaultMix
-	}
-	if c.InitialBackoff == 0 {
-		c.InitialBackoff = DefaultInitialBackoff
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.RetryDuration == 0 {
-		c.RetryDuration = DefaultRetryDuration
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
+	c.URL = cmp.Or(c.URL, DefaultURL)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.RecordsPerRequest = cmp.Or(c.RecordsPerRequest, DefaultRecords)
+	c.EventsPerRecord = cmp.Or(c.EventsPerRecord, DefaultEventsInRecord)
+	c.GzipLevel = cmp.Or(c.GzipLevel, DefaultGzipLevel)
+	c.StreamName = cmp.Or(c.StreamName, DefaultStreamName)
+	c.FilterName = cmp.Or(c.FilterName, DefaultFilterName)
+	c.Accounts = cmp.Or(c.Accounts, DefaultAccounts)
+	c.APIs = cmp.Or(c.APIs, DefaultAPIs)
+	c.Stages = cmp.Or(c.Stages, DefaultStages)
+	c.Mix = cmp.Or(c.Mix, DefaultMix)
+	c.InitialBackoff = cmp.Or(c.InitialBackoff, DefaultInitialBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.RetryDuration = cmp.Or(c.RetryDuration, DefaultRetryDuration)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	return c
 }
 
