@@ -479,39 +479,17 @@ func (g *Generator) renderExec(h *hit) {
 
 	switch h.outcome {
 	case outcomeThrottled:
-		l = g.line(h)
-		g.arena = append(g.arena, "API Key "...)
-		g.arena = append(g.arena, h.key...)
-		g.arena = append(g.arena, " exceeded throttle limit for API Stage "...)
-		g.arena = append(g.arena, a.id...)
-		g.arena = append(g.arena, '/')
-		g.arena = append(g.arena, st.name...)
-		g.arena = append(g.arena, ": Key throttle limit exceeded for Usage Plan ID "...)
-		g.arena = append(g.arena, a.usagePlan...)
-		g.arena = append(g.arena, ", RestApi "...)
-		g.arena = append(g.arena, a.id...)
-		g.arena = append(g.arena, ", Stage "...)
-		g.arena = append(g.arena, st.name...)
-		g.arena = append(g.arena, ", Resource "...)
-		g.arena = append(g.arena, h.rt.resourceID...)
-		g.arena = append(g.arena, ", HttpMethod "...)
-		g.arena = append(g.arena, h.rt.method...)
-		g.arena = append(g.arena, ". Limit: 50.00 Burst: 100"...)
-		g.endLine(h, l, step(), ExecThrottled)
+		g.execSimple(h, step(), ExecThrottled,
+			"API Key ", h.key, " exceeded throttle limit for API Stage ", a.id, "/", st.name,
+			": Key throttle limit exceeded for Usage Plan ID ", a.usagePlan,
+			", RestApi ", a.id, ", Stage ", st.name, ", Resource ", h.rt.resourceID,
+			", HttpMethod ", h.rt.method, ". Limit: 50.00 Burst: 100")
 		g.methodCompleted(h, h.end)
 		return
 	case outcomeQuota:
-		l = g.line(h)
-		g.arena = append(g.arena, "API Key "...)
-		g.arena = append(g.arena, h.key...)
-		g.arena = append(g.arena, " exceeded quota limit for API Stage "...)
-		g.arena = append(g.arena, a.id...)
-		g.arena = append(g.arena, '/')
-		g.arena = append(g.arena, st.name...)
-		g.arena = append(g.arena, ": Key quota exhausted for Usage Plan ID "...)
-		g.arena = append(g.arena, a.usagePlan...)
-		g.arena = append(g.arena, ". Limit: 100000 Period: DAY"...)
-		g.endLine(h, l, step(), ExecQuotaExceeded)
+		g.execSimple(h, step(), ExecQuotaExceeded,
+			"API Key ", h.key, " exceeded quota limit for API Stage ", a.id, "/", st.name,
+			": Key quota exhausted for Usage Plan ID ", a.usagePlan, ". Limit: 100000 Period: DAY")
 		g.methodCompleted(h, h.end)
 		return
 	}
@@ -521,14 +499,8 @@ func (g *Generator) renderExec(h *hit) {
 			"API Key  authorized because method '", h.rt.method, " ", h.rt.resource,
 			"' does not require API Key. Request will not contribute to throttle or quota limits")
 	}
-	l = g.line(h)
-	g.arena = append(g.arena, "Usage Plan check succeeded for API Key "...)
-	g.arena = append(g.arena, h.key...)
-	g.arena = append(g.arena, " and API Stage "...)
-	g.arena = append(g.arena, a.id...)
-	g.arena = append(g.arena, '/')
-	g.arena = append(g.arena, st.name...)
-	g.endLine(h, l, step(), ExecUsagePlanOK)
+	g.execSimple(h, step(), ExecUsagePlanOK,
+		"Usage Plan check succeeded for API Key ", h.key, " and API Stage ", a.id, "/", st.name)
 
 	l = g.line(h)
 	g.arena = append(g.arena, "Starting execution for request: "...)
