@@ -35,15 +35,7 @@ var jsonEscape = func() (t [256]bool) {
 func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, 2*len(s))
-	buf := dst[:cap(dst)]
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !jsonEscape[c] {
-			buf[n] = c
-			n++
-		} else {
-			buf, n = escapeByte(buf, n, c, len(s)-i-1)
-		}
-	}
+	buf, n := escapeRun(dst[:cap(dst)], n, s, 0)
 	return buf[:n]
 }
 
@@ -54,31 +46,31 @@ func appendJSONBytes(dst []byte, s []byte) []byte {
 	dst = slices.Grow(dst, 2*len(s))
 	buf := dst[:cap(dst)]
 	i := 0
-	for i+8 <= len(s) {
-		if !needsEscape8(binary.LittleEndian.Uint64(s[i:])) {
+	for ; i+8 <= len(s); i += 8 {
+		if needsEscape8(binary.LittleEndian.Uint64(s[i:])) {
+			buf, n = escapeRun(buf, n, s[i:i+8], len(s)-i-8)
+		} else {
 			copy(buf[n:n+8], s[i:i+8])
 			n += 8
-			i += 8
-			continue
-		}
-		for end := i + 8; i < end; i++ {
-			if c := s[i]; !jsonEscape[c] {
-				buf[n] = c
-				n++
-			} else {
-				buf, n = escapeByte(buf, n, c, len(s)-i-1)
-			}
 		}
 	}
-	for ; i < len(s); i++ {
+	buf, n = escapeRun(buf, n, s[i:], 0)
+	return buf[:n]
+}
+
+// escapeRun writes s at buf[n], escaping the bytes that need it, and
+// returns the new end. buf has room for 2 bytes per input byte; after is
+// the number of input bytes that follow s.
+func escapeRun[S ~string | ~[]byte](buf []byte, n int, s S, after int) ([]byte, int) {
+	for i := 0; i < len(s); i++ {
 		if c := s[i]; !jsonEscape[c] {
 			buf[n] = c
 			n++
 		} else {
-			buf, n = escapeByte(buf, n, c, len(s)-i-1)
+			buf, n = escapeByte(buf, n, c, len(s)-i-1+after)
 		}
 	}
-	return buf[:n]
+	return buf, n
 }
 
 // escapeByte writes the escape of c (a byte that needs one) at buf[n]. buf
@@ -208,18 +200,7 @@ func civilFromMillis(ms int64) civil {
 
 // appendCLFTime appends dd/MMM/yyyy:HH:mm:ss +0000 ($context.requestTime).
 func appendCLFTime(dst []byte, ms int64) []byte {
-	c := civilFromMillis(ms)
-	dst = append2(dst, c.day)
-	dst = append(dst, '/')
-	dst = append(dst, monthAbbrev[(c.month-1)*3:c.month*3]...)
-	dst = append(dst, '/')
-	dst = appendUint(dst, uint64(c.year), 4)
-	dst = append(dst, ':')
-	dst = append2(dst, c.hour)
-	dst = append(dst, ':')
-	dst = append2(dst, c.min)
-	dst = append(dst, ':')
-	dst = append2(dst, c.sec)
+	dst = civilFromMillis(ms).appendDateTime(dst, '/', ':')
 	return append(dst, " +0000"...)
 }
 
@@ -228,18 +209,24 @@ func appendHTTPDate(dst []byte, ms int64) []byte {
 	c := civilFromMillis(ms)
 	dst = append(dst, dayAbbrev[c.weekday*3:c.weekday*3+3]...)
 	dst = append(dst, ", "...)
+	dst = c.appendDateTime(dst, ' ', ' ')
+	return append(dst, " GMT"...)
+}
+
+// appendDateTime appends dd<sep>MMM<sep>yyyy<before>HH:mm:ss, the part the
+// CLF and HTTP date forms share.
+func (c civil) appendDateTime(dst []byte, sep, before byte) []byte {
 	dst = append2(dst, c.day)
-	dst = append(dst, ' ')
+	dst = append(dst, sep)
 	dst = append(dst, monthAbbrev[(c.month-1)*3:c.month*3]...)
-	dst = append(dst, ' ')
+	dst = append(dst, sep)
 	dst = appendUint(dst, uint64(c.year), 4)
-	dst = append(dst, ' ')
+	dst = append(dst, before)
 	dst = append2(dst, c.hour)
 	dst = append(dst, ':')
 	dst = append2(dst, c.min)
 	dst = append(dst, ':')
-	dst = append2(dst, c.sec)
-	return append(dst, " GMT"...)
+	return append2(dst, c.sec)
 }
 
 // appendAmzDate appends the SigV4 X-Amz-Date form: 20230629T120102Z.
