@@ -281,11 +281,7 @@ func TestRetryDurationExhausted(t *testing.T) {
 	ep := newEndpoint(t, false, always(http.StatusServiceUnavailable))
 	cfg := ep.config()
 	cfg.InitialBackoff, cfg.MaxBackoff, cfg.RetryDuration = time.Millisecond, 4*time.Millisecond, 30*time.Millisecond
-	s, err := NewSender(cfg)
-	require.NoError(t, err)
-	err = s.Send(context.Background(), mustNext(t, mustGenerator(t, cfg)))
-	require.ErrorIs(t, err, ErrRetriesExhausted)
-	rep := s.Report()
+	rep := sendExhausted(t, cfg)
 	// Delays ≈ 1, 2, 4, 4, 4, ... ms (±15 %) until 30 ms of backoff: at
 	// least 30/(4·1.15) - ... retries, bounded by 30/(1·0.85).
 	assert.GreaterOrEqual(t, rep.Retries, int64(7))
@@ -294,11 +290,7 @@ func TestRetryDurationExhausted(t *testing.T) {
 
 	t.Run("no retries", func(t *testing.T) {
 		cfg.RetryDuration = -1
-		s, err := NewSender(cfg)
-		require.NoError(t, err)
-		err = s.Send(context.Background(), mustNext(t, mustGenerator(t, cfg)))
-		require.ErrorIs(t, err, ErrRetriesExhausted)
-		assert.Equal(t, int64(1), s.Report().Attempts)
+		assert.Equal(t, int64(1), sendExhausted(t, cfg).Attempts)
 	})
 }
 
@@ -309,13 +301,20 @@ func TestRetriesNetworkErrors(t *testing.T) {
 	cfg := testConfig()
 	cfg.URL = url
 	cfg.InitialBackoff, cfg.MaxBackoff, cfg.RetryDuration = time.Millisecond, 2*time.Millisecond, 10*time.Millisecond
+	rep := sendExhausted(t, cfg)
+	assert.Greater(t, rep.Attempts, int64(1))
+	assert.Equal(t, rep.Attempts, rep.Statuses["net_error"])
+}
+
+// sendExhausted sends one request with cfg, requires it to fail with
+// ErrRetriesExhausted and returns the sender's report.
+func sendExhausted(t *testing.T, cfg Config) Report {
+	t.Helper()
 	s, err := NewSender(cfg)
 	require.NoError(t, err)
 	err = s.Send(context.Background(), mustNext(t, mustGenerator(t, cfg)))
 	require.ErrorIs(t, err, ErrRetriesExhausted)
-	rep := s.Report()
-	assert.Greater(t, rep.Attempts, int64(1))
-	assert.Equal(t, rep.Attempts, rep.Statuses["net_error"])
+	return s.Report()
 }
 
 func TestSendStopsRetryingWhenCanceled(t *testing.T) {
