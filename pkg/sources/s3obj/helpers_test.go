@@ -16,6 +16,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 type ev struct {
@@ -25,21 +26,9 @@ type ev struct {
 }
 
 func envelopeDoc(group, stream string, evs ...ev) []byte {
-	type logEvent struct {
-		ID        string `json:"id"`
-		Timestamp int64  `json:"timestamp"`
-		Message   string `json:"message"`
-	}
-	doc := struct {
-		MessageType         string     `json:"messageType"`
-		Owner               string     `json:"owner"`
-		LogGroup            string     `json:"logGroup"`
-		LogStream           string     `json:"logStream"`
-		SubscriptionFilters []string   `json:"subscriptionFilters"`
-		LogEvents           []logEvent `json:"logEvents"`
-	}{MessageType: "DATA_MESSAGE", Owner: "123456789012", LogGroup: group, LogStream: stream, SubscriptionFilters: []string{"f"}}
+	doc := corpus.Envelope{MessageType: "DATA_MESSAGE", Owner: "123456789012", LogGroup: group, LogStream: stream, SubscriptionFilters: []string{"f"}}
 	for _, e := range evs {
-		doc.LogEvents = append(doc.LogEvents, logEvent{e.id, e.ts, e.msg})
+		doc.LogEvents = append(doc.LogEvents, corpus.LogEvent{ID: e.id, Timestamp: e.ts, Message: e.msg})
 	}
 	b, _ := json.Marshal(doc)
 	return b

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 const uuidRe = `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`
@@ -224,9 +226,9 @@ func checkRequest(t *testing.T, cfg Config, req *Request) {
 	for _, env := range d.envelopes {
 		if env.MessageType == "CONTROL_MESSAGE" {
 			controls++
-			assert.Equal(t, envelope{
+			assert.Equal(t, corpus.Envelope{
 				MessageType: "CONTROL_MESSAGE", Owner: "CloudwatchLogs", SubscriptionFilters: []string{},
-				LogEvents: []logEvent{{ID: "", Timestamp: req.Timestamp, Message: ControlMessage}},
+				LogEvents: []corpus.LogEvent{{ID: "", Timestamp: req.Timestamp, Message: ControlMessage}},
 			}, env)
 			continue
 		}

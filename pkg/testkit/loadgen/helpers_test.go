@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // The decoding below deliberately uses only the standard library
@@ -41,28 +43,12 @@ type firehoseBody struct {
 	} `json:"records"`
 }
 
-type logEvent struct {
-	ID        string `json:"id"`
-	Timestamp int64  `json:"timestamp"`
-	Message   string `json:"message"`
-}
-
-type envelope struct {
-	MessageType         string     `json:"messageType"`
-	Owner               string     `json:"owner"`
-	LogGroup            string     `json:"logGroup"`
-	LogStream           string     `json:"logStream"`
-	SubscriptionFilters []string   `json:"subscriptionFilters"`
-	LogEvents           []logEvent `json:"logEvents"`
-	PolicyLevel         string     `json:"policyLevel"`
-}
-
 // decoded is one request as an endpoint sees it.
 type decoded struct {
 	body firehoseBody
 	// For CloudWatch traffic: one envelope per record. For direct traffic:
 	// the raw record bytes (access-log lines).
-	envelopes []envelope
+	envelopes []corpus.Envelope
 	lines     []string
 }
 
@@ -98,7 +84,7 @@ func decodeWire(t testing.TB, h http.Header, wire []byte, direct bool) decoded {
 		require.True(t, len(data) > 2 && data[0] == 0x1f && data[1] == 0x8b, "record is gzip")
 		doc := gunzip(t, data)
 		require.Less(t, len(data), 1_024_000, "record within Firehose's size limit")
-		var env envelope
+		var env corpus.Envelope
 		dec := json.NewDecoder(bytes.NewReader(doc))
 		dec.DisallowUnknownFields()
 		require.NoError(t, dec.Decode(&env), "envelope is JSON: %s", doc)
