@@ -25,40 +25,27 @@ type DistributionPoint struct {
 
 // parseDistributions validates a v1 DistributionPointsPayload.
 func parseDistributions(body []byte, _ *http.Request, now time.Time) (*batch, error) {
-	p := parserPool.Get()
-	defer parserPool.Put(p)
-	list, err := seriesList(p, body)
+	b := &batch{}
+	err := eachSeriesPoint(body, parseOneDistribution, func(pt DistributionPoint, pv *fastjson.Value) error {
+		ts, values, err := parseDistributionPoint(pv)
+		if err != nil {
+			return err
+		}
+		pt.Timestamp, pt.Values, pt.Received = ts, values, now
+		b.dists = append(b.dists, pt)
+		b.distValues += int64(len(values))
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	b := &batch{}
-	for i, sv := range list {
-		tmpl, points, err := parseOneDistribution(sv)
-		if err != nil {
-			return nil, fmt.Errorf("series[%d]: %w", i, err)
-		}
-		tmpl.Received = now
-		for j, pv := range points {
-			ts, values, err := parseDistributionPoint(pv)
-			if err != nil {
-				return nil, fmt.Errorf("series[%d].points[%d]: %w", i, j, err)
-			}
-			pt := tmpl
-			pt.Timestamp, pt.Values = ts, values
-			b.dists = append(b.dists, pt)
-			b.distValues += int64(len(values))
-		}
 	}
 	return b, nil
 }
 
 func parseOneDistribution(v *fastjson.Value) (DistributionPoint, []*fastjson.Value, error) {
 	pt := DistributionPoint{Type: "distribution"}
-	if v.Type() != fastjson.TypeObject {
-		return pt, nil, fmt.Errorf("must be an object, got %s", v.Type())
-	}
 	var err error
-	if pt.Metric, err = requiredString(v, "metric"); err != nil {
+	if pt.Metric, err = metricName(v); err != nil {
 		return pt, nil, err
 	}
 	if pt.Host, err = optionalString(v, "host"); err != nil {

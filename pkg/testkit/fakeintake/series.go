@@ -54,38 +54,53 @@ func (p SeriesPoint) Host() string {
 // parseSeries validates a v2 MetricPayload. Any invalid series rejects the
 // whole payload; points outside the age window are dropped and counted.
 func parseSeries(body []byte, _ *http.Request, now time.Time) (*batch, error) {
+	oldest, newest := now.Add(-SeriesMaxAge).Unix(), now.Add(SeriesMaxFuture).Unix()
+	b := &batch{}
+	err := eachSeriesPoint(body, parseOneSeries, func(pt SeriesPoint, pv *fastjson.Value) error {
+		ts, val, err := parseSeriesPoint(pv)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ts < oldest:
+			b.tooOld++
+		case ts > newest:
+			b.tooNew++
+		default:
+			pt.Timestamp, pt.Value, pt.Received = ts, val, now
+			b.series = append(b.series, pt)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// eachSeriesPoint walks a {"series":[…]} body, the envelope shared by v2
+// series and v1 distribution points: parseOne validates one series and
+// returns its point template and its points, point validates and keeps one
+// point. The first error names the series and point it is about.
+func eachSeriesPoint[T any](body []byte, parseOne func(*fastjson.Value) (T, []*fastjson.Value, error), point func(T, *fastjson.Value) error) error {
 	p := parserPool.Get()
 	defer parserPool.Put(p)
 	list, err := seriesList(p, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	oldest, newest := now.Add(-SeriesMaxAge).Unix(), now.Add(SeriesMaxFuture).Unix()
-	b := &batch{}
 	for i, sv := range list {
-		tmpl, points, err := parseOneSeries(sv)
+		tmpl, points, err := parseOne(sv)
 		if err != nil {
-			return nil, fmt.Errorf("series[%d]: %w", i, err)
+			return fmt.Errorf("series[%d]: %w", i, err)
 		}
-		tmpl.Received = now
 		for j, pv := range points {
-			ts, val, err := parseSeriesPoint(pv)
-			if err != nil {
-				return nil, fmt.Errorf("series[%d].points[%d]: %w", i, j, err)
-			}
-			switch {
-			case ts < oldest:
-				b.tooOld++
-			case ts > newest:
-				b.tooNew++
-			default:
-				pt := tmpl
-				pt.Timestamp, pt.Value = ts, val
-				b.series = append(b.series, pt)
+			if err := point(tmpl, pv); err != nil {
+				return fmt.Errorf("series[%d].points[%d]: %w", i, j, err)
 			}
 		}
 	}
-	return b, nil
+	return nil
 }
 
 // seriesList returns the non-empty "series" array of a {"series":[…]} body,
@@ -118,11 +133,8 @@ func seriesList(p *fastjson.Parser, body []byte) ([]*fastjson.Value, error) {
 // its fields, and its points.
 func parseOneSeries(v *fastjson.Value) (SeriesPoint, []*fastjson.Value, error) {
 	var pt SeriesPoint
-	if v.Type() != fastjson.TypeObject {
-		return pt, nil, fmt.Errorf("must be an object, got %s", v.Type())
-	}
 	var err error
-	if pt.Metric, err = requiredString(v, "metric"); err != nil {
+	if pt.Metric, err = metricName(v); err != nil {
 		return pt, nil, err
 	}
 	typ, err := optionalInt(v, "type")
@@ -159,6 +171,14 @@ func parseOneSeries(v *fastjson.Value) (SeriesPoint, []*fastjson.Value, error) {
 		return pt, nil, err
 	}
 	return pt, points, nil
+}
+
+// metricName checks that a series is an object and returns its metric name.
+func metricName(v *fastjson.Value) (string, error) {
+	if v.Type() != fastjson.TypeObject {
+		return "", fmt.Errorf("must be an object, got %s", v.Type())
+	}
+	return requiredString(v, "metric")
 }
 
 // parseSeriesPoint validates a MetricPoint {timestamp:int64, value:float64}.
