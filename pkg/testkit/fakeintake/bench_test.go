@@ -36,14 +36,18 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 	}
 	// Keep bounds memory across iterations, as in a long benchmark run.
 	cfg := Config{Keep: 100_000}
-
-	b.Run("handler", func(b *testing.B) {
+	newHandler := func(b *testing.B) *Server {
 		s, err := New(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(len(plain)))
 		b.ReportAllocs()
+		return s
+	}
+
+	b.Run("handler", func(b *testing.B) {
+		s := newHandler(b)
 		cpu0 := procstat.CPU()
 		for b.Loop() {
 			rec := httptest.NewRecorder()
@@ -56,12 +60,7 @@ func BenchmarkLogsGzip1000(b *testing.B) {
 	})
 
 	b.Run("handler-parallel", func(b *testing.B) {
-		s, err := New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(int64(len(plain)))
-		b.ReportAllocs()
+		s := newHandler(b)
 		cpu0 := procstat.CPU()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
