@@ -2,53 +2,12 @@ package apigw
 
 import (
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
-// isJSONNumber reports whether b is a valid JSON number (RFC 8259 grammar).
-func isJSONNumber(b []byte) bool {
-	i, n := 0, len(b)
-	if n == 0 {
-		return false
-	}
-	if b[0] == '-' {
-		i++
-		if i == n {
-			return false
-		}
-	}
-	switch {
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < n && b[i] == '.' {
-		i++
-		if i == n || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < n && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < n && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i == n || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	return i == n
-}
+// isJSONNumber is record.ValidNumber, the one JSON number grammar.
+func isJSONNumber(b []byte) bool { return record.ValidNumber(b) }
 
 // parseIntLoose parses a decimal integer, accepting and truncating a
 // fractional part ("12.7" → 12). It rejects anything else and overflow.

@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 // JSON string escaping, written for the hot path: runs of bytes that need no
@@ -175,48 +177,5 @@ func appendEscapedLimit(dst []byte, s string, limit int) ([]byte, int) {
 	return dst, i
 }
 
-// validNumber reports whether b is a JSON number per RFC 8259:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func validNumber(b []byte) bool {
-	i, n := 0, len(b)
-	if i < n && b[i] == '-' {
-		i++
-	}
-	if i >= n {
-		return false
-	}
-	switch {
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < n && b[i] == '.' {
-		i++
-		d := i
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	if i < n && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < n && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		d := i
-		for i < n && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	return i == n
-}
+// validNumber is record.ValidNumber, the one JSON number grammar.
+func validNumber(b []byte) bool { return record.ValidNumber(b) }

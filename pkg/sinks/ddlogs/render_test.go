@@ -423,18 +423,6 @@ func TestAppendLogTruncationSmallLimit(t *testing.T) {
 	}
 }
 
-func TestValidNumber(t *testing.T) {
-	valid := []string{"0", "-0", "1", "-1", "10", "1.5", "0.5", "1e10", "1E+10", "1e-10", "-1.5e3", "123456789012345678901234567890"}
-	invalid := []string{"", "-", "+1", "01", "-01", "1.", ".5", "1e", "1e+", "0x10", "NaN", "Infinity", "1 ", " 1", "1.5.5", "1e5e5", "--1"}
-	for _, s := range valid {
-		assert.True(t, validNumber([]byte(s)), s)
-		assert.True(t, json.Valid([]byte(s)), s)
-	}
-	for _, s := range invalid {
-		assert.False(t, validNumber([]byte(s)), s)
-	}
-}
-
 func TestEscapingMatchesEncodingJSON(t *testing.T) {
 	// For valid UTF-8 the decoded result must be the input, whatever the
 	// alignment of special bytes within 8-byte words.
