@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
+	"github.com/gwpipe/gwpipe/pkg/testkit/gate"
 )
 
 // fleet is an in-process AWS of many accounts and regions, each with REST
@@ -29,8 +29,7 @@ type fleet struct {
 	apis              int // REST APIs per account and region
 
 	calls atomic.Int64
-	mu    sync.Mutex
-	gate  chan struct{}
+	gate  gate.Gate
 }
 
 func (f *fleet) apiID(account, region string, i int) string {
@@ -39,32 +38,9 @@ func (f *fleet) apiID(account, region string, i int) string {
 
 func (f *fleet) stages() int { return len(f.accounts) * len(f.regions) * f.apis * 2 }
 
-func (f *fleet) hold() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.gate = make(chan struct{})
-}
-
-func (f *fleet) release() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	close(f.gate)
-	f.gate = nil
-}
-
 func (f *fleet) enter(ctx context.Context) error {
 	f.calls.Add(1)
-	f.mu.Lock()
-	g := f.gate
-	f.mu.Unlock()
-	if g != nil {
-		select {
-		case <-g:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return f.gate.Wait(ctx)
 }
 
 // fleetConn is one account and region of the fleet; fleetREST, fleetV2 and

@@ -34,7 +34,7 @@ func accessRecord(o *record.Origin, apiID, stage string) record.Record {
 
 func TestEnrichWithAWSTagger(t *testing.T) {
 	f := &fleet{accounts: []string{"111111111111", "222222222222", "333333333333"}, regions: []string{"us-east-1", "eu-west-1"}, apis: 5}
-	f.hold()
+	f.gate.Hold()
 	tg, events := newFleetTagger(t, f, awstags.Config{})
 	st, err := New(tg, Config{MaxWait: 30 * time.Millisecond})
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestEnrichWithAWSTagger(t *testing.T) {
 	}
 
 	// The reads finish: the next batch is complete.
-	f.release()
+	f.gate.Release()
 	awaitReads(t, f, events)
 	warm := batch()
 	require.NoError(t, st.Handle(context.Background(), warm, out))

@@ -138,7 +138,7 @@ func TestSharedTagSlice(t *testing.T) {
 func TestConcurrentMissesShareOneRead(t *testing.T) {
 	h := newHarness(t, roleCfg)
 	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.hold()
+	h.cloud.gate.Hold()
 	keys := []StageKey{
 		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"},
 		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"},
@@ -158,7 +158,7 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 			results <- complete
 		}()
 	}
-	h.cloud.release()
+	h.cloud.gate.Release()
 	wg.Wait()
 	close(results)
 	for complete := range results {
@@ -171,7 +171,7 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 	h := newHarness(t, roleCfg)
 	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.hold()
+	h.cloud.gate.Hold()
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -186,7 +186,7 @@ func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 	assert.True(t, settled)
 	assert.True(t, info.Partial)
 
-	h.cloud.release()
+	h.cloud.gate.Release()
 	require.NoError(t, h.event(t).Err)
 	info, settled = h.t.Peek(key)
 	assert.True(t, settled)
@@ -437,7 +437,7 @@ func TestOnFormat(t *testing.T) {
 
 func TestCloseCancelsReadsInFlight(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.hold() // the read blocks until its context ends
+	h.cloud.gate.Hold() // the read blocks until its context ends
 	_, settled := h.t.Peek(StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	require.False(t, settled)
 	done := make(chan struct{})

@@ -18,6 +18,8 @@ import (
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/gate"
 )
 
 // fakeCloud is an in-process AWS for the cache's tests: API Gateway v1/v2
@@ -28,8 +30,8 @@ type fakeCloud struct {
 	regions map[invKey]*fakeRegion
 	calls   map[string]int // "account/region/op"
 	errs    map[string][]error
-	gate    chan struct{} // nil: open
-	self    string        // the account of the "own" credentials
+	gate    gate.Gate
+	self    string // the account of the "own" credentials
 	// stagesErr fails every GetStages of an API, by id.
 	stagesErr map[string]error
 }
@@ -98,38 +100,18 @@ func (f *fakeCloud) count(account, region, op string) int {
 	return f.calls[account+"/"+region+"/"+op]
 }
 
-func (f *fakeCloud) hold() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.gate = make(chan struct{})
-}
-
-func (f *fakeCloud) release() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.gate != nil {
-		close(f.gate)
-		f.gate = nil
-	}
-}
-
 // enter counts a call, waits at the gate and returns the queued error.
 func (f *fakeCloud) enter(ctx context.Context, k invKey, op string) error {
 	f.mu.Lock()
 	key := k.account + "/" + k.region + "/" + op
 	f.calls[key]++
-	gate := f.gate
 	var err error
 	if q := f.errs[key]; len(q) > 0 {
 		err, f.errs[key] = q[0], q[1:]
 	}
 	f.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if werr := f.gate.Wait(ctx); werr != nil {
+		return werr
 	}
 	return err
 }
