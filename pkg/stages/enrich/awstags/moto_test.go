@@ -282,6 +282,30 @@ func (c *chaosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.base.RoundTrip(req)
 }
 
+// newTickedTagger builds a Tagger on moto that refreshes when the test
+// sends on tick, on a fake clock and without jitter, and reports each
+// refresh on events. hc may be nil (the default client; an untyped nil:
+// a nil *http.Client would be a client).
+func newTickedTagger(t *testing.T, m *motoServer, hc aws.HTTPClient, opts ...Option) (tg *Tagger, clock *fakeClock, tick chan time.Time, events chan RefreshEvent) {
+	t.Helper()
+	clock = newFakeClock()
+	tick = make(chan time.Time)
+	events = make(chan RefreshEvent, 64)
+	opts = append(opts, WithTicker(tick), WithOnRefresh(func(ev RefreshEvent) { events <- ev }))
+	tg, err := New(context.Background(), Config{
+		RoleTemplate: roleTemplate,
+		MaxWait:      20 * time.Second,
+		CallTimeout:  motoCallTimeout,
+		RetryBase:    time.Millisecond,
+		HTTPClient:   hc,
+		Now:          clock.Now,
+		Jitter:       -1,
+		Logger:       testLogger(t),
+	}, m.awsConfig(), opts...)
+	require.NoError(t, err)
+	return tg, clock, tick, events
+}
+
 func TestMotoUnreachableAccountsDegradeGracefully(t *testing.T) {
 	t.Parallel()
 	m := startMoto(t)
@@ -289,20 +313,7 @@ func TestMotoUnreachableAccountsDegradeGracefully(t *testing.T) {
 	good2 := seed(t, m, "111111111111", "eu-west-1", false)
 	const blackhole, denied = "444444444444", "555555555555"
 	chaos := &chaosTransport{base: http.DefaultTransport, blackhole: blackhole, denied: denied}
-	clock := newFakeClock()
-	tick := make(chan time.Time)
-	events := make(chan RefreshEvent, 64)
-	tg, err := New(context.Background(), Config{
-		RoleTemplate: roleTemplate,
-		MaxWait:      20 * time.Second,
-		CallTimeout:  motoCallTimeout,
-		RetryBase:    time.Millisecond,
-		HTTPClient:   &http.Client{Transport: chaos},
-		Now:          clock.Now,
-		Jitter:       -1,
-		Logger:       testLogger(t),
-	}, m.awsConfig(), WithTicker(tick), WithOnRefresh(func(ev RefreshEvent) { events <- ev }))
-	require.NoError(t, err)
+	tg, clock, tick, events := newTickedTagger(t, m, &http.Client{Transport: chaos})
 	closed := false
 	defer func() {
 		if !closed {

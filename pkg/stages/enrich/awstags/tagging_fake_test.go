@@ -218,19 +218,7 @@ func TestGetResourcesRecordedFake(t *testing.T) {
 	fake.throttleNext("111111111111", "us-east-1", 2)   // absorbed by the retries
 	fake.throttleNext("222222222222", "eu-west-1", 100) // outlasts them
 
-	clock := newFakeClock()
-	tick := make(chan time.Time)
-	events := make(chan RefreshEvent, 64)
-	tg, err := New(context.Background(), Config{
-		RoleTemplate: roleTemplate,
-		MaxWait:      20 * time.Second,
-		CallTimeout:  motoCallTimeout,
-		RetryBase:    time.Millisecond,
-		Now:          clock.Now,
-		Jitter:       -1,
-		Logger:       testLogger(t),
-	}, m.awsConfig(), WithEndpoint(ServiceTagging, fake.srv.URL), WithTicker(tick), WithOnRefresh(func(ev RefreshEvent) { events <- ev }))
-	require.NoError(t, err)
+	tg, clock, tick, events := newTickedTagger(t, m, nil, WithEndpoint(ServiceTagging, fake.srv.URL))
 	defer tg.Close()
 
 	cfn := func(s seeded) []string {
