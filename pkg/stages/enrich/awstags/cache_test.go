@@ -33,77 +33,50 @@ func TestLookupBuildsConsoleTags(t *testing.T) {
 		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/deployments/abc"] = map[string]string{"ignored": "x"}
 	})
 
+	// What the two APIs resolve to, reached by stage or by log group.
+	petstoreProd := Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
+		Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
+			"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
+		Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`}
+	orders := Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
+		Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
+			"service:orders_api", "team:orders", "pipeline:gwpipe"},
+		Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"}
+	// petstoreAPI is a PetStore stage without tags of its own (or none
+	// named): the API's tags.
+	petstoreAPI := func(stage string) Info {
+		tags := []string{"apiid:a1b2c3d4e5", "apiname:petstore"}
+		if stage != "" {
+			tags = append(tags, "stage:"+stage)
+		}
+		tags = append(tags, "region:us-east-1", "aws_account:111111111111", "cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe")
+		return Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: stage, APIName: "PetStore", Kind: APIREST, Tags: tags, Env: "prod"}
+	}
+	base := Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}}
+
 	tests := []struct {
 		name string
 		key  StageKey
 		want Info
 	}{
-		{
-			name: "REST stage: API and stage tags, stage wins, tagging API wins",
-			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"},
-			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
-				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
-					"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
-				Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`},
-		},
-		{
-			name: "REST stage without tags inherits the API's",
-			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"},
-			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev", APIName: "PetStore", Kind: APIREST,
-				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:dev", "region:us-east-1", "aws_account:111111111111",
-					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
-				Env: "prod"},
-		},
-		{
-			name: "HTTP API $default stage",
-			key:  StageKey{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default"},
-			want: Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
-				Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
-					"service:orders_api", "team:orders", "pipeline:gwpipe"},
-				Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"},
-		},
-		{
-			name: "API without stage",
-			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5"},
-			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", APIName: "PetStore", Kind: APIREST,
-				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "region:us-east-1", "aws_account:111111111111",
-					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
-				Env: "prod"},
-		},
-		{
-			name: "log group through the access-log destinations",
-			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "/gw/petstore/prod"},
-			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
-				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
-					"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
-				Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`},
-		},
-		{
-			name: "Firehose stream through the access-log destinations",
-			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "amazon-apigateway-orders"},
-			want: Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
-				Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
-					"service:orders_api", "team:orders", "pipeline:gwpipe"},
-				Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"},
-		},
-		{
-			name: "log group no stage writes to: account and region only",
-			key:  StageKey{Account: acctA, Region: usE1, LogGroup: "/some/other/group"},
-			want: Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}},
-		},
-		{
-			name: "unknown stage of a known API: the API's tags, complete",
-			key:  StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "gone"},
-			want: Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "gone", APIName: "PetStore", Kind: APIREST,
-				Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:gone", "region:us-east-1", "aws_account:111111111111",
-					"cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe"},
-				Env: "prod"},
-		},
-		{
-			name: "no stage named: base tags",
-			key:  StageKey{Account: acctA, Region: usE1},
-			want: Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}},
-		},
+		{"REST stage: API and stage tags, stage wins, tagging API wins",
+			StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}, petstoreProd},
+		{"REST stage without tags inherits the API's",
+			StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"}, petstoreAPI("dev")},
+		{"HTTP API $default stage",
+			StageKey{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default"}, orders},
+		{"API without stage",
+			StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5"}, petstoreAPI("")},
+		{"log group through the access-log destinations",
+			StageKey{Account: acctA, Region: usE1, LogGroup: "/gw/petstore/prod"}, petstoreProd},
+		{"Firehose stream through the access-log destinations",
+			StageKey{Account: acctA, Region: usE1, LogGroup: "amazon-apigateway-orders"}, orders},
+		{"log group no stage writes to: account and region only",
+			StageKey{Account: acctA, Region: usE1, LogGroup: "/some/other/group"}, base},
+		{"unknown stage of a known API: the API's tags, complete",
+			StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "gone"}, petstoreAPI("gone")},
+		{"no stage named: base tags",
+			StageKey{Account: acctA, Region: usE1}, base},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
