@@ -71,42 +71,7 @@ func TestExactCounts(t *testing.T) {
 			require.Empty(t, out.metrics(), "the window is still open")
 			require.NoError(t, d.Flush(context.Background(), out))
 
-			want := map[string]float64{}
-			wantDist := map[string][]float64{}
-			for i, r := range traffic {
-				tags := tagsOf(lower(r.method), r.route, classOf(r.status))
-				want[seriesKey(ns+"count", tags)]++
-				switch r.status / 100 {
-				case 4:
-					if tc.errors != derive.ErrorMetricsHTTP {
-						want[seriesKey(ns+"4xxerror", tags)]++
-					}
-					if tc.errors != derive.ErrorMetricsREST {
-						want[seriesKey(ns+"4xx", tags)]++
-					}
-				case 5:
-					if tc.errors != derive.ErrorMetricsHTTP {
-						want[seriesKey(ns+"5xxerror", tags)]++
-					}
-					if tc.errors != derive.ErrorMetricsREST {
-						want[seriesKey(ns+"5xx", tags)]++
-					}
-				}
-				if r.status == 429 {
-					want[seriesKey(ns+"throttled", tags)]++
-				}
-				if i%7 == 0 {
-					want[seriesKey(ns+"integration_error", tags)]++
-				}
-				wantDist[seriesKey(ns+"latency", tags)] = append(wantDist[seriesKey(ns+"latency", tags)], r.latMs)
-				if r.integMs >= 0 {
-					wantDist[seriesKey(ns+"integration_latency", tags)] = append(wantDist[seriesKey(ns+"integration_latency", tags)], r.integMs)
-				}
-				wantDist[seriesKey(ns+"response_size", tags)] = append(wantDist[seriesKey(ns+"response_size", tags)], float64(r.bytes))
-			}
-			for k := range wantDist {
-				sort.Float64s(wantDist[k])
-			}
+			want, wantDist := exactTotals(traffic, tc.errors)
 			ms := out.metrics()
 			counts, dists := totals(t, ms)
 			assert.Equal(t, want, counts)

@@ -128,40 +128,6 @@ func run(t testing.TB, clk *clock, arrivals []arrival, workers []*derive.Deriver
 	}
 }
 
-// exactTotals computes what the intake must hold for a traffic.
-func exactTotals(rs []req) (map[string]float64, map[string][]float64) {
-	counts, dists := map[string]float64{}, map[string][]float64{}
-	for _, r := range rs {
-		tags := tagsOf(lower(r.method), r.route, classOf(r.status))
-		counts[seriesKey(ns+"count", tags)]++
-		switch r.status / 100 {
-		case 4:
-			counts[seriesKey(ns+"4xxerror", tags)]++
-			counts[seriesKey(ns+"4xx", tags)]++
-		case 5:
-			counts[seriesKey(ns+"5xxerror", tags)]++
-			counts[seriesKey(ns+"5xx", tags)]++
-		}
-		if r.status == 429 {
-			counts[seriesKey(ns+"throttled", tags)]++
-		}
-		for _, a := range r.attrs {
-			if a.Key == "http.integration.status_code" {
-				counts[seriesKey(ns+"integration_error", tags)]++
-			}
-		}
-		dists[seriesKey(ns+"latency", tags)] = append(dists[seriesKey(ns+"latency", tags)], r.latMs)
-		if r.integMs >= 0 {
-			dists[seriesKey(ns+"integration_latency", tags)] = append(dists[seriesKey(ns+"integration_latency", tags)], r.integMs)
-		}
-		dists[seriesKey(ns+"response_size", tags)] = append(dists[seriesKey(ns+"response_size", tags)], float64(r.bytes))
-	}
-	for k := range dists {
-		sort.Float64s(dists[k])
-	}
-	return counts, dists
-}
-
 func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
 	const n = 30_000
 	arrivals := fleetTraffic(n, 1)
@@ -169,7 +135,7 @@ func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
 	for i, a := range arrivals {
 		reqs[i] = a.r
 	}
-	wantCounts, wantDists := exactTotals(reqs)
+	wantCounts, wantDists := exactTotals(reqs, derive.ErrorMetricsBoth)
 
 	// One worker.
 	clk1 := newClock(arrivals[0].at)
@@ -226,7 +192,7 @@ func TestReplayBesideLiveTraffic(t *testing.T) {
 		r.replay = false // the replay:true tag is not a metric tag
 		all = append(all, r)
 	}
-	wantCounts, wantDists := exactTotals(all)
+	wantCounts, wantDists := exactTotals(all, derive.ErrorMetricsBoth)
 	// The replay runs ten times faster than real time beside live traffic.
 	merged := append([]arrival(nil), live...)
 	for i, a := range replayed {

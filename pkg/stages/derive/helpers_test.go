@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -205,4 +206,41 @@ func tagsOf(method, route, class string, extra ...string) []string {
 	}
 	ts = append(ts, "status_class:"+class)
 	return append(ts, extra...)
+}
+
+// exactTotals computes what the intake must hold for a traffic, with the
+// error metrics named as errors (a derive.Config.ErrorMetrics) says.
+func exactTotals(rs []req, errors string) (map[string]float64, map[string][]float64) {
+	counts, dists := map[string]float64{}, map[string][]float64{}
+	for _, r := range rs {
+		tags := tagsOf(lower(r.method), r.route, classOf(r.status))
+		counts[seriesKey(ns+"count", tags)]++
+		switch r.status / 100 {
+		case 4, 5:
+			class := strconv.Itoa(r.status / 100)
+			if errors != derive.ErrorMetricsHTTP {
+				counts[seriesKey(ns+class+"xxerror", tags)]++
+			}
+			if errors != derive.ErrorMetricsREST {
+				counts[seriesKey(ns+class+"xx", tags)]++
+			}
+		}
+		if r.status == 429 {
+			counts[seriesKey(ns+"throttled", tags)]++
+		}
+		for _, a := range r.attrs {
+			if a.Key == "http.integration.status_code" {
+				counts[seriesKey(ns+"integration_error", tags)]++
+			}
+		}
+		dists[seriesKey(ns+"latency", tags)] = append(dists[seriesKey(ns+"latency", tags)], r.latMs)
+		if r.integMs >= 0 {
+			dists[seriesKey(ns+"integration_latency", tags)] = append(dists[seriesKey(ns+"integration_latency", tags)], r.integMs)
+		}
+		dists[seriesKey(ns+"response_size", tags)] = append(dists[seriesKey(ns+"response_size", tags)], float64(r.bytes))
+	}
+	for k := range dists {
+		sort.Float64s(dists[k])
+	}
+	return counts, dists
 }

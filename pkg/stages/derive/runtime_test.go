@@ -62,7 +62,7 @@ func TestStageRuntimeWiring(t *testing.T) {
 	require.NoError(t, d.Flush(ctx, rt.Source("derive", "metrics")))
 	require.NoError(t, rt.Drain(ctx))
 	counts, dists, _ := intakeTotals(t, srv)
-	wantCounts, wantDists := exactTotals(traffic)
+	wantCounts, wantDists := exactTotals(traffic, derive.ErrorMetricsBoth)
 	assert.Equal(t, wantCounts, counts)
 	assert.Equal(t, wantDists, dists)
 	assert.Empty(t, dead.metrics())
