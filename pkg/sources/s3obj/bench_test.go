@@ -2,7 +2,6 @@ package s3obj
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"strconv"
 	"testing"
@@ -27,16 +26,7 @@ func BenchmarkReadGzipArchive(b *testing.B) {
 	cpu0 := procstat.CPU()
 	for b.Loop() {
 		r := NewReader(bytes.NewReader(obj), Object{Bucket: "b", Key: "k", Source: "replay"}, Config{})
-		for {
-			c, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			events += int64(len(c.Batch.Records))
-		}
+		eachChunk(b, r, func(c Chunk) { events += int64(len(c.Batch.Records)) })
 		r.Close()
 	}
 	cpu := procstat.CPU() - cpu0
@@ -63,14 +53,7 @@ func BenchmarkReadLargeObjectRSS(b *testing.B) {
 		var events, chunks, peak int64
 		quarter := []int64{}
 		next := size / 4
-		for {
-			c, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		eachChunk(b, r, func(c Chunk) {
 			events += int64(len(c.Batch.Records))
 			if chunks++; chunks%64 == 0 {
 				rss := procstat.RSS()
@@ -80,7 +63,7 @@ func BenchmarkReadLargeObjectRSS(b *testing.B) {
 					next += size / 4
 				}
 			}
-		}
+		})
 		r.Close()
 		if events != obj.Events {
 			b.Fatalf("read %d events of %d", events, obj.Events)

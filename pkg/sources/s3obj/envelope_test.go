@@ -2,8 +2,9 @@ package s3obj
 
 import (
 	"fmt"
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"testing"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"testing"
@@ -83,12 +82,7 @@ func readObject(t testing.TB, data []byte, obj Object, cfg Config) readOut {
 	defer r.Close()
 	var out readOut
 	next := int64(0)
-	for {
-		c, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
+	eachChunk(t, r, func(c Chunk) {
 		require.NotZero(t, c.Batch.Len(), "a chunk is never empty")
 		require.False(t, len(c.Batch.Records) > 0 && len(c.Batch.Metrics) > 0, "events and points never share a chunk")
 		require.Equal(t, next, c.First, "items are numbered consecutively")
@@ -109,12 +103,26 @@ func readObject(t testing.TB, data []byte, obj Object, cfg Config) readOut {
 			}
 			out.events = append(out.events, c.Batch.Records...)
 		}
-	}
+	})
 	out.stats = r.Stats()
 	require.EqualValues(t, len(out.events), out.stats.Events)
 	require.EqualValues(t, len(out.points), out.stats.Points)
 	require.EqualValues(t, len(out.dead), out.stats.DeadLetters)
 	return out
+}
+
+// eachChunk reads r to its end (Next's io.EOF), handing every chunk to fn;
+// any other error fails the test.
+func eachChunk(t testing.TB, r *Reader, fn func(Chunk)) {
+	t.Helper()
+	for {
+		c, err := r.Next()
+		if err == io.EOF {
+			return
+		}
+		require.NoError(t, err)
+		fn(c)
+	}
 }
 
 func messages(recs []record.Record) []string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -333,18 +332,13 @@ func TestDeadLetterArchivePointsAreNumberedByEntry(t *testing.T) {
 		r := NewReader(bytes.NewReader(data), Object{URL: "dlq.jsonl", Replay: true}, cfg)
 		var items []int64
 		var values []float64
-		for {
-			c, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			require.NoError(t, err)
+		eachChunk(t, r, func(c Chunk) {
 			require.Len(t, c.Items, c.Batch.Len(), "an entry for every record or point")
 			items = append(items, c.Items...)
 			for _, m := range c.Batch.Metrics {
 				values = append(values, m.Value)
 			}
-		}
+		})
 		if skip {
 			assert.Equal(t, []int64{0, 1, 3}, items)
 			assert.Equal(t, []float64{1, 4}, values)

@@ -199,12 +199,7 @@ func TestBatchesAreBounded(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := NewReader(bytes.NewReader(data), Object{Bucket: "b", Key: "k"}, c.cfg)
 			total := 0
-			for {
-				ch, err := r.Next()
-				if err == io.EOF {
-					break
-				}
-				require.NoError(t, err)
+			eachChunk(t, r, func(ch Chunk) {
 				if c.maxEvents > 0 {
 					assert.LessOrEqual(t, len(ch.Batch.Records), c.maxEvents)
 				}
@@ -217,7 +212,7 @@ func TestBatchesAreBounded(t *testing.T) {
 					assert.Less(t, n, c.cfg.BatchBytes+last)
 				}
 				total += len(ch.Batch.Records)
-			}
+			})
 			assert.Equal(t, 7000, total)
 		})
 	}
@@ -471,12 +466,7 @@ func TestDeadLetterEntriesAreNumbered(t *testing.T) {
 		r := NewReader(bytes.NewReader(data), Object{Key: "dlq-1.jsonl", Region: "us-east-1"}, Config{Layout: LayoutDLQ, EventsPerBatch: 1, SkipItem: skip})
 		defer r.Close()
 		items = map[string]int64{}
-		for {
-			c, err := r.Next()
-			if errors.Is(err, io.EOF) {
-				return items, deadItems, r.Stats()
-			}
-			require.NoError(t, err)
+		eachChunk(t, r, func(c Chunk) {
 			require.Len(t, c.Items, len(c.Batch.Records), "one entry number per record")
 			for i, rec := range c.Batch.Records {
 				if c.Dead {
@@ -485,7 +475,8 @@ func TestDeadLetterEntriesAreNumbered(t *testing.T) {
 					items[rec.EventID] = c.Items[i]
 				}
 			}
-		}
+		})
+		return items, deadItems, r.Stats()
 	}
 	items, deadItems, st := read(nil)
 	assert.Equal(t, map[string]int64{"a": 0, "3": 1, "4": 1, "c": 4}, items, "a raw letter's events share its number")

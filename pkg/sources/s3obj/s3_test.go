@@ -139,15 +139,10 @@ func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
 	b.pace = noWait()
 	r := NewReader(b, Object{Bucket: "bucket", Key: "k"}, Config{})
 	n := 0
-	for {
-		c, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		require.NoError(t, err)
+	eachChunk(t, r, func(c Chunk) {
 		require.False(t, c.Dead)
 		n += len(c.Batch.Records)
-	}
+	})
 	assert.Equal(t, 4000, n)
 	assert.NotEmpty(t, f.ranges)
 }
