@@ -27,6 +27,29 @@ func benchFleet() *fleet {
 	}
 }
 
+// stageBatches makes one batch of benchBatch records per stage of the
+// fleet, as a CloudWatch subscription delivers them (one log group per
+// envelope); rec makes each record.
+func (f *fleet) stageBatches(rec func(o *record.Origin, apiID, stage string) record.Record) []*record.Batch {
+	var out []*record.Batch
+	for _, a := range f.accounts {
+		for _, r := range f.regions {
+			for i := range f.apis {
+				for _, stage := range []string{"prod", "dev"} {
+					id := f.apiID(a, r, i)
+					o := &record.Origin{Source: "firehose", Account: a, Region: r, LogGroup: "/gw/" + id + "/" + stage}
+					b := &record.Batch{Records: make([]record.Record, benchBatch)}
+					for k := range b.Records {
+						b.Records[k] = rec(o, id, stage)
+					}
+					out = append(out, b)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // BenchmarkEnrich measures the stage on warm caches over 1,000 distinct
 // stages, and reports ns per record and the AWS calls made: all of them
 // while warming up, none per batch, so calls do not grow with log volume.
@@ -37,25 +60,7 @@ func BenchmarkEnrich(b *testing.B) {
 	}{
 		// CloudWatch subscriptions deliver one log group (one stage) per
 		// envelope: the common case.
-		{"one-stage-per-batch", func(f *fleet) []*record.Batch {
-			var out []*record.Batch
-			for _, a := range f.accounts {
-				for _, r := range f.regions {
-					for i := range f.apis {
-						for _, stage := range []string{"prod", "dev"} {
-							id := f.apiID(a, r, i)
-							o := &record.Origin{Source: "firehose", Account: a, Region: r, LogGroup: "/gw/" + id + "/" + stage}
-							b := &record.Batch{Records: make([]record.Record, benchBatch)}
-							for k := range b.Records {
-								b.Records[k] = accessRecord(o, id, stage)
-							}
-							out = append(out, b)
-						}
-					}
-				}
-			}
-			return out
-		}},
+		{"one-stage-per-batch", func(f *fleet) []*record.Batch { return f.stageBatches(accessRecord) }},
 		// Direct Firehose delivery mixing stages: every batch touches 500
 		// of the 1,000 stages.
 		{"mixed-stages-per-batch", func(f *fleet) []*record.Batch {
@@ -172,23 +177,10 @@ func BenchmarkParseThenEnrich(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var batches []*record.Batch
-	for _, a := range f.accounts {
-		for _, r := range f.regions {
-			for i := range f.apis {
-				for _, stage := range []string{"prod", "dev"} {
-					id := f.apiID(a, r, i)
-					o := &record.Origin{Source: "firehose", Account: a, Region: r, LogGroup: "/gw/" + id + "/" + stage}
-					line := `{"apiId":"` + id + `","stage":"` + stage + `","requestId":"c0475a28-8de8-11e7-8d3f-4183da788f0f","ip":"203.0.113.7","caller":"-","user":"-","requestTime":1732850000000,"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404,"protocol":"HTTP/1.1","responseLength":512}`
-					batch := &record.Batch{Records: make([]record.Record, benchBatch)}
-					for k := range batch.Records {
-						batch.Records[k] = record.Record{Origin: o, Message: []byte(line)}
-					}
-					batches = append(batches, batch)
-				}
-			}
-		}
-	}
+	batches := f.stageBatches(func(o *record.Origin, id, stage string) record.Record {
+		line := `{"apiId":"` + id + `","stage":"` + stage + `","requestId":"c0475a28-8de8-11e7-8d3f-4183da788f0f","ip":"203.0.113.7","caller":"-","user":"-","requestTime":1732850000000,"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404,"protocol":"HTTP/1.1","responseLength":512}`
+		return record.Record{Origin: o, Message: []byte(line)}
+	})
 	for _, batch := range batches {
 		for k := range batch.Records {
 			parser.Parse(batch, &batch.Records[k])
