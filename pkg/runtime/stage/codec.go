@@ -387,13 +387,14 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads a zig-zag encoded signed varint (binary.AppendVarint's
+// form): an unsigned varint whose lowest bit is the sign.
 func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.buf[d.off:])
-	if n <= 0 {
-		d.fail(errShort)
-		return 0
+	u := d.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
 	}
-	d.off += n
 	return v
 }
 
