@@ -111,15 +111,22 @@ func TestPermanentFailureGoesToDeadLetterWithReason(t *testing.T) {
 	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: dead}))
 	start(t, rt)
 
-	tr := ack.New()
-	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(3, tr)))
-	tr.Done()
-	require.NoError(t, tr.Wait(context.Background()), "a dead-lettered batch counts as handled")
+	require.NoError(t, emitAndWait(t, rt, "ingest", "raw", 3), "a dead-lettered batch counts as handled")
 	assert.Equal(t, int32(1), calls.Load(), "permanent errors are not retried")
 	require.Len(t, dead.batches, 1)
 	assert.Equal(t, "decode", dead.batches[0].Stage)
 	assert.Contains(t, dead.batches[0].Reason, "not a CloudWatch envelope")
 	assert.Equal(t, 3, dead.batches[0].Len())
+}
+
+// emitAndWait emits a batch of n records from source to topic and waits
+// until every stage has handled it (or failed it for good).
+func emitAndWait(t *testing.T, rt *Runtime, source, topic string, n int) error {
+	t.Helper()
+	tr := ack.New()
+	require.NoError(t, rt.Source(source, topic).Emit(context.Background(), batchOf(n, tr)))
+	tr.Done() // the source's own token
+	return tr.Wait(context.Background())
 }
 
 func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
@@ -135,10 +142,7 @@ func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
 	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
 	start(t, rt)
 
-	tr := ack.New()
-	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(2, tr)))
-	tr.Done()
-	require.NoError(t, tr.Wait(context.Background()))
+	require.NoError(t, emitAndWait(t, rt, "ingest", "raw", 2))
 	assert.Equal(t, int32(3), calls.Load())
 	assert.Equal(t, 2, done.records())
 }
@@ -153,10 +157,7 @@ func TestDeadLetterFailureFailsTheSource(t *testing.T) {
 	})}))
 	start(t, rt)
 
-	tr := ack.New()
-	require.NoError(t, rt.Source("ingest", "raw").Emit(context.Background(), batchOf(1, tr)))
-	tr.Done()
-	err := tr.Wait(context.Background())
+	err := emitAndWait(t, rt, "ingest", "raw", 1)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "archive unwritable")
 }
@@ -193,10 +194,7 @@ func TestFanOutCountsEveryConsumer(t *testing.T) {
 	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
 	start(t, rt)
 
-	tr := ack.New()
-	require.NoError(t, rt.Source("enrich", "enriched").Emit(context.Background(), batchOf(4, tr)))
-	tr.Done()
-	require.NoError(t, tr.Wait(context.Background()))
+	require.NoError(t, emitAndWait(t, rt, "enrich", "enriched", 4))
 	assert.Equal(t, 4, logs.records())
 	assert.Equal(t, 4, metrics.records())
 }
