@@ -566,25 +566,39 @@ func TestRetriesThenSuccess(t *testing.T) {
 	assert.Contains(t, logs.String(), "retrying")
 }
 
-func TestBadRequestIsolatesTheBadLog(t *testing.T) {
-	in := newIntake(t, func(_ int, logs []map[string]any) int {
-		for _, l := range logs {
-			if l["bad"] != nil {
-				return http.StatusBadRequest
-			}
+// refuseMarked answers status to a payload holding a log with the attribute
+// key, and accepts the others: an intake that refuses one log.
+func refuseMarked(key string, status int, logs []map[string]any) int {
+	for _, l := range logs {
+		if l[key] != nil {
+			return status
 		}
-		return http.StatusAccepted
-	})
+	}
+	return http.StatusAccepted
+}
+
+// deliverMarked delivers, without linger, a batch of n records named
+// prefix-i whose record i has the attribute key, and requires exactly one
+// record to be refused.
+func deliverMarked(t *testing.T, in *intake, prefix string, n, i int, key string) (*Client, *record.Batch, []record.Record) {
+	t.Helper()
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs)
 	cfg.Linger = 0
 	c := newClient(t, cfg, &logs)
-
-	b := batch("x", 100)
-	b.Records[37].Attrs = append(b.Records[37].Attrs, record.BoolAttr("bad", true))
+	b := batch(prefix, n)
+	b.Records[i].Attrs = append(b.Records[i].Attrs, record.BoolAttr(key, true))
 	rejected, err := c.Deliver(context.Background(), b)
 	require.NoError(t, err)
 	require.Len(t, rejected, 1)
+	return c, b, rejected
+}
+
+func TestBadRequestIsolatesTheBadLog(t *testing.T) {
+	in := newIntake(t, func(_ int, logs []map[string]any) int {
+		return refuseMarked("bad", http.StatusBadRequest, logs)
+	})
+	c, b, rejected := deliverMarked(t, in, "x", 100, 37, "bad")
 	assert.Equal(t, []byte(`{"requestId":"x-37","httpMethod":"GET","status":"200"}`), rejected[0].Message)
 	assert.Equal(t, "intake 400: rejected by test intake", rejected[0].Reason)
 	assert.Empty(t, b.Records[37].Reason, "the caller's batch is not modified")
@@ -609,23 +623,9 @@ func TestPayloadTooLargeSplits(t *testing.T) {
 		if len(logs) > 10 {
 			return http.StatusRequestEntityTooLarge
 		}
-		for _, l := range logs {
-			if l["huge"] != nil {
-				return http.StatusRequestEntityTooLarge
-			}
-		}
-		return http.StatusAccepted
+		return refuseMarked("huge", http.StatusRequestEntityTooLarge, logs)
 	})
-	var logs logBuffer
-	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = 0
-	c := newClient(t, cfg, &logs)
-
-	b := batch("p", 64)
-	b.Records[5].Attrs = append(b.Records[5].Attrs, record.BoolAttr("huge", true))
-	rejected, err := c.Deliver(context.Background(), b)
-	require.NoError(t, err)
-	require.Len(t, rejected, 1)
+	_, _, rejected := deliverMarked(t, in, "p", 64, 5, "huge")
 	assert.Equal(t, "intake 413: rejected by test intake", rejected[0].Reason)
 	_, payloads, ids := in.snapshot()
 	for _, p := range payloads {
