@@ -243,7 +243,7 @@
 //
 // Lines marked (warn)/(error) set that level; others are info. Bodies and
 // headers are not copied into attributes (they stay in the message).
-// The catalogue follows specs §3.5; api_key_not_authorized, api_key_invalid,
+// The catalogue follows docs/wire-formats.md#execution-logs; api_key_not_authorized, api_key_invalid,
 // authorizer_denied, authorizer_error, gateway_response*, lambda_invocation_failed,
 // endpoint_request_timeout and request validation failures are commonly seen
 // texts not verified against a primary source. WebSocket execution lines

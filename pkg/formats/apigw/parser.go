@@ -423,7 +423,7 @@ func detectAccess(line []byte, s *scratch) bool {
 	return false
 }
 
-// Console formats (specs §3.3).
+// Console formats (docs/wire-formats.md#console-access-log-formats).
 const (
 	FormatRESTCLF  = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId $context.extendedRequestId`
 	FormatRESTCLF2 = `$context.extendedRequestId $context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId`

@@ -50,7 +50,8 @@ const (
 )
 
 // wellKnownAccessPrefixes are matched case-insensitively at the start of a
-// log group (Datadog Forwarder conventions, specs §1.4).
+// log group (Datadog Forwarder conventions,
+// docs/wire-formats.md#log-group-conventions).
 var wellKnownAccessPrefixes = []string{"api-gateway", "/aws/api-gateway", "/aws/http-api", "/aws/apigateway"}
 
 // ExecutionGroup parses an execution log group name:

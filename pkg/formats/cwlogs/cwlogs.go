@@ -3,7 +3,7 @@
 // CONTROL_MESSAGE documents, possibly several concatenated in one record.
 // A document of another message type is an error (ErrUnknownMessageType),
 // for the caller to dead-letter, never data nor a control message. See
-// specs §1.
+// docs/wire-formats.md#cloudwatch-logs-subscription-payload.
 package cwlogs
 
 import (

@@ -20,7 +20,8 @@ func gz(p []byte) []byte {
 	return b.Bytes()
 }
 
-// Real samples from specs §1.1 and §1.2.
+// Samples as documented and observed
+// (docs/wire-formats.md#cloudwatch-logs-subscription-payload).
 const dataMessage = `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"API-Gateway-Execution-Logs_a1b2c3d4e5/prod","logStream":"14ff1bdcd999b9026e06c0c7e1fe47d5","subscriptionFilters":["my-filter"],"logEvents":[{"id":"31953106606966983378809025079804211143289615424298221568","timestamp":1432826855000,"message":"(3323ffe5-6ddf-45c8-896a-b45ec2284cc0) Method completed with status: 200"}],"policyLevel":"ACCOUNT_LEVEL_POLICY"}`
 const controlMessage = `{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1741312971934,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}`
 const extracted = `{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":5,"message":"{\"status\":\"200\"}","extractedFields":{"@aws.account":"999888777666","@aws.region":"us-west-2"}}]}`

@@ -80,7 +80,8 @@ type apigwMetric struct {
 }
 
 // apigwMetrics maps API Gateway's CloudWatch metrics to the names of the
-// Datadog AWS integration (specs §4.2). DataProcessed has no integration
+// Datadog AWS integration
+// (docs/wire-formats.md#cloudwatch-and-datadog-metric-names). DataProcessed has no integration
 // name; it gets one of its own, distinct from anything the integration may
 // add later (aws.apigateway.data_processed), so that the two never merge.
 var apigwMetrics = map[string]apigwMetric{

@@ -8,7 +8,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 )
 
-// Intake limits (specs §5).
+// Intake limits (docs/wire-formats.md#datadog-logs-intake).
 const (
 	// MaxBatchLogsLimit is the intake's maximum number of logs per request.
 	MaxBatchLogsLimit = 1000

@@ -8,7 +8,8 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 )
 
-// Metrics API limits (specs §6.1, §6.2).
+// Metrics API limits: docs/wire-formats.md#metrics-v2-series and
+// docs/wire-formats.md#distribution-points.
 const (
 	// MaxSeriesPayloadBytes is the v2 series limit on the wire (inclusive).
 	MaxSeriesPayloadBytes = 512_000

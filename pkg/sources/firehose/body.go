@@ -12,7 +12,8 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 )
 
-// requestBody is a Firehose request body (specs §2.1) as the endpoint keeps it:
+// requestBody is a Firehose request body
+// (docs/wire-formats.md#firehose-request) as the endpoint keeps it:
 // the records' data and the request id, in arena chunks that were paid for
 // before they were filled.
 type requestBody struct {

@@ -3,7 +3,7 @@
 // It answers a delivery request with 200 only after every record it carried
 // was accepted by Datadog or dead-lettered (package ack), so that Firehose
 // keeps, retries and finally backs up to S3 whatever gwpipe could not deliver.
-// See specs §2 for the protocol.
+// See docs/wire-formats.md#firehose-http-delivery for the protocol.
 package firehose
 
 import (

@@ -10,7 +10,9 @@
 // Firehose concatenates records, so one object may hold CloudWatch Logs
 // subscription envelopes (gzip members or plain, newline-delimited or back
 // to back), access-log lines API Gateway wrote directly, metric-stream
-// datums and whatever else a producer put on the stream (specs §1.3, §2.3).
+// datums and whatever else a producer put on the stream
+// (docs/wire-formats.md#cloudwatch-framings and
+// docs/wire-formats.md#firehose-retries-and-backup).
 // Such an object is read item by item with the decode stage's rules
 // (package decode): each line, and each JSON object written back to back
 // with others, is decided on its own, whatever the object starts with

@@ -70,7 +70,8 @@ var ErrUnrecognised = errors.New("unrecognised message body")
 // maxWrapping bounds how many envelopes ParseBody peels (SNS around SNS…).
 const maxWrapping = 4
 
-// ParseBody understands an SQS message body (specs §7.3): an S3 event
+// ParseBody understands an SQS message body
+// (docs/wire-formats.md#sqs-s3-notifications-and-sns): an S3 event
 // notification (direct, in an SNS notification with or without raw message
 // delivery, or an EventBridge "Object Created" event), the S3 test event,
 // CloudWatch Logs subscription data (gzip, base64 gzip, the JSON envelope,

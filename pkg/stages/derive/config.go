@@ -16,7 +16,8 @@ const (
 	DefaultWindow          = 10 * time.Second
 	DefaultAllowedLateness = 2 * time.Second
 	// DefaultMaxAge keeps a five-minute margin under the Metrics API's
-	// one-hour limit for series points (specs §6.1), for delivery retries.
+	// one-hour limit for series points
+	// (docs/wire-formats.md#metrics-v2-series), for delivery retries.
 	DefaultMaxAge             = 55 * time.Minute
 	DefaultMaxFuture          = 10 * time.Minute
 	DefaultMaxResourcesPerAPI = 500

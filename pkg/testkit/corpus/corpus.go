@@ -327,7 +327,8 @@ func gz(p []byte) []byte {
 	return b.Bytes()
 }
 
-// Body is the Firehose HTTP endpoint request body (specs §2.1), before any
+// Body is the Firehose HTTP endpoint request body
+// (docs/wire-formats.md#firehose-request), before any
 // Content-Encoding.
 func (r Request) Body(requestID string, now time.Time) []byte {
 	type rec struct {

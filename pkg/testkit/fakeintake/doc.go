@@ -26,7 +26,10 @@
 // ({"errors":[{"status":"400","title":"Bad Request","detail":"…"}]}); the
 // metrics endpoints use APIErrorResponse ({"errors":["…"]}).
 //
-// # Limits (reference specs §5, §6)
+// # Limits
+//
+// The real intake's, as docs/wire-formats.md#datadog-logs-intake and
+// docs/wire-formats.md#datadog-metrics describe them:
 //
 //   - logs: at most MaxLogsPayloadBytes decompressed (5 MiB, inclusive), at most
 //     MaxLogEntries entries; a log whose JSON (compacted: whitespace between

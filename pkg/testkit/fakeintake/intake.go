@@ -19,7 +19,8 @@ const (
 	EndpointDistributionPoints Endpoint = "distribution_points"
 )
 
-// Limits of the real intake (reference specs §5 and §6).
+// Limits of the real intake: docs/wire-formats.md#datadog-logs-intake and
+// docs/wire-formats.md#datadog-metrics.
 const (
 	// MaxLogsPayloadBytes is the largest decompressed logs payload accepted
 	// (inclusive); it also bounds the body on the wire.

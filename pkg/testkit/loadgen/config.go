@@ -13,7 +13,8 @@ import (
 )
 
 // Limits of the Firehose HTTP endpoint protocol and CloudWatch Logs that the
-// configuration is checked against (specs §1.3, §2.1).
+// configuration is checked against
+// (docs/wire-formats.md#cloudwatch-framings, docs/wire-formats.md#firehose-request).
 const (
 	MaxRecordsPerRequest = 10000 // records[] of one Firehose request
 	MaxEventsPerRecord   = 10000 // logEvents[] of one CloudWatch envelope
@@ -53,7 +54,7 @@ type Config struct {
 	// Nil means time.Now.
 	Clock func() time.Time
 
-	// Firehose retry emulation (specs §2.3).
+	// Firehose retry emulation (docs/wire-formats.md#firehose-retries-and-backup).
 	InitialBackoff time.Duration // first retry delay; doubles each retry
 	MaxBackoff     time.Duration // cap of one retry delay
 	RetryDuration  time.Duration // total backoff budget after the first failure; < 0 = no retries

@@ -1,6 +1,6 @@
 // Package loadgen generates realistic Amazon API Gateway log traffic and
 // delivers it the way Amazon Kinesis Data Firehose delivers to an HTTP
-// endpoint destination (specs §1–§3). It is used in-process by integration
+// endpoint destination (docs/wire-formats.md#firehose-http-delivery). It is used in-process by integration
 // tests and benchmarks, and by the loadgen command.
 //
 // # Traffic
@@ -21,7 +21,8 @@
 //     missing response length renders as a bare "-" ("responseLength":-),
 //     which is not valid JSON.
 //   - AccessCLF: the console's REST CLF format.
-//   - Execution: the REST execution-log lines of a request (specs §3.5), each
+//   - Execution: the REST execution-log lines of a request
+//     (docs/wire-formats.md#execution-logs), each
 //     prefixed "(requestId) ", including throttling (429), quota (429),
 //     integration timeouts (504), malformed Lambda proxy responses (502) and
 //     " [TRUNCATED]" lines.

@@ -445,7 +445,7 @@ func (g *Generator) execSimple(h *hit, ts int64, name string, parts ...string) {
 	g.endLine(h, a, ts, name)
 }
 
-// renderExec writes the execution-log lines of one request (specs §3.5).
+// renderExec writes the execution-log lines of one request (docs/wire-formats.md#execution-logs).
 func (g *Generator) renderExec(h *hit) {
 	r := g.r
 	a, st := h.api, h.st

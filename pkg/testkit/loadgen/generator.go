@@ -12,7 +12,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-// Firehose header names (specs §2.1).
+// Firehose header names (docs/wire-formats.md#firehose-request).
 const (
 	HeaderProtocolVersion = "X-Amz-Firehose-Protocol-Version"
 	HeaderRequestID       = "X-Amz-Firehose-Request-Id"

@@ -7,7 +7,7 @@
 // Info.Tags, computed once per stage and shared by all its records:
 //
 //   - apiid, apiname, stage, region, aws_account (the AWS integration's
-//     tag keys, specs §4.3);
+//     tag keys, docs/wire-formats.md#datadog-tags-for-api-gateway);
 //   - the REST or HTTP/WebSocket API's tags merged with the stage's tags,
 //     the stage winning on a conflict (API Gateway's own inheritance rule:
 //     GetTags on a stage does not return the API's tags, so the console's
@@ -96,7 +96,7 @@
 // # Normalisation
 //
 // AWS tags become Datadog tags the way the Datadog Forwarder does it
-// (specs §4.3): the key has ':' replaced by '_', is lower-cased, has every
+// (docs/wire-formats.md#datadog-tags-for-api-gateway): the key has ':' replaced by '_', is lower-cased, has every
 // character other than letters, digits and "_-./:" replaced by '_', runs of
 // '_' collapsed, leading '_' and digits and trailing '_' removed; the value
 // likewise but keeps ':' and leading digits and '_'; "key:value" (just

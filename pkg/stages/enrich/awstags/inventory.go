@@ -19,7 +19,7 @@ import (
 )
 
 // taggingFilters are the resource types of API Gateway APIs and stages
-// (specs §8.1). The API types match their stages too (prefix semantics);
+// (docs/wire-formats.md#resource-groups-tagging-api-and-arns). The API types match their stages too (prefix semantics);
 // ARNs are parsed, so duplicates are harmless.
 var taggingFilters = []string{"apigateway:restapis/stages", "apigateway:apis/stages", "apigateway:restapis", "apigateway:apis"}
 

@@ -11,9 +11,10 @@ import (
 const maxTagLen = 200
 
 // NormalizeKey turns an AWS tag key into a Datadog tag key the way the
-// Datadog Forwarder does (specs §4.3): ':' becomes '_', lower case,
-// characters other than letters, digits and "_-./:" become '_', runs of '_'
-// collapse, leading '_' and digits go, trailing '_' go.
+// Datadog Forwarder does (docs/wire-formats.md#datadog-tags-for-api-gateway):
+// ':' becomes '_', lower case, characters other than letters, digits and
+// "_-./:" become '_', runs of '_' collapse, leading '_' and digits go,
+// trailing '_' go.
 func NormalizeKey(k string) string { return sanitize(k, true) }
 
 // NormalizeValue turns an AWS tag value into a Datadog tag value: as
