@@ -3,7 +3,6 @@ package deployments
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -179,14 +177,3 @@ func files(t *testing.T, dir string, exts ...string) []string {
 	}
 	return out
 }
-
-func mustDuration(t *testing.T, s string) time.Duration {
-	t.Helper()
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		t.Fatalf("duration %q: %v", s, err)
-	}
-	return d
-}
-
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

@@ -84,7 +84,8 @@ func TestKubernetesEveryKustomizationRenders(t *testing.T) {
 	overlays := 0
 	for _, kz := range kustomizations(t) {
 		t.Run(kz.dir, func(t *testing.T) {
-			if len(kz.k.PatchesStrategicMerge) > 0 || len(kz.k.PatchesJson6902) > 0 { //nolint:staticcheck // refused on purpose
+			//lint:ignore SA1019 the deprecated fields are read to refuse them
+			if len(kz.k.PatchesStrategicMerge) > 0 || len(kz.k.PatchesJson6902) > 0 {
 				t.Errorf("%s: patchesStrategicMerge and patchesJson6902 are deprecated: use patches", kz.dir)
 			}
 			var deleted []deletion
@@ -151,7 +152,7 @@ const drainMargin = 5 * time.Second
 // built-in default, whichever is longer, so that removing the key from the
 // ConfigMap cannot break it) and the margin; "" when it does.
 func graceProblem(grace, preStop, configured time.Duration) string {
-	def := config.Default().Pipeline.DrainTimeout
+	def := config.DefaultConfig().Pipeline.DrainTimeout
 	drain := max(def, configured)
 	if need := preStop + drain + drainMargin; grace < need {
 		return fmt.Sprintf("grace period %s is shorter than preStop %s + pipeline.drain_timeout %s (configured %s, default %s) + margin %s = %s",
@@ -222,7 +223,7 @@ func TestKubernetesGracePeriodCoversDrain(t *testing.T) {
 
 // The rule itself: these would let the kubelet kill a drain.
 func TestCheckGraceRefusesShortPeriods(t *testing.T) {
-	def := config.Default().Pipeline.DrainTimeout
+	def := config.DefaultConfig().Pipeline.DrainTimeout
 	for _, tc := range []struct {
 		name                       string
 		grace, preStop, configured time.Duration

@@ -237,11 +237,6 @@ type Admin struct {
 // resident memory would be about three times the budget.
 func (p Pipeline) SoftMemoryLimit() int64 { return 2 * p.MaxHeldBytes }
 
-// Default is DefaultConfig.
-//
-// Deprecated: use DefaultConfig.
-func Default() Config { return DefaultConfig() }
-
 // DefaultConfig returns the built-in defaults: everything in one process,
 // the Firehose endpoint on :8088, delivery to Datadog US1.
 func DefaultConfig() Config {

@@ -80,7 +80,7 @@ func TestBadEnvironmentValueNamesTheKey(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
-	c := Default()
+	c := DefaultConfig()
 	c.Datadog.Logs.MaxBatchLogs = 5000
 	c.Transport.Kind = "kafka"
 	c.Sources.Firehose.AckTimeout = 5 * time.Minute

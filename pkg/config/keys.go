@@ -60,10 +60,9 @@ func Keys() [][2]string {
 
 // field is a struct field as YAML sees it.
 type field struct {
-	name   string // its YAML key
-	index  []int  // from the struct walked
-	typ    reflect.Type
-	inline bool
+	name  string // its YAML key
+	index []int  // from the struct walked
+	typ   reflect.Type
 }
 
 // fields lists t's YAML fields, those of inlined structs included (their

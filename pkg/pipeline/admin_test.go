@@ -52,7 +52,7 @@ func TestAdminListeners(t *testing.T) {
 }
 
 func TestAdminConfigValidation(t *testing.T) {
-	base := config.Default()
+	base := config.DefaultConfig()
 	base.Datadog.APIKey = "k"
 	base.Sources.Firehose.AccessKeys = []string{"k"}
 	c := base
@@ -64,6 +64,6 @@ func TestAdminConfigValidation(t *testing.T) {
 	c = base
 	c.Admin.Listen, c.Admin.Pprof = "", true
 	assert.ErrorContains(t, c.Validate(), "admin.pprof")
-	assert.False(t, config.Default().Admin.Pprof, "off unless asked for")
-	assert.Empty(t, config.Default().Admin.HealthListen)
+	assert.False(t, config.DefaultConfig().Admin.Pprof, "off unless asked for")
+	assert.Empty(t, config.DefaultConfig().Admin.HealthListen)
 }

@@ -133,7 +133,7 @@ func addZeros(want map[string]check) {
 // it and has ended: something was held, never more than the budget, and
 // nothing is held any more.
 func addMemory(want map[string]check) {
-	p := config.Default().Pipeline
+	p := config.DefaultConfig().Pipeline
 	want["gauges.memory.limit_bytes"] = p.MaxHeldBytes
 	want["gauges.memory.high_water_bytes"] = p.IngestHighWaterBytes
 	want["gauges.memory.peak_bytes"] = between(1, float64(p.MaxHeldBytes))

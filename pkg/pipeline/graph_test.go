@@ -95,7 +95,7 @@ func TestGraphIsConnected(t *testing.T) {
 		assert.Equal(t, !s.everywhere, slices.Contains(names, s.name), "stage %s: --stages", s.name)
 	}
 	for _, metrics := range []bool{true, false} {
-		cfg := config.Default()
+		cfg := config.DefaultConfig()
 		cfg.Metrics.Enabled = metrics
 		top := g.topology(cfg)
 		consumed := func(tp topic) bool { return len(top[tp.name(cfg.Pipeline.Topics)]) > 0 }
@@ -117,7 +117,7 @@ func TestGraphIsConnected(t *testing.T) {
 // the graph's stages on their configured topic names, the metric stages
 // only with metrics on.
 func TestTopologyFollowsTheGraph(t *testing.T) {
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Pipeline.Topics.Enriched = "gw-enriched"
 	cfg.Metrics.Enabled = true
 	assert.Equal(t, map[string][]string{
@@ -160,7 +160,7 @@ func unreachable(t *testing.T, awsEndpoint string) config.Config {
 	fakeAWS(t, awsEndpoint)
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Datadog.APIKey = "k"
 	cfg.Datadog.LogsURL = "http://127.0.0.1:1/api/v2/logs"
 	cfg.Datadog.APIURL = "http://127.0.0.1:1"

@@ -42,7 +42,7 @@ type harness struct {
 func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 	t.Helper()
 	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: 1_000_000})
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Datadog.APIKey = intakeKey
 	cfg.Datadog.LogsURL = base + "/api/v2/logs"
 	cfg.Datadog.APIURL = base

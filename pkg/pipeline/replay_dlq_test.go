@@ -66,7 +66,7 @@ func archiveLetters(t *testing.T, dir string) (letters, subArchives int) {
 
 // replayDLQ runs `gwpipe replay --dlq-dir dir` with the configuration's
 // own dead-letter directory being that archive (the default setup).
-func replayDLQ(t *testing.T, h *harness, mutate ...func(*config.Config)) (ReplayResult, error, string) {
+func replayDLQ(t *testing.T, h *harness, mutate ...func(*config.Config)) (ReplayResult, string, error) {
 	t.Helper()
 	cfg := h.p.Config()
 	cfg.DLQ.Dir = h.dlqDir
@@ -77,7 +77,7 @@ func replayDLQ(t *testing.T, h *harness, mutate ...func(*config.Config)) (Replay
 	res, err := Replay(context.Background(), cfg, ReplayOptions{}, h.p.Logger())
 	var out bytes.Buffer
 	res.Write(&out)
-	return res, err, out.String()
+	return res, out.String(), err
 }
 
 func intakeIDs(h *harness) map[string]int {
@@ -97,7 +97,7 @@ func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 	h := start(t)
 	ids := refusedLetters(t, h, 200)
 
-	res, err, printed := replayDLQ(t, h)
+	res, printed, err := replayDLQ(t, h)
 	require.NoError(t, err)
 	assert.EqualValues(t, 200, res.Sent)
 	assert.EqualValues(t, 200, res.Delivered)
@@ -110,7 +110,7 @@ func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 		assert.Equal(t, 1, seen[id], id)
 	}
 
-	res, err, printed = replayDLQ(t, h)
+	res, printed, err = replayDLQ(t, h)
 	require.NoError(t, err)
 	assert.Zero(t, res.Sent, "running the same command again resends nothing")
 	assert.Len(t, h.intake.Logs(), 200)
@@ -141,7 +141,7 @@ func TestReplayDeadLettersWhileTheIntakeRefusesThenAccepts(t *testing.T) {
 	require.NoError(t, h.intake.SetFailure(refuseLogs(400)))
 	var outs []string
 	for run := range 3 {
-		res, err, printed := replayDLQ(t, h)
+		res, printed, err := replayDLQ(t, h)
 		require.NoError(t, err, "run %d", run)
 		assert.EqualValues(t, 200, res.DeadLettered, "run %d: every letter failed again", run)
 		require.NotEmpty(t, res.FailedAgainIn)
@@ -163,7 +163,7 @@ func TestReplayDeadLettersWhileTheIntakeRefusesThenAccepts(t *testing.T) {
 	assert.Zero(t, h.intake.Stats().LogsAccepted)
 
 	h.intake.ClearFailure()
-	res, err, _ := replayDLQ(t, h)
+	res, _, err := replayDLQ(t, h)
 	require.NoError(t, err)
 	assert.EqualValues(t, 200, res.Delivered)
 	assert.Empty(t, res.FailedAgainIn)
@@ -173,7 +173,7 @@ func TestReplayDeadLettersWhileTheIntakeRefusesThenAccepts(t *testing.T) {
 		assert.Equal(t, 1, seen[id], id)
 	}
 
-	res, err, _ = replayDLQ(t, h)
+	res, _, err = replayDLQ(t, h)
 	require.NoError(t, err)
 	assert.Zero(t, res.Sent)
 	assert.Len(t, h.intake.Logs(), 200, "and then nothing more")
@@ -203,7 +203,7 @@ func TestReplayDeadLettersInterruptedWhileTheIntakeIsDown(t *testing.T) {
 	assert.Zero(t, h.intake.Stats().LogsAccepted)
 
 	h.intake.ClearFailure()
-	res, err, _ := replayDLQ(t, h)
+	res, _, err := replayDLQ(t, h)
 	require.NoError(t, err)
 	assert.EqualValues(t, 50, res.Delivered)
 	seen := intakeIDs(h)

@@ -41,7 +41,7 @@ type replayEnv struct {
 
 func newReplayEnv(tb testing.TB, keep int) *replayEnv {
 	intake, base := fakeintake.NewTestServer(tb, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: keep})
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Datadog.APIKey = intakeKey
 	cfg.Datadog.LogsURL = base + "/api/v2/logs"
 	cfg.Datadog.APIURL = base
@@ -245,7 +245,7 @@ func TestReplayDeadLetterArchive(t *testing.T) {
 }
 
 func TestReplayConfigErrors(t *testing.T) {
-	base := config.Default()
+	base := config.DefaultConfig()
 	cases := []struct {
 		name   string
 		mutate func(*config.Replay)
@@ -281,7 +281,7 @@ func TestReplayConfigErrors(t *testing.T) {
 func TestReplayToDefaultsToTheStart(t *testing.T) {
 	now := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
 	opts := ReplayOptions{Now: func() time.Time { return now }}
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Replay.Bucket, cfg.Replay.From = "b", "-2h"
 	rc, err := ReplayConfig(cfg, opts)
 	require.NoError(t, err)
@@ -294,7 +294,7 @@ func TestReplayToDefaultsToTheStart(t *testing.T) {
 	assert.Equal(t, now.Add(-time.Hour), rc.To, "a given end is kept")
 
 	for _, dlq := range []string{"data/dlq", "s3://bucket/dlq/"} {
-		cfg := config.Default()
+		cfg := config.DefaultConfig()
 		cfg.Replay.DLQ = dlq
 		rc, err := ReplayConfig(cfg, opts)
 		require.NoError(t, err)

@@ -317,7 +317,7 @@ func (t *seqTemplate) match(line []byte, sp []span) ([]span, bool) {
 	}
 	sp = sp[:len(t.segs)]
 	var absentBuf [32]int
-	absent := absentBuf[:0]
+	var absent []int
 	if len(t.segs) <= len(absentBuf) {
 		absent = absentBuf[:len(t.segs)]
 	} else {

@@ -150,14 +150,6 @@ func manyEvents(n int, ts int64) []ev {
 	return evs
 }
 
-func seq(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s%d", prefix, i)
-	}
-	return out
-}
-
 // failingReader returns data, then err instead of EOF.
 type failingReader struct {
 	data []byte

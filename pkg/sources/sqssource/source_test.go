@@ -33,13 +33,12 @@ import (
 // each batch's acknowledgement as the stage runtime would, at once or
 // when the test releases it.
 type sink struct {
-	mu       sync.Mutex
-	events   []record.Record
-	dead     []record.Record
-	raw      []record.Record
-	hold     bool
-	held     []*record.Batch
-	released chan struct{}
+	mu     sync.Mutex
+	events []record.Record
+	dead   []record.Record
+	raw    []record.Record
+	hold   bool
+	held   []*record.Batch
 }
 
 type sinkOut struct {

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -32,7 +31,6 @@ const Account = "123456789012"
 // Moto is a moto_server of one test.
 type Moto struct {
 	Endpoint string // http://127.0.0.1:PORT
-	cmd      *exec.Cmd
 }
 
 // StartMoto starts moto_server on a free 127.0.0.1 port and stops it when
