@@ -5,6 +5,8 @@ GO ?= go
 PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 BINS := bin/gwpipe bin/fakeintake bin/loadgen
 TEST_FLAGS ?= -count=1 -timeout 30m
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: all build run test test-race bench bench-e2e bench-memory bench-filters bench-go lint fmt clean $(BINS)
 
@@ -62,8 +64,11 @@ bench-filters: build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 $(PKGS)
 
+## lint: go vet, staticcheck (pinned, fetched through the Go module proxy on
+## first use) over every module, and the gofmt check.
 lint:
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
