@@ -104,8 +104,7 @@ type Client struct {
 	idleSenders atomic.Int64  // senders waiting for a payload
 	wake        chan struct{} // nudges the batcher to re-check early sealing
 
-	testAfterSubmit func(n int)                   // test hook: records were taken in by the batcher
-	testSealed      func(reason string, logs int) // test hook, called by the batcher
+	obs observer // set by Options only; nil funcs in production
 
 	n struct {
 		submitted, accepted, rejected, dropped, truncated atomic.Uint64
@@ -113,8 +112,20 @@ type Client struct {
 	}
 }
 
+// Option adjusts a Client at construction, for what is not configuration.
+// No other package needs one today; the package's tests observe the
+// batcher through them (export_test.go).
+type Option func(*Client)
+
+// observer is told of the client's steps as they happen, so that tests wait
+// on them instead of sleeping. Each func may be nil and must not block.
+type observer struct {
+	submitted func(n int)                   // n records of a Deliver call were taken in by the batcher
+	sealed    func(reason string, logs int) // the batcher sealed a payload of logs records
+}
+
 // New validates cfg and starts the client.
-func New(cfg Config) (*Client, error) {
+func New(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ddlogs: %w", err)
 	}
@@ -150,6 +161,9 @@ func New(cfg Config) (*Client, error) {
 		abort:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(c)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.payloadPool.New = func() any {
@@ -262,8 +276,8 @@ func (c *Client) Deliver(ctx context.Context, b *record.Batch) (rejected []recor
 				break
 			}
 			c.n.submitted.Add(uint64(n))
-			if c.testAfterSubmit != nil {
-				c.testAfterSubmit(n)
+			if c.obs.submitted != nil {
+				c.obs.submitted(n)
 			}
 			if i < len(b.Records)-1 {
 				ch = c.newChunk(cl, i+1)
@@ -367,8 +381,8 @@ func (c *Client) batcher() {
 		open = nil
 		p.buf = append(p.buf, ']')
 		c.n.payloads.Add(1)
-		if c.testSealed != nil {
-			c.testSealed(reason, len(p.logs))
+		if c.obs.sealed != nil {
+			c.obs.sealed(reason, len(p.logs))
 		}
 		select {
 		case c.queue <- p:

@@ -199,10 +199,10 @@ func testConfig(t testing.TB, url string, logs *logBuffer) Config {
 	return cfg
 }
 
-func newClient(t testing.TB, cfg Config, logs *logBuffer) *Client {
+func newClient(t testing.TB, cfg Config, logs *logBuffer, opts ...Option) *Client {
 	t.Helper()
 	goroutines := runtime.NumGoroutine()
-	c, err := New(cfg)
+	c, err := New(cfg, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -264,11 +264,18 @@ func (p *plug) insert(c *Client) chan error {
 	return errc
 }
 
-// sealEvents returns a channel of the batcher's sealing decisions.
-func sealEvents(c *Client) chan string {
+// sealEvents returns an option reporting the batcher's sealing decisions
+// ("reason:logs") on the channel it returns.
+func sealEvents() (Option, chan string) {
 	ch := make(chan string, 1000)
-	c.testSealed = func(reason string, logs int) { ch <- fmt.Sprintf("%s:%d", reason, logs) }
-	return ch
+	return onSealed(func(reason string, logs int) { ch <- fmt.Sprintf("%s:%d", reason, logs) }), ch
+}
+
+// submitEvents returns an option reporting how many records of a Deliver
+// call the batcher took in, on the channel it returns.
+func submitEvents() (Option, chan int) {
+	ch := make(chan int, 100)
+	return onSubmitted(func(n int) { ch <- n }), ch
 }
 
 // batch builds n records whose "id" attribute is prefix-i.
@@ -381,9 +388,8 @@ func TestBatchingMaxLogs(t *testing.T) {
 	in := newIntake(t, nil)
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs) // an hour of linger: the last payload goes on Close
-	c := newClient(t, cfg, &logs)
-	submitted := make(chan int, 100)
-	c.testAfterSubmit = func(n int) { submitted <- n }
+	onSubmit, submitted := submitEvents()
+	c := newClient(t, cfg, &logs, onSubmit)
 
 	errc := make(chan error, 1)
 	go func() {
@@ -448,8 +454,8 @@ func TestBatchingMergesConcurrentDelivers(t *testing.T) {
 	cfg := testConfig(t, in.url(), &logs)
 	cfg.MaxBatchLogs = 100
 	cfg.Concurrency = 1
-	c := newClient(t, cfg, &logs)
-	seals := sealEvents(c)
+	onSeal, seals := sealEvents()
+	c := newClient(t, cfg, &logs, onSeal)
 	plugged := pl.insert(c)
 	assert.Equal(t, "idle:1", <-seals)
 
@@ -480,8 +486,8 @@ func TestLingerSealsPartialPayload(t *testing.T) {
 	cfg := testConfig(t, in.url(), &logs)
 	cfg.Linger = 20 * time.Millisecond
 	cfg.Concurrency = 1
-	c := newClient(t, cfg, &logs)
-	seals := sealEvents(c)
+	onSeal, seals := sealEvents()
+	c := newClient(t, cfg, &logs, onSeal)
 	plugged := pl.insert(c)
 	assert.Equal(t, "idle:1", <-seals)
 
@@ -505,8 +511,8 @@ func TestIdleSenderSealsAtOnce(t *testing.T) {
 	in := newIntake(t, nil)
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs) // an hour of linger
-	c := newClient(t, cfg, &logs)
-	seals := sealEvents(c)
+	onSeal, seals := sealEvents()
+	c := newClient(t, cfg, &logs, onSeal)
 	_, err := c.Deliver(context.Background(), batch("i", 3))
 	require.NoError(t, err)
 	assert.Equal(t, "idle:3", <-seals)
@@ -787,8 +793,8 @@ func TestAbandonedRecordsRideWithLiveOnes(t *testing.T) {
 			}
 		}
 	}
-	c := newClient(t, cfg, &logs)
-	seals := sealEvents(c)
+	onSeal, seals := sealEvents()
+	c := newClient(t, cfg, &logs, onSeal)
 	plugged := pl.insert(c)
 	assert.Equal(t, "idle:1", <-seals)
 
@@ -823,11 +829,10 @@ func TestCloseFlushesPending(t *testing.T) {
 	var logs logBuffer
 	cfg := testConfig(t, in.url(), &logs) // an hour of linger: only Close seals
 	cfg.Concurrency = 1
-	c, err := New(cfg)
+	onSeal, seals := sealEvents()
+	onSubmit, submitted := submitEvents()
+	c, err := New(cfg, onSeal, onSubmit)
 	require.NoError(t, err)
-	seals := sealEvents(c)
-	submitted := make(chan int, 10)
-	c.testAfterSubmit = func(n int) { submitted <- n }
 	plugged := pl.insert(c)
 	assert.Equal(t, "idle:1", <-seals)
 	<-submitted
@@ -916,10 +921,9 @@ func TestAbortedCloseAccountsForEveryLog(t *testing.T) {
 	cfg.Concurrency = 1
 	cfg.MaxPending = 2
 	goroutines := runtime.NumGoroutine()
-	c, err := New(cfg)
+	onSubmit, submitted := submitEvents()
+	c, err := New(cfg, onSubmit)
 	require.NoError(t, err)
-	submitted := make(chan int, 100)
-	c.testAfterSubmit = func(n int) { submitted <- n }
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 3)
 	for i := range 3 {
@@ -958,9 +962,8 @@ func TestBackPressure(t *testing.T) {
 	cfg.Linger = 0
 	cfg.Concurrency = 1
 	cfg.MaxPending = 2
-	c := newClient(t, cfg, &logs)
-	submitted := make(chan int, 100)
-	c.testAfterSubmit = func(n int) { submitted <- n }
+	onSubmit, submitted := submitEvents()
+	c := newClient(t, cfg, &logs, onSubmit)
 
 	// One in flight, one queued, one held by the batcher: the fourth blocks.
 	var wg sync.WaitGroup
