@@ -24,11 +24,12 @@ import (
 // Every piece of metadata travels inside the payload, since SQS allows only
 // 10 message attributes.
 //
-// Compression trades CPU for bytes: SQS bills and limits by the byte, so it
-// compresses; a NATS server on the same network moves bytes more cheaply
-// than workers compress them, so it does not by default. The reader tells
-// the two apart by the magic bytes, so workers with different settings
-// share topics.
+// Compression trades CPU for bytes. SQS bills and limits by the byte, so its
+// batches are always compressed; on NATS, S2 is the default too
+// (transport.nats.compression, DefaultNATSConfig): it costs the workers CPU
+// but saves the broker more, and "none" is there for brokers with CPU to
+// spare. The reader tells the two apart by the magic bytes, so workers with
+// different settings share topics.
 //
 // A hand-written encoding rather than a general serialiser: this runs on
 // every hop of every batch, and it needs no reflection or code generation.
