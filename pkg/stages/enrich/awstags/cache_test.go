@@ -17,7 +17,7 @@ const (
 	euW1  = "eu-west-1"
 )
 
-var roleCfg = Config{RoleTemplate: "arn:aws:iam::{account}:role/gwpipe-reader", StaticTags: []string{"pipeline:gwpipe"}}
+var roleCfg = Config{RoleTemplate: "arn:aws:iam::{account}:role/gwpipe-reader"}
 
 func TestLookupBuildsConsoleTags(t *testing.T) {
 	h := newHarness(t, roleCfg)
@@ -36,11 +36,11 @@ func TestLookupBuildsConsoleTags(t *testing.T) {
 	// What the two APIs resolve to, reached by stage or by log group.
 	petstoreProd := Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
 		Tags: []string{"apiid:a1b2c3d4e5", "apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:111111111111",
-			"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core", "pipeline:gwpipe"},
+			"cost_center:1234", "env:production", "owner:alice_example.com", "service:pets", "team:payments-core"},
 		Service: "pets", Env: "production", AccessLogDestination: "/gw/petstore/prod", AccessLogFormat: `{"requestId":"$context.requestId"}`}
 	orders := Info{Account: acctA, Region: usE1, APIID: "h1h2h3h4h5", Stage: "$default", APIName: "orders", Kind: APIHTTP,
 		Tags: []string{"apiid:h1h2h3h4h5", "apiname:orders", "stage:_default", "region:us-east-1", "aws_account:111111111111",
-			"service:orders_api", "team:orders", "pipeline:gwpipe"},
+			"service:orders_api", "team:orders"},
 		Service: "orders_api", AccessLogDestination: "amazon-apigateway-orders", AccessLogFormat: "$context.requestId $context.status"}
 	// petstoreAPI is a PetStore stage without tags of its own (or none
 	// named): the API's tags.
@@ -49,10 +49,10 @@ func TestLookupBuildsConsoleTags(t *testing.T) {
 		if stage != "" {
 			tags = append(tags, "stage:"+stage)
 		}
-		tags = append(tags, "region:us-east-1", "aws_account:111111111111", "cost_center:1234", "env:prod", "team:payments-core", "pipeline:gwpipe")
+		tags = append(tags, "region:us-east-1", "aws_account:111111111111", "cost_center:1234", "env:prod", "team:payments-core")
 		return Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: stage, APIName: "PetStore", Kind: APIREST, Tags: tags, Env: "prod"}
 	}
-	base := Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}}
+	base := Info{Account: acctA, Region: usE1, Tags: []string{"region:us-east-1", "aws_account:111111111111"}}
 
 	tests := []struct {
 		name string
@@ -152,7 +152,7 @@ func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 	info, complete := h.t.Lookup(ctx, key)
 	assert.False(t, complete)
 	assert.True(t, info.Partial)
-	assert.Equal(t, []string{"apiid:a1b2c3d4e5", "stage:prod", "region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe", PartialTag}, info.Tags)
+	assert.Equal(t, []string{"apiid:a1b2c3d4e5", "stage:prod", "region:us-east-1", "aws_account:111111111111", PartialTag}, info.Tags)
 
 	// One record waited in vain: the next ones go on at once.
 	info, settled := h.t.Peek(key)
@@ -219,7 +219,7 @@ func TestNegativeCachingAndSingleAPIRead(t *testing.T) {
 	info, complete := h.lookup(t, ghost)
 	require.NoError(t, h.event(t).Err)
 	assert.True(t, complete, "a fresh read says the API does not exist")
-	assert.Equal(t, []string{"apiid:zzzzzzzzzz", "stage:prod", "region:us-east-1", "aws_account:111111111111", "pipeline:gwpipe"}, info.Tags)
+	assert.Equal(t, []string{"apiid:zzzzzzzzzz", "stage:prod", "region:us-east-1", "aws_account:111111111111"}, info.Tags)
 
 	// Older than NegativeTTL: one read of that API alone, then remembered.
 	h.clock.Advance(DefaultNegativeTTL + time.Second)
@@ -241,7 +241,7 @@ func TestNegativeCachingAndSingleAPIRead(t *testing.T) {
 	require.True(t, complete)
 	require.NoError(t, h.event(t).Err)
 	assert.Equal(t, APIWebSocket, info.Kind)
-	assert.Equal(t, []string{"apiid:n1n2n3n4n5", "apiname:chat", "stage:live", "region:us-east-1", "aws_account:111111111111", "env:prod", "team:chat", "pipeline:gwpipe"}, info.Tags)
+	assert.Equal(t, []string{"apiid:n1n2n3n4n5", "apiname:chat", "stage:live", "region:us-east-1", "aws_account:111111111111", "env:prod", "team:chat"}, info.Tags)
 	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"), "no full read for one API")
 	assert.Equal(t, int64(3), h.t.Stats().Stages)
 }

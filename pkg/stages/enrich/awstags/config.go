@@ -89,8 +89,6 @@ type Config struct {
 	// jitter (default 200ms).
 	RetryBase time.Duration `yaml:"-"`
 
-	// StaticTags are added to every record ("key:value", as given).
-	StaticTags []string `yaml:"-"`
 	// Mappings name the stage of log groups (or Firehose delivery streams)
 	// whose records carry no API id and stage of their own.
 	Mappings []Mapping `yaml:"mappings"`
@@ -188,11 +186,6 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		bad("max_attempts", "must be positive, got %d", c.MaxAttempts)
-	}
-	for i, t := range c.StaticTags {
-		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, ", \t\n") {
-			bad(fmt.Sprintf("tags[%d]", i), "%q: a tag is non-empty and has no comma or blank", t)
-		}
 	}
 	for i, m := range c.Mappings {
 		key := fmt.Sprintf("mappings[%d]", i)

@@ -12,7 +12,6 @@
 //     the stage winning on a conflict (API Gateway's own inheritance rule:
 //     GetTags on a stage does not return the API's tags, so the console's
 //     "effective" view is the merge);
-//   - the static tags of the configuration;
 //   - gwpipe_tags:partial when the stage's tags were not known in time.
 //
 // Info.Service and Info.Env are the values of the stage's (or API's)

@@ -458,7 +458,7 @@ func (t *Tagger) buildAPI(k invKey, api *rawAPI, tg *taggingData, budget *int) *
 	var service, env string
 	e.awsTags, service, env = normalizeAll(apiTags)
 	e.info = Info{Account: k.account, Region: k.region, APIID: api.id, APIName: api.name, Kind: api.kind,
-		Tags:    t.buildTags(k.account, k.region, api.id, api.name, "", e.awsTags, false),
+		Tags:    buildTags(k.account, k.region, api.id, api.name, "", e.awsTags, false),
 		Service: service, Env: env}
 	for _, s := range api.stages {
 		if *budget <= 0 {
@@ -471,7 +471,7 @@ func (t *Tagger) buildAPI(k invKey, api *rawAPI, tg *taggingData, budget *int) *
 		awsTags, service, env := normalizeAll(merged)
 		e.stages[s.name] = &Info{
 			Account: k.account, Region: k.region, APIID: api.id, Stage: s.name, APIName: api.name, Kind: api.kind,
-			Tags:    t.buildTags(k.account, k.region, api.id, api.name, s.name, awsTags, false),
+			Tags:    buildTags(k.account, k.region, api.id, api.name, s.name, awsTags, false),
 			Service: service, Env: env,
 			AccessLogDestination: s.dest, AccessLogFormat: s.format,
 		}

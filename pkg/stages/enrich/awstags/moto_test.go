@@ -130,7 +130,6 @@ func TestMotoManyAccountsAndRegions(t *testing.T) {
 	tg, err := New(context.Background(), Config{
 		RoleTemplate: roleTemplate,
 		ExternalID:   "gwpipe-test",
-		StaticTags:   []string{"pipeline:gwpipe"},
 		MaxWait:      20 * time.Second,
 		CallTimeout:  motoCallTimeout,
 		RetryBase:    time.Millisecond,
@@ -157,24 +156,24 @@ func TestMotoManyAccountsAndRegions(t *testing.T) {
 			info, complete := motoLookup(t, tg, rest)
 			require.True(t, complete)
 			assert.Equal(t, append(ident(s.restID, "petstore_"+s.region, "prod"),
-				"cost_center:1234", "env:production", "service:pets", "team:payments", "pipeline:gwpipe"), info.Tags)
+				"cost_center:1234", "env:production", "service:pets", "team:payments"), info.Tags)
 			assert.Equal(t, APIREST, info.Kind)
 			assert.Equal(t, "pets", info.Service)
 			assert.Equal(t, "production", info.Env)
 
 			info, complete = motoLookup(t, tg, StageKey{Account: s.account, Region: s.region, APIID: s.restID, Stage: "dev"})
 			require.True(t, complete)
-			assert.Equal(t, append(ident(s.restID, "petstore_"+s.region, "dev"), "cost_center:1234", "env:prod", "team:payments", "pipeline:gwpipe"), info.Tags)
+			assert.Equal(t, append(ident(s.restID, "petstore_"+s.region, "dev"), "cost_center:1234", "env:prod", "team:payments"), info.Tags)
 
 			info, complete = motoLookup(t, tg, StageKey{Account: s.account, Region: s.region, APIID: s.httpID, Stage: "$default"})
 			require.True(t, complete)
 			assert.Equal(t, APIHTTP, info.Kind)
-			assert.Equal(t, append(ident(s.httpID, "orders", "_default"), "service:orders-api", "team:orders", "pipeline:gwpipe"), info.Tags)
+			assert.Equal(t, append(ident(s.httpID, "orders", "_default"), "service:orders-api", "team:orders"), info.Tags)
 
 			info, complete = motoLookup(t, tg, StageKey{Account: s.account, Region: s.region, APIID: s.wsID, Stage: "live"})
 			require.True(t, complete)
 			assert.Equal(t, APIWebSocket, info.Kind)
-			assert.Equal(t, append(ident(s.wsID, "chat", "live"), "env:staging", "team:chat", "pipeline:gwpipe"), info.Tags)
+			assert.Equal(t, append(ident(s.wsID, "chat", "live"), "env:staging", "team:chat"), info.Tags)
 
 			// Records that name only their log group or delivery stream.
 			info, _ = motoLookup(t, tg, StageKey{Account: s.account, Region: s.region, LogGroup: s.restGroup})

@@ -18,13 +18,12 @@ import (
 // Offline answer through it, so that a record's own tags are the same
 // whatever AWS says or whether it is asked.
 type identities struct {
-	static []string
-	mu     sync.Mutex
-	m      atomic.Pointer[map[StageKey]*Info]
+	mu sync.Mutex
+	m  atomic.Pointer[map[StageKey]*Info]
 }
 
-func newIdentities(static []string) *identities {
-	c := &identities{static: static}
+func newIdentities() *identities {
+	c := &identities{}
 	empty := map[StageKey]*Info{}
 	c.m.Store(&empty)
 	return c
@@ -41,7 +40,7 @@ func (c *identities) get(key StageKey) *Info {
 	k := StageKey{Account: strings.Clone(key.Account), Region: strings.Clone(key.Region),
 		APIID: strings.Clone(key.APIID), Stage: strings.Clone(key.Stage)}
 	info := &Info{Account: k.Account, Region: k.Region, APIID: k.APIID, Stage: k.Stage,
-		Tags: buildTags(c.static, k.Account, k.Region, k.APIID, "", k.Stage, nil, false)}
+		Tags: buildTags(k.Account, k.Region, k.APIID, "", k.Stage, nil, false)}
 	c.mu.Lock()
 	cur := *c.m.Load()
 	if len(cur) < maxBase {
@@ -56,8 +55,7 @@ func (c *identities) get(key StageKey) *Info {
 
 // Offline tags records with what they carry — account and region (from
 // their origin), API and stage (an execution log group, the access log's
-// own apiId and stage fields, or Config.Mappings) — and the static tags,
-// without calling AWS: the enrich stage with enrich.aws_tags off. Records
+// own apiId and stage fields, or Config.Mappings) — without calling AWS: the enrich stage with enrich.aws_tags off. Records
 // are named by the Tagger's own rules (Resolve) and tagged by its own
 // builder, so a log carries the same apiid, stage, region and aws_account
 // tags with and without AWS, and the metrics derived from it agree.
@@ -67,12 +65,12 @@ type Offline struct {
 }
 
 // NewOffline returns an Offline tagger; only the configuration that names
-// stages (DefaultRegion, SourceRegions, Mappings) and StaticTags apply.
+// stages (DefaultRegion, SourceRegions, Mappings) applies.
 func NewOffline(cfg Config) (*Offline, error) {
 	if err := cfg.withDefaults().Validate(); err != nil {
 		return nil, fmt.Errorf("awstags: invalid configuration: %w", err)
 	}
-	return &Offline{res: newResolver(cfg), ids: newIdentities(cfg.StaticTags)}, nil
+	return &Offline{res: newResolver(cfg), ids: newIdentities()}, nil
 }
 
 // Resolve names a record's stage, as Tagger.Resolve does.

@@ -34,8 +34,8 @@ type Info struct {
 	APIName string
 	Kind    string // APIREST, APIHTTP or APIWebSocket; "" when unknown
 	// Tags are ready to attach: apiid, apiname, stage, region, aws_account,
-	// the API's and the stage's AWS tags (the stage's win), normalised, and
-	// the static tags. The slice is shared by every record of the stage:
+	// the API's and the stage's AWS tags (the stage's win), normalised. The
+	// slice is shared by every record of the stage:
 	// never modify it (its capacity equals its length, so append copies).
 	Tags []string
 	// Service and Env are the values of the stage's "service" and "env"
@@ -217,7 +217,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, opts ...Option) (*T
 		t.sts = t.defaultSTS()
 	}
 	t.res = newResolver(cfg)
-	t.ids = newIdentities(cfg.StaticTags)
+	t.ids = newIdentities()
 	emptyInv := map[invKey]*inventory{}
 	t.invs.Store(&emptyInv)
 	// The Tagger outlives the call to New: its fetches stop on Close, not
@@ -448,8 +448,8 @@ func (t *Tagger) peek(key StageKey, count bool) (*Info, *waiter) {
 }
 
 // identityInfo is the answer for a stage whose AWS tags are not (or not
-// yet) known: its identity, the API's tags if the API is known, the static
-// tags, and PartialTag when partial. It copies key's strings, which may
+// yet) known: its identity, the API's tags if the API is known, and
+// PartialTag when partial. It copies key's strings, which may
 // alias a record.
 func (t *Tagger) identityInfo(key StageKey, api *apiEntry, partial bool) *Info {
 	info := &Info{
@@ -465,18 +465,15 @@ func (t *Tagger) identityInfo(key StageKey, api *apiEntry, partial bool) *Info {
 		info.Service, info.Env = api.info.Service, api.info.Env
 		awsTags = api.awsTags
 	}
-	info.Tags = t.buildTags(info.Account, info.Region, info.APIID, info.APIName, info.Stage, awsTags, partial)
+	info.Tags = buildTags(info.Account, info.Region, info.APIID, info.APIName, info.Stage, awsTags, partial)
 	return info
 }
 
-func (t *Tagger) buildTags(account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
-	return buildTags(t.cfg.StaticTags, account, region, apiID, apiName, stage, awsTags, partial)
-}
-
 // buildTags assembles a ready-to-attach tag list: identity first, then the
-// AWS tags, the static tags and PartialTag; exact duplicates dropped.
-func buildTags(static []string, account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
-	tags := make([]string, 0, 6+len(awsTags)+len(static))
+// AWS tags and PartialTag; exact duplicates dropped. (The configured static
+// tags, enrich.tags, are the logs deliverer's: package ddlogs adds them.)
+func buildTags(account, region, apiID, apiName, stage string, awsTags []string, partial bool) []string {
+	tags := make([]string, 0, 6+len(awsTags))
 	if apiID != "" {
 		tags = append(tags, "apiid:"+NormalizeValue(apiID))
 	}
@@ -493,7 +490,6 @@ func buildTags(static []string, account, region, apiID, apiName, stage string, a
 		tags = append(tags, "aws_account:"+v)
 	}
 	tags = append(tags, awsTags...)
-	tags = append(tags, static...)
 	if partial {
 		tags = append(tags, PartialTag)
 	}
