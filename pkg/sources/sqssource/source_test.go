@@ -354,6 +354,7 @@ func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
 		assert.Contains(t, d.Reason, "unreadable")
 		assert.Contains(t, d.Origin.RequestID, "s3://bkt/")
 	}
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 4)
 	assert.EqualValues(t, 4, e.metrics.Value("sqs.messages_deleted"), "test event, two poison objects, write test")
 }
 
@@ -373,6 +374,9 @@ func TestVisibilityIsExtendedWhileAMessageIsWorkedOn(t *testing.T) {
 	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_received"), "…and it was never received again")
 	e.sink.release()
 	e.waitQueue(t, q, empty)
+	// The queue empties when SQS deletes; the counter moves when the answer
+	// is read, a moment later.
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 1)
 	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_deleted"))
 	events, _, _ := e.sink.snapshot()
 	assert.Len(t, events, 1)
