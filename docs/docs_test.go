@@ -78,6 +78,7 @@ func anchors(t *testing.T, path string) map[string]bool {
 }
 
 func TestAnchor(t *testing.T) {
+	t.Parallel()
 	for heading, want := range map[string]string{
 		" Firehose HTTP delivery":               "firehose-http-delivery",
 		" SQS, S3 notifications and SNS":        "sqs-s3-notifications-and-sns",
@@ -93,6 +94,7 @@ func TestAnchor(t *testing.T) {
 // TestWireFormatCitations walks the repository (the parent of docs/) and
 // checks every citation of the wire-format notes against their headings.
 func TestWireFormatCitations(t *testing.T) {
+	t.Parallel()
 	known := anchors(t, wireFormats)
 	if len(known) == 0 {
 		t.Fatalf("%s has no headings", wireFormats)
