@@ -40,7 +40,6 @@ func FuzzPattern(f *testing.F) {
 		got, n := p.replace([]byte("junk"), in, []byte(repl))
 		want := re.ReplaceAll(in, []byte(repl))
 		if n == 0 {
-			got = append(got[:0:0], in...)
 			if string(want) != string(in) {
 				t.Fatalf("%q on %q: replaced nothing, regexp gives %q", expr, in, want)
 			}
