@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/testkit/floor"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
 )
@@ -55,6 +56,7 @@ func run() int {
 	report := fs.Bool("report", false, "print a JSON report to stdout at the end")
 	watchPID := fs.Int("watch-pid", 0, "measure this process (the pipeline under test): its CPU seconds and peak RSS during the run are reported")
 	progressEvery := fs.Duration("progress", 5*time.Second, "progress interval on stderr (0 = off)")
+	floorRun := fs.Bool("floor", false, "send nothing: run the floor probe (package floor) on the traffic the other flags describe, -events events on one core, and report its events per CPU-second")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -105,6 +107,9 @@ func run() int {
 		}))
 	}
 
+	if *floorRun {
+		return runFloor(cfg, *report)
+	}
 	if *bombs > 0 {
 		return sendBombs(ctx, cfg, *bombs, *bombRecords, *bombRecordBytes, opts)
 	}
@@ -235,6 +240,40 @@ func sendBombs(ctx context.Context, cfg loadgen.Config, n, records, recordBytes 
 	fmt.Fprintf(os.Stderr, "loadgen: bombs: %d acked, %d failed; %s\n", rep.RequestsAcked, failed, statuses(rep.Statuses))
 	if failed > 0 {
 		return 1
+	}
+	return 0
+}
+
+// runFloor measures the floor on the traffic cfg generates: at least
+// cfg.Events events, in passes over a corpus of at most 200,000 (the corpus
+// is held in memory; more passes only average more).
+func runFloor(cfg loadgen.Config, report bool) int {
+	if cfg.Events <= 0 {
+		fmt.Fprintln(os.Stderr, "loadgen: -floor needs -events")
+		return 2
+	}
+	corpus, err := floor.NewCorpus(cfg, int(min(cfg.Events, 200_000)))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	passes := int((cfg.Events + int64(corpus.Events) - 1) / int64(corpus.Events))
+	res, err := floor.Run(corpus, passes)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "floor: %d events (%d passes over %d), %.2f CPU seconds, %.0f events per CPU-second, %.0f bytes per log, %.1f gzipped\n",
+		res.Events, passes, corpus.Events, res.CPU.Seconds(), res.EventsPerCPUSecond(), float64(res.PlainBytes)/float64(res.Events), float64(res.OutBytes)/float64(res.Events))
+	if report {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"floor": map[string]any{
+			"events": res.Events, "cpu_seconds": res.CPU.Seconds(), "events_per_cpu_second": res.EventsPerCPUSecond(),
+			"out_bytes": res.OutBytes, "plain_bytes": res.PlainBytes}}); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }

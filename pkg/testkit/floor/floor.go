@@ -1,0 +1,302 @@
+// Package floor measures what gwpipe's job costs at the least: a minimal
+// single-core loop doing only the work no implementation can avoid on
+// CloudWatch envelopes of JSON access logs — gunzip the envelope, parse it
+// and each message with fastjson, write each event as a Datadog log (the
+// message, its CloudWatch fields and the message's fields as attributes),
+// gzip batches of 1,000 logs at level 1.
+//
+// The end-to-end benchmark (make bench) divides gwpipe's events per
+// CPU-second by the floor's, measured in the same run on the same traffic:
+// absolute figures vary with the machine and its load, the ratio far less.
+//
+// Left out on purpose, so the floor is if anything too high: the Firehose
+// HTTP body and base64 (the corpus holds the decoded records), HTTP, request
+// bodies' JSON wrapping, enrichment and metrics.
+package floor
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/valyala/fastjson"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
+)
+
+// LogsPerPayload is the batch size of the output, the intake's maximum.
+const LogsPerPayload = 1000
+
+// Corpus is the input of a floor run: the records of Firehose requests, as
+// gzipped CloudWatch envelopes.
+type Corpus struct {
+	Records [][]byte
+	Events  int // log events in Records (control messages excluded)
+}
+
+// NewCorpus generates requests carrying at least events events with cfg,
+// exactly as loadgen sends them, and keeps their records' data
+// (base64-decoded).
+func NewCorpus(cfg loadgen.Config, events int) (*Corpus, error) {
+	if cfg.Direct {
+		return nil, errors.New("floor: direct mode has no CloudWatch envelopes")
+	}
+	cfg.ControlRate = 0
+	g, err := loadgen.NewGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	c := &Corpus{}
+	var p fastjson.Parser
+	for c.Events < events {
+		req, err := g.NextRequest()
+		if err != nil {
+			return nil, err
+		}
+		v, err := p.ParseBytes(req.Body)
+		if err != nil {
+			return nil, fmt.Errorf("floor: request body: %w", err)
+		}
+		for _, r := range v.GetArray("records") {
+			data, err := base64.StdEncoding.DecodeString(string(r.GetStringBytes("data")))
+			if err != nil {
+				return nil, fmt.Errorf("floor: record data: %w", err)
+			}
+			c.Records = append(c.Records, data)
+		}
+		c.Events += len(req.Events)
+	}
+	return c, nil
+}
+
+// Result is what one floor run did and cost.
+type Result struct {
+	Events     int
+	Logs       int           // logs written (= Events)
+	OutBytes   int64         // gzipped payload bytes
+	PlainBytes int64         // payload bytes before gzip
+	CPU        time.Duration // process CPU time, GC included
+	Wall       time.Duration
+	Iterations int // passes over the corpus
+}
+
+// EventsPerCPUSecond is the floor's figure.
+func (r Result) EventsPerCPUSecond() float64 {
+	if r.CPU <= 0 {
+		return 0
+	}
+	return float64(r.Events) / r.CPU.Seconds()
+}
+
+// Run processes the corpus passes times on one core (it sets GOMAXPROCS to
+// 1 for its duration: GC then shares the core, as it must be counted) and
+// measures the process's CPU time.
+func Run(c *Corpus, passes int) (Result, error) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	w := NewWorker()
+	runtime.GC()
+	cpu0, t0 := procstat.CPU(), time.Now()
+	for range passes {
+		for _, rec := range c.Records {
+			if err := w.Record(rec); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return Result{}, err
+	}
+	return Result{Events: w.Logs, Logs: w.Logs, OutBytes: w.OutBytes, PlainBytes: w.PlainBytes, CPU: procstat.CPU() - cpu0,
+		Wall: time.Since(t0), Iterations: passes}, nil
+}
+
+// Worker is the loop's state; its buffers are reused across records.
+type Worker struct {
+	Logs       int
+	OutBytes   int64
+	PlainBytes int64
+
+	zr      *gzip.Reader
+	src     bytes.Reader
+	env     []byte
+	envP    fastjson.Parser
+	msgP    fastjson.Parser
+	payload []byte // the JSON array being built
+	inBatch int
+	zw      *gzip.Writer
+	out     countWriter
+}
+
+// NewWorker returns a worker with empty buffers.
+func NewWorker() *Worker {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level never fails
+	return &Worker{zw: zw, payload: make([]byte, 0, 1<<20)}
+}
+
+// Record processes one gzipped CloudWatch envelope.
+func (w *Worker) Record(gz []byte) error {
+	w.src.Reset(gz)
+	if w.zr == nil {
+		zr, err := gzip.NewReader(&w.src)
+		if err != nil {
+			return fmt.Errorf("floor: gunzip: %w", err)
+		}
+		w.zr = zr
+	} else if err := w.zr.Reset(&w.src); err != nil {
+		return fmt.Errorf("floor: gunzip: %w", err)
+	}
+	buf := bytes.NewBuffer(w.env[:0])
+	if _, err := buf.ReadFrom(w.zr); err != nil {
+		return fmt.Errorf("floor: gunzip: %w", err)
+	}
+	w.env = buf.Bytes()
+	env, err := w.envP.ParseBytes(w.env)
+	if err != nil {
+		return fmt.Errorf("floor: envelope: %w", err)
+	}
+	if string(env.GetStringBytes("messageType")) != "DATA_MESSAGE" {
+		return nil
+	}
+	owner := env.GetStringBytes("owner")
+	group := env.GetStringBytes("logGroup")
+	stream := env.GetStringBytes("logStream")
+	for _, ev := range env.GetArray("logEvents") {
+		msg := ev.GetStringBytes("message")
+		w.appendLog(owner, group, stream, ev.GetStringBytes("id"), ev.GetInt64("timestamp"), msg)
+		if w.inBatch == LogsPerPayload {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// appendLog writes one Datadog log onto the payload.
+func (w *Worker) appendLog(owner, group, stream, id []byte, ts int64, msg []byte) {
+	p := w.payload
+	if w.inBatch == 0 {
+		p = append(p[:0], '[')
+	} else {
+		p = append(p, ',')
+	}
+	p = append(p, `{"ddsource":"apigateway","service":"apigateway","hostname":`...)
+	p = AppendString(p, group)
+	p = append(p, `,"timestamp":`...)
+	p = strconv.AppendInt(p, ts, 10)
+	p = append(p, `,"status":"info","id":`...)
+	p = AppendString(p, id)
+	p = append(p, `,"message":`...)
+	p = AppendString(p, msg)
+	p = append(p, `,"aws":{"awslogs":{"logGroup":`...)
+	p = AppendString(p, group)
+	p = append(p, `,"logStream":`...)
+	p = AppendString(p, stream)
+	p = append(p, `,"owner":`...)
+	p = AppendString(p, owner)
+	p = append(p, `}}`...)
+	// The message's fields as attributes, values as parsed. A message that
+	// is not valid JSON (loadgen's bare "-" for a missing length) is
+	// delivered as its text alone, as any parser must at least do.
+	if v, err := w.msgP.ParseBytes(msg); err == nil {
+		if o, err := v.Object(); err == nil {
+			p = append(p, `,"apigateway":{`...)
+			first := true
+			o.Visit(func(k []byte, v *fastjson.Value) {
+				if !first {
+					p = append(p, ',')
+				}
+				first = false
+				p = AppendString(p, k)
+				p = append(p, ':')
+				p = v.MarshalTo(p)
+			})
+			p = append(p, '}')
+		}
+	}
+	p = append(p, '}')
+	w.payload = p
+	w.inBatch++
+	w.Logs++
+}
+
+// Flush gzips the logs written since the last flush.
+func (w *Worker) Flush() error {
+	if w.inBatch == 0 {
+		return nil
+	}
+	w.payload = append(w.payload, ']')
+	w.PlainBytes += int64(len(w.payload))
+	w.zw.Reset(&w.out)
+	if _, err := w.zw.Write(w.payload); err != nil {
+		return err
+	}
+	if err := w.zw.Close(); err != nil {
+		return err
+	}
+	w.OutBytes, w.out.n = w.OutBytes+w.out.n, 0
+	w.payload, w.inBatch = w.payload[:0], 0
+	return nil
+}
+
+// countWriter discards the compressed payload: sending it is not the floor.
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+var _ io.Writer = (*countWriter)(nil)
+
+// AppendString appends s as a JSON string: runs of plain bytes are copied at
+// once; quotes, backslashes and control characters are escaped, invalid
+// UTF-8 becomes U+FFFD.
+func AppendString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+const hex = "0123456789abcdef"
