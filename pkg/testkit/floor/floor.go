@@ -39,7 +39,10 @@ const LogsPerPayload = 1000
 // gzipped CloudWatch envelopes.
 type Corpus struct {
 	Records [][]byte
-	Events  int // log events in Records (control messages excluded)
+	// Base64 holds the same records as they are on the wire (what a
+	// pipeline's decode stage reads).
+	Base64 [][]byte
+	Events int // log events in Records (control messages excluded)
 }
 
 // NewCorpus generates requests carrying at least events events with cfg,
@@ -67,11 +70,13 @@ func NewCorpus(cfg loadgen.Config, events int) (*Corpus, error) {
 			return nil, fmt.Errorf("floor: request body: %w", err)
 		}
 		for _, r := range v.GetArray("records") {
-			data, err := base64.StdEncoding.DecodeString(string(r.GetStringBytes("data")))
+			b64 := r.GetStringBytes("data")
+			data, err := base64.StdEncoding.DecodeString(string(b64))
 			if err != nil {
 				return nil, fmt.Errorf("floor: record data: %w", err)
 			}
 			c.Records = append(c.Records, data)
+			c.Base64 = append(c.Base64, bytes.Clone(b64))
 		}
 		c.Events += len(req.Events)
 	}
