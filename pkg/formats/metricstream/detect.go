@@ -30,16 +30,27 @@ import (
 // record: gunzip first. Detect reads at most the first line (JSON) or the
 // first frame (protobuf) and does not allocate.
 func Detect(data []byte) Format {
+	if IsOTel(data) {
+		return FormatOTel
+	}
 	if len(data) == 0 || len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
 		return FormatNone
-	}
-	if probeOTel(data) {
-		return FormatOTel
 	}
 	if looksJSON(data) && probeJSON(data) {
 		return FormatJSON
 	}
 	return FormatNone
+}
+
+// IsOTel is Detect(data) == FormatOTel, without the JSON probe: a caller
+// that asks only about OpenTelemetry output (the decode stage, of every
+// record) would otherwise scan a whole CloudWatch envelope's top-level
+// values for metric-stream keys it cannot have.
+func IsOTel(data []byte) bool {
+	if len(data) == 0 || len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		return false
+	}
+	return probeOTel(data)
 }
 
 // probeJSON looks for the metric-stream keys among the top-level keys of

@@ -175,6 +175,9 @@ func FuzzDetect(f *testing.F) {
 	f.Add(otel07Record())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		format := Detect(data)
+		if IsOTel(data) != (format == FormatOTel) {
+			t.Fatalf("IsOTel says %v, Detect says %s", IsOTel(data), format)
+		}
 		switch format {
 		case FormatJSON:
 			if !looksJSON(data) {

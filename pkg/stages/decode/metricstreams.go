@@ -13,7 +13,7 @@ func MetricStreams(d *metricstream.Decoder) MetricDecoder { return metricStreams
 type metricStreams struct{ d *metricstream.Decoder }
 
 func (m metricStreams) IsFrames(data []byte) bool {
-	return metricstream.Detect(data) == metricstream.FormatOTel
+	return metricstream.IsOTel(data)
 }
 
 func (m metricStreams) IsLine(line []byte) bool {
@@ -63,7 +63,7 @@ func RefusedMetricStreams() MetricDecoder { return refusedMetricStreams{} }
 type refusedMetricStreams struct{}
 
 func (refusedMetricStreams) IsFrames(data []byte) bool {
-	return metricstream.Detect(data) == metricstream.FormatOTel
+	return metricstream.IsOTel(data)
 }
 
 func (refusedMetricStreams) IsLine(line []byte) bool {
