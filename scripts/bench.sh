@@ -76,8 +76,9 @@ if [ "$PROFILE" = 1 ]; then
 	bin/loadgen -url "http://$FIREHOSE/" -access-key "$KEY" -events "$EVENTS" "${TRAFFIC[@]}" -concurrency "$CONCURRENCY" \
 		-progress 0 -report -watch-pid "$GW" > "$OUT/max.json" & LG=$!
 	curl -fsS -o "$OUT/cpu.pprof" "http://$ADMIN/debug/pprof/profile?seconds=${PROFILE_SECONDS:-10}" || true
-	curl -fsS -o "$OUT/allocs.pprof" "http://$ADMIN/debug/pprof/allocs" || true
 	wait "$LG"
+	# Allocations since the start: the maximum run's (nothing came before).
+	curl -fsS -o "$OUT/allocs.pprof" "http://$ADMIN/debug/pprof/allocs" || true
 else
 	bin/loadgen -url "http://$FIREHOSE/" -access-key "$KEY" -events "$EVENTS" "${TRAFFIC[@]}" -concurrency "$CONCURRENCY" \
 		-progress 0 -report -watch-pid "$GW" > "$OUT/max.json"
@@ -120,4 +121,11 @@ awk -v gw="$gw" -v fb="$fb" -v fa="$fa" -v p99="$(ack_p99 "$OUT/max.json")" -v h
 if [ "$PROFILE" = 1 ] && [ -s "$OUT/cpu.pprof" ]; then
 	nspe=$(awk -v gw="$gw" 'BEGIN { printf "%.0f", 1e9 / gw }')
 	./scripts/profile-stages.sh "$OUT/cpu.pprof" "$GWPIPE" "$nspe" | tee "$OUT/stages.txt"
+	# pprof totals ("... of 1.2GB total"): bytes and objects allocated per event.
+	total() { go tool pprof -sample_index="$1" -top "$GWPIPE" "$OUT/allocs.pprof" 2>/dev/null | sed -n 's/.* of \([0-9.]*[kMG]*B*\) total.*/\1/p' | head -1; }
+	awk -v b="$(total alloc_space)" -v o="$(total alloc_objects)" -v ev="$(field "$OUT/max.json" events_acked)" 'BEGIN {
+		m = 1; if (b ~ /GB$/) m = 1e9; else if (b ~ /MB$/) m = 1e6; else if (b ~ /kB$/) m = 1e3
+		n = 1; if (o ~ /M$/) n = 1e6; else if (o ~ /k$/) n = 1e3
+		if (ev > 0) printf "allocated        %8.0f bytes, %.2f objects per event (maximum run)\n", (b + 0) * m / ev, (o + 0) * n / ev
+	}' | tee -a "$OUT/stages.txt"
 fi
