@@ -46,7 +46,8 @@ test: lint
 test-race:
 	$(GO) test -race $(TEST_FLAGS) $(PKGS)
 
-## bench: the end-to-end benchmark, peak memory under hostile loads, then
+## bench: the end-to-end benchmark (with the floor of the same work and
+## gwpipe's ratio to it), peak memory under hostile loads, then
 ## the per-stage Go benchmarks.
 bench: bench-e2e bench-memory bench-go
 
