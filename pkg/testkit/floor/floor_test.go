@@ -6,7 +6,6 @@ import (
 	"io"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
@@ -100,27 +99,6 @@ func TestRunCountsEvents(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2*c.Events, r.Events)
 	assert.Positive(t, r.OutBytes)
-}
-
-// FuzzAppendString checks the escaper against encoding/json: the output is
-// valid JSON that decodes to the input with each invalid UTF-8 byte
-// replaced, as encoding/json does.
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", `q"uo\te`, "ctl\x00\x1f\n\t\r", "caf\xc3\xa9", "bad\xff\xfe", "\xe2\x82", "\u2028"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, s []byte) {
-		out := AppendString([]byte("x"), s)
-		require.Equal(t, byte('x'), out[0])
-		var got string
-		require.NoError(t, json.Unmarshal(out[1:], &got), "%q", out)
-		ref, err := json.Marshal(string(s)) // replaces each invalid byte
-		require.NoError(t, err)
-		var want string
-		require.NoError(t, json.Unmarshal(ref, &want))
-		assert.Equal(t, want, got)
-		assert.True(t, utf8.Valid(out))
-	})
 }
 
 // BenchmarkFloor reports the floor's events per CPU-second (run with -cpu 1).
