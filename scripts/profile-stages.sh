@@ -13,6 +13,7 @@ function stage(fn) {
 	if (fn ~ /gwpipe\/pkg\/sources\/firehose/) return "source: firehose (body, base64)"
 	if (fn ~ /gwpipe\/pkg\/stages\/decode|gwpipe\/pkg\/formats\/cwlogs/) return "decode (gunzip, envelope)"
 	if (fn ~ /gwpipe\/pkg\/formats\/apigw|gwpipe\/pkg\/stages\/parse|pipeline\.parseStage/) return "parse"
+	if (fn ~ /gwpipe\/pkg\/stages\/filter/) return "filter"
 	if (fn ~ /gwpipe\/pkg\/stages\/enrich|pipeline\.enrich/) return "enrich"
 	if (fn ~ /gwpipe\/pkg\/stages\/derive/) return "derive"
 	if (fn ~ /gwpipe\/pkg\/sinks\/ddmetrics/) return "deliver-metrics"
