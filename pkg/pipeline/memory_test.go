@@ -146,5 +146,7 @@ func TestAStalledBodyIsCutAndHoldsNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "HTTP/1.1 408 Request Timeout", strings.TrimSpace(line))
 	assertNothingHeld(t, h)
-	assert.Equal(t, int64(1), h.p.Status().Counters["firehose.status.408"])
+	// The stalled request, plus any of the generator's that a loaded
+	// machine made as slow (cut too, and retried by the generator).
+	assert.Equal(t, 1+rep.Statuses["408"], h.p.Status().Counters["firehose.status.408"])
 }

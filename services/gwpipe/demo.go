@@ -273,15 +273,16 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 	lg := loadgen.DefaultConfig()
 	lg.URL, lg.AccessKey, lg.Rate, lg.Events = firehoseURL, accessKey, o.rate, o.events
 	lg.ControlRate = 0.01
-	lgCtx, stopTraffic := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopTraffic()
+	lgCtx, abandonTraffic := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandonTraffic()
+	trafficStop := make(chan struct{})
 	type lgResult struct {
 		rep loadgen.Report
 		err error
 	}
 	lgDone := make(chan lgResult, 1)
 	go func() {
-		rep, err := loadgen.Run(lgCtx, lg)
+		rep, err := loadgen.Run(lgCtx, lg, loadgen.WithStop(trafficStop))
 		lgDone <- lgResult{rep, err}
 	}()
 
@@ -316,16 +317,23 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 
 	// The traffic stops first; the requests in flight are answered while
 	// the pipeline drains, then the intake it drained into stops.
-	stopTraffic()
+	close(trafficStop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.Pipeline.DrainTimeout)
 	defer cancel()
 	shutdownErr := p.Shutdown(sctx)
 	if traffic == nil {
+		// Every request in flight has had its answer; what is left is a
+		// retry of one handed back, which has nowhere to go now.
+		grace := time.NewTimer(2 * time.Second)
 		select {
 		case r := <-lgDone:
 			traffic = &r
-		case <-sctx.Done(): // its requests could not be answered in time
+		case <-grace.C:
+			abandonTraffic()
+			r := <-lgDone
+			traffic = &r
 		}
+		grace.Stop()
 	}
 	stopReport()
 	<-reportDone

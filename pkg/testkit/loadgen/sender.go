@@ -47,6 +47,7 @@ type options struct {
 	onAck         func(*Request)
 	progressEvery time.Duration
 	progress      func(Report)
+	stop          <-chan struct{}
 }
 
 // WithHTTPClient sends with c instead of a client built from the Config.
@@ -65,10 +66,17 @@ func WithProgress(every time.Duration, fn func(Report)) Option {
 	return func(o *options) { o.progressEvery, o.progress = every, fn }
 }
 
+// WithStop makes Run stop generating and sending new requests once stop is
+// closed, while the requests already sent wait for their answers (and
+// retries) under Run's context: a graceful end, where cancelling the
+// context abandons what is in flight.
+func WithStop(stop <-chan struct{}) Option { return func(o *options) { o.stop = stop } }
+
 // Report summarises a run. It is JSON-serialisable.
 type Report struct {
 	// Stopped says why Run ended: "events" (count reached), "duration",
-	// "canceled" (ctx ended) or "" for a snapshot taken while running.
+	// "canceled" (ctx ended), "stopped" (WithStop) or "" for a snapshot
+	// taken while running.
 	Stopped        string  `json:"stopped,omitempty"`
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 
@@ -351,6 +359,15 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (Report, error) {
 
 	genCtx, stopGen := context.WithCancel(ctx)
 	defer stopGen()
+	if s.opts.stop != nil {
+		go func() {
+			select {
+			case <-s.opts.stop:
+				stopGen()
+			case <-genCtx.Done():
+			}
+		}()
+	}
 	if cfg.Duration > 0 {
 		genCtx, stopGen = context.WithTimeout(genCtx, cfg.Duration)
 		defer stopGen()
@@ -414,7 +431,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (Report, error) {
 	for range cfg.Concurrency {
 		wg.Go(func() {
 			for req := range queue {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || isClosed(s.opts.stop) {
 					continue // drain without sending
 				}
 				_ = s.Send(ctx, req) // outcome is counted in the report
@@ -429,12 +446,27 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (Report, error) {
 	switch {
 	case ctx.Err() != nil:
 		rep.Stopped = "canceled"
+	case isClosed(s.opts.stop) && !reachedCount:
+		rep.Stopped = "stopped"
 	case reachedCount:
 		rep.Stopped = "events"
 	default:
 		rep.Stopped = "duration"
 	}
 	return rep, genErr
+}
+
+// isClosed is false for a nil channel: no stop asked.
+func isClosed(c <-chan struct{}) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // histogram is a log-linear latency histogram (microseconds, 64 sub-buckets
