@@ -340,6 +340,49 @@ func TestKubernetesSharedDLQ(t *testing.T) {
 	}
 }
 
+// TestKubernetesS3State adds the s3-state component to the NATS overlay:
+// every worker gets the dead-letter archive and the poller's state in the
+// bucket of gwpipe-params, URLs gwpipe accepts (checkFleet loads and
+// validates each worker's configuration).
+func TestKubernetesS3State(t *testing.T) {
+	fs := memFS(t)
+	kust := "/k/overlays/nats/kustomization.yaml"
+	data, err := fs.ReadFile(kust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.WriteFile(kust, append(data, []byte("components:\n  - ../../components/s3-state\n")...)); err != nil {
+		t.Fatal(err)
+	}
+	params := "/k/base/params.yaml"
+	p, err := fs.ReadFile(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(p), "STATE_BUCKET: gwpipe-state-111111111111", "STATE_BUCKET: acme-gwpipe-state", 1)
+	if changed == string(p) {
+		t.Fatal("params.yaml has no STATE_BUCKET: update this test")
+	}
+	if err := fs.WriteFile(params, []byte(changed)); err != nil {
+		t.Fatal(err)
+	}
+	m := render(t, fs, "/k/overlays/nats")
+	checkFleet(t, "overlays/nats + components/s3-state", m, true)
+	env := m.configMaps["gwpipe-env"].Data
+	if got := env["GWPIPE_DLQ_URL"]; got != "s3://acme-gwpipe-state/dlq/" {
+		t.Errorf("GWPIPE_DLQ_URL %q", got)
+	}
+	if got := env["GWPIPE_METRICS_POLLER_STATE_URL"]; got != "s3://acme-gwpipe-state/cwpoller/" {
+		t.Errorf("GWPIPE_METRICS_POLLER_STATE_URL %q", got)
+	}
+	for _, d := range m.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		if !slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.ConfigMapRef != nil && e.ConfigMapRef.Name == "gwpipe-env" }) {
+			t.Errorf("%s does not read gwpipe-env", d.Name)
+		}
+	}
+}
+
 // TestKubernetesParams changes gwpipe-params and checks the replacements
 // carry the values everywhere they are needed.
 func TestKubernetesParams(t *testing.T) {

@@ -562,6 +562,103 @@ func TestTerraformPipelineRole(t *testing.T) {
 	}
 }
 
+// dynamicStatement finds the content of a policy document's dynamic
+// statement by its sid.
+func dynamicStatement(t *testing.T, m *tfModule, doc *hclsyntax.Block, sid string) *hclsyntax.Block {
+	t.Helper()
+	for _, b := range doc.Body.Blocks {
+		if b.Type != "dynamic" || len(b.Labels) != 1 || b.Labels[0] != "statement" {
+			continue
+		}
+		c := block(b, "content")
+		if c == nil {
+			continue
+		}
+		if a, ok := c.Body.Attributes["sid"]; ok {
+			if v, diags := a.Expr.Value(nil); !diags.HasErrors() && v.AsString() == sid {
+				return c
+			}
+		}
+	}
+	t.Errorf("%s: no statement %s", m.dir, sid)
+	return nil
+}
+
+// The state the fleet shares: workers read and write objects under the
+// state prefixes only (conditional writes need nothing beyond
+// s3:PutObject), and list them, so that a missing key answers 404 rather
+// than 403 (how a first lease or checkpoint is told from a refusal).
+func TestTerraformPipelineRoleState(t *testing.T) {
+	m := loadModule(t, filepath.Join(tfDir, "modules", "pipeline-role"))
+	perms := m.data["aws_iam_policy_document.pipeline"]
+	objects := dynamicStatement(t, m, perms, "StateObjects")
+	if objects == nil {
+		return
+	}
+	if got := eval(t, m, objects, "actions"); !got.RawEquals(cty.TupleVal([]cty.Value{cty.StringVal("s3:GetObject"), cty.StringVal("s3:PutObject")})) {
+		t.Errorf("StateObjects grants %s, want s3:GetObject and s3:PutObject only", got.GoString())
+	}
+	if !refersTo(objects, "resources", "var.state_prefixes") {
+		t.Error("StateObjects must be limited to the state prefixes")
+	}
+	list := dynamicStatement(t, m, perms, "StateList")
+	if list == nil {
+		return
+	}
+	if got := eval(t, m, list, "actions"); !got.RawEquals(cty.TupleVal([]cty.Value{cty.StringVal("s3:ListBucket")})) {
+		t.Errorf("StateList grants %s", got.GoString())
+	}
+	cond := block(list, "condition")
+	if cond == nil || !refersTo(cond, "values", "var.state_prefixes") || eval(t, m, cond, "variable").AsString() != "s3:prefix" {
+		t.Error("StateList must be conditioned on s3:prefix of the state prefixes")
+	}
+	for _, sid := range []string{"StateObjects", "StateList"} {
+		for _, b := range perms.Body.Blocks {
+			if b.Type == "dynamic" && block(b, "content") == dynamicStatement(t, m, perms, sid) && !refersTo(b, "for_each", "var.state_bucket_arn") {
+				t.Errorf("%s must be granted only with a state bucket", sid)
+			}
+		}
+	}
+	var prefixes []string
+	for it := eval(t, m, m.variables["state_prefixes"], "default").ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		prefixes = append(prefixes, v.AsString())
+	}
+	for _, want := range []string{"dlq/", "replays/", "cwpoller/"} {
+		if !slices.Contains(prefixes, want) {
+			t.Errorf("state_prefixes default lacks %s", want)
+		}
+	}
+}
+
+func TestTerraformState(t *testing.T) {
+	m := loadModule(t, filepath.Join(tfDir, "modules", "state"))
+	lc := m.resources["aws_s3_bucket_lifecycle_configuration.state"]
+	var dlqRule *hclsyntax.Block
+	for _, r := range lc.Body.Blocks {
+		if r.Type == "rule" && refersTo(block(r, "filter"), "prefix", "var.dlq_prefix") {
+			dlqRule = r
+		}
+		if r.Type == "rule" && block(r, "expiration") != nil && block(r, "filter") != nil && len(block(r, "filter").Body.Attributes) == 0 {
+			t.Error("state must not expire as a whole: leases, checkpoints and the poller's state are rewritten, never recreated")
+		}
+	}
+	if dlqRule == nil || !refersTo(block(dlqRule, "expiration"), "days", "var.dlq_retention_days") {
+		t.Error("dead letters expire after dlq_retention_days")
+	}
+	if m.resources["aws_s3_bucket_public_access_block.state"] == nil || m.resources["aws_s3_bucket_server_side_encryption_configuration.state"] == nil {
+		t.Error("the state bucket is private and encrypted")
+	}
+	if !refersTo(m.outputs["dlq_url"], "value", "var.dlq_prefix") {
+		t.Error("dlq_url is s3://<bucket>/<dlq_prefix>")
+	}
+	ex := loadModule(t, filepath.Join(tfDir, "examples", "two-accounts"))
+	role := ex.modules["pipeline_role"]
+	if !refersTo(role, "state_bucket_arn", "module.state.bucket_arn") || !refersTo(role, "state_prefixes", "module.state.prefixes") {
+		t.Error("the example grants the pipeline role its state bucket")
+	}
+}
+
 func TestTerraformExample(t *testing.T) {
 	m := loadModule(t, filepath.Join(tfDir, "examples", "two-accounts"))
 	accounts := map[string]bool{}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
@@ -54,6 +56,12 @@ type Transport struct {
 	// DedupWindow is how many recent CloudWatch event ids deliver-logs
 	// remembers to drop redelivered duplicates (0 turns it off).
 	DedupWindow int `yaml:"dedup_window"`
+	// FleetDedup makes the Firehose request ids and deliver-logs' batches
+	// known to every worker, in a JetStream key-value bucket
+	// (gwpipe_dedup), with transport.kind nats: a retry a load balancer
+	// sends to another worker, and a batch the broker redelivers to
+	// another worker, are not delivered twice.
+	FleetDedup claim.Config `yaml:"fleet_dedup"`
 }
 
 type Pipeline struct {
@@ -118,6 +126,10 @@ type Replay struct {
 	DLQ            string `yaml:"dlq"`
 	Region         string `yaml:"region"`
 	EventsPerBatch int    `yaml:"events_per_batch"`
+	// Lease guards a checkpoint in S3 (and the ledger of an archive in
+	// S3): a second replay of the same one is refused while the first
+	// runs, and takes over once the first's lease expires.
+	Lease lease.Config `yaml:"lease"`
 }
 
 // TimeRange resolves From and To against now. An empty From is the zero
@@ -243,7 +255,7 @@ func DefaultConfig() Config {
 	rd := replay.DefaultConfig()
 	return Config{
 		Log:       Log{Level: "info", Format: "text"},
-		Transport: Transport{TransportConfig: stage.DefaultTransportConfig(), DedupWindow: 1_000_000},
+		Transport: Transport{TransportConfig: stage.DefaultTransportConfig(), DedupWindow: 1_000_000, FleetDedup: claim.DefaultConfig()},
 		Pipeline: Pipeline{
 			Runtime: stage.DefaultConfig(), Config: membudget.DefaultConfig(), DrainTimeout: 60 * time.Second,
 			Topics: Topics{Raw: "raw", Decoded: "decoded", Parsed: "parsed", Enriched: "enriched", Metrics: "metrics", DLQ: "dlq"},
@@ -265,6 +277,7 @@ func DefaultConfig() Config {
 		Replay: Replay{
 			SelectBy: rd.SelectBy, KeySlack: rd.KeySlack, Concurrency: rd.Concurrency, OldLogs: rd.OldLogs,
 			MaxAge: rd.MaxAge, EventsPerBatch: rd.Object.EventsPerBatch, MaxInFlightEvents: rd.MaxInFlightEvents,
+			Lease: lease.DefaultConfig(),
 		},
 	}
 }

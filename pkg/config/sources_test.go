@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 )
 
 func TestSQSAndReplayDefaultsAreValid(t *testing.T) {
@@ -98,6 +100,31 @@ func TestSQSAndReplayValidation(t *testing.T) {
 		{"bucket and dlq", func(c *Config) { c.Replay.Bucket, c.Replay.DLQ = "b", "data/dlq" }, "replay.dlq"},
 		{"from", func(c *Config) { c.Replay.From = "last tuesday" }, "replay.from"},
 		{"reversed range", func(c *Config) { c.Replay.From, c.Replay.To = "-1h", "-2h" }, "must be before replay.to"},
+		{"s3 checkpoint without key", func(c *Config) { c.Replay.Checkpoint = "s3://bucket/" }, "replay.checkpoint: an S3 checkpoint is s3://bucket/key"},
+		{"replay lease", func(c *Config) { c.Replay.Lease.TTL = time.Millisecond }, "replay.lease.ttl: must be"},
+		{"dlq url", func(c *Config) { c.DLQ.URL = "https://bucket/dlq" }, "dlq.url: "},
+		{"dlq linger", func(c *Config) { c.DLQ.Linger = time.Hour }, "dlq.linger: must be"},
+		{"no dlq", func(c *Config) { c.DLQ.Dir = "" }, "dlq.dir: must be set"},
+		{"fleet dedup ttl", func(c *Config) {
+			c.Transport.Kind, c.Transport.NATS.URL = "nats", "nats://127.0.0.1:4222"
+			c.Transport.FleetDedup.TTL = time.Second
+		}, "transport.fleet_dedup.ttl: must be"},
+		{"poller state url scheme", func(c *Config) {
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
+			c.Metrics.Poller.StateURL = "gs://bucket/x"
+		}, "metrics.poller.state_url: must be a local file"},
+		{"poller kv without nats", func(c *Config) {
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
+			c.Metrics.Poller.StateURL = "nats-kv://gwpipe-cwpoller"
+		}, "metrics.poller.state_url: nats-kv://gwpipe-cwpoller needs transport.kind nats"},
+		{"poller both state keys", func(c *Config) {
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
+			c.Metrics.Poller.StateURL, c.Metrics.Poller.StateFile = "s3://b/p/", "old.json"
+		}, "metrics.poller.state_file: is the former name"},
+		{"poller lease", func(c *Config) {
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
+			c.Metrics.Poller.StateURL, c.Metrics.Poller.Lease.TTL = "s3://b/cwpoller/", 0
+		}, "metrics.poller.lease.ttl: must be"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,4 +184,38 @@ func TestReplayTimeRange(t *testing.T) {
 	assert.Equal(t, now, to)
 	_, _, err = Replay{From: "now", To: "-1h"}.TimeRange(now)
 	assert.ErrorContains(t, err, "must be before")
+}
+
+// The poller's state moved from state_file to state_url: the old key is
+// still obeyed, with a warning.
+func TestPollerStateFileStillAccepted(t *testing.T) {
+	cfg, err := Load("", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1", "GWPIPE_METRICS_POLLER_STATE_FILE=/var/lib/gwpipe/poller.json"))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	url, warn := cfg.Metrics.Poller.StateLocation()
+	assert.Equal(t, "/var/lib/gwpipe/poller.json", url)
+	assert.Contains(t, warn, "metrics.poller.state_file is deprecated")
+	assert.Equal(t, []string{warn}, cfg.Warnings())
+
+	cfg, err = Load("", append(valid(), "GWPIPE_METRICS_POLLER_STATE_URL=s3://gwpipe-state/cwpoller/"))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	url, warn = cfg.Metrics.Poller.StateLocation()
+	assert.Equal(t, "s3://gwpipe-state/cwpoller/", url)
+	assert.Empty(t, warn)
+	assert.Empty(t, cfg.Warnings())
+}
+
+// A poller in a fleet with its state on a worker's disk polls from every
+// worker: the configuration says so at start-up.
+func TestPollerLocalStateInAFleetWarns(t *testing.T) {
+	cfg, err := Load("", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1",
+		"GWPIPE_TRANSPORT_KIND=nats", "GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:4222"))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	require.Len(t, cfg.Warnings(), 1)
+	assert.Contains(t, cfg.Warnings()[0], "every worker of the fleet that runs ingest polls every target")
+	cfg.Metrics.Poller.StateURL = "nats-kv://gwpipe-cwpoller"
+	require.NoError(t, cfg.Validate())
+	assert.Empty(t, cfg.Warnings())
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 )
 
 // Sites are Datadog's sites (DD_SITE); datadog.site also takes another
@@ -96,6 +97,9 @@ func (c Config) Validate() error {
 	}
 
 	p.section("transport", c.Transport.TransportConfig.Validate())
+	if fd := c.Transport.FleetDedup; fd.Enabled && c.Transport.Kind == "nats" {
+		p.section("transport.fleet_dedup", fd.Validate())
+	}
 	if c.Transport.DedupWindow < 0 {
 		p.add("transport.dedup_window", "must be ≥ 0 (0: off), got %d", c.Transport.DedupWindow)
 	}
@@ -274,6 +278,9 @@ func (c Config) validateMetrics(p *problems) {
 	}
 	if len(m.Poller.Accounts) > 0 {
 		p.section("metrics.poller", m.Poller.Validate())
+		if url, _ := m.Poller.StateLocation(); strings.HasPrefix(url, "nats-kv://") && c.Transport.Kind != "nats" {
+			p.add("metrics.poller.state_url", "%s needs transport.kind nats (the bucket is on its server), got %q", url, c.Transport.Kind)
+		}
 	}
 }
 
@@ -343,5 +350,11 @@ func (c Config) validateReplay(p *problems) {
 	}
 	if _, _, err := r.TimeRange(time.Now()); err != nil {
 		p.section("", err)
+	}
+	p.section("replay.lease", r.Lease.Validate())
+	if strings.HasPrefix(r.Checkpoint, "s3://") {
+		if b, k, err := dlq.ParseS3URL(r.Checkpoint); err != nil || b == "" || strings.TrimSuffix(k, "/") == "" {
+			p.add("replay.checkpoint", "an S3 checkpoint is s3://bucket/key (an object), got %q", r.Checkpoint)
+		}
 	}
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
+	"github.com/gwpipe/gwpipe/pkg/testkit/natstest"
 )
 
 var readmePath = filepath.Join("..", "..", "README.md")
@@ -39,22 +41,53 @@ func everyMetric(t *testing.T) []telemetry.Family {
 	cfg.Metrics.Telemetry.DogStatsDAddr = "127.0.0.1:1"
 	cfg.DLQ.Dir = t.TempDir()
 	cfg.Filters.Redact = []string{"ip"} // the filters' families, labelled by rule
+	return connected(t, cfg).Metrics().Snapshot().Families
+}
+
+// connected builds a pipeline of cfg and does what Start does before it
+// starts anything: connect (the transport, the archive, the shared
+// stores) and build every stage and source (New builds none of them, as
+// it reaches nothing). Never started, what it connected is closed at the
+// test's end.
+func connected(t *testing.T, cfg config.Config) *Pipeline {
+	t.Helper()
 	p, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	// What Start does before it starts anything: build every stage and
-	// source (New builds none of them, as it reaches nothing).
 	require.NoError(t, p.connect(context.Background()))
 	t.Cleanup(func() {
-		// Never started: stop what New started.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		assert.NoError(t, p.tagger.Close())
+		if p.tagger != nil {
+			assert.NoError(t, p.tagger.Close())
+		}
 		assert.NoError(t, p.logs.Close(ctx))
-		assert.NoError(t, p.metricsC.Close())
-		assert.NoError(t, p.selfTel.Close())
+		if p.metricsC != nil {
+			assert.NoError(t, p.metricsC.Close())
+		}
+		if p.selfTel != nil {
+			assert.NoError(t, p.selfTel.Close())
+		}
 		assert.NoError(t, p.archive.Close())
+		// The runtime's router never ran (closing it waits for it to
+		// start); a broker's connections end with its server.
+		assert.NoError(t, p.closeFleet())
 	})
-	return p.Metrics().Snapshot().Families
+	return p
+}
+
+// fleetMetric connects (without starting) a pipeline of a fleet, whose
+// figures only a fleet has: NATS transport with fleet-wide request ids and
+// delivered batches (transport.fleet_dedup, on an embedded nats-server),
+// and dead letters in S3 (dlq.url; no S3 call is made before a letter is
+// written).
+func fleetMetric(t *testing.T) []telemetry.Family {
+	t.Helper()
+	cfg := unreachable(t, "http://127.0.0.1:1")
+	cfg.Sources.SQS.QueueURLs = nil
+	cfg.Enrich.AWSTags = false
+	cfg.Transport.Kind, cfg.Transport.NATS.URL = "nats", natstest.Start(t)
+	cfg.DLQ.URL = "s3://gwpipe-state/dlq/"
+	return connected(t, cfg).Metrics().Snapshot().Families
 }
 
 // metricsTable is the README's table of every metric, one row per family.
@@ -82,6 +115,11 @@ func metricsTable(fams []telemetry.Family) string {
 // every family has a help text.
 func TestMetricsAreDocumented(t *testing.T) {
 	fams := everyMetric(t)
+	for _, f := range fleetMetric(t) {
+		if !slices.ContainsFunc(fams, func(g telemetry.Family) bool { return g.Name == f.Name }) {
+			fams = append(fams, f)
+		}
+	}
 	for _, f := range fams {
 		assert.NotEmpty(t, f.Help, "%s has no help text", f.Name)
 	}

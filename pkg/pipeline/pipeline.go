@@ -58,7 +58,7 @@ type Pipeline struct {
 
 	rt       *stage.Runtime
 	logs     *ddlogs.Client
-	archive  *dlq.Archive
+	archive  dlq.Sink
 	parser   *apigw.Parser
 	parse    *parse.Stage
 	tagger   *awstags.Tagger
@@ -68,6 +68,7 @@ type Pipeline struct {
 	selfTel  *ddmetrics.SelfTelemetry
 	firehose *firehose.Source
 	sources  []Source
+	fleet    fleetStores // shared stores: state that outlives this worker
 	// streams reads CloudWatch metric-stream data (decode stage, S3
 	// objects); nil when metric streams are off.
 	streams decode.MetricDecoder
@@ -99,6 +100,9 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	// Whatever a stage logs (an error quoting the intake's URL, …) is
 	// written without the secrets URLs may carry.
 	log = slog.New(redact.Handler(log.Handler()))
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	g := theGraph()
 	if stages == nil {
 		stages = g.names()
@@ -138,7 +142,8 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 }
 
 // connect reaches what the pipeline runs on, within ctx: the transport,
-// the dead-letter archive, AWS; then it builds and mounts every stage of
+// the dead-letter archive (a directory or S3), AWS, the stores the fleet
+// shares (NATS key-value, S3); then it builds and mounts every stage of
 // the graph this process runs, in graph order, and the sources.
 func (p *Pipeline) connect(ctx context.Context) error {
 	cfg := p.cfg
@@ -152,8 +157,8 @@ func (p *Pipeline) connect(ctx context.Context) error {
 	if p.rt, err = stage.New(rc, tr, p.log, p.metrics); err != nil {
 		return errors.Join(err, tr.Close())
 	}
-	if p.archive, err = dlq.Open(cfg.DLQ.Dir, archiveOptions...); err != nil {
-		return fmt.Errorf("dlq.dir: %w", err)
+	if p.archive, err = dlq.OpenSink(ctx, cfg.DLQ, p.s3Store, archiveOptions...); err != nil {
+		return fmt.Errorf("dlq.%w", err)
 	}
 	p.archive.RegisterMetrics(p.metrics)
 	for _, s := range p.graph.stages {
@@ -183,6 +188,15 @@ func (p *Pipeline) connect(ctx context.Context) error {
 	}
 	if cfg.Sources.Firehose.Enabled {
 		p.firehose = firehose.New(cfg.Sources.Firehose, p.entryOutput(StageIngest), p.Ready, p.log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
+		// Behind a load balancer, a retry can reach another worker than
+		// its first attempt: request ids are claimed fleet-wide.
+		requests, err := p.fleetRequests(ctx)
+		if err != nil {
+			return err
+		}
+		if requests != nil {
+			p.firehose.WithFleet(requests, p.metrics)
+		}
 	}
 	var sources []Source
 	for _, e := range p.graph.entries {
@@ -248,10 +262,10 @@ func (p *Pipeline) Ready() error {
 	return nil
 }
 
-// Start connects (the transport, the dead-letter archive, AWS), opens the
-// listeners and starts every stage, then the sources. Its errors name what
-// could not be reached; ctx ending interrupts it. After an error, Shutdown
-// releases what was connected.
+// Start connects (the transport, the dead-letter archive, AWS, the stores
+// the fleet shares), opens the listeners and starts every stage, then the
+// sources. Its errors name what could not be reached; ctx ending
+// interrupts it. After an error, Shutdown releases what was connected.
 func (p *Pipeline) Start(ctx context.Context) error {
 	if err := p.connect(ctx); err != nil {
 		return err
@@ -453,6 +467,9 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 		closing = append(closing, async("dead-letter archive", p.archive.Close))
 	}
 	errs = append(errs, waitAll(hard, closing)...)
+	// The sources and stages above settle their claims and leases through
+	// the shared state: it closes after them.
+	errs = append(errs, waitAll(hard, []pending{async("shared state", p.closeFleet)})...)
 	if p.selfTel != nil {
 		// Every figure is final now: the last report carries what the
 		// shutdown handed back or lost.

@@ -10,6 +10,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 )
@@ -46,6 +47,9 @@ func (p *Pipeline) newPollerSource(ctx context.Context) (Source, error) {
 	if e := p.cfg.Enrich; e.RoleTemplate != "" || len(e.RoleOverrides) > 0 {
 		cfg.CredentialsFor = cwpoller.RoleCredentials(sts.NewFromConfig(awsCfg), e.RoleFor, e.ExternalID)
 	}
+	if err := p.pollerState(ctx, &cfg); err != nil {
+		return nil, err
+	}
 	poller, err := cwpoller.New(cfg, awsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.poller: %w", err)
@@ -53,6 +57,26 @@ func (p *Pipeline) newPollerSource(ctx context.Context) (Source, error) {
 	poller.RegisterMetrics(p.metrics)
 	// Through enrichment, for the stages' console tags.
 	return &pollerSource{p: poller, out: p.entryOutput(SourcePoller), log: p.log.Warn}, nil
+}
+
+// pollerState opens the poller's state when the fleet shares it (s3://…,
+// nats-kv://…), with each target's lease in the same store, so that
+// exactly one worker polls a target; a local file the poller opens itself.
+func (p *Pipeline) pollerState(ctx context.Context, cfg *cwpoller.Config) error {
+	url, _ := cfg.StateLocation()
+	if !cwpoller.Shared(url) {
+		return nil
+	}
+	store, err := p.casStore(ctx, url)
+	if err != nil {
+		return fmt.Errorf("metrics.poller.state_url: %w", err)
+	}
+	holder, lc := p.fleet.name(), cfg.Lease
+	cfg.State = cwpoller.NewStoreState(store)
+	cfg.Leases = func(t cwpoller.Target) *lease.Lease {
+		return lease.New(store, t.Account+"-"+t.Region+".lease", holder, lc)
+	}
+	return nil
 }
 
 func (s *pollerSource) Name() string { return SourcePoller }

@@ -14,6 +14,9 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/replay"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
@@ -32,8 +35,9 @@ type ReplayOptions struct {
 	S3 replay.S3API
 
 	// out is the directory, inside a dead-letter archive being replayed,
-	// where the letters that fail again are written (Replay sets it).
-	out string
+	// where the letters that fail again are written (Replay sets it);
+	// outURL is its s3:// URL for an archive in S3.
+	out, outURL string
 }
 
 // ReplayConfig translates the replay section of the configuration into
@@ -62,11 +66,19 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 	rc.Object = objectConfig(cfg, r.EventsPerBatch, streams)
 	switch {
 	case r.DLQ != "" && strings.HasPrefix(r.DLQ, "s3://"):
-		b, p, err := s3obj.ParseURL(r.DLQ)
+		b, p, err := dlq.ParseS3URL(r.DLQ)
 		if err != nil {
 			return rc, fmt.Errorf("replay.dlq: %w", err)
 		}
-		rc.Bucket, rc.Prefix, rc.Layout, rc.SelectBy = b, p, s3obj.LayoutDLQ, replay.SelectNone
+		if r.Checkpoint != "" {
+			return rc, errors.New("replay.checkpoint (--checkpoint): a dead-letter archive keeps its own ledger beside its objects (<key>.replayed); run the same command again instead")
+		}
+		// The archive's objects only: not the ledger's markers, nor the
+		// replay's lease, beside them.
+		rc.Bucket, rc.Prefix, rc.Layout, rc.SelectBy, rc.KeyPattern = b, p, s3obj.LayoutDLQ, replay.SelectNone, "dlq-*.jsonl*"
+		if opts.outURL != "" {
+			rc.Exclude = []string{strings.TrimPrefix(opts.outURL, "s3://"+b+"/")}
+		}
 	case r.DLQ != "":
 		// The archive's ledger records what was settled; running the same
 		// replay again sends only what is left.
@@ -111,6 +123,40 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 	return rc, nil
 }
 
+// replayStores gives a replay what it keeps in S3, once it has a client:
+// the ledger and the lease of a dead-letter archive in S3, and a
+// checkpoint in S3 with its lease (both <key>.lease beside what they
+// guard), so that two replays of one archive or one checkpoint do not
+// both run.
+func replayStores(cfg config.Config, client replay.S3API, rc *replay.Config) error {
+	r := cfg.Replay
+	holder := lease.Holder()
+	if strings.HasPrefix(r.DLQ, "s3://") {
+		s3c, ok := client.(cas.S3API)
+		if !ok {
+			return errors.New("replay.dlq: the S3 client cannot write (the archive's ledger)")
+		}
+		store := cas.NewS3(s3c, rc.Bucket, "")
+		rc.Ledger = replay.StoreLedger(store)
+		rc.Lease = lease.New(store, rc.Prefix+"replay.lease", holder, r.Lease)
+	}
+	if strings.HasPrefix(r.Checkpoint, "s3://") {
+		b, key, err := dlq.ParseS3URL(r.Checkpoint)
+		if err != nil {
+			return fmt.Errorf("replay.checkpoint: %w", err)
+		}
+		key = strings.TrimSuffix(key, "/")
+		s3c, ok := client.(cas.S3API)
+		if !ok {
+			return errors.New("replay.checkpoint: the S3 client cannot write")
+		}
+		store := cas.NewS3(s3c, b, "")
+		rc.Checkpoint, rc.CheckpointStore = "", replay.StoreCheckpoint(store, key)
+		rc.Lease = lease.New(store, key+".lease", holder, r.Lease)
+	}
+	return nil
+}
+
 // ReplaySource runs a replay as one of a pipeline's sources: it publishes
 // to the decoded topic and completes when every object it read is
 // acknowledged.
@@ -145,6 +191,9 @@ func (r *ReplaySource) Name() string { return SourceReplay }
 func (r *ReplaySource) Start(ctx context.Context) error {
 	client, err := replayS3(ctx, r.p.Config(), r.opts, &r.rc)
 	if err != nil {
+		return err
+	}
+	if err := replayStores(r.p.Config(), client, &r.rc); err != nil {
 		return err
 	}
 	eng, err := replay.New(r.rc, client, r.p.entryOutput(SourceReplay), r.log)
@@ -225,7 +274,7 @@ func (r ReplayResult) Write(w io.Writer) {
 	fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
 	switch {
 	case !r.Ledger:
-		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq-dir)\n", r.DeadLettered, r.DeadLetterDir)
+		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq)\n", r.DeadLettered, r.DeadLetterDir)
 	case r.FailedAgainIn != "":
 		fmt.Fprintf(w, "  failed again     %d (now in %s, inside the archive: the same command retries them)\n", r.DeadLettered, r.FailedAgainIn)
 	default:
@@ -237,8 +286,12 @@ func (r ReplayResult) Write(w io.Writer) {
 // a replay of dir writes the letters that fail again to: a directory no
 // run wrote before (time, host, process), never one the replay reads.
 func replayOutDir(dir string, now time.Time) string {
+	return filepath.Join(dir, replayOutName(now))
+}
+
+func replayOutName(now time.Time) string {
 	host, _ := os.Hostname()
-	return filepath.Join(dir, fmt.Sprintf("replay-%s-%s-%d", now.UTC().Format("20060102T150405.000Z"), host, os.Getpid()))
+	return fmt.Sprintf("replay-%s-%s-%d", now.UTC().Format("20060102T150405.000Z"), host, os.Getpid())
 }
 
 // Replay runs `gwpipe replay`: a pipeline whose every stage runs in this
@@ -253,7 +306,19 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	if opts.DryRun {
 		return dryRun(ctx, cfg, opts, log)
 	}
-	if d := cfg.Replay.DLQ; d != "" && !strings.HasPrefix(d, "s3://") {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if d := cfg.Replay.DLQ; strings.HasPrefix(d, "s3://") {
+		// The same for an archive in S3: a new archive under its prefix.
+		b, prefix, err := dlq.ParseS3URL(d)
+		if err != nil {
+			return ReplayResult{}, fmt.Errorf("replay.dlq: %w", err)
+		}
+		opts.outURL = "s3://" + b + "/" + prefix + replayOutName(now()) + "/"
+		cfg.DLQ.URL = opts.outURL
+	} else if d != "" {
 		// A replay never writes into the archive it reads: letters that
 		// fail again go to a new archive inside it, where the same
 		// command, run again, finds them; the ledger marks them settled
@@ -261,12 +326,8 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			return ReplayResult{}, fmt.Errorf("replay.dlq (--dlq-dir) %s is not a dead-letter archive directory: %v", d, err)
 		}
-		now := time.Now
-		if opts.Now != nil {
-			now = opts.Now
-		}
 		opts.out = replayOutDir(d, now())
-		cfg.DLQ.Dir = opts.out
+		cfg.DLQ.Dir, cfg.DLQ.URL = opts.out, ""
 	}
 	cfg.Sources.Firehose.Enabled = false
 	cfg.Sources.SQS.QueueURLs = nil
@@ -282,8 +343,8 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
 	}
-	if opts.out != "" {
-		log.Info("letters that fail again go to a new archive inside the one replayed", "dir", opts.out)
+	if opts.out != "" || opts.outURL != "" {
+		log.Info("letters that fail again go to a new archive inside the one replayed", "archive", cfg.DLQ.Location())
 	}
 	p.AddSource(src)
 	if err := p.Start(ctx); err != nil {
@@ -317,12 +378,15 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	defer cancel()
 	serr := p.Shutdown(sctx)
 	sum, rerr := src.Result()
-	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Dir}
+	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Location()}
 	st := p.Metrics().Snapshot()
 	res.Delivered = st.Value("deliver_logs.logs_accepted")
 	res.DeadLettered = st.Sum("stage.dead_lettered")
 	if opts.out != "" && !removeIfEmpty(opts.out) {
 		res.FailedAgainIn = opts.out
+	}
+	if opts.outURL != "" && p.metrics.Value("dlq.s3.objects") > 0 {
+		res.FailedAgainIn = opts.outURL
 	}
 	return res, errors.Join(rerr, serr)
 }
@@ -346,18 +410,21 @@ func dryRun(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	if err != nil {
 		return ReplayResult{}, err
 	}
+	if err := replayStores(cfg, client, &rc); err != nil {
+		return ReplayResult{}, err
+	}
 	eng, err := replay.New(rc, client, nil, log.With("source", "replay"))
 	if err != nil {
 		return ReplayResult{}, err
 	}
 	sum, err := eng.Run(ctx)
-	return ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Dir}, err
+	return ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Location()}, err
 }
 
 // replayS3 returns the S3 client a replay of a bucket reads with, and
 // fills the region of the records' origin.
 func replayS3(ctx context.Context, cfg config.Config, opts ReplayOptions, rc *replay.Config) (replay.S3API, error) {
-	if rc.Bucket == "" {
+	if rc.Bucket == "" && !strings.HasPrefix(cfg.Replay.Checkpoint, "s3://") {
 		return nil, nil
 	}
 	if opts.S3 != nil {

@@ -271,8 +271,12 @@ func TestReplayConfigErrors(t *testing.T) {
 	rc, err := ReplayConfig(cfg, ReplayOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "bucket", rc.Bucket)
-	assert.Equal(t, "some/prefix", rc.Prefix)
+	assert.Equal(t, "some/prefix/", rc.Prefix, "an archive's prefix is a folder")
 	assert.Equal(t, replay.SelectNone, rc.SelectBy)
+	assert.Equal(t, "dlq-*.jsonl*", rc.KeyPattern, "the archive's objects, not the markers and the lease beside them")
+	cfg.Replay.Checkpoint = "r.ckpt"
+	_, err = ReplayConfig(cfg, ReplayOptions{})
+	assert.ErrorContains(t, err, "keeps its own ledger beside its objects")
 }
 
 // TestReplayToDefaultsToTheStart: a bucket's range without --to ends when

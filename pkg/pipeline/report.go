@@ -27,7 +27,7 @@ type Status struct {
 // Status returns a snapshot of every figure.
 func (p *Pipeline) Status() Status {
 	snap := p.metrics.Snapshot()
-	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Dir, snap: snap}
+	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Location(), snap: snap}
 	if err := p.Ready(); err != nil {
 		s.Ready = err.Error()
 	}

@@ -66,7 +66,7 @@ func (p *Pipeline) newDerive(context.Context) (stage.Handler, error) {
 	return derive.NewStage(d), nil
 }
 
-func (p *Pipeline) newDeliverLogs(context.Context) (stage.Handler, error) {
+func (p *Pipeline) newDeliverLogs(ctx context.Context) (stage.Handler, error) {
 	deliveries := p.metrics.Histogram("deliver_logs.request_latency", "Time of each HTTP request to the logs intake, every attempt.")
 	lc := p.cfg.LogsClient()
 	lc.Logger = p.log.With("stage", StageDeliverLogs)
@@ -79,18 +79,36 @@ func (p *Pipeline) newDeliverLogs(context.Context) (stage.Handler, error) {
 	// Redeliveries after a crash come from a broker. In one process a
 	// Firehose retry is recognised by its request id instead, so the
 	// window would only cost CPU.
+	//
+	// A replay of dead letters may read a letter archived twice (its
+	// worker killed between writing it and acknowledging its batch, which
+	// the broker then redelivered): the window delivers its events once.
 	var seen *dedup.Window
-	if p.cfg.Transport.Kind != "memory" {
+	if p.cfg.Transport.Kind != "memory" || p.cfg.Replay.DLQ != "" {
 		seen = dedup.New(p.cfg.Transport.DedupWindow)
 	}
 	// Logs are filtered as they leave; derive counted them already.
 	if p.filters, err = filter.New(p.cfg.Filters, p.metrics); err != nil {
 		return nil, err
 	}
-	return ddlogs.NewStage(p.logs, ddlogs.StageOptions{
+	opts := ddlogs.StageOptions{
 		Summaries: p.cfg.Parse.Correlation.DeliverSummaries, Seen: seen, Filter: p.filters,
 		Duplicates: p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice."),
-	}), nil
+	}
+	// A batch the broker redelivers to another worker is recognised
+	// fleet-wide, where the transport has a store for it.
+	fleet, err := p.fleetBatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fleet != nil {
+		opts.Fleet, opts.Logger = fleet, lc.Logger
+		opts.FleetDuplicates = p.metrics.Counter("deliver_logs.fleet.duplicates_dropped",
+			"Logs of batches a broker delivered again, on any worker, after one had delivered them (transport.fleet_dedup): not sent twice.")
+		opts.FleetErrors = p.metrics.Counter("deliver_logs.fleet.errors",
+			"Look-ups and marks of delivered batches the fleet-wide store could not answer: the batch was handled as if this worker were alone.")
+	}
+	return ddlogs.NewStage(p.logs, opts), nil
 }
 
 func (p *Pipeline) newDeliverMetrics(context.Context) (stage.Handler, error) {

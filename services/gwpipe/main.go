@@ -221,6 +221,7 @@ e.g. GWPIPE_ENRICH_MAPPINGS='[{"log_group":"/aws/x/*","api_id":"a1b2c3"}]'.`,
 func replayCmd() *cobra.Command {
 	var (
 		r        config.Replay
+		dlqURL   string
 		dryRun   bool
 		progress bool
 	)
@@ -231,16 +232,22 @@ func replayCmd() *cobra.Command {
 tagged replay:true: the objects of a bucket and prefix that hold a time range
 (Firehose objects of CloudWatch envelopes, direct access logs and metric
 streams, in any mix, read item by item; CloudWatch Logs export-task objects;
-Firehose error backups), or gwpipe's dead-letter archive (--dlq-dir DIR or
-s3://bucket/prefix), so that "fix and replay" is one command.
+Firehose error backups), or gwpipe's dead-letter archive (--dlq-dir DIR, or
+--dlq s3://bucket/prefix/ for an archive in S3), so that "fix and replay" is
+one command.
 
-Objects are streamed, whatever their size. --checkpoint FILE records what was
-delivered: run the same command again after an interruption and it resumes
-without sending anything twice. A dead-letter directory keeps that record
-itself, a ledger beside each file (<file>.replayed): the same --dlq-dir
-command, run again, sends only the letters not yet settled. Letters that
-fail again go to a new archive inside the directory (DIR/replay-<time>-…,
-printed at the end), never into the files read. Datadog drops logs older than 18 hours: they
+Objects are streamed, whatever their size. --checkpoint FILE (or
+s3://bucket/key, for a replay running in a pod) records what was delivered:
+run the same command again after an interruption and it resumes without
+sending anything twice. A checkpoint in S3 is guarded by a lease
+(<key>.lease): a second replay with the same checkpoint is refused while the
+first runs, and takes over once the first is dead (replay.lease.ttl). A
+dead-letter archive keeps that record itself, a ledger beside each file or
+object (<file>.replayed): the same --dlq-dir / --dlq command, run again,
+sends only the letters not yet settled. Letters that fail again go to a new
+archive inside the one read (DIR/replay-<time>-… or
+s3://bucket/prefix/replay-<time>-…/, printed at the end), never into the
+files read. Datadog drops logs older than 18 hours: they
 are skipped and counted (--old-logs skip) or sent with the replay time
 (--old-logs retimestamp). Metric-stream data goes to the metrics API as
 points; points more than 55 minutes old are skipped and counted (the API
@@ -250,7 +257,8 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 
   gwpipe replay --bucket logs --prefix firehose/ --from 2026-11-28T00:00:00Z --to 2026-11-28T06:00:00Z --checkpoint r.ckpt
   gwpipe replay --bucket logs --prefix firehose/ --from -6h --dry-run
-  gwpipe replay --dlq-dir data/dlq`,
+  gwpipe replay --dlq-dir data/dlq
+  gwpipe replay --dlq s3://gwpipe-dlq/prod/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ignoreHangup()
@@ -277,7 +285,11 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 			set("checkpoint", func() { c.Replay.Checkpoint = r.Checkpoint })
 			set("old-logs", func() { c.Replay.OldLogs = r.OldLogs })
 			set("max-age", func() { c.Replay.MaxAge = r.MaxAge })
+			if f.Changed("dlq") && f.Changed("dlq-dir") {
+				return errors.New("--dlq and --dlq-dir name the same archive to replay: give one")
+			}
 			set("dlq-dir", func() { c.Replay.DLQ = r.DLQ })
+			set("dlq", func() { c.Replay.DLQ = dlqURL })
 			set("region", func() { c.Replay.Region = r.Region })
 			set("events-per-batch", func() { c.Replay.EventsPerBatch = r.EventsPerBatch })
 			set("max-inflight-events", func() { c.Replay.MaxInFlightEvents = r.MaxInFlightEvents })
@@ -323,10 +335,11 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 	f.IntVar(&r.Concurrency, "concurrency", d.Concurrency, "objects read at once (replay.concurrency)")
 	f.IntVar(&r.Rate, "rate", d.Rate, "events per second; 0 is unlimited (replay.rate)")
 	f.BoolVar(&dryRun, "dry-run", false, "only read and count; send nothing")
-	f.StringVar(&r.Checkpoint, "checkpoint", "", "checkpoint file: resume an interrupted replay without sending anything twice (replay.checkpoint)")
+	f.StringVar(&r.Checkpoint, "checkpoint", "", "checkpoint file, or s3://bucket/key: resume an interrupted replay without sending anything twice (replay.checkpoint)")
 	f.StringVar(&r.OldLogs, "old-logs", d.OldLogs, "events older than --max-age (Datadog drops logs older than 18h): skip or retimestamp (replay.old_logs)")
 	f.DurationVar(&r.MaxAge, "max-age", d.MaxAge, "age beyond which --old-logs applies (replay.max_age)")
-	f.StringVar(&r.DLQ, "dlq-dir", "", "replay the dead-letter archive: a directory or s3://bucket/prefix (replay.dlq)")
+	f.StringVar(&r.DLQ, "dlq-dir", "", "replay the dead-letter archive in a directory (replay.dlq)")
+	f.StringVar(&dlqURL, "dlq", "", "replay the dead-letter archive: s3://bucket/prefix/ (dlq.url), or a directory (replay.dlq)")
 	f.StringVar(&r.Region, "region", "", "region of the bucket; default: the AWS SDK's (replay.region)")
 	f.IntVar(&r.EventsPerBatch, "events-per-batch", d.EventsPerBatch, "events per batch sent down the pipeline (replay.events_per_batch)")
 	f.IntVar(&r.MaxInFlightEvents, "max-inflight-events", d.MaxInFlightEvents, "events sent and not yet acknowledged, at most: bounds memory (replay.max_inflight_events)")

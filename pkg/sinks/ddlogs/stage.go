@@ -3,8 +3,10 @@ package ddlogs
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
 	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -32,6 +34,26 @@ type StageOptions struct {
 	// Filter, when set, scrubs, drops and samples what is delivered
 	// (package filter), after the metrics from logs counted it.
 	Filter Filter
+
+	// Fleet, when set, knows the batches any worker of the fleet
+	// delivered (package claim, on the transport's key-value store): a
+	// batch is marked once delivered, and the broker redelivering it to
+	// another worker — the first died after the intake accepted it and
+	// before acknowledging it — finds the mark and delivers nothing,
+	// counted in FleetDuplicates. A batch is known by its records' event
+	// ids, which the broker carries unchanged. A look-up or mark the store
+	// cannot answer is counted in FleetErrors and logged (Logger), and the
+	// batch is handled as if this worker were alone.
+	Fleet                        DeliveredBatches
+	FleetDuplicates, FleetErrors *telemetry.Counter
+	Logger                       *slog.Logger
+}
+
+// DeliveredBatches are the batches delivered fleet-wide, by key
+// (claim.Batches implements it).
+type DeliveredBatches interface {
+	Seen(ctx context.Context, key string) (bool, error)
+	Mark(ctx context.Context, key string) error
 }
 
 // Filter returns the batch to deliver: b, or a copy (b is not modified).
@@ -43,10 +65,16 @@ type Filter interface {
 // returns only when each record was accepted or rejected for good;
 // rejected ones are dead-lettered.
 func NewStage(d Deliverer, opts StageOptions) stage.Handler {
-	if opts.Duplicates == nil {
-		opts.Duplicates = &telemetry.Counter{}
+	for _, c := range []**telemetry.Counter{&opts.Duplicates, &opts.FleetDuplicates, &opts.FleetErrors} {
+		if *c == nil {
+			*c = &telemetry.Counter{}
+		}
 	}
-	return &deliverStage{d: d, summaries: opts.Summaries, seen: opts.Seen, dupes: opts.Duplicates, logFilter: opts.Filter}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &deliverStage{d: d, summaries: opts.Summaries, seen: opts.Seen, dupes: opts.Duplicates, logFilter: opts.Filter,
+		fleet: opts.Fleet, fleetDupes: opts.FleetDuplicates, fleetErrors: opts.FleetErrors, log: opts.Logger}
 }
 
 type deliverStage struct {
@@ -55,9 +83,41 @@ type deliverStage struct {
 	seen      *dedup.Window
 	dupes     *telemetry.Counter
 	logFilter Filter // nil: none
+
+	fleet                   DeliveredBatches // nil: this worker alone
+	fleetDupes, fleetErrors *telemetry.Counter
+	log                     *slog.Logger
 }
 
 func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
+	key := ""
+	if s.fleet != nil {
+		key = claim.BatchKey(func(yield func(string) bool) {
+			for i := range in.Records {
+				if !yield(in.Records[i].EventID) {
+					return
+				}
+			}
+		})
+	}
+	if key != "" {
+		seen, err := s.fleet.Seen(ctx, key)
+		switch {
+		case err != nil:
+			s.fleetErrors.Inc()
+			s.log.Debug("fleet-wide delivered batches unavailable: delivering as if alone", "error", err)
+		case seen:
+			n := 0
+			for i := range in.Records {
+				if in.Records[i].Kind != record.KindSummary {
+					n++
+				}
+			}
+			s.fleetDupes.Add(int64(n))
+			s.remember(in)
+			return nil
+		}
+	}
 	in = s.filter(in)
 	if s.logFilter != nil {
 		in = s.logFilter.Apply(in)
@@ -69,21 +129,35 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 	if err != nil {
 		return fmt.Errorf("deliver logs: %w", err)
 	}
-	if s.seen != nil {
-		ids := make([]string, 0, len(in.Records))
-		for i := range in.Records {
-			ids = append(ids, in.Records[i].EventID)
+	s.remember(in)
+	if len(rejected) > 0 {
+		dead := in.Derive(0)
+		dead.Stage = StageName
+		dead.Reason = "rejected by the logs intake"
+		dead.Records = rejected
+		if err := out.DeadLetter(ctx, dead); err != nil {
+			return err
 		}
-		s.seen.Add(ids...)
 	}
-	if len(rejected) == 0 {
-		return nil
+	if key != "" {
+		if err := s.fleet.Mark(ctx, key); err != nil {
+			s.fleetErrors.Inc()
+			s.log.Debug("could not mark a delivered batch fleet-wide", "error", err)
+		}
 	}
-	dead := in.Derive(0)
-	dead.Stage = StageName
-	dead.Reason = "rejected by the logs intake"
-	dead.Records = rejected
-	return out.DeadLetter(ctx, dead)
+	return nil
+}
+
+// remember adds the batch's event ids to this worker's window.
+func (s *deliverStage) remember(in *record.Batch) {
+	if s.seen == nil {
+		return
+	}
+	ids := make([]string, 0, len(in.Records))
+	for i := range in.Records {
+		ids = append(ids, in.Records[i].EventID)
+	}
+	s.seen.Add(ids...)
 }
 
 // filter returns b, or a copy without the records not to deliver: request

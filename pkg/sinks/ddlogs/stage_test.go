@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
+	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
 	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -87,4 +89,42 @@ func TestStageDropsSummariesAndDuplicatesWithoutTouchingTheBatch(t *testing.T) {
 	only := &record.Batch{Records: []record.Record{{EventID: "s", Kind: record.KindSummary}}}
 	require.NoError(t, NewStage(d, StageOptions{}).Handle(context.Background(), only, &stagetest.Output{}))
 	assert.Empty(t, d.got, "a batch of summaries alone was sent")
+}
+
+// TestStageKnowsBatchesDeliveredFleetWide: with a fleet-wide store, a
+// batch one worker delivered is marked, and the same batch redelivered to
+// another worker is not sent again and is counted; a store that cannot
+// answer costs nothing but the fleet-wide check (the batch is delivered,
+// the error counted), and a batch without event ids is never marked.
+func TestStageKnowsBatchesDeliveredFleetWide(t *testing.T) {
+	ctx := context.Background()
+	store := cas.NewMemory()
+	worker := func(link *cas.Link) (*recorder, *telemetry.Counter, *telemetry.Counter, func(*record.Batch) error) {
+		d := &recorder{}
+		dupes, errs := &telemetry.Counter{}, &telemetry.Counter{}
+		s := NewStage(d, StageOptions{Fleet: claim.NewBatches(link), FleetDuplicates: dupes, FleetErrors: errs})
+		return d, dupes, errs, func(b *record.Batch) error { return s.Handle(ctx, b, &stagetest.Output{}) }
+	}
+	batch := func() *record.Batch {
+		return &record.Batch{Records: []record.Record{{EventID: "a"}, {EventID: "b"}, {EventID: "s", Kind: record.KindSummary}}}
+	}
+	d1, dupes1, errs1, w1 := worker(cas.NewLink(store))
+	require.NoError(t, w1(batch()))
+	require.Len(t, d1.got, 1)
+	assert.Len(t, store.Keys(), 1, "the delivered batch is marked")
+
+	link2 := cas.NewLink(store)
+	d2, dupes2, errs2, w2 := worker(link2)
+	require.NoError(t, w2(batch()))
+	assert.Empty(t, d2.got, "a batch another worker delivered was sent again")
+	assert.Equal(t, int64(2), dupes2.Load(), "its logs (not its summary) are counted as duplicates")
+
+	link2.Cut(true)
+	require.NoError(t, w2(batch()))
+	assert.Len(t, d2.got, 1, "with the store unreachable, the batch is delivered as if alone")
+	assert.Equal(t, int64(2), errs2.Load(), "the look-up and the mark that failed are counted")
+
+	require.NoError(t, w1(&record.Batch{Records: []record.Record{{Message: []byte("no id")}}}))
+	assert.Len(t, store.Keys(), 1, "a batch without event ids was marked")
+	assert.Zero(t, dupes1.Load()+errs1.Load())
 }

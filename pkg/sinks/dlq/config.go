@@ -1,20 +1,83 @@
 package dlq
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
 
 // Config places the dead-letter archive; it is the dlq section of gwpipe's
-// configuration.
+// configuration: a local directory (the default), or an S3 prefix, which
+// outlives the worker that wrote there.
 type Config struct {
-	Dir string `yaml:"dir"` // the archive's directory
+	// Dir is the local archive's directory.
+	Dir string `yaml:"dir"`
+	// URL, s3://bucket/prefix/, keeps the archive in S3 instead of Dir:
+	// letters are gathered into gzip-compressed JSON-lines objects, each
+	// written (PutObject) before the letters in it are acknowledged.
+	URL string `yaml:"url"`
+	// MaxObjectBytes is how many bytes of letters (uncompressed) an S3
+	// object gathers before it is written; a batch of letters is never
+	// split, so an object may exceed it by one batch.
+	MaxObjectBytes int64 `yaml:"max_object_bytes"`
+	// Linger is how long a letter waits for others to share its object:
+	// the delay a dead letter adds to its source's acknowledgement.
+	Linger time.Duration `yaml:"linger"`
 }
 
-// DefaultConfig archives under data/dlq.
-func DefaultConfig() Config { return Config{Dir: "data/dlq"} }
+// DefaultConfig is the local archive in data/dlq; an S3 archive gathers
+// up to 8 MiB of letters for up to 500 ms.
+func DefaultConfig() Config {
+	return Config{Dir: "data/dlq", MaxObjectBytes: 8 << 20, Linger: 500 * time.Millisecond}
+}
 
-// Validate reports a configuration that leaves dead letters nowhere to go.
+// Validate reports every problem, each starting with its key.
 func (c Config) Validate() error {
-	if c.Dir == "" {
-		return errors.New("dir: must be set: dead letters need somewhere to go")
+	var errs []error
+	if c.URL == "" && c.Dir == "" {
+		errs = append(errs, errors.New("dir: must be set (or url): dead letters need somewhere to go"))
 	}
-	return nil
+	if c.URL != "" {
+		if _, _, err := c.S3(); err != nil {
+			errs = append(errs, fmt.Errorf("url: %w", err))
+		}
+	}
+	if c.MaxObjectBytes < 64<<10 || c.MaxObjectBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("max_object_bytes: must be 64 KiB to 1 GiB, got %d", c.MaxObjectBytes))
+	}
+	if c.Linger < 0 || c.Linger > time.Minute {
+		errs = append(errs, fmt.Errorf("linger: must be 0 to 1m (it delays every dead letter's acknowledgement), got %s", c.Linger))
+	}
+	return errors.Join(errs...)
+}
+
+// Location names the archive the configuration places: its s3:// URL,
+// or else its directory.
+func (c Config) Location() string {
+	if c.URL != "" {
+		return c.URL
+	}
+	return c.Dir
+}
+
+// S3 splits URL into its bucket and prefix; the prefix ends with "/"
+// unless it is empty.
+func (c Config) S3() (bucket, prefix string, err error) {
+	return ParseS3URL(c.URL)
+}
+
+// ParseS3URL splits an s3://bucket/prefix URL of an archive; the prefix
+// is a folder: it ends with "/" unless it is empty.
+func ParseS3URL(s string) (bucket, prefix string, err error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", fmt.Errorf("%q is not an s3://bucket/prefix/ URL", s)
+	}
+	prefix = strings.TrimPrefix(u.Path, "/")
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return u.Host, prefix, nil
 }

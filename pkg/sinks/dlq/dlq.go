@@ -149,6 +149,9 @@ func openFile(name string) (File, error) {
 // Dir is the archive's directory.
 func (a *Archive) Dir() string { return a.dir }
 
+// Location is where the archive is: its directory.
+func (a *Archive) Location() string { return a.dir }
+
 // Recoveries counts writes that followed a failed one and had to repair
 // the file first.
 func (a *Archive) Recoveries() int64 { return a.recoveries.Load() }
@@ -168,7 +171,38 @@ func (a *Archive) Write(b *record.Batch) error {
 	// encoding error writes nothing and a write error is the only way a
 	// file can end with part of an entry.
 	a.buf.Reset()
-	enc := json.NewEncoder(&a.buf)
+	if err := encode(&a.buf, b, now); err != nil {
+		return err
+	}
+	if a.buf.Len() == 0 {
+		return nil
+	}
+	if err := a.recoverLocked(now); err != nil {
+		return err
+	}
+	if err := a.rotateLocked(now); err != nil {
+		return err
+	}
+	n, err := a.f.Write(a.buf.Bytes())
+	if err == nil && n < a.buf.Len() {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		a.broken = err
+		return fmt.Errorf("write dead letters to %s: %w", a.name, err)
+	}
+	if err := a.f.Sync(); err != nil {
+		// What reached the disk is unknown: the next write cuts it.
+		a.broken = err
+		return fmt.Errorf("sync dead letters to %s: %w", a.name, err)
+	}
+	a.size += int64(n)
+	return nil
+}
+
+// encode appends b's entries to buf, one JSON line each.
+func encode(buf *bytes.Buffer, b *record.Batch, now time.Time) error {
+	enc := json.NewEncoder(buf)
 	for i := range b.Records {
 		r := &b.Records[i]
 		reason := r.Reason
@@ -201,29 +235,6 @@ func (a *Archive) Write(b *record.Batch) error {
 			return fmt.Errorf("encode dead letter: %w", err)
 		}
 	}
-	if a.buf.Len() == 0 {
-		return nil
-	}
-	if err := a.recoverLocked(now); err != nil {
-		return err
-	}
-	if err := a.rotateLocked(now); err != nil {
-		return err
-	}
-	n, err := a.f.Write(a.buf.Bytes())
-	if err == nil && n < a.buf.Len() {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		a.broken = err
-		return fmt.Errorf("write dead letters to %s: %w", a.name, err)
-	}
-	if err := a.f.Sync(); err != nil {
-		// What reached the disk is unknown: the next write cuts it.
-		a.broken = err
-		return fmt.Errorf("sync dead letters to %s: %w", a.name, err)
-	}
-	a.size += int64(n)
 	return nil
 }
 

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 )
 
 // Target is one account in one region to poll.
@@ -97,13 +99,28 @@ type Config struct {
 	// CloudWatch (the multi-account roles: see RoleCredentials), nil for the
 	// aws.Config's own. It is called once per target.
 	CredentialsFor func(account string) aws.CredentialsProvider `yaml:"-"`
-	// StateFile, when State is nil, is the file New opens as a FileState:
-	// it remembers the periods fetched, so that a restart fetches no
-	// period twice.
+	// StateURL is where the periods fetched are remembered, so that a
+	// restart fetches no period twice: a local file, which New opens as a
+	// FileState when State is nil (one worker); or, for a fleet whose
+	// workers may each run the poller, s3://bucket/prefix/ or
+	// nats-kv://bucket, which the assembler opens (a StoreState, and each
+	// target's lease in the same store: Leases).
+	StateURL string `yaml:"state_url"`
+	// StateFile is StateURL's former name, still accepted (State says so).
 	StateFile string `yaml:"state_file"`
+	// Lease is the targets' leases' settings (with a shared StateURL).
+	Lease lease.Config `yaml:"lease"`
 	// State remembers the last period fetched per metric (default: a
-	// FileState of StateFile, else in memory only).
+	// FileState of the local StateURL, else in memory only; a StoreState
+	// is shared by the replicas of a fleet).
 	State State `yaml:"-"`
+	// Leases, when set, returns a target's lease (package lease): this
+	// process polls a target only while it holds that lease, so that of
+	// several replicas exactly one polls each account and region, and
+	// another takes over within about Lease.TTL·1.5 when it dies. Use it
+	// with a StoreState in the same store, which the new holder reads
+	// before its first poll. Nil: this process polls every target.
+	Leases func(t Target) *lease.Lease `yaml:"-"`
 	// Now is the clock (default time.Now).
 	Now func() time.Time `yaml:"-"`
 	// Mapper names the points; share the metric-stream decoder's so that
@@ -125,11 +142,26 @@ func DefaultConfig() Config {
 		Stats: DefaultStats, MaxQueriesPerRequest: MaxQueriesPerRequest, MaxDatapointsPerRequest: MaxDatapointsPerRequest,
 		Backfill: 15 * time.Minute, ListInterval: 15 * time.Minute, MaxMetrics: 5000, RequestsPerSecond: 10, Burst: 10,
 		MaxAttempts: 5, BackoffBase: 500 * time.Millisecond, BackoffMax: 20 * time.Second, Concurrency: 4,
-		StateFile: "data/cwpoller-state.json",
+		StateURL: "data/cwpoller-state.json", Lease: lease.DefaultConfig(),
 	}
 }
 
-// withDefaults gives zero fields DefaultConfig's values (but StateFile:
+// Shared reports whether a state URL is a store the fleet shares (S3, NATS
+// key-value) rather than a local file.
+func Shared(url string) bool {
+	return strings.HasPrefix(url, "s3://") || strings.HasPrefix(url, "nats-kv://")
+}
+
+// StateLocation is where the state is: StateURL, or StateFile, its former
+// name, with a warning to say so.
+func (c Config) StateLocation() (url, warning string) {
+	if c.StateFile == "" || c.StateFile == c.StateURL {
+		return c.StateURL, ""
+	}
+	return c.StateFile, "metrics.poller.state_file is deprecated: rename it metrics.poller.state_url (which also takes s3://bucket/prefix/ and nats-kv://bucket, for a fleet)"
+}
+
+// withDefaults gives zero fields DefaultConfig's values (but StateURL:
 // none is in memory only).
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -212,10 +244,44 @@ func (c Config) Validate() error {
 	if d.RequestsPerSecond < 0 || d.Burst < 1 || d.MaxAttempts < 1 || d.Concurrency < 1 || d.MaxMetrics < 1 {
 		bad("requests_per_second", "rates, attempts, concurrency and limits must be positive")
 	}
+	def := DefaultConfig().StateURL
+	if c.StateFile != "" && c.StateFile != c.StateURL && c.StateURL != def && c.StateURL != "" {
+		bad("state_file", "is the former name of state_url, and both are set (%q, %q): keep state_url", c.StateFile, c.StateURL)
+	}
+	switch url, _ := c.StateLocation(); {
+	case strings.HasPrefix(url, "s3://"):
+		if u, err := neturl.Parse(url); err != nil || u.Host == "" || u.RawQuery != "" {
+			bad("state_url", "%q is not an s3://bucket/prefix/ URL", url)
+		}
+	case strings.HasPrefix(url, "nats-kv://"):
+		if b := strings.TrimPrefix(url, "nats-kv://"); !validBucket(b) {
+			bad("state_url", "nats-kv://<bucket>: a bucket name of letters, digits, - and _, got %q", url)
+		}
+	case strings.Contains(url, "://"):
+		bad("state_url", "must be a local file, s3://bucket/prefix/ or nats-kv://bucket, got %q", url)
+	}
+	if Shared(c.StateURL) || Shared(c.StateFile) {
+		if err := c.Lease.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("lease.%w", err))
+		}
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// validBucket reports a valid JetStream key-value bucket name.
+func validBucket(b string) bool {
+	if b == "" {
+		return false
+	}
+	for _, r := range b {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func validAccount(s string) bool {

@@ -32,6 +32,25 @@
 //     same periods, so nothing is lost, and nothing that was delivered is
 //     fetched again. A FileState keeps this across restarts.
 //
+// # Several replicas
+//
+// Run in more than one worker, the poller shares two things through a
+// compare-and-swap store (package cas: S3 conditional writes, or NATS
+// JetStream key-value): a lease per target (Config.Leases, package lease)
+// and the state (StoreState, one document per target). A worker polls a
+// target only while it holds the target's lease; the others stand by
+// (Stats.Standby) and take it over within about the lease's TTL·1.5 once
+// its holder stops renewing it (a worker that stops cleanly releases its
+// leases: the next takes them at once). Before each poll the holder reads
+// the target's state, so a worker taking over starts exactly where the
+// last one stopped; it writes the state only in the version it read, so a
+// worker that lost its lease and still runs cannot overwrite the new
+// holder's. A poll runs under the lease's hold, which ends before anyone
+// else's can begin. One window remains, as with a FileState and a crash:
+// points delivered and the state not yet written (the holder dies, or
+// cannot reach the store, in between) are fetched again by the next
+// holder.
+//
 // # Limits and cost
 //
 // Calls to a target are paced (RequestsPerSecond 10, Burst 10;

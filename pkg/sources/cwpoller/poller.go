@@ -24,6 +24,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 )
 
 // cloudWatchAPI is the part of the CloudWatch client the poller calls.
@@ -45,13 +46,14 @@ type Poller struct {
 	log     *slog.Logger
 	targets []*target
 
-	polls, calls, pages, listCalls, throttles, retries, points, failures atomic.Int64
+	polls, calls, pages, listCalls, throttles, retries, points, failures, standby atomic.Int64
 }
 
 type target struct {
 	Target
 	api     cloudWatchAPI
 	limiter *rate.Limiter
+	lease   *lease.Lease // nil: polled by this process alone
 
 	mu      sync.Mutex // one poll of the target at a time
 	metrics []*metricRef
@@ -76,6 +78,9 @@ type Stats struct {
 	Retries   int64 // requests retried
 	Points    int64 // points emitted
 	Failures  int64 // target polls that failed
+	// Standby counts target polls left to another replica, which held the
+	// target's lease.
+	Standby int64
 }
 
 // New returns a Poller of cfg's targets, whose CloudWatch clients are made
@@ -85,10 +90,13 @@ func New(cfg Config, awsCfg aws.Config) (*Poller, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if cfg.State == nil && cfg.StateFile != "" {
-		st, err := NewFileState(cfg.StateFile)
+	if url, _ := cfg.StateLocation(); cfg.State == nil && url != "" {
+		if Shared(url) {
+			return nil, fmt.Errorf("state_url: %s is a store the fleet shares: the assembler opens it (Config.State, Config.Leases)", url)
+		}
+		st, err := NewFileState(url)
 		if err != nil {
-			return nil, fmt.Errorf("state_file: %w", err)
+			return nil, fmt.Errorf("state_url: %w", err)
 		}
 		cfg.State = st
 	}
@@ -114,7 +122,18 @@ func New(cfg Config, awsCfg aws.Config) (*Poller, error) {
 			limiter: rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), cfg.Burst),
 		})
 	}
+	p.lease()
 	return p, nil
+}
+
+// lease gives each target its lease, when the poller is one of a fleet.
+func (p *Poller) lease() {
+	if p.cfg.Leases == nil {
+		return
+	}
+	for _, t := range p.targets {
+		t.lease = p.cfg.Leases(t.Target)
+	}
 }
 
 func newClient(awsCfg aws.Config, t Target, creds aws.CredentialsProvider) *cloudwatch.Client {
@@ -140,6 +159,7 @@ func (p *Poller) Stats() Stats {
 	return Stats{
 		Polls: p.polls.Load(), Calls: p.calls.Load(), Pages: p.pages.Load(), ListCalls: p.listCalls.Load(),
 		Throttles: p.throttles.Load(), Retries: p.retries.Load(), Points: p.points.Load(), Failures: p.failures.Load(),
+		Standby: p.standby.Load(),
 	}
 }
 
@@ -147,8 +167,30 @@ func (p *Poller) Stats() Stats {
 // until stop is closed or ctx ends; it returns nil then. Closing stop lets
 // a poll under way finish (its points acknowledged, the state advanced);
 // ctx ending abandons it. A failed poll is logged and the next one tries
-// its periods again.
+// its periods again. With leases (Config.Leases), Run contends for every
+// target's lease meanwhile, and releases those it holds as it returns, so
+// that another replica takes them over at once.
 func (p *Poller) Run(ctx context.Context, stop <-chan struct{}, emit EmitFunc) error {
+	keepCtx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
+	var keepers sync.WaitGroup
+	defer func() {
+		stopKeeping()
+		keepers.Wait()
+	}()
+	for _, t := range p.targets {
+		if t.lease == nil {
+			continue
+		}
+		keepers.Go(func() {
+			t.lease.Keep(keepCtx, func(held bool) {
+				if held {
+					p.log.Info("polling this target: its lease was taken", "target", t.Target.String(), "lease", t.lease.Key())
+				} else {
+					p.log.Info("no longer polling this target: its lease is held elsewhere", "target", t.Target.String())
+				}
+			})
+		})
+	}
 	for {
 		if err := p.PollOnce(ctx, p.cfg.Now(), emit); err != nil && ctx.Err() == nil {
 			p.log.Error("cloudwatch poll failed; its periods are fetched again next time", "err", err)
@@ -209,6 +251,26 @@ func (p *Poller) windowEnd(now time.Time) time.Time {
 func (p *Poller) pollTarget(ctx context.Context, t *target, now time.Time, emit EmitFunc) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.lease != nil {
+		hold, ok := t.lease.Held()
+		if !ok {
+			p.standby.Add(1)
+			return nil // another replica polls it
+		}
+		// The poll stops with the hold: no replica polls a target that
+		// another has taken over.
+		var stop func() bool
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		stop = context.AfterFunc(hold, func() { cancel(fmt.Errorf("lease of %s lost", t.Target)) })
+		defer func() { stop(); cancel(nil) }()
+	}
+	if sh, ok := p.cfg.State.(SharedState); ok {
+		// Where the last holder of the target stopped.
+		if err := sh.Refresh(ctx, t.Target); err != nil {
+			return err
+		}
+	}
 	p.polls.Add(1)
 	if err := p.refreshList(ctx, t, now); err != nil {
 		if t.listed.IsZero() {

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
 // Key names one metric of one target: the unit of the poller's state.
@@ -183,4 +186,126 @@ func writeAtomic(path string, b []byte) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// SharedState is a State kept where every replica of the poller reads it:
+// Refresh reloads a target's part before each poll of it, so that a
+// replica taking over a target starts where the last holder stopped.
+type SharedState interface {
+	State
+	Refresh(ctx context.Context, t Target) error
+}
+
+// StoreState is the poller's state in a compare-and-swap store (package
+// cas: S3 with conditional writes, a NATS key-value bucket): one document
+// per target, <account>-<region>.json, of the same format as a FileState.
+// It is read before every poll of the target (Refresh) and written after
+// every emit, only in the version read: a replica that lost the target's
+// lease and still polls cannot overwrite what the new holder recorded —
+// its Advance fails (cas.ErrConflict) and the new holder's state stands.
+type StoreState struct {
+	store cas.Store
+	// MaxAge drops entries whose end is older than this when a document is
+	// written (default 24h), as FileState does.
+	MaxAge time.Duration
+
+	mu       sync.Mutex
+	last     map[Target]map[string]int64 // Key.String() → end, Unix seconds
+	versions map[Target]string
+}
+
+// NewStoreState returns the state kept in store.
+func NewStoreState(store cas.Store) *StoreState {
+	return &StoreState{store: store, MaxAge: 24 * time.Hour, last: map[Target]map[string]int64{}, versions: map[Target]string{}}
+}
+
+// StateKey is the key of a target's document.
+func StateKey(t Target) string { return t.Account + "-" + t.Region + ".json" }
+
+// Refresh implements SharedState.
+func (s *StoreState) Refresh(ctx context.Context, t Target) error {
+	data, version, err := s.store.Get(ctx, StateKey(t))
+	periods := map[string]int64{}
+	switch {
+	case errors.Is(err, cas.ErrNotFound):
+		version = ""
+	case err != nil:
+		return fmt.Errorf("cwpoller: read state of %s: %w", t, err)
+	default:
+		var f stateFile
+		if err := json.Unmarshal(data, &f); err != nil || f.Version != 1 {
+			return fmt.Errorf("cwpoller: state %s%s is not a poller state of this build (version 1)", s.store.Name(), StateKey(t))
+		}
+		periods = f.Periods
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[t], s.versions[t] = periods, version
+	return nil
+}
+
+// Last implements State.
+func (s *StoreState) Last(k Key) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.last[Target{k.Account, k.Region}][k.String()]
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(v, 0), true
+}
+
+// Advance implements State: each target's document is written before it
+// returns, conditionally on the version last read or written.
+func (s *StoreState) Advance(ctx context.Context, keys []Key, end time.Time) error {
+	byTarget := map[Target][]Key{}
+	for _, k := range keys {
+		t := Target{k.Account, k.Region}
+		byTarget[t] = append(byTarget[t], k)
+	}
+	var errs []error
+	for t, ks := range byTarget {
+		if err := s.advance(ctx, t, ks, end); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// advance writes one target's document. The lock is not held across the
+// write: a target is polled by one goroutine at a time, and the others'
+// Last must not wait for S3.
+func (s *StoreState) advance(ctx context.Context, t Target, keys []Key, end time.Time) error {
+	s.mu.Lock()
+	periods := maps.Clone(s.last[t])
+	prev := s.versions[t]
+	s.mu.Unlock()
+	if periods == nil {
+		periods = map[string]int64{}
+	}
+	e, cutoff := end.Unix(), end.Add(-s.MaxAge).Unix()
+	for _, k := range keys {
+		if ks := k.String(); periods[ks] < e {
+			periods[ks] = e
+		}
+	}
+	maps.DeleteFunc(periods, func(_ string, v int64) bool { return v < cutoff })
+	data, err := json.MarshalIndent(stateFile{Version: 1, Periods: periods}, "", " ")
+	if err != nil {
+		return fmt.Errorf("cwpoller: encode state: %w", err)
+	}
+	var version string
+	if prev == "" {
+		version, err = s.store.Create(ctx, StateKey(t), data)
+	} else {
+		version, err = s.store.Update(ctx, StateKey(t), data, prev)
+	}
+	if err != nil {
+		// Memory is left as it was: the next poll reads the document again.
+		return fmt.Errorf("cwpoller: write state of %s: %w", t, err)
+	}
+	s.mu.Lock()
+	s.last[t], s.versions[t] = periods, version
+	s.mu.Unlock()
+	return nil
 }

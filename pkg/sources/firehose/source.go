@@ -25,6 +25,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -54,6 +55,11 @@ type Source struct {
 	ackLat   *telemetry.Histogram
 	dupes    *telemetry.Counter
 	handBack *telemetry.Counter // requests answered 503 because their records were handed back
+
+	// fleet makes request ids known to every worker of a fleet; nil: this
+	// process alone.
+	fleet       *claim.Requests
+	fleetCounts fleetCounts
 
 	mu       sync.Mutex
 	inflight map[string]*ack.Tracker
@@ -95,6 +101,34 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 	metrics.GaugeFunc("firehose.held_bytes", "Bytes of the Firehose requests admitted and not yet acknowledged (sources.firehose.max_in_flight_bytes).", s.held.Load)
 	for _, k := range cfg.AccessKeys {
 		s.keys = append(s.keys, []byte(k))
+	}
+	return s
+}
+
+// fleetCounts are the fleet-wide de-duplication's counters.
+type fleetCounts struct {
+	dupes  *telemetry.Counter // retries answered 200: delivered by another worker (or this one, forgotten locally)
+	waits  *telemetry.Counter // retries that waited for another worker's attempt
+	errors *telemetry.Counter // claims the store could not answer: handled as if alone
+}
+
+// WithFleet makes request ids known to every worker of a fleet (package
+// claim): with workers behind a load balancer, a retry that reaches
+// another worker than the first attempt is answered from what the fleet
+// knows — 200 without sending anything when the request was delivered; a
+// wait while another worker is still handling it (taking it over if that
+// worker dies, handling it if that attempt fails); and, when the store
+// cannot be reached, handled as if this worker were alone (counted in
+// firehose.fleet.errors).
+func (s *Source) WithFleet(r *claim.Requests, metrics *telemetry.Registry) *Source {
+	if metrics == nil {
+		metrics = telemetry.NewRegistry()
+	}
+	s.fleet = r
+	s.fleetCounts = fleetCounts{
+		dupes:  metrics.Counter("firehose.fleet.duplicate_requests", "Firehose retries answered 200 without sending anything: the fleet knew the request id as delivered (transport.fleet_dedup)."),
+		waits:  metrics.Counter("firehose.fleet.waits", "Firehose retries that waited for another worker's attempt of the same request id."),
+		errors: metrics.Counter("firehose.fleet.errors", "Firehose requests whose fleet-wide claim the store could not answer: handled as if this worker were alone."),
 	}
 	return s
 }
@@ -181,17 +215,76 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !first {
 		s.dupes.Inc()
-		s.await(w, r, reqID, tr, start)
+		s.await(w, r, reqID, tr, start, nil)
 		return
 	}
 
+	var fc *claim.Claim
+	if s.fleet != nil {
+		var answered bool
+		if fc, answered = s.fleetClaim(w, r, reqID, tr); answered {
+			return
+		}
+	}
+	if fc != nil {
+		// However the attempt ends — delivered, refused, handed back, the
+		// client gone — the fleet learns it: a retry anywhere then answers
+		// 200, or handles the request.
+		tr.OnComplete(func(err error) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), fleetSettleTimeout)
+				defer cancel()
+				_ = fc.Settle(ctx, err == nil)
+			}()
+		})
+	}
 	status, msg, admitted := s.admit(w, r, reqID, tr)
 	if !admitted {
 		s.unclaim(reqID, tr)
 		s.reply(w, status, reqID, msg)
 		return
 	}
-	s.await(w, r, reqID, tr, start)
+	s.await(w, r, reqID, tr, start, fc)
+}
+
+// fleetSettleTimeout bounds the write that tells the fleet how a request
+// ended.
+const fleetSettleTimeout = 5 * time.Second
+
+// fleetClaim claims the request id fleet-wide. It returns the claim when
+// this worker is to handle the request (nil: handle it as if alone, the
+// store being out of reach), or answered when the request was answered
+// from what the fleet knows.
+func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker) (c *claim.Claim, answered bool) {
+	c = s.fleet.Claim(reqID)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
+	defer cancel()
+	out, err := c.Try(ctx)
+	if err == nil && out == claim.Elsewhere {
+		// Another worker has it in flight: wait for its outcome, as a
+		// retry of a request in flight here waits for the first attempt.
+		s.fleetCounts.waits.Inc()
+		out, err = c.Wait(ctx)
+		if err != nil && ctx.Err() != nil {
+			s.unclaim(reqID, tr)
+			s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("request still in flight on another worker after %s; retry", s.cfg.AckTimeout))
+			return nil, true
+		}
+	}
+	switch {
+	case err != nil:
+		s.fleetCounts.errors.Inc()
+		s.log.Debug("fleet-wide request ids unavailable: handling the request as if alone", "request_id", reqID, "error", err)
+		return nil, false
+	case out == claim.Delivered:
+		s.dupes.Inc()
+		s.fleetCounts.dupes.Inc()
+		s.settle(reqID, tr, nil) // remembered here too; local retries waiting get 200
+		tr.Done()
+		s.reply(w, http.StatusOK, reqID, "")
+		return nil, true
+	}
+	return c, false
 }
 
 // health answers GET and HEAD on the public endpoint. Anyone on the
@@ -367,10 +460,19 @@ func (s *Source) unreserve(n int64) {
 	}
 }
 
-func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time) {
+// await waits for the request's records and answers. fc is the first
+// attempt's fleet-wide claim: a delivered request is marked done before
+// the answer, so that a retry anywhere after it (the answer lost on the
+// way) sends nothing.
+func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time, fc *claim.Claim) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
 	err := tr.Wait(ctx)
+	if err == nil && fc != nil {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fleetSettleTimeout)
+		_ = fc.Settle(sctx, true)
+		scancel()
+	}
 	switch {
 	case err == nil:
 		s.ackLat.Observe(s.now().Sub(start))

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
 // checkpointVersion is the format of the checkpoint file.
@@ -63,26 +66,117 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
-	var c Checkpoint
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("checkpoint %s is not a gwpipe replay checkpoint: %w", path, err)
-	}
-	if c.Version != checkpointVersion {
-		return nil, fmt.Errorf("checkpoint %s has version %d; this build reads %d", path, c.Version, checkpointVersion)
-	}
-	return &c, nil
+	return decodeCheckpoint(path, data)
 }
 
 // Save writes the checkpoint atomically: a crash leaves the old file or
 // the new one, never half of one.
 func (c *Checkpoint) Save(path string) error {
-	data, err := json.MarshalIndent(c, "", " ")
+	data, err := c.encode()
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(path, append(data, '\n')); err != nil {
+	if err := writeAtomic(path, data); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
+	return nil
+}
+
+func (c *Checkpoint) encode() ([]byte, error) {
+	data, err := json.MarshalIndent(c, "", " ")
+	return append(data, '\n'), err
+}
+
+func decodeCheckpoint(name string, data []byte) (*Checkpoint, error) {
+	var c Checkpoint
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("checkpoint %s is not a gwpipe replay checkpoint: %w", name, err)
+	}
+	if c.Version != checkpointVersion {
+		return nil, fmt.Errorf("checkpoint %s has version %d; this build reads %d", name, c.Version, checkpointVersion)
+	}
+	return &c, nil
+}
+
+// A CheckpointStore keeps a replay's checkpoint: a local file
+// (FileCheckpoint), or an object in S3 (StoreCheckpoint) that a replay
+// running in a pod finds again after a restart.
+type CheckpointStore interface {
+	// Load returns the checkpoint, a fresh one when there is none.
+	Load(ctx context.Context) (*Checkpoint, error)
+	// Save replaces it, atomically.
+	Save(ctx context.Context, c *Checkpoint) error
+	// Name is where it is, for messages.
+	Name() string
+}
+
+// FileCheckpoint is the checkpoint in a local file.
+func FileCheckpoint(path string) CheckpointStore { return fileCheckpoint(path) }
+
+type fileCheckpoint string
+
+func (f fileCheckpoint) Name() string                              { return string(f) }
+func (f fileCheckpoint) Load(context.Context) (*Checkpoint, error) { return LoadCheckpoint(string(f)) }
+func (f fileCheckpoint) Save(_ context.Context, c *Checkpoint) error {
+	return c.Save(string(f))
+}
+
+// StoreCheckpoint is the checkpoint at key in store (an S3 object:
+// cas.NewS3), written only with conditional writes on the version this
+// replay read or wrote last. A replay that lost its lease (package lease)
+// and still runs cannot overwrite the progress of the one that took over:
+// its Save fails with cas.ErrConflict.
+func StoreCheckpoint(store cas.Store, key string) CheckpointStore {
+	return &storeCheckpoint{store: store, key: key}
+}
+
+type storeCheckpoint struct {
+	store   cas.Store
+	key     string
+	mu      sync.Mutex
+	version string // "" until loaded or created
+}
+
+func (s *storeCheckpoint) Name() string { return s.store.Name() + s.key }
+
+func (s *storeCheckpoint) Load(ctx context.Context) (*Checkpoint, error) {
+	data, version, err := s.store.Get(ctx, s.key)
+	if errors.Is(err, cas.ErrNotFound) {
+		return &Checkpoint{Version: checkpointVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	c, err := decodeCheckpoint(s.Name(), data)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.version = version
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *storeCheckpoint) Save(ctx context.Context, c *Checkpoint) error {
+	data, err := c.encode()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var version string
+	if s.version == "" {
+		version, err = s.store.Create(ctx, s.key, data)
+	} else {
+		version, err = s.store.Update(ctx, s.key, data, s.version)
+	}
+	if errors.Is(err, cas.ErrConflict) {
+		return fmt.Errorf("write checkpoint %s: another replay wrote it since this one read it (its lease was taken over): %w", s.Name(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	s.version = version
 	return nil
 }
 
@@ -237,7 +331,7 @@ func (p *progress) advanceLocked() {
 }
 
 // save writes the checkpoint if it changed.
-func (p *progress) save(path string, complete bool) error {
+func (p *progress) save(ctx context.Context, store CheckpointStore, complete bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.dirty && p.c.Complete == complete {
@@ -245,7 +339,7 @@ func (p *progress) save(path string, complete bool) error {
 	}
 	p.c.Complete = complete
 	p.c.Updated = time.Now().UTC()
-	if err := p.c.Save(path); err != nil {
+	if err := store.Save(ctx, p.c); err != nil {
 		return err
 	}
 	p.dirty = false

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
 
@@ -63,6 +64,10 @@ type Config struct {
 	Dir            string
 	// DirPattern selects the files of Dir (default "dlq-*.jsonl").
 	DirPattern string
+	// KeyPattern, when set, selects the objects of a bucket by the last
+	// part of their key (path.Match): the dead-letter archive's objects,
+	// not the leases and markers beside them.
+	KeyPattern string
 	// Layout forces the objects' layout; LayoutAuto detects it per object.
 	Layout s3obj.Layout
 	// From and To bound event time ([From, To)); zero is unbounded.
@@ -86,14 +91,22 @@ type Config struct {
 	DryRun bool
 	// Checkpoint is the checkpoint file; empty means none.
 	Checkpoint string
+	// CheckpointStore keeps the checkpoint elsewhere than in a file (an
+	// S3 object: StoreCheckpoint); it replaces Checkpoint.
+	CheckpointStore CheckpointStore
+	// Lease, when set, is held for the whole run: a second replay with
+	// the same lease is refused (lease.HeldError) while this one runs,
+	// and this one stops, saving nothing more, if it ever loses the lease
+	// (another took over after it could not renew for a TTL).
+	Lease *lease.Lease
 	// Ledger, for gwpipe's dead-letter archive, replaces the checkpoint:
 	// it keeps beside the archive, per object, the entries (letters) that
 	// were settled — delivered, or dead-lettered into another archive —
 	// so that the same replay run again sends only what is left.
 	Ledger Ledger
-	// Exclude lists directories of Dir (relative, slash-separated) that
-	// are not read: where a replay of the archive writes its own dead
-	// letters.
+	// Exclude lists directories of Dir (relative, slash-separated), or
+	// key prefixes of a bucket, that are not read: where a replay of the
+	// archive writes its own dead letters.
 	Exclude []string
 	// OldLogs is OldLogsSkip or OldLogsRetimestamp, for events older than
 	// MaxAge (default 17h50m: Datadog drops logs older than 18 hours).
@@ -172,7 +185,10 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Ledger != nil && c.Checkpoint != "" {
+	if c.CheckpointStore == nil && c.Checkpoint != "" {
+		c.CheckpointStore = FileCheckpoint(c.Checkpoint)
+	}
+	if c.Ledger != nil && c.CheckpointStore != nil {
 		return errors.New("replay: a ledger and a checkpoint both record progress: use one")
 	}
 	if !c.From.IsZero() && !c.To.IsZero() && !c.From.Before(c.To) {
@@ -277,6 +293,7 @@ type Engine struct {
 
 	prog     *progress       // checkpoint mode
 	led      *ledgerProgress // ledger mode
+	lease    context.Context // the hold of Config.Lease, while it runs
 	inflight sync.WaitGroup
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
@@ -307,7 +324,7 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 		if client == nil {
 			return nil, errors.New("replay: an S3 client is required to read a bucket")
 		}
-		e.store = &bucketStore{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix, region: cfg.Region}
+		e.store = &bucketStore{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix, region: cfg.Region, pattern: cfg.KeyPattern, exclude: cfg.Exclude}
 	}
 	if cfg.Rate > 0 {
 		burst := max(int(cfg.Rate), cfg.Object.EventsPerBatch, 1000)
@@ -323,13 +340,21 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	start := e.cfg.Now()
 	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun, Ledger: e.led != nil}
-	ckpt, err := e.loadCheckpoint()
+	if e.cfg.Lease != nil && !e.cfg.DryRun {
+		held, release, err := e.hold(ctx)
+		if err != nil {
+			return sum, err
+		}
+		defer release()
+		ctx = held
+	}
+	ckpt, err := e.loadCheckpoint(ctx)
 	if err != nil {
 		return sum, err
 	}
 	sum.Resumed = ckpt.Watermark != "" || len(ckpt.Done) > 0 || len(ckpt.Partial) > 0
 	if ckpt.Complete {
-		e.log.Info("the checkpoint says this replay is complete: nothing to do (delete the checkpoint to replay again)", "checkpoint", e.cfg.Checkpoint)
+		e.log.Info("the checkpoint says this replay is complete: nothing to do (delete the checkpoint to replay again)", "checkpoint", e.cfg.CheckpointStore.Name())
 		sum.AlreadyComplete = true
 		sum.Duration = e.cfg.Now().Sub(start)
 		return sum, nil
@@ -386,13 +411,13 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		errs = append(errs, fmt.Errorf("replay interrupted: %w", context.Cause(ctx)))
 	}
 	complete := len(errs) == 0
-	if !e.cfg.DryRun && e.cfg.Checkpoint != "" {
-		if err := e.prog.save(e.cfg.Checkpoint, complete); err != nil {
+	if !e.cfg.DryRun && e.cfg.CheckpointStore != nil {
+		if err := e.saveCheckpoint(ctx, complete); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if !e.cfg.DryRun && e.led != nil {
-		if err := e.led.save(context.WithoutCancel(ctx)); err != nil {
+		if err := e.saveLedger(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		sum.Resumed = e.led.resumed()
@@ -407,11 +432,71 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	return sum, errors.Join(errs...)
 }
 
-func (e *Engine) loadCheckpoint() (*Checkpoint, error) {
+// hold takes the run's lease and keeps it renewed until release: the
+// context returned ends when ctx does, or when the lease is lost.
+func (e *Engine) hold(ctx context.Context) (context.Context, func(), error) {
+	l := e.cfg.Lease
+	if err := l.Acquire(ctx); err != nil {
+		return nil, nil, fmt.Errorf("replay: %w", err)
+	}
+	hold, ok := l.Held()
+	if !ok {
+		return nil, nil, fmt.Errorf("replay: the lease %s was lost at once", l.Key())
+	}
+	e.log.Info("replay lease taken", "lease", l.Key())
+	run, cancel := context.WithCancelCause(ctx)
+	stopWatch := context.AfterFunc(hold, func() {
+		if errors.Is(context.Cause(hold), lease.ErrLost) {
+			cancel(fmt.Errorf("the replay's lease %s was lost (another replay took it over after this one could not renew it)", l.Key()))
+		}
+	})
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		l.Keep(keepCtx, nil) // renews; releases when stopped
+	}()
+	e.lease = hold
+	return run, func() {
+		stopWatch()
+		stopKeep()
+		<-kept
+		cancel(nil)
+	}, nil
+}
+
+// leaseLost reports whether the run's lease was lost: nothing more may be
+// saved, the replay that took over owns the progress now.
+func (e *Engine) leaseLost() error {
+	if e.lease != nil && e.lease.Err() != nil {
+		return fmt.Errorf("not saved: %w", context.Cause(e.lease))
+	}
+	return nil
+}
+
+func (e *Engine) saveCheckpoint(ctx context.Context, complete bool) error {
+	if err := e.leaseLost(); err != nil {
+		return fmt.Errorf("checkpoint %s %w", e.cfg.CheckpointStore.Name(), err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return e.prog.save(sctx, e.cfg.CheckpointStore, complete)
+}
+
+func (e *Engine) saveLedger(ctx context.Context) error {
+	if err := e.leaseLost(); err != nil {
+		return fmt.Errorf("replay ledger %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return e.led.save(sctx)
+}
+
+func (e *Engine) loadCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	c := &Checkpoint{Version: checkpointVersion}
-	if e.cfg.Checkpoint != "" {
+	if e.cfg.CheckpointStore != nil {
 		var err error
-		if c, err = LoadCheckpoint(e.cfg.Checkpoint); err != nil {
+		if c, err = e.cfg.CheckpointStore.Load(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -420,12 +505,12 @@ func (e *Engine) loadCheckpoint() (*Checkpoint, error) {
 	case c.Source == "":
 		c.Source, c.From, c.To = name, e.cfg.From.UTC(), e.cfg.To.UTC()
 	case c.Source != name:
-		return nil, fmt.Errorf("%w: %s replays %s, not %s; use another checkpoint file or delete it", ErrCheckpointMismatch, e.cfg.Checkpoint, c.Source, name)
+		return nil, fmt.Errorf("%w: %s replays %s, not %s; use another checkpoint file or delete it", ErrCheckpointMismatch, e.cfg.CheckpointStore.Name(), c.Source, name)
 	case !c.From.Equal(e.cfg.From) || !c.To.Equal(e.cfg.To):
 		// A relative range ("-2h") resolves differently on every run:
 		// resuming means resuming the range that was started.
 		e.log.Warn("resuming the checkpoint's time range, not the one given (delete the checkpoint to replay another range)",
-			"checkpoint", e.cfg.Checkpoint, "from", c.From, "to", c.To)
+			"checkpoint", e.cfg.CheckpointStore.Name(), "from", c.From, "to", c.To)
 		e.cfg.From, e.cfg.To = c.From, c.To
 	}
 	return c, nil
@@ -434,7 +519,7 @@ func (e *Engine) loadCheckpoint() (*Checkpoint, error) {
 // saver writes the checkpoint every CheckpointEvery until stop closes.
 func (e *Engine) saver(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	if e.cfg.DryRun || (e.cfg.Checkpoint == "" && e.led == nil) {
+	if e.cfg.DryRun || (e.cfg.CheckpointStore == nil && e.led == nil) {
 		<-stop
 		return
 	}
@@ -446,12 +531,12 @@ func (e *Engine) saver(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		case <-t.C:
 			if e.led != nil {
-				if err := e.led.save(context.Background()); err != nil {
+				if err := e.saveLedger(context.Background()); err != nil {
 					e.log.Error("could not save the replay ledger", "error", err)
 				}
 				continue
 			}
-			if err := e.prog.save(e.cfg.Checkpoint, false); err != nil {
+			if err := e.saveCheckpoint(context.Background(), false); err != nil {
 				e.log.Error("could not save the replay checkpoint", "error", err)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,40 @@ type memS3 struct {
 	objects map[string][]byte
 	lists   []string // StartAfter of each listing
 	gets    int
+	puts    int
+	etags   map[string]string // of objects written by PutObject
+}
+
+func (m *memS3) etag(key string) string {
+	if e, ok := m.etags[key]; ok {
+		return e
+	}
+	return `"` + key + `"`
+}
+
+// PutObject keeps S3's conditional writes: If-None-Match: * and If-Match.
+func (m *memS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := aws.ToString(in.Key)
+	_, exists := m.objects[key]
+	switch {
+	case aws.ToString(in.IfNoneMatch) == "*" && exists:
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed"}
+	case in.IfMatch != nil && (!exists || m.etag(key) != aws.ToString(in.IfMatch)):
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed"}
+	}
+	data, err := io.ReadAll(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	m.puts++
+	if m.etags == nil {
+		m.etags = map[string]string{}
+	}
+	m.objects[key] = data
+	m.etags[key] = fmt.Sprintf(`"v%d"`, m.puts)
+	return &s3.PutObjectOutput{ETag: aws.String(m.etags[key])}, nil
 }
 
 func (m *memS3) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
@@ -55,7 +90,7 @@ func (m *memS3) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ ..
 	}
 	out := &s3.ListObjectsV2Output{IsTruncated: aws.Bool(false)}
 	for _, k := range keys {
-		out.Contents = append(out.Contents, s3types.Object{Key: aws.String(k), Size: aws.Int64(int64(len(m.objects[k]))), ETag: aws.String(`"` + k + `"`), LastModified: aws.Time(time.Now())})
+		out.Contents = append(out.Contents, s3types.Object{Key: aws.String(k), Size: aws.Int64(int64(len(m.objects[k]))), ETag: aws.String(m.etag(k)), LastModified: aws.Time(time.Now())})
 	}
 	return out, nil
 }
@@ -66,9 +101,9 @@ func (m *memS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s
 	m.gets++
 	data, ok := m.objects[aws.ToString(in.Key)]
 	if !ok {
-		return nil, errors.New("NoSuchKey")
+		return nil, &s3types.NoSuchKey{}
 	}
-	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(data)), ContentLength: aws.Int64(int64(len(data))), ETag: aws.String(`"` + aws.ToString(in.Key) + `"`)}, nil
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(data)), ContentLength: aws.Int64(int64(len(data))), ETag: aws.String(m.etag(aws.ToString(in.Key)))}, nil
 }
 
 // out stands in for the pipeline: it records what it is sent and settles

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
 // LedgerSuffix ends the name of a ledger's marker: <object>.replayed.
@@ -27,8 +29,9 @@ const markerVersion = 1
 //
 // A ledger never rewrites the archive's objects, so it works where they
 // cannot be rewritten: a local directory holds <file>.replayed files
-// (DirLedger); an archive in S3 would hold <key>.replayed objects beside
-// its objects (Load is a GetObject, Save a PutObject).
+// (DirLedger); an archive in S3 holds <key>.replayed objects beside its
+// objects (StoreLedger: Load is a GetObject, Save a conditional
+// PutObject).
 type Ledger interface {
 	// Load returns key's marker, or nil when there is none.
 	Load(ctx context.Context, key string) (*Marker, error)
@@ -72,11 +75,7 @@ func (l dirLedger) Load(_ context.Context, key string) (*Marker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay ledger: %w", err)
 	}
-	var m Marker
-	if err := json.Unmarshal(data, &m); err != nil || m.Version != markerVersion {
-		return nil, fmt.Errorf("replay ledger %s is not a marker of this build (version %d): delete it to replay %s again from its start", l.path(key), markerVersion, key)
-	}
-	return &m, nil
+	return decodeMarker(l.path(key), key, data)
 }
 
 func (l dirLedger) Save(_ context.Context, key string, m *Marker) error {
@@ -88,6 +87,74 @@ func (l dirLedger) Save(_ context.Context, key string, m *Marker) error {
 		return fmt.Errorf("replay ledger: %w", err)
 	}
 	return nil
+}
+
+// StoreLedger is the ledger of an archive in S3 (or any cas.Store whose
+// keys are the archive's object keys: cas.NewS3 of the bucket with no
+// prefix): <key>.replayed objects, each written only with a conditional
+// write on the version this replay read (or created, If-None-Match, when
+// there was none). Two replays of one archive cannot both mark its
+// letters: the second's write fails instead of overwriting the first's
+// marks (ErrLedgerConflict), and its letters stay to be replayed again.
+func StoreLedger(s cas.Store) Ledger { return &storeLedger{s: s, versions: map[string]string{}} }
+
+// ErrLedgerConflict is a marker that another replay wrote since this one
+// read it.
+var ErrLedgerConflict = errors.New("another replay of this archive wrote its ledger meanwhile: run one replay of an archive at a time")
+
+type storeLedger struct {
+	s        cas.Store
+	mu       sync.Mutex
+	versions map[string]string // the marker's version this replay read or wrote
+}
+
+func (l *storeLedger) Load(ctx context.Context, key string) (*Marker, error) {
+	data, version, err := l.s.Get(ctx, key+LedgerSuffix)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay ledger: %w", err)
+	}
+	m, err := decodeMarker(l.s.Name()+key+LedgerSuffix, key, data)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.versions[key] = version
+	l.mu.Unlock()
+	return m, nil
+}
+
+func (l *storeLedger) Save(ctx context.Context, key string, m *Marker) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var version string
+	if v := l.versions[key]; v == "" {
+		version, err = l.s.Create(ctx, key+LedgerSuffix, append(data, '\n'))
+	} else {
+		version, err = l.s.Update(ctx, key+LedgerSuffix, append(data, '\n'), v)
+	}
+	if errors.Is(err, cas.ErrConflict) {
+		return fmt.Errorf("replay ledger %s%s: %w", l.s.Name(), key+LedgerSuffix, ErrLedgerConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("replay ledger: %w", err)
+	}
+	l.versions[key] = version
+	return nil
+}
+
+func decodeMarker(name, key string, data []byte) (*Marker, error) {
+	var m Marker
+	if err := json.Unmarshal(data, &m); err != nil || m.Version != markerVersion {
+		return nil, fmt.Errorf("replay ledger %s is not a marker of this build (version %d): delete it to replay %s again from its start", name, markerVersion, key)
+	}
+	return &m, nil
 }
 
 // ledgerProgress is the engine's bookkeeping in ledger mode: the markers

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,6 +46,22 @@ type bucketStore struct {
 	client         S3API
 	bucket, prefix string
 	region         string
+	pattern        string   // matched against the last part of a key; empty: all
+	exclude        []string // key prefixes not read
+}
+
+// skip reports whether key is left out: excluded, or not of the pattern.
+func (b *bucketStore) skip(key string) bool {
+	for _, x := range b.exclude {
+		if strings.HasPrefix(key, x) {
+			return true
+		}
+	}
+	if b.pattern == "" {
+		return false
+	}
+	ok, _ := path.Match(b.pattern, path.Base(key))
+	return !ok
 }
 
 func (b *bucketStore) Name() string { return "s3://" + b.bucket + "/" + b.prefix }
@@ -61,6 +78,9 @@ func (b *bucketStore) List(ctx context.Context, startAfter string, fn func(entry
 			return fmt.Errorf("list s3://%s/%s: %w", b.bucket, b.prefix, err)
 		}
 		for _, o := range page.Contents {
+			if b.skip(aws.ToString(o.Key)) {
+				continue
+			}
 			more, err := fn(entry{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), LastModified: aws.ToTime(o.LastModified)})
 			if err != nil || !more {
 				return err

@@ -30,6 +30,16 @@ module "archive" {
   tags               = var.tags
 }
 
+# Dead letters, replay checkpoints and the CloudWatch poller's state, out of
+# the workers' pods (gwpipe's dlq.url, --checkpoint s3://…, state_url).
+module "state" {
+  source    = "../../modules/state"
+  providers = { aws = aws.pipeline }
+
+  bucket_name = var.state_bucket_name
+  tags        = var.tags
+}
+
 module "pipeline_role" {
   source    = "../../modules/pipeline-role"
   providers = { aws = aws.pipeline }
@@ -39,6 +49,8 @@ module "pipeline_role" {
   source_account_ids     = local.source_account_ids
   source_queue_arns      = [module.archive.notification_queue_arn]
   archive_bucket_arns    = [module.archive.bucket_arn]
+  state_bucket_arn       = module.state.bucket_arn
+  state_prefixes         = module.state.prefixes
   keda_operator_role_arn = var.keda_operator_role_arn
   tags                   = var.tags
 }

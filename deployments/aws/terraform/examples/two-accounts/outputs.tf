@@ -13,6 +13,21 @@ output "archive_bucket" {
   value       = module.archive.bucket_name
 }
 
+output "dlq_url" {
+  description = "gwpipe dlq.url (GWPIPE_DLQ_URL), and gwpipe replay --dlq."
+  value       = module.state.dlq_url
+}
+
+output "poller_state_url" {
+  description = "gwpipe metrics.poller.state_url (GWPIPE_METRICS_POLLER_STATE_URL)."
+  value       = module.state.poller_state_url
+}
+
+output "checkpoint_url_prefix" {
+  description = "Start of gwpipe replay --checkpoint URLs (append <name>.json)."
+  value       = module.state.checkpoint_url_prefix
+}
+
 output "reader_role_arns" {
   description = "Reader roles gwpipe assumes (enrich.role_template arn:aws:iam::{account}:role/gwpipe-reader)."
   value       = [module.prod_reader.role_arn, module.staging_reader.role_arn]

@@ -70,3 +70,8 @@ variable "tags" {
   type        = map(string)
   default     = { "app" = "gwpipe" }
 }
+
+variable "state_bucket_name" {
+  description = "Name of the bucket of gwpipe's fleet state (dead letters, replay checkpoints, the CloudWatch poller's state)."
+  type        = string
+}

@@ -92,6 +92,38 @@ data "aws_iam_policy_document" "pipeline" {
     }
   }
 
+  # The fleet's state (modules/state): dead letters, replay checkpoints
+  # and ledgers, the CloudWatch poller's state, and the leases beside
+  # them. Conditional writes (If-None-Match, If-Match) need s3:PutObject
+  # alone; s3:ListBucket makes a missing key answer 404 rather than 403,
+  # which is how a first lease, checkpoint or marker is told from a
+  # refusal, and lists the archive for gwpipe replay.
+  dynamic "statement" {
+    for_each = var.state_bucket_arn == null ? [] : [var.state_bucket_arn]
+    content {
+      sid       = "StateObjects"
+      effect    = "Allow"
+      actions   = ["s3:GetObject", "s3:PutObject"]
+      resources = [for p in var.state_prefixes : "${statement.value}/${p}*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.state_bucket_arn == null ? [] : [var.state_bucket_arn]
+    content {
+      sid       = "StateList"
+      effect    = "Allow"
+      actions   = ["s3:ListBucket"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = [for p in var.state_prefixes : "${p}*"]
+      }
+    }
+  }
+
   dynamic "statement" {
     for_each = var.transport == "sqs" ? ["sns"] : []
     content {

@@ -59,6 +59,23 @@ variable "archive_bucket_arns" {
   default     = []
 }
 
+variable "state_bucket_arn" {
+  description = "The fleet's state bucket (modules/state): dead letters (dlq.url), replay checkpoints in S3, the CloudWatch poller's state (metrics.poller.state_url); null grants nothing."
+  type        = string
+  default     = null
+}
+
+variable "state_prefixes" {
+  description = "Prefixes of the state bucket gwpipe reads and writes (outputs.prefixes of modules/state)."
+  type        = list(string)
+  default     = ["dlq/", "replays/", "cwpoller/"]
+
+  validation {
+    condition     = alltrue([for p in var.state_prefixes : p != "" && !startswith(p, "/")])
+    error_message = "state_prefixes must be non-empty prefixes not starting with /: an empty one would grant the whole bucket."
+  }
+}
+
 variable "transport" {
   description = "gwpipe's transport.kind: sqs grants the SNS topics and SQS queues of the fleet (<transport_topic_prefix>*); nats and memory need no AWS permission."
   type        = string
