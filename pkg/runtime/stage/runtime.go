@@ -162,6 +162,8 @@ type consumer struct {
 
 	handler Handler
 	out     *output // where the stage's own results go
+	// latency is the time of each handling attempt.
+	latency *telemetry.Histogram
 }
 
 // Runtime mounts stages on one Watermill router.
@@ -189,6 +191,8 @@ type Runtime struct {
 	handBack     context.Context
 	handBackNow  context.CancelFunc
 	handBackOnce sync.Once
+
+	taps *taps // gwpipe tap's samples of what is published
 }
 
 // New returns a runtime on the given transport.
@@ -207,7 +211,7 @@ func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry
 	hb, hbNow := context.WithCancel(context.Background())
 	r := &Runtime{
 		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
-		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow,
+		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow, taps: newTaps(metrics),
 	}
 	metrics.GaugeFunc("runtime.in_flight_batches", "Batches published in this process and not yet handled by every stage of this process that consumes them.", r.InFlight)
 	return r, nil
@@ -229,8 +233,9 @@ func (r *Runtime) Add(st Stage) error {
 	if n <= 0 {
 		n = r.cfg.MaxInFlight
 	}
-	out := &output{r: r, stats: r.metrics.Stage(st.Name), topic: st.Output}
-	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out}
+	out := &output{r: r, name: st.Name, stats: r.metrics.Stage(st.Name), topic: st.Output}
+	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out,
+		latency: r.metrics.Histogram("runtime.handle_latency", "Time a stage took to handle one batch, every attempt (a delivery stage: until the intake accepted it).", telemetry.L(telemetry.StageLabel, st.Name))}
 	if r.tr.InProcess() {
 		c.queued.Set(0) // known exactly from here on
 	}
@@ -258,7 +263,10 @@ func (r *Runtime) Add(st Stage) error {
 		}
 		stats.Batches.Inc()
 		stats.RecordsIn.Add(int64(b.Len()))
-		if err := st.Handler.Handle(msg.Context(), b, out); err != nil {
+		start := time.Now()
+		err = st.Handler.Handle(msg.Context(), b, out)
+		c.latency.Observe(time.Since(start))
+		if err != nil {
 			stats.Errors.Inc()
 			return fmt.Errorf("stage %s: %w", st.Name, err)
 		}
@@ -499,7 +507,7 @@ func (r *Runtime) Drain(ctx context.Context) error {
 // Source returns the Output a source publishes through. stats are kept under
 // the given stage name.
 func (r *Runtime) Source(name, topic string) Output {
-	return &output{r: r, stats: r.metrics.Stage(name), topic: topic}
+	return &output{r: r, name: name, stats: r.metrics.Stage(name), topic: topic}
 }
 
 // Start runs the router in the background and waits until it is running.
@@ -606,6 +614,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 
 // Shutdown stops the router (Stop) and closes the transport, within ctx.
 func (r *Runtime) Shutdown(ctx context.Context) error {
+	defer r.taps.closeAll() // nothing more will be published
 	if err := r.Stop(ctx); err != nil {
 		return err
 	}
@@ -632,6 +641,7 @@ func (r *Runtime) Close() error {
 
 type output struct {
 	r     *Runtime
+	name  string // the stage's (or source's)
 	stats *telemetry.StageStats
 	topic string
 }
@@ -640,7 +650,8 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 	if o.topic == "" {
 		return Permanent(errors.New("stage has no output topic"))
 	}
-	n := b.Len() // before: once published, the consumer may change b
+	o.r.tap(o.topic, o.name, b) // before: once published, the consumer may change b
+	n := b.Len()                // before: once published, the consumer may change b
 	local, remote := o.r.route(o.topic)
 	if local == nil {
 		if err := o.r.send(ctx, o.topic, b); err != nil {
@@ -661,7 +672,10 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 		st := c.out.stats
 		st.Batches.Inc()
 		st.RecordsIn.Add(int64(b.Len()))
-		if err := c.handler.Handle(ctx, b, c.out); err != nil {
+		start := time.Now()
+		err := c.handler.Handle(ctx, b, c.out)
+		c.latency.Observe(time.Since(start))
+		if err != nil {
 			st.Errors.Inc()
 			return fmt.Errorf("stage %s: %w", c.stage, err)
 		}
@@ -728,6 +742,13 @@ func (r *Runtime) route(topic string) (local []*consumer, remote []string) {
 // of b.Stage) when the archive has written it, not here: a dead letter
 // published and never written must not be reported as kept.
 func (o *output) DeadLetter(ctx context.Context, b *record.Batch) error {
+	if o.r.taps.n.Load() != 0 {
+		by := o.name
+		if b.Stage != "" {
+			by = b.Stage
+		}
+		o.r.taps.offer(o.r.cfg.DLQTopic, by, b)
+	}
 	if err := o.r.send(ctx, o.r.cfg.DLQTopic, b); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
@@ -743,6 +764,12 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 		b, err := p.r.codec.Unmarshal(msg)
 		if err != nil {
 			return err
+		}
+		if p.r.taps.n.Load() != 0 {
+			c := *b
+			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
+			c.Reason = msg.Metadata.Get(middleware.ReasonForPoisonedKey)
+			p.r.taps.offer(topic, c.Stage, &c)
 		}
 		if !p.r.tr.InProcess() {
 			// A broker carries no metadata we rely on: the reason goes into
