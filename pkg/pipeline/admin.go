@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/ops/tap"
 	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
 )
@@ -19,9 +20,10 @@ import (
 // Two listeners, two audiences:
 //
 //   - admin.listen (loopback by default): the operator's, on the host:
-//     /healthz, /readyz, /status (every figure), /metrics and, only with
-//     admin.pprof, /debug/pprof — profiles that can stall the process and
-//     show its memory.
+//     /healthz, /readyz, /status (every figure), /metrics, /tap (samples
+//     of live events, credentials masked) and, only with admin.pprof,
+//     /debug/pprof — profiles that can stall the process and show its
+//     memory.
 //   - admin.health_listen (off by default): the network's, for probes, load
 //     balancers and Prometheus: /healthz, /readyz and /metrics — counts and
 //     latencies, never a URL, an error text or a profile.
@@ -60,7 +62,7 @@ func (p *Pipeline) healthHandler() http.Handler {
 	return mux
 }
 
-// adminHandler is admin.listen's: health, /status, /metrics, and
+// adminHandler is admin.listen's: health, /status, /metrics, /tap, and
 // /debug/pprof when admin.pprof is on.
 func (p *Pipeline) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -69,6 +71,10 @@ func (p *Pipeline) adminHandler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.Status())
 	})
+	t := p.cfg.Pipeline.Topics
+	mux.Handle("GET /tap", tap.Handler(tap.Config{Tapper: p.rt, Defaults: p.cfg.LogsClient().Defaults, TopicNames: map[string]string{
+		"raw": t.Raw, "decoded": t.Decoded, "parsed": t.Parsed, "enriched": t.Enriched, "metrics": t.Metrics, "dlq": t.DLQ,
+	}}))
 	if p.cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

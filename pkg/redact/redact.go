@@ -160,3 +160,53 @@ func attr(a slog.Attr) slog.Attr {
 	}
 	return slog.Attr{Key: a.Key, Value: v}
 }
+
+var (
+	// awsAccessKeyRE is an AWS access key id (long-term AKIA…, temporary
+	// ASIA…, and the other prefixes IAM gives its unique ids).
+	awsAccessKeyRE = regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}\b`)
+	// awsSecretRE is a secret access key written next to its name.
+	awsSecretRE = regexp.MustCompile(`(?i)(secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`)
+	// apiKeyPhraseRE is the API key in API Gateway's execution-log
+	// phrases: "API Key: K", "API Key K authorized because…", "… for API
+	// Key K". "API Key ID: I" names the key's id, not the key: kept.
+	apiKeyPhraseRE = regexp.MustCompile(`\bAPI Key:? ([^\s"',]+)`)
+	// secretFieldRE is a JSON field (an access log in JSON, also as the
+	// escaped string of a CloudWatch envelope) whose name says it holds a
+	// key or a secret; the value ends at the first quote or backslash.
+	secretFieldRE = regexp.MustCompile(`(?i)(\\*"(?:[a-z0-9_.-]*\.)?(?:apikey|api_key|x-api-key|accesskey|access_key|secretaccesskey|secret|password|authorization)\\*"\s*:\s*\\*")[^"\\]*`)
+)
+
+// Text returns s with the credentials event content can carry masked:
+// AWS access key ids and secret access keys, API Gateway API keys in its
+// execution-log phrases, and JSON fields named for a key or a secret
+// (apiKey, accessKey, password…). For text gwpipe shows an operator (a
+// tap of live events), not for what it delivers.
+func Text(s string) string {
+	s = awsAccessKeyRE.ReplaceAllString(s, Mask)
+	s = awsSecretRE.ReplaceAllString(s, "${1}"+Mask)
+	s = apiKeyPhraseRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := apiKeyPhraseRE.FindStringSubmatch(m)
+		switch sub[1] {
+		case "ID:", "ID", "identifier", Mask:
+			return m
+		}
+		return strings.TrimSuffix(m, sub[1]) + Mask
+	})
+	return secretFieldRE.ReplaceAllString(s, `${1}`+Mask)
+}
+
+// SecretAttr reports whether an attribute (a dotted key such as
+// "apigateway.identity.apiKey") holds a credential: its last segment
+// names an API key, an access key or a secret. An id of one (apiKeyId)
+// does not.
+func SecretAttr(key string) bool {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		key = key[i+1:]
+	}
+	switch strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(key)) {
+	case "apikey", "xapikey", "accesskey", "secretaccesskey", "secret", "password", "authorization", "sessiontoken":
+		return true
+	}
+	return false
+}

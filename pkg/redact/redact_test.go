@@ -103,3 +103,68 @@ func FuzzURL(f *testing.F) {
 		require.Contains(t, got, url.QueryEscape(otherName)+"=", "other parameters stay")
 	})
 }
+
+// TestText: credentials in event content are masked, the text around them
+// and ids that only name a key are kept.
+func TestText(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"API Key: 1a2b3c4d5e", "API Key: REDACTED"},
+		{"API Key 1a2b3c4d5e authorized because method 'GET /pets' does not require API Key. Request will not contribute to throttle or quota limits",
+			"API Key REDACTED authorized because method 'GET /pets' does not require API Key. Request will not contribute to throttle or quota limits"},
+		{"Verifying Usage Plan for request: r-1. API Key: k3y API Stage: a1/prod", "Verifying Usage Plan for request: r-1. API Key: REDACTED API Stage: a1/prod"},
+		{"Usage Plan check succeeded for API Key k3y and API Stage a1/prod", "Usage Plan check succeeded for API Key REDACTED and API Stage a1/prod"},
+		{"API Key ID: abc123", "API Key ID: abc123"},
+		{"Invalid API Key identifier specified", "Invalid API Key identifier specified"},
+		{`user AKIAIOSFODNN7EXAMPLE called`, `user REDACTED called`},
+		{`{"accessKey":"ASIAY34FZKBOKMUTVV7A","apiKey":"k3y","apiKeyId":"id1","ip":"1.2.3.4"}`,
+			`{"accessKey":"REDACTED","apiKey":"REDACTED","apiKeyId":"id1","ip":"1.2.3.4"}`},
+		{`{"identity.apiKey": "ab"}`, `{"identity.apiKey": "REDACTED"}`},
+		{`{"message":"{\"apiKey\":\"k3y\",\"ip\":\"1.2.3.4\"}"}`, `{"message":"{\"apiKey\":\"REDACTED\",\"ip\":\"1.2.3.4\"}"}`},
+		{`aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY`, `aws_secret_access_key=REDACTED`},
+		{"GET /pets 200 1.2.3.4", "GET /pets 200 1.2.3.4"},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, Text(c.in), c.in)
+		assert.Equal(t, c.want, Text(c.want), "masking twice changes nothing: %s", c.want)
+	}
+}
+
+func TestSecretAttr(t *testing.T) {
+	for key, want := range map[string]bool{
+		"apigateway.identity.apiKey": true, "apigateway.identity.accessKey": true, "api_key": true,
+		"apigateway.identity.apiKeyId": false, "http.method": false, "apigateway.identity.userAgent": false,
+	} {
+		assert.Equal(t, want, SecretAttr(key), key)
+	}
+}
+
+// FuzzTextHidesCredentials: whatever surrounds them, an AWS access key id,
+// an API key in an execution-log phrase and an apiKey JSON field's value
+// never survive Text.
+func FuzzTextHidesCredentials(f *testing.F) {
+	f.Add("prefix ", " suffix", uint64(1))
+	f.Add(`{"a":"`, `"}`, uint64(42))
+	f.Add("(req-1) ", "", uint64(1<<63))
+	const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	f.Fuzz(func(t *testing.T, before, after string, seed uint64) {
+		secret := make([]byte, 20)
+		for i := range secret {
+			secret[i] = alnum[seed%uint64(len(alnum))]
+			seed = seed*6364136223846793005 + 1442695040888963407
+		}
+		key := string(secret)
+		if strings.Contains(before+after, key[:8]) {
+			t.Skip()
+		}
+		for _, s := range []string{
+			before + " AKIA" + key[:16] + " " + after,
+			before + " API Key: " + key + " " + after,
+			before + " API Key " + key + " authorized because " + after,
+			before + `{"apiKey":"` + key + `"}` + after,
+		} {
+			if got := Text(s); strings.Contains(got, key[:16]) {
+				t.Fatalf("Text(%q) = %q: the secret is still there", s, got)
+			}
+		}
+	})
+}

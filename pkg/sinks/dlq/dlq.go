@@ -83,6 +83,21 @@ type Metric struct {
 	Unit      string    `json:"unit,omitempty"`
 }
 
+// OriginOf is the archive's form of a record's origin (zero for nil).
+func OriginOf(o *record.Origin) Origin {
+	if o == nil {
+		return Origin{}
+	}
+	return Origin{Source: o.Source, RequestID: o.RequestID, SourceARN: o.SourceARN, Stream: o.Stream, Account: o.Account,
+		Region: o.Region, LogGroup: o.LogGroup, LogStream: o.LogStream, Replay: o.Replay}
+}
+
+// MetricOf is the archive's form of a metric point.
+func MetricOf(m *record.Metric) *Metric {
+	return &Metric{Name: m.Name, Type: m.Kind.String(), Timestamp: m.Timestamp, Interval: m.Interval, Value: m.Value,
+		Values: m.Values, Tags: m.Tags, Host: m.Host, Unit: m.Unit}
+}
+
 // MaxFileBytes is the size at which the archive starts a new file.
 const MaxFileBytes = 64 << 20
 
@@ -212,11 +227,8 @@ func encode(buf *bytes.Buffer, b *record.Batch, now time.Time) error {
 		if reason == "" {
 			reason = "unknown"
 		}
-		e := Entry{V: 1, Time: now, Stage: b.Stage, Reason: reason, EventID: r.EventID, Timestamp: r.Timestamp, Kind: r.Kind.String(), Data: r.Message}
-		if o := r.Origin; o != nil {
-			e.Origin = Origin{Source: o.Source, RequestID: o.RequestID, SourceARN: o.SourceARN, Stream: o.Stream, Account: o.Account,
-				Region: o.Region, LogGroup: o.LogGroup, LogStream: o.LogStream, Replay: o.Replay}
-		}
+		e := Entry{V: 1, Time: now, Stage: b.Stage, Reason: reason, EventID: r.EventID, Timestamp: r.Timestamp, Kind: r.Kind.String(), Data: r.Message,
+			Origin: OriginOf(r.Origin)}
 		if err := enc.Encode(&e); err != nil {
 			return fmt.Errorf("encode dead letter: %w", err)
 		}
@@ -227,10 +239,7 @@ func encode(buf *bytes.Buffer, b *record.Batch, now time.Time) error {
 		if reason == "" {
 			reason = "unknown"
 		}
-		e := Entry{V: 1, Time: now, Stage: b.Stage, Reason: reason, Kind: "metric", Metric: &Metric{
-			Name: m.Name, Type: m.Kind.String(), Timestamp: m.Timestamp, Interval: m.Interval, Value: m.Value,
-			Values: m.Values, Tags: m.Tags, Host: m.Host, Unit: m.Unit,
-		}}
+		e := Entry{V: 1, Time: now, Stage: b.Stage, Reason: reason, Kind: "metric", Metric: MetricOf(m)}
 		if err := enc.Encode(&e); err != nil {
 			return fmt.Errorf("encode dead letter: %w", err)
 		}
