@@ -650,8 +650,9 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 	if o.topic == "" {
 		return Permanent(errors.New("stage has no output topic"))
 	}
-	o.r.tap(o.topic, o.name, b) // before: once published, the consumer may change b
-	n := b.Len()                // before: once published, the consumer may change b
+	// Both before publishing: once published, the consumer may change b.
+	o.r.tap(o.topic, o.name, b)
+	n := b.Len()
 	local, remote := o.r.route(o.topic)
 	if local == nil {
 		if err := o.r.send(ctx, o.topic, b); err != nil {
