@@ -20,8 +20,10 @@ $(BINS): bin/%:
 
 ## run: gwpipe demo — the pipeline on its embedded defaults, fed by generated
 ## API Gateway traffic and delivering to a local fake Datadog intake, all in
-## one process (no AWS account, no API key). Ctrl-C or closing the terminal
-## drains, prints the summary and stops everything. Variables:
+## one process (no AWS account, no API key). In a terminal it shows the
+## live view of gwpipe top (q quits); otherwise a flow line every 5 s. q,
+## Ctrl-C or closing the terminal drains, prints the summary and stops
+## everything. Variables:
 ##   REAL=1         deliver the synthetic traffic to Datadog (DD_API_KEY,
 ##                  DD_SITE) instead of the fake intake
 ##   RATE=N         events per second (default 5000)

@@ -162,9 +162,11 @@ func attr(a slog.Attr) slog.Attr {
 }
 
 var (
-	// awsAccessKeyRE is an AWS access key id (long-term AKIA…, temporary
-	// ASIA…, and the other prefixes IAM gives its unique ids).
-	awsAccessKeyRE = regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}\b`)
+	// awsAccessKeyRE is an AWS access key id: long-term (AKIA…),
+	// temporary (ASIA…), a bearer token's (ABIA…) or a context-specific
+	// credential's (ACCA…). The unique ids of users and roles (AIDA…,
+	// AROA…: a request's caller) name a principal, not a credential: kept.
+	awsAccessKeyRE = regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b`)
 	// awsSecretRE is a secret access key written next to its name.
 	awsSecretRE = regexp.MustCompile(`(?i)(secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`)
 	// apiKeyPhraseRE is the API key in API Gateway's execution-log

@@ -122,6 +122,7 @@ func TestText(t *testing.T) {
 		{`{"message":"{\"apiKey\":\"k3y\",\"ip\":\"1.2.3.4\"}"}`, `{"message":"{\"apiKey\":\"REDACTED\",\"ip\":\"1.2.3.4\"}"}`},
 		{`aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY`, `aws_secret_access_key=REDACTED`},
 		{"GET /pets 200 1.2.3.4", "GET /pets 200 1.2.3.4"},
+		{`"caller":"AIDARE6G1FLYANYT0E839","role":"AROA3XFRBF535PLBIFPI4"`, `"caller":"AIDARE6G1FLYANYT0E839","role":"AROA3XFRBF535PLBIFPI4"`},
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.want, Text(c.in), c.in)

@@ -35,6 +35,9 @@ type demoOptions struct {
 	intake   string
 	dir      string
 	report   time.Duration
+	// top shows the live view (gwpipe top) instead of the periodic
+	// report; the logs then go to a file under dir.
+	top bool
 }
 
 // demoPort is an address the demo serves, with what changes it: the flag
@@ -84,9 +87,12 @@ The traffic is synthetic: even when DD_API_KEY is set, it goes to the fake
 intake unless --real (make run REAL=1) asks to deliver it to your Datadog
 account (DD_SITE) with DD_API_KEY. The screen says which one is happening.
 
-Ctrl-C (SIGINT), SIGTERM, or closing the terminal (SIGHUP) stops the traffic,
-drains the pipeline into the intake, prints the summary and exits 0; a second
-Ctrl-C exits at once. Every port is opened before anything starts: a port in
+In a terminal it shows the live view of gwpipe top (--top; the logs then go
+to --dir/gwpipe.log); otherwise it prints a flow report every --report.
+
+Ctrl-C (SIGINT), q in the live view, SIGTERM, or closing the terminal
+(SIGHUP) stops the traffic, drains the pipeline into the intake, prints the
+summary and exits 0; a second Ctrl-C exits at once. Every port is opened before anything starts: a port in
 use is an error naming it and the variable that changes it.
 
 make run passes REAL, RATE, FIREHOSE_ADDR, ADMIN_ADDR and INTAKE_ADDR to the
@@ -104,6 +110,9 @@ and, without --real, the Datadog destination and self-telemetry.`,
 			// through: writes then fail instead of killing the process
 			// before it has drained.
 			signal.Ignore(syscall.SIGPIPE)
+			if !cmd.Flags().Changed("top") {
+				o.top = interactive(cmd.OutOrStdout())
+			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), *cfgPath, o, os.Environ(), sigs)
 		},
 	}
@@ -115,7 +124,8 @@ and, without --real, the Datadog destination and self-telemetry.`,
 	f.StringVar(&o.admin, "admin-listen", "127.0.0.1:8089", "address of the admin endpoint, /status and /metrics (make run ADMIN_ADDR=…)")
 	f.StringVar(&o.intake, "intake-listen", "127.0.0.1:8080", "address of the fake Datadog intake (make run INTAKE_ADDR=…)")
 	f.StringVar(&o.dir, "dir", filepath.Join("data", "run"), "directory for the intake's recordings and the dead-letter archive")
-	f.DurationVar(&o.report, "report", 5*time.Second, "print a flow report at this interval; 0 for none")
+	f.DurationVar(&o.report, "report", 5*time.Second, "print a flow report at this interval, without --top; 0 for none")
+	f.BoolVar(&o.top, "top", false, "show the live view of gwpipe top, logs to --dir/gwpipe.log (default: when stdout is a terminal)")
 	return cmd
 }
 
@@ -190,7 +200,21 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 	}
 	closeAll()
 
-	log := newLogger(c)
+	logTo := io.Writer(os.Stderr)
+	logFile := filepath.Join(o.dir, "gwpipe.log")
+	if o.top {
+		// The live view owns the screen: the logs go to a file.
+		if err := os.MkdirAll(o.dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--top: log file: %w", err)
+		}
+		defer f.Close()
+		logTo = f
+	}
+	log := newLoggerTo(c, logTo)
 	slog.SetDefault(log)
 	warnEnv(log, environ)
 
@@ -259,13 +283,20 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 		fmt.Fprintf(out, "  intake recordings %s (logs.jsonl, series.jsonl, distribution_points.jsonl)\n", intakeDir)
 	}
 	fmt.Fprintf(out, "  status http://%s/status   dead letters %s\n", p.AdminAddr(), c.DLQ.Dir)
+	if o.top {
+		fmt.Fprintf(out, "  logs %s\n", logFile)
+	}
 	fmt.Fprintf(out, "  Ctrl-C stops everything and prints a summary\n")
 
 	reportCtx, stopReport := context.WithCancel(context.WithoutCancel(ctx))
 	reportDone := make(chan struct{})
+	viewQuit := make(chan error, 1) // the live view ended: q, or it failed
 	go func() {
 		defer close(reportDone)
-		if o.report > 0 {
+		switch {
+		case o.top:
+			viewQuit <- runDemoTop(reportCtx, out, p.AdminAddr(), "gwpipe demo — "+rateText(o)+" — q or Ctrl-C drains and stops")
+		case o.report > 0:
 			p.Report(reportCtx, out, o.report)
 		}
 	}()
@@ -303,7 +334,15 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 		if r.err != nil {
 			runErr = fmt.Errorf("load generator: %w", r.err)
 		}
+	case err := <-viewQuit:
+		if err != nil {
+			runErr = fmt.Errorf("live view: %w", err)
+		}
+		log.Info("stopping: the traffic stops, the pipeline drains into the intake", "reason", "live view quit", "timeout", c.Pipeline.DrainTimeout)
 	}
+	// The live view gives the screen back before anything more is printed.
+	stopReport()
+	<-reportDone
 	// A second Ctrl-C or SIGTERM gives up on the drain. A terminal that
 	// closes may send SIGHUP more than once: that is not impatience.
 	go func() {
@@ -335,8 +374,6 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string, o demoOptions, 
 		}
 		grace.Stop()
 	}
-	stopReport()
-	<-reportDone
 
 	p.Summary(out)
 	if traffic != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -55,16 +56,19 @@ func warnEnv(log *slog.Logger, environ []string) {
 	}
 }
 
-func newLogger(c config.Config) *slog.Logger {
+func newLogger(c config.Config) *slog.Logger { return newLoggerTo(c, os.Stderr) }
+
+// newLoggerTo is newLogger writing to w.
+func newLoggerTo(c config.Config, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Log.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	// Every line goes out without the secrets URLs may carry (a key in
 	// datadog.logs_url, a password in a broker URL).
 	if c.Log.Format == "json" {
-		return slog.New(redact.Handler(slog.NewJSONHandler(os.Stderr, opts)))
+		return slog.New(redact.Handler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(redact.Handler(slog.NewTextHandler(os.Stderr, opts)))
+	return slog.New(redact.Handler(slog.NewTextHandler(w, opts)))
 }
 
 func runCmd(cfgPath *string) *cobra.Command {

@@ -59,7 +59,11 @@ masked. It reads GET /tap on the admin endpoint (admin.listen).
 			if err != nil && !interrupted {
 				return err
 			}
-			msg := fmt.Sprintf("tap: %d events of %s", st.Events, topic)
+			noun := "events"
+			if st.Events == 1 {
+				noun = "event"
+			}
+			msg := fmt.Sprintf("tap: %d %s of %s", st.Events, noun, topic)
 			if st.Dropped > 0 {
 				msg += fmt.Sprintf(", %d more dropped: this reader was slower than the pipeline", st.Dropped)
 			}

@@ -81,3 +81,15 @@ func runTop(ctx context.Context, p *top.Poller, interval time.Duration, title st
 	}
 	return err
 }
+
+// runDemoTop is the demo's live view of its own admin endpoint, until q
+// (nil) or ctx ends (nil). The demo handles the signals itself.
+func runDemoTop(ctx context.Context, out io.Writer, admin, title string) error {
+	p := &top.Poller{Addrs: []string{admin}, Scrape: top.HTTPScraper(http.DefaultClient, time.Second)}
+	prog := tea.NewProgram(top.NewModel(ctx, p, time.Second, title), tea.WithContext(ctx), tea.WithOutput(out), tea.WithoutSignalHandler())
+	_, err := prog.Run()
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
