@@ -3,9 +3,11 @@ package top
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -242,10 +244,7 @@ func nan0(v float64) float64 {
 
 // sortStages returns the keys of m in pipeline order.
 func sortStages[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
+	names := slices.Collect(maps.Keys(m))
 	pos := func(s string) int {
 		if i := slices.Index(stageOrder, s); i >= 0 {
 			return i
@@ -324,19 +323,11 @@ func refusedText(m map[string]float64) string {
 	if len(m) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+":"+num(m[k]))
 	}
-	slices.Sort(keys)
-	s := ""
-	for i, k := range keys {
-		if i > 0 {
-			s += " "
-		}
-		s += k + ":" + num(m[k])
-	}
-	return s
+	return strings.Join(parts, " ")
 }
 
 func percentText(v float64) string {
