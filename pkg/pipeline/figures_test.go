@@ -117,6 +117,8 @@ func addZeros(want map[string]check) {
 		"metricstream.datums_invalid.metric_stream", "metricstream.cache_ratios.metric_stream", "metricstream.cache_unpaired.metric_stream",
 		// The archive's disk never failed.
 		"dlq.write_recoveries",
+		// No tap attached.
+		"tap.sampled_events", "tap.dropped_events",
 	} {
 		want["counters."+k] = 0
 	}
@@ -158,6 +160,18 @@ func (s stageFigures) into(want map[string]check, name string) {
 			v = 0
 		}
 		want["stages."+name+"."+field] = v
+	}
+	if name != StageIngest {
+		// A source is not a stage the runtime runs: it has no handling
+		// time. A stage's is observed on every attempt, as batches counts.
+		b := s.batches
+		if b == nil {
+			b = 0
+		}
+		want["latencies.runtime.handle_latency."+name+".count"] = b
+		for _, q := range []string{"p50_ms", "p90_ms", "p99_ms", "max_ms"} {
+			want["latencies.runtime.handle_latency."+name+"."+q] = atLeast(0)
+		}
 	}
 	want["stages."+name+".in_flight"] = 0
 	// Nothing is queued once drained; a source has no queue (-1).
