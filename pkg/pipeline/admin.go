@@ -71,10 +71,12 @@ func (p *Pipeline) adminHandler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.Status())
 	})
-	t := p.cfg.Pipeline.Topics
-	mux.Handle("GET /tap", tap.Handler(tap.Config{Tapper: p.rt, Defaults: p.cfg.LogsClient().Defaults, TopicNames: map[string]string{
-		"raw": t.Raw, "decoded": t.Decoded, "parsed": t.Parsed, "enriched": t.Enriched, "metrics": t.Metrics, "dlq": t.DLQ,
-	}}))
+	// The tap's topics are the graph's, under their configured names.
+	names := map[string]string{}
+	for _, t := range tap.Topics {
+		names[t] = topic(t).name(p.cfg.Pipeline.Topics)
+	}
+	mux.Handle("GET /tap", tap.Handler(tap.Config{Tapper: p.rt, Defaults: p.cfg.LogsClient().Defaults, TopicNames: names}))
 	if p.cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
