@@ -7,6 +7,13 @@ BINS := bin/gwpipe bin/fakeintake bin/loadgen
 TEST_FLAGS ?= -count=1 -timeout 30m
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+# gwpipe version: the release (git describe), the revision and the build
+# time; without them (go build -buildvcs=false, no git) the build info Go
+# records answers, or "dev".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS = -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
 
 .PHONY: all build run test test-race bench bench-e2e bench-memory bench-filters bench-go lint fmt clean $(BINS)
 
@@ -16,7 +23,7 @@ build: $(BINS)
 
 $(BINS): bin/%:
 	@mkdir -p bin
-	$(GO) build -trimpath -o $@ ./services/$*
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./services/$*
 
 ## run: gwpipe demo — the pipeline on its embedded defaults, fed by generated
 ## API Gateway traffic and delivering to a local fake Datadog intake, all in

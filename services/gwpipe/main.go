@@ -23,8 +23,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
-var version = "dev"
-
 func main() {
 	if err := rootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gwpipe:", redact.Err(err))
@@ -38,7 +36,9 @@ func rootCmd() *cobra.Command {
 		Short:         "Amazon API Gateway logs into Datadog, parsed, enriched and acknowledged end to end",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       currentBuild().Version,
 	}
+	root.SetVersionTemplate(currentBuild().String() + "\n")
 	var cfgPath string
 	root.PersistentFlags().StringVar(&cfgPath, "config", "", "YAML configuration file (optional: built-in defaults apply; every key a.b.c can be set as GWPIPE_A_B_C)")
 	root.AddCommand(runCmd(&cfgPath), demoCmd(&cfgPath), validateCmd(&cfgPath), replayCmd(), versionCmd(), topCmd(), tapCmd())
@@ -128,7 +128,7 @@ yet.`,
 				defer cancel()
 				return errors.Join(err, p.Shutdown(sctx))
 			}
-			log.Info("gwpipe running", "version", version, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
+			log.Info("gwpipe running", "version", currentBuild().Version, "revision", currentBuild().Revision, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
 			if c.Admin.ReportInterval > 0 {
 				go p.Report(ctx, os.Stdout, c.Admin.ReportInterval)
 			}
@@ -372,18 +372,4 @@ const replayMemoryLimit = 230 << 20
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Run: func(cmd *cobra.Command, _ []string) {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "gwpipe", v)
-		},
-	}
 }
