@@ -24,10 +24,12 @@ import (
 )
 
 func main() {
-	if err := rootCmd().Execute(); err != nil {
+	err := rootCmd().Execute()
+	var quiet exitError // the command said it all already
+	if err != nil && !(errors.As(err, &quiet) && quiet.err == nil) {
 		fmt.Fprintln(os.Stderr, "gwpipe:", redact.Err(err))
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }
 
 func rootCmd() *cobra.Command {
@@ -41,7 +43,8 @@ func rootCmd() *cobra.Command {
 	root.SetVersionTemplate(currentBuild().String() + "\n")
 	var cfgPath string
 	root.PersistentFlags().StringVar(&cfgPath, "config", "", "YAML configuration file (optional: built-in defaults apply; every key a.b.c can be set as GWPIPE_A_B_C)")
-	root.AddCommand(runCmd(&cfgPath), demoCmd(&cfgPath), validateCmd(&cfgPath), replayCmd(), versionCmd(), topCmd(), tapCmd())
+	root.AddCommand(runCmd(&cfgPath), demoCmd(&cfgPath), validateCmd(&cfgPath), replayCmd(), versionCmd(), topCmd(), tapCmd(),
+		parseCmd(&cfgPath))
 	return root
 }
 

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// gwpipe runs the command line with stdin and returns stdout, stderr and
+// the exit code main would return.
+func gwpipe(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := rootCmd()
+	root.SetArgs(args)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.Execute()
+	if err != nil && exitCode(err) != exitNotParsed {
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), exitCode(err)
+}
+
+// noEnv keeps the test's environment (DD_TAGS, GWPIPE_…) out of the
+// configuration the commands load.
+func noEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "GWPIPE_") || strings.HasPrefix(k, "DD_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+}
+
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var logs []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		logs = append(logs, m)
+	}
+	return logs
+}
+
+// flatten turns a delivered log's nested objects into dotted keys.
+func flatten(prefix string, v any, into map[string]any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		into[prefix] = v
+		return
+	}
+	for k, sub := range m {
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		flatten(k, sub, into)
+	}
+}
+
+func TestParseCommandExitCodes(t *testing.T) {
+	noEnv(t)
+	good := `{"requestId":"r1","ip":"203.0.113.7","requestTime":"29/Jun/2023:12:01:02 +0000","httpMethod":"GET","resourcePath":"/pets","status":"200","protocol":"HTTP/1.1","responseLength":"42"}`
+	out, errOut, code := gwpipe(t, good+"\n\n"+good+"\n", "parse", "--log-group", "/aws/api-gateway/shop", "--account", "123456789012")
+	if code != 0 {
+		t.Fatalf("exit %d for parseable lines: %s", code, errOut)
+	}
+	logs := jsonLines(t, out)
+	if len(logs) != 2 {
+		t.Fatalf("2 lines (and a blank one) printed %d logs:\n%s", len(logs), out)
+	}
+	if logs[0]["hostname"] != "/aws/api-gateway/shop" || !strings.Contains(logs[0]["ddtags"].(string), "aws_account:123456789012") {
+		t.Fatalf("log %v", logs[0])
+	}
+	if !strings.Contains(errOut, "2 lines: 2 parsed, 0 with a parse error, 0 dead-lettered, 0 dropped; 2 logs") {
+		t.Fatalf("summary: %q", errOut)
+	}
+
+	out, errOut, code = gwpipe(t, good+"\nnot an access log\nbin\x00\x00\x00\x00\x00\x01\n", "parse", "--log-group", "/aws/api-gateway/shop")
+	if code != exitNotParsed {
+		t.Fatalf("exit %d for an unparseable line, want %d: %s", code, exitNotParsed, errOut)
+	}
+	logs = jsonLines(t, out)
+	if len(logs) != 3 {
+		t.Fatalf("want a log, a log with its parse error and a dead letter:\n%s", out)
+	}
+	if g, _ := logs[1]["gwpipe"].(map[string]any); g["parse_error"] == nil || logs[1]["message"] != "not an access log" {
+		t.Fatalf("unparseable line printed as %v", logs[1])
+	}
+	if d, _ := logs[2]["dead_letter"].(map[string]any); d["stage"] != "decode" || d["line"] != float64(3) || d["reason"] == "" {
+		t.Fatalf("binary line printed as %v", logs[2])
+	}
+	if !strings.Contains(errOut, "3 lines: 1 parsed, 1 with a parse error, 1 dead-lettered, 0 dropped; 2 logs") {
+		t.Fatalf("summary: %q", errOut)
+	}
+}
+
+// --format applies to the lines without a log group, as a parse.formats
+// rule; and stdin may be gzipped CloudWatch data.
+func TestParseCommandFormatAndGzippedEnvelope(t *testing.T) {
+	noEnv(t)
+	out, errOut, code := gwpipe(t, "ip=203.0.113.9 st=502\n", "parse", "--format", "ip=$context.identity.sourceIp st=$context.status")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	f := map[string]any{}
+	flatten("", jsonLines(t, out)[0], f)
+	if f["network.client.ip"] != "203.0.113.9" || f["http.status_code"] != float64(502) || f["status"] != "error" {
+		t.Fatalf("format not applied: %s", out)
+	}
+
+	env := `{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/api-gateway/shop","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
+		`{"id":"e1","timestamp":1732850000000,"message":"{\"requestId\":\"a\",\"status\":\"200\"}"},` +
+		`{"id":"e2","timestamp":1732850000001,"message":"{\"requestId\":\"b\",\"status\":\"500\"}"}]}` + "\n" +
+		`{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}` + "\n"
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(env))
+	_ = zw.Close()
+	out, errOut, code = gwpipe(t, gz.String(), "parse")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	logs := jsonLines(t, out)
+	if len(logs) != 3 || logs[0]["id"] != "e1" || logs[1]["id"] != "e2" || logs[1]["status"] != "error" {
+		t.Fatalf("envelope gave:\n%s", out)
+	}
+	if d, _ := logs[2]["dropped"].(map[string]any); d["line"] != float64(2) {
+		t.Fatalf("control message gave %v", logs[2])
+	}
+	if !strings.Contains(errOut, "2 lines: 1 parsed, 0 with a parse error, 0 dead-lettered, 1 dropped; 2 logs") {
+		t.Fatalf("summary: %q", errOut)
+	}
+}
+
+// TestParseCommandGolden runs the parser's golden files (the formats of
+// the parsing issue: access logs in every format, execution logs) through
+// `gwpipe parse`, one run per log group and format, and checks that every
+// attribute the parser's golden output holds is in the delivered log:
+// what the parser found reaches Datadog unchanged.
+func TestParseCommandGolden(t *testing.T) {
+	noEnv(t)
+	files, _ := filepath.Glob("../../pkg/formats/apigw/testdata/*.txt")
+	if len(files) < 5 {
+		t.Fatalf("golden files not found: %v", files)
+	}
+	checked := 0
+	for _, path := range files {
+		cases := readGoldenCases(t, path)
+		var golden []struct {
+			Line, Level, Source string
+			ParseError          string `json:"parse_error"`
+			Attrs               []string
+		}
+		data, err := os.ReadFile(strings.TrimSuffix(path, ".txt") + ".golden.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &golden); err != nil {
+			t.Fatal(err)
+		}
+		for start := 0; start < len(cases); {
+			end := start
+			for end < len(cases) && cases[end].key == cases[start].key {
+				end++
+			}
+			c := cases[start]
+			run := cases[start:end]
+			start = end
+			if c.group == "" || c.prefix != "" {
+				continue // a stream or a prefix setting: not a parse flag
+			}
+			args := []string{"parse", "--log-group", c.group}
+			if c.format != "" {
+				args = append(args, "--format", c.format)
+			}
+			var in strings.Builder
+			var want []int
+			for _, rc := range run {
+				if strings.ContainsAny(rc.line, "\r\n") || strings.TrimSpace(rc.line) == "" {
+					continue // not one line of stdin
+				}
+				in.WriteString(rc.line + "\n")
+				want = append(want, rc.index)
+			}
+			out, errOut, _ := gwpipe(t, in.String(), args...)
+			logs := jsonLines(t, out)
+			var delivered []map[string]any
+			for _, l := range logs {
+				if _, ok := l["message"]; ok {
+					delivered = append(delivered, l)
+				}
+			}
+			if len(delivered) != len(want) {
+				t.Fatalf("%s %v: %d lines delivered %d logs: %s\n%s", path, args, len(want), len(delivered), errOut, out)
+			}
+			for i, gi := range want {
+				g := golden[gi]
+				l := delivered[i]
+				where := fmt.Sprintf("%s line %q", filepath.Base(path), g.Line)
+				if l["message"] != g.Line || l["status"] != g.Level || (g.Source != "" && l["ddsource"] != g.Source) {
+					t.Errorf("%s: delivered %v", where, l)
+				}
+				flat := map[string]any{}
+				flatten("", l, flat)
+				if pe, _ := flat["gwpipe.parse_error"].(string); pe != g.ParseError {
+					t.Errorf("%s: parse error %q, golden %q", where, pe, g.ParseError)
+				}
+				for _, a := range g.Attrs {
+					key, val, ok := goldenAttr(a)
+					if !ok || shadowed(key, g.Attrs) {
+						continue
+					}
+					if reservedTop(key) {
+						key = "apigateway." + key
+					}
+					got, present := flat[key]
+					if !present {
+						t.Errorf("%s: attribute %s missing from the delivered log", where, key)
+						continue
+					}
+					if fmt.Sprint(got) != fmt.Sprint(val) {
+						t.Errorf("%s: attribute %s = %v delivered, golden %v", where, key, got, val)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d attributes checked", checked)
+	if checked < 100 {
+		t.Fatalf("only %d attributes checked", checked)
+	}
+}
+
+type goldenInput struct {
+	group, format, prefix, key, line string
+	index                            int
+}
+
+// readGoldenCases reads apigw's testdata/*.txt (see apigw's golden_test.go).
+func readGoldenCases(t *testing.T, path string) []goldenInput {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []goldenInput
+	var cur goldenInput
+	header := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "":
+		case strings.HasPrefix(l, "group: "):
+			header++
+			cur = goldenInput{group: strings.TrimPrefix(l, "group: ")}
+		case strings.HasPrefix(l, "stream: "):
+			header++
+			cur = goldenInput{}
+		case strings.HasPrefix(l, "format: "):
+			cur.format = strings.TrimPrefix(l, "format: ")
+		case strings.HasPrefix(l, "prefix: "):
+			cur.prefix = strings.TrimPrefix(l, "prefix: ")
+		case strings.HasPrefix(l, ">"):
+			c := cur
+			c.key = strconv.Itoa(header)
+			c.index = len(out)
+			c.line = strings.TrimPrefix(strings.TrimPrefix(l, ">"), " ")
+			if strings.HasSuffix(c.line, `\n`) {
+				c.line = strings.TrimSuffix(c.line, `\n`) + "\n"
+			}
+			out = append(out, c)
+		default:
+			t.Fatalf("%s: bad line %q", path, l)
+		}
+	}
+	return out
+}
+
+// goldenAttr reads `key: <json> (kind)` as the golden files write it.
+func goldenAttr(s string) (string, any, bool) {
+	key, v, ok := strings.Cut(s, ": ")
+	if !ok {
+		return "", nil, false
+	}
+	if i := strings.LastIndex(v, " ("); i > 0 && strings.HasSuffix(v, ")") {
+		v = v[:i]
+	}
+	var val any
+	if err := json.Unmarshal([]byte(v), &val); err != nil {
+		return "", nil, false
+	}
+	return key, val, true
+}
+
+// shadowed: the renderer keeps the last of duplicate keys, and an object
+// over a leaf of the same name (ddlogs.AppendLog).
+func shadowed(key string, attrs []string) bool {
+	seen := false
+	for _, a := range attrs {
+		k, _, _ := strings.Cut(a, ": ")
+		if k == key {
+			if seen {
+				return true
+			}
+			seen = true
+		}
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func reservedTop(key string) bool {
+	top, _, _ := strings.Cut(key, ".")
+	switch top {
+	case "ddsource", "ddtags", "hostname", "host", "service", "status", "message", "timestamp", "@timestamp", "source", "id":
+		return true
+	}
+	return false
+}
