@@ -28,14 +28,23 @@ import (
 // a list of structs or a map is JSON (or YAML flow) in its variable, and a
 // list of strings is also accepted comma-separated.
 func Load(path string, environ []string) (Config, error) {
-	c := DefaultConfig()
+	var data []byte
 	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return DefaultConfig(), fmt.Errorf("read config: %w", err)
 		}
+	}
+	return LoadData(path, data, environ)
+}
+
+// LoadData is Load for a YAML document already read (name says where it
+// comes from, in messages): `gwpipe test` cases carry theirs inline.
+func LoadData(name string, data []byte, environ []string) (Config, error) {
+	c := DefaultConfig()
+	if len(data) > 0 {
 		if err := decodeFile(data, &c); err != nil {
-			return c, fmt.Errorf("config %s:\n%w", path, err)
+			return c, fmt.Errorf("config %s:\n%w", name, err)
 		}
 	}
 	if err := applyEnv(&c, environ); err != nil {

@@ -44,7 +44,7 @@ func rootCmd() *cobra.Command {
 	var cfgPath string
 	root.PersistentFlags().StringVar(&cfgPath, "config", "", "YAML configuration file (optional: built-in defaults apply; every key a.b.c can be set as GWPIPE_A_B_C)")
 	root.AddCommand(runCmd(&cfgPath), demoCmd(&cfgPath), validateCmd(&cfgPath), replayCmd(), versionCmd(), topCmd(), tapCmd(),
-		parseCmd(&cfgPath))
+		parseCmd(&cfgPath), testCmd(&cfgPath))
 	return root
 }
 

@@ -58,21 +58,6 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 	return logs
 }
 
-// flatten turns a delivered log's nested objects into dotted keys.
-func flatten(prefix string, v any, into map[string]any) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		into[prefix] = v
-		return
-	}
-	for k, sub := range m {
-		if prefix != "" {
-			k = prefix + "." + k
-		}
-		flatten(k, sub, into)
-	}
-}
-
 func TestParseCommandExitCodes(t *testing.T) {
 	noEnv(t)
 	good := `{"requestId":"r1","ip":"203.0.113.7","requestTime":"29/Jun/2023:12:01:02 +0000","httpMethod":"GET","resourcePath":"/pets","status":"200","protocol":"HTTP/1.1","responseLength":"42"}`
