@@ -51,10 +51,10 @@ type testCase struct {
 // as status or hostname included), tags (in ddtags) and keys absent; how
 // many logs; and, in Outputs, what each log in turn must hold.
 type expectation struct {
-	Outcome string // "", "dropped" or "dead_letter"
-	Logs    *int   `yaml:"logs"`
+	Outcome        string // "", "dropped" or "dead_letter"
+	Logs           *int   `yaml:"logs"`
 	logExpectation `yaml:",inline"`
-	Outputs []logExpectation `yaml:"outputs"`
+	Outputs        []logExpectation `yaml:"outputs"`
 }
 
 // logExpectation is what one delivered log must hold.
