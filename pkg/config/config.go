@@ -23,6 +23,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 	"github.com/gwpipe/gwpipe/pkg/stages/filter"
+	"github.com/gwpipe/gwpipe/pkg/tlsreload"
 )
 
 // Config is the whole configuration. Each section that configures one
@@ -240,6 +241,9 @@ type Admin struct {
 	// Pprof serves Go's profiles under /debug/pprof/ on Listen.
 	Pprof          bool          `yaml:"pprof"`
 	ReportInterval time.Duration `yaml:"report_interval"` // 0: no periodic console report
+	// TLS serves both admin listeners over HTTPS with this certificate,
+	// read again when its files change.
+	TLS tlsreload.Config `yaml:"tls"`
 }
 
 // SoftMemoryLimit is the Go runtime's soft memory limit for `gwpipe run`

@@ -313,6 +313,7 @@ func (c Config) validateAdmin(p *problems) {
 	if a.Pprof && a.Listen == "" {
 		p.add("admin.pprof", "needs admin.listen: profiles are served there")
 	}
+	p.section("admin.tls", a.TLS.Validate())
 }
 
 func (c Config) validateReplay(p *problems) {

@@ -103,7 +103,7 @@ func (p *Pipeline) startAdmin() error {
 		}
 		s := &adminServer{name: l.key, ln: ln, srv: &http.Server{Handler: l.h, ReadHeaderTimeout: 10 * time.Second}}
 		p.admin = append(p.admin, s)
-		go p.serve(s.srv, ln, l.key)
+		go p.serve(s.srv, p.withTLS("admin.tls", ln), l.key)
 		p.log.Info("admin endpoint listening", "key", l.key, "addr", ln.Addr().String())
 	}
 	if a.Pprof && !loopback(a.Listen) {

@@ -74,6 +74,7 @@ type Pipeline struct {
 	streams decode.MetricDecoder
 
 	fhLn       net.Listener
+	tls        listenerTLS // the listeners that serve HTTPS
 	fhSrv      *http.Server
 	fhRequests requestGate
 	admin      []*adminServer // admin.listen, admin.health_listen
@@ -270,6 +271,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if err := p.connect(ctx); err != nil {
 		return err
 	}
+	if err := p.openTLS(); err != nil {
+		return err
+	}
 	if err := p.rt.Start(ctx); err != nil {
 		return fmt.Errorf("start stages: %w", err)
 	}
@@ -280,8 +284,8 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 		p.fhLn = ln
 		p.fhSrv = &http.Server{Handler: p.fhRequests.wrap(p.firehose), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
-		go p.serve(p.fhSrv, ln, "firehose")
-		p.log.Info("firehose endpoint listening", "addr", ln.Addr().String())
+		go p.serve(p.fhSrv, p.withTLS("sources.firehose.tls", ln), "firehose")
+		p.log.Info("firehose endpoint listening", "addr", ln.Addr().String(), "tls", p.tls["sources.firehose.tls"] != nil)
 	}
 	p.startLoops()
 	for _, src := range p.sources {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,10 +96,11 @@ counted in the summary: that is still a clean exit, 0. The whole shutdown,
 router and transport included, ends within drain_timeout. A second signal
 only warns; a third exits at once (1), losing nothing acknowledged.
 
-SIGHUP is ignored (with a log line): configuration reload is not supported
-yet.`,
+SIGHUP reads the TLS certificates again (sources.firehose.tls, admin.tls;
+they are also read again when their files change); the rest of the
+configuration is not reloaded yet. It never stops the process.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ignoreHangup()
+			onHangup := ignoreHangup()
 			c, err := load(*cfgPath)
 			if err != nil {
 				return err
@@ -130,6 +132,9 @@ yet.`,
 				sctx, cancel := context.WithTimeout(context.Background(), c.Pipeline.DrainTimeout)
 				defer cancel()
 				return errors.Join(err, p.Shutdown(sctx))
+			}
+			if c.Sources.Firehose.TLS.Enabled() || c.Admin.TLS.Enabled() {
+				onHangup(p.ReloadTLS)
 			}
 			log.Info("gwpipe running", "version", currentBuild().Version, "revision", currentBuild().Revision, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
 			if c.Admin.ReportInterval > 0 {
@@ -356,15 +361,28 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 
 // ignoreHangup keeps SIGHUP from killing the process (its default action):
 // it is how operators ask a daemon to reload, and a terminal hanging up
-// sends it too. Reload does not exist yet, so the signal only says so.
-func ignoreHangup() {
+// sends it too. What it reloads is set with the function returned (the TLS
+// certificates); configuration reload does not exist yet, so the signal
+// says so.
+func ignoreHangup() (onHangup func(reload func() error)) {
+	var reload atomic.Pointer[func() error]
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			slog.Warn("SIGHUP received and ignored: configuration reload is not supported yet (SIGTERM drains and stops)")
+			f := reload.Load()
+			if f == nil {
+				slog.Warn("SIGHUP received and ignored: configuration reload is not supported yet (SIGTERM drains and stops)")
+				continue
+			}
+			if err := (*f)(); err != nil {
+				slog.Error("SIGHUP: TLS certificates not reloaded; the previous ones are still served", "error", err)
+				continue
+			}
+			slog.Info("SIGHUP: TLS certificates read again; the rest of the configuration is not reloaded yet")
 		}
 	}()
+	return func(f func() error) { reload.Store(&f) }
 }
 
 // replayMemoryLimit is the soft memory limit of `gwpipe replay`.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/config/check"
+	"github.com/gwpipe/gwpipe/pkg/tlsreload"
 )
 
 // Config tunes the endpoint; it is the sources.firehose section of gwpipe's
@@ -39,6 +40,11 @@ type Config struct {
 	RecordsPerBatch int           `yaml:"records_per_batch"` // records per batch published downstream
 	DedupTTL        time.Duration `yaml:"dedup_ttl"`         // how long a delivered request id is remembered
 	DefaultRegion   string        `yaml:"default_region"`    // of records whose source ARN names none
+	// TLS serves the endpoint over HTTPS (TLS 1.2 and later) with this
+	// certificate, read again when its files change: Firehose delivers
+	// only over HTTPS, so without a load balancer in front the endpoint
+	// must terminate TLS itself.
+	TLS tlsreload.Config `yaml:"tls"`
 }
 
 // DefaultConfig serves on :8088, requires an access key, and answers within
@@ -64,6 +70,15 @@ func (c Config) Validate() error {
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	if err := check.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
+	}
+	if err := c.TLS.Validate(); err != nil {
+		all := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			all = j.Unwrap()
+		}
+		for _, e := range all {
+			errs = append(errs, fmt.Errorf("tls.%w", e)) // each starts with its key
+		}
 	}
 	if len(c.AccessKeys) == 0 && !c.AllowUnauthenticated {
 		bad("access_keys", "at least one access key is required (or set sources.firehose.allow_unauthenticated: true to accept any request)")
