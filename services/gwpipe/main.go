@@ -171,7 +171,8 @@ configuration is not reloaded yet. It never stops the process.`,
 }
 
 func validateCmd(cfgPath *string) *cobra.Command {
-	var keys, strict bool
+	var keys, strict, connect bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the configuration and exit (--keys lists every key)",
@@ -195,6 +196,20 @@ A GWPIPE_ variable that names no key is ignored by run (other software sets
 such variables too, e.g. Kubernetes service links) and reported here as a
 warning with the closest key ("did you mean ..."); --strict makes it an
 error.
+
+--connect then checks, one line each with ✓ or ✗ and the reason, that what
+the configuration names can be reached and used (reading only: no log,
+message or object is written), and exits 1 when one cannot:
+
+  - datadog.api_key: GET /api/v1/validate on datadog.api_url (the site's API);
+  - datadog.logs_url: the logs intake answers an empty payload without
+    refusing the key;
+  - with enrich.aws_tags, each account enrich.role_overrides and
+    enrich.mappings name (or the pipeline's own account): the role assumed,
+    apigateway:GET and tag:GetResources allowed;
+  - each SQS queue of sources.sqs.queue_urls; the S3 buckets of
+    replay.bucket, replay.dlq and transport.sqs.claim_check_bucket;
+  - with transport.kind nats, the NATS server and its JetStream.
 
 --keys lists every key with its environment variable. In the environment
 numbers, durations ("90s") and booleans are written as in the file, a list of
@@ -222,11 +237,16 @@ e.g. GWPIPE_ENRICH_MAPPINGS='[{"log_group":"/aws/x/*","api_id":"a1b2c3"}]'.`,
 				return fmt.Errorf("%d GWPIPE_ variable(s) name no configuration key (--strict)", len(warnings))
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
+			if connect {
+				return connectChecks(cmd.Context(), c, timeout, cmd.OutOrStdout())
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&keys, "keys", false, "list every configuration key and its environment variable")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on a GWPIPE_ variable that names no configuration key")
+	cmd.Flags().BoolVar(&connect, "connect", false, "also check that Datadog, the AWS accounts, queues and buckets, and NATS can be reached and used")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "time allowed to each --connect check")
 	return cmd
 }
 

@@ -13,6 +13,16 @@ func handleHealth(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
 
+// handleValidate is the API's key check (GET /api/v1/validate): 200
+// {"valid":true} for a valid key, 403 {"errors":["Forbidden"]} otherwise.
+func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) {
+	if status, _ := s.authorize(r.Header.Get("DD-API-KEY")); status != 0 {
+		writeJSON(w, http.StatusForbidden, []byte(`{"errors":["Forbidden"]}`))
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"valid":true}`))
+}
+
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, mustJSON(s.Stats()))
 }

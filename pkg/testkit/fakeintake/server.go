@@ -110,6 +110,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("POST /api/v2/logs", s.intake(&logsEndpoint))
 	mux.Handle("POST /api/v2/series", s.intake(&seriesEndpoint))
 	mux.Handle("POST /api/v1/distribution_points", s.intake(&distributionEndpoint))
+	mux.HandleFunc("GET /api/v1/validate", s.handleValidate)
 	mux.HandleFunc("GET /stats", s.handleStats)
 	mux.HandleFunc("GET /healthz", handleHealth)
 	mux.HandleFunc("GET /admin/fail", s.handleGetFailure)

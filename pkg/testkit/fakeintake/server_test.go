@@ -253,3 +253,20 @@ func TestNewRejectsNegativeKeep(t *testing.T) {
 	_, err := New(Config{Keep: -1})
 	require.Error(t, err)
 }
+
+// GET /api/v1/validate answers as the Datadog API does: 200 {"valid":true}
+// for a valid key, 403 otherwise.
+func TestValidateKey(t *testing.T) {
+	_, c := start(t, Config{APIKeys: []string{"good"}})
+	for key, want := range map[string]int{"good": http.StatusOK, "bad": http.StatusForbidden, "": http.StatusForbidden} {
+		req, err := http.NewRequest(http.MethodGet, c.base+"/api/v1/validate", nil)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("DD-API-KEY", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, "key %q", key)
+	}
+}
