@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/dryrun"
 )
 
 // gwpipe runs the command line with stdin and returns stdout, stderr and
@@ -29,6 +33,9 @@ func gwpipe(t *testing.T, stdin string, args ...string) (string, string, int) {
 	}
 	return out.String(), errb.String(), exitCode(err)
 }
+
+// configDefaults is the built-in configuration, without the environment.
+func configDefaults() config.Config { return config.DefaultConfig() }
 
 // noEnv keeps the test's environment (DD_TAGS, GWPIPE_…) out of the
 // configuration the commands load.
@@ -322,4 +329,62 @@ func reservedTop(key string) bool {
 		return true
 	}
 	return false
+}
+
+// FuzzParseCommand: whatever stdin holds, `gwpipe parse` accounts for
+// every non-blank line exactly once in its summary (parsed, parse error,
+// dead-lettered or dropped), prints at least one JSON line for each, and
+// exits 0 or 2, never failing as a command.
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{
+		`{"requestId":"r1","status":"200"}`,
+		"not an access log\n\n  \nsecond\r\n",
+		"bin\x00\x01\x02\x03\x04\x05\n",
+		`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":[],"logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`,
+		`{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[]}`,
+		`{"messageType":"DATA_MESSAGE_V2"}`,
+		"{}{}\n[1,2]\n\xff\xfe\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) >= 2 && in[0] == 0x1f && in[1] == 0x8b {
+			return // gzipped stdin: its lines are not these
+		}
+		var out, errOut bytes.Buffer
+		err := runParse(context.Background(), configDefaults(), strings.NewReader(in), &out, &errOut, dryrun.Input{LogGroup: "/aws/api-gateway/fuzz"})
+		if c := exitCode(err); c != 0 && c != exitNotParsed {
+			t.Fatalf("exit %d: %v", c, err)
+		}
+		lines := 0
+		for _, l := range strings.Split(in, "\n") {
+			if len(bytes.TrimSpace([]byte(strings.TrimRight(l, "\r")))) > 0 {
+				lines++
+			}
+		}
+		outLines := 0
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			outLines++
+			if !json.Valid([]byte(l)) {
+				t.Fatalf("output line not JSON: %q", l)
+			}
+		}
+		if outLines < lines {
+			t.Fatalf("%d input lines printed %d JSON lines", lines, outLines)
+		}
+		var n, parsed, perr, dead, dropped, logs int
+		if _, err := fmt.Sscanf(errOut.String(), "%d lines: %d parsed, %d with a parse error, %d dead-lettered, %d dropped; %d logs",
+			&n, &parsed, &perr, &dead, &dropped, &logs); err != nil {
+			t.Fatalf("summary %q: %v", errOut.String(), err)
+		}
+		if n != lines || parsed+perr+dead+dropped != n {
+			t.Fatalf("summary %q for %d lines", errOut.String(), lines)
+		}
+		if (perr+dead > 0) != (exitCode(err) == exitNotParsed) {
+			t.Fatalf("exit %d with summary %q", exitCode(err), errOut.String())
+		}
+	})
 }

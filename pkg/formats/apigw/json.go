@@ -291,4 +291,7 @@ func (it *jsonIter) skipArray() {
 		}
 		it.pos++
 	}
+	// An unterminated string, or a backslash ending the line, steps past
+	// the end: the array is the rest of the line, no more.
+	it.pos = min(it.pos, len(d))
 }
