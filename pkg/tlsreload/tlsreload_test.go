@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/tlsreload/tlstest"
 )
@@ -44,14 +45,21 @@ func servedSerial(t *testing.T, addr string, trust ...*tlstest.Cert) int64 {
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
-func TestRotationIsServed(t *testing.T) {
+// serveFiles serves a certificate (serial 1) written to a directory,
+// looking at the files every interval.
+func serveFiles(t *testing.T, interval time.Duration) (string, *tlstest.Cert, *Certs, string) {
+	t.Helper()
 	dir := t.TempDir()
 	first := tlstest.New(t, 1).Write(t, dir)
-	certs, err := New(Config{CertFile: first.CertFile, KeyFile: first.KeyFile}, nil, WithCheckInterval(0))
+	certs, err := New(Config{CertFile: first.CertFile, KeyFile: first.KeyFile}, nil, WithCheckInterval(interval))
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serve(t, certs.ServerConfig())
+	return dir, first, certs, serve(t, certs.ServerConfig())
+}
+
+func TestRotationIsServed(t *testing.T) {
+	dir, first, certs, addr := serveFiles(t, 0)
 	second := tlstest.New(t, 2)
 	if got := servedSerial(t, addr, first, second); got != 1 {
 		t.Fatalf("served serial %d, want 1", got)
@@ -73,13 +81,7 @@ func TestRotationIsServed(t *testing.T) {
 // A rotation that leaves an unusable pair (the key of another
 // certificate, a file half written) keeps the certificate served.
 func TestBadRotationKeepsTheServedCertificate(t *testing.T) {
-	dir := t.TempDir()
-	first := tlstest.New(t, 1).Write(t, dir)
-	certs, err := New(Config{CertFile: first.CertFile, KeyFile: first.KeyFile}, nil, WithCheckInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serve(t, certs.ServerConfig())
+	dir, first, certs, addr := serveFiles(t, 0)
 	other := tlstest.New(t, 3)
 	if err := os.WriteFile(first.KeyFile, other.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
@@ -102,13 +104,7 @@ func TestBadRotationKeepsTheServedCertificate(t *testing.T) {
 
 // Reload reads the files at once, whatever the check interval (SIGHUP).
 func TestReloadTakesTheNewCertificateAtOnce(t *testing.T) {
-	dir := t.TempDir()
-	first := tlstest.New(t, 1).Write(t, dir)
-	certs, err := New(Config{CertFile: first.CertFile, KeyFile: first.KeyFile}, nil, WithCheckInterval(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serve(t, certs.ServerConfig())
+	dir, first, certs, addr := serveFiles(t, 1<<62)
 	second := tlstest.New(t, 2)
 	servedSerial(t, addr, first) // the first look: the next is far away
 	second.Write(t, dir)

@@ -344,6 +344,25 @@ func plural(n int, what string) string {
 	return fmt.Sprint(n, " ", what, "s")
 }
 
+// waitLine waits for a line of stderr holding text; the process ending
+// first fails the test.
+func (p *proc) waitLine(t *testing.T, text string, within time.Duration) {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case l := <-p.lines:
+			if strings.Contains(l, text) {
+				return
+			}
+		case <-p.exited:
+			t.Fatalf("the process ended (%v) before logging %q", p.waitErr, text)
+		case <-timeout:
+			t.Fatalf("no log line %q within %s", text, within)
+		}
+	}
+}
+
 // TestSIGHUPDoesNoHarm: SIGHUP (a reload request, or a terminal hanging
 // up) is logged and ignored: the process keeps serving, and SIGTERM still
 // drains it, with its summary and exit 0.
@@ -353,17 +372,7 @@ func TestSIGHUPDoesNoHarm(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	timeout := time.After(30 * time.Second)
-	for logged := false; !logged; {
-		select {
-		case l := <-p.lines:
-			logged = strings.Contains(l, "SIGHUP received and ignored")
-		case <-p.exited:
-			t.Fatalf("SIGHUP ended the process: %v", p.waitErr)
-		case <-timeout:
-			t.Fatal("no log line for SIGHUP")
-		}
-	}
+	p.waitLine(t, "SIGHUP received and ignored", 30*time.Second)
 	if a := post(p.firehose, "after-hup", 2); a.status != http.StatusOK {
 		t.Fatalf("after SIGHUP a request was answered %d (%s)", a.status, a.message)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -9,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/dryrun"
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw/goldentest"
 )
 
 // gwpipe runs the command line with stdin and returns stdout, stderr and
@@ -153,7 +152,7 @@ func TestParseCommandGolden(t *testing.T) {
 	}
 	checked := 0
 	for _, path := range files {
-		cases := readGoldenCases(t, path)
+		cases := goldentest.Read(t, path)
 		var golden []struct {
 			Line, Level, Source string
 			ParseError          string `json:"parse_error"`
@@ -168,27 +167,27 @@ func TestParseCommandGolden(t *testing.T) {
 		}
 		for start := 0; start < len(cases); {
 			end := start
-			for end < len(cases) && cases[end].key == cases[start].key {
+			c := cases[start]
+			for end < len(cases) && cases[end].Group == c.Group && cases[end].Stream == c.Stream &&
+				cases[end].Format == c.Format && cases[end].Prefix == c.Prefix {
 				end++
 			}
-			c := cases[start]
-			run := cases[start:end]
+			first := start
 			start = end
-			if c.group == "" || c.prefix != "" {
+			if c.Group == "" || c.Prefix != "" {
 				continue // a stream or a prefix setting: not a parse flag
 			}
-			args := []string{"parse", "--log-group", c.group}
-			if c.format != "" {
-				args = append(args, "--format", c.format)
+			args := []string{"parse", "--log-group", c.Group}
+			if c.Format != "" {
+				args = append(args, "--format", c.Format)
 			}
 			var in strings.Builder
 			var want []int
-			for _, rc := range run {
-				if strings.ContainsAny(rc.line, "\r\n") || strings.TrimSpace(rc.line) == "" {
-					continue // not one line of stdin
-				}
-				in.WriteString(rc.line + "\n")
-				want = append(want, rc.index)
+			for i := first; i < end; i++ {
+				if l := cases[i].Line; !strings.ContainsAny(l, "\r\n") && strings.TrimSpace(l) != "" {
+					in.WriteString(l + "\n")
+					want = append(want, i)
+				} // else not one line of stdin
 			}
 			out, errOut, _ := gwpipe(t, in.String(), args...)
 			logs := jsonLines(t, out)
@@ -238,53 +237,6 @@ func TestParseCommandGolden(t *testing.T) {
 	if checked < 100 {
 		t.Fatalf("only %d attributes checked", checked)
 	}
-}
-
-type goldenInput struct {
-	group, format, prefix, key, line string
-	index                            int
-}
-
-// readGoldenCases reads apigw's testdata/*.txt (see apigw's golden_test.go).
-func readGoldenCases(t *testing.T, path string) []goldenInput {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []goldenInput
-	var cur goldenInput
-	header := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "":
-		case strings.HasPrefix(l, "group: "):
-			header++
-			cur = goldenInput{group: strings.TrimPrefix(l, "group: ")}
-		case strings.HasPrefix(l, "stream: "):
-			header++
-			cur = goldenInput{}
-		case strings.HasPrefix(l, "format: "):
-			cur.format = strings.TrimPrefix(l, "format: ")
-		case strings.HasPrefix(l, "prefix: "):
-			cur.prefix = strings.TrimPrefix(l, "prefix: ")
-		case strings.HasPrefix(l, ">"):
-			c := cur
-			c.key = strconv.Itoa(header)
-			c.index = len(out)
-			c.line = strings.TrimPrefix(strings.TrimPrefix(l, ">"), " ")
-			if strings.HasSuffix(c.line, `\n`) {
-				c.line = strings.TrimSuffix(c.line, `\n`) + "\n"
-			}
-			out = append(out, c)
-		default:
-			t.Fatalf("%s: bad line %q", path, l)
-		}
-	}
-	return out
 }
 
 // goldenAttr reads `key: <json> (kind)` as the golden files write it.

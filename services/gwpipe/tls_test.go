@@ -36,17 +36,7 @@ func TestSIGHUPReloadsTLSCertificates(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	timeout := time.After(30 * time.Second)
-	for logged := false; !logged; {
-		select {
-		case l := <-p.lines:
-			logged = strings.Contains(l, "SIGHUP: TLS certificates read again")
-		case <-p.exited:
-			t.Fatalf("SIGHUP ended the process: %v", p.waitErr)
-		case <-timeout:
-			t.Fatal("no log line for SIGHUP")
-		}
-	}
+	p.waitLine(t, "SIGHUP: TLS certificates read again", 30*time.Second)
 	if got := served(); got != 2 {
 		t.Fatalf("after SIGHUP served serial %d, want 2", got)
 	}

@@ -1,7 +1,6 @@
 package apigw
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw/goldentest"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/stretchr/testify/require"
 )
@@ -17,47 +17,14 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // goldenCase is one input line of a testdata/*.txt file with its context.
-type goldenCase struct {
-	Group, Stream, Format, Prefix string
-	Line                          string
-}
+type goldenCase struct{ goldentest.Case }
 
-// readCases reads a testdata/*.txt file: "group:", "stream:", "format:",
-// "prefix:" headers set the context of the "> line" records that follow (a
-// "group:" or "stream:" header resets the others); '#' lines are comments; a
-// literal \n at the end of a line stands for a newline.
+// readCases reads a testdata/*.txt file (see goldentest.Read).
 func readCases(t testing.TB, path string) []goldenCase {
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
 	var out []goldenCase
-	var cur goldenCase
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "":
-		case strings.HasPrefix(l, "group: "):
-			cur = goldenCase{Group: strings.TrimPrefix(l, "group: ")}
-		case strings.HasPrefix(l, "stream: "):
-			cur = goldenCase{Stream: strings.TrimPrefix(l, "stream: ")}
-		case strings.HasPrefix(l, "format: "):
-			cur.Format = strings.TrimPrefix(l, "format: ")
-		case strings.HasPrefix(l, "prefix: "):
-			cur.Prefix = strings.TrimPrefix(l, "prefix: ")
-		case strings.HasPrefix(l, ">"):
-			c := cur
-			c.Line = strings.TrimPrefix(strings.TrimPrefix(l, ">"), " ")
-			if strings.HasSuffix(c.Line, `\n`) {
-				c.Line = strings.TrimSuffix(c.Line, `\n`) + "\n"
-			}
-			out = append(out, c)
-		default:
-			t.Fatalf("%s: bad line %q", path, l)
-		}
+	for _, c := range goldentest.Read(t, path) {
+		out = append(out, goldenCase{c})
 	}
-	require.NoError(t, sc.Err())
 	return out
 }
 
