@@ -119,7 +119,7 @@ func New(ctx context.Context, c config.Config, log *slog.Logger) (*Runner, error
 	r.srv = &http.Server{Handler: r.intake, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	c = Offline(c, "http://"+ln.Addr().String(), dir)
-	p, err := pipeline.New(c, pipeline.AllStages, log)
+	p, err := pipeline.New(c, nil, log)
 	if err != nil {
 		r.closeIntake()
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
@@ -130,7 +130,7 @@ func New(ctx context.Context, c config.Config, log *slog.Logger) (*Runner, error
 		return nil, err
 	}
 	r.p = p
-	r.out = p.Output(pipeline.StageIngest, c.Pipeline.Topics.Raw)
+	r.out = p.Ingest()
 	return r, nil
 }
 

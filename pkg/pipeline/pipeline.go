@@ -268,10 +268,12 @@ func (p *Pipeline) Ready() error {
 // sources. Its errors name what could not be reached; ctx ending
 // interrupts it. After an error, Shutdown releases what was connected.
 func (p *Pipeline) Start(ctx context.Context) error {
-	if err := p.connect(ctx); err != nil {
+	// The certificates first: a file that cannot be read stops the start
+	// before anything is connected.
+	if err := p.openTLS(); err != nil {
 		return err
 	}
-	if err := p.openTLS(); err != nil {
+	if err := p.connect(ctx); err != nil {
 		return err
 	}
 	if err := p.rt.Start(ctx); err != nil {

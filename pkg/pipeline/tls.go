@@ -22,7 +22,7 @@ func (p *Pipeline) openTLS() error {
 		cfg  tlsreload.Config
 		used bool
 	}{
-		{"sources.firehose.tls", p.cfg.Sources.Firehose.TLS, p.firehose != nil},
+		{"sources.firehose.tls", p.cfg.Sources.Firehose.TLS, p.runs(StageIngest) && p.cfg.Sources.Firehose.Enabled},
 		{"admin.tls", p.cfg.Admin.TLS, p.cfg.Admin.Listen != "" || p.cfg.Admin.HealthListen != ""},
 	} {
 		if !l.used || !l.cfg.Enabled() {

@@ -99,7 +99,7 @@ func TestFirehoseAndAdminOverTLSWithRotation(t *testing.T) {
 	require.GreaterOrEqual(t, resp.TLS.Version, uint16(tls.VersionTLS12))
 }
 
-// A certificate that cannot be read stops the start, naming its key.
+// A certificate that cannot be read stops Start, naming its key.
 func TestTLSCertificateMissingFailsWithItsKey(t *testing.T) {
 	cfg := config.Default()
 	cfg.Datadog.APIKey = "k"
@@ -109,8 +109,12 @@ func TestTLSCertificateMissingFailsWithItsKey(t *testing.T) {
 	cfg.Admin.Listen = ""
 	cfg.DLQ.Dir = t.TempDir()
 	cfg.Enrich.AWSTags = false
-	_, err := New(cfg, nil, nil)
-	require.ErrorContains(t, err, "sources.firehose.tls: tls: cert_file")
+	p, err := New(cfg, nil, nil)
+	require.NoError(t, err, "New reads nothing")
+	require.ErrorContains(t, p.Start(context.Background()), "sources.firehose.tls: tls: cert_file")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.Shutdown(ctx))
 
 	cfg.Sources.Firehose.TLS.KeyFile = ""
 	require.ErrorContains(t, cfg.Validate(), "sources.firehose.tls.key_file: required with cert_file")

@@ -23,8 +23,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/pipeline"
 	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
@@ -184,7 +184,7 @@ func (r *runner) aws() {
 func (r *runner) awsConfig(region string) (aws.Config, error) {
 	ctx, cancel := r.timeout()
 	defer cancel()
-	return pipeline.AWSConfig(ctx, region)
+	return awsconf.Load(ctx, region)
 }
 
 // accounts probes every account the enrichment names (role_overrides,
@@ -266,7 +266,7 @@ func (r *runner) bucket(check, name, region string) {
 	}
 	ctx, cancel := r.timeout()
 	defer cancel()
-	if _, err := pipeline.NewS3Client(awsCfg).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)}); err != nil {
+	if _, err := awsconf.S3(awsCfg).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)}); err != nil {
 		r.add(check, fmt.Errorf("s3://%s: %w", name, err), "")
 		return
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/pipeline"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
@@ -120,7 +120,7 @@ func TestAWSChecksAgainstMoto(t *testing.T) {
 	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{goodKey}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	awsCfg, err := pipeline.AWSConfig(ctx, moto.Region)
+	awsCfg, err := awsconf.Load(ctx, moto.Region)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestAWSChecksAgainstMoto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pipeline.NewS3Client(awsCfg).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("gwpipe-archive")}); err != nil {
+	if _, err := awsconf.S3(awsCfg).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("gwpipe-archive")}); err != nil {
 		t.Fatal(err)
 	}
 
