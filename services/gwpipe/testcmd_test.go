@@ -8,15 +8,16 @@ import (
 )
 
 // The example file passes whole: every kind of case (attributes, tags,
-// absent keys, outputs in turn, envelopes, dropped, dead letters) against
-// the configuration it names.
+// absent keys, outputs in turn, envelopes, dropped, dead letters; logs
+// dropped, sampled out and redacted by filters) against the configuration
+// it names or its own.
 func TestTestCommandExamplePasses(t *testing.T) {
 	noEnv(t)
 	out, errOut, code := gwpipe(t, "", "test", "testdata/gwpipe-test.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
-	if strings.Count(out, "PASS  ") != 6 || !strings.HasSuffix(out, "6 passed, 0 failed\n") {
+	if strings.Count(out, "PASS  ") != 9 || !strings.HasSuffix(out, "9 passed, 0 failed\n") {
 		t.Fatalf("output:\n%s", out)
 	}
 }
