@@ -101,7 +101,7 @@ func TestFirehoseAndAdminOverTLSWithRotation(t *testing.T) {
 
 // A certificate that cannot be read stops Start, naming its key.
 func TestTLSCertificateMissingFailsWithItsKey(t *testing.T) {
-	cfg := config.Default()
+	cfg := config.DefaultConfig()
 	cfg.Datadog.APIKey = "k"
 	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
 	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}
