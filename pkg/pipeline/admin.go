@@ -101,7 +101,7 @@ func (p *Pipeline) startAdmin() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.key, err)
 		}
-		s := &adminServer{name: l.key, ln: ln, srv: &http.Server{Handler: l.h, ReadHeaderTimeout: 10 * time.Second}}
+		s := &adminServer{name: l.key, ln: ln, srv: &http.Server{Handler: l.h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: p.serverLog(l.key)}}
 		p.admin = append(p.admin, s)
 		go p.serve(s.srv, p.withTLS("admin.tls", ln), l.key)
 		p.log.Info("admin endpoint listening", "key", l.key, "addr", ln.Addr().String())

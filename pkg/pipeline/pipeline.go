@@ -285,7 +285,8 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			return fmt.Errorf("sources.firehose.listen: %w", err)
 		}
 		p.fhLn = ln
-		p.fhSrv = &http.Server{Handler: p.fhRequests.wrap(p.firehose), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
+		p.fhSrv = &http.Server{Handler: p.fhRequests.wrap(p.firehose), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
+			ErrorLog: p.serverLog("sources.firehose")}
 		go p.serve(p.fhSrv, p.withTLS("sources.firehose.tls", ln), "firehose")
 		p.log.Info("firehose endpoint listening", "addr", ln.Addr().String(), "tls", p.tls["sources.firehose.tls"] != nil)
 	}

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 
 	"github.com/gwpipe/gwpipe/pkg/tlsreload"
@@ -43,6 +45,14 @@ func (p *Pipeline) withTLS(key string, ln net.Listener) net.Listener {
 		return tls.NewListener(ln, c.ServerConfig())
 	}
 	return ln
+}
+
+// serverLog is where a listener's HTTP server reports what it refused
+// before a handler ran (a TLS handshake that failed: a plain-HTTP probe, an
+// expired certificate on the client's side): the pipeline's log, at debug
+// level, rather than the standard logger's unstructured lines on stderr.
+func (p *Pipeline) serverLog(key string) *log.Logger {
+	return slog.NewLogLogger(p.log.With("listener", key).Handler(), slog.LevelDebug)
 }
 
 // ReloadTLS reads every listener's certificate again (SIGHUP); one that

@@ -175,7 +175,7 @@ func validateCmd(cfgPath *string) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "validate",
-		Short: "Check the configuration and exit (--keys lists every key)",
+		Short: "Check the configuration and exit (--keys lists every key; --connect tries what it names)",
 		Long: `Validate loads the configuration as run does (the defaults, the --config file,
 then the environment) and reports every problem at once, each with the full
 key that fixes it, without starting anything, reading other files or calling
