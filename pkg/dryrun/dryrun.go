@@ -62,6 +62,17 @@ type Result struct {
 	Logs []json.RawMessage
 	// Dead are the dead letters written.
 	Dead []dlq.Entry
+	// Dropped and SampledOut are the logs the filters dropped and the
+	// sample rules left out (filters.dropped, filters.sampled_out).
+	Dropped, SampledOut int64
+}
+
+// Add adds what another input became to r.
+func (r *Result) Add(o Result) {
+	r.Logs = append(r.Logs, o.Logs...)
+	r.Dead = append(r.Dead, o.Dead...)
+	r.Dropped += o.Dropped
+	r.SampledOut += o.SampledOut
 }
 
 // Runner runs inputs through a pipeline built from one configuration.
@@ -73,6 +84,8 @@ type Runner struct {
 	dir    string // dead-letter archive
 	read   map[string]int64
 	seq    int
+	// filtered are the filters' counters at the last collect.
+	dropped, sampledOut int64
 }
 
 // Offline returns c with every part that reaches outside the process
@@ -162,6 +175,9 @@ func (r *Runner) Run(ctx context.Context, in Input) (Result, error) {
 // call.
 func (r *Runner) collect() (Result, error) {
 	res := Result{Logs: r.intake.take()}
+	dropped, sampledOut := r.filtered()
+	res.Dropped, res.SampledOut = dropped-r.dropped, sampledOut-r.sampledOut
+	r.dropped, r.sampledOut = dropped, sampledOut
 	files, err := dlq.Files(r.dir)
 	if err != nil {
 		return res, err
@@ -185,6 +201,22 @@ func (r *Runner) collect() (Result, error) {
 		r.read[name] += n
 	}
 	return res, nil
+}
+
+// filtered sums the filters' dropped and sampled_out counters over their
+// rules.
+func (r *Runner) filtered() (dropped, sampledOut int64) {
+	for _, f := range r.p.Metrics().Snapshot().Families {
+		for _, se := range f.Series {
+			switch f.Name {
+			case "filters.dropped":
+				dropped += se.Value
+			case "filters.sampled_out":
+				sampledOut += se.Value
+			}
+		}
+	}
+	return dropped, sampledOut
 }
 
 // Close stops the pipeline and returns what it delivered while stopping

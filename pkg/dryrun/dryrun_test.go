@@ -10,6 +10,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 )
 
 const datadogLine = `{"apiId":"a1b2c3d4e5","stage":"prod","requestId":"c0475a28-8de8-11e7-8d3f-4183da788f0f","ip":"203.0.113.7","caller":"-","user":"-","requestTime":1732850000000,"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404,"protocol":"HTTP/1.1","responseLength":512}`
@@ -160,5 +161,27 @@ func TestOfflineReachesNothingOutside(t *testing.T) {
 		o.Metrics.Enabled || o.Metrics.Telemetry.Enabled || o.Admin.Listen != "" || o.Admin.HealthListen != "" ||
 		o.LogsURL() != "http://127.0.0.1:1/api/v2/logs" || o.APIURL() != "http://127.0.0.1:1" || o.DLQ.Dir != "/tmp/x" {
 		t.Fatalf("offline configuration %+v", o)
+	}
+}
+
+// What the filters drop and sample out is counted per input.
+func TestRunCountsFilteredLogs(t *testing.T) {
+	c := config.DefaultConfig()
+	c.Filters.Drop = []filter.Matcher{{Route: "/health"}}
+	zero := 0.0
+	c.Filters.Sample = []filter.Sample{{Matcher: filter.Matcher{Route: "/pets"}, Rate: &zero}}
+	r := newRunner(t, c)
+	for _, tc := range []struct {
+		route               string
+		logs                int
+		dropped, sampledOut int64
+	}{{"/health", 0, 1, 0}, {"/pets", 0, 0, 1}, {"/orders", 1, 0, 0}} {
+		res, err := r.Run(context.Background(), Input{LogGroup: "/aws/api-gateway/shop", Data: []byte(`{"requestId":"r","resourcePath":"` + tc.route + `","status":"200"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Logs) != tc.logs || res.Dropped != tc.dropped || res.SampledOut != tc.sampledOut {
+			t.Fatalf("%s: %d logs, %d dropped, %d sampled out", tc.route, len(res.Logs), res.Dropped, res.SampledOut)
+		}
 	}
 }

@@ -82,7 +82,8 @@ the configuration's rules apply, then detection (JSON, CLF, XML, …).
 
 Each input line prints one JSON line (several for an envelope): the log; or
 {"dead_letter":{…}} with the stage and the reason when it was dead-lettered;
-or {"dropped":{…}} when nothing was delivered (a filter, a control message).
+or {"dropped":{…}} with the reason when nothing was delivered (a filter, a
+sample rule, a control message).
 A line that could not be parsed is printed with its gwpipe.parse_error
 attribute, as it is delivered. A summary goes to stderr. Exit code: 0 when
 every line was parsed, 2 when one was not (parse error or dead letter), 1
@@ -227,7 +228,14 @@ func writeResult(w *bufio.Writer, lineNo int, res dryrun.Result) lineOutcome {
 		writeJSONLine(w, b)
 	}
 	if o.logs == 0 && o.dead == 0 {
-		b, _ := json.Marshal(map[string]any{"dropped": map[string]any{"line": lineNo, "reason": "no log delivered (a filter, or a CloudWatch control message)"}})
+		reason := "no log delivered (a CloudWatch control message)"
+		switch {
+		case res.SampledOut > 0:
+			reason = "sampled out by filters.sample"
+		case res.Dropped > 0:
+			reason = "dropped by a filter (filters.drop, include_at_match, exclude_at_match)"
+		}
+		b, _ := json.Marshal(map[string]any{"dropped": map[string]any{"line": lineNo, "reason": reason}})
 		writeJSONLine(w, b)
 	}
 	return o

@@ -340,3 +340,31 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// Lines the configuration's filters drop or sample out print why.
+func TestParseCommandSaysWhatFiltersDid(t *testing.T) {
+	noEnv(t)
+	cfg := t.TempDir() + "/gwpipe.yaml"
+	if err := os.WriteFile(cfg, []byte("filters:\n  drop: [{route: /health}]\n  sample: [{route: /pets, rate: 0}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := `{"requestId":"a","resourcePath":"/health","status":"200"}` + "\n" +
+		`{"requestId":"b","resourcePath":"/pets","status":"200"}` + "\n" +
+		`{"requestId":"c","resourcePath":"/orders","status":"200"}` + "\n"
+	out, errOut, code := gwpipe(t, in, "parse", "--config", cfg, "--log-group", "/aws/api-gateway/shop")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := jsonLines(t, out)
+	if len(lines) != 3 {
+		t.Fatalf("output:\n%s", out)
+	}
+	d0, _ := lines[0]["dropped"].(map[string]any)
+	d1, _ := lines[1]["dropped"].(map[string]any)
+	if !strings.HasPrefix(fmt.Sprint(d0["reason"]), "dropped by a filter") || d1["reason"] != "sampled out by filters.sample" || lines[2]["message"] == nil {
+		t.Fatalf("output:\n%s", out)
+	}
+	if !strings.Contains(errOut, "3 lines: 1 parsed, 0 with a parse error, 0 dead-lettered, 2 dropped; 1 logs") {
+		t.Fatalf("summary %q", errOut)
+	}
+}

@@ -46,12 +46,13 @@ type testCase struct {
 }
 
 // expectation is what a case's inputs must become: "dropped" (no log, no
-// dead letter: a filter or sampling dropped them), "dead_letter", or, for
+// dead letter: a filter, sampling, a control message), "sampled_out" (no
+// log, and a sample rule left them out), "dead_letter", or, for
 // every log delivered, attributes (dotted keys, the log's own fields such
 // as status or hostname included), tags (in ddtags) and keys absent; how
 // many logs; and, in Outputs, what each log in turn must hold.
 type expectation struct {
-	Outcome        string // "", "dropped" or "dead_letter"
+	Outcome        string // "", "dropped", "sampled_out" or "dead_letter"
 	Logs           *int   `yaml:"logs"`
 	logExpectation `yaml:",inline"`
 	Outputs        []logExpectation `yaml:"outputs"`
@@ -67,11 +68,11 @@ type logExpectation struct {
 func (e *expectation) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		switch n.Value {
-		case "dropped", "dead_letter":
+		case "dropped", "sampled_out", "dead_letter":
 			e.Outcome = n.Value
 			return nil
 		}
-		return fmt.Errorf("line %d: expect: %q is neither dropped, dead_letter nor a mapping (logs, attributes, tags, absent)", n.Line, n.Value)
+		return fmt.Errorf("line %d: expect: %q is neither dropped, sampled_out, dead_letter nor a mapping (logs, attributes, tags, absent, outputs)", n.Line, n.Value)
 	}
 	type plain expectation
 	var p plain
@@ -116,7 +117,8 @@ every difference, and exits 2 when a case failed (1 when the command did).
           - attributes: {http.method: GET}
     - name: health checks are dropped
       input: '{"requestId":"r2","resourcePath":"/health","status":"200"}'
-      expect: dropped          # no log delivered (a filter or sampling); or dead_letter
+      expect: dropped          # no log delivered (a filter, sampling, a control
+                               # message); or sampled_out (a sample rule), dead_letter
 
 Configurations load as run loads them: the defaults, the file, then the
 environment (GWPIPE_…, DD_TAGS).`,
@@ -270,12 +272,10 @@ func runCase(ctx context.Context, c config.Config, tc testCase) ([]string, error
 			_, _ = r.Close(ctx)
 			return nil, err
 		}
-		all.Logs = append(all.Logs, res.Logs...)
-		all.Dead = append(all.Dead, res.Dead...)
+		all.Add(res)
 	}
 	res, err := r.Close(ctx)
-	all.Logs = append(all.Logs, res.Logs...)
-	all.Dead = append(all.Dead, res.Dead...)
+	all.Add(res)
 	if err != nil {
 		return nil, err
 	}
@@ -296,11 +296,13 @@ func (e expectation) check(res dryrun.Result) []string {
 		}
 	}
 	switch e.Outcome {
-	case "dropped":
+	case "dropped", "sampled_out":
 		if len(res.Logs) > 0 || len(res.Dead) > 0 {
-			diffs = append(diffs, fmt.Sprintf("want dropped, got %d logs and %d dead letters", len(res.Logs), len(res.Dead)))
+			diffs = append(diffs, fmt.Sprintf("want %s, got %d logs and %d dead letters", strings.ReplaceAll(e.Outcome, "_", " "), len(res.Logs), len(res.Dead)))
 			logLines("delivered: ")
 			deadLines()
+		} else if e.Outcome == "sampled_out" && res.SampledOut == 0 {
+			diffs = append(diffs, fmt.Sprintf("want sampled out, got dropped otherwise (%d by a filter rule, none by a sample rule)", res.Dropped))
 		}
 		return diffs
 	case "dead_letter":

@@ -40,9 +40,11 @@ func TestTestCommandReportsDifferences(t *testing.T) {
 		"want dropped, got 1 logs and 0 dead letters",
 		"FAIL  wrong count\n",
 		"want 1 logs, got 2",
+		"FAIL  dropped, not sampled out\n",
+		"want sampled out, got dropped otherwise (1 by a filter rule, none by a sample rule)",
 		"FAIL  bad inline configuration\n",
 		"datadog.logs.max_batch_logs",
-		"0 passed, 4 failed\n",
+		"0 passed, 5 failed\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
