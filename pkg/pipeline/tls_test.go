@@ -24,9 +24,9 @@ func httpsClient(certs ...*tlstest.Cert) *http.Client {
 	}}
 }
 
-// postFirehose sends one Firehose request and returns its status and the
+// postFirehoseTLS sends one Firehose request and returns its status and the
 // serial of the certificate that served it.
-func postFirehose(t *testing.T, c *http.Client, url, reqID string, body []byte) (int, int64) {
+func postFirehoseTLS(t *testing.T, c *http.Client, url, reqID string, body []byte) (int, int64) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	require.NoError(t, err)
@@ -56,7 +56,7 @@ func TestFirehoseAndAdminOverTLSWithRotation(t *testing.T) {
 	second, third := tlstest.New(t, 2), tlstest.New(t, 3)
 	client := httpsClient(first, second, third)
 
-	status, serial := postFirehose(t, client, url, "r1", recordsBody("r1", gz(envelope("e1"))))
+	status, serial := postFirehoseTLS(t, client, url, "r1", recordsBody("r1", gz(envelope("e1"))))
 	require.Equal(t, http.StatusOK, status)
 	require.EqualValues(t, 1, serial)
 	require.Len(t, h.intake.Logs(), 1, "acknowledged only once delivered")
@@ -78,7 +78,7 @@ func TestFirehoseAndAdminOverTLSWithRotation(t *testing.T) {
 	require.NoError(t, waitFor(ctx, func() bool {
 		n++
 		id := fmt.Sprintf("rot-%d", n)
-		status, serial := postFirehose(t, client, url, id, recordsBody(id, gz(envelope(id))))
+		status, serial := postFirehoseTLS(t, client, url, id, recordsBody(id, gz(envelope(id))))
 		require.Equal(t, http.StatusOK, status)
 		return serial == 2
 	}), "the rotated certificate is never served")
@@ -87,7 +87,7 @@ func TestFirehoseAndAdminOverTLSWithRotation(t *testing.T) {
 	// ReloadTLS (SIGHUP) reads the files at once.
 	third.Write(t, dir)
 	require.NoError(t, h.p.ReloadTLS())
-	_, serial = postFirehose(t, client, url, "r-last", recordsBody("r-last", gz(envelope("e-last"))))
+	_, serial = postFirehoseTLS(t, client, url, "r-last", recordsBody("r-last", gz(envelope("e-last"))))
 	require.EqualValues(t, 3, serial)
 
 	// The admin listener serves HTTPS with its own certificate.

@@ -16,9 +16,9 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw/goldentest"
 )
 
-// gwpipe runs the command line with stdin and returns stdout, stderr and
+// inProcess runs the command line with stdin and returns stdout, stderr and
 // the exit code main would return.
-func gwpipe(t *testing.T, stdin string, args ...string) (string, string, int) {
+func inProcess(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	root := rootCmd()
@@ -67,7 +67,7 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 func TestParseCommandExitCodes(t *testing.T) {
 	noEnv(t)
 	good := `{"requestId":"r1","ip":"203.0.113.7","requestTime":"29/Jun/2023:12:01:02 +0000","httpMethod":"GET","resourcePath":"/pets","status":"200","protocol":"HTTP/1.1","responseLength":"42"}`
-	out, errOut, code := gwpipe(t, good+"\n\n"+good+"\n", "parse", "--log-group", "/aws/api-gateway/shop", "--account", "123456789012")
+	out, errOut, code := inProcess(t, good+"\n\n"+good+"\n", "parse", "--log-group", "/aws/api-gateway/shop", "--account", "123456789012")
 	if code != 0 {
 		t.Fatalf("exit %d for parseable lines: %s", code, errOut)
 	}
@@ -82,7 +82,7 @@ func TestParseCommandExitCodes(t *testing.T) {
 		t.Fatalf("summary: %q", errOut)
 	}
 
-	out, errOut, code = gwpipe(t, good+"\nnot an access log\nbin\x00\x00\x00\x00\x00\x01\n", "parse", "--log-group", "/aws/api-gateway/shop")
+	out, errOut, code = inProcess(t, good+"\nnot an access log\nbin\x00\x00\x00\x00\x00\x01\n", "parse", "--log-group", "/aws/api-gateway/shop")
 	if code != exitNotParsed {
 		t.Fatalf("exit %d for an unparseable line, want %d: %s", code, exitNotParsed, errOut)
 	}
@@ -105,7 +105,7 @@ func TestParseCommandExitCodes(t *testing.T) {
 // rule; and stdin may be gzipped CloudWatch data.
 func TestParseCommandFormatAndGzippedEnvelope(t *testing.T) {
 	noEnv(t)
-	out, errOut, code := gwpipe(t, "ip=203.0.113.9 st=502\n", "parse", "--format", "ip=$context.identity.sourceIp st=$context.status")
+	out, errOut, code := inProcess(t, "ip=203.0.113.9 st=502\n", "parse", "--format", "ip=$context.identity.sourceIp st=$context.status")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -123,7 +123,7 @@ func TestParseCommandFormatAndGzippedEnvelope(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write([]byte(env))
 	_ = zw.Close()
-	out, errOut, code = gwpipe(t, gz.String(), "parse")
+	out, errOut, code = inProcess(t, gz.String(), "parse")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -189,7 +189,7 @@ func TestParseCommandGolden(t *testing.T) {
 					want = append(want, i)
 				} // else not one line of stdin
 			}
-			out, errOut, _ := gwpipe(t, in.String(), args...)
+			out, errOut, _ := inProcess(t, in.String(), args...)
 			logs := jsonLines(t, out)
 			var delivered []map[string]any
 			for _, l := range logs {
@@ -351,7 +351,7 @@ func TestParseCommandSaysWhatFiltersDid(t *testing.T) {
 	in := `{"requestId":"a","resourcePath":"/health","status":"200"}` + "\n" +
 		`{"requestId":"b","resourcePath":"/pets","status":"200"}` + "\n" +
 		`{"requestId":"c","resourcePath":"/orders","status":"200"}` + "\n"
-	out, errOut, code := gwpipe(t, in, "parse", "--config", cfg, "--log-group", "/aws/api-gateway/shop")
+	out, errOut, code := inProcess(t, in, "parse", "--config", cfg, "--log-group", "/aws/api-gateway/shop")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -13,7 +13,7 @@ import (
 // it names or its own.
 func TestTestCommandExamplePasses(t *testing.T) {
 	noEnv(t)
-	out, errOut, code := gwpipe(t, "", "test", "testdata/gwpipe-test.yaml")
+	out, errOut, code := inProcess(t, "", "test", "testdata/gwpipe-test.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
@@ -26,7 +26,7 @@ func TestTestCommandExamplePasses(t *testing.T) {
 // exits 2.
 func TestTestCommandReportsDifferences(t *testing.T) {
 	noEnv(t)
-	out, errOut, code := gwpipe(t, "", "test", "testdata/gwpipe-test-fail.yaml")
+	out, errOut, code := inProcess(t, "", "test", "testdata/gwpipe-test-fail.yaml")
 	if code != exitNotParsed {
 		t.Fatalf("exit %d, want %d:\n%s%s", code, exitNotParsed, out, errOut)
 	}
@@ -75,12 +75,12 @@ func TestTestCommandUsesConfigFlagAndRun(t *testing.T) {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, _, code := gwpipe(t, "", "test", "--config", cfg, "--run", "tagged", tf)
+	out, _, code := inProcess(t, "", "test", "--config", cfg, "--run", "tagged", tf)
 	if code != 0 || out != "PASS  tagged\n1 passed, 0 failed\n" {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	// Without --config the defaults have no env tag.
-	out, _, code = gwpipe(t, "", "test", "--run", "tagged", tf)
+	out, _, code = inProcess(t, "", "test", "--run", "tagged", tf)
 	if code != exitNotParsed || !strings.Contains(out, "tag env:staging: missing") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -98,7 +98,7 @@ func TestTestCommandRejectsBadFiles(t *testing.T) {
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, errOut, code := gwpipe(t, "", "test", p)
+		_, errOut, code := inProcess(t, "", "test", p)
 		if code != 1 || !strings.Contains(errOut, name) {
 			t.Errorf("%s: exit %d, %q", name, code, errOut)
 		}

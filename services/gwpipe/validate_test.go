@@ -21,7 +21,7 @@ func TestValidateConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("DD_API_KEY", ddKey)
-	out, errOut, code := gwpipe(t, "", "validate", "--config", cfg, "--connect")
+	out, errOut, code := inProcess(t, "", "validate", "--config", cfg, "--connect")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
@@ -34,7 +34,7 @@ func TestValidateConnect(t *testing.T) {
 	}
 
 	t.Setenv("DD_API_KEY", "not-the-key")
-	out, errOut, code = gwpipe(t, "", "validate", "--config", cfg, "--connect")
+	out, errOut, code = inProcess(t, "", "validate", "--config", cfg, "--connect")
 	if code != 1 || !strings.Contains(errOut, "2 of 2 connection checks failed") {
 		t.Fatalf("exit %d with a wrong key:\n%s%s", code, out, errOut)
 	}
