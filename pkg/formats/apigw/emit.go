@@ -66,6 +66,8 @@ type scratch struct {
 	own    []record.Attr // destination for helpers that do not fill a record
 	// ownDst says attrs is own (not a record's)
 	ownDst bool
+	// execLevel is the level of the execution line being classified.
+	execLevel record.Level
 }
 
 type span struct{ start, end int }
@@ -154,7 +156,7 @@ func (s *scratch) setVar(v *varInfo, val []byte, esc bool) {
 		}
 	}
 	kind := record.String
-	if v.typ != typeString && isJSONNumber(val) {
+	if v.typ != typeString && record.ValidNumber(val) {
 		kind = record.Number
 	}
 	idx := -1

@@ -199,8 +199,7 @@ func ParseExecutionLine(line []byte) (requestID []byte, ev ExecEvent, ok bool) {
 	s.beginOwn()
 	defer putScratch(s)
 	id, rest, _ := splitExecPrefix(line)
-	var lvl record.Level
-	ev = classifyExec(rest, s, &lvl)
+	ev = classifyExec(rest, s)
 	return id, ev, ev != EventUnknown || id != nil
 }
 
@@ -244,13 +243,12 @@ func validReqID(b []byte) bool {
 // the line is neither prefixed with a request id nor a known line.
 func parseExecution(rec *record.Record, s *scratch) bool {
 	id, rest, truncated := splitExecPrefix(rec.Message)
-	lvl := record.LevelInfo
-	ev := classifyExec(rest, s, &lvl)
+	ev := classifyExec(rest, s)
 	if ev == EventUnknown && id == nil {
 		return false
 	}
 	rec.Kind = record.KindExecution
-	rec.Level = lvl
+	rec.Level = s.execLevel
 	s.str(KeyExecEvent, eventValues[ev])
 	if id != nil {
 		s.str(KeyRequestID, id)
@@ -304,313 +302,281 @@ func methodRoute(s *scratch, mr []byte) {
 	}
 }
 
-func setStatus(s *scratch, v []byte, lvl *record.Level) {
+func setStatus(s *scratch, v []byte) {
 	if n, ok := parseIntLoose(v); ok && n >= 100 && n <= 599 {
 		s.int(KeyStatusCode, n)
 		s.setVar(vStatus, v, false)
-		*lvl = record.LevelForHTTPStatus(int(n))
+		s.execLevel = record.LevelForHTTPStatus(int(n))
 	}
 }
 
 // classifyExec recognises the text of an execution line (after the request
-// id prefix), dispatching on its first byte and then on fixed prefixes.
-func classifyExec(r []byte, s *scratch, lvl *record.Level) ExecEvent {
+// id prefix): the first rule for its first byte whose prefix it starts with
+// decides the event. The line's level is left in s.execLevel.
+func classifyExec(r []byte, s *scratch) ExecEvent {
+	s.execLevel = record.LevelInfo
 	if len(r) < 4 {
 		return EventUnknown
 	}
-	switch r[0] {
-	case 'A':
-		if v, ok := cut(r, "API Key"); ok {
-			return classifyAPIKey(v, s, lvl)
+	for i := range execRules[r[0]] {
+		rule := &execRules[r[0]][i]
+		if v, ok := cut(r, rule.prefix); ok {
+			return rule.apply(r, v, s)
 		}
-		if v, ok := cut(r, "AWS Integration Endpoint RequestId : "); ok {
+	}
+	return EventUnknown
+}
+
+// execRule is one known execution line: a fixed prefix and its event, plus
+// what the line says about level, authorizer outcome and error.
+type execRule struct {
+	prefix string
+	ev     ExecEvent
+	// classify, when set, decides the event from the text after the prefix
+	// (one prefix that starts several lines: "API Key").
+	classify func(v []byte, s *scratch) ExecEvent
+	level    record.Level // LevelInfo leaves the level as it is
+	outcome  []byte       // apigateway.authorizer.outcome
+	// read takes the values the line carries, from the text after the prefix
+	// (v) or the whole line; it runs after outcome and before kind and msg,
+	// the order in which the attributes have always been emitted.
+	read func(s *scratch, line, v []byte)
+	kind []byte  // error.kind
+	msg  msgFrom // error.message
+}
+
+// msgFrom says which text becomes error.message.
+type msgFrom uint8
+
+const (
+	msgNone  msgFrom = iota
+	msgLine          // the whole line
+	msgValue         // the text after the prefix
+)
+
+func (rule *execRule) apply(line, v []byte, s *scratch) ExecEvent {
+	if rule.classify != nil {
+		return rule.classify(v, s)
+	}
+	if rule.level != record.LevelInfo {
+		s.execLevel = rule.level
+	}
+	if rule.outcome != nil {
+		s.str(KeyAuthorizerOutcome, rule.outcome)
+	}
+	if rule.read != nil {
+		rule.read(s, line, v)
+	}
+	if rule.kind != nil {
+		s.str(KeyErrorKind, rule.kind)
+	}
+	switch rule.msg {
+	case msgLine:
+		s.str(KeyErrorMessage, line)
+	case msgValue:
+		s.str(KeyErrorMessage, v)
+	}
+	return rule.ev
+}
+
+// execRules holds the rules by the first byte of their prefix, in the order
+// of execRuleList; that order matters where one prefix starts another
+// ("Execution failed" comes after its longer forms).
+var execRules = func() (t [256][]execRule) {
+	for _, rule := range execRuleList {
+		t[rule.prefix[0]] = append(t[rule.prefix[0]], rule)
+	}
+	return t
+}()
+
+var execRuleList = []execRule{
+	{prefix: "API Key", classify: classifyAPIKey},
+	{prefix: "AWS Integration Endpoint RequestId : ", ev: EventIntegrationRequestID,
+		read: func(s *scratch, _, v []byte) {
 			s.setVar(vIntegrationReqID, v, false)
 			s.str(KeyIntegRequestID, v)
-			return EventIntegrationRequestID
-		}
-		if _, ok := cut(r, "Authorizer result body before parsing: "); ok {
-			return EventAuthorizerResultBody
-		}
-		if v, ok := cut(r, "Authorizer error"); ok {
-			*lvl = record.LevelError
-			s.str(KeyAuthorizerOutcome, outcomeError)
+		}},
+	{prefix: "Authorizer result body before parsing: ", ev: EventAuthorizerResultBody},
+	{prefix: "Authorizer error", ev: EventAuthorizerError, level: record.LevelError, outcome: outcomeError,
+		read: func(s *scratch, _, v []byte) {
 			if m := trimLead(v); len(m) > 0 {
 				s.str(KeyErrorMessage, m)
 			}
-			return EventAuthorizerError
-		}
-	case 'E':
-		if v, ok := cut(r, "Extended Request Id: "); ok {
-			s.setVar(vExtendedRequestID, v, false)
-			return EventExtendedRequestID
-		}
-		if v, ok := cut(r, "Endpoint re"); ok {
-			if w, ok := cut(v, "quest URI: "); ok {
-				s.str(KeyExecEndpointURI, w)
-				return EventEndpointRequestURI
-			}
-			if _, ok := cut(v, "quest headers: "); ok {
-				return EventEndpointRequestHeaders
-			}
-			if _, ok := cut(v, "quest body after transformations: "); ok {
-				return EventEndpointRequestBody
-			}
-			if _, ok := cut(v, "sponse body before transformations: "); ok {
-				return EventEndpointResponseBody
-			}
-			if _, ok := cut(v, "sponse headers: "); ok {
-				return EventEndpointResponseHeaders
-			}
-			if _, ok := cut(v, "quest timed out"); ok {
-				*lvl = record.LevelError
-				s.str(KeyErrorKind, kindTimeout)
-				s.str(KeyErrorMessage, r)
-				return EventEndpointRequestTimeout
-			}
-		}
-		if v, ok := cut(r, "Execution failed"); ok {
-			*lvl = record.LevelError
-			if m, ok := cut(v, " due to configuration error: "); ok {
-				s.str(KeyErrorKind, kindConfiguration)
-				s.str(KeyErrorMessage, m)
-				if bytes.HasPrefix(m, []byte("Authorizer")) {
-					s.str(KeyAuthorizerOutcome, outcomeError)
-				}
-				return EventExecutionFailedConfiguration
-			}
-			if _, ok := cut(v, " due to a timeout error"); ok {
-				s.str(KeyErrorKind, kindTimeout)
-				s.str(KeyErrorMessage, r)
-				return EventExecutionFailedTimeout
-			}
-			s.str(KeyErrorKind, kindExecution)
-			s.str(KeyErrorMessage, r)
-			return EventExecutionFailed
-		}
-	case 'M':
-		if v, ok := cut(r, "Method re"); ok {
-			if _, ok := cut(v, "quest path: "); ok {
-				return EventMethodRequestPath
-			}
-			if _, ok := cut(v, "quest query string: "); ok {
-				return EventMethodRequestQueryString
-			}
-			if _, ok := cut(v, "quest headers: "); ok {
-				return EventMethodRequestHeaders
-			}
-			if _, ok := cut(v, "quest body before transformations: "); ok {
-				return EventMethodRequestBody
-			}
-			if _, ok := cut(v, "sponse body after transformations: "); ok {
-				return EventMethodResponseBody
-			}
-			if _, ok := cut(v, "sponse headers: "); ok {
-				return EventMethodResponseHeaders
-			}
-		}
-		if v, ok := cut(r, "Method completed with status: "); ok {
-			setStatus(s, v, lvl)
-			return EventMethodCompleted
-		}
-		if v, ok := cut(r, "Missing required request parameters: "); ok {
-			*lvl = record.LevelWarn
-			s.str(KeyErrorKind, kindValidation)
+		}},
+
+	{prefix: "Extended Request Id: ", ev: EventExtendedRequestID,
+		read: func(s *scratch, _, v []byte) { s.setVar(vExtendedRequestID, v, false) }},
+	{prefix: "Endpoint request URI: ", ev: EventEndpointRequestURI,
+		read: func(s *scratch, _, v []byte) { s.str(KeyExecEndpointURI, v) }},
+	{prefix: "Endpoint request headers: ", ev: EventEndpointRequestHeaders},
+	{prefix: "Endpoint request body after transformations: ", ev: EventEndpointRequestBody},
+	{prefix: "Endpoint response body before transformations: ", ev: EventEndpointResponseBody},
+	{prefix: "Endpoint response headers: ", ev: EventEndpointResponseHeaders},
+	{prefix: "Endpoint request timed out", ev: EventEndpointRequestTimeout, level: record.LevelError, kind: kindTimeout, msg: msgLine},
+	{prefix: "Execution failed due to configuration error: ", ev: EventExecutionFailedConfiguration, level: record.LevelError,
+		read: func(s *scratch, _, v []byte) {
+			s.str(KeyErrorKind, kindConfiguration)
 			s.str(KeyErrorMessage, v)
-			return EventRequestValidationFailed
-		}
-	case 'S':
-		if v, ok := cut(r, "Starting "); ok {
-			if w, ok := cut(v, "authorizer: "); ok {
-				if i := bytes.IndexByte(w, ' '); i > 0 {
-					w = w[:i]
-				}
-				s.str(KeyExecAuthorizerID, w)
-				return EventAuthorizerStarted
+			if bytes.HasPrefix(v, []byte("Authorizer")) {
+				s.str(KeyAuthorizerOutcome, outcomeError)
 			}
-			if _, ok := cut(v, "execution for request: "); ok {
-				return EventExecutionStarted
+		}},
+	{prefix: "Execution failed due to a timeout error", ev: EventExecutionFailedTimeout, level: record.LevelError, kind: kindTimeout, msg: msgLine},
+	{prefix: "Execution failed", ev: EventExecutionFailed, level: record.LevelError, kind: kindExecution, msg: msgLine},
+
+	{prefix: "Method request path: ", ev: EventMethodRequestPath},
+	{prefix: "Method request query string: ", ev: EventMethodRequestQueryString},
+	{prefix: "Method request headers: ", ev: EventMethodRequestHeaders},
+	{prefix: "Method request body before transformations: ", ev: EventMethodRequestBody},
+	{prefix: "Method response body after transformations: ", ev: EventMethodResponseBody},
+	{prefix: "Method response headers: ", ev: EventMethodResponseHeaders},
+	{prefix: "Method completed with status: ", ev: EventMethodCompleted,
+		read: func(s *scratch, _, v []byte) { setStatus(s, v) }},
+	{prefix: "Missing required request parameters: ", ev: EventRequestValidationFailed, level: record.LevelWarn, kind: kindValidation, msg: msgValue},
+
+	{prefix: "Starting authorizer: ", ev: EventAuthorizerStarted,
+		read: func(s *scratch, _, v []byte) {
+			if i := bytes.IndexByte(v, ' '); i > 0 {
+				v = v[:i]
 			}
-		}
-		if v, ok := cut(r, "Sending request to "); ok {
-			s.str(KeyExecEndpointURI, v)
-			return EventSendingRequest
-		}
-		if v, ok := cut(r, "Successfully completed "); ok {
-			if _, ok := cut(v, "execution"); ok {
-				return EventExecutionSucceeded
-			}
-			if _, ok := cut(v, "authorizer execution"); ok {
-				s.str(KeyAuthorizerOutcome, outcomeAllow)
-				return EventAuthorizerSucceeded
-			}
-		}
-	case 'R':
-		if v, ok := cut(r, "Received response. "); ok {
-			if w, ok := cut(v, "Status: "); ok {
-				st := w
-				if i := bytes.IndexByte(st, ','); i >= 0 {
-					st = st[:i]
-				}
-				if n, ok := parseIntLoose(st); ok && n >= 100 && n <= 599 {
-					s.setVar(vIntegrationStatus, st, false)
-					s.int(KeyIntegStatus, n)
-				}
-			}
-			if lat, ok := field(v, "Integration latency: ", " "); ok {
-				if n, ok := parseIntLoose(lat); ok && n >= 0 {
-					s.setVar(vIntegrationLat, lat, false)
-					s.int(KeyIntegLatency, n)
-				}
-			}
-			return EventReceivedResponse
-		}
-		if v, ok := cut(r, "Request validation succeeded for content type "); ok {
-			s.str(KeyExecContentType, v)
-			return EventRequestValidationSucceeded
-		}
-		if _, ok := cut(r, "Request validation failed"); ok {
-			*lvl = record.LevelWarn
-			s.str(KeyErrorKind, kindValidation)
-			s.str(KeyErrorMessage, r)
-			return EventRequestValidationFailed
-		}
-		if v, ok := cut(r, "Request body does not match model schema for content type "); ok {
-			*lvl = record.LevelWarn
+			s.str(KeyExecAuthorizerID, v)
+		}},
+	{prefix: "Starting execution for request: ", ev: EventExecutionStarted},
+	{prefix: "Sending request to ", ev: EventSendingRequest,
+		read: func(s *scratch, _, v []byte) { s.str(KeyExecEndpointURI, v) }},
+	{prefix: "Successfully completed execution", ev: EventExecutionSucceeded},
+	{prefix: "Successfully completed authorizer execution", ev: EventAuthorizerSucceeded, outcome: outcomeAllow},
+
+	{prefix: "Received response. ", ev: EventReceivedResponse, read: readReceivedResponse},
+	{prefix: "Request validation succeeded for content type ", ev: EventRequestValidationSucceeded,
+		read: func(s *scratch, _, v []byte) { s.str(KeyExecContentType, v) }},
+	{prefix: "Request validation failed", ev: EventRequestValidationFailed, level: record.LevelWarn, kind: kindValidation, msg: msgLine},
+	{prefix: "Request body does not match model schema for content type ", ev: EventRequestValidationFailed, level: record.LevelWarn, kind: kindValidation, msg: msgLine,
+		read: func(s *scratch, _, v []byte) {
 			if i := bytes.IndexByte(v, ':'); i > 0 {
 				s.str(KeyExecContentType, v[:i])
 			}
-			s.str(KeyErrorKind, kindValidation)
-			s.str(KeyErrorMessage, r)
-			return EventRequestValidationFailed
-		}
-	case 'U':
-		if v, ok := cut(r, "Usage Plan check succeeded for API Key "); ok {
+		}},
+
+	{prefix: "Usage Plan check succeeded for API Key ", ev: EventUsagePlanCheckSucceeded,
+		read: func(s *scratch, _, v []byte) {
 			if as, ok := field(v, "API Stage ", " "); ok {
 				setStage(s, as)
 			}
-			return EventUsagePlanCheckSucceeded
-		}
-		if _, ok := cut(r, "Unauthorized request: "); ok {
-			*lvl = record.LevelWarn
-			s.str(KeyAuthorizerOutcome, outcomeUnauthorized)
-			return EventAuthorizerUnauthorized
-		}
-		if v, ok := cut(r, "Using valid authorizer policy for principal: "); ok {
+		}},
+	{prefix: "Unauthorized request: ", ev: EventAuthorizerUnauthorized, level: record.LevelWarn, outcome: outcomeUnauthorized},
+	{prefix: "Using valid authorizer policy for principal: ", ev: EventAuthorizerPolicy,
+		read: func(s *scratch, _, v []byte) {
 			s.setVar(vPrincipalID, v, false)
 			s.str(KeyUserID, v)
-			return EventAuthorizerPolicy
-		}
-	case 'V':
-		if v, ok := cut(r, "Verifying Usage Plan for request: "); ok {
+		}},
+
+	{prefix: "Verifying Usage Plan for request: ", ev: EventUsagePlanVerify,
+		read: func(s *scratch, _, v []byte) {
 			if k, ok := field(v, "API Key: ", " "); ok && len(k) > 0 && !bytes.HasPrefix(k, []byte("API")) {
 				s.setVar(vAPIKey, k, false)
 			}
 			if as, ok := field(v, "API Stage: ", " "); ok {
 				setStage(s, as)
 			}
-			return EventUsagePlanVerify
-		}
-	case 'H':
-		if v, ok := cut(r, "HTTP Method: "); ok {
+		}},
+	{prefix: "HTTP Method: ", ev: EventMethodRequest,
+		read: func(s *scratch, _, v []byte) {
 			if i := bytes.Index(v, []byte(", Resource Path: ")); i > 0 {
 				s.str(KeyMethod, v[:i])
 				s.str(KeyPath, v[i+len(", Resource Path: "):])
 			}
-			return EventMethodRequest
-		}
-	case 'X':
-		if v, ok := cut(r, "X-ray Tracing ID : "); ok {
-			s.setVar(vXRay, v, false)
-			return EventXRayTraceID
-		}
-	case 'I':
-		if _, ok := cut(r, "Incoming identity: "); ok {
-			return EventAuthorizerIncomingIdentity
-		}
-		if _, ok := cut(r, "Invalid API Key identifier specified"); ok {
-			*lvl = record.LevelWarn
-			return EventAPIKeyInvalid
-		}
-	case 'L':
-		if v, ok := cut(r, "Lambda execution failed with status "); ok {
-			*lvl = record.LevelError
-			st := v
-			if i := bytes.IndexByte(st, ' '); i > 0 {
-				st = st[:i]
-			}
-			if n, ok := parseIntLoose(st); ok && n >= 100 && n <= 599 {
-				s.int(KeyIntegStatus, n)
-			}
-			s.str(KeyErrorKind, kindLambda)
-			if m, ok := field(v, "due to customer function error: ", ""); ok {
-				if i := bytes.Index(m, []byte(". Lambda request id: ")); i >= 0 {
-					s.str(KeyIntegRequestID, m[i+len(". Lambda request id: "):])
-					m = m[:i]
-				}
-				s.str(KeyErrorMessage, m)
-			} else {
-				s.str(KeyErrorMessage, r)
-			}
-			return EventLambdaFunctionError
-		}
-		if v, ok := cut(r, "Lambda invocation failed with status: "); ok {
-			*lvl = record.LevelError
-			st := v
-			if i := bytes.IndexAny(st, ". "); i > 0 {
-				st = st[:i]
-			}
-			if n, ok := parseIntLoose(st); ok && n >= 100 && n <= 599 {
-				s.int(KeyIntegStatus, n)
-			}
+		}},
+	{prefix: "X-ray Tracing ID : ", ev: EventXRayTraceID,
+		read: func(s *scratch, _, v []byte) { s.setVar(vXRay, v, false) }},
+	{prefix: "Incoming identity: ", ev: EventAuthorizerIncomingIdentity},
+	{prefix: "Invalid API Key identifier specified", ev: EventAPIKeyInvalid, level: record.LevelWarn},
+
+	{prefix: "Lambda execution failed with status ", ev: EventLambdaFunctionError, level: record.LevelError, read: readLambdaFunctionError},
+	{prefix: "Lambda invocation failed with status: ", ev: EventLambdaInvocationFailed, level: record.LevelError, kind: kindLambdaInvoke, msg: msgLine,
+		read: func(s *scratch, _, v []byte) {
+			setIntegStatus(s, v, ". ")
 			if id, ok := field(v, "Lambda request id: ", " "); ok && len(id) > 0 {
 				s.str(KeyIntegRequestID, id)
 			}
-			s.str(KeyErrorKind, kindLambdaInvoke)
-			s.str(KeyErrorMessage, r)
-			return EventLambdaInvocationFailed
-		}
-	case 'G':
-		if v, ok := cut(r, "Gateway response "); ok {
-			if w, ok := cut(v, "type: "); ok {
-				t := w
-				if i := bytes.IndexByte(t, ' '); i > 0 {
-					t = t[:i]
-				}
-				s.str(KeyErrorKind, t)
-				if st, ok := field(w, "with status code: ", " "); ok {
-					setStatus(s, st, lvl)
-				}
-				return EventGatewayResponse
+		}},
+
+	{prefix: "Gateway response type: ", ev: EventGatewayResponse,
+		read: func(s *scratch, _, v []byte) {
+			t := v
+			if i := bytes.IndexByte(t, ' '); i > 0 {
+				t = t[:i]
 			}
-			if _, ok := cut(v, "body: "); ok {
-				return EventGatewayResponseBody
+			s.str(KeyErrorKind, t)
+			if st, ok := field(v, "with status code: ", " "); ok {
+				setStatus(s, st)
 			}
-			if _, ok := cut(v, "headers: "); ok {
-				return EventGatewayResponseHeaders
-			}
-		}
-	case 'W':
-		if v, ok := cut(r, "WebSocket Request Route: ["); ok {
+		}},
+	{prefix: "Gateway response body: ", ev: EventGatewayResponseBody},
+	{prefix: "Gateway response headers: ", ev: EventGatewayResponseHeaders},
+	{prefix: "WebSocket Request Route: [", ev: EventWebSocketRoute,
+		read: func(s *scratch, _, v []byte) {
 			if i := bytes.IndexByte(v, ']'); i > 0 {
 				s.setVar(vRouteKey, v[:i], false)
 				s.str(KeyRoute, v[:i])
 			}
-			return EventWebSocketRoute
+		}},
+	{prefix: "The client is not authorized to perform this operation", ev: EventAuthorizerDenied, level: record.LevelWarn, outcome: outcomeDeny},
+}
+
+// readReceivedResponse takes the integration status and latency from
+// "Received response. Status: 200, Integration latency: 2266 ms" (either may
+// be missing).
+func readReceivedResponse(s *scratch, _, v []byte) {
+	if w, ok := cut(v, "Status: "); ok {
+		st := w
+		if i := bytes.IndexByte(st, ','); i >= 0 {
+			st = st[:i]
 		}
-	case 'T':
-		if _, ok := cut(r, "The client is not authorized to perform this operation"); ok {
-			*lvl = record.LevelWarn
-			s.str(KeyAuthorizerOutcome, outcomeDeny)
-			return EventAuthorizerDenied
+		if n, ok := parseIntLoose(st); ok && n >= 100 && n <= 599 {
+			s.setVar(vIntegrationStatus, st, false)
+			s.int(KeyIntegStatus, n)
 		}
 	}
-	return EventUnknown
+	if lat, ok := field(v, "Integration latency: ", " "); ok {
+		if n, ok := parseIntLoose(lat); ok && n >= 0 {
+			s.setVar(vIntegrationLat, lat, false)
+			s.int(KeyIntegLatency, n)
+		}
+	}
+}
+
+// readLambdaFunctionError reads "Lambda execution failed with status 200 due
+// to customer function error: <message>. Lambda request id: <id>".
+func readLambdaFunctionError(s *scratch, line, v []byte) {
+	setIntegStatus(s, v, " ")
+	s.str(KeyErrorKind, kindLambda)
+	if m, ok := field(v, "due to customer function error: ", ""); ok {
+		if i := bytes.Index(m, []byte(". Lambda request id: ")); i >= 0 {
+			s.str(KeyIntegRequestID, m[i+len(". Lambda request id: "):])
+			m = m[:i]
+		}
+		s.str(KeyErrorMessage, m)
+	} else {
+		s.str(KeyErrorMessage, line)
+	}
+}
+
+// setIntegStatus records the integration status that starts v (up to the
+// first byte of stops) when it is an HTTP status.
+func setIntegStatus(s *scratch, v []byte, stops string) {
+	if i := bytes.IndexAny(v, stops); i > 0 {
+		v = v[:i]
+	}
+	if n, ok := parseIntLoose(v); ok && n >= 100 && n <= 599 {
+		s.int(KeyIntegStatus, n)
+	}
 }
 
 // classifyAPIKey handles lines starting "API Key ": "API Key: x",
 // "API Key ID: x", and "API Key <key> authorized because…", "… exceeded
 // throttle limit…", "… exceeded quota limit…", "… not authorized because…".
-func classifyAPIKey(v []byte, s *scratch, lvl *record.Level) ExecEvent {
+func classifyAPIKey(v []byte, s *scratch) ExecEvent {
 	if k, ok := cut(v, ": "); ok {
 		if len(k) > 0 {
 			s.setVar(vAPIKey, k, false)
@@ -639,7 +605,7 @@ func classifyAPIKey(v []byte, s *scratch, lvl *record.Level) ExecEvent {
 			methodRoute(s, m[:j])
 		}
 		if not {
-			*lvl = record.LevelWarn
+			s.execLevel = record.LevelWarn
 			return EventAPIKeyNotAuthorized
 		}
 		return EventAPIKeyNotRequired
@@ -659,7 +625,7 @@ func classifyAPIKey(v []byte, s *scratch, lvl *record.Level) ExecEvent {
 		} else {
 			return EventUnknown
 		}
-		*lvl = record.LevelWarn
+		s.execLevel = record.LevelWarn
 		if as, ok := field(w, "for API Stage ", ": "); ok {
 			setStage(s, as)
 		}
@@ -672,10 +638,10 @@ func classifyAPIKey(v []byte, s *scratch, lvl *record.Level) ExecEvent {
 		if m, ok := field(w, ", HttpMethod ", ". "); ok && len(m) > 0 {
 			s.str(KeyMethod, m)
 		}
-		if l, ok := field(w, "Limit: ", " "); ok && isJSONNumber(l) {
+		if l, ok := field(w, "Limit: ", " "); ok && record.ValidNumber(l) {
 			s.add(record.NumberAttr(KeyExecLimit, l))
 		}
-		if b, ok := field(w, "Burst: ", " "); ok && isJSONNumber(b) {
+		if b, ok := field(w, "Burst: ", " "); ok && record.ValidNumber(b) {
 			s.add(record.NumberAttr(KeyExecBurst, b))
 		}
 		if p, ok := field(w, "Period: ", " "); ok && len(p) > 0 {

@@ -132,7 +132,7 @@ func checkRoundTrip(t *testing.T, r *rand.Rand, f *Format) {
 		}
 		require.True(t, ok, "missing %s in %q", v.key, line)
 		require.Equal(t, want, string(a.Str), v.key)
-		if v.typ != typeString && isJSONNumber([]byte(want)) {
+		if v.typ != typeString && record.ValidNumber([]byte(want)) {
 			require.Equal(t, record.Number, a.Kind, v.key)
 		} else {
 			require.Equal(t, record.String, a.Kind, v.key)

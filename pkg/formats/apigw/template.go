@@ -621,7 +621,7 @@ func recordAttrsOK(rec *record.Record) error {
 			(a.Kind != record.Int || a.Int < 100 || a.Int > 599) {
 			return fmt.Errorf("%s out of range: %d", a.Key, a.Int)
 		}
-		if a.Kind == record.Number && !isJSONNumber(a.Str) {
+		if a.Kind == record.Number && !record.ValidNumber(a.Str) {
 			return fmt.Errorf("%s: invalid number %q", a.Key, a.Str)
 		}
 	}

@@ -1,13 +1,6 @@
 package apigw
 
-import (
-	"time"
-
-	"github.com/gwpipe/gwpipe/pkg/record"
-)
-
-// isJSONNumber is record.ValidNumber, the one JSON number grammar.
-func isJSONNumber(b []byte) bool { return record.ValidNumber(b) }
+import "time"
 
 // parseIntLoose parses a decimal integer, accepting and truncating a
 // fractional part ("12.7" → 12). It rejects anything else and overflow.
