@@ -2,6 +2,7 @@ package apigw
 
 import (
 	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
+	"math"
 	"math/bits"
 	"sync"
 
@@ -212,6 +213,35 @@ func (s *scratch) intRole(r role) (int64, bool) {
 	return parseIntLoose(s.roles[r])
 }
 
+// strRole adds key with the role's value when the role is set.
+func (s *scratch) strRole(r role, key string) bool {
+	if !s.has(r) {
+		return false
+	}
+	s.str(key, s.roles[r])
+	return true
+}
+
+// intRange is the range of integers an attribute accepts.
+type intRange struct{ lo, hi int64 }
+
+var (
+	anyInt          = intRange{math.MinInt64, math.MaxInt64}
+	nonNegative     = intRange{0, math.MaxInt64}
+	httpStatusRange = intRange{100, 599}
+)
+
+// intRoleIn adds key with the role's value as an integer (see intRole) when
+// the role is set and the integer lies in lim.
+func (s *scratch) intRoleIn(r role, key string, lim intRange) bool {
+	n, ok := s.intRole(r)
+	if !ok || n < lim.lo || n > lim.hi {
+		return false
+	}
+	s.int(key, n)
+	return true
+}
+
 // finishAccess derives the standard Datadog attributes, level and timestamp
 // from the role slots filled by setVar.
 func (s *scratch) finishAccess(rec *record.Record) {
@@ -227,93 +257,51 @@ func (s *scratch) finishAccess(rec *record.Record) {
 		s.int(KeyStatusCode, n)
 		rec.Level = record.LevelForHTTPStatus(int(n))
 	}
-	if s.has(rolePath) {
-		s.str(KeyPath, s.roles[rolePath])
-	}
+	s.strRole(rolePath, KeyPath)
 	if s.has(roleResourcePath) {
 		s.str(KeyRoute, s.roles[roleResourcePath])
 	} else if s.has(roleRouteKey) {
 		s.str(KeyRoute, routeFromKey(s.roles[roleRouteKey]))
 	}
-	if s.has(roleDomainName) {
-		s.str(KeyHost, s.roles[roleDomainName])
-	}
-	if s.has(roleSourceIP) {
-		s.str(KeyClientIP, s.roles[roleSourceIP])
-	}
-	if s.has(roleUserAgent) {
-		s.str(KeyUserAgent, s.roles[roleUserAgent])
-	}
-	if s.has(roleRequestID) {
-		s.str(KeyRequestID, s.roles[roleRequestID])
-	} else if s.has(roleExtRequestID) {
-		s.str(KeyRequestID, s.roles[roleExtRequestID])
+	s.strRole(roleDomainName, KeyHost)
+	s.strRole(roleSourceIP, KeyClientIP)
+	s.strRole(roleUserAgent, KeyUserAgent)
+	if !s.strRole(roleRequestID, KeyRequestID) {
+		s.strRole(roleExtRequestID, KeyRequestID)
 	}
 	if s.has(roleResponseLatency) {
 		if ns, ok := msToNanos(s.roles[roleResponseLatency]); ok {
 			s.int(KeyDuration, ns)
 		}
 	}
-	if n, ok := s.intRole(roleResponseLength); ok && n >= 0 {
-		s.int(KeyBytesWritten, n)
-	} else if n, ok := s.intRole(roleDataProcessed); ok && n >= 0 {
-		s.int(KeyBytesWritten, n)
+	if !s.intRoleIn(roleResponseLength, KeyBytesWritten, nonNegative) {
+		s.intRoleIn(roleDataProcessed, KeyBytesWritten, nonNegative)
 	}
 	if s.has(roleProtocol) {
 		s.str(KeyHTTPVersion, httpVersion(s.roles[roleProtocol]))
 	}
-	if s.has(roleErrorMessage) {
-		s.str(KeyErrorMessage, s.roles[roleErrorMessage])
-	}
-	if s.has(roleErrorType) {
-		s.str(KeyErrorKind, s.roles[roleErrorType])
-	}
+	s.strRole(roleErrorMessage, KeyErrorMessage)
+	s.strRole(roleErrorType, KeyErrorKind)
 	// integration
-	if n, ok := s.intRole(roleIntegrationLatency); ok {
-		s.int(KeyIntegLatency, n)
-	} else if n, ok := s.intRole(roleIntegrationLatency2); ok {
-		s.int(KeyIntegLatency, n)
+	if !s.intRoleIn(roleIntegrationLatency, KeyIntegLatency, anyInt) {
+		s.intRoleIn(roleIntegrationLatency2, KeyIntegLatency, anyInt)
 	}
-	if n, ok := s.intRole(roleIntegrationStatus); ok && n >= 100 && n <= 599 {
-		s.int(KeyIntegStatus, n)
-	} else if n, ok := s.intRole(roleIntegrationStatus2); ok && n >= 100 && n <= 599 {
-		s.int(KeyIntegStatus, n)
+	if !s.intRoleIn(roleIntegrationStatus, KeyIntegStatus, httpStatusRange) {
+		s.intRoleIn(roleIntegrationStatus2, KeyIntegStatus, httpStatusRange)
 	}
-	if s.has(roleIntegrationRequestID) {
-		s.str(KeyIntegRequestID, s.roles[roleIntegrationRequestID])
-	}
-	if s.has(roleIntegrationError) {
-		s.str(KeyIntegError, s.roles[roleIntegrationError])
-	}
+	s.strRole(roleIntegrationRequestID, KeyIntegRequestID)
+	s.strRole(roleIntegrationError, KeyIntegError)
 	// authorizer
-	if s.has(rolePrincipalID) {
-		s.str(KeyUserID, s.roles[rolePrincipalID])
-	}
-	if n, ok := s.intRole(roleAuthStatus); ok && n >= 100 && n <= 599 {
-		s.int(KeyAuthStatus, n)
-	}
-	if n, ok := s.intRole(roleAuthLatency); ok {
-		s.int(KeyAuthLatency, n)
-	}
-	if s.has(roleAuthError) {
-		s.str(KeyAuthError, s.roles[roleAuthError])
-	}
+	s.strRole(rolePrincipalID, KeyUserID)
+	s.intRoleIn(roleAuthStatus, KeyAuthStatus, httpStatusRange)
+	s.intRoleIn(roleAuthLatency, KeyAuthLatency, anyInt)
+	s.strRole(roleAuthError, KeyAuthError)
 	// WAF
-	if s.has(roleWAFResponseCode) {
-		s.str(KeyWAFAction, s.roles[roleWAFResponseCode])
-	}
-	if n, ok := s.intRole(roleWAFStatus); ok && n >= 100 && n <= 599 {
-		s.int(KeyWAFStatus, n)
-	}
-	if n, ok := s.intRole(roleWAFLatency); ok {
-		s.int(KeyWAFLatency, n)
-	}
-	if s.has(roleWAFError) {
-		s.str(KeyWAFError, s.roles[roleWAFError])
-	}
-	if s.has(roleWebACL) {
-		s.str(KeyWAFACL, s.roles[roleWebACL])
-	}
+	s.strRole(roleWAFResponseCode, KeyWAFAction)
+	s.intRoleIn(roleWAFStatus, KeyWAFStatus, httpStatusRange)
+	s.intRoleIn(roleWAFLatency, KeyWAFLatency, anyInt)
+	s.strRole(roleWAFError, KeyWAFError)
+	s.strRole(roleWebACL, KeyWAFACL)
 	// timestamp
 	if ms, ok := s.timestamp(); ok && !rec.TimeFixed {
 		rec.Timestamp = ms
