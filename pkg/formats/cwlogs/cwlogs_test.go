@@ -6,19 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fastjson"
-)
 
-func gz(p []byte) []byte {
-	var b bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&b, gzip.DefaultCompression)
-	_, _ = zw.Write(p)
-	_ = zw.Close()
-	return b.Bytes()
-}
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
+)
 
 // Samples as documented and observed
 // (docs/wire-formats.md#cloudwatch-logs-subscription-payload).
@@ -97,18 +90,18 @@ func TestParseErrors(t *testing.T) {
 
 func TestGunzip(t *testing.T) {
 	payload := []byte(strings.Repeat(dataMessage, 20))
-	out, err := Gunzip(nil, gz(payload), 1<<20)
+	out, err := Gunzip(nil, corpus.Gzip(payload), 1<<20)
 	require.NoError(t, err)
 	assert.Equal(t, payload, out)
 
 	// Multi-member: each CloudWatch record is its own member in S3 objects.
-	multi := append(gz([]byte(dataMessage)), gz([]byte(controlMessage))...)
+	multi := append(corpus.Gzip([]byte(dataMessage)), corpus.Gzip([]byte(controlMessage))...)
 	out, err = Gunzip(make([]byte, 0, 16), multi, 1<<20)
 	require.NoError(t, err)
 	assert.Equal(t, dataMessage+controlMessage, string(out))
 
 	// Nested layers are peeled.
-	out, err = Gunzip(nil, gz(gz(payload)), 1<<20)
+	out, err = Gunzip(nil, corpus.Gzip(corpus.Gzip(payload)), 1<<20)
 	require.NoError(t, err)
 	assert.Equal(t, payload, out)
 
@@ -119,12 +112,12 @@ func TestGunzip(t *testing.T) {
 }
 
 func TestGunzipBadInput(t *testing.T) {
-	full := gz(bytes.Repeat([]byte("a"), 10_000))
+	full := corpus.Gzip(bytes.Repeat([]byte("a"), 10_000))
 	_, err := Gunzip(nil, full[:len(full)/2], 1<<20)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "truncated")
 
-	bomb := gz(make([]byte, 10<<20))
+	bomb := corpus.Gzip(make([]byte, 10<<20))
 	_, err = Gunzip(nil, bomb, 1<<20)
 	assert.True(t, errors.Is(err, ErrTooLarge), "got %v", err)
 
@@ -133,7 +126,7 @@ func TestGunzipBadInput(t *testing.T) {
 
 	deep := []byte("x")
 	for i := 0; i < maxLayers+1; i++ {
-		deep = gz(deep)
+		deep = corpus.Gzip(deep)
 	}
 	_, err = Gunzip(nil, deep, 100)
 	require.Error(t, err)
@@ -192,8 +185,8 @@ func FuzzParse(f *testing.F) {
 }
 
 func FuzzGunzip(f *testing.F) {
-	f.Add(gz([]byte(dataMessage)))
-	f.Add(append(gz([]byte("a")), gz([]byte("b"))...))
+	f.Add(corpus.Gzip([]byte(dataMessage)))
+	f.Add(append(corpus.Gzip([]byte("a")), corpus.Gzip([]byte("b"))...))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, err := Gunzip(nil, data, 1<<16)
@@ -213,7 +206,7 @@ func BenchmarkParse(b *testing.B) {
 		sb.WriteString(`{"id":"3195310660696698337880902507980421114328961542429822156` + string(rune('0'+i%10)) + `","timestamp":1432826855000,"message":"{\"apiId\":\"a1b2c3d4e5\",\"stage\":\"prod\",\"requestId\":\"3323ffe5-6ddf-45c8-896a-b45ec2284cc0\",\"ip\":\"203.0.113.7\",\"caller\":\"-\",\"user\":\"-\",\"requestTime\":1732850000000,\"httpMethod\":\"GET\",\"resourcePath\":\"/pets/{petId}\",\"status\":404,\"protocol\":\"HTTP/1.1\",\"responseLength\":512}"}`)
 	}
 	sb.WriteString(`]}`)
-	data := gz([]byte(sb.String()))
+	data := corpus.Gzip([]byte(sb.String()))
 	var p fastjson.Parser
 	var buf []byte
 	b.ReportAllocs()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 const (
@@ -31,16 +32,6 @@ const (
 	accessXML   = `<request id="c6af9ac6-7b61-11e6-9a41-93e8deadbeef"> <ip>198.51.100.1</ip> <status>200</status> </request>`
 	execLine    = `(c6af9ac6-7b61-11e6-9a41-93e8deadbeef) Method request path: {}`
 )
-
-func gz(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	_, err := w.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, w.Close())
-	return buf.Bytes()
-}
 
 // otel07Record builds a record in the OpenTelemetry 0.7.0 output: the same
 // layout, but flat StringKeyValue labels (field 1 of the data point)
@@ -105,8 +96,8 @@ func TestDetect(t *testing.T) {
 		{"opentelemetry 0.7.0", otel07Record(), FormatOTel},
 		{"cloudwatch logs envelope", []byte(cwlEnvelope), FormatNone},
 		{"cloudwatch logs control message", []byte(cwlControl), FormatNone},
-		{"still gzipped metrics", gz(t, []byte(metricLine)), FormatNone},
-		{"still gzipped envelope", gz(t, []byte(cwlEnvelope)), FormatNone},
+		{"still gzipped metrics", corpus.Gzip([]byte(metricLine)), FormatNone},
+		{"still gzipped envelope", corpus.Gzip([]byte(cwlEnvelope)), FormatNone},
 		{"access log json", []byte(accessJSON), FormatNone},
 		{"access log clf", []byte(accessCLF), FormatNone},
 		{"access log csv", []byte(accessCSV), FormatNone},
@@ -173,11 +164,11 @@ func TestMixedFirehoseRequest(t *testing.T) {
 		Data string `json:"data"`
 	}
 	records := [][]byte{
-		gz(t, []byte(cwlEnvelope)),
+		corpus.Gzip([]byte(cwlEnvelope)),
 		mustRead(t, goldenInput),
 		[]byte(accessCLF),
 		otelRecord(t, datums, 7),
-		gz(t, []byte(cwlControl)),
+		corpus.Gzip([]byte(cwlControl)),
 		[]byte(metricLine + "\n" + badLine + "\n" + metricLine + "\n"),
 		[]byte(accessJSON),
 	}

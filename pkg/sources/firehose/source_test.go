@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // fakePipeline records what the source publishes and settles it on demand.
@@ -164,18 +164,10 @@ func TestFailedDeliveryIsRetryable(t *testing.T) {
 	assert.Equal(t, http.StatusOK, w.Code)
 }
 
-func gz(p []byte) []byte {
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, _ = zw.Write(p)
-	_ = zw.Close()
-	return b.Bytes()
-}
-
 func TestGzipBody(t *testing.T) {
 	p := newFake(deliverAll)
 	s := New(testConfig(), p, nil, nil, nil)
-	w, _ := serve(s, request("req-gz", gz(body("req-gz", "x", "y")), func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }))
+	w, _ := serve(s, request("req-gz", corpus.Gzip(body("req-gz", "x", "y")), func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }))
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Equal(t, 2, p.records())
 }
@@ -189,7 +181,7 @@ func TestEmptyRecordsArePermitted(t *testing.T) {
 }
 
 func TestMalformedRequests(t *testing.T) {
-	bomb := gz(bytes.Repeat([]byte{' '}, 3<<20)) // decompresses past the 2 MiB limit
+	bomb := corpus.Gzip(bytes.Repeat([]byte{' '}, 3<<20)) // decompresses past the 2 MiB limit
 	setHeader := func(k, v string) func(*http.Request) { return func(r *http.Request) { r.Header.Set(k, v) } }
 	cases := []struct {
 		name    string
@@ -207,7 +199,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"record not an object", request("r", []byte(`{"requestId":"r","records":[42]}`)), 400, "record 0"},
 		{"data not a string", request("r", []byte(`{"requestId":"r","records":[{"data":7}]}`)), 400, "record 0"},
 		{"id mismatch", request("r", body("other", "a")), 400, "does not match"},
-		{"truncated gzip", request("r", gz(body("r", "a"))[:20], setHeader("Content-Encoding", "gzip")), 400, "gzip"},
+		{"truncated gzip", request("r", corpus.Gzip(body("r", "a"))[:20], setHeader("Content-Encoding", "gzip")), 400, "gzip"},
 		{"not gzip", request("r", body("r", "a"), setHeader("Content-Encoding", "gzip")), 400, "gzip"},
 		{"unknown encoding", request("r", body("r", "a"), setHeader("Content-Encoding", "br")), 415, "Content-Encoding"},
 		{"too large", request("r", bytes.Repeat([]byte{' '}, 2<<20)), 413, "limit"},

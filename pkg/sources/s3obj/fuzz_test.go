@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // fuzzSeeds are one small object of every layout and of each way an object
@@ -21,22 +22,22 @@ func fuzzSeeds(t testing.TB) map[string]struct {
 } {
 	docA := envelopeDoc(group, "s", ev{"1", 1700000000000, `{"requestId":"r1","status":200}`}, ev{"2", 1700000000001, "x\"y\\z"})
 	docB := []byte(controlDoc)
-	corrupt := gz(docA)
+	corrupt := corpus.Gzip(docA)
 	corrupt[len(corrupt)/2] ^= 0x5a
 	return map[string]struct {
 		data []byte
 		key  string
 	}{
-		"envelopes-gzip-members": {concat(gz(docA), gz(docB), gz(docA)), "fh/2026/01/02/03/s-1-2026-01-02-03-04-05-abcd"},
+		"envelopes-gzip-members": {concat(corpus.Gzip(docA), corpus.Gzip(docB), corpus.Gzip(docA)), "fh/2026/01/02/03/s-1-2026-01-02-03-04-05-abcd"},
 		"envelopes-newlines":     {concat(docA, []byte("\n"), docA, []byte("\n")), ""},
 		"envelopes-zstd":         {zst(concat(docA, docA)), "x.gz"},
-		"envelopes-double-gzip":  {gz(concat(gz(docA), gz(docA))), ""},
+		"envelopes-double-gzip":  {corpus.Gzip(concat(corpus.Gzip(docA), corpus.Gzip(docA))), ""},
 		"access-json":            {[]byte(`{"requestId":"a","status":200}{"requestId":"b","status":404}`), "2026/01/02/03/amazon-apigateway-x-1-2026-01-02-03-04-05-ab"},
 		"access-clf":             {[]byte("1.2.3.4 - - [02/Jan/2026:03:04:05 +0000] \"GET / HTTP/1.1\" 200 5\r\n"), ""},
-		"export":                 {gz([]byte("2026-01-02T03:04:05.678Z a\n continued\n2026-01-02T03:04:06Z b\n")), "e/0f8e7d6c-1234-4abc-9def-0123456789ab/s/000000.gz"},
-		"error-backup":           {[]byte(`{"attemptsMade":1,"arrivalTimestamp":1,"errorCode":"x","rawData":"` + b64(gz(docA)) + `"}` + "\n"), ""},
-		"dlq":                    {concat(dlqLine(t, dlq.Entry{Kind: "raw", Stage: "decode", Reason: "r", Data: []byte(b64(gz(docA)))}), dlqLine(t, dlq.Entry{Kind: "line", Stage: "x", Reason: "r", Data: []byte("l")})), ""},
-		"corrupt-gzip":           {concat(gz(docA), corrupt), ""},
+		"export":                 {corpus.Gzip([]byte("2026-01-02T03:04:05.678Z a\n continued\n2026-01-02T03:04:06Z b\n")), "e/0f8e7d6c-1234-4abc-9def-0123456789ab/s/000000.gz"},
+		"error-backup":           {[]byte(`{"attemptsMade":1,"arrivalTimestamp":1,"errorCode":"x","rawData":"` + b64(corpus.Gzip(docA)) + `"}` + "\n"), ""},
+		"dlq":                    {concat(dlqLine(t, dlq.Entry{Kind: "raw", Stage: "decode", Reason: "r", Data: []byte(b64(corpus.Gzip(docA)))}), dlqLine(t, dlq.Entry{Kind: "line", Stage: "x", Reason: "r", Data: []byte("l")})), ""},
+		"corrupt-gzip":           {concat(corpus.Gzip(docA), corrupt), ""},
 		"truncated-json":         {docA[:len(docA)/2], ""},
 		"garbage":                {[]byte("\x00\x01{{{\"\\"), ""},
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
 
@@ -34,14 +33,6 @@ func envelopeDoc(group, stream string, evs ...ev) []byte {
 }
 
 const controlDoc = `{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1741312971934,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}`
-
-func gz(p []byte) []byte {
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, _ = zw.Write(p)
-	_ = zw.Close()
-	return b.Bytes()
-}
 
 func zst(p []byte) []byte {
 	zw, _ := zstd.NewWriter(nil)

@@ -65,8 +65,8 @@ func TestEnvelopesAfterAnAccessLogLine(t *testing.T) {
 		data []byte
 	}{
 		{"newline-delimited", []byte(accessJSON + "\n" + string(docA) + "\n" + accessCLF + "\n" + string(docB) + string(docC) + "\n")},
-		{"gzip", gz([]byte(accessJSON + "\n" + string(docA) + "\n" + accessCLF + "\n" + string(docB) + string(docC)))},
-		{"gzip members, no delimiters", concat(gz([]byte(accessJSON)), gz(docA), gz([]byte("\n"+accessCLF+"\n")), gz(docB), gz(docC))},
+		{"gzip", corpus.Gzip([]byte(accessJSON + "\n" + string(docA) + "\n" + accessCLF + "\n" + string(docB) + string(docC)))},
+		{"gzip members, no delimiters", concat(corpus.Gzip([]byte(accessJSON)), corpus.Gzip(docA), corpus.Gzip([]byte("\n"+accessCLF+"\n")), corpus.Gzip(docB), corpus.Gzip(docC))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := readObject(t, c.data, Object{Bucket: "b", Key: "2026/03/04/05/amazon-apigateway-pets-1-2026-03-04-05-06-07-ab"}, Config{})
@@ -91,7 +91,7 @@ func TestJSONThatIsNotAnEnvelopeIsALine(t *testing.T) {
 	broken := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"9","timestamp":1}]}`
 	noType := `{"logEvents":[{"id":"8","timestamp":1,"message":"x"}]}`
 	unknown := `{"messageType":"DATA_MESSAGE_V2","owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"5","timestamp":1,"message":"new"}]}`
-	data := gz(concat(doc, []byte(`{"hello":"world"}`), []byte(nested), []byte(broken), []byte("\n"+noType+"\n"), []byte(unknown), []byte(controlDoc), doc))
+	data := corpus.Gzip(concat(doc, []byte(`{"hello":"world"}`), []byte(nested), []byte(broken), []byte("\n"+noType+"\n"), []byte(unknown), []byte(controlDoc), doc))
 	out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{})
 	assert.Equal(t, LayoutEnvelopes, out.stats.Layout)
 	assert.Equal(t, []string{"ok1", `{"hello":"world"}`, nested, "ok1"}, messages(out.events))
@@ -113,7 +113,7 @@ func TestJSONThatIsNotAnEnvelopeIsALine(t *testing.T) {
 // consecutive ones in one dead letter. Never logs.
 func TestMetricStreamDatumsInAnObject(t *testing.T) {
 	bad := `{"metric_stream_name":"apigw","namespace":"AWS/ApiGateway","metric_name":"Count","value":{"sum":1}}`
-	data := gz([]byte(strings.Join([]string{accessJSON, datum("prod", 3), datum("beta", 4), bad, accessCLF, datum("dev", 5)}, "\n") + "\n"))
+	data := corpus.Gzip([]byte(strings.Join([]string{accessJSON, datum("prod", 3), datum("beta", 4), bad, accessCLF, datum("dev", 5)}, "\n") + "\n"))
 
 	t.Run("read", func(t *testing.T) {
 		out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
@@ -165,7 +165,7 @@ func TestMetricStreamFramesObject(t *testing.T) {
 		frames = protowire.AppendBytes(frames, b)
 	}
 	corrupt := protowire.AppendBytes(nil, []byte{0x0a, 0x05, 0x01})
-	data := gz(concat(frames, corrupt))
+	data := corpus.Gzip(concat(frames, corrupt))
 
 	out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
 	assert.Equal(t, LayoutMetricFrames, out.stats.Layout)
@@ -205,7 +205,7 @@ func TestLinesThatAreNotText(t *testing.T) {
 // dead-lettered by name, not shredded into lines.
 func TestBinaryObject(t *testing.T) {
 	png := concat([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), []byte(strings.Repeat("\x00\x10\x80\xff", 300)), []byte("\ntext line\n"))
-	out := readObject(t, gz(png), Object{Bucket: "b", Key: "img/logo.png"}, Config{})
+	out := readObject(t, corpus.Gzip(png), Object{Bucket: "b", Key: "img/logo.png"}, Config{})
 	assert.Equal(t, LayoutBinary, out.stats.Layout)
 	assert.Empty(t, out.events, "not one line of it is a log")
 	require.Len(t, out.dead, 1)
@@ -245,7 +245,7 @@ func TestItemsAreCutAsTheDecodeStageCutsThem(t *testing.T) {
 func TestExportObjects(t *testing.T) {
 	key := "e/API-Gateway-Execution-Logs_x/prod/0f8e7d6c-1234-4abc-9def-0123456789ab/s/000000.gz"
 	doc := envelopeDoc(group, "s", ev{"1", 1, "ok1"})
-	data := gz([]byte("2026-03-04T05:06:07.123Z body: {\n  \"a\": 1\n}\n" + string(doc) + "\n2026-03-04T05:06:08Z bad \xff\n2026-03-04T05:06:09Z last\n"))
+	data := corpus.Gzip([]byte("2026-03-04T05:06:07.123Z body: {\n  \"a\": 1\n}\n" + string(doc) + "\n2026-03-04T05:06:08Z bad \xff\n2026-03-04T05:06:09Z last\n"))
 	out := readObject(t, data, Object{Bucket: "b", Key: key}, Config{})
 	assert.Equal(t, LayoutExport, out.stats.Layout)
 	assert.Equal(t, []string{"body: {\n  \"a\": 1\n}", "ok1", "last"}, messages(out.events))
@@ -298,7 +298,7 @@ func TestErrorBackupOfMetricStreamRecords(t *testing.T) {
 	rec := func(raw []byte) string {
 		return fmt.Sprintf(`{"attemptsMade":5,"arrivalTimestamp":1,"errorCode":"HttpEndpoint.DestinationException","rawData":%q}`, b64(raw))
 	}
-	data := []byte(rec([]byte(datum("prod", 2)+"\n"+datum("beta", 3)+"\n")) + "\n" + rec(gz([]byte(accessJSON))) + "\n")
+	data := []byte(rec([]byte(datum("prod", 2)+"\n"+datum("beta", 3)+"\n")) + "\n" + rec(corpus.Gzip([]byte(accessJSON))) + "\n")
 	out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
 	assert.Equal(t, LayoutErrorBackup, out.stats.Layout)
 	assert.Len(t, out.points, 2)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // mixedObject is an object of Firehose records of every kind, in any
@@ -114,10 +115,10 @@ func genObject(choices []byte, metrics bool) mixedObject {
 	case 0:
 		o.data = concat(parts...)
 	case 1:
-		o.data = gz(concat(parts...))
+		o.data = corpus.Gzip(concat(parts...))
 	case 2: // one gzip member per record, as Firehose writes CloudWatch's
 		for _, p := range parts {
-			o.data = append(o.data, gz(p)...)
+			o.data = append(o.data, corpus.Gzip(p)...)
 		}
 	case 3:
 		o.data = zst(concat(parts...))

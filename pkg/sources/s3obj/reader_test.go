@@ -14,6 +14,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 const group = "/aws/api-gateway/a1b2c3d4e5/prod"
@@ -31,7 +32,7 @@ func TestLayouts(t *testing.T) {
 		Data:   []byte("a dead line")})
 	rawEntry := dlqLine(t, dlq.Entry{Stage: "decode", Reason: "gunzip: truncated", Kind: "raw", Timestamp: ms,
 		Origin: dlq.Origin{Source: "firehose", RequestID: "req-2", Region: "us-east-1"},
-		Data:   []byte(b64(gz(docB)))})
+		Data:   []byte(b64(corpus.Gzip(docB)))})
 	emptyEntry := dlqLine(t, dlq.Entry{Stage: DeadStage, Reason: "object s3://b/k unreadable", Kind: "raw"})
 	backup := func(raw []byte) string {
 		return fmt.Sprintf(`{"attemptsMade":5,"arrivalTimestamp":%d,"errorCode":"HttpEndpoint.DestinationException","errorMessage":"Unauthorized","attemptEndingTimestamp":%d,"rawData":%q,"subsequenceNumber":0,"dataId":"4960.0"}`, ms, ms+5, b64(raw))
@@ -48,7 +49,7 @@ func TestLayouts(t *testing.T) {
 		check    func(t *testing.T, events []record.Record, st Stats)
 	}{
 		{name: "firehose gzip members, no delimiter", key: "fh/2026/03/04/05/stream-1-2026-03-04-05-06-07-abc",
-			data: concat(gz(docA), gz([]byte(controlDoc)), gz(docB)), layout: LayoutEnvelopes, comp: "gzip",
+			data: concat(corpus.Gzip(docA), corpus.Gzip([]byte(controlDoc)), corpus.Gzip(docB)), layout: LayoutEnvelopes, comp: "gzip",
 			messages: []string{"a1", "a2", "b1"}, ids: []string{"1", "2", "3"},
 			check: func(t *testing.T, events []record.Record, st Stats) {
 				assert.EqualValues(t, 1, st.Control, "the CONTROL_MESSAGE is dropped and counted")
@@ -62,7 +63,7 @@ func TestLayouts(t *testing.T) {
 			}},
 		{name: "firehose plain JSON with newline delimiters", data: concat(docA, []byte("\n"), docB, []byte("\n")),
 			layout: LayoutEnvelopes, comp: "none", messages: []string{"a1", "a2", "b1"}},
-		{name: "S3 gzip around gzip members", data: gz(concat(gz(docA), gz(docB))), layout: LayoutEnvelopes, comp: "gzip+gzip",
+		{name: "S3 gzip around gzip members", data: corpus.Gzip(concat(corpus.Gzip(docA), corpus.Gzip(docB))), layout: LayoutEnvelopes, comp: "gzip+gzip",
 			messages: []string{"a1", "a2", "b1"}},
 		{name: "zstd, whatever the extension", key: "x/object.gz", data: zst(concat(docA, docB)), layout: LayoutEnvelopes, comp: "zstd",
 			messages: []string{"a1", "a2", "b1"}},
@@ -72,12 +73,12 @@ func TestLayouts(t *testing.T) {
 				assert.Equal(t, "amazon-apigateway-pets", events[0].Origin.Stream, "routes the lines as access logs")
 				assert.Empty(t, events[0].Origin.LogGroup)
 			}},
-		{name: "access lines, JSON with newlines, gzip", data: gz([]byte(line1 + "\n" + line2 + "\n")), layout: LayoutAccessLines, comp: "gzip",
+		{name: "access lines, JSON with newlines, gzip", data: corpus.Gzip([]byte(line1 + "\n" + line2 + "\n")), layout: LayoutAccessLines, comp: "gzip",
 			messages: []string{line1, line2}},
 		{name: "access lines, CLF with CRLF", data: []byte(clf + "\r\n\r\n" + clf + "\r\n"), layout: LayoutAccessLines,
 			messages: []string{clf, clf}},
 		{name: "export task, group and stream from the key", key: "exports/API-Gateway-Execution-Logs_a1b2c3d4e5/prod/0f8e7d6c-1234-4abc-9def-0123456789ab/stream-1/000000.gz",
-			data: gz([]byte("2026-03-04T05:06:07.123Z (r1) Method request path: {}\n" +
+			data: corpus.Gzip([]byte("2026-03-04T05:06:07.123Z (r1) Method request path: {}\n" +
 				"2026-03-04T05:06:08.000Z (r1) Endpoint response body before transformations: {\n  \"a\": 1\n}\n" +
 				"2026-03-04T05:06:09Z last\n")),
 			layout: LayoutExport, comp: "gzip",
@@ -89,7 +90,7 @@ func TestLayouts(t *testing.T) {
 				assert.Equal(t, "stream-1", events[0].Origin.LogStream)
 			}},
 		{name: "firehose error backup of CloudWatch records",
-			data:   []byte(backup(gz(docA)) + "\n" + backup(gz(docB)) + "\n"),
+			data:   []byte(backup(corpus.Gzip(docA)) + "\n" + backup(corpus.Gzip(docB)) + "\n"),
 			layout: LayoutErrorBackup, messages: []string{"a1", "a2", "b1"}, ids: []string{"1", "2", "3"},
 			check: func(t *testing.T, events []record.Record, _ Stats) {
 				assert.Equal(t, group, events[0].Origin.LogGroup)
@@ -99,7 +100,7 @@ func TestLayouts(t *testing.T) {
 			check: func(t *testing.T, events []record.Record, _ Stats) {
 				assert.Equal(t, ms, events[0].Timestamp, "the arrival time")
 			}},
-		{name: "gwpipe dead-letter archive", data: gz(concat(lineEntry, rawEntry, emptyEntry)), layout: LayoutDLQ, comp: "gzip",
+		{name: "gwpipe dead-letter archive", data: corpus.Gzip(concat(lineEntry, rawEntry, emptyEntry)), layout: LayoutDLQ, comp: "gzip",
 			messages: []string{"a dead line", "b1"}, ids: []string{"77", "3"},
 			check: func(t *testing.T, events []record.Record, st Stats) {
 				o := events[0].Origin
@@ -129,7 +130,7 @@ func TestLayouts(t *testing.T) {
 				assert.EqualValues(t, 1, st.Partial)
 			}},
 		{name: "empty object", data: nil, layout: LayoutAccessLines},
-		{name: "empty gzip", data: gz(nil), layout: LayoutAccessLines, comp: "gzip"},
+		{name: "empty gzip", data: corpus.Gzip(nil), layout: LayoutAccessLines, comp: "gzip"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -172,7 +173,7 @@ func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
 	doc := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
 		`{"id":"1","timestamp":1,"message":"m1","extractedFields":{"@aws.account":"999888777666","@aws.region":"us-west-2"}},` +
 		`{"id":"2","timestamp":2,"message":"m2"}]}`
-	events, _, _ := readAll(t, gz([]byte(doc)), Object{Bucket: "b", Key: "k", Region: "eu-west-1"}, Config{})
+	events, _, _ := readAll(t, corpus.Gzip([]byte(doc)), Object{Bucket: "b", Key: "k", Region: "eu-west-1"}, Config{})
 	require.Len(t, events, 2)
 	assert.Equal(t, "999888777666", events[0].Origin.Account)
 	assert.Equal(t, "us-west-2", events[0].Origin.Region)
@@ -183,7 +184,7 @@ func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
 func TestBatchesAreBounded(t *testing.T) {
 	docs := [][]byte{}
 	for i := range 7 {
-		docs = append(docs, gz(envelopeDoc(group, "s", manyEvents(1000, int64(i)*1000)...)))
+		docs = append(docs, corpus.Gzip(envelopeDoc(group, "s", manyEvents(1000, int64(i)*1000)...)))
 	}
 	data := concat(docs...)
 	cases := []struct {
@@ -219,10 +220,10 @@ func TestBatchesAreBounded(t *testing.T) {
 }
 
 func TestPoisonObjects(t *testing.T) {
-	good := gz(envelopeDoc(group, "s", ev{"1", 1, "ok1"}, ev{"2", 2, "ok2"}))
-	good2 := gz(envelopeDoc(group, "s", ev{"3", 3, "ok3"}))
+	good := corpus.Gzip(envelopeDoc(group, "s", ev{"1", 1, "ok1"}, ev{"2", 2, "ok2"}))
+	good2 := corpus.Gzip(envelopeDoc(group, "s", ev{"3", 3, "ok3"}))
 	badEnvelope := []byte(`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"9","timestamp":1,"message":"x"},{"id":"10","timestamp":1}]}`)
-	corrupt := gz(envelopeDoc(group, "s", ev{"4", 4, "lost"}))
+	corrupt := corpus.Gzip(envelopeDoc(group, "s", ev{"4", 4, "lost"}))
 	corrupt[len(corrupt)-6] ^= 0xff // the CRC no longer matches
 	cases := []struct {
 		name     string
@@ -240,11 +241,11 @@ func TestPoisonObjects(t *testing.T) {
 			messages: []string{"ok1", "ok2", "lost"}, reasons: []string{"unreadable"}, deadData: []bool{false}},
 		{name: "truncated gzip", data: concat(good, good2[:len(good2)-10]),
 			messages: []string{"ok1", "ok2"}, reasons: []string{"unreadable"}, deadData: []bool{false}},
-		{name: "binary between documents", data: gz(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}), []byte("\nGARBAGE\x00LINE\n"), envelopeDoc(group, "s", ev{"3", 3, "ok3"}))),
+		{name: "binary between documents", data: corpus.Gzip(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}), []byte("\nGARBAGE\x00LINE\n"), envelopeDoc(group, "s", ev{"3", 3, "ok3"}))),
 			messages: []string{"ok1", "ok3"}, reasons: []string{"line 2 (decompressed offset 199): not text: control byte 0x00 at byte 7"}, deadData: []bool{true}},
-		{name: "malformed envelope is dead-lettered whole", data: gz(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}), badEnvelope, envelopeDoc(group, "s", ev{"3", 3, "ok3"}))),
+		{name: "malformed envelope is dead-lettered whole", data: corpus.Gzip(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}), badEnvelope, envelopeDoc(group, "s", ev{"3", 3, "ok3"}))),
 			messages: []string{"ok1", "ok3"}, reasons: []string{"no message string"}, deadData: []bool{true}},
-		{name: "unknown messageType is dead-lettered, not dropped as control", data: gz(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}),
+		{name: "unknown messageType is dead-lettered, not dropped as control", data: corpus.Gzip(concat(envelopeDoc(group, "s", ev{"1", 1, "ok1"}),
 			[]byte(`{"messageType":"DATA_MESSAGE_V2","owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"5","timestamp":1,"message":"new"}]}`),
 			envelopeDoc(group, "s", ev{"3", 3, "ok3"}))),
 			messages: []string{"ok1", "ok3"}, reasons: []string{`unknown messageType "DATA_MESSAGE_V2"`}, deadData: []bool{true}},
@@ -309,7 +310,7 @@ func TestDeadLettersOfEnvelopesReplayAsTheyWere(t *testing.T) {
 
 func TestSourceErrorsAreNotDeadLetters(t *testing.T) {
 	boom := errors.New("connection reset by peer")
-	data := concat(gz(envelopeDoc(group, "s", manyEvents(3000, 0)...)), gz(envelopeDoc(group, "s", manyEvents(3000, 0)...)))
+	data := concat(corpus.Gzip(envelopeDoc(group, "s", manyEvents(3000, 0)...)), corpus.Gzip(envelopeDoc(group, "s", manyEvents(3000, 0)...)))
 	r := NewReader(&failingReader{data: data[:len(data)/2], err: boom}, Object{Bucket: "b", Key: "k"}, Config{EventsPerBatch: 100})
 	var err error
 	for err == nil {
@@ -456,7 +457,7 @@ func TestDeadLetterEntriesAreNumbered(t *testing.T) {
 			Origin: dlq.Origin{Source: "firehose", Region: "eu-west-1", LogGroup: group}, Data: []byte("line " + id)})
 	}
 	raw := dlqLine(t, dlq.Entry{Stage: "decode", Reason: "gunzip", Kind: "raw", Timestamp: ms, Origin: dlq.Origin{Source: "firehose", Region: "us-east-1"},
-		Data: []byte(b64(gz(docB)))})
+		Data: []byte(b64(corpus.Gzip(docB)))})
 	bad := dlqLine(t, dlq.Entry{Stage: "decode", Reason: "x", Kind: "raw", Timestamp: ms, Origin: dlq.Origin{Source: "firehose", Region: "us-east-1"},
 		Data: []byte("!!not base64")})
 	empty := dlqLine(t, dlq.Entry{Stage: DeadStage, Reason: "object unreadable", Kind: "raw"})

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // flakyS3 serves one object and cuts every response after cut bytes.
@@ -131,7 +132,7 @@ func TestBodyErrors(t *testing.T) {
 func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
 	var docs [][]byte
 	for i := range 20 {
-		docs = append(docs, gz(envelopeDoc(group, fmt.Sprint("s", i), manyEvents(200, int64(i))...)))
+		docs = append(docs, corpus.Gzip(envelopeDoc(group, fmt.Sprint("s", i), manyEvents(200, int64(i))...)))
 	}
 	f := &flakyS3{data: concat(docs...), etag: `"e"`, cut: 7_777}
 	b, err := Open(context.Background(), f, "bucket", "k")

@@ -1,16 +1,15 @@
 package sqssource
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 const s3Event = `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-west-2","eventTime":"2026-01-15T12:00:00.000Z","eventName":"ObjectCreated:Put","userIdentity":{"principalId":"AIDAJDPLRKLG7UEXAMPLE"},"requestParameters":{"sourceIPAddress":"127.0.0.1"},"responseElements":{"x-amz-request-id":"C3D13FE58DE4C810","x-amz-id-2":"FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},"s3":{"s3SchemaVersion":"1.0","configurationId":"testConfigRule","bucket":{"name":"my-bucket","ownerIdentity":{"principalId":"A3NL1KOZZKExample"},"arn":"arn:aws:s3:::my-bucket"},"object":{"key":"logs/2026/01/15/12/red+flower%28a%29.gz","size":1024,"eTag":"d41d8cd98f00b204e9800998ecf8427e","sequencer":"0055AED6DCD90281E5"}}}]}`
@@ -31,16 +30,8 @@ func snsWrap(message string) string {
 	return string(b)
 }
 
-func gzipped(p string) []byte {
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, _ = zw.Write([]byte(p))
-	_ = zw.Close()
-	return b.Bytes()
-}
-
 func TestParseBody(t *testing.T) {
-	b64gz := base64.StdEncoding.EncodeToString(gzipped(envelope))
+	b64gz := base64.StdEncoding.EncodeToString(corpus.Gzip([]byte(envelope)))
 	eventBridge := `{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103","detail-type":"Object Created","source":"aws.s3","account":"111122223333","time":"2021-11-12T00:00:00Z","region":"ca-central-1","resources":["arn:aws:s3:::example-bucket"],"detail":{"version":"0","bucket":{"name":"example-bucket"},"object":{"key":"a b/c+d.gz","size":5,"etag":"b1946ac92492d2347c6235b4d2611184","sequencer":"617f08299329d189"},"request-id":"N4N7GDK58NMKJ12R","requester":"123456789012","source-ip-address":"1.2.3.4","reason":"PutObject"}}`
 	wantObj := ObjectRef{Bucket: "my-bucket", Key: "logs/2026/01/15/12/red flower(a).gz", Size: 1024, Region: "us-west-2", EventName: "ObjectCreated:Put"}
 	cases := []struct {
@@ -68,8 +59,8 @@ func TestParseBody(t *testing.T) {
 			records: []RawRecord{{Kind: record.KindRaw, Data: []byte(b64gz)}}},
 		{name: "CloudWatch base64 gzip through SNS", body: snsWrap(b64gz), kind: KindCloudWatch, wrapping: []string{"sns", "base64"},
 			records: []RawRecord{{Kind: record.KindRaw, Data: []byte(b64gz)}}},
-		{name: "CloudWatch gzip bytes", body: string(gzipped(envelope)), kind: KindCloudWatch,
-			records: []RawRecord{{Kind: record.KindLine, Data: gzipped(envelope)}}},
+		{name: "CloudWatch gzip bytes", body: string(corpus.Gzip([]byte(envelope))), kind: KindCloudWatch,
+			records: []RawRecord{{Kind: record.KindLine, Data: corpus.Gzip([]byte(envelope))}}},
 		{name: "CloudWatch JSON envelope", body: envelope + "\n", kind: KindCloudWatch,
 			records: []RawRecord{{Kind: record.KindLine, Data: []byte(envelope)}}},
 		{name: "CloudWatch awslogs wrapper", body: `{"awslogs":{"data":"` + b64gz + `"}}`, kind: KindCloudWatch, wrapping: []string{"awslogs"},

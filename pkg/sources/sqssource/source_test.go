@@ -27,6 +27,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // sink stands in for the pipeline: it keeps what it is given and settles
@@ -276,7 +277,7 @@ func TestCloudWatchAndFirehosePayloadsGoToTheRawTopic(t *testing.T) {
 	e := newEnv(t)
 	q, _ := e.queue(t, "payloads", nil)
 	envelope := []byte(`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`)
-	b64 := base64.StdEncoding.EncodeToString(gzipped(string(envelope)))
+	b64 := base64.StdEncoding.EncodeToString(corpus.Gzip(envelope))
 	bodies := map[string]struct {
 		kind record.Kind
 		n    int
@@ -306,7 +307,7 @@ func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
 	dlq, dlqARN := e.queue(t, "poison-dlq", nil)
 	q, _ := e.queue(t, "poison", map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"2"}`, dlqARN)})
 	e.bucket(t, "bkt")
-	e.put(t, "bkt", "good", gz(envelopeDoc("ok")))
+	e.put(t, "bkt", "good", corpus.Gzip(envelopeDoc("ok")))
 	for _, body := range []string{
 		"this is not a notification",
 		// An object that does not exist: reading it fails every time.
@@ -342,7 +343,7 @@ func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
 	require.NoError(t, err)
 	// Good envelopes, then bytes that are not gzip: the first part is
 	// delivered, the rest dead-lettered with the reason.
-	e.put(t, "bkt", "poison.gz", append(gz(envelopeDoc("a", "b")), []byte("\x00garbage that is not a gzip member")...))
+	e.put(t, "bkt", "poison.gz", append(corpus.Gzip(envelopeDoc("a", "b")), []byte("\x00garbage that is not a gzip member")...))
 	e.put(t, "bkt", "binary.bin", []byte("\x1f\x8b\x08\x00 definitely broken"))
 	e.put(t, "bkt", "exports/aws-logs-write-test", []byte("Permission Check Successful"))
 	e.start(t, Config{QueueURLs: []string{q}})
@@ -362,7 +363,7 @@ func TestVisibilityIsExtendedWhileAMessageIsWorkedOn(t *testing.T) {
 	e := newEnv(t)
 	q, _ := e.queue(t, "slow", nil)
 	e.bucket(t, "bkt")
-	e.put(t, "bkt", "k", gz(envelopeDoc("x")))
+	e.put(t, "bkt", "k", corpus.Gzip(envelopeDoc("x")))
 	_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(
 		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"k","size":1}}}]}`)})
 	require.NoError(t, err)
@@ -394,8 +395,6 @@ func envelopeDoc(msgs ...string) []byte {
 	b.WriteString("]}")
 	return b.Bytes()
 }
-
-func gz(p []byte) []byte { return gzipped(string(p)) }
 
 func msgs(recs []record.Record) []string {
 	var out []string
@@ -587,7 +586,7 @@ func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
 	a, err := s3objtest.FirehoseArchive(3, 300, 300, time.Now().UTC())
 	require.NoError(t, err)
 	e.put(t, "objects", "fh/one", a.Objects[0])
-	payload := base64.StdEncoding.EncodeToString(gz(envelopeDoc("a", "b")))
+	payload := base64.StdEncoding.EncodeToString(corpus.Gzip(envelopeDoc("a", "b")))
 	notification := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region +
 		`","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objects"},"object":{"key":"fh/one","size":1}}}]}`
 	for _, body := range []string{payload, notification} {

@@ -294,7 +294,7 @@ func (rs recordSpec) data() (string, error) {
 		return *rs.Wire, nil
 	case rs.GzipMembers != nil:
 		for _, m := range rs.GzipMembers {
-			raw = append(raw, gz([]byte(m))...)
+			raw = append(raw, Gzip([]byte(m))...)
 		}
 	case rs.OTel != nil:
 		var err error
@@ -307,7 +307,7 @@ func (rs recordSpec) data() (string, error) {
 			raw = unescape(*rs.Data)
 		}
 		if rs.Gzip {
-			raw = gz(raw)
+			raw = Gzip(raw)
 		}
 	default:
 		return "", fmt.Errorf("neither data, gzip_members, otel nor wire")
@@ -318,8 +318,9 @@ func (rs recordSpec) data() (string, error) {
 	return base64.StdEncoding.EncodeToString(raw), nil
 }
 
-// gz compresses as CloudWatch Logs does (level 6).
-func gz(p []byte) []byte {
+// Gzip compresses p as CloudWatch Logs does (gzip level 6, which is also
+// compress/gzip's default).
+func Gzip(p []byte) []byte {
 	var b bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&b, 6)
 	_, _ = zw.Write(p)

@@ -94,7 +94,7 @@ func TestObjectTemplates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a/2026/03/04/04/s-1-2026-03-04-05-06-07-x", o.Key)
 	assert.Equal(t, [][]byte{[]byte("a"), []byte("b")}, o.Parts)
-	assert.Equal(t, gz(append(gz([]byte("a")), gz([]byte("b"))...)), o.Body, "gzip members, then the whole object gzipped")
+	assert.Equal(t, Gzip(append(Gzip([]byte("a")), Gzip([]byte("b"))...)), o.Body, "gzip members, then the whole object gzipped")
 }
 
 func TestTemplates(t *testing.T) {

@@ -75,14 +75,14 @@ func (c ObjectCase) Render(now time.Time) (Object, error) {
 		}
 		o.Parts = append(o.Parts, p)
 		if spec.Members {
-			p = gz(p)
+			p = Gzip(p)
 		}
 		body = append(body, p...)
 	}
 	switch spec.Compression {
 	case "", "none":
 	case "gzip":
-		body = gz(body)
+		body = Gzip(body)
 	case "zstd":
 		zw, err := zstd.NewWriter(nil)
 		if err != nil {
