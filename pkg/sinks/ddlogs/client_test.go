@@ -23,6 +23,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 const testKey = "0123456789abcdef0123456789abcdef"
@@ -167,22 +168,7 @@ func (in *intake) checkNoProblems() {
 
 // logBuffer collects slog output, to check what is logged and that the API
 // key never is.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))

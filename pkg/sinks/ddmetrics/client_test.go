@@ -20,6 +20,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 const testKey = "test-api-key-0123456789"
@@ -256,10 +257,9 @@ func TestBadRequestIsSplitThenRejected(t *testing.T) {
 
 func TestRefusedKeyIsUnhealthyAndRetried(t *testing.T) {
 	srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{"another-key"}, Now: clock})
-	var logs strings.Builder
-	var mu sync.Mutex
+	var logs syncbuf.Buffer
 	c := newClient(t, url, func(cfg *ddmetrics.Config) {
-		cfg.Logger = newLogger(&logs, &mu)
+		cfg.Logger = newLogger(&logs)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -275,8 +275,6 @@ func TestRefusedKeyIsUnhealthyAndRetried(t *testing.T) {
 	assert.ErrorIs(t, <-done, context.Canceled)
 	st := c.Stats()
 	assert.Equal(t, st.Requests-1, st.Retries, "retries count the attempts sent again, not the one given up in its backoff")
-	mu.Lock()
-	defer mu.Unlock()
 	assert.NotContains(t, logs.String(), testKey)
 	assert.NotContains(t, err.Error(), testKey)
 }

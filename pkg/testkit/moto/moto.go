@@ -4,7 +4,6 @@
 package moto
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 // Region is the region the tests' AWS configuration uses.
@@ -71,7 +71,7 @@ func run(tb testing.TB, bin string) (string, error) {
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	// Its own process group, so that stopping it stops any child too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{} // the server's output, for failure messages
 	cmd.Stdout, cmd.Stderr = out, out
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
@@ -115,22 +115,4 @@ func waitReady(url string, exited <-chan error, limit time.Duration) error {
 		case <-poll.C:
 		}
 	}
-}
-
-// lockedBuffer collects the server's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
