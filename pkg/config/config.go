@@ -16,6 +16,9 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/firehose"
 	"github.com/gwpipe/gwpipe/pkg/sources/replay"
@@ -214,20 +217,9 @@ type Datadog struct {
 	LogsURL string `yaml:"logs_url"`
 	APIURL  string `yaml:"api_url"`
 	Service string `yaml:"service"`
-	Logs    Logs   `yaml:"logs"`
-}
-
-type Logs struct {
-	Compression      string        `yaml:"compression"` // gzip, zstd or none
-	CompressionLevel int           `yaml:"compression_level"`
-	Concurrency      int           `yaml:"concurrency"`
-	MaxBatchLogs     int           `yaml:"max_batch_logs"`
-	MaxBatchBytes    int           `yaml:"max_batch_bytes"`
-	MaxLogBytes      int           `yaml:"max_log_bytes"`
-	Linger           time.Duration `yaml:"linger"`
-	RequestTimeout   time.Duration `yaml:"request_timeout"`
-	RetryInitial     time.Duration `yaml:"retry_initial"`
-	RetryMax         time.Duration `yaml:"retry_max"`
+	// Logs is deliver-logs' client: its keys, defaults and checks are
+	// ddlogs'; LogsClient adds what comes from the rest of the section.
+	Logs ddlogs.Config `yaml:"logs"`
 }
 
 type Admin struct {
@@ -268,12 +260,7 @@ func DefaultConfig() Config {
 		Decode:  decode.DefaultConfig(),
 		Parse:   Parse{Config: apigw.DefaultConfig(), Correlation: Correlation{CorrelatorConfig: apigw.DefaultCorrelatorConfig()}},
 		Enrich:  Enrich{AWSTags: true, Config: awstags.DefaultConfig()},
-		Datadog: Datadog{Site: "datadoghq.com", Service: "apigateway", Logs: Logs{
-			Compression: "gzip", CompressionLevel: 1, Concurrency: 4,
-			MaxBatchLogs: 1000, MaxBatchBytes: 4_500_000, MaxLogBytes: 1_000_000,
-			Linger: 50 * time.Millisecond, RequestTimeout: 30 * time.Second,
-			RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second,
-		}},
+		Datadog: Datadog{Site: ddhttp.DefaultSite, Service: "apigateway", Logs: ddlogs.DefaultConfig()},
 		Filters: filter.DefaultConfig(),
 		Metrics: defaultMetrics(),
 		DLQ:     dlq.DefaultConfig(),
@@ -291,7 +278,7 @@ func (c Config) LogsURL() string {
 	if c.Datadog.LogsURL != "" {
 		return c.Datadog.LogsURL
 	}
-	return "https://http-intake.logs." + c.Datadog.Site + "/api/v2/logs"
+	return ddlogs.LogsURL(c.Datadog.Site)
 }
 
 // APIURL is the metrics API base URL: datadog.api_url, or the site's default.
@@ -299,5 +286,5 @@ func (c Config) APIURL() string {
 	if c.Datadog.APIURL != "" {
 		return c.Datadog.APIURL
 	}
-	return "https://api." + c.Datadog.Site
+	return ddmetrics.APIURL(c.Datadog.Site)
 }

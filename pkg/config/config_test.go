@@ -107,6 +107,15 @@ func TestKeysCoverEveryLeaf(t *testing.T) {
 	assert.Contains(t, names, "sources.firehose.access_keys")
 	assert.Contains(t, names, "datadog.logs_url")
 	assert.Contains(t, names, "admin.listen")
+	// The clients' sections: their sender's keys (inlined twice, through
+	// ddhttp.Config and backoff.Policy) are keys; their runtime fields
+	// (yaml:"-": the URL, the API key, the logger, the clock) are not.
+	for _, k := range []string{"datadog.logs.concurrency", "datadog.logs.retry_initial", "datadog.logs.max_log_bytes", "metrics.delivery.retry_max", "metrics.delivery.dogstatsd_addr"} {
+		assert.Contains(t, names, k)
+	}
+	for _, k := range []string{"datadog.logs.url", "datadog.logs.api_key", "datadog.logs.max_pending", "datadog.logs.multiplier", "metrics.delivery.now", "metrics.delivery.max_age"} {
+		assert.NotContains(t, names, k)
+	}
 }
 
 func TestNATSCompressionIsChecked(t *testing.T) {

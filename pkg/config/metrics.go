@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 )
@@ -14,9 +15,11 @@ import (
 type Metrics struct {
 	Enabled       bool `yaml:"enabled"`
 	derive.Config `yaml:",inline"`
-	Delivery      MetricsDelivery `yaml:"delivery"`
-	Telemetry     SelfTelemetry   `yaml:"telemetry"`
-	Streams       MetricStreams   `yaml:"streams"`
+	// Delivery is deliver-metrics' client: its keys, defaults and checks
+	// are ddmetrics'; MetricsClient adds what comes from the datadog section.
+	Delivery  ddmetrics.Config `yaml:"delivery"`
+	Telemetry SelfTelemetry    `yaml:"telemetry"`
+	Streams   MetricStreams    `yaml:"streams"`
 	// Poller reads API Gateway's CloudWatch metrics with GetMetricData,
 	// for accounts without a metric stream.
 	Poller cwpoller.Config `yaml:"poller"`
@@ -27,17 +30,6 @@ type Metrics struct {
 type MetricStreams struct {
 	Enabled             bool `yaml:"enabled"`
 	metricstream.Config `yaml:",inline"`
-}
-
-// MetricsDelivery configures deliver-metrics.
-type MetricsDelivery struct {
-	Mode           string        `yaml:"mode"` // api or dogstatsd
-	Compression    string        `yaml:"compression"`
-	Concurrency    int           `yaml:"concurrency"`
-	RequestTimeout time.Duration `yaml:"request_timeout"`
-	RetryInitial   time.Duration `yaml:"retry_initial"`
-	RetryMax       time.Duration `yaml:"retry_max"`
-	DogStatsDAddr  string        `yaml:"dogstatsd_addr"`
 }
 
 // SelfTelemetry configures gwpipe's own metrics, sent with DogStatsD.
@@ -51,11 +43,8 @@ type SelfTelemetry struct {
 func defaultMetrics() Metrics {
 	return Metrics{
 		Enabled: true, Config: derive.DefaultConfig(),
-		Delivery: MetricsDelivery{
-			Mode: "api", Compression: "gzip", Concurrency: 2, RequestTimeout: 30 * time.Second,
-			RetryInitial: 500 * time.Millisecond, RetryMax: 30 * time.Second, DogStatsDAddr: "localhost:8125",
-		},
-		Telemetry: SelfTelemetry{DogStatsDAddr: "localhost:8125", Interval: 10 * time.Second},
+		Delivery:  ddmetrics.DefaultConfig(),
+		Telemetry: SelfTelemetry{DogStatsDAddr: ddmetrics.DefaultDogStatsDAddr, Interval: 10 * time.Second},
 		Streams:   MetricStreams{Enabled: true, Config: metricstream.DefaultConfig()},
 		Poller:    cwpoller.DefaultConfig(),
 	}

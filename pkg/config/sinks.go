@@ -5,28 +5,20 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 )
 
-// LogsClient is deliver-logs' client configuration from the datadog
-// section. The assembler adds what is not configuration (logger, result
-// callback); Validate checks it as the client will.
+// LogsClient is deliver-logs' client configuration: datadog.logs with
+// what the rest of the datadog section (and enrich.tags) gives it. The
+// assembler adds what is not configuration (logger, result callback).
 func (c Config) LogsClient() ddlogs.Config {
-	l := c.Datadog.Logs
-	lc := ddlogs.DefaultConfig()
+	lc := c.Datadog.Logs
 	lc.URL, lc.APIKey = c.LogsURL(), c.Datadog.APIKey
-	lc.MaxBatchLogs, lc.MaxBatchBytes, lc.MaxLogBytes = l.MaxBatchLogs, l.MaxBatchBytes, l.MaxLogBytes
-	lc.Linger, lc.Compression, lc.CompressionLevel = l.Linger, l.Compression, l.CompressionLevel
-	lc.Concurrency, lc.RequestTimeout = l.Concurrency, l.RequestTimeout
-	lc.Backoff.InitialInterval, lc.Backoff.MaxInterval = l.RetryInitial, l.RetryMax
 	lc.Defaults = ddlogs.Defaults{Source: "apigateway", Service: c.Datadog.Service, Tags: ddlogs.JoinTags(c.Enrich.Tags...)}
 	return lc
 }
 
-// MetricsClient is deliver-metrics' client configuration from the datadog
-// and metrics.delivery sections.
+// MetricsClient is deliver-metrics' client configuration: metrics.delivery
+// with the datadog section's API URL and key.
 func (c Config) MetricsClient() ddmetrics.Config {
-	dl := c.Metrics.Delivery
-	mc := ddmetrics.DefaultConfig()
-	mc.Mode, mc.APIURL, mc.APIKey, mc.Compression = dl.Mode, c.APIURL(), c.Datadog.APIKey, dl.Compression
-	mc.Concurrency, mc.RequestTimeout, mc.DogStatsDAddr = dl.Concurrency, dl.RequestTimeout, dl.DogStatsDAddr
-	mc.Backoff.InitialInterval, mc.Backoff.MaxInterval = dl.RetryInitial, dl.RetryMax
+	mc := c.Metrics.Delivery
+	mc.APIURL, mc.APIKey = c.APIURL(), c.Datadog.APIKey
 	return mc
 }

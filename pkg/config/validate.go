@@ -12,6 +12,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 )
 
@@ -38,12 +39,18 @@ func (p *problems) add(key, format string, a ...any) {
 // component's own key, which becomes prefix.key. A finding about a key
 // already reported is left out.
 func (p *problems) section(prefix string, err error) {
+	p.sectionAs(prefix, err, func(key string) (string, bool) { return join(prefix, key), true })
+}
+
+// sectionAs is section with the full key of each finding given by full
+// (false: leave the finding out).
+func (p *problems) sectionAs(prefix string, err error, full func(key string) (string, bool)) {
 	if err == nil {
 		return
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			p.section(prefix, e)
+			p.sectionAs(prefix, e, full)
 		}
 		return
 	}
@@ -52,11 +59,11 @@ func (p *problems) section(prefix string, err error) {
 		p.list = append(p.list, problem{prefix, err.Error()})
 		return
 	}
-	full := join(prefix, key)
-	if slices.ContainsFunc(p.list, func(q problem) bool { return q.key == full }) {
+	k, keep := full(key)
+	if !keep || slices.ContainsFunc(p.list, func(q problem) bool { return q.key == k }) {
 		return // said already (a negative duration, say)
 	}
-	p.list = append(p.list, problem{full, msg})
+	p.list = append(p.list, problem{k, msg})
 }
 
 func (p *problems) has(prefix string) bool {
@@ -188,49 +195,23 @@ func (c Config) validateDatadog(p *problems) {
 			}
 		}
 	}
-	l := d.Logs
-	switch l.Compression {
-	case "gzip":
-		if l.CompressionLevel < 1 || l.CompressionLevel > 9 {
-			p.add("datadog.logs.compression_level", "must be 1 to 9 with gzip, got %d", l.CompressionLevel)
-		}
-	case "zstd":
-		if l.CompressionLevel < 1 || l.CompressionLevel > 22 {
-			p.add("datadog.logs.compression_level", "must be 1 to 22 with zstd, got %d", l.CompressionLevel)
-		}
-	case "none":
-	default:
-		p.add("datadog.logs.compression", "must be gzip, zstd or none, not %q", l.Compression)
-	}
-	if l.MaxBatchLogs < 1 || l.MaxBatchLogs > 1000 {
-		p.add("datadog.logs.max_batch_logs", "must be 1 to 1000 (the intake's limit), got %d", l.MaxBatchLogs)
-	}
-	if l.MaxBatchBytes < 1024 || l.MaxBatchBytes > 5_000_000 {
-		p.add("datadog.logs.max_batch_bytes", "must be 1 KB to 5 MB (the intake's limit), got %d", l.MaxBatchBytes)
-	}
-	if l.MaxLogBytes < 1024 || l.MaxLogBytes > 1_000_000 || l.MaxLogBytes > l.MaxBatchBytes {
-		p.add("datadog.logs.max_log_bytes", "must be 1 KB to 1 MB and at most max_batch_bytes, got %d", l.MaxLogBytes)
-	}
-	p.sender("datadog.logs", l.Concurrency, l.RequestTimeout, l.RetryInitial, l.RetryMax)
-	if !p.has("datadog") {
-		// The client's own checks, for anything the keys above let by.
-		if err := c.LogsClient().Validate(); err != nil {
-			p.section("datadog.logs", err)
-		}
-	}
+	p.client("datadog.logs", c.LogsClient().Validate())
 }
 
-// sender checks the settings a Datadog HTTP sender's section shares.
-func (p *problems) sender(section string, concurrency int, timeout, retryInitial, retryMax time.Duration) {
-	if concurrency < 1 || concurrency > 1024 {
-		p.add(section+".concurrency", "must be 1 to 1024, got %d", concurrency)
-	}
-	if timeout <= 0 {
-		p.add(section+".request_timeout", "must be positive, got %s", timeout)
-	}
-	if retryInitial <= 0 || retryMax < retryInitial {
-		p.add(section+".retry_initial", "must be positive and at most %s.retry_max, got %s and %s", section, retryInitial, retryMax)
-	}
+// client adds a Datadog client's Validate findings under section, but
+// those about what the datadog section gives the client (its URL, the API
+// key) under that section's keys, where they are fixed; unless the datadog
+// section has been found wrong already: they would only say it again.
+func (p *problems) client(section string, err error) {
+	moved := map[string]string{"url": "datadog.logs_url", "api_url": "datadog.api_url", "api_key": "datadog.api_key"}
+	ownFound := p.has("datadog.api_key") || p.has("datadog.site") || p.has("datadog.logs_url") || p.has("datadog.api_url")
+	p.sectionAs(section, err, func(key string) (string, bool) {
+		to, ok := moved[key]
+		if !ok {
+			return join(section, key), true
+		}
+		return to, !ownFound
+	})
 }
 
 func (c Config) validateMetrics(p *problems) {
@@ -245,34 +226,15 @@ func (c Config) validateMetrics(p *problems) {
 	if !p.has("metrics.tick") && m.Tick <= 0 {
 		p.add("metrics.tick", "must be positive, got %s", m.Tick)
 	}
-	dl := m.Delivery
-	switch dl.Mode {
-	case "api", "dogstatsd":
-	default:
-		p.add("metrics.delivery.mode", "must be api or dogstatsd, not %q", dl.Mode)
-	}
-	switch dl.Compression {
-	case "gzip", "zstd", "deflate", "none":
-	default:
-		p.add("metrics.delivery.compression", "must be gzip, zstd, deflate or none, not %q", dl.Compression)
-	}
-	p.sender("metrics.delivery", dl.Concurrency, dl.RequestTimeout, dl.RetryInitial, dl.RetryMax)
-	if err := dogStatsDAddr(dl.DogStatsDAddr); err != nil && dl.Mode == "dogstatsd" {
-		p.add("metrics.delivery.dogstatsd_addr", "%v", err)
-	}
 	if tl := m.Telemetry; tl.Enabled {
-		if err := dogStatsDAddr(tl.DogStatsDAddr); err != nil {
+		if err := ddmetrics.CheckDogStatsDAddr(tl.DogStatsDAddr); err != nil {
 			p.add("metrics.telemetry.dogstatsd_addr", "%v", err)
 		}
 		if tl.Interval <= 0 {
 			p.add("metrics.telemetry.interval", "must be positive, got %s", tl.Interval)
 		}
 	}
-	if !p.has("metrics.delivery") && !p.has("datadog") {
-		if err := c.MetricsClient().Validate(); err != nil {
-			p.section("metrics.delivery", err)
-		}
-	}
+	p.client("metrics.delivery", c.MetricsClient().Validate())
 	if m.Streams.Enabled {
 		p.section("metrics.streams", m.Streams.Config.Validate())
 	}
@@ -282,18 +244,6 @@ func (c Config) validateMetrics(p *problems) {
 			p.add("metrics.poller.state_url", "%s needs transport.kind nats (the bucket is on its server), got %q", url, c.Transport.Kind)
 		}
 	}
-}
-
-// dogStatsDAddr checks an Agent's DogStatsD address: host:port, or a
-// unix:// socket path.
-func dogStatsDAddr(addr string) error {
-	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
-		if path == "" {
-			return fmt.Errorf("a unix:// address needs the socket's path")
-		}
-		return nil
-	}
-	return check.Dial(addr)
 }
 
 func (c Config) validateAdmin(p *problems) {

@@ -88,6 +88,12 @@ func TestValidateCatchesWhatRunWould(t *testing.T) {
 		{"a body limit", func(c *Config) { c.Sources.Firehose.MaxBodyBytes = -1 }, "sources.firehose.max_body_bytes:"},
 		{"a stream limit", func(c *Config) { c.Transport.NATS.StreamMaxBytes = 0 }, "transport.nats.stream_max_bytes:"},
 		{"a compression level", func(c *Config) { c.Datadog.Logs.CompressionLevel = 12 }, "datadog.logs.compression_level: must be 1 to 9 with gzip"},
+		{"an API key with a blank", func(c *Config) { c.Datadog.APIKey = "k k" }, "datadog.api_key: contains whitespace"},
+		{"a logs batch size", func(c *Config) { c.Datadog.Logs.MaxBatchLogs = 0 }, "datadog.logs.max_batch_logs: must be 1 to 1000 (the intake's limit), got 0"},
+		{"a metrics retry", func(c *Config) { c.Metrics.Delivery.Backoff.InitialInterval = 0 }, "metrics.delivery.retry_initial: must be positive"},
+		{"a DogStatsD delivery port out of range", func(c *Config) {
+			c.Metrics.Delivery.Mode, c.Metrics.Delivery.DogStatsDAddr = "dogstatsd", "localhost:70000"
+		}, "metrics.delivery.dogstatsd_addr: port"},
 		{"retries", func(c *Config) { c.Pipeline.Runtime.MaxRetries = -1 }, "pipeline.max_retries:"},
 		{"a correlation bound", func(c *Config) { c.Parse.Correlation.MaxOpen = 0 }, "parse.correlation.max_open:"},
 		{"a metric window", func(c *Config) { c.Metrics.Window = 0 }, "metrics.window:"},

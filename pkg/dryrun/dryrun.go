@@ -109,7 +109,7 @@ func Offline(c config.Config, intakeURL, dlqDir string) config.Config {
 	// How logs are packed into requests changes nothing in a log.
 	c.Datadog.Logs.Linger = 0
 	c.Datadog.Logs.Compression = "none"
-	c.Datadog.Logs.RetryInitial, c.Datadog.Logs.RetryMax = time.Millisecond, 10*time.Millisecond
+	c.Datadog.Logs.Backoff.InitialInterval, c.Datadog.Logs.Backoff.MaxInterval = time.Millisecond, 10*time.Millisecond
 	return c
 }
 

@@ -142,7 +142,7 @@ func TestFleetDeadLettersInS3SurviveKillNineAndReplayOnce(t *testing.T) {
 	e := &replayEnv{intake: f.intake, cfg: config.DefaultConfig(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	e.cfg.Datadog.APIKey = intakeKey
 	e.cfg.Datadog.LogsURL, e.cfg.Datadog.APIURL = f.intakeBase()+"/api/v2/logs", f.intakeBase()
-	e.cfg.Datadog.Logs.RetryInitial, e.cfg.Datadog.Logs.RetryMax = 10*time.Millisecond, 50*time.Millisecond
+	e.cfg.Datadog.Logs.Backoff.InitialInterval, e.cfg.Datadog.Logs.Backoff.MaxInterval = 10*time.Millisecond, 50*time.Millisecond
 	e.cfg.Metrics.Enabled = false
 	e.cfg.Enrich.AWSTags = false
 	e.cfg.DLQ.Dir = t.TempDir()

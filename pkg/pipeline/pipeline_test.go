@@ -46,8 +46,8 @@ func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 	cfg.Datadog.APIKey = intakeKey
 	cfg.Datadog.LogsURL = base + "/api/v2/logs"
 	cfg.Datadog.APIURL = base
-	cfg.Datadog.Logs.RetryInitial = 10 * time.Millisecond
-	cfg.Datadog.Logs.RetryMax = 50 * time.Millisecond
+	cfg.Datadog.Logs.Backoff.InitialInterval = 10 * time.Millisecond
+	cfg.Datadog.Logs.Backoff.MaxInterval = 50 * time.Millisecond
 	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
 	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
 	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}

@@ -45,8 +45,8 @@ func newReplayEnv(tb testing.TB, keep int) *replayEnv {
 	cfg.Datadog.APIKey = intakeKey
 	cfg.Datadog.LogsURL = base + "/api/v2/logs"
 	cfg.Datadog.APIURL = base
-	cfg.Datadog.Logs.RetryInitial = 10 * time.Millisecond
-	cfg.Datadog.Logs.RetryMax = 50 * time.Millisecond
+	cfg.Datadog.Logs.Backoff.InitialInterval = 10 * time.Millisecond
+	cfg.Datadog.Logs.Backoff.MaxInterval = 50 * time.Millisecond
 	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
 	cfg.DLQ.Dir = tb.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

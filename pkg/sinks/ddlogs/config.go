@@ -92,18 +92,18 @@ func (c Config) Validate() error {
 	switch c.Compression {
 	case ddhttp.Gzip:
 		if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
-			bad("compression_level: must be 1..9 for gzip, got %d", c.CompressionLevel)
+			bad("compression_level: must be 1 to 9 with gzip, got %d", c.CompressionLevel)
 		}
 	case ddhttp.Zstd:
 		if c.CompressionLevel < 1 || c.CompressionLevel > 22 {
-			bad("compression_level: must be 1..22 for zstd, got %d", c.CompressionLevel)
+			bad("compression_level: must be 1 to 22 with zstd, got %d", c.CompressionLevel)
 		}
 	case ddhttp.None:
 	default:
 		bad("compression: must be gzip, zstd or none, got %q", c.Compression)
 	}
 	if c.MaxBatchLogs < 1 || c.MaxBatchLogs > MaxBatchLogsLimit {
-		bad("max_batch_logs: must be 1..%d (the intake's limit), got %d", MaxBatchLogsLimit, c.MaxBatchLogs)
+		bad("max_batch_logs: must be 1 to %d (the intake's limit), got %d", MaxBatchLogsLimit, c.MaxBatchLogs)
 	}
 	if c.MaxBatchBytes < minBatchBytes || c.MaxBatchBytes > MaxBatchBytesLimit {
 		bad("max_batch_bytes: must be %d..%d (the intake's limit), got %d", minBatchBytes, MaxBatchBytesLimit, c.MaxBatchBytes)

@@ -329,6 +329,11 @@ func TestConfigValidate(t *testing.T) {
 	sd := ddmetrics.DefaultConfig()
 	sd.Mode = ddmetrics.ModeDogStatsD
 	require.NoError(t, sd.Validate(), "dogstatsd mode needs no API key")
+	for addr, want := range map[string]string{"localhost:0": `dogstatsd_addr: port "0"`, "unix://": "dogstatsd_addr: a unix:// address needs the socket's path", "": "dogstatsd_addr: must be host:port"} {
+		bad := sd
+		bad.DogStatsDAddr = addr
+		assert.ErrorContains(t, bad.Validate(), want)
+	}
 	for _, tc := range []struct {
 		mutate func(*ddmetrics.Config)
 		want   string

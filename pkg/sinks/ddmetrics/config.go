@@ -3,8 +3,10 @@ package ddmetrics
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 )
 
@@ -114,12 +116,15 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	// The sender's keys are checked in either mode: they are configuration
+	// all the same, and switching the mode must not reveal a bad one.
+	errs = append(errs, c.Config.Validate())
 	switch c.Mode {
 	case ModeAPI:
-		errs = append(errs, c.Config.Validate(), ddhttp.ValidateAPIKey(c.APIKey), ddhttp.ValidateURL("api_url", c.APIURL))
+		errs = append(errs, ddhttp.ValidateAPIKey(c.APIKey), ddhttp.ValidateURL("api_url", c.APIURL))
 	case ModeDogStatsD:
-		if c.DogStatsDAddr == "" {
-			bad("dogstatsd_addr: is required in dogstatsd mode")
+		if err := CheckDogStatsDAddr(c.DogStatsDAddr); err != nil {
+			bad("dogstatsd_addr: %v", err)
 		}
 	default:
 		bad("mode: must be api or dogstatsd, got %q", c.Mode)
@@ -145,6 +150,18 @@ func (c Config) Validate() error {
 		bad("max_future: must be within (0, %v], got %v", SeriesMaxFuture, c.MaxFuture)
 	}
 	return errors.Join(errs...)
+}
+
+// CheckDogStatsDAddr checks an Agent's DogStatsD address: host:port, or a
+// unix:// socket path.
+func CheckDogStatsDAddr(addr string) error {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if path == "" {
+			return errors.New("a unix:// address needs the socket's path")
+		}
+		return nil
+	}
+	return check.Dial(addr)
 }
 
 // minPayloadBytes is the smallest payload cap accepted.
