@@ -27,10 +27,17 @@ func newWorker(s *cas.Memory, name string) worker {
 	return worker{NewRequests(link, name, cfg), link}
 }
 
-func TestRetryOnAnotherWorkerAfterDelivery(t *testing.T) {
+// twoWorkers runs f in a synctest bubble with two workers, a and b,
+// sharing a fresh store.
+func twoWorkers(t *testing.T, f func(t *testing.T, a, b worker)) {
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+		f(t, newWorker(s, "a"), newWorker(s, "b"))
+	})
+}
+
+func TestRetryOnAnotherWorkerAfterDelivery(t *testing.T) {
+	twoWorkers(t, func(t *testing.T, a, b worker) {
 		ctx := t.Context()
 		ca := a.Claim("req-1")
 		out, err := ca.Try(ctx)
@@ -54,9 +61,7 @@ func TestRetryOnAnotherWorkerAfterDelivery(t *testing.T) {
 func TestRetryWaitsForTheFirstAttempt(t *testing.T) {
 	for _, delivered := range []bool{true, false} {
 		t.Run(map[bool]string{true: "delivered", false: "failed"}[delivered], func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				s := cas.NewMemory()
-				a, b := newWorker(s, "a"), newWorker(s, "b")
+			twoWorkers(t, func(t *testing.T, a, b worker) {
 				ctx := t.Context()
 				ca := a.Claim("req-1")
 				_, err := ca.Try(ctx)
@@ -86,9 +91,7 @@ func TestRetryWaitsForTheFirstAttempt(t *testing.T) {
 // A worker that dies while handling a request leaves a claim nobody renews:
 // the retry waiting on it takes the request over.
 func TestRetryTakesOverADeadWorkersRequest(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	twoWorkers(t, func(t *testing.T, a, b worker) {
 		ctx := t.Context()
 		_, err := a.Claim("req-1").Try(ctx)
 		require.NoError(t, err)
@@ -107,9 +110,7 @@ func TestRetryTakesOverADeadWorkersRequest(t *testing.T) {
 }
 
 func TestWaitEndsWithItsContext(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	twoWorkers(t, func(t *testing.T, a, b worker) {
 		ca := a.Claim("req-1")
 		_, err := ca.Try(t.Context())
 		require.NoError(t, err)

@@ -31,10 +31,17 @@ func newWorker(s cas.Store, name string) *worker {
 	return w
 }
 
-func TestAcquireFreeThenRefusesLiveHolder(t *testing.T) {
+// contest runs f in a synctest bubble with two contenders, a and b, for
+// one lease on a fresh store.
+func contest(t *testing.T, f func(t *testing.T, a, b *worker)) {
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+		f(t, newWorker(s, "a"), newWorker(s, "b"))
+	})
+}
+
+func TestAcquireFreeThenRefusesLiveHolder(t *testing.T) {
+	contest(t, func(t *testing.T, a, b *worker) {
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
 		require.NoError(t, a.l.Acquire(ctx), "a free lease is taken at once")
@@ -55,9 +62,7 @@ func TestAcquireFreeThenRefusesLiveHolder(t *testing.T) {
 }
 
 func TestAcquireTakesOverADeadHolder(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	contest(t, func(t *testing.T, a, b *worker) {
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
 		require.NoError(t, a.l.Acquire(ctx))
@@ -75,9 +80,7 @@ func TestAcquireTakesOverADeadHolder(t *testing.T) {
 }
 
 func TestReleaseHandsOverAtOnce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	contest(t, func(t *testing.T, a, b *worker) {
 		ctx := t.Context()
 		require.NoError(t, a.l.Acquire(ctx))
 		hold, _ := a.l.Held()
@@ -93,9 +96,7 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 }
 
 func TestFinishedIsNeverTakenAgain(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	contest(t, func(t *testing.T, a, b *worker) {
 		ctx := t.Context()
 		require.NoError(t, a.l.Acquire(ctx))
 		require.NoError(t, a.l.Finish(ctx))
@@ -112,9 +113,7 @@ func TestFinishedIsNeverTakenAgain(t *testing.T) {
 // be sure of it — its last successful write plus TTL, less the margin —
 // and then stops, before anyone else could take the lease.
 func TestHolderCutOffStopsBeforeTakeover(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		a, b := newWorker(s, "a"), newWorker(s, "b")
+	contest(t, func(t *testing.T, a, b *worker) {
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
 		var aEnded, bStarted atomic.Int64
