@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,14 +22,25 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/natstest"
 )
 
-// stores are the implementations the contract is checked against: the
-// in-memory one, S3 as moto_server serves it, and a JetStream key-value
-// bucket of a real nats-server.
-func stores(t *testing.T) map[string]func(t *testing.T) Store {
-	return map[string]func(t *testing.T) Store{
+// forEachStore runs f as a subtest on each implementation the contract is
+// checked against (but those skip names): the in-memory one, S3 as
+// moto_server serves it, and a JetStream key-value bucket of a real
+// nats-server (the servers not in -short).
+func forEachStore(t *testing.T, skip []string, f func(t *testing.T, s Store)) {
+	for name, open := range map[string]func(t *testing.T) Store{
 		"memory": func(*testing.T) Store { return NewMemory() },
 		"s3":     func(t *testing.T) Store { return NewS3(motoS3(t), "cas", "state/") },
 		"kv":     func(t *testing.T) Store { return natsKV(t) },
+	} {
+		if slices.Contains(skip, name) {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			if name != "memory" && testing.Short() {
+				t.Skip("starts a server")
+			}
+			f(t, open(t))
+		})
 	}
 }
 
@@ -57,48 +69,42 @@ func natsKV(t testing.TB) *KV {
 }
 
 func TestStoreContract(t *testing.T) {
-	for name, open := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("starts a server")
-			}
-			s := open(t)
-			ctx := context.Background()
+	forEachStore(t, nil, func(t *testing.T, s Store) {
+		ctx := context.Background()
 
-			_, _, err := s.Get(ctx, "a/b.json")
-			require.ErrorIs(t, err, ErrNotFound)
-			_, err = s.Update(ctx, "a/b.json", []byte("x"), "1")
-			require.ErrorIs(t, err, ErrConflict, "updating a key that does not exist loses")
+		_, _, err := s.Get(ctx, "a/b.json")
+		require.ErrorIs(t, err, ErrNotFound)
+		_, err = s.Update(ctx, "a/b.json", []byte("x"), "1")
+		require.ErrorIs(t, err, ErrConflict, "updating a key that does not exist loses")
 
-			v1, err := s.Create(ctx, "a/b.json", []byte(`{"n":1}`))
-			require.NoError(t, err)
-			_, err = s.Create(ctx, "a/b.json", []byte(`{"n":2}`))
-			require.ErrorIs(t, err, ErrConflict, "a second create loses")
-			got, v, err := s.Get(ctx, "a/b.json")
-			require.NoError(t, err)
-			assert.JSONEq(t, `{"n":1}`, string(got))
-			assert.Equal(t, v1, v)
+		v1, err := s.Create(ctx, "a/b.json", []byte(`{"n":1}`))
+		require.NoError(t, err)
+		_, err = s.Create(ctx, "a/b.json", []byte(`{"n":2}`))
+		require.ErrorIs(t, err, ErrConflict, "a second create loses")
+		got, v, err := s.Get(ctx, "a/b.json")
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"n":1}`, string(got))
+		assert.Equal(t, v1, v)
 
-			v2, err := s.Update(ctx, "a/b.json", []byte(`{"n":3}`), v1)
-			require.NoError(t, err)
-			assert.NotEqual(t, v1, v2)
-			_, err = s.Update(ctx, "a/b.json", []byte(`{"n":4}`), v1)
-			require.ErrorIs(t, err, ErrConflict, "an update on a stale version loses")
-			got, v, err = s.Get(ctx, "a/b.json")
-			require.NoError(t, err)
-			assert.JSONEq(t, `{"n":3}`, string(got), "the lost write changed nothing")
-			assert.Equal(t, v2, v)
+		v2, err := s.Update(ctx, "a/b.json", []byte(`{"n":3}`), v1)
+		require.NoError(t, err)
+		assert.NotEqual(t, v1, v2)
+		_, err = s.Update(ctx, "a/b.json", []byte(`{"n":4}`), v1)
+		require.ErrorIs(t, err, ErrConflict, "an update on a stale version loses")
+		got, v, err = s.Get(ctx, "a/b.json")
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"n":3}`, string(got), "the lost write changed nothing")
+		assert.Equal(t, v2, v)
 
-			// A key a KV bucket cannot hold as is (any Firehose request id).
-			odd := "req/Ünïcode id with spaces"
-			_, err = s.Create(ctx, odd, []byte("1"))
-			require.NoError(t, err)
-			_, err = s.Create(ctx, odd, []byte("2"))
-			require.ErrorIs(t, err, ErrConflict)
-			_, _, err = s.Get(ctx, "req/Ünïcode id with spaces!")
-			require.ErrorIs(t, err, ErrNotFound, "distinct keys stay distinct")
-		})
-	}
+		// A key a KV bucket cannot hold as is (any Firehose request id).
+		odd := "req/Ünïcode id with spaces"
+		_, err = s.Create(ctx, odd, []byte("1"))
+		require.NoError(t, err)
+		_, err = s.Create(ctx, odd, []byte("2"))
+		require.ErrorIs(t, err, ErrConflict)
+		_, _, err = s.Get(ctx, "req/Ünïcode id with spaces!")
+		require.ErrorIs(t, err, ErrNotFound, "distinct keys stay distinct")
+	})
 }
 
 // Of writers racing to create one key, or to update the same version,
@@ -107,50 +113,41 @@ func TestStoreContract(t *testing.T) {
 // there: the race is checked against the stores that decide atomically
 // (S3 itself does; TestS3ConditionalHeaders shows moto gets the headers).
 func TestStoreRaceOneWinner(t *testing.T) {
-	for name, open := range stores(t) {
-		if name == "s3" {
-			continue
+	forEachStore(t, []string{"s3"}, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		for round := range 20 {
+			key := fmt.Sprintf("race/%d", round)
+			v0, err := s.Create(ctx, key, []byte("0"))
+			require.NoError(t, err)
+			var wins, creates sync.WaitGroup
+			var mu sync.Mutex
+			won, created := 0, 0
+			for i := range 8 {
+				wins.Go(func() {
+					if _, err := s.Update(ctx, key, []byte(fmt.Sprint(i)), v0); err == nil {
+						mu.Lock()
+						won++
+						mu.Unlock()
+					} else if !errors.Is(err, ErrConflict) {
+						t.Error(err)
+					}
+				})
+				creates.Go(func() {
+					if _, err := s.Create(ctx, key+"/new", []byte(fmt.Sprint(i))); err == nil {
+						mu.Lock()
+						created++
+						mu.Unlock()
+					} else if !errors.Is(err, ErrConflict) {
+						t.Error(err)
+					}
+				})
+			}
+			wins.Wait()
+			creates.Wait()
+			assert.Equal(t, 1, won, "one update of a version wins")
+			assert.Equal(t, 1, created, "one create wins")
 		}
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("starts a server")
-			}
-			s := open(t)
-			ctx := context.Background()
-			for round := range 20 {
-				key := fmt.Sprintf("race/%d", round)
-				v0, err := s.Create(ctx, key, []byte("0"))
-				require.NoError(t, err)
-				var wins, creates sync.WaitGroup
-				var mu sync.Mutex
-				won, created := 0, 0
-				for i := range 8 {
-					wins.Go(func() {
-						if _, err := s.Update(ctx, key, []byte(fmt.Sprint(i)), v0); err == nil {
-							mu.Lock()
-							won++
-							mu.Unlock()
-						} else if !errors.Is(err, ErrConflict) {
-							t.Error(err)
-						}
-					})
-					creates.Go(func() {
-						if _, err := s.Create(ctx, key+"/new", []byte(fmt.Sprint(i))); err == nil {
-							mu.Lock()
-							created++
-							mu.Unlock()
-						} else if !errors.Is(err, ErrConflict) {
-							t.Error(err)
-						}
-					})
-				}
-				wins.Wait()
-				creates.Wait()
-				assert.Equal(t, 1, won, "one update of a version wins")
-				assert.Equal(t, 1, created, "one create wins")
-			}
-		})
-	}
+	})
 }
 
 // moto_server honours the conditional headers S3's contract rests on:
