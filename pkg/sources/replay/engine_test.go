@@ -22,13 +22,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // memS3 is an in-memory bucket: the listing semantics of S3 (key order,
@@ -167,6 +167,14 @@ func (o *out) ids() []string {
 	return ids
 }
 
+// runReplay builds an engine and runs it once.
+func runReplay(t *testing.T, cfg Config, client S3API, o Emitter) (Summary, error) {
+	t.Helper()
+	e, err := New(cfg, client, o, quiet())
+	require.NoError(t, err)
+	return e.Run(context.Background())
+}
+
 func quiet() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -190,9 +198,7 @@ func hourObject(hour time.Time, n int) []byte {
 			fmt.Fprintf(&doc, `{"id":"%s-%d","timestamp":%d,"message":"{\"requestId\":\"r%d\",\"status\":200}"}`, hour.Format("15"), j, hour.Add(time.Duration(j)*time.Minute*60/time.Duration(n)).UnixMilli(), j)
 		}
 		doc.WriteString("]}")
-		zw := gzip.NewWriter(&buf)
-		_, _ = zw.Write(doc.Bytes())
-		_ = zw.Close()
+		buf.Write(corpus.Gzip(doc.Bytes())) // one gzip member per envelope, as Firehose writes
 	}
 	return buf.Bytes()
 }
@@ -216,9 +222,7 @@ func TestReplayTimeRange(t *testing.T) {
 	m := archive()
 	o := &out{}
 	from, to := now.Add(-4*time.Hour), now.Add(-2*time.Hour)
-	e, err := New(Config{Bucket: "b", Prefix: "logs/", From: from, To: to, Now: func() time.Time { return now }, KeySlack: 30 * time.Minute, Concurrency: 3}, m, o, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, Config{Bucket: "b", Prefix: "logs/", From: from, To: to, Now: func() time.Time { return now }, KeySlack: 30 * time.Minute, Concurrency: 3}, m, o)
 	require.NoError(t, err)
 	// Hours -4 and -3 hold the range; with the slack -5 and -2 are read too
 	// (their events are filtered out); -6 and -1 are never listed or skipped.
@@ -252,9 +256,7 @@ func TestReplayOldLogs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.policy, func(t *testing.T) {
 			o := &out{}
-			e, err := New(Config{Bucket: "b", From: now.Add(-24 * time.Hour), OldLogs: c.policy, Now: func() time.Time { return now }}, m, o, quiet())
-			require.NoError(t, err)
-			sum, err := e.Run(context.Background())
+			sum, err := runReplay(t, Config{Bucket: "b", From: now.Add(-24 * time.Hour), OldLogs: c.policy, Now: func() time.Time { return now }}, m, o)
 			require.NoError(t, err)
 			assert.Equal(t, c.sent, sum.Sent)
 			assert.Equal(t, c.tooOld, sum.TooOld)
@@ -297,9 +299,7 @@ func TestReplayInterruptedAndResumed(t *testing.T) {
 	assert.False(t, saved.Complete)
 
 	second := &out{}
-	e, err = New(cfg, m, second, quiet())
-	require.NoError(t, err)
-	sum2, err := e.Run(context.Background())
+	sum2, err := runReplay(t, cfg, m, second)
 	require.NoError(t, err)
 	assert.True(t, sum2.Resumed)
 	assert.Len(t, second.events, 3600-len(first.events), "what was delivered is not sent again")
@@ -320,15 +320,11 @@ func TestReplayInterruptedAndResumed(t *testing.T) {
 	assert.Empty(t, saved.Partial)
 
 	third := &out{}
-	e, err = New(cfg, m, third, quiet())
-	require.NoError(t, err)
-	_, err = e.Run(context.Background())
+	_, err = runReplay(t, cfg, m, third)
 	require.NoError(t, err)
 	assert.Empty(t, third.events, "a complete replay does nothing")
 
-	e, err = New(Config{Bucket: "b", Prefix: "other/", Checkpoint: ckpt}, m, &out{}, quiet())
-	require.NoError(t, err)
-	_, err = e.Run(context.Background())
+	_, err = runReplay(t, Config{Bucket: "b", Prefix: "other/", Checkpoint: ckpt}, m, &out{})
 	assert.ErrorIs(t, err, ErrCheckpointMismatch)
 }
 
@@ -338,18 +334,14 @@ func TestReplayFailedDeliveryIsRetriedOnTheNextRun(t *testing.T) {
 	cfg := Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), Checkpoint: ckpt, Now: func() time.Time { return now }, Object: s3obj.Config{EventsPerBatch: 100}}
 	bad := hourKey("logs/", now.Add(-3*time.Hour))
 	o := &out{failIf: func(b *record.Batch) bool { return strings.Contains(b.ID, bad) && strings.HasSuffix(b.ID, "#300") }}
-	e, err := New(cfg, m, o, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, cfg, m, o)
 	require.Error(t, err)
 	assert.EqualValues(t, 1, sum.ObjectsFailed)
 	assert.EqualValues(t, 5, sum.Objects)
 	assert.Len(t, o.events, 3500)
 
 	again := &out{}
-	e, err = New(cfg, m, again, quiet())
-	require.NoError(t, err)
-	sum, err = e.Run(context.Background())
+	sum, err = runReplay(t, cfg, m, again)
 	require.NoError(t, err)
 	assert.Len(t, again.events, 100, "only the batch that failed is sent again")
 	assert.EqualValues(t, 500, sum.AlreadyDelivered)
@@ -359,9 +351,7 @@ func TestReplayDryRunOnlyCounts(t *testing.T) {
 	m := archive()
 	ckpt := filepath.Join(t.TempDir(), "replay.ckpt")
 	var bar bytes.Buffer
-	e, err := New(Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), DryRun: true, Checkpoint: ckpt, Progress: &bar, Now: func() time.Time { return now }}, m, nil, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), DryRun: true, Checkpoint: ckpt, Progress: &bar, Now: func() time.Time { return now }}, m, nil)
 	require.NoError(t, err)
 	assert.EqualValues(t, 3600, sum.Sent)
 	assert.EqualValues(t, 3600, sum.Events)
@@ -379,14 +369,10 @@ func TestReplayDeadLetterDirectory(t *testing.T) {
 	dir := t.TempDir()
 	ts := now.Add(-time.Hour).UnixMilli()
 	env := `{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"API-Gateway-Execution-Logs_a1/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[{"id":"e1","timestamp":` + fmt.Sprint(ts) + `,"message":"(r1) Method completed with status: 200"}]}`
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte(env))
-	_ = zw.Close()
 	var lines bytes.Buffer
 	for _, e := range []dlq.Entry{
 		{V: 1, Time: now, Stage: "decode", Reason: "gunzip: truncated", Kind: "raw", Timestamp: ts,
-			Origin: dlq.Origin{Source: "firehose", RequestID: "req-1", Region: "eu-west-1"}, Data: []byte(b64(gz.Bytes()))},
+			Origin: dlq.Origin{Source: "firehose", RequestID: "req-1", Region: "eu-west-1"}, Data: []byte(b64(corpus.Gzip([]byte(env))))},
 		{V: 1, Time: now, Stage: "deliver-logs", Reason: "rejected", Kind: "access", EventID: "e2", Timestamp: ts,
 			Origin: dlq.Origin{Source: "firehose", RequestID: "req-2", Account: "111122223333", LogGroup: "/aws/api-gateway/a1/prod", LogStream: "s2"}, Data: []byte(`{"requestId":"r2"}`)},
 	} {
@@ -396,9 +382,7 @@ func TestReplayDeadLetterDirectory(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "dlq-20261129T110000Z-1-1.jsonl"), lines.Bytes(), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "unrelated.txt"), []byte("x"), 0o600))
 	o := &out{}
-	e, err := New(Config{Dir: dir, Layout: s3obj.LayoutDLQ, Now: func() time.Time { return now }}, nil, o, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, Config{Dir: dir, Layout: s3obj.LayoutDLQ, Now: func() time.Time { return now }}, nil, o)
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, sum.Sent)
 	require.Len(t, o.events, 2)

@@ -1,14 +1,12 @@
 package replay
 
 import (
-	"bytes"
 	"context"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // A checkpoint kept in a store (S3) resumes an interrupted replay exactly
@@ -40,9 +39,7 @@ func TestStoreCheckpointInterruptedAndResumed(t *testing.T) {
 	// A new process: a new store handle, as a restarted pod has.
 	cfg.CheckpointStore = StoreCheckpoint(cas.NewS3(m, "b", "checkpoints/"), "r1.json")
 	second := &out{}
-	e, err = New(cfg, m, second, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, cfg, m, second)
 	require.NoError(t, err)
 	assert.True(t, sum.Resumed)
 	seen := map[string]int{}
@@ -152,9 +149,7 @@ func TestReplayLeaseLostStopsSaving(t *testing.T) {
 		_, err = locks.Update(context.Background(), "c.json.lease", []byte(`{"holder":"other","state":"held","ttl_ms":2000}`), v)
 		assert.NoError(t, err)
 	}
-	e, err := New(cfg, m, o, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, cfg, m, o)
 	require.Error(t, err)
 	assert.True(t, sum.Interrupted)
 	assert.Contains(t, err.Error(), "lease")
@@ -168,12 +163,7 @@ func TestReplayLeaseLostStopsSaving(t *testing.T) {
 
 // dlqObject is a gzip object of an S3 dead-letter archive.
 func dlqObject(t *testing.T, ts int64, ids ...string) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, err := zw.Write(letterLines(t, ts, ids...))
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
+	return corpus.Gzip(letterLines(t, ts, ids...))
 }
 
 // The ledger of a dead-letter archive in S3: <key>.replayed objects beside

@@ -2,7 +2,6 @@ package replay
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -13,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
+	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // letterLines writes dead letters: a line letter per id, and for ids
@@ -38,12 +37,8 @@ func letterLines(t *testing.T, ts int64, ids ...string) []byte {
 				events = append(events, fmt.Sprintf(`{"id":"%s.%d","timestamp":%d,"message":"m"}`, id, i, ts))
 			}
 			env := `{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/api-gateway/a1/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[` + strings.Join(events, ",") + `]}`
-			var gz bytes.Buffer
-			zw := gzip.NewWriter(&gz)
-			_, _ = zw.Write([]byte(env))
-			_ = zw.Close()
 			e = dlq.Entry{V: 1, Time: now, Stage: "decode", Reason: "gunzip", Kind: "raw", Timestamp: ts,
-				Origin: dlq.Origin{Source: "firehose", Region: "eu-west-1"}, Data: []byte(b64(gz.Bytes()))}
+				Origin: dlq.Origin{Source: "firehose", Region: "eu-west-1"}, Data: []byte(b64(corpus.Gzip([]byte(env))))}
 		}
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
@@ -58,9 +53,7 @@ func ledgerReplay(t *testing.T, dir string, o *out, mod ...func(*Config)) Summar
 	for _, m := range mod {
 		m(&cfg)
 	}
-	e, err := New(cfg, nil, o, quiet())
-	require.NoError(t, err)
-	sum, _ := e.Run(context.Background())
+	sum, _ := runReplay(t, cfg, nil, o)
 	return sum
 }
 

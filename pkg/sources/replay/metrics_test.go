@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -45,9 +44,7 @@ func TestReplayMetricStreamObject(t *testing.T) {
 
 	// The second batch of points is refused: the object is not done.
 	first := &out{failIf: func(b *record.Batch) bool { return len(b.Metrics) > 0 && strings.HasSuffix(b.ID, "#4") }}
-	e, err := New(cfg, m, first, quiet())
-	require.NoError(t, err)
-	sum, err := e.Run(context.Background())
+	sum, err := runReplay(t, cfg, m, first)
 	require.Error(t, err)
 	assert.EqualValues(t, 14, sum.Points)
 	assert.EqualValues(t, 6, sum.PointsSent, "two batches of the recent points; the third was refused")
@@ -56,9 +53,7 @@ func TestReplayMetricStreamObject(t *testing.T) {
 	assert.Len(t, first.events, 1)
 
 	second := &out{}
-	e, err = New(cfg, m, second, quiet())
-	require.NoError(t, err)
-	sum, err = e.Run(context.Background())
+	sum, err = runReplay(t, cfg, m, second)
 	require.NoError(t, err)
 	require.Len(t, second.points, 4, "only the refused batch is sent again")
 	assert.Empty(t, second.events, "the log went out the first time")
