@@ -12,18 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq/dlqtest"
 )
-
-func letters(prefix string, n int) *record.Batch {
-	b := &record.Batch{Stage: "deliver-logs", Reason: "intake 400"}
-	for i := range n {
-		b.Records = append(b.Records, record.Record{Kind: record.KindLine, EventID: fmt.Sprintf("%s-%d", prefix, i), Message: []byte(`{"requestId":"` + prefix + `"}`)})
-	}
-	return b
-}
 
 // readAll reads every archive file of dir: the event ids in order, and the
 // partial lines skipped.
@@ -67,19 +58,19 @@ func TestArchiveRecoversAfterDiskFull(t *testing.T) {
 			require.NoError(t, err)
 			defer a.Close()
 
-			require.NoError(t, a.Write(letters("a", 3)))
+			require.NoError(t, a.Write(dlq.LetterBatch("a", 3)))
 			d.Set(dlqtest.State{Full: !c.failSync, Cut: 17, FailSync: c.failSync})
-			err = a.Write(letters("b", 3))
+			err = a.Write(dlq.LetterBatch("b", 3))
 			require.Error(t, err, "not archived: the batch must not be acknowledged")
 			if !c.failSync {
 				assert.ErrorIs(t, err, syscall.ENOSPC)
 			}
 			// Still failing: refused again, nothing repaired yet.
-			require.Error(t, a.Write(letters("b", 3)))
+			require.Error(t, a.Write(dlq.LetterBatch("b", 3)))
 
 			d.Set(dlqtest.State{FailTruncate: c.failTruncate})
-			require.NoError(t, a.Write(letters("b", 3)), "space is back: the retried batch is archived")
-			require.NoError(t, a.Write(letters("c", 1)))
+			require.NoError(t, a.Write(dlq.LetterBatch("b", 3)), "space is back: the retried batch is archived")
+			require.NoError(t, a.Write(dlq.LetterBatch("c", 1)))
 			assert.Positive(t, a.Recoveries())
 
 			ids, partial := readAll(t, dir)
@@ -118,7 +109,7 @@ func FuzzArchiveFailures(f *testing.F) {
 			// fails; the rest: how many bytes a failing write stores.
 			d.Set(dlqtest.State{Full: s&1 != 0, FailTruncate: s&2 != 0, FailSync: s&4 != 0, Cut: int(s>>3) * 7})
 			cuttable = cuttable && s&2 == 0
-			b := letters(fmt.Sprint(i), 1+int(s%3))
+			b := dlq.LetterBatch(fmt.Sprint(i), 1+int(s%3))
 			err := a.Write(b)
 			for _, r := range b.Records {
 				if err == nil {

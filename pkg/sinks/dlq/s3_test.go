@@ -27,14 +27,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
-func letterBatch(id string, n int) *record.Batch {
-	b := &record.Batch{Stage: "deliver-logs", Reason: "intake 400"}
-	for i := range n {
-		b.Records = append(b.Records, record.Record{Kind: record.KindLine, EventID: fmt.Sprintf("%s-%d", id, i), Message: []byte("line " + id)})
-	}
-	return b
-}
-
 // readS3Archive reads every object of a store written by an S3Archive:
 // the event ids of its letters, and the object names.
 func readS3Archive(t *testing.T, s *cas.Memory) (ids []string, names []string) {
@@ -78,7 +70,7 @@ func TestS3ArchiveGathersAndStoresEveryLetterOnce(t *testing.T) {
 	for w := range 16 {
 		wg.Go(func() {
 			for i := range 5 {
-				b := letterBatch(fmt.Sprintf("w%d-%d", w, i), 3)
+				b := LetterBatch(fmt.Sprintf("w%d-%d", w, i), 3)
 				if !assert.NoError(t, a.Write(context.Background(), b)) {
 					return
 				}
@@ -172,7 +164,7 @@ func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
 	reg := telemetry.NewRegistry()
 	a := NewS3(s, "s3://b/dlq/", cfg)
 	a.RegisterMetrics(reg)
-	err := a.Write(context.Background(), letterBatch("a", 2))
+	err := a.Write(context.Background(), LetterBatch("a", 2))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "s3://b/dlq/dlq-")
 	assert.Contains(t, err.Error(), "connection refused")
@@ -182,7 +174,7 @@ func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	require.NoError(t, a.Write(context.Background(), letterBatch("a", 2)), "the retry is stored")
+	require.NoError(t, a.Write(context.Background(), LetterBatch("a", 2)), "the retry is stored")
 	ids, _ := readS3Archive(t, s)
 	assert.Equal(t, []string{"a-0", "a-1"}, ids, "once")
 }
@@ -198,8 +190,8 @@ func TestS3ArchiveNamesNeverCollide(t *testing.T) {
 	a := NewS3(s, "s3://b/", cfg, WithS3Clock(clock), WithS3Host("gwpipe-dlq-0", 1))
 	b := NewS3(s, "s3://b/", cfg, WithS3Clock(clock), WithS3Host("gwpipe-dlq-0", 1))
 	for i := range 3 {
-		require.NoError(t, a.Write(context.Background(), letterBatch(fmt.Sprint("a", i), 1)))
-		require.NoError(t, b.Write(context.Background(), letterBatch(fmt.Sprint("b", i), 1)))
+		require.NoError(t, a.Write(context.Background(), LetterBatch(fmt.Sprint("a", i), 1)))
+		require.NoError(t, b.Write(context.Background(), LetterBatch(fmt.Sprint("b", i), 1)))
 	}
 	ids, names := readS3Archive(t, s)
 	assert.Len(t, names, 6)
@@ -213,12 +205,12 @@ func TestS3ArchiveCloseWritesWhatIsPending(t *testing.T) {
 	cfg.Linger = time.Hour
 	a := NewS3(s, "s3://b/", cfg)
 	done := make(chan error, 1)
-	go func() { done <- a.Write(context.Background(), letterBatch("x", 1)) }()
+	go func() { done <- a.Write(context.Background(), LetterBatch("x", 1)) }()
 	require.Eventually(t, func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.cur != nil }, 5*time.Second, time.Millisecond)
 	require.NoError(t, a.Close())
 	require.NoError(t, <-done)
 	assert.Len(t, s.Keys(), 1)
-	assert.ErrorIs(t, a.Write(context.Background(), letterBatch("y", 1)), errClosed)
+	assert.ErrorIs(t, a.Write(context.Background(), LetterBatch("y", 1)), errClosed)
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -257,7 +249,7 @@ func TestS3ArchiveMoto(t *testing.T) {
 	dc := DefaultConfig()
 	dc.Linger = 10 * time.Millisecond
 	a := NewS3(cas.NewS3(c, "letters", "dlq/"), "s3://letters/dlq/", dc)
-	require.NoError(t, a.Write(ctx, letterBatch("m", 4)))
+	require.NoError(t, a.Write(ctx, LetterBatch("m", 4)))
 	require.NoError(t, a.Close())
 	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("letters")})
 	require.NoError(t, err)
@@ -307,7 +299,7 @@ func FuzzS3ArchiveWholeOrNothing(f *testing.F) {
 				mu.Unlock()
 				continue
 			}
-			b := letterBatch(fmt.Sprint("op", i), int(op%8)+1)
+			b := LetterBatch(fmt.Sprint("op", i), int(op%8)+1)
 			err := a.Write(context.Background(), b)
 			for _, r := range b.Records {
 				if err == nil {
