@@ -89,11 +89,11 @@ const maxCachedGroups = 8192
 
 // Parser parses API Gateway log records. It is safe for concurrent use.
 type Parser struct {
-	rules       []formatRule
-	prefixes    []string
-	otherSource string
+	// conf is the configuration's part (SetConfig replaces it): loaded
+	// once per record, so that each record is parsed with one of them.
+	conf atomic.Pointer[parserConf]
 
-	mu    sync.Mutex                         // serialises writers of set and cache
+	mu    sync.Mutex                         // serialises writers of conf, set and cache
 	set   atomic.Pointer[map[string]*Format] // SetFormat registry (copy-on-write)
 	cache atomic.Pointer[routeCache]         // routing decisions (copy-on-write)
 	gen   atomic.Uint64                      // bumped when the configuration changes
@@ -104,21 +104,55 @@ func New(cfg Config) (*Parser, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Parser{otherSource: cfg.OtherSource}
-	if p.otherSource == "" {
-		p.otherSource = DefaultOtherSource
-	}
-	for _, r := range cfg.Formats {
-		f, _ := CompileFormat(r.Format)
-		p.rules = append(p.rules, formatRule{pattern: r.LogGroup, format: f})
-	}
-	for _, pr := range cfg.AccessLogGroupPrefixes {
-		p.prefixes = append(p.prefixes, strings.TrimSpace(pr))
-	}
+	p := &Parser{}
+	p.conf.Store(compileConf(cfg))
 	empty := map[string]*Format{}
 	p.set.Store(&empty)
 	p.cache.Store(&routeCache{})
 	return p, nil
+}
+
+// parserConf is what the configuration tells the parser: immutable.
+type parserConf struct {
+	rules       []formatRule
+	prefixes    []string
+	otherSource string
+}
+
+// compileConf compiles a validated cfg.
+func compileConf(cfg Config) *parserConf {
+	c := &parserConf{otherSource: cfg.OtherSource}
+	if c.otherSource == "" {
+		c.otherSource = DefaultOtherSource
+	}
+	for _, r := range cfg.Formats {
+		f, _ := CompileFormat(r.Format)
+		c.rules = append(c.rules, formatRule{pattern: r.LogGroup, format: f})
+	}
+	for _, pr := range cfg.AccessLogGroupPrefixes {
+		c.prefixes = append(c.prefixes, strings.TrimSpace(pr))
+	}
+	return c
+}
+
+// SetConfig replaces the configuration (a reload): the formats, the
+// access-log group prefixes and the source of other logs. It validates cfg
+// first and keeps the current one when it is not valid. A record being
+// parsed finishes with the configuration it started with; the formats
+// learned with SetFormat are kept (the rules still take precedence).
+func (p *Parser) SetConfig(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	c := compileConf(cfg)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// conf before gen: a routing decision made with the old conf is never
+	// cached under the new generation (info reads gen first).
+	p.conf.Store(c)
+	p.gen.Add(1)
+	p.cache.Store(&routeCache{})
+	return nil
 }
 
 // SetFormat registers a stage's access-log format for a log group (or, for
@@ -165,20 +199,18 @@ func (p *Parser) RouteOf(origin *record.Origin) Route {
 
 // FormatFor returns the format that applies to a log group (rules, then
 // SetFormat), or nil when the format is detected per line.
-func (p *Parser) FormatFor(key string) *Format {
-	for i := range p.rules {
-		if globMatch(p.rules[i].pattern, key) {
-			return p.rules[i].format
+func (p *Parser) FormatFor(key string) *Format { return p.formatFor(p.conf.Load(), key) }
+
+func (p *Parser) formatFor(c *parserConf, key string) *Format {
+	for i := range c.rules {
+		if globMatch(c.rules[i].pattern, key) {
+			return c.rules[i].format
 		}
 	}
 	if f := (*p.set.Load())[key]; f != nil {
 		return f
 	}
 	return nil
-}
-
-func (p *Parser) configured(key string) bool {
-	return p.FormatFor(key) != nil
 }
 
 func (p *Parser) info(origin *record.Origin) *groupInfo {
@@ -198,10 +230,12 @@ func (p *Parser) info(origin *record.Origin) *groupInfo {
 		}
 	}
 	gen := p.gen.Load()
-	gi := &groupInfo{route: routeOf(origin, p.configured, p.prefixes)}
+	conf := p.conf.Load()
+	configured := func(key string) bool { return p.formatFor(conf, key) != nil }
+	gi := &groupInfo{route: routeOf(origin, configured, conf.prefixes)}
 	switch gi.route.Kind {
 	case RouteAccess:
-		gi.format = p.FormatFor(gi.route.Key)
+		gi.format = p.formatFor(conf, gi.route.Key)
 	case RouteOther:
 		gi.other = logsource.OfGroup(origin.LogGroup)
 	}
@@ -254,7 +288,7 @@ func (p *Parser) Parse(b *record.Batch, rec *record.Record) {
 	switch gi.route.Kind {
 	case RouteOther:
 		rec.Kind = record.KindOther
-		rec.Source, rec.Service = p.otherSource, ""
+		rec.Source, rec.Service = p.conf.Load().otherSource, ""
 		var stream string
 		if rec.Origin != nil {
 			stream = rec.Origin.LogStream

@@ -74,9 +74,12 @@ type Stats struct {
 // adding duplicates. While one caller still waits, the whole payload is sent,
 // its abandoned records included (at-least-once: they may arrive twice).
 type Client struct {
-	cfg   Config
-	codec *ddhttp.Codec
-	dest  *ddhttp.Sender // posts, classifies, retries
+	cfg Config
+	// defaults is cfg.Defaults as last set (SetDefaults): each Deliver
+	// call renders with the one it loads first.
+	defaults atomic.Pointer[Defaults]
+	codec    *ddhttp.Codec
+	dest     *ddhttp.Sender // posts, classifies, retries
 
 	in     chan *chunk     // Deliver → batcher
 	queue  chan *payload   // batcher → senders
@@ -165,6 +168,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	c.defaults.Store(&cfg.Defaults)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.payloadPool.New = func() any {
 		return &payload{buf: make([]byte, 0, min(cfg.MaxBatchBytes, 1<<20))}
@@ -177,6 +181,17 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		go c.sender()
 	}
 	return c, nil
+}
+
+// SetDefaults replaces the top-level fields (static tags, service) that
+// records leave empty, for a configuration reload: a Deliver call under way
+// renders its whole batch with the defaults it started with, later calls
+// with d. An empty d.Source is "apigateway", as in New.
+func (c *Client) SetDefaults(d Defaults) {
+	if d.Source == "" {
+		d.Source = "apigateway"
+	}
+	c.defaults.Store(&d)
 }
 
 // call tracks one Deliver call's records until each is accepted, rejected
@@ -256,7 +271,7 @@ func (c *Client) Deliver(ctx context.Context, b *record.Batch) (rejected []recor
 
 	cl := &call{batch: b, done: make(chan struct{})}
 	cl.remaining.Store(int64(len(b.Records)))
-	r := getRenderer(c.cfg.Defaults, c.cfg.MaxLogBytes)
+	r := getRenderer(*c.defaults.Load(), c.cfg.MaxLogBytes)
 	ch := c.newChunk(cl, 0)
 	truncated := 0
 	for i := range b.Records {
