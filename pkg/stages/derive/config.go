@@ -181,13 +181,8 @@ func (c Config) Validate() error {
 	default:
 		bad("error_metrics", "must be both, rest or http, not %q", c.ErrorMetrics)
 	}
-	for _, k := range c.TagAllowlist {
-		if k == "" || strings.ContainsAny(k, ":, ") {
-			bad("tag_allowlist", "entry %q must be a bare tag key", k)
-		}
-		if fixedDim(k) >= 0 {
-			bad("tag_allowlist", "entry %q is already a fixed tag key", k)
-		}
+	if err := validAllowlist(c.TagAllowlist); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.ContainsAny(c.Host, " ,|#") {
 		bad("host", "%q contains a space, comma, | or #", c.Host)
@@ -245,4 +240,20 @@ func (c Config) EffectiveHost() string {
 		return c.Host
 	}
 	return c.Host + "-" + c.Incarnation
+}
+
+// validAllowlist checks Config.TagAllowlist.
+func validAllowlist(keys []string) error {
+	var errs []error
+	for _, k := range keys {
+		switch {
+		case k == "" || strings.ContainsAny(k, ":, "):
+			errs = append(errs, fmt.Errorf("tag_allowlist: entry %q must be a bare tag key", k))
+		case len(k) > maxTagValue:
+			errs = append(errs, fmt.Errorf("tag_allowlist: entry %q is longer than %d bytes", k, maxTagValue))
+		case fixedDim(k) >= 0:
+			errs = append(errs, fmt.Errorf("tag_allowlist: entry %q is already a fixed tag key", k))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -123,9 +123,12 @@ type Deriver struct {
 	maxAgeMs int64
 	futureMs int64
 	finalAge time.Duration
-	allow    map[string]int // allowlisted tag key → dimension
 	nDims    int
-	hosts    [2]string
+	// allow is the tag allowlist in use (under mu); nextAllow is the one
+	// SetTagAllowlist set last, taken up by the next Handle.
+	allow     *allowlist
+	nextAllow atomic.Pointer[allowlist]
+	hosts     [2]string
 
 	mu        sync.Mutex // guards everything below, up to pmu
 	lanes     [2]lane
@@ -229,7 +232,6 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 		maxAgeMs:  cfg.MaxAge.Milliseconds(),
 		futureMs:  cfg.MaxFuture.Milliseconds(),
 		finalAge:  cfg.MaxAge * 11 / 12,
-		nDims:     numFixedDims + len(cfg.TagAllowlist),
 		hosts:     [2]string{host, host + cfg.ReplayHostSuffix},
 		stageSeen: map[string]*stageMark{},
 		catalog:   map[string]*series{},
@@ -237,15 +239,8 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 		alt:       make([]byte, 0, 256),
 	}
 	d.winMs = d.winSec * 1000
-	d.vals = make([]val, d.nDims)
-	d.tagVals = make([]val, d.nDims)
 	d.reader = NewReader(cfg.CacheStatusKeys)
-	if len(cfg.TagAllowlist) > 0 {
-		d.allow = make(map[string]int, len(cfg.TagAllowlist))
-		for i, k := range cfg.TagAllowlist {
-			d.allow[k] = numFixedDims + i
-		}
-	}
+	d.useAllowlist(newAllowlist(cfg.TagAllowlist))
 	for i := range d.lanes {
 		d.lanes[i] = lane{host: d.hosts[i], windows: map[int64]*window{}}
 	}
@@ -267,6 +262,9 @@ func (d *Deriver) Hosts() (live, replay string) { return d.hosts[0], d.hosts[1] 
 func (d *Deriver) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
 	now := d.cfg.Now()
 	d.mu.Lock()
+	if a := d.nextAllow.Load(); a != nil && a != d.allow {
+		d.useAllowlist(a)
+	}
 	for i := range in.Records {
 		d.add(&in.Records[i], now)
 	}
@@ -367,10 +365,7 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 		if d.tagsFull {
 			d.prefix, d.apiEnd = d.appendAPI(d.prefix[:0], tv)
 		}
-		d.suffix = d.suffix[:0]
-		for i := numFixedDims; i < d.nDims; i++ {
-			d.suffix = appendVal(d.suffix, tv[i], false)
-		}
+		d.suffix = d.allow.appendSuffix(d.suffix[:0], tv)
 	}
 	vals := d.vals
 	copy(vals, d.tagVals)
@@ -595,7 +590,7 @@ func (d *Deriver) pruneCatalog(before int64) {
 // makeSeries decodes a key into the series' tags.
 func (d *Deriver) makeSeries(k []byte) *series {
 	a := &series{key: string(k), tags: make([]string, 0, d.nDims)}
-	for i := 0; i < d.nDims && len(k) > 0; i++ {
+	for i := 0; i < numFixedDims && len(k) > 0; i++ {
 		n := int(k[0])
 		v := k[1 : 1+n]
 		k = k[1+n:]
@@ -621,14 +616,9 @@ func (d *Deriver) makeSeries(k []byte) *series {
 		if n == 0 {
 			continue
 		}
-		key := ""
-		if i < numFixedDims {
-			key = FixedTagKeys[i]
-		} else {
-			key = d.cfg.TagAllowlist[i-numFixedDims]
-		}
-		a.tags = append(a.tags, key+":"+string(v))
+		a.tags = append(a.tags, FixedTagKeys[i]+":"+string(v))
 	}
+	a.tags = appendAllowedTags(a.tags, k)
 	return a
 }
 
@@ -691,10 +681,8 @@ func (d *Deriver) readTags(rec *record.Record, vals []val) (replay bool) {
 			if k == "replay" && v == "true" {
 				replay = true
 			}
-			if d.allow != nil {
-				if j, ok := d.allow[k]; ok {
-					dim = j
-				}
+			if j, ok := d.allow.dims[k]; ok {
+				dim = j
 			}
 		}
 		if dim >= 0 && vals[dim].len() == 0 {

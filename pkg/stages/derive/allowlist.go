@@ -1,0 +1,80 @@
+package derive
+
+import (
+	"cmp"
+	"slices"
+)
+
+// allowlist is a compiled Config.TagAllowlist; immutable.
+//
+// The allowlisted tags end a series key as (key, value) pairs, sorted by
+// key, for the tags that have a value: a series is named by its tags
+// alone, not by the allowlist's order or length. So a reload that changes
+// the allowlist while windows are open (SetTagAllowlist) neither merges
+// two different series nor splits one into two series of the same tags,
+// which would send two points for one series and window.
+type allowlist struct {
+	keys   []string
+	dims   map[string]int // key → dimension (numFixedDims + its index)
+	sorted []int          // the dimensions of keys, in key order
+}
+
+func newAllowlist(keys []string) *allowlist {
+	a := &allowlist{keys: slices.Clone(keys), dims: make(map[string]int, len(keys))}
+	for i, k := range a.keys {
+		if _, dup := a.dims[k]; !dup { // the first of a key named twice
+			a.dims[k] = numFixedDims + i
+			a.sorted = append(a.sorted, numFixedDims+i)
+		}
+	}
+	slices.SortFunc(a.sorted, func(x, y int) int { return cmp.Compare(a.keys[x-numFixedDims], a.keys[y-numFixedDims]) })
+	return a
+}
+
+// appendSuffix appends the allowlisted tags of vals to a series key.
+func (a *allowlist) appendSuffix(k []byte, vals []val) []byte {
+	for _, dim := range a.sorted {
+		if vals[dim].len() == 0 {
+			continue
+		}
+		k = appendVal(k, val{s: a.keys[dim-numFixedDims]}, false)
+		k = appendVal(k, vals[dim], false)
+	}
+	return k
+}
+
+// appendAllowedTags appends the tags of the (key, value) pairs that end
+// a series key; k starts at the first pair.
+func appendAllowedTags(tags []string, k []byte) []string {
+	for len(k) > 0 {
+		n := int(k[0])
+		key := k[1 : 1+n]
+		k = k[1+n:]
+		n = int(k[0])
+		tags = append(tags, string(key)+":"+string(k[1:1+n]))
+		k = k[1+n:]
+	}
+	return tags
+}
+
+// useAllowlist makes a the allowlist in use. d.mu is held (or d is new).
+func (d *Deriver) useAllowlist(a *allowlist) {
+	d.allow = a
+	d.nDims = numFixedDims + len(a.keys)
+	d.vals = make([]val, d.nDims)
+	d.tagVals = make([]val, d.nDims)
+	d.tagsP, d.tagsN = nil, 0 // read the tags again: the suffix changes
+}
+
+// SetTagAllowlist replaces Config.TagAllowlist (a configuration reload): the
+// batches handled from then on copy the new keys into the metric tags; a
+// batch under way finishes with the old ones. Series already open keep
+// their tags: a window open across the change holds series of both.
+// Invalid keys are refused and the current list stays.
+func (d *Deriver) SetTagAllowlist(keys []string) error {
+	if err := validAllowlist(keys); err != nil {
+		return err
+	}
+	d.nextAllow.Store(newAllowlist(keys))
+	return nil
+}

@@ -1,0 +1,98 @@
+package derive_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+)
+
+// TestSetTagAllowlistMidWindow: a reload of the allowlist applies to the
+// batches handled after it; a window open across the change never writes
+// two points of one series (the allowlist reordered, or grown by a key the
+// records lack, names the same series) and counts every request once.
+func TestSetTagAllowlistMidWindow(t *testing.T) {
+	get := req{at: t0, method: "GET", route: "/pets", status: 200, latMs: 3, integMs: -1, bytes: -1}
+	count := func(ms map[string]float64, extra ...string) float64 {
+		return ms[seriesKey("apigateway.logs.count", tagsOf("get", "/pets", "2xx", extra...))]
+	}
+	clk := newClock(t0.Add(5 * time.Second))
+	d := newDeriver(t, derive.Config{Now: clk.Now, TagAllowlist: []string{"team"}})
+	out := &sink{}
+	ctx := context.Background()
+	require.NoError(t, d.Handle(ctx, batchOf(get), out))
+	// Same tags, other order and a key the records lack: the same series.
+	require.NoError(t, d.SetTagAllowlist([]string{"owner", "team"}))
+	require.NoError(t, d.Handle(ctx, batchOf(get, get), out))
+	// A new key the records carry: a new series from now on.
+	require.NoError(t, d.SetTagAllowlist([]string{"env", "team"}))
+	require.NoError(t, d.Handle(ctx, batchOf(get), out))
+	// None: the API's series alone.
+	require.NoError(t, d.SetTagAllowlist(nil))
+	require.NoError(t, d.Handle(ctx, batchOf(get), out))
+	require.NoError(t, d.Flush(ctx, out))
+
+	counts, _ := totals(t, out.metrics())
+	assert.Equal(t, 3.0, count(counts, "team:payments"))
+	assert.Equal(t, 1.0, count(counts, "env:prod", "team:payments"))
+	assert.Equal(t, 1.0, count(counts))
+	var total float64
+	for k, v := range counts {
+		if len(k) > len("apigateway.logs.count|") && k[:len("apigateway.logs.count|")] == "apigateway.logs.count|" {
+			total += v
+		}
+	}
+	assert.Equal(t, 5.0, total, "every request counted once: %v", counts)
+
+	err := d.SetTagAllowlist([]string{"stage", "a:b"})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `tag_allowlist: entry "stage" is already a fixed tag key`)
+	assert.ErrorContains(t, err, `tag_allowlist: entry "a:b" must be a bare tag key`)
+}
+
+// TestSetTagAllowlistUnderLoad: reloads racing with Handle (go test
+// -race) lose no request.
+func TestSetTagAllowlistUnderLoad(t *testing.T) {
+	clk := newClock(t0.Add(5 * time.Second))
+	d := newDeriver(t, derive.Config{Now: clk.Now})
+	out := &sink{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		lists := [][]string{nil, {"team"}, {"env", "team"}, {"team", "env"}}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			assert.NoError(t, d.SetTagAllowlist(lists[i%len(lists)]))
+		}
+	})
+	get := req{at: t0, method: "GET", route: "/pets", status: 200, latMs: 3, integMs: -1, bytes: -1}
+	var handlers sync.WaitGroup
+	for range 4 {
+		handlers.Go(func() {
+			for range 100 {
+				assert.NoError(t, d.Handle(context.Background(), batchOf(get, get), out))
+			}
+		})
+	}
+	handlers.Wait()
+	close(stop)
+	wg.Wait()
+	require.NoError(t, d.Flush(context.Background(), out))
+	counts, _ := totals(t, out.metrics())
+	var total float64
+	for k, v := range counts {
+		if len(k) > len("apigateway.logs.count|") && k[:len("apigateway.logs.count|")] == "apigateway.logs.count|" {
+			total += v
+		}
+	}
+	assert.Equal(t, 800.0, total)
+}
