@@ -100,52 +100,66 @@ func (o op) String() string { return opNames[o] }
 // once and refreshed before they expire, by aws.CredentialsCache), the rate
 // limit, and the back-off after throttling.
 type account struct {
-	id      string
-	role    string // "" = the pipeline's own credentials
-	creds   aws.CredentialsProvider
+	id string
+	// auth is how the account is read; a reload of the role settings
+	// replaces it (SetRoles), and the calls after that use the new one.
+	auth    atomic.Pointer[accountAuth]
 	limiter *rate.Limiter
 	// pauseUntil (unix ns, wall clock) holds every call of the account
 	// after AWS throttled one: they all share the same quota.
 	pauseUntil atomic.Int64
 
+	invs int // inventories using the account (under Tagger.mu)
+}
+
+// accountAuth is the role an account is read with, its credentials and
+// the clients made with them.
+type accountAuth struct {
+	role       string // "" = the pipeline's own credentials
+	externalID string
+	creds      aws.CredentialsProvider
+
 	mu      sync.Mutex
 	clients map[string]Clients // by region
-	invs    int                // inventories using the account (under Tagger.mu)
 }
 
 func (t *Tagger) newAccount(id string) *account {
-	a := &account{
-		id:      id,
-		role:    t.cfg.RoleFor(id),
-		limiter: rate.NewLimiter(rate.Limit(t.cfg.RatePerSecond), t.cfg.Burst),
-		clients: map[string]Clients{},
+	a := &account{id: id, limiter: rate.NewLimiter(rate.Limit(t.cfg.RatePerSecond), t.cfg.Burst)}
+	a.auth.Store(t.newAuth(a, t.roles.Load()))
+	return a
+}
+
+// newAuth is how a is read under r's role settings (RoleFor, ExternalID).
+func (t *Tagger) newAuth(a *account, r *Config) *accountAuth {
+	au := &accountAuth{role: r.RoleFor(a.id), clients: map[string]Clients{}}
+	if au.role == "" {
+		au.creds = t.awsCfg.Credentials
+		return au
 	}
-	if a.role == "" {
-		a.creds = t.awsCfg.Credentials
-		return a
-	}
-	p := stscreds.NewAssumeRoleProvider(&accountSTS{t: t, a: a}, a.role, func(o *stscreds.AssumeRoleOptions) {
+	au.externalID = r.ExternalID
+	p := stscreds.NewAssumeRoleProvider(&accountSTS{t: t, a: a}, au.role, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = t.cfg.RoleSessionName
-		if t.cfg.ExternalID != "" {
-			o.ExternalID = aws.String(t.cfg.ExternalID)
+		if au.externalID != "" {
+			o.ExternalID = aws.String(au.externalID)
 		}
 	})
 	// Refresh a little before expiry, spread so that accounts assumed
 	// together do not renew together.
-	a.creds = aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
+	au.creds = aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = time.Minute
 		o.ExpiryWindowJitterFrac = 0.5
 	})
-	return a
+	return au
 }
 
 func (a *account) clientsFor(t *Tagger, region string) Clients {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c, ok := a.clients[region]
+	au := a.auth.Load()
+	au.mu.Lock()
+	defer au.mu.Unlock()
+	c, ok := au.clients[region]
 	if !ok {
-		c = t.factory(a.id, region, a.creds)
-		a.clients[region] = c
+		c = t.factory(a.id, region, au.creds)
+		au.clients[region] = c
 	}
 	return c
 }
@@ -274,7 +288,7 @@ func (t *Tagger) selfAccount(ctx context.Context, a *account) (string, error) {
 // pipeline's own credentials must belong to it, or every answer would be
 // another account's.
 func (t *Tagger) checkAccount(ctx context.Context, a *account, region string) error {
-	if a.role != "" {
+	if a.auth.Load().role != "" {
 		return nil
 	}
 	self, err := t.selfAccount(ctx, a)

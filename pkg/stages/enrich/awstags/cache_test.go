@@ -450,6 +450,6 @@ func TestAccountsHaveTheirOwnRateLimit(t *testing.T) {
 	assert.NotSame(t, a.limiter, b.limiter)
 	assert.Equal(t, float64(DefaultRatePerSecond), float64(a.limiter.Limit()))
 	assert.Equal(t, DefaultBurst, a.limiter.Burst())
-	assert.Equal(t, "arn:aws:iam::111111111111:role/gwpipe-reader", a.role)
-	assert.Equal(t, "arn:aws:iam::222222222222:role/other", b.role)
+	assert.Equal(t, "arn:aws:iam::111111111111:role/gwpipe-reader", a.auth.Load().role)
+	assert.Equal(t, "arn:aws:iam::222222222222:role/other", b.auth.Load().role)
 }

@@ -60,7 +60,7 @@ func (c *identities) get(key StageKey) *Info {
 // builder, so a log carries the same apiid, stage, region and aws_account
 // tags with and without AWS, and the metrics derived from it agree.
 type Offline struct {
-	res *resolver
+	res atomic.Pointer[resolver] // SetMappings replaces it
 	ids *identities
 }
 
@@ -70,11 +70,13 @@ func NewOffline(cfg Config) (*Offline, error) {
 	if err := cfg.withDefaults().Validate(); err != nil {
 		return nil, fmt.Errorf("awstags: invalid configuration: %w", err)
 	}
-	return &Offline{res: newResolver(cfg), ids: newIdentities()}, nil
+	o := &Offline{ids: newIdentities()}
+	o.res.Store(newResolver(cfg))
+	return o, nil
 }
 
 // Resolve names a record's stage, as Tagger.Resolve does.
-func (o *Offline) Resolve(rec *record.Record) (StageKey, bool) { return o.res.resolve(rec) }
+func (o *Offline) Resolve(rec *record.Record) (StageKey, bool) { return o.res.Load().resolve(rec) }
 
 // Peek answers at once: there is nothing to wait for.
 func (o *Offline) Peek(key StageKey) (Info, bool) { return *o.ids.get(key), true }

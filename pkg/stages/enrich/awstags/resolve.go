@@ -55,7 +55,9 @@ const (
 // the record's batch is. Tagger never keeps them without copying. ok reports
 // whether the key names a stage (see StageKey.Named) with an account and a
 // region.
-func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) { return t.res.resolve(rec) }
+func (t *Tagger) Resolve(rec *record.Record) (key StageKey, ok bool) {
+	return t.res.Load().resolve(rec)
+}
 
 // resolver is Resolve's state: the configuration it needs and the memo of
 // mapping decisions. The Tagger and Offline share it, so that a record names

@@ -166,7 +166,8 @@ type Tagger struct {
 	invs     atomic.Pointer[map[invKey]*inventory]
 	ids      *identities // answers without AWS data
 
-	res *resolver
+	res   atomic.Pointer[resolver] // SetMappings replaces it
+	roles atomic.Pointer[Config]   // the role settings in use (SetRoles)
 
 	countMu    sync.Mutex // stage budget: held across build and commit
 	stageCount atomic.Int64
@@ -216,7 +217,8 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, opts ...Option) (*T
 	if t.sts == nil {
 		t.sts = t.defaultSTS()
 	}
-	t.res = newResolver(cfg)
+	t.res.Store(newResolver(cfg))
+	t.roles.Store(roleSettings(cfg))
 	t.ids = newIdentities()
 	emptyInv := map[invKey]*inventory{}
 	t.invs.Store(&emptyInv)
