@@ -26,6 +26,7 @@ func (p *Pipeline) enricher(ctx context.Context) (stage.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.reload.mappings = t
 		return p.enrichStage(t, e.MaxWait, cfg.Logger)
 	}
 	awsCfg, err := loadAWS(ctx, e.DefaultRegion)
@@ -45,6 +46,7 @@ func (p *Pipeline) enricher(ctx context.Context) (stage.Handler, error) {
 		return nil, err
 	}
 	p.tagger = t
+	p.reload.mappings = t
 	t.RegisterMetrics(p.metrics)
 	return p.enrichStage(t, e.MaxWait, cfg.Logger)
 }

@@ -83,6 +83,8 @@ type Pipeline struct {
 	loops     sync.WaitGroup // background loops: summary expiry, window ticks, telemetry
 	stopLoops context.CancelFunc
 
+	reload reloadState // SIGHUP: see reload.go
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 	handedBack   atomic.Bool
@@ -127,6 +129,7 @@ func New(cfg config.Config, stages []string, log *slog.Logger) (*Pipeline, error
 	}
 	p.memory = memory
 	memory.RegisterMetrics(p.metrics)
+	p.registerReload()
 	// /status lists the stages in graph order: the entry points, then the
 	// stages.
 	for _, e := range g.entries {

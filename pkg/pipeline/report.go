@@ -20,6 +20,9 @@ type Status struct {
 	telemetry.Status
 	Ready         string `json:"ready"`
 	DeadLetterDir string `json:"dead_letter_dir"`
+	// LastReload is the last configuration reload (SIGHUP): when, its
+	// result, the keys applied and those left for a restart.
+	LastReload *ReloadReport `json:"last_reload,omitempty"`
 
 	snap telemetry.Snapshot // what Status was rendered from
 }
@@ -27,7 +30,7 @@ type Status struct {
 // Status returns a snapshot of every figure.
 func (p *Pipeline) Status() Status {
 	snap := p.metrics.Snapshot()
-	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Location(), snap: snap}
+	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Location(), LastReload: p.LastReload(), snap: snap}
 	if err := p.Ready(); err != nil {
 		s.Ready = err.Error()
 	}

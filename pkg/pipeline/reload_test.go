@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
+	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+)
+
+// TestReloadUnderLoad: reloads while Firehose traffic flows refuse no
+// request and lose no event; the new static tags are on every log sent
+// after the reload, and every log carries one set or the other; a change of
+// a key read at start is reported and not applied (the endpoint keeps its
+// address); an invalid configuration is rejected with its full keys and
+// changes nothing. Both are counted and the last is shown in /status.
+func TestReloadUnderLoad(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Enrich.Tags = []string{"reload:old"} })
+	const events = 20_000
+	acked := make(chan struct{}, 1)
+	type result struct {
+		rep loadgen.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := loadgen.Run(context.Background(), loadConfig(h, events, 7), loadgen.WithAckCallback(func(*loadgen.Request) {
+			select {
+			case acked <- struct{}{}:
+			default:
+			}
+		}))
+		done <- result{rep, err}
+	}()
+	<-acked // traffic is flowing
+
+	ctx := context.Background()
+	next := h.p.RunningConfig()
+	next.Enrich.Tags = []string{"reload:new", "team:payments"}
+	next.Sources.Firehose.Listen = "127.0.0.1:1"
+	rep, err := h.p.Reload(ctx, next)
+	require.NoError(t, err)
+	assert.Equal(t, ReloadApplied, rep.Result)
+	assert.Equal(t, []string{"enrich.tags"}, rep.Applied)
+	assert.Equal(t, []string{"sources.firehose.listen"}, rep.NeedsRestart)
+	assert.Equal(t, []string{"reload:new", "team:payments"}, h.p.RunningConfig().Enrich.Tags)
+	assert.NotEqual(t, "127.0.0.1:1", h.p.RunningConfig().Sources.Firehose.Listen, "a restart-only key keeps its value")
+
+	bad := h.p.RunningConfig()
+	bad.Enrich.Tags = []string{"reload:bad"}
+	bad.Datadog.Logs.MaxBatchLogs = 0
+	bad.Parse.Formats = []apigw.FormatRule{{LogGroup: "x", Format: "no variables"}}
+	rep, err = h.p.Reload(ctx, bad)
+	require.Error(t, err)
+	assert.Equal(t, ReloadRejected, rep.Result)
+	for _, want := range []string{"datadog.logs.max_batch_logs", "parse.formats[0].format"} {
+		assert.Contains(t, err.Error(), want)
+		assert.Contains(t, rep.Error, want)
+	}
+	assert.Equal(t, []string{"reload:new", "team:payments"}, h.p.RunningConfig().Enrich.Tags, "the running configuration stays")
+
+	r := <-done
+	require.NoError(t, r.err)
+	assert.EqualValues(t, events, r.rep.EventsAcked)
+	assert.Zero(t, r.rep.Retries, "no request refused: %v", r.rep.Statuses)
+
+	// Traffic after the reload: every log has the new tags.
+	rep2, err := loadgen.Run(ctx, func() loadgen.Config { c := loadConfig(h, 2_000, 7); c.Instance = 1; return c }())
+	require.NoError(t, err)
+	assert.EqualValues(t, 2_000, rep2.EventsAcked)
+	assert.Zero(t, rep2.Retries)
+
+	logs := h.intake.Logs()
+	require.Len(t, logs, events+2_000, "no event lost, none twice")
+	seen := map[string]bool{}
+	var old, cur int
+	for _, l := range logs {
+		id := logID(l)
+		require.False(t, seen[id], "log %s delivered twice", id)
+		seen[id] = true
+		hasOld, hasNew := slices.Contains(l.Tags, "reload:old"), slices.Contains(l.Tags, "reload:new")
+		require.NotContains(t, l.Tags, "reload:bad")
+		require.True(t, hasOld != hasNew, "one set of static tags: %v", l.Tags)
+		if hasNew {
+			require.Contains(t, l.Tags, "team:payments")
+			cur++
+		} else {
+			old++
+		}
+	}
+	assert.GreaterOrEqual(t, cur, 2_000, "every log sent after the reload has the new tags")
+	t.Logf("%d logs with the old tags, %d with the new", old, cur)
+
+	st := h.p.Status()
+	assert.EqualValues(t, 1, h.p.Metrics().Value("config.reloads", "ok"))
+	assert.EqualValues(t, 1, h.p.Metrics().Value("config.reloads", "rejected"))
+	require.NotNil(t, st.LastReload)
+	assert.Equal(t, ReloadRejected, st.LastReload.Result)
+	assert.WithinDuration(t, time.Now(), st.LastReload.At, time.Minute)
+}
+
+// TestReloadAppliesEveryReloadableKey: each reloadable key reaches the
+// component that uses it; a reload that changes nothing says so.
+func TestReloadAppliesEveryReloadableKey(t *testing.T) {
+	h := start(t)
+	var level slog.LevelVar
+	h.p.SetLogLevel(&level)
+	ctx := context.Background()
+	rep, err := h.p.Reload(ctx, h.p.RunningConfig())
+	require.NoError(t, err)
+	assert.Equal(t, ReloadUnchanged, rep.Result)
+	assert.Empty(t, rep.Applied)
+
+	next := h.p.RunningConfig()
+	next.Log.Level = "debug"
+	next.Parse.Formats = []apigw.FormatRule{{LogGroup: "custom-*", Format: `{"a":"$context.requestId","b":"$context.status"}`}}
+	next.Parse.OtherSource = "aws"
+	next.Enrich.Mappings = []awstags.Mapping{{LogGroup: "custom-*", APIID: "m1m2m3m4m5", Stage: "live"}}
+	next.Metrics.TagAllowlist = []string{"team"}
+	next.Datadog.Service = "shop"
+	rep, err = h.p.Reload(ctx, next)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"log.level", "parse.formats", "parse.other_source", "enrich.mappings", "metrics.tag_allowlist", "datadog.service"}, rep.Applied)
+	assert.Empty(t, rep.NeedsRestart)
+	assert.Empty(t, rep.Notes)
+	assert.NotNil(t, h.p.parser.FormatFor("custom-1"), "parse.formats")
+	assert.Equal(t, slog.LevelDebug, level.Level(), "log.level")
+	assert.Equal(t, "shop", h.p.RunningConfig().Datadog.Service)
+}
