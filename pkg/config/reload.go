@@ -48,6 +48,8 @@ var reloadableKeys = []string{
 	"enrich.mappings",
 	"datadog.service",
 	"metrics.tag_allowlist",
+	"filters.redact", "filters.rules", "filters.include_at_match", "filters.exclude_at_match",
+	"filters.drop", "filters.sample",
 }
 
 // restartKeys are read once, when the process starts: listeners,

@@ -196,6 +196,11 @@ func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []str
 			errs = append(errs, fmt.Errorf("metrics.tag_allowlist: %w", err))
 		}
 	}
+	if has("filters.redact", "filters.rules", "filters.include_at_match", "filters.exclude_at_match", "filters.drop", "filters.sample") && p.filters != nil {
+		if err := p.filters.Load(run.Filters); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if has("enrich.tags", "datadog.service") && p.logs != nil {
 		p.logs.SetDefaults(run.LogsClient().Defaults)
 	}

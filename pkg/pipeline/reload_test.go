@@ -126,9 +126,10 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 	next.Enrich.Mappings = []awstags.Mapping{{LogGroup: "custom-*", APIID: "m1m2m3m4m5", Stage: "live"}}
 	next.Metrics.TagAllowlist = []string{"team"}
 	next.Datadog.Service = "shop"
+	next.Filters.ExcludeAtMatch = "healthcheck"
 	rep, err = h.p.Reload(ctx, next)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"log.level", "parse.formats", "parse.other_source", "enrich.mappings", "metrics.tag_allowlist", "datadog.service"}, rep.Applied)
+	assert.ElementsMatch(t, []string{"log.level", "parse.formats", "parse.other_source", "enrich.mappings", "metrics.tag_allowlist", "datadog.service", "filters.exclude_at_match"}, rep.Applied)
 	assert.Empty(t, rep.NeedsRestart)
 	assert.Empty(t, rep.Notes)
 	assert.NotNil(t, h.p.parser.FormatFor("custom-1"), "parse.formats")
