@@ -112,9 +112,10 @@ func (p *Pipeline) Reload(ctx context.Context, next config.Config) (ReloadReport
 		err = fmt.Errorf("the reloadable keys do not fit the keys that need a restart:\n%w", err)
 		return p.rejectReload(err), err
 	}
+	var finish func()
 	if len(rep.Applied) > 0 {
 		rep.Result = ReloadApplied
-		rep.Notes = p.applyReload(run, rep.Applied)
+		rep.Notes, finish = p.applyReload(run, rep.Applied)
 	}
 	p.reload.current.Store(&run)
 	p.reload.ok.Inc()
@@ -129,6 +130,9 @@ func (p *Pipeline) Reload(ctx context.Context, next config.Config) (ReloadReport
 	}
 	for _, n := range rep.Notes {
 		p.log.Warn("configuration reloaded in part: " + n)
+	}
+	if finish != nil {
+		finish()
 	}
 	return rep, nil
 }
@@ -155,7 +159,11 @@ func (p *Pipeline) rejectReload(err error) ReloadReport {
 // returns notes on what the new values do not reach. run is valid, and
 // each hook validates as Validate does, so a hook failing is a bug: it is
 // reported as a note, its component keeping its old value.
-func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []string) {
+//
+// The log level changes in two steps, so that the lines saying what the
+// reload did are written at the more verbose of the two levels: to it now,
+// to the new level when finish is called, after those lines.
+func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []string, finish func()) {
 	has := func(keys ...string) bool {
 		return slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(changed, k) })
 	}
@@ -168,7 +176,8 @@ func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []str
 		case p.reload.level == nil:
 			notes = append(notes, "log.level: this logger's level cannot change (no level variable given to the pipeline)")
 		default:
-			p.reload.level.Set(lvl)
+			p.reload.level.Set(min(p.reload.level.Level(), lvl))
+			finish = func() { p.reload.level.Set(lvl) }
 		}
 	}
 	if has("parse.formats", "parse.access_log_group_prefixes", "parse.other_source") && p.parser != nil {
@@ -207,5 +216,5 @@ func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []str
 	if err := errors.Join(errs...); err != nil {
 		notes = append(notes, fmt.Sprintf("not applied, kept as they were: %v", err))
 	}
-	return notes
+	return notes, finish
 }

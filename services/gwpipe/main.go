@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,7 +65,8 @@ func newLogger(c config.Config) *slog.Logger { return newLoggerTo(c, os.Stderr) 
 func newLoggerTo(c config.Config, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Log.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
+	logLevel.Set(lvl)
+	opts := &slog.HandlerOptions{Level: &logLevel}
 	// Every line goes out without the secrets URLs may carry (a key in
 	// datadog.logs_url, a password in a broker URL).
 	if c.Log.Format == "json" {
@@ -96,18 +96,31 @@ counted in the summary: that is still a clean exit, 0. The whole shutdown,
 router and transport included, ends within drain_timeout. A second signal
 only warns; a third exits at once (1), losing nothing acknowledged.
 
-SIGHUP reads the TLS certificates again (sources.firehose.tls, admin.tls;
-they are also read again when their files change); the rest of the
-configuration is not reloaded yet. It never stops the process.`,
+SIGHUP reloads the configuration (the --config file and the environment,
+read again) without stopping: static tags (enrich.tags, DD_TAGS),
+datadog.service, parse formats, enrich mappings and role settings, the
+metric tag allow-list, filters and sampling, and log.level apply to the work
+taken after it, the work in flight finishing with the old settings. Keys read
+only at start (listen addresses, transport, topics, stages, clients, sizes)
+are reported in one log line and keep their value until a restart. An
+invalid configuration is rejected with the reasons, each naming its key, and
+the running one stays. Reloads are counted (config.reloads) and the last is
+shown in /status (last_reload). The TLS certificates (sources.firehose.tls,
+admin.tls) are read again too (and whenever their files change). SIGHUP
+never stops the process. The README's "Reloading the configuration" lists
+every key that reloads.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			onHangup := ignoreHangup()
+			hup := handleHangup("gwpipe is starting; send it again once it runs to reload the configuration")
+			flags := func(c *config.Config) {
+				if cmd.Flags().Changed("report") {
+					c.Admin.ReportInterval = report
+				}
+			}
 			c, err := load(*cfgPath)
 			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("report") {
-				c.Admin.ReportInterval = report
-			}
+			flags(&c)
 			list, err := pipeline.ParseStages(stages)
 			if err != nil {
 				return err
@@ -119,6 +132,7 @@ configuration is not reloaded yet. It never stops the process.`,
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
+			p.SetLogLevel(&logLevel)
 			if os.Getenv("GOMEMLIMIT") == "" {
 				// The memory budget bounds what is live; the limit keeps the
 				// collector from letting garbage double it (see
@@ -133,9 +147,7 @@ configuration is not reloaded yet. It never stops the process.`,
 				defer cancel()
 				return errors.Join(err, p.Shutdown(sctx))
 			}
-			if c.Sources.Firehose.TLS.Enabled() || c.Admin.TLS.Enabled() {
-				onHangup(p.ReloadTLS)
-			}
+			hup.reloadWith(func() { reloadRun(context.Background(), p, *cfgPath, flags) })
 			log.Info("gwpipe running", "version", currentBuild().Version, "revision", currentBuild().Revision, "stages", list, "transport", c.Transport.Kind, "logs_url", c.LogsURL())
 			if c.Admin.ReportInterval > 0 {
 				go p.Report(ctx, os.Stdout, c.Admin.ReportInterval)
@@ -146,6 +158,7 @@ configuration is not reloaded yet. It never stops the process.`,
 			case runErr = <-p.Err():
 			}
 			stop()
+			hup.reloadWith(func() { log.Warn("SIGHUP received and ignored: gwpipe is draining") })
 			// A terminal's Ctrl-C reaches every process of the group and a
 			// supervisor may follow with SIGTERM: one more signal does not
 			// cut the drain short; a third one does.
@@ -286,6 +299,7 @@ points; points more than 55 minutes old are skipped and counted (the API
 drops them after an hour). --dry-run only reads and counts.
 
 Every flag has a configuration key under replay. (e.g. replay.rate).
+SIGHUP is logged and ignored: a replay does not reload its configuration.
 
   gwpipe replay --bucket logs --prefix firehose/ --from 2026-11-28T00:00:00Z --to 2026-11-28T06:00:00Z --checkpoint r.ckpt
   gwpipe replay --bucket logs --prefix firehose/ --from -6h --dry-run
@@ -293,7 +307,7 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
   gwpipe replay --dlq s3://gwpipe-dlq/prod/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ignoreHangup()
+			handleHangup("gwpipe replay does not reload its configuration (SIGINT or SIGTERM stops it; run the same command again to resume with --checkpoint)")
 			cfgPath, _ := cmd.Flags().GetString("config")
 			c, err := load(cfgPath)
 			if err != nil {
@@ -377,32 +391,6 @@ Every flag has a configuration key under replay. (e.g. replay.rate).
 	f.IntVar(&r.MaxInFlightEvents, "max-inflight-events", d.MaxInFlightEvents, "events sent and not yet acknowledged, at most: bounds memory (replay.max_inflight_events)")
 	f.BoolVar(&progress, "progress", false, "show a progress bar on stderr (default: when stderr is a terminal)")
 	return cmd
-}
-
-// ignoreHangup keeps SIGHUP from killing the process (its default action):
-// it is how operators ask a daemon to reload, and a terminal hanging up
-// sends it too. What it reloads is set with the function returned (the TLS
-// certificates); configuration reload does not exist yet, so the signal
-// says so.
-func ignoreHangup() (onHangup func(reload func() error)) {
-	var reload atomic.Pointer[func() error]
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			f := reload.Load()
-			if f == nil {
-				slog.Warn("SIGHUP received and ignored: configuration reload is not supported yet (SIGTERM drains and stops)")
-				continue
-			}
-			if err := (*f)(); err != nil {
-				slog.Error("SIGHUP: TLS certificates not reloaded; the previous ones are still served", "error", err)
-				continue
-			}
-			slog.Info("SIGHUP: TLS certificates read again; the rest of the configuration is not reloaded yet")
-		}
-	}()
-	return func(f func() error) { reload.Store(&f) }
 }
 
 // replayMemoryLimit is the soft memory limit of `gwpipe replay`.

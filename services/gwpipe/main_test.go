@@ -63,8 +63,14 @@ type proc struct {
 // environment, and waits until its admin endpoint answers.
 func startGwpipe(t *testing.T, intake string, env ...string) *proc {
 	t.Helper()
+	return startGwpipeArgs(t, []string{"run"}, intake, env...)
+}
+
+// startGwpipeArgs is startGwpipe with the command line's arguments.
+func startGwpipeArgs(t *testing.T, args []string, intake string, env ...string) *proc {
+	t.Helper()
 	p := &proc{firehose: "http://" + freeAddr(t) + "/", admin: freeAddr(t), dlqDir: t.TempDir(), lines: make(chan string, 1000), exited: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], "run")
+	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(),
 		runMainEnv+"=1",
 		"DD_API_KEY="+ddKey,
@@ -344,17 +350,18 @@ func plural(n int, what string) string {
 	return fmt.Sprint(n, " ", what, "s")
 }
 
-// waitLine waits for a line of stderr holding text; the process ending
-// first fails the test.
-func (p *proc) waitLine(t *testing.T, text string, within time.Duration) {
+// waitLine waits for a line of stderr holding text, and returns the lines
+// read before it; the process ending first fails the test.
+func (p *proc) waitLine(t *testing.T, text string, within time.Duration) (before []string) {
 	t.Helper()
 	timeout := time.After(within)
 	for {
 		select {
 		case l := <-p.lines:
 			if strings.Contains(l, text) {
-				return
+				return before
 			}
+			before = append(before, l)
 		case <-p.exited:
 			t.Fatalf("the process ended (%v) before logging %q", p.waitErr, text)
 		case <-timeout:
@@ -364,15 +371,16 @@ func (p *proc) waitLine(t *testing.T, text string, within time.Duration) {
 }
 
 // TestSIGHUPDoesNoHarm: SIGHUP (a reload request, or a terminal hanging
-// up) is logged and ignored: the process keeps serving, and SIGTERM still
-// drains it, with its summary and exit 0.
+// up) with an unchanged configuration reloads nothing and says so: the
+// process keeps serving, and SIGTERM still drains it, with its summary and
+// exit 0.
 func TestSIGHUPDoesNoHarm(t *testing.T) {
 	s, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{ddKey}})
 	p := startGwpipe(t, base)
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "SIGHUP received and ignored", 30*time.Second)
+	p.waitLine(t, "configuration reloaded: no key that reloads changed", 30*time.Second)
 	if a := post(p.firehose, "after-hup", 2); a.status != http.StatusOK {
 		t.Fatalf("after SIGHUP a request was answered %d (%s)", a.status, a.message)
 	}

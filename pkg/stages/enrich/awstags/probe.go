@@ -26,7 +26,8 @@ type ProbeStep struct {
 func (t *Tagger) Probe(ctx context.Context, acct, region string) []ProbeStep {
 	var steps []ProbeStep
 	if acct == "" {
-		own := &account{creds: t.awsCfg.Credentials, clients: map[string]Clients{}}
+		own := &account{}
+		own.auth.Store(&accountAuth{creds: t.awsCfg.Credentials, clients: map[string]Clients{}})
 		self, err := t.selfAccount(ctx, own)
 		steps = append(steps, ProbeStep{What: "sts:GetCallerIdentity", Detail: "account " + self, Err: err})
 		if err != nil {
@@ -35,9 +36,9 @@ func (t *Tagger) Probe(ctx context.Context, acct, region string) []ProbeStep {
 		acct = self
 	}
 	a := t.newAccount(acct)
-	if a.role != "" {
-		_, err := a.creds.Retrieve(ctx)
-		steps = append(steps, ProbeStep{What: "sts:AssumeRole " + a.role, Detail: "assumed", Err: err})
+	if au := a.auth.Load(); au.role != "" {
+		_, err := au.creds.Retrieve(ctx)
+		steps = append(steps, ProbeStep{What: "sts:AssumeRole " + au.role, Detail: "assumed", Err: err})
 		if err != nil {
 			return steps
 		}
