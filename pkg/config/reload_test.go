@@ -2,8 +2,10 @@ package config
 
 import (
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -98,4 +100,47 @@ func TestReloadableKeys(t *testing.T) {
 	assert.NotContains(t, got, "sources.firehose.listen")
 	assert.Equal(t, NeedsRestart, ReloadClassOf("transport.kind"))
 	assert.Equal(t, NotRun, ReloadClassOf("replay.bucket"))
+}
+
+// TestREADMEListsTheReloadableKeys: the README's table of what reloads on
+// SIGHUP names every key that reloads, and only those (a.* stands for every
+// key under a).
+func TestREADMEListsTheReloadableKeys(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	text := string(data)
+	begin := strings.Index(text, "<!-- reloadable keys")
+	end := strings.Index(text, "<!-- end of reloadable keys -->")
+	require.True(t, begin >= 0 && end > begin, "the README has the table of reloadable keys")
+	var listed []string
+	for _, line := range strings.Split(text[begin:end], "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, m := range backticked.FindAllStringSubmatch(cells[1], -1) {
+			if strings.Contains(m[1], ".") {
+				listed = append(listed, m[1])
+			}
+		}
+	}
+	covered := func(key string) bool {
+		return slices.ContainsFunc(listed, func(l string) bool {
+			prefix, all := strings.CutSuffix(l, "*")
+			return l == key || all && strings.HasPrefix(key, prefix)
+		})
+	}
+	for _, k := range schema() {
+		if ReloadClassOf(k.name) == Reloads {
+			assert.True(t, covered(k.name), "%s reloads but the README does not say so", k.name)
+		} else {
+			assert.False(t, covered(k.name), "the README says %s reloads; it does not", k.name)
+		}
+	}
+	for _, l := range listed {
+		assert.True(t, slices.ContainsFunc(schema(), func(k key) bool {
+			p, all := strings.CutSuffix(l, "*")
+			return k.name == l || all && strings.HasPrefix(k.name, p)
+		}), "the README lists %s, which is no key", l)
+	}
 }
