@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"net/http"
 	"log/slog"
 	"slices"
 	"testing"
@@ -126,13 +127,25 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 	next.Enrich.Mappings = []awstags.Mapping{{LogGroup: "custom-*", APIID: "m1m2m3m4m5", Stage: "live"}}
 	next.Metrics.TagAllowlist = []string{"team"}
 	next.Datadog.Service = "shop"
-	next.Filters.ExcludeAtMatch = "healthcheck"
+	next.Filters.Redact = []string{"email"}
 	rep, err = h.p.Reload(ctx, next)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"log.level", "parse.formats", "parse.other_source", "enrich.mappings", "metrics.tag_allowlist", "datadog.service", "filters.exclude_at_match"}, rep.Applied)
+	assert.ElementsMatch(t, []string{"log.level", "parse.formats", "parse.other_source", "enrich.mappings", "metrics.tag_allowlist", "datadog.service", "filters.redact"}, rep.Applied)
 	assert.Empty(t, rep.NeedsRestart)
 	assert.Empty(t, rep.Notes)
 	assert.NotNil(t, h.p.parser.FormatFor("custom-1"), "parse.formats")
 	assert.Equal(t, slog.LevelDebug, level.Level(), "log.level")
 	assert.Equal(t, "shop", h.p.RunningConfig().Datadog.Service)
+
+	// The new filters scrub what is delivered next.
+	env := envelopeOf(`{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":200,\"caller\":\"jane.doe+api@example.co.uk\"}`, "r1", "r2")
+	status, resp := firehoseRequest(t, h.url, "after-reload", gz(recordsBody("after-reload", env)), map[string]string{"Content-Encoding": "gzip"})
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	logs := h.intake.Logs()
+	require.Len(t, logs, 2, "%+v", h.p.Status().Stages)
+	for _, l := range logs {
+		for _, s := range logStrings(t, l) {
+			assert.NotContains(t, s, "@example", "filters.redact reloaded: no address left")
+		}
+	}
 }
