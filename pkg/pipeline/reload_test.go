@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -26,22 +26,8 @@ import (
 func TestReloadUnderLoad(t *testing.T) {
 	h := start(t, func(c *config.Config) { c.Enrich.Tags = []string{"reload:old"} })
 	const events = 20_000
-	acked := make(chan struct{}, 1)
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(context.Background(), loadConfig(h, events, 7), loadgen.WithAckCallback(func(*loadgen.Request) {
-			select {
-			case acked <- struct{}{}:
-			default:
-			}
-		}))
-		done <- result{rep, err}
-	}()
-	<-acked // traffic is flowing
+	load := loadgen.Start(context.Background(), loadConfig(h, events, 7))
+	<-load.Flowing // traffic goes through
 
 	ctx := context.Background()
 	next := h.p.RunningConfig()
@@ -68,10 +54,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	assert.Equal(t, []string{"reload:new", "team:payments"}, h.p.RunningConfig().Enrich.Tags, "the running configuration stays")
 
-	r := <-done
-	require.NoError(t, r.err)
-	assert.EqualValues(t, events, r.rep.EventsAcked)
-	assert.Zero(t, r.rep.Retries, "no request refused: %v", r.rep.Statuses)
+	lr, err := load.Wait()
+	require.NoError(t, err)
+	assert.EqualValues(t, events, lr.EventsAcked)
+	assert.Zero(t, lr.Retries, "no request refused: %v", lr.Statuses)
 
 	// Traffic after the reload: every log has the new tags.
 	rep2, err := loadgen.Run(ctx, func() loadgen.Config { c := loadConfig(h, 2_000, 7); c.Instance = 1; return c }())

@@ -52,22 +52,8 @@ func TestSIGHUPReloadsUnderLoad(t *testing.T) {
 	p := startGwpipeArgs(t, []string{"run", "--config", cfgPath}, base)
 
 	const events = 20_000
-	acked := make(chan struct{}, 1)
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(context.Background(), loadTo(p, events, 0), loadgen.WithAckCallback(func(*loadgen.Request) {
-			select {
-			case acked <- struct{}{}:
-			default:
-			}
-		}))
-		done <- result{rep, err}
-	}()
-	<-acked // traffic is flowing
+	load := loadgen.Start(context.Background(), loadTo(p, events, 0))
+	<-load.Flowing // traffic goes through
 
 	// New tags, a quieter log, and a key that needs a restart.
 	writeConfig(t, cfgPath, "log:\n  level: warn\nenrich:\n  tags: [reload:new, team:payments]\ndatadog:\n  logs:\n    concurrency: 2\n")
@@ -102,12 +88,12 @@ func TestSIGHUPReloadsUnderLoad(t *testing.T) {
 	}
 	p.waitLine(t, "configuration reload rejected: the running configuration stays", time.Minute)
 
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
+	lr, err := load.Wait()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r.rep.EventsAcked != events || r.rep.Retries != 0 {
-		t.Fatalf("under reloads: %d of %d events acknowledged, %d retries (%v): a request was refused", r.rep.EventsAcked, events, r.rep.Retries, r.rep.Statuses)
+	if lr.EventsAcked != events || lr.Retries != 0 {
+		t.Fatalf("under reloads: %d of %d events acknowledged, %d retries (%v): a request was refused", lr.EventsAcked, events, lr.Retries, lr.Statuses)
 	}
 	// Traffic after the reloads.
 	rep2, err := loadgen.Run(context.Background(), loadTo(p, 1_000, 1))
@@ -147,9 +133,9 @@ func TestSIGHUPReloadsUnderLoad(t *testing.T) {
 	if counters["config.reloads.ok"] != 1.0 || counters["config.reloads.rejected"] != 2.0 {
 		t.Errorf("reload counters: ok %v, rejected %v; want 1 and 2", counters["config.reloads.ok"], counters["config.reloads.rejected"])
 	}
-	lr, _ := st["last_reload"].(map[string]any)
-	if lr["result"] != "rejected" || !strings.Contains(lr["error"].(string), "read the configuration") {
-		t.Errorf("/status last_reload: %v", lr)
+	lastReload, _ := st["last_reload"].(map[string]any)
+	if e, _ := lastReload["error"].(string); lastReload["result"] != "rejected" || !strings.Contains(e, "read the configuration") {
+		t.Errorf("/status last_reload: %v", lastReload)
 	}
 
 	if a := post(p.firehose, "after-hup", 2); a.status != http.StatusOK {

@@ -1,12 +1,12 @@
 package apigw
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/testkit/churn"
 )
 
 // TestSetConfigReplacesFormatsPrefixesAndSource: a reload's formats,
@@ -50,24 +50,16 @@ func TestSetConfigUnderParsing(t *testing.T) {
 	a := Config{Formats: []FormatRule{{LogGroup: "gw-*", Format: `{"a":"$context.requestId","b":"$context.status"}`}}}
 	b := Config{Formats: []FormatRule{{LogGroup: "gw-*", Format: `{"a":"$context.requestId","b":"$context.integrationStatus"}`}}}
 	p := mustParser(t, a)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			require.NoError(t, p.SetConfig([]Config{a, b}[i%2]))
+	stop := churn.Start(func(i int) {
+		if err := p.SetConfig([]Config{a, b}[i%2]); err != nil {
+			t.Error(err)
 		}
 	})
+	defer stop()
 	for range 2000 {
 		rec := record.Record{Origin: &record.Origin{LogGroup: "gw-1"}, Message: []byte(`{"a":"r-1","b":"404"}`)}
 		p.Parse(nil, &rec)
 		m := attrMap(&rec)
 		require.True(t, (m[KeyStatusCode] == int64(404)) != (m[KeyIntegStatus] == int64(404)), "one format or the other: %v", m)
 	}
-	close(stop)
-	wg.Wait()
 }

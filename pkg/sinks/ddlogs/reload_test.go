@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/churn"
 )
 
 // TestSetDefaultsAppliesToLaterDelivers: a reload's static tags and service
@@ -46,18 +48,7 @@ func TestSetDefaultsAppliesToLaterDelivers(t *testing.T) {
 	}
 
 	// Under concurrent reloads, every batch is rendered with one set.
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-				c.SetDefaults(Defaults{Tags: fmt.Sprint("gen:", i)})
-			}
-		}
-	})
+	stop := churn.Start(func(i int) { c.SetDefaults(Defaults{Tags: fmt.Sprint("gen:", i)}) })
 	var delivers sync.WaitGroup
 	for b := range 20 {
 		delivers.Go(func() {
@@ -66,8 +57,7 @@ func TestSetDefaultsAppliesToLaterDelivers(t *testing.T) {
 		})
 	}
 	delivers.Wait()
-	close(stop)
-	wg.Wait()
+	stop()
 	_, payloads, _ = in.snapshot()
 	tagsOf := map[string]string{} // batch prefix → ddtags
 	for _, p := range payloads {

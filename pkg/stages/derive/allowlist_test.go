@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/testkit/churn"
 )
 
 // TestSetTagAllowlistMidWindow: a reload of the allowlist applies to the
@@ -61,19 +62,8 @@ func TestSetTagAllowlistUnderLoad(t *testing.T) {
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		lists := [][]string{nil, {"team"}, {"env", "team"}, {"team", "env"}}
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			assert.NoError(t, d.SetTagAllowlist(lists[i%len(lists)]))
-		}
-	})
+	lists := [][]string{nil, {"team"}, {"env", "team"}, {"team", "env"}}
+	stop := churn.Start(func(i int) { assert.NoError(t, d.SetTagAllowlist(lists[i%len(lists)])) })
 	get := req{at: t0, method: "GET", route: "/pets", status: 200, latMs: 3, integMs: -1, bytes: -1}
 	var handlers sync.WaitGroup
 	for range 4 {
@@ -84,8 +74,7 @@ func TestSetTagAllowlistUnderLoad(t *testing.T) {
 		})
 	}
 	handlers.Wait()
-	close(stop)
-	wg.Wait()
+	stop()
 	require.NoError(t, d.Flush(context.Background(), out))
 	counts, _ := totals(t, out.metrics())
 	var total float64
