@@ -62,6 +62,7 @@ var restartKeys = []string{
 	"transport.sqs.region", "transport.sqs.topic_prefix", "transport.sqs.visibility_timeout",
 	"transport.sqs.max_receive_count", "transport.sqs.message_limit", "transport.sqs.claim_check_bucket",
 	"transport.subscribers", "transport.dedup_window",
+	"transport.fleet_dedup.enabled", "transport.fleet_dedup.ttl", "transport.fleet_dedup.claim_ttl",
 	"pipeline.max_inflight_batches", "pipeline.max_retries", "pipeline.retry_initial", "pipeline.retry_max",
 	"pipeline.max_held_bytes", "pipeline.ingest_high_water_bytes", "pipeline.drain_timeout",
 	"pipeline.topics.raw", "pipeline.topics.decoded", "pipeline.topics.parsed", "pipeline.topics.enriched",
@@ -91,7 +92,8 @@ var restartKeys = []string{
 	"metrics.streams.enabled", "metrics.streams.namespace", "metrics.streams.pass_other",
 	"metrics.streams.drop_namespaces", "metrics.streams.percentiles",
 	"metrics.poller.targets", "metrics.poller.interval", "metrics.poller.lag", "metrics.poller.state_file",
-	"dlq.dir",
+	"metrics.poller.state_url", "metrics.poller.lease.ttl",
+	"dlq.dir", "dlq.url", "dlq.max_object_bytes", "dlq.linger",
 	"admin.listen", "admin.health_listen", "admin.pprof", "admin.report_interval",
 }
 
