@@ -72,6 +72,7 @@ var restartKeys = []string{
 	"sources.firehose.max_body_bytes", "sources.firehose.max_decompressed_bytes", "sources.firehose.max_inflight_bytes",
 	"sources.firehose.body_read_timeout", "sources.firehose.min_body_rate", "sources.firehose.ack_timeout",
 	"sources.firehose.records_per_batch", "sources.firehose.dedup_ttl", "sources.firehose.default_region",
+	"sources.firehose.tls.cert_file", "sources.firehose.tls.key_file",
 	"sources.sqs.queue_urls", "sources.sqs.max_concurrent_messages", "sources.sqs.visibility_timeout",
 	"sources.sqs.wait_time", "sources.sqs.region",
 	"decode.max_record_bytes", "decode.max_decompressed_bytes", "decode.max_events_per_batch",
@@ -95,6 +96,7 @@ var restartKeys = []string{
 	"metrics.poller.state_url", "metrics.poller.lease.ttl",
 	"dlq.dir", "dlq.url", "dlq.max_object_bytes", "dlq.linger",
 	"admin.listen", "admin.health_listen", "admin.pprof", "admin.report_interval",
+	"admin.tls.cert_file", "admin.tls.key_file",
 }
 
 // notRunSection is the section only `gwpipe replay` reads.

@@ -89,14 +89,15 @@ func (p *Pipeline) Reload(ctx context.Context, next config.Config) (ReloadReport
 	p.reload.mu.Lock()
 	defer p.reload.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return p.rejectReload(err), err
+		return p.rejectReload(err, nil), err
 	}
+	certs := p.reloadCertificates()
 	if err := next.Validate(); err != nil {
 		err = fmt.Errorf("invalid configuration:\n%w", err)
-		return p.rejectReload(err), err
+		return p.rejectReload(err, certs), err
 	}
 	cur := *p.reload.current.Load()
-	rep := ReloadReport{At: time.Now().UTC(), Result: ReloadUnchanged}
+	rep := ReloadReport{At: time.Now().UTC(), Result: ReloadUnchanged, Notes: certs}
 	for _, k := range config.Diff(cur, next) {
 		switch config.ReloadClassOf(k) {
 		case config.Reloads:
@@ -110,12 +111,14 @@ func (p *Pipeline) Reload(ctx context.Context, next config.Config) (ReloadReport
 	// must be valid too, not only the file.
 	if err := run.Validate(); err != nil {
 		err = fmt.Errorf("the reloadable keys do not fit the keys that need a restart:\n%w", err)
-		return p.rejectReload(err), err
+		return p.rejectReload(err, certs), err
 	}
 	var finish func()
 	if len(rep.Applied) > 0 {
 		rep.Result = ReloadApplied
-		rep.Notes, finish = p.applyReload(run, rep.Applied)
+		var notes []string
+		notes, finish = p.applyReload(run, rep.Applied)
+		rep.Notes = append(rep.Notes, notes...)
 	}
 	p.reload.current.Store(&run)
 	p.reload.ok.Inc()
@@ -143,11 +146,29 @@ func (p *Pipeline) Reload(ctx context.Context, next config.Config) (ReloadReport
 func (p *Pipeline) RejectReload(err error) ReloadReport {
 	p.reload.mu.Lock()
 	defer p.reload.mu.Unlock()
-	return p.rejectReload(err)
+	return p.rejectReload(err, p.reloadCertificates())
 }
 
-func (p *Pipeline) rejectReload(err error) ReloadReport {
-	rep := ReloadReport{At: time.Now().UTC(), Result: ReloadRejected, Error: err.Error()}
+// reloadCertificates reads the listeners' TLS certificates again
+// (sources.firehose.tls, admin.tls): a reload request is also how a
+// rotation is announced, whatever the configuration file says. One that
+// cannot be read keeps serving the previous certificate; the returned note
+// says so.
+func (p *Pipeline) reloadCertificates() (notes []string) {
+	if len(p.tls) == 0 {
+		return nil
+	}
+	if err := p.ReloadTLS(); err != nil {
+		p.log.Error("TLS certificates not read again: the previous ones are still served", "error", err)
+		return []string{fmt.Sprintf("TLS certificates not read again, the previous ones are still served: %v", err)}
+	}
+	p.log.Info("TLS certificates read again")
+	return nil
+}
+
+// rejectReload records a rejected reload.
+func (p *Pipeline) rejectReload(err error, notes []string) ReloadReport {
+	rep := ReloadReport{At: time.Now().UTC(), Result: ReloadRejected, Error: err.Error(), Notes: notes}
 	p.reload.rejected.Inc()
 	p.reload.last.Store(&rep)
 	p.log.Error("configuration reload rejected: the running configuration stays", "error", err)

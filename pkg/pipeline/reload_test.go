@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/tlsreload/tlstest"
 )
 
 // TestReloadUnderLoad: reloads while Firehose traffic flows refuse no
@@ -134,4 +137,44 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 			assert.NotContains(t, s, "@example", "filters.redact reloaded: no address left")
 		}
 	}
+}
+
+// TestReloadReadsTheCertificatesAgain: every reload request reads the TLS
+// certificates again, at once, whether the configuration is applied or
+// rejected; one that cannot be read is reported and the previous one is
+// still served.
+func TestReloadReadsTheCertificatesAgain(t *testing.T) {
+	dir := t.TempDir()
+	first := tlstest.New(t, 1).Write(t, dir)
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.TLS.CertFile, c.Sources.Firehose.TLS.KeyFile = first.CertFile, first.KeyFile
+	})
+	url := "https://" + h.p.FirehoseAddr() + "/"
+	second, third := tlstest.New(t, 2), tlstest.New(t, 3)
+	client := httpsClient(first, second, third)
+	send := func(id string) int64 {
+		status, serial := postFirehoseTLS(t, client, url, id, recordsBody(id, gz(envelope(id))))
+		require.Equal(t, http.StatusOK, status)
+		return serial
+	}
+	require.EqualValues(t, 1, send("r1"))
+
+	second.Write(t, dir)
+	rep, err := h.p.Reload(context.Background(), h.p.RunningConfig())
+	require.NoError(t, err)
+	assert.Equal(t, ReloadUnchanged, rep.Result)
+	assert.Empty(t, rep.Notes)
+	require.EqualValues(t, 2, send("r2"), "a reload reads the certificate at once")
+
+	third.Write(t, dir)
+	rep = h.p.RejectReload(errors.New("the file does not parse"))
+	assert.Equal(t, ReloadRejected, rep.Result)
+	require.EqualValues(t, 3, send("r3"), "even when the configuration is rejected")
+
+	require.NoError(t, os.WriteFile(first.CertFile, []byte("not a certificate"), 0o600))
+	rep, err = h.p.Reload(context.Background(), h.p.RunningConfig())
+	require.NoError(t, err)
+	require.Len(t, rep.Notes, 1)
+	assert.Contains(t, rep.Notes[0], "sources.firehose.tls")
+	require.EqualValues(t, 3, send("r4"), "the previous certificate is still served")
 }
