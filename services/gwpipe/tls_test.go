@@ -36,7 +36,7 @@ func TestSIGHUPReloadsTLSCertificates(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "SIGHUP: TLS certificates read again", 30*time.Second)
+	p.waitLine(t, `msg="TLS certificates read again"`, 30*time.Second)
 	if got := served(); got != 2 {
 		t.Fatalf("after SIGHUP served serial %d, want 2", got)
 	}
