@@ -88,6 +88,22 @@ func BenchmarkStages(b *testing.B) {
 	b.Run("decode", func(b *testing.B) {
 		measure(b, func() {}, func() { decoded() })
 	})
+	// decode-req decodes request by request, as the pipeline does (a raw
+	// batch is one Firehose request's records).
+	b.Run("decode-req", func(b *testing.B) {
+		per := benchConfig().RecordsPerRequest
+		var reqs []*record.Batch
+		for i := 0; i < len(raw.Records); i += per {
+			reqs = append(reqs, &record.Batch{ID: "bench", Origin: origin, Records: raw.Records[i:min(i+per, len(raw.Records))]})
+		}
+		measure(b, func() {}, func() {
+			for _, r := range reqs {
+				if res := dec.Decode(r); res.Dead != nil {
+					b.Fatalf("dead letters: %s", res.Dead.Records[0].Reason)
+				}
+			}
+		})
+	})
 	b.Run("parse", func(b *testing.B) {
 		var bs []*record.Batch
 		measure(b, func() { bs = decoded() }, func() {
