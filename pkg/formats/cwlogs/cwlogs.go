@@ -101,6 +101,10 @@ type Envelope struct {
 	Owner       string
 	LogGroup    string
 	LogStream   string
+	// Events is the number of logEvents of a DATA_MESSAGE, set once they
+	// are checked (before the first onEvent), so that a caller can size
+	// its buffers once.
+	Events int
 }
 
 // Data and Control are the message types.
@@ -156,6 +160,12 @@ func ParseDocument(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) er
 	if err != nil {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
+	return ParseValue(v, onEnvelope, onEvent)
+}
+
+// ParseValue is ParseDocument on a document already parsed, for a caller
+// that had to parse it anyway to find where it ends.
+func ParseValue(v *fastjson.Value, onEnvelope func(*Envelope) error, onEvent func(*Envelope, *Event) error) error {
 	o, err := v.Object()
 	if err != nil {
 		return ErrNotEnvelope
@@ -195,6 +205,7 @@ func ParseDocument(p *fastjson.Parser, doc []byte, onEnvelope func(*Envelope) er
 	if err != nil {
 		return errors.New("logEvents is not an array")
 	}
+	env.Events = len(arr)
 	for i, e := range arr {
 		if e.Type() != fastjson.TypeObject {
 			return fmt.Errorf("logEvents[%d] is not an object", i)

@@ -60,6 +60,23 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 	var sp splitter
 	sp.reset(data, sc.items)
 	defer func() { sc.items = sp.queue[:0] }()
+	// The usual record is one envelope alone on its line: parsed once here,
+	// where the splitter needs to know that it is one object, and read from
+	// that parse. Any other line takes the scan, as if this were not here.
+	var parsed *fastjson.Value // the document of the last item marked parsed
+	if !s.slowSplit {
+		sp.whole = func(line []byte) bool {
+			if !cwlogs.ClaimsEnvelope(line) {
+				return false
+			}
+			v, err := p.ParseBytes(line)
+			if err != nil || v.Type() != fastjson.TypeObject {
+				return false
+			}
+			parsed = v
+			return true
+		}
+	}
 	sc.bad = sc.bad[:0]
 	var (
 		total, badBytes int
@@ -71,9 +88,13 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 		b := data[it.start:it.end]
 		total += len(b)
 		if j := skipSpace(b); j < len(b) && b[j] == '{' {
-			if cwlogs.ClaimsEnvelope(b) {
+			if it.parsed || cwlogs.ClaimsEnvelope(b) {
+				var v *fastjson.Value
+				if it.parsed {
+					v = parsed
+				}
 				good += s.flushMetrics(sc, data, &run, e)
-				if ok, handled := s.envelope(sc, p, raw, data, it, e, &tally); handled {
+				if ok, handled := s.envelope(sc, p, v, raw, data, it, e, &tally); handled {
 					if ok {
 						good++
 					}
@@ -143,19 +164,24 @@ type envelopeTally struct{ control, unknown int64 }
 // envelope reads an item that claims to be a CloudWatch envelope: ok when
 // it went on (events or a control message), else it was dead-lettered. It
 // reports handled false, having done nothing, when the item is a JSON
-// object that is not an envelope after all.
-func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, raw *record.Record, data []byte, it item, e *emitter, tally *envelopeTally) (ok, handled bool) {
+// object that is not an envelope after all. v is the item parsed, or nil
+// when it is still to be.
+func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, raw *record.Record, data []byte, it item, e *emitter, tally *envelopeTally) (ok, handled bool) {
 	b := data[it.start:it.end]
 	var origin *record.Origin
 	var control bool
 	n := 0
-	err := cwlogs.ParseDocument(p, b, func(env *cwlogs.Envelope) error {
+	onEnvelope := func(env *cwlogs.Envelope) error {
 		control = env.MessageType == cwlogs.Control
 		if !control {
 			origin = raw.Origin.WithLogGroup(env.Owner, env.LogGroup, env.LogStream)
 		}
 		return nil
-	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
+	}
+	onEvent := func(env *cwlogs.Envelope, ev *cwlogs.Event) error {
+		if n == 0 {
+			e.reserve(env.Events)
+		}
 		o := origin.WithAccountRegion(ev.Account, ev.Region)
 		e.add(record.Record{
 			Origin: o, EventID: e.keepString(ev.ID), Timestamp: ev.Timestamp,
@@ -163,7 +189,13 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, raw *record.Record, da
 		})
 		n++
 		return nil
-	})
+	}
+	var err error
+	if v != nil {
+		err = cwlogs.ParseValue(v, onEnvelope, onEvent)
+	} else {
+		err = cwlogs.ParseDocument(p, b, onEnvelope, onEvent)
+	}
 	switch {
 	case err == nil && control:
 		tally.control++

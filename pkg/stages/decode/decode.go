@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -33,6 +34,9 @@ type Stage struct {
 
 	// trace, in tests, is told what each part of a decoded record became.
 	trace func(data []byte, p part)
+	// slowSplit, in tests, turns off the one-pass path (see decodeText),
+	// the reference it is compared with.
+	slowSplit bool
 
 	memory *membudget.Budget // nil: none
 	large  chan struct{}     // the slot of the one large record decoded at a time
@@ -137,6 +141,13 @@ func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*reco
 			arena.Arena = nil // a piece's bytes are its own: they go when it goes
 		}
 	}
+	// reserve makes room for n more events in the current piece, so that
+	// an envelope's events are not copied again each time it grows.
+	reserve := func(n int) {
+		if want := min(s.cfg.MaxEventsPerBatch, len(cur.Records)+n); want > cap(cur.Records) {
+			cur.Records = slices.Grow(cur.Records, want-len(cur.Records))
+		}
+	}
 	keepString := func(p []byte) string {
 		k := arena.Keep(p)
 		if len(k) == 0 {
@@ -158,7 +169,7 @@ func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*reco
 		return emit(mb)
 	}
 
-	e := &emitter{arena: arena, keepString: keepString, add: add, points: &points}
+	e := &emitter{arena: arena, keepString: keepString, add: add, reserve: reserve, points: &points}
 	for i := range in.Records {
 		raw := &in.Records[i]
 		mark, markPieces, markBytes := len(cur.Records), len(pieces), curBytes
@@ -247,6 +258,7 @@ type emitter struct {
 	arena      *record.Batch
 	keepString func([]byte) string
 	add        func(record.Record)
+	reserve    func(n int) // room for n more events
 	points     *[]record.Metric
 }
 

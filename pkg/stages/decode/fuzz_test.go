@@ -155,10 +155,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("{\n \"messageType\": \"DATA_MESSAGE\",\n \"logEvents\": []\n}\n{\n"), true)
 	f.Add(append(append([]byte{}, fakeFrames...), "\x00bad"...), true)
 	f.Fuzz(func(t *testing.T, data []byte, decoded bool) {
+		rec := record.Record{Kind: record.KindRaw, Message: data, Timestamp: 42}
 		if decoded {
-			checkAccounting(t, record.Record{Kind: record.KindLine, Message: data, Timestamp: 42})
-			return
+			rec.Kind = record.KindLine
 		}
-		checkAccounting(t, record.Record{Kind: record.KindRaw, Message: data, Timestamp: 42})
+		checkAccounting(t, rec)
+		checkOnePass(t, rec)
 	})
 }

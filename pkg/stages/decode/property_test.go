@@ -201,6 +201,7 @@ func checkGenerated(t *testing.T, c *choices) {
 	rec.Origin = in.Origin
 	in.Records = []record.Record{rec}
 	res := s.Decode(in)
+	checkOnePass(t, rec)
 
 	dead := deadRecords(res)
 	if g.whole {

@@ -17,6 +17,9 @@ type item struct {
 	// unclosed: the item starts with a '{' that never closes (a truncated
 	// document).
 	unclosed bool
+	// parsed: the item is a line that splitter.whole vouched for, one
+	// JSON object alone on its line, which whole's caller holds parsed.
+	parsed bool
 }
 
 // splitter cuts a decoded text record into items. White space between
@@ -36,6 +39,14 @@ type splitter struct {
 	// noMultiBefore: no object is read across lines from before this
 	// offset (an earlier attempt scanned up to it and failed).
 	noMultiBefore int
+	// whole, when set, is offered each line that starts with '{' (from
+	// the '{', without its '\n') before the line is cut into objects. It
+	// returns true only when the line is one valid JSON object and white
+	// space (it parsed it, so it knows): the line is then the item, as the
+	// scan would have found, and the scan for object ends is skipped. This
+	// is decode's one-pass path: an envelope is parsed once, not first
+	// scanned for its end and then parsed.
+	whole func(line []byte) bool
 }
 
 func (s *splitter) reset(data []byte, queue []item) {
@@ -69,6 +80,10 @@ func (s *splitter) next() (item, bool) {
 	}
 	unclosed := false
 	if d[i] == '{' {
+		if s.whole != nil && s.whole(d[i:eol]) {
+			s.pos = eol
+			return item{start: bol, end: trimCR(d, bol, eol), line: s.line, parsed: true}, true
+		}
 		var ok bool
 		if ok, unclosed = s.objects(i, eol); ok {
 			if len(s.queue) == 1 && s.queue[0].line == s.line && s.pos == eol {
