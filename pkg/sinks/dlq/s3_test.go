@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -58,125 +59,132 @@ var objectName = regexp.MustCompile(`^dlq-\d{8}T\d{6}\.\d{3}Z-[^/]+-\d+-\d{6}\.j
 // once its letters are stored, and every letter is in the archive once,
 // in the documented format.
 func TestS3ArchiveGathersAndStoresEveryLetterOnce(t *testing.T) {
-	s := cas.NewMemory()
-	cfg := DefaultConfig()
-	cfg.Linger = 20 * time.Millisecond
-	reg := telemetry.NewRegistry()
-	a := NewS3(s, "s3://b/dlq/", cfg)
-	a.RegisterMetrics(reg)
-	var wg sync.WaitGroup
-	var want []string
-	var mu sync.Mutex
-	for w := range 16 {
-		wg.Go(func() {
-			for i := range 5 {
-				b := LetterBatch(fmt.Sprintf("w%d-%d", w, i), 3)
-				if !assert.NoError(t, a.Write(context.Background(), b)) {
-					return
-				}
-				// Returned: the letters are in S3 already.
-				stored := map[string]bool{}
-				for _, name := range s.Keys() {
-					data, _, err := s.Get(context.Background(), name)
-					assert.NoError(t, err)
-					zr, err := gzip.NewReader(bytes.NewReader(data))
-					if !assert.NoError(t, err) {
+	synctest.Test(t, func(t *testing.T) {
+		s := cas.NewMemory()
+		cfg := DefaultConfig()
+		cfg.Linger = 20 * time.Millisecond
+		reg := telemetry.NewRegistry()
+		a := NewS3(s, "s3://b/dlq/", cfg)
+		a.RegisterMetrics(reg)
+		var wg sync.WaitGroup
+		var want []string
+		var mu sync.Mutex
+		for w := range 16 {
+			wg.Go(func() {
+				for i := range 5 {
+					b := LetterBatch(fmt.Sprintf("w%d-%d", w, i), 3)
+					if !assert.NoError(t, a.Write(context.Background(), b)) {
 						return
 					}
-					_, err = Read(zr, func(e Entry) error { stored[e.EventID] = true; return nil })
-					assert.NoError(t, err)
+					// Returned: the letters are in S3 already.
+					stored := map[string]bool{}
+					for _, name := range s.Keys() {
+						data, _, err := s.Get(context.Background(), name)
+						assert.NoError(t, err)
+						zr, err := gzip.NewReader(bytes.NewReader(data))
+						if !assert.NoError(t, err) {
+							return
+						}
+						_, err = Read(zr, func(e Entry) error { stored[e.EventID] = true; return nil })
+						assert.NoError(t, err)
+					}
+					for _, r := range b.Records {
+						assert.True(t, stored[r.EventID], "Write returns once its object is stored")
+					}
+					mu.Lock()
+					for _, r := range b.Records {
+						want = append(want, r.EventID)
+					}
+					mu.Unlock()
 				}
-				for _, r := range b.Records {
-					assert.True(t, stored[r.EventID], "Write returns once its object is stored")
-				}
-				mu.Lock()
-				for _, r := range b.Records {
-					want = append(want, r.EventID)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	require.NoError(t, a.Close())
-	ids, names := readS3Archive(t, s)
-	slices.Sort(ids)
-	slices.Sort(want)
-	assert.Equal(t, want, ids, "every letter once")
-	assert.Less(t, len(names), 80, "letters written at the same time share objects")
-	for _, n := range names {
-		assert.Regexp(t, objectName, n)
-	}
-	assert.Equal(t, int64(len(names)), reg.Value("dlq.s3.objects"))
-	assert.Equal(t, int64(len(want)), reg.Value("dlq.s3.letters"))
+			})
+		}
+		wg.Wait()
+		require.NoError(t, a.Close())
+		ids, names := readS3Archive(t, s)
+		slices.Sort(ids)
+		slices.Sort(want)
+		assert.Equal(t, want, ids, "every letter once")
+		assert.Less(t, len(names), 80, "letters written at the same time share objects")
+		for _, n := range names {
+			assert.Regexp(t, objectName, n)
+		}
+		assert.Equal(t, int64(len(names)), reg.Value("dlq.s3.objects"))
+		assert.Equal(t, int64(len(want)), reg.Value("dlq.s3.letters"))
+	})
 }
 
 func TestS3ArchiveObjectsAreBoundedBySize(t *testing.T) {
-	s := cas.NewMemory()
-	cfg := DefaultConfig()
-	cfg.MaxObjectBytes = 64 << 10
-	cfg.Linger = time.Hour // only size seals an object here
-	a := NewS3(s, "s3://b/", cfg)
-	big := strings.Repeat("x", 10<<10)
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Go(func() {
-			b := &record.Batch{Stage: "decode", Records: []record.Record{{Kind: record.KindLine, EventID: fmt.Sprint(i), Message: []byte(big)}}}
-			assert.NoError(t, a.Write(context.Background(), b))
-		})
-	}
-	// 20 letters of ~14 KB: sealed at 64 KiB, the last object stays open
-	// until Close, once every letter joined an object.
-	joined := func() bool {
-		stored, _ := readS3Archive(t, s)
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		open := int64(0)
-		if a.cur != nil {
-			open = a.cur.letters
+	synctest.Test(t, func(t *testing.T) {
+		s := cas.NewMemory()
+		cfg := DefaultConfig()
+		cfg.MaxObjectBytes = 64 << 10
+		cfg.Linger = time.Hour // only size seals an object here
+		a := NewS3(s, "s3://b/", cfg)
+		big := strings.Repeat("x", 10<<10)
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				b := &record.Batch{Stage: "decode", Records: []record.Record{{Kind: record.KindLine, EventID: fmt.Sprint(i), Message: []byte(big)}}}
+				assert.NoError(t, a.Write(context.Background(), b))
+			})
 		}
-		return int64(len(stored))+open == 20
-	}
-	require.Eventually(t, joined, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, a.Close())
-	wg.Wait()
-	ids, names := readS3Archive(t, s)
-	assert.Len(t, ids, 20)
-	assert.GreaterOrEqual(t, len(names), 4)
+		// 20 letters of ~14 KB: sealed at 64 KiB, the last object stays open
+		// until Close, once every letter joined an object.
+		joined := func() bool {
+			stored, _ := readS3Archive(t, s)
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			open := int64(0)
+			if a.cur != nil {
+				open = a.cur.letters
+			}
+			return int64(len(stored))+open == 20
+		}
+		synctest.Wait() // every writer waits on its object
+		require.True(t, joined())
+		require.NoError(t, a.Close())
+		wg.Wait()
+		ids, names := readS3Archive(t, s)
+		assert.Len(t, ids, 20)
+		assert.GreaterOrEqual(t, len(names), 4)
+	})
 }
 
 // With S3 unreachable, Write fails — the batch is not acknowledged, its
 // source sends it again — and nothing partial is left.
 func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
-	s := cas.NewMemory()
-	down := true
-	var mu sync.Mutex
-	s.Fail = func(op, key string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return errors.New("dial tcp: connection refused")
+	synctest.Test(t, func(t *testing.T) {
+		s := cas.NewMemory()
+		down := true
+		var mu sync.Mutex
+		s.Fail = func(op, key string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if down {
+				return errors.New("dial tcp: connection refused")
+			}
+			return nil
 		}
-		return nil
-	}
-	cfg := DefaultConfig()
-	cfg.Linger = time.Millisecond
-	reg := telemetry.NewRegistry()
-	a := NewS3(s, "s3://b/dlq/", cfg)
-	a.RegisterMetrics(reg)
-	err := a.Write(context.Background(), LetterBatch("a", 2))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "s3://b/dlq/dlq-")
-	assert.Contains(t, err.Error(), "connection refused")
-	assert.Empty(t, s.Keys())
-	assert.Equal(t, int64(1), reg.Value("dlq.s3.failures"))
+		cfg := DefaultConfig()
+		cfg.Linger = time.Millisecond
+		reg := telemetry.NewRegistry()
+		a := NewS3(s, "s3://b/dlq/", cfg)
+		a.RegisterMetrics(reg)
+		err := a.Write(context.Background(), LetterBatch("a", 2))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "s3://b/dlq/dlq-")
+		assert.Contains(t, err.Error(), "connection refused")
+		assert.Empty(t, s.Keys())
+		assert.Equal(t, int64(1), reg.Value("dlq.s3.failures"))
 
-	mu.Lock()
-	down = false
-	mu.Unlock()
-	require.NoError(t, a.Write(context.Background(), LetterBatch("a", 2)), "the retry is stored")
-	ids, _ := readS3Archive(t, s)
-	assert.Equal(t, []string{"a-0", "a-1"}, ids, "once")
+		mu.Lock()
+		down = false
+		mu.Unlock()
+		require.NoError(t, a.Write(context.Background(), LetterBatch("a", 2)), "the retry is stored")
+		ids, _ := readS3Archive(t, s)
+		assert.Equal(t, []string{"a-0", "a-1"}, ids, "once")
+	})
 }
 
 // Two workers that would choose the same name (a restarted container:
@@ -200,17 +208,22 @@ func TestS3ArchiveNamesNeverCollide(t *testing.T) {
 }
 
 func TestS3ArchiveCloseWritesWhatIsPending(t *testing.T) {
-	s := cas.NewMemory()
-	cfg := DefaultConfig()
-	cfg.Linger = time.Hour
-	a := NewS3(s, "s3://b/", cfg)
-	done := make(chan error, 1)
-	go func() { done <- a.Write(context.Background(), LetterBatch("x", 1)) }()
-	require.Eventually(t, func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.cur != nil }, 5*time.Second, time.Millisecond)
-	require.NoError(t, a.Close())
-	require.NoError(t, <-done)
-	assert.Len(t, s.Keys(), 1)
-	assert.ErrorIs(t, a.Write(context.Background(), LetterBatch("y", 1)), errClosed)
+	synctest.Test(t, func(t *testing.T) {
+		s := cas.NewMemory()
+		cfg := DefaultConfig()
+		cfg.Linger = time.Hour
+		a := NewS3(s, "s3://b/", cfg)
+		done := make(chan error, 1)
+		go func() { done <- a.Write(context.Background(), LetterBatch("x", 1)) }()
+		synctest.Wait() // the writer waits on its object
+		a.mu.Lock()
+		require.NotNil(t, a.cur)
+		a.mu.Unlock()
+		require.NoError(t, a.Close())
+		require.NoError(t, <-done)
+		assert.Len(t, s.Keys(), 1)
+		assert.ErrorIs(t, a.Write(context.Background(), LetterBatch("y", 1)), errClosed)
+	})
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -274,56 +287,58 @@ func FuzzS3ArchiveWholeOrNothing(f *testing.F) {
 	f.Add([]byte{3, 0x80, 2, 0x80, 5})
 	f.Add([]byte{1, 1, 0x80, 0x80, 4})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		if len(ops) > 64 {
-			ops = ops[:64]
-		}
-		s := cas.NewMemory()
-		var down bool
-		var mu sync.Mutex
-		s.Fail = func(string, string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if down {
-				return errors.New("unreachable")
+		synctest.Test(t, func(t *testing.T) { // Linger passes in no time
+			if len(ops) > 64 {
+				ops = ops[:64]
 			}
-			return nil
-		}
-		cfg := DefaultConfig()
-		cfg.Linger, cfg.MaxObjectBytes = time.Millisecond, 64<<10
-		a := NewS3(s, "s3://b/", cfg)
-		stored, refused := map[string]bool{}, map[string]bool{}
-		for i, op := range ops {
-			if op&0x80 != 0 { // S3 goes down, or comes back
+			s := cas.NewMemory()
+			var down bool
+			var mu sync.Mutex
+			s.Fail = func(string, string) error {
 				mu.Lock()
-				down = !down
-				mu.Unlock()
-				continue
+				defer mu.Unlock()
+				if down {
+					return errors.New("unreachable")
+				}
+				return nil
 			}
-			b := LetterBatch(fmt.Sprint("op", i), int(op%8)+1)
-			err := a.Write(context.Background(), b)
-			for _, r := range b.Records {
-				if err == nil {
-					stored[r.EventID] = true
-				} else {
-					refused[r.EventID] = true
+			cfg := DefaultConfig()
+			cfg.Linger, cfg.MaxObjectBytes = time.Millisecond, 64<<10
+			a := NewS3(s, "s3://b/", cfg)
+			stored, refused := map[string]bool{}, map[string]bool{}
+			for i, op := range ops {
+				if op&0x80 != 0 { // S3 goes down, or comes back
+					mu.Lock()
+					down = !down
+					mu.Unlock()
+					continue
+				}
+				b := LetterBatch(fmt.Sprint("op", i), int(op%8)+1)
+				err := a.Write(context.Background(), b)
+				for _, r := range b.Records {
+					if err == nil {
+						stored[r.EventID] = true
+					} else {
+						refused[r.EventID] = true
+					}
 				}
 			}
-		}
-		mu.Lock()
-		down = false
-		mu.Unlock()
-		require.NoError(t, a.Close())
-		ids, _ := readS3Archive(t, s)
-		got := map[string]int{}
-		for _, id := range ids {
-			got[id]++
-		}
-		for id := range stored {
-			require.Equal(t, 1, got[id], "letter %s written once", id)
-		}
-		for id := range refused {
-			require.Zero(t, got[id], "letter %s was refused, yet stored", id)
-		}
-		require.Len(t, got, len(stored))
+			mu.Lock()
+			down = false
+			mu.Unlock()
+			require.NoError(t, a.Close())
+			ids, _ := readS3Archive(t, s)
+			got := map[string]int{}
+			for _, id := range ids {
+				got[id]++
+			}
+			for id := range stored {
+				require.Equal(t, 1, got[id], "letter %s written once", id)
+			}
+			for id := range refused {
+				require.Zero(t, got[id], "letter %s was refused, yet stored", id)
+			}
+			require.Len(t, got, len(stored))
+		})
 	})
 }
