@@ -12,6 +12,7 @@ import (
 )
 
 func TestArchiveRoundTrip(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, err := Open(dir)
 	require.NoError(t, err)
@@ -55,6 +56,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 }
 
 func TestOpenFailsClearly(t *testing.T) {
+	t.Parallel()
 	f, err := os.CreateTemp(t.TempDir(), "file")
 	require.NoError(t, err)
 	_, err = Open(f.Name() + "/sub")

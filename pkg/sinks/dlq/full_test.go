@@ -40,6 +40,7 @@ func readAll(t *testing.T, dir string) (ids []string, partial int) {
 // when the file can be truncated, else left at the end of a file never
 // written again and skipped (and counted) by the reader.
 func TestArchiveRecoversAfterDiskFull(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name         string
 		failTruncate bool

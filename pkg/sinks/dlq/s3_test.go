@@ -59,6 +59,7 @@ var objectName = regexp.MustCompile(`^dlq-\d{8}T\d{6}\.\d{3}Z-[^/]+-\d+-\d{6}\.j
 // once its letters are stored, and every letter is in the archive once,
 // in the documented format.
 func TestS3ArchiveGathersAndStoresEveryLetterOnce(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
 		cfg := DefaultConfig()
@@ -115,6 +116,7 @@ func TestS3ArchiveGathersAndStoresEveryLetterOnce(t *testing.T) {
 }
 
 func TestS3ArchiveObjectsAreBoundedBySize(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
 		cfg := DefaultConfig()
@@ -154,6 +156,7 @@ func TestS3ArchiveObjectsAreBoundedBySize(t *testing.T) {
 // With S3 unreachable, Write fails — the batch is not acknowledged, its
 // source sends it again — and nothing partial is left.
 func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
 		down := true
@@ -190,6 +193,7 @@ func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
 // Two workers that would choose the same name (a restarted container:
 // same host name, same pid, same millisecond) never overwrite each other.
 func TestS3ArchiveNamesNeverCollide(t *testing.T) {
+	t.Parallel()
 	s := cas.NewMemory()
 	at := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
 	cfg := DefaultConfig()
@@ -208,6 +212,7 @@ func TestS3ArchiveNamesNeverCollide(t *testing.T) {
 }
 
 func TestS3ArchiveCloseWritesWhatIsPending(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := cas.NewMemory()
 		cfg := DefaultConfig()
@@ -227,6 +232,7 @@ func TestS3ArchiveCloseWritesWhatIsPending(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	require.NoError(t, DefaultConfig().Validate())
 	c := DefaultConfig()
 	c.Dir, c.URL, c.MaxObjectBytes, c.Linger = "", "", 1, -1

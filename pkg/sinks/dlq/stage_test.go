@@ -19,6 +19,7 @@ import (
 // the stage that dead-lettered it ("unknown" when unnamed) once written,
 // and not at all when the write failed.
 func TestStageCountsOnlyWhatTheArchiveWrote(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	var fail error
 	archive := stage.HandlerFunc(func(context.Context, *record.Batch, stage.Output) error { return fail })
@@ -46,6 +47,7 @@ func TestStageCountsOnlyWhatTheArchiveWrote(t *testing.T) {
 // archive through the store given for it (and reaches nothing else), a
 // directory a local archive; each error starts with the key at fault.
 func TestOpenSinkOpensTheArchiveTheConfigurationPlaces(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cfg := DefaultConfig()
 	cfg.Dir = t.TempDir()
