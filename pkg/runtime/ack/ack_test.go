@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +13,7 @@ import (
 )
 
 func TestTrackerCompletesWhenAllFragmentsDone(t *testing.T) {
+	t.Parallel()
 	tr := New()
 	tr.Add(3) // the source splits its work into three batches
 	tr.Done() // and returns its own token
@@ -33,6 +35,7 @@ func TestTrackerCompletesWhenAllFragmentsDone(t *testing.T) {
 }
 
 func TestTrackerFailureIsReported(t *testing.T) {
+	t.Parallel()
 	tr := New()
 	tr.Add(2)
 	tr.Done()
@@ -43,15 +46,19 @@ func TestTrackerFailureIsReported(t *testing.T) {
 }
 
 func TestTrackerWaitHonoursContext(t *testing.T) {
-	tr := New()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	assert.ErrorIs(t, tr.Wait(ctx), context.DeadlineExceeded)
-	tr.Done()
-	assert.NoError(t, tr.Wait(context.Background()))
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := New()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		assert.ErrorIs(t, tr.Wait(ctx), context.DeadlineExceeded)
+		tr.Done()
+		assert.NoError(t, tr.Wait(context.Background()))
+	})
 }
 
 func TestTrackerOnCompleteAfterCompletionRunsAtOnce(t *testing.T) {
+	t.Parallel()
 	tr := New()
 	tr.Done()
 	ran := false
@@ -60,6 +67,7 @@ func TestTrackerOnCompleteAfterCompletionRunsAtOnce(t *testing.T) {
 }
 
 func TestTrackerMisuseFailsLoudly(t *testing.T) {
+	t.Parallel()
 	tr := New()
 	tr.Done()
 	assert.Panics(t, func() { tr.Done() })
@@ -69,6 +77,7 @@ func TestTrackerMisuseFailsLoudly(t *testing.T) {
 }
 
 func TestTrackerConcurrent(t *testing.T) {
+	t.Parallel()
 	tr := New()
 	const n = 1000
 	tr.Add(n)
@@ -88,6 +97,7 @@ func TestTrackerConcurrent(t *testing.T) {
 }
 
 func TestChildReportsToItsParentOnceDone(t *testing.T) {
+	t.Parallel()
 	parent := New()
 	released := 0
 	child := Child(parent, func() { released++ })
@@ -107,6 +117,7 @@ func TestChildReportsToItsParentOnceDone(t *testing.T) {
 }
 
 func TestChildFailureFailsTheParent(t *testing.T) {
+	t.Parallel()
 	parent := New()
 	child := Child(parent, nil)
 	parent.Done()
@@ -115,6 +126,7 @@ func TestChildFailureFailsTheParent(t *testing.T) {
 }
 
 func TestChildWithoutParent(t *testing.T) {
+	t.Parallel()
 	released := false
 	child := Child(nil, func() { released = true })
 	child.Done()
