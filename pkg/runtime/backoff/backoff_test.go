@@ -12,6 +12,7 @@ import (
 )
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	require.NoError(t, Exponential(time.Millisecond, time.Second).Validate())
 	for _, tc := range []struct {
 		p    Policy
@@ -36,6 +37,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestNoJitterIsTheExactSequence(t *testing.T) {
+	t.Parallel()
 	p := Exponential(time.Millisecond, 8*time.Millisecond)
 	p.Jitter = 0
 	b := p.Start()
@@ -52,6 +54,7 @@ func TestNoJitterIsTheExactSequence(t *testing.T) {
 // TestDelaysStayInTheirBand: the n-th delay is drawn from [d·(1-Jitter), d]
 // with d = min(InitialInterval·Multiplier^(n-1), MaxInterval).
 func TestDelaysStayInTheirBand(t *testing.T) {
+	t.Parallel()
 	for _, p := range []Policy{
 		Exponential(100*time.Millisecond, 30*time.Second),
 		{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 1.5, Jitter: FullJitter},
@@ -75,6 +78,7 @@ func TestDelaysStayInTheirBand(t *testing.T) {
 // TestJitterSpreads: full jitter reaches down to nearly nothing, equal
 // jitter never below half.
 func TestJitterSpreads(t *testing.T) {
+	t.Parallel()
 	full := Exponential(time.Second, time.Second)
 	full.Jitter = FullJitter
 	half := Exponential(time.Second, time.Second)
@@ -89,6 +93,7 @@ func TestJitterSpreads(t *testing.T) {
 }
 
 func TestSleep(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		require.NoError(t, Sleep(context.Background(), time.Hour))
@@ -106,6 +111,7 @@ func TestSleep(t *testing.T) {
 }
 
 func TestWaitUsesThePolicysSleeper(t *testing.T) {
+	t.Parallel()
 	var waits []time.Duration
 	p := Exponential(time.Second, time.Second)
 	p.Jitter = 0
