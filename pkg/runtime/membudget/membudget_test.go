@@ -22,6 +22,7 @@ func mustNew(t testing.TB, limit, high int64) *Budget {
 }
 
 func TestNewChecksItsBounds(t *testing.T) {
+	t.Parallel()
 	for _, c := range [][2]int64{{0, 0}, {10, 0}, {10, 10}, {10, 11}, {-1, -2}} {
 		_, err := New(c[0], c[1])
 		assert.Error(t, err, "%v", c)
@@ -29,6 +30,7 @@ func TestNewChecksItsBounds(t *testing.T) {
 }
 
 func TestSourcesAreAdmittedBelowTheHighWaterMark(t *testing.T) {
+	t.Parallel()
 	b := mustNew(t, 100, 40)
 	require.True(t, b.TryAdmit(30, 0))
 	require.True(t, b.TryAdmit(10, 30))
@@ -42,6 +44,7 @@ func TestSourcesAreAdmittedBelowTheHighWaterMark(t *testing.T) {
 }
 
 func TestAUnitLargerThanTheHighWaterMarkIsAdmittedAlone(t *testing.T) {
+	t.Parallel()
 	b := mustNew(t, 100, 40)
 	require.True(t, b.TryAdmit(30, 0))
 	require.True(t, b.TryAdmit(30, 30), "all the budget holds is the caller's own")
@@ -53,6 +56,7 @@ func TestAUnitLargerThanTheHighWaterMarkIsAdmittedAlone(t *testing.T) {
 }
 
 func TestFlowingBytesUseTheBudgetUpToItsLimit(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, 100, 40)
 		require.True(t, b.TryAdmit(40, 0))
@@ -76,6 +80,7 @@ func TestFlowingBytesUseTheBudgetUpToItsLimit(t *testing.T) {
 }
 
 func TestAPieceLargerThanTheRoomLeftGoesOnceNothingFlows(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, 100, 40)
 		require.True(t, b.TryAdmit(40, 0))
@@ -92,6 +97,7 @@ func TestAPieceLargerThanTheRoomLeftGoesOnceNothingFlows(t *testing.T) {
 }
 
 func TestStageWaitersComeFirstInOrder(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, 100, 40)
 		require.NoError(t, b.Acquire(t.Context(), 95))
@@ -131,6 +137,7 @@ func TestStageWaitersComeFirstInOrder(t *testing.T) {
 }
 
 func TestWaitingEndsWithTheContext(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := mustNew(t, 100, 40)
 		require.NoError(t, b.Acquire(t.Context(), 100))
@@ -145,6 +152,7 @@ func TestWaitingEndsWithTheContext(t *testing.T) {
 }
 
 func TestNilBudgetGrantsEverything(t *testing.T) {
+	t.Parallel()
 	var b *Budget
 	assert.True(t, b.TryAdmit(1<<40, 0))
 	require.NoError(t, b.Acquire(context.Background(), 1<<40))
@@ -156,6 +164,7 @@ func TestNilBudgetGrantsEverything(t *testing.T) {
 }
 
 func TestReleasingMoreThanTakenPanics(t *testing.T) {
+	t.Parallel()
 	b := mustNew(t, 100, 40)
 	require.NoError(t, b.Acquire(context.Background(), 10))
 	assert.Panics(t, func() { b.Release(11) })
@@ -217,6 +226,7 @@ func pipelineRun(t *testing.T, seed []byte, limit, high int64) {
 }
 
 func TestManyAcquirersWithATinyBudgetAllFinish(t *testing.T) {
+	t.Parallel()
 	for i := range 50 {
 		seed := binary.LittleEndian.AppendUint64(nil, uint64(i)*0x9E3779B97F4A7C15)
 		seed = binary.LittleEndian.AppendUint64(seed, uint64(i+1)*0xBF58476D1CE4E5B9)
@@ -237,6 +247,7 @@ func FuzzBudgetNeverDeadlocks(f *testing.F) {
 }
 
 func TestHoldReleasesWhenTheBatchIsDone(t *testing.T) {
+	t.Parallel()
 	b := mustNew(t, 100, 40)
 	src := ack.New()
 	batch := &record.Batch{ID: "piece", Ack: src}
@@ -260,6 +271,7 @@ func TestHoldReleasesWhenTheBatchIsDone(t *testing.T) {
 }
 
 func TestHoldWithoutAcknowledgementReleasesOnDone(t *testing.T) {
+	t.Parallel()
 	b := mustNew(t, 100, 40)
 	batch := &record.Batch{ID: "piece"} // on a broker: published, then done
 	done, err := b.Hold(context.Background(), batch, 30)
