@@ -9,6 +9,7 @@ import (
 )
 
 func TestWindowRemembersRecentIDs(t *testing.T) {
+	t.Parallel()
 	w := New(10)
 	assert.False(t, w.Seen("a"))
 	w.Add("a", "b", "")
@@ -30,6 +31,7 @@ func TestWindowRemembersRecentIDs(t *testing.T) {
 // Ids never added are never seen, however full the tables get across
 // generations: a false "seen" would drop a log.
 func TestWindowHasNoFalseSightings(t *testing.T) {
+	t.Parallel()
 	w := New(1000)
 	for round := 0; round < 10; round++ {
 		for i := 0; i < 700; i++ {
@@ -43,6 +45,7 @@ func TestWindowHasNoFalseSightings(t *testing.T) {
 }
 
 func TestDisabledWindow(t *testing.T) {
+	t.Parallel()
 	var w *Window = New(0)
 	w.Add("a")
 	assert.False(t, w.Seen("a"))
