@@ -39,6 +39,7 @@ func parseAll(t *testing.T, data []byte) (seen, error) {
 }
 
 func TestParseRealSamples(t *testing.T) {
+	t.Parallel()
 	s, err := parseAll(t, []byte(dataMessage))
 	require.NoError(t, err)
 	require.Len(t, s.envs, 1)
@@ -57,6 +58,7 @@ func TestParseRealSamples(t *testing.T) {
 }
 
 func TestParseConcatenatedDocuments(t *testing.T) {
+	t.Parallel()
 	for name, sep := range map[string]string{"no delimiter": "", "newline": "\n", "crlf and spaces": "\r\n  "} {
 		t.Run(name, func(t *testing.T) {
 			s, err := parseAll(t, []byte(dataMessage+sep+controlMessage+sep+extracted+sep))
@@ -68,6 +70,7 @@ func TestParseConcatenatedDocuments(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"truncated":           dataMessage[:len(dataMessage)-10],
 		"broken json":         `{"messageType":"DATA_MESSAGE","logEvents":[{"message":}]}`,
@@ -89,6 +92,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestGunzip(t *testing.T) {
+	t.Parallel()
 	payload := []byte(strings.Repeat(dataMessage, 20))
 	out, err := Gunzip(nil, corpus.Gzip(payload), 1<<20)
 	require.NoError(t, err)
@@ -112,6 +116,7 @@ func TestGunzip(t *testing.T) {
 }
 
 func TestGunzipBadInput(t *testing.T) {
+	t.Parallel()
 	full := corpus.Gzip(bytes.Repeat([]byte("a"), 10_000))
 	_, err := Gunzip(nil, full[:len(full)/2], 1<<20)
 	require.Error(t, err)
@@ -133,6 +138,7 @@ func TestGunzipBadInput(t *testing.T) {
 }
 
 func TestUnknownMessageTypeIsAnError(t *testing.T) {
+	t.Parallel()
 	for _, mt := range []string{`"DATA_MESSAGE_V2"`, `""`, `null`, `7`} {
 		doc := `{"messageType":` + mt + `,"owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"1","timestamp":1,"message":"m"}]}`
 		s, err := parseAll(t, []byte(doc))
@@ -147,6 +153,7 @@ func TestUnknownMessageTypeIsAnError(t *testing.T) {
 }
 
 func TestMalformedDocumentEmitsNothing(t *testing.T) {
+	t.Parallel()
 	doc := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":"m"},{"id":"2"}]}`
 	s, err := parseAll(t, []byte(doc))
 	require.Error(t, err)
@@ -155,6 +162,7 @@ func TestMalformedDocumentEmitsNothing(t *testing.T) {
 }
 
 func TestObjectEnd(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int{
 		`{}`: 2, `{"a":"}"}{`: 9, `{"a":"\\"}x`: 10, `{"a":[{"b":1}]} `: 15, "{\n}\n": 3,
 	} {
