@@ -30,6 +30,7 @@ func ratios(t *testing.T, d *Decoder, rec string) []string {
 // The cache view: hits/(hits+misses) beside the counts, per stage and
 // period, whether the halves share a record or not.
 func TestCacheHitRatio(t *testing.T) {
+	t.Parallel()
 	d, err := NewDecoder(DefaultConfig())
 	require.NoError(t, err)
 
@@ -61,6 +62,7 @@ func TestCacheHitRatio(t *testing.T) {
 // Halves that never find their other half are evicted, oldest first, and
 // counted; the pending set stays bounded however many come.
 func TestCacheHitRatioBounded(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.MaxPendingCache = 3
 	d, err := NewDecoder(cfg)

@@ -28,6 +28,7 @@ func countLine(stage string, sum int) string {
 // A malformed line is reported with its line number, offset and bytes; the
 // lines around it decode.
 func TestDecodeJSONMalformedLines(t *testing.T) {
+	t.Parallel()
 	good := countLine("prod", 3)
 	tests := []struct {
 		name string
@@ -80,6 +81,7 @@ func TestDecodeJSONMalformedLines(t *testing.T) {
 }
 
 func TestDecodeJSONSyntax(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rec  string
@@ -135,6 +137,7 @@ func frameOf(msg []byte) []byte { return append(protowire.AppendVarint(nil, uint
 // are a record that fails the same way, so a replayed dead letter is
 // refused again rather than half decoded.
 func TestDecodeOTelMalformedFrames(t *testing.T) {
+	t.Parallel()
 	datums := readDatums(t, goldenInput)
 	good := otelRecord(t, datums[2:4], 10) // Count and 4XXError: 2 points
 	valid := otelRequest(datums[2:3])
@@ -211,6 +214,7 @@ func TestDecodeOTelMalformedFrames(t *testing.T) {
 // The OpenTelemetry 0.7.0 output, whose data points carry flat labels,
 // decodes too.
 func TestDecodeOTel070(t *testing.T) {
+	t.Parallel()
 	got, err := decodeAll(t, DefaultConfig(), otel07Record())
 	require.NoError(t, err)
 	assert.Equal(t, []string{
@@ -221,6 +225,7 @@ func TestDecodeOTel070(t *testing.T) {
 // Points without a recorded value, and fields the decoder does not know,
 // are skipped; a data point may name its metric by its name alone.
 func TestDecodeOTelEdgeCases(t *testing.T) {
+	t.Parallel()
 	datums := readDatums(t, goldenInput)
 	req := otelRequest(datums[2:3])
 	m := req.ResourceMetrics[0].ScopeMetrics[0].Metrics[0]
@@ -243,6 +248,7 @@ func TestDecodeOTelEdgeCases(t *testing.T) {
 }
 
 func TestDecoderStats(t *testing.T) {
+	t.Parallel()
 	d, err := NewDecoder(DefaultConfig())
 	require.NoError(t, err)
 	rec := []byte(countLine("prod", 1) + "\nnope\n")
@@ -258,6 +264,7 @@ func TestDecoderStats(t *testing.T) {
 
 // One Decoder serves concurrent Firehose requests.
 func TestDecodeConcurrent(t *testing.T) {
+	t.Parallel()
 	d, err := NewDecoder(DefaultConfig())
 	require.NoError(t, err)
 	rec := mustRead(t, goldenInput)
@@ -309,6 +316,7 @@ func TestDecodeAllocations(t *testing.T) {
 // A first frame of 123 bytes starts with its length, 0x7B, which is '{':
 // the record is still OpenTelemetry, detected and decoded as such.
 func TestOTelFrameThatStartsWithABrace(t *testing.T) {
+	t.Parallel()
 	str := func(s string) *commonpb.AnyValue {
 		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
 	}

@@ -77,6 +77,7 @@ func otel07Record() []byte {
 }
 
 func TestDetect(t *testing.T) {
+	t.Parallel()
 	datums := readDatums(t, goldenInput)
 	otel := otelRecord(t, datums, 3)
 	// OTLP from something other than a metric stream: no AWS marker.
@@ -124,6 +125,7 @@ func TestDetect(t *testing.T) {
 
 // Random bytes and random text are never taken for metrics.
 func TestDetectRandom(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const printable = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/:.,;\"'[]{}()<>=+*&^%$#@!\t\n"
 	for i := range 20000 {
@@ -158,6 +160,7 @@ func otelRequestForeign() *colmetricpb.ExportMetricsServiceRequest {
 // are left alone, every metric point arrives, and a malformed metric line
 // is reported with its bytes while the rest of its record decodes.
 func TestMixedFirehoseRequest(t *testing.T) {
+	t.Parallel()
 	datums := readDatums(t, goldenInput)
 	badLine := `{"metric_stream_name":"MyMetricStream","account_id":"123456789012","region":"us-east-1","namespace":"AWS/ApiGateway","metric_name":"Count","timestamp":1611929640000,"value":{"sum":"lots"}}`
 	type fhRecord struct {

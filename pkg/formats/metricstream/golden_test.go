@@ -34,6 +34,7 @@ func checkGolden(t *testing.T, path string, got []string) {
 // is the documentation's example, on API Gateway), decodes to the golden
 // points, in order.
 func TestGoldenJSON(t *testing.T) {
+	t.Parallel()
 	data := mustRead(t, goldenInput)
 	require.Equal(t, FormatJSON, Detect(data))
 	got, err := decodeAll(t, DefaultConfig(), data)
@@ -45,6 +46,7 @@ func TestGoldenJSON(t *testing.T) {
 // generated OTLP types as AWS documents it, in several frames, decode to
 // the very same points.
 func TestGoldenOTel(t *testing.T) {
+	t.Parallel()
 	rec := otelRecord(t, readDatums(t, goldenInput), 5)
 	if *update {
 		require.NoError(t, os.WriteFile(goldenOTel, rec, 0o644))
@@ -68,6 +70,7 @@ func TestGoldenOTel(t *testing.T) {
 // integration names them, values, timestamps (seconds, the period start)
 // and the integration's tag keys.
 func TestAPIGatewayPoints(t *testing.T) {
+	t.Parallel()
 	petstore := []string{"apiname:petstore", "stage:prod", "region:us-east-1", "aws_account:123456789012"}
 	want := []record.Metric{
 		// The documentation's example: avg = 402/22, max, min, p99.

@@ -9,6 +9,7 @@ import (
 )
 
 func TestKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		tags []string

@@ -42,6 +42,7 @@ var (
 const stageTags = "tags=apiname:petstore,stage:prod,region:us-east-1,aws_account:123456789012"
 
 func TestMapperConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		cfg   Config
@@ -158,6 +159,7 @@ func nilIfEmpty(s []string) []string {
 }
 
 func TestMapperRefuses(t *testing.T) {
+	t.Parallel()
 	m, err := NewMapper(DefaultConfig())
 	require.NoError(t, err)
 	tests := []struct {
@@ -183,6 +185,7 @@ func TestMapperRefuses(t *testing.T) {
 }
 
 func TestMapperStatistics(t *testing.T) {
+	t.Parallel()
 	m, err := NewMapper(DefaultConfig())
 	require.NoError(t, err)
 	for _, tt := range []struct {
@@ -205,6 +208,7 @@ func TestMapperStatistics(t *testing.T) {
 
 // A full series cache is emptied and rebuilt; the points stay right.
 func TestMapperSeriesCacheBound(t *testing.T) {
+	t.Parallel()
 	m, err := NewMapper(Config{Namespace: "aws.", MaxSeries: 2})
 	require.NoError(t, err)
 	for round := range 3 {
@@ -224,6 +228,7 @@ func TestMapperSeriesCacheBound(t *testing.T) {
 func itoa(i int) string { return string(rune('0' + i)) }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		ns string
 		ok bool
@@ -243,6 +248,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"CPUUtilization":            "cpuutilization",
 		"NetworkIn":                 "network_in",
