@@ -9,6 +9,7 @@ import (
 )
 
 func TestAppend(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in, want string
 		ok       bool
