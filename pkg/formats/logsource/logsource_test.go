@@ -11,6 +11,7 @@ import (
 // The cases mirror the Datadog Forwarder's (aws/logs_monitoring tests and
 // steps/common.py).
 func TestName(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		group, stream   string
 		source, service string
