@@ -7,6 +7,7 @@ import (
 )
 
 func TestNotText(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "plain", "tab\there", "form\ffeed", "\x1b[1mbold\x1b[0m", "carriage\rreturn", "é ü 日本 😀", "del\x7f", "\u0085c1"} {
 		assert.Empty(t, NotText([]byte(in)), "%q is text", in)
 	}
