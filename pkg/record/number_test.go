@@ -8,6 +8,7 @@ import (
 )
 
 func TestValidNumber(t *testing.T) {
+	t.Parallel()
 	valid := []string{"0", "-0", "1", "-1", "10", "12", "1.5", "0.5", "1e10", "1E+10", "1e-10", "-1.5e3", "-1.5e+3", "123456789012345678901234567890"}
 	invalid := []string{"", "-", "+1", "01", "-01", "1.", ".5", "1e", "1e+", "0x10", "NaN", "Infinity", "1 ", " 1", "1.5.5", "1e5e5", "--1"}
 	for _, s := range valid {
