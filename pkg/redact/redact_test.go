@@ -14,6 +14,7 @@ import (
 )
 
 func TestURL(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, want string }{
 		{"https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=abc123",
 			"https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=REDACTED"},
@@ -43,6 +44,7 @@ func TestURL(t *testing.T) {
 }
 
 func TestErrKeepsTheChain(t *testing.T) {
+	t.Parallel()
 	base := errors.New("boom")
 	err := fmt.Errorf(`Post "https://h/p?dd-api-key=abc": %w`, base)
 	r := Err(err)
@@ -53,6 +55,7 @@ func TestErrKeepsTheChain(t *testing.T) {
 }
 
 func TestHandlerRedactsEveryStringAttribute(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	log := slog.New(Handler(slog.NewTextHandler(&buf, nil)))
 	log = slog.New(Handler(log.Handler())) // wrapping twice wraps once
@@ -107,6 +110,7 @@ func FuzzURL(f *testing.F) {
 // TestText: credentials in event content are masked, the text around them
 // and ids that only name a key are kept.
 func TestText(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, want string }{
 		{"API Key: 1a2b3c4d5e", "API Key: REDACTED"},
 		{"API Key 1a2b3c4d5e authorized because method 'GET /pets' does not require API Key. Request will not contribute to throttle or quota limits",
@@ -131,6 +135,7 @@ func TestText(t *testing.T) {
 }
 
 func TestSecretAttr(t *testing.T) {
+	t.Parallel()
 	for key, want := range map[string]bool{
 		"apigateway.identity.apiKey": true, "apigateway.identity.accessKey": true, "api_key": true,
 		"apigateway.identity.apiKeyId": false, "http.method": false, "apigateway.identity.userAgent": false,
