@@ -13,6 +13,7 @@ import (
 )
 
 func TestRegistrationReturnsTheSameSeries(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	a := reg.Counter("x.count", "help", telemetry.L("code", "200"))
 	b := reg.Counter("x.count", "", telemetry.L("code", "200"))
@@ -34,6 +35,7 @@ func TestRegistrationReturnsTheSameSeries(t *testing.T) {
 // component: names and labels must be snake_case, and a family keeps one
 // kind and one set of label keys.
 func TestRegistrationRejectsMisuse(t *testing.T) {
+	t.Parallel()
 	for name, f := range map[string]func(r *telemetry.Registry){
 		"hyphen":        func(r *telemetry.Registry) { r.Counter("deliver-logs.retries", "") },
 		"capital":       func(r *telemetry.Registry) { r.Gauge("Memory.held", "") },
@@ -52,6 +54,7 @@ func TestRegistrationRejectsMisuse(t *testing.T) {
 }
 
 func TestFunctionsAreReadAtCollection(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	n := int64(1)
 	reg.CounterFunc("a.read", "help", func() int64 { return n })
@@ -63,6 +66,7 @@ func TestFunctionsAreReadAtCollection(t *testing.T) {
 }
 
 func TestStatusView(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	in := reg.Stage("ingest")
 	in.RecordsIn.Add(7)
@@ -95,6 +99,7 @@ func TestStatusView(t *testing.T) {
 }
 
 func TestHistogram(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	h := reg.Histogram("a.latency", "")
 	for _, d := range []time.Duration{0, 400 * time.Microsecond, time.Millisecond, 3 * time.Millisecond, 2 * time.Minute, 3 * time.Hour} {
@@ -117,6 +122,7 @@ func TestHistogram(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	var wg sync.WaitGroup
 	for i := range 8 {

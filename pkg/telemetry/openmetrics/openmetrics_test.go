@@ -29,6 +29,7 @@ func scrape(t testing.TB, reg *telemetry.Registry, accept string) (string, strin
 }
 
 func TestNames(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	reg.Counter("firehose.status", "Requests answered.", telemetry.L("code", "200")).Add(2)
 	reg.Gauge("memory.held_bytes", "Bytes held.").Set(7)
