@@ -68,6 +68,7 @@ func mustNew(t *testing.T, c Config) (*Filters, *telemetry.Registry) {
 var addrRE = regexp.MustCompile(`\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{1,4}::?[0-9a-fA-F]{1,4}|[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+`)
 
 func TestRedactMessageAndEveryStringAttribute(t *testing.T) {
+	t.Parallel()
 	f, reg := mustNew(t, Config{Redact: []string{"ip", "email"}})
 	in := &record.Batch{ID: "b", Records: []record.Record{
 		access("r1", "GET", "/pets", 200, `{"ip":"203.0.113.9","user":"jane@example.com","xff":"2001:db8::7, ::ffff:192.0.2.1"}`,
@@ -100,6 +101,7 @@ func TestRedactMessageAndEveryStringAttribute(t *testing.T) {
 }
 
 func TestNothingToDoReturnsTheBatch(t *testing.T) {
+	t.Parallel()
 	f, _ := mustNew(t, Config{Redact: []string{"ip"}, ExcludeAtMatch: "never-there"})
 	in := &record.Batch{Records: []record.Record{access("r1", "GET", "/", 200, "clean")}}
 	assert.Same(t, in, f.Apply(in))
@@ -113,6 +115,7 @@ func TestNothingToDoReturnsTheBatch(t *testing.T) {
 // include expression, a log must match it to stay. Both read the raw
 // message, before scrubbing.
 func TestIncludeExcludeForwarderSemantics(t *testing.T) {
+	t.Parallel()
 	f, reg := mustNew(t, Config{Redact: []string{"ip"}, IncludeAtMatch: `"status":"[45]\d\d"`, ExcludeAtMatch: `10\.0\.0\.1`})
 	in := &record.Batch{Records: []record.Record{
 		{Message: []byte(`{"status":"500","ip":"10.0.0.1"}`)}, // excluded, though included
@@ -129,6 +132,7 @@ func TestIncludeExcludeForwarderSemantics(t *testing.T) {
 }
 
 func TestDropMatchers(t *testing.T) {
+	t.Parallel()
 	f, reg := mustNew(t, Config{Drop: []Matcher{
 		{Name: "health", Route: "/health", Method: "get", Status: 200},
 		{StatusClass: "3xx", APIName: "pets"},
@@ -169,6 +173,7 @@ func TestDropMatchers(t *testing.T) {
 // are kept or dropped alike, by any process, and the fraction kept is the
 // rate within statistical bounds.
 func TestSampleByRequest(t *testing.T) {
+	t.Parallel()
 	cfg := Config{Sample: []Sample{{Matcher: Matcher{Stage: "prod"}, Rate: rate(0.25)}}}
 	f1, reg := mustNew(t, cfg)
 	f2, _ := mustNew(t, cfg) // another worker
@@ -206,6 +211,7 @@ func TestSampleByRequest(t *testing.T) {
 
 // The cost-saving example: 10 % of 2xx kept, every 4xx/5xx kept.
 func TestSampleFirstMatchDecides(t *testing.T) {
+	t.Parallel()
 	f, _ := mustNew(t, Config{Sample: []Sample{
 		{Matcher: Matcher{StatusClass: "2xx"}, Rate: rate(0.1)},
 		{Matcher: Matcher{LogType: "access"}, Rate: rate(1)},
@@ -226,6 +232,7 @@ func TestSampleFirstMatchDecides(t *testing.T) {
 // lines of the lower rate's... rather, the lower rate's kept requests are
 // a subset of the higher rate's.
 func TestSampledNested(t *testing.T) {
+	t.Parallel()
 	for i := range 5000 {
 		key := []byte(fmt.Sprint("req-", i))
 		if Sampled(key, 0.1) {
@@ -237,6 +244,7 @@ func TestSampledNested(t *testing.T) {
 }
 
 func TestScopedRule(t *testing.T) {
+	t.Parallel()
 	f, reg := mustNew(t, Config{Rules: []Rule{
 		{Name: "token", Pattern: `token=(\w{4})\w+`, Replace: "token=${1}…", Stages: []string{"prod"}},
 		{Name: "card", Pattern: `\b\d{4}(?:[ -]?\d{4}){3}\b`, Replace: "[card]", LogGroups: []string{"/aws/apigateway/*"}},
@@ -261,6 +269,7 @@ func TestScopedRule(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		c    Config
 		want []string
@@ -298,6 +307,7 @@ func TestValidate(t *testing.T) {
 // is filtered wholly by one set, and a bad configuration leaves the set in
 // use as it was.
 func TestLoadSwapsAtomically(t *testing.T) {
+	t.Parallel()
 	drop := func(route string) Config { return Config{Drop: []Matcher{{Route: route}}} }
 	f, _ := mustNew(t, drop("/a"))
 	b := &record.Batch{Records: []record.Record{access("1", "GET", "/a", 200, "a"), access("2", "GET", "/b", 200, "b")}}

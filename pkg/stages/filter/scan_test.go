@@ -76,6 +76,7 @@ var (
 )
 
 func TestIPv4(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"":                                "",
 		"client 192.0.2.1 said hi":        "client xxx.xxx.xxx.xxx said hi",
@@ -100,6 +101,7 @@ func TestIPv4(t *testing.T) {
 }
 
 func TestEmail(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"mail jane.doe+x@example.co.uk now": "mail xxxxx@xxxxx.com now",
 		"a@b":                               "a@b",
@@ -118,6 +120,7 @@ func TestEmail(t *testing.T) {
 }
 
 func TestIPv6(t *testing.T) {
+	t.Parallel()
 	m := IPv6Mask
 	for in, want := range map[string]string{
 		"2001:db8::1": "M",
@@ -181,6 +184,7 @@ func FuzzEmail(f *testing.F) {
 // mask is an address, replaced by itself), so scrubbing twice gives what
 // scrubbing once gave, whatever the order of the built-ins.
 func TestMasksStayMasks(t *testing.T) {
+	t.Parallel()
 	for _, mask := range []string{IPv4Mask, IPv6Mask, EmailMask} {
 		in := []byte(" " + mask + " " + mask + ":" + mask + "/" + mask + `"` + mask)
 		for _, f := range []func(dst, s []byte) ([]byte, int){redactIPv4, redactIPv6, redactEmail} {
