@@ -37,6 +37,7 @@ func sampleBatch() *record.Batch {
 }
 
 func TestBinaryCodecRoundTrip(t *testing.T) {
+	t.Parallel()
 	in := sampleBatch()
 	msg, err := BinaryCodec{}.Marshal(context.Background(), in)
 	require.NoError(t, err)
@@ -64,6 +65,7 @@ func TestBinaryCodecRoundTrip(t *testing.T) {
 }
 
 func TestBinaryCodecRejectsGarbage(t *testing.T) {
+	t.Parallel()
 	payload, err := EncodeBatch(sampleBatch())
 	require.NoError(t, err)
 	for name, p := range map[string][]byte{
@@ -79,6 +81,7 @@ func TestBinaryCodecRejectsGarbage(t *testing.T) {
 }
 
 func TestBinaryCodecRandomBatches(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	str := func() string {
 		b := make([]byte, r.IntN(20))
@@ -145,6 +148,7 @@ func BenchmarkBinaryCodec(b *testing.B) {
 // Workers with either compression setting share a topic: the reader tells
 // the two apart by the magic bytes.
 func TestBinaryCodecReadsBothCompressions(t *testing.T) {
+	t.Parallel()
 	in := sampleBatch()
 	s2p, err := EncodeBatchWith(in, CompressS2)
 	require.NoError(t, err)
@@ -168,6 +172,7 @@ func TestBinaryCodecReadsBothCompressions(t *testing.T) {
 }
 
 func TestBinaryCodecValuesThatAliasTheMessage(t *testing.T) {
+	t.Parallel()
 	msg := []byte(`{"httpMethod":"GET","resourcePath":"/pets/{petId}","status":404}`)
 	in := &record.Batch{Records: []record.Record{
 		{Message: msg, Attrs: []record.Attr{record.StringAttr("http.method", msg[15:18]), record.StringAttr("http.route", msg[36:49]),

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -33,6 +34,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // In one process a stage's queue depth is the batches published to it and
 // not yet being handled.
 func TestQueueDepthInProcess(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	rt, err := New(Config{MaxInFlight: 8}, NewMemory(nil), nil, reg)
 	require.NoError(t, err)
@@ -63,6 +65,7 @@ func TestQueueDepthInProcess(t *testing.T) {
 // and the dead-letter path, the queue depth never goes below zero and is
 // zero once everything is handled.
 func TestQueueDepthNeverNegative(t *testing.T) {
+	t.Parallel()
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			reg := telemetry.NewRegistry()
@@ -149,21 +152,25 @@ func (f *fakeBroker) Backlog(_ context.Context, group, topic string) (int64, err
 // On a broker the queue depth is the consumer group's backlog, asked
 // periodically; unknown (-1) while the broker does not answer.
 func TestQueueDepthFromBrokerBacklog(t *testing.T) {
-	reg := telemetry.NewRegistry()
-	tr := &fakeBroker{Memory: NewMemory(watermill.NopLogger{})}
-	tr.backlog.Store(7)
-	rt, err := New(Config{BacklogInterval: time.Millisecond}, tr, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: &sink{}}))
-	stats := reg.Stage("decode")
-	assert.Equal(t, int64(-1), stats.QueueDepth.Load(), "unknown until the broker answers")
-	require.NoError(t, rt.Start(context.Background()))
-	eventually(t, "the backlog is read", func() bool { return stats.QueueDepth.Load() == 7 })
-	tr.backlog.Store(3)
-	eventually(t, "the backlog is read again", func() bool { return stats.QueueDepth.Load() == 3 })
-	tr.fail.Store(true)
-	eventually(t, "a failed read makes it unknown", func() bool { return stats.QueueDepth.Load() == -1 })
-	require.NoError(t, rt.Close())
-	asked := tr.asked.Load()
-	assert.Equal(t, asked, tr.asked.Load(), "Close stops the watcher")
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		reg := telemetry.NewRegistry()
+		tr := &fakeBroker{Memory: NewMemory(watermill.NopLogger{})}
+		tr.backlog.Store(7)
+		rt, err := New(Config{BacklogInterval: time.Millisecond}, tr, nil, reg)
+		require.NoError(t, err)
+		require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: &sink{}}))
+		stats := reg.Stage("decode")
+		assert.Equal(t, int64(-1), stats.QueueDepth.Load(), "unknown until the broker answers")
+		require.NoError(t, rt.Start(context.Background()))
+		eventually(t, "the backlog is read", func() bool { return stats.QueueDepth.Load() == 7 })
+		tr.backlog.Store(3)
+		eventually(t, "the backlog is read again", func() bool { return stats.QueueDepth.Load() == 3 })
+		tr.fail.Store(true)
+		eventually(t, "a failed read makes it unknown", func() bool { return stats.QueueDepth.Load() == -1 })
+		require.NoError(t, rt.Close())
+		asked := tr.asked.Load()
+		time.Sleep(time.Second) // a thousand intervals, on the bubble's clock
+		assert.Equal(t, asked, tr.asked.Load(), "Close stops the watcher")
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -74,6 +75,7 @@ func splitter(_ context.Context, in *record.Batch, out Output) error {
 }
 
 func TestAcknowledgementCompletesOnlyAfterTerminalStage(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	release := make(chan struct{})
 	terminal := &sink{}
@@ -101,6 +103,7 @@ func TestAcknowledgementCompletesOnlyAfterTerminalStage(t *testing.T) {
 }
 
 func TestPermanentFailureGoesToDeadLetterWithReason(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	var calls atomic.Int32
 	dead := &sink{}
@@ -130,6 +133,7 @@ func emitAndWait(t *testing.T, rt *Runtime, source, topic string, n int) error {
 }
 
 func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{MaxRetries: 5})
 	var calls atomic.Int32
 	done := &sink{}
@@ -148,6 +152,7 @@ func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
 }
 
 func TestDeadLetterFailureFailsTheSource(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{MaxRetries: 1})
 	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "raw", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
 		return errors.New("boom")
@@ -163,30 +168,34 @@ func TestDeadLetterFailureFailsTheSource(t *testing.T) {
 }
 
 func TestBackPressureBoundsInFlightBatches(t *testing.T) {
-	rt := newRuntime(t, Config{})
-	release := make(chan struct{})
-	require.NoError(t, rt.Add(Stage{Name: "slow", Input: "raw", MaxInFlight: 2, Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
-		<-release
-		return nil
-	})}))
-	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
-	start(t, rt)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rt := newRuntime(t, Config{})
+		release := make(chan struct{})
+		require.NoError(t, rt.Add(Stage{Name: "slow", Input: "raw", MaxInFlight: 2, Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+			<-release
+			return nil
+		})}))
+		require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+		start(t, rt)
 
-	src := rt.Source("ingest", "raw")
-	require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
-	require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	err := src.Emit(ctx, batchOf(1, nil))
-	require.ErrorIs(t, err, context.DeadlineExceeded, "a third batch must wait for a slot")
-	assert.Equal(t, int64(2), rt.InFlight())
+		src := rt.Source("ingest", "raw")
+		require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
+		require.NoError(t, src.Emit(context.Background(), batchOf(1, nil)))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		err := src.Emit(ctx, batchOf(1, nil))
+		require.ErrorIs(t, err, context.DeadlineExceeded, "a third batch must wait for a slot")
+		assert.Equal(t, int64(2), rt.InFlight())
 
-	close(release)
-	require.NoError(t, rt.Drain(context.Background()))
-	assert.Zero(t, rt.InFlight())
+		close(release)
+		require.NoError(t, rt.Drain(context.Background()))
+		assert.Zero(t, rt.InFlight())
+	})
 }
 
 func TestFanOutCountsEveryConsumer(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	logs, metrics := &sink{}, &sink{}
 	require.NoError(t, rt.Add(Stage{Name: "deliver-logs", Input: "enriched", Handler: logs}))
@@ -200,6 +209,7 @@ func TestFanOutCountsEveryConsumer(t *testing.T) {
 }
 
 func TestEmitToTopicWithoutConsumerIsRefused(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
 	start(t, rt)

@@ -41,6 +41,7 @@ func taggedBatch(i, n int, tr record.Acker) *record.Batch {
 // the batches published to it, named by the publisher, unchanged by the
 // stage that consumes and alters them; the other topics are not sampled.
 func TestTapSamplesWhatIsPublishedAsItWas(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	require.NoError(t, rt.Add(Stage{Name: "split", Input: "raw", Output: "mid", Handler: HandlerFunc(splitter)}))
 	require.NoError(t, rt.Add(Stage{Name: "mutate", Input: "mid", Handler: HandlerFunc(mutator)}))
@@ -80,6 +81,7 @@ func TestTapSamplesWhatIsPublishedAsItWas(t *testing.T) {
 // pipeline goes on at once, every batch acknowledged, and the events the
 // tap could not take are counted as dropped, on the tap and in telemetry.
 func TestTapNeverBlocksThePipeline(t *testing.T) {
+	t.Parallel()
 	reg := telemetry.NewRegistry()
 	rt, err := New(Config{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}, NewMemory(nil), nil, reg)
 	require.NoError(t, err)
@@ -115,6 +117,7 @@ func TestTapNeverBlocksThePipeline(t *testing.T) {
 // and records dead-lettered by a handler with theirs. A limit copies only
 // the first records.
 func TestTapSeesDeadLettersWithTheirReason(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{MaxRetries: 1})
 	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
 	require.NoError(t, rt.Add(Stage{Name: "fail", Input: "raw", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
@@ -149,6 +152,7 @@ func TestTapSeesDeadLettersWithTheirReason(t *testing.T) {
 
 // TestTapEndsWithTheRuntime: shutting the runtime down detaches its taps.
 func TestTapEndsWithTheRuntime(t *testing.T) {
+	t.Parallel()
 	rt := newRuntime(t, Config{})
 	require.NoError(t, rt.Add(Stage{Name: "sink", Input: "raw", Handler: &sink{}}))
 	require.NoError(t, rt.Start(context.Background()))
