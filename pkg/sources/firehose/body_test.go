@@ -116,6 +116,7 @@ var bodySeeds = []string{
 }
 
 func TestBodyParserMatchesFastjson(t *testing.T) {
+	t.Parallel()
 	for _, s := range bodySeeds {
 		checkAgainstReference(t, []byte(s))
 	}
@@ -131,6 +132,7 @@ func FuzzBodyParser(f *testing.F) {
 }
 
 func TestBodyParserKeepsRecordsApart(t *testing.T) {
+	t.Parallel()
 	// Records outlive the parse: each must be its own bytes, whatever the
 	// chunk it was kept in.
 	var recs []string
@@ -154,6 +156,7 @@ func TestBodyParserKeepsRecordsApart(t *testing.T) {
 }
 
 func TestBodyParserStopsWhenRefused(t *testing.T) {
+	t.Parallel()
 	refuse := errors.New("refused")
 	var charged int64
 	body := `{"requestId":"r","records":[{"data":"` + strings.Repeat("x", 1<<20) + `"}]}`

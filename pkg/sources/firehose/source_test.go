@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -105,6 +106,7 @@ func serve(s *Source, r *http.Request) (*httptest.ResponseRecorder, response) {
 }
 
 func TestDeliveredRequestIsAcknowledged(t *testing.T) {
+	t.Parallel()
 	p := newFake(deliverAll)
 	s := New(testConfig(), p, nil, nil, nil)
 	w, resp := serve(s, request("req-1", body("req-1", "a", "b", "c")))
@@ -125,34 +127,38 @@ func TestDeliveredRequestIsAcknowledged(t *testing.T) {
 }
 
 func TestNotAcknowledgedBeforeDelivery(t *testing.T) {
-	p := newFake(nil)
-	cfg := testConfig()
-	cfg.AckTimeout = 50 * time.Millisecond
-	s := New(cfg, p, nil, nil, nil)
-	w, resp := serve(s, request("req-slow", body("req-slow", "a")))
-	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "undelivered records must fail retryably")
-	assert.Contains(t, resp.ErrorMessage, "not yet delivered")
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newFake(nil)
+		cfg := testConfig()
+		cfg.AckTimeout = 50 * time.Millisecond
+		s := New(cfg, p, nil, nil, nil)
+		w, resp := serve(s, request("req-slow", body("req-slow", "a")))
+		assert.Equal(t, http.StatusServiceUnavailable, w.Code, "undelivered records must fail retryably")
+		assert.Contains(t, resp.ErrorMessage, "not yet delivered")
 
-	// Firehose retries with the same id while the first attempt is still in
-	// flight: the records must not be published twice.
-	done := make(chan *httptest.ResponseRecorder)
-	go func() {
-		w, _ := serve(s, request("req-slow", body("req-slow", "a")))
-		done <- w
-	}()
-	b := <-p.got
-	b.Ack.Done()
-	w = <-done
-	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, 1, p.records(), "a retried request id still in flight is not processed twice")
+		// Firehose retries with the same id while the first attempt is still in
+		// flight: the records must not be published twice.
+		done := make(chan *httptest.ResponseRecorder)
+		go func() {
+			w, _ := serve(s, request("req-slow", body("req-slow", "a")))
+			done <- w
+		}()
+		b := <-p.got
+		b.Ack.Done()
+		w = <-done
+		assert.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, 1, p.records(), "a retried request id still in flight is not processed twice")
 
-	// And once delivered, a late retry is answered without re-sending.
-	w, _ = serve(s, request("req-slow", body("req-slow", "a")))
-	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, 1, p.records())
+		// And once delivered, a late retry is answered without re-sending.
+		w, _ = serve(s, request("req-slow", body("req-slow", "a")))
+		assert.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, 1, p.records())
+	})
 }
 
 func TestFailedDeliveryIsRetryable(t *testing.T) {
+	t.Parallel()
 	p := newFake(func(b *record.Batch) { b.Ack.Fail(errors.New("archive unwritable")) })
 	s := New(testConfig(), p, nil, nil, nil)
 	w, resp := serve(s, request("req-f", body("req-f", "a")))
@@ -165,6 +171,7 @@ func TestFailedDeliveryIsRetryable(t *testing.T) {
 }
 
 func TestGzipBody(t *testing.T) {
+	t.Parallel()
 	p := newFake(deliverAll)
 	s := New(testConfig(), p, nil, nil, nil)
 	w, _ := serve(s, request("req-gz", corpus.Gzip(body("req-gz", "x", "y")), func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }))
@@ -173,6 +180,7 @@ func TestGzipBody(t *testing.T) {
 }
 
 func TestEmptyRecordsArePermitted(t *testing.T) {
+	t.Parallel()
 	p := newFake(deliverAll)
 	s := New(testConfig(), p, nil, nil, nil)
 	w, _ := serve(s, request("req-e", []byte(`{"requestId":"req-e","timestamp":1,"records":[{"data":""},{}]}`)))
@@ -181,6 +189,7 @@ func TestEmptyRecordsArePermitted(t *testing.T) {
 }
 
 func TestMalformedRequests(t *testing.T) {
+	t.Parallel()
 	bomb := corpus.Gzip(bytes.Repeat([]byte{' '}, 3<<20)) // decompresses past the 2 MiB limit
 	setHeader := func(k, v string) func(*http.Request) { return func(r *http.Request) { r.Header.Set(k, v) } }
 	cases := []struct {
@@ -221,6 +230,7 @@ func TestMalformedRequests(t *testing.T) {
 }
 
 func TestMethodAndHealth(t *testing.T) {
+	t.Parallel()
 	s := New(testConfig(), newFake(deliverAll), nil, nil, nil)
 	w := httptest.NewRecorder()
 	s.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/", nil))
@@ -240,6 +250,7 @@ func TestMethodAndHealth(t *testing.T) {
 }
 
 func TestNotReadyRefusesWithRetryableStatus(t *testing.T) {
+	t.Parallel()
 	s := New(testConfig(), newFake(deliverAll), func() error { return errors.New("Datadog refused the API key (403)") }, nil, nil)
 	w, resp := serve(s, request("r", body("r", "a")))
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
@@ -247,33 +258,37 @@ func TestNotReadyRefusesWithRetryableStatus(t *testing.T) {
 }
 
 func TestOverloadAnswers429(t *testing.T) {
-	p := newFake(nil) // never delivers: the budget stays taken
-	cfg := testConfig()
-	// Each request holds ~800 KiB of records, and twice its largest record
-	// for a moment while reading it: two fit, not three.
-	cfg.MaxInFlightBytes = 5 << 19
-	cfg.AckTimeout = 20 * time.Millisecond
-	s := New(cfg, p, nil, nil, nil)
-	big := body("r1", strings.Repeat("x", 600<<10))
-	w, _ := serve(s, request("r1", big)) // admitted, then times out
-	require.Equal(t, http.StatusServiceUnavailable, w.Code)
-	w, _ = serve(s, request("r2", body("r2", strings.Repeat("x", 600<<10))))
-	w3, resp := serve(s, request("r3", body("r3", strings.Repeat("x", 600<<10))))
-	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
-	assert.Equal(t, http.StatusTooManyRequests, w3.Code)
-	assert.Contains(t, resp.ErrorMessage, "in flight")
-	assert.Equal(t, "1", w3.Header().Get("Retry-After"))
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newFake(nil) // never delivers: the budget stays taken
+		cfg := testConfig()
+		// Each request holds ~800 KiB of records, and twice its largest record
+		// for a moment while reading it: two fit, not three.
+		cfg.MaxInFlightBytes = 5 << 19
+		cfg.AckTimeout = 20 * time.Millisecond
+		s := New(cfg, p, nil, nil, nil)
+		big := body("r1", strings.Repeat("x", 600<<10))
+		w, _ := serve(s, request("r1", big)) // admitted, then times out
+		require.Equal(t, http.StatusServiceUnavailable, w.Code)
+		w, _ = serve(s, request("r2", body("r2", strings.Repeat("x", 600<<10))))
+		w3, resp := serve(s, request("r3", body("r3", strings.Repeat("x", 600<<10))))
+		assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+		assert.Equal(t, http.StatusTooManyRequests, w3.Code)
+		assert.Contains(t, resp.ErrorMessage, "in flight")
+		assert.Equal(t, "1", w3.Header().Get("Retry-After"))
 
-	// Delivery frees the budget.
-	for len(p.got) > 0 {
-		(<-p.got).Ack.Done()
-	}
-	p.settle = deliverAll
-	w, _ = serve(s, request("r4", body("r4", "a")))
-	assert.Equal(t, http.StatusOK, w.Code)
+		// Delivery frees the budget.
+		for len(p.got) > 0 {
+			(<-p.got).Ack.Done()
+		}
+		p.settle = deliverAll
+		w, _ = serve(s, request("r4", body("r4", "a")))
+		assert.Equal(t, http.StatusOK, w.Code)
+	})
 }
 
 func TestUnauthenticatedOnlyWhenAllowed(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.AccessKeys = nil
 	s := New(cfg, newFake(deliverAll), nil, nil, nil)
@@ -286,6 +301,7 @@ func TestUnauthenticatedOnlyWhenAllowed(t *testing.T) {
 }
 
 func TestPublishFailureFailsTheRequest(t *testing.T) {
+	t.Parallel()
 	p := newFake(deliverAll)
 	p.err = errors.New("pipeline stopped")
 	s := New(testConfig(), p, nil, nil, nil)
@@ -297,6 +313,7 @@ func TestPublishFailureFailsTheRequest(t *testing.T) {
 // TestHealthTellsTheReasonOnlyToAuthenticatedCallers: the endpoint is
 // public; why the pipeline cannot deliver is not.
 func TestHealthTellsTheReasonOnlyToAuthenticatedCallers(t *testing.T) {
+	t.Parallel()
 	const reason = "the Datadog logs intake refused the API key: HTTP 403"
 	s := New(testConfig(), newFake(deliverAll), func() error { return errors.New(reason) }, nil, nil)
 	for _, c := range []struct {
@@ -339,6 +356,7 @@ func TestHealthTellsTheReasonOnlyToAuthenticatedCallers(t *testing.T) {
 // and the request's records are counted once as handed back. The source
 // counts what it took in; what it published is the runtime's to count.
 func TestHandedBackRecordsGetRetryableStatus(t *testing.T) {
+	t.Parallel()
 	handedBack := fmt.Errorf("stage deliver-logs: %w", ack.ErrHandedBack)
 	for name, fake := range map[string]func() *fakePipeline{
 		"after publishing": func() *fakePipeline { return newFake(func(b *record.Batch) { b.Ack.Fail(handedBack) }) },
