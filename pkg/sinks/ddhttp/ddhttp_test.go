@@ -14,6 +14,7 @@ import (
 )
 
 func TestErrorDetail(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "Malformed payload", ErrorDetail(400, []byte(`{"errors":[{"status":"400","title":"Bad Request","detail":"Malformed payload"}]}`)))
 	assert.Equal(t, "Forbidden", ErrorDetail(403, []byte(`{"errors":["Forbidden"]}`)))
 	assert.Equal(t, "a; b", ErrorDetail(400, []byte(`{"errors":["a","b"]}`)))
@@ -24,6 +25,7 @@ func TestErrorDetail(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "key <redacted> echoed", Redact("key abc123 echoed", "abc123"))
 	assert.Equal(t, "unchanged", Redact("unchanged", ""))
 	err := RedactErr(errors.New("bad key abc123"), "abc123")
@@ -32,6 +34,7 @@ func TestRedact(t *testing.T) {
 }
 
 func TestKeyHealth(t *testing.T) {
+	t.Parallel()
 	h := &KeyHealth{API: "logs intake", Held: "logs", Prefix: "ddlogs"}
 	require.NoError(t, h.Err())
 	h.Refused(403, "Forbidden")
@@ -42,6 +45,7 @@ func TestKeyHealth(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
 	h := func(v string) http.Header { return http.Header{"Retry-After": []string{v}} }
 	assert.Equal(t, 10*time.Second, RetryAfter(h("10"), now))
@@ -57,6 +61,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestOutcomeString(t *testing.T) {
+	t.Parallel()
 	for o, s := range map[Outcome]string{Accepted: "accepted", Retrying: "retrying", Unauthorized: "unauthorized", Split: "split", Rejected: "rejected", 99: "unknown"} {
 		assert.Equal(t, s, o.String())
 	}

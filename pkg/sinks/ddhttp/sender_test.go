@@ -22,6 +22,7 @@ import (
 const testKey = "test-api-key-0123456789"
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	transport := errors.New("connection reset")
 	for _, tc := range []struct {
 		status   int
@@ -145,6 +146,7 @@ func request(url string) *Request {
 // key's health turns red on 403 and back on success, the retries are the
 // attempts sent again, and no wait comes sooner than Retry-After.
 func TestSendRetriesUntilFinal(t *testing.T) {
+	t.Parallel()
 	srv := answers(t, answer1{503, ""}, answer1{429, "7"}, answer1{403, ""}, answer1{202, ""})
 	var health []error
 	var s *testSender
@@ -183,6 +185,7 @@ func TestSendRetriesUntilFinal(t *testing.T) {
 }
 
 func TestSendRefusals(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{400, 413} {
 		srv := answers(t, answer1{403, ""}, answer1{status, ""})
 		s := newTestSender(t, nil)
@@ -204,6 +207,7 @@ func TestSendRefusals(t *testing.T) {
 // TestRetryAfterVersusBackoff: the wait is the longer of our own pace and
 // the answer's Retry-After, which is bounded.
 func TestRetryAfterVersusBackoff(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		retryAfter string
@@ -230,6 +234,7 @@ func TestRetryAfterVersusBackoff(t *testing.T) {
 // shutdown deadline — a wait is cut short and an attempt in flight
 // cancelled; no retry follows, and none is counted.
 func TestSendAbandonsAtTheDeadline(t *testing.T) {
+	t.Parallel()
 	t.Run("waiting", func(t *testing.T) {
 		srv := answers(t, answer1{503, ""})
 		s := newTestSender(t, func(c *Config, _ *Options) {
@@ -277,6 +282,7 @@ func TestSendAbandonsAtTheDeadline(t *testing.T) {
 // TestSenderBoundsConcurrency: at most Concurrency requests are in flight;
 // the next caller waits for a slot (and gives up with its context).
 func TestSenderBoundsConcurrency(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{}, 10)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +316,7 @@ func TestSenderBoundsConcurrency(t *testing.T) {
 // TestCodecRoundTrip: what each codec sends, the fake intake's decoders
 // read back (logs endpoint: gzip, deflate, zstd, identity; series: zstd1).
 func TestCodecRoundTrip(t *testing.T) {
+	t.Parallel()
 	srv, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{testKey}})
 	s := newTestSender(t, nil)
 	for _, tc := range []struct {
@@ -359,6 +366,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestNewCodecRefuses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		kind  string
 		level int
@@ -371,6 +379,7 @@ func TestNewCodecRefuses(t *testing.T) {
 // TestCodecBoundsConcurrency: a body waits for a free slot, and gives up
 // with its context; identity needs none.
 func TestCodecBoundsConcurrency(t *testing.T) {
+	t.Parallel()
 	c, err := NewCodec(Gzip, 1, 1)
 	require.NoError(t, err)
 	c.sem <- struct{}{} // the one slot is busy
@@ -394,6 +403,7 @@ func TestCodecBoundsConcurrency(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	require.NoError(t, DefaultConfig().Validate())
 	c := DefaultConfig()
 	c.Concurrency, c.RequestTimeout = 0, -1
