@@ -59,6 +59,7 @@ func dist(name string, vs []float64, tags ...string) record.Metric {
 }
 
 func TestSubmitShapes(t *testing.T) {
+	t.Parallel()
 	for _, comp := range []string{"gzip", "zstd", "deflate", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			srv, url := intake(t)
@@ -126,6 +127,7 @@ func manySeries(n int, seed uint64) []record.Metric {
 }
 
 func TestPayloadSplitting(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		compression string
@@ -181,6 +183,7 @@ func TestPayloadSplitting(t *testing.T) {
 }
 
 func TestDistributionValuesSplitIntoMergeablePoints(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	c := newClient(t, url, func(cfg *ddmetrics.Config) { cfg.MaxDistributionBytes = 100_000 })
 	vs := make([]float64, 60_000)
@@ -204,6 +207,7 @@ func TestDistributionValuesSplitIntoMergeablePoints(t *testing.T) {
 }
 
 func TestRetriesOn503ThenSuccess(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: 503, Count: 3, Endpoints: []fakeintake.Endpoint{fakeintake.EndpointSeries}}))
 	c := newClient(t, url, nil)
@@ -218,6 +222,7 @@ func TestRetriesOn503ThenSuccess(t *testing.T) {
 }
 
 func TestRetryableStatuses(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{408, 429, 500, 502, 504} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			srv, url := intake(t)
@@ -232,6 +237,7 @@ func TestRetryableStatuses(t *testing.T) {
 }
 
 func TestBadRequestIsSplitThenRejected(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	// Every request fails with 400: the client halves down to single
 	// points, then gives them up with the reason.
@@ -256,6 +262,7 @@ func TestBadRequestIsSplitThenRejected(t *testing.T) {
 }
 
 func TestRefusedKeyIsUnhealthyAndRetried(t *testing.T) {
+	t.Parallel()
 	srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{"another-key"}, Now: clock})
 	var logs syncbuf.Buffer
 	c := newClient(t, url, func(cfg *ddmetrics.Config) {
@@ -280,6 +287,7 @@ func TestRefusedKeyIsUnhealthyAndRetried(t *testing.T) {
 }
 
 func TestUnhealthyClearsOnSuccess(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: 401, Count: 2}))
 	c := newClient(t, url, nil)
@@ -291,6 +299,7 @@ func TestUnhealthyClearsOnSuccess(t *testing.T) {
 }
 
 func TestTooOldPointsAreRejectedWithoutSending(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	c := newClient(t, url, nil)
 	old := count("old", 1)
@@ -308,6 +317,7 @@ func TestTooOldPointsAreRejectedWithoutSending(t *testing.T) {
 }
 
 func TestPointsExpiringDuringRetriesAreRejected(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: 503}))
 	var mu sync.Mutex
@@ -323,6 +333,7 @@ func TestPointsExpiringDuringRetriesAreRejected(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	ok := ddmetrics.DefaultConfig()
 	ok.APIKey = "k"
 	require.NoError(t, ok.Validate(), "the defaults are valid")
@@ -364,6 +375,7 @@ func TestConfigValidate(t *testing.T) {
 // the next attempt, through the same pacing as the logs client
 // (ddhttp.Sender), and may exceed our own MaxInterval.
 func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: http.StatusTooManyRequests, Count: 2, RetryAfter: "10",
 		Endpoints: []fakeintake.Endpoint{fakeintake.EndpointSeries}}))
@@ -391,6 +403,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 // TestConfigYAMLKeys: the keys under metrics.delivery that the README
 // documents land in Config, the sender's among them; nothing else is a key.
 func TestConfigYAMLKeys(t *testing.T) {
+	t.Parallel()
 	doc := `
 mode: dogstatsd
 compression: deflate

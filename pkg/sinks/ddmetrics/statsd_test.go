@@ -17,6 +17,7 @@ import (
 )
 
 func TestDogStatsDMode(t *testing.T) {
+	t.Parallel()
 	l := listenStatsd(t)
 	cfg := ddmetrics.DefaultConfig()
 	cfg.Mode, cfg.DogStatsDAddr, cfg.Now = ddmetrics.ModeDogStatsD, l.addr(), clock
@@ -67,6 +68,7 @@ func TestDogStatsDMode(t *testing.T) {
 }
 
 func TestSelfTelemetry(t *testing.T) {
+	t.Parallel()
 	l := listenStatsd(t)
 	reg := telemetry.NewRegistry()
 	st := reg.Stage("deliver-logs")
@@ -150,6 +152,7 @@ func TestSelfTelemetry(t *testing.T) {
 }
 
 func TestStageDeadLettersRejectedPoints(t *testing.T) {
+	t.Parallel()
 	srv, url := intake(t)
 	require.NoError(t, srv.SetFailure(fakeintake400()))
 	c := newClient(t, url, nil)
