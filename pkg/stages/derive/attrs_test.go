@@ -10,6 +10,7 @@ import (
 )
 
 func TestReadRequest(t *testing.T) {
+	t.Parallel()
 	s := func(k, v string) record.Attr { return record.StringAttr(k, []byte(v)) }
 	n := func(k, v string) record.Attr { return record.NumberAttr(k, []byte(v)) }
 	i := record.IntAttr

@@ -49,6 +49,7 @@ func synthetic(n int, start time.Time) []req {
 func classOf(status int) string { return fmt.Sprintf("%dxx", status/100) }
 
 func TestExactCounts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		n      int
@@ -105,6 +106,7 @@ func quantile(sorted []float64, q float64) float64 {
 }
 
 func TestDistributionQuantiles(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(9 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	// A long-tailed latency mix on one route.
@@ -134,6 +136,7 @@ func TestDistributionQuantiles(t *testing.T) {
 }
 
 func TestWindowsAndLateness(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0)
 	d := newDeriver(t, derive.Config{Now: clk.Now, AllowedLateness: 2 * time.Second})
 	out := &sink{}
@@ -187,6 +190,7 @@ func TestWindowsAndLateness(t *testing.T) {
 }
 
 func TestLateGenerationsNeverOverwrite(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(15 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, MaxAge: 30 * time.Minute})
 	out := &sink{}
@@ -220,6 +224,7 @@ func TestLateGenerationsNeverOverwrite(t *testing.T) {
 }
 
 func TestTooOldAndTooNew(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(2 * time.Hour))
 	reg := telemetry.NewRegistry()
 	d, err := derive.New(derive.Config{Now: clk.Now, Host: "w1", NoIncarnation: true}, reg)
@@ -254,6 +259,7 @@ func TestTooOldAndTooNew(t *testing.T) {
 }
 
 func TestCardinalityGuard(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, MaxResourcesPerAPI: 3})
 	out := &sink{}
@@ -295,6 +301,7 @@ func TestCardinalityGuard(t *testing.T) {
 }
 
 func TestTagAllowlist(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		allow []string
@@ -323,6 +330,7 @@ func TestTagAllowlist(t *testing.T) {
 }
 
 func TestSummaries(t *testing.T) {
+	t.Parallel()
 	summary := func(stageTag string, attrs ...record.Attr) req {
 		return req{at: t0.Add(time.Second), kind: record.KindSummary, method: "POST", route: "/verify", status: 200,
 			latMs: -1, integMs: 40, bytes: -1, attrs: attrs,
@@ -358,6 +366,7 @@ func TestSummaries(t *testing.T) {
 }
 
 func TestSummaryLatencyAndThrottles(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, Summaries: derive.SummariesAlways})
 	out := &sink{}
@@ -382,6 +391,7 @@ func TestSummaryLatencyAndThrottles(t *testing.T) {
 }
 
 func TestWebSocketAndCache(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
@@ -424,6 +434,7 @@ func TestWebSocketAndCache(t *testing.T) {
 }
 
 func TestReplayUsesItsOwnHostAndWatermark(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(40 * time.Minute))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
@@ -450,6 +461,7 @@ func TestReplayUsesItsOwnHostAndWatermark(t *testing.T) {
 }
 
 func TestEmitFailureKeepsBatches(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{fail: 1}
@@ -478,6 +490,7 @@ func TestEmitFailureKeepsBatches(t *testing.T) {
 }
 
 func TestFlushEmitsEveryOpenWindow(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(35 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
@@ -500,6 +513,7 @@ func TestFlushEmitsEveryOpenWindow(t *testing.T) {
 }
 
 func TestIgnoresOtherKindsAndMissingAttributes(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
@@ -519,6 +533,7 @@ func TestIgnoresOtherKindsAndMissingAttributes(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []derive.Config{
 		{Namespace: "aws.apigateway."},
 		{Window: 1500 * time.Millisecond},

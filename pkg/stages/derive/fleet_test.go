@@ -129,6 +129,7 @@ func run(t testing.TB, clk *clock, arrivals []arrival, workers []*derive.Deriver
 }
 
 func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
+	t.Parallel()
 	const n = 30_000
 	arrivals := fleetTraffic(n, 1)
 	reqs := make([]req, n)
@@ -173,6 +174,7 @@ func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
 }
 
 func TestReplayBesideLiveTraffic(t *testing.T) {
+	t.Parallel()
 	// Live traffic for three windows, and a replay of logs of the same
 	// windows that live delivery had missed (e.g. restored from the
 	// dead-letter archive), running at the same time: in the same worker, or
@@ -247,6 +249,7 @@ func TestReplayBesideLiveTraffic(t *testing.T) {
 // order, and stops before the end, so the last windows close on processing
 // time.
 func TestArrivalToFlushBound(t *testing.T) {
+	t.Parallel()
 	for _, lateness := range []time.Duration{0, 5 * time.Second} {
 		t.Run(fmt.Sprint(lateness), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(5, 5))

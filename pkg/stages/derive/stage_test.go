@@ -29,6 +29,7 @@ func (h *handlerSink) Handle(ctx context.Context, in *record.Batch, _ stage.Outp
 // window; a clean shutdown (drain, Flush through the derive stage's output,
 // drain) delivers every open window to the intake.
 func TestStageRuntimeWiring(t *testing.T) {
+	t.Parallel()
 	clk := newClock(t0.Add(3 * time.Second))
 	srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{fleetKey}, Now: clk.Now})
 	reg := telemetry.NewRegistry()
@@ -75,6 +76,7 @@ func TestStageRuntimeWiring(t *testing.T) {
 // a batch carries go to the metrics topic as they are, with the source's
 // acknowledgement; a batch of points alone derives nothing.
 func TestStageForwardsCloudWatchPointsWithTheirAcknowledgement(t *testing.T) {
+	t.Parallel()
 	d, err := derive.New(derive.DefaultConfig(), nil)
 	require.NoError(t, err)
 	out := &stagetest.Output{}
