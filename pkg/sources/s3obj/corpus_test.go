@@ -15,6 +15,7 @@ import (
 // TestCorpusObjectsReplayed and TestCorpusObjectsThroughSQS check the same
 // through S3 and the fake intake).
 func TestCorpusObjects(t *testing.T) {
+	t.Parallel()
 	cases, err := corpus.ObjectCases()
 	require.NoError(t, err)
 	require.NotEmpty(t, cases)

@@ -75,6 +75,7 @@ var envelopeSeeds = []string{
 }
 
 func TestEnvelopeFastPathMatchesTheParser(t *testing.T) {
+	t.Parallel()
 	for i, s := range envelopeSeeds {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			checkFastPath(t, []byte(s))

@@ -84,6 +84,7 @@ func FuzzReadObject(f *testing.F) {
 }
 
 func TestWriteFuzzCorpus(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("GWPIPE_WRITE_FUZZ_CORPUS") == "" {
 		t.Skip("set GWPIPE_WRITE_FUZZ_CORPUS=1 to rewrite testdata/fuzz/FuzzReadObject")
 	}

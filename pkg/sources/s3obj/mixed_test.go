@@ -57,6 +57,7 @@ func deadData(t testing.TB, dead []record.Record) []string {
 // The headline defect: an object whose first line is an access log read
 // every later line as one, envelopes included (their events never came).
 func TestEnvelopesAfterAnAccessLogLine(t *testing.T) {
+	t.Parallel()
 	docA := envelopeDoc(group, "sA", ev{"1", 1, "a1"}, ev{"2", 2, "a2"})
 	docB := envelopeDoc(group, "sB", ev{"3", 3, "b1"})
 	docC := envelopeDoc(group, "sC", ev{"4", 4, "c1"})
@@ -86,6 +87,7 @@ func TestEnvelopesAfterAnAccessLogLine(t *testing.T) {
 // key that is not an envelope is dead-lettered: an envelope's JSON is never
 // a log.
 func TestJSONThatIsNotAnEnvelopeIsALine(t *testing.T) {
+	t.Parallel()
 	doc := envelopeDoc(group, "s", ev{"1", 1, "ok1"})
 	nested := `{"request":{"messageType":"DATA_MESSAGE"},"status":200}`
 	broken := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"9","timestamp":1}]}`
@@ -112,6 +114,7 @@ func TestJSONThatIsNotAnEnvelopeIsALine(t *testing.T) {
 // metric-stream reader they are dead-lettered with the reason, a run of
 // consecutive ones in one dead letter. Never logs.
 func TestMetricStreamDatumsInAnObject(t *testing.T) {
+	t.Parallel()
 	bad := `{"metric_stream_name":"apigw","namespace":"AWS/ApiGateway","metric_name":"Count","value":{"sum":1}}`
 	data := corpus.Gzip([]byte(strings.Join([]string{accessJSON, datum("prod", 3), datum("beta", 4), bad, accessCLF, datum("dev", 5)}, "\n") + "\n"))
 
@@ -156,6 +159,7 @@ func TestMetricStreamDatumsInAnObject(t *testing.T) {
 // An object of a metric stream's OpenTelemetry output: length-delimited
 // frames, binary, read frame by frame.
 func TestMetricStreamFramesObject(t *testing.T) {
+	t.Parallel()
 	var frames []byte
 	for i := range 3 {
 		var d corpus.Datum
@@ -191,6 +195,7 @@ func TestMetricStreamFramesObject(t *testing.T) {
 // Lines that are not text are dead-lettered (consecutive ones together),
 // whatever the object starts with: no log is built from binary bytes.
 func TestLinesThatAreNotText(t *testing.T) {
+	t.Parallel()
 	doc := string(envelopeDoc(group, "s", ev{"1", 1, "ok1"}))
 	data := []byte(strings.Join([]string{doc, "caf\xe9 latin-1", "\x00\x01\x02", accessCLF, "ESC \x1b[1mbold\x1b[0m is text", "\xff\xfe"}, "\n"))
 	out := readObject(t, data, Object{Bucket: "b", Key: "k"}, Config{})
@@ -204,6 +209,7 @@ func TestLinesThatAreNotText(t *testing.T) {
 // An object that is binary (half its first bytes or more not text) is
 // dead-lettered by name, not shredded into lines.
 func TestBinaryObject(t *testing.T) {
+	t.Parallel()
 	png := concat([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), []byte(strings.Repeat("\x00\x10\x80\xff", 300)), []byte("\ntext line\n"))
 	out := readObject(t, corpus.Gzip(png), Object{Bucket: "b", Key: "img/logo.png"}, Config{})
 	assert.Equal(t, LayoutBinary, out.stats.Layout)
@@ -223,6 +229,7 @@ func TestBinaryObject(t *testing.T) {
 // pretty-printed document is one item, a '{' that never closes is a line,
 // text after an object makes the line one item.
 func TestItemsAreCutAsTheDecodeStageCutsThem(t *testing.T) {
+	t.Parallel()
 	pretty := "{\n  \"requestId\": \"p1\",\n  \"status\": 200\n}"
 	data := []byte("  " + accessJSON + "  \r\n" + // kept as it came, but the \r
 		`{"a":1}{"b":2}` + "\n" +
@@ -243,6 +250,7 @@ func TestItemsAreCutAsTheDecodeStageCutsThem(t *testing.T) {
 // but an envelope whole on a line is an envelope, and a message that is not
 // text is dead-lettered.
 func TestExportObjects(t *testing.T) {
+	t.Parallel()
 	key := "e/API-Gateway-Execution-Logs_x/prod/0f8e7d6c-1234-4abc-9def-0123456789ab/s/000000.gz"
 	doc := envelopeDoc(group, "s", ev{"1", 1, "ok1"})
 	data := corpus.Gzip([]byte("2026-03-04T05:06:07.123Z body: {\n  \"a\": 1\n}\n" + string(doc) + "\n2026-03-04T05:06:08Z bad \xff\n2026-03-04T05:06:09Z last\n"))
@@ -256,6 +264,7 @@ func TestExportObjects(t *testing.T) {
 
 // A Firehose object is never an export, whatever its first line.
 func TestFirehoseObjectStartingWithATimestamp(t *testing.T) {
+	t.Parallel()
 	doc := envelopeDoc(group, "s", ev{"1", 1, "ok1"})
 	data := []byte("2026-03-04T05:06:07.123Z INFO started\n" + string(doc) + "\n")
 	out := readObject(t, data, Object{Bucket: "b", Key: "fh/2026/03/04/05/gw-logs-1-2026-03-04-05-06-07-abcd"}, Config{})
@@ -268,6 +277,7 @@ func TestFirehoseObjectStartingWithATimestamp(t *testing.T) {
 // a dead letter again, never a log); a refused point is sent again; a line
 // that is not text is not a log.
 func TestDeadLetterArchiveOfMetrics(t *testing.T) {
+	t.Parallel()
 	ts := time.Now().Unix()
 	data := concat(
 		dlqLine(t, dlq.Entry{Stage: "decode", Reason: "line 2: metric stream: …", Kind: "raw", Data: []byte(b64([]byte(datum("prod", 7))))}),
@@ -295,6 +305,7 @@ func TestDeadLetterArchiveOfMetrics(t *testing.T) {
 
 // Firehose error backups of metric-stream records: points.
 func TestErrorBackupOfMetricStreamRecords(t *testing.T) {
+	t.Parallel()
 	rec := func(raw []byte) string {
 		return fmt.Sprintf(`{"attemptsMade":5,"arrivalTimestamp":1,"errorCode":"HttpEndpoint.DestinationException","rawData":%q}`, b64(raw))
 	}
@@ -313,6 +324,7 @@ func TestErrorBackupOfMetricStreamRecords(t *testing.T) {
 // In the dead-letter archive, points carry the entry they came from, as
 // records do (a replay's ledger settles entries), and SkipItem skips them.
 func TestDeadLetterArchivePointsAreNumberedByEntry(t *testing.T) {
+	t.Parallel()
 	ts := time.Now().Unix()
 	metric := func(v float64) []byte {
 		return dlqLine(t, dlq.Entry{Stage: "deliver-metrics", Reason: "rejected", Kind: "metric",

@@ -193,6 +193,7 @@ func sorted(s []string) []string {
 }
 
 func TestMixedObjectsAccountForEverything(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(12, 34))
 	for i := range 400 {
 		choices := make([]byte, 80)

@@ -20,6 +20,7 @@ import (
 const group = "/aws/api-gateway/a1b2c3d4e5/prod"
 
 func TestLayouts(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	ms := t0.UnixMilli()
 	docA := envelopeDoc(group, "sA", ev{"1", ms, "a1"}, ev{"2", ms + 1, "a2"})
@@ -170,6 +171,7 @@ func TestLayouts(t *testing.T) {
 }
 
 func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
+	t.Parallel()
 	doc := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
 		`{"id":"1","timestamp":1,"message":"m1","extractedFields":{"@aws.account":"999888777666","@aws.region":"us-west-2"}},` +
 		`{"id":"2","timestamp":2,"message":"m2"}]}`
@@ -182,6 +184,7 @@ func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
 }
 
 func TestBatchesAreBounded(t *testing.T) {
+	t.Parallel()
 	docs := [][]byte{}
 	for i := range 7 {
 		docs = append(docs, corpus.Gzip(envelopeDoc(group, "s", manyEvents(1000, int64(i)*1000)...)))
@@ -220,6 +223,7 @@ func TestBatchesAreBounded(t *testing.T) {
 }
 
 func TestPoisonObjects(t *testing.T) {
+	t.Parallel()
 	good := corpus.Gzip(envelopeDoc(group, "s", ev{"1", 1, "ok1"}, ev{"2", 2, "ok2"}))
 	good2 := corpus.Gzip(envelopeDoc(group, "s", ev{"3", 3, "ok3"}))
 	badEnvelope := []byte(`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","logEvents":[{"id":"9","timestamp":1,"message":"x"},{"id":"10","timestamp":1}]}`)
@@ -296,6 +300,7 @@ func nilIfEmpty(s []string) []string {
 }
 
 func TestDeadLettersOfEnvelopesReplayAsTheyWere(t *testing.T) {
+	t.Parallel()
 	// A malformed document goes to the archive as base64 raw data; once
 	// "fixed" (here: nothing to fix, the archive is read as it is) the
 	// dead-letter layout decodes it with the decode stage's code.
@@ -309,6 +314,7 @@ func TestDeadLettersOfEnvelopesReplayAsTheyWere(t *testing.T) {
 }
 
 func TestSourceErrorsAreNotDeadLetters(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("connection reset by peer")
 	data := concat(corpus.Gzip(envelopeDoc(group, "s", manyEvents(3000, 0)...)), corpus.Gzip(envelopeDoc(group, "s", manyEvents(3000, 0)...)))
 	r := NewReader(&failingReader{data: data[:len(data)/2], err: boom}, Object{Bucket: "b", Key: "k"}, Config{EventsPerBatch: 100})
@@ -327,6 +333,7 @@ func TestSourceErrorsAreNotDeadLetters(t *testing.T) {
 }
 
 func TestDetect(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		head string
 		key  string
@@ -352,6 +359,7 @@ func TestDetect(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	kt, ok := KeyTime("firehose/2023/10/29/07/my-delivery-stream-1-2023-10-29-07-01-21-a188030a-62d2-49e6-b7c2-b11f1a7ba250")
 	require.True(t, ok)
 	assert.Equal(t, time.Date(2023, 10, 29, 7, 0, 0, 0, time.UTC), kt)
@@ -396,6 +404,7 @@ func TestKeys(t *testing.T) {
 }
 
 func TestScannerMemoryIsBounded(t *testing.T) {
+	t.Parallel()
 	// One 8 MiB line with a 64 KiB limit: the buffer never holds the line.
 	data := concat([]byte("a\n"), bytes.Repeat([]byte("z"), 8<<20), []byte("\nb\n"))
 	sc := newScanner(bytes.NewReader(data), 64<<10)
@@ -417,6 +426,7 @@ func TestScannerMemoryIsBounded(t *testing.T) {
 }
 
 func TestJSONScannerAcrossRefills(t *testing.T) {
+	t.Parallel()
 	// Escapes and braces inside strings, split at every possible point by a
 	// reader that returns one byte at a time.
 	docs := []string{`{"a":"x\\\"}{"}`, `{"b":{"c":[1,{"d":"\\"}]}}`, `{"e":"\\\\"}`}
@@ -450,6 +460,7 @@ func (o *oneByteReader) Read(p []byte) (int, error) {
 // whatever it decodes into, partial lines not counted — and SkipItem
 // passes entries over before they are read.
 func TestDeadLetterEntriesAreNumbered(t *testing.T) {
+	t.Parallel()
 	ms := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixMilli()
 	docB := envelopeDoc(group, "sB", ev{"3", ms, "b1"}, ev{"4", ms, "b2"})
 	line := func(id string) []byte {

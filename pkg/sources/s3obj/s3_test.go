@@ -87,6 +87,7 @@ func noWait() *backoff.Backoff {
 }
 
 func TestBodyResumesWhereTheConnectionBroke(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("0123456789"), 10_000)
 	f := &flakyS3{data: data, etag: `"abc"`, cut: 30_000}
 	b, err := Open(context.Background(), f, "bucket", "k")
@@ -101,6 +102,7 @@ func TestBodyResumesWhereTheConnectionBroke(t *testing.T) {
 }
 
 func TestBodyErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		f    *flakyS3
@@ -130,6 +132,7 @@ func TestBodyErrors(t *testing.T) {
 }
 
 func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
+	t.Parallel()
 	var docs [][]byte
 	for i := range 20 {
 		docs = append(docs, corpus.Gzip(envelopeDoc(group, fmt.Sprint("s", i), manyEvents(200, int64(i))...)))
