@@ -13,6 +13,7 @@ import (
 )
 
 func TestFailureCount(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	require.NoError(t, s.SetFailure(Failure{Status: 503, Count: 2}))
 
@@ -30,6 +31,7 @@ func TestFailureCount(t *testing.T) {
 }
 
 func TestFailureBodyShapes(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	require.NoError(t, s.SetFailure(Failure{Status: 429}))
 	for _, ep := range validBodies {
@@ -66,6 +68,7 @@ func runRate(t *testing.T, seed uint64, n int) []bool {
 }
 
 func TestFailureRateIsSeeded(t *testing.T) {
+	t.Parallel()
 	const n = 200
 	a := runRate(t, 42, n)
 	b := runRate(t, 42, n)
@@ -83,6 +86,7 @@ func TestFailureRateIsSeeded(t *testing.T) {
 }
 
 func TestFailureEndpointsFilter(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	require.NoError(t, s.SetFailure(Failure{Status: 500, Endpoints: []Endpoint{EndpointSeries}}))
 	for _, ep := range validBodies {
@@ -111,6 +115,7 @@ func TestFailureLatencyOnly(t *testing.T) {
 }
 
 func TestFailureLatencyHonoursCancellation(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	require.NoError(t, s.SetFailure(Failure{Status: 503, LatencyMS: time.Hour.Milliseconds()}))
 
@@ -133,6 +138,7 @@ func TestFailureLatencyHonoursCancellation(t *testing.T) {
 }
 
 func TestFailureValidation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		f    Failure
@@ -157,6 +163,7 @@ func TestFailureValidation(t *testing.T) {
 }
 
 func TestFailureAdminAPI(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	ctx := context.Background()
 

@@ -18,6 +18,7 @@ import (
 )
 
 func TestLogsPayloadValidation(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	tests := []struct {
 		name   string
@@ -67,6 +68,7 @@ func TestLogsPayloadValidation(t *testing.T) {
 }
 
 func TestLogsNothingRecordedOnRejection(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	// The first log is fine, the second is not: nothing may be kept.
 	r := c.post(logsPath, []byte(`[{"message":"ok"},{"nomessage":true}]`))
@@ -95,6 +97,7 @@ func sizedLogs(t testing.TB, size int) []byte {
 }
 
 func TestLogsSizeLimits(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	tests := []struct {
 		name   string
@@ -157,6 +160,7 @@ func TestLogsCompressionBomb(t *testing.T) {
 }
 
 func TestLogsOversizedContentLength(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	// The server refuses on the declared length, before reading the body.
 	r := c.post(logsPath, make([]byte, MaxLogsPayloadBytes+100))
@@ -164,6 +168,7 @@ func TestLogsOversizedContentLength(t *testing.T) {
 }
 
 func TestLogsTruncation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		unit     string // repeated to build the message
@@ -243,6 +248,7 @@ func TestLogsTruncation(t *testing.T) {
 }
 
 func TestLogFields(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	body := []byte(`[
 	 {"message":"m1","status":"error","ddsource":"apigateway","service":"orders","hostname":"gw/prod",
@@ -280,6 +286,7 @@ func TestLogFields(t *testing.T) {
 }
 
 func TestRawPreservesEscapes(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	// Escapes fastjson would re-encode with Go rules (\u0000 → \x00) must
 	// survive verbatim.
@@ -293,6 +300,7 @@ func TestRawPreservesEscapes(t *testing.T) {
 }
 
 func TestWaitLogs(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 
 	var wg sync.WaitGroup
@@ -322,6 +330,7 @@ func TestWaitLogs(t *testing.T) {
 }
 
 func TestWaitWakesOnEachRequest(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	done := make(chan error, 1)
 	go func() {
@@ -333,6 +342,7 @@ func TestWaitWakesOnEachRequest(t *testing.T) {
 }
 
 func TestHasControlChar(t *testing.T) {
+	t.Parallel()
 	naive := func(b []byte) bool { return bytes.ContainsFunc(b, func(r rune) bool { return r < 0x20 }) }
 	tests := []struct {
 		name string

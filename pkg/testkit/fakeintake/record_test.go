@@ -28,6 +28,7 @@ func readLines(t *testing.T, path string) []string {
 }
 
 func TestJSONLRecording(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "out") // created by New
 	s, c := start(t, Config{OutDir: dir})
 
@@ -59,6 +60,7 @@ func TestJSONLRecording(t *testing.T) {
 }
 
 func TestJSONLAppendsAcrossServers(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, msg := range []string{"first", "second"} {
 		s, err := New(Config{OutDir: dir})
@@ -72,6 +74,7 @@ func TestJSONLAppendsAcrossServers(t *testing.T) {
 }
 
 func TestOutDirError(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
 	_, err := New(Config{OutDir: filepath.Join(file, "sub")})

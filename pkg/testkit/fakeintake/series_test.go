@@ -12,6 +12,7 @@ import (
 )
 
 func TestSeriesValidation(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	now := testNow.Unix()
 	ok := func(extra string) string {
@@ -69,6 +70,7 @@ func TestSeriesValidation(t *testing.T) {
 }
 
 func TestSeriesRecordsPoints(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	body := `{"series":[
 	  {"metric":"apigateway.request.count","type":1,"interval":10,"unit":"request",
@@ -93,6 +95,7 @@ func TestSeriesRecordsPoints(t *testing.T) {
 }
 
 func TestSeriesAgeRules(t *testing.T) {
+	t.Parallel()
 	// The clock is read by the server's goroutines: keep it atomic.
 	var clock atomic.Int64
 	clock.Store(testNow.UnixNano())
@@ -130,6 +133,7 @@ func TestSeriesAgeRules(t *testing.T) {
 }
 
 func TestSeriesSizeLimits(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	doc := seriesPayload("m", testNow.Unix())
 	tests := []struct {
@@ -169,6 +173,7 @@ func TestSeriesSizeLimits(t *testing.T) {
 }
 
 func TestDistributionPoints(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	body := `{"series":[
 	  {"metric":"apigateway.latency","host":"gw","tags":["stage:prod"],"type":"distribution",
@@ -194,6 +199,7 @@ func TestDistributionPoints(t *testing.T) {
 }
 
 func TestDistributionValidation(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	tests := []struct {
 		name string
@@ -227,6 +233,7 @@ func TestDistributionValidation(t *testing.T) {
 }
 
 func TestDistributionSizeLimit(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	doc := distPayload("d", 1, 1)
 	r := c.post(distPath, padJSON(t, doc, MaxDistributionPayloadBytes+1))

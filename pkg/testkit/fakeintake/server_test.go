@@ -25,6 +25,7 @@ var validBodies = []struct {
 }
 
 func TestAPIKeys(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{APIKeys: []string{"good", " other "}})
 	tests := []struct {
 		name   string
@@ -61,6 +62,7 @@ func TestAPIKeys(t *testing.T) {
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestAnyKeyAcceptedWhenNoneConfigured(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	assert.Equal(t, http.StatusAccepted, c.post(logsPath, validBodies[0].body, "DD-API-KEY", "whatever").status)
 	assert.Equal(t, http.StatusUnauthorized, c.post(logsPath, validBodies[0].body, "DD-API-KEY", "").status)
@@ -70,6 +72,7 @@ func TestAnyKeyAcceptedWhenNoneConfigured(t *testing.T) {
 }
 
 func TestEncodings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		enc       string // as passed to encode
 		header    string // Content-Encoding sent, when not encode's
@@ -117,6 +120,7 @@ func TestEncodings(t *testing.T) {
 }
 
 func TestCorruptCompressedBody(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	for _, enc := range []string{"gzip", "deflate", "zstd"} {
 		t.Run(enc, func(t *testing.T) {
@@ -131,12 +135,14 @@ func TestCorruptCompressedBody(t *testing.T) {
 }
 
 func TestMethodNotAllowed(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{})
 	r := c.do(context.Background(), http.MethodGet, logsPath, nil)
 	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
 }
 
 func TestHealthStatsAndReset(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{})
 	assert.Equal(t, http.StatusOK, c.do(context.Background(), http.MethodGet, "/healthz", nil).status)
 
@@ -168,6 +174,7 @@ func TestHealthStatsAndReset(t *testing.T) {
 }
 
 func TestKeepBoundsMemory(t *testing.T) {
+	t.Parallel()
 	s, c := start(t, Config{Keep: 5})
 	for i := range 4 {
 		body := []byte(`[{"message":"a` + itoa(i) + `"},{"message":"b` + itoa(i) + `"}]`)
@@ -184,6 +191,7 @@ func TestKeepBoundsMemory(t *testing.T) {
 }
 
 func TestRing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		max     int
@@ -212,6 +220,7 @@ func TestRing(t *testing.T) {
 }
 
 func TestServeShutsDownOnCancel(t *testing.T) {
+	t.Parallel()
 	s, err := New(Config{})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -250,6 +259,7 @@ func TestServeShutsDownOnCancel(t *testing.T) {
 }
 
 func TestNewRejectsNegativeKeep(t *testing.T) {
+	t.Parallel()
 	_, err := New(Config{Keep: -1})
 	require.Error(t, err)
 }
@@ -257,6 +267,7 @@ func TestNewRejectsNegativeKeep(t *testing.T) {
 // GET /api/v1/validate answers as the Datadog API does: 200 {"valid":true}
 // for a valid key, 403 otherwise.
 func TestValidateKey(t *testing.T) {
+	t.Parallel()
 	_, c := start(t, Config{APIKeys: []string{"good"}})
 	for key, want := range map[string]int{"good": http.StatusOK, "bad": http.StatusForbidden, "": http.StatusForbidden} {
 		req, err := http.NewRequest(http.MethodGet, c.base+"/api/v1/validate", nil)
