@@ -13,6 +13,7 @@ import (
 )
 
 func TestBombIsSmallOnTheWireAndValidOnceDecoded(t *testing.T) {
+	t.Parallel()
 	const recordBytes = 3 << 20
 	req, events, err := Bomb(BombConfig{ID: "b", Records: 2, RecordBytes: recordBytes, AccessKey: "k"})
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestAppendJSONString(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"", "plain", `quote " and backslash \ `, "ctl \x00\x01\x1f\t\r\n end",
 		"unicode Café ☕ 日本", `{"a":"b\"c"}`, "\x7f<>&",
@@ -30,6 +31,7 @@ func TestAppendJSONString(t *testing.T) {
 
 // TestAppendJSONStringRandom compares the escapers with a reference on random inputs of every length and alignment.
 func TestAppendJSONStringRandom(t *testing.T) {
+	t.Parallel()
 	ref := func(s []byte) []byte {
 		var out []byte
 		for _, c := range s {
@@ -70,6 +72,7 @@ func TestAppendJSONStringRandom(t *testing.T) {
 }
 
 func TestTimeFormats(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	cases := []int64{0, 951782400000, 1700000000123, 4102444799999, -1, -86400001}
 	for range 2000 {
@@ -84,6 +87,7 @@ func TestTimeFormats(t *testing.T) {
 }
 
 func TestAppendUUIDAndNumbers(t *testing.T) {
+	t.Parallel()
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 1000 {

@@ -31,6 +31,7 @@ var (
 )
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -69,6 +70,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestParseMix(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want Mix
@@ -101,6 +103,7 @@ func TestParseMix(t *testing.T) {
 }
 
 func TestGeneratorDeterministic(t *testing.T) {
+	t.Parallel()
 	for _, direct := range []bool{false, true} {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			cfg := testConfig()
@@ -124,6 +127,7 @@ func TestGeneratorDeterministic(t *testing.T) {
 }
 
 func TestEventIDsUnique(t *testing.T) {
+	t.Parallel()
 	seen := make(map[string]struct{}, 200_000)
 	for _, cfg := range []Config{
 		{Seed: 1, Clock: fixedClock},
@@ -144,6 +148,7 @@ func TestEventIDsUnique(t *testing.T) {
 // TestRequestsDecode decodes requests as an endpoint would and checks them
 // against Request.Events.
 func TestRequestsDecode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -314,6 +319,7 @@ func checkExecLine(t *testing.T, ev Event) {
 // TestAccessLogVariety checks that traffic covers the cases parsers must
 // handle: missing numbers, unset identities, all status classes, IPv6.
 func TestAccessLogVariety(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Mix = Mix{JSON: 1, CLF: 1}
 	g := mustGenerator(t, cfg)
@@ -355,6 +361,7 @@ func TestAccessLogVariety(t *testing.T) {
 // TestExecutionSequences reassembles execution-log lines per request id and
 // checks the §3.5 sequence, outcomes and truncation.
 func TestExecutionSequences(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Mix = Mix{Exec: 1}
 	cfg.APIs, cfg.Accounts = 6, 1
@@ -464,6 +471,7 @@ func slicesIndex(s []string, v string) int {
 // TestExecutionSplitAcrossRecords checks that a request's lines that do not
 // fit an envelope arrive, in order, in a later envelope of the same stream.
 func TestExecutionSplitAcrossRecords(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Mix = Mix{Exec: 1}
 	cfg.EventsPerRecord = 7
@@ -498,6 +506,7 @@ func TestExecutionSplitAcrossRecords(t *testing.T) {
 }
 
 func TestEventsPerRecordLimits(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.RecordsPerRequest, cfg.EventsPerRecord = 3, 5
 	g := mustGenerator(t, cfg)
