@@ -14,6 +14,7 @@ import (
 // are unique across cases (the delivery stage drops repeated ids, so a
 // shared id would hide a loss in the end-to-end test).
 func TestCorpusRenders(t *testing.T) {
+	t.Parallel()
 	cases, err := Cases()
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(cases), 10)
@@ -88,6 +89,7 @@ func TestCorpusRenders(t *testing.T) {
 }
 
 func TestObjectTemplates(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	c := ObjectCase{Name: "t", source: "key: a/${hour -3600}/s-1-${stamp 0}-x\ncompression: gzip\nmembers: true\nparts: [{data: a}, {data: b}]", want: "description: x"}
 	o, err := c.Render(now)
@@ -98,6 +100,7 @@ func TestObjectTemplates(t *testing.T) {
 }
 
 func TestTemplates(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 4, 5, 6, 7, 8e6, time.UTC)
 	c := Case{Name: "t", source: `records: [{data: "${ms -60} ${minute 0} ${clf -1} ${range $i := seq 3}${$i}${end}"}]`, want: `description: x`}
 	r, err := c.Render(now)
