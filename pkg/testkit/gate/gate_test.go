@@ -8,6 +8,7 @@ import (
 )
 
 func TestGate(t *testing.T) {
+	t.Parallel()
 	var g Gate
 	require.NoError(t, g.Wait(context.Background()), "open when zero")
 
