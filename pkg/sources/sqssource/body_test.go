@@ -31,6 +31,7 @@ func snsWrap(message string) string {
 }
 
 func TestParseBody(t *testing.T) {
+	t.Parallel()
 	b64gz := base64.StdEncoding.EncodeToString(corpus.Gzip([]byte(envelope)))
 	eventBridge := `{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103","detail-type":"Object Created","source":"aws.s3","account":"111122223333","time":"2021-11-12T00:00:00Z","region":"ca-central-1","resources":["arn:aws:s3:::example-bucket"],"detail":{"version":"0","bucket":{"name":"example-bucket"},"object":{"key":"a b/c+d.gz","size":5,"etag":"b1946ac92492d2347c6235b4d2611184","sequencer":"617f08299329d189"},"request-id":"N4N7GDK58NMKJ12R","requester":"123456789012","source-ip-address":"1.2.3.4","reason":"PutObject"}}`
 	wantObj := ObjectRef{Bucket: "my-bucket", Key: "logs/2026/01/15/12/red flower(a).gz", Size: 1024, Region: "us-west-2", EventName: "ObjectCreated:Put"}
@@ -95,6 +96,7 @@ func TestParseBody(t *testing.T) {
 }
 
 func TestParseBodyPoison(t *testing.T) {
+	t.Parallel()
 	for name, body := range map[string]string{
 		"empty":                 "   ",
 		"plain text":            "hello world",

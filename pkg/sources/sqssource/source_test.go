@@ -477,6 +477,7 @@ func (f *fakeSQS) deletedHandles() []string {
 // two receives may get the same message. Its events go down the pipeline
 // once; every receipt handle is deleted.
 func TestDuplicateDeliveriesAreWorkedOnOnce(t *testing.T) {
+	t.Parallel()
 	body := aws.String(string(envelopeDoc("only once")))
 	msg := func(handle string) types.Message {
 		return types.Message{MessageId: aws.String("m-1"), ReceiptHandle: aws.String(handle), Body: body}
@@ -503,6 +504,7 @@ func TestDuplicateDeliveriesAreWorkedOnOnce(t *testing.T) {
 // it is made visible again at once (for another worker) and counted as
 // handed back.
 func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
+	t.Parallel()
 	f := &fakeSQS{}
 	src, s, metrics := startHeld(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -524,6 +526,7 @@ func TestHandedBackMessageIsVisibleAgainAtOnce(t *testing.T) {
 // TestStopEndsWithItsContext: giving messages back is bounded by Stop's
 // context too, however slowly SQS answers.
 func TestStopEndsWithItsContext(t *testing.T) {
+	t.Parallel()
 	f := &fakeSQS{hang: true}
 	src, s, _ := startHeld(t, f)
 	waitHeld(t, s)
