@@ -28,6 +28,23 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
+// flakyStore is a memory store that fails every operation with err while
+// it is down; setDown switches it.
+func flakyStore(err error) (s *cas.Memory, setDown func(bool)) {
+	s = cas.NewMemory()
+	var mu sync.Mutex
+	var down bool
+	s.Fail = func(string, string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return err
+		}
+		return nil
+	}
+	return s, func(d bool) { mu.Lock(); down = d; mu.Unlock() }
+}
+
 // readS3Archive reads every object of a store written by an S3Archive:
 // the event ids of its letters, and the object names.
 func readS3Archive(t *testing.T, s *cas.Memory) (ids []string, names []string) {
@@ -158,17 +175,8 @@ func TestS3ArchiveObjectsAreBoundedBySize(t *testing.T) {
 func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		s := cas.NewMemory()
-		down := true
-		var mu sync.Mutex
-		s.Fail = func(op, key string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if down {
-				return errors.New("dial tcp: connection refused")
-			}
-			return nil
-		}
+		s, setDown := flakyStore(errors.New("dial tcp: connection refused"))
+		setDown(true)
 		cfg := DefaultConfig()
 		cfg.Linger = time.Millisecond
 		reg := telemetry.NewRegistry()
@@ -181,9 +189,7 @@ func TestS3ArchiveUnreachableRefusesTheBatch(t *testing.T) {
 		assert.Empty(t, s.Keys())
 		assert.Equal(t, int64(1), reg.Value("dlq.s3.failures"))
 
-		mu.Lock()
-		down = false
-		mu.Unlock()
+		setDown(false)
 		require.NoError(t, a.Write(context.Background(), LetterBatch("a", 2)), "the retry is stored")
 		ids, _ := readS3Archive(t, s)
 		assert.Equal(t, []string{"a-0", "a-1"}, ids, "once")
@@ -297,26 +303,16 @@ func FuzzS3ArchiveWholeOrNothing(f *testing.F) {
 			if len(ops) > 64 {
 				ops = ops[:64]
 			}
-			s := cas.NewMemory()
+			s, setDown := flakyStore(errors.New("unreachable"))
 			var down bool
-			var mu sync.Mutex
-			s.Fail = func(string, string) error {
-				mu.Lock()
-				defer mu.Unlock()
-				if down {
-					return errors.New("unreachable")
-				}
-				return nil
-			}
 			cfg := DefaultConfig()
 			cfg.Linger, cfg.MaxObjectBytes = time.Millisecond, 64<<10
 			a := NewS3(s, "s3://b/", cfg)
 			stored, refused := map[string]bool{}, map[string]bool{}
 			for i, op := range ops {
 				if op&0x80 != 0 { // S3 goes down, or comes back
-					mu.Lock()
 					down = !down
-					mu.Unlock()
+					setDown(down)
 					continue
 				}
 				b := LetterBatch(fmt.Sprint("op", i), int(op%8)+1)
@@ -329,9 +325,7 @@ func FuzzS3ArchiveWholeOrNothing(f *testing.F) {
 					}
 				}
 			}
-			mu.Lock()
-			down = false
-			mu.Unlock()
+			setDown(false)
 			require.NoError(t, a.Close())
 			ids, _ := readS3Archive(t, s)
 			got := map[string]int{}
