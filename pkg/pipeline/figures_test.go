@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
@@ -186,16 +184,11 @@ func (s stageFigures) into(want map[string]check, name string) {
 // archived reads the dead-letter archive: entries by stage.
 func archived(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	files, err := dlq.Files(dir)
-	require.NoError(t, err)
+	entries, partial := dlqArchive(t, dir)
+	require.Zero(t, partial, "no line cut short")
 	n := map[string]int{}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		require.NoError(t, err)
-		st, err := dlq.Read(fh, func(e dlq.Entry) error { n[e.Stage]++; return nil })
-		require.NoError(t, err)
-		require.Zero(t, st.Partial, "no line cut short")
-		fh.Close()
+	for _, e := range entries {
+		n[e.Stage]++
 	}
 	return n
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
@@ -62,15 +60,9 @@ func TestMetricStreamRecordsBesideLogs(t *testing.T) {
 		assert.InDelta(t, 0.75, ratio.Value, 1e-9)
 	}
 
-	files, err := dlq.Files(h.dlqDir)
-	require.NoError(t, err)
 	var reasons []string
-	for _, f := range files {
-		fh, err := os.Open(f)
-		require.NoError(t, err)
-		_, err = dlq.Read(fh, func(e dlq.Entry) error { reasons = append(reasons, e.Reason); return nil })
-		require.NoError(t, err)
-		fh.Close()
+	for _, e := range readDLQ(t, h.dlqDir) {
+		reasons = append(reasons, e.Reason)
 	}
 	require.Len(t, reasons, 1, "the malformed line is dead-lettered alone")
 	assert.Contains(t, reasons[0], "metric stream")

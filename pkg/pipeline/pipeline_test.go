@@ -42,13 +42,7 @@ type harness struct {
 func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 	t.Helper()
 	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: 1_000_000})
-	cfg := config.DefaultConfig()
-	cfg.Datadog.APIKey = intakeKey
-	cfg.Datadog.LogsURL = base + "/api/v2/logs"
-	cfg.Datadog.APIURL = base
-	cfg.Datadog.Logs.Backoff.InitialInterval = 10 * time.Millisecond
-	cfg.Datadog.Logs.Backoff.MaxInterval = 50 * time.Millisecond
-	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
+	cfg := intakeConfig(base)
 	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
 	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}
 	cfg.Admin.Listen = "127.0.0.1:0"
@@ -57,10 +51,7 @@ func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	log := testLogger()
 	p, err := New(cfg, nil, log)
 	require.NoError(t, err)
 	require.NoError(t, p.Start(context.Background()))
@@ -70,6 +61,28 @@ func start(t *testing.T, mutate ...func(*config.Config)) *harness {
 		assert.NoError(t, p.Shutdown(ctx))
 	})
 	return &harness{p: p, intake: intake, url: "http://" + p.FirehoseAddr() + "/", dlqDir: cfg.DLQ.Dir}
+}
+
+// intakeConfig is the default configuration delivering to the fake intake
+// at base, with retries and linger short enough for tests.
+func intakeConfig(base string) config.Config {
+	cfg := config.DefaultConfig()
+	cfg.Datadog.APIKey = intakeKey
+	cfg.Datadog.LogsURL = base + "/api/v2/logs"
+	cfg.Datadog.APIURL = base
+	cfg.Datadog.Logs.Backoff.InitialInterval = 10 * time.Millisecond
+	cfg.Datadog.Logs.Backoff.MaxInterval = 50 * time.Millisecond
+	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
+	return cfg
+}
+
+// testLogger discards the pipeline's log unless the test runs with -v.
+func testLogger() *slog.Logger {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return log
 }
 
 func loadConfig(h *harness, events int64, seed int64) loadgen.Config {
@@ -344,18 +357,8 @@ func TestMalformedRequestsGetTheirStatusAndServingContinues(t *testing.T) {
 	for _, id := range []string{"10", "11", "12"} {
 		assert.True(t, ids[id], "event %s delivered", id)
 	}
-	files, err := dlq.Files(h.dlqDir)
-	require.NoError(t, err)
-	require.NotEmpty(t, files, "the truncated record is in the dead-letter archive")
-	var entries []dlq.Entry
-	for _, f := range files {
-		fh, err := os.Open(f)
-		require.NoError(t, err)
-		_, err = dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil })
-		require.NoError(t, err)
-		fh.Close()
-	}
-	require.Len(t, entries, 1)
+	entries := readDLQ(t, h.dlqDir)
+	require.Len(t, entries, 1, "the truncated record is in the dead-letter archive")
 	assert.Equal(t, "decode", entries[0].Stage)
 	assert.Contains(t, entries[0].Reason, "truncated")
 	assert.Equal(t, "mixed", entries[0].Origin.RequestID)
@@ -437,17 +440,10 @@ func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
 	status, _ = firehoseRequest(t, h.url, "full", recordsBody("full", gz(envelope(ids...))), nil)
 	assert.Equal(t, http.StatusOK, status, "Firehose's retry is archived once space is back")
 
-	files, err := dlq.Files(h.dlqDir)
-	require.NoError(t, err)
+	entries, partial := dlqArchive(t, h.dlqDir)
 	var got []string
-	partial := 0
-	for _, name := range files {
-		fh, err := os.Open(name)
-		require.NoError(t, err)
-		st, err := dlq.Read(fh, func(e dlq.Entry) error { got = append(got, e.EventID); return nil })
-		fh.Close()
-		require.NoError(t, err)
-		partial += st.Partial
+	for _, e := range entries {
+		got = append(got, e.EventID)
 	}
 	assert.ElementsMatch(t, ids, got, "each letter once")
 	assert.Zero(t, partial, "the failed writes were cut back")

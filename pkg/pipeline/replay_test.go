@@ -41,18 +41,9 @@ type replayEnv struct {
 
 func newReplayEnv(tb testing.TB, keep int) *replayEnv {
 	intake, base := fakeintake.NewTestServer(tb, fakeintake.Config{APIKeys: []string{intakeKey}, Keep: keep})
-	cfg := config.DefaultConfig()
-	cfg.Datadog.APIKey = intakeKey
-	cfg.Datadog.LogsURL = base + "/api/v2/logs"
-	cfg.Datadog.APIURL = base
-	cfg.Datadog.Logs.Backoff.InitialInterval = 10 * time.Millisecond
-	cfg.Datadog.Logs.Backoff.MaxInterval = 50 * time.Millisecond
-	cfg.Datadog.Logs.Linger = 5 * time.Millisecond
+	cfg := intakeConfig(base)
 	cfg.DLQ.Dir = tb.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	log := testLogger()
 	return &replayEnv{intake: intake, cfg: cfg, log: log}
 }
 

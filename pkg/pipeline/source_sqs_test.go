@@ -285,15 +285,23 @@ func TestSQSNotificationsThroughSNSAndAPoisonObject(t *testing.T) {
 
 func readDLQ(t *testing.T, dir string) []dlq.Entry {
 	t.Helper()
+	entries, _ := dlqArchive(t, dir)
+	return entries
+}
+
+// dlqArchive reads every file of the dead-letter archive in dir: its
+// entries, and how many lines were cut short.
+func dlqArchive(t *testing.T, dir string) (entries []dlq.Entry, partial int) {
+	t.Helper()
 	files, err := dlq.Files(dir)
 	require.NoError(t, err)
-	var entries []dlq.Entry
 	for _, f := range files {
 		fh, err := os.Open(f)
 		require.NoError(t, err)
-		_, err = dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil })
-		require.NoError(t, err)
+		st, err := dlq.Read(fh, func(e dlq.Entry) error { entries = append(entries, e); return nil })
 		fh.Close()
+		require.NoError(t, err)
+		partial += st.Partial
 	}
-	return entries
+	return entries, partial
 }
