@@ -63,6 +63,15 @@ func (f *fleet) factory(account, region string, _ aws.CredentialsProvider) awsta
 
 var errNotFound = &smithy.GenericAPIError{Code: "NotFoundException"}
 
+// reply answers a call once it has passed the fleet's gate: the fleet holds
+// no HTTP APIs, and single-API reads find nothing.
+func reply[T any](ctx context.Context, f *fleet, out *T, err error) (*T, error) {
+	if err := f.enter(ctx); err != nil {
+		return nil, err
+	}
+	return out, err
+}
+
 func (c fleetREST) GetRestApis(ctx context.Context, _ *apigateway.GetRestApisInput, _ ...func(*apigateway.Options)) (*apigateway.GetRestApisOutput, error) {
 	if err := c.f.enter(ctx); err != nil {
 		return nil, err
@@ -78,10 +87,7 @@ func (c fleetREST) GetRestApis(ctx context.Context, _ *apigateway.GetRestApisInp
 }
 
 func (c fleetREST) GetRestApi(ctx context.Context, _ *apigateway.GetRestApiInput, _ ...func(*apigateway.Options)) (*apigateway.GetRestApiOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return nil, errNotFound
+	return reply[apigateway.GetRestApiOutput](ctx, c.f, nil, errNotFound)
 }
 
 func (c fleetREST) GetStages(ctx context.Context, in *apigateway.GetStagesInput, _ ...func(*apigateway.Options)) (*apigateway.GetStagesOutput, error) {
@@ -99,31 +105,19 @@ func (c fleetREST) GetStages(ctx context.Context, in *apigateway.GetStagesInput,
 }
 
 func (c fleetV2) GetApis(ctx context.Context, _ *apigatewayv2.GetApisInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetApisOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return &apigatewayv2.GetApisOutput{}, nil
+	return reply(ctx, c.f, &apigatewayv2.GetApisOutput{}, nil)
 }
 
 func (c fleetV2) GetApi(ctx context.Context, _ *apigatewayv2.GetApiInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetApiOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return nil, errNotFound
+	return reply[apigatewayv2.GetApiOutput](ctx, c.f, nil, errNotFound)
 }
 
 func (c fleetV2) GetStages(ctx context.Context, _ *apigatewayv2.GetStagesInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetStagesOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return &apigatewayv2.GetStagesOutput{}, nil
+	return reply(ctx, c.f, &apigatewayv2.GetStagesOutput{}, nil)
 }
 
 func (c fleetTagging) GetResources(ctx context.Context, _ *resourcegroupstaggingapi.GetResourcesInput, _ ...func(*resourcegroupstaggingapi.Options)) (*resourcegroupstaggingapi.GetResourcesOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return &resourcegroupstaggingapi.GetResourcesOutput{}, nil
+	return reply(ctx, c.f, &resourcegroupstaggingapi.GetResourcesOutput{}, nil)
 }
 
 type noSTS struct{}
