@@ -254,9 +254,7 @@ func TestDashboardTelemetryIsEmitted(t *testing.T) {
 	require.Zero(t, rep.RequestsFailed)
 
 	// Shutting down sends a last report and closes the client.
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	require.NoError(t, h.p.Shutdown(sctx))
+	h.shutdown(t)
 	checkEmitted(t, "gwpipe.", "DogStatsD", sd.stop())
 }
 
@@ -329,9 +327,7 @@ func TestDashboardAPIGatewayMetricsAreEmitted(t *testing.T) {
 	require.Zero(t, rep.RequestsFailed)
 
 	// Shutting down flushes every open window.
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	require.NoError(t, h.p.Shutdown(sctx))
+	h.shutdown(t)
 	emitted := seriesTags(h)
 	checkEmitted(t, "apigateway.logs.", "the metrics API", emitted)
 	checkEmitted(t, "aws.apigateway.", "the metrics API", emitted)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -103,9 +102,7 @@ func FuzzFiguresAddUp(f *testing.F) {
 				records += len(r.data)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		require.NoError(t, h.p.Shutdown(ctx))
+		h.shutdown(t)
 
 		in := intakeHolds(h.intake)
 		dead := archived(t, h.dlqDir)

@@ -268,9 +268,7 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 	h.intake.ClearFailure()
 	require.Equal(t, map[int]int{200: 5, 401: 1, 400: 1}, answers)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, h.p.Shutdown(ctx))
+	h.shutdown(t)
 	assert.False(t, h.p.HandedBack())
 
 	in := intakeHolds(h.intake)

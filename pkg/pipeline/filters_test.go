@@ -133,9 +133,7 @@ func runTraffic(t *testing.T, events int64, now time.Time, mutate ...func(*confi
 	require.NoError(t, err)
 	require.Equal(t, events, rep.EventsAcked, "%+v", rep)
 	sendPersonal(t, h)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, h.p.Shutdown(ctx), "drained: every window flushed")
+	h.shutdown(t, "drained: every window flushed")
 	r := run{logs: h.intake.Logs(), metrics: map[string]float64{}, status: h.p.Status().Counters, events: sent}
 	key := func(name string, tags []string) string {
 		tags = append([]string(nil), tags...)

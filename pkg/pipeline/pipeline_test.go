@@ -449,3 +449,11 @@ func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
 	assert.Zero(t, partial, "the failed writes were cut back")
 	assert.Zero(t, h.intake.Stats().LogsAccepted)
 }
+
+// shutdown drains and stops h's pipeline, within 30 seconds.
+func (h *harness) shutdown(t *testing.T, msgAndArgs ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.p.Shutdown(ctx), msgAndArgs...)
+}

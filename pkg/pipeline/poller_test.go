@@ -71,7 +71,7 @@ func TestCloudWatchPollerSource(t *testing.T) {
 		assert.Contains(t, got[name].Tags, "apiname:petstore", name)
 		assert.Contains(t, got[name].Tags, "aws_account:123456789012", name)
 	}
-	shutdown(t, h)
+	h.shutdown(t)
 
 	// A restarted pipeline on the same state fetches no period twice.
 	h2 := run()
@@ -79,11 +79,4 @@ func TestCloudWatchPollerSource(t *testing.T) {
 	defer cancel2()
 	err = h2.intake.Wait(ctx2, func(s fakeintake.Stats) bool { return s.SeriesPointsAccepted > 0 })
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "nothing polled again: %v", h2.intake.Series())
-}
-
-func shutdown(t *testing.T, h *harness) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, h.p.Shutdown(ctx))
 }

@@ -142,9 +142,7 @@ func TestLogTagsAgreeWithMetricTags(t *testing.T) {
 				require.Equal(t, http.StatusOK, status, "%v", resp)
 			}
 			// Shutting down flushes the open metric windows.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			require.NoError(t, h.p.Shutdown(ctx))
+			h.shutdown(t)
 
 			own := func(tags []string) map[string]string {
 				m := map[string]string{}

@@ -209,9 +209,7 @@ func TestMetricsEndpointAgreesWithStatus(t *testing.T) {
 		assert.Positive(t, status[key], key)
 	}
 
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	require.NoError(t, h.p.Shutdown(sctx))
+	h.shutdown(t)
 	meta = h.p.Metrics().Snapshot()
 	status = flatten(t, serveGet(t, h.p.adminHandler(), "/status"))
 	assertMetricsAgreeWithStatus(t, serveGet(t, h.p.healthHandler(), "/metrics"), status, meta)
