@@ -19,9 +19,7 @@ func valid() []string {
 }
 
 func TestDefaultsNeedOnlyKeys(t *testing.T) {
-	c, err := Load("", valid())
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
+	c := loadValid(t, "", valid())
 	assert.Equal(t, "https://http-intake.logs.datadoghq.com/api/v2/logs", c.LogsURL())
 	assert.Equal(t, "https://api.datadoghq.com", c.APIURL())
 	assert.Equal(t, []string{"k1"}, c.Sources.Firehose.AccessKeys)
@@ -40,15 +38,13 @@ datadog:
   logs:
     linger: 10ms
 `), 0o600))
-	c, err := Load(path, []string{
+	c := loadValid(t, path, []string{
 		"DD_API_KEY=abc",
 		"GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=a, b",
 		"GWPIPE_DATADOG_LOGS_CONCURRENCY=7",
 		"GWPIPE_PIPELINE_RETRY_MAX=2s",
 		"DD_TAGS=env:prod team:payments",
 	})
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
 	assert.Equal(t, "127.0.0.1:9000", c.Sources.Firehose.Listen)
 	assert.Equal(t, []string{"a", "b"}, c.Sources.Firehose.AccessKeys)
 	assert.Equal(t, 7, c.Datadog.Logs.Concurrency)
@@ -92,9 +88,7 @@ func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
 }
 
 func TestUnauthenticatedMustBeExplicit(t *testing.T) {
-	c, err := Load("", []string{"DD_API_KEY=x", "GWPIPE_SOURCES_FIREHOSE_ALLOW_UNAUTHENTICATED=true"})
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
+	loadValid(t, "", []string{"DD_API_KEY=x", "GWPIPE_SOURCES_FIREHOSE_ALLOW_UNAUTHENTICATED=true"})
 }
 
 func TestKeysCoverEveryLeaf(t *testing.T) {
@@ -120,16 +114,12 @@ func TestKeysCoverEveryLeaf(t *testing.T) {
 
 func TestNATSCompressionIsChecked(t *testing.T) {
 	env := []string{"DD_API_KEY=x", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=k", "GWPIPE_TRANSPORT_KIND=nats", "GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:4222"}
-	c, err := Load("", env)
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
+	c := loadValid(t, "", env)
 	assert.Equal(t, stage.CompressS2, c.Transport.NATS.Compression, "compressed by default")
 
-	c, err = Load("", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=none"))
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
+	loadValid(t, "", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=none"))
 
-	_, err = Load("", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=lz4"))
+	_, err := Load("", append(env, "GWPIPE_TRANSPORT_NATS_COMPRESSION=lz4"))
 	require.Error(t, err, "the compression's type knows its names")
 	assert.Contains(t, err.Error(), "transport.nats.compression")
 }
@@ -172,4 +162,14 @@ func TestExplicitZeroLatenessIsKept(t *testing.T) {
 	c, err = Load("", nil)
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Second, c.Metrics.AllowedLateness, "unset, the default holds")
+}
+
+// loadValid loads the configuration from path and env, and requires it to
+// load and to validate.
+func loadValid(t *testing.T, path string, env []string) Config {
+	t.Helper()
+	c, err := Load(path, env)
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	return c
 }

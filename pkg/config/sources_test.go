@@ -13,9 +13,7 @@ import (
 )
 
 func TestSQSAndReplayDefaultsAreValid(t *testing.T) {
-	c, err := Load("", valid())
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
+	c := loadValid(t, "", valid())
 	assert.Empty(t, c.Sources.SQS.QueueURLs, "the SQS source is off until a queue is named")
 	assert.Equal(t, 20, c.Sources.SQS.MaxConcurrentMessages)
 	assert.Equal(t, 60*time.Second, c.Sources.SQS.VisibilityTimeout)
@@ -39,15 +37,13 @@ replay:
   from: -6h
   old_logs: retimestamp
 `), 0o600))
-	c, err := Load(path, append(valid(),
+	c := loadValid(t, path, append(valid(),
 		"GWPIPE_SOURCES_SQS_QUEUE_URLS=https://sqs.eu-west-1.amazonaws.com/123456789012/a,https://sqs.eu-west-1.amazonaws.com/123456789012/b",
 		"GWPIPE_SOURCES_SQS_MAX_CONCURRENT_MESSAGES=50",
 		"GWPIPE_SOURCES_SQS_REGION=eu-west-1",
 		"GWPIPE_REPLAY_RATE=5000",
 		"GWPIPE_REPLAY_CHECKPOINT=/var/lib/gwpipe/replay.ckpt",
 	))
-	require.NoError(t, err)
-	require.NoError(t, c.Validate())
 	assert.Len(t, c.Sources.SQS.QueueURLs, 2)
 	assert.Equal(t, 50, c.Sources.SQS.MaxConcurrentMessages)
 	assert.Equal(t, 5*time.Minute, c.Sources.SQS.VisibilityTimeout)
@@ -189,17 +185,13 @@ func TestReplayTimeRange(t *testing.T) {
 // The poller's state moved from state_file to state_url: the old key is
 // still obeyed, with a warning.
 func TestPollerStateFileStillAccepted(t *testing.T) {
-	cfg, err := Load("", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1", "GWPIPE_METRICS_POLLER_STATE_FILE=/var/lib/gwpipe/poller.json"))
-	require.NoError(t, err)
-	require.NoError(t, cfg.Validate())
+	cfg := loadValid(t, "", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1", "GWPIPE_METRICS_POLLER_STATE_FILE=/var/lib/gwpipe/poller.json"))
 	url, warn := cfg.Metrics.Poller.StateLocation()
 	assert.Equal(t, "/var/lib/gwpipe/poller.json", url)
 	assert.Contains(t, warn, "metrics.poller.state_file is deprecated")
 	assert.Equal(t, []string{warn}, cfg.Warnings())
 
-	cfg, err = Load("", append(valid(), "GWPIPE_METRICS_POLLER_STATE_URL=s3://gwpipe-state/cwpoller/"))
-	require.NoError(t, err)
-	require.NoError(t, cfg.Validate())
+	cfg = loadValid(t, "", append(valid(), "GWPIPE_METRICS_POLLER_STATE_URL=s3://gwpipe-state/cwpoller/"))
 	url, warn = cfg.Metrics.Poller.StateLocation()
 	assert.Equal(t, "s3://gwpipe-state/cwpoller/", url)
 	assert.Empty(t, warn)
@@ -209,10 +201,8 @@ func TestPollerStateFileStillAccepted(t *testing.T) {
 // A poller in a fleet with its state on a worker's disk polls from every
 // worker: the configuration says so at start-up.
 func TestPollerLocalStateInAFleetWarns(t *testing.T) {
-	cfg, err := Load("", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1",
+	cfg := loadValid(t, "", append(valid(), "GWPIPE_METRICS_POLLER_TARGETS=123456789012:us-east-1",
 		"GWPIPE_TRANSPORT_KIND=nats", "GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:4222"))
-	require.NoError(t, err)
-	require.NoError(t, cfg.Validate())
 	require.Len(t, cfg.Warnings(), 1)
 	assert.Contains(t, cfg.Warnings()[0], "every worker of the fleet that runs ingest polls every target")
 	cfg.Metrics.Poller.StateURL = "nats-kv://gwpipe-cwpoller"
