@@ -1,6 +1,9 @@
 package apigw
 
-import "time"
+import (
+	"bytes"
+	"time"
+)
 
 // parseIntLoose parses a decimal integer, accepting and truncating a
 // fractional part ("12.7" → 12). It rejects anything else and overflow.
@@ -54,19 +57,24 @@ func msToNanos(b []byte) (int64, bool) {
 	if !ok || n < 0 || n > 1<<40 {
 		return 0, false
 	}
-	ns := n * int64(time.Millisecond)
 	// keep up to 6 fractional digits
-	for i := 0; i < len(b); i++ {
-		if b[i] == '.' {
-			mul := int64(100000)
-			for j := i + 1; j < len(b) && mul > 0; j++ {
-				ns += int64(b[j]-'0') * mul
-				mul /= 10
-			}
-			break
-		}
+	return n*int64(time.Millisecond) + fraction(b, 100000), true
+}
+
+// fraction is the value of the digits after b's first '.' (parseIntLoose
+// has checked them), the first worth unit, each next a tenth of the one
+// before, as long as that is a whole number; 0 without a '.'.
+func fraction(b []byte, unit int64) int64 {
+	i := bytes.IndexByte(b, '.')
+	if i < 0 {
+		return 0
 	}
-	return ns, true
+	var v int64
+	for j := i + 1; j < len(b) && unit > 0; j++ {
+		v += int64(b[j]-'0') * unit
+		unit /= 10
+	}
+	return v
 }
 
 // epochMillis interprets an all-digit epoch value. API Gateway documents
@@ -81,18 +89,8 @@ func epochMillis(b []byte) (int64, bool) {
 	if !ok || n <= 0 {
 		return 0, false
 	}
-	frac := int64(0)
-	for i := 0; i < len(b); i++ {
-		if b[i] == '.' {
-			// "1700000000.123" seconds with a fraction
-			mul := int64(100)
-			for j := i + 1; j < len(b) && mul > 0; j++ {
-				frac += int64(b[j]-'0') * mul
-				mul /= 10
-			}
-			break
-		}
-	}
+	// "1700000000.123" seconds with a fraction
+	frac := fraction(b, 100)
 	switch {
 	case n < 1e11:
 		return n*1000 + frac, true
