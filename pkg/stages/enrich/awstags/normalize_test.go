@@ -51,10 +51,7 @@ func TestNormalizeCleanInputDoesNotAllocate(t *testing.T) {
 }
 
 func TestDestinationName(t *testing.T) {
-	tests := []struct {
-		arn, want string
-		ok        bool
-	}{
+	checkParse(t, DestinationName, []parseCase[string]{
 		{"arn:aws:logs:us-east-1:111111111111:log-group:/aws/apigateway/access", "/aws/apigateway/access", true},
 		{"arn:aws:logs:us-east-1:111111111111:log-group:API-Gateway-Access:*", "API-Gateway-Access", true},
 		{"arn:aws-cn:logs:cn-north-1:111111111111:log-group:gw#1", "gw#1", true},
@@ -62,10 +59,23 @@ func TestDestinationName(t *testing.T) {
 		{"arn:aws:logs:us-east-1:111111111111:log-group:", "", false},
 		{"arn:aws:s3:::bucket", "", false},
 		{"not an arn", "", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.arn, func(t *testing.T) {
-			got, ok := DestinationName(tc.arn)
+	})
+}
+
+// parseCase is an input of a parser, what it should return and whether it
+// should accept it.
+type parseCase[T any] struct {
+	in   string
+	want T
+	ok   bool
+}
+
+// checkParse runs parse on every case, each as a subtest named by its input.
+func checkParse[T any](t *testing.T, parse func(string) (T, bool), cases []parseCase[T]) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := parse(tc.in)
 			assert.Equal(t, tc.ok, ok)
 			assert.Equal(t, tc.want, got)
 		})
@@ -73,11 +83,7 @@ func TestDestinationName(t *testing.T) {
 }
 
 func TestParseAPIGatewayARN(t *testing.T) {
-	tests := []struct {
-		arn  string
-		want apigwResource
-		ok   bool
-	}{
+	checkParse(t, parseAPIGatewayARN, []parseCase[apigwResource]{
 		{"arn:aws:apigateway:us-east-1::/restapis/m5zr3vnks7/stages/test", apigwResource{region: "us-east-1", apiID: "m5zr3vnks7", stage: "test"}, true},
 		{"arn:aws:apigateway:us-east-1::/restapis/m5zr3vnks7", apigwResource{region: "us-east-1", apiID: "m5zr3vnks7"}, true},
 		{"arn:aws:apigateway:eu-west-1::/apis/a1b2c3/stages/$default", apigwResource{region: "eu-west-1", v2: true, apiID: "a1b2c3", stage: "$default"}, true},
@@ -87,14 +93,7 @@ func TestParseAPIGatewayARN(t *testing.T) {
 		{"arn:aws:apigateway:us-east-1::/apis/a1b2c3/routes/r1", apigwResource{}, false},
 		{"arn:aws:apigateway:us-east-1::/vpclinks/v1", apigwResource{}, false},
 		{"arn:aws:lambda:us-east-1:111111111111:function:f", apigwResource{}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.arn, func(t *testing.T) {
-			got, ok := parseAPIGatewayARN(tc.arn)
-			assert.Equal(t, tc.ok, ok)
-			assert.Equal(t, tc.want, got)
-		})
-	}
+	})
 }
 
 // The role assumed per account: an override first (empty: the pipeline's
