@@ -2,6 +2,8 @@ package cas
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -90,11 +92,7 @@ func (m *Memory) Delete(key string) {
 func (m *Memory) Keys() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]string, 0, len(m.keys))
-	for k := range m.keys {
-		out = append(out, k)
-	}
-	return out
+	return slices.Collect(maps.Keys(m.keys))
 }
 
 // Name implements Store.

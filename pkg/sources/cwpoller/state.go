@@ -9,7 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -150,12 +150,7 @@ func (s *FileState) Advance(ctx context.Context, keys []Key, end time.Time) erro
 func (s *MemoryState) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.last))
-	for k := range s.last {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(s.last))
 }
 
 func writeAtomic(path string, b []byte) error {
