@@ -86,9 +86,5 @@ func nilIfEmptyMap(m map[string]int) map[string]int {
 }
 
 func reasons(recs []record.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, r.Reason)
-	}
-	return out
+	return fields(recs, func(r record.Record) string { return r.Reason })
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -144,11 +145,7 @@ func TestBadRecordsAreDeadLetteredAlone(t *testing.T) {
 }
 
 func ids(recs []record.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, r.EventID)
-	}
-	return out
+	return fields(recs, func(r record.Record) string { return r.EventID })
 }
 
 func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
@@ -162,16 +159,8 @@ func TestExtractedFieldsOverrideAccountAndRegion(t *testing.T) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	var sb strings.Builder
-	sb.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/a1b2c3d4e5/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
-	for i := 0; i < 100; i++ {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(`{"id":"31953106606966983378809025079804211143289615424298221568","timestamp":1432826855000,"message":"{\"apiId\":\"a1b2c3d4e5\",\"stage\":\"prod\",\"requestId\":\"3323ffe5-6ddf-45c8-896a-b45ec2284cc0\",\"ip\":\"203.0.113.7\",\"caller\":\"-\",\"user\":\"-\",\"requestTime\":1732850000000,\"httpMethod\":\"GET\",\"resourcePath\":\"/pets/{petId}\",\"status\":404,\"protocol\":\"HTTP/1.1\",\"responseLength\":512}"}`)
-	}
-	sb.WriteString(`]}`)
-	rec := b64(gz(sb.String()))
+	event := `{"id":"31953106606966983378809025079804211143289615424298221568","timestamp":1432826855000,"message":"{\"apiId\":\"a1b2c3d4e5\",\"stage\":\"prod\",\"requestId\":\"3323ffe5-6ddf-45c8-896a-b45ec2284cc0\",\"ip\":\"203.0.113.7\",\"caller\":\"-\",\"user\":\"-\",\"requestTime\":1732850000000,\"httpMethod\":\"GET\",\"resourcePath\":\"/pets/{petId}\",\"status\":404,\"protocol\":\"HTTP/1.1\",\"responseLength\":512}"}`
+	rec := b64(gz(envelopeWith("/aws/api-gateway/a1b2c3d4e5/prod", slices.Repeat([]string{event}, 100))))
 	datas := make([][]byte, 10)
 	for i := range datas {
 		datas[i] = rec
@@ -187,16 +176,17 @@ func BenchmarkDecode(b *testing.B) {
 
 // envelopeOf is a DATA_MESSAGE with one event per id.
 func envelopeOf(group string, ids ...string) string {
-	var sb strings.Builder
-	sb.WriteString(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"` + group + `","logStream":"s","subscriptionFilters":["f"],"logEvents":[`)
+	events := make([]string, len(ids))
 	for i, id := range ids {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(`{"id":"` + id + `","timestamp":1700000000000,"message":"event ` + id + `"}`)
+		events[i] = `{"id":"` + id + `","timestamp":1700000000000,"message":"event ` + id + `"}`
 	}
-	sb.WriteString(`]}`)
-	return sb.String()
+	return envelopeWith(group, events)
+}
+
+// envelopeWith is a DATA_MESSAGE of group holding events (JSON objects).
+func envelopeWith(group string, events []string) string {
+	return `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"` + group +
+		`","logStream":"s","subscriptionFilters":["f"],"logEvents":[` + strings.Join(events, ",") + `]}`
 }
 
 func gzMembers(parts ...string) []byte {

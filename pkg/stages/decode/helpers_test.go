@@ -58,9 +58,14 @@ func points(res Result) []record.Metric {
 }
 
 func messages(recs []record.Record) []string {
+	return fields(recs, func(r record.Record) string { return string(r.Message) })
+}
+
+// fields is one string per record: what field reads from it.
+func fields(recs []record.Record, field func(record.Record) string) []string {
 	var out []string
 	for _, r := range recs {
-		out = append(out, string(r.Message))
+		out = append(out, field(r))
 	}
 	return out
 }
