@@ -58,6 +58,18 @@ func (in *intake) problem(format string, args ...any) {
 	in.mu.Unlock()
 }
 
+// decoder reads a body of Content-Encoding enc, "gzip" or "zstd".
+func decoder(enc string, r io.Reader) (io.ReadCloser, error) {
+	if enc == "gzip" {
+		return gzip.NewReader(r)
+	}
+	zr, err := zstd.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	return zr.IOReadCloser(), nil
+}
+
 func (in *intake) serve(w http.ResponseWriter, r *http.Request) {
 	in.mu.Lock()
 	in.requests++
@@ -78,18 +90,10 @@ func (in *intake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var body io.Reader = r.Body
 	switch enc := r.Header.Get("Content-Encoding"); enc {
-	case "gzip":
-		zr, err := gzip.NewReader(r.Body)
+	case "gzip", "zstd":
+		zr, err := decoder(enc, r.Body)
 		if err != nil {
-			in.problem("gzip: %v", err)
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		body = zr
-	case "zstd":
-		zr, err := zstd.NewReader(r.Body)
-		if err != nil {
-			in.problem("zstd: %v", err)
+			in.problem("%s: %v", enc, err)
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
