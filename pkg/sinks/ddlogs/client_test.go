@@ -189,6 +189,16 @@ func testConfig(t testing.TB, url string, logs *logBuffer) Config {
 	return cfg
 }
 
+// promptClient is a client of in with defaults d whose Deliver sends at
+// once (1ms linger).
+func promptClient(t testing.TB, in *intake, d Defaults) *Client {
+	var logs logBuffer
+	cfg := testConfig(t, in.url(), &logs)
+	cfg.Linger = time.Millisecond
+	cfg.Defaults = d
+	return newClient(t, cfg, &logs)
+}
+
 func newClient(t testing.TB, cfg Config, logs *logBuffer, opts ...Option) *Client {
 	t.Helper()
 	goroutines := runtime.NumGoroutine()
@@ -299,11 +309,7 @@ func assertDeliveredOnce(t *testing.T, in *intake, prefix string, n int) {
 
 func TestDeliverRendersAndSends(t *testing.T) {
 	in := newIntake(t, nil)
-	var logs logBuffer
-	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = time.Millisecond
-	cfg.Defaults = Defaults{Service: "petstore", Tags: "env:test"}
-	c := newClient(t, cfg, &logs)
+	c := promptClient(t, in, Defaults{Service: "petstore", Tags: "env:test"})
 
 	rejected, err := c.Deliver(context.Background(), batch("a", 3))
 	require.NoError(t, err)

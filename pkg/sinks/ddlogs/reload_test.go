@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,11 +17,7 @@ import (
 // with one set of defaults, however many reloads happen meanwhile.
 func TestSetDefaultsAppliesToLaterDelivers(t *testing.T) {
 	in := newIntake(t, nil)
-	var logs logBuffer
-	cfg := testConfig(t, in.url(), &logs)
-	cfg.Linger = time.Millisecond
-	cfg.Defaults = Defaults{Service: "petstore", Tags: "env:old"}
-	c := newClient(t, cfg, &logs)
+	c := promptClient(t, in, Defaults{Service: "petstore", Tags: "env:old"})
 
 	_, err := c.Deliver(context.Background(), batch("before", 2))
 	require.NoError(t, err)
