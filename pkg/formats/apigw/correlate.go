@@ -386,17 +386,11 @@ func (e *openReq) fold(rec *record.Record) {
 		a := &rec.Attrs[i]
 		switch a.Key {
 		case KeyMethod:
-			if e.method == "" {
-				e.method = clip(a.Str, 16)
-			}
+			keepFirst(&e.method, a.Str, 16)
 		case KeyRoute:
-			if e.route == "" {
-				e.route = clip(a.Str, capRoute)
-			}
+			keepFirst(&e.route, a.Str, capRoute)
 		case KeyPath:
-			if e.path == "" {
-				e.path = clip(a.Str, capRoute)
-			}
+			keepFirst(&e.path, a.Str, capRoute)
 		case KeyStatusCode:
 			e.status = int16(a.Int)
 		case KeyIntegLatency:
@@ -427,26 +421,24 @@ func (e *openReq) fold(rec *record.Record) {
 		case KeyCanary:
 			e.canary = true
 		case KeyErrorMessage:
-			if e.errMsg == "" {
-				e.errMsg = clip(a.Str, capError)
-			}
+			keepFirst(&e.errMsg, a.Str, capError)
 		case KeyErrorKind:
-			if e.errKind == "" {
-				e.errKind = clip(a.Str, capShort)
-			}
+			keepFirst(&e.errKind, a.Str, capShort)
 		case "apigateway.apiId":
-			if e.apiID == "" {
-				e.apiID = clip(a.Str, capShort)
-			}
+			keepFirst(&e.apiID, a.Str, capShort)
 		case "apigateway.stage":
-			if e.stage == "" {
-				e.stage = clip(a.Str, capShort)
-			}
+			keepFirst(&e.stage, a.Str, capShort)
 		case "apigateway.extendedRequestId":
-			if e.extID == "" {
-				e.extID = clip(a.Str, capShort)
-			}
+			keepFirst(&e.extID, a.Str, capShort)
 		}
+	}
+}
+
+// keepFirst sets *dst to v clipped to n bytes unless an earlier line set
+// it: the first line that carries the value wins.
+func keepFirst(dst *string, v []byte, n int) {
+	if *dst == "" {
+		*dst = clip(v, n)
 	}
 }
 
