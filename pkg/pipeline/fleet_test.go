@@ -110,7 +110,11 @@ var brokers = []broker{
 	}},
 }
 
+// eachBroker runs test on a fleet over every broker; not with -short.
 func eachBroker(t *testing.T, test func(t *testing.T, env []string)) {
+	if testing.Short() {
+		t.Skip("starts a fleet of processes")
+	}
 	for _, b := range brokers {
 		t.Run(b.name, func(t *testing.T) { test(t, b.env(t)) })
 	}
@@ -304,9 +308,6 @@ func runLoadMix(t *testing.T, url string, events int64, seed int64, rate float64
 var fleetStages = []string{StageDecode, StageParse, StageEnrich, StageDeliverLogs}
 
 func TestFleetKillNineLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a fleet of processes")
-	}
 	eachBroker(t, testKillNine)
 }
 
@@ -346,9 +347,6 @@ func testKillNine(t *testing.T, brokerEnv []string) {
 }
 
 func TestFleetIntakeOutageLosesNothingMemoryFlat(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a fleet of processes")
-	}
 	eachBroker(t, testIntakeOutage)
 }
 
@@ -385,9 +383,6 @@ func testIntakeOutage(t *testing.T, brokerEnv []string) {
 }
 
 func TestFleetScalesOutWithoutCoordination(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a fleet of processes")
-	}
 	eachBroker(t, testScaleOut)
 }
 
