@@ -268,28 +268,22 @@ func TestCorrelatorConcurrent(t *testing.T) {
 	c := NewCorrelator(CorrelatorConfig{MaxOpen: 1000})
 	p := mustParser(t, Config{})
 	o := &record.Origin{LogGroup: "API-Gateway-Execution-Logs_abc/prod"}
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			b := &record.Batch{}
-			for r := 0; r < 200; r++ {
-				for _, l := range []string{"Starting execution for request: x", "Received response. Integration latency: 3 ms", "Method completed with status: 200"} {
-					rec := record.Record{Origin: o, Message: []byte(fmt.Sprintf("(g%d-r%d) %s", g, r, l))}
-					p.Parse(b, &rec)
-					if s, ok := c.Observe(&rec); ok && attrMap(&s)["apigateway.summary.reason"] == "completed" {
-						mu.Lock()
-						done++
-						mu.Unlock()
-					}
+	concurrently(8, func(g int) {
+		b := &record.Batch{}
+		for r := 0; r < 200; r++ {
+			for _, l := range []string{"Starting execution for request: x", "Received response. Integration latency: 3 ms", "Method completed with status: 200"} {
+				rec := record.Record{Origin: o, Message: []byte(fmt.Sprintf("(g%d-r%d) %s", g, r, l))}
+				p.Parse(b, &rec)
+				if s, ok := c.Observe(&rec); ok && attrMap(&s)["apigateway.summary.reason"] == "completed" {
+					mu.Lock()
+					done++
+					mu.Unlock()
 				}
 			}
-		}(g)
-	}
-	wg.Wait()
+		}
+	})
 	require.Equal(t, 1600, done)
 	require.Equal(t, 0, c.Len())
 }

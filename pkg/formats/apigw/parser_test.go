@@ -259,26 +259,29 @@ func TestParseConcurrent(t *testing.T) {
 		{"API-Gateway-Execution-Logs_abc/prod", benchExecLines[6]},
 		{"/aws/lambda/x", "hello"},
 	}
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			b := &record.Batch{}
-			for i := 0; i < 2000; i++ {
-				if g == 0 && i%100 == 0 {
-					require.NoError(t, p.SetFormat("learned", FormatHTTPCLF))
-					require.NoError(t, p.SetFormat(fmt.Sprintf("g%d", i), FormatRESTCLF))
-				}
-				l := lines[(g+i)%len(lines)]
-				rec := record.Record{Origin: &record.Origin{LogGroup: l.group}, Message: []byte(l.line)}
-				p.Parse(b, &rec)
-				if rec.Kind == record.KindUnparsed {
-					t.Errorf("%s: %s", l.line, rec.ParseError)
-					return
-				}
+	concurrently(8, func(g int) {
+		b := &record.Batch{}
+		for i := 0; i < 2000; i++ {
+			if g == 0 && i%100 == 0 {
+				require.NoError(t, p.SetFormat("learned", FormatHTTPCLF))
+				require.NoError(t, p.SetFormat(fmt.Sprintf("g%d", i), FormatRESTCLF))
 			}
-		}(g)
+			l := lines[(g+i)%len(lines)]
+			rec := record.Record{Origin: &record.Origin{LogGroup: l.group}, Message: []byte(l.line)}
+			p.Parse(b, &rec)
+			if rec.Kind == record.KindUnparsed {
+				t.Errorf("%s: %s", l.line, rec.ParseError)
+				return
+			}
+		}
+	})
+}
+
+// concurrently runs fn(0), …, fn(n-1) on n goroutines and waits for them.
+func concurrently(n int, fn func(g int)) {
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() { fn(g) })
 	}
 	wg.Wait()
 }
