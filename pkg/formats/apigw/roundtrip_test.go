@@ -2,7 +2,10 @@ package apigw
 
 import (
 	"fmt"
+	"iter"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,24 +189,14 @@ func TestRoundTripRouteKeyWithSpaces(t *testing.T) {
 
 // randomTemplate builds a template from random literals and variables.
 func randomTemplate(r *rand.Rand) string {
-	names := make([]string, 0, len(knownVars)+3)
-	for n := range knownVars {
-		names = append(names, n)
-	}
-	names = append(names, "authorizer.claims.sub", "authorizer.tenant", "requestOverride.header.x-trace")
+	names := append(slices.Collect(maps.Keys(knownVars)), "authorizer.claims.sub", "authorizer.tenant", "requestOverride.header.x-trace")
 	// deterministic order for reproducibility
-	sortStrings(names)
+	slices.Sort(names)
 	if r.IntN(3) == 0 {
 		// JSON template
 		var b strings.Builder
 		b.WriteString("{")
-		used := map[string]bool{}
-		for i, n := 0, 1+r.IntN(12); i < n; i++ {
-			name := names[r.IntN(len(names))]
-			if used[name] {
-				continue
-			}
-			used[name] = true
+		for i, name := range distinct(r, names, 1+r.IntN(12)) {
 			if b.Len() > 1 {
 				b.WriteString(",")
 			}
@@ -222,13 +215,7 @@ func randomTemplate(r *rand.Rand) string {
 	if r.IntN(2) == 0 {
 		b.WriteString(lits[r.IntN(len(lits))])
 	}
-	used := map[string]bool{}
-	for i, n := 0, 1+r.IntN(10); i < n; i++ {
-		name := names[r.IntN(len(names))]
-		if used[name] {
-			continue
-		}
-		used[name] = true
+	for _, name := range distinct(r, names, 1+r.IntN(10)) {
 		if r.IntN(2) == 0 {
 			b.WriteString("$context." + name)
 		} else {
@@ -239,10 +226,20 @@ func randomTemplate(r *rand.Rand) string {
 	return b.String()
 }
 
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
+// distinct draws n names at random, and yields each the first time it is
+// drawn, with the number of its draw.
+func distinct(r *rand.Rand, names []string, n int) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		used := map[string]bool{}
+		for i := 0; i < n; i++ {
+			name := names[r.IntN(len(names))]
+			if used[name] {
+				continue
+			}
+			used[name] = true
+			if !yield(i, name) {
+				return
+			}
 		}
 	}
 }
