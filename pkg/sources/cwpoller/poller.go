@@ -319,12 +319,7 @@ func (p *Poller) refreshList(ctx context.Context, t *target, now time.Time) erro
 		RecentlyActive: types.RecentlyActivePt3h,
 	}
 	for {
-		var out *cloudwatch.ListMetricsOutput
-		err := p.call(ctx, t, "ListMetrics", func(ctx context.Context) (err error) {
-			p.listCalls.Add(1)
-			out, err = t.api.ListMetrics(ctx, in)
-			return err
-		})
+		out, err := page(ctx, p, t, "ListMetrics", &p.listCalls, t.api.ListMetrics, in)
 		if err != nil {
 			return err
 		}
@@ -440,12 +435,7 @@ func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRe
 	datums := make(map[*metricRef]map[int64]*metricstream.Datum, len(batch))
 	p.calls.Add(1)
 	for {
-		var out *cloudwatch.GetMetricDataOutput
-		err := p.call(ctx, t, "GetMetricData", func(ctx context.Context) (err error) {
-			p.pages.Add(1)
-			out, err = t.api.GetMetricData(ctx, in)
-			return err
-		})
+		out, err := page(ctx, p, t, "GetMetricData", &p.pages, t.api.GetMetricData, in)
 		if err != nil {
 			return nil, err
 		}
@@ -526,6 +516,19 @@ var (
 	throttleCheck  = retry.IsErrorThrottles(retry.DefaultThrottles)
 	retryableCheck = retry.IsErrorRetryables(retry.DefaultRetryables)
 )
+
+// page is one request of op, paced and retried by call; requests counts
+// every attempt.
+func page[In, Out any](ctx context.Context, p *Poller, t *target, op string, requests *atomic.Int64,
+	api func(context.Context, In, ...func(*cloudwatch.Options)) (Out, error), in In) (Out, error) {
+	var out Out
+	err := p.call(ctx, t, op, func(ctx context.Context) (err error) {
+		requests.Add(1)
+		out, err = api(ctx, in)
+		return err
+	})
+	return out, err
+}
 
 // call runs fn, paced by the target's limiter, retrying throttled and
 // other transient failures with exponential back-off and full jitter.
