@@ -110,7 +110,7 @@ admin.tls) are read again too (and whenever their files change). SIGHUP
 never stops the process. The README's "Reloading the configuration" lists
 every key that reloads.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			hup := handleHangup("gwpipe is starting; send it again once it runs to reload the configuration")
+			hup := handleHangup("gwpipe is starting: the configuration is reloaded once it runs", true)
 			flags := func(c *config.Config) {
 				if cmd.Flags().Changed("report") {
 					c.Admin.ReportInterval = report
@@ -307,7 +307,7 @@ SIGHUP is logged and ignored: a replay does not reload its configuration.
   gwpipe replay --dlq s3://gwpipe-dlq/prod/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			handleHangup("gwpipe replay does not reload its configuration (SIGINT or SIGTERM stops it; run the same command again to resume with --checkpoint)")
+			handleHangup("ignored: gwpipe replay does not reload its configuration (SIGINT or SIGTERM stops it; run the same command again to resume with --checkpoint)", false)
 			cfgPath, _ := cmd.Flags().GetString("config")
 			c, err := load(cfgPath)
 			if err != nil {

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync/atomic"
+	"sync"
 	"syscall"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
@@ -19,34 +19,55 @@ var logLevel slog.LevelVar
 
 // hangup handles SIGHUP, which must never kill the process (its default
 // action): it is how operators ask a daemon to reload, and a terminal
-// hanging up sends it too. Until a reload is set (the pipeline is not
-// running yet, or the command does not reload) each one is logged and
-// ignored.
+// hanging up sends it too. Until a reload is set each one is logged: when
+// the command will reload once running (deferred), the latest is kept and
+// done then — the file may have changed after start read it —, otherwise
+// it is ignored.
 type hangup struct {
-	reload atomic.Pointer[func()]
-	why    string // logged when there is no reload
+	mu       sync.Mutex
+	reload   func()
+	why      string // logged when there is no reload
+	deferred bool   // a reload will be set: keep one SIGHUP for it
+	pending  bool
 }
 
-// handleHangup starts handling SIGHUP; why says, when it is ignored, why.
-func handleHangup(why string) *hangup {
-	h := &hangup{why: why}
+// handleHangup starts handling SIGHUP; why says, when it is ignored or
+// deferred, why.
+func handleHangup(why string, deferred bool) *hangup {
+	h := &hangup{why: why, deferred: deferred}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	go func() {
 		for range ch {
-			if r := h.reload.Load(); r != nil {
-				(*r)()
+			h.mu.Lock()
+			r := h.reload
+			if r == nil && h.deferred {
+				h.pending = true
+			}
+			h.mu.Unlock()
+			if r != nil {
+				r()
 				continue
 			}
-			slog.Warn("SIGHUP received and ignored: " + h.why)
+			slog.Warn("SIGHUP received: " + h.why)
 		}
 	}()
 	return h
 }
 
-// reloadWith makes each SIGHUP from now on run reload (one at a time:
-// signals arriving meanwhile are coalesced into one more reload).
-func (h *hangup) reloadWith(reload func()) { h.reload.Store(&reload) }
+// reloadWith makes each SIGHUP from now on run reload, one at a time
+// (signals arriving meanwhile are coalesced into one more reload), and runs
+// it now for a SIGHUP kept while there was none.
+func (h *hangup) reloadWith(reload func()) {
+	h.mu.Lock()
+	h.reload, h.deferred = reload, false
+	pending := h.pending
+	h.pending = false
+	h.mu.Unlock()
+	if pending {
+		go reload()
+	}
+}
 
 // reloadRun reads the configuration again as `gwpipe run` read it at start
 // (the defaults, the --config file, the environment, then the flags) and
