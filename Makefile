@@ -7,6 +7,9 @@ BINS := bin/gwpipe bin/fakeintake bin/loadgen
 TEST_FLAGS ?= -count=1 -timeout 30m
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+# Imports in three groups: standard library, third party, gwpipe's own.
+GOIMPORTS_VERSION := v0.39.0
+GOIMPORTS ?= $(GO) run golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION)
 # gwpipe version: the release (git describe), the revision and the build
 # time; without them (go build -buildvcs=false, no git) the build info Go
 # records answers, or "dev".
@@ -81,9 +84,12 @@ lint:
 	$(STATICCHECK) $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@misgrouped=$$($(GOIMPORTS) -local github.com/gwpipe/gwpipe -l $$(git ls-files '*.go')); \
+	if [ -n "$$misgrouped" ]; then echo "imports to group (standard, third party, github.com/gwpipe/gwpipe):"; echo "$$misgrouped"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+	$(GOIMPORTS) -local github.com/gwpipe/gwpipe -w $$(git ls-files '*.go')
 
 clean:
 	rm -rf bin data

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 func execRecords(t testing.TB, group string, lines []string, ts0 int64) []record.Record {

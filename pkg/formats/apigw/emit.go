@@ -1,11 +1,11 @@
 package apigw
 
 import (
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"math"
 	"math/bits"
 	"sync"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw/goldentest"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/stretchr/testify/require"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

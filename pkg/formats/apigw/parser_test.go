@@ -2,13 +2,14 @@ package apigw
 
 import (
 	"fmt"
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 func TestConfigValidate(t *testing.T) {

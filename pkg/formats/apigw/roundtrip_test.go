@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 // renderer renders a compiled format with chosen values, the way API

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"math"
 	"strconv"
 	"unsafe"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 

@@ -2,8 +2,9 @@ package s3obj
 
 import (
 	"bytes"
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"strconv"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 )
 
 // fastEnvelope is a subscription document as the fast path reads it:

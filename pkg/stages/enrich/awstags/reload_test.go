@@ -1,11 +1,12 @@
 package awstags
 
 import (
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
 // TestSetMappingsRenamesLaterRecords: a reload's mappings name the records
