@@ -18,7 +18,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS = -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: all build run test test-race bench bench-e2e bench-memory bench-filters bench-go lint fmt clean $(BINS)
+.PHONY: all build run test test-race bench bench-e2e bench-memory bench-replay bench-filters bench-go lint fmt clean $(BINS)
 
 all: build
 
@@ -59,15 +59,21 @@ test-race:
 	$(GO) test -race $(TEST_FLAGS) $(PKGS)
 
 ## bench: the end-to-end benchmark (with the floor of the same work and
-## gwpipe's ratio to it), peak memory under hostile loads, then
-## the per-stage Go benchmarks.
-bench: bench-e2e bench-memory bench-go
+## gwpipe's ratio to it), peak memory under hostile loads, replay from S3
+## (moto), then the per-stage Go benchmarks.
+bench: bench-e2e bench-memory bench-replay bench-go
 
 bench-e2e: build
 	./scripts/bench.sh
 
 bench-memory: build
 	./scripts/bench-memory.sh
+
+## bench-replay: gwpipe replay from S3 (moto_server) of one large Firehose
+## archive object (2 GiB decompressed) and of many small objects: events per
+## CPU-second, peak RSS and RSS over time, CPU over wall time.
+bench-replay: build
+	./scripts/bench-replay.sh
 
 ## bench-filters: end-to-end events per CPU-second with the log filters
 ## (redact ip and email, an exclude expression, a sample rule) against none.

@@ -56,6 +56,9 @@ func run() int {
 	report := fs.Bool("report", false, "print a JSON report to stdout at the end")
 	watchPID := fs.Int("watch-pid", 0, "measure this process (the pipeline under test): its CPU seconds and peak RSS during the run are reported")
 	progressEvery := fs.Duration("progress", 5*time.Second, "progress interval on stderr (0 = off)")
+	archiveDir := fs.String("archive", "", "send nothing: write -archive-objects Firehose S3 backup objects (gzip members of CloudWatch envelopes, concatenated) of the traffic the other flags describe into this directory")
+	archiveObjects := fs.Int("archive-objects", 1, "objects -archive writes")
+	archiveObjectBytes := fs.Int64("archive-object-bytes", 64<<20, "decompressed size of each -archive object, about (it ends between requests)")
 	floorRun := fs.Bool("floor", false, "send nothing: run the floor probe (package floor) on the traffic the other flags describe, -events events on one core, and report its events per CPU-second")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
@@ -109,6 +112,9 @@ func run() int {
 
 	if *floorRun {
 		return runFloor(cfg, *report)
+	}
+	if *archiveDir != "" {
+		return writeArchive(cfg, *archiveDir, *archiveObjects, *archiveObjectBytes, *report)
 	}
 	if *bombs > 0 {
 		return sendBombs(ctx, cfg, *bombs, *bombRecords, *bombRecordBytes, opts)

@@ -50,38 +50,56 @@ type Corpus struct {
 // exactly as loadgen sends them, and keeps their records' data
 // (base64-decoded).
 func NewCorpus(cfg loadgen.Config, events int) (*Corpus, error) {
+	c := &Corpus{}
+	err := EachRequest(cfg, func(req *loadgen.Request, data, b64 [][]byte) (bool, error) {
+		for i := range data {
+			c.Records = append(c.Records, bytes.Clone(data[i]))
+			c.Base64 = append(c.Base64, bytes.Clone(b64[i]))
+		}
+		c.Events += len(req.Events)
+		return c.Events < events, nil
+	})
+	return c, err
+}
+
+// EachRequest generates requests with cfg (control messages off), exactly
+// as loadgen sends them, and hands fn each one with its records' data,
+// base64-decoded and as on the wire, until fn returns false or an error.
+// The slices are valid only during the call.
+func EachRequest(cfg loadgen.Config, fn func(req *loadgen.Request, data, b64 [][]byte) (bool, error)) error {
 	if cfg.Direct {
-		return nil, errors.New("floor: direct mode has no CloudWatch envelopes")
+		return errors.New("floor: direct mode has no CloudWatch envelopes")
 	}
 	cfg.ControlRate = 0
 	g, err := loadgen.NewGenerator(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer g.Close()
-	c := &Corpus{}
 	var p fastjson.Parser
-	for c.Events < events {
+	var data, b64 [][]byte
+	for {
 		req, err := g.NextRequest()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		v, err := p.ParseBytes(req.Body)
 		if err != nil {
-			return nil, fmt.Errorf("floor: request body: %w", err)
+			return fmt.Errorf("floor: request body: %w", err)
 		}
+		data, b64 = data[:0], b64[:0]
 		for _, r := range v.GetArray("records") {
-			b64 := r.GetStringBytes("data")
-			data, err := base64.StdEncoding.DecodeString(string(b64))
+			s := r.GetStringBytes("data")
+			d, err := base64.StdEncoding.DecodeString(string(s))
 			if err != nil {
-				return nil, fmt.Errorf("floor: record data: %w", err)
+				return fmt.Errorf("floor: record data: %w", err)
 			}
-			c.Records = append(c.Records, data)
-			c.Base64 = append(c.Base64, bytes.Clone(b64))
+			data, b64 = append(data, d), append(b64, s)
 		}
-		c.Events += len(req.Events)
+		if more, err := fn(req, data, b64); err != nil || !more {
+			return err
+		}
 	}
-	return c, nil
 }
 
 // Result is what one floor run did and cost.
