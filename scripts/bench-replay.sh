@@ -28,10 +28,13 @@
 #
 #   SCENARIOS=large LARGE_BYTES=$((512<<20)) REPEAT=3 ./scripts/bench-replay.sh
 #   PROFILE=1 ./scripts/bench-replay.sh   # perf profile of the large replay
+#   GWPIPE_B=bin/gwpipe-new ./scripts/bench-replay.sh   # A/B: each repetition
+#                                    # runs GWPIPE, then GWPIPE_B (rows "…B")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GWPIPE=${GWPIPE:-bin/gwpipe}
+GWPIPE_B=${GWPIPE_B:-}
 SCENARIOS=${SCENARIOS:-large small}
 LARGE_BYTES=${LARGE_BYTES:-$((2 << 30))}
 SMALL_OBJECTS=${SMALL_OBJECTS:-400}
@@ -86,12 +89,13 @@ EOF
 # replay NAME PREFIX [FLAGS...]: one replay of PREFIX, measured. Prints
 # the figures and leaves $OUT/NAME.{time,rss,out,log}.
 replay() {
-	local name=$1 prefix=$2
+	local name=$1 prefix=$2 gwpipe=$GWPIPE
 	shift 2
+	case $name in *B-*) gwpipe=$GWPIPE_B ;; esac
 	DD_API_KEY=bench GWPIPE_DATADOG_LOGS_URL="http://$INTAKE/api/v2/logs" GWPIPE_DATADOG_API_URL="http://$INTAKE" \
 	GWPIPE_DLQ_DIR="$OUT/dlq" GWPIPE_LOG_LEVEL=warn GWPIPE_ENRICH_AWS_TAGS=false \
 		/usr/bin/time -f '%U %S %M %e' -o "$OUT/$name.time" \
-		"$GWPIPE" replay --bucket "$BUCKET" --prefix "$prefix" --from -3h --progress=false "$@" \
+		"$gwpipe" replay --bucket "$BUCKET" --prefix "$prefix" --from -3h --progress=false "$@" \
 		> "$OUT/$name.out" 2> "$OUT/$name.log" & local tp=$!
 	local gw=""
 	for _ in $(seq 1 200); do gw=$(pgrep -P "$tp" || true); [ -n "$gw" ] && break; sleep 0.01; done
@@ -140,12 +144,16 @@ for sc in $SCENARIOS; do
 		echo "== large: 1 object, $(field "$OUT/large.json" decompressed_bytes) bytes decompressed, $(field "$OUT/large.json" bytes) stored, $(field "$OUT/large.json" events) events"
 		upload large/ "$OUT"/large/*.gz
 		rm -rf "$OUT/large" # moto holds it now
-		for i in $(seq 1 "$REPEAT"); do replay "large-$i" large/; done
+		for i in $(seq 1 "$REPEAT"); do
+			replay "large-$i" large/
+			[ -z "$GWPIPE_B" ] || replay "largeB-$i" large/
+		done
 		echo "   RSS of large-1 (t s, RSS MiB, CPU s), every ${RSS_EVERY}s:"
 		awk 'NR % 5 == 1' "$OUT/large-1.rss" | sed 's/^/   /'
 		awk '{ if (NR > 3 && $1 > 0) { n++; s += $2; if ($2 > m) m = $2; if (lo == "" || $2 < lo) lo = $2 } } END {
 			if (n) printf "   RSS after the first 3 samples: min %.1f  mean %.1f  max %.1f MiB over %d samples\n", lo, s / n, m, n }' "$OUT/large-1.rss" | tee -a "$OUT/summary.txt"
 		median large
+		[ -z "$GWPIPE_B" ] || median largeB
 		;;
 	small)
 		rm -rf "$OUT/small"
@@ -153,8 +161,12 @@ for sc in $SCENARIOS; do
 		echo "== small: $SMALL_OBJECTS objects, $(field "$OUT/small.json" decompressed_bytes) bytes decompressed in all, $(field "$OUT/small.json" bytes) stored, $(field "$OUT/small.json" events) events; --concurrency $CONCURRENCY"
 		upload small/ "$OUT"/small/*.gz
 		rm -rf "$OUT/small"
-		for i in $(seq 1 "$REPEAT"); do replay "small-$i" small/ --concurrency "$CONCURRENCY"; done
+		for i in $(seq 1 "$REPEAT"); do
+			replay "small-$i" small/ --concurrency "$CONCURRENCY"
+			[ -z "$GWPIPE_B" ] || replay "smallB-$i" small/ --concurrency "$CONCURRENCY"
+		done
 		median small
+		[ -z "$GWPIPE_B" ] || median smallB
 		;;
 	*) echo "unknown scenario $sc (large, small)" >&2; exit 2 ;;
 	esac
