@@ -62,6 +62,12 @@ export AWS_ENDPOINT_URL=http://$MOTO AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test
 	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
+for addr in "$MOTO" "$INTAKE"; do
+	if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
+		echo "$addr is taken (another bench-replay? PORT_BASE=N moves the ports)" >&2
+		exit 1
+	fi
+done
 moto_server -H "${MOTO%:*}" -p "${MOTO#*:}" > "$OUT/moto.log" 2>&1 & pids+=($!)
 bin/fakeintake -listen "$INTAKE" -keep 1000 2> "$OUT/fakeintake.log" & pids+=($!)
 wait_port "$MOTO"
