@@ -223,22 +223,24 @@ func NewBatches(store cas.Store) *Batches { return &Batches{store: store} }
 // batch redelivered by the broker has the same key on any worker. It is
 // empty when no record has an id (nothing to recognise it by).
 func BatchKey(ids func(yield func(string) bool)) string {
-	h := sha256.New()
+	// The ids go into one buffer hashed once: writing each to a hash.Hash
+	// converted it to a []byte that escaped, one allocation per record.
+	var buf []byte
 	n := 0
-	var lenBuf [binary.MaxVarintLen64]byte
 	for id := range ids {
 		if id == "" {
 			continue
 		}
 		// Length-prefixed: no two lists of ids write the same bytes.
-		h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(id)))])
-		h.Write([]byte(id))
+		buf = binary.AppendUvarint(buf, uint64(len(id)))
+		buf = append(buf, id...)
 		n++
 	}
 	if n == 0 {
 		return ""
 	}
-	return "batch/" + hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(buf)
+	return "batch/" + hex.EncodeToString(sum[:16])
 }
 
 // Seen reports whether the batch was marked delivered.
