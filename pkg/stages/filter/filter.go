@@ -270,12 +270,14 @@ func (v *view) api() {
 		}
 	}
 	if v.apiID == "" || v.stage == "" {
+		// Aliased, not copied (two allocations per log): a view lives for
+		// one record's decision, and its strings are only compared.
 		req := v.request()
 		if v.apiID == "" {
-			v.apiID = string(req.APIID)
+			v.apiID = str(req.APIID)
 		}
 		if v.stage == "" {
-			v.stage = string(req.Stage)
+			v.stage = str(req.Stage)
 		}
 	}
 }
