@@ -269,6 +269,11 @@ func TestSelfTelemetryAgreesWithStatusAfterAShutdown(t *testing.T) {
 			}
 			slices.Sort(tags)
 			name, key := "gwpipe."+f.Name, statusKey(f, s.LabelValues)
+			// A key /status lacks reads as 0, as does a count never sent:
+			// without this, a series /status omits would agree with nothing.
+			if _, ok := status[key]; !ok && (f.Kind != telemetry.KindGauge || f.Known(s)) {
+				t.Errorf("%s %v is not in /status (%s)", name, tags, key)
+			}
 			switch f.Kind {
 			case telemetry.KindCounter:
 				assert.EqualValues(t, status[key], counts[name+"|"+strings.Join(tags, ",")], "DogStatsD counts of %s %v against /status %s", name, tags, key)
