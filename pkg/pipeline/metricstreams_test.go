@@ -56,9 +56,9 @@ func TestMetricStreamRecordsBesideLogs(t *testing.T) {
 		assert.Contains(t, p.Tags, "aws_account:123456789012", name)
 		assert.Contains(t, p.Tags, "region:us-east-1", name)
 	}
-	if ratio, ok := got["aws.apigateway.cache_hit_ratio"]; ok {
-		assert.InDelta(t, 0.75, ratio.Value, 1e-9)
-	}
+	ratio, ok := got["aws.apigateway.cache_hit_ratio"]
+	require.True(t, ok, "the cache hit ratio is derived from the hit and miss counts")
+	assert.InDelta(t, 0.75, ratio.Value, 1e-9)
 
 	var reasons []string
 	for _, e := range readDLQ(t, h.dlqDir) {
