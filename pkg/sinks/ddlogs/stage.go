@@ -114,7 +114,7 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 				}
 			}
 			s.fleetDupes.Add(int64(n))
-			s.remember(in)
+			s.remember(in, nil)
 			return nil
 		}
 	}
@@ -129,7 +129,11 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 	if err != nil {
 		return fmt.Errorf("deliver logs: %w", err)
 	}
-	s.remember(in)
+	// Only what the intake accepted was delivered: a rejected record
+	// remembered would, when dead-lettering it fails and the batch comes
+	// again, be dropped as a duplicate (and counted as one) instead of
+	// dead-lettered.
+	s.remember(in, rejected)
 	if len(rejected) > 0 {
 		dead := in.Derive(0)
 		dead.Stage = StageName
@@ -148,14 +152,24 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 	return nil
 }
 
-// remember adds the batch's event ids to this worker's window.
-func (s *deliverStage) remember(in *record.Batch) {
+// remember adds the batch's event ids to this worker's window, but for
+// those of the records the intake rejected.
+func (s *deliverStage) remember(in *record.Batch, rejected []record.Record) {
 	if s.seen == nil {
 		return
 	}
+	var not map[string]bool
+	if len(rejected) > 0 {
+		not = make(map[string]bool, len(rejected))
+		for i := range rejected {
+			not[rejected[i].EventID] = true
+		}
+	}
 	ids := make([]string, 0, len(in.Records))
 	for i := range in.Records {
-		ids = append(ids, in.Records[i].EventID)
+		if !not[in.Records[i].EventID] {
+			ids = append(ids, in.Records[i].EventID)
+		}
 	}
 	s.seen.Add(ids...)
 }

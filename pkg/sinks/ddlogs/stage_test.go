@@ -128,3 +128,24 @@ func TestStageKnowsBatchesDeliveredFleetWide(t *testing.T) {
 	assert.Len(t, store.Keys(), 1, "a batch without event ids was marked")
 	assert.Zero(t, dupes1.Load()+errs1.Load())
 }
+
+// TestStageRetryDeadLettersWhatTheIntakeRejected: when dead-lettering the
+// rejected records fails, the batch comes again; the rejected records are
+// then dead-lettered, not dropped and counted as duplicates, while those
+// the intake accepted are not sent twice.
+func TestStageRetryDeadLettersWhatTheIntakeRejected(t *testing.T) {
+	d := &recorder{reject: map[string]bool{"b": true}}
+	dupes := &telemetry.Counter{}
+	s := NewStage(d, StageOptions{Seen: dedup.New(100), Duplicates: dupes})
+	in := &record.Batch{Records: []record.Record{{EventID: "a"}, {EventID: "b"}}}
+	require.Error(t, s.Handle(context.Background(), in, &stagetest.Output{Err: errors.New("dead-letter topic down")}))
+
+	out := &stagetest.Output{}
+	require.NoError(t, s.Handle(context.Background(), in, out))
+	dead := out.Dead()
+	require.Len(t, dead, 1, "the rejected record was lost on the retry")
+	assert.Equal(t, []string{"b"}, ids(dead[0].Records))
+	require.Len(t, d.got, 2)
+	assert.Equal(t, []string{"b"}, ids(d.got[1].Records), "the accepted record was sent again")
+	assert.Equal(t, int64(1), dupes.Load(), "only the delivered record is a duplicate")
+}
