@@ -89,7 +89,7 @@ type deliverStage struct {
 	log                     *slog.Logger
 }
 
-func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
+func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) (err error) {
 	key := ""
 	if s.fleet != nil {
 		key = claim.BatchKey(func(yield func(string) bool) {
@@ -118,7 +118,14 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 			return nil
 		}
 	}
-	in = s.filter(in)
+	in, dupes := s.filter(in)
+	// Counted once the batch is done: a batch that fails comes again and
+	// would count its duplicates again.
+	defer func() {
+		if err == nil {
+			s.dupes.Add(int64(dupes))
+		}
+	}()
 	if s.logFilter != nil {
 		in = s.logFilter.Apply(in)
 	}
@@ -175,9 +182,10 @@ func (s *deliverStage) remember(in *record.Batch, rejected []record.Record) {
 }
 
 // filter returns b, or a copy without the records not to deliver: request
-// summaries (unless asked for) and duplicates. The batch may be read by
-// other stages at the same time: it is not modified.
-func (s *deliverStage) filter(b *record.Batch) *record.Batch {
+// summaries (unless asked for) and duplicates, and how many duplicates
+// (summaries apart) it left out. The batch may be read by other stages at
+// the same time: it is not modified.
+func (s *deliverStage) filter(b *record.Batch) (*record.Batch, int) {
 	drop := func(r *record.Record) bool {
 		return (!s.summaries && r.Kind == record.KindSummary) || s.seen.Seen(r.EventID)
 	}
@@ -188,18 +196,19 @@ func (s *deliverStage) filter(b *record.Batch) *record.Batch {
 		}
 	}
 	if n == 0 {
-		return b
+		return b, 0
 	}
 	c := *b
 	c.Records = make([]record.Record, 0, len(b.Records)-n)
+	dupes := 0
 	for i := range b.Records {
 		r := &b.Records[i]
 		switch {
 		case !drop(r):
 			c.Records = append(c.Records, *r)
 		case r.Kind != record.KindSummary:
-			s.dupes.Inc()
+			dupes++
 		}
 	}
-	return &c
+	return &c, dupes
 }

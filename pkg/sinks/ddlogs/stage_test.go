@@ -149,3 +149,21 @@ func TestStageRetryDeadLettersWhatTheIntakeRejected(t *testing.T) {
 	assert.Equal(t, []string{"b"}, ids(d.got[1].Records), "the accepted record was sent again")
 	assert.Equal(t, int64(1), dupes.Load(), "only the delivered record is a duplicate")
 }
+
+// TestStageCountsDuplicatesOfABatchOnce: a batch whose delivery fails
+// comes again; its duplicates are counted when it is done, not at every
+// attempt.
+func TestStageCountsDuplicatesOfABatchOnce(t *testing.T) {
+	d := &recorder{}
+	dupes := &telemetry.Counter{}
+	s := NewStage(d, StageOptions{Seen: dedup.New(100), Duplicates: dupes})
+	require.NoError(t, s.Handle(context.Background(), &record.Batch{Records: []record.Record{{EventID: "a"}}}, &stagetest.Output{}))
+
+	again := &record.Batch{Records: []record.Record{{EventID: "a"}, {EventID: "b"}}}
+	d.err = errors.New("intake down")
+	require.Error(t, s.Handle(context.Background(), again, &stagetest.Output{}))
+	assert.Equal(t, int64(0), dupes.Load(), "counted for a batch that failed")
+	d.err = nil
+	require.NoError(t, s.Handle(context.Background(), again, &stagetest.Output{}))
+	assert.Equal(t, int64(1), dupes.Load())
+}
