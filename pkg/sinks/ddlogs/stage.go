@@ -56,9 +56,11 @@ type DeliveredBatches interface {
 	Mark(ctx context.Context, key string) error
 }
 
-// Filter returns the batch to deliver: b, or a copy (b is not modified).
+// Filter returns the batch to deliver: b, or a copy (b is not modified),
+// and count, which adds what it did to its counters once the batch is
+// done (filter.Filters implements it).
 type Filter interface {
-	Apply(b *record.Batch) *record.Batch
+	ApplyUncounted(b *record.Batch) (out *record.Batch, count func())
 }
 
 // NewStage returns the deliver-logs stage: it hands a batch to d and
@@ -127,7 +129,13 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 		}
 	}()
 	if s.logFilter != nil {
-		in = s.logFilter.Apply(in)
+		var count func()
+		in, count = s.logFilter.ApplyUncounted(in)
+		defer func() {
+			if err == nil {
+				count()
+			}
+		}()
 	}
 	if in.Len() == 0 {
 		return nil

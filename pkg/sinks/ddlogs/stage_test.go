@@ -13,6 +13,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
 	"github.com/gwpipe/gwpipe/pkg/runtime/dedup"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -166,4 +167,22 @@ func TestStageCountsDuplicatesOfABatchOnce(t *testing.T) {
 	d.err = nil
 	require.NoError(t, s.Handle(context.Background(), again, &stagetest.Output{}))
 	assert.Equal(t, int64(1), dupes.Load())
+}
+
+// TestStageCountsFiltersOfABatchOnce: the filters' counters
+// (filters.redacted, ...) count a batch once it is delivered, not at every
+// attempt of a batch whose delivery fails.
+func TestStageCountsFiltersOfABatchOnce(t *testing.T) {
+	reg := telemetry.NewRegistry()
+	f, err := filter.New(filter.Config{Redact: []string{"ip"}}, reg)
+	require.NoError(t, err)
+	d := &recorder{err: errors.New("intake down")}
+	s := NewStage(d, StageOptions{Filter: f})
+	in := &record.Batch{Records: []record.Record{{EventID: "a", Message: []byte("from 10.0.0.1")}}}
+	require.Error(t, s.Handle(context.Background(), in, &stagetest.Output{}))
+	assert.EqualValues(t, 0, reg.Value("filters.redacted", "ip"), "counted for a batch that failed")
+	d.err = nil
+	require.NoError(t, s.Handle(context.Background(), in, &stagetest.Output{}))
+	assert.EqualValues(t, 1, reg.Value("filters.redacted", "ip"))
+	assert.EqualValues(t, 1, reg.Value("filters.matched", "ip"))
 }

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -48,7 +49,9 @@ func (w *work) attrSlice(n int) []record.Attr {
 	return w.attrs[start : start+n : start+n+1]
 }
 
-func (s *set) apply(b *record.Batch) *record.Batch {
+// apply returns the filtered batch and a function that adds what the
+// rules did to their counters.
+func (s *set) apply(b *record.Batch) (*record.Batch, func()) {
 	w := workPool.Get().(*work)
 	nRules := len(s.scrubs) + len(s.drop) + len(s.sample) + 2
 	w.counts = append(w.counts[:0], make([][nCounts]int64, nRules)...)
@@ -78,7 +81,7 @@ func (s *set) apply(b *record.Batch) *record.Batch {
 			out = append(out, rec)
 		}
 	}
-	s.count(w)
+	counts := slices.Clone(w.counts)
 	w.arena, w.attrs = nil, nil
 	for i := range w.buf {
 		if cap(w.buf[i]) > 1<<20 {
@@ -86,12 +89,13 @@ func (s *set) apply(b *record.Batch) *record.Batch {
 		}
 	}
 	workPool.Put(w)
+	count := func() { s.count(counts) }
 	if out == nil {
-		return b
+		return b, count
 	}
 	c := *b
 	c.Records, c.Arena = out, nil
-	return &c
+	return &c, count
 }
 
 // Counter slot indexes: the scrubbers, then exclude, include, drop, sample.
@@ -219,7 +223,7 @@ func (s *set) scrubBytes(p []byte, w *work) ([]byte, bool) {
 }
 
 // count adds one batch's counts to the rules' counters.
-func (s *set) count(w *work) {
+func (s *set) count(counts [][nCounts]int64) {
 	add := func(st *RuleStats, c *[nCounts]int64) {
 		if st == nil {
 			return
@@ -241,14 +245,14 @@ func (s *set) count(w *work) {
 		}
 	}
 	for i, sc := range s.scrubs {
-		add(sc.st, &w.counts[i])
+		add(sc.st, &counts[i])
 	}
-	add(s.excludeSt, &w.counts[s.slotExclude()])
-	add(s.includeSt, &w.counts[s.slotInclude()])
+	add(s.excludeSt, &counts[s.slotExclude()])
+	add(s.includeSt, &counts[s.slotInclude()])
 	for i, m := range s.drop {
-		add(m.st, &w.counts[s.slotDrop(i)])
+		add(m.st, &counts[s.slotDrop(i)])
 	}
 	for i, m := range s.sample {
-		add(m.st, &w.counts[s.slotSample(i)])
+		add(m.st, &counts[s.slotSample(i)])
 	}
 }

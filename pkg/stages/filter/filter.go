@@ -67,12 +67,21 @@ func (f *Filters) Load(c Config) error {
 // excluded, and with what the scrubbing rules matched replaced. b is not
 // modified. A nil Filters returns b.
 func (f *Filters) Apply(b *record.Batch) *record.Batch {
+	out, count := f.ApplyUncounted(b)
+	count()
+	return out
+}
+
+// ApplyUncounted is Apply without counting: count adds what the rules did
+// to their counters. A stage calls it once the batch is done, so that a
+// batch that fails and comes again is counted once.
+func (f *Filters) ApplyUncounted(b *record.Batch) (out *record.Batch, count func()) {
 	if f == nil {
-		return b
+		return b, func() {}
 	}
 	s := f.cur.Load()
 	if s == nil || s.empty {
-		return b
+		return b, func() {}
 	}
 	return s.apply(b)
 }
