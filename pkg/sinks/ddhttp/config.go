@@ -3,10 +3,10 @@ package ddhttp
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
@@ -68,16 +68,12 @@ func SiteURL(service, site string) string {
 	return "https://" + service + "." + site
 }
 
-// ValidateURL checks an endpoint URL; key names it in the message.
+// ValidateURL checks an endpoint URL; key names it in the message. The rule
+// is check.URL's, so datadog.logs_url in the top-level configuration and
+// url/api_url here judge one value the same way.
 func ValidateURL(key, u string) error {
-	p, err := url.Parse(u)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s: %q is not a URL: %v", key, u, err)
-	case p.Scheme != "http" && p.Scheme != "https":
-		return fmt.Errorf("%s: %q must start with https:// or http://", key, u)
-	case p.Host == "":
-		return fmt.Errorf("%s: %q has no host", key, u)
+	if err := check.URL(u, "https", "http"); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
 	}
 	return nil
 }

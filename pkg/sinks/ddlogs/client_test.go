@@ -1075,8 +1075,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.APIKey = "" }, "api_key: is required"},
 		{func(c *Config) { c.APIKey = "a b" }, "api_key: contains whitespace"},
-		{func(c *Config) { c.URL = "ftp://x" }, `url: "ftp://x" must start with https://`},
-		{func(c *Config) { c.URL = "https://" }, "has no host"},
+		{func(c *Config) { c.URL = "ftp://x" }, `url: must be a https or http URL with a host, got "ftp://x"`},
+		{func(c *Config) { c.URL = "https://" }, "with a host"},
 		{func(c *Config) { c.MaxBatchLogs = 1001 }, "max_batch_logs: must be 1 to 1000 (the intake's limit), got 1001"},
 		{func(c *Config) { c.MaxBatchLogs = 0 }, "max_batch_logs: must be 1 to 1000 (the intake's limit), got 0"},
 		{func(c *Config) { c.MaxBatchBytes = 5_000_001 }, "max_batch_bytes: must be 1024..5000000"},

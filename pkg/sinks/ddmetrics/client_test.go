@@ -354,7 +354,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *ddmetrics.Config) { c.Compression = "br" }, `compression: must be gzip, zstd, deflate or none, got "br"`},
 		{func(c *ddmetrics.Config) { c.MaxPayloadBytes = 600_000 }, "max_payload_bytes: must be 4096..512000, got 600000"},
 		{func(c *ddmetrics.Config) { c.MaxUncompressedBytes = 6_000_000 }, "max_uncompressed_bytes: must be 4096..5242879"},
-		{func(c *ddmetrics.Config) { c.APIURL = "ftp://x" }, `api_url: "ftp://x" must start with https://`},
+		{func(c *ddmetrics.Config) { c.APIURL = "ftp://x" }, `api_url: must be a https or http URL with a host, got "ftp://x"`},
 		{func(c *ddmetrics.Config) { c.APIKey = "k k" }, "api_key: contains whitespace"},
 		{func(c *ddmetrics.Config) { c.Concurrency = 0 }, "concurrency: must be 1..1024, got 0"},
 		{func(c *ddmetrics.Config) { c.Backoff.InitialInterval = 0 }, "retry_initial: must be positive, got 0s"},
