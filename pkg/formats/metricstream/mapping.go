@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
@@ -108,9 +107,6 @@ const CacheHitRatio = "cache_hit_ratio"
 
 // commonPercentiles get their names computed once per series.
 var commonPercentiles = []string{"p50", "p75", "p90", "p95", "p99", "p99.9"}
-
-// maxTagLen is where Datadog cuts a tag, in characters.
-const maxTagLen = 200
 
 // Mapper turns CloudWatch data points into Datadog metric points. It is
 // shared by the metric-stream decoder and the GetMetricData poller, so that
@@ -514,7 +510,7 @@ func apigwTagList(d *rawDatum) []string {
 	tags := make([]string, 0, 7+len(other))
 	add := func(k, v string) {
 		if v != "" {
-			tags = append(tags, truncate(k+":"+v))
+			tags = append(tags, awstags.TruncateTag(k+":"+v))
 		}
 	}
 	add("apiid", apiID)
@@ -547,20 +543,6 @@ func genericTagList(d *rawDatum) []string {
 		tags = append(tags, "aws_account:"+v)
 	}
 	return tags[:len(tags):len(tags)]
-}
-
-func truncate(s string) string {
-	if utf8.RuneCountInString(s) <= maxTagLen {
-		return s
-	}
-	i := 0
-	for pos := range s {
-		if i == maxTagLen {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
 }
 
 // snakeCase names a CloudWatch metric as the integration does: '_' before

@@ -34,7 +34,7 @@ func NormalizeTag(key, value string) string {
 	if v != "" {
 		t = k + ":" + v
 	}
-	return truncateRunes(t, maxTagLen)
+	return TruncateTag(t)
 }
 
 // sanitize implements the Forwarder's sanitize_aws_tag_string. Already clean
@@ -111,13 +111,15 @@ func clean(s string, key bool) bool {
 	return !key || !(s[0] == '_' || s[0] >= '0' && s[0] <= '9')
 }
 
-func truncateRunes(s string, n int) string {
-	if len(s) <= n {
+// TruncateTag cuts a Datadog tag to 200 characters (runes, never inside one),
+// where Datadog cuts it: every tag gwpipe builds goes through it.
+func TruncateTag(s string) string {
+	if len(s) <= maxTagLen {
 		return s
 	}
 	i := 0
 	for pos := range s {
-		if i == n {
+		if i == maxTagLen {
 			return s[:pos]
 		}
 		i++
