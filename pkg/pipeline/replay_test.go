@@ -427,14 +427,7 @@ func BenchmarkReplayGzipArchive(b *testing.B) {
 // the whole pipeline and reports the process's resident memory while the
 // object is read: its peak, and at each quarter of the object.
 func BenchmarkReplayLargeObjectRSS(b *testing.B) {
-	size := int64(2 << 30)
-	if s := os.Getenv("GWPIPE_BENCH_OBJECT_BYTES"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	size := s3objtest.LargeObjectSize(b)
 	// Events a millisecond apart: 2 GiB holds about two hours of them.
 	at := time.Now().Add(-3 * time.Hour)
 	key := "firehose/" + at.UTC().Format("2006/01/02/15") + "/gw-logs-1-big"

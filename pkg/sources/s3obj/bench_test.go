@@ -2,7 +2,6 @@ package s3obj
 
 import (
 	"bytes"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -39,14 +38,7 @@ func BenchmarkReadGzipArchive(b *testing.B) {
 // resident memory while reading it, and the resident memory at each
 // quarter: the reader's memory does not grow with the object.
 func BenchmarkReadLargeObjectRSS(b *testing.B) {
-	size := int64(2 << 30)
-	if s := os.Getenv("GWPIPE_BENCH_OBJECT_BYTES"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	size := s3objtest.LargeObjectSize(b)
 	for b.Loop() {
 		obj := s3objtest.NewLargeObject(size, time.Now())
 		r := NewReader(obj, Object{Bucket: "b", Key: "big", Source: "replay"}, Config{})

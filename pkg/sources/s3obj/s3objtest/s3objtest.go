@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -125,6 +126,21 @@ type LargeObject struct {
 	at            int64
 	// Events is the number of events generated so far.
 	Events int64
+}
+
+// LargeObjectSize is the size of the object the large-object benchmarks
+// stream: GWPIPE_BENCH_OBJECT_BYTES, 2 GiB when unset.
+func LargeObjectSize(tb testing.TB) int64 {
+	tb.Helper()
+	s := os.Getenv("GWPIPE_BENCH_OBJECT_BYTES")
+	if s == "" {
+		return 2 << 30
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		tb.Fatalf("GWPIPE_BENCH_OBJECT_BYTES: %v", err)
+	}
+	return n
 }
 
 // NewLargeObject returns a generator of size bytes whose events start at at.
