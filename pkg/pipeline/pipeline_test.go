@@ -188,15 +188,7 @@ func TestIntakeOutageNothingAcknowledgedEarly(t *testing.T) {
 	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 503}))
 
 	var acked atomic.Int64
-	type result struct {
-		rep loadgen.Report
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := loadgen.Run(context.Background(), loadConfig(h, 5_000, 2), loadgen.WithAckCallback(func(*loadgen.Request) { acked.Add(1) }))
-		done <- result{rep, err}
-	}()
+	load := loadgen.Start(context.Background(), loadConfig(h, 5_000, 2), loadgen.WithAckCallback(func(*loadgen.Request) { acked.Add(1) }))
 
 	// Let the outage bite: the intake refuses many requests and Firehose
 	// requests time out and are retried.
@@ -209,9 +201,9 @@ func TestIntakeOutageNothingAcknowledgedEarly(t *testing.T) {
 	assert.Zero(t, h.intake.Stats().LogsAccepted)
 
 	h.intake.ClearFailure()
-	r := <-done
-	require.NoError(t, r.err)
-	assert.Equal(t, int64(5_000), r.rep.EventsAcked)
+	rep, err := load.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, int64(5_000), rep.EventsAcked)
 
 	seen := map[string]int{}
 	for _, l := range h.intake.Logs() {

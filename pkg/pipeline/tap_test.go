@@ -49,13 +49,9 @@ func TestTapReturnsEventsOfEveryTopicUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	load, stopLoad := context.WithCancel(ctx)
-	done := make(chan loadgen.Report, 1)
-	go func() {
-		lc := loadConfig(h, 0, 7)
-		lc.Duration = time.Minute
-		rep, _ := loadgen.Run(load, lc)
-		done <- rep
-	}()
+	lc := loadConfig(h, 0, 7)
+	lc.Duration = time.Minute
+	running := loadgen.Start(load, lc)
 
 	const n = 25
 	for _, topic := range []string{"raw", "decoded", "parsed", "enriched", "metrics"} {
@@ -90,7 +86,7 @@ func TestTapReturnsEventsOfEveryTopicUnderLoad(t *testing.T) {
 		}
 	}
 	stopLoad()
-	rep := <-done
+	rep, _ := running.Wait() // stopped by stopLoad: the error is the cancellation
 	assert.Positive(t, rep.EventsAcked)
 	assert.Zero(t, rep.RequestsFailed)
 }
