@@ -63,17 +63,24 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 	// The usual record is one envelope alone on its line: parsed once here,
 	// where the splitter needs to know that it is one object, and read from
 	// that parse. Any other line takes the scan, as if this were not here.
-	var parsed *fastjson.Value // the document of the last item marked parsed
+	// The document of the last item marked parsed: read by the scanner
+	// (the usual data message), or else parsed.
+	var parsed *fastjson.Value
+	scanned := false
 	if !s.slowSplit {
 		sp.whole = func(line []byte) bool {
 			if !cwlogs.ClaimsEnvelope(line) {
 				return false
 			}
+			if sc.scan.Scan(line) {
+				parsed, scanned = nil, true
+				return true
+			}
 			v, err := p.ParseBytes(line)
 			if err != nil || v.Type() != fastjson.TypeObject {
 				return false
 			}
-			parsed = v
+			parsed, scanned = v, false
 			return true
 		}
 	}
@@ -94,7 +101,7 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 					v = parsed
 				}
 				good += s.flushMetrics(sc, data, &run, e)
-				if ok, handled := s.envelope(sc, p, v, raw, data, it, e, &tally); handled {
+				if ok, handled := s.envelope(sc, p, v, it.parsed && scanned, raw, data, it, e, &tally); handled {
 					if ok {
 						good++
 					}
@@ -165,8 +172,8 @@ type envelopeTally struct{ control, unknown int64 }
 // it went on (events or a control message), else it was dead-lettered. It
 // reports handled false, having done nothing, when the item is a JSON
 // object that is not an envelope after all. v is the item parsed, or nil
-// when it is still to be.
-func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, raw *record.Record, data []byte, it item, e *emitter, tally *envelopeTally) (ok, handled bool) {
+// when it is still to be; scanned, that sc.scan holds it read.
+func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, scanned bool, raw *record.Record, data []byte, it item, e *emitter, tally *envelopeTally) (ok, handled bool) {
 	b := data[it.start:it.end]
 	var origin *record.Origin
 	var control bool
@@ -191,9 +198,12 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, raw
 		return nil
 	}
 	var err error
-	if v != nil {
+	switch {
+	case scanned || v == nil && !s.slowSplit && sc.scan.Scan(b):
+		err = sc.scan.Emit(onEnvelope, onEvent)
+	case v != nil:
 		err = cwlogs.ParseValue(v, onEnvelope, onEvent)
-	} else {
+	default:
 		err = cwlogs.ParseDocument(p, b, onEnvelope, onEvent)
 	}
 	switch {

@@ -95,6 +95,7 @@ type scratch struct {
 	dead    []deadPart
 	bad     []item
 	work    work // the current record's
+	scan    cwlogs.Scanner
 }
 
 // run decodes a raw batch. Events leave through emit in pieces, each as

@@ -1,0 +1,569 @@
+package cwlogs
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Scanner reads the usual DATA_MESSAGE document in one pass: strings are
+// unescaped as they are found, straight into one buffer, and no tree of
+// values is built. It is the hot path of decoding (a JSON access log in an
+// envelope is a string full of escaped quotes, which a general parser
+// scans twice: once for its end, once to unescape it).
+//
+// It accepts a strict subset of what ParseDocument accepts and declines
+// everything else (Scan returns false), for the caller to take the general
+// path: any other message type, keys written with escapes, a key twice,
+// an id that is not a string, a timestamp that is not a plain integer,
+// numbers outside strict JSON, nested objects other than extractedFields,
+// \u escapes of surrogates or with bad hex, and anything malformed. So a
+// document is never read differently by the two paths: on what Scan
+// accepts, Emit calls back exactly as ParseDocument would
+// (FuzzScannerAgreesWithParse holds it to that).
+type Scanner struct {
+	env    Envelope
+	events []scannedEvent
+	buf    []byte // the unescaped strings of the document scanned last
+	// The envelope's strings of the previous document, reused when the next
+	// has the same: consecutive documents mostly share their log stream.
+	owner, group, stream string
+}
+
+// span is a part of Scanner.buf.
+type span struct{ off, end int32 }
+
+type scannedEvent struct {
+	ts                           int64
+	id, msg, account, region     span
+	hasID, hasAccount, hasRegion bool
+}
+
+// maxScanned bounds what Scanner takes on: spans are 32-bit offsets.
+const maxScanned = 1 << 30
+
+// Scan reads doc, one JSON object with white space around it allowed, and
+// reports whether it is a DATA_MESSAGE that the scanner reads (see
+// Scanner). Only then may Emit be called.
+func (s *Scanner) Scan(doc []byte) bool {
+	if len(doc) >= maxScanned {
+		return false
+	}
+	s.events = s.events[:0]
+	s.buf = s.buf[:0]
+	r := scanReader{p: doc, s: s}
+	r.ws()
+	if !r.eat('{') {
+		return false
+	}
+	const (
+		seenType = 1 << iota
+		seenOwner
+		seenGroup
+		seenStream
+		seenEvents
+	)
+	var seen int
+	var owner, group, stream span
+	r.ws()
+	for {
+		key, ok := r.key()
+		if !ok {
+			return false
+		}
+		r.ws()
+		if !r.eat(':') {
+			return false
+		}
+		r.ws()
+		bit := 0
+		switch string(key) {
+		case "messageType":
+			bit = seenType
+			var mt span
+			if mt, ok = r.str(); ok && string(s.buf[mt.off:mt.end]) != Data {
+				return false
+			}
+		case "owner":
+			bit = seenOwner
+			owner, ok = r.str()
+		case "logGroup":
+			bit = seenGroup
+			group, ok = r.str()
+		case "logStream":
+			bit = seenStream
+			stream, ok = r.str()
+		case "logEvents":
+			bit = seenEvents
+			ok = r.events()
+		default:
+			ok = r.skip(0)
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		r.ws()
+		if r.eat(',') {
+			r.ws()
+			continue
+		}
+		if !r.eat('}') {
+			return false
+		}
+		break
+	}
+	r.ws()
+	if r.i != len(doc) || seen&seenType == 0 || seen&seenEvents == 0 {
+		return false
+	}
+	s.owner = s.reuse(s.owner, owner)
+	s.group = s.reuse(s.group, group)
+	s.stream = s.reuse(s.stream, stream)
+	s.env = Envelope{MessageType: Data, Owner: s.owner, LogGroup: s.group, LogStream: s.stream}
+	return true
+}
+
+func (s *Scanner) reuse(prev string, sp span) string {
+	b := s.buf[sp.off:sp.end]
+	if string(b) == prev {
+		return prev
+	}
+	return string(b)
+}
+
+func (s *Scanner) bytes(sp span) []byte { return s.buf[sp.off:sp.end:sp.end] }
+
+// Emit calls back for the document Scan accepted, as ParseValue does: the
+// event slices alias the scanner's buffer and are valid until the next Scan.
+func (s *Scanner) Emit(onEnvelope func(*Envelope) error, onEvent func(*Envelope, *Event) error) error {
+	env := s.env
+	if onEnvelope != nil {
+		if err := onEnvelope(&env); err != nil {
+			return err
+		}
+	}
+	env.Events = len(s.events)
+	var ev Event
+	for i := range s.events {
+		e := &s.events[i]
+		ev = Event{Timestamp: e.ts, Message: s.bytes(e.msg)}
+		if e.hasID {
+			ev.ID = s.bytes(e.id)
+		}
+		if e.hasAccount {
+			ev.Account = s.bytes(e.account)
+		}
+		if e.hasRegion {
+			ev.Region = s.bytes(e.region)
+		}
+		if err := onEvent(&env, &ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type scanReader struct {
+	p []byte
+	i int
+	s *Scanner
+}
+
+func (r *scanReader) ws() {
+	for r.i < len(r.p) {
+		switch r.p[r.i] {
+		case ' ', '\t', '\n', '\r':
+			r.i++
+		default:
+			return
+		}
+	}
+}
+
+func (r *scanReader) eat(c byte) bool {
+	if r.i < len(r.p) && r.p[r.i] == c {
+		r.i++
+		return true
+	}
+	return false
+}
+
+// key reads an object key written without escapes.
+func (r *scanReader) key() ([]byte, bool) {
+	if !r.eat('"') {
+		return nil, false
+	}
+	for j := r.i; j < len(r.p); j++ {
+		switch r.p[j] {
+		case '"':
+			k := r.p[r.i:j]
+			r.i = j + 1
+			return k, true
+		case '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special returns a word with the high bit set in the lowest byte of w that
+// is a quote or a backslash (and perhaps in higher ones), or zero.
+func special(w uint64) uint64 {
+	q := w ^ (ones * '"')
+	b := w ^ (ones * '\\')
+	return ((q-ones)&^q | (b-ones)&^b) & highs
+}
+
+// str reads a JSON string, appending it unescaped to the scanner's buffer.
+func (r *scanReader) str() (span, bool) {
+	if !r.eat('"') {
+		return span{}, false
+	}
+	p, buf := r.p, r.s.buf
+	start := len(buf)
+	i := r.i
+	for {
+		j := i
+		for j+8 <= len(p) {
+			if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				goto found
+			}
+			j += 8
+		}
+		for j < len(p) && p[j] != '"' && p[j] != '\\' {
+			j++
+		}
+		if j == len(p) {
+			return span{}, false
+		}
+	found:
+		buf = append(buf, p[i:j]...)
+		if p[j] == '"' {
+			r.i = j + 1
+			r.s.buf = buf
+			return span{int32(start), int32(len(buf))}, true
+		}
+		if j+1 == len(p) {
+			return span{}, false
+		}
+		i = j + 2
+		switch p[j+1] {
+		case '"', '\\', '/':
+			buf = append(buf, p[j+1])
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			if j+6 > len(p) {
+				return span{}, false
+			}
+			x, ok := hex4(p[j+2 : j+6])
+			if !ok || utf16.IsSurrogate(rune(x)) {
+				return span{}, false
+			}
+			buf = utf8.AppendRune(buf, rune(x))
+			i = j + 6
+		default:
+			return span{}, false
+		}
+	}
+}
+
+func hex4(h []byte) (uint32, bool) {
+	var x uint32
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		x = x<<4 | uint32(c)
+	}
+	return x, true
+}
+
+// skipStr steps over a string that is not read (its end found as any JSON
+// parser finds it: a quote not escaped).
+func (r *scanReader) skipStr() bool {
+	if !r.eat('"') {
+		return false
+	}
+	for j := r.i; j < len(r.p); j++ {
+		switch r.p[j] {
+		case '"':
+			r.i = j + 1
+			return true
+		case '\\':
+			j++
+		}
+	}
+	return false
+}
+
+// int reads a plain JSON integer of at most 18 digits: what GetInt64 reads
+// the same way whatever the parser.
+func (r *scanReader) int() (int64, bool) {
+	neg := r.eat('-')
+	start := r.i
+	var v int64
+	for r.i < len(r.p) && r.p[r.i] >= '0' && r.p[r.i] <= '9' {
+		v = v*10 + int64(r.p[r.i]-'0')
+		r.i++
+	}
+	n := r.i - start
+	if n == 0 || n > 18 || (n > 1 && r.p[start] == '0') {
+		return 0, false
+	}
+	if r.i < len(r.p) {
+		switch r.p[r.i] {
+		case '.', 'e', 'E', '+', '-':
+			return 0, false
+		}
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// skipNumber steps over a number of strict JSON grammar.
+func (r *scanReader) skipNumber() bool {
+	r.eat('-')
+	start := r.i
+	digits := func() int {
+		n := 0
+		for r.i < len(r.p) && r.p[r.i] >= '0' && r.p[r.i] <= '9' {
+			r.i++
+			n++
+		}
+		return n
+	}
+	n := digits()
+	if n == 0 || (n > 1 && r.p[start] == '0') {
+		return false
+	}
+	if r.eat('.') && digits() == 0 {
+		return false
+	}
+	if r.eat('e') || r.eat('E') {
+		if !r.eat('+') {
+			r.eat('-')
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	if r.i < len(r.p) {
+		switch c := r.p[r.i]; {
+		case c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-':
+			return false
+		}
+	}
+	return true
+}
+
+func (r *scanReader) literal(lit string) bool {
+	if len(r.p)-r.i >= len(lit) && string(r.p[r.i:r.i+len(lit)]) == lit {
+		r.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// skip steps over a value that is not read: a string, number, literal or
+// array of them. Objects are left to the general path.
+func (r *scanReader) skip(depth int) bool {
+	if r.i == len(r.p) || depth > 8 {
+		return false
+	}
+	switch c := r.p[r.i]; {
+	case c == '"':
+		return r.skipStr()
+	case c == '-' || (c >= '0' && c <= '9'):
+		return r.skipNumber()
+	case c == 't':
+		return r.literal("true")
+	case c == 'f':
+		return r.literal("false")
+	case c == 'n':
+		return r.literal("null")
+	case c == '[':
+		r.i++
+		r.ws()
+		if r.eat(']') {
+			return true
+		}
+		for {
+			if !r.skip(depth + 1) {
+				return false
+			}
+			r.ws()
+			if r.eat(']') {
+				return true
+			}
+			if !r.eat(',') {
+				return false
+			}
+			r.ws()
+		}
+	}
+	return false
+}
+
+// events reads the logEvents array.
+func (r *scanReader) events() bool {
+	if !r.eat('[') {
+		return false
+	}
+	r.ws()
+	if r.eat(']') {
+		return true
+	}
+	for {
+		if !r.event() {
+			return false
+		}
+		r.ws()
+		if r.eat(']') {
+			return true
+		}
+		if !r.eat(',') {
+			return false
+		}
+		r.ws()
+	}
+}
+
+func (r *scanReader) event() bool {
+	if !r.eat('{') {
+		return false
+	}
+	const (
+		seenID = 1 << iota
+		seenTS
+		seenMsg
+		seenXF
+	)
+	var seen int
+	var e scannedEvent
+	r.ws()
+	if !r.eat('}') {
+		for {
+			key, ok := r.key()
+			if !ok {
+				return false
+			}
+			r.ws()
+			if !r.eat(':') {
+				return false
+			}
+			r.ws()
+			bit := 0
+			switch string(key) {
+			case "id":
+				bit = seenID
+				e.id, ok = r.str()
+				e.hasID = ok
+			case "timestamp":
+				bit = seenTS
+				e.ts, ok = r.int()
+			case "message":
+				bit = seenMsg
+				e.msg, ok = r.str()
+			case "extractedFields":
+				bit = seenXF
+				ok = r.extracted(&e)
+			default:
+				ok = r.skip(0)
+			}
+			if !ok || seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+			r.ws()
+			if r.eat(',') {
+				r.ws()
+				continue
+			}
+			if !r.eat('}') {
+				return false
+			}
+			break
+		}
+	}
+	if seen&seenMsg == 0 {
+		return false
+	}
+	r.s.events = append(r.s.events, e)
+	return true
+}
+
+// extracted reads extractedFields, an object of strings, keeping the
+// account and region system fields.
+func (r *scanReader) extracted(e *scannedEvent) bool {
+	if !r.eat('{') {
+		return false
+	}
+	r.ws()
+	if r.eat('}') {
+		return true
+	}
+	for {
+		key, ok := r.key()
+		if !ok {
+			return false
+		}
+		r.ws()
+		if !r.eat(':') {
+			return false
+		}
+		r.ws()
+		switch string(key) {
+		case "@aws.account":
+			if e.hasAccount {
+				return false
+			}
+			e.account, e.hasAccount = r.str()
+			ok = e.hasAccount
+		case "@aws.region":
+			if e.hasRegion {
+				return false
+			}
+			e.region, e.hasRegion = r.str()
+			ok = e.hasRegion
+		default:
+			ok = r.skipStr()
+		}
+		if !ok {
+			return false
+		}
+		r.ws()
+		if r.eat('}') {
+			return true
+		}
+		if !r.eat(',') {
+			return false
+		}
+		r.ws()
+	}
+}
