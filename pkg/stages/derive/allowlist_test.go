@@ -11,6 +11,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/testkit/churn"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 )
 
 // TestSetTagAllowlistMidWindow: a reload of the allowlist applies to the
@@ -22,7 +23,7 @@ func TestSetTagAllowlistMidWindow(t *testing.T) {
 	count := func(ms map[string]float64, extra ...string) float64 {
 		return ms[seriesKey("apigateway.logs.count", tagsOf("get", "/pets", "2xx", extra...))]
 	}
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, TagAllowlist: []string{"team"}})
 	out := &sink{}
 	ctx := context.Background()
@@ -59,7 +60,7 @@ func TestSetTagAllowlistMidWindow(t *testing.T) {
 // TestSetTagAllowlistUnderLoad: reloads racing with Handle (go test
 // -race) lose no request.
 func TestSetTagAllowlistUnderLoad(t *testing.T) {
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
 	lists := [][]string{nil, {"team"}, {"env", "team"}, {"team", "env"}}

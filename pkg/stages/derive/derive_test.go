@@ -14,6 +14,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 )
 
 const ns = "apigateway.logs."
@@ -62,7 +63,7 @@ func TestExactCounts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newClock(t0.Add(9 * time.Second))
+			clk := fakeclock.New(t0.Add(9 * time.Second))
 			d := newDeriver(t, derive.Config{Now: clk.Now, ErrorMetrics: tc.errors})
 			traffic := synthetic(tc.n, t0)
 			out := &sink{}
@@ -107,7 +108,7 @@ func quantile(sorted []float64, q float64) float64 {
 
 func TestDistributionQuantiles(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(9 * time.Second))
+	clk := fakeclock.New(t0.Add(9 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	// A long-tailed latency mix on one route.
 	var rs []req
@@ -137,7 +138,7 @@ func TestDistributionQuantiles(t *testing.T) {
 
 func TestWindowsAndLateness(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0)
+	clk := fakeclock.New(t0)
 	d := newDeriver(t, derive.Config{Now: clk.Now, AllowedLateness: 2 * time.Second})
 	out := &sink{}
 	ctx := context.Background()
@@ -191,7 +192,7 @@ func TestWindowsAndLateness(t *testing.T) {
 
 func TestLateGenerationsNeverOverwrite(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(15 * time.Second))
+	clk := fakeclock.New(t0.Add(15 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, MaxAge: 30 * time.Minute})
 	out := &sink{}
 	ctx := context.Background()
@@ -225,7 +226,7 @@ func TestLateGenerationsNeverOverwrite(t *testing.T) {
 
 func TestTooOldAndTooNew(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(2 * time.Hour))
+	clk := fakeclock.New(t0.Add(2 * time.Hour))
 	reg := telemetry.NewRegistry()
 	d, err := derive.New(derive.Config{Now: clk.Now, Host: "w1", NoIncarnation: true}, reg)
 	require.NoError(t, err)
@@ -260,7 +261,7 @@ func TestTooOldAndTooNew(t *testing.T) {
 
 func TestCardinalityGuard(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, MaxResourcesPerAPI: 3})
 	out := &sink{}
 	var rs []req
@@ -313,7 +314,7 @@ func TestTagAllowlist(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newClock(t0.Add(5 * time.Second))
+			clk := fakeclock.New(t0.Add(5 * time.Second))
 			d := newDeriver(t, derive.Config{Now: clk.Now, TagAllowlist: tc.allow})
 			out := &sink{}
 			require.NoError(t, d.Handle(context.Background(), batchOf(req{at: t0, method: "GET", route: "/pets", status: 200, latMs: 3, integMs: -1, bytes: -1}), out))
@@ -353,7 +354,7 @@ func TestSummaries(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("%d-%s", i, tc.mode), func(t *testing.T) {
-			clk := newClock(t0.Add(5 * time.Second))
+			clk := fakeclock.New(t0.Add(5 * time.Second))
 			d := newDeriver(t, derive.Config{Now: clk.Now, Summaries: tc.mode})
 			out := &sink{}
 			require.NoError(t, d.Handle(context.Background(), batchOf(tc.records...), out))
@@ -367,7 +368,7 @@ func TestSummaries(t *testing.T) {
 
 func TestSummaryLatencyAndThrottles(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now, Summaries: derive.SummariesAlways})
 	out := &sink{}
 	tags := []string{"aws_account:1", "region:eu-west-1", "apiid:x", "stage:dev"}
@@ -392,7 +393,7 @@ func TestSummaryLatencyAndThrottles(t *testing.T) {
 
 func TestWebSocketAndCache(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
 	ws := func(ev, route string, status int) req {
@@ -435,7 +436,7 @@ func TestWebSocketAndCache(t *testing.T) {
 
 func TestReplayUsesItsOwnHostAndWatermark(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(40 * time.Minute))
+	clk := fakeclock.New(t0.Add(40 * time.Minute))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
 	ctx := context.Background()
@@ -462,7 +463,7 @@ func TestReplayUsesItsOwnHostAndWatermark(t *testing.T) {
 
 func TestEmitFailureKeepsBatches(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{fail: 1}
 	ctx := context.Background()
@@ -491,7 +492,7 @@ func TestEmitFailureKeepsBatches(t *testing.T) {
 
 func TestFlushEmitsEveryOpenWindow(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(35 * time.Second))
+	clk := fakeclock.New(t0.Add(35 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
 	ctx := context.Background()
@@ -514,7 +515,7 @@ func TestFlushEmitsEveryOpenWindow(t *testing.T) {
 
 func TestIgnoresOtherKindsAndMissingAttributes(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(5 * time.Second))
+	clk := fakeclock.New(t0.Add(5 * time.Second))
 	d := newDeriver(t, derive.Config{Now: clk.Now})
 	out := &sink{}
 	b := &record.Batch{Records: []record.Record{

@@ -16,6 +16,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
@@ -92,7 +93,7 @@ func fleetTraffic(n int, seed uint64) []arrival {
 // run feeds arrivals to workers (pick chooses the worker of each record) in
 // batches of up to 100 ms of arrivals, ticking every simulated second, then
 // flushes: a clean shutdown.
-func run(t testing.TB, clk *clock, arrivals []arrival, workers []*derive.Deriver, outs []stage.Output, pick func(i int) int) {
+func run(t testing.TB, clk *fakeclock.Clock, arrivals []arrival, workers []*derive.Deriver, outs []stage.Output, pick func(i int) int) {
 	t.Helper()
 	ctx := context.Background()
 	batches := make([][]req, len(workers))
@@ -139,7 +140,7 @@ func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
 	wantCounts, wantDists := exactTotals(reqs, derive.ErrorMetricsBoth)
 
 	// One worker.
-	clk1 := newClock(arrivals[0].at)
+	clk1 := fakeclock.New(arrivals[0].at)
 	srv1, url1 := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{fleetKey}, Now: clk1.Now})
 	solo := newDeriver(t, derive.Config{Now: clk1.Now, Host: "solo", NoIncarnation: true})
 	run(t, clk1, arrivals, []*derive.Deriver{solo}, []stage.Output{newDelivery(t, url1, clk1.Now)}, func(int) int { return 0 })
@@ -147,7 +148,7 @@ func TestFleetOfTwoMatchesOneWorker(t *testing.T) {
 
 	// Two workers on split traffic (as a load balancer or broker would
 	// split it: any record to any worker), into another intake.
-	clk2 := newClock(arrivals[0].at)
+	clk2 := fakeclock.New(arrivals[0].at)
 	srv2, url2 := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{fleetKey}, Now: clk2.Now})
 	w1 := newDeriver(t, derive.Config{Now: clk2.Now, Host: "w1", NoIncarnation: true})
 	w2 := newDeriver(t, derive.Config{Now: clk2.Now, Host: "w2", NoIncarnation: true})
@@ -216,7 +217,7 @@ func TestReplayBesideLiveTraffic(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newClock(merged[0].at)
+			clk := fakeclock.New(merged[0].at)
 			srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{fleetKey}, Now: clk.Now})
 			var ws []*derive.Deriver
 			var outs []stage.Output
@@ -260,7 +261,7 @@ func TestArrivalToFlushBound(t *testing.T) {
 				arrivals = append(arrivals, arrival{at: at.Add(500*time.Millisecond + time.Duration(rng.IntN(4500))*time.Millisecond), r: r})
 			}
 			sort.SliceStable(arrivals, func(i, j int) bool { return arrivals[i].at.Before(arrivals[j].at) })
-			clk := newClock(arrivals[0].at)
+			clk := fakeclock.New(arrivals[0].at)
 			rec := &flushRecorder{clk: clk, flushes: map[int64][]time.Time{}}
 			d := newDeriver(t, derive.Config{Now: clk.Now, AllowedLateness: lateness})
 			// Keep ticking for a minute after the last arrival: quiet pipeline.
@@ -302,7 +303,7 @@ func TestArrivalToFlushBound(t *testing.T) {
 // flushRecorder is a stage.Output that notes when each timestamp's points
 // were emitted, on the simulated clock.
 type flushRecorder struct {
-	clk     *clock
+	clk     *fakeclock.Clock
 	flushes map[int64][]time.Time
 }
 

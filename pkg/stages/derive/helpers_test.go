@@ -21,33 +21,6 @@ import (
 // t0 is window-aligned (seconds divisible by 10).
 var t0 = time.Date(2026, 3, 14, 15, 9, 20, 0, time.UTC)
 
-// clock is a test clock, advanced by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *clock { return &clock{t: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *clock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
-
 // sink is a stage.Output that keeps what it is given.
 type sink struct {
 	mu      sync.Mutex

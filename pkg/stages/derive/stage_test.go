@@ -14,6 +14,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
@@ -30,7 +31,7 @@ func (h *handlerSink) Handle(ctx context.Context, in *record.Batch, _ stage.Outp
 // drain) delivers every open window to the intake.
 func TestStageRuntimeWiring(t *testing.T) {
 	t.Parallel()
-	clk := newClock(t0.Add(3 * time.Second))
+	clk := fakeclock.New(t0.Add(3 * time.Second))
 	srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{fleetKey}, Now: clk.Now})
 	reg := telemetry.NewRegistry()
 	rt, err := stage.New(stage.Config{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}, stage.NewMemory(nil), nil, reg)

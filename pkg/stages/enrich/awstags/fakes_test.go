@@ -19,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 	"github.com/gwpipe/gwpipe/pkg/testkit/gate"
 )
 
@@ -293,26 +294,9 @@ func (s fakeSTS) GetCallerIdentity(ctx context.Context, _ *sts.GetCallerIdentity
 	return &sts.GetCallerIdentityOutput{Account: aws.String(s.f.self)}, nil
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is the tests' clock, standing at a fixed time.
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 }
 
 // harness is a Tagger over a fakeCloud, with its clock, its sweep ticker
@@ -320,7 +304,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type harness struct {
 	t      *Tagger
 	cloud  *fakeCloud
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	tick   chan time.Time
 	events chan RefreshEvent
 }

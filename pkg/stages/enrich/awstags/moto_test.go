@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 )
 
 const roleTemplate = "arn:aws:iam::{account}:role/gwpipe-reader"
@@ -285,7 +287,7 @@ func (c *chaosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // sends on tick, on a fake clock and without jitter, and reports each
 // refresh on events. hc may be nil (the default client; an untyped nil:
 // a nil *http.Client would be a client).
-func newTickedTagger(t *testing.T, m *motoServer, hc aws.HTTPClient, opts ...Option) (tg *Tagger, clock *fakeClock, tick chan time.Time, events chan RefreshEvent) {
+func newTickedTagger(t *testing.T, m *motoServer, hc aws.HTTPClient, opts ...Option) (tg *Tagger, clock *fakeclock.Clock, tick chan time.Time, events chan RefreshEvent) {
 	t.Helper()
 	clock = newFakeClock()
 	tick = make(chan time.Time)
