@@ -24,74 +24,67 @@ import (
 // request is answered 200 all of it is there.
 func TestCorpusEndToEnd(t *testing.T) {
 	h := start(t)
-	cases, err := corpus.Cases()
-	require.NoError(t, err)
-	for _, c := range cases {
-		t.Run(c.Name, func(t *testing.T) {
-			now := time.Now()
-			r, err := c.Render(now)
+	corpus.EachRequest(t, func(t *testing.T, r corpus.Request, now time.Time) {
+		m := r.Manifest
+		reqID := "corpus-" + r.Name
+		body := r.Body(reqID, now)
+		headers := map[string]string{"X-Amz-Firehose-Source-Arn": r.SourceARN}
+		if r.ContentEncoding == "gzip" {
+			body = gz(body)
+			headers["Content-Encoding"] = "gzip"
+		}
+		logs0, series0, counters0 := len(h.intake.Logs()), len(h.intake.Series()), h.p.Status().Counters
+
+		status, resp := firehoseRequest(t, h.url, reqID, body, headers)
+		require.Equal(t, http.StatusOK, status, "%v", resp)
+
+		var ids, lines []string
+		for _, l := range h.intake.Logs()[logs0:] {
+			id := logID(l)
+			if id == "" {
+				lines = append(lines, l.Message)
+				continue
+			}
+			ids = append(ids, id)
+			if e, ok := m.Event(id); ok && e.Account != "" {
+				assert.Contains(t, l.Tags, "aws_account:"+e.Account, "event %s", id)
+			}
+			if e, ok := m.Event(id); ok && e.Region != "" {
+				assert.Contains(t, l.Tags, "region:"+e.Region, "event %s", id)
+			}
+		}
+		assert.ElementsMatch(t, m.EventIDs(), ids, "each event delivered once")
+		assert.ElementsMatch(t, m.Lines, lines, "each line delivered once, unchanged")
+
+		points := map[string]int{}
+		for _, p := range h.intake.Series()[series0:] {
+			if strings.HasPrefix(p.Metric, "aws.") { // metric streams; apigateway.logs.* are derived from the logs
+				points[p.Metric]++
+			}
+		}
+		if len(m.MetricPoints) == 0 {
+			assert.Empty(t, points)
+		} else {
+			assert.Equal(t, m.MetricPoints, points, "metric-stream points by name")
+		}
+
+		dead := deadLetters(t, h.dlqDir, reqID)
+		require.Len(t, dead, len(m.DeadLetters), "dead letters: %+v", dead)
+		for i, want := range m.DeadLetters {
+			d := dead[i]
+			assert.Equal(t, "decode", d.Stage)
+			assert.Equal(t, "raw", d.Kind, "replayable: the decode stage reads it again")
+			assert.Contains(t, d.Reason, want.Reason)
+			data, err := r.DeadData(i)
 			require.NoError(t, err)
-			m := r.Manifest
-			reqID := "corpus-" + c.Name
-			body := r.Body(reqID, now)
-			headers := map[string]string{"X-Amz-Firehose-Source-Arn": r.SourceARN}
-			if r.ContentEncoding == "gzip" {
-				body = gz(body)
-				headers["Content-Encoding"] = "gzip"
-			}
-			logs0, series0, counters0 := len(h.intake.Logs()), len(h.intake.Series()), h.p.Status().Counters
+			assert.Equal(t, data, string(d.Data), "dead letter %d: record %d as Firehose delivered it, or its part", i, want.Record)
+		}
 
-			status, resp := firehoseRequest(t, h.url, reqID, body, headers)
-			require.Equal(t, http.StatusOK, status, "%v", resp)
-
-			var ids, lines []string
-			for _, l := range h.intake.Logs()[logs0:] {
-				id := logID(l)
-				if id == "" {
-					lines = append(lines, l.Message)
-					continue
-				}
-				ids = append(ids, id)
-				if e, ok := m.Event(id); ok && e.Account != "" {
-					assert.Contains(t, l.Tags, "aws_account:"+e.Account, "event %s", id)
-				}
-				if e, ok := m.Event(id); ok && e.Region != "" {
-					assert.Contains(t, l.Tags, "region:"+e.Region, "event %s", id)
-				}
-			}
-			assert.ElementsMatch(t, m.EventIDs(), ids, "each event delivered once")
-			assert.ElementsMatch(t, m.Lines, lines, "each line delivered once, unchanged")
-
-			points := map[string]int{}
-			for _, p := range h.intake.Series()[series0:] {
-				if strings.HasPrefix(p.Metric, "aws.") { // metric streams; apigateway.logs.* are derived from the logs
-					points[p.Metric]++
-				}
-			}
-			if len(m.MetricPoints) == 0 {
-				assert.Empty(t, points)
-			} else {
-				assert.Equal(t, m.MetricPoints, points, "metric-stream points by name")
-			}
-
-			dead := deadLetters(t, h.dlqDir, reqID)
-			require.Len(t, dead, len(m.DeadLetters), "dead letters: %+v", dead)
-			for i, want := range m.DeadLetters {
-				d := dead[i]
-				assert.Equal(t, "decode", d.Stage)
-				assert.Equal(t, "raw", d.Kind, "replayable: the decode stage reads it again")
-				assert.Contains(t, d.Reason, want.Reason)
-				data, err := r.DeadData(i)
-				require.NoError(t, err)
-				assert.Equal(t, data, string(d.Data), "dead letter %d: record %d as Firehose delivered it, or its part", i, want.Record)
-			}
-
-			counters := h.p.Status().Counters
-			for name, want := range m.Counters() {
-				assert.EqualValues(t, want, counters[name]-counters0[name], name)
-			}
-		})
-	}
+		counters := h.p.Status().Counters
+		for name, want := range m.Counters() {
+			assert.EqualValues(t, want, counters[name]-counters0[name], name)
+		}
+	})
 }
 
 // deadLetters are the archive's entries of one Firehose request, in the

@@ -119,35 +119,28 @@ func putObject(t *testing.T, a *awsEnv, bucket, key string, body []byte) {
 func TestCorpusObjectsReplayed(t *testing.T) {
 	a := startAWS(t)
 	a.bucket(t, "gw-corpus")
-	cases, err := corpus.ObjectCases()
-	require.NoError(t, err)
 	e := newReplayEnv(t, 100_000)
-	now := time.Now()
-	for _, c := range cases {
-		t.Run(c.Name, func(t *testing.T) {
-			o, err := c.Render(now)
-			require.NoError(t, err)
-			prefix := "corpus/" + c.Name + "/"
-			putObject(t, a, "gw-corpus", prefix+o.Key, o.Body)
-			logs0, series0 := len(e.intake.Logs()), len(e.intake.Series())
-			env := *e
-			env.cfg.DLQ.Dir = t.TempDir()
-			res, err := env.run(t, context.Background(), func(r *config.Replay) {
-				r.Bucket, r.Prefix, r.From = "gw-corpus", prefix, "-2h"
-			}, ReplayOptions{})
-			require.NoError(t, err)
+	corpus.EachObject(t, func(t *testing.T, o corpus.Object) {
+		prefix := "corpus/" + o.Name + "/"
+		putObject(t, a, "gw-corpus", prefix+o.Key, o.Body)
+		logs0, series0 := len(e.intake.Logs()), len(e.intake.Series())
+		env := *e
+		env.cfg.DLQ.Dir = t.TempDir()
+		res, err := env.run(t, context.Background(), func(r *config.Replay) {
+			r.Bucket, r.Prefix, r.From = "gw-corpus", prefix, "-2h"
+		}, ReplayOptions{})
+		require.NoError(t, err)
 
-			want := expect(t, o)
-			want.check(t, outcome(e.intake.Logs()[logs0:], e.intake.Series()[series0:], readDLQ(t, env.cfg.DLQ.Dir)), "replay")
-			assert.EqualValues(t, len(want.ids)+len(want.lines), res.Sent)
-			assert.EqualValues(t, len(want.dead), res.DeadLetters)
-			assert.EqualValues(t, res.Points, res.PointsSent, "every point of the range sent")
-			assert.Zero(t, res.PointsTooOld)
-			if len(want.points) > 0 {
-				assert.Positive(t, res.Points)
-			}
-		})
-	}
+		want := expect(t, o)
+		want.check(t, outcome(e.intake.Logs()[logs0:], e.intake.Series()[series0:], readDLQ(t, env.cfg.DLQ.Dir)), "replay")
+		assert.EqualValues(t, len(want.ids)+len(want.lines), res.Sent)
+		assert.EqualValues(t, len(want.dead), res.DeadLetters)
+		assert.EqualValues(t, res.Points, res.PointsSent, "every point of the range sent")
+		assert.Zero(t, res.PointsTooOld)
+		if len(want.points) > 0 {
+			assert.Positive(t, res.Points)
+		}
+	})
 }
 
 // TestCorpusObjectsThroughSQS writes every object of the corpus to a

@@ -67,6 +67,7 @@ type Case struct {
 // Request is a case rendered for a time: what Firehose sends, and what
 // must come out.
 type Request struct {
+	Name            string // the case's
 	SourceARN       string
 	ContentEncoding string   // "" or "gzip"
 	Data            []string // each record's "data", as on the wire
@@ -232,7 +233,7 @@ func (c Case) Render(now time.Time) (Request, error) {
 	if err := c.decode(c.source, now, &spec); err != nil {
 		return Request{}, err
 	}
-	r := Request{SourceARN: spec.SourceARN, ContentEncoding: spec.ContentEncoding}
+	r := Request{Name: c.Name, SourceARN: spec.SourceARN, ContentEncoding: spec.ContentEncoding}
 	if err := c.decode(c.want, now, &r.Manifest); err != nil {
 		return Request{}, err
 	}

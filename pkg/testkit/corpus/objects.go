@@ -30,6 +30,7 @@ type ObjectCase Case
 
 // Object is an object case rendered for a time.
 type Object struct {
+	Name     string // the case's
 	Key      string
 	Body     []byte // as stored
 	Parts    [][]byte
@@ -60,7 +61,7 @@ func (c ObjectCase) Render(now time.Time) (Object, error) {
 	if err := cs.decode(c.source, now, &spec); err != nil {
 		return Object{}, err
 	}
-	o := Object{Key: spec.Key}
+	o := Object{Name: c.Name, Key: spec.Key}
 	if err := cs.decode(c.want, now, &o.Manifest); err != nil {
 		return Object{}, err
 	}
