@@ -67,6 +67,12 @@ func Exponential(initial, max time.Duration) Policy {
 	return Policy{InitialInterval: initial, MaxInterval: max, Multiplier: DefaultMultiplier, Jitter: DefaultJitter}
 }
 
+// ExponentialFullJitter is a Policy from initial to max with the default
+// multiplier and full jitter: what AWS recommends for calls it throttles.
+func ExponentialFullJitter(initial, max time.Duration) Policy {
+	return Policy{InitialInterval: initial, MaxInterval: max, Multiplier: DefaultMultiplier, Jitter: FullJitter}
+}
+
 // Validate reports every invalid field, each message starting with its key.
 func (p Policy) Validate() error {
 	var errs []error

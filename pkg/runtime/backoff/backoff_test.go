@@ -14,6 +14,7 @@ import (
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, Exponential(time.Millisecond, time.Second).Validate())
+	require.NoError(t, ExponentialFullJitter(time.Millisecond, time.Second).Validate())
 	for _, tc := range []struct {
 		p    Policy
 		want string

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 )
 
@@ -88,11 +89,10 @@ type Config struct {
 	RequestsPerSecond float64 `yaml:"-"`
 	Burst             int     `yaml:"-"`
 	// MaxAttempts per call, for throttled and other retryable failures
-	// (default 5), with exponential back-off and full jitter from
-	// BackoffBase (default 500ms) to BackoffMax (default 20s).
-	MaxAttempts int           `yaml:"-"`
-	BackoffBase time.Duration `yaml:"-"`
-	BackoffMax  time.Duration `yaml:"-"`
+	// (default 5), paced by Retry (default: exponential back-off with full
+	// jitter from 500ms to 20s; unset when its InitialInterval is zero).
+	MaxAttempts int            `yaml:"-"`
+	Retry       backoff.Policy `yaml:"-"`
 	// Concurrency is how many targets are polled at once (default 4).
 	Concurrency int `yaml:"-"`
 	// CredentialsFor returns the credentials that read an account's
@@ -141,7 +141,7 @@ func DefaultConfig() Config {
 		Interval: time.Minute, Lag: 2 * time.Minute, Period: time.Minute, Namespace: metricstream.APIGatewayNamespace,
 		Stats: DefaultStats, MaxQueriesPerRequest: MaxQueriesPerRequest, MaxDatapointsPerRequest: MaxDatapointsPerRequest,
 		Backfill: 15 * time.Minute, ListInterval: 15 * time.Minute, MaxMetrics: 5000, RequestsPerSecond: 10, Burst: 10,
-		MaxAttempts: 5, BackoffBase: 500 * time.Millisecond, BackoffMax: 20 * time.Second, Concurrency: 4,
+		MaxAttempts: 5, Retry: backoff.ExponentialFullJitter(500*time.Millisecond, 20*time.Second), Concurrency: 4,
 		StateURL: "data/cwpoller-state.json", Lease: lease.DefaultConfig(),
 	}
 }
@@ -166,7 +166,7 @@ func (c Config) StateLocation() (url, warning string) {
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	for _, f := range []struct{ v, d *time.Duration }{{&c.Interval, &d.Interval}, {&c.Lag, &d.Lag}, {&c.Period, &d.Period},
-		{&c.Backfill, &d.Backfill}, {&c.ListInterval, &d.ListInterval}, {&c.BackoffBase, &d.BackoffBase}, {&c.BackoffMax, &d.BackoffMax}} {
+		{&c.Backfill, &d.Backfill}, {&c.ListInterval, &d.ListInterval}} {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
@@ -176,6 +176,9 @@ func (c Config) withDefaults() Config {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
+	}
+	if c.Retry.InitialInterval == 0 {
+		c.Retry = d.Retry
 	}
 	if c.Namespace == "" {
 		c.Namespace = d.Namespace
@@ -243,6 +246,9 @@ func (c Config) Validate() error {
 	}
 	if d.RequestsPerSecond < 0 || d.Burst < 1 || d.MaxAttempts < 1 || d.Concurrency < 1 || d.MaxMetrics < 1 {
 		bad("requests_per_second", "rates, attempts, concurrency and limits must be positive")
+	}
+	if err := d.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("retry.%w", err))
 	}
 	def := DefaultConfig().StateURL
 	if c.StateFile != "" && c.StateFile != c.StateURL && c.StateURL != def && c.StateURL != "" {

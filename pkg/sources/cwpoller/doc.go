@@ -57,7 +57,7 @@
 // GetMetricData's quota is 50 per second per account and region) and
 // retried when throttled (Throttling, ThrottlingException…) or transient,
 // up to MaxAttempts (5) with exponential back-off and full jitter
-// (BackoffBase 500ms to BackoffMax 20s); the SDK's own retries are off so
+// (Retry: 500ms to 20s); the SDK's own retries are off so
 // that throttles are counted (Stats.Throttles). Targets are polled
 // Concurrency (4) at a time, each independently: one failing account does
 // not hold up the others. MaxMetrics (5,000) bounds the metrics per target.

@@ -23,7 +23,6 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
-	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 )
 
@@ -533,8 +532,7 @@ func page[In, Out any](ctx context.Context, p *Poller, t *target, op string, req
 // call runs fn, paced by the target's limiter, retrying throttled and
 // other transient failures with exponential back-off and full jitter.
 func (p *Poller) call(ctx context.Context, t *target, op string, fn func(context.Context) error) error {
-	pace := backoff.Policy{InitialInterval: p.cfg.BackoffBase, MaxInterval: p.cfg.BackoffMax,
-		Multiplier: backoff.DefaultMultiplier, Jitter: backoff.FullJitter}.Start()
+	pace := p.cfg.Retry.Start()
 	for attempt := 1; ; attempt++ {
 		if err := t.limiter.Wait(ctx); err != nil {
 			return err

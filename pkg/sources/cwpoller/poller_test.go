@@ -13,6 +13,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 const acct = "123456789012"
@@ -54,8 +55,8 @@ func newTestPoller(t *testing.T, url string, cfg Config) *Poller {
 	if cfg.Accounts == nil {
 		cfg.Accounts = []Target{{acct, "us-east-1"}}
 	}
-	if cfg.BackoffBase == 0 {
-		cfg.BackoffBase, cfg.BackoffMax = time.Millisecond, 2*time.Millisecond
+	if cfg.Retry.InitialInterval == 0 {
+		cfg.Retry = backoff.ExponentialFullJitter(time.Millisecond, 2*time.Millisecond)
 	}
 	cfg.RequestsPerSecond, cfg.Burst = 1000, 1000
 	cfg.Logger = quiet()

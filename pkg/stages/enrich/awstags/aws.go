@@ -211,7 +211,7 @@ func (t *Tagger) call(ctx context.Context, a *account, region string, o op, limi
 			kind, final = inner.Kind, true
 		}
 		if pace == nil {
-			pace = t.retryPolicy().Start()
+			pace = t.cfg.Retry.Start()
 		}
 		wait := pace.Next()
 		if kind == KindThrottled && !final {
@@ -255,13 +255,6 @@ func (a *account) pause(d time.Duration) {
 			return
 		}
 	}
-}
-
-// retryPolicy paces the retries of one call: RetryBase doubled per
-// attempt, capped at 32·RetryBase, with full jitter.
-func (t *Tagger) retryPolicy() backoff.Policy {
-	return backoff.Policy{InitialInterval: t.cfg.RetryBase, MaxInterval: 32 * t.cfg.RetryBase,
-		Multiplier: backoff.DefaultMultiplier, Jitter: backoff.FullJitter}
 }
 
 // selfAccount returns the account of the pipeline's own credentials.

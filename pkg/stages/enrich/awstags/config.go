@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // Defaults for Config's zero values.
@@ -85,9 +87,10 @@ type Config struct {
 	CallTimeout time.Duration `yaml:"-"`
 	// MaxAttempts is how often a retryable AWS call is tried (default 3).
 	MaxAttempts int `yaml:"-"`
-	// RetryBase is the first retry delay, doubled per attempt with full
-	// jitter (default 200ms).
-	RetryBase time.Duration `yaml:"-"`
+	// Retry paces the retries (default: DefaultRetryBase doubled per
+	// attempt up to 32 times it, with full jitter; unset when its
+	// InitialInterval is zero).
+	Retry backoff.Policy `yaml:"-"`
 
 	// Mappings name the stage of log groups (or Firehose delivery streams)
 	// whose records carry no API id and stage of their own.
@@ -125,7 +128,7 @@ func DefaultConfig() Config {
 	return Config{
 		RoleSessionName: DefaultSessionName, TTL: DefaultTTL, NegativeTTL: DefaultNegativeTTL, Jitter: DefaultJitter,
 		MaxStages: DefaultMaxStages, RatePerSecond: DefaultRatePerSecond, Burst: DefaultBurst, MaxWait: DefaultMaxWait,
-		CallTimeout: DefaultCallTimeout, MaxAttempts: DefaultMaxAttempts, RetryBase: DefaultRetryBase,
+		CallTimeout: DefaultCallTimeout, MaxAttempts: DefaultMaxAttempts, Retry: backoff.ExponentialFullJitter(DefaultRetryBase, 32*DefaultRetryBase),
 	}
 }
 
@@ -164,7 +167,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"ttl", c.TTL}, {"negative_ttl", c.NegativeTTL}, {"call_timeout", c.CallTimeout}, {"retry_base", c.RetryBase}} {
+	}{{"ttl", c.TTL}, {"negative_ttl", c.NegativeTTL}, {"call_timeout", c.CallTimeout}} {
 		if d.v <= 0 {
 			bad(d.key, "must be positive, got %s", d.v)
 		}
@@ -186,6 +189,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		bad("max_attempts", "must be positive, got %d", c.MaxAttempts)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("retry.%w", err))
 	}
 	for i, m := range c.Mappings {
 		key := fmt.Sprintf("mappings[%d]", i)
@@ -214,10 +220,13 @@ func (c Config) withDefaults() Config {
 	if c.RoleSessionName == "" {
 		c.RoleSessionName = d.RoleSessionName
 	}
-	for _, f := range []struct{ v, d *time.Duration }{{&c.TTL, &d.TTL}, {&c.NegativeTTL, &d.NegativeTTL}, {&c.MaxWait, &d.MaxWait}, {&c.CallTimeout, &d.CallTimeout}, {&c.RetryBase, &d.RetryBase}} {
+	for _, f := range []struct{ v, d *time.Duration }{{&c.TTL, &d.TTL}, {&c.NegativeTTL, &d.NegativeTTL}, {&c.MaxWait, &d.MaxWait}, {&c.CallTimeout, &d.CallTimeout}} {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
+	}
+	if c.Retry.InitialInterval == 0 {
+		c.Retry = d.Retry
 	}
 	if c.Jitter == 0 {
 		c.Jitter = d.Jitter

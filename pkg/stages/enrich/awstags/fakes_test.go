@@ -19,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 	"github.com/gwpipe/gwpipe/pkg/testkit/gate"
 )
@@ -315,8 +316,8 @@ func newHarness(tb testing.TB, cfg Config) *harness {
 	if cfg.Now == nil {
 		cfg.Now = h.clock.Now
 	}
-	if cfg.RetryBase == 0 {
-		cfg.RetryBase = time.Millisecond
+	if cfg.Retry.InitialInterval == 0 {
+		cfg.Retry = backoff.ExponentialFullJitter(time.Millisecond, 32*time.Millisecond)
 	}
 	if cfg.MaxWait == 0 {
 		// Lookups wait for the fakes' answer however loaded the machine

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeclock"
 )
 
@@ -134,7 +135,7 @@ func TestMotoManyAccountsAndRegions(t *testing.T) {
 		ExternalID:   "gwpipe-test",
 		MaxWait:      20 * time.Second,
 		CallTimeout:  motoCallTimeout,
-		RetryBase:    time.Millisecond,
+		Retry:        backoff.ExponentialFullJitter(time.Millisecond, 32*time.Millisecond),
 		Logger:       testLogger(t),
 		OnFormat: func(g, f string) {
 			mu.Lock()
@@ -297,7 +298,7 @@ func newTickedTagger(t *testing.T, m *motoServer, hc aws.HTTPClient, opts ...Opt
 		RoleTemplate: roleTemplate,
 		MaxWait:      20 * time.Second,
 		CallTimeout:  motoCallTimeout,
-		RetryBase:    time.Millisecond,
+		Retry:        backoff.ExponentialFullJitter(time.Millisecond, 32*time.Millisecond),
 		HTTPClient:   hc,
 		Now:          clock.Now,
 		Jitter:       -1,
