@@ -13,6 +13,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 // Target is one account in one region to poll.
@@ -29,7 +30,7 @@ func (t Target) MarshalText() ([]byte, error) { return []byte(t.Account + ":" + 
 // UnmarshalText reads account:region (e.g. 123456789012:us-east-1).
 func (t *Target) UnmarshalText(b []byte) error {
 	a, r, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
-	if !ok || !validAccount(a) || r == "" {
+	if !ok || !awstags.ValidAccount(a) || r == "" {
 		return fmt.Errorf("a target is account:region (e.g. 123456789012:us-east-1), got %q", b)
 	}
 	*t = Target{Account: a, Region: r}
@@ -208,7 +209,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[Target]bool{}
 	for _, t := range d.Accounts {
-		if !validAccount(t.Account) {
+		if !awstags.ValidAccount(t.Account) {
 			bad("targets", "account %q: not 12 digits", t.Account)
 		}
 		if t.Region == "" {
@@ -284,18 +285,6 @@ func validBucket(b string) bool {
 	}
 	for _, r := range b {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validAccount(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
 	}

@@ -146,7 +146,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for acct, role := range c.RoleOverrides {
-		if !validAccount(acct) {
+		if !ValidAccount(acct) {
 			bad("role_overrides", "%q is not a 12-digit account id", acct)
 		}
 		if err := validRoleARN(role); err != nil {
@@ -203,7 +203,7 @@ func (c Config) Validate() error {
 		if m.APIID == "" {
 			bad(key+".api_id", "is required")
 		}
-		if m.Account != "" && !validAccount(m.Account) {
+		if m.Account != "" && !ValidAccount(m.Account) {
 			bad(key+".account", "%q is not a 12-digit account id", m.Account)
 		}
 		if m.Region != "" && !validRegion(m.Region) {
@@ -269,9 +269,9 @@ func validRoleARN(s string) error {
 	return nil
 }
 
-// validAccount reports whether s is a 12-digit AWS account id. Records carry
+// ValidAccount reports whether s is a 12-digit AWS account id. Records carry
 // whatever their source said; only plausible ids reach AWS.
-func validAccount(s string) bool {
+func ValidAccount(s string) bool {
 	if len(s) != 12 {
 		return false
 	}

@@ -522,7 +522,7 @@ func (t *Tagger) inventoryFor(account, region string) *inventory {
 	if inv := (*t.invs.Load())[invKey{account, region}]; inv != nil {
 		return inv
 	}
-	if !validAccount(account) || !validRegion(region) {
+	if !ValidAccount(account) || !validRegion(region) {
 		t.stats.rejected.Add(1)
 		return nil
 	}
