@@ -4,32 +4,43 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/apigateway"
-	agtypes "github.com/aws/aws-sdk-go-v2/service/apigateway/types"
-	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
-	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
-	"github.com/gwpipe/gwpipe/pkg/testkit/gate"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags/awstagstest"
 )
 
-// fleet is an in-process AWS of many accounts and regions, each with REST
-// APIs of two stages, for the stage's integration test and benchmark. It
-// counts every call, and can hold calls at a gate.
+// fleet is an in-process AWS (awstagstest) of many accounts and regions,
+// each with REST APIs of two stages, for the stage's integration test and
+// benchmark.
 type fleet struct {
+	*awstagstest.Cloud
 	accounts, regions []string
 	apis              int // REST APIs per account and region
+}
 
-	calls atomic.Int64
-	gate  gate.Gate
+func newFleet(accounts, regions []string, apis int) *fleet {
+	f := &fleet{Cloud: awstagstest.New(), accounts: accounts, regions: regions, apis: apis}
+	for _, a := range accounts {
+		for _, r := range regions {
+			for i := range apis {
+				id := f.apiID(a, r, i)
+				f.AddAPI(a, r, &awstagstest.API{ID: id, Name: fmt.Sprintf("Service %d", i),
+					Tags: map[string]string{"team": fmt.Sprintf("team-%d", i%7), "Cost Center": fmt.Sprint(1000 + i%13), "env": "prod"},
+					Stages: []awstagstest.Stage{
+						{Name: "prod", Tags: map[string]string{"service": "svc-" + id, "env": "production"},
+							Dest:   fmt.Sprintf("arn:aws:logs:%s:%s:log-group:/gw/%s/prod", r, a, id),
+							Format: `{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage"}`},
+						{Name: "dev"},
+					}})
+			}
+		}
+	}
+	return f
 }
 
 func (f *fleet) apiID(account, region string, i int) string {
@@ -38,96 +49,9 @@ func (f *fleet) apiID(account, region string, i int) string {
 
 func (f *fleet) stages() int { return len(f.accounts) * len(f.regions) * f.apis * 2 }
 
-func (f *fleet) enter(ctx context.Context) error {
-	f.calls.Add(1)
-	return f.gate.Wait(ctx)
-}
-
-// fleetConn is one account and region of the fleet; fleetREST, fleetV2 and
-// fleetTagging are its three clients.
-type fleetConn struct {
-	f               *fleet
-	account, region string
-}
-
-type (
-	fleetREST    struct{ *fleetConn }
-	fleetV2      struct{ *fleetConn }
-	fleetTagging struct{ *fleetConn }
-)
-
 func (f *fleet) factory(account, region string, _ aws.CredentialsProvider) awstags.Clients {
-	c := &fleetConn{f: f, account: account, region: region}
-	return awstags.Clients{APIGateway: fleetREST{c}, APIGatewayV2: fleetV2{c}, Tagging: fleetTagging{c}}
-}
-
-var errNotFound = &smithy.GenericAPIError{Code: "NotFoundException"}
-
-// reply answers a call once it has passed the fleet's gate: the fleet holds
-// no HTTP APIs, and single-API reads find nothing.
-func reply[T any](ctx context.Context, f *fleet, out *T, err error) (*T, error) {
-	if err := f.enter(ctx); err != nil {
-		return nil, err
-	}
-	return out, err
-}
-
-func (c fleetREST) GetRestApis(ctx context.Context, _ *apigateway.GetRestApisInput, _ ...func(*apigateway.Options)) (*apigateway.GetRestApisOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	out := &apigateway.GetRestApisOutput{}
-	for i := range c.f.apis {
-		out.Items = append(out.Items, agtypes.RestApi{
-			Id: aws.String(c.f.apiID(c.account, c.region, i)), Name: aws.String(fmt.Sprintf("Service %d", i)),
-			Tags: map[string]string{"team": fmt.Sprintf("team-%d", i%7), "Cost Center": fmt.Sprint(1000 + i%13), "env": "prod"},
-		})
-	}
-	return out, nil
-}
-
-func (c fleetREST) GetRestApi(ctx context.Context, _ *apigateway.GetRestApiInput, _ ...func(*apigateway.Options)) (*apigateway.GetRestApiOutput, error) {
-	return reply[apigateway.GetRestApiOutput](ctx, c.f, nil, errNotFound)
-}
-
-func (c fleetREST) GetStages(ctx context.Context, in *apigateway.GetStagesInput, _ ...func(*apigateway.Options)) (*apigateway.GetStagesOutput, error) {
-	if err := c.f.enter(ctx); err != nil {
-		return nil, err
-	}
-	id := aws.ToString(in.RestApiId)
-	return &apigateway.GetStagesOutput{Item: []agtypes.Stage{
-		{StageName: aws.String("prod"), Tags: map[string]string{"service": "svc-" + id, "env": "production"},
-			AccessLogSettings: &agtypes.AccessLogSettings{
-				DestinationArn: aws.String(fmt.Sprintf("arn:aws:logs:%s:%s:log-group:/gw/%s/prod", c.region, c.account, id)),
-				Format:         aws.String(`{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage"}`)}},
-		{StageName: aws.String("dev")},
-	}}, nil
-}
-
-func (c fleetV2) GetApis(ctx context.Context, _ *apigatewayv2.GetApisInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetApisOutput, error) {
-	return reply(ctx, c.f, &apigatewayv2.GetApisOutput{}, nil)
-}
-
-func (c fleetV2) GetApi(ctx context.Context, _ *apigatewayv2.GetApiInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetApiOutput, error) {
-	return reply[apigatewayv2.GetApiOutput](ctx, c.f, nil, errNotFound)
-}
-
-func (c fleetV2) GetStages(ctx context.Context, _ *apigatewayv2.GetStagesInput, _ ...func(*apigatewayv2.Options)) (*apigatewayv2.GetStagesOutput, error) {
-	return reply(ctx, c.f, &apigatewayv2.GetStagesOutput{}, nil)
-}
-
-func (c fleetTagging) GetResources(ctx context.Context, _ *resourcegroupstaggingapi.GetResourcesInput, _ ...func(*resourcegroupstaggingapi.Options)) (*resourcegroupstaggingapi.GetResourcesOutput, error) {
-	return reply(ctx, c.f, &resourcegroupstaggingapi.GetResourcesOutput{}, nil)
-}
-
-type noSTS struct{}
-
-func (noSTS) AssumeRole(context.Context, *sts.AssumeRoleInput, ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
-	return nil, &smithy.GenericAPIError{Code: "AccessDenied"}
-}
-
-func (noSTS) GetCallerIdentity(context.Context, *sts.GetCallerIdentityInput, ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error) {
-	return &sts.GetCallerIdentityOutput{Account: aws.String("000000000000")}, nil
+	rest, v2 := f.Clients(account, region)
+	return awstags.Clients{APIGateway: rest, APIGatewayV2: v2, Tagging: rest}
 }
 
 // newFleetTagger is a Tagger over the fleet, reading every account through
@@ -139,7 +63,7 @@ func newFleetTagger(tb testing.TB, f *fleet, cfg awstags.Config) (*awstags.Tagge
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	events := make(chan awstags.RefreshEvent, len(f.accounts)*len(f.regions)+16)
-	tg, err := awstags.New(context.Background(), cfg, aws.Config{}, awstags.WithClientFactory(f.factory), awstags.WithSTSClient(noSTS{}),
+	tg, err := awstags.New(context.Background(), cfg, aws.Config{}, awstags.WithClientFactory(f.factory), awstags.WithSTSClient(f.STS()),
 		awstags.WithOnRefresh(func(ev awstags.RefreshEvent) { events <- ev }))
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = tg.Close() })

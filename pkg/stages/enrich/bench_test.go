@@ -21,10 +21,8 @@ var benchTaggerConfig = awstags.Config{RatePerSecond: 1e6, Burst: 1e6}
 // benchFleet has 1,000 stages: 5 accounts × 2 regions × 50 REST APIs × 2
 // stages.
 func benchFleet() *fleet {
-	return &fleet{
-		accounts: []string{"111111111111", "222222222222", "333333333333", "444444444444", "555555555555"},
-		regions:  []string{"us-east-1", "eu-west-1"}, apis: 50,
-	}
+	return newFleet([]string{"111111111111", "222222222222", "333333333333", "444444444444", "555555555555"},
+		[]string{"us-east-1", "eu-west-1"}, 50)
 }
 
 // stageBatches makes one batch of benchBatch records per stage of the
@@ -113,7 +111,7 @@ func BenchmarkEnrich(b *testing.B) {
 			if n := tg.Stats().Stages; n != int64(f.stages()) {
 				b.Fatalf("%d stages cached, want %d", n, f.stages())
 			}
-			warmCalls := f.calls.Load()
+			warmCalls := f.Calls()
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -133,7 +131,7 @@ func BenchmarkEnrich(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
 			b.ReportMetric(float64((procstat.CPU()-cpu0).Nanoseconds())/records, "cpu-ns/record")
 			b.ReportMetric(float64(warmCalls), "awscalls-warmup")
-			b.ReportMetric(float64(f.calls.Load()-warmCalls)*1e6/records, "awscalls/Mlogs")
+			b.ReportMetric(float64(f.Calls()-warmCalls)*1e6/records, "awscalls/Mlogs")
 			if s := st.Stats(); s.Partial != 0 {
 				b.Fatalf("%d partial records on a warm cache", s.Partial)
 			}

@@ -33,8 +33,8 @@ func accessRecord(o *record.Origin, apiID, stage string) record.Record {
 }
 
 func TestEnrichWithAWSTagger(t *testing.T) {
-	f := &fleet{accounts: []string{"111111111111", "222222222222", "333333333333"}, regions: []string{"us-east-1", "eu-west-1"}, apis: 5}
-	f.gate.Hold()
+	f := newFleet([]string{"111111111111", "222222222222", "333333333333"}, []string{"us-east-1", "eu-west-1"}, 5)
+	f.Gate.Hold()
 	tg, events := newFleetTagger(t, f, awstags.Config{})
 	st, err := New(tg, Config{MaxWait: 30 * time.Millisecond})
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestEnrichWithAWSTagger(t *testing.T) {
 	}
 
 	// The reads finish: the next batch is complete.
-	f.gate.Release()
+	f.Gate.Release()
 	awaitReads(t, f, events)
 	warm := batch()
 	require.NoError(t, st.Handle(context.Background(), warm, out))

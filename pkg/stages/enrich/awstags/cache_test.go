@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	ag2types "github.com/aws/aws-sdk-go-v2/service/apigatewayv2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags/awstagstest"
 )
 
 const (
@@ -21,17 +24,14 @@ var roleCfg = Config{RoleTemplate: "arn:aws:iam::{account}:role/gwpipe-reader"}
 
 func TestLookupBuildsConsoleTags(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.addAPI(acctA, usE1, &fakeAPI{id: "h1h2h3h4h5", name: "orders", kind: APIHTTP, tags: map[string]string{"team": "orders"},
-		stages: []fakeStage{{name: "$default", tags: map[string]string{"Service": "Orders API"},
-			dest: "arn:aws:firehose:us-east-1:111111111111:deliverystream/amazon-apigateway-orders", format: "$context.requestId $context.status"}}})
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, &awstagstest.API{ID: "h1h2h3h4h5", Name: "orders", Protocol: ag2types.ProtocolTypeHttp, Tags: map[string]string{"team": "orders"},
+		Stages: []awstagstest.Stage{{Name: "$default", Tags: map[string]string{"Service": "Orders API"},
+			Dest: "arn:aws:firehose:us-east-1:111111111111:deliverystream/amazon-apigateway-orders", Format: "$context.requestId $context.status"}}})
 	// The tagging API's view of a resource wins over its listing's.
-	h.cloud.update(func() {
-		r := h.cloud.regions[invKey{acctA, usE1}]
-		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5"] = map[string]string{"team": "payments-core"}
-		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/stages/prod"] = map[string]string{"owner": "alice@example.com"}
-		r.tagging["arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/deployments/abc"] = map[string]string{"ignored": "x"}
-	})
+	h.cloud.SetResourceTags(acctA, usE1, "arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5", map[string]string{"team": "payments-core"})
+	h.cloud.SetResourceTags(acctA, usE1, "arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/stages/prod", map[string]string{"owner": "alice@example.com"})
+	h.cloud.SetResourceTags(acctA, usE1, "arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5/deployments/abc", map[string]string{"ignored": "x"})
 
 	// What the two APIs resolve to, reached by stage or by log group.
 	petstoreProd := Info{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod", APIName: "PetStore", Kind: APIREST,
@@ -95,7 +95,7 @@ func TestLookupBuildsConsoleTags(t *testing.T) {
 
 func TestSharedTagSlice(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 	a, _ := h.lookup(t, key)
 	b, settled := h.t.Peek(key)
@@ -108,8 +108,8 @@ func TestSharedTagSlice(t *testing.T) {
 
 func TestConcurrentMissesShareOneRead(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.gate.Hold()
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.Gate.Hold()
 	keys := []StageKey{
 		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"},
 		{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "dev"},
@@ -129,20 +129,20 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 			results <- complete
 		}()
 	}
-	h.cloud.gate.Release()
+	h.cloud.Gate.Release()
 	wg.Wait()
 	close(results)
 	for complete := range results {
 		assert.True(t, complete)
 	}
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"))
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetStages"))
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApis"))
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetStages"))
 }
 
 func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.gate.Hold()
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.Gate.Hold()
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -157,7 +157,7 @@ func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 	assert.True(t, settled)
 	assert.True(t, info.Partial)
 
-	h.cloud.gate.Release()
+	h.cloud.Gate.Release()
 	require.NoError(t, h.event(t).Err)
 	info, settled = h.t.Peek(key)
 	assert.True(t, settled)
@@ -171,18 +171,18 @@ func TestColdStageIsPartialAfterMaxWait(t *testing.T) {
 func TestRefreshAfterTTLServesStaleWhileAWSFails(t *testing.T) {
 	h := newHarness(t, roleCfg)
 	api := petstore("a1b2c3d4e5")
-	h.cloud.addAPI(acctA, usE1, api)
+	h.cloud.AddAPI(acctA, usE1, api)
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 	info, _ := h.lookup(t, key)
 	require.Contains(t, info.Tags, "team:payments")
 	require.NoError(t, h.event(t).Err)
 
-	h.cloud.update(func() { api.tags = map[string]string{"team": "platform"} })
+	h.cloud.Update(func() { api.Tags = map[string]string{"team": "platform"} })
 	h.clock.Advance(DefaultTTL / 2)
 	h.sweep()
 	info, _ = h.t.Peek(key)
 	assert.Contains(t, info.Tags, "team:payments", "within the TTL the cache answers")
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"))
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApis"))
 
 	h.clock.Advance(DefaultTTL)
 	h.sweep()
@@ -191,7 +191,7 @@ func TestRefreshAfterTTLServesStaleWhileAWSFails(t *testing.T) {
 	assert.Contains(t, info.Tags, "team:platform")
 
 	// AWS fails: the last tags stay served, not flagged partial.
-	h.cloud.failNext(acctA, usE1, "GetRestApis", errAccessDenied)
+	h.cloud.FailNext(acctA, usE1, "GetRestApis", errAccessDenied)
 	h.clock.Advance(2 * DefaultTTL)
 	h.sweep()
 	ev := h.event(t)
@@ -207,12 +207,12 @@ func TestRefreshAfterTTLServesStaleWhileAWSFails(t *testing.T) {
 	h.clock.Advance(DefaultNegativeTTL + time.Second)
 	h.sweep()
 	require.NoError(t, h.event(t).Err)
-	assert.Equal(t, 4, h.cloud.count(acctA, usE1, "GetRestApis"))
+	assert.Equal(t, 4, h.cloud.Count(acctA, usE1, "GetRestApis"))
 }
 
 func TestNegativeCachingAndSingleAPIRead(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
 	ghost := StageKey{Account: acctA, Region: usE1, APIID: "zzzzzzzzzz", Stage: "prod"}
 	info, complete := h.lookup(t, ghost)
 	require.NoError(t, h.event(t).Err)
@@ -224,31 +224,31 @@ func TestNegativeCachingAndSingleAPIRead(t *testing.T) {
 	_, complete = h.lookup(t, ghost)
 	assert.True(t, complete)
 	assert.Equal(t, "zzzzzzzzzz", h.event(t).APIID)
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApi"))
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetApi"))
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApi"))
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetApi"))
 	for range 5 {
 		_, settled := h.t.Peek(ghost)
 		assert.True(t, settled)
 	}
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApi"), "negative answers are cached")
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApi"), "negative answers are cached")
 
 	// A new API appears: found by a single-API read once NegativeTTL passed.
-	h.cloud.addAPI(acctA, usE1, &fakeAPI{id: "n1n2n3n4n5", name: "chat", kind: APIWebSocket, tags: map[string]string{"team": "chat"},
-		stages: []fakeStage{{name: "live", tags: map[string]string{"env": "prod"}}}})
+	h.cloud.AddAPI(acctA, usE1, &awstagstest.API{ID: "n1n2n3n4n5", Name: "chat", Protocol: ag2types.ProtocolTypeWebsocket, Tags: map[string]string{"team": "chat"},
+		Stages: []awstagstest.Stage{{Name: "live", Tags: map[string]string{"env": "prod"}}}})
 	info, complete = h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "n1n2n3n4n5", Stage: "live"})
 	require.True(t, complete)
 	require.NoError(t, h.event(t).Err)
 	assert.Equal(t, APIWebSocket, info.Kind)
 	assert.Equal(t, []string{"apiid:n1n2n3n4n5", "apiname:chat", "stage:live", "region:us-east-1", "aws_account:111111111111", "env:prod", "team:chat"}, info.Tags)
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"), "no full read for one API")
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApis"), "no full read for one API")
 	assert.Equal(t, int64(3), h.t.Stats().Stages)
 }
 
 func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.failNext(acctA, usE1, "GetRestApis", apiErr("TooManyRequestsException"), apiErr("TooManyRequestsException"))
-	h.cloud.failNext(acctA, usE1, "GetResources", apiErr("ThrottledException"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.FailNext(acctA, usE1, "GetRestApis", awstagstest.APIError("TooManyRequestsException"), awstagstest.APIError("TooManyRequestsException"))
+	h.cloud.FailNext(acctA, usE1, "GetResources", awstagstest.APIError("ThrottledException"))
 	info, complete := h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	assert.True(t, complete)
 	assert.Contains(t, info.Tags, "team:payments")
@@ -261,12 +261,12 @@ func TestThrottlingIsRetriedWithBackoff(t *testing.T) {
 
 func TestDegradedReads(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.addAPI(acctA, usE1, petstore("b1b2b3b4b5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("b1b2b3b4b5"))
 	// One API's stages cannot be read, and the tagging API is throttled
 	// through every retry: the rest of the account is still served.
-	h.cloud.update(func() { h.cloud.stagesErr = map[string]error{"a1b2c3d4e5": errAccessDenied} })
-	h.cloud.failNext(acctA, usE1, "GetResources", apiErr("ThrottledException"), apiErr("ThrottledException"), apiErr("ThrottledException"))
+	h.cloud.Update(func() { h.cloud.StagesErr = map[string]error{"a1b2c3d4e5": errAccessDenied} })
+	h.cloud.FailNext(acctA, usE1, "GetResources", awstagstest.APIError("ThrottledException"), awstagstest.APIError("ThrottledException"), awstagstest.APIError("ThrottledException"))
 	info, complete := h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "b1b2b3b4b5", Stage: "prod"})
 	ev := h.event(t)
 	require.NoError(t, ev.Err)
@@ -283,8 +283,8 @@ func TestDegradedReads(t *testing.T) {
 
 func TestUnreadableAccountIsNegativelyCached(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctB, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.failNext(acctA, usE1, "GetRestApis", errAccessDenied)
+	h.cloud.AddAPI(acctB, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.FailNext(acctA, usE1, "GetRestApis", errAccessDenied)
 	bad := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 	info, complete := h.lookup(t, bad)
 	assert.False(t, complete)
@@ -300,7 +300,7 @@ func TestUnreadableAccountIsNegativelyCached(t *testing.T) {
 		_, settled := h.t.Peek(bad)
 		assert.True(t, settled)
 	}
-	assert.Equal(t, 1, h.cloud.count(acctA, usE1, "GetRestApis"), "permanent errors are not retried, and remembered")
+	assert.Equal(t, 1, h.cloud.Count(acctA, usE1, "GetRestApis"), "permanent errors are not retried, and remembered")
 	// After NegativeTTL the sweep reads the account again; records do not
 	// wait for that read: the account failed recently, batches must not
 	// stall on it.
@@ -309,12 +309,12 @@ func TestUnreadableAccountIsNegativelyCached(t *testing.T) {
 	require.NoError(t, h.event(t).Err)
 	_, complete = h.lookup(t, bad)
 	assert.True(t, complete)
-	assert.Equal(t, 2, h.cloud.count(acctA, usE1, "GetRestApis"))
+	assert.Equal(t, 2, h.cloud.Count(acctA, usE1, "GetRestApis"))
 }
 
 func TestOwnCredentialsServeOnlyTheirAccount(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.cloud.addAPI("123456789012", usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI("123456789012", usE1, petstore("a1b2c3d4e5"))
 	info, complete := h.lookup(t, StageKey{Account: "123456789012", Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	assert.True(t, complete)
 	assert.Contains(t, info.Tags, "team:payments")
@@ -322,15 +322,15 @@ func TestOwnCredentialsServeOnlyTheirAccount(t *testing.T) {
 	info, complete = h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	assert.False(t, complete)
 	assert.Contains(t, info.Tags, PartialTag)
-	assert.Equal(t, 0, h.cloud.count(acctA, usE1, "GetRestApis"), "another account's APIs are never read with our credentials")
+	assert.Equal(t, 0, h.cloud.Count(acctA, usE1, "GetRestApis"), "another account's APIs are never read with our credentials")
 	assert.Equal(t, int64(1), h.t.Stats().Calls["sts:GetCallerIdentity"])
 }
 
 func TestBoundedSizeAndEviction(t *testing.T) {
 	h := newHarness(t, Config{RoleTemplate: roleCfg.RoleTemplate, MaxStages: 3})
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
-	h.cloud.addAPI(acctA, usE1, petstore("b1b2b3b4b5"))
-	h.cloud.addAPI(acctB, euW1, petstore("c1c2c3c4c5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("b1b2b3b4b5"))
+	h.cloud.AddAPI(acctB, euW1, petstore("c1c2c3c4c5"))
 	h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	h.lookup(t, StageKey{Account: acctB, Region: euW1, APIID: "c1c2c3c4c5", Stage: "prod"})
 	s := h.t.Stats()
@@ -344,7 +344,7 @@ func TestBoundedSizeAndEviction(t *testing.T) {
 	assert.True(t, settled)
 	assert.True(t, info.Partial)
 	assert.Contains(t, info.Tags, "team:payments")
-	assert.Zero(t, h.cloud.count(acctB, euW1, "GetRestApi"))
+	assert.Zero(t, h.cloud.Count(acctB, euW1, "GetRestApi"))
 
 	// Rejected: implausible accounts and regions never reach AWS.
 	info, _ = h.t.Peek(StageKey{Account: "not-an-account", Region: usE1, APIID: "x", Stage: "y"})
@@ -372,8 +372,8 @@ func TestOnFormat(t *testing.T) {
 	}
 	h := newHarness(t, cfg)
 	api := petstore("a1b2c3d4e5")
-	api.stages[1] = fakeStage{name: "dev", canary: true, dest: "arn:aws:logs:us-east-1:111111111111:log-group:/gw/petstore/dev", format: "$context.requestId"}
-	h.cloud.addAPI(acctA, usE1, api)
+	api.Stages[1] = awstagstest.Stage{Name: "dev", Canary: true, Dest: "arn:aws:logs:us-east-1:111111111111:log-group:/gw/petstore/dev", Format: "$context.requestId"}
+	h.cloud.AddAPI(acctA, usE1, api)
 	h.lookup(t, StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	require.NoError(t, h.event(t).Err)
 	mu.Lock()
@@ -390,9 +390,9 @@ func TestOnFormat(t *testing.T) {
 	assert.True(t, complete)
 	assert.Equal(t, "dev", info.Stage)
 
-	h.cloud.update(func() {
-		api.stages[1] = fakeStage{name: "dev"}
-		api.stages[0].format = "$context.requestId $context.status"
+	h.cloud.Update(func() {
+		api.Stages[1] = awstagstest.Stage{Name: "dev"}
+		api.Stages[0].Format = "$context.requestId $context.status"
 	})
 	h.clock.Advance(2 * DefaultTTL)
 	h.sweep()
@@ -408,7 +408,7 @@ func TestOnFormat(t *testing.T) {
 
 func TestCloseCancelsReadsInFlight(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.gate.Hold() // the read blocks until its context ends
+	h.cloud.Gate.Hold() // the read blocks until its context ends
 	_, settled := h.t.Peek(StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"})
 	require.False(t, settled)
 	done := make(chan struct{})
@@ -424,7 +424,7 @@ func TestCloseCancelsReadsInFlight(t *testing.T) {
 
 func TestPeekHitDoesNotAllocate(t *testing.T) {
 	h := newHarness(t, roleCfg)
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 	h.lookup(t, key)
 	base := StageKey{Account: acctA, Region: usE1}

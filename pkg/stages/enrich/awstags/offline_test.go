@@ -13,6 +13,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags/awstagstest"
 )
 
 // ownTags are the tags a record carries by itself, whatever AWS says.
@@ -88,7 +89,7 @@ func FuzzOwnTagsDoNotDependOnAWS(f *testing.F) {
 	f.Add("123", "moon-1", "", "-", "prod", "")
 	f.Add(acctA, usE1, "/aws/apigateway/abcdefghij/prod/Canary", "", "", "")
 	tg, err := New(context.Background(), Config{MaxWait: 5 * time.Second}, aws.Config{},
-		WithClientFactory(newFakeCloud().factory), WithSTSClient(fakeSTS{newFakeCloud()}))
+		WithClientFactory(cloudFactory(awstagstest.New())), WithSTSClient(awstagstest.New().STS()))
 	require.NoError(f, err)
 	f.Cleanup(func() { _ = tg.Close() })
 	o, err := NewOffline(Config{})

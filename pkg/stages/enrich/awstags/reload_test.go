@@ -45,7 +45,7 @@ func TestSetMappingsRenamesLaterRecords(t *testing.T) {
 // negative TTL. Invalid role settings are refused.
 func TestSetRolesReadsAffectedAccountsAgain(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.cloud.addAPI(acctA, usE1, petstore("a1b2c3d4e5"))
+	h.cloud.AddAPI(acctA, usE1, petstore("a1b2c3d4e5"))
 	key := StageKey{Account: acctA, Region: usE1, APIID: "a1b2c3d4e5", Stage: "prod"}
 	_, complete := h.lookup(t, key)
 	require.False(t, complete, "own credentials do not read another account")

@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags/awstagstest"
 )
 
 func newTestResolver(t *testing.T, cfg Config) *Tagger {
 	t.Helper()
-	tg, err := New(context.Background(), cfg, aws.Config{}, WithClientFactory(newFakeCloud().factory), WithSTSClient(fakeSTS{newFakeCloud()}))
+	tg, err := New(context.Background(), cfg, aws.Config{}, WithClientFactory(cloudFactory(awstagstest.New())), WithSTSClient(awstagstest.New().STS()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tg.Close() })
 	return tg
