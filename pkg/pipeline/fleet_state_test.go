@@ -71,14 +71,10 @@ func s3Letters(t *testing.T, c *s3.Client, bucket, prefix string) map[string]int
 
 // postFirehose sends one Firehose request; safe from any goroutine.
 func postFirehose(url, reqID string, body []byte) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req, err := newFirehoseRequest(url, reqID, body)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("X-Amz-Firehose-Protocol-Version", "1.0")
-	req.Header.Set("X-Amz-Firehose-Request-Id", reqID)
-	req.Header.Set("X-Amz-Firehose-Source-Arn", "arn:aws:firehose:us-east-1:123456789012:deliverystream/test")
-	req.Header.Set("X-Amz-Firehose-Access-Key", firehoseKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err

@@ -239,15 +239,27 @@ func gz(p []byte) []byte {
 	return b.Bytes()
 }
 
-func firehoseRequest(t *testing.T, url, reqID string, body []byte, headers map[string]string) (int, map[string]any) {
-	t.Helper()
+// newFirehoseRequest is a Firehose HTTP endpoint delivery of body, with
+// the headers Firehose sends and the test access key.
+func newFirehoseRequest(url, reqID string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("X-Amz-Firehose-Protocol-Version", "1.0")
 	req.Header.Set("X-Amz-Firehose-Request-Id", reqID)
 	req.Header.Set("X-Amz-Firehose-Source-Arn", "arn:aws:firehose:us-east-1:123456789012:deliverystream/test")
 	req.Header.Set("X-Amz-Firehose-Access-Key", firehoseKey)
 	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
+// firehoseRequest sends one Firehose request, with headers set ("" to
+// remove one), and returns the status and the JSON answer.
+func firehoseRequest(t *testing.T, url, reqID string, body []byte, headers map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, err := newFirehoseRequest(url, reqID, body)
+	require.NoError(t, err)
 	for k, v := range headers {
 		if v == "" {
 			req.Header.Del(k)

@@ -28,12 +28,8 @@ func httpsClient(certs ...*tlstest.Cert) *http.Client {
 // serial of the certificate that served it.
 func postFirehoseTLS(t *testing.T, c *http.Client, url, reqID string, body []byte) (int, int64) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req, err := newFirehoseRequest(url, reqID, body)
 	require.NoError(t, err)
-	req.Header.Set("X-Amz-Firehose-Protocol-Version", "1.0")
-	req.Header.Set("X-Amz-Firehose-Request-Id", reqID)
-	req.Header.Set("X-Amz-Firehose-Access-Key", firehoseKey)
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
