@@ -3,8 +3,8 @@ package cwlogs
 import (
 	"encoding/binary"
 	"math/bits"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 )
 
 // Scanner reads the usual DATA_MESSAGE document in one pass: strings are
@@ -54,9 +54,6 @@ func (s *Scanner) Scan(doc []byte) bool {
 	s.buf = s.buf[:0]
 	r := scanReader{p: doc, s: s}
 	r.ws()
-	if !r.eat('{') {
-		return false
-	}
 	const (
 		seenType = 1 << iota
 		seenOwner
@@ -66,25 +63,14 @@ func (s *Scanner) Scan(doc []byte) bool {
 	)
 	var seen int
 	var owner, group, stream span
-	r.ws()
-	for {
-		key, ok := r.key()
-		if !ok {
-			return false
-		}
-		r.ws()
-		if !r.eat(':') {
-			return false
-		}
-		r.ws()
-		bit := 0
+	ok := r.object(func(key []byte) bool {
+		bit, ok := 0, false
 		switch string(key) {
 		case "messageType":
 			bit = seenType
 			var mt span
-			if mt, ok = r.str(); ok && string(s.buf[mt.off:mt.end]) != Data {
-				return false
-			}
+			mt, ok = r.str()
+			ok = ok && string(s.buf[mt.off:mt.end]) == Data
 		case "owner":
 			bit = seenOwner
 			owner, ok = r.str()
@@ -104,15 +90,10 @@ func (s *Scanner) Scan(doc []byte) bool {
 			return false
 		}
 		seen |= bit
-		r.ws()
-		if r.eat(',') {
-			r.ws()
-			continue
-		}
-		if !r.eat('}') {
-			return false
-		}
-		break
+		return true
+	})
+	if !ok {
+		return false
 	}
 	r.ws()
 	if r.i != len(doc) || seen&seenType == 0 || seen&seenEvents == 0 {
@@ -251,55 +232,12 @@ func (r *scanReader) str() (span, bool) {
 			r.s.buf = buf
 			return span{int32(start), int32(len(buf))}, true
 		}
-		if j+1 == len(p) {
-			return span{}, false
+		var n int
+		if buf, n = jsonstr.AppendEscape(buf, p[j:]); n == 0 {
+			return span{}, false // a surrogate half or not JSON
 		}
-		i = j + 2
-		switch p[j+1] {
-		case '"', '\\', '/':
-			buf = append(buf, p[j+1])
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			if j+6 > len(p) {
-				return span{}, false
-			}
-			x, ok := hex4(p[j+2 : j+6])
-			if !ok || utf16.IsSurrogate(rune(x)) {
-				return span{}, false
-			}
-			buf = utf8.AppendRune(buf, rune(x))
-			i = j + 6
-		default:
-			return span{}, false
-		}
+		i = j + n
 	}
-}
-
-func hex4(h []byte) (uint32, bool) {
-	var x uint32
-	for _, c := range h {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		x = x<<4 | uint32(c)
-	}
-	return x, true
 }
 
 // skipStr steps over a string that is not read (its end found as any JSON
@@ -430,6 +368,40 @@ func (r *scanReader) skip(depth int) bool {
 	return false
 }
 
+// object reads an object whose keys are written without escapes, calling
+// value for each key with the reader at its value, which value must read.
+func (r *scanReader) object(value func(key []byte) bool) bool {
+	if !r.eat('{') {
+		return false
+	}
+	r.ws()
+	if r.eat('}') {
+		return true
+	}
+	for {
+		key, ok := r.key()
+		if !ok {
+			return false
+		}
+		r.ws()
+		if !r.eat(':') {
+			return false
+		}
+		r.ws()
+		if !value(key) {
+			return false
+		}
+		r.ws()
+		if r.eat('}') {
+			return true
+		}
+		if !r.eat(',') {
+			return false
+		}
+		r.ws()
+	}
+}
+
 // events reads the logEvents array.
 func (r *scanReader) events() bool {
 	if !r.eat('[') {
@@ -455,9 +427,6 @@ func (r *scanReader) events() bool {
 }
 
 func (r *scanReader) event() bool {
-	if !r.eat('{') {
-		return false
-	}
 	const (
 		seenID = 1 << iota
 		seenTS
@@ -466,52 +435,32 @@ func (r *scanReader) event() bool {
 	)
 	var seen int
 	var e scannedEvent
-	r.ws()
-	if !r.eat('}') {
-		for {
-			key, ok := r.key()
-			if !ok {
-				return false
-			}
-			r.ws()
-			if !r.eat(':') {
-				return false
-			}
-			r.ws()
-			bit := 0
-			switch string(key) {
-			case "id":
-				bit = seenID
-				e.id, ok = r.str()
-				e.hasID = ok
-			case "timestamp":
-				bit = seenTS
-				e.ts, ok = r.int()
-			case "message":
-				bit = seenMsg
-				e.msg, ok = r.str()
-			case "extractedFields":
-				bit = seenXF
-				ok = r.extracted(&e)
-			default:
-				ok = r.skip(0)
-			}
-			if !ok || seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-			r.ws()
-			if r.eat(',') {
-				r.ws()
-				continue
-			}
-			if !r.eat('}') {
-				return false
-			}
-			break
+	ok := r.object(func(key []byte) bool {
+		bit, ok := 0, false
+		switch string(key) {
+		case "id":
+			bit = seenID
+			e.id, ok = r.str()
+			e.hasID = ok
+		case "timestamp":
+			bit = seenTS
+			e.ts, ok = r.int()
+		case "message":
+			bit = seenMsg
+			e.msg, ok = r.str()
+		case "extractedFields":
+			bit = seenXF
+			ok = r.extracted(&e)
+		default:
+			ok = r.skip(0)
 		}
-	}
-	if seen&seenMsg == 0 {
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	})
+	if !ok || seen&seenMsg == 0 {
 		return false
 	}
 	r.s.events = append(r.s.events, e)
@@ -521,49 +470,21 @@ func (r *scanReader) event() bool {
 // extracted reads extractedFields, an object of strings, keeping the
 // account and region system fields.
 func (r *scanReader) extracted(e *scannedEvent) bool {
-	if !r.eat('{') {
-		return false
-	}
-	r.ws()
-	if r.eat('}') {
-		return true
-	}
-	for {
-		key, ok := r.key()
-		if !ok {
-			return false
-		}
-		r.ws()
-		if !r.eat(':') {
-			return false
-		}
-		r.ws()
+	return r.object(func(key []byte) bool {
 		switch string(key) {
 		case "@aws.account":
 			if e.hasAccount {
 				return false
 			}
 			e.account, e.hasAccount = r.str()
-			ok = e.hasAccount
+			return e.hasAccount
 		case "@aws.region":
 			if e.hasRegion {
 				return false
 			}
 			e.region, e.hasRegion = r.str()
-			ok = e.hasRegion
-		default:
-			ok = r.skipStr()
+			return e.hasRegion
 		}
-		if !ok {
-			return false
-		}
-		r.ws()
-		if r.eat('}') {
-			return true
-		}
-		if !r.eat(',') {
-			return false
-		}
-		r.ws()
-	}
+		return r.skipStr()
+	})
 }

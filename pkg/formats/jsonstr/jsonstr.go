@@ -22,48 +22,65 @@ func Append(dst, s []byte) (out []byte, ok bool) {
 		}
 		dst = append(dst, s[:i]...)
 		s = s[i:]
+		var n int
+		if dst, n = AppendEscape(dst, s); n > 0 {
+			s = s[n:]
+			continue
+		}
 		if len(s) < 2 {
 			return append(dst, s...), false
 		}
-		n := 2
-		switch e := s[1]; e {
-		case '"', '\\', '/':
-			dst = append(dst, e)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, good := Hex4(s[2:])
-			if !good {
-				dst, ok = append(dst, s[:2]...), false
-				break
-			}
-			n = 6
-			if utf16.IsSurrogate(r) {
-				r2, pair := rune(0), false
-				if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
-					r2, pair = Hex4(s[8:])
-				}
-				if dec := utf16.DecodeRune(r, r2); pair && dec != utf8.RuneError {
-					r, n = dec, 12
-				} else {
-					r = utf8.RuneError
-				}
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
+		r, good := Hex4(s[2:])
+		if s[1] != 'u' || !good {
 			dst, ok = append(dst, s[:2]...), false
+			s = s[2:]
+			continue
 		}
+		// A surrogate: a pair makes one character, a lone half U+FFFD.
+		n = 6
+		r2, pair := rune(0), false
+		if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+			r2, pair = Hex4(s[8:])
+		}
+		if dec := utf16.DecodeRune(r, r2); pair && dec != utf8.RuneError {
+			r, n = dec, 12
+		} else {
+			r = utf8.RuneError
+		}
+		dst = utf8.AppendRune(dst, r)
 		s = s[n:]
 	}
 	return dst, ok
+}
+
+// AppendEscape decodes the escape that s starts with (s[0] is '\\') when
+// it stands for one character on its own, that is any escape JSON defines
+// but half of a surrogate pair: it appends the character to dst and
+// returns how many bytes of s the escape spans, or 0 (dst unchanged) for
+// a surrogate half or what JSON does not define.
+func AppendEscape(dst, s []byte) ([]byte, int) {
+	if len(s) < 2 {
+		return dst, 0
+	}
+	switch e := s[1]; e {
+	case '"', '\\', '/':
+		return append(dst, e), 2
+	case 'b':
+		return append(dst, '\b'), 2
+	case 'f':
+		return append(dst, '\f'), 2
+	case 'n':
+		return append(dst, '\n'), 2
+	case 'r':
+		return append(dst, '\r'), 2
+	case 't':
+		return append(dst, '\t'), 2
+	case 'u':
+		if r, ok := Hex4(s[2:]); ok && !utf16.IsSurrogate(r) {
+			return utf8.AppendRune(dst, r), 6
+		}
+	}
+	return dst, 0
 }
 
 // Valid reports whether s is a valid JSON string body's escapes, without
