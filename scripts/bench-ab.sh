@@ -29,17 +29,18 @@ declare -A bins
 bins[A]=$(binary "$A" A)
 bins[B]=$(binary "$B" B)
 
-declare -A ratios gws
+declare -A ratios gws cratios
 for r in $(seq 1 "$ROUNDS"); do
 	for x in A B; do
 		OUT="$OUT/$x-$r" GWPIPE="${bins[$x]}" ./scripts/bench.sh > "$OUT/$x-$r.log" 2>&1
 		s="$OUT/$x-$r/summary.txt"
-		gw=$(awk '/^gwpipe/ { print $2 }' "$s"); fl=$(awk '/^floor/ { print $2 }' "$s"); ra=$(awk '/^ratio/ { print $2 }' "$s")
-		printf "round %d %s (%s): gwpipe %7s ev/CPU-s  floor %7s  ratio %s  load %s\n" "$r" "$x" "${bins[$x]}" "$gw" "$fl" "$ra" "$(cut -d' ' -f1 /proc/loadavg)"
-		ratios[$x]+="$ra "; gws[$x]+="$gw "
+		gw=$(awk '$1 == "gwpipe" { print $2 }' "$s"); fl=$(awk '$1 == "floor" { print $2 }' "$s"); ra=$(awk '$1 == "ratio" { print $2 }' "$s")
+		rc=$(awk '$1 == "ratio," { print $3 }' "$s")
+		printf "round %d %s (%s): gwpipe %7s ev/CPU-s  floor %7s  ratio %s  ratio (contract floor) %s  load %s\n" "$r" "$x" "${bins[$x]}" "$gw" "$fl" "$ra" "$rc" "$(cut -d' ' -f1 /proc/loadavg)"
+		ratios[$x]+="$ra "; gws[$x]+="$gw "; cratios[$x]+="$rc "
 	done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 for x in A B; do
-	printf "%s: median ratio %s, median gwpipe %s ev/CPU-s (ratios: %s)\n" "$x" "$(echo "${ratios[$x]}" | median)" "$(echo "${gws[$x]}" | median)" "${ratios[$x]}"
+	printf "%s: median ratio %s (contract floor %s), median gwpipe %s ev/CPU-s (ratios: %s)\n" "$x" "$(echo "${ratios[$x]}" | median)" "$(echo "${cratios[$x]}" | median)" "$(echo "${gws[$x]}" | median)" "${ratios[$x]}"
 done

@@ -59,6 +59,7 @@ func run() int {
 	archiveDir := fs.String("archive", "", "send nothing: write -archive-objects Firehose S3 backup objects (gzip members of CloudWatch envelopes, concatenated) of the traffic the other flags describe into this directory")
 	archiveObjects := fs.Int("archive-objects", 1, "objects -archive writes")
 	archiveObjectBytes := fs.Int64("archive-object-bytes", 64<<20, "decompressed size of each -archive object, about (it ends between requests)")
+	floorContract := fs.Bool("floor-contract", false, "with -floor: write the whole log of gwpipe's output contract (API tags, standard attributes, duration, level from the status), not only the message, its CloudWatch fields and the message's fields")
 	floorRun := fs.Bool("floor", false, "send nothing: run the floor probe (package floor) on the traffic the other flags describe, -events events on one core, and report its events per CPU-second")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
@@ -111,7 +112,7 @@ func run() int {
 	}
 
 	if *floorRun {
-		return runFloor(cfg, *report)
+		return runFloor(cfg, *report, *floorContract)
 	}
 	if *archiveDir != "" {
 		return writeArchive(cfg, *archiveDir, *archiveObjects, *archiveObjectBytes, *report)
@@ -253,7 +254,7 @@ func sendBombs(ctx context.Context, cfg loadgen.Config, n, records, recordBytes 
 // runFloor measures the floor on the traffic cfg generates: at least
 // cfg.Events events, in passes over a corpus of at most 200,000 (the corpus
 // is held in memory; more passes only average more).
-func runFloor(cfg loadgen.Config, report bool) int {
+func runFloor(cfg loadgen.Config, report, contract bool) int {
 	if cfg.Events <= 0 {
 		fmt.Fprintln(os.Stderr, "loadgen: -floor needs -events")
 		return 2
@@ -264,7 +265,7 @@ func runFloor(cfg loadgen.Config, report bool) int {
 		return 1
 	}
 	passes := int((cfg.Events + int64(corpus.Events) - 1) / int64(corpus.Events))
-	res, err := floor.Run(corpus, passes)
+	res, err := floor.Run(corpus, passes, contract)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
 		return 1

@@ -72,19 +72,26 @@ func BenchmarkStages(b *testing.B) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*c.Events), "cpu-ns/event")
 	}
 
-	b.Run("floor", func(b *testing.B) {
-		w := NewWorker()
-		measure(b, func() {}, func() {
-			for _, r := range c.Records {
-				if err := w.Record(r); err != nil {
+	for _, contract := range []bool{false, true} {
+		name := "floor"
+		if contract {
+			name = "floor-contract"
+		}
+		b.Run(name, func(b *testing.B) {
+			w := NewWorker()
+			w.Contract = contract
+			measure(b, func() {}, func() {
+				for _, r := range c.Records {
+					if err := w.Record(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := w.Flush(); err != nil {
 					b.Fatal(err)
 				}
-			}
-			if err := w.Flush(); err != nil {
-				b.Fatal(err)
-			}
+			})
 		})
-	})
+	}
 	b.Run("decode", func(b *testing.B) {
 		measure(b, func() {}, func() { decoded() })
 	})
