@@ -146,6 +146,13 @@ func FuzzScannerAgreesWithParse(f *testing.F) {
 	for _, doc := range []string{dataMessage, controlMessage, extracted,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"\"\\\/\b\f\n\r\t\u0041\u00e9\ud83d\ude00","timestamp":-0}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"x","timestamp":999999999999999999,"id":""}],"a":[[],[1e-5,"s\"\\"]]}`,
+		// Shapes the S3 reader's own single-pass parser was tried on
+		// before it gave way to this one.
+		`{"logEvents":[{"id":31953106606966983378809025079804211143289615424298221568,"timestamp":1432826855000,"message":"x"}],"logGroup":"g","logStream":"s","messageType":"DATA_MESSAGE","owner":"1","subscriptionFilters":["f"]}`,
+		`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","logEvents":[],"policyLevel":"ACCOUNT_LEVEL_POLICY"}`,
+		` { "messageType" : "DATA_MESSAGE" , "logEvents" : [ { "message" : "\ud83d\ude00" , "timestamp" : 1.5 } ] } `,
+		`{"messageType":"DATA_MESSAGE","x":[1,{"y":null},true,false,-0.5e3],"logEvents":[{"id":"1","timestamp":-7,"message":"m","k":{"z":[]}}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"bad \q escape"}]}`,
 	} {
 		f.Add([]byte(doc))
 	}

@@ -72,23 +72,29 @@ func skipSpace(b []byte) int {
 // reports false, having done nothing, when the item is JSON that is not an
 // envelope after all (the key was nested): a log line.
 func (r *Reader) envelopeItem(it item) bool {
-	if !it.unclosed && r.envelopeFast(it.data) {
-		return true
-	}
 	var origin *record.Origin
 	control := false
-	err := cwlogs.ParseDocument(&r.parser, it.data, func(env *cwlogs.Envelope) error {
+	onEnvelope := func(env *cwlogs.Envelope) error {
 		control = env.MessageType == cwlogs.Control
 		if !control {
 			origin = r.envelopeOrigin(env)
 		}
 		return nil
-	}, func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
-		// ParseDocument checked the document whole before the first event:
-		// a malformed one produces nothing.
+	}
+	onEvent := func(_ *cwlogs.Envelope, ev *cwlogs.Event) error {
+		// The document was checked whole before the first event: a
+		// malformed one produces nothing.
 		r.addEvent(origin.WithAccountRegion(ev.Account, ev.Region), ev.ID, ev.Timestamp, ev.Message)
 		return nil
-	})
+	}
+	var err error
+	if !it.unclosed && r.scan.Scan(it.data) {
+		// The usual data message, read in one pass (the hot path of a
+		// replay); anything else takes the general parser.
+		err = r.scan.Emit(onEnvelope, onEvent)
+	} else {
+		err = cwlogs.ParseDocument(&r.parser, it.data, onEnvelope, onEvent)
+	}
 	switch {
 	case err == nil:
 		if control {

@@ -71,7 +71,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/cwlogs"
-	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/formats/textrule"
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -212,9 +211,9 @@ type Reader struct {
 	ordinal    int64
 	stats      Stats
 
-	parser     fastjson.Parser
-	fastEvents []fastEvent
-	dec        *decode.Stage
+	parser fastjson.Parser
+	scan   cwlogs.Scanner
+	dec    *decode.Stage
 
 	// cache of the last origin derived from an envelope or dead letter
 	lastOwner, lastGroup, lastStream string
@@ -705,38 +704,6 @@ func (r *Reader) deadRecord(rec record.Record) {
 	r.ordinal++
 }
 
-// mark and rollback take back what a document produced before it turned
-// out to be malformed: it is dead-lettered whole, so that a replay of the
-// dead letter does not send its first events twice.
-type mark struct {
-	pending, curLen int
-	ordinal         int64
-	cur             *record.Batch
-	curFirst        int64
-	curBytes        int
-}
-
-func (r *Reader) mark() mark {
-	r.flushRun()
-	r.flushPoints() // what is taken back is events only
-	m := mark{pending: len(r.pending), ordinal: r.ordinal, cur: r.cur, curFirst: r.curFirst, curBytes: r.curBytes}
-	if r.cur != nil {
-		m.curLen = len(r.cur.Records)
-	}
-	return m
-}
-
-func (r *Reader) rollback(m mark) {
-	r.pending = r.pending[:m.pending]
-	r.cur, r.curFirst, r.curBytes, r.ordinal = m.cur, m.curFirst, m.curBytes, m.ordinal
-	if r.cur != nil {
-		r.cur.Records = r.cur.Records[:m.curLen]
-		if r.items {
-			r.curItems = r.curItems[:m.curLen]
-		}
-	}
-}
-
 // ---------------------------------------------------------------------------
 // Layouts.
 
@@ -751,74 +718,6 @@ func (r *Reader) itemProblem(it item, what string) bool {
 		r.deadBytes(it.data, fmt.Sprintf("%s at decompressed offset %d is cut short by the end of the object", what, off))
 	default:
 		return false
-	}
-	return true
-}
-
-// envelopeFast reads a document with the single-pass parser, or reports
-// false (having produced nothing) for the general parser to read it.
-func (r *Reader) envelopeFast(doc []byte) bool {
-	env, evs, ok := parseEnvelopeFast(doc, r.fastEvents)
-	r.fastEvents = evs[:0]
-	if !ok {
-		return false
-	}
-	switch string(env.messageType) {
-	case cwlogs.Data:
-	case cwlogs.Control:
-		r.stats.Control++
-		return true
-	default:
-		return false // cwlogs.Parse refuses it with the reason
-	}
-	var origin *record.Origin
-	if r.lastOrigin != nil && string(env.owner) == r.lastOwner && string(env.group) == r.lastGroup && string(env.stream) == r.lastStream {
-		origin = r.lastOrigin
-	} else {
-		origin = r.envelopeOrigin(&cwlogs.Envelope{Owner: string(env.owner), LogGroup: string(env.group), LogStream: string(env.stream)})
-	}
-	m := r.mark()
-	for i := range evs {
-		ev := &evs[i]
-		if !ev.escaped {
-			r.addEvent(origin, ev.id, ev.ts, ev.message)
-			continue
-		}
-		if !r.addEscapedEvent(origin, ev.id, ev.ts, ev.message) {
-			r.rollback(m)
-			return false
-		}
-	}
-	return true
-}
-
-// addEscapedEvent adds an event whose message is unescaped straight into
-// the batch arena.
-func (r *Reader) addEscapedEvent(o *record.Origin, id []byte, ts int64, escaped []byte) bool {
-	if r.cur == nil {
-		r.newBatch()
-	}
-	r.reserve(len(escaped)) // unescaping never lengthens
-	b := r.cur
-	start := len(b.Arena)
-	out, ok := jsonstr.Append(b.Arena, escaped)
-	if !ok {
-		return false
-	}
-	b.Arena = out
-	msg := out[start:len(out):len(out)]
-	if len(msg) == 0 {
-		msg = nil
-	}
-	rec := record.Record{Origin: o, Timestamp: ts, Kind: record.KindLine, Message: msg}
-	if len(id) > 0 {
-		rec.EventID = r.keepString(id)
-	}
-	b.Records = append(b.Records, rec)
-	r.curBytes += len(msg) + len(id)
-	r.ordinal++
-	if len(b.Records) >= r.cfg.EventsPerBatch || r.curBytes >= r.cfg.BatchBytes {
-		r.flush()
 	}
 	return true
 }
