@@ -136,7 +136,7 @@ every key that reloads.`,
 			// The memory budget bounds what is live; the limit keeps the
 			// collector from letting garbage double it (see
 			// config.Pipeline.SoftMemoryLimit).
-			tuneGC(c.Pipeline.SoftMemoryLimit())
+			tuneGC(c.Pipeline.SoftMemoryLimit(), runGCPercent)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := p.Start(ctx); err != nil {
@@ -349,7 +349,7 @@ SIGHUP is logged and ignored: a replay does not reload its configuration.
 			// makes the collector keep the process near 200 MiB instead of
 			// letting the heap grow between collections. GOMEMLIMIT
 			// overrides it (e.g. for a large --concurrency).
-			tuneGC(replayMemoryLimit)
+			tuneGC(replayMemoryLimit, 0)
 			opts := pipeline.ReplayOptions{DryRun: dryRun}
 			if !f.Changed("progress") {
 				progress = isTerminal(os.Stderr)
@@ -399,21 +399,24 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// gcPercent is the collector's pace below the soft memory limit: a
-// collection when the heap has grown by twice what was live, not once. The
-// limit bounds the heap whatever the pace, so this trades only headroom
-// under the limit for fewer collections: on make bench, 3-4 % more events
-// per CPU-second (medians of 7 alternated runs of scripts/bench-ab.sh) for
-// 3 MiB more peak RSS.
-const gcPercent = 200
+// runGCPercent is the collector's pace below the soft memory limit in
+// `gwpipe run`: a collection when the heap has grown by twice what was
+// live, not once. The limit bounds the heap whatever the pace, so this
+// trades only headroom under the limit for fewer collections: on make
+// bench, 3-4 % more events per CPU-second (medians of 7 alternated runs of
+// scripts/bench-ab.sh) for 3 MiB more peak RSS. Not for replay: its live
+// heap is small against its limit, and its RSS, flat at the default pace,
+// climbed to the limit at this one (make bench-replay, 2 GiB object).
+const runGCPercent = 200
 
 // tuneGC sets the collector of a pipeline process, except what the
-// environment sets (GOMEMLIMIT, GOGC): a soft memory limit, and gcPercent.
-func tuneGC(limit int64) {
+// environment sets (GOMEMLIMIT, GOGC): a soft memory limit, and the GC
+// percent unless it is 0 (the runtime's default).
+func tuneGC(limit int64, percent int) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(limit)
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+	if percent > 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
 	}
 }
