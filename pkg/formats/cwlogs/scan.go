@@ -346,39 +346,40 @@ func (r *scanReader) skip(depth int) bool {
 	case c == 'n':
 		return r.literal("null")
 	case c == '[':
-		r.i++
-		r.ws()
-		if r.eat(']') {
-			return true
-		}
-		for {
-			if !r.skip(depth + 1) {
-				return false
-			}
-			r.ws()
-			if r.eat(']') {
-				return true
-			}
-			if !r.eat(',') {
-				return false
-			}
-			r.ws()
-		}
+		return r.list('[', ']', func() bool { return r.skip(depth + 1) })
 	}
 	return false
+}
+
+// list reads a JSON array or object: open, items separated by commas
+// (item reads one, at its first byte), close.
+func (r *scanReader) list(open, close byte, item func() bool) bool {
+	if !r.eat(open) {
+		return false
+	}
+	r.ws()
+	if r.eat(close) {
+		return true
+	}
+	for {
+		if !item() {
+			return false
+		}
+		r.ws()
+		if r.eat(close) {
+			return true
+		}
+		if !r.eat(',') {
+			return false
+		}
+		r.ws()
+	}
 }
 
 // object reads an object whose keys are written without escapes, calling
 // value for each key with the reader at its value, which value must read.
 func (r *scanReader) object(value func(key []byte) bool) bool {
-	if !r.eat('{') {
-		return false
-	}
-	r.ws()
-	if r.eat('}') {
-		return true
-	}
-	for {
+	return r.list('{', '}', func() bool {
 		key, ok := r.key()
 		if !ok {
 			return false
@@ -388,43 +389,12 @@ func (r *scanReader) object(value func(key []byte) bool) bool {
 			return false
 		}
 		r.ws()
-		if !value(key) {
-			return false
-		}
-		r.ws()
-		if r.eat('}') {
-			return true
-		}
-		if !r.eat(',') {
-			return false
-		}
-		r.ws()
-	}
+		return value(key)
+	})
 }
 
 // events reads the logEvents array.
-func (r *scanReader) events() bool {
-	if !r.eat('[') {
-		return false
-	}
-	r.ws()
-	if r.eat(']') {
-		return true
-	}
-	for {
-		if !r.event() {
-			return false
-		}
-		r.ws()
-		if r.eat(']') {
-			return true
-		}
-		if !r.eat(',') {
-			return false
-		}
-		r.ws()
-	}
-}
+func (r *scanReader) events() bool { return r.list('[', ']', r.event) }
 
 func (r *scanReader) event() bool {
 	const (

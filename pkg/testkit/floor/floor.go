@@ -296,40 +296,36 @@ func (w *Worker) appendLog(owner, group, stream, id []byte, ts int64, msg []byte
 
 // contractFields are the access-log fields (as loadgen names them) the
 // output contract needs besides the attributes, found during the one walk
-// over the message's fields.
+// over the message's fields: strings by contractStrings' index, numbers by
+// contractNumbers'.
 type contractFields struct {
-	apiID, stage, method, route, requestID, protocol, ip []byte
-	status, length, latency                              *fastjson.Value
+	str [7][]byte
+	num [3]*fastjson.Value
 }
+
+const (
+	cAPIID = iota
+	cStage
+	cMethod
+	cRoute
+	cRequestID
+	cProtocol
+	cIP
+)
+
+var (
+	contractStrings = map[string]int{"apiId": cAPIID, "stage": cStage, "httpMethod": cMethod, "resourcePath": cRoute,
+		"requestId": cRequestID, "protocol": cProtocol, "ip": cIP}
+	contractNumbers = map[string]int{"status": 0, "responseLength": 1, "responseLatency": 2}
+)
 
 // see notes the value of key if the contract needs it.
 func (c *contractFields) see(k []byte, v *fastjson.Value) {
-	var dst *[]byte
-	switch string(k) {
-	case "apiId":
-		dst = &c.apiID
-	case "stage":
-		dst = &c.stage
-	case "httpMethod":
-		dst = &c.method
-	case "resourcePath":
-		dst = &c.route
-	case "requestId":
-		dst = &c.requestID
-	case "protocol":
-		dst = &c.protocol
-	case "ip":
-		dst = &c.ip
-	case "status":
-		c.status = v
-	case "responseLength":
-		c.length = v
-	case "responseLatency":
-		c.latency = v
-	}
-	if dst != nil && v.Type() == fastjson.TypeString {
+	if i, ok := contractNumbers[string(k)]; ok && v.Type() == fastjson.TypeNumber {
+		c.num[i] = v
+	} else if i, ok := contractStrings[string(k)]; ok && v.Type() == fastjson.TypeString {
 		if b, _ := v.StringBytes(); len(b) > 0 && !(len(b) == 1 && b[0] == '-') {
-			*dst = b
+			c.str[i] = b
 		}
 	}
 }
@@ -338,49 +334,37 @@ func (c *contractFields) see(k []byte, v *fastjson.Value) {
 // §4: the API's tags, Datadog's standard attributes and the duration).
 func appendContract(p []byte, c *contractFields, owner []byte) []byte {
 	p = append(p, `,"ddtags":"`...)
-	p = appendEscapedTag(p, "apiid:", c.apiID)
-	p = appendEscapedTag(append(p, ','), "stage:", c.stage)
+	p = appendEscapedTag(p, "apiid:", c.str[cAPIID])
+	p = appendEscapedTag(append(p, ','), "stage:", c.str[cStage])
 	p = append(p, ",region:us-east-1"...)
 	p = appendEscapedTag(append(p, ','), "aws_account:", owner)
 	p = append(p, `","http":{`...)
 	n := len(p)
-	p = appendMember(p, n, "method", c.method)
-	p = appendMember(p, n, "route", c.route)
-	p = appendMember(p, n, "request_id", c.requestID)
-	if c.status != nil && c.status.Type() == fastjson.TypeNumber {
-		if len(p) > n {
-			p = append(p, ',')
-		}
-		p = append(p, `"status_code":`...)
-		p = c.status.MarshalTo(p)
-	}
-	p = appendMember(p, n, "version", bytes.TrimPrefix(c.protocol, []byte("HTTP/")))
+	p = appendMember(p, n, "method", c.str[cMethod], nil)
+	p = appendMember(p, n, "route", c.str[cRoute], nil)
+	p = appendMember(p, n, "request_id", c.str[cRequestID], nil)
+	p = appendMember(p, n, "status_code", nil, c.num[0])
+	p = appendMember(p, n, "version", bytes.TrimPrefix(c.str[cProtocol], []byte("HTTP/")), nil)
 	p = append(p, `},"network":{`...)
 	n = len(p)
-	if c.ip != nil {
+	if c.str[cIP] != nil {
 		p = append(p, `"client":{"ip":`...)
-		p = AppendString(p, c.ip)
+		p = AppendString(p, c.str[cIP])
 		p = append(p, '}')
 	}
-	if c.length != nil && c.length.Type() == fastjson.TypeNumber {
-		if len(p) > n {
-			p = append(p, ',')
-		}
-		p = append(p, `"bytes_written":`...)
-		p = c.length.MarshalTo(p)
-	}
+	p = appendMember(p, n, "bytes_written", nil, c.num[1])
 	p = append(p, '}')
-	if c.latency != nil && c.latency.Type() == fastjson.TypeNumber {
+	if c.num[2] != nil {
 		p = append(p, `,"duration":`...)
-		p = strconv.AppendInt(p, c.latency.GetInt64()*1e6, 10)
+		p = strconv.AppendInt(p, c.num[2].GetInt64()*1e6, 10)
 	}
 	return p
 }
 
-// appendMember appends "key":value to an object opened at n, when value
-// is set.
-func appendMember(p []byte, n int, key string, value []byte) []byte {
-	if value == nil {
+// appendMember appends "key":value to an object opened at n, when the
+// value (a string, or else a number) is set.
+func appendMember(p []byte, n int, key string, str []byte, num *fastjson.Value) []byte {
+	if str == nil && num == nil {
 		return p
 	}
 	if len(p) > n {
@@ -389,7 +373,10 @@ func appendMember(p []byte, n int, key string, value []byte) []byte {
 	p = append(p, '"')
 	p = append(p, key...)
 	p = append(p, `":`...)
-	return AppendString(p, value)
+	if str != nil {
+		return AppendString(p, str)
+	}
+	return num.MarshalTo(p)
 }
 
 // appendEscapedTag appends name and value, escaped inside a JSON string.

@@ -68,28 +68,9 @@ func TestFloorWritesEveryEventAsValidLog(t *testing.T) {
 		want = append(want, req.Events...)
 	}
 
-	w := NewWorker()
-	var got capture
-	for _, rec := range c.Records {
-		w.src.Reset(nil)
-		// Record flushes full payloads itself; capture them by flushing
-		// before a record could fill one.
-		if w.inBatch > LogsPerPayload-cfg.EventsPerRecord {
-			w.flushTo(t, &got)
-		}
-		require.NoError(t, w.Record(rec))
-	}
-	w.flushTo(t, &got)
-
-	var logs []map[string]any
-	for _, p := range got.payloads {
-		var batch []map[string]any
-		require.NoError(t, json.Unmarshal(p, &batch), "payload is JSON")
-		assert.LessOrEqual(t, len(batch), LogsPerPayload)
-		logs = append(logs, batch...)
-	}
+	logs, n := floorLogs(t, c, false)
 	require.Len(t, logs, c.Events)
-	assert.Equal(t, c.Events, w.Logs)
+	assert.Equal(t, c.Events, n)
 	withAttrs := 0
 	for i, l := range logs {
 		assert.Equal(t, want[i].Message, l["message"], "log %d", i)
@@ -101,13 +82,17 @@ func TestFloorWritesEveryEventAsValidLog(t *testing.T) {
 	assert.Greater(t, withAttrs, len(logs)/2, "most messages are valid JSON whose fields are attributes")
 }
 
-// floorLogs runs a worker over the corpus's records and returns its logs.
-func floorLogs(t *testing.T, c *Corpus, contract bool) []map[string]any {
+// floorLogs runs a worker over the corpus's records and returns its logs
+// and how many it counted, checking that each payload is JSON of at most
+// LogsPerPayload logs.
+func floorLogs(t *testing.T, c *Corpus, contract bool) ([]map[string]any, int) {
 	t.Helper()
 	w := NewWorker()
 	w.Contract = contract
 	var got capture
 	for _, rec := range c.Records {
+		// Record flushes full payloads itself; capture them by flushing
+		// before a record could fill one.
 		if w.inBatch > LogsPerPayload-benchConfig().EventsPerRecord {
 			w.flushTo(t, &got)
 		}
@@ -118,9 +103,10 @@ func floorLogs(t *testing.T, c *Corpus, contract bool) []map[string]any {
 	for _, p := range got.payloads {
 		var batch []map[string]any
 		require.NoError(t, json.Unmarshal(p, &batch), "payload is JSON")
+		assert.LessOrEqual(t, len(batch), LogsPerPayload)
 		logs = append(logs, batch...)
 	}
-	return logs
+	return logs, w.Logs
 }
 
 // With Contract, the floor writes what gwpipe's output contract requires:
@@ -130,7 +116,7 @@ func floorLogs(t *testing.T, c *Corpus, contract bool) []map[string]any {
 func TestContractFloorWritesWhatGwpipeWrites(t *testing.T) {
 	c, err := NewCorpus(benchConfig(), 2000)
 	require.NoError(t, err)
-	fl := floorLogs(t, c, true)
+	fl, _ := floorLogs(t, c, true)
 	gw := gwpipeLogs(t, c)
 	require.Len(t, fl, len(gw))
 	var floorBytes, gwBytes, compared int
@@ -162,7 +148,7 @@ func TestContractFloorWritesWhatGwpipeWrites(t *testing.T) {
 	require.Greater(t, compared, len(gw)*3/4)
 	assert.InEpsilon(t, gwBytes, floorBytes, 0.05, "bytes per log: gwpipe %d, floor %d", gwBytes/compared, floorBytes/compared)
 	// Without it, the floor's logs are the smaller ones of the probe.
-	minimal := floorLogs(t, c, false)
+	minimal, _ := floorLogs(t, c, false)
 	assert.NotContains(t, minimal[0], "http")
 }
 
