@@ -34,13 +34,24 @@ import (
 // A hand-written encoding rather than a general serialiser: this runs on
 // every hop of every batch, and it needs no reflection or code generation.
 //
-// Layout (before compression): "GWB" version(1) then
+// Layout (before compression): "GWB" version(2) then
 //
 //	batch:  id stage reason originCount origin* batchOrigin tagListCount tagList* recordCount record* metricCount metric*
 //	tagList: count tag*
 //	origin: source requestID sourceARN stream account region logGroup logStream flags
-//	record: originIndex+1 eventID timestamp message kind source service level flags parseError reason tagListIndex+1 attrCount attr*
-//	attr:   keyRef (0 key, the first time in the batch | index+1) kind (str | int | offset length, when the value is part of the message)
+//	record: originIndex+1 eventID timestamp message kind source service level flags parseError reason tagListIndex+1 shape value*
+//	shape:  0 (the previous record's) | attrCount+1 (keyRef kind)*
+//	keyRef: 0 key (the first time in the batch) | index+1
+//	value:  int (Int, Bool) | nothing (Null) | offset<<1|1 length (a range of the message) | length<<1 bytes
+//
+// The shape (keys and kinds of a record's attributes) is usually the
+// previous record's: records of a batch come from one parser. A value
+// inside the message is sent as where it starts, relative to where the
+// record's previous such value ended (zig-zag: parsers mostly go forward),
+// so that it mostly fits a byte. Version 1 (a key reference and a kind
+// before every value, absolute offsets) is still read, for workers of the
+// previous release sharing a topic.
+//
 //	metric: name kind timestamp interval value host unit tagCount tag* valueCount value* hasSketch [sketch]
 //
 // where strings and byte strings are a uvarint length then the bytes, and
@@ -68,7 +79,7 @@ func ParseCompression(name string) (Compression, error) {
 	return 0, fmt.Errorf("compression must be s2 or none, not %q", name)
 }
 
-const codecVersion = 1
+const codecVersion = 2
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
@@ -149,10 +160,10 @@ func decodeRaw(raw []byte) (*record.Batch, error) {
 	if len(raw) < 4 || raw[0] != 'G' || raw[1] != 'W' || raw[2] != 'B' {
 		return nil, errors.New("decode batch: not a gwpipe batch")
 	}
-	if raw[3] != codecVersion {
-		return nil, fmt.Errorf("decode batch: version %d, this build reads %d", raw[3], codecVersion)
+	if raw[3] != codecVersion && raw[3] != 1 {
+		return nil, fmt.Errorf("decode batch: version %d, this build reads 1 and %d", raw[3], codecVersion)
 	}
-	d := decoder{buf: raw[4:]}
+	d := decoder{buf: raw[4:], version: raw[3]}
 	b := d.batch()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode batch: %w", d.err)
@@ -249,8 +260,7 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(b.Records)))
 	keys := map[string]int{}
-	var prevKeys []string
-	var prevIdx []int
+	var prev []record.Attr // the previous record's attributes: its shape
 	for i := range b.Records {
 		r := &b.Records[i]
 		buf = binary.AppendUvarint(buf, idx(r.Origin))
@@ -269,45 +279,39 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 		buf = appendStr(buf, r.ParseError)
 		buf = appendStr(buf, r.Reason)
 		buf = binary.AppendUvarint(buf, uint64(tagIndex[i]))
-		buf = binary.AppendUvarint(buf, uint64(len(r.Attrs)))
-		for ai, a := range r.Attrs {
-			// A key is written once per batch, then referred to. Records
-			// of a batch list their keys in the same order: the previous
-			// record's key at this position usually answers without a
-			// map lookup.
-			if ai < len(prevKeys) && prevKeys[ai] == a.Key {
-				buf = binary.AppendUvarint(buf, uint64(prevIdx[ai]+1))
-			} else {
-				j, ok := keys[a.Key]
-				if ok {
+		if i > 0 && sameShape(prev, r.Attrs) {
+			buf = append(buf, 0)
+		} else {
+			buf = binary.AppendUvarint(buf, uint64(len(r.Attrs))+1)
+			for _, a := range r.Attrs {
+				// A key is written once per batch, then referred to.
+				if j, ok := keys[a.Key]; ok {
 					buf = binary.AppendUvarint(buf, uint64(j+1))
 				} else {
-					j = len(keys)
-					keys[a.Key] = j
-					buf = binary.AppendUvarint(buf, 0)
+					keys[a.Key] = len(keys)
+					buf = append(buf, 0)
 					buf = appendStr(buf, a.Key)
 				}
-				for len(prevKeys) <= ai {
-					prevKeys, prevIdx = append(prevKeys, ""), append(prevIdx, 0)
-				}
-				prevKeys[ai], prevIdx[ai] = a.Key, j
+				buf = binary.AppendUvarint(buf, uint64(a.Kind))
 			}
+		}
+		prev = r.Attrs
+		end := 0 // of the previous value inside the message
+		for _, a := range r.Attrs {
 			switch a.Kind {
 			case record.Int, record.Bool:
-				buf = binary.AppendUvarint(buf, uint64(a.Kind))
 				buf = binary.AppendVarint(buf, a.Int)
 			case record.Null:
-				buf = binary.AppendUvarint(buf, uint64(a.Kind))
 			default:
 				// Parsed values are mostly pieces of the message: send
 				// where they are rather than the bytes again.
 				if off, ok := within(r.Message, a.Str); ok {
-					buf = binary.AppendUvarint(buf, uint64(a.Kind)|aliasFlag)
-					buf = binary.AppendUvarint(buf, uint64(off))
+					buf = binary.AppendUvarint(buf, zigzag(int64(off-end))<<1|1)
 					buf = binary.AppendUvarint(buf, uint64(len(a.Str)))
+					end = off + len(a.Str)
 				} else {
-					buf = binary.AppendUvarint(buf, uint64(a.Kind))
-					buf = appendBytes(buf, a.Str)
+					buf = binary.AppendUvarint(buf, uint64(len(a.Str))<<1)
+					buf = append(buf, a.Str...)
 				}
 			}
 		}
@@ -356,9 +360,10 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 // It moves an offset rather than reslicing buf, for the same reason the
 // encoder appends to a local: an int store pays no write barrier.
 type decoder struct {
-	buf []byte
-	off int
-	err error
+	buf     []byte
+	off     int
+	err     error
+	version byte
 }
 
 var errShort = errors.New("truncated batch")
@@ -471,6 +476,10 @@ func (d *decoder) batch() *record.Batch {
 	b.Records = make([]record.Record, d.count(14))
 	var slab []record.Attr // one allocation serves the attributes of many records
 	var keys []string
+	var shape []record.Attr // the previous record's attributes (version 2)
+	// A shape read once may be repeated by records of a few bytes: bound
+	// the attributes of the batch as version 1's two bytes each did.
+	budget := d.left() / 2
 	for i := range b.Records {
 		r := &b.Records[i]
 		r.Origin = origin()
@@ -487,40 +496,11 @@ func (d *decoder) batch() *record.Batch {
 		if j := d.uvarint(); j > 0 && j <= uint64(len(tagLists)) {
 			r.Tags = tagLists[j-1]
 		}
-		if n := d.count(2); n > 0 {
-			if cap(slab)-len(slab) < n {
-				slab = make([]record.Attr, 0, n*(len(b.Records)-i)) // records of a batch look alike
-			}
-			r.Attrs = slab[len(slab) : len(slab)+n : len(slab)+n]
-			slab = slab[:len(slab)+n]
-			for j := range r.Attrs {
-				a := &r.Attrs[j]
-				if k := d.uvarint(); k == 0 {
-					a.Key = d.str()
-					keys = append(keys, a.Key)
-				} else if k <= uint64(len(keys)) {
-					a.Key = keys[k-1]
-				} else {
-					d.fail(fmt.Errorf("attribute key %d of %d", k, len(keys)))
-				}
-				kind := d.uvarint()
-				a.Kind = record.ValueKind(kind &^ aliasFlag)
-				switch {
-				case a.Kind == record.Int || a.Kind == record.Bool:
-					a.Int = d.varint()
-				case a.Kind == record.Null:
-				case kind&aliasFlag != 0:
-					off, n := d.uvarint(), d.uvarint()
-					if off+n > uint64(len(r.Message)) || off+n < off {
-						d.fail(fmt.Errorf("attribute value at %d+%d outside its message", off, n))
-						continue
-					}
-					a.Str = r.Message[off : off+n : off+n]
-				default:
-					a.Str = d.bytes()
-				}
-			}
+		if d.version == 1 {
+			r.Attrs = d.attrsV1(r.Message, &slab, &keys, len(b.Records)-i)
+			continue
 		}
+		r.Attrs = d.attrs(r.Message, &slab, &keys, &shape, &budget, len(b.Records)-i)
 	}
 	if n := d.count(20); n > 0 {
 		b.Metrics = make([]record.Metric, n)
@@ -563,8 +543,148 @@ func (d *decoder) batch() *record.Batch {
 	return b
 }
 
-// aliasFlag marks an attribute value sent as a range of its record's message.
+// attrs reads a record's attributes (version 2) into the slab.
+func (d *decoder) attrs(msg []byte, slab *[]record.Attr, keys *[]string, shape *[]record.Attr, budget *int, recordsLeft int) []record.Attr {
+	v := d.uvarint()
+	n := len(*shape)
+	if v > 0 {
+		if v-1 > uint64(d.left()/2) {
+			d.fail(fmt.Errorf("count %d exceeds the payload", v-1))
+			return nil
+		}
+		n = int(v - 1)
+	}
+	if *budget -= n; *budget < 0 {
+		d.fail(errors.New("more attributes than the payload can hold"))
+		return nil
+	}
+	if n == 0 {
+		*shape = nil
+		return nil
+	}
+	attrs := d.take(slab, n, min(n*recordsLeft, n+*budget))
+	if v == 0 {
+		for j := range attrs {
+			attrs[j].Key, attrs[j].Kind = (*shape)[j].Key, (*shape)[j].Kind
+		}
+	} else {
+		for j := range attrs {
+			attrs[j].Key = d.key(keys)
+			attrs[j].Kind = record.ValueKind(d.uvarint())
+		}
+	}
+	*shape = attrs
+	end := uint64(0) // of the previous value inside the message
+	for j := range attrs {
+		a := &attrs[j]
+		switch a.Kind {
+		case record.Int, record.Bool:
+			a.Int = d.varint()
+		case record.Null:
+		default:
+			u := d.uvarint()
+			if u&1 == 0 {
+				if u>>1 > uint64(d.left()) {
+					d.fail(errShort)
+					return attrs
+				}
+				if k := int(u >> 1); k > 0 {
+					a.Str = d.buf[d.off : d.off+k : d.off+k]
+					d.off += k
+				}
+				continue
+			}
+			u >>= 1
+			off := end + uint64(int64(u>>1)^-int64(u&1)) // zig-zag, relative to end
+			n := d.uvarint()
+			if off > uint64(len(msg)) || n > uint64(len(msg))-off {
+				d.fail(fmt.Errorf("attribute value at %d+%d outside its message", int64(off), n))
+				return attrs
+			}
+			a.Str = msg[off : off+n : off+n]
+			end = off + n
+		}
+	}
+	return attrs
+}
+
+// take returns n attributes from the slab, growing it by want when it is
+// short: records of a batch look alike.
+func (d *decoder) take(slab *[]record.Attr, n, want int) []record.Attr {
+	s := *slab
+	if cap(s)-len(s) < n {
+		s = make([]record.Attr, 0, max(n, want))
+	}
+	attrs := s[len(s) : len(s)+n : len(s)+n]
+	*slab = s[:len(s)+n]
+	return attrs
+}
+
+// key reads a key reference: a new key, or one the batch had before.
+func (d *decoder) key(keys *[]string) string {
+	k := d.uvarint()
+	switch {
+	case k == 0:
+		key := d.str()
+		*keys = append(*keys, key)
+		return key
+	case k <= uint64(len(*keys)):
+		return (*keys)[k-1]
+	}
+	d.fail(fmt.Errorf("attribute key %d of %d", k, len(*keys)))
+	return ""
+}
+
+// attrsV1 reads a record's attributes in version 1.
+func (d *decoder) attrsV1(msg []byte, slab *[]record.Attr, keys *[]string, recordsLeft int) []record.Attr {
+	n := d.count(2)
+	if n == 0 {
+		return nil
+	}
+	attrs := d.take(slab, n, n*recordsLeft)
+	for j := range attrs {
+		a := &attrs[j]
+		a.Key = d.key(keys)
+		kind := d.uvarint()
+		a.Kind = record.ValueKind(kind &^ aliasFlag)
+		switch {
+		case a.Kind == record.Int || a.Kind == record.Bool:
+			a.Int = d.varint()
+		case a.Kind == record.Null:
+		case kind&aliasFlag != 0:
+			off, n := d.uvarint(), d.uvarint()
+			if off+n > uint64(len(msg)) || off+n < off {
+				d.fail(fmt.Errorf("attribute value at %d+%d outside its message", off, n))
+				continue
+			}
+			a.Str = msg[off : off+n : off+n]
+		default:
+			a.Str = d.bytes()
+		}
+	}
+	return attrs
+}
+
+// aliasFlag marks, in version 1, an attribute value sent as a range of its
+// record's message.
 const aliasFlag = 1 << 6
+
+// sameShape reports whether two records' attributes have the same keys
+// and kinds, in the same order.
+func sameShape(a, b []record.Attr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Kind != b[i].Kind || a[i].Key != b[i].Key {
+			return false
+		}
+	}
+	return true
+}
+
+// zigzag is binary.AppendVarint's mapping of a signed to an unsigned value.
+func zigzag(v int64) uint64 { return uint64(v<<1) ^ uint64(v>>63) }
 
 // within reports whether v lies inside msg's bytes, and where.
 func within(msg, v []byte) (int, bool) {
