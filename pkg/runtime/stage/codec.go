@@ -189,6 +189,15 @@ func appendF64(buf []byte, v float64) []byte {
 }
 
 func appendBatch(buf []byte, b *record.Batch) []byte {
+	return appendBatchAttrs(buf, b, shapeWriter())
+}
+
+// attrWriter appends the attributes of the records of a batch, one record
+// after the other.
+type attrWriter func(buf []byte, r *record.Record) []byte
+
+// appendBatchAttrs appends b, its records' attributes as attrs writes them.
+func appendBatchAttrs(buf []byte, b *record.Batch, attrs attrWriter) []byte {
 	buf = appendStr(buf, b.ID)
 	buf = appendStr(buf, b.Stage)
 	buf = appendStr(buf, b.Reason)
@@ -261,8 +270,6 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 		}
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(b.Records)))
-	keys := map[string]int{}
-	var prev []record.Attr // the previous record's attributes: its shape
 	for i := range b.Records {
 		r := &b.Records[i]
 		buf = binary.AppendUvarint(buf, idx(r.Origin))
@@ -281,42 +288,7 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 		buf = appendStr(buf, r.ParseError)
 		buf = appendStr(buf, r.Reason)
 		buf = binary.AppendUvarint(buf, uint64(tagIndex[i]))
-		if i > 0 && sameShape(prev, r.Attrs) {
-			buf = append(buf, 0)
-		} else {
-			buf = binary.AppendUvarint(buf, uint64(len(r.Attrs))+1)
-			for _, a := range r.Attrs {
-				// A key is written once per batch, then referred to.
-				if j, ok := keys[a.Key]; ok {
-					buf = binary.AppendUvarint(buf, uint64(j+1))
-				} else {
-					keys[a.Key] = len(keys)
-					buf = append(buf, 0)
-					buf = appendStr(buf, a.Key)
-				}
-				buf = binary.AppendUvarint(buf, uint64(a.Kind))
-			}
-		}
-		prev = r.Attrs
-		end := 0 // of the previous value inside the message
-		for _, a := range r.Attrs {
-			switch a.Kind {
-			case record.Int, record.Bool:
-				buf = binary.AppendVarint(buf, a.Int)
-			case record.Null:
-			default:
-				// Parsed values are mostly pieces of the message: send
-				// where they are rather than the bytes again.
-				if off, ok := within(r.Message, a.Str); ok {
-					buf = binary.AppendUvarint(buf, zigzag(int64(off-end))<<1|1)
-					buf = binary.AppendUvarint(buf, uint64(len(a.Str)))
-					end = off + len(a.Str)
-				} else {
-					buf = binary.AppendUvarint(buf, uint64(len(a.Str))<<1)
-					buf = append(buf, a.Str...)
-				}
-			}
-		}
+		buf = attrs(buf, r)
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(b.Metrics)))
 	for i := range b.Metrics {
@@ -353,6 +325,53 @@ func appendBatch(buf []byte, b *record.Batch) []byte {
 		}
 	}
 	return buf
+}
+
+// shapeWriter writes attributes as version 2 does: a record's shape (keys
+// and kinds) only when it is not the previous record's, then its values.
+func shapeWriter() attrWriter {
+	keys := map[string]int{}
+	var prev []record.Attr // the previous record's attributes: its shape
+	first := true
+	return func(buf []byte, r *record.Record) []byte {
+		if !first && sameShape(prev, r.Attrs) {
+			buf = append(buf, 0)
+		} else {
+			buf = binary.AppendUvarint(buf, uint64(len(r.Attrs))+1)
+			for _, a := range r.Attrs {
+				// A key is written once per batch, then referred to.
+				if j, ok := keys[a.Key]; ok {
+					buf = binary.AppendUvarint(buf, uint64(j+1))
+				} else {
+					keys[a.Key] = len(keys)
+					buf = append(buf, 0)
+					buf = appendStr(buf, a.Key)
+				}
+				buf = binary.AppendUvarint(buf, uint64(a.Kind))
+			}
+		}
+		first, prev = false, r.Attrs
+		end := 0 // of the previous value inside the message
+		for _, a := range r.Attrs {
+			switch a.Kind {
+			case record.Int, record.Bool:
+				buf = binary.AppendVarint(buf, a.Int)
+			case record.Null:
+			default:
+				// Parsed values are mostly pieces of the message: send
+				// where they are rather than the bytes again.
+				if off, ok := within(r.Message, a.Str); ok {
+					buf = binary.AppendUvarint(buf, zigzag(int64(off-end))<<1|1)
+					buf = binary.AppendUvarint(buf, uint64(len(a.Str)))
+					end = off + len(a.Str)
+				} else {
+					buf = binary.AppendUvarint(buf, uint64(len(a.Str))<<1)
+					buf = append(buf, a.Str...)
+				}
+			}
+		}
+		return buf
+	}
 }
 
 // decoder reads the encoding; the first error sticks and every later read

@@ -14,7 +14,7 @@ import (
 // encodeV1 is the version 1 encoding (the previous release's writer, kept
 // here to check that version 1 batches are still read, and read the same).
 func encodeV1(b *record.Batch) []byte {
-	return appendBatchV1([]byte{'G', 'W', 'B', 1}, b)
+	return appendBatchAttrs([]byte{'G', 'W', 'B', 1}, b, v1Writer())
 }
 
 // shapedBatch builds a batch from data: records whose attributes are
@@ -135,122 +135,19 @@ func TestBinaryCodecReadsVersion1(t *testing.T) {
 	require.ErrorContains(t, err, "version 3")
 }
 
-func appendBatchV1(buf []byte, b *record.Batch) []byte {
-	buf = appendStr(buf, b.ID)
-	buf = appendStr(buf, b.Stage)
-	buf = appendStr(buf, b.Reason)
-	origins := map[*record.Origin]int{}
-	var list []*record.Origin
-	add := func(o *record.Origin) {
-		if o == nil {
-			return
-		}
-		if _, ok := origins[o]; !ok {
-			origins[o] = len(list)
-			list = append(list, o)
-		}
-	}
-	add(b.Origin)
-	for i := range b.Records {
-		add(b.Records[i].Origin)
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(list)))
-	for _, o := range list {
-		buf = appendStr(buf, o.Source)
-		buf = appendStr(buf, o.RequestID)
-		buf = appendStr(buf, o.SourceARN)
-		buf = appendStr(buf, o.Stream)
-		buf = appendStr(buf, o.Account)
-		buf = appendStr(buf, o.Region)
-		buf = appendStr(buf, o.LogGroup)
-		buf = appendStr(buf, o.LogStream)
-		var flags uint64
-		if o.Replay {
-			flags |= 1
-		}
-		buf = binary.AppendUvarint(buf, flags)
-	}
-	idx := func(o *record.Origin) uint64 {
-		if o == nil {
-			return 0
-		}
-		return uint64(origins[o] + 1)
-	}
-	buf = binary.AppendUvarint(buf, idx(b.Origin))
-	// Records of one stage share one tag slice: each list is written once.
-	type listKey struct {
-		first *string
-		n     int
-	}
-	lists := map[listKey]int{}
-	var listOrder [][]string
-	tagIndex := make([]int, len(b.Records))
-	for i := range b.Records {
-		t := b.Records[i].Tags
-		if len(t) == 0 {
-			tagIndex[i] = 0
-			continue
-		}
-		k := listKey{&t[0], len(t)}
-		j, ok := lists[k]
-		if !ok {
-			j = len(listOrder) + 1
-			lists[k] = j
-			listOrder = append(listOrder, t)
-		}
-		tagIndex[i] = j
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(listOrder)))
-	for _, t := range listOrder {
-		buf = binary.AppendUvarint(buf, uint64(len(t)))
-		for _, tag := range t {
-			buf = appendStr(buf, tag)
-		}
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(b.Records)))
+// v1Writer writes attributes as version 1 did: a key reference and a kind
+// (with aliasFlag) before every value, offsets from the message's start.
+func v1Writer() attrWriter {
 	keys := map[string]int{}
-	var prevKeys []string
-	var prevIdx []int
-	for i := range b.Records {
-		r := &b.Records[i]
-		buf = binary.AppendUvarint(buf, idx(r.Origin))
-		buf = appendStr(buf, r.EventID)
-		buf = binary.AppendVarint(buf, r.Timestamp)
-		buf = appendBytes(buf, r.Message)
-		buf = binary.AppendUvarint(buf, uint64(r.Kind))
-		buf = appendStr(buf, r.Source)
-		buf = appendStr(buf, r.Service)
-		buf = binary.AppendUvarint(buf, uint64(r.Level))
-		var flags uint64
-		if r.TimeFixed {
-			flags |= 1
-		}
-		buf = binary.AppendUvarint(buf, flags)
-		buf = appendStr(buf, r.ParseError)
-		buf = appendStr(buf, r.Reason)
-		buf = binary.AppendUvarint(buf, uint64(tagIndex[i]))
+	return func(buf []byte, r *record.Record) []byte {
 		buf = binary.AppendUvarint(buf, uint64(len(r.Attrs)))
-		for ai, a := range r.Attrs {
-			// A key is written once per batch, then referred to. Records
-			// of a batch list their keys in the same order: the previous
-			// record's key at this position usually answers without a
-			// map lookup.
-			if ai < len(prevKeys) && prevKeys[ai] == a.Key {
-				buf = binary.AppendUvarint(buf, uint64(prevIdx[ai]+1))
+		for _, a := range r.Attrs {
+			if j, ok := keys[a.Key]; ok {
+				buf = binary.AppendUvarint(buf, uint64(j+1))
 			} else {
-				j, ok := keys[a.Key]
-				if ok {
-					buf = binary.AppendUvarint(buf, uint64(j+1))
-				} else {
-					j = len(keys)
-					keys[a.Key] = j
-					buf = binary.AppendUvarint(buf, 0)
-					buf = appendStr(buf, a.Key)
-				}
-				for len(prevKeys) <= ai {
-					prevKeys, prevIdx = append(prevKeys, ""), append(prevIdx, 0)
-				}
-				prevKeys[ai], prevIdx[ai] = a.Key, j
+				keys[a.Key] = len(keys)
+				buf = binary.AppendUvarint(buf, 0)
+				buf = appendStr(buf, a.Key)
 			}
 			switch a.Kind {
 			case record.Int, record.Bool:
@@ -259,8 +156,6 @@ func appendBatchV1(buf []byte, b *record.Batch) []byte {
 			case record.Null:
 				buf = binary.AppendUvarint(buf, uint64(a.Kind))
 			default:
-				// Parsed values are mostly pieces of the message: send
-				// where they are rather than the bytes again.
 				if off, ok := within(r.Message, a.Str); ok {
 					buf = binary.AppendUvarint(buf, uint64(a.Kind)|aliasFlag)
 					buf = binary.AppendUvarint(buf, uint64(off))
@@ -271,40 +166,6 @@ func appendBatchV1(buf []byte, b *record.Batch) []byte {
 				}
 			}
 		}
+		return buf
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(b.Metrics)))
-	for i := range b.Metrics {
-		m := &b.Metrics[i]
-		buf = appendStr(buf, m.Name)
-		buf = binary.AppendUvarint(buf, uint64(m.Kind))
-		buf = binary.AppendVarint(buf, m.Timestamp)
-		buf = binary.AppendVarint(buf, m.Interval)
-		buf = appendF64(buf, m.Value)
-		buf = appendStr(buf, m.Host)
-		buf = appendStr(buf, m.Unit)
-		buf = binary.AppendUvarint(buf, uint64(len(m.Tags)))
-		for _, t := range m.Tags {
-			buf = appendStr(buf, t)
-		}
-		buf = binary.AppendUvarint(buf, uint64(len(m.Values)))
-		for _, v := range m.Values {
-			buf = appendF64(buf, v)
-		}
-		if m.Sketch == nil {
-			buf = binary.AppendUvarint(buf, 0)
-			continue
-		}
-		buf = binary.AppendUvarint(buf, 1)
-		s := m.Sketch
-		buf = binary.AppendVarint(buf, s.Count)
-		buf = appendF64(buf, s.Sum)
-		buf = appendF64(buf, s.Min)
-		buf = appendF64(buf, s.Max)
-		buf = binary.AppendUvarint(buf, uint64(len(s.Keys)))
-		for j := range s.Keys {
-			buf = binary.AppendVarint(buf, int64(s.Keys[j]))
-			buf = binary.AppendUvarint(buf, uint64(s.Counts[j]))
-		}
-	}
-	return buf
 }
