@@ -18,7 +18,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS = -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildTime=$(BUILD_TIME)
 
-.PHONY: all build run test test-race bench bench-e2e bench-memory bench-replay bench-filters bench-go lint fmt clean $(BINS)
+.PHONY: all build run test test-race bench bench-e2e bench-memory bench-replay bench-filters bench-go pgo lint fmt clean $(BINS)
 
 all: build
 
@@ -79,6 +79,11 @@ bench-replay: build
 ## (redact ip and email, an exclude expression, a sample rule) against none.
 bench-filters: build
 	./scripts/bench-filters.sh
+
+## pgo: refresh services/gwpipe/default.pgo, the profile go build uses for
+## profile-guided optimisation of gwpipe (scripts/pgo.sh).
+pgo:
+	./scripts/pgo.sh
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 $(PKGS)
