@@ -86,11 +86,7 @@ func (s *Scanner) Scan(doc []byte) bool {
 		default:
 			ok = r.skip(0)
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
+		return once(&seen, bit, ok)
 	})
 	if !ok {
 		return false
@@ -351,6 +347,17 @@ func (r *scanReader) skip(depth int) bool {
 	return false
 }
 
+// once adds a key's bit to seen, for a value read (ok) of a key not seen
+// before; it reports whether it did (a key twice is left to the general
+// parser, which keeps the first).
+func once(seen *int, bit int, ok bool) bool {
+	if !ok || *seen&bit != 0 {
+		return false
+	}
+	*seen |= bit
+	return true
+}
+
 // list reads a JSON array or object: open, items separated by commas
 // (item reads one, at its first byte), close.
 func (r *scanReader) list(open, close byte, item func() bool) bool {
@@ -424,11 +431,7 @@ func (r *scanReader) event() bool {
 		default:
 			ok = r.skip(0)
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
+		return once(&seen, bit, ok)
 	})
 	if !ok || seen&seenMsg == 0 {
 		return false

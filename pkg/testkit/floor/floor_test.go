@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/stages/decode"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
@@ -177,15 +177,6 @@ func BenchmarkFloor(b *testing.B) {
 	b.ReportMetric(r.EventsPerCPUSecond(), "events/cpu-s")
 }
 
-// emitted keeps what a stage emits.
-type emitted struct{ batches []*record.Batch }
-
-func (e *emitted) Emit(_ context.Context, b *record.Batch) error {
-	e.batches = append(e.batches, b)
-	return nil
-}
-func (e *emitted) DeadLetter(context.Context, *record.Batch) error { return errors.New("dead letter") }
-
 // gwpipeLogs are the logs gwpipe makes of the corpus's events (decode,
 // parse, enrich without AWS, render), as the intake reads them.
 func gwpipeLogs(t *testing.T, c *Corpus) []map[string]any {
@@ -203,7 +194,7 @@ func gwpipeLogs(t *testing.T, c *Corpus) []map[string]any {
 	require.NoError(t, err)
 	en, err := enrich.New(tagger, enrich.Config{MaxWait: time.Second})
 	require.NoError(t, err)
-	var out emitted
+	var out stagetest.Output
 	for _, b := range res.Batches {
 		for i := range b.Records {
 			parser.Parse(b, &b.Records[i])
@@ -211,7 +202,7 @@ func gwpipeLogs(t *testing.T, c *Corpus) []map[string]any {
 		require.NoError(t, en.Handle(context.Background(), b, &out))
 	}
 	var logs []map[string]any
-	for _, b := range out.batches {
+	for _, b := range out.Emitted() {
 		for i := range b.Records {
 			var l map[string]any
 			require.NoError(t, json.Unmarshal(ddlogs.AppendLog(nil, &b.Records[i], ddlogs.Defaults{Source: "apigateway", Service: "apigateway"}), &l))
