@@ -268,8 +268,9 @@ func TestKubernetesOverlayNATS(t *testing.T) {
 	checkNATSServer(t, m)
 }
 
-// The two-tier overlay: the front tier runs ingest through derive in one
-// Deployment, delivery keeps its own; every stage still runs exactly once.
+// The two-tier overlay: the front tier runs ingest alone, the processing
+// tier every other stage in one Deployment (scaled by the decode
+// ScaledObject on the raw stream); every stage still runs exactly once.
 func TestKubernetesOverlayNATSTiers(t *testing.T) {
 	m := render(t, filesys.MakeFsOnDisk(), filepath.Join(k8sDir, "overlays", "nats-tiers"))
 	checkFleet(t, "overlays/nats-tiers", m, true)
@@ -278,19 +279,18 @@ func TestKubernetesOverlayNATSTiers(t *testing.T) {
 	var names []string
 	for _, d := range m.deployments {
 		names = append(names, d.Name)
-		if d.Name == "gwpipe-ingest" {
-			c := d.Spec.Template.Spec.Containers[0]
-			if i := slices.Index(c.Args, "--stages"); i < 0 || c.Args[i+1] != "ingest,decode,parse,enrich,derive" {
-				t.Errorf("front tier args %v", c.Args)
-			}
+		want := map[string]string{"gwpipe-ingest": "ingest", "gwpipe-decode": "decode,parse,enrich,derive,deliver-logs,deliver-metrics"}[d.Name]
+		c := d.Spec.Template.Spec.Containers[0]
+		if i := slices.Index(c.Args, "--stages"); i < 0 || c.Args[i+1] != want {
+			t.Errorf("%s args %v, want --stages %s", d.Name, c.Args, want)
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"gwpipe-deliver-logs", "gwpipe-deliver-metrics", "gwpipe-ingest"}; !slices.Equal(names, want) {
+	if want := []string{"gwpipe-decode", "gwpipe-ingest"}; !slices.Equal(names, want) {
 		t.Errorf("Deployments %v, want %v", names, want)
 	}
-	if len(m.pdbs) != 3 || len(m.scaledObjects) != 2 {
-		t.Errorf("%d PodDisruptionBudgets and %d ScaledObjects, want 3 and 2", len(m.pdbs), len(m.scaledObjects))
+	if len(m.pdbs) != 2 || len(m.scaledObjects) != 1 || m.scaledObjects[0].GetName() != "gwpipe-decode" {
+		t.Errorf("%d PodDisruptionBudgets and %d ScaledObjects, want 2 and the decode tier's", len(m.pdbs), len(m.scaledObjects))
 	}
 }
 

@@ -7,7 +7,9 @@
 #   EVENTS=600000 ./scripts/bench-fleet.sh                      # one stage per worker
 #   FUSED=1 EVENTS=600000 ./scripts/bench-fleet.sh              # three tiers
 #   FUSED=1 FUSED_GROUPS="ingest,decode,parse,enrich,derive deliver-logs,deliver-metrics" \
-#     EVENTS=600000 ./scripts/bench-fleet.sh                    # two tiers, shared port
+#     EVENTS=600000 ./scripts/bench-fleet.sh                    # two tiers, hop before delivery
+#   FUSED=1 FUSED_GROUPS="ingest decode,parse,enrich,derive,deliver-logs,deliver-metrics" \
+#     EVENTS=600000 ./scripts/bench-fleet.sh                    # two tiers, hop after ingest (nats-tiers)
 #
 # Each worker is sized to one core (GOMAXPROCS=1, WORKER_GOMAXPROCS to
 # change), as a CPU limit of 1 sizes it in a container: two workers per
@@ -87,8 +89,8 @@ echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 workers=() # this run's processes only: other gwpipes may run on the machine
 fleet=("${common[@]}" GOMAXPROCS=${WORKER_GOMAXPROCS:-1} GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 port=18300
-case "${FUSED_GROUPS:-}" in
-ingest,*) ;; # the groups take the Firehose port themselves (SO_REUSEPORT)
+case ",${FUSED_GROUPS%% *}," in
+*,ingest,*) ;; # the first group takes the Firehose port itself (SO_REUSEPORT)
 *) env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!); workers+=($!) ;;
 esac
 # FUSED=1: three tiers: ingest, processing (decode, parse, enrich and

@@ -517,41 +517,49 @@ func TestFleetPartlyFusedTopic(t *testing.T) {
 	assert.Equal(t, float64(events), count(), "every access log counted once")
 }
 
-// The two-tier layout: workers that run ingest through enrich share the
-// Firehose port (sources.firehose.reuse_port), deliver-logs runs apart.
-// kill -9 of one worker of each tier mid-stream loses nothing: the
-// Firehose sender's retries reach the surviving ingest worker, and the
-// broker redelivers what the dead ones held.
+// The two-tier layouts: the front workers share the Firehose port
+// (sources.firehose.reuse_port) and run ingest (and, with the hop before
+// delivery, the stages up to enrich); the back workers run the rest. kill
+// -9 of one worker of each tier mid-stream loses nothing: the Firehose
+// sender's retries reach the surviving front worker, and the broker
+// redelivers what the dead ones held.
 func TestFleetTwoTiersKillNineLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	f := newFleet(t, brokers[0].env(t))
-	addr := freeAddr(t)
-	front := []string{"GWPIPE_SOURCES_FIREHOSE_LISTEN=" + addr, "GWPIPE_SOURCES_FIREHOSE_REUSE_PORT=true"}
-	const tier = "ingest,decode,parse,enrich"
-	processing := []*worker{f.startWith(tier, front...), f.startWith(tier, front...)}
-	delivery := []*worker{f.start(StageDeliverLogs), f.start(StageDeliverLogs)}
-	f.ingest = "http://" + addr + "/"
+	for _, layout := range []struct{ name, front, back, frontStage string }{
+		{"hop before delivery", "ingest,decode,parse,enrich", StageDeliverLogs, StageDecode},
+		{"hop after ingest", StageIngest, "decode,parse,enrich,deliver-logs", StageIngest},
+	} {
+		t.Run(layout.name, func(t *testing.T) {
+			f := newFleet(t, brokers[0].env(t))
+			addr := freeAddr(t)
+			shared := []string{"GWPIPE_SOURCES_FIREHOSE_LISTEN=" + addr, "GWPIPE_SOURCES_FIREHOSE_REUSE_PORT=true"}
+			front := []*worker{f.startWith(layout.front, shared...), f.startWith(layout.front, shared...)}
+			back := []*worker{f.start(layout.back), f.start(layout.back)}
+			f.ingest = "http://" + addr + "/"
 
-	const events = 30_000
-	sent, done := runLoad(t, f.ingest, events, 17, 10_000) // ~3 s of traffic, to kill in the middle of
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.NoError(t, f.intake.WaitLogs(ctx, events/5), "the fleet delivers")
-	// Kill the busier front worker (the kernel may have given one worker all
-	// of the sender's connections); the sender's retries then reach the other.
-	if batchesOf(processing[1:], StageDecode) > batchesOf(processing[:1], StageDecode) {
-		processing[0], processing[1] = processing[1], processing[0]
+			const events = 30_000
+			sent, done := runLoad(t, f.ingest, events, 17, 10_000) // ~3 s of traffic, to kill in the middle of
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			require.NoError(t, f.intake.WaitLogs(ctx, events/5), "the fleet delivers")
+			// Kill the busier front worker (the kernel may have given one
+			// worker all of the sender's connections); the sender's retries
+			// then reach the other.
+			if batchesOf(front[1:], layout.frontStage) > batchesOf(front[:1], layout.frontStage) {
+				front[0], front[1] = front[1], front[0]
+			}
+			before := batchesOf(front[1:], layout.frontStage)
+			front[0].kill9()
+			back[1].kill9()
+			require.NoError(t, <-done, "every request is eventually acknowledged by the surviving worker")
+
+			dupes := f.waitDelivered(t, sent)
+			t.Logf("two tiers (%s), kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f dropped by the surviving deliver-logs",
+				layout.name, events, dupes, back[0].counter("deliver_logs.duplicates_dropped"))
+			assert.Less(t, dupes, events/2, "duplicates are bounded by the work in flight")
+			assert.Greater(t, batchesOf(front[1:], layout.frontStage), before, "the surviving worker took the work")
+		})
 	}
-	before := batchesOf(processing[1:], StageDecode)
-	processing[0].kill9()
-	delivery[1].kill9()
-	require.NoError(t, <-done, "every request is eventually acknowledged by the surviving worker")
-
-	dupes := f.waitDelivered(t, sent)
-	t.Logf("two tiers, kill -9 mid-stream: %d events, 0 lost, %d duplicates at the intake, %.0f dropped by the surviving deliver-logs",
-		events, dupes, delivery[0].counter("deliver_logs.duplicates_dropped"))
-	assert.Less(t, dupes, events/2, "duplicates are bounded by the work in flight")
-	assert.Greater(t, batchesOf(processing[1:], StageDecode), before, "the surviving worker took the work")
 }
