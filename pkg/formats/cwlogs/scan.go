@@ -3,6 +3,7 @@ package cwlogs
 import (
 	"encoding/binary"
 	"math/bits"
+	"unsafe"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 )
@@ -100,6 +101,18 @@ func (s *Scanner) Scan(doc []byte) bool {
 	s.stream = s.reuse(s.stream, stream)
 	s.env = Envelope{MessageType: Data, Owner: s.owner, LogGroup: s.group, LogStream: s.stream}
 	return true
+}
+
+// Trim lets go of the scanner's buffers when they grew beyond limit bytes
+// (after a large document), so that a scanner kept for reuse does not hold
+// the largest document it ever read.
+func (s *Scanner) Trim(limit int) {
+	if cap(s.buf) > limit {
+		s.buf = nil
+	}
+	if cap(s.events)*int(unsafe.Sizeof(scannedEvent{})) > limit {
+		s.events = nil
+	}
 }
 
 func (s *Scanner) reuse(prev string, sp span) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +172,17 @@ func FuzzScannerAgreesWithParse(f *testing.F) {
 		var sc Scanner
 		agree(t, &sc, doc)
 	})
+}
+
+// Trim drops what a large document made the scanner grow, and only that.
+func TestScannerTrim(t *testing.T) {
+	var sc Scanner
+	big := `{"messageType":"DATA_MESSAGE","logEvents":[{"message":"` + strings.Repeat("x", 1<<20) + `"}]}`
+	require.True(t, sc.Scan([]byte(big)))
+	sc.Trim(1 << 16)
+	assert.Zero(t, cap(sc.buf), "a large document's buffer is let go")
+	require.True(t, agree(t, &sc, []byte(dataMessage)))
+	before := cap(sc.buf)
+	sc.Trim(1 << 16)
+	assert.Equal(t, before, cap(sc.buf), "a small one's is kept")
 }

@@ -177,6 +177,9 @@ func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*reco
 		markPoints := len(points)
 		sc.dead = sc.dead[:0]
 		err := s.decodeOne(sc, p, raw, e)
+		// A large record's strings are not kept in the pooled scratch,
+		// any more than its decompressed bytes are (see gunzip).
+		sc.scan.Trim(largeRecord)
 		if err == nil {
 			for _, b := range sc.dead {
 				// A part goes to the archive as raw data that a replay
