@@ -405,8 +405,7 @@ func isTerminal(f *os.File) bool {
 // trades only headroom under the limit for fewer collections: on make
 // bench, 3-4 % more events per CPU-second (medians of 7 alternated runs of
 // scripts/bench-ab.sh) for 3 MiB more peak RSS there, 20 MiB more under
-// make bench-memory's floods (238 MiB, still under the 256 MiB the
-// deployments give a worker). Not for replay: its live
+// make bench-memory's floods (238 MiB). Not for replay: its live
 // heap is small against its limit, and its RSS, flat at the default pace,
 // climbed to the limit at this one (make bench-replay, 2 GiB object).
 const runGCPercent = 200
