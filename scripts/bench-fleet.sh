@@ -89,7 +89,8 @@ echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 workers=() # this run's processes only: other gwpipes may run on the machine
 fleet=("${common[@]}" GOMAXPROCS=${WORKER_GOMAXPROCS:-1} GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 port=18300
-case ",${FUSED_GROUPS%% *}," in
+first_group=${FUSED_GROUPS:-}; first_group=${first_group%% *}
+case ",$first_group," in
 *,ingest,*) ;; # the first group takes the Firehose port itself (SO_REUSEPORT)
 *) env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!); workers+=($!) ;;
 esac
