@@ -35,10 +35,11 @@ type Scanner struct {
 // span is a part of Scanner.buf.
 type span struct{ off, end int32 }
 
+// scannedEvent is one log event; a field it lacks is an empty span, which
+// Emit gives as an empty slice: the readers of Event treat both alike.
 type scannedEvent struct {
-	ts                           int64
-	id, msg, account, region     span
-	hasID, hasAccount, hasRegion bool
+	ts                       int64
+	id, msg, account, region span
 }
 
 // maxScanned bounds what Scanner takes on: spans are 32-bit offsets.
@@ -138,16 +139,7 @@ func (s *Scanner) Emit(onEnvelope func(*Envelope) error, onEvent func(*Envelope,
 	var ev Event
 	for i := range s.events {
 		e := &s.events[i]
-		ev = Event{Timestamp: e.ts, Message: s.bytes(e.msg)}
-		if e.hasID {
-			ev.ID = s.bytes(e.id)
-		}
-		if e.hasAccount {
-			ev.Account = s.bytes(e.account)
-		}
-		if e.hasRegion {
-			ev.Region = s.bytes(e.region)
-		}
+		ev = Event{ID: s.bytes(e.id), Timestamp: e.ts, Message: s.bytes(e.msg), Account: s.bytes(e.account), Region: s.bytes(e.region)}
 		if err := onEvent(&env, &ev); err != nil {
 			return err
 		}
@@ -431,7 +423,6 @@ func (r *scanReader) event() bool {
 		case "id":
 			bit = seenID
 			e.id, ok = r.str()
-			e.hasID = ok
 		case "timestamp":
 			bit = seenTS
 			e.ts, ok = r.int()
@@ -456,20 +447,21 @@ func (r *scanReader) event() bool {
 // extracted reads extractedFields, an object of strings, keeping the
 // account and region system fields.
 func (r *scanReader) extracted(e *scannedEvent) bool {
+	const (
+		seenAccount = 1 << iota
+		seenRegion
+	)
+	var seen int
 	return r.object(func(key []byte) bool {
 		switch string(key) {
 		case "@aws.account":
-			if e.hasAccount {
-				return false
-			}
-			e.account, e.hasAccount = r.str()
-			return e.hasAccount
+			var ok bool
+			e.account, ok = r.str()
+			return once(&seen, seenAccount, ok)
 		case "@aws.region":
-			if e.hasRegion {
-				return false
-			}
-			e.region, e.hasRegion = r.str()
-			return e.hasRegion
+			var ok bool
+			e.region, ok = r.str()
+			return once(&seen, seenRegion, ok)
 		}
 		return r.skipStr()
 	})

@@ -114,6 +114,8 @@ func TestScannerDeclinesWhatItDoesNotRead(t *testing.T) {
 		`{"messageType":"DATA_MESSAGE"}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1"}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","message":"b"}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","extractedFields":{"@aws.account":"1","@aws.account":"2"}}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","extractedFields":{"@aws.region":1}}]}`,
 		`{"messageType":"DATA_MESSAGE","messageType":"DATA_MESSAGE","logEvents":[]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","id":7}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":1.5}]}`,
