@@ -117,7 +117,7 @@ logs=$(field "$OUT/intake.json" logs_accepted)
 wire=$(field "$OUT/intake.json" bytes_received)
 plain=$(field "$OUT/intake.json" bytes_uncompressed)
 rss=$(field "$OUT/half.json" peak_rss_mib)
-awk -v gw="$gw" -v fb="$fb" -v fa="$fa" -v cb="$cb" -v ca="$ca" -v cplain="$(field "$OUT/floor-contract-after.json" plain_bytes)" -v p99="$(ack_p99 "$OUT/max.json")" -v h99="$(ack_p99 "$OUT/half.json")" -v rss="$rss" \
+awk -v gw="$gw" -v fb="$fb" -v fa="$fa" -v cb="$cb" -v ca="$ca" -v cplain="$(field "$OUT/floor-contract-after.json" plain_bytes)" -v cev="$(field "$OUT/floor-contract-after.json" events)" -v p99="$(ack_p99 "$OUT/max.json")" -v h99="$(ack_p99 "$OUT/half.json")" -v rss="$rss" \
 	-v logs="${logs:-0}" -v wire="${wire:-0}" -v plain="${plain:-0}" -v fout="$(field "$OUT/floor-after.json" out_bytes)" -v fplain="$(field "$OUT/floor-after.json" plain_bytes)" -v fev="$(field "$OUT/floor-after.json" events)" 'BEGIN {
 	f = (fb + fa) / 2
 	printf "\n== summary (reports in '"$OUT"')\n"
@@ -125,7 +125,7 @@ awk -v gw="$gw" -v fb="$fb" -v fa="$fa" -v cb="$cb" -v ca="$ca" -v cplain="$(fie
 	printf "floor            %8.0f events per CPU-second (one core; %.0f before, %.0f after)\n", f, fb, fa
 	c = (cb + ca) / 2
 	printf "ratio            %8.3f (target >= 0.70)\n", gw / f
-	printf "floor, contract  %8.0f events per CPU-second (the same loop writing the output contract'"'"'s whole log, %.0f bytes; %.0f before, %.0f after)\n", c, cplain / fev, cb, ca
+	printf "floor, contract  %8.0f events per CPU-second (the same loop writing the output contract'"'"'s whole log, %.0f bytes; %.0f before, %.0f after)\n", c, cplain / cev, cb, ca
 	printf "ratio, contract  %8.3f\n", gw / c
 	printf "ack p99 full     %8.1f ms (target <= 1000)\n", p99
 	printf "ack p99 half     %8.1f ms (target <= 250)\n", h99
