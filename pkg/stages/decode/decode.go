@@ -142,10 +142,14 @@ func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*reco
 			arena.Arena = nil // a piece's bytes are its own: they go when it goes
 		}
 	}
-	// reserve makes room for n more events in the current piece, so that
-	// an envelope's events are not copied again each time it grows.
+	// reserve makes room for an envelope of n events in the current
+	// piece, and for as many in each record still to decode: the records
+	// of one delivery are usually alike, and a piece grown envelope by
+	// envelope copies its events again at every step (the piece's own
+	// bound caps a wrong guess).
+	left := len(in.Records)
 	reserve := func(n int) {
-		if want := min(s.cfg.MaxEventsPerBatch, len(cur.Records)+n); want > cap(cur.Records) {
+		if want := min(s.cfg.MaxEventsPerBatch, len(cur.Records)+n*left); want > cap(cur.Records) {
 			cur.Records = slices.Grow(cur.Records, want-len(cur.Records))
 		}
 	}
@@ -173,6 +177,7 @@ func (s *Stage) run(ctx context.Context, in *record.Batch, emit, dead func(*reco
 	e := &emitter{arena: arena, keepString: keepString, add: add, reserve: reserve, points: &points}
 	for i := range in.Records {
 		raw := &in.Records[i]
+		left = len(in.Records) - i
 		mark, markPieces, markBytes := len(cur.Records), len(pieces), curBytes
 		markPoints := len(points)
 		sc.dead = sc.dead[:0]
