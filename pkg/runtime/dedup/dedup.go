@@ -5,6 +5,7 @@ package dedup
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -90,6 +91,76 @@ func (w *Window) Seen(id string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.cur.has(k) || w.prev.has(k)
+}
+
+// SeenEach sets seen[i] to whether id(i) was added within the window, for
+// every i below len(seen), and returns how many were — Seen for a whole
+// batch. In a large window nearly every first probe is a cache miss; here
+// the first probes of the whole batch are loads that depend on nothing
+// before them, so the processor overlaps their misses instead of taking
+// them one after the other, and only a probe that finds another id in its
+// slot walks on (the next slots are on the same cache line mostly).
+func (w *Window) SeenEach(seen []bool, id func(i int) string) int {
+	if w == nil {
+		clear(seen)
+		return 0
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer func() {
+		if cap(sc.keys) <= maxPooled { // a rare huge batch's are not kept
+			scratchPool.Put(sc)
+		}
+	}()
+	n := len(seen)
+	keys := slices.Grow(sc.keys[:0], n)[:n]
+	cur := slices.Grow(sc.cur[:0], n)[:n]
+	prev := slices.Grow(sc.prev[:0], n)[:n]
+	sc.keys, sc.cur, sc.prev = keys, cur, prev
+	for i := range keys {
+		keys[i] = 0 // no id: never seen
+		if s := id(i); s != "" {
+			keys[i] = w.key(s)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cur.first(keys, cur)
+	w.prev.first(keys, prev)
+	count := 0
+	for i, k := range keys {
+		seen[i] = k != 0 && (w.cur.resolve(k, cur[i]) || w.prev.resolve(k, prev[i]))
+		if seen[i] {
+			count++
+		}
+	}
+	return count
+}
+
+// scratch holds a SeenEach call's keys and first probes.
+type scratch struct{ keys, cur, prev []uint64 }
+
+const maxPooled = 1 << 16
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// first loads the first slot each key probes, without a branch on what it
+// finds.
+func (t *table) first(keys, into []uint64) {
+	mask := uint64(len(t.slots) - 1)
+	for i, k := range keys {
+		into[i] = t.slots[k&mask]
+	}
+}
+
+// resolve is has(k) given the content of k's first slot.
+func (t *table) resolve(k, first uint64) bool {
+	switch first {
+	case k:
+		return true
+	case 0:
+		return false
+	}
+	return t.has(k)
 }
 
 // Add remembers ids.

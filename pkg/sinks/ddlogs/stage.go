@@ -194,12 +194,17 @@ func (s *deliverStage) remember(in *record.Batch, rejected []record.Record) {
 // (summaries apart) it left out. The batch may be read by other stages at
 // the same time: it is not modified.
 func (s *deliverStage) filter(b *record.Batch) (*record.Batch, int) {
-	drop := func(r *record.Record) bool {
-		return (!s.summaries && r.Kind == record.KindSummary) || s.seen.Seen(r.EventID)
+	var seen []bool // by record; nil without a window
+	if s.seen != nil {
+		seen = make([]bool, len(b.Records))
+		s.seen.SeenEach(seen, func(i int) string { return b.Records[i].EventID })
+	}
+	drop := func(i int) bool {
+		return (!s.summaries && b.Records[i].Kind == record.KindSummary) || seen != nil && seen[i]
 	}
 	n := 0
 	for i := range b.Records {
-		if drop(&b.Records[i]) {
+		if drop(i) {
 			n++
 		}
 	}
@@ -212,7 +217,7 @@ func (s *deliverStage) filter(b *record.Batch) (*record.Batch, int) {
 	for i := range b.Records {
 		r := &b.Records[i]
 		switch {
-		case !drop(r):
+		case !drop(i):
 			c.Records = append(c.Records, *r)
 		case r.Kind != record.KindSummary:
 			dupes++
