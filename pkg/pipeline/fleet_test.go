@@ -82,6 +82,26 @@ type worker struct {
 	cmd   *exec.Cmd
 	admin string
 	done  chan struct{}
+
+	mu   sync.Mutex
+	tail []string // its last stderr lines, to say why it did not come up
+}
+
+const workerTailLines = 30
+
+func (w *worker) logLine(l string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.tail) == workerTailLines {
+		w.tail = append(w.tail[:0], w.tail[1:]...)
+	}
+	w.tail = append(w.tail, l)
+}
+
+func (w *worker) lastLines() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.tail, "\n")
 }
 
 type fleet struct {
@@ -163,6 +183,7 @@ func (f *fleet) startWith(stage string, extra ...string) *worker {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			w.logLine(sc.Text())
 			if testing.Verbose() {
 				f.t.Logf("[%s %d] %s", stage, w.cmd.Process.Pid, sc.Text())
 			}
@@ -173,9 +194,23 @@ func (f *fleet) startWith(stage string, extra ...string) *worker {
 	f.mu.Lock()
 	f.workers = append(f.workers, w)
 	f.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A worker on SQS creates its queues in moto first, which a loaded
+	// machine (make test runs packages side by side) can make slow.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(f.t, waitFor(ctx, func() bool { return w.status() != nil }), "worker %s did not come up", stage)
+	exited := false
+	err = waitFor(ctx, func() bool {
+		select {
+		case <-w.done:
+			exited = true
+			return true
+		default:
+		}
+		return w.status() != nil
+	})
+	if err != nil || exited {
+		f.t.Fatalf("worker %s did not come up (exited: %v, %v); its last log lines:\n%s", stage, exited, err, w.lastLines())
+	}
 	return w
 }
 
