@@ -92,7 +92,9 @@ port=18300
 first_group=${FUSED_GROUPS:-}; first_group=${first_group%% *}
 case ",$first_group," in
 *,ingest,*) ;; # the first group takes the Firehose port itself (SO_REUSEPORT)
-*) env "${fleet[@]}" GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!); workers+=($!) ;;
+*) # its own admin endpoint: PROFILE=dir profiles it too (pprof needs one)
+   env "${fleet[@]}" GWPIPE_ADMIN_LISTEN=127.0.0.1:18298 GWPIPE_SOURCES_FIREHOSE_LISTEN=127.0.0.1:18188 bin/gwpipe run --stages ingest 2> "$OUT/ingest.log" & pids+=($!); workers+=($!)
+   echo "ingest-1 admin 127.0.0.1:18298" >> "$OUT/workers.txt" ;;
 esac
 # FUSED=1: three tiers: ingest, processing (decode, parse, enrich and
 # derive, handed from stage to stage in memory) and delivery. Enriched
