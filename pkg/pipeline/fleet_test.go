@@ -28,6 +28,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 // The fleet tests run real gwpipe processes, one per stage worker, joined
@@ -83,25 +84,13 @@ type worker struct {
 	admin string
 	done  chan struct{}
 
-	mu   sync.Mutex
-	tail []string // its last stderr lines, to say why it did not come up
+	stderr syncbuf.Buffer // what it logged (at warn), to say why it did not come up
 }
 
-const workerTailLines = 30
-
-func (w *worker) logLine(l string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.tail) == workerTailLines {
-		w.tail = append(w.tail[:0], w.tail[1:]...)
-	}
-	w.tail = append(w.tail, l)
-}
-
+// lastLines is the end of what the worker logged.
 func (w *worker) lastLines() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.tail, "\n")
+	lines := strings.Split(strings.TrimRight(w.stderr.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-30):], "\n")
 }
 
 type fleet struct {
@@ -183,7 +172,7 @@ func (f *fleet) startWith(stage string, extra ...string) *worker {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			w.logLine(sc.Text())
+			fmt.Fprintln(&w.stderr, sc.Text())
 			if testing.Verbose() {
 				f.t.Logf("[%s %d] %s", stage, w.cmd.Process.Pid, sc.Text())
 			}
