@@ -67,20 +67,15 @@ func TestSeenEachAgreesWithSeen(t *testing.T) {
 			}
 		}
 		seen := make([]bool, len(ids))
-		n := w.SeenEach(seen, func(i int) string { return ids[i] })
-		want := 0
+		w.SeenEach(seen, func(i int) string { return ids[i] })
 		for i, id := range ids {
 			require.Equal(t, w.Seen(id), seen[i], "round %d, id %q", round, id)
-			if seen[i] {
-				want++
-			}
 		}
-		require.Equal(t, want, n)
 		w.Add(ids[:len(ids)/2]...)
 	}
 	var off *Window
 	seen := []bool{true, true}
-	assert.Zero(t, off.SeenEach(seen, func(int) string { return "a" }))
+	off.SeenEach(seen, func(int) string { return "a" })
 	assert.Equal(t, []bool{false, false}, seen, "a disabled window has seen nothing")
 }
 
@@ -100,9 +95,7 @@ func BenchmarkWindowSeenEach(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		at := (i * batch) & (len(ids) - 1)
-		if w.SeenEach(seen, func(j int) string { return ids[(at+j)&(len(ids)-1)] }) < 0 {
-			b.Fatal()
-		}
+		w.SeenEach(seen, func(j int) string { return ids[(at+j)&(len(ids)-1)] })
 		w.Add(ids[at : at+batch]...)
 		i++
 	}
