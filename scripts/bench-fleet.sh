@@ -37,7 +37,15 @@ if [ -z "$NATS_BIN" ]; then
 fi
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+workers=() # this run's gwpipe workers (other gwpipes may run on the machine)
+# The workers drain first, while nats-server and the intake still answer:
+# stopped together, a worker's last metric points find no intake and are
+# counted lost in its summary, and it waits out its drain deadline.
+cleanup() {
+  for p in "${workers[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${workers[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 wait_port() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done; echo "no listener on $1" >&2; exit 1; }
 
@@ -86,7 +94,6 @@ curl -s -X POST http://127.0.0.1:18180/admin/reset >/dev/null
 
 echo "== fleet: $WORKERS workers per stage${FUSED:+ (fused groups)} on NATS"
 : > "$OUT/workers.txt"
-workers=() # this run's processes only: other gwpipes may run on the machine
 fleet=("${common[@]}" GOMAXPROCS=${WORKER_GOMAXPROCS:-1} GWPIPE_TRANSPORT_KIND=nats GWPIPE_TRANSPORT_NATS_URL=nats://127.0.0.1:18222)
 port=18300
 first_group=${FUSED_GROUPS:-}; first_group=${first_group%% *}
