@@ -68,7 +68,7 @@ func TestHandBackGivesUpWorkInFlight(t *testing.T) {
 	st := reg.Stage("deliver")
 	assert.Equal(t, int64(5), st.Lost.Load(), "the batch without a source is counted lost")
 	assert.Zero(t, st.HandedBack.Load(), "in one process the sources count what they hand back")
-	assert.Zero(t, dead.records(), "nothing handed back is dead-lettered")
+	assert.Zero(t, dead.Records(), "nothing handed back is dead-lettered")
 	require.ErrorIs(t, src.Emit(context.Background(), batchOf(1, nil)), ack.ErrHandedBack, "nothing new starts")
 	select {
 	case id := <-deliver.started:

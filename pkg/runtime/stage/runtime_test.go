@@ -3,7 +3,6 @@ package stage
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -14,29 +13,16 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
-type sink struct {
-	mu      sync.Mutex
-	batches []*record.Batch
-}
+// sink is a terminal stage that keeps what reaches it.
+type sink struct{ stagetest.Batches }
 
 func (s *sink) Handle(_ context.Context, in *record.Batch, _ Output) error {
-	s.mu.Lock()
-	s.batches = append(s.batches, in)
-	s.mu.Unlock()
+	s.Add(in)
 	return nil
-}
-
-func (s *sink) records() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, b := range s.batches {
-		n += b.Len()
-	}
-	return n
 }
 
 func newRuntime(t *testing.T, cfg Config) *Runtime {
@@ -98,7 +84,7 @@ func TestAcknowledgementCompletesOnlyAfterTerminalStage(t *testing.T) {
 	}
 	close(release)
 	require.NoError(t, tr.Wait(context.Background()))
-	assert.Equal(t, 10, terminal.records())
+	assert.Equal(t, 10, terminal.Records())
 	require.NoError(t, rt.Drain(context.Background()))
 }
 
@@ -116,10 +102,10 @@ func TestPermanentFailureGoesToDeadLetterWithReason(t *testing.T) {
 
 	require.NoError(t, emitAndWait(t, rt, "ingest", "raw", 3), "a dead-lettered batch counts as handled")
 	assert.Equal(t, int32(1), calls.Load(), "permanent errors are not retried")
-	require.Len(t, dead.batches, 1)
-	assert.Equal(t, "decode", dead.batches[0].Stage)
-	assert.Contains(t, dead.batches[0].Reason, "not a CloudWatch envelope")
-	assert.Equal(t, 3, dead.batches[0].Len())
+	require.Len(t, dead.All(), 1)
+	assert.Equal(t, "decode", dead.All()[0].Stage)
+	assert.Contains(t, dead.All()[0].Reason, "not a CloudWatch envelope")
+	assert.Equal(t, 3, dead.All()[0].Len())
 }
 
 // emitAndWait emits a batch of n records from source to topic and waits
@@ -148,7 +134,7 @@ func TestRetryableFailureIsRetriedThenSucceeds(t *testing.T) {
 
 	require.NoError(t, emitAndWait(t, rt, "ingest", "raw", 2))
 	assert.Equal(t, int32(3), calls.Load())
-	assert.Equal(t, 2, done.records())
+	assert.Equal(t, 2, done.Records())
 }
 
 func TestDeadLetterFailureFailsTheSource(t *testing.T) {
@@ -204,8 +190,8 @@ func TestFanOutCountsEveryConsumer(t *testing.T) {
 	start(t, rt)
 
 	require.NoError(t, emitAndWait(t, rt, "enrich", "enriched", 4))
-	assert.Equal(t, 4, logs.records())
-	assert.Equal(t, 4, metrics.records())
+	assert.Equal(t, 4, logs.Records())
+	assert.Equal(t, 4, metrics.Records())
 }
 
 func TestEmitToTopicWithoutConsumerIsRefused(t *testing.T) {

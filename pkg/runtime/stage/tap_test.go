@@ -100,7 +100,7 @@ func TestTapNeverBlocksThePipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, tr.Wait(ctx), "the pipeline must not wait for a tap")
-	assert.Equal(t, batches*size, terminal.records())
+	assert.Equal(t, batches*size, terminal.Records())
 	assert.EqualValues(t, 2*size, tap.Sampled())
 	assert.EqualValues(t, (batches-2)*size, tap.Dropped())
 	assert.Equal(t, tap.Dropped(), reg.Value("tap.dropped_events"))

@@ -38,13 +38,13 @@ func TestFleetRetryAfterDeliveryOnAnotherWorker(t *testing.T) {
 	w, resp := serve(b, request("req-1", body("req-1", "x", "y", "z")))
 	assert.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "req-1", resp.RequestID)
-	assert.Equal(t, 3, pa.records())
-	assert.Zero(t, pb.records(), "the retry sent nothing")
+	assert.Equal(t, 3, pa.Records())
+	assert.Zero(t, pb.Records(), "the retry sent nothing")
 	assert.Equal(t, int64(1), mb.Value("firehose.fleet.duplicate_requests"))
 	// Remembered locally too: the next retry to b costs no store read.
 	w, _ = serve(b, request("req-1", body("req-1", "x", "y", "z")))
 	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Zero(t, pb.records())
+	assert.Zero(t, pb.Records())
 }
 
 // A retry that reaches the other worker while the first attempt is still
@@ -75,7 +75,7 @@ func TestFleetRetryWhileTheFirstAttemptDelivers(t *testing.T) {
 		close(release)
 		assert.Equal(t, http.StatusOK, <-first)
 		assert.Equal(t, http.StatusOK, <-retried)
-		assert.Zero(t, pb.records(), "the retry sent nothing")
+		assert.Zero(t, pb.Records(), "the retry sent nothing")
 	})
 }
 
@@ -86,12 +86,12 @@ func TestFleetRetryAfterAFailedAttempt(t *testing.T) {
 	a, b, pa, pb, _, _, _ := twoWorkers(t, func(bt *record.Batch) { bt.Ack.Fail(errors.New("intake refused")) }, deliverAll)
 	w, _ := serve(a, request("req-1", body("req-1", "x")))
 	require.Equal(t, http.StatusInternalServerError, w.Code)
-	require.Equal(t, 1, pa.records())
+	require.Equal(t, 1, pa.Records())
 	require.Eventually(t, func() bool {
 		w, _ := serve(b, request("req-1", body("req-1", "x")))
 		return w.Code == http.StatusOK
 	}, 5*time.Second, 10*time.Millisecond)
-	assert.Equal(t, 1, pb.records(), "the retry delivered it")
+	assert.Equal(t, 1, pb.Records(), "the retry delivered it")
 }
 
 // A worker that dies with the request in flight: the retry waiting on the
@@ -110,7 +110,7 @@ func TestFleetRetryTakesOverFromADeadWorker(t *testing.T) {
 		start := time.Now()
 		w, _ := serve(b, request("req-1", body("req-1", "x")))
 		assert.Equal(t, http.StatusOK, w.Code)
-		assert.Equal(t, 1, pb.records())
+		assert.Equal(t, 1, pb.Records())
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
 }
@@ -122,6 +122,6 @@ func TestFleetStoreDownHandlesAlone(t *testing.T) {
 	store.Fail = func(string, string) error { return errors.New("unreachable") }
 	w, _ := serve(a, request("req-1", body("req-1", "x")))
 	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, 1, pa.records())
+	assert.Equal(t, 1, pa.Records())
 	assert.Equal(t, int64(1), ma.Value("firehose.fleet.errors"))
 }

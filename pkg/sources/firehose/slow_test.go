@@ -134,7 +134,7 @@ func TestAFastLargeBodyIsNotHurried(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, 1, p.records())
+	assert.Equal(t, 1, p.Records())
 }
 
 func httpRequest(t *testing.T, url, reqID string, payload []byte) *http.Request {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,17 +19,17 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
+	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
 )
 
 // fakePipeline records what the source publishes and settles it on demand.
 type fakePipeline struct {
-	mu      sync.Mutex
-	batches []*record.Batch
-	got     chan *record.Batch
-	settle  func(b *record.Batch) // nil: leave in flight
-	err     error
+	stagetest.Batches
+	got    chan *record.Batch
+	settle func(b *record.Batch) // nil: leave in flight
+	err    error
 }
 
 func newFake(settle func(*record.Batch)) *fakePipeline {
@@ -42,24 +41,12 @@ func (f *fakePipeline) Emit(_ context.Context, b *record.Batch) error {
 		return f.err
 	}
 	b.Ack.Add(1)
-	f.mu.Lock()
-	f.batches = append(f.batches, b)
-	f.mu.Unlock()
+	f.Add(b)
 	f.got <- b
 	if f.settle != nil {
 		go f.settle(b)
 	}
 	return nil
-}
-
-func (f *fakePipeline) records() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, b := range f.batches {
-		n += b.Len()
-	}
-	return n
 }
 
 func deliverAll(b *record.Batch) { b.Ack.Done() }
@@ -116,14 +103,14 @@ func TestDeliveredRequestIsAcknowledged(t *testing.T) {
 	assert.Equal(t, "req-1", resp.RequestID)
 	assert.NotZero(t, resp.Timestamp)
 	assert.Empty(t, resp.ErrorMessage)
-	assert.Equal(t, 3, p.records())
-	require.Len(t, p.batches, 2, "records are cut into batches of RecordsPerBatch")
-	o := p.batches[0].Origin
+	assert.Equal(t, 3, p.Records())
+	require.Len(t, p.All(), 2, "records are cut into batches of RecordsPerBatch")
+	o := p.All()[0].Origin
 	assert.Equal(t, "123456789012", o.Account)
 	assert.Equal(t, "eu-west-1", o.Region)
 	assert.Equal(t, "gwpipe-logs", o.Stream)
-	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte("a")), string(p.batches[0].Records[0].Message))
-	assert.Equal(t, int64(1578090901599), p.batches[0].Records[0].Timestamp)
+	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte("a")), string(p.All()[0].Records[0].Message))
+	assert.Equal(t, int64(1578090901599), p.All()[0].Records[0].Timestamp)
 }
 
 func TestNotAcknowledgedBeforeDelivery(t *testing.T) {
@@ -148,12 +135,12 @@ func TestNotAcknowledgedBeforeDelivery(t *testing.T) {
 		b.Ack.Done()
 		w = <-done
 		assert.Equal(t, http.StatusOK, w.Code)
-		assert.Equal(t, 1, p.records(), "a retried request id still in flight is not processed twice")
+		assert.Equal(t, 1, p.Records(), "a retried request id still in flight is not processed twice")
 
 		// And once delivered, a late retry is answered without re-sending.
 		w, _ = serve(s, request("req-slow", body("req-slow", "a")))
 		assert.Equal(t, http.StatusOK, w.Code)
-		assert.Equal(t, 1, p.records())
+		assert.Equal(t, 1, p.Records())
 	})
 }
 
@@ -176,7 +163,7 @@ func TestGzipBody(t *testing.T) {
 	s := New(testConfig(), p, nil, nil, nil)
 	w, _ := serve(s, request("req-gz", corpus.Gzip(body("req-gz", "x", "y")), func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }))
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	assert.Equal(t, 2, p.records())
+	assert.Equal(t, 2, p.Records())
 }
 
 func TestEmptyRecordsArePermitted(t *testing.T) {
@@ -185,7 +172,7 @@ func TestEmptyRecordsArePermitted(t *testing.T) {
 	s := New(testConfig(), p, nil, nil, nil)
 	w, _ := serve(s, request("req-e", []byte(`{"requestId":"req-e","timestamp":1,"records":[{"data":""},{}]}`)))
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	assert.Equal(t, 2, p.records())
+	assert.Equal(t, 2, p.Records())
 }
 
 func TestMalformedRequests(t *testing.T) {
@@ -223,7 +210,7 @@ func TestMalformedRequests(t *testing.T) {
 			assert.Contains(t, resp.ErrorMessage, c.message)
 		})
 	}
-	assert.Zero(t, p.records(), "nothing from a rejected request is published")
+	assert.Zero(t, p.Records(), "nothing from a rejected request is published")
 	// And the endpoint keeps serving.
 	w, _ := serve(s, request("ok", body("ok", "a")))
 	assert.Equal(t, http.StatusOK, w.Code)
