@@ -223,24 +223,34 @@ func NewBatches(store cas.Store) *Batches { return &Batches{store: store} }
 // batch redelivered by the broker has the same key on any worker. It is
 // empty when no record has an id (nothing to recognise it by).
 func BatchKey(ids func(yield func(string) bool)) string {
-	// The ids go into one buffer hashed once: writing each to a hash.Hash
-	// converted it to a []byte that escaped, one allocation per record.
-	var buf []byte
+	// The ids are gathered into a fixed chunk hashed whenever it fills:
+	// one hash.Hash write per id converted each id to a []byte that
+	// escaped (an allocation per record), and one buffer of the whole
+	// list grew by copying (3 % of a fleet worker's CPU at 5,000 records
+	// a batch). The hash of the concatenation does not depend on where
+	// the chunks end, so the keys are those of every earlier version.
+	h := sha256.New()
+	buf := make([]byte, 0, 8<<10)
 	n := 0
 	for id := range ids {
 		if id == "" {
 			continue
 		}
+		if len(buf)+binary.MaxVarintLen64+len(id) > cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
 		// Length-prefixed: no two lists of ids write the same bytes.
 		buf = binary.AppendUvarint(buf, uint64(len(id)))
-		buf = append(buf, id...)
+		buf = append(buf, id...) // an id longer than the chunk grows it once
 		n++
 	}
 	if n == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(buf)
-	return "batch/" + hex.EncodeToString(sum[:16])
+	h.Write(buf)
+	var sum [sha256.Size]byte
+	return "batch/" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // Seen reports whether the batch was marked delivered.
