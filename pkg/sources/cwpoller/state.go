@@ -8,12 +8,12 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/atomicfile"
 	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
@@ -140,7 +140,7 @@ func (s *FileState) Advance(ctx context.Context, keys []Key, end time.Time) erro
 	if err != nil {
 		return fmt.Errorf("cwpoller: encode state: %w", err)
 	}
-	if err := writeAtomic(s.path, b); err != nil {
+	if err := atomicfile.Write(s.path, b); err != nil {
 		return fmt.Errorf("cwpoller: write state: %w", err)
 	}
 	return nil
@@ -151,36 +151,6 @@ func (s *MemoryState) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.last))
-}
-
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename is durable once the directory is.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // SharedState is a State kept where every replica of the poller reads it:

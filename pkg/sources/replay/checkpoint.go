@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/atomicfile"
 	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
@@ -76,8 +76,8 @@ func (c *Checkpoint) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(path, data); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+	if err := atomicfile.Write(path, data); err != nil {
+		return fmt.Errorf("replay checkpoint: %w", err)
 	}
 	return nil
 }
@@ -182,29 +182,6 @@ func (s *storeCheckpoint) Save(ctx context.Context, c *Checkpoint) error {
 
 // writeAtomic replaces the file at path with data: a crash leaves the old
 // file or the new one, never half of one.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, werr)
-	}
-	return nil
-}
-
 // IsDone reports whether key was completed.
 func (c *Checkpoint) IsDone(key string) bool {
 	return (c.Watermark != "" && key <= c.Watermark) || slices.Contains(c.Done, key)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/atomicfile"
 	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 )
 
@@ -83,7 +84,7 @@ func (l dirLedger) Save(_ context.Context, key string, m *Marker) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(l.path(key), append(data, '\n')); err != nil {
+	if err := atomicfile.Write(l.path(key), append(data, '\n')); err != nil {
 		return fmt.Errorf("replay ledger: %w", err)
 	}
 	return nil
