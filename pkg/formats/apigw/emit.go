@@ -261,7 +261,7 @@ func (s *scratch) finishAccess(rec *record.Record) {
 	if s.has(roleResourcePath) {
 		s.str(KeyRoute, s.roles[roleResourcePath])
 	} else if s.has(roleRouteKey) {
-		s.str(KeyRoute, routeFromKey(s.roles[roleRouteKey]))
+		s.str(KeyRoute, RouteFromKey(s.roles[roleRouteKey]))
 	}
 	s.strRole(roleDomainName, KeyHost)
 	s.strRole(roleSourceIP, KeyClientIP)
@@ -348,9 +348,12 @@ func (s *scratch) commit(rec *record.Record) {
 	rec.Attrs = s.attrs[:n:n]
 }
 
-// routeFromKey turns an HTTP/WebSocket routeKey into a route: "GET /pets/{id}"
-// → "/pets/{id}"; "$default", "$connect" and custom keys stay as they are.
-func routeFromKey(k []byte) []byte {
+// RouteFromKey turns an HTTP/WebSocket routeKey into a route: "GET /pets/{id}"
+// → "/pets/{id}"; "$default", "$connect" and custom keys stay as they are
+// (a key is "METHOD /path" only with an upper-case method, as API Gateway
+// writes it). Derive reads routes with it too, so that a metric's route
+// tag is the route of the log it counts.
+func RouteFromKey(k []byte) []byte {
 	for i := 0; i < len(k) && i < 8; i++ {
 		c := k[i]
 		if c == ' ' {

@@ -218,7 +218,7 @@ func TestValues(t *testing.T) {
 		require.Equal(t, want, record.ValidNumber([]byte(in)), in)
 	}
 	for in, want := range map[string]string{"GET /pets": "/pets", "$default": "$default", "ANY /x": "/x", "sendmessage": "sendmessage", "GET": "GET"} {
-		require.Equal(t, want, string(routeFromKey([]byte(in))), in)
+		require.Equal(t, want, string(RouteFromKey([]byte(in))), in)
 	}
 	require.Equal(t, "GET", string(methodOfRouteKey([]byte("GET /pets"))))
 	require.Nil(t, methodOfRouteKey([]byte("ANY /pets")))

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unsafe"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -264,7 +265,7 @@ func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 		case fRoute2:
 			route[1] = strVal(a)
 		case fRoute3:
-			route[2] = routeFromKey(strVal(a))
+			route[2] = apigw.RouteFromKey(strVal(a))
 		case fStatus:
 			status[0] = httpStatus(a)
 		case fStatus2:
@@ -486,18 +487,4 @@ func cacheVal(a *record.Attr) CacheStatus {
 		return CacheMiss
 	}
 	return CacheUnknown
-}
-
-// routeFromKey turns a routeKey into a route as the parser does:
-// "GET /pets/{id}" → "/pets/{id}"; "$default" and custom keys stay.
-func routeFromKey(k []byte) []byte {
-	for i := 0; i < len(k) && i < 8; i++ {
-		if k[i] == ' ' {
-			if i > 0 && i+1 < len(k) && k[i+1] == '/' {
-				return k[i+1:]
-			}
-			return k
-		}
-	}
-	return k
 }

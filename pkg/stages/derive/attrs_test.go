@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
 )
@@ -35,6 +36,18 @@ func TestReadRequest(t *testing.T) {
 				n("apigateway.responseLatency", "12.5"), n("apigateway.integration.latency", "10"), n("apigateway.dataProcessed", "77")},
 			want: derive.Request{Method: []byte("POST"), Route: []byte("/orders"), Status: 201,
 				LatencyMS: 12.5, HasLatency: true, IntegLatencyMS: 10, HasIntegLatency: true, ResponseBytes: 77, HasResponseSize: true},
+		},
+		{
+			// The route of the log: derive once had its own reading of a
+			// routeKey, which cut "get /orders" where the parser keeps it.
+			name:  "a route key as the parser reads it",
+			attrs: []record.Attr{s("apigateway.routeKey", "get /orders")},
+			want:  derive.Request{Route: apigw.RouteFromKey([]byte("get /orders"))},
+		},
+		{
+			name:  "a route key without a method",
+			attrs: []record.Attr{s("apigateway.routeKey", "$default")},
+			want:  derive.Request{Route: []byte("$default")},
 		},
 		{
 			name: "preferred keys win over fallbacks, in any order",
