@@ -1,6 +1,8 @@
-// Package jsonstr decodes the body of a JSON string (what stands between the
-// quotes). gwpipe's hand-written scanners (access logs, S3 envelopes, metric
-// streams) all need it, on their hot paths, without encoding/json.
+// Package jsonstr reads and writes the body of a JSON string (what stands
+// between the quotes). gwpipe's hand-written scanners (access logs, S3
+// envelopes, metric streams) decode with it and its Datadog encoders
+// (logs, metrics) write with it, on their hot paths, without
+// encoding/json.
 package jsonstr
 
 import (

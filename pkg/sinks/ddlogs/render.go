@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -244,7 +245,7 @@ func (r *renderer) appendLog(dst []byte, rec *record.Record) ([]byte, bool) {
 	r.perr = rec.ParseError
 	dst = r.appendHeader(dst, rec, true)
 	dst = append(dst, `,"message":`...)
-	dst = appendString(dst, str(rec.Message))
+	dst = jsonstr.AppendQuoted(dst, str(rec.Message))
 	dst = r.exec(dst, p, rec)
 	dst = append(dst, '}')
 	if len(dst)-start <= r.max {
@@ -419,7 +420,7 @@ func (p *plan) compileMembers(es []entry, off int, first bool) {
 			p.frag = append(p.frag, ',')
 		}
 		first = false
-		p.frag = appendString(p.frag, seg)
+		p.frag = jsonstr.AppendQuoted(p.frag, seg)
 		p.frag = append(p.frag, ':')
 		if j > leaves {
 			// An object: it wins over any leaf of the same name.
@@ -453,13 +454,13 @@ func (r *renderer) exec(dst []byte, p *plan, rec *record.Record) []byte {
 func (r *renderer) appendSyn(dst []byte, rec *record.Record, i int32) []byte {
 	switch i {
 	case synLogGroup:
-		return appendString(dst, rec.Origin.LogGroup)
+		return jsonstr.AppendQuoted(dst, rec.Origin.LogGroup)
 	case synLogStream:
-		return appendString(dst, rec.Origin.LogStream)
+		return jsonstr.AppendQuoted(dst, rec.Origin.LogStream)
 	case synOwner:
-		return appendString(dst, rec.Origin.Account)
+		return jsonstr.AppendQuoted(dst, rec.Origin.Account)
 	case synParseError:
-		return appendString(dst, r.perr)
+		return jsonstr.AppendQuoted(dst, r.perr)
 	}
 	return append(dst, "true"...) // synTruncated
 }
@@ -467,14 +468,14 @@ func (r *renderer) appendSyn(dst []byte, rec *record.Record, i int32) []byte {
 func appendValue(dst []byte, a *record.Attr) []byte {
 	switch a.Kind {
 	case record.String:
-		return appendString(dst, str(a.Str))
+		return jsonstr.AppendQuoted(dst, str(a.Str))
 	case record.Int:
 		return strconv.AppendInt(dst, a.Int, 10)
 	case record.Number:
 		if validNumber(a.Str) {
 			return append(dst, a.Str...)
 		}
-		return appendString(dst, str(a.Str))
+		return jsonstr.AppendQuoted(dst, str(a.Str))
 	case record.Bool:
 		if a.Int != 0 {
 			return append(dst, "true"...)
@@ -493,7 +494,7 @@ func (r *renderer) appendHeader(dst []byte, rec *record.Record, full bool) []byt
 		dst = append(dst, r.fixedFields(rec)...)
 	} else {
 		source, service := r.sourceService(rec)
-		if escapedLen(source)+escapedLen(service) <= 256 {
+		if jsonstr.EscapedLen(source)+jsonstr.EscapedLen(service) <= 256 {
 			dst = appendFixedFields(dst, source, service, "", "", nil, false)
 		}
 	}
@@ -512,7 +513,7 @@ func (r *renderer) appendHeader(dst []byte, rec *record.Record, full bool) []byt
 		// The CloudWatch event id, as the Datadog Forwarder sends it: the
 		// key to recognise a log delivered twice.
 		dst = append(dst, `,"id":`...)
-		dst = appendString(dst, rec.EventID)
+		dst = jsonstr.AppendQuoted(dst, rec.EventID)
 	}
 	return dst
 }
@@ -573,21 +574,21 @@ func appendFixedFields(dst []byte, source, service, host, dtags string, tags []s
 	}
 	if source != "" {
 		dst = append(dst, `"ddsource":`...)
-		dst = appendString(dst, source)
+		dst = jsonstr.AppendQuoted(dst, source)
 	}
 	if service != "" {
 		dst = append(sep(dst), `"service":`...)
-		dst = appendString(dst, service)
+		dst = jsonstr.AppendQuoted(dst, service)
 	}
 	if host != "" {
 		dst = append(sep(dst), `"hostname":`...)
-		dst = appendString(dst, host)
+		dst = jsonstr.AppendQuoted(dst, host)
 	}
 	mark := len(dst)
 	dst = append(sep(dst), `"ddtags":"`...)
 	n := 0
 	if dtags != "" {
-		dst = appendEscaped(dst, dtags)
+		dst = jsonstr.AppendEscaped(dst, dtags)
 		n++
 	}
 	for _, t := range tags {
@@ -600,7 +601,7 @@ func appendFixedFields(dst []byte, source, service, host, dtags string, tags []s
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendEscaped(dst, t)
+		dst = jsonstr.AppendEscaped(dst, t)
 		n++
 	}
 	if replay {
@@ -649,10 +650,10 @@ func (r *renderer) appendTruncated(dst []byte, rec *record.Record, mask uint8) [
 			continue
 		}
 		if msgLen < 0 {
-			msgLen = escapedLen(msg)
+			msgLen = jsonstr.EscapedLen(msg)
 		}
 		if budget >= msgLen || budget >= r.max/2 || mode == skeleton {
-			dst, _ = appendEscapedLimit(dst, msg, budget)
+			dst, _ = jsonstr.AppendEscapedLimit(dst, msg, budget)
 			dst = append(dst, '"')
 			return append(dst, r.tail...)
 		}

@@ -2,12 +2,9 @@ package ddlogs
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/bits"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -423,72 +420,9 @@ func TestAppendLogTruncationSmallLimit(t *testing.T) {
 	}
 }
 
-func TestEscapingMatchesEncodingJSON(t *testing.T) {
-	// For valid UTF-8 the decoded result must be the input, whatever the
-	// alignment of special bytes within 8-byte words.
-	var sb strings.Builder
-	for i := 0; i < 300; i++ {
-		sb.WriteString(strings.Repeat("a", i%9))
-		sb.WriteByte(byte(i % 0x80))
-		sb.WriteString([]string{"é", "\u2028", "😀", "\"", "\\", ""}[i%6])
-	}
-	s := sb.String()
-	for shift := 0; shift < 16; shift++ {
-		in := strings.Repeat("-", shift) + s
-		out := appendString(nil, in)
-		require.True(t, json.Valid(out))
-		var back string
-		require.NoError(t, json.Unmarshal(out, &back))
-		require.Equal(t, in, back)
-		require.Equal(t, len(out)-2, escapedLen(in))
-	}
-}
-
-func TestAppendEscapedLimit(t *testing.T) {
-	s := "ab\"é\x00😀\xffz"
-	full := appendEscaped(nil, s)
-	for limit := 0; limit <= len(full)+1; limit++ {
-		out, consumed := appendEscapedLimit(nil, s, limit)
-		require.LessOrEqual(t, len(out), limit)
-		require.True(t, bytes.HasPrefix(full, out), "limit %d: %q", limit, out)
-		require.Equal(t, string(appendEscaped(nil, s[:consumed])), string(out))
-		require.True(t, json.Valid(append(append([]byte{'"'}, out...), '"')))
-	}
-}
-
 func TestJoinTags(t *testing.T) {
 	assert.Equal(t, "a:1,b:2", JoinTags("a:1", "", ",b:2,"))
 	assert.Equal(t, "", JoinTags())
-}
-
-// specialMask's lowest set bit must be exactly the first byte that needs
-// escaping, for any word.
-func TestSpecialMask(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x7e, 0x7f, 0x80, 0xc3, 0xfe, 0xff, 'a'}
-	for range 200_000 {
-		var word [8]byte
-		for j := range word {
-			if rng.IntN(2) == 0 {
-				word[j] = interesting[rng.IntN(len(interesting))]
-			} else {
-				word[j] = byte(rng.Uint32())
-			}
-		}
-		want := 8
-		for j, b := range word {
-			if !safeByte[b] {
-				want = j
-				break
-			}
-		}
-		m := specialMask(binary.LittleEndian.Uint64(word[:]))
-		got := 8
-		if m != 0 {
-			got = bits.TrailingZeros64(m) >> 3
-		}
-		require.Equal(t, want, got, "% x", word)
-	}
 }
 
 func TestEventIDIsRenderedAndWins(t *testing.T) {

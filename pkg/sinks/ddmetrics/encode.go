@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/record"
 )
 
@@ -45,7 +45,7 @@ func seriesType(k record.MetricKind) int {
 // appendSeries appends one v2 MetricSeries with a single point.
 func appendSeries(dst []byte, m *record.Metric) []byte {
 	dst = append(dst, `{"metric":`...)
-	dst = appendString(dst, m.Name)
+	dst = jsonstr.AppendQuoted(dst, m.Name)
 	dst = append(dst, `,"type":`...)
 	dst = strconv.AppendInt(dst, int64(seriesType(m.Kind)), 10)
 	if m.Interval > 0 && m.Kind != record.MetricGauge {
@@ -59,7 +59,7 @@ func appendSeries(dst []byte, m *record.Metric) []byte {
 	dst = append(dst, `}]`...)
 	if m.Host != "" {
 		dst = append(dst, `,"resources":[{"name":`...)
-		dst = appendString(dst, m.Host)
+		dst = jsonstr.AppendQuoted(dst, m.Host)
 		dst = append(dst, `,"type":"host"}]`...)
 	}
 	if len(m.Tags) > 0 {
@@ -67,7 +67,7 @@ func appendSeries(dst []byte, m *record.Metric) []byte {
 	}
 	if m.Unit != "" {
 		dst = append(dst, `,"unit":`...)
-		dst = appendString(dst, m.Unit)
+		dst = jsonstr.AppendQuoted(dst, m.Unit)
 	}
 	return append(dst, '}')
 }
@@ -75,10 +75,10 @@ func appendSeries(dst []byte, m *record.Metric) []byte {
 // appendDistHeader appends a v1 distribution series up to its first value.
 func appendDistHeader(dst []byte, m *record.Metric) []byte {
 	dst = append(dst, `{"metric":`...)
-	dst = appendString(dst, m.Name)
+	dst = jsonstr.AppendQuoted(dst, m.Name)
 	if m.Host != "" {
 		dst = append(dst, `,"host":`...)
-		dst = appendString(dst, m.Host)
+		dst = jsonstr.AppendQuoted(dst, m.Host)
 	}
 	if len(m.Tags) > 0 {
 		dst = appendTags(dst, m.Tags)
@@ -94,7 +94,7 @@ func appendTags(dst []byte, tags []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, t)
+		dst = jsonstr.AppendQuoted(dst, t)
 	}
 	return append(dst, ']')
 }
@@ -109,50 +109,6 @@ func appendNumber(dst []byte, v float64) []byte {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 // planner packs metrics into payloads within a byte cap on the uncompressed
 // body, rejecting what can never fit.

@@ -34,7 +34,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fastjson"
 
-	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
+	"github.com/gwpipe/gwpipe/pkg/formats/jsonstr"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 	"github.com/gwpipe/gwpipe/pkg/testkit/procstat"
 )
@@ -416,5 +416,5 @@ var _ io.Writer = (*countWriter)(nil)
 // AppendString appends s as a JSON string, with gwpipe's own escaper (the
 // floor should not lose to gwpipe on a detail of escaping).
 func AppendString(dst, s []byte) []byte {
-	return ddlogs.AppendJSONString(dst, unsafe.String(unsafe.SliceData(s), len(s)))
+	return jsonstr.AppendQuoted(dst, unsafe.String(unsafe.SliceData(s), len(s)))
 }
