@@ -191,7 +191,12 @@ func (p *Pipeline) connect(ctx context.Context) error {
 		return nil
 	}
 	if cfg.Sources.Firehose.Enabled {
-		p.firehose = firehose.New(cfg.Sources.Firehose, p.entryOutput(StageIngest), p.Ready, p.log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
+		fh := cfg.Sources.Firehose
+		// Records bound for a decode stage in another process cross the
+		// broker with their base64 undone: a quarter fewer bytes.
+		fh.DecodeRecords = !p.rt.InProcess() && !p.runs(StageDecode)
+		fh.DecodeMaxBytes = cfg.Decode.MaxRecordBytes
+		p.firehose = firehose.New(fh, p.entryOutput(StageIngest), p.Ready, p.log.With("source", "firehose"), p.metrics).WithMemory(p.memory)
 		// Behind a load balancer, a retry can reach another worker than
 		// its first attempt: request ids are claimed fleet-wide.
 		requests, err := p.fleetRequests(ctx)

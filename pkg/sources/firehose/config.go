@@ -45,6 +45,17 @@ type Config struct {
 	// only over HTTPS, so without a load balancer in front the endpoint
 	// must terminate TLS itself.
 	TLS tlsreload.Config `yaml:"tls"`
+
+	// DecodeRecords hands records over with their base64 undone (record
+	// kind Line, as the SQS source hands over what it decoded), in place
+	// in the request's memory; records that are not standard padded
+	// base64, or whose bytes would exceed DecodeMaxBytes, go as they came
+	// (kind Raw), for the decode stage to read or dead-letter. The pipeline
+	// sets it when the records cross a broker to a decode stage in another
+	// process: a quarter fewer bytes for the broker to store and deliver,
+	// and for both workers to encode, compress and read.
+	DecodeRecords  bool `yaml:"-"`
+	DecodeMaxBytes int  `yaml:"-"`
 }
 
 // DefaultConfig serves on :8088, requires an access key, and answers within

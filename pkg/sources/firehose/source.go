@@ -9,6 +9,7 @@ package firehose
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -558,7 +559,15 @@ func (s *Source) batches(b *requestBody, reqID string, h http.Header) []*record.
 			})
 		}
 		bt := batches[len(batches)-1]
-		bt.Records = append(bt.Records, record.Record{Origin: origin, Timestamp: ts, Kind: record.KindRaw, Message: data})
+		kind := record.KindRaw
+		// The size bound as decode reckons it (from the base64's length,
+		// padding counted), so that what it would refuse goes to it raw.
+		if s.cfg.DecodeRecords && len(data) > 0 && base64.StdEncoding.DecodedLen(len(data)) <= s.cfg.DecodeMaxBytes+3 {
+			if n, ok := decodeBase64InPlace(data); ok {
+				data, kind = data[:n:n], record.KindLine
+			}
+		}
+		bt.Records = append(bt.Records, record.Record{Origin: origin, Timestamp: ts, Kind: kind, Message: data})
 	}
 	return batches
 }

@@ -379,3 +379,39 @@ func TestHandedBackRecordsGetRetryableStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeRecordsForABroker: with DecodeRecords (a broker between ingest
+// and decode), records go with their base64 undone, as kind Line; a record
+// that is not standard padded base64, or too large once decoded, goes as
+// it came, kind Raw, for decode to read or dead-letter with its reason.
+func TestDecodeRecordsForABroker(t *testing.T) {
+	t.Parallel()
+	p := newFake(deliverAll)
+	cfg := testConfig()
+	cfg.RecordsPerBatch = 10
+	cfg.DecodeRecords, cfg.DecodeMaxBytes = true, 7
+	s := New(cfg, p, nil, nil, nil)
+	big := base64.StdEncoding.EncodeToString([]byte("twelve bytes"))
+	b := fmt.Appendf(nil, `{"requestId":"req-d","timestamp":1578090901599,"records":[{"data":%q},{"data":"not base64!"},{"data":"YWI"},{"data":%q},{"data":""}]}`,
+		base64.StdEncoding.EncodeToString([]byte("\x1f\x8b gzip")), big)
+	w, _ := serve(s, request("req-d", b))
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Len(t, p.All(), 1)
+	recs := p.All()[0].Records
+	require.Len(t, recs, 5)
+	type got struct {
+		Kind    record.Kind
+		Message string
+	}
+	var all []got
+	for _, r := range recs {
+		all = append(all, got{r.Kind, string(r.Message)})
+	}
+	assert.Equal(t, []got{
+		{record.KindLine, "\x1f\x8b gzip"},
+		{record.KindRaw, "not base64!"},
+		{record.KindRaw, "YWI"}, // unpadded: decode reads it
+		{record.KindRaw, big},   // over DecodeMaxBytes, by decode's own reckoning
+		{record.KindRaw, ""},
+	}, all)
+}
