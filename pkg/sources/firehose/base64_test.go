@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,21 @@ func TestDecodeBase64InPlace(t *testing.T) {
 	}
 	for _, c := range cases {
 		checkInPlace(t, []byte(c))
+	}
+	// And many more, seeded: lengths across block boundaries, one byte
+	// changed to what breaks base64 in different ways, or left alone.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		data := make([]byte, rng.IntN(3000))
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		in := []byte(base64.StdEncoding.EncodeToString(data))
+		if len(in) > 0 && rng.IntN(4) > 0 {
+			const breakers = "=!\n\r-_A/"
+			in[rng.IntN(len(in))] = breakers[rng.IntN(len(breakers))]
+		}
+		checkInPlace(t, in)
 	}
 }
 
