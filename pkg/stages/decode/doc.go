@@ -7,7 +7,9 @@
 // # A record, step by step
 //
 //  1. base64 (a Firehose record's "data"; padding optional), at most
-//     Config.MaxRecordBytes;
+//     Config.MaxRecordBytes — unless the record is already bytes (kind
+//     Line): what SQS carried decoded, or what an ingest worker decoded
+//     before the broker (firehose.Config.DecodeRecords);
 //  2. every gzip layer (members one after the other read as one stream),
 //     at most Config.MaxDecompressedBytes after, and at most what is left of
 //     Config.MaxUnitDecompressedBytes for all the records of its source unit
