@@ -18,14 +18,15 @@ import (
 
 // BinaryCodec puts a whole batch in one message payload for brokers: a
 // compact binary encoding (varints, each origin and tag list written once),
-// compressed with S2 unless Compression says otherwise (klauspost/compress:
-// Snappy's format family, several times faster than zstd at a somewhat
-// lower ratio — every hop of every batch pays it twice, so speed wins).
+// compressed with S2 unless Compression says otherwise or S2 would save
+// less than 1/64 of the bytes (klauspost/compress: Snappy's format family,
+// several times faster than zstd at a somewhat lower ratio — every hop of
+// every batch pays it twice, so speed wins).
 // Every piece of metadata travels inside the payload, since SQS allows only
 // 10 message attributes.
 //
 // Compression trades CPU for bytes. SQS bills and limits by the byte, so its
-// batches are always compressed; on NATS, S2 is the default too
+// batches are always compressed where it pays; on NATS, S2 is the default too
 // (transport.nats.compression, DefaultNATSConfig): every byte through the
 // broker costs nats-server and both workers more than S2 costs (measured
 // with scripts/bench-fleet.sh, two tiers: S2 ~30 MiB, 4.4 worker + 0.6
@@ -112,7 +113,8 @@ func (BinaryCodec) Unmarshal(msg *message.Message) (*record.Batch, error) {
 // EncodeBatch returns the S2-compressed encoding of b.
 func EncodeBatch(b *record.Batch) ([]byte, error) { return EncodeBatchWith(b, CompressS2) }
 
-// EncodeBatchWith returns the encoding of b, compressed as c says.
+// EncodeBatchWith returns the encoding of b, compressed as c says (S2
+// only where it saves more than 1/64 of the bytes).
 func EncodeBatchWith(b *record.Batch, c Compression) ([]byte, error) {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
@@ -130,6 +132,13 @@ func EncodeBatchWith(b *record.Batch, c Compression) ([]byte, error) {
 		*zp = make([]byte, need)
 	}
 	out := s2.Encode((*zp)[:cap(*zp)], buf)
+	if len(out) > len(buf)-len(buf)/64 {
+		// Compression did not pay (batches of gzip records, as ingest
+		// publishes them, come out a few bytes larger): the plain
+		// encoding is as small and spares the reader a decompression
+		// and a copy. Readers tell the two apart by the magic bytes.
+		out = buf
+	}
 	return append(make([]byte, 0, len(out)), out...), nil
 }
 
