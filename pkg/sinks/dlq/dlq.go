@@ -12,7 +12,10 @@
 // the record exactly as the source delivered it (for Firehose, the base64
 // text of the record), or, for a part of a record dead-lettered alone (an
 // envelope, a metric-stream line, a line that is not text), the base64 of
-// that part's decoded bytes. For other kinds it is the log line. Kind
+// that part's decoded bytes. For other kinds it is the log line, or, in a
+// batch dead-lettered whole before decode, the bytes a source handed over
+// undecoded (gzip from SQS, a Firehose record an ingest worker decoded for
+// a broker), which a replay decodes as the raw record they are. Kind
 // "metric" entries hold a refused metric point under "metric" instead of
 // data. Files are named dlq-<UTC time>-<host>-<pid>-<6-digit seq>.jsonl, so
 // that names sort in writing order, and rotate at MaxFileBytes. Every write

@@ -275,7 +275,7 @@ func TestFirehoseObjectStartingWithATimestamp(t *testing.T) {
 // Replaying the dead-letter archive: a metric-stream part the decode stage
 // dead-lettered becomes points again (or, without a metric-stream reader,
 // a dead letter again, never a log); a refused point is sent again; a line
-// that is not text is not a log.
+// that is not text is not a log (see TestDeadLetteredBytesReplay).
 func TestDeadLetterArchiveOfMetrics(t *testing.T) {
 	t.Parallel()
 	ts := time.Now().Unix()
@@ -293,7 +293,9 @@ func TestDeadLetterArchiveOfMetrics(t *testing.T) {
 	assert.Equal(t, "aws.apigateway.count", out.points[0].Name)
 	assert.Equal(t, record.Metric{Name: "aws.apigateway.latency", Kind: record.MetricGauge, Timestamp: ts, Value: 42, Tags: []string{"stage:prod"}}, out.points[1])
 	require.Len(t, out.dead, 1)
-	assert.Contains(t, out.dead[0].Reason, "not text: control byte 0x00 at byte 4")
+	assert.Contains(t, out.dead[0].Reason, "binary record")
+	assert.Contains(t, out.dead[0].Reason, "control byte 0x00 at byte 4")
+	assert.Equal(t, "not \x00 text", string(unbase64(t, out.dead[0].Message)), "archived again as raw data, byte for byte")
 
 	out = readObject(t, data, Object{URL: "dlq.jsonl", Replay: true}, Config{})
 	assert.Equal(t, []string{"a line"}, messages(out.events), "the datum is not a log")
@@ -360,4 +362,22 @@ func TestDeadLetterArchivePointsAreNumberedByEntry(t *testing.T) {
 			assert.Equal(t, []float64{1, 1, 2, 4}, values)
 		}
 	}
+}
+
+// A batch dead-lettered whole before decode (its handler failed for good)
+// is archived with the kind its records travelled under: bytes a source
+// handed over undecoded — gzip from SQS, a Firehose record an ingest
+// worker decoded for a broker — are kind "line" but not text. A replay
+// decodes them as the raw records they are, in one pass.
+func TestDeadLetteredBytesReplay(t *testing.T) {
+	t.Parallel()
+	env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/apigw/access","logStream":"s","subscriptionFilters":["f"],"logEvents":[{"id":"e1","timestamp":%d,"message":"first"},{"id":"e2","timestamp":%d,"message":"second"}]}`,
+		time.Now().UnixMilli(), time.Now().UnixMilli())
+	data := concat(
+		dlqLine(t, dlq.Entry{Stage: "decode", Reason: "stage decode: broker unreachable", Kind: "line", Data: corpus.Gzip([]byte(env))}),
+		dlqLine(t, dlq.Entry{Stage: "decode", Reason: "stage decode: broker unreachable", Kind: "line", Data: []byte("a line")}),
+	)
+	out := readObject(t, data, Object{URL: "dlq.jsonl", Replay: true}, Config{})
+	assert.Equal(t, []string{"first", "second", "a line"}, messages(out.events))
+	assert.Empty(t, out.dead)
 }

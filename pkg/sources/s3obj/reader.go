@@ -443,7 +443,7 @@ func (r *Reader) stepBinary() error {
 	head := r.sc.peek(detectBytes)
 	why := ""
 	if bad, _, first := binaryShare(head, r.sc.eof); first != "" {
-		why = fmt.Sprintf(": %d%% of its first %d bytes are not text (%s)", bad, len(head), first)
+		why = fmt.Sprintf(": %d%% of its first %d bytes are in lines that are not text (%s)", bad, len(head), first)
 	}
 	r.dead(nil, fmt.Sprintf("object %s is binary, neither text, gzip, zstd nor a metric stream%s; not read", r.obj.Name(), why))
 	return io.EOF
@@ -985,9 +985,13 @@ func (r *Reader) stepDLQ() error {
 	if ts == 0 {
 		ts = e.Time.UnixMilli()
 	}
-	if why := textrule.NotText(e.Data); why != "" {
-		r.deadRecord(record.Record{Origin: o, EventID: e.EventID, Timestamp: ts, Kind: record.KindRaw, Message: base64Of(e.Data),
-			Reason: "dead-letter entry of kind " + e.Kind + ": not text: " + why})
+	if textrule.NotText(e.Data) != "" {
+		// Bytes a source handed over undecoded (gzip from SQS, a Firehose
+		// record an ingest worker decoded for a broker) are archived with
+		// the kind they travelled under when a batch is dead-lettered
+		// whole before decode: decoded as the raw record they are, as the
+		// decode stage would have, which dead-letters what is not a log.
+		r.decodeRaw(record.Record{Origin: o, EventID: e.EventID, Timestamp: ts, Kind: record.KindRaw, Message: base64Of(e.Data)})
 		return nil
 	}
 	r.addEvent(o, []byte(e.EventID), ts, e.Data)

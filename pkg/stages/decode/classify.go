@@ -47,7 +47,7 @@ type errBinary struct {
 }
 
 func (e errBinary) Error() string {
-	return fmt.Sprintf("binary record (not text, gzip or a metric stream): %d%% of its bytes are not text, first at line %d: %s",
+	return fmt.Sprintf("binary record (not text, gzip or a metric stream): %d%% of its bytes are in lines that are not text, the first at line %d: %s",
 		e.percent, e.line, e.why)
 }
 
