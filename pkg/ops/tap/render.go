@@ -48,8 +48,9 @@ type Event struct {
 	Reason    string      `json:"reason,omitempty"` // dlq: why it could not go on
 	Message   *string     `json:"message,omitempty"`
 	// Bytes is a raw record's size as received (a Firehose record's
-	// base64 text, or its bytes when ingest decoded it for a broker); Gzip says it was compressed (Message is then its decompressed text, cut at 64 KiB:
-	// Truncated). A record that is not text has no Message.
+	// base64 text, or its bytes when ingest decoded it for a broker); Gzip
+	// says it was compressed (Message is then its decompressed text, cut
+	// at 64 KiB: Truncated). A record that is not text has no Message.
 	Bytes     int  `json:"bytes,omitempty"`
 	Gzip      bool `json:"gzip,omitempty"`
 	Truncated bool `json:"truncated,omitempty"`

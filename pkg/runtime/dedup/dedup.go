@@ -19,7 +19,8 @@ import (
 // a map costs several: 125–190 ns per delivered record against ~235 for
 // two maps (BenchmarkWindow), where the maps were ~5% of a delivery
 // worker's CPU. Looked up a batch at a time (SeenEach), ~57 ns
-// (BenchmarkWindowSeenEach). Memory is allocated once: 16 MiB for a window of a million.
+// (BenchmarkWindowSeenEach). Memory is allocated once: 16 MiB for a
+// window of a million.
 // A 64-bit hash makes a false "seen" (a log dropped) a ~1e-13 event per
 // record.
 type Window struct {
@@ -96,8 +97,9 @@ func (w *Window) Seen(id string) bool {
 }
 
 // SeenEach sets seen[i] to whether id(i) was added within the window, for
-// every i below len(seen): Seen for a whole batch. In a large window nearly every first probe is a cache miss; here
-// the first probes of the whole batch are loads that depend on nothing
+// every i below len(seen): Seen for a whole batch. In a large window
+// nearly every first probe is a cache miss; here the first probes of the
+// whole batch are loads that depend on nothing
 // before them, so the processor overlaps their misses instead of taking
 // them one after the other, and only a probe that finds another id in its
 // slot walks on (the next slots are on the same cache line mostly).

@@ -148,15 +148,7 @@ func BenchmarkBinaryCodec(b *testing.B) {
 // BenchmarkBinaryCodecRaw: a raw batch as ingest publishes it (10 records
 // of 20 KB of gzip), encoded and decoded.
 func BenchmarkBinaryCodecRaw(b *testing.B) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	in := &record.Batch{ID: "raw"}
-	for range 10 {
-		msg := make([]byte, 20_000)
-		for i := range msg {
-			msg[i] = byte(rng.Uint32())
-		}
-		in.Records = append(in.Records, record.Record{Kind: record.KindLine, Message: msg})
-	}
+	in := noiseBatch(10)
 	b.SetBytes(200_000)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -198,15 +190,7 @@ func TestBinaryCodecReadsBothCompressions(t *testing.T) {
 // reads back the same. A batch of text is compressed.
 func TestBinaryCodecSendsIncompressibleBatchesPlain(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(7, 8))
-	noise := &record.Batch{ID: "raw"}
-	for range 5 {
-		msg := make([]byte, 20_000)
-		for i := range msg {
-			msg[i] = byte(rng.Uint32())
-		}
-		noise.Records = append(noise.Records, record.Record{Kind: record.KindLine, Message: msg})
-	}
+	noise := noiseBatch(5)
 	p, err := EncodeBatchWith(noise, CompressS2)
 	require.NoError(t, err)
 	assert.Equal(t, magic[:], p[:4], "sent plain")
@@ -276,4 +260,19 @@ func BenchmarkBinaryCodecParsed(b *testing.B) {
 			b.ReportMetric(float64(size)/float64(len(in.Records)), "bytes/record")
 		})
 	}
+}
+
+// noiseBatch is a raw batch as ingest publishes it: n records of 20 KB
+// that compress no better than gzip does.
+func noiseBatch(n int) *record.Batch {
+	rng := rand.New(rand.NewPCG(7, 8))
+	b := &record.Batch{ID: "raw"}
+	for range n {
+		msg := make([]byte, 20_000)
+		for i := range msg {
+			msg[i] = byte(rng.Uint32())
+		}
+		b.Records = append(b.Records, record.Record{Kind: record.KindLine, Message: msg})
+	}
+	return b
 }
