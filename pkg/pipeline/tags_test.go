@@ -230,3 +230,51 @@ func TestServiceAndSourceOfOtherLogs(t *testing.T) {
 		assert.Equal(t, c.service, l.Service, "service of %s", c.group)
 	}
 }
+
+// TestRequestCountedOnceFromBothLogs: a stage's execution logs arriving
+// before its access logs (another Firehose request, as after every start)
+// do not count its requests a second time; a stage with execution logs only
+// has each request counted once, from its summary.
+func TestRequestCountedOnceFromBothLogs(t *testing.T) {
+	h := start(t)
+	arn := map[string]string{"X-Amz-Firehose-Source-Arn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/test"}
+	send := func(id, group string, messages []string) {
+		t.Helper()
+		events := make([]string, len(messages))
+		for i, m := range messages {
+			events[i] = fmt.Sprintf(`{"id":"%s-%d","timestamp":%d,"message":%q}`, id, i, time.Now().UnixMilli(), m)
+		}
+		env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":%q,"logStream":"s","subscriptionFilters":["f"],"logEvents":[%s]}`,
+			group, strings.Join(events, ","))
+		status, resp := firehoseRequest(t, h.url, id, recordsBody(id, gz([]byte(env))), arn)
+		require.Equal(t, http.StatusOK, status, "%v", resp)
+	}
+	execLines := func(prefix string) []string {
+		var out []string
+		for i := range 5 {
+			out = append(out, fmt.Sprintf("(%s%d) Method completed with status: 200", prefix, i))
+		}
+		return out
+	}
+	send("exec-prod", "API-Gateway-Execution-Logs_a1b2c3d4e5/prod", execLines("p"))
+	send("exec-dev", "API-Gateway-Execution-Logs_a1b2c3d4e5/dev", execLines("d"))
+	var access []string
+	for i := range 5 {
+		access = append(access, fmt.Sprintf(`{"apiId":"a1b2c3d4e5","stage":"prod","requestId":"p%d","httpMethod":"GET","resourcePath":"/pets","status":"200","responseLatency":"12"}`, i))
+	}
+	send("access-prod", "api-gateway-access-logs", access)
+	h.shutdown(t) // flushes the open windows and decides the waiting summaries
+
+	counted := map[string]float64{}
+	for _, p := range h.intake.Series() {
+		if p.Metric != derive.DefaultNamespace+derive.NameCount {
+			continue
+		}
+		for _, tag := range p.Tags {
+			if stage, ok := strings.CutPrefix(tag, "stage:"); ok {
+				counted[stage] += p.Value
+			}
+		}
+	}
+	assert.Equal(t, map[string]float64{"prod": 5, "dev": 5}, counted, "each request counted once")
+}

@@ -109,6 +109,9 @@ type Config struct {
 	// AccessLogMemory is how long, in auto mode, a stage that produced an
 	// access log is considered to have access logs; default 15m.
 	AccessLogMemory time.Duration `yaml:"-"`
+	// SummaryGrace is how long, in auto mode, the summaries of a stage
+	// with no access log seen wait for one before they count; default 1m.
+	SummaryGrace time.Duration `yaml:"-"`
 	// ErrorMetrics selects the names of the 4xx/5xx counts: "both"
 	// (default), "rest" (4xxerror, 5xxerror) or "http" (4xx, 5xx).
 	ErrorMetrics string `yaml:"error_metrics"`
@@ -134,7 +137,7 @@ func DefaultConfig() Config {
 		Namespace: DefaultNamespace, Window: DefaultWindow, AllowedLateness: DefaultAllowedLateness,
 		MaxAge: DefaultMaxAge, MaxFuture: DefaultMaxFuture, MaxResourcesPerAPI: DefaultMaxResourcesPerAPI,
 		MaxSeriesPerWindow: DefaultMaxSeriesPerWindow, ReplayHostSuffix: "-replay", Summaries: SummariesAuto,
-		AccessLogMemory: 15 * time.Minute, ErrorMetrics: ErrorMetricsBoth, CacheStatusKeys: DefaultCacheStatusKeys,
+		AccessLogMemory: 15 * time.Minute, SummaryGrace: time.Minute, ErrorMetrics: ErrorMetricsBoth, CacheStatusKeys: DefaultCacheStatusKeys,
 		MaxPointsPerBatch: DefaultMaxPointsPerBatch, MaxValuesPerBatch: DefaultMaxValuesPerBatch, Tick: time.Second,
 	}
 }
@@ -156,7 +159,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"allowed_lateness", c.AllowedLateness}, {"max_age", c.MaxAge}, {"max_future", c.MaxFuture}, {"access_log_memory", c.AccessLogMemory}, {"tick", c.Tick}} {
+	}{{"allowed_lateness", c.AllowedLateness}, {"max_age", c.MaxAge}, {"max_future", c.MaxFuture}, {"access_log_memory", c.AccessLogMemory}, {"summary_grace", c.SummaryGrace}, {"tick", c.Tick}} {
 		if d.v < 0 {
 			bad(d.key, "must not be negative, got %s", d.v)
 		}
@@ -195,7 +198,7 @@ var processStart = time.Now()
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	for _, f := range []struct{ v, d *time.Duration }{{&c.Window, &d.Window}, {&c.MaxAge, &d.MaxAge}, {&c.MaxFuture, &d.MaxFuture}, {&c.AccessLogMemory, &d.AccessLogMemory}, {&c.Tick, &d.Tick}} {
+	for _, f := range []struct{ v, d *time.Duration }{{&c.Window, &d.Window}, {&c.MaxAge, &d.MaxAge}, {&c.MaxFuture, &d.MaxFuture}, {&c.AccessLogMemory, &d.AccessLogMemory}, {&c.SummaryGrace, &d.SummaryGrace}, {&c.Tick, &d.Tick}} {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}

@@ -1,6 +1,7 @@
 package derive
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -95,6 +96,7 @@ type Stats struct {
 	Records          int64 // access logs and request summaries aggregated
 	Ignored          int64 // records of other kinds (execution lines, other logs, …)
 	SummariesSkipped int64 // summaries of stages that have access logs
+	SummariesWaiting int64 // summaries waiting for their stage's first access log (a gauge)
 	TooOld           int64 // records older than MaxAge: not aggregated
 	TooNew           int64 // records more than MaxFuture ahead: not aggregated
 	Late             int64 // records aggregated into a late generation of a closed window
@@ -133,16 +135,22 @@ type Deriver struct {
 	mu        sync.Mutex // guards everything below, up to pmu
 	lanes     [2]lane
 	stageSeen map[string]*stageMark
-	catalog   map[string]*series
-	lastNow   time.Time // processing time of the current add
-	lastPrune time.Time
-	key       []byte
-	alt       []byte
-	skey      []byte
-	vals      []val
-	req       Request
-	reader    *Reader
-	n         Stats
+	// summaryOnly holds the stages whose summaries came with no access log
+	// seen, and deferred their summaries still waiting for one (auto mode,
+	// see summaryCounts).
+	summaryOnly map[string]*summaryMark
+	deferred    []deferredSummary
+	deciding    bool // the deferred are being decided: none waits again
+	catalog     map[string]*series
+	lastNow     time.Time // processing time of the current add
+	lastPrune   time.Time
+	key         []byte
+	alt         []byte
+	skey        []byte
+	vals        []val
+	req         Request
+	reader      *Reader
+	n           Stats
 
 	// The tags of consecutive records are usually one shared slice (the
 	// enrichment shares it per origin): its parse is kept.
@@ -164,6 +172,17 @@ type Deriver struct {
 }
 
 type stageMark struct{ last time.Time }
+
+// summaryMark is when a stage's first and latest summaries came while no
+// access log of it was known.
+type summaryMark struct{ first, last time.Time }
+
+// deferredSummary is a copy of a summary record (the batch it came in is
+// released once Handle returns) and when it is decided.
+type deferredSummary struct {
+	rec record.Record
+	due time.Time
+}
 
 // lane is a stream of windows with its own watermark: live traffic and
 // replays advance event time independently, and write under different hosts.
@@ -225,18 +244,19 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 	host := cfg.EffectiveHost()
 	cfg = cfg.withDefaults()
 	d := &Deriver{
-		cfg:       cfg,
-		names:     newNames(cfg.Namespace, cfg.ErrorMetrics),
-		winSec:    int64(cfg.Window / time.Second),
-		lateMs:    cfg.AllowedLateness.Milliseconds(),
-		maxAgeMs:  cfg.MaxAge.Milliseconds(),
-		futureMs:  cfg.MaxFuture.Milliseconds(),
-		finalAge:  cfg.MaxAge * 11 / 12,
-		hosts:     [2]string{host, host + cfg.ReplayHostSuffix},
-		stageSeen: map[string]*stageMark{},
-		catalog:   map[string]*series{},
-		key:       make([]byte, 0, 256),
-		alt:       make([]byte, 0, 256),
+		cfg:         cfg,
+		names:       newNames(cfg.Namespace, cfg.ErrorMetrics),
+		winSec:      int64(cfg.Window / time.Second),
+		lateMs:      cfg.AllowedLateness.Milliseconds(),
+		maxAgeMs:    cfg.MaxAge.Milliseconds(),
+		futureMs:    cfg.MaxFuture.Milliseconds(),
+		finalAge:    cfg.MaxAge * 11 / 12,
+		hosts:       [2]string{host, host + cfg.ReplayHostSuffix},
+		stageSeen:   map[string]*stageMark{},
+		summaryOnly: map[string]*summaryMark{},
+		catalog:     map[string]*series{},
+		key:         make([]byte, 0, 256),
+		alt:         make([]byte, 0, 256),
 	}
 	d.winMs = d.winSec * 1000
 	d.reader = NewReader(cfg.CacheStatusKeys)
@@ -281,6 +301,7 @@ func (d *Deriver) Handle(ctx context.Context, in *record.Batch, out stage.Output
 // Call it about every second.
 func (d *Deriver) Tick(ctx context.Context, now time.Time, out stage.Output) error {
 	d.mu.Lock()
+	d.decideDeferred(now, false)
 	closed := d.collect(now, false)
 	d.pruneStages(now)
 	if d.lastPrune.IsZero() || now.Sub(d.lastPrune) >= time.Minute || now.Before(d.lastPrune) {
@@ -299,6 +320,7 @@ func (d *Deriver) Tick(ctx context.Context, now time.Time, out stage.Output) err
 func (d *Deriver) Flush(ctx context.Context, out stage.Output) error {
 	now := d.cfg.Now()
 	d.mu.Lock()
+	d.decideDeferred(now, true)
 	closed := d.collect(now, true)
 	d.mu.Unlock()
 	err := d.emit(ctx, out, d.build(closed, now))
@@ -396,9 +418,15 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 					d.sawP, d.sawAt = tp, now
 				}
 			}
-		} else if !d.summaryCounts(vals, r, now) {
-			d.n.SummariesSkipped++
-			return
+		} else {
+			switch d.summaryCounts(vals, r, now) {
+			case summarySkip:
+				d.n.SummariesSkipped++
+				return
+			case summaryWait:
+				d.deferSummary(rec, vals, now)
+				return
+			}
 		}
 	} else if rec.Kind == record.KindSummary && d.cfg.Summaries == SummariesNever {
 		d.n.SummariesSkipped++
@@ -702,17 +730,98 @@ func (d *Deriver) sawAccess(vals []val, now time.Time) {
 	d.stageSeen[string(k)] = &stageMark{last: now}
 }
 
+// Summary decisions in auto mode (summaryCounts).
+const (
+	summaryCount = iota
+	summarySkip
+	summaryWait
+)
+
 // summaryCounts decides, in auto mode, whether a request summary counts: not
-// when its stage is known to write access logs (which count instead).
-func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) bool {
+// when its stage is known to write access logs (which count instead). When
+// the record does not say and no access log of the stage has been seen, the
+// summary waits (deferSummary) until the stage has had summaries for
+// Config.SummaryGrace: the two log groups of a stage arrive independently
+// (other Firehose requests, other batches, other workers), so the first
+// summaries after a start often come before the first access log, and
+// counting them at once would count their requests twice.
+func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) int {
 	switch r.StageAccessLogs {
 	case 1:
-		return false
+		return summarySkip
 	case -1:
-		return true
+		return summaryCount
 	}
-	m := d.stageSeen[string(d.stageKey(vals))]
-	return m == nil || now.Sub(m.last) > d.cfg.AccessLogMemory
+	k := d.stageKey(vals)
+	if m := d.stageSeen[string(k)]; m != nil && now.Sub(m.last) <= d.cfg.AccessLogMemory {
+		return summarySkip
+	}
+	m := d.summaryOnly[string(k)]
+	if m == nil || now.Sub(m.last) > d.cfg.AccessLogMemory {
+		m = &summaryMark{first: now}
+		d.summaryOnly[string(k)] = m
+	}
+	if now.After(m.last) {
+		m.last = now
+	}
+	if d.deciding || now.Sub(m.first) >= d.cfg.SummaryGrace || len(d.deferred) >= maxDeferredSummaries {
+		return summaryCount
+	}
+	return summaryWait
+}
+
+// maxDeferredSummaries bounds the memory of summaries waiting for their
+// stage's first access log (a few hundred bytes each); beyond it they count
+// at once.
+const maxDeferredSummaries = 100_000
+
+// deferSummary keeps a copy of rec until its stage's grace has passed.
+func (d *Deriver) deferSummary(rec *record.Record, vals []val, now time.Time) {
+	m := d.summaryOnly[string(d.stageKey(vals))]
+	d.deferred = append(d.deferred, deferredSummary{rec: cloneRecord(rec), due: m.first.Add(d.cfg.SummaryGrace)})
+	d.n.SummariesWaiting++
+}
+
+// decideDeferred aggregates or skips the deferred summaries due at now
+// (all of them when all is set, at shutdown). d.mu is held.
+func (d *Deriver) decideDeferred(now time.Time, all bool) {
+	if len(d.deferred) == 0 {
+		return
+	}
+	d.deciding = true
+	defer func() { d.deciding = false }()
+	keep := d.deferred[:0]
+	for i := range d.deferred {
+		ds := &d.deferred[i]
+		if !all && now.Before(ds.due) {
+			keep = append(keep, *ds)
+			continue
+		}
+		d.n.SummariesWaiting--
+		d.add(&ds.rec, now)
+	}
+	clear(d.deferred[len(keep):])
+	d.deferred = keep
+}
+
+// cloneRecord copies what derive reads of a record (attributes, tags,
+// origin) out of its batch's memory.
+func cloneRecord(rec *record.Record) record.Record {
+	c := record.Record{Kind: rec.Kind, Timestamp: rec.Timestamp, Attrs: make([]record.Attr, len(rec.Attrs))}
+	for i, a := range rec.Attrs {
+		c.Attrs[i] = record.Attr{Key: strings.Clone(a.Key), Kind: a.Kind, Str: bytes.Clone(a.Str), Int: a.Int}
+	}
+	if rec.Tags != nil {
+		c.Tags = make([]string, len(rec.Tags))
+		for i, t := range rec.Tags {
+			c.Tags[i] = strings.Clone(t)
+		}
+	}
+	if o := rec.Origin; o != nil {
+		c.Origin = &record.Origin{Source: strings.Clone(o.Source), Account: strings.Clone(o.Account),
+			Region: strings.Clone(o.Region), LogGroup: strings.Clone(o.LogGroup), Replay: o.Replay}
+	}
+	return c
 }
 
 func (d *Deriver) stageKey(vals []val) []byte {
@@ -728,6 +837,11 @@ func (d *Deriver) pruneStages(now time.Time) {
 	for k, m := range d.stageSeen {
 		if now.Sub(m.last) > d.cfg.AccessLogMemory {
 			delete(d.stageSeen, k)
+		}
+	}
+	for k, m := range d.summaryOnly {
+		if now.Sub(m.last) > d.cfg.AccessLogMemory {
+			delete(d.summaryOnly, k)
 		}
 	}
 }

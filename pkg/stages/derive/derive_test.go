@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -364,6 +365,92 @@ func TestSummaries(t *testing.T) {
 			assert.Equal(t, tc.skipped, st.SummariesSkipped)
 		})
 	}
+}
+
+// TestSummariesWaitForAccessLogs: in auto mode a stage's request summaries
+// that come before its first access log (after a start, from another batch
+// or Firehose request) wait for one; if it comes within the grace they are
+// not counted (the access logs count those requests), and a stage that has
+// only execution logs has its summaries counted once the grace has passed,
+// none lost and none twice.
+func TestSummariesWaitForAccessLogs(t *testing.T) {
+	t.Parallel()
+	stageTags := func(stage string) []string {
+		return []string{"aws_account:123456789012", "region:us-east-1", "apiid:a1b2c3", "stage:" + stage}
+	}
+	summary := func(stage string, sec int) req {
+		return req{at: t0.Add(time.Duration(sec) * time.Second), kind: record.KindSummary, method: "GET", route: "/pets",
+			status: 200, latMs: -1, integMs: -1, bytes: -1, tags: stageTags(stage)}
+	}
+	access := func(stage string, sec int) req {
+		r := summary(stage, sec)
+		r.kind = record.KindAccess
+		return r
+	}
+	count := func(out *sink, stage string) float64 {
+		counts, _ := totals(t, out.metrics())
+		var n float64
+		for k, v := range counts {
+			if strings.HasPrefix(k, ns+derive.NameCount+"|") && strings.Contains(k, "stage:"+stage) {
+				n += v
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	clk := fakeclock.New(t0.Add(5 * time.Second))
+	d := newDeriver(t, derive.Config{Now: clk.Now})
+	out := &sink{}
+
+	// Execution logs of prod (which has access logs) and of dev (which has
+	// none) come first; their batches' memory is reused at once.
+	first := batchOf(summary("prod", 1), summary("prod", 2), summary("dev", 1), summary("dev", 2))
+	require.NoError(t, d.Handle(ctx, first, out))
+	for i := range first.Records {
+		for j := range first.Records[i].Attrs {
+			if a := &first.Records[i].Attrs[j]; a.Key == "http.route" {
+				copy(a.Str, "/XXXX")
+			}
+		}
+		first.Records[i].Tags = nil
+	}
+	assert.EqualValues(t, 4, d.Stats().SummariesWaiting)
+	assert.Zero(t, d.Stats().Records)
+
+	clk.Advance(20 * time.Second)
+	require.NoError(t, d.Handle(ctx, batchOf(access("prod", 1), access("prod", 2), summary("prod", 3), access("prod", 3)), out))
+	require.NoError(t, d.Tick(ctx, clk.Now(), out))
+	st := d.Stats()
+	assert.EqualValues(t, 4, st.SummariesWaiting, "still within the grace")
+	assert.EqualValues(t, 1, st.SummariesSkipped, "prod's access logs are known now")
+
+	clk.Advance(41 * time.Second) // the grace of the first summaries has passed
+	require.NoError(t, d.Tick(ctx, clk.Now(), out))
+	st = d.Stats()
+	assert.Zero(t, st.SummariesWaiting)
+	assert.EqualValues(t, 3, st.SummariesSkipped, "prod's summaries: its access logs count them")
+
+	// dev has had summaries for the grace and no access log: they count
+	// at once from now on.
+	require.NoError(t, d.Handle(ctx, batchOf(summary("dev", 70)), out))
+	assert.Zero(t, d.Stats().SummariesWaiting)
+	require.NoError(t, d.Flush(ctx, out))
+	assert.Equal(t, 3.0, count(out, "prod"), "three requests of prod, each counted once")
+	assert.Equal(t, 3.0, count(out, "dev"))
+	counts, _ := totals(t, out.metrics())
+	for k := range counts {
+		assert.NotContains(t, k, "XXXX", "a waiting summary is a copy, not the batch's memory")
+	}
+	assert.EqualValues(t, 6, d.Stats().Records)
+
+	// At shutdown the waiting summaries are decided with what is known.
+	d2 := newDeriver(t, derive.Config{Now: clk.Now})
+	out2 := &sink{}
+	require.NoError(t, d2.Handle(ctx, batchOf(summary("qa", 60), summary("qa", 61)), out2))
+	assert.EqualValues(t, 2, d2.Stats().SummariesWaiting)
+	require.NoError(t, d2.Flush(ctx, out2))
+	assert.Zero(t, d2.Stats().SummariesWaiting)
+	assert.Equal(t, 2.0, count(out2, "qa"))
 }
 
 func TestSummaryLatencyAndThrottles(t *testing.T) {

@@ -101,6 +101,22 @@
 // them across hosts. The cost is one series per worker (and per restart)
 // in custom-metric accounting.
 //
+// # Access logs and summaries of one stage
+//
+// In auto mode (Config.Summaries) a request is counted once when its stage
+// writes both logs: a summary counts only when its record says the stage
+// has no access logs (gwpipe.stage_has_access_logs false), or, when it does
+// not say, while no access log of the stage (aws_account, region, apiid,
+// stage) has been seen for Config.AccessLogMemory (15 m). The two log groups
+// arrive independently, so after a start (or a quiet spell) the summaries of
+// a stage with no access log seen wait — a copy of each, out of its batch —
+// until the stage has had summaries for Config.SummaryGrace (1 m): if one
+// of its access logs comes meanwhile they are skipped
+// (Stats.SummariesSkipped), otherwise they count, and later ones count at
+// once. Tick decides those due; Flush decides all that wait. At most
+// 100,000 wait; beyond, they count at once. Like open windows, the waiting
+// summaries are lost in a crash.
+//
 // # Cardinality
 //
 // Per API (aws_account, region, apiid) and window generation, at most

@@ -43,6 +43,7 @@ func (d *Deriver) registerMetrics(reg *telemetry.Registry) {
 	}
 	reg.GaugeFunc("derive.pending_batches", "Metric batches waiting to be emitted again.", pending(false))
 	reg.GaugeFunc("derive.pending_points", "Metric points in those batches.", pending(true))
+	reg.GaugeFunc("derive.summaries_waiting", "Request summaries of stages with no access log seen yet, waiting (a minute at most) for one before they count.", counted(func(s *Stats) int64 { return s.SummariesWaiting }))
 	reg.GaugeFunc("derive.open_series", "Series held in open windows.", func() int64 {
 		d.mu.Lock()
 		defer d.mu.Unlock()
