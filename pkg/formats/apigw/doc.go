@@ -269,6 +269,24 @@
 // them (reason "flushed"). Ages use the Correlator's clock (arrival), not
 // event time, so replays of old logs do not expire instantly.
 //
+// One request, one summary: batches arrive out of order (a Firehose retry
+// overtaken by later requests, batches parsed concurrently), so a
+// request's completion may come before its earlier lines. The Correlator
+// remembers the id of every request it summarised (completed, expired or
+// evicted; not flushed) for MaxAge after the summary, MaxOpen ids at most
+// (per shard, oldest forgotten first; about 42 bytes each, 8 MB for the
+// default 200,000). A line of a remembered request, whatever it says,
+// opens no request and makes no second summary: it is delivered as a log
+// like every line, folded into nothing, and counted (Stats.Late,
+// correlator.late_lines; the lines that only follow completion stay
+// counted as ignored). A line that comes later than that opens a request
+// as any other, whose partial summary is a second one. Ids are
+// remembered by a 64-bit hash: two ids colliding (about one chance in
+// 10^9 among 200,000 ids) would make the second request's lines late.
+// The memory is the process's: lines of one request parsed by two
+// workers of a fleet, or before and after a restart, are folded into two
+// summaries.
+//
 // # Limits
 //
 // Formats: 16 KiB (API Gateway allows 3 KB). JSON nesting: 16 levels; XML:
