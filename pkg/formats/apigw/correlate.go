@@ -58,6 +58,9 @@ const (
 	KeySummaryLines   = "apigateway.summary.lines"
 	KeySummaryReason  = "apigateway.summary.reason"
 	KeySummaryDone    = "apigateway.summary.complete"
+	// KeySummaryInferred marks a status the summary infers from a throttle,
+	// quota or authorizer refusal line, no line having logged one.
+	KeySummaryInferred = "apigateway.summary.status_inferred"
 )
 
 // Summary reasons (apigateway.summary.reason).
@@ -531,6 +534,32 @@ func keepFirst(dst *string, v []byte, n int) {
 	}
 }
 
+// refusalStatus is the status API Gateway answers a request it refused
+// before its integration, by the line that says so: 401 or 403 for a
+// Lambda authorizer's "Unauthorized request" or deny, else 429 for a
+// usage plan's throttle or quota (the authorizer runs before the usage
+// plan, so its refusal ends the request first). 0 when no such line came,
+// or the authorizer failed (a 500 whose cause the lines do not tell).
+// Only a summary that ends without a completion line, and that no line
+// gave a status, uses it: API Gateway does log "Method completed with
+// status: 429" after a throttle (a public log of 2019), but at logging
+// level ERROR it writes error-level entries only, and AWS's guide to 429s
+// finds the throttle and quota lines at that level.
+func (e *openReq) refusalStatus() int16 {
+	switch e.outcome {
+	case outUnauthorized:
+		return 401
+	case outDeny:
+		return 403
+	case outError:
+		return 0
+	}
+	if e.throttled || e.quota {
+		return 429
+	}
+	return 0
+}
+
 // summary builds the summary record. All its bytes live in one buffer.
 func (e *openReq) summary(reason string) record.Record {
 	var buf []byte
@@ -553,9 +582,17 @@ func (e *openReq) summary(reason string) record.Record {
 	str(KeyRoute, e.route)
 	str(KeyPath, e.path)
 	lvl := record.LevelInfo
-	if e.status >= 100 && e.status <= 599 {
-		attrs = append(attrs, record.IntAttr(KeyStatusCode, int64(e.status)))
-		lvl = record.LevelForHTTPStatus(int(e.status))
+	status, inferred := e.status, false
+	if (status < 100 || status > 599) && reason != ReasonCompleted {
+		status = e.refusalStatus()
+		inferred = status != 0
+	}
+	if status >= 100 && status <= 599 {
+		attrs = append(attrs, record.IntAttr(KeyStatusCode, int64(status)))
+		lvl = record.LevelForHTTPStatus(int(status))
+		if inferred {
+			attrs = append(attrs, record.BoolAttr(KeySummaryInferred, true))
+		}
 	} else if e.errMsg != "" {
 		lvl = record.LevelError
 	} else if e.throttled || e.quota || e.outcome >= outUnauthorized {
@@ -614,9 +651,12 @@ func (e *openReq) summary(reason string) record.Record {
 		msg = append(msg, ' ')
 		msg = append(msg, r...)
 	}
-	if e.status != 0 {
+	if status != 0 {
 		msg = append(msg, " -> "...)
-		msg = strconv.AppendInt(msg, int64(e.status), 10)
+		msg = strconv.AppendInt(msg, int64(status), 10)
+		if inferred {
+			msg = append(msg, " (inferred)"...)
+		}
 	}
 	if e.integLat >= 0 {
 		msg = append(msg, ", integration "...)

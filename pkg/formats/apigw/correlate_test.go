@@ -395,3 +395,57 @@ func TestCorrelatorRecentBounds(t *testing.T) {
 		require.Equal(t, 1, c.Len(), "after max_age the id opens a request again")
 	})
 }
+
+// TestCorrelatorRefusalStatus: a request API Gateway refused before its
+// integration — usage plan throttle or quota, Lambda authorizer — whose
+// lines end without "Method completed with status" is summarised with the
+// status API Gateway answers it (401, 403, 429), marked inferred, so that
+// it lands in its status class instead of "unknown". A status a line gave
+// always wins.
+func TestCorrelatorRefusalStatus(t *testing.T) {
+	id := "(3323ffe5-6ddf-45c8-896a-b45ec2284cc0) "
+	throttle := id + "API Key **********F0yrv6 exceeded throttle limit for API Stage rohkz08x02/dev: Key throttle limit exceeded for Usage Plan ID nnpegc, RestApi rohkz08x02, Stage dev, Resource f646q2, HttpMethod GET. Limit: 5.00 Burst: 10"
+	quota := id + "API Key **********F0yrv6 exceeded quota limit for API Stage rohkz08x02/dev: Key quota exhausted for Usage Plan ID nnpegc. Limit: 500 Period: DAY"
+	authorizer := id + "Starting authorizer: 62mgrc for request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"
+	tests := []struct {
+		name     string
+		lines    []string
+		status   any // int64, or nil for none
+		inferred bool
+		reason   string
+	}{
+		{"throttled", []string{id + "Extended Request Id: AAAAAAAAAAAAAAA=", throttle}, int64(429), true, "expired"},
+		{"quota", []string{quota}, int64(429), true, "expired"},
+		{"authorizer unauthorized", []string{authorizer, id + "Unauthorized request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"}, int64(401), true, "expired"},
+		{"authorizer deny", []string{authorizer, id + "The client is not authorized to perform this operation."}, int64(403), true, "expired"},
+		{"authorizer error", []string{authorizer, id + "Execution failed due to configuration error: Authorizer error"}, nil, false, "expired"},
+		{"no refusal", []string{id + "Starting execution for request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"}, nil, false, "expired"},
+		{"throttled, completed", []string{throttle, id + "Method completed with status: 429"}, int64(429), false, "completed"},
+		{"completion wins", []string{throttle, id + "Method completed with status: 200"}, int64(200), false, "completed"},
+		{"gateway response wins", []string{authorizer, id + "Unauthorized request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0",
+			id + "Gateway response type: ACCESS_DENIED with status code: 403"}, int64(403), false, "expired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := NewCorrelator(CorrelatorConfig{MaxAge: time.Second})
+				got := observeAll(c, execRecords(t, "API-Gateway-Execution-Logs_rohkz08x02/dev", tc.lines, 1000))
+				time.Sleep(2 * time.Second)
+				got = append(got, c.Expire(time.Now().UnixMilli())...)
+				require.Len(t, got, 1)
+				s := &got[0]
+				require.NoError(t, recordAttrsOK(s))
+				m := attrMap(s)
+				require.Equal(t, tc.reason, m["apigateway.summary.reason"])
+				require.Equal(t, tc.status, m["http.status_code"])
+				if tc.inferred {
+					require.Equal(t, true, m["apigateway.summary.status_inferred"])
+					require.Contains(t, string(s.Message), fmt.Sprintf("-> %d (inferred)", tc.status))
+					require.Equal(t, record.LevelWarn, s.Level)
+				} else {
+					require.NotContains(t, m, "apigateway.summary.status_inferred")
+				}
+			})
+		})
+	}
+}

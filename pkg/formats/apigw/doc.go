@@ -258,13 +258,24 @@
 // status, authorizer outcome (allow < unauthorized < deny < error, the
 // strongest wins), throttled/quota, the first error message and kind,
 // apiId/stage, extended request id, canary, first/last event timestamps,
-// elapsed ms and line count (attributes apigateway.summary.*). The lines
-// that follow completion (AWS Integration Endpoint RequestId, X-ray Tracing
-// ID) are attached while the request is open and otherwise ignored — they
-// never open a request. A completion for a request never seen yields a
-// summary of that line alone. Memory is bounded: MaxOpen open requests
-// (per-shard FIFO eviction; Observe returns the evicted request's partial
-// summary, reason "evicted") with string fields capped in length; Expire
+// elapsed ms and line count (attributes apigateway.summary.*). The status
+// is the last one a line gave ("Method completed with status", "Gateway
+// response type: … with status code"). A summary that ends without a
+// completion line and without a status, of a request that API Gateway
+// refused before its integration, gets the status API Gateway answers
+// such a refusal, marked apigateway.summary.status_inferred=true (Bool,
+// present only then): 401 for an authorizer's "Unauthorized request", 403
+// for its deny, else 429 for a usage plan's throttle or quota (an
+// authorizer error, a 500 by default, is left without one). At logging
+// level ERROR API Gateway writes only error-level entries, and a refused
+// request may then be logged without its completion line; a completion
+// line's status always wins. The lines that follow completion (AWS
+// Integration Endpoint RequestId, X-ray Tracing ID) are attached while the
+// request is open and otherwise ignored — they never open a request. A
+// completion for a request never seen yields a summary of that line
+// alone. Memory is bounded: MaxOpen open requests (per-shard FIFO
+// eviction; Observe returns the evicted request's partial summary, reason
+// "evicted") with string fields capped in length; Expire
 // emits requests open longer than MaxAge (reason "expired"), Flush all of
 // them (reason "flushed"). Ages use the Correlator's clock (arrival), not
 // event time, so replays of old logs do not expire instantly.
