@@ -104,7 +104,7 @@ func addZeros(want map[string]check) {
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
 		// No execution logs: nothing to correlate.
-		"correlator.completed", "correlator.expired", "correlator.evicted", "correlator.ignored",
+		"correlator.completed", "correlator.expired", "correlator.evicted", "correlator.ignored", "correlator.late_lines",
 		// Tags from the records themselves (enrich.aws_tags off): nothing to
 		// wait for, nothing partial; every record names its stage or its
 		// log group (the plain line: the delivery stream).
@@ -124,7 +124,7 @@ func addZeros(want map[string]check) {
 	}
 	// Nothing held or open once drained.
 	for _, k := range []string{
-		"runtime.in_flight_batches", "firehose.held_bytes", "correlator.open_requests", "derive.open_series",
+		"runtime.in_flight_batches", "firehose.held_bytes", "correlator.open_requests", "correlator.recent_requests", "derive.open_series",
 		"deliver_logs.pending_payloads", "deliver_logs.requests_in_flight", "deliver_metrics.requests_in_flight",
 	} {
 		want["gauges."+k] = 0

@@ -142,20 +142,42 @@ func BenchmarkJSONAccessParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkCorrelator: parse + observe a full 10-line request.
+// BenchmarkCorrelator: observe the lines of 10-line requests, each
+// request under an id of its own, as traffic has them (one id over and
+// over would measure a single request's lines arriving after its
+// completion).
 func BenchmarkCorrelator(b *testing.B) {
 	p := mustParser(b, Config{})
 	c := NewCorrelator(CorrelatorConfig{})
 	origin := &record.Origin{LogGroup: "API-Gateway-Execution-Logs_h733q2j6gb/Prod"}
 	recs := make([]record.Record, len(benchExecLines))
+	ids := make([][]byte, len(benchExecLines))
 	for i, l := range benchExecLines {
 		recs[i] = record.Record{Origin: origin, Message: []byte(l)}
 		p.Parse(nil, &recs[i])
+		for _, a := range recs[i].Attrs {
+			if a.Key == KeyRequestID {
+				ids[i] = a.Str
+			}
+		}
+		if len(ids[i]) < 8 {
+			b.Fatalf("line %d: no request id", i)
+		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	defer cpuMetric(b)()
 	for i := 0; i < b.N; i++ {
-		c.Observe(&recs[i%len(recs)])
+		j := i % len(recs)
+		if j == 0 {
+			// the id's last 8 hex digits count the requests
+			n := uint32(i / len(recs))
+			for _, id := range ids {
+				for k := 0; k < 8; k++ {
+					id[len(id)-1-k] = "0123456789abcdef"[n>>(4*k)&15]
+				}
+			}
+		}
+		c.Observe(&recs[j])
 	}
 }

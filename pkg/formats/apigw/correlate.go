@@ -17,10 +17,12 @@ import (
 type CorrelatorConfig struct {
 	// MaxOpen bounds the requests held open at once. When full, the oldest
 	// open request of the shard is evicted (FIFO) and its partial summary
-	// returned.
+	// returned. It bounds the ids of requests summarised lately, which are
+	// remembered, alike.
 	MaxOpen int `yaml:"max_open"`
 	// MaxAge is how long a request without "Method completed" may stay
-	// open before Expire emits it.
+	// open before Expire emits it, and how long the id of a summarised
+	// request is remembered.
 	MaxAge time.Duration `yaml:"max_age"`
 	// Shards is the number of independently locked shards (rounded up to a
 	// power of two).
@@ -56,6 +58,9 @@ const (
 	KeySummaryLines   = "apigateway.summary.lines"
 	KeySummaryReason  = "apigateway.summary.reason"
 	KeySummaryDone    = "apigateway.summary.complete"
+	// KeySummaryInferred marks a status the summary infers from a throttle,
+	// quota or authorizer refusal line, no line having logged one.
+	KeySummaryInferred = "apigateway.summary.status_inferred"
 )
 
 // Summary reasons (apigateway.summary.reason).
@@ -83,12 +88,15 @@ type Correlator struct {
 	seed     maphash.Seed
 	perShard int
 
-	completed, expired, evicted, ignored atomic.Int64
+	completed, expired, evicted, ignored, late atomic.Int64
 }
 
-// CorrelatorStats counts what a Correlator has done.
+// CorrelatorStats counts what a Correlator has done. Recent is the number
+// of summarised requests whose ids are remembered now; Late counts the
+// lines that came after their request's summary and were folded into
+// nothing.
 type CorrelatorStats struct {
-	Open, Completed, Expired, Evicted, Ignored int64
+	Open, Completed, Expired, Evicted, Ignored, Late, Recent int64
 }
 
 type corrShard struct {
@@ -98,11 +106,27 @@ type corrShard struct {
 	free    []int32
 	head    int32 // oldest (FIFO by first arrival)
 	tail    int32
-	_       [32]byte // keep shards on separate cache lines
+
+	// The requests summarised within MaxAge, so that lines arriving after
+	// their summary (batches reordered) open no second request. done maps
+	// the 64-bit hash of the id (8 bytes where an id takes 36) to the
+	// Now() of the summary; recent holds them in that order, a ring of at
+	// most perShard whose oldest is forgotten first when full.
+	done       map[uint64]int64
+	recent     []doneReq
+	recentHead int
+	recentLen  int
+	_          [32]byte // keep shards on separate cache lines
+}
+
+type doneReq struct {
+	hash uint64
+	at   int64
 }
 
 type openReq struct {
 	id          string
+	hash        uint64 // the id's, as the shard's done set keys it
 	origin      *record.Origin
 	opened      int64 // Now() at first line
 	first, last int64 // event timestamps
@@ -171,6 +195,7 @@ func NewCorrelator(cfg CorrelatorConfig) *Correlator {
 	}
 	for i := range c.shards {
 		c.shards[i].byID = make(map[string]int32)
+		c.shards[i].done = make(map[uint64]int64)
 		c.shards[i].head, c.shards[i].tail = -1, -1
 	}
 	return c
@@ -179,7 +204,19 @@ func NewCorrelator(cfg CorrelatorConfig) *Correlator {
 // Stats returns counters and the number of open requests.
 func (c *Correlator) Stats() CorrelatorStats {
 	return CorrelatorStats{Open: int64(c.Len()), Completed: c.completed.Load(), Expired: c.expired.Load(),
-		Evicted: c.evicted.Load(), Ignored: c.ignored.Load()}
+		Evicted: c.evicted.Load(), Ignored: c.ignored.Load(), Late: c.late.Load(), Recent: int64(c.Recent())}
+}
+
+// Recent is the number of summarised requests whose ids are remembered.
+func (c *Correlator) Recent() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += sh.recentLen
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // Len is the number of open requests.
@@ -202,7 +239,10 @@ func (c *Correlator) Len() int {
 // apigateway.summary.reason). Lines that only ever follow completion (AWS
 // Integration Endpoint RequestId, X-ray Tracing ID) never open a request:
 // they are attached when the request is still open and ignored otherwise.
-// The summary owns its bytes (nothing aliases rec).
+// A line of a request summarised less than MaxAge ago (completed, expired
+// or evicted) opens no request either and makes no second summary: it
+// came late, its batch overtaken by a later one. The summary owns its
+// bytes (nothing aliases rec).
 func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
 	if rec.Kind != record.KindExecution {
 		return record.Record{}, false
@@ -221,20 +261,29 @@ func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
 	if len(id) == 0 {
 		return record.Record{}, false
 	}
-	sh := &c.shards[maphash.Bytes(c.seed, id)&c.mask]
+	h := maphash.Bytes(c.seed, id)
+	sh := &c.shards[h&c.mask]
 	sh.mu.Lock()
 	idx, open := sh.byID[string(id)]
 	if !open {
-		switch ev {
-		case EventIntegrationRequestID, EventXRayTraceID:
+		if ev == EventIntegrationRequestID || ev == EventXRayTraceID {
 			sh.mu.Unlock()
 			c.ignored.Add(1)
 			return record.Record{}, false
-		case EventMethodCompleted:
+		}
+		now := c.now()
+		if at, ok := sh.done[h]; ok && at > now-c.maxAge {
+			sh.mu.Unlock()
+			c.late.Add(1)
+			return record.Record{}, false
+		}
+		if ev == EventMethodCompleted {
 			// completion of a request whose earlier lines we never saw
+			// (yet: they are late if they come)
+			sh.remember(h, now, c.perShard)
 			sh.mu.Unlock()
 			var e openReq
-			e.reset(string(id), rec.Origin, c.now())
+			e.reset(string(id), h, rec.Origin, now)
 			e.fold(rec)
 			c.completed.Add(1)
 			return e.summary(ReasonCompleted), true
@@ -245,12 +294,13 @@ func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
 			old := sh.head
 			out = sh.entries[old].summary(ReasonEvicted)
 			evicted = true
+			sh.remember(sh.entries[old].hash, now, c.perShard)
 			sh.remove(old)
 			c.evicted.Add(1)
 		}
 		idx = sh.alloc()
 		e := &sh.entries[idx]
-		e.reset(string(id), rec.Origin, c.now())
+		e.reset(string(id), h, rec.Origin, now)
 		e.fold(rec)
 		sh.byID[e.id] = idx
 		sh.pushBack(idx)
@@ -264,6 +314,7 @@ func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
 		return record.Record{}, false
 	}
 	out := e.summary(ReasonCompleted)
+	sh.remember(e.hash, c.now(), c.perShard)
 	sh.remove(idx)
 	sh.mu.Unlock()
 	c.completed.Add(1)
@@ -271,17 +322,22 @@ func (c *Correlator) Observe(rec *record.Record) (record.Record, bool) {
 }
 
 // Expire emits the summaries of requests opened more than MaxAge before now
-// (on the Correlator's clock, ms) and forgets them. Requests are examined in
-// arrival order per shard, so the cost is proportional to what expires.
+// (on the Correlator's clock, ms) and forgets them, and forgets the ids of
+// requests summarised more than MaxAge before now. Both are examined in
+// order of age per shard, so the cost is proportional to what expires.
 func (c *Correlator) Expire(now int64) []record.Record {
 	var out []record.Record
 	cutoff := now - c.maxAge
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
+		for sh.recentLen > 0 && sh.recent[sh.recentHead].at <= cutoff {
+			sh.forgetOldest()
+		}
 		for sh.head >= 0 && sh.entries[sh.head].opened <= cutoff {
 			h := sh.head
 			out = append(out, sh.entries[h].summary(ReasonExpired))
+			sh.remember(sh.entries[h].hash, now, c.perShard)
 			sh.remove(h)
 			c.expired.Add(1)
 		}
@@ -314,6 +370,42 @@ func eventOfValue(v []byte) ExecEvent {
 		}
 	}
 	return EventUnknown
+}
+
+// remember records that the request hashed h was summarised at now. The
+// oldest id is forgotten first when the shard remembers limit of them.
+func (sh *corrShard) remember(h uint64, now int64, limit int) {
+	if sh.recentLen >= limit {
+		sh.forgetOldest()
+	}
+	if sh.recentLen == len(sh.recent) {
+		// grow the ring (doubling, up to limit), oldest first again
+		n := min(max(16, 2*len(sh.recent)), limit)
+		r := make([]doneReq, n)
+		for i := 0; i < sh.recentLen; i++ {
+			r[i] = sh.recent[(sh.recentHead+i)%len(sh.recent)]
+		}
+		sh.recent, sh.recentHead = r, 0
+	}
+	sh.recent[(sh.recentHead+sh.recentLen)%len(sh.recent)] = doneReq{hash: h, at: now}
+	sh.recentLen++
+	sh.done[h] = now
+}
+
+func (sh *corrShard) forgetOldest() {
+	d := sh.recent[sh.recentHead]
+	// the id may have been remembered again since (a new request under it
+	// after this one was forgotten by age): that later entry keeps it
+	if sh.done[d.hash] == d.at {
+		delete(sh.done, d.hash)
+	}
+	sh.recentHead = (sh.recentHead + 1) % len(sh.recent)
+	sh.recentLen--
+	if sh.recentLen == 0 && len(sh.recent) > 1024 {
+		// drop the ring and the map after a burst so idle memory shrinks
+		sh.recent, sh.recentHead = nil, 0
+		sh.done = make(map[uint64]int64)
+	}
 }
 
 func (sh *corrShard) alloc() int32 {
@@ -360,8 +452,8 @@ func (sh *corrShard) remove(i int32) {
 	}
 }
 
-func (e *openReq) reset(id string, o *record.Origin, now int64) {
-	*e = openReq{id: id, origin: o, opened: now, integLat: -1, prev: -1, next: -1}
+func (e *openReq) reset(id string, h uint64, o *record.Origin, now int64) {
+	*e = openReq{id: id, hash: h, origin: o, opened: now, integLat: -1, prev: -1, next: -1}
 }
 
 func clip(b []byte, n int) string {
@@ -442,6 +534,32 @@ func keepFirst(dst *string, v []byte, n int) {
 	}
 }
 
+// refusalStatus is the status API Gateway answers a request it refused
+// before its integration, by the line that says so: 401 or 403 for a
+// Lambda authorizer's "Unauthorized request" or deny, else 429 for a
+// usage plan's throttle or quota (the authorizer runs before the usage
+// plan, so its refusal ends the request first). 0 when no such line came,
+// or the authorizer failed (a 500 whose cause the lines do not tell).
+// Only a summary that ends without a completion line, and that no line
+// gave a status, uses it: API Gateway does log "Method completed with
+// status: 429" after a throttle (a public log of 2019), but at logging
+// level ERROR it writes error-level entries only, and AWS's guide to 429s
+// finds the throttle and quota lines at that level.
+func (e *openReq) refusalStatus() int16 {
+	switch e.outcome {
+	case outUnauthorized:
+		return 401
+	case outDeny:
+		return 403
+	case outError:
+		return 0
+	}
+	if e.throttled || e.quota {
+		return 429
+	}
+	return 0
+}
+
 // summary builds the summary record. All its bytes live in one buffer.
 func (e *openReq) summary(reason string) record.Record {
 	var buf []byte
@@ -464,9 +582,17 @@ func (e *openReq) summary(reason string) record.Record {
 	str(KeyRoute, e.route)
 	str(KeyPath, e.path)
 	lvl := record.LevelInfo
-	if e.status >= 100 && e.status <= 599 {
-		attrs = append(attrs, record.IntAttr(KeyStatusCode, int64(e.status)))
-		lvl = record.LevelForHTTPStatus(int(e.status))
+	status, inferred := e.status, false
+	if (status < 100 || status > 599) && reason != ReasonCompleted {
+		status = e.refusalStatus()
+		inferred = status != 0
+	}
+	if status >= 100 && status <= 599 {
+		attrs = append(attrs, record.IntAttr(KeyStatusCode, int64(status)))
+		lvl = record.LevelForHTTPStatus(int(status))
+		if inferred {
+			attrs = append(attrs, record.BoolAttr(KeySummaryInferred, true))
+		}
 	} else if e.errMsg != "" {
 		lvl = record.LevelError
 	} else if e.throttled || e.quota || e.outcome >= outUnauthorized {
@@ -525,9 +651,12 @@ func (e *openReq) summary(reason string) record.Record {
 		msg = append(msg, ' ')
 		msg = append(msg, r...)
 	}
-	if e.status != 0 {
+	if status != 0 {
 		msg = append(msg, " -> "...)
-		msg = strconv.AppendInt(msg, int64(e.status), 10)
+		msg = strconv.AppendInt(msg, int64(status), 10)
+		if inferred {
+			msg = append(msg, " (inferred)"...)
+		}
 	}
 	if e.integLat >= 0 {
 		msg = append(msg, ", integration "...)

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -287,4 +288,164 @@ func TestCorrelatorConcurrent(t *testing.T) {
 	})
 	require.Equal(t, 1600, done)
 	require.Equal(t, 0, c.Len())
+}
+
+// observeAll feeds recs to c and returns the summaries it emitted.
+func observeAll(c *Correlator, recs []record.Record) []record.Record {
+	var sums []record.Record
+	for i := range recs {
+		if s, ok := c.Observe(&recs[i]); ok {
+			sums = append(sums, s)
+		}
+	}
+	return sums
+}
+
+// TestCorrelatorCompletionFirst: the lines of one request split across two
+// batches that arrive in the wrong order (a Firehose retry, batches parsed
+// concurrently) — "Method completed" and the lines that follow it first,
+// the 19 lines before it next. The request is summarised once; the late
+// lines open no second request, so nothing expires later as a partial
+// summary of the same request.
+func TestCorrelatorCompletionFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cases := readCases(t, "testdata/exec_rest_sequence.txt")
+		lines := make([]string, len(cases))
+		for i, c := range cases {
+			lines[i] = c.Line
+		}
+		recs := execRecords(t, cases[0].Group, lines, 1551194973000)
+		const completion = 19
+		c := NewCorrelator(CorrelatorConfig{MaxAge: 30 * time.Second})
+
+		sums := observeAll(c, recs[completion:])
+		require.Len(t, sums, 1)
+		m := attrMap(&sums[0])
+		require.Equal(t, int64(200), m["http.status_code"])
+		require.Equal(t, "completed", m["apigateway.summary.reason"])
+		require.Equal(t, 1, c.Recent())
+
+		time.Sleep(5 * time.Second) // the earlier batch, retried
+		require.Empty(t, observeAll(c, recs[:completion]), "late lines make no second summary")
+		require.Equal(t, 0, c.Len(), "late lines open no request")
+
+		time.Sleep(time.Minute)
+		require.Empty(t, c.Expire(time.Now().UnixMilli()))
+		require.Empty(t, c.Flush())
+		st := c.Stats()
+		require.Equal(t, CorrelatorStats{Completed: 1, Ignored: 2, Late: completion}, st)
+	})
+}
+
+// TestCorrelatorLateAfterPartial: a request already summarised partial —
+// expired because its last batch came after max_age, or evicted to make
+// room — is not summarised a second time by its late lines: one request,
+// one summary.
+func TestCorrelatorLateAfterPartial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCorrelator(CorrelatorConfig{MaxOpen: 2, Shards: 1, MaxAge: time.Second})
+		o := "API-Gateway-Execution-Logs_abc/prod"
+		start := func(id string) []record.Record {
+			return execRecords(t, o, []string{"(" + id + ") Starting execution for request: " + id}, 0)
+		}
+		done := func(id string) []record.Record {
+			return execRecords(t, o, []string{"(" + id + ") Method completed with status: 200"}, 0)
+		}
+		require.Empty(t, observeAll(c, start("r1")))
+		time.Sleep(2 * time.Second)
+		exp := c.Expire(time.Now().UnixMilli())
+		require.Len(t, exp, 1)
+		require.Equal(t, "expired", attrMap(&exp[0])["apigateway.summary.reason"])
+		require.Empty(t, observeAll(c, done("r1")), "r1 was summarised when it expired")
+
+		require.Empty(t, observeAll(c, start("r2")))
+		require.Empty(t, observeAll(c, start("r3")))
+		ev := observeAll(c, start("r4"))
+		require.Len(t, ev, 1)
+		require.Equal(t, "r2", attrMap(&ev[0])["http.request_id"])
+		require.Empty(t, observeAll(c, done("r2")), "r2 was summarised when it was evicted")
+		require.Len(t, observeAll(c, done("r3")), 1)
+		require.Equal(t, int64(2), c.Stats().Late)
+	})
+}
+
+// TestCorrelatorRecentBounds: summarised ids are remembered for max_age
+// and at most max_open of them, oldest forgotten first; a line of a
+// request forgotten opens a request as any other.
+func TestCorrelatorRecentBounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxOpen = 100
+		c := NewCorrelator(CorrelatorConfig{MaxOpen: maxOpen, Shards: 1, MaxAge: time.Second})
+		o := "API-Gateway-Execution-Logs_abc/prod"
+		line := func(id int, text string) []record.Record {
+			return execRecords(t, o, []string{fmt.Sprintf("(r%d) %s", id, text)}, 0)
+		}
+		for id := 0; id < 3*maxOpen; id++ {
+			require.Len(t, observeAll(c, line(id, "Method completed with status: 200")), 1)
+		}
+		require.Equal(t, maxOpen, c.Recent(), "bounded by max_open")
+		require.Empty(t, observeAll(c, line(3*maxOpen-1, "HTTP Method: GET, Resource Path: /a")), "the newest is remembered")
+		require.Empty(t, observeAll(c, line(0, "HTTP Method: GET, Resource Path: /a")))
+		require.Equal(t, 1, c.Len(), "the oldest was forgotten: its line opens a request")
+
+		time.Sleep(2 * time.Second)
+		require.Len(t, c.Expire(time.Now().UnixMilli()), 1)
+		require.Equal(t, 1, c.Recent(), "ids summarised before max_age are forgotten, the one just expired is remembered")
+		require.Empty(t, observeAll(c, line(3*maxOpen-1, "HTTP Method: GET, Resource Path: /a")))
+		require.Equal(t, 1, c.Len(), "after max_age the id opens a request again")
+	})
+}
+
+// TestCorrelatorRefusalStatus: a request API Gateway refused before its
+// integration — usage plan throttle or quota, Lambda authorizer — whose
+// lines end without "Method completed with status" is summarised with the
+// status API Gateway answers it (401, 403, 429), marked inferred, so that
+// it lands in its status class instead of "unknown". A status a line gave
+// always wins.
+func TestCorrelatorRefusalStatus(t *testing.T) {
+	id := "(3323ffe5-6ddf-45c8-896a-b45ec2284cc0) "
+	throttle := id + "API Key **********F0yrv6 exceeded throttle limit for API Stage rohkz08x02/dev: Key throttle limit exceeded for Usage Plan ID nnpegc, RestApi rohkz08x02, Stage dev, Resource f646q2, HttpMethod GET. Limit: 5.00 Burst: 10"
+	quota := id + "API Key **********F0yrv6 exceeded quota limit for API Stage rohkz08x02/dev: Key quota exhausted for Usage Plan ID nnpegc. Limit: 500 Period: DAY"
+	authorizer := id + "Starting authorizer: 62mgrc for request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"
+	tests := []struct {
+		name     string
+		lines    []string
+		status   any // int64, or nil for none
+		inferred bool
+		reason   string
+	}{
+		{"throttled", []string{id + "Extended Request Id: AAAAAAAAAAAAAAA=", throttle}, int64(429), true, "expired"},
+		{"quota", []string{quota}, int64(429), true, "expired"},
+		{"authorizer unauthorized", []string{authorizer, id + "Unauthorized request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"}, int64(401), true, "expired"},
+		{"authorizer deny", []string{authorizer, id + "The client is not authorized to perform this operation."}, int64(403), true, "expired"},
+		{"authorizer error", []string{authorizer, id + "Execution failed due to configuration error: Authorizer error"}, nil, false, "expired"},
+		{"no refusal", []string{id + "Starting execution for request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0"}, nil, false, "expired"},
+		{"throttled, completed", []string{throttle, id + "Method completed with status: 429"}, int64(429), false, "completed"},
+		{"completion wins", []string{throttle, id + "Method completed with status: 200"}, int64(200), false, "completed"},
+		{"gateway response wins", []string{authorizer, id + "Unauthorized request: 3323ffe5-6ddf-45c8-896a-b45ec2284cc0",
+			id + "Gateway response type: ACCESS_DENIED with status code: 403"}, int64(403), false, "expired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := NewCorrelator(CorrelatorConfig{MaxAge: time.Second})
+				got := observeAll(c, execRecords(t, "API-Gateway-Execution-Logs_rohkz08x02/dev", tc.lines, 1000))
+				time.Sleep(2 * time.Second)
+				got = append(got, c.Expire(time.Now().UnixMilli())...)
+				require.Len(t, got, 1)
+				s := &got[0]
+				require.NoError(t, recordAttrsOK(s))
+				m := attrMap(s)
+				require.Equal(t, tc.reason, m["apigateway.summary.reason"])
+				require.Equal(t, tc.status, m["http.status_code"])
+				if tc.inferred {
+					require.Equal(t, true, m["apigateway.summary.status_inferred"])
+					require.Contains(t, string(s.Message), fmt.Sprintf("-> %d (inferred)", tc.status))
+					require.Equal(t, record.LevelWarn, s.Level)
+				} else {
+					require.NotContains(t, m, "apigateway.summary.status_inferred")
+				}
+			})
+		})
+	}
 }

@@ -258,16 +258,45 @@
 // status, authorizer outcome (allow < unauthorized < deny < error, the
 // strongest wins), throttled/quota, the first error message and kind,
 // apiId/stage, extended request id, canary, first/last event timestamps,
-// elapsed ms and line count (attributes apigateway.summary.*). The lines
-// that follow completion (AWS Integration Endpoint RequestId, X-ray Tracing
-// ID) are attached while the request is open and otherwise ignored — they
-// never open a request. A completion for a request never seen yields a
-// summary of that line alone. Memory is bounded: MaxOpen open requests
-// (per-shard FIFO eviction; Observe returns the evicted request's partial
-// summary, reason "evicted") with string fields capped in length; Expire
+// elapsed ms and line count (attributes apigateway.summary.*). The status
+// is the last one a line gave ("Method completed with status", "Gateway
+// response type: … with status code"). A summary that ends without a
+// completion line and without a status, of a request that API Gateway
+// refused before its integration, gets the status API Gateway answers
+// such a refusal, marked apigateway.summary.status_inferred=true (Bool,
+// present only then): 401 for an authorizer's "Unauthorized request", 403
+// for its deny, else 429 for a usage plan's throttle or quota (an
+// authorizer error, a 500 by default, is left without one). At logging
+// level ERROR API Gateway writes only error-level entries, and a refused
+// request may then be logged without its completion line; a completion
+// line's status always wins. The lines that follow completion (AWS
+// Integration Endpoint RequestId, X-ray Tracing ID) are attached while the
+// request is open and otherwise ignored — they never open a request. A
+// completion for a request never seen yields a summary of that line
+// alone. Memory is bounded: MaxOpen open requests (per-shard FIFO
+// eviction; Observe returns the evicted request's partial summary, reason
+// "evicted") with string fields capped in length; Expire
 // emits requests open longer than MaxAge (reason "expired"), Flush all of
 // them (reason "flushed"). Ages use the Correlator's clock (arrival), not
 // event time, so replays of old logs do not expire instantly.
+//
+// One request, one summary: batches arrive out of order (a Firehose retry
+// overtaken by later requests, batches parsed concurrently), so a
+// request's completion may come before its earlier lines. The Correlator
+// remembers the id of every request it summarised (completed, expired or
+// evicted; not flushed) for MaxAge after the summary, MaxOpen ids at most
+// (per shard, oldest forgotten first; about 42 bytes each, 8 MB for the
+// default 200,000). A line of a remembered request, whatever it says,
+// opens no request and makes no second summary: it is delivered as a log
+// like every line, folded into nothing, and counted (Stats.Late,
+// correlator.late_lines; the lines that only follow completion stay
+// counted as ignored). A line that comes later than that opens a request
+// as any other, whose partial summary is a second one. Ids are
+// remembered by a 64-bit hash: two ids colliding (about one chance in
+// 10^9 among 200,000 ids) would make the second request's lines late.
+// The memory is the process's: lines of one request parsed by two
+// workers of a fleet, or before and after a restart, are folded into two
+// summaries.
 //
 // # Limits
 //
