@@ -124,7 +124,7 @@ func addZeros(want map[string]check) {
 	}
 	// Nothing held or open once drained.
 	for _, k := range []string{
-		"runtime.in_flight_batches", "firehose.held_bytes", "correlator.open_requests", "correlator.recent_requests", "derive.open_series",
+		"runtime.in_flight_batches", "firehose.held_bytes", "correlator.open_requests", "correlator.recent_requests", "derive.open_series", "derive.summaries_waiting",
 		"deliver_logs.pending_payloads", "deliver_logs.requests_in_flight", "deliver_metrics.requests_in_flight",
 	} {
 		want["gauges."+k] = 0
