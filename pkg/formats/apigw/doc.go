@@ -75,11 +75,22 @@
 // Any other template is a sequence of literals and variables matched left
 // to right with bounded backtracking: each value takes the shortest text up
 // to the next literal, unless a later literal or the variable's class fails,
-// in which case it grows. Classes: ids, ip, method, paths, protocol (token,
-// no whitespace), numbers (digits, sign, '.', exponent, or "-"), and free
-// text (requestTime, routeKey, userAgent, messages, unknown variables). So
-// "$context.httpMethod $context.routeKey $context.protocol" recovers
-// routeKey "GET /pets" from "GET GET /pets HTTP/1.1".
+// in which case it grows. The classes are the shapes API Gateway renders:
+// status and the other HTTP statuses (integration, authorizer, WAF,
+// responseOverride) three digits; latencies, lengths, epochs and
+// connectedAt unsigned decimals (digits, maybe '.' and digits: no sign, no
+// exponent); httpMethod an RFC 9110 token (no '/'); path and resourcePath
+// '/' then no whitespace; requestTime "dd/MMM/yyyy:HH:mm:ss +hhmm" (its
+// inner space is no boundary); ids, ip, host, protocol and the like a token
+// (no whitespace); routeKey, userAgent, messages, certificate fields and
+// unknown variables free text. Every class also takes "-" (unset). Between
+// two literals a value may be empty (unset); two variables with no literal
+// between them each take at least one byte, the first as little as lets the
+// rest match. So "$context.httpMethod $context.routeKey $context.protocol"
+// recovers routeKey "GET /pets" from "GET GET /pets HTTP/1.1",
+// "$context.httpMethod$context.path" splits "GET/pets/7" into GET and
+// /pets/7, and "$context.requestTime $context.routeKey" gives the zone to
+// requestTime.
 //
 // Lenient JSON: unquoted numbers, bare "-", empty values, unquoted keys,
 // leading/trailing whitespace and newlines, escaped quotes (\" and all JSON

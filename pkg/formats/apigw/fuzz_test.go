@@ -117,6 +117,13 @@ func FuzzTemplate(f *testing.F) {
 		f.Add(s, []byte(benchDatadogLine))
 	}
 	f.Add(`$context.a$context.b$context.c`, []byte("abcdef"))
+	// adjacent variables split by their shapes, requestTime's inner space
+	f.Add(`$context.requestId https://$context.domainName$context.path $context.status`, []byte("r1 https://api.example.com/prod/pets/7 200"))
+	f.Add(`$context.requestId $context.httpMethod$context.path$context.status$context.responseLength`, []byte("r1 GET/pets/7200512"))
+	f.Add(`$context.requestId$context.status`, []byte("c0475a28-8de8-11e7-8d3f-4183da788123200"))
+	f.Add(`$context.requestId $context.status$context.responseLatency`, []byte("r1 -12.5"))
+	f.Add(`$context.requestTime $context.routeKey $context.status`, []byte("03/Dec/2026:19:00:00 +0000 GET /pets 200"))
+	f.Add(`$context.requestTime$context.requestTimeEpoch:$context.requestId`, []byte("03/Dec/2026:19:00:00 -07001796324400000:r1"))
 	f.Add(`${context.requestId} "$context.authorizer.claims['cognito:username']" $context.requestOverride.header.x-y`, []byte(`r "u" h`))
 	f.Add(`{"a":{"b":"$context.status x $context.requestId"},"c":$context.responseLatency}`, []byte(`{"a":{"b":"200 x r"},"c":12}`))
 	f.Fuzz(func(t *testing.T, format string, line []byte) {

@@ -178,6 +178,81 @@ func TestCompileFormat(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoVariables)
 }
 
+// TestTemplateValueShapes: a value takes the shape API Gateway renders its
+// variable in, so variables with no literal between them split where the
+// shapes say, and requestTime keeps its zone after its inner space.
+func TestTemplateValueShapes(t *testing.T) {
+	const (
+		clfTime = "03/Dec/2026:19:00:00 +0000"
+		idTime  = "$context.requestId $context.requestTime $context.identity.userAgent"
+	)
+	tests := []struct {
+		name, format, line string
+		want               map[string]string // nil: the line does not match
+	}{
+		{"host then path", "$context.requestId https://$context.domainName$context.path $context.status", "r1 https://api.example.com/prod/pets/7 200",
+			map[string]string{"requestId": "r1", "domainName": "api.example.com", "path": "/prod/pets/7", "status": "200"}},
+		{"method then path", "$context.requestId $context.httpMethod$context.path $context.status", "r1 GET/pets/7 200",
+			map[string]string{"requestId": "r1", "httpMethod": "GET", "path": "/pets/7", "status": "200"}},
+		{"status then length", "$context.requestId $context.status$context.responseLength", "r1 200512",
+			map[string]string{"requestId": "r1", "status": "200", "responseLength": "512"}},
+		{"id then status", "$context.requestId$context.status", "c0475a28-8de8-11e7-8d3f-4183da788123200",
+			map[string]string{"requestId": "c0475a28-8de8-11e7-8d3f-4183da788123", "status": "200"}},
+		{"unset status then length", "$context.requestId $context.status$context.responseLength", "r1 -512",
+			map[string]string{"requestId": "r1", "status": "-", "responseLength": "512"}},
+		{"both unset", "$context.requestId $context.status$context.responseLength", "r1 --",
+			map[string]string{"requestId": "r1", "status": "-", "responseLength": "-"}},
+		{"unset method then path", "$context.httpMethod$context.path $context.requestId", "-/pets r1",
+			map[string]string{"httpMethod": "-", "path": "/pets", "requestId": "r1"}},
+		{"decimal latency then length", "$context.responseLatency$context.status $context.requestId", "12.5200 r1",
+			map[string]string{"responseLatency": "12.5", "status": "200", "requestId": "r1"}},
+		{"a signed status", "$context.requestId $context.status", "r1 -5", nil},
+		{"a plus sign", "$context.requestId $context.status", "r1 +200", nil},
+		{"a status of four digits", "$context.requestId $context.status", "r1 2000", nil},
+		{"a number with an exponent", "$context.requestId $context.responseLength", "r1 1e3", nil},
+		{"a path without its slash", "$context.requestId $context.path", "r1 pets/7", nil},
+		{"a method with a slash", "$context.requestId $context.httpMethod", "r1 GET/x", nil},
+		{"no room for the second of two", "$context.requestId$context.status", "200", nil},
+		{"empty between literals is unset", "$context.requestId,$context.status,$context.path", "r1,,",
+			map[string]string{"requestId": "r1", "status": "", "path": ""}},
+		{"requestTime then route key", "$context.requestTime $context.routeKey $context.status", clfTime + " GET /pets 200",
+			map[string]string{"requestTime": clfTime, "routeKey": "GET /pets", "status": "200"}},
+		{"requestTime then user agent", idTime, "r1 " + clfTime + " curl/8.0",
+			map[string]string{"requestId": "r1", "requestTime": clfTime, "identity.userAgent": "curl/8.0"}},
+		{"requestTime west of UTC", idTime, "r1 03/Dec/2026:12:00:00 -0700 Mozilla/5.0 (X11; Linux x86_64)",
+			map[string]string{"requestId": "r1", "requestTime": "03/Dec/2026:12:00:00 -0700", "identity.userAgent": "Mozilla/5.0 (X11; Linux x86_64)"}},
+		{"requestTime unset", idTime, "r1 - curl/8.0",
+			map[string]string{"requestId": "r1", "requestTime": "-", "identity.userAgent": "curl/8.0"}},
+		{"requestTime before a colon", "$context.requestTime:$context.requestId", clfTime + ":r1",
+			map[string]string{"requestTime": clfTime, "requestId": "r1"}},
+		{"requestTime cut short", idTime, "r1 03/Dec/2026:19:00:00 curl/8.0", nil},
+		{"requestTime epoch", "$context.requestTimeEpoch$context.status $context.requestId", "1796324400000200 r1",
+			map[string]string{"requestTimeEpoch": "1796324400000", "status": "200", "requestId": "r1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := CompileFormat(tc.format)
+			require.NoError(t, err)
+			got := map[string]string{}
+			ok := f.Extract([]byte(tc.line), func(name string, value []byte) { got[name] = string(value) })
+			if tc.want == nil {
+				require.False(t, ok, "matched: %v", got)
+				return
+			}
+			require.True(t, ok)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	// what the hunt saw downstream: the route, the method and the timestamp
+	p := mustParser(t, Config{Formats: []FormatRule{{LogGroup: "g", Format: "$context.requestTime $context.routeKey $context.status"}}})
+	rec := record.Record{Origin: &record.Origin{LogGroup: "g"}, Message: []byte(clfTime + " GET /pets 200"), Timestamp: 7}
+	p.Parse(&record.Batch{}, &rec)
+	require.Equal(t, int64(1796324400000), rec.Timestamp)
+	require.Equal(t, "/pets", attrMap(&rec)[KeyRoute])
+	require.Equal(t, "GET", attrMap(&rec)[KeyMethod])
+	require.Equal(t, int64(200), attrMap(&rec)[KeyStatusCode])
+}
+
 func TestValues(t *testing.T) {
 	for _, tc := range []struct {
 		in string

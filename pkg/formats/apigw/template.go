@@ -170,6 +170,9 @@ type seqTemplate struct {
 type seqSeg struct {
 	v   *varInfo
 	lit []byte
+	// min is the value's least length: 1 right after another variable,
+	// where an empty value could not be told from a split one.
+	min int
 }
 
 // maxMatchSteps bounds backtracking per line.
@@ -202,6 +205,11 @@ func compileSeq(f string) (*seqTemplate, error) {
 	flush()
 	if len(t.segs) == 0 {
 		return nil, ErrNoVariables
+	}
+	for i := 1; i < len(t.segs); i++ {
+		if len(t.segs[i-1].lit) == 0 {
+			t.segs[i].min = 1
+		}
 	}
 	return t, nil
 }
@@ -283,26 +291,117 @@ func isPropertyFamily(sofar string) bool {
 		strings.HasPrefix(sofar, "responseOverride.")
 }
 
-func classOK(c valueClass, v []byte) bool {
+// fit is how a value stands against its variable's class.
+type fit uint8
+
+const (
+	fitNever fit = iota // neither the value nor any longer text starting with it fits
+	fitShort            // the value does not fit, a longer text starting with it may
+	fitOK
+)
+
+// classFit checks v against class c. The empty text fits every class (a
+// variable between two literals may render as nothing, which means unset);
+// the matcher itself keeps a variable next to another from taking it.
+func classFit(c valueClass, v []byte) fit {
+	if len(v) == 0 || c == classAny {
+		return fitOK
+	}
 	switch c {
 	case classToken:
 		for _, b := range v {
 			if b == ' ' || b == '\t' || b == '\n' || b == '\r' {
-				return false
+				return fitNever
 			}
 		}
+		return fitOK
+	case classMethod:
+		for _, b := range v {
+			if !tchar[b] {
+				return fitNever
+			}
+		}
+		return fitOK
+	}
+	if v[0] == '-' {
+		if len(v) == 1 {
+			return fitOK // unset
+		}
+		return fitNever
+	}
+	switch c {
+	case classPath:
+		if v[0] != '/' {
+			return fitNever
+		}
+		return classFit(classToken, v)
 	case classNumber:
-		if len(v) == 1 && v[0] == '-' {
-			return true
+		dot := false
+		for i, b := range v {
+			switch {
+			case b >= '0' && b <= '9':
+			case b == '.' && !dot && i > 0:
+				dot = true
+			default:
+				return fitNever
+			}
+		}
+		if v[len(v)-1] == '.' {
+			return fitShort
+		}
+		return fitOK
+	case classStatus:
+		if len(v) > 3 {
+			return fitNever
 		}
 		for _, b := range v {
-			if (b < '0' || b > '9') && b != '.' && b != '-' && b != '+' && b != 'e' && b != 'E' {
-				return false
+			if b < '0' || b > '9' {
+				return fitNever
 			}
 		}
+		if len(v) < 3 {
+			return fitShort
+		}
+		return fitOK
+	case classCLFTime:
+		if len(v) > len(clfTimeShape) {
+			return fitNever
+		}
+		for i, b := range v {
+			var ok bool
+			switch clfTimeShape[i] {
+			case '0':
+				ok = b >= '0' && b <= '9'
+			case 'a':
+				ok = b|0x20 >= 'a' && b|0x20 <= 'z'
+			case 's':
+				ok = b == '+' || b == '-'
+			default:
+				ok = b == clfTimeShape[i]
+			}
+			if !ok {
+				return fitNever
+			}
+		}
+		if len(v) < len(clfTimeShape) {
+			return fitShort
+		}
+		return fitOK
 	}
-	return true
+	return fitOK
 }
+
+// clfTimeShape is requestTime's layout: '0' a digit, 'a' a letter, 's' the
+// zone's sign, anything else itself.
+const clfTimeShape = "00/aaa/0000:00:00:00 s0000"
+
+// tchar holds the bytes of an RFC 9110 token (a method name).
+var tchar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isIdentChar(byte(c)) || strings.IndexByte("!#$%&'*+-.^`|~", byte(c)) >= 0
+	}
+	return
+}()
 
 // match matches line against the template, returning one span per segment.
 // Backtracking is bounded twice: in steps, and in bytes searched (so a long
@@ -347,18 +446,26 @@ func (m *matcher) at(i, pos int) bool {
 	g := &t.segs[i]
 	if i == len(t.segs)-1 {
 		end := len(line) - len(g.lit)
-		if end < pos || !bytes.Equal(line[end:], g.lit) || !classOK(g.v.class, line[pos:end]) {
+		if end < pos+g.min || !bytes.Equal(line[end:], g.lit) || classFit(g.v.class, line[pos:end]) != fitOK {
 			return false
 		}
 		m.sp[i] = span{pos, end}
 		return true
 	}
 	if len(g.lit) == 0 {
-		// adjacent variables: try every split, shortest first
-		for end := pos; end <= len(line); end++ {
+		// Adjacent variables: try every split, shortest first. Neither
+		// side may be empty: an unset variable renders as "-", and an
+		// empty first value would hand the whole text to the next one.
+		for end := pos + 1; end <= len(line); end++ {
 			m.steps--
-			if m.steps < 0 || !classOK(g.v.class, line[pos:end]) {
+			if m.steps < 0 {
 				return false
+			}
+			switch classFit(g.v.class, line[pos:end]) {
+			case fitNever:
+				return false
+			case fitShort:
+				continue
 			}
 			m.sp[i] = span{pos, end}
 			if m.at(i+1, end) {
@@ -367,7 +474,7 @@ func (m *matcher) at(i, pos int) bool {
 		}
 		return false
 	}
-	from := pos
+	from := pos + g.min
 	for {
 		m.steps--
 		if m.steps < 0 || m.bytes < 0 || from >= m.absent[i] {
@@ -388,8 +495,13 @@ func (m *matcher) at(i, pos int) bool {
 		end := from + j
 		if g.v.class != classAny {
 			m.bytes -= end - pos
-			if !classOK(g.v.class, line[pos:end]) {
+			switch classFit(g.v.class, line[pos:end]) {
+			case fitNever:
 				return false
+			case fitShort:
+				// the literal is inside the value ("29/Jun/2023:12:01:02 +0000")
+				from = end + 1
+				continue
 			}
 		}
 		m.sp[i] = span{pos, end}
