@@ -289,7 +289,9 @@
 // not match its format. Dynamically named
 // variables (claims, unknown JSON keys) are interned up to 4096 names;
 // beyond that their attribute keys are built per record. Request ids in the
-// execution prefix: up to 128 characters of [A-Za-z0-9._:-]. Correlator
+// execution prefix: up to 128 characters, either of [A-Za-z0-9._:-] (REST's
+// UUIDs) or standard base64 with its '=' padding (WebSocket and HTTP APIs:
+// "Dwz4lGRyvHcF0KQ="; '+', '/' and '=' are accepted only there). Correlator
 // fields: method 16 bytes, route/path 512, error message 1024, others 128.
 // XML values are taken verbatim (API Gateway does not escape them).
 //

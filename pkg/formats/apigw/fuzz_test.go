@@ -188,6 +188,9 @@ func FuzzExecution(f *testing.F) {
 	seedLines(f, "exec_")
 	f.Add([]byte("(a) Received response. Status: 99999999999999999999, Integration latency: -5 ms"))
 	f.Add([]byte("(a) API Key  not authorized because method ''"))
+	f.Add([]byte("(Dwz4lGRyvHcF0KQ=) Method completed with status: 500"))
+	f.Add([]byte("(Iq9g+wFD/AMFo1A=) WebSocket Request Route: [$connect]"))
+	f.Add([]byte("(/pets) (a=b) (Dwz4lGRyvHcF0K=Q)"))
 	p := mustParser(f, Config{})
 	c := NewCorrelator(CorrelatorConfig{MaxOpen: 64})
 	f.Fuzz(func(t *testing.T, line []byte) {

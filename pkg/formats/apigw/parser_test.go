@@ -253,6 +253,55 @@ func TestTemplateValueShapes(t *testing.T) {
 	require.Equal(t, int64(200), attrMap(&rec)[KeyStatusCode])
 }
 
+// TestExecutionRequestID: the prefix of WebSocket and HTTP APIs' execution
+// lines is a base64 request id; text in parentheses is still no prefix.
+func TestExecutionRequestID(t *testing.T) {
+	tests := []struct {
+		line, id string // id "": no prefix
+		ev       ExecEvent
+		ok       bool
+	}{
+		{"(515f1e99-39db-11e9-9e96-01e5c04505b9) Method completed with status: 200", "515f1e99-39db-11e9-9e96-01e5c04505b9", EventMethodCompleted, true},
+		{"(Iq9gwFDNoAMFo1A=) Method completed with status: 500", "Iq9gwFDNoAMFo1A=", EventMethodCompleted, true},
+		{"(Dwz4lGRyvHcF0KQ=) WebSocket Request Route: [$connect]", "Dwz4lGRyvHcF0KQ=", EventWebSocketRoute, true},
+		{"(Iq9g+wFD/AMFo1A=) Extended Request Id: Iq9g+wFD/AMFo1A=", "Iq9g+wFD/AMFo1A=", EventExtendedRequestID, true},
+		{"(Iq9g+wFDNo/AMFo1A=) not base64: 18 bytes", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0K==) some websocket line", "Dwz4lGRyvHcF0K==", EventUnknown, true},
+		{"(Dwz4lGRyvHcF0KQA) some websocket line", "Dwz4lGRyvHcF0KQA", EventUnknown, true},
+		{"(UUID_REPLACED_INVALID_REQUEST_ID) Starting execution for request: x", "UUID_REPLACED_INVALID_REQUEST_ID", EventExecutionStarted, true},
+		// parentheses around ordinary text
+		{"(/pets) some text", "", EventUnknown, false},
+		{"(a=b) some text", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0K=Q) some text", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0===) some text", "", EventUnknown, false},
+		{"(Dwz4lGRy-vHcF0K=) some text", "", EventUnknown, false},
+		{"(not an id!) Method completed with status: 200", "", EventUnknown, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.line, func(t *testing.T) {
+			id, ev, ok := ParseExecutionLine([]byte(tc.line))
+			require.Equal(t, tc.id, string(id))
+			require.Equal(t, tc.ev, ev)
+			require.Equal(t, tc.ok, ok)
+		})
+	}
+	// in a WebSocket execution group the lines are folded into one request
+	p := mustParser(t, Config{})
+	c := NewCorrelator(CorrelatorConfig{MaxOpen: 8})
+	var sum record.Record
+	for _, l := range []string{"(Iq9gwFDNoAMFo1A=) Received response. Status: 500, Integration latency: 23 ms", "(Iq9gwFDNoAMFo1A=) Method completed with status: 500"} {
+		rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/apigateway/z1ctxygne5/production"}, Message: []byte(l)}
+		p.Parse(&record.Batch{}, &rec)
+		require.Equal(t, record.KindExecution, rec.Kind, rec.ParseError)
+		require.Equal(t, "Iq9gwFDNoAMFo1A=", attrMap(&rec)[KeyRequestID])
+		if s, done := c.Observe(&rec); done {
+			sum = s
+		}
+	}
+	require.Equal(t, int64(500), attrMap(&sum)[KeyStatusCode])
+	require.Equal(t, "Iq9gwFDNoAMFo1A=", attrMap(&sum)[KeyRequestID])
+}
+
 func TestValues(t *testing.T) {
 	for _, tc := range []struct {
 		in string
