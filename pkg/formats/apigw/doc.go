@@ -69,9 +69,16 @@
 // Templates (CompileFormat) accept $context.name and ${context.name}; names
 // are dotted identifiers; the user-property families (authorizer.*,
 // requestOverride.*, responseOverride.*) also allow '-' inside segments and
-// a ['quoted'] last segment. A template whose trimmed text is a JSON object
-// maps each key (nested keys flattened) to the variable(s) in its value; a
-// value mixing text and several variables is matched as a sub-template.
+// a ['quoted'] last segment. A reference begun and not completed
+// ("${context.x" without its '}', "${context}", "$context." without a
+// name) is an error naming its column (ErrMalformedVariable), not literal
+// text that no line would match. Text after a complete reference is
+// literal, '}' included: "$context.status}" is matched as "200}", which is
+// how a template engine substituting $context.status renders it (not
+// verified against API Gateway). A template whose trimmed text is a JSON
+// object maps each key (nested keys flattened) to the variable(s) in its
+// value; a value mixing text and several variables is matched as a
+// sub-template.
 // Any other template is a sequence of literals and variables matched left
 // to right with bounded backtracking: each value takes the shortest text up
 // to the next literal, unless a later literal or the variable's class fails,

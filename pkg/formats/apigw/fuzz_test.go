@@ -124,6 +124,10 @@ func FuzzTemplate(f *testing.F) {
 	f.Add(`$context.requestId $context.status$context.responseLatency`, []byte("r1 -12.5"))
 	f.Add(`$context.requestTime $context.routeKey $context.status`, []byte("03/Dec/2026:19:00:00 +0000 GET /pets 200"))
 	f.Add(`$context.requestTime$context.requestTimeEpoch:$context.requestId`, []byte("03/Dec/2026:19:00:00 -07001796324400000:r1"))
+	// references begun and not completed are refused; '}' after one is literal
+	f.Add(`$context.requestId ${context.status`, []byte("r1 ${context.status"))
+	f.Add(`{"a":"$context.requestId","b":"${context}"} $context.`, []byte(`{"a":"r1","b":"x"}`))
+	f.Add(`$context.requestId $context.status}`, []byte("r1 200}"))
 	f.Add(`${context.requestId} "$context.authorizer.claims['cognito:username']" $context.requestOverride.header.x-y`, []byte(`r "u" h`))
 	f.Add(`{"a":{"b":"$context.status x $context.requestId"},"c":$context.responseLatency}`, []byte(`{"a":{"b":"200 x r"},"c":12}`))
 	f.Fuzz(func(t *testing.T, format string, line []byte) {

@@ -178,6 +178,47 @@ func TestCompileFormat(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoVariables)
 }
 
+// TestCompileFormatMalformedVariable: a reference begun and not completed
+// is an error naming its column, not literal text no line would match.
+func TestCompileFormatMalformedVariable(t *testing.T) {
+	tests := []struct {
+		format, wantErr string // wantErr "": compiles
+	}{
+		{"$context.requestId ${context.status", `column 20: "${context.status": no '}' after the variable name`},
+		{"${context.status", `column 1: "${context.status": no '}' after the variable name`},
+		{"$context.requestId ${context.status x}", `column 20: "${context.status": no '}'`},
+		{"$context.requestId $context.", `column 20: "$context.": no variable name after "context."`},
+		{"$context.requestId $context.5xx", `column 20: "$context.5xx": no variable name`},
+		{"$context.requestId ${context.}", `column 20: "${context.}": no variable name`},
+		{"$context.requestId ${context}", `column 20: "${context}": no '.' and variable name`},
+		{"$context.requestId ${context", `column 20: "${context": no '.' and variable name`},
+		{`{"id":"$context.requestId","st":"${context.status"}`, `column 34: "${context.status": no '}'`},
+		{" \t$context.requestId $context.", "column 22:"}, // columns count in the text as written
+		// API Gateway renders these as the variable and literal text
+		{"$context.requestId $context.status}", ""},
+		{"$context.requestId $context.status.", ""},
+		{"$context.requestId $stageVariables.x $5 $ context.x", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.format, func(t *testing.T) {
+			_, err := CompileFormat(tc.format)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrMalformedVariable)
+			require.ErrorContains(t, err, tc.wantErr)
+			// gwpipe validate reports it (pkg/config runs Config.Validate)
+			require.ErrorContains(t, Config{Formats: []FormatRule{{LogGroup: "g", Format: tc.format}}}.Validate(), tc.wantErr)
+		})
+	}
+	f, err := CompileFormat("$context.requestId $context.status}")
+	require.NoError(t, err)
+	got := map[string]string{}
+	require.True(t, f.Extract([]byte("r1 200}"), func(n string, v []byte) { got[n] = string(v) }))
+	require.Equal(t, map[string]string{"requestId": "r1", "status": "200"}, got)
+}
+
 // TestTemplateValueShapes: a value takes the shape API Gateway renders its
 // variable in, so variables with no literal between them split where the
 // shapes say, and requestTime keeps its zone after its inner space.

@@ -106,6 +106,10 @@ func (f *Format) extract(line []byte, s *scratch, fn func(v *varInfo, val []byte
 // ErrNoVariables is returned for a format without any $context variable.
 var ErrNoVariables = errors.New("apigw: format has no $context variable")
 
+// ErrMalformedVariable is returned (wrapped, with the column) for a
+// "$context." or "${context" that does not complete a variable reference.
+var ErrMalformedVariable = errors.New("apigw: malformed $context variable")
+
 // maxFormatLen bounds format strings (API Gateway's own limit is 3 KB).
 const maxFormatLen = 16 << 10
 
@@ -119,6 +123,9 @@ const maxFormatLen = 16 << 10
 func CompileFormat(format string) (*Format, error) {
 	if len(format) > maxFormatLen {
 		return nil, fmt.Errorf("apigw: format longer than %d bytes", maxFormatLen)
+	}
+	if err := checkVarRefs(format); err != nil {
+		return nil, err
 	}
 	src := format
 	f := strings.TrimSpace(format)
@@ -212,6 +219,44 @@ func compileSeq(f string) (*seqTemplate, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkVarRefs refuses a reference begun and not completed: compiled as
+// literal text it would make every line fail to match, with nothing to say
+// why. "$context.status}" is not one: API Gateway renders the variable and
+// keeps the '}', and so does the template.
+func checkVarRefs(f string) error {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '$' {
+			continue
+		}
+		j := i + 1
+		braced := j < len(f) && f[j] == '{'
+		if braced {
+			j++
+		}
+		if !strings.HasPrefix(f[j:], "context.") && !(braced && strings.HasPrefix(f[j:], "context")) {
+			continue // other text with a '$' ("$stageVariables.x", "$5")
+		}
+		if _, n := scanVar(f, i); n > 0 {
+			i += n - 1
+			continue
+		}
+		k := j + len("context.")
+		why := "no variable name after \"context.\""
+		if k > len(f) || f[k-1] != '.' {
+			k = j + len("context")
+			why = "no '.' and variable name after \"${context\""
+		} else if k < len(f) && isIdentStart(f[k]) {
+			why = "no '}' after the variable name"
+		}
+		end := k
+		for end < len(f) && end-i < 48 && !isSpace(f[end]) && f[end] != '"' {
+			end++
+		}
+		return fmt.Errorf("%w at column %d: %q: %s", ErrMalformedVariable, i+1, f[i:end], why)
+	}
+	return nil
 }
 
 // scanVar recognises a variable reference at f[i:], returning its name
