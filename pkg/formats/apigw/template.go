@@ -355,7 +355,7 @@ func classFit(c valueClass, v []byte) fit {
 	switch c {
 	case classToken:
 		for _, b := range v {
-			if b == ' ' || b == '\t' || b == '\n' || b == '\r' {
+			if space[b] {
 				return fitNever
 			}
 		}
@@ -413,18 +413,7 @@ func classFit(c valueClass, v []byte) fit {
 			return fitNever
 		}
 		for i, b := range v {
-			var ok bool
-			switch clfTimeShape[i] {
-			case '0':
-				ok = b >= '0' && b <= '9'
-			case 'a':
-				ok = b|0x20 >= 'a' && b|0x20 <= 'z'
-			case 's':
-				ok = b == '+' || b == '-'
-			default:
-				ok = b == clfTimeShape[i]
-			}
-			if !ok {
+			if clfByte[b]&clfTimeShape[i] == 0 {
 				return fitNever
 			}
 		}
@@ -436,13 +425,48 @@ func classFit(c valueClass, v []byte) fit {
 	return fitOK
 }
 
-// clfTimeShape is requestTime's layout: '0' a digit, 'a' a letter, 's' the
-// zone's sign, anything else itself.
-const clfTimeShape = "00/aaa/0000:00:00:00 s0000"
+// clfTimeShape is requestTime's layout, "dd/MMM/yyyy:HH:mm:ss +hhmm", as
+// the kinds of byte each position takes: one table lookup a byte, since the
+// console CLF formats check it on every line.
+const (
+	clfDigit = 1 << iota
+	clfLetter
+	clfSign
+	clfSlash
+	clfColon
+	clfSpace
+)
+
+var clfTimeShape = func() (s [26]uint8) {
+	for i, c := range "00/aaa/0000:00:00:00 s0000" {
+		s[i] = map[rune]uint8{'0': clfDigit, 'a': clfLetter, 's': clfSign, '/': clfSlash, ':': clfColon, ' ': clfSpace}[c]
+	}
+	return
+}()
+
+var clfByte = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = clfDigit
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = clfLetter, clfLetter
+	}
+	t['+'], t['-'], t['/'], t[':'], t[' '] = clfSign, clfSign, clfSlash, clfColon, clfSpace
+	return
+}()
+
+// space holds the bytes isSpace accepts, looked up rather than compared as
+// most values are tokens checked byte by byte.
+var space = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isSpace(byte(c))
+	}
+	return
+}()
 
 // tchar holds the bytes of an RFC 9110 token (a method name).
 var tchar = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
+	for c := range 256 {
 		t[c] = isIdentChar(byte(c)) || strings.IndexByte("!#$%&'*+-.^`|~", byte(c)) >= 0
 	}
 	return
