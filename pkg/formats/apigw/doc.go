@@ -289,9 +289,10 @@
 //
 // # Limits
 //
-// Formats: 16 KiB (API Gateway allows 3 KB). JSON nesting: 16 levels; XML:
-// 8. Keys longer than 256 bytes, or with an empty dotted segment or control
-// characters, are ignored. Template matching backtracks at most 4096 steps
+// Formats: 16 KiB (API Gateway allows 3 KB); a variable name longer than 245
+// bytes (its key apigateway.<name> over 256) is an error. JSON nesting: 16
+// levels; XML: 8. Keys longer than 256 bytes, or with an empty dotted
+// segment or control characters, are ignored. Template matching backtracks at most 4096 steps
 // and searches at most 8×len(line)+4096 bytes per line, then the line does
 // not match its format. Dynamically named
 // variables (claims, unknown JSON keys) are interned up to 4096 names;

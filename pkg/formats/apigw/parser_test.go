@@ -194,6 +194,8 @@ func TestCompileFormatMalformedVariable(t *testing.T) {
 		{"$context.requestId ${context", `column 20: "${context": no '.' and variable name`},
 		{`{"id":"$context.requestId","st":"${context.status"}`, `column 34: "${context.status": no '}'`},
 		{" \t$context.requestId $context.", "column 22:"}, // columns count in the text as written
+		{"$context.requestId $context.authorizer.claims." + strings.Repeat("x", 240), "column 20: the name is longer than 245 bytes"},
+		{"$context.requestId $context.authorizer." + strings.Repeat("x", 245-len("authorizer.")), ""},
 		// API Gateway renders these as the variable and literal text
 		{"$context.requestId $context.status}", ""},
 		{"$context.requestId $context.status.", ""},

@@ -221,6 +221,10 @@ func compileSeq(f string) (*seqTemplate, error) {
 	return t, nil
 }
 
+// maxVarName bounds a variable's name so that its attribute key
+// (apigateway.<name>) is one the package keeps (maxKeyLen).
+const maxVarName = maxKeyLen - len("apigateway.")
+
 // checkVarRefs refuses a reference begun and not completed: compiled as
 // literal text it would make every line fail to match, with nothing to say
 // why. "$context.status}" is not one: API Gateway renders the variable and
@@ -238,7 +242,10 @@ func checkVarRefs(f string) error {
 		if !strings.HasPrefix(f[j:], "context.") && !(braced && strings.HasPrefix(f[j:], "context")) {
 			continue // other text with a '$' ("$stageVariables.x", "$5")
 		}
-		if _, n := scanVar(f, i); n > 0 {
+		if name, n := scanVar(f, i); n > 0 {
+			if len(name) > maxVarName {
+				return fmt.Errorf("%w at column %d: the name is longer than %d bytes", ErrMalformedVariable, i+1, maxVarName)
+			}
 			i += n - 1
 			continue
 		}
