@@ -69,17 +69,35 @@
 // Templates (CompileFormat) accept $context.name and ${context.name}; names
 // are dotted identifiers; the user-property families (authorizer.*,
 // requestOverride.*, responseOverride.*) also allow '-' inside segments and
-// a ['quoted'] last segment. A template whose trimmed text is a JSON object
-// maps each key (nested keys flattened) to the variable(s) in its value; a
-// value mixing text and several variables is matched as a sub-template.
+// a ['quoted'] last segment. A reference begun and not completed
+// ("${context.x" without its '}', "${context}", "$context." without a
+// name) is an error naming its column (ErrMalformedVariable), not literal
+// text that no line would match. Text after a complete reference is
+// literal, '}' included: "$context.status}" is matched as "200}", which is
+// how a template engine substituting $context.status renders it (not
+// verified against API Gateway). A template whose trimmed text is a JSON
+// object maps each key (nested keys flattened) to the variable(s) in its
+// value; a value mixing text and several variables is matched as a
+// sub-template.
 // Any other template is a sequence of literals and variables matched left
 // to right with bounded backtracking: each value takes the shortest text up
 // to the next literal, unless a later literal or the variable's class fails,
-// in which case it grows. Classes: ids, ip, method, paths, protocol (token,
-// no whitespace), numbers (digits, sign, '.', exponent, or "-"), and free
-// text (requestTime, routeKey, userAgent, messages, unknown variables). So
-// "$context.httpMethod $context.routeKey $context.protocol" recovers
-// routeKey "GET /pets" from "GET GET /pets HTTP/1.1".
+// in which case it grows. The classes are the shapes API Gateway renders:
+// status and the other HTTP statuses (integration, authorizer, WAF,
+// responseOverride) three digits; latencies, lengths, epochs and
+// connectedAt unsigned decimals (digits, maybe '.' and digits: no sign, no
+// exponent); httpMethod an RFC 9110 token (no '/'); path and resourcePath
+// '/' then no whitespace; requestTime "dd/MMM/yyyy:HH:mm:ss +hhmm" (its
+// inner space is no boundary); ids, ip, host, protocol and the like a token
+// (no whitespace); routeKey, userAgent, messages, certificate fields and
+// unknown variables free text. Every class also takes "-" (unset). Between
+// two literals a value may be empty (unset); two variables with no literal
+// between them each take at least one byte, the first as little as lets the
+// rest match. So "$context.httpMethod $context.routeKey $context.protocol"
+// recovers routeKey "GET /pets" from "GET GET /pets HTTP/1.1",
+// "$context.httpMethod$context.path" splits "GET/pets/7" into GET and
+// /pets/7, and "$context.requestTime $context.routeKey" gives the zone to
+// requestTime.
 //
 // Lenient JSON: unquoted numbers, bare "-", empty values, unquoted keys,
 // leading/trailing whitespace and newlines, escaped quotes (\" and all JSON
@@ -300,14 +318,17 @@
 //
 // # Limits
 //
-// Formats: 16 KiB (API Gateway allows 3 KB). JSON nesting: 16 levels; XML:
-// 8. Keys longer than 256 bytes, or with an empty dotted segment or control
-// characters, are ignored. Template matching backtracks at most 4096 steps
+// Formats: 16 KiB (API Gateway allows 3 KB); a variable name longer than 245
+// bytes (its key apigateway.<name> over 256) is an error. JSON nesting: 16
+// levels; XML: 8. Keys longer than 256 bytes, or with an empty dotted
+// segment or control characters, are ignored. Template matching backtracks at most 4096 steps
 // and searches at most 8×len(line)+4096 bytes per line, then the line does
 // not match its format. Dynamically named
 // variables (claims, unknown JSON keys) are interned up to 4096 names;
 // beyond that their attribute keys are built per record. Request ids in the
-// execution prefix: up to 128 characters of [A-Za-z0-9._:-]. Correlator
+// execution prefix: up to 128 characters, either of [A-Za-z0-9._:-] (REST's
+// UUIDs) or standard base64 with its '=' padding (WebSocket and HTTP APIs:
+// "Dwz4lGRyvHcF0KQ="; '+', '/' and '=' are accepted only there). Correlator
 // fields: method 16 bytes, route/path 512, error message 1024, others 128.
 // XML values are taken verbatim (API Gateway does not escape them).
 //

@@ -230,9 +230,40 @@ func splitExecPrefix(line []byte) (id, rest []byte, truncated bool) {
 	return id, rest, truncated
 }
 
+// validReqID accepts the ids API Gateway prefixes execution lines with:
+// REST's UUIDs (any of [A-Za-z0-9._:-], as before), and the base64 ids of
+// WebSocket and HTTP APIs ("Dwz4lGRyvHcF0KQ="). '+', '/' and '=' are taken
+// only in a well-formed base64 text, so that a parenthesis opening ordinary
+// text ("(/pets) …", "(a=b) …") is not mistaken for a prefix.
 func validReqID(b []byte) bool {
+	b64 := false
 	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':':
+		case c == '+' || c == '/' || c == '=':
+			b64 = true
+		default:
+			return false
+		}
+	}
+	return !b64 || isBase64(b)
+}
+
+// isBase64 reports whether b is standard base64 with its padding: a
+// multiple of 4 bytes, '=' only as the last one or two.
+func isBase64(b []byte) bool {
+	if len(b) == 0 || len(b)%4 != 0 {
+		return false
+	}
+	n := len(b)
+	if b[n-1] == '=' {
+		n--
+		if b[n-1] == '=' {
+			n--
+		}
+	}
+	for _, c := range b[:n] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/') {
 			return false
 		}
 	}

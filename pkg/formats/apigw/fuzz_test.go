@@ -117,6 +117,17 @@ func FuzzTemplate(f *testing.F) {
 		f.Add(s, []byte(benchDatadogLine))
 	}
 	f.Add(`$context.a$context.b$context.c`, []byte("abcdef"))
+	// adjacent variables split by their shapes, requestTime's inner space
+	f.Add(`$context.requestId https://$context.domainName$context.path $context.status`, []byte("r1 https://api.example.com/prod/pets/7 200"))
+	f.Add(`$context.requestId $context.httpMethod$context.path$context.status$context.responseLength`, []byte("r1 GET/pets/7200512"))
+	f.Add(`$context.requestId$context.status`, []byte("c0475a28-8de8-11e7-8d3f-4183da788123200"))
+	f.Add(`$context.requestId $context.status$context.responseLatency`, []byte("r1 -12.5"))
+	f.Add(`$context.requestTime $context.routeKey $context.status`, []byte("03/Dec/2026:19:00:00 +0000 GET /pets 200"))
+	f.Add(`$context.requestTime$context.requestTimeEpoch:$context.requestId`, []byte("03/Dec/2026:19:00:00 -07001796324400000:r1"))
+	// references begun and not completed are refused; '}' after one is literal
+	f.Add(`$context.requestId ${context.status`, []byte("r1 ${context.status"))
+	f.Add(`{"a":"$context.requestId","b":"${context}"} $context.`, []byte(`{"a":"r1","b":"x"}`))
+	f.Add(`$context.requestId $context.status}`, []byte("r1 200}"))
 	f.Add(`${context.requestId} "$context.authorizer.claims['cognito:username']" $context.requestOverride.header.x-y`, []byte(`r "u" h`))
 	f.Add(`{"a":{"b":"$context.status x $context.requestId"},"c":$context.responseLatency}`, []byte(`{"a":{"b":"200 x r"},"c":12}`))
 	f.Fuzz(func(t *testing.T, format string, line []byte) {
@@ -181,6 +192,9 @@ func FuzzExecution(f *testing.F) {
 	seedLines(f, "exec_")
 	f.Add([]byte("(a) Received response. Status: 99999999999999999999, Integration latency: -5 ms"))
 	f.Add([]byte("(a) API Key  not authorized because method ''"))
+	f.Add([]byte("(Dwz4lGRyvHcF0KQ=) Method completed with status: 500"))
+	f.Add([]byte("(Iq9g+wFD/AMFo1A=) WebSocket Request Route: [$connect]"))
+	f.Add([]byte("(/pets) (a=b) (Dwz4lGRyvHcF0K=Q)"))
 	p := mustParser(f, Config{})
 	c := NewCorrelator(CorrelatorConfig{MaxOpen: 64})
 	f.Fuzz(func(t *testing.T, line []byte) {

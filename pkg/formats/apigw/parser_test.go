@@ -178,6 +178,173 @@ func TestCompileFormat(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoVariables)
 }
 
+// TestCompileFormatMalformedVariable: a reference begun and not completed
+// is an error naming its column, not literal text no line would match.
+func TestCompileFormatMalformedVariable(t *testing.T) {
+	tests := []struct {
+		format, wantErr string // wantErr "": compiles
+	}{
+		{"$context.requestId ${context.status", `column 20: "${context.status": no '}' after the variable name`},
+		{"${context.status", `column 1: "${context.status": no '}' after the variable name`},
+		{"$context.requestId ${context.status x}", `column 20: "${context.status": no '}'`},
+		{"$context.requestId $context.", `column 20: "$context.": no variable name after "context."`},
+		{"$context.requestId $context.5xx", `column 20: "$context.5xx": no variable name`},
+		{"$context.requestId ${context.}", `column 20: "${context.}": no variable name`},
+		{"$context.requestId ${context}", `column 20: "${context}": no '.' and variable name`},
+		{"$context.requestId ${context", `column 20: "${context": no '.' and variable name`},
+		{`{"id":"$context.requestId","st":"${context.status"}`, `column 34: "${context.status": no '}'`},
+		{" \t$context.requestId $context.", "column 22:"}, // columns count in the text as written
+		{"$context.requestId $context.authorizer.claims." + strings.Repeat("x", 240), "column 20: the name is longer than 245 bytes"},
+		{"$context.requestId $context.authorizer." + strings.Repeat("x", 245-len("authorizer.")), ""},
+		// API Gateway renders these as the variable and literal text
+		{"$context.requestId $context.status}", ""},
+		{"$context.requestId $context.status.", ""},
+		{"$context.requestId $stageVariables.x $5 $ context.x", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.format, func(t *testing.T) {
+			_, err := CompileFormat(tc.format)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrMalformedVariable)
+			require.ErrorContains(t, err, tc.wantErr)
+			// gwpipe validate reports it (pkg/config runs Config.Validate)
+			require.ErrorContains(t, Config{Formats: []FormatRule{{LogGroup: "g", Format: tc.format}}}.Validate(), tc.wantErr)
+		})
+	}
+	f, err := CompileFormat("$context.requestId $context.status}")
+	require.NoError(t, err)
+	got := map[string]string{}
+	require.True(t, f.Extract([]byte("r1 200}"), func(n string, v []byte) { got[n] = string(v) }))
+	require.Equal(t, map[string]string{"requestId": "r1", "status": "200"}, got)
+}
+
+// TestTemplateValueShapes: a value takes the shape API Gateway renders its
+// variable in, so variables with no literal between them split where the
+// shapes say, and requestTime keeps its zone after its inner space.
+func TestTemplateValueShapes(t *testing.T) {
+	const (
+		clfTime = "03/Dec/2026:19:00:00 +0000"
+		idTime  = "$context.requestId $context.requestTime $context.identity.userAgent"
+	)
+	tests := []struct {
+		name, format, line string
+		want               map[string]string // nil: the line does not match
+	}{
+		{"host then path", "$context.requestId https://$context.domainName$context.path $context.status", "r1 https://api.example.com/prod/pets/7 200",
+			map[string]string{"requestId": "r1", "domainName": "api.example.com", "path": "/prod/pets/7", "status": "200"}},
+		{"method then path", "$context.requestId $context.httpMethod$context.path $context.status", "r1 GET/pets/7 200",
+			map[string]string{"requestId": "r1", "httpMethod": "GET", "path": "/pets/7", "status": "200"}},
+		{"status then length", "$context.requestId $context.status$context.responseLength", "r1 200512",
+			map[string]string{"requestId": "r1", "status": "200", "responseLength": "512"}},
+		{"id then status", "$context.requestId$context.status", "c0475a28-8de8-11e7-8d3f-4183da788123200",
+			map[string]string{"requestId": "c0475a28-8de8-11e7-8d3f-4183da788123", "status": "200"}},
+		{"unset status then length", "$context.requestId $context.status$context.responseLength", "r1 -512",
+			map[string]string{"requestId": "r1", "status": "-", "responseLength": "512"}},
+		{"both unset", "$context.requestId $context.status$context.responseLength", "r1 --",
+			map[string]string{"requestId": "r1", "status": "-", "responseLength": "-"}},
+		{"unset method then path", "$context.httpMethod$context.path $context.requestId", "-/pets r1",
+			map[string]string{"httpMethod": "-", "path": "/pets", "requestId": "r1"}},
+		{"decimal latency then length", "$context.responseLatency$context.status $context.requestId", "12.5200 r1",
+			map[string]string{"responseLatency": "12.5", "status": "200", "requestId": "r1"}},
+		{"a signed status", "$context.requestId $context.status", "r1 -5", nil},
+		{"a plus sign", "$context.requestId $context.status", "r1 +200", nil},
+		{"a status of four digits", "$context.requestId $context.status", "r1 2000", nil},
+		{"a number with an exponent", "$context.requestId $context.responseLength", "r1 1e3", nil},
+		{"a path without its slash", "$context.requestId $context.path", "r1 pets/7", nil},
+		{"a method with a slash", "$context.requestId $context.httpMethod", "r1 GET/x", nil},
+		{"no room for the second of two", "$context.requestId$context.status", "200", nil},
+		{"empty between literals is unset", "$context.requestId,$context.status,$context.path", "r1,,",
+			map[string]string{"requestId": "r1", "status": "", "path": ""}},
+		{"requestTime then route key", "$context.requestTime $context.routeKey $context.status", clfTime + " GET /pets 200",
+			map[string]string{"requestTime": clfTime, "routeKey": "GET /pets", "status": "200"}},
+		{"requestTime then user agent", idTime, "r1 " + clfTime + " curl/8.0",
+			map[string]string{"requestId": "r1", "requestTime": clfTime, "identity.userAgent": "curl/8.0"}},
+		{"requestTime west of UTC", idTime, "r1 03/Dec/2026:12:00:00 -0700 Mozilla/5.0 (X11; Linux x86_64)",
+			map[string]string{"requestId": "r1", "requestTime": "03/Dec/2026:12:00:00 -0700", "identity.userAgent": "Mozilla/5.0 (X11; Linux x86_64)"}},
+		{"requestTime unset", idTime, "r1 - curl/8.0",
+			map[string]string{"requestId": "r1", "requestTime": "-", "identity.userAgent": "curl/8.0"}},
+		{"requestTime before a colon", "$context.requestTime:$context.requestId", clfTime + ":r1",
+			map[string]string{"requestTime": clfTime, "requestId": "r1"}},
+		{"requestTime cut short", idTime, "r1 03/Dec/2026:19:00:00 curl/8.0", nil},
+		{"requestTime epoch", "$context.requestTimeEpoch$context.status $context.requestId", "1796324400000200 r1",
+			map[string]string{"requestTimeEpoch": "1796324400000", "status": "200", "requestId": "r1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := CompileFormat(tc.format)
+			require.NoError(t, err)
+			got := map[string]string{}
+			ok := f.Extract([]byte(tc.line), func(name string, value []byte) { got[name] = string(value) })
+			if tc.want == nil {
+				require.False(t, ok, "matched: %v", got)
+				return
+			}
+			require.True(t, ok)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	// what the hunt saw downstream: the route, the method and the timestamp
+	p := mustParser(t, Config{Formats: []FormatRule{{LogGroup: "g", Format: "$context.requestTime $context.routeKey $context.status"}}})
+	rec := record.Record{Origin: &record.Origin{LogGroup: "g"}, Message: []byte(clfTime + " GET /pets 200"), Timestamp: 7}
+	p.Parse(&record.Batch{}, &rec)
+	require.Equal(t, int64(1796324400000), rec.Timestamp)
+	require.Equal(t, "/pets", attrMap(&rec)[KeyRoute])
+	require.Equal(t, "GET", attrMap(&rec)[KeyMethod])
+	require.Equal(t, int64(200), attrMap(&rec)[KeyStatusCode])
+}
+
+// TestExecutionRequestID: the prefix of WebSocket and HTTP APIs' execution
+// lines is a base64 request id; text in parentheses is still no prefix.
+func TestExecutionRequestID(t *testing.T) {
+	tests := []struct {
+		line, id string // id "": no prefix
+		ev       ExecEvent
+		ok       bool
+	}{
+		{"(515f1e99-39db-11e9-9e96-01e5c04505b9) Method completed with status: 200", "515f1e99-39db-11e9-9e96-01e5c04505b9", EventMethodCompleted, true},
+		{"(Iq9gwFDNoAMFo1A=) Method completed with status: 500", "Iq9gwFDNoAMFo1A=", EventMethodCompleted, true},
+		{"(Dwz4lGRyvHcF0KQ=) WebSocket Request Route: [$connect]", "Dwz4lGRyvHcF0KQ=", EventWebSocketRoute, true},
+		{"(Iq9g+wFD/AMFo1A=) Extended Request Id: Iq9g+wFD/AMFo1A=", "Iq9g+wFD/AMFo1A=", EventExtendedRequestID, true},
+		{"(Iq9g+wFDNo/AMFo1A=) not base64: 18 bytes", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0K==) some websocket line", "Dwz4lGRyvHcF0K==", EventUnknown, true},
+		{"(Dwz4lGRyvHcF0KQA) some websocket line", "Dwz4lGRyvHcF0KQA", EventUnknown, true},
+		{"(UUID_REPLACED_INVALID_REQUEST_ID) Starting execution for request: x", "UUID_REPLACED_INVALID_REQUEST_ID", EventExecutionStarted, true},
+		// parentheses around ordinary text
+		{"(/pets) some text", "", EventUnknown, false},
+		{"(a=b) some text", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0K=Q) some text", "", EventUnknown, false},
+		{"(Dwz4lGRyvHcF0===) some text", "", EventUnknown, false},
+		{"(Dwz4lGRy-vHcF0K=) some text", "", EventUnknown, false},
+		{"(not an id!) Method completed with status: 200", "", EventUnknown, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.line, func(t *testing.T) {
+			id, ev, ok := ParseExecutionLine([]byte(tc.line))
+			require.Equal(t, tc.id, string(id))
+			require.Equal(t, tc.ev, ev)
+			require.Equal(t, tc.ok, ok)
+		})
+	}
+	// in a WebSocket execution group the lines are folded into one request
+	p := mustParser(t, Config{})
+	c := NewCorrelator(CorrelatorConfig{MaxOpen: 8})
+	var sum record.Record
+	for _, l := range []string{"(Iq9gwFDNoAMFo1A=) Received response. Status: 500, Integration latency: 23 ms", "(Iq9gwFDNoAMFo1A=) Method completed with status: 500"} {
+		rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/apigateway/z1ctxygne5/production"}, Message: []byte(l)}
+		p.Parse(&record.Batch{}, &rec)
+		require.Equal(t, record.KindExecution, rec.Kind, rec.ParseError)
+		require.Equal(t, "Iq9gwFDNoAMFo1A=", attrMap(&rec)[KeyRequestID])
+		if s, done := c.Observe(&rec); done {
+			sum = s
+		}
+	}
+	require.Equal(t, int64(500), attrMap(&sum)[KeyStatusCode])
+	require.Equal(t, "Iq9gwFDNoAMFo1A=", attrMap(&sum)[KeyRequestID])
+}
+
 func TestValues(t *testing.T) {
 	for _, tc := range []struct {
 		in string

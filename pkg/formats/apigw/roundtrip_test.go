@@ -45,25 +45,33 @@ func render(t testing.TB, f *Format, vals map[string]string) string {
 // unambiguous.
 func genValue(r *rand.Rand, v *varInfo, forbid string) string {
 	switch v.name {
-	case "requestTime":
-		if !strings.ContainsAny(forbid, " /:+") {
-			return fmt.Sprintf("%02d/%s/20%02d:%02d:%02d:%02d +0%d00", 1+r.IntN(28), []string{"Jan", "Jun", "Dec"}[r.IntN(3)], r.IntN(40), r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(10))
-		}
 	case "httpMethod":
 		return []string{"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"}[r.IntN(7)]
 	case "protocol":
 		return []string{"HTTP/1.1", "HTTP/2.0"}[r.IntN(2)]
-	case "status":
+	}
+	switch v.class {
+	case classCLFTime:
+		// whatever the literals: the class, not the literal, ends the value
+		return fmt.Sprintf("%02d/%s/20%02d:%02d:%02d:%02d %c0%d00", 1+r.IntN(28), []string{"Jan", "Jun", "Dec"}[r.IntN(3)], r.IntN(40), r.IntN(24), r.IntN(60), r.IntN(60), "+-"[r.IntN(2)], r.IntN(10))
+	case classStatus:
 		if r.IntN(10) == 0 {
 			return "-"
 		}
 		return strconv.Itoa(100 + r.IntN(500))
-	}
-	if v.class == classNumber {
+	case classNumber:
+		switch r.IntN(8) {
+		case 0:
+			return "-"
+		case 1:
+			return strconv.Itoa(r.IntN(100000)) + "." + strconv.Itoa(r.IntN(1000))
+		}
+		return strconv.Itoa(r.IntN(100000))
+	case classPath:
 		if r.IntN(8) == 0 {
 			return "-"
 		}
-		return strconv.Itoa(r.IntN(100000))
+		return "/" + genValue(r, knownVars["requestId"], forbid)
 	}
 	alpha := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+{}()*!?#&%'"
 	if v.class == classAny {

@@ -106,6 +106,10 @@ func (f *Format) extract(line []byte, s *scratch, fn func(v *varInfo, val []byte
 // ErrNoVariables is returned for a format without any $context variable.
 var ErrNoVariables = errors.New("apigw: format has no $context variable")
 
+// ErrMalformedVariable is returned (wrapped, with the column) for a
+// "$context." or "${context" that does not complete a variable reference.
+var ErrMalformedVariable = errors.New("apigw: malformed $context variable")
+
 // maxFormatLen bounds format strings (API Gateway's own limit is 3 KB).
 const maxFormatLen = 16 << 10
 
@@ -119,6 +123,9 @@ const maxFormatLen = 16 << 10
 func CompileFormat(format string) (*Format, error) {
 	if len(format) > maxFormatLen {
 		return nil, fmt.Errorf("apigw: format longer than %d bytes", maxFormatLen)
+	}
+	if err := checkVarRefs(format); err != nil {
+		return nil, err
 	}
 	src := format
 	f := strings.TrimSpace(format)
@@ -170,6 +177,9 @@ type seqTemplate struct {
 type seqSeg struct {
 	v   *varInfo
 	lit []byte
+	// min is the value's least length: 1 right after another variable,
+	// where an empty value could not be told from a split one.
+	min int
 }
 
 // maxMatchSteps bounds backtracking per line.
@@ -203,7 +213,57 @@ func compileSeq(f string) (*seqTemplate, error) {
 	if len(t.segs) == 0 {
 		return nil, ErrNoVariables
 	}
+	for i := 1; i < len(t.segs); i++ {
+		if len(t.segs[i-1].lit) == 0 {
+			t.segs[i].min = 1
+		}
+	}
 	return t, nil
+}
+
+// maxVarName bounds a variable's name so that its attribute key
+// (apigateway.<name>) is one the package keeps (maxKeyLen).
+const maxVarName = maxKeyLen - len("apigateway.")
+
+// checkVarRefs refuses a reference begun and not completed: compiled as
+// literal text it would make every line fail to match, with nothing to say
+// why. "$context.status}" is not one: API Gateway renders the variable and
+// keeps the '}', and so does the template.
+func checkVarRefs(f string) error {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '$' {
+			continue
+		}
+		j := i + 1
+		braced := j < len(f) && f[j] == '{'
+		if braced {
+			j++
+		}
+		if !strings.HasPrefix(f[j:], "context.") && !(braced && strings.HasPrefix(f[j:], "context")) {
+			continue // other text with a '$' ("$stageVariables.x", "$5")
+		}
+		if name, n := scanVar(f, i); n > 0 {
+			if len(name) > maxVarName {
+				return fmt.Errorf("%w at column %d: the name is longer than %d bytes", ErrMalformedVariable, i+1, maxVarName)
+			}
+			i += n - 1
+			continue
+		}
+		k := j + len("context.")
+		why := "no variable name after \"context.\""
+		if k > len(f) || f[k-1] != '.' {
+			k = j + len("context")
+			why = "no '.' and variable name after \"${context\""
+		} else if k < len(f) && isIdentStart(f[k]) {
+			why = "no '}' after the variable name"
+		}
+		end := k
+		for end < len(f) && end-i < 48 && !isSpace(f[end]) && f[end] != '"' {
+			end++
+		}
+		return fmt.Errorf("%w at column %d: %q: %s", ErrMalformedVariable, i+1, f[i:end], why)
+	}
+	return nil
 }
 
 // scanVar recognises a variable reference at f[i:], returning its name
@@ -283,26 +343,141 @@ func isPropertyFamily(sofar string) bool {
 		strings.HasPrefix(sofar, "responseOverride.")
 }
 
-func classOK(c valueClass, v []byte) bool {
+// fit is how a value stands against its variable's class.
+type fit uint8
+
+const (
+	fitNever fit = iota // neither the value nor any longer text starting with it fits
+	fitShort            // the value does not fit, a longer text starting with it may
+	fitOK
+)
+
+// classFit checks v against class c. The empty text fits every class (a
+// variable between two literals may render as nothing, which means unset);
+// the matcher itself keeps a variable next to another from taking it.
+func classFit(c valueClass, v []byte) fit {
+	if len(v) == 0 || c == classAny {
+		return fitOK
+	}
 	switch c {
 	case classToken:
 		for _, b := range v {
-			if b == ' ' || b == '\t' || b == '\n' || b == '\r' {
-				return false
+			if space[b] {
+				return fitNever
 			}
 		}
+		return fitOK
+	case classMethod:
+		for _, b := range v {
+			if !tchar[b] {
+				return fitNever
+			}
+		}
+		return fitOK
+	}
+	if v[0] == '-' {
+		if len(v) == 1 {
+			return fitOK // unset
+		}
+		return fitNever
+	}
+	switch c {
+	case classPath:
+		if v[0] != '/' {
+			return fitNever
+		}
+		return classFit(classToken, v)
 	case classNumber:
-		if len(v) == 1 && v[0] == '-' {
-			return true
+		dot := false
+		for i, b := range v {
+			switch {
+			case b >= '0' && b <= '9':
+			case b == '.' && !dot && i > 0:
+				dot = true
+			default:
+				return fitNever
+			}
+		}
+		if v[len(v)-1] == '.' {
+			return fitShort
+		}
+		return fitOK
+	case classStatus:
+		if len(v) > 3 {
+			return fitNever
 		}
 		for _, b := range v {
-			if (b < '0' || b > '9') && b != '.' && b != '-' && b != '+' && b != 'e' && b != 'E' {
-				return false
+			if b < '0' || b > '9' {
+				return fitNever
 			}
 		}
+		if len(v) < 3 {
+			return fitShort
+		}
+		return fitOK
+	case classCLFTime:
+		if len(v) > len(clfTimeShape) {
+			return fitNever
+		}
+		for i, b := range v {
+			if clfByte[b]&clfTimeShape[i] == 0 {
+				return fitNever
+			}
+		}
+		if len(v) < len(clfTimeShape) {
+			return fitShort
+		}
+		return fitOK
 	}
-	return true
+	return fitOK
 }
+
+// clfTimeShape is requestTime's layout, "dd/MMM/yyyy:HH:mm:ss +hhmm", as
+// the kinds of byte each position takes: one table lookup a byte, since the
+// console CLF formats check it on every line.
+const (
+	clfDigit = 1 << iota
+	clfLetter
+	clfSign
+	clfSlash
+	clfColon
+	clfSpace
+)
+
+var clfTimeShape = func() (s [26]uint8) {
+	for i, c := range "00/aaa/0000:00:00:00 s0000" {
+		s[i] = map[rune]uint8{'0': clfDigit, 'a': clfLetter, 's': clfSign, '/': clfSlash, ':': clfColon, ' ': clfSpace}[c]
+	}
+	return
+}()
+
+var clfByte = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = clfDigit
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = clfLetter, clfLetter
+	}
+	t['+'], t['-'], t['/'], t[':'], t[' '] = clfSign, clfSign, clfSlash, clfColon, clfSpace
+	return
+}()
+
+// space holds the bytes isSpace accepts, looked up rather than compared as
+// most values are tokens checked byte by byte.
+var space = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isSpace(byte(c))
+	}
+	return
+}()
+
+// tchar holds the bytes of an RFC 9110 token (a method name).
+var tchar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isIdentChar(byte(c)) || strings.IndexByte("!#$%&'*+-.^`|~", byte(c)) >= 0
+	}
+	return
+}()
 
 // match matches line against the template, returning one span per segment.
 // Backtracking is bounded twice: in steps, and in bytes searched (so a long
@@ -347,18 +522,26 @@ func (m *matcher) at(i, pos int) bool {
 	g := &t.segs[i]
 	if i == len(t.segs)-1 {
 		end := len(line) - len(g.lit)
-		if end < pos || !bytes.Equal(line[end:], g.lit) || !classOK(g.v.class, line[pos:end]) {
+		if end < pos+g.min || !bytes.Equal(line[end:], g.lit) || classFit(g.v.class, line[pos:end]) != fitOK {
 			return false
 		}
 		m.sp[i] = span{pos, end}
 		return true
 	}
 	if len(g.lit) == 0 {
-		// adjacent variables: try every split, shortest first
-		for end := pos; end <= len(line); end++ {
+		// Adjacent variables: try every split, shortest first. Neither
+		// side may be empty: an unset variable renders as "-", and an
+		// empty first value would hand the whole text to the next one.
+		for end := pos + 1; end <= len(line); end++ {
 			m.steps--
-			if m.steps < 0 || !classOK(g.v.class, line[pos:end]) {
+			if m.steps < 0 {
 				return false
+			}
+			switch classFit(g.v.class, line[pos:end]) {
+			case fitNever:
+				return false
+			case fitShort:
+				continue
 			}
 			m.sp[i] = span{pos, end}
 			if m.at(i+1, end) {
@@ -367,7 +550,7 @@ func (m *matcher) at(i, pos int) bool {
 		}
 		return false
 	}
-	from := pos
+	from := pos + g.min
 	for {
 		m.steps--
 		if m.steps < 0 || m.bytes < 0 || from >= m.absent[i] {
@@ -388,8 +571,13 @@ func (m *matcher) at(i, pos int) bool {
 		end := from + j
 		if g.v.class != classAny {
 			m.bytes -= end - pos
-			if !classOK(g.v.class, line[pos:end]) {
+			switch classFit(g.v.class, line[pos:end]) {
+			case fitNever:
 				return false
+			case fitShort:
+				// the literal is inside the value ("29/Jun/2023:12:01:02 +0000")
+				from = end + 1
+				continue
 			}
 		}
 		m.sp[i] = span{pos, end}

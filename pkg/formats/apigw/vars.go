@@ -11,10 +11,16 @@ import (
 // that may also occur inside values (spaces, commas).
 type valueClass uint8
 
+// Each class is the shape API Gateway renders the variable in; every class
+// also takes the "-" of an unset variable, and the empty text (see classFit).
 const (
-	classAny    valueClass = iota // anything (free text: requestTime, routeKey, userAgent, messages)
-	classToken                    // no whitespace (ids, ip, method, path, protocol)
-	classNumber                   // digits, sign, '.', exponent, or the bare "-" of an unset variable
+	classAny     valueClass = iota // anything (free text: routeKey, userAgent, messages)
+	classToken                     // no whitespace (ids, ip, host, protocol)
+	classNumber                    // unsigned decimal: digits, then maybe '.' and digits (latencies, lengths, epochs)
+	classStatus                    // an HTTP status: three digits
+	classMethod                    // an HTTP method: RFC 9110 token characters, so no '/' or space
+	classPath                      // '/' then no whitespace
+	classCLFTime                   // dd/MMM/yyyy:HH:mm:ss +hhmm (requestTime), one inner space
 )
 
 // valueType says how the apigateway.<name> attribute of a variable is typed.
@@ -108,6 +114,7 @@ func buildKnownVars() map[string]*varInfo {
 		known[name] = newVar(name, class, typ, r)
 	}
 	tok, num, free := classToken, classNumber, classAny
+	status, method, path, clfTime := classStatus, classMethod, classPath, classCLFTime
 	S, N := typeString, typeNumber
 	// identity and request
 	defVar("accountId", tok, S, roleNone)
@@ -126,7 +133,7 @@ func buildKnownVars() map[string]*varInfo {
 	defVar("error.validationErrorString", free, S, roleNone)
 	defVar("eventType", tok, S, roleNone)
 	defVar("extendedRequestId", tok, S, roleExtRequestID)
-	defVar("httpMethod", tok, S, roleMethod)
+	defVar("httpMethod", method, S, roleMethod)
 	defVar("identity.accountId", tok, S, roleNone)
 	defVar("identity.apiKey", tok, S, roleNone)
 	defVar("identity.apiKeyId", tok, S, roleNone)
@@ -147,49 +154,49 @@ func buildKnownVars() map[string]*varInfo {
 	defVar("identity.userAgent", free, S, roleUserAgent)
 	defVar("identity.userArn", tok, S, roleNone)
 	defVar("messageId", tok, S, roleNone)
-	defVar("path", tok, S, rolePath)
+	defVar("path", path, S, rolePath)
 	defVar("protocol", tok, S, roleProtocol)
 	defVar("requestId", tok, S, roleRequestID)
-	defVar("requestTime", free, S, roleRequestTime)
+	defVar("requestTime", clfTime, S, roleRequestTime)
 	defVar("requestTimeEpoch", num, N, roleRequestTimeEpoch)
 	defVar("resourceId", tok, S, roleNone)
-	defVar("resourcePath", tok, S, roleResourcePath)
+	defVar("resourcePath", path, S, roleResourcePath)
 	defVar("responseLatency", num, N, roleResponseLatency)
 	defVar("responseLength", num, N, roleResponseLength)
 	defVar("routeKey", free, S, roleRouteKey)
 	defVar("stage", tok, S, roleNone)
-	defVar("status", num, N, roleStatus)
+	defVar("status", status, N, roleStatus)
 	defVar("wafResponseCode", tok, S, roleWAFResponseCode)
 	defVar("webaclArn", tok, S, roleWebACL)
 	defVar("xrayTraceId", tok, S, roleNone)
-	defVar("responseOverride.status", num, N, roleNone)
+	defVar("responseOverride.status", status, N, roleNone)
 	// integration
 	defVar("integrationErrorMessage", free, S, roleIntegrationError)
 	defVar("integrationLatency", num, N, roleIntegrationLatency)
-	defVar("integrationStatus", num, N, roleIntegrationStatus2)
+	defVar("integrationStatus", status, N, roleIntegrationStatus2)
 	defVar("integration.error", free, S, roleIntegrationError)
-	defVar("integration.integrationStatus", num, N, roleIntegrationStatus2)
+	defVar("integration.integrationStatus", status, N, roleIntegrationStatus2)
 	defVar("integration.latency", num, N, roleIntegrationLatency2)
 	defVar("integration.requestId", tok, S, roleIntegrationRequestID)
-	defVar("integration.status", num, N, roleIntegrationStatus)
+	defVar("integration.status", status, N, roleIntegrationStatus)
 	// authorizer / authorize / authenticate
 	defVar("authorizer.principalId", tok, S, rolePrincipalID)
 	defVar("authorizer.error", free, S, roleAuthError)
 	defVar("authorizer.integrationLatency", num, N, roleNone)
-	defVar("authorizer.integrationStatus", num, N, roleNone)
+	defVar("authorizer.integrationStatus", status, N, roleNone)
 	defVar("authorizer.latency", num, N, roleAuthLatency)
 	defVar("authorizer.requestId", tok, S, roleNone)
-	defVar("authorizer.status", num, N, roleAuthStatus)
+	defVar("authorizer.status", status, N, roleAuthStatus)
 	defVar("authorize.error", free, S, roleAuthError)
 	defVar("authorize.latency", num, N, roleAuthLatency)
-	defVar("authorize.status", num, N, roleAuthStatus)
+	defVar("authorize.status", status, N, roleAuthStatus)
 	defVar("authenticate.error", free, S, roleNone)
 	defVar("authenticate.latency", num, N, roleNone)
-	defVar("authenticate.status", num, N, roleNone)
+	defVar("authenticate.status", status, N, roleNone)
 	// WAF
 	defVar("waf.error", free, S, roleWAFError)
 	defVar("waf.latency", num, N, roleWAFLatency)
-	defVar("waf.status", num, N, roleWAFStatus)
+	defVar("waf.status", status, N, roleWAFStatus)
 
 	if varNextID > maxSeenID {
 		panic("apigw: too many built-in variables")
