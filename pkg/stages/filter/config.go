@@ -10,6 +10,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 // Built-in redactions (Config.Redact).
@@ -159,13 +160,13 @@ func (c Config) Validate() error {
 			}
 		}
 		for j, v := range r.APIIDs {
-			if strings.TrimSpace(v) == "" {
-				bad(fmt.Sprintf("%s.api_ids[%d]", key, j), "is empty")
+			if msg := tagValueProblem(v); msg != "" {
+				bad(fmt.Sprintf("%s.api_ids[%d]", key, j), "%s", msg)
 			}
 		}
 		for j, v := range r.Stages {
-			if strings.TrimSpace(v) == "" {
-				bad(fmt.Sprintf("%s.stages[%d]", key, j), "is empty")
+			if msg := tagValueProblem(v); msg != "" {
+				bad(fmt.Sprintf("%s.stages[%d]", key, j), "%s", msg)
 			}
 		}
 	}
@@ -238,10 +239,28 @@ func (m Matcher) validate(key string) []error {
 			}
 		}
 	}
+	for _, f := range []struct{ field, v string }{{"api_id", m.APIID}, {"api_name", m.APIName}, {"stage", m.Stage}} {
+		if msg := tagValueProblem(f.v); f.v != "" && msg != "" {
+			bad(f.field, "%s", msg)
+		}
+	}
 	if m.Value != "" && m.Attribute == "" {
 		bad("value", "needs attribute: the attribute path whose value to compare")
 	}
 	return errs
+}
+
+// tagValueProblem says why v, an API id, name or stage, can name none:
+// it is compared as the tags write it (awstags.NormalizeValue), and a
+// value that is nothing once so written would match every log.
+func tagValueProblem(v string) string {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return "is empty"
+	case awstags.NormalizeValue(v) == "":
+		return fmt.Sprintf("%q is nothing once written as a tag (characters other than letters, digits and _-./: become _, and a trailing _ goes)", v)
+	}
+	return ""
 }
 
 // reMessage is a regexp compile error without its "error parsing regexp: "

@@ -268,6 +268,51 @@ func TestScopedRule(t *testing.T) {
 	assert.EqualValues(t, 1, reg.Value("filters.redacted", "card"))
 }
 
+// Stages, API names and ids are matched as the log's tags write them
+// (lower case: the enrichment's stage:prod), so the name AWS shows, SAM's
+// `Prod`, matches; a log without the tags is compared by its own fields,
+// written so too. A scrubbing rule scoped to `Prod` scrubs.
+func TestStageAndAPIMatchAsTagsWriteThem(t *testing.T) {
+	t.Parallel()
+	tagged := func(id, msg string) record.Record {
+		r := access(id, "GET", "/", 200, msg)
+		r.Tags = []string{"apiid:a1b2c3", "apiname:pet_store", "stage:prod"}
+		return r
+	}
+	untagged := func(id, msg string) record.Record {
+		r := access(id, "GET", "/", 200, msg, record.StringAttr("apigateway.stage", []byte("Prod")),
+			record.StringAttr("apigateway.apiId", []byte("A1B2C3")))
+		r.Tags = nil
+		return r
+	}
+	for _, c := range []Config{
+		{Drop: []Matcher{{Stage: "Prod"}}},
+		{Drop: []Matcher{{APIName: "Pet Store", Stage: "PROD"}}},
+		{Drop: []Matcher{{APIID: "A1B2C3"}}},
+		{Sample: []Sample{{Matcher: Matcher{Stage: "Prod"}, Rate: rate(0)}}},
+	} {
+		f, _ := mustNew(t, c)
+		in := &record.Batch{Records: []record.Record{tagged("r1", "a"), untagged("r2", "b")}}
+		if c.Drop != nil && c.Drop[0].APIName != "" {
+			in.Records = in.Records[:1] // the name is only in the tags
+		}
+		assert.Empty(t, f.Apply(in).Records, "%+v", c)
+	}
+	f, reg := mustNew(t, Config{Rules: []Rule{
+		{Name: "secret", Pattern: "secret", Replace: "X", Stages: []string{"Prod"}, APIIDs: []string{"A1B2C3"}},
+	}})
+	out := f.Apply(&record.Batch{Records: []record.Record{tagged("r1", "secret"), untagged("r2", "secret")}})
+	assert.Equal(t, "X", string(out.Records[0].Message))
+	assert.Equal(t, "X", string(out.Records[1].Message))
+	assert.EqualValues(t, 2, reg.Value("filters.matched", "secret"))
+
+	// A value that is nothing once written as a tag would match every log.
+	err := Config{Drop: []Matcher{{Stage: "$$"}}, Rules: []Rule{{Name: "r", Pattern: "x", Stages: []string{"!"}}}}.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `drop[0].stage: "$$" is nothing once written as a tag`)
+	assert.Contains(t, err.Error(), `rules[0].stages[0]: "!" is nothing once written as a tag`)
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
