@@ -172,7 +172,7 @@ func TestFiltersThroughFirehose(t *testing.T) {
 		c.Filters = filter.Config{
 			Redact:         []string{"ip", "email"},
 			ExcludeAtMatch: `/search`,
-			Drop:           []filter.Matcher{{Name: "health", Route: "/health", Method: "GET", Status: 200}},
+			Drop:           []filter.Matcher{{Name: "health", Route: "/health", Method: "GET", Status: new(200)}},
 			Sample:         []filter.Sample{{Matcher: filter.Matcher{Name: "ok", StatusClass: "2xx"}, Rate: ptr(sampleRate)}},
 		}
 	})

@@ -60,7 +60,9 @@ type Matcher struct {
 	Name   string `yaml:"name"`
 	Route  string `yaml:"route"`  // glob on http.route ("/health", "/pets/*")
 	Method string `yaml:"method"` // GET, POST, … (any case)
-	Status int    `yaml:"status"` // the HTTP status code
+	// Status is the HTTP status code; a pointer, so that a status written
+	// out of range, 0 included, is refused rather than read as none given.
+	Status *int `yaml:"status"`
 	// StatusClass is 1xx … 5xx.
 	StatusClass string `yaml:"status_class"`
 	APIID       string `yaml:"api_id"`
@@ -220,14 +222,14 @@ func (m Matcher) validate(key string) []error {
 	if m.Method != "" && !methodRE.MatchString(m.Method) {
 		bad("method", "must be an HTTP method (GET, POST, …), got %q", m.Method)
 	}
-	if m.Status != 0 && (m.Status < 100 || m.Status > 599) {
-		bad("status", "must be an HTTP status 100 to 599, got %d", m.Status)
+	if m.Status != nil && (*m.Status < 100 || *m.Status > 599) {
+		bad("status", "must be an HTTP status 100 to 599, got %d", *m.Status)
 	}
 	if m.StatusClass != "" && !statusClassRE.MatchString(m.StatusClass) {
 		bad("status_class", "must be 1xx, 2xx, 3xx, 4xx or 5xx, got %q", m.StatusClass)
 	}
-	if m.Status != 0 && statusClassRE.MatchString(m.StatusClass) && m.StatusClass[0] != byte('0'+m.Status/100) {
-		bad("status_class", "%s never holds status %d: the matcher would match nothing", m.StatusClass, m.Status)
+	if m.Status != nil && statusClassRE.MatchString(m.StatusClass) && m.StatusClass[0] != byte('0'+*m.Status/100) {
+		bad("status_class", "%s never holds status %d: the matcher would match nothing", m.StatusClass, *m.Status)
 	}
 	if _, ok := logTypes[m.LogType]; m.LogType != "" && !ok {
 		bad("log_type", "must be access, execution, summary, other or unparsed, got %q", m.LogType)

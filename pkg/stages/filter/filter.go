@@ -233,11 +233,14 @@ func tagValues(vs []string) []string {
 
 func compileMatcher(m Matcher, st *RuleStats) *matcher {
 	c := &matcher{
-		st: st, route: m.Route, status: m.Status, logGroup: m.LogGroup, attr: m.Attribute, value: m.Value, hasValue: m.Value != "",
+		st: st, route: m.Route, logGroup: m.LogGroup, attr: m.Attribute, value: m.Value, hasValue: m.Value != "",
 		apiID: awstags.NormalizeValue(m.APIID), apiName: awstags.NormalizeValue(m.APIName), stage: awstags.NormalizeValue(m.Stage),
 	}
 	if m.Method != "" {
 		c.method = []byte(m.Method)
+	}
+	if m.Status != nil {
+		c.status = *m.Status
 	}
 	if m.StatusClass != "" {
 		c.statusClass = int(m.StatusClass[0] - '0')

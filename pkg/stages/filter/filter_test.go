@@ -134,7 +134,7 @@ func TestIncludeExcludeForwarderSemantics(t *testing.T) {
 func TestDropMatchers(t *testing.T) {
 	t.Parallel()
 	f, reg := mustNew(t, Config{Drop: []Matcher{
-		{Name: "health", Route: "/health", Method: "get", Status: 200},
+		{Name: "health", Route: "/health", Method: "get", Status: new(200)},
 		{StatusClass: "3xx", APIName: "pets"},
 		{LogType: "execution", Stage: "dev"},
 		{Attribute: "apigateway.identity.userAgent", Value: "ELB-HealthChecker/2.0"},
@@ -325,10 +325,12 @@ func TestValidate(t *testing.T) {
 		{Config{Rules: []Rule{{Name: "x", Pattern: "x"}, {Name: "x", Pattern: "y"}}}, []string{`rules[1].name: "x" is taken by rules[0].name`}},
 		{Config{IncludeAtMatch: "(", ExcludeAtMatch: "[z-a]"}, []string{"include_at_match: missing closing )", "exclude_at_match: invalid character class range"}},
 		{Config{Drop: []Matcher{{}}}, []string{"drop[0]: gives no field to match: it would drop every log"}},
-		{Config{Drop: []Matcher{{Status: 700, StatusClass: "6xx", LogType: "lambda", Method: "GET /", Value: "x"}}}, []string{
+		{Config{Drop: []Matcher{{Status: new(700), StatusClass: "6xx", LogType: "lambda", Method: "GET /", Value: "x"}}}, []string{
 			"drop[0].method: must be an HTTP method", "drop[0].status: must be an HTTP status", "drop[0].status_class: must be 1xx",
 			"drop[0].log_type: must be access", "drop[0].value: needs attribute"}},
-		{Config{Drop: []Matcher{{Status: 404, StatusClass: "5xx"}}}, []string{"drop[0].status_class: 5xx never holds status 404"}},
+		{Config{Drop: []Matcher{{Status: new(404), StatusClass: "5xx"}}}, []string{"drop[0].status_class: 5xx never holds status 404"}},
+		{Config{Drop: []Matcher{{Name: "z", Status: new(0)}}}, []string{"drop[0].status: must be an HTTP status 100 to 599, got 0"}},
+		{Config{Sample: []Sample{{Matcher: Matcher{Status: new(0)}, Rate: rate(0)}}}, []string{"sample[0].status: must be an HTTP status 100 to 599, got 0"}},
 		{Config{Sample: []Sample{{Matcher: Matcher{StatusClass: "2xx"}}, {Rate: rate(1.5)}, {Rate: rate(math.NaN())}}}, []string{
 			"sample[0].rate: is required", "sample[1].rate: must be 0 to 1, got 1.5", "sample[2].rate: must be 0 to 1, got NaN"}},
 		{Config{Sample: []Sample{{Matcher: Matcher{Name: "ip"}, Rate: rate(0.5)}}, Redact: []string{"ip"}}, []string{`sample[0].name: "ip" is taken by redact[0]`}},
