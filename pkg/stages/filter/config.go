@@ -6,7 +6,9 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
@@ -153,8 +155,10 @@ func (c Config) Validate() error {
 		}
 		if r.Pattern == "" {
 			bad(key+".pattern", "is required")
-		} else if _, err := regexp.Compile(r.Pattern); err != nil {
+		} else if re, err := regexp.Compile(r.Pattern); err != nil {
 			bad(key+".pattern", "%s (RE2 syntax: no lookaround, no backreferences)", reMessage(err))
+		} else if msg := groupProblem(re, r.Replace); msg != "" {
+			bad(key+".replace", "%s", msg)
 		}
 		for j, g := range r.LogGroups {
 			if err := apigw.ValidGlob(g); err != nil {
@@ -250,6 +254,68 @@ func (m Matcher) validate(key string) []error {
 		bad("value", "needs attribute: the attribute path whose value to compare")
 	}
 	return errs
+}
+
+// groupProblem says which reference of repl ($1, ${1}, $name, ${name})
+// names a group re does not have: regexp.Expand replaces it by nothing,
+// so the rule would delete what it was meant to keep.
+func groupProblem(re *regexp.Regexp, repl string) string {
+	for {
+		i := strings.IndexByte(repl, '$')
+		if i < 0 || i == len(repl)-1 {
+			return ""
+		}
+		repl = repl[i+1:]
+		if repl[0] == '$' { // $$ is a '$'
+			repl = repl[1:]
+			continue
+		}
+		name, braced, rest, ok := groupRef(repl)
+		if !ok {
+			continue // a '$' Expand copies as it is
+		}
+		ref := "$" + name
+		if braced {
+			ref = "${" + name + "}"
+		}
+		repl = rest
+		n, err := strconv.Atoi(name)
+		switch {
+		case err == nil && (name == "0" || name[0] != '0'):
+			if n > re.NumSubexp() {
+				return fmt.Sprintf("%s refers to group %d, but the pattern has %d", ref, n, re.NumSubexp())
+			}
+		case re.SubexpIndex(name) < 0:
+			hint := ""
+			if j := strings.IndexFunc(name, func(r rune) bool { return r < '0' || r > '9' }); !braced && j > 0 {
+				hint = fmt.Sprintf(" (for group %s followed by %q, write ${%s}%s)", name[:j], name[j:], name[:j], name[j:])
+			}
+			return fmt.Sprintf("%s refers to a group named %q, which the pattern does not have%s", ref, name, hint)
+		}
+	}
+}
+
+// groupRef reads the name of a reference after its '$' as regexp.Expand
+// does: the longest run of letters, digits and '_', or one in braces.
+func groupRef(s string) (name string, braced bool, rest string, ok bool) {
+	if braced = strings.HasPrefix(s, "{"); braced {
+		s = s[1:]
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' })
+	if i < 0 {
+		i = len(s)
+	}
+	if i == 0 {
+		return "", false, "", false
+	}
+	name, rest = s[:i], s[i:]
+	if braced {
+		if !strings.HasPrefix(rest, "}") {
+			return "", false, "", false
+		}
+		rest = rest[1:]
+	}
+	return name, braced, rest, true
 }
 
 // tagValueProblem says why v, an API id, name or stage, can name none:

@@ -345,6 +345,22 @@ func TestValidate(t *testing.T) {
 		_, err = New(tc.c, nil)
 		assert.Error(t, err, "New refuses what Validate refuses")
 	}
+	for repl, want := range map[string]string{
+		"token=$2":   "$2 refers to group 2, but the pattern has 1",
+		"token=${2}": "${2} refers to group 2, but the pattern has 1",
+		"${user}":    `${user} refers to a group named "user", which the pattern does not have`,
+		"$1x":        `$1x refers to a group named "1x", which the pattern does not have (for group 1 followed by "x", write ${1}x)`,
+		"$01":        `$01 refers to a group named "01"`,
+		"$name $2":   `$2 refers to group 2`,
+	} {
+		err := Config{Rules: []Rule{{Name: "t", Pattern: "token=(?P<name>[a-z0-9]+)", Replace: repl}}}.Validate()
+		if assert.Error(t, err, repl) {
+			assert.Contains(t, err.Error(), "rules[0].replace: "+want)
+		}
+	}
+	for _, repl := range []string{"", "$1", "${1}x", "$name", "${name}", "$0", "$$2 costs $", "a$-b", "${1"} {
+		assert.NoError(t, Config{Rules: []Rule{{Name: "t", Pattern: "token=(?P<name>[a-z0-9]+)", Replace: repl}}}.Validate(), repl)
+	}
 	ok := Config{Redact: []string{"ip", "email"}, Rules: []Rule{{Name: "r", Pattern: "x"}},
 		Drop: []Matcher{{Route: "/health"}}, Sample: []Sample{{Rate: rate(0)}, {Matcher: Matcher{StatusClass: "2xx"}, Rate: rate(1)}}}
 	assert.NoError(t, ok.Validate())
