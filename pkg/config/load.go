@@ -210,15 +210,38 @@ func applyEnv(c *Config, environ []string) error {
 	// The Datadog variables apply unless the GWPIPE_ form is set too.
 	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
 		c.Datadog.APIKey = v
+		c.set("datadog.api_key", "DD_API_KEY")
 	}
 	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
 		c.Datadog.Site = v
+		c.set("datadog.site", "DD_SITE")
 	}
 	if v := env["DD_TAGS"]; v != "" {
 		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
 	}
 	forwarderEnv(c, env)
 	return errors.Join(errs...)
+}
+
+// set records that the variable env, one whose name is not key's (a
+// GWPIPE_ variable's is), set key.
+func (c *Config) set(key, env string) {
+	if c.setBy == nil {
+		c.setBy = map[string]string{}
+	}
+	c.setBy[key] = env
+}
+
+// setByOf is the variable that set key, or the list item or key key is
+// under (the longest of them that one did); "" when none did.
+func (c Config) setByOf(key string) string {
+	best, env := -1, ""
+	for k, e := range c.setBy {
+		if len(k) > best && (key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")) {
+			best, env = len(k), e
+		}
+	}
+	return env
 }
 
 // ForwarderScrubbingRule is the name of the rule DD_SCRUBBING_RULE makes.
@@ -244,17 +267,23 @@ func forwarderEnv(c *Config, env map[string]string) {
 		}
 	}
 	if v := env["DD_SCRUBBING_RULE"]; v != "" {
+		key := fmt.Sprintf("filters.rules[%d]", len(c.Filters.Rules))
+		c.set(key, "DD_SCRUBBING_RULE")
 		repl, ok := env["DD_SCRUBBING_RULE_REPLACEMENT"]
-		if !ok {
+		if ok {
+			c.set(key+".replace", "DD_SCRUBBING_RULE_REPLACEMENT")
+		} else {
 			repl = "xxxxx"
 		}
 		c.Filters.Rules = append(c.Filters.Rules, filter.Rule{Name: ForwarderScrubbingRule, Pattern: v, Replace: repl})
 	}
 	if v := env["INCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_INCLUDE_AT_MATCH"] == "" {
 		c.Filters.IncludeAtMatch = v
+		c.set("filters.include_at_match", "INCLUDE_AT_MATCH")
 	}
 	if v := env["EXCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_EXCLUDE_AT_MATCH"] == "" {
 		c.Filters.ExcludeAtMatch = v
+		c.set("filters.exclude_at_match", "EXCLUDE_AT_MATCH")
 	}
 }
 
