@@ -46,6 +46,11 @@ type Config struct {
 	DLQ       dlq.Config    `yaml:"dlq"`
 	Admin     Admin         `yaml:"admin"`
 	Replay    Replay        `yaml:"replay"`
+
+	// setBy names the Datadog or Forwarder variable that set a key, or an
+	// item of a list (filters.rules[2]), for Validate's messages: the value
+	// is to be fixed there, under a name that is not its key's.
+	setBy map[string]string
 }
 
 type Log struct {

@@ -208,3 +208,40 @@ func TestForwarderFilterVariables(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.Filters.Empty(), "no variable, no filter")
 }
+
+// A value that does not validate is reported under its key and the
+// variable that set it, where it is to be fixed: a Forwarder variable's
+// name is not its key's.
+func TestValidateNamesTheVariableThatSetAValue(t *testing.T) {
+	file := writeFile(t, "sources: {firehose: {access_keys: [k]}}\ndatadog: {api_key: x}\nfilters:\n  rules: [{name: mine, pattern: x}]\n")
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"EXCLUDE_AT_MATCH=health(?=check)"}, "filters.exclude_at_match (set by EXCLUDE_AT_MATCH): invalid or unsupported Perl syntax"},
+
+		{[]string{"DD_SCRUBBING_RULE=(?=x)"}, "filters.rules[1].pattern (set by DD_SCRUBBING_RULE): invalid or unsupported Perl syntax"},
+		{[]string{"DD_SCRUBBING_RULE=a(b)", "DD_SCRUBBING_RULE_REPLACEMENT=$2"}, "filters.rules[1].replace (set by DD_SCRUBBING_RULE_REPLACEMENT): $2 refers to group 2"},
+		{[]string{"GWPIPE_FILTERS_RULES=[{\"name\":\"dd_scrubbing_rule\",\"pattern\":\"x\"}]", "DD_SCRUBBING_RULE=y"},
+			`filters.rules[1].name (set by DD_SCRUBBING_RULE): "dd_scrubbing_rule" is taken by rules[0].name`},
+		{[]string{"DD_SITE=https://datadoghq.eu"}, "datadog.site (set by DD_SITE): must be a site name"},
+	} {
+		cfg, err := Load(file, c.env)
+		require.NoError(t, err, c.env)
+		err = cfg.Validate()
+		if assert.Error(t, err, c.env) {
+			assert.Contains(t, err.Error(), c.want)
+			assert.Equal(t, 1, strings.Count(err.Error(), "set by"), err.Error())
+		}
+	}
+	// A value from the file, or from a GWPIPE_ variable (named after its
+	// key) that wins over the Forwarder's, is the key's alone.
+	for _, env := range [][]string{{"DD_SITE=datadoghq.eu"}, {"EXCLUDE_AT_MATCH=x", "GWPIPE_FILTERS_EXCLUDE_AT_MATCH=("}} {
+		cfg, err := Load(writeFile(t, "filters: {exclude_at_match: '('}\n"), env)
+		require.NoError(t, err)
+		err = cfg.Validate()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "filters.exclude_at_match: missing closing )")
+		assert.NotContains(t, err.Error(), "set by")
+	}
+}

@@ -71,14 +71,13 @@ func fields(t reflect.Type) []field {
 	var out []field
 	for i := range t.NumField() {
 		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
 		name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if name == "-" {
+		inline := slices.Contains(strings.Split(opts, ","), "inline")
+		// yaml.v3 inlines an embedded struct of an unexported type too.
+		if name == "-" || !sf.IsExported() && !(inline && sf.Anonymous) {
 			continue
 		}
-		if slices.Contains(strings.Split(opts, ","), "inline") {
+		if inline {
 			for _, f := range fields(sf.Type) {
 				f.index = append([]int{i}, f.index...)
 				out = append(out, f)

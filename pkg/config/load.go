@@ -43,7 +43,7 @@ func Load(path string, environ []string) (Config, error) {
 func LoadData(name string, data []byte, environ []string) (Config, error) {
 	c := DefaultConfig()
 	if len(data) > 0 {
-		if err := decodeFile(data, &c); err != nil {
+		if err := DecodeStrict(data, &c); err != nil {
 			return c, fmt.Errorf("config %s:\n%w", name, err)
 		}
 	}
@@ -54,24 +54,28 @@ func LoadData(name string, data []byte, environ []string) (Config, error) {
 	return c, nil
 }
 
-// decodeFile decodes a YAML document onto c, refusing unknown keys and
-// values that do not fit their key, each reported with its line and key.
-func decodeFile(data []byte, c *Config) error {
+// DecodeStrict decodes a YAML document onto out (a pointer to a struct)
+// as the configuration file is decoded: every key out's type does not
+// have (with the closest key it has) and every value that does not fit
+// its key is an error with its line, all of them at once. Other YAML files
+// of gwpipe's (`gwpipe test`'s) use it to be as strict as the
+// configuration. An empty document leaves out as it is.
+func DecodeStrict(data []byte, out any) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return err
 	}
 	if len(doc.Content) == 0 {
-		return nil // empty file: the defaults
+		return nil
 	}
 	var errs []error
-	checkNode(doc.Content[0], reflect.TypeFor[Config](), "", &errs)
+	checkNode(doc.Content[0], reflect.TypeOf(out).Elem(), "", &errs)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // checkNode found every problem; this is the backstop
-	return dec.Decode(c)
+	return dec.Decode(out)
 }
 
 // checkNode walks a YAML node along the type it decodes into: every
@@ -84,7 +88,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 		*errs = append(*errs, fmt.Errorf("line %d: %s", line, fmt.Sprintf(format, a...)))
 	}
 	switch {
-	case isSection(t):
+	case t == yamlNode:
+		return // any YAML: whoever holds it checks it when decoding it
+	case isSection(t) || n.Kind == yaml.MappingNode && selfDecodingStruct(t):
 		if n.Kind != yaml.MappingNode {
 			if n.Tag != "!!null" {
 				at(n.Line, "%s must be a mapping of keys, not %s", orTop(path), describe(n))
@@ -130,6 +136,17 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			at(n.Line, "%s: %s", path, yamlMessage(err))
 		}
 	}
+}
+
+var yamlNode = reflect.TypeFor[yaml.Node]()
+
+// selfDecodingStruct reports whether t is a struct with its own
+// UnmarshalYAML. Written as a mapping, it is checked key by key as a
+// section is: its UnmarshalYAML is there for a shorter form (`gwpipe
+// test`'s `expect: dropped`), and decodes a mapping as its fields, without
+// the decoder's strictness.
+func selfDecodingStruct(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && reflect.PointerTo(t).Implements(yamlUnmarshaler)
 }
 
 func join(path, key string) string {
@@ -193,15 +210,38 @@ func applyEnv(c *Config, environ []string) error {
 	// The Datadog variables apply unless the GWPIPE_ form is set too.
 	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
 		c.Datadog.APIKey = v
+		c.set("datadog.api_key", "DD_API_KEY")
 	}
 	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
 		c.Datadog.Site = v
+		c.set("datadog.site", "DD_SITE")
 	}
 	if v := env["DD_TAGS"]; v != "" {
 		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
 	}
 	forwarderEnv(c, env)
 	return errors.Join(errs...)
+}
+
+// set records that the variable env, one whose name is not key's (a
+// GWPIPE_ variable's is), set key.
+func (c *Config) set(key, env string) {
+	if c.setBy == nil {
+		c.setBy = map[string]string{}
+	}
+	c.setBy[key] = env
+}
+
+// setByOf is the variable that set key, or the list item or key key is
+// under (the longest of them that one did); "" when none did.
+func (c Config) setByOf(key string) string {
+	best, env := -1, ""
+	for k, e := range c.setBy {
+		if len(k) > best && (key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")) {
+			best, env = len(k), e
+		}
+	}
+	return env
 }
 
 // ForwarderScrubbingRule is the name of the rule DD_SCRUBBING_RULE makes.
@@ -227,17 +267,23 @@ func forwarderEnv(c *Config, env map[string]string) {
 		}
 	}
 	if v := env["DD_SCRUBBING_RULE"]; v != "" {
+		key := fmt.Sprintf("filters.rules[%d]", len(c.Filters.Rules))
+		c.set(key, "DD_SCRUBBING_RULE")
 		repl, ok := env["DD_SCRUBBING_RULE_REPLACEMENT"]
-		if !ok {
+		if ok {
+			c.set(key+".replace", "DD_SCRUBBING_RULE_REPLACEMENT")
+		} else {
 			repl = "xxxxx"
 		}
 		c.Filters.Rules = append(c.Filters.Rules, filter.Rule{Name: ForwarderScrubbingRule, Pattern: v, Replace: repl})
 	}
 	if v := env["INCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_INCLUDE_AT_MATCH"] == "" {
 		c.Filters.IncludeAtMatch = v
+		c.set("filters.include_at_match", "INCLUDE_AT_MATCH")
 	}
 	if v := env["EXCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_EXCLUDE_AT_MATCH"] == "" {
 		c.Filters.ExcludeAtMatch = v
+		c.set("filters.exclude_at_match", "EXCLUDE_AT_MATCH")
 	}
 }
 

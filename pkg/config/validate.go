@@ -70,13 +70,19 @@ func (p *problems) has(prefix string) bool {
 	return slices.ContainsFunc(p.list, func(q problem) bool { return q.key == prefix || strings.HasPrefix(q.key, prefix+".") })
 }
 
-// err is every problem, one per line, without the secrets URLs carry.
-func (p *problems) err() error {
+// err is every problem, one per line, without the secrets URLs carry. A
+// key a variable set is followed by the variable, which is where the value
+// is to be fixed.
+func (p *problems) err(c Config) error {
 	errs := make([]error, len(p.list))
 	for i, q := range p.list {
 		msg := q.msg
 		if q.key != "" {
-			msg = q.key + ": " + msg
+			key := q.key
+			if env := c.setByOf(key); env != "" {
+				key += " (set by " + env + ")"
+			}
+			msg = key + ": " + msg
 		}
 		errs[i] = errors.New(redact.URL(msg))
 	}
@@ -135,7 +141,7 @@ func (c Config) Validate() error {
 	p.section("dlq", c.DLQ.Validate())
 	c.validateAdmin(&p)
 	c.validateReplay(&p)
-	return p.err()
+	return p.err(c)
 }
 
 // validateValues applies the rules that hold for every key of a kind: no

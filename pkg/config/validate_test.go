@@ -309,3 +309,16 @@ func randomWord(rng *rand.Rand) string {
 	}
 	return string(b)
 }
+
+// A status written out of range is refused as such, 0 included: read as no
+// status, it made a drop matcher "give no field" and a sample entry match
+// every log.
+func TestFilterStatusZeroIsOutOfRange(t *testing.T) {
+	c, err := LoadData("t", []byte("filters:\n  drop:\n    - {name: z, status: 0}\n  sample:\n    - {status: 0, rate: 0}\n"), nil)
+	require.NoError(t, err)
+	c.Datadog.APIKey, c.Sources.Firehose.AccessKeys = "k", []string{"a"}
+	err = c.Validate()
+	require.Error(t, err)
+	assert.Equal(t, "filters.drop[0].status: must be an HTTP status 100 to 599, got 0\n"+
+		"filters.sample[0].status: must be an HTTP status 100 to 599, got 0", err.Error())
+}

@@ -172,7 +172,7 @@ func TestFiltersThroughFirehose(t *testing.T) {
 		c.Filters = filter.Config{
 			Redact:         []string{"ip", "email"},
 			ExcludeAtMatch: `/search`,
-			Drop:           []filter.Matcher{{Name: "health", Route: "/health", Method: "GET", Status: 200}},
+			Drop:           []filter.Matcher{{Name: "health", Route: "/health", Method: "GET", Status: new(200)}},
 			Sample:         []filter.Sample{{Matcher: filter.Matcher{Name: "ok", StatusClass: "2xx"}, Rate: ptr(sampleRate)}},
 		}
 	})
@@ -316,9 +316,9 @@ func TestFiltersInvalidConfigRefused(t *testing.T) {
 		{[]string{`GWPIPE_FILTERS_SAMPLE=[{"status_class":"2xx","rate":1.5},{"status_class":"4xx"}]`},
 			[]string{"filters.sample[0].rate: must be 0 to 1, got 1.5", "filters.sample[1].rate: is required"}},
 		{[]string{`GWPIPE_FILTERS_REDACT=ip,phone`, `EXCLUDE_AT_MATCH=(?!health)`},
-			[]string{`filters.redact[1]: must be ip or email, got "phone"`, "filters.exclude_at_match: invalid or unsupported Perl syntax"}},
+			[]string{`filters.redact[1]: must be ip or email, got "phone"`, "filters.exclude_at_match (set by EXCLUDE_AT_MATCH): invalid or unsupported Perl syntax"}},
 		{[]string{`DD_SCRUBBING_RULE=(?<=token=)\w+`},
-			[]string{"filters.rules[0].pattern: invalid named capture", "RE2 syntax"}},
+			[]string{"filters.rules[0].pattern (set by DD_SCRUBBING_RULE): invalid named capture", "RE2 syntax"}},
 		{[]string{`GWPIPE_FILTERS_DROP=[{}]`}, []string{"filters.drop[0]: gives no field to match: it would drop every log"}},
 	} {
 		cfg, err := config.Load("", tc.env)

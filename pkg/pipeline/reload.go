@@ -234,6 +234,9 @@ func (p *Pipeline) applyReload(run config.Config, changed []string) (notes []str
 	if has("enrich.tags", "datadog.service") && p.logs != nil {
 		p.logs.SetDefaults(run.LogsClient().Defaults)
 	}
+	if has("enrich.tags") && p.deriver != nil {
+		p.deriver.SetStaticTags(run.Enrich.Tags)
+	}
 	if err := errors.Join(errs...); err != nil {
 		notes = append(notes, fmt.Sprintf("not applied, kept as they were: %v", err))
 	}

@@ -62,6 +62,10 @@ func (p *Pipeline) newDerive(context.Context) (stage.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	// metrics.tag_allowlist copies enrichment tags, and enrich.tags and
+	// DD_TAGS are enrichment tags too, though only the logs deliverer adds
+	// them to a log.
+	d.SetStaticTags(p.cfg.Enrich.Tags)
 	p.deriver = d
 	return derive.NewStage(d), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,4 +278,62 @@ func TestRequestCountedOnceFromBothLogs(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"prod": 5, "dev": 5}, counted, "each request counted once")
+}
+
+// TestStaticTagsOnAllowlistedMetrics: metrics.tag_allowlist copies the
+// static tags (enrich.tags, DD_TAGS) onto the derived metrics, as it does
+// the tags AWS gives a stage, though only the logs deliverer adds them to
+// logs; the keys the allowlist does not name stay on the logs only. A
+// reload of enrich.tags applies to the metrics as to the logs.
+func TestStaticTagsOnAllowlistedMetrics(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Enrich.Tags = []string{"team:payments", "env:prod", "cost_center:42"} // the last as DD_TAGS adds it
+		c.Metrics.TagAllowlist = []string{"team", "cost_center"}
+	})
+	send := func(id string, n int) {
+		var events []string
+		for i := range n {
+			events = append(events, fmt.Sprintf(`{"id":"%s-%d","timestamp":%d,"message":"{\"apiId\":\"a1b2c3d4e5\",\"stage\":\"prod\",\"requestId\":\"%s-%d\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":\"200\",\"responseLatency\":\"12\"}"}`,
+				id, i, time.Now().UnixMilli(), id, i))
+		}
+		env := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"api-gateway-access-logs","logStream":"s","subscriptionFilters":["f"],"logEvents":[` +
+			strings.Join(events, ",") + `]}`
+		status, resp := firehoseRequest(t, h.url, id, recordsBody(id, gz([]byte(env))), nil)
+		require.Equal(t, http.StatusOK, status, "%v", resp)
+	}
+	send("static-1", 3)
+	next := h.p.RunningConfig()
+	next.Enrich.Tags = []string{"team:search"}
+	rep, err := h.p.Reload(context.Background(), next)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"enrich.tags"}, rep.Applied)
+	send("static-2", 2)
+	h.shutdown(t) // flushes the open windows
+
+	logs := h.intake.Logs()
+	require.Len(t, logs, 5)
+	byTeam := map[string]float64{}
+	for _, l := range logs {
+		if slices.Contains(l.Tags, "team:search") {
+			byTeam["logs team:search"]++
+		} else {
+			assert.Subset(t, l.Tags, []string{"team:payments", "env:prod", "cost_center:42"})
+			byTeam["logs team:payments"]++
+		}
+	}
+	for _, p := range h.intake.Series() {
+		if p.Metric != derive.DefaultNamespace+derive.NameCount {
+			continue
+		}
+		assert.Subset(t, p.Tags, []string{"apiid:a1b2c3d4e5", "stage:prod"})
+		assert.NotContains(t, p.Tags, "env:prod", "env is not allowlisted")
+		if slices.Contains(p.Tags, "team:search") {
+			assert.NotContains(t, p.Tags, "cost_center:42", "reloaded away")
+			byTeam["metrics team:search"] += p.Value
+		} else {
+			assert.Subset(t, p.Tags, []string{"team:payments", "cost_center:42"})
+			byTeam["metrics team:payments"] += p.Value
+		}
+	}
+	assert.Equal(t, map[string]float64{"logs team:payments": 3, "logs team:search": 2, "metrics team:payments": 3, "metrics team:search": 2}, byTeam)
 }

@@ -489,7 +489,7 @@ func TestValidateReportsWhatRunWouldRefuse(t *testing.T) {
 	if err == nil {
 		t.Fatal("validate accepted DD_SITE as a URL and a mapping without API")
 	}
-	for _, want := range []string{"datadog.site: must be a site name", "enrich.mappings[0].api_id: is required"} {
+	for _, want := range []string{"datadog.site (set by DD_SITE): must be a site name", "enrich.mappings[0].api_id: is required"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}

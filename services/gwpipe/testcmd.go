@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,10 +51,17 @@ type testCase struct {
 // as status or hostname included), tags (in ddtags) and keys absent; how
 // many logs; and, in Outputs, what each log in turn must hold.
 type expectation struct {
-	Outcome        string // "", "dropped", "sampled_out" or "dead_letter"
+	Outcome        string `yaml:"-"` // "", "dropped", "sampled_out" or "dead_letter"
 	Logs           *int   `yaml:"logs"`
 	logExpectation `yaml:",inline"`
 	Outputs        []logExpectation `yaml:"outputs"`
+	line           int              // where it was written; 0: it was not
+}
+
+// asserts reports whether e checks anything: a case whose expectation is
+// empty, or misspelt, would pass whatever its inputs became.
+func (e expectation) asserts() bool {
+	return e.Outcome != "" || e.Logs != nil || len(e.Outputs) > 0 || e.logExpectation.asserts()
 }
 
 // logExpectation is what one delivered log must hold.
@@ -65,14 +71,18 @@ type logExpectation struct {
 	Absent     []string       `yaml:"absent"`
 }
 
+func (e logExpectation) asserts() bool {
+	return len(e.Attributes)+len(e.Tags)+len(e.Absent) > 0
+}
+
 func (e *expectation) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		switch n.Value {
 		case "dropped", "sampled_out", "dead_letter":
-			e.Outcome = n.Value
+			*e = expectation{Outcome: n.Value, line: n.Line}
 			return nil
 		}
-		return fmt.Errorf("line %d: expect: %q is neither dropped, sampled_out, dead_letter nor a mapping (logs, attributes, tags, absent, outputs)", n.Line, n.Value)
+		return fmt.Errorf("%q is neither dropped, sampled_out, dead_letter nor a mapping (logs, attributes, tags, absent, outputs)", n.Value)
 	}
 	type plain expectation
 	var p plain
@@ -80,6 +90,7 @@ func (e *expectation) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	*e = expectation(p)
+	e.line = n.Line
 	return nil
 }
 
@@ -120,8 +131,10 @@ every difference, and exits 2 when a case failed (1 when the command did).
       expect: dropped          # no log delivered (a filter, sampling, a control
                                # message); or sampled_out (a sample rule), dead_letter
 
-Configurations load as run loads them: the defaults, the file, then the
-environment (GWPIPE_…, DD_TAGS).`,
+The file is strict, as the configuration is: an unknown key is an error
+with its line and the closest key, and so is a case whose expect is missing
+or asserts nothing. Configurations load as run loads them: the defaults,
+the file, then the environment (GWPIPE_…, DD_TAGS).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			failed, total := 0, 0
@@ -155,13 +168,23 @@ func runTestFile(ctx context.Context, path, cfgPath, only string, w io.Writer) (
 		return 0, 0, err
 	}
 	var tf testFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	if err := config.DecodeStrict(data, &tf); err != nil {
+		return 0, 0, fmt.Errorf("%s:\n%w", path, err)
 	}
 	if len(tf.Tests) == 0 {
 		return 0, 0, fmt.Errorf("%s: no tests", path)
+	}
+	var errs []error
+	for i, tc := range tf.Tests {
+		switch e := tc.Expect; {
+		case e.line == 0:
+			errs = append(errs, fmt.Errorf("tests[%d] %q has no expect: %s", i, tc.Name, whatToExpect))
+		case !e.asserts():
+			errs = append(errs, fmt.Errorf("line %d: tests[%d].expect asserts nothing: %s", e.line, i, whatToExpect))
+		}
+	}
+	if len(errs) > 0 {
+		return 0, 0, fmt.Errorf("%s:\n%w", path, errors.Join(errs...))
 	}
 	dir := filepath.Dir(path)
 	for i, tc := range tf.Tests {
@@ -196,6 +219,8 @@ func runTestFile(ctx context.Context, path, cfgPath, only string, w io.Writer) (
 	}
 	return failed, passed, nil
 }
+
+const whatToExpect = "give logs, attributes, tags, absent or outputs, or dropped, sampled_out or dead_letter"
 
 // caseConfig loads a case's configuration: inline, a file relative to the
 // test file, else --config, else the defaults; then the environment.

@@ -104,3 +104,37 @@ func TestTestCommandRejectsBadFiles(t *testing.T) {
 		}
 	}
 }
+
+// A test file is as strict as the configuration: a misspelt key anywhere,
+// inside expect and outputs included, is an error with its line and the
+// closest key, and so is an expect that asserts nothing. Either would let
+// the case pass whatever its logs became.
+func TestTestCommandIsStrict(t *testing.T) {
+	noEnv(t)
+	dir := t.TempDir()
+	const head = "tests:\n  - name: a\n    log_group: /aws/api-gateway/x\n    input: '{\"requestId\":\"r1\",\"status\":\"500\"}'\n"
+	for name, c := range map[string]struct{ body, want string }{
+		"expect-typo": {head + "    expect:\n      atributes: {http.status_code: 200}\n",
+			"line 6: unknown key tests[0].expect.atributes (did you mean tests[0].expect.attributes?)"},
+		"expect-typo-tags": {head + "    expect: {tag: [env:prod]}\n",
+			"line 5: unknown key tests[0].expect.tag (did you mean tests[0].expect.tags?)"},
+		"outputs-typo": {head + "    expect:\n      outputs:\n        - atributes: {http.status_code: 200}\n",
+			"line 7: unknown key tests[0].expect.outputs[0].atributes (did you mean tests[0].expect.outputs[0].attributes?)"},
+		"expect-empty": {head + "    expect: {}\n",
+			"line 5: tests[0].expect asserts nothing: give logs, attributes, tags, absent or outputs, or dropped, sampled_out or dead_letter"},
+		"expect-empty-lists": {head + "    expect: {attributes: {}, tags: []}\n", "line 5: tests[0].expect asserts nothing"},
+		"expect-null":        {head + "    expect:\n", "line 5: tests[0].expect has no value"},
+		"no-expect":          {head, `tests[0] "a" has no expect`},
+		"expect-word":        {head + "    expect: gone\n", `line 5: tests[0].expect: "gone" is neither dropped`},
+		"outcome-key":        {head + "    expect: {outcome: dropped}\n", "line 5: unknown key tests[0].expect.outcome"},
+	} {
+		p := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(p, []byte(c.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := inProcess(t, "", "test", p)
+		if code != 1 || !strings.Contains(errOut, c.want) || strings.Contains(out, "PASS") {
+			t.Errorf("%s: exit %d, want 1 and %q:\n%s%s", name, code, c.want, out, errOut)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package derive
 import (
 	"cmp"
 	"slices"
+	"strings"
 )
 
 // allowlist is a compiled Config.TagAllowlist; immutable.
@@ -17,6 +18,11 @@ type allowlist struct {
 	keys   []string
 	dims   map[string]int // key → dimension (numFixedDims + its index)
 	sorted []int          // the dimensions of keys, in key order
+	// static are the tags every log is delivered with (SetStaticTags), and
+	// staticVals, by dimension − numFixedDims, the value of an allowlisted
+	// key among them: a record whose own tags lack the key takes it.
+	static     []string
+	staticVals []string
 }
 
 func newAllowlist(keys []string) *allowlist {
@@ -31,14 +37,43 @@ func newAllowlist(keys []string) *allowlist {
 	return a
 }
 
+// withStatic is a with static as its static tags; the first tag of a key
+// gives its value, as in rec.Tags.
+func (a *allowlist) withStatic(static []string) *allowlist {
+	b := *a
+	b.static, b.staticVals = slices.Clone(static), nil
+	for _, t := range static {
+		k, v, ok := strings.Cut(t, ":")
+		dim, allowed := b.dims[k]
+		if !ok || v == "" || !allowed {
+			continue
+		}
+		if b.staticVals == nil {
+			b.staticVals = make([]string, len(b.keys))
+		}
+		if b.staticVals[dim-numFixedDims] == "" {
+			b.staticVals[dim-numFixedDims] = v
+		}
+	}
+	return &b
+}
+
 // appendSuffix appends the allowlisted tags of vals to a series key.
+//
+// A static tag is constant for the process, so the series it completes is
+// the one its records would make if their tags carried it: filling it in
+// here, where the key is built, equals reading it with rec.Tags.
 func (a *allowlist) appendSuffix(k []byte, vals []val) []byte {
 	for _, dim := range a.sorted {
-		if vals[dim].len() == 0 {
+		v := vals[dim]
+		if v.len() == 0 && a.staticVals != nil {
+			v.s = a.staticVals[dim-numFixedDims]
+		}
+		if v.len() == 0 {
 			continue
 		}
 		k = appendVal(k, val{s: a.keys[dim-numFixedDims]}, false)
-		k = appendVal(k, vals[dim], false)
+		k = appendVal(k, v, false)
 	}
 	return k
 }
@@ -75,6 +110,32 @@ func (d *Deriver) SetTagAllowlist(keys []string) error {
 	if err := validAllowlist(keys); err != nil {
 		return err
 	}
-	d.nextAllow.Store(newAllowlist(keys))
+	d.swapAllowlist(func(prev *allowlist) *allowlist { return newAllowlist(keys).withStatic(prev.static) })
 	return nil
+}
+
+// SetStaticTags gives the tags every log is delivered with besides its own
+// (enrich.tags and DD_TAGS, which the logs deliverer adds as it renders a
+// log, so they are not in rec.Tags): those of an allowlisted key reach the
+// metrics of records whose own tags lack the key. The batches handled from
+// then on use them, as with SetTagAllowlist.
+func (d *Deriver) SetStaticTags(tags []string) {
+	d.swapAllowlist(func(prev *allowlist) *allowlist { return prev.withStatic(tags) })
+}
+
+// swapAllowlist replaces the allowlist the next Handle takes up by
+// next(the last one set), without losing a concurrent change.
+func (d *Deriver) swapAllowlist(next func(prev *allowlist) *allowlist) {
+	for {
+		prev := d.nextAllow.Load()
+		cur := prev
+		if cur == nil {
+			d.mu.Lock()
+			cur = d.allow
+			d.mu.Unlock()
+		}
+		if d.nextAllow.CompareAndSwap(prev, next(cur)) {
+			return
+		}
+	}
 }

@@ -2,6 +2,7 @@ package derive_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -85,4 +86,38 @@ func TestSetTagAllowlistUnderLoad(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 800.0, total)
+}
+
+// TestStaticTagsOfAllowlistedKeys: the static tags (enrich.tags, DD_TAGS),
+// which only the logs deliverer adds, reach the metrics when their key is
+// allowlisted; a record's own tag of the key wins; a reload of either list
+// applies to the batches handled after it, the series open across it
+// counting every request once.
+func TestStaticTagsOfAllowlistedKeys(t *testing.T) {
+	bare := []string{"aws_account:123456789012", "region:us-east-1", "apiid:a1b2c3", "apiname:petstore", "stage:prod"}
+	own := append(slices.Clip(bare), "team:search")
+	get := func(tags []string) req {
+		return req{at: t0, method: "GET", route: "/pets", status: 200, latMs: 3, integMs: -1, bytes: -1, tags: tags}
+	}
+	clk := fakeclock.New(t0.Add(5 * time.Second))
+	d := newDeriver(t, derive.Config{Now: clk.Now, TagAllowlist: []string{"team"}})
+	d.SetStaticTags([]string{"env:prod", "team:payments", "team:other", "bare"})
+	out := &sink{}
+	ctx := context.Background()
+	require.NoError(t, d.Handle(ctx, batchOf(get(bare), get(bare), get(own)), out))
+	require.NoError(t, d.SetTagAllowlist([]string{"team", "env"}))
+	require.NoError(t, d.Handle(ctx, batchOf(get(bare)), out))
+	d.SetStaticTags(nil)
+	require.NoError(t, d.Handle(ctx, batchOf(get(bare)), out))
+	require.NoError(t, d.Flush(ctx, out))
+
+	counts, _ := totals(t, out.metrics())
+	count := func(extra ...string) float64 {
+		return counts[seriesKey("apigateway.logs.count", tagsOf("get", "/pets", "2xx", extra...))]
+	}
+	assert.Equal(t, 2.0, count("team:payments"), "the first static tag of the key")
+	assert.Equal(t, 1.0, count("team:search"), "the record's own tag wins")
+	assert.Equal(t, 1.0, count("env:prod", "team:payments"), "the allowlist reloaded keeps the static tags")
+	assert.Equal(t, 1.0, count(), "no static tags after they are removed")
+	assert.Len(t, counts, 4, "%v", counts)
 }

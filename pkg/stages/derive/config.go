@@ -84,9 +84,10 @@ type Config struct {
 	// (memory guard); records that would open more are dropped and counted.
 	// Default 200,000.
 	MaxSeriesPerWindow int `yaml:"-"`
-	// TagAllowlist are tag keys copied from rec.Tags into the metric tags,
-	// besides the fixed keys (aws_account, region, apiid, apiname, stage,
-	// method, resource, status_class, event_type). E.g. ["team", "env"].
+	// TagAllowlist are tag keys copied from rec.Tags, else from the static
+	// tags (Deriver.SetStaticTags), into the metric tags, besides the fixed
+	// keys (aws_account, region, apiid, apiname, stage, method, resource,
+	// status_class, event_type). E.g. ["team", "env"].
 	TagAllowlist []string `yaml:"tag_allowlist"`
 	// Host is this worker's identity, written as the host of every point
 	// so that two workers never write the same point. Default

@@ -35,7 +35,8 @@
 // apiname, stage, replay, and the keys of Config.TagAllowlist. When a tag is
 // missing: aws_account falls back to apigateway.accountId then
 // rec.Origin.Account, region to rec.Origin.Region, apiid to
-// apigateway.apiId, stage to apigateway.stage. Event time is rec.Timestamp
+// apigateway.apiId, stage to apigateway.stage, an allowlisted key to the
+// static tags (Deriver.SetStaticTags). Event time is rec.Timestamp
 // (ms); a record without one takes the processing time.
 //
 // Tag slices are read as immutable: the parse of the last slice seen is

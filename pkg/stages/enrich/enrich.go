@@ -17,7 +17,8 @@
 // tags a log carries by itself do not depend on the AWS settings.
 //
 // The configured static tags and "replay:true" are not added here: the
-// logs deliverer (package ddlogs) adds both to every log it renders.
+// logs deliverer (package ddlogs) adds both to every log it renders, and
+// derive copies the static tags of allowlisted keys onto the metrics.
 // Handling a batch twice (the runtime retries a batch whose Emit failed)
 // does not add the tags twice.
 package enrich

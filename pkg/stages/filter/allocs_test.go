@@ -14,7 +14,7 @@ import (
 func TestApplyNoMatchAllocatesPerBatch(t *testing.T) {
 	f, err := New(Config{
 		ExcludeAtMatch: "/health",
-		Drop:           []Matcher{{APIID: "zzzzzz", Stage: "nope"}, {Route: "/admin/*", Status: 500}},
+		Drop:           []Matcher{{APIID: "zzzzzz", Stage: "nope"}, {Route: "/admin/*", Status: new(500)}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,10 +6,13 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
 // Built-in redactions (Config.Redact).
@@ -59,7 +62,9 @@ type Matcher struct {
 	Name   string `yaml:"name"`
 	Route  string `yaml:"route"`  // glob on http.route ("/health", "/pets/*")
 	Method string `yaml:"method"` // GET, POST, … (any case)
-	Status int    `yaml:"status"` // the HTTP status code
+	// Status is the HTTP status code; a pointer, so that a status written
+	// out of range, 0 included, is refused rather than read as none given.
+	Status *int `yaml:"status"`
 	// StatusClass is 1xx … 5xx.
 	StatusClass string `yaml:"status_class"`
 	APIID       string `yaml:"api_id"`
@@ -150,8 +155,10 @@ func (c Config) Validate() error {
 		}
 		if r.Pattern == "" {
 			bad(key+".pattern", "is required")
-		} else if _, err := regexp.Compile(r.Pattern); err != nil {
+		} else if re, err := regexp.Compile(r.Pattern); err != nil {
 			bad(key+".pattern", "%s (RE2 syntax: no lookaround, no backreferences)", reMessage(err))
+		} else if msg := groupProblem(re, r.Replace); msg != "" {
+			bad(key+".replace", "%s", msg)
 		}
 		for j, g := range r.LogGroups {
 			if err := apigw.ValidGlob(g); err != nil {
@@ -159,13 +166,13 @@ func (c Config) Validate() error {
 			}
 		}
 		for j, v := range r.APIIDs {
-			if strings.TrimSpace(v) == "" {
-				bad(fmt.Sprintf("%s.api_ids[%d]", key, j), "is empty")
+			if msg := tagValueProblem(v); msg != "" {
+				bad(fmt.Sprintf("%s.api_ids[%d]", key, j), "%s", msg)
 			}
 		}
 		for j, v := range r.Stages {
-			if strings.TrimSpace(v) == "" {
-				bad(fmt.Sprintf("%s.stages[%d]", key, j), "is empty")
+			if msg := tagValueProblem(v); msg != "" {
+				bad(fmt.Sprintf("%s.stages[%d]", key, j), "%s", msg)
 			}
 		}
 	}
@@ -219,14 +226,14 @@ func (m Matcher) validate(key string) []error {
 	if m.Method != "" && !methodRE.MatchString(m.Method) {
 		bad("method", "must be an HTTP method (GET, POST, …), got %q", m.Method)
 	}
-	if m.Status != 0 && (m.Status < 100 || m.Status > 599) {
-		bad("status", "must be an HTTP status 100 to 599, got %d", m.Status)
+	if m.Status != nil && (*m.Status < 100 || *m.Status > 599) {
+		bad("status", "must be an HTTP status 100 to 599, got %d", *m.Status)
 	}
 	if m.StatusClass != "" && !statusClassRE.MatchString(m.StatusClass) {
 		bad("status_class", "must be 1xx, 2xx, 3xx, 4xx or 5xx, got %q", m.StatusClass)
 	}
-	if m.Status != 0 && statusClassRE.MatchString(m.StatusClass) && m.StatusClass[0] != byte('0'+m.Status/100) {
-		bad("status_class", "%s never holds status %d: the matcher would match nothing", m.StatusClass, m.Status)
+	if m.Status != nil && statusClassRE.MatchString(m.StatusClass) && m.StatusClass[0] != byte('0'+*m.Status/100) {
+		bad("status_class", "%s never holds status %d: the matcher would match nothing", m.StatusClass, *m.Status)
 	}
 	if _, ok := logTypes[m.LogType]; m.LogType != "" && !ok {
 		bad("log_type", "must be access, execution, summary, other or unparsed, got %q", m.LogType)
@@ -238,10 +245,90 @@ func (m Matcher) validate(key string) []error {
 			}
 		}
 	}
+	for _, f := range []struct{ field, v string }{{"api_id", m.APIID}, {"api_name", m.APIName}, {"stage", m.Stage}} {
+		if msg := tagValueProblem(f.v); f.v != "" && msg != "" {
+			bad(f.field, "%s", msg)
+		}
+	}
 	if m.Value != "" && m.Attribute == "" {
 		bad("value", "needs attribute: the attribute path whose value to compare")
 	}
 	return errs
+}
+
+// groupProblem says which reference of repl ($1, ${1}, $name, ${name})
+// names a group re does not have: regexp.Expand replaces it by nothing,
+// so the rule would delete what it was meant to keep.
+func groupProblem(re *regexp.Regexp, repl string) string {
+	for {
+		i := strings.IndexByte(repl, '$')
+		if i < 0 || i == len(repl)-1 {
+			return ""
+		}
+		repl = repl[i+1:]
+		if repl[0] == '$' { // $$ is a '$'
+			repl = repl[1:]
+			continue
+		}
+		name, braced, rest, ok := groupRef(repl)
+		if !ok {
+			continue // a '$' Expand copies as it is
+		}
+		ref := "$" + name
+		if braced {
+			ref = "${" + name + "}"
+		}
+		repl = rest
+		n, err := strconv.Atoi(name)
+		switch {
+		case err == nil && (name == "0" || name[0] != '0'):
+			if n > re.NumSubexp() {
+				return fmt.Sprintf("%s refers to group %d, but the pattern has %d", ref, n, re.NumSubexp())
+			}
+		case re.SubexpIndex(name) < 0:
+			hint := ""
+			if j := strings.IndexFunc(name, func(r rune) bool { return r < '0' || r > '9' }); !braced && j > 0 {
+				hint = fmt.Sprintf(" (for group %s followed by %q, write ${%s}%s)", name[:j], name[j:], name[:j], name[j:])
+			}
+			return fmt.Sprintf("%s refers to a group named %q, which the pattern does not have%s", ref, name, hint)
+		}
+	}
+}
+
+// groupRef reads the name of a reference after its '$' as regexp.Expand
+// does: the longest run of letters, digits and '_', or one in braces.
+func groupRef(s string) (name string, braced bool, rest string, ok bool) {
+	if braced = strings.HasPrefix(s, "{"); braced {
+		s = s[1:]
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' })
+	if i < 0 {
+		i = len(s)
+	}
+	if i == 0 {
+		return "", false, "", false
+	}
+	name, rest = s[:i], s[i:]
+	if braced {
+		if !strings.HasPrefix(rest, "}") {
+			return "", false, "", false
+		}
+		rest = rest[1:]
+	}
+	return name, braced, rest, true
+}
+
+// tagValueProblem says why v, an API id, name or stage, can name none:
+// it is compared as the tags write it (awstags.NormalizeValue), and a
+// value that is nothing once so written would match every log.
+func tagValueProblem(v string) string {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return "is empty"
+	case awstags.NormalizeValue(v) == "":
+		return fmt.Sprintf("%q is nothing once written as a tag (characters other than letters, digits and _-./: become _, and a trailing _ goes)", v)
+	}
+	return ""
 }
 
 // reMessage is a regexp compile error without its "error parsing regexp: "

@@ -25,6 +25,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/stages/derive"
+	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -185,7 +186,7 @@ func (f *Filters) compile(c Config) (*set, error) {
 			func(dst, in []byte) ([]byte, int) { return p.replace(dst, in, repl) },
 		}}
 		if len(r.LogGroups)+len(r.APIIDs)+len(r.Stages) > 0 {
-			sc.scope = &scope{logGroups: r.LogGroups, apiIDs: r.APIIDs, stages: r.Stages}
+			sc.scope = &scope{logGroups: r.LogGroups, apiIDs: tagValues(r.APIIDs), stages: tagValues(r.Stages)}
 			s.scoped = true
 		}
 		s.scrubs = append(s.scrubs, sc)
@@ -220,13 +221,26 @@ func (f *Filters) compile(c Config) (*set, error) {
 	return s, nil
 }
 
+// tagValues are configured API ids, names or stages as the log's tags
+// write them (see view.api).
+func tagValues(vs []string) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = awstags.NormalizeValue(v)
+	}
+	return out
+}
+
 func compileMatcher(m Matcher, st *RuleStats) *matcher {
 	c := &matcher{
-		st: st, route: m.Route, status: m.Status, apiID: m.APIID, apiName: m.APIName, stage: m.Stage,
-		logGroup: m.LogGroup, attr: m.Attribute, value: m.Value, hasValue: m.Value != "",
+		st: st, route: m.Route, logGroup: m.LogGroup, attr: m.Attribute, value: m.Value, hasValue: m.Value != "",
+		apiID: awstags.NormalizeValue(m.APIID), apiName: awstags.NormalizeValue(m.APIName), stage: awstags.NormalizeValue(m.Stage),
 	}
 	if m.Method != "" {
 		c.method = []byte(m.Method)
+	}
+	if m.Status != nil {
+		c.status = *m.Status
 	}
 	if m.StatusClass != "" {
 		c.statusClass = int(m.StatusClass[0] - '0')
@@ -258,7 +272,10 @@ func (v *view) request() *derive.Request {
 }
 
 // api reads the API's id, name and stage from the tags enrichment added,
-// else (id and stage) from the log's own attributes.
+// else (id and stage) from the log's own attributes. Both are compared as
+// the tags write them (awstags.NormalizeValue: lower case, "$default" is
+// "_default"), and so are the configured values: AWS shows the stage
+// `Prod` that the tag stage:prod names.
 func (v *view) api() {
 	if v.readTag {
 		return
@@ -282,11 +299,12 @@ func (v *view) api() {
 		// Aliased, not copied (two allocations per log): a view lives for
 		// one record's decision, and its strings are only compared.
 		req := v.request()
+		// Clean values, the usual, are returned as they are: no copy.
 		if v.apiID == "" {
-			v.apiID = str(req.APIID)
+			v.apiID = awstags.NormalizeValue(str(req.APIID))
 		}
 		if v.stage == "" {
-			v.stage = str(req.Stage)
+			v.stage = awstags.NormalizeValue(str(req.Stage))
 		}
 	}
 }

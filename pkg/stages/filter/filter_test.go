@@ -134,7 +134,7 @@ func TestIncludeExcludeForwarderSemantics(t *testing.T) {
 func TestDropMatchers(t *testing.T) {
 	t.Parallel()
 	f, reg := mustNew(t, Config{Drop: []Matcher{
-		{Name: "health", Route: "/health", Method: "get", Status: 200},
+		{Name: "health", Route: "/health", Method: "get", Status: new(200)},
 		{StatusClass: "3xx", APIName: "pets"},
 		{LogType: "execution", Stage: "dev"},
 		{Attribute: "apigateway.identity.userAgent", Value: "ELB-HealthChecker/2.0"},
@@ -268,6 +268,51 @@ func TestScopedRule(t *testing.T) {
 	assert.EqualValues(t, 1, reg.Value("filters.redacted", "card"))
 }
 
+// Stages, API names and ids are matched as the log's tags write them
+// (lower case: the enrichment's stage:prod), so the name AWS shows, SAM's
+// `Prod`, matches; a log without the tags is compared by its own fields,
+// written so too. A scrubbing rule scoped to `Prod` scrubs.
+func TestStageAndAPIMatchAsTagsWriteThem(t *testing.T) {
+	t.Parallel()
+	tagged := func(id, msg string) record.Record {
+		r := access(id, "GET", "/", 200, msg)
+		r.Tags = []string{"apiid:a1b2c3", "apiname:pet_store", "stage:prod"}
+		return r
+	}
+	untagged := func(id, msg string) record.Record {
+		r := access(id, "GET", "/", 200, msg, record.StringAttr("apigateway.stage", []byte("Prod")),
+			record.StringAttr("apigateway.apiId", []byte("A1B2C3")))
+		r.Tags = nil
+		return r
+	}
+	for _, c := range []Config{
+		{Drop: []Matcher{{Stage: "Prod"}}},
+		{Drop: []Matcher{{APIName: "Pet Store", Stage: "PROD"}}},
+		{Drop: []Matcher{{APIID: "A1B2C3"}}},
+		{Sample: []Sample{{Matcher: Matcher{Stage: "Prod"}, Rate: rate(0)}}},
+	} {
+		f, _ := mustNew(t, c)
+		in := &record.Batch{Records: []record.Record{tagged("r1", "a"), untagged("r2", "b")}}
+		if c.Drop != nil && c.Drop[0].APIName != "" {
+			in.Records = in.Records[:1] // the name is only in the tags
+		}
+		assert.Empty(t, f.Apply(in).Records, "%+v", c)
+	}
+	f, reg := mustNew(t, Config{Rules: []Rule{
+		{Name: "secret", Pattern: "secret", Replace: "X", Stages: []string{"Prod"}, APIIDs: []string{"A1B2C3"}},
+	}})
+	out := f.Apply(&record.Batch{Records: []record.Record{tagged("r1", "secret"), untagged("r2", "secret")}})
+	assert.Equal(t, "X", string(out.Records[0].Message))
+	assert.Equal(t, "X", string(out.Records[1].Message))
+	assert.EqualValues(t, 2, reg.Value("filters.matched", "secret"))
+
+	// A value that is nothing once written as a tag would match every log.
+	err := Config{Drop: []Matcher{{Stage: "$$"}}, Rules: []Rule{{Name: "r", Pattern: "x", Stages: []string{"!"}}}}.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `drop[0].stage: "$$" is nothing once written as a tag`)
+	assert.Contains(t, err.Error(), `rules[0].stages[0]: "!" is nothing once written as a tag`)
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -280,10 +325,12 @@ func TestValidate(t *testing.T) {
 		{Config{Rules: []Rule{{Name: "x", Pattern: "x"}, {Name: "x", Pattern: "y"}}}, []string{`rules[1].name: "x" is taken by rules[0].name`}},
 		{Config{IncludeAtMatch: "(", ExcludeAtMatch: "[z-a]"}, []string{"include_at_match: missing closing )", "exclude_at_match: invalid character class range"}},
 		{Config{Drop: []Matcher{{}}}, []string{"drop[0]: gives no field to match: it would drop every log"}},
-		{Config{Drop: []Matcher{{Status: 700, StatusClass: "6xx", LogType: "lambda", Method: "GET /", Value: "x"}}}, []string{
+		{Config{Drop: []Matcher{{Status: new(700), StatusClass: "6xx", LogType: "lambda", Method: "GET /", Value: "x"}}}, []string{
 			"drop[0].method: must be an HTTP method", "drop[0].status: must be an HTTP status", "drop[0].status_class: must be 1xx",
 			"drop[0].log_type: must be access", "drop[0].value: needs attribute"}},
-		{Config{Drop: []Matcher{{Status: 404, StatusClass: "5xx"}}}, []string{"drop[0].status_class: 5xx never holds status 404"}},
+		{Config{Drop: []Matcher{{Status: new(404), StatusClass: "5xx"}}}, []string{"drop[0].status_class: 5xx never holds status 404"}},
+		{Config{Drop: []Matcher{{Name: "z", Status: new(0)}}}, []string{"drop[0].status: must be an HTTP status 100 to 599, got 0"}},
+		{Config{Sample: []Sample{{Matcher: Matcher{Status: new(0)}, Rate: rate(0)}}}, []string{"sample[0].status: must be an HTTP status 100 to 599, got 0"}},
 		{Config{Sample: []Sample{{Matcher: Matcher{StatusClass: "2xx"}}, {Rate: rate(1.5)}, {Rate: rate(math.NaN())}}}, []string{
 			"sample[0].rate: is required", "sample[1].rate: must be 0 to 1, got 1.5", "sample[2].rate: must be 0 to 1, got NaN"}},
 		{Config{Sample: []Sample{{Matcher: Matcher{Name: "ip"}, Rate: rate(0.5)}}, Redact: []string{"ip"}}, []string{`sample[0].name: "ip" is taken by redact[0]`}},
@@ -297,6 +344,22 @@ func TestValidate(t *testing.T) {
 		}
 		_, err = New(tc.c, nil)
 		assert.Error(t, err, "New refuses what Validate refuses")
+	}
+	for repl, want := range map[string]string{
+		"token=$2":   "$2 refers to group 2, but the pattern has 1",
+		"token=${2}": "${2} refers to group 2, but the pattern has 1",
+		"${user}":    `${user} refers to a group named "user", which the pattern does not have`,
+		"$1x":        `$1x refers to a group named "1x", which the pattern does not have (for group 1 followed by "x", write ${1}x)`,
+		"$01":        `$01 refers to a group named "01"`,
+		"$name $2":   `$2 refers to group 2`,
+	} {
+		err := Config{Rules: []Rule{{Name: "t", Pattern: "token=(?P<name>[a-z0-9]+)", Replace: repl}}}.Validate()
+		if assert.Error(t, err, repl) {
+			assert.Contains(t, err.Error(), "rules[0].replace: "+want)
+		}
+	}
+	for _, repl := range []string{"", "$1", "${1}x", "$name", "${name}", "$0", "$$2 costs $", "a$-b", "${1"} {
+		assert.NoError(t, Config{Rules: []Rule{{Name: "t", Pattern: "token=(?P<name>[a-z0-9]+)", Replace: repl}}}.Validate(), repl)
 	}
 	ok := Config{Redact: []string{"ip", "email"}, Rules: []Rule{{Name: "r", Pattern: "x"}},
 		Drop: []Matcher{{Route: "/health"}}, Sample: []Sample{{Rate: rate(0)}, {Matcher: Matcher{StatusClass: "2xx"}, Rate: rate(1)}}}
