@@ -326,7 +326,12 @@ func (l *Lease) loseLocked(cause error) {
 // holder died is taken once it has stayed unchanged for a TTL: Acquire
 // returns within about TTL·1.25. A store that cannot be reached is
 // retried until ctx ends.
-func (l *Lease) Acquire(ctx context.Context) error {
+func (l *Lease) Acquire(ctx context.Context) error { return l.AcquireWaiting(ctx, nil) }
+
+// AcquireWaiting is Acquire, calling waiting (when set) once it finds the
+// lease held by another and starts waiting, with the record it saw and
+// the longest it waits for it: a wait of up to a TTL is otherwise silent.
+func (l *Lease) AcquireWaiting(ctx context.Context, waiting func(held Record, upTo time.Duration)) error {
 	first := ""
 	for {
 		held, err := l.Try(ctx)
@@ -345,6 +350,9 @@ func (l *Lease) Acquire(ctx context.Context) error {
 		case err != nil || version == "":
 		case first == "":
 			first = version
+			if waiting != nil && seen.State == StateHeld {
+				waiting(seen, max(seen.ttl(), l.ttl))
+			}
 		case version != first && seen.State == StateHeld:
 			return &HeldError{Key: l.Key(), Holder: seen.Holder, Renewed: seen.Renewed, TTL: seen.ttl()}
 		}

@@ -436,7 +436,11 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 // context returned ends when ctx does, or when the lease is lost.
 func (e *Engine) hold(ctx context.Context) (context.Context, func(), error) {
 	l := e.cfg.Lease
-	if err := l.Acquire(ctx); err != nil {
+	waiting := func(held lease.Record, upTo time.Duration) {
+		e.log.Warn("waiting for the replay lease: another replay holds it (then this one is refused as soon as it renews it), or held it and was killed (then it is taken once unchanged for its TTL)",
+			"lease", l.Key(), "holder", held.Holder, "renewed", held.Renewed, "up_to", upTo)
+	}
+	if err := l.AcquireWaiting(ctx, waiting); err != nil {
 		return nil, nil, fmt.Errorf("replay: %w", err)
 	}
 	hold, ok := l.Held()
