@@ -169,6 +169,7 @@ type ReplaySource struct {
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
+	eng    *replay.Engine
 	sum    replay.Summary
 	err    error
 }
@@ -202,7 +203,7 @@ func (r *ReplaySource) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
-	r.cancel = cancel
+	r.cancel, r.eng = cancel, eng
 	r.mu.Unlock()
 	go func() {
 		defer close(r.done)
@@ -235,10 +236,15 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 // Done is closed when the replay has finished (or stopped).
 func (r *ReplaySource) Done() <-chan struct{} { return r.done }
 
-// Result is the replay's summary and error, once Done is closed.
+// Result is the replay's summary and error, once Done is closed. Its
+// figures are those of the moment it is called: after the pipeline's
+// shutdown, they count the objects whose batches it handed back.
 func (r *ReplaySource) Result() (replay.Summary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.eng != nil {
+		r.sum = r.eng.Recount(r.sum)
+	}
 	return r.sum, r.err
 }
 

@@ -186,6 +186,51 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 	assert.Zero(t, again.Sent, "the checkpoint says the replay is complete")
 }
 
+// putArchive writes a Firehose archive of n objects of perObject events,
+// half an hour old, under prefix in bucket; it returns the objects' count.
+func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, events, perObject int) int {
+	t.Helper()
+	at := time.Now().Add(-30 * time.Minute)
+	arch, err := s3objtest.FirehoseArchive(seed, events, perObject, at)
+	require.NoError(t, err)
+	hour := at.UTC().Truncate(time.Hour)
+	for i, obj := range arch.Objects {
+		key := fmt.Sprintf("%s%s/gw-logs-1-%s-%04d", prefix, hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), i)
+		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(obj)})
+		require.NoError(t, err)
+	}
+	return len(arch.Objects)
+}
+
+// TestReplayInterruptedReportCountsWhatWasHandedBack: a replay interrupted
+// while the intake refuses the API key (nothing is acknowledged) gives up
+// waiting for what it sent; the pipeline's shutdown then hands its
+// batches back. The report is printed once they are counted, and counts
+// every object: each was interrupted (none failed: the next run finishes
+// them).
+func TestReplayInterruptedReportCountsWhatWasHandedBack(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	objects := putArchive(t, a, "arch", "fh/", 5, 400, 200)
+	e := newReplayEnv(t, 10_000)
+	require.NoError(t, e.intake.SetFailure(fakeintake.Failure{Status: http.StatusForbidden}))
+	e.cfg.Pipeline.DrainTimeout = 2 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Interrupt once the intake refused something, as SIGTERM does.
+		_ = e.intake.Wait(context.Background(), func(st fakeintake.Stats) bool { return st.FailuresInjected > 0 })
+		cancel()
+	}()
+	res, err := e.run(t, ctx, func(r *config.Replay) { r.Bucket, r.Prefix, r.From = "arch", "fh/", "-2h" }, ReplayOptions{S3: a.s3})
+	require.Error(t, err)
+	require.True(t, res.Interrupted)
+	assert.Zero(t, res.Objects+res.ObjectsFailed, "nothing was acknowledged, nothing failed: %+v", res.Summary)
+	assert.EqualValues(t, objects, res.ObjectsInterrupted, "every object is counted: %+v", res.Summary)
+	var out bytes.Buffer
+	res.Write(&out)
+	assert.Contains(t, out.String(), fmt.Sprintf("0 read, 0 skipped (time range or no logs), 0 already done, 0 failed, %d interrupted", objects))
+}
+
 // TestReplayDeadLetterArchive is "fix and replay": logs the intake refused
 // are dead-lettered; once the intake accepts them again, one replay of the
 // archive (a directory, or its copy in S3) delivers them with their origin.

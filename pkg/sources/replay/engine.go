@@ -211,6 +211,10 @@ type Summary struct {
 	ObjectsFailed      int64 // could not be read, or not delivered
 	ObjectsSkipped     int64 // outside the time range, or holding no logs
 	ObjectsAlreadyDone int64 // done by an earlier run (checkpoint)
+	// ObjectsInterrupted were being read or delivered when the replay was
+	// interrupted (their batches handed back by the pipeline's shutdown
+	// included): the next run finishes them.
+	ObjectsInterrupted int64
 
 	Bytes            int64 // read, as stored
 	Events           int64 // read
@@ -259,7 +263,11 @@ func (s Summary) Write(w io.Writer) {
 		b.WriteString(" (already complete according to the checkpoint: nothing to do; delete the checkpoint to replay again)")
 	}
 	b.WriteByte('\n')
-	fmt.Fprintf(&b, "  objects          %d read, %d skipped (time range or no logs), %d already done, %d failed\n", s.Objects, s.ObjectsSkipped, s.ObjectsAlreadyDone, s.ObjectsFailed)
+	fmt.Fprintf(&b, "  objects          %d read, %d skipped (time range or no logs), %d already done, %d failed", s.Objects, s.ObjectsSkipped, s.ObjectsAlreadyDone, s.ObjectsFailed)
+	if s.ObjectsInterrupted > 0 {
+		fmt.Fprintf(&b, ", %d interrupted (the next run finishes them)", s.ObjectsInterrupted)
+	}
+	b.WriteByte('\n')
 	fmt.Fprintf(&b, "  bytes            %d\n", s.Bytes)
 	fmt.Fprintf(&b, "  events read      %d\n", s.Events)
 	fmt.Fprintf(&b, "  events %-9s %d\n", verb, s.Sent)
@@ -297,6 +305,7 @@ type Engine struct {
 	inflight sync.WaitGroup
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
+	objectsInterrupted                                              atomic.Int64
 	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
 	dead, control, listed, partial                                  atomic.Int64
 	points, pointsSent, pointsTooOld, pointsOutOfRange              atomic.Int64
@@ -423,13 +432,24 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		sum.Resumed = e.led.resumed()
 	}
 	sum.Interrupted = interrupted
+	sum = e.Recount(sum)
+	sum.Duration = e.cfg.Now().Sub(start)
+	return sum, errors.Join(errs...)
+}
+
+// Recount returns sum with the figures as they stand now. An interrupted
+// replay that gave up waiting for what it sent returns with batches still
+// in the pipeline; the pipeline's shutdown hands them back, and only then
+// are their objects counted failed. Figures printed after that shutdown
+// hold every object.
+func (e *Engine) Recount(sum Summary) Summary {
 	sum.Objects, sum.ObjectsFailed, sum.ObjectsSkipped, sum.ObjectsAlreadyDone = e.objects.Load(), e.objectsFailed.Load(), e.objectsSkipped.Load(), e.objectsAlreadyDone.Load()
+	sum.ObjectsInterrupted = e.objectsInterrupted.Load()
 	sum.Bytes, sum.Events, sum.Sent = e.bytes.Load(), e.events.Load(), e.sent.Load()
 	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
 	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
 	sum.Points, sum.PointsSent, sum.PointsTooOld, sum.PointsOutOfRange = e.points.Load(), e.pointsSent.Load(), e.pointsTooOld.Load(), e.pointsOutOfRange.Load()
-	sum.Duration = e.cfg.Now().Sub(start)
-	return sum, errors.Join(errs...)
+	return sum
 }
 
 // hold takes the run's lease and keeps it renewed until release: the
@@ -930,8 +950,11 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 		}
 		e.objects.Add(1)
 		e.bar.objectDone(e)
-	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		// Interrupted: the checkpoint keeps what was acknowledged.
+	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ack.ErrHandedBack)):
+		// Interrupted: the checkpoint keeps what was acknowledged. What the
+		// pipeline's shutdown handed back is the same interruption, whether
+		// or not its error also says the delivery's context ended.
+		e.objectsInterrupted.Add(1)
 	default:
 		e.objectsFailed.Add(1)
 		e.log.Error("object not replayed; run the replay again to retry it", "object", o.key, "error", err)
