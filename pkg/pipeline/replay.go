@@ -253,7 +253,8 @@ type ReplayResult struct {
 	replay.Summary
 	// Delivered is the number of logs the intake accepted; DeadLettered
 	// counts the records the pipeline's stages dead-lettered, in
-	// DeadLetterDir (the replay's own unreadable parts included).
+	// DeadLetterDir: the replay's own unreadable parts, which the same
+	// archive holds, are Summary.DeadLetters and not counted again here.
 	Delivered     int64
 	DeadLettered  int64
 	DeadLetterDir string
@@ -278,13 +279,23 @@ func (r ReplayResult) Write(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
+	// Each line counts its own letters: the summary's "dead-lettered" the
+	// reader's, these the pipeline stages', in the same archive.
 	switch {
 	case !r.Ledger:
-		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq)\n", r.DeadLettered, r.DeadLetterDir)
-	case r.FailedAgainIn != "":
-		fmt.Fprintf(w, "  failed again     %d (now in %s, inside the archive: the same command retries them)\n", r.DeadLettered, r.FailedAgainIn)
+		fmt.Fprintf(w, "  pipeline dead    %d (dead-lettered by the pipeline's stages, e.g. refused by the intake; not counted in dead-lettered above)\n", r.DeadLettered)
+		if r.DeadLettered+r.DeadLetters > 0 {
+			flag := "--dlq-dir"
+			if strings.HasPrefix(r.DeadLetterDir, "s3://") {
+				flag = "--dlq"
+			}
+			fmt.Fprintf(w, "  dead letters in  %s (both lines above: %d; replay them with %s)\n", r.DeadLetterDir, r.DeadLettered+r.DeadLetters, flag)
+		}
 	default:
-		fmt.Fprintf(w, "  failed again     %d\n", r.DeadLettered)
+		fmt.Fprintf(w, "  failed again     %d (dead-lettered again by the pipeline's stages, e.g. refused by the intake; not counted in dead-lettered above)\n", r.DeadLettered)
+		if r.FailedAgainIn != "" {
+			fmt.Fprintf(w, "  now in           %s (both lines above: %d; inside the archive: the same command retries them)\n", r.FailedAgainIn, r.DeadLettered+r.DeadLetters)
+		}
 	}
 }
 
@@ -387,7 +398,9 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Location()}
 	st := p.Metrics().Snapshot()
 	res.Delivered = st.Value("deliver_logs.logs_accepted")
-	res.DeadLettered = st.Sum("stage.dead_lettered")
+	// The reader's dead letters go through the same dlq stage: they are
+	// the summary's own line, not the pipeline's.
+	res.DeadLettered = st.Sum("stage.dead_lettered") - st.ByLabel("stage.dead_lettered")[s3obj.DeadStage]
 	if opts.out != "" && !removeIfEmpty(opts.out) {
 		res.FailedAgainIn = opts.out
 	}

@@ -231,6 +231,41 @@ func TestReplayInterruptedReportCountsWhatWasHandedBack(t *testing.T) {
 	assert.Contains(t, out.String(), fmt.Sprintf("0 read, 0 skipped (time range or no logs), 0 already done, 0 failed, %d interrupted", objects))
 }
 
+// TestReplayReportCountsEachDeadLetterOnce: the replay's reader
+// dead-letters what it cannot read (half a gzip member, a binary object);
+// the report's "dead-lettered" line counts them, "pipeline dead" counts
+// only what the pipeline's stages dead-lettered, and together they are
+// what the archive holds.
+func TestReplayReportCountsEachDeadLetterOnce(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	hour := time.Now().Add(-time.Hour).UTC()
+	key := func(n int) string { return fmt.Sprintf("fh/%s/s-1-%s-%d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), n) }
+	cut := gz(envelope("c1", "c2"))
+	binary := bytes.Repeat([]byte{0x00, 0xff, 0x13, 0x88}, 5_000)
+	for k, body := range map[string][]byte{
+		key(0): append(gz(envelope("a1", "a2")), cut[:len(cut)/2]...),
+		key(1): gz(envelope("b1")),
+		key(2): binary,
+	} {
+		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("arch"), Key: aws.String(k), Body: bytes.NewReader(body)})
+		require.NoError(t, err)
+	}
+	e := newReplayEnv(t, 1_000)
+	res, err := e.run(t, context.Background(), func(r *config.Replay) { r.Bucket, r.Prefix, r.From = "arch", "fh/", "-3h" }, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	letters := readDLQ(t, e.cfg.DLQ.Dir)
+	require.Len(t, letters, 2, "the cut member and the binary object")
+	assert.EqualValues(t, 2, res.DeadLetters, "the reader's")
+	assert.Zero(t, res.DeadLettered, "the pipeline's stages dead-lettered nothing")
+	assert.EqualValues(t, 3, res.Delivered)
+	var out bytes.Buffer
+	res.Write(&out)
+	assert.Contains(t, out.String(), "dead-lettered    2 (unreadable parts of objects, by the replay's reader)")
+	assert.Contains(t, out.String(), "pipeline dead    0 (dead-lettered by the pipeline's stages")
+	assert.Contains(t, out.String(), "dead letters in  "+e.cfg.DLQ.Dir+" (both lines above: 2; replay them with --dlq-dir)")
+}
+
 // TestReplayDeadLetterArchive is "fix and replay": logs the intake refused
 // are dead-lettered; once the intake accepts them again, one replay of the
 // archive (a directory, or its copy in S3) delivers them with their origin.

@@ -281,7 +281,7 @@ func (s Summary) Write(w io.Writer) {
 	if s.Points > 0 {
 		fmt.Fprintf(&b, "  metric points    %d read, %d %s, %d too old (>1h), %d outside range\n", s.Points, s.PointsSent, verb, s.PointsTooOld, s.PointsOutOfRange)
 	}
-	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
+	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects, by the replay's reader)\n", s.DeadLetters)
 	if s.PartialLines > 0 {
 		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
 	}
