@@ -115,6 +115,8 @@ func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 	assert.Zero(t, res.Sent, "running the same command again resends nothing")
 	assert.Len(t, h.intake.Logs(), 200)
 	assert.Contains(t, printed, "already done")
+	assert.EqualValues(t, 200, res.AlreadyDelivered, "the ledger's settled letters are counted, though not read again")
+	assert.Contains(t, printed, "already settled  200 letters")
 	letters, subs := archiveLetters(t, h.dlqDir)
 	assert.Equal(t, 200, letters, "the archive did not grow")
 	assert.Zero(t, subs)

@@ -240,7 +240,9 @@ func TestReplayReportCountsEachDeadLetterOnce(t *testing.T) {
 	a := startAWS(t)
 	a.bucket(t, "arch")
 	hour := time.Now().Add(-time.Hour).UTC()
-	key := func(n int) string { return fmt.Sprintf("fh/%s/s-1-%s-%d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), n) }
+	key := func(n int) string {
+		return fmt.Sprintf("fh/%s/s-1-%s-%d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), n)
+	}
 	cut := gz(envelope("c1", "c2"))
 	binary := bytes.Repeat([]byte{0x00, 0xff, 0x13, 0x88}, 5_000)
 	for k, body := range map[string][]byte{
@@ -264,6 +266,48 @@ func TestReplayReportCountsEachDeadLetterOnce(t *testing.T) {
 	assert.Contains(t, out.String(), "dead-lettered    2 (unreadable parts of objects, by the replay's reader)")
 	assert.Contains(t, out.String(), "pipeline dead    0 (dead-lettered by the pipeline's stages")
 	assert.Contains(t, out.String(), "dead letters in  "+e.cfg.DLQ.Dir+" (both lines above: 2; replay them with --dlq-dir)")
+}
+
+// TestReplayResumedReportCountsWhatWasDone: a replay with its checkpoint
+// in S3, interrupted after some objects, is resumed: the report's
+// "already done" counts the objects the first run finished (the listing
+// of the second starts after them), and the runs' figures add up to the
+// archive.
+func TestReplayResumedReportCountsWhatWasDone(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	a.bucket(t, "state")
+	objects := putArchive(t, a, "arch", "fh/", 7, 40_000, 5_000)
+	e := newReplayEnv(t, 100_000)
+	cfg := func(r *config.Replay) {
+		r.Bucket, r.Prefix, r.From, r.Checkpoint = "arch", "fh/", "-2h", "s3://state/ck/r.json"
+		r.Concurrency, r.EventsPerBatch = 1, 250
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Interrupt once more than two objects were delivered.
+		if e.intake.WaitLogs(ctx, 12_000) == nil {
+			cancel()
+		}
+	}()
+	first, err := e.run(t, ctx, func(r *config.Replay) { cfg(r); r.Rate = 10_000 }, ReplayOptions{S3: a.s3})
+	cancel()
+	require.ErrorIs(t, err, context.Canceled)
+	require.GreaterOrEqual(t, first.Objects, int64(2))
+	require.Less(t, first.Objects, int64(objects))
+
+	second, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	assert.Equal(t, first.Objects, second.ObjectsAlreadyDone, "done by the first run")
+	assert.EqualValues(t, objects, second.ObjectsAlreadyDone+second.Objects)
+	var out bytes.Buffer
+	second.Write(&out)
+	assert.Contains(t, out.String(), fmt.Sprintf("%d already done", first.Objects))
+
+	third, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	assert.True(t, third.AlreadyComplete)
+	assert.EqualValues(t, objects, third.ObjectsAlreadyDone)
 }
 
 // TestReplayDeadLetterArchive is "fix and replay": logs the intake refused

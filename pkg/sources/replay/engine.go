@@ -299,10 +299,13 @@ type Engine struct {
 	window  *semaphore.Weighted // events in flight
 	bar     *bar
 
-	prog     *progress       // checkpoint mode
-	led      *ledgerProgress // ledger mode
-	lease    context.Context // the hold of Config.Lease, while it runs
-	inflight sync.WaitGroup
+	prog  *progress       // checkpoint mode
+	led   *ledgerProgress // ledger mode
+	lease context.Context // the hold of Config.Lease, while it runs
+	// countedDone: the checkpoint counts its done keys (ObjectsAlreadyDone
+	// starts from it), so the listing does not count them again.
+	countedDone bool
+	inflight    sync.WaitGroup
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
 	objectsInterrupted                                              atomic.Int64
@@ -362,9 +365,15 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		return sum, err
 	}
 	sum.Resumed = ckpt.Watermark != "" || len(ckpt.Done) > 0 || len(ckpt.Partial) > 0
+	// The listing starts after the watermark: what is behind it is
+	// counted from the checkpoint (older checkpoints have no count: then
+	// only the done keys the listing sees are).
+	e.countedDone = ckpt.DoneObjects > 0
+	e.objectsAlreadyDone.Store(ckpt.DoneObjects)
 	if ckpt.Complete {
 		e.log.Info("the checkpoint says this replay is complete: nothing to do (delete the checkpoint to replay again)", "checkpoint", e.cfg.CheckpointStore.Name())
 		sum.AlreadyComplete = true
+		sum.ObjectsAlreadyDone = ckpt.DoneObjects
 		sum.Duration = e.cfg.Now().Sub(start)
 		return sum, nil
 	}
@@ -604,10 +613,15 @@ func (e *Engine) list(ctx context.Context, jobs chan<- entry) error {
 			}
 			if done {
 				e.objectsAlreadyDone.Add(1)
+				// Its letters are not read, so not counted as they are for
+				// a file partly settled.
+				e.already.Add(e.led.settledCount(en.Key))
 				return true, nil
 			}
 		} else if e.prog.isDone(en.Key) {
-			e.objectsAlreadyDone.Add(1)
+			if !e.countedDone {
+				e.objectsAlreadyDone.Add(1)
+			}
 			e.prog.register(en.Key, true)
 			return true, nil
 		}
