@@ -498,6 +498,15 @@ func (e *Engine) hold(ctx context.Context) (context.Context, func(), error) {
 	}, nil
 }
 
+// persistLedger writes the markers whose letters were just settled, before
+// the acknowledgement (or read) that settled them returns: a kill -9 then
+// re-sends only the letters whose marker write was under way, where a
+// save once a second re-sent up to a second of them. A write that fails
+// is left to the saver, which retries and logs it.
+func (e *Engine) persistLedger() {
+	_ = e.saveLedger(context.Background())
+}
+
 // leaseLost reports whether the run's lease was lost: nothing more may be
 // saved, the replay that took over owns the progress now.
 func (e *Engine) leaseLost() error {
@@ -732,6 +741,7 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 			e.already.Add(st.Skipped)
 			if o.entries != nil {
 				o.entries.end()
+				e.persistLedger()
 			}
 			o.complete.Store(true)
 			return
@@ -800,12 +810,14 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		switch {
 		case o.entries != nil:
 			o.entries.done(items, failed)
+			e.persistLedger()
 		case !failed:
 			e.prog.ack(o.key, o.etag, c.First, c.First+n)
 		}
 	}
 	if o.entries != nil {
 		o.entries.sent(items, dropped)
+		e.persistLedger()
 	}
 	if sent == 0 {
 		settle(false)
@@ -958,6 +970,7 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 			// object to read again.
 			if !o.entries.anyHeld() {
 				e.led.complete(o.key, o.etag, o.size)
+				e.persistLedger()
 			}
 		default:
 			e.prog.objectDone(o.key)
