@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/awsconf"
@@ -343,6 +345,7 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			return ReplayResult{}, fmt.Errorf("replay.dlq (--dlq-dir) %s is not a dead-letter archive directory: %v", d, err)
 		}
+		removeAbandonedOutDirs(d, log)
 		opts.out = replayOutDir(d, now())
 		cfg.DLQ.Dir, cfg.DLQ.URL = opts.out, ""
 	}
@@ -408,6 +411,50 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		res.FailedAgainIn = opts.outURL
 	}
 	return res, errors.Join(rerr, serr)
+}
+
+// removeAbandonedOutDirs removes the empty new archives (replay-…) that
+// replays killed before their end left in the archive dir: a replay
+// removes its own, when empty, only as it ends. One named after a process
+// of this host that still runs is that replay's, and is left alone.
+func removeAbandonedOutDirs(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	for _, en := range entries {
+		if !en.IsDir() || !strings.HasPrefix(en.Name(), "replay-") {
+			continue
+		}
+		if h, pid, ok := outDirOwner(en.Name()); ok && h == host && running(pid) {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, en.Name())) == nil { // only when empty
+			log.Info("removed the empty archive an interrupted replay left", "dir", filepath.Join(dir, en.Name()))
+		}
+	}
+}
+
+// outDirOwner reads the host and process of a replayOutName.
+func outDirOwner(name string) (host string, pid int, ok bool) {
+	_, rest, ok := strings.Cut(strings.TrimPrefix(name, "replay-"), "-") // the time has no '-'
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	pid, err := strconv.Atoi(rest[i+1:])
+	return rest[:i], pid, err == nil
+}
+
+// running reports whether the process pid runs (where signal 0 can tell).
+func running(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // removeIfEmpty removes dir if it holds nothing, and reports whether it is
