@@ -1,16 +1,13 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -20,7 +17,6 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
-	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
 )
 
 // renewalAnswerLost stands between the S3 client and moto: the lease's
@@ -68,22 +64,14 @@ func TestReplayReleasesItsLeaseWhenItFinishesWhileRenewing(t *testing.T) {
 	a := startAWS(t)
 	a.bucket(t, "arch")
 	a.bucket(t, "state")
-	at := time.Now().Add(-30 * time.Minute)
-	arch, err := s3objtest.FirehoseArchive(3, 2_000, 1_000, at)
-	require.NoError(t, err)
-	hour := at.UTC().Truncate(time.Hour)
-	for i, obj := range arch.Objects {
-		key := fmt.Sprintf("fh/%s/gw-logs-1-%s-%04d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), i)
-		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("arch"), Key: aws.String(key), Body: bytes.NewReader(obj)})
-		require.NoError(t, err)
-	}
+	_, events := putArchive(t, a, "arch", "fh/", 3, 2_000, 1_000)
 	e := newReplayEnv(t, 10_000)
 	cfg := func(r *config.Replay) {
 		r.Bucket, r.Prefix, r.From, r.Checkpoint = "arch", "fh/", "-2h", "s3://state/ck/r1.json"
 	}
 	res, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
 	require.NoError(t, err)
-	require.EqualValues(t, len(arch.Events), res.Sent)
+	require.EqualValues(t, events, res.Sent)
 	leaseState := func() lease.Record {
 		out, err := a.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("state"), Key: aws.String("ck/r1.json.lease")})
 		require.NoError(t, err)

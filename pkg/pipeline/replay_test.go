@@ -186,9 +186,10 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 	assert.Zero(t, again.Sent, "the checkpoint says the replay is complete")
 }
 
-// putArchive writes a Firehose archive of n objects of perObject events,
-// half an hour old, under prefix in bucket; it returns the objects' count.
-func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, events, perObject int) int {
+// putArchive writes a Firehose archive of events events, perObject to an object,
+// half an hour old, under prefix in bucket; it returns how many objects
+// and events it wrote.
+func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, events, perObject int) (int, int) {
 	t.Helper()
 	at := time.Now().Add(-30 * time.Minute)
 	arch, err := s3objtest.FirehoseArchive(seed, events, perObject, at)
@@ -199,7 +200,7 @@ func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, even
 		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(obj)})
 		require.NoError(t, err)
 	}
-	return len(arch.Objects)
+	return len(arch.Objects), len(arch.Events)
 }
 
 // TestReplayInterruptedReportCountsWhatWasHandedBack: a replay interrupted
@@ -211,7 +212,7 @@ func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, even
 func TestReplayInterruptedReportCountsWhatWasHandedBack(t *testing.T) {
 	a := startAWS(t)
 	a.bucket(t, "arch")
-	objects := putArchive(t, a, "arch", "fh/", 5, 400, 200)
+	objects, _ := putArchive(t, a, "arch", "fh/", 5, 400, 200)
 	e := newReplayEnv(t, 10_000)
 	require.NoError(t, e.intake.SetFailure(fakeintake.Failure{Status: http.StatusForbidden}))
 	e.cfg.Pipeline.DrainTimeout = 2 * time.Second
@@ -277,7 +278,7 @@ func TestReplayResumedReportCountsWhatWasDone(t *testing.T) {
 	a := startAWS(t)
 	a.bucket(t, "arch")
 	a.bucket(t, "state")
-	objects := putArchive(t, a, "arch", "fh/", 7, 40_000, 5_000)
+	objects, _ := putArchive(t, a, "arch", "fh/", 7, 40_000, 5_000)
 	e := newReplayEnv(t, 100_000)
 	cfg := func(r *config.Replay) {
 		r.Bucket, r.Prefix, r.From, r.Checkpoint = "arch", "fh/", "-2h", "s3://state/ck/r.json"

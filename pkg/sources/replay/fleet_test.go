@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 // A checkpoint kept in a store (S3) resumes an interrupted replay exactly
@@ -135,7 +135,7 @@ func TestReplayWaitingForALeaseSaysSo(t *testing.T) {
 		_, err := locks.Create(context.Background(), "r1.json.lease",
 			[]byte(`{"holder":"killed/1/x","state":"held","renewed":"`+time.Now().UTC().Format(time.RFC3339Nano)+`","ttl_ms":30000}`))
 		require.NoError(t, err)
-		logs := &logLines{}
+		logs := &syncbuf.Buffer{}
 		cfg := Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), Now: func() time.Time { return now },
 			Object: s3obj.Config{EventsPerBatch: 500}, Lease: lease.New(locks, "r1.json.lease", "next", lc)}
 		e, err := New(cfg, m, &out{}, slog.New(slog.NewTextHandler(logs, nil)))
@@ -150,24 +150,6 @@ func TestReplayWaitingForALeaseSaysSo(t *testing.T) {
 		require.NoError(t, <-done)
 		assert.GreaterOrEqual(t, time.Since(start), lc.TTL, "the killed replay's lease expired first")
 	})
-}
-
-// logLines collects a logger's output.
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A replay that loses its lease (another took it over after this one could
