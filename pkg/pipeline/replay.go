@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/awsconf"
@@ -169,6 +171,7 @@ type ReplaySource struct {
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
+	eng    *replay.Engine
 	sum    replay.Summary
 	err    error
 }
@@ -202,7 +205,7 @@ func (r *ReplaySource) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
-	r.cancel = cancel
+	r.cancel, r.eng = cancel, eng
 	r.mu.Unlock()
 	go func() {
 		defer close(r.done)
@@ -235,10 +238,15 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 // Done is closed when the replay has finished (or stopped).
 func (r *ReplaySource) Done() <-chan struct{} { return r.done }
 
-// Result is the replay's summary and error, once Done is closed.
+// Result is the replay's summary and error, once Done is closed. Its
+// figures are those of the moment it is called: after the pipeline's
+// shutdown, they count the objects whose batches it handed back.
 func (r *ReplaySource) Result() (replay.Summary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.eng != nil {
+		r.sum = r.eng.Recount(r.sum)
+	}
 	return r.sum, r.err
 }
 
@@ -247,7 +255,8 @@ type ReplayResult struct {
 	replay.Summary
 	// Delivered is the number of logs the intake accepted; DeadLettered
 	// counts the records the pipeline's stages dead-lettered, in
-	// DeadLetterDir (the replay's own unreadable parts included).
+	// DeadLetterDir: the replay's own unreadable parts, which the same
+	// archive holds, are Summary.DeadLetters and not counted again here.
 	Delivered     int64
 	DeadLettered  int64
 	DeadLetterDir string
@@ -272,13 +281,23 @@ func (r ReplayResult) Write(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "  logs delivered   %d (accepted by the intake)\n", r.Delivered)
+	// Each line counts its own letters: the summary's "dead-lettered" the
+	// reader's, these the pipeline stages', in the same archive.
 	switch {
 	case !r.Ledger:
-		fmt.Fprintf(w, "  pipeline dead    %d (in %s; replay them with --dlq)\n", r.DeadLettered, r.DeadLetterDir)
-	case r.FailedAgainIn != "":
-		fmt.Fprintf(w, "  failed again     %d (now in %s, inside the archive: the same command retries them)\n", r.DeadLettered, r.FailedAgainIn)
+		fmt.Fprintf(w, "  pipeline dead    %d (dead-lettered by the pipeline's stages, e.g. refused by the intake; not counted in dead-lettered above)\n", r.DeadLettered)
+		if r.DeadLettered+r.DeadLetters > 0 {
+			flag := "--dlq-dir"
+			if strings.HasPrefix(r.DeadLetterDir, "s3://") {
+				flag = "--dlq"
+			}
+			fmt.Fprintf(w, "  dead letters in  %s (both lines above: %d; replay them with %s)\n", r.DeadLetterDir, r.DeadLettered+r.DeadLetters, flag)
+		}
 	default:
-		fmt.Fprintf(w, "  failed again     %d\n", r.DeadLettered)
+		fmt.Fprintf(w, "  failed again     %d (dead-lettered again by the pipeline's stages, e.g. refused by the intake; not counted in dead-lettered above)\n", r.DeadLettered)
+		if r.FailedAgainIn != "" {
+			fmt.Fprintf(w, "  now in           %s (both lines above: %d; inside the archive: the same command retries them)\n", r.FailedAgainIn, r.DeadLettered+r.DeadLetters)
+		}
 	}
 }
 
@@ -326,6 +345,7 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			return ReplayResult{}, fmt.Errorf("replay.dlq (--dlq-dir) %s is not a dead-letter archive directory: %v", d, err)
 		}
+		removeAbandonedOutDirs(d, log)
 		opts.out = replayOutDir(d, now())
 		cfg.DLQ.Dir, cfg.DLQ.URL = opts.out, ""
 	}
@@ -381,7 +401,9 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Location()}
 	st := p.Metrics().Snapshot()
 	res.Delivered = st.Value("deliver_logs.logs_accepted")
-	res.DeadLettered = st.Sum("stage.dead_lettered")
+	// The reader's dead letters go through the same dlq stage: they are
+	// the summary's own line, not the pipeline's.
+	res.DeadLettered = st.Sum("stage.dead_lettered") - st.ByLabel("stage.dead_lettered")[s3obj.DeadStage]
 	if opts.out != "" && !removeIfEmpty(opts.out) {
 		res.FailedAgainIn = opts.out
 	}
@@ -389,6 +411,50 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		res.FailedAgainIn = opts.outURL
 	}
 	return res, errors.Join(rerr, serr)
+}
+
+// removeAbandonedOutDirs removes the empty new archives (replay-…) that
+// replays killed before their end left in the archive dir: a replay
+// removes its own, when empty, only as it ends. One named after a process
+// of this host that still runs is that replay's, and is left alone.
+func removeAbandonedOutDirs(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	for _, en := range entries {
+		if !en.IsDir() || !strings.HasPrefix(en.Name(), "replay-") {
+			continue
+		}
+		if h, pid, ok := outDirOwner(en.Name()); ok && h == host && running(pid) {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, en.Name())) == nil { // only when empty
+			log.Info("removed the empty archive an interrupted replay left", "dir", filepath.Join(dir, en.Name()))
+		}
+	}
+}
+
+// outDirOwner reads the host and process of a replayOutName.
+func outDirOwner(name string) (host string, pid int, ok bool) {
+	_, rest, ok := strings.Cut(strings.TrimPrefix(name, "replay-"), "-") // the time has no '-'
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	pid, err := strconv.Atoi(rest[i+1:])
+	return rest[:i], pid, err == nil
+}
+
+// running reports whether the process pid runs (where signal 0 can tell).
+func running(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // removeIfEmpty removes dir if it holds nothing, and reports whether it is

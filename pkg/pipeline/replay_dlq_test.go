@@ -115,6 +115,8 @@ func TestReplayDeadLettersTwiceSendsEachOnce(t *testing.T) {
 	assert.Zero(t, res.Sent, "running the same command again resends nothing")
 	assert.Len(t, h.intake.Logs(), 200)
 	assert.Contains(t, printed, "already done")
+	assert.EqualValues(t, 200, res.AlreadyDelivered, "the ledger's settled letters are counted, though not read again")
+	assert.Contains(t, printed, "already settled  200 letters")
 	letters, subs := archiveLetters(t, h.dlqDir)
 	assert.Equal(t, 200, letters, "the archive did not grow")
 	assert.Zero(t, subs)
@@ -211,4 +213,27 @@ func TestReplayDeadLettersInterruptedWhileTheIntakeIsDown(t *testing.T) {
 	for _, id := range ids {
 		assert.Equal(t, 1, seen[id], id)
 	}
+}
+
+// TestReplayDeadLettersRemovesTheEmptyArchiveAKilledReplayLeft: a replay
+// killed (-9) before its end leaves its new archive for letters that fail
+// again, empty; the next replay removes it, but not the one of a replay
+// of this host still running.
+func TestReplayDeadLettersRemovesTheEmptyArchiveAKilledReplayLeft(t *testing.T) {
+	h := start(t)
+	refusedLetters(t, h, 20)
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	killed := filepath.Join(h.dlqDir, "replay-20261203T204549.000Z-"+host+"-999999999")
+	elsewhere := filepath.Join(h.dlqDir, "replay-20261203T204549.000Z-other-host-1")
+	running := filepath.Join(h.dlqDir, replayOutName(time.Now().Add(-time.Minute))) // this process's
+	for _, d := range []string{killed, elsewhere, running} {
+		require.NoError(t, os.Mkdir(d, 0o750))
+	}
+	res, _, err := replayDLQ(t, h)
+	require.NoError(t, err)
+	assert.EqualValues(t, 20, res.Delivered)
+	assert.NoDirExists(t, killed)
+	assert.NoDirExists(t, elsewhere)
+	assert.DirExists(t, running, "a replay that still runs keeps its own")
 }

@@ -186,6 +186,131 @@ func TestReplayInterruptedThenResumed(t *testing.T) {
 	assert.Zero(t, again.Sent, "the checkpoint says the replay is complete")
 }
 
+// putArchive writes a Firehose archive of events events, perObject to an object,
+// half an hour old, under prefix in bucket; it returns how many objects
+// and events it wrote.
+func putArchive(t *testing.T, a *awsEnv, bucket, prefix string, seed int64, events, perObject int) (int, int) {
+	t.Helper()
+	at := time.Now().Add(-30 * time.Minute)
+	arch, err := s3objtest.FirehoseArchive(seed, events, perObject, at)
+	require.NoError(t, err)
+	hour := at.UTC().Truncate(time.Hour)
+	for i, obj := range arch.Objects {
+		key := fmt.Sprintf("%s%s/gw-logs-1-%s-%04d", prefix, hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), i)
+		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(obj)})
+		require.NoError(t, err)
+	}
+	return len(arch.Objects), len(arch.Events)
+}
+
+// TestReplayInterruptedReportCountsWhatWasHandedBack: a replay interrupted
+// while the intake refuses the API key (nothing is acknowledged) gives up
+// waiting for what it sent; the pipeline's shutdown then hands its
+// batches back. The report is printed once they are counted, and counts
+// every object: each was interrupted (none failed: the next run finishes
+// them).
+func TestReplayInterruptedReportCountsWhatWasHandedBack(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	objects, _ := putArchive(t, a, "arch", "fh/", 5, 400, 200)
+	e := newReplayEnv(t, 10_000)
+	require.NoError(t, e.intake.SetFailure(fakeintake.Failure{Status: http.StatusForbidden}))
+	e.cfg.Pipeline.DrainTimeout = 2 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Interrupt once the intake refused something, as SIGTERM does.
+		_ = e.intake.Wait(context.Background(), func(st fakeintake.Stats) bool { return st.FailuresInjected > 0 })
+		cancel()
+	}()
+	res, err := e.run(t, ctx, func(r *config.Replay) { r.Bucket, r.Prefix, r.From = "arch", "fh/", "-2h" }, ReplayOptions{S3: a.s3})
+	require.Error(t, err)
+	require.True(t, res.Interrupted)
+	assert.Zero(t, res.Objects+res.ObjectsFailed, "nothing was acknowledged, nothing failed: %+v", res.Summary)
+	assert.EqualValues(t, objects, res.ObjectsInterrupted, "every object is counted: %+v", res.Summary)
+	var out bytes.Buffer
+	res.Write(&out)
+	assert.Contains(t, out.String(), fmt.Sprintf("0 read, 0 skipped (time range or no logs), 0 already done, 0 failed, %d interrupted", objects))
+}
+
+// TestReplayReportCountsEachDeadLetterOnce: the replay's reader
+// dead-letters what it cannot read (half a gzip member, a binary object);
+// the report's "dead-lettered" line counts them, "pipeline dead" counts
+// only what the pipeline's stages dead-lettered, and together they are
+// what the archive holds.
+func TestReplayReportCountsEachDeadLetterOnce(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	hour := time.Now().Add(-time.Hour).UTC()
+	key := func(n int) string {
+		return fmt.Sprintf("fh/%s/s-1-%s-%d", hour.Format("2006/01/02/15"), hour.Format("2006-01-02-15-04-05"), n)
+	}
+	cut := gz(envelope("c1", "c2"))
+	binary := bytes.Repeat([]byte{0x00, 0xff, 0x13, 0x88}, 5_000)
+	for k, body := range map[string][]byte{
+		key(0): append(gz(envelope("a1", "a2")), cut[:len(cut)/2]...),
+		key(1): gz(envelope("b1")),
+		key(2): binary,
+	} {
+		_, err := a.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("arch"), Key: aws.String(k), Body: bytes.NewReader(body)})
+		require.NoError(t, err)
+	}
+	e := newReplayEnv(t, 1_000)
+	res, err := e.run(t, context.Background(), func(r *config.Replay) { r.Bucket, r.Prefix, r.From = "arch", "fh/", "-3h" }, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	letters := readDLQ(t, e.cfg.DLQ.Dir)
+	require.Len(t, letters, 2, "the cut member and the binary object")
+	assert.EqualValues(t, 2, res.DeadLetters, "the reader's")
+	assert.Zero(t, res.DeadLettered, "the pipeline's stages dead-lettered nothing")
+	assert.EqualValues(t, 3, res.Delivered)
+	var out bytes.Buffer
+	res.Write(&out)
+	assert.Contains(t, out.String(), "dead-lettered    2 (unreadable parts of objects, by the replay's reader)")
+	assert.Contains(t, out.String(), "pipeline dead    0 (dead-lettered by the pipeline's stages")
+	assert.Contains(t, out.String(), "dead letters in  "+e.cfg.DLQ.Dir+" (both lines above: 2; replay them with --dlq-dir)")
+}
+
+// TestReplayResumedReportCountsWhatWasDone: a replay with its checkpoint
+// in S3, interrupted after some objects, is resumed: the report's
+// "already done" counts the objects the first run finished (the listing
+// of the second starts after them), and the runs' figures add up to the
+// archive.
+func TestReplayResumedReportCountsWhatWasDone(t *testing.T) {
+	a := startAWS(t)
+	a.bucket(t, "arch")
+	a.bucket(t, "state")
+	objects, _ := putArchive(t, a, "arch", "fh/", 7, 40_000, 5_000)
+	e := newReplayEnv(t, 100_000)
+	cfg := func(r *config.Replay) {
+		r.Bucket, r.Prefix, r.From, r.Checkpoint = "arch", "fh/", "-2h", "s3://state/ck/r.json"
+		r.Concurrency, r.EventsPerBatch = 1, 250
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Interrupt once more than two objects were delivered.
+		if e.intake.WaitLogs(ctx, 12_000) == nil {
+			cancel()
+		}
+	}()
+	first, err := e.run(t, ctx, func(r *config.Replay) { cfg(r); r.Rate = 10_000 }, ReplayOptions{S3: a.s3})
+	cancel()
+	require.ErrorIs(t, err, context.Canceled)
+	require.GreaterOrEqual(t, first.Objects, int64(2))
+	require.Less(t, first.Objects, int64(objects))
+
+	second, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	assert.Equal(t, first.Objects, second.ObjectsAlreadyDone, "done by the first run")
+	assert.EqualValues(t, objects, second.ObjectsAlreadyDone+second.Objects)
+	var out bytes.Buffer
+	second.Write(&out)
+	assert.Contains(t, out.String(), fmt.Sprintf("%d already done", first.Objects))
+
+	third, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
+	require.NoError(t, err)
+	assert.True(t, third.AlreadyComplete)
+	assert.EqualValues(t, objects, third.ObjectsAlreadyDone)
+}
+
 // TestReplayDeadLetterArchive is "fix and replay": logs the intake refused
 // are dead-lettered; once the intake accepts them again, one replay of the
 // archive (a directory, or its copy in S3) delivers them with their origin.

@@ -242,10 +242,25 @@ func (l *Lease) write(ctx context.Context, state, version string) (bool, error) 
 	sent := l.now()
 	data, _ := json.Marshal(Record{Holder: l.holder, State: state, Renewed: sent.Round(0).UTC(), TTLMs: l.ttl.Milliseconds()})
 	var err error
+	matched := version
 	if version == "" {
 		version, err = l.store.Create(ctx, l.key, data)
 	} else {
 		version, err = l.store.Update(ctx, l.key, data, version)
+	}
+	if matched != "" && errors.Is(err, cas.ErrConflict) {
+		// An earlier write of ours may have landed with its answer lost (its
+		// context ended in flight: a holder stopping while it renewed, a
+		// timeout): the record is then still ours, at a version never
+		// learnt, and nobody took it over. Without this, a release would
+		// leave it held for a TTL, and a renewal would give up a live hold.
+		// (A create that conflicts is Try's common case, which reads the
+		// record next anyway.)
+		if v, ok := l.ours(ctx); ok && v != matched {
+			sent = l.now()
+			data, _ = json.Marshal(Record{Holder: l.holder, State: state, Renewed: sent.Round(0).UTC(), TTLMs: l.ttl.Milliseconds()})
+			version, err = l.store.Update(ctx, l.key, data, v)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -273,6 +288,19 @@ func (l *Lease) write(ctx context.Context, state, version string) (bool, error) 
 	return true, nil
 }
 
+// ours returns the stored record's version when it is ours and held.
+func (l *Lease) ours(ctx context.Context) (string, bool) {
+	data, version, err := l.store.Get(ctx, l.key)
+	if err != nil {
+		return "", false
+	}
+	var rec Record
+	if json.Unmarshal(data, &rec) != nil || rec.Holder != l.holder || rec.State != StateHeld {
+		return "", false
+	}
+	return version, true
+}
+
 // expire ends a hold whose time ran out without a renewal.
 func (l *Lease) expire(end context.CancelCauseFunc) {
 	l.mu.Lock()
@@ -298,7 +326,12 @@ func (l *Lease) loseLocked(cause error) {
 // holder died is taken once it has stayed unchanged for a TTL: Acquire
 // returns within about TTL·1.25. A store that cannot be reached is
 // retried until ctx ends.
-func (l *Lease) Acquire(ctx context.Context) error {
+func (l *Lease) Acquire(ctx context.Context) error { return l.AcquireWaiting(ctx, nil) }
+
+// AcquireWaiting is Acquire, calling waiting (when set) once it finds the
+// lease held by another and starts waiting, with the record it saw and
+// the longest it waits for it: a wait of up to a TTL is otherwise silent.
+func (l *Lease) AcquireWaiting(ctx context.Context, waiting func(held Record, upTo time.Duration)) error {
 	first := ""
 	for {
 		held, err := l.Try(ctx)
@@ -317,6 +350,9 @@ func (l *Lease) Acquire(ctx context.Context) error {
 		case err != nil || version == "":
 		case first == "":
 			first = version
+			if waiting != nil && seen.State == StateHeld {
+				waiting(seen, max(seen.ttl(), l.ttl))
+			}
 		case version != first && seen.State == StateHeld:
 			return &HeldError{Key: l.Key(), Holder: seen.Holder, Renewed: seen.Renewed, TTL: seen.ttl()}
 		}

@@ -25,6 +25,7 @@ const checkpointVersion = 1
 //	 "watermark":"prefix/2026/11/29/05/…",          every key up to here is done
 //	 "done":["prefix/2026/11/29/06/b", …],           done keys beyond the watermark
 //	 "partial":{"prefix/…/c":{"etag":"\"…\"","ranges":[[0,4000],[5000,6000]]}},
+//	 "done_objects":18,                               keys done so far (a resumed run's "already done")
 //	 "complete":false}
 //
 // Objects are taken in key order. A key is done once every event read from
@@ -43,7 +44,11 @@ type Checkpoint struct {
 	Done      []string            `json:"done,omitempty"`
 	Partial   map[string]*Partial `json:"partial,omitempty"`
 	Complete  bool                `json:"complete,omitempty"`
-	Updated   time.Time           `json:"updated"`
+	// DoneObjects counts the keys done (behind the watermark or in Done),
+	// which the listing of a resumed run no longer sees: its "already
+	// done". Checkpoints written before it have 0.
+	DoneObjects int64     `json:"done_objects,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 // Partial is the progress within one object.
@@ -259,9 +264,17 @@ func (p *progress) register(key string, done bool) {
 	defer p.mu.Unlock()
 	p.order = append(p.order, key)
 	if done {
+		p.countLocked(key)
 		p.done[key] = true
 	}
 	p.advanceLocked()
+}
+
+// countLocked counts key done, unless it already was.
+func (p *progress) countLocked(key string) {
+	if !p.done[key] && !p.c.IsDone(key) {
+		p.c.DoneObjects++
+	}
 }
 
 func (p *progress) ack(key, etag string, from, to int64) {
@@ -282,6 +295,7 @@ func (p *progress) ack(key, etag string, from, to int64) {
 func (p *progress) objectDone(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.countLocked(key)
 	p.done[key] = true
 	delete(p.c.Partial, key)
 	p.advanceLocked()

@@ -211,6 +211,10 @@ type Summary struct {
 	ObjectsFailed      int64 // could not be read, or not delivered
 	ObjectsSkipped     int64 // outside the time range, or holding no logs
 	ObjectsAlreadyDone int64 // done by an earlier run (checkpoint)
+	// ObjectsInterrupted were being read or delivered when the replay was
+	// interrupted (their batches handed back by the pipeline's shutdown
+	// included): the next run finishes them.
+	ObjectsInterrupted int64
 
 	Bytes            int64 // read, as stored
 	Events           int64 // read
@@ -259,7 +263,11 @@ func (s Summary) Write(w io.Writer) {
 		b.WriteString(" (already complete according to the checkpoint: nothing to do; delete the checkpoint to replay again)")
 	}
 	b.WriteByte('\n')
-	fmt.Fprintf(&b, "  objects          %d read, %d skipped (time range or no logs), %d already done, %d failed\n", s.Objects, s.ObjectsSkipped, s.ObjectsAlreadyDone, s.ObjectsFailed)
+	fmt.Fprintf(&b, "  objects          %d read, %d skipped (time range or no logs), %d already done, %d failed", s.Objects, s.ObjectsSkipped, s.ObjectsAlreadyDone, s.ObjectsFailed)
+	if s.ObjectsInterrupted > 0 {
+		fmt.Fprintf(&b, ", %d interrupted (the next run finishes them)", s.ObjectsInterrupted)
+	}
+	b.WriteByte('\n')
 	fmt.Fprintf(&b, "  bytes            %d\n", s.Bytes)
 	fmt.Fprintf(&b, "  events read      %d\n", s.Events)
 	fmt.Fprintf(&b, "  events %-9s %d\n", verb, s.Sent)
@@ -273,7 +281,7 @@ func (s Summary) Write(w io.Writer) {
 	if s.Points > 0 {
 		fmt.Fprintf(&b, "  metric points    %d read, %d %s, %d too old (>1h), %d outside range\n", s.Points, s.PointsSent, verb, s.PointsTooOld, s.PointsOutOfRange)
 	}
-	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects)\n", s.DeadLetters)
+	fmt.Fprintf(&b, "  dead-lettered    %d (unreadable parts of objects, by the replay's reader)\n", s.DeadLetters)
 	if s.PartialLines > 0 {
 		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
 	}
@@ -291,12 +299,16 @@ type Engine struct {
 	window  *semaphore.Weighted // events in flight
 	bar     *bar
 
-	prog     *progress       // checkpoint mode
-	led      *ledgerProgress // ledger mode
-	lease    context.Context // the hold of Config.Lease, while it runs
-	inflight sync.WaitGroup
+	prog  *progress       // checkpoint mode
+	led   *ledgerProgress // ledger mode
+	lease context.Context // the hold of Config.Lease, while it runs
+	// countedDone: the checkpoint counts its done keys (ObjectsAlreadyDone
+	// starts from it), so the listing does not count them again.
+	countedDone bool
+	inflight    sync.WaitGroup
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
+	objectsInterrupted                                              atomic.Int64
 	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
 	dead, control, listed, partial                                  atomic.Int64
 	points, pointsSent, pointsTooOld, pointsOutOfRange              atomic.Int64
@@ -353,9 +365,15 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		return sum, err
 	}
 	sum.Resumed = ckpt.Watermark != "" || len(ckpt.Done) > 0 || len(ckpt.Partial) > 0
+	// The listing starts after the watermark: what is behind it is
+	// counted from the checkpoint (older checkpoints have no count: then
+	// only the done keys the listing sees are).
+	e.countedDone = ckpt.DoneObjects > 0
+	e.objectsAlreadyDone.Store(ckpt.DoneObjects)
 	if ckpt.Complete {
 		e.log.Info("the checkpoint says this replay is complete: nothing to do (delete the checkpoint to replay again)", "checkpoint", e.cfg.CheckpointStore.Name())
 		sum.AlreadyComplete = true
+		sum.ObjectsAlreadyDone = ckpt.DoneObjects
 		sum.Duration = e.cfg.Now().Sub(start)
 		return sum, nil
 	}
@@ -423,20 +441,35 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		sum.Resumed = e.led.resumed()
 	}
 	sum.Interrupted = interrupted
+	sum = e.Recount(sum)
+	sum.Duration = e.cfg.Now().Sub(start)
+	return sum, errors.Join(errs...)
+}
+
+// Recount returns sum with the figures as they stand now. An interrupted
+// replay that gave up waiting for what it sent returns with batches still
+// in the pipeline; the pipeline's shutdown hands them back, and only then
+// are their objects counted failed. Figures printed after that shutdown
+// hold every object.
+func (e *Engine) Recount(sum Summary) Summary {
 	sum.Objects, sum.ObjectsFailed, sum.ObjectsSkipped, sum.ObjectsAlreadyDone = e.objects.Load(), e.objectsFailed.Load(), e.objectsSkipped.Load(), e.objectsAlreadyDone.Load()
+	sum.ObjectsInterrupted = e.objectsInterrupted.Load()
 	sum.Bytes, sum.Events, sum.Sent = e.bytes.Load(), e.events.Load(), e.sent.Load()
 	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
 	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
 	sum.Points, sum.PointsSent, sum.PointsTooOld, sum.PointsOutOfRange = e.points.Load(), e.pointsSent.Load(), e.pointsTooOld.Load(), e.pointsOutOfRange.Load()
-	sum.Duration = e.cfg.Now().Sub(start)
-	return sum, errors.Join(errs...)
+	return sum
 }
 
 // hold takes the run's lease and keeps it renewed until release: the
 // context returned ends when ctx does, or when the lease is lost.
 func (e *Engine) hold(ctx context.Context) (context.Context, func(), error) {
 	l := e.cfg.Lease
-	if err := l.Acquire(ctx); err != nil {
+	waiting := func(held lease.Record, upTo time.Duration) {
+		e.log.Warn("waiting for the replay lease: another replay holds it (then this one is refused as soon as it renews it), or held it and was killed (then it is taken once unchanged for its TTL)",
+			"lease", l.Key(), "holder", held.Holder, "renewed", held.Renewed, "up_to", upTo)
+	}
+	if err := l.AcquireWaiting(ctx, waiting); err != nil {
 		return nil, nil, fmt.Errorf("replay: %w", err)
 	}
 	hold, ok := l.Held()
@@ -463,6 +496,15 @@ func (e *Engine) hold(ctx context.Context) (context.Context, func(), error) {
 		<-kept
 		cancel(nil)
 	}, nil
+}
+
+// persistLedger writes the markers whose letters were just settled, before
+// the acknowledgement (or read) that settled them returns: a kill -9 then
+// re-sends only the letters whose marker write was under way, where a
+// save once a second re-sent up to a second of them. A write that fails
+// is left to the saver, which retries and logs it.
+func (e *Engine) persistLedger() {
+	_ = e.saveLedger(context.Background())
 }
 
 // leaseLost reports whether the run's lease was lost: nothing more may be
@@ -580,10 +622,15 @@ func (e *Engine) list(ctx context.Context, jobs chan<- entry) error {
 			}
 			if done {
 				e.objectsAlreadyDone.Add(1)
+				// Its letters are not read, so not counted as they are for
+				// a file partly settled.
+				e.already.Add(e.led.settledCount(en.Key))
 				return true, nil
 			}
 		} else if e.prog.isDone(en.Key) {
-			e.objectsAlreadyDone.Add(1)
+			if !e.countedDone {
+				e.objectsAlreadyDone.Add(1)
+			}
 			e.prog.register(en.Key, true)
 			return true, nil
 		}
@@ -694,6 +741,7 @@ func (e *Engine) readObject(ctx context.Context, en entry) {
 			e.already.Add(st.Skipped)
 			if o.entries != nil {
 				o.entries.end()
+				e.persistLedger()
 			}
 			o.complete.Store(true)
 			return
@@ -762,12 +810,14 @@ func (e *Engine) send(ctx context.Context, o *objectState, c s3obj.Chunk, acked 
 		switch {
 		case o.entries != nil:
 			o.entries.done(items, failed)
+			e.persistLedger()
 		case !failed:
 			e.prog.ack(o.key, o.etag, c.First, c.First+n)
 		}
 	}
 	if o.entries != nil {
 		o.entries.sent(items, dropped)
+		e.persistLedger()
 	}
 	if sent == 0 {
 		settle(false)
@@ -920,14 +970,18 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 			// object to read again.
 			if !o.entries.anyHeld() {
 				e.led.complete(o.key, o.etag, o.size)
+				e.persistLedger()
 			}
 		default:
 			e.prog.objectDone(o.key)
 		}
 		e.objects.Add(1)
 		e.bar.objectDone(e)
-	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		// Interrupted: the checkpoint keeps what was acknowledged.
+	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ack.ErrHandedBack)):
+		// Interrupted: the checkpoint keeps what was acknowledged. What the
+		// pipeline's shutdown handed back is the same interruption, whether
+		// or not its error also says the delivery's context ended.
+		e.objectsInterrupted.Add(1)
 	default:
 		e.objectsFailed.Add(1)
 		e.log.Error("object not replayed; run the replay again to retry it", "object", o.key, "error", err)

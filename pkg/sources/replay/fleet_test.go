@@ -2,9 +2,11 @@ package replay
 
 import (
 	"context"
+	"log/slog"
 	"sort"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -15,6 +17,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 // A checkpoint kept in a store (S3) resumes an interrupted replay exactly
@@ -119,6 +122,34 @@ func TestReplayLeaseRefusesASecondReplay(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e3.Run(context.Background())
 	require.NoError(t, err)
+}
+
+// A replay that finds the lease held by a replay that was killed waits for
+// it to expire, and says so at once, naming the holder, rather than
+// starting a TTL later in silence.
+func TestReplayWaitingForALeaseSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := archive()
+		locks := cas.NewMemory()
+		lc := lease.Config{TTL: 30 * time.Second}
+		_, err := locks.Create(context.Background(), "r1.json.lease",
+			[]byte(`{"holder":"killed/1/x","state":"held","renewed":"`+time.Now().UTC().Format(time.RFC3339Nano)+`","ttl_ms":30000}`))
+		require.NoError(t, err)
+		logs := &syncbuf.Buffer{}
+		cfg := Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), Now: func() time.Time { return now },
+			Object: s3obj.Config{EventsPerBatch: 500}, Lease: lease.New(locks, "r1.json.lease", "next", lc)}
+		e, err := New(cfg, m, &out{}, slog.New(slog.NewTextHandler(logs, nil)))
+		require.NoError(t, err)
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { _, err := e.Run(context.Background()); done <- err }()
+		synctest.Wait()
+		assert.Contains(t, logs.String(), "waiting for the replay lease", "said at once")
+		assert.Contains(t, logs.String(), "holder=killed/1/x")
+		assert.Contains(t, logs.String(), "up_to=30s")
+		require.NoError(t, <-done)
+		assert.GreaterOrEqual(t, time.Since(start), lc.TTL, "the killed replay's lease expired first")
+	})
 }
 
 // A replay that loses its lease (another took it over after this one could

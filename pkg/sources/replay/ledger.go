@@ -199,6 +199,19 @@ func (p *ledgerProgress) settled(key string) [][2]int64 {
 	return nil
 }
 
+// settledCount is the number of key's entries settled.
+func (p *ledgerProgress) settledCount(key string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	if m := p.m[key]; m != nil {
+		for _, r := range m.Settled {
+			n += r[1] - r[0]
+		}
+	}
+	return n
+}
+
 func (p *ledgerProgress) resumed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

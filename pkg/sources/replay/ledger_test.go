@@ -224,3 +224,44 @@ func TestPartialLinesAreSkippedAndCounted(t *testing.T) {
 	sum.Write(&s)
 	assert.Contains(t, s.String(), "partial lines    1")
 }
+
+// TestLedgerRecordsSettledLettersBeforeTheAcknowledgementReturns: once
+// the intake's acknowledgement of a batch has returned, its letters are in
+// the ledger on disk (all but the batch's last, which the next batch or
+// the end of the file settles): a kill -9 at that moment re-sends none of
+// them. The ledger saved once a second re-sent up to a second of letters.
+func TestLedgerRecordsSettledLettersBeforeTheAcknowledgementReturns(t *testing.T) {
+	dir := t.TempDir()
+	ts := now.Add(-time.Hour).UnixMilli()
+	var ids []string
+	for i := range 100 {
+		ids = append(ids, fmt.Sprintf("l%03d", i))
+	}
+	name := filepath.Join(dir, "dlq-1.jsonl")
+	require.NoError(t, os.WriteFile(name, letterLines(t, ts, ids...), 0o600))
+	onDisk := func() int64 {
+		m, err := DirLedger(dir).Load(t.Context(), "dlq-1.jsonl")
+		require.NoError(t, err)
+		if m == nil {
+			return 0
+		}
+		var n int64
+		for _, r := range m.Settled {
+			n += r[1] - r[0]
+		}
+		return n
+	}
+	// What a kill -9 would leave as batch n is accepted: batch n-1's
+	// acknowledgement completed (a batch's completes once it was handed
+	// over, after the intake's answer).
+	var acked []int64
+	o := &out{}
+	o.after = func(int) { acked = append(acked, onDisk()) }
+	sum := ledgerReplay(t, dir, o, func(c *Config) { c.Object.EventsPerBatch = 10 })
+	require.EqualValues(t, 100, sum.Sent)
+	require.Len(t, acked, 10)
+	for i := 1; i < len(acked); i++ {
+		assert.GreaterOrEqual(t, acked[i], int64(10*i-1), "batch %d acknowledged", i)
+	}
+	assert.EqualValues(t, 100, onDisk())
+}
