@@ -49,10 +49,21 @@ type Body struct {
 type ObjectRef struct {
 	Bucket    string
 	Key       string // decoded
+	Version   string // the version written, in a versioned bucket; else empty
 	Size      int64
 	Region    string
 	EventName string
 	EventTime time.Time
+}
+
+// version is a notification's version id: "null" is the version of an
+// object written while versioning was off, which is the current one or
+// gone, so it is read as the current one.
+func version(v []byte) string {
+	if string(v) == "null" {
+		return ""
+	}
+	return string(v)
 }
 
 // RawRecord is one record for the raw topic: base64 text (record.KindRaw)
@@ -157,9 +168,10 @@ func parseJSON(p *fastjson.Parser, b *Body, v *fastjson.Value, raw []byte, depth
 			b.Skip = "EventBridge S3 event " + dt
 			return nil
 		}
+		obj := v.Get("detail", "object")
 		ref := ObjectRef{
-			Bucket: str(v, "detail", "bucket", "name"), Key: str(v, "detail", "object", "key"),
-			Size: v.GetInt64("detail", "object", "size"), Region: str(v, "region"), EventName: "ObjectCreated:" + str(v, "detail", "reason"),
+			Bucket: str(v, "detail", "bucket", "name"), Key: str(obj, "key"), Version: version(obj.GetStringBytes("version-id")),
+			Size: obj.GetInt64("size"), Region: str(v, "region"), EventName: "ObjectCreated:" + str(v, "detail", "reason"),
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339, str(v, "time"))
 		if ref.Bucket == "" || ref.Key == "" {
@@ -230,9 +242,10 @@ func parseS3Records(b *Body, recs *fastjson.Value) error {
 		if err != nil {
 			return fmt.Errorf("%w: Records[%d]: object key: %v", ErrUnrecognised, i, err)
 		}
+		obj := r.Get("s3", "object")
 		ref := ObjectRef{
-			Bucket: string(r.GetStringBytes("s3", "bucket", "name")), Key: key,
-			Size: r.GetInt64("s3", "object", "size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
+			Bucket: string(r.GetStringBytes("s3", "bucket", "name")), Key: key, Version: version(obj.GetStringBytes("versionId")),
+			Size: obj.GetInt64("size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339Nano, string(r.GetStringBytes("eventTime")))
 		if ref.Bucket == "" || key == "" {

@@ -3,6 +3,7 @@ package sqssource
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,6 +36,10 @@ func TestParseBody(t *testing.T) {
 	b64gz := base64.StdEncoding.EncodeToString(corpus.Gzip([]byte(envelope)))
 	eventBridge := `{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103","detail-type":"Object Created","source":"aws.s3","account":"111122223333","time":"2021-11-12T00:00:00Z","region":"ca-central-1","resources":["arn:aws:s3:::example-bucket"],"detail":{"version":"0","bucket":{"name":"example-bucket"},"object":{"key":"a b/c+d.gz","size":5,"etag":"b1946ac92492d2347c6235b4d2611184","sequencer":"617f08299329d189"},"request-id":"N4N7GDK58NMKJ12R","requester":"123456789012","source-ip-address":"1.2.3.4","reason":"PutObject"}}`
 	wantObj := ObjectRef{Bucket: "my-bucket", Key: "logs/2026/01/15/12/red flower(a).gz", Size: 1024, Region: "us-west-2", EventName: "ObjectCreated:Put"}
+	versioned := strings.Replace(s3Event, `"sequencer"`, `"versionId":"3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY","sequencer"`, 1)
+	wantVersioned := wantObj
+	wantVersioned.Version = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+	eventBridgeVersioned := strings.Replace(eventBridge, `"sequencer"`, `"version-id":"IYV3p45BhZA1l9FsSpHx6LHOR3NsXN","sequencer"`, 1)
 	cases := []struct {
 		name     string
 		body     string
@@ -50,6 +55,12 @@ func TestParseBody(t *testing.T) {
 		{name: "SNS around SNS", body: snsWrap(snsWrap(s3Event)), kind: KindS3, wrapping: []string{"sns", "sns"}, objects: []ObjectRef{wantObj}},
 		{name: "EventBridge Object Created", body: eventBridge, kind: KindS3, wrapping: []string{"eventbridge"},
 			objects: []ObjectRef{{Bucket: "example-bucket", Key: "a b/c+d.gz", Size: 5, Region: "ca-central-1", EventName: "ObjectCreated:PutObject"}}},
+		{name: "S3 notification of a version", body: versioned, kind: KindS3, objects: []ObjectRef{wantVersioned}},
+		{name: "S3 notification of the null version", body: strings.Replace(versioned, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "null", 1),
+			kind: KindS3, objects: []ObjectRef{wantObj}},
+		{name: "EventBridge Object Created of a version", body: eventBridgeVersioned, kind: KindS3, wrapping: []string{"eventbridge"},
+			objects: []ObjectRef{{Bucket: "example-bucket", Key: "a b/c+d.gz", Version: "IYV3p45BhZA1l9FsSpHx6LHOR3NsXN",
+				Size: 5, Region: "ca-central-1", EventName: "ObjectCreated:PutObject"}}},
 		{name: "EventBridge Object Deleted", body: `{"detail-type":"Object Deleted","source":"aws.s3","detail":{}}`, kind: KindSkip, wrapping: []string{"eventbridge"}, skip: "Object Deleted"},
 		{name: "s3:TestEvent", body: testEvent, kind: KindSkip, skip: "s3:TestEvent"},
 		{name: "s3:TestEvent through SNS", body: snsWrap(testEvent), kind: KindSkip, wrapping: []string{"sns"}, skip: "s3:TestEvent"},

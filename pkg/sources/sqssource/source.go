@@ -612,8 +612,11 @@ func (s *Source) deadObject(ctx context.Context, ref ObjectRef, cause error, ot 
 	return nil
 }
 
-// objectName is an object's URL.
+// objectName is an object's URL, with the version the notification named.
 func objectName(ref ObjectRef) string {
+	if ref.Version != "" {
+		return "s3://" + ref.Bucket + "/" + ref.Key + "?versionId=" + ref.Version
+	}
 	return "s3://" + ref.Bucket + "/" + ref.Key
 }
 
@@ -628,7 +631,7 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 	if ref.Region != "" {
 		opts = append(opts, func(o *s3.Options) { o.Region = ref.Region })
 	}
-	body, err := s3obj.Open(ctx, s.objects, ref.Bucket, ref.Key, opts...)
+	body, err := s3obj.OpenVersion(ctx, s.objects, ref.Bucket, ref.Key, ref.Version, opts...)
 	if err != nil {
 		return err
 	}

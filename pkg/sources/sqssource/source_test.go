@@ -338,13 +338,16 @@ func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
 }
 
 // ref is an object as a notification names it.
-type ref struct{ bucket, key string }
+type ref struct{ bucket, key, version string }
 
 // notification is the S3 event notification of objects, as S3 sends it.
 func notification(refs ...ref) string {
 	var recs []string
 	for _, r := range refs {
 		obj := fmt.Sprintf(`"key":%q,"size":1`, r.key)
+		if r.version != "" {
+			obj += fmt.Sprintf(`,"versionId":%q`, r.version)
+		}
 		recs = append(recs, `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"`+s3objtest.Region+`","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",`+
 			`"s3":{"s3SchemaVersion":"1.0","bucket":{"name":"`+r.bucket+`","arn":"arn:aws:s3:::`+r.bucket+`"},"object":{`+obj+`}}}`)
 	}
@@ -720,4 +723,40 @@ func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
 	e.sink.release()
 	e.waitQueue(t, q, empty)
 	assert.Eventually(t, func() bool { return budget.Stats().HeldBytes == 0 }, 10*time.Second, time.Millisecond)
+}
+
+// TestTheNotifiedVersionIsRead: in a versioned bucket a key written twice
+// has two versions, and each notification names its own (versionId in S3's
+// notification, version-id in EventBridge's). Each version is read once,
+// the first one included although it is no longer the current one; a
+// version deleted since is dead-lettered by name.
+func TestTheNotifiedVersionIsRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	q, _ := e.queue(t, "versions", nil)
+	e.bucket(t, "ver")
+	_, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String("ver"),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	var versions []string
+	for _, m := range []string{"first", "second", "third", "deleted"} {
+		out, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("ver"), Key: aws.String("fh/obj.gz"), Body: bytes.NewReader(corpus.Gzip(envelopeDoc(m)))})
+		require.NoError(t, err)
+		versions = append(versions, aws.ToString(out.VersionId))
+	}
+	_, err = e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("ver"), Key: aws.String("fh/obj.gz"), VersionId: aws.String(versions[3])})
+	require.NoError(t, err)
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[0]}))
+	e.send(t, q, `{"version":"0","id":"1","detail-type":"Object Created","source":"aws.s3","account":"123456789012","time":"2026-12-03T19:00:00Z","region":"`+s3objtest.Region+
+		`","resources":["arn:aws:s3:::ver"],"detail":{"version":"0","bucket":{"name":"ver"},"object":{"key":"fh/obj.gz","size":1,"version-id":"`+versions[1]+`"},"reason":"PutObject"}}`)
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[2]}))
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[3]}))
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 4)
+	events, dead, _ := e.sink.snapshot()
+	assert.ElementsMatch(t, []string{"first", "second", "third"}, msgs(events))
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, "s3://ver/fh/obj.gz?versionId="+versions[3])
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.objects_unreadable"))
 }
