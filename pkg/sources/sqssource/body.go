@@ -2,6 +2,7 @@ package sqssource
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -50,10 +51,26 @@ type ObjectRef struct {
 	Bucket    string
 	Key       string // decoded
 	Version   string // the version written, in a versioned bucket; else empty
+	ETag      string
+	Sequencer string // orders the events of one key; the same for copies of one event
 	Size      int64
 	Region    string
 	EventName string
 	EventTime time.Time
+}
+
+// Event identifies the S3 event that announced the object, so that a copy
+// of it (S3 delivers event notifications at least once) is recognised:
+// bucket, key, version, eTag and sequencer. A version is written once, and
+// a sequencer is unique among a key's events; without either (or with a
+// sequencer but no eTag to tell two writes apart should a producer reuse
+// one), nothing tells a copy from a new write of the same key, and Event
+// is empty.
+func (r ObjectRef) Event() string {
+	if r.Version == "" && (r.Sequencer == "" || r.ETag == "") {
+		return ""
+	}
+	return strings.Join([]string{r.Bucket, r.Key, r.Version, r.ETag, r.Sequencer}, "\x00")
 }
 
 // version is a notification's version id: "null" is the version of an
@@ -171,6 +188,8 @@ func parseJSON(p *fastjson.Parser, b *Body, v *fastjson.Value, raw []byte, depth
 		obj := v.Get("detail", "object")
 		ref := ObjectRef{
 			Bucket: str(v, "detail", "bucket", "name"), Key: str(obj, "key"), Version: version(obj.GetStringBytes("version-id")),
+			// AWS writes "etag"; some emulators "eTag".
+			ETag: cmp.Or(str(obj, "etag"), str(obj, "eTag")), Sequencer: str(obj, "sequencer"),
 			Size: obj.GetInt64("size"), Region: str(v, "region"), EventName: "ObjectCreated:" + str(v, "detail", "reason"),
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339, str(v, "time"))
@@ -245,6 +264,7 @@ func parseS3Records(b *Body, recs *fastjson.Value) error {
 		obj := r.Get("s3", "object")
 		ref := ObjectRef{
 			Bucket: string(r.GetStringBytes("s3", "bucket", "name")), Key: key, Version: version(obj.GetStringBytes("versionId")),
+			ETag: string(obj.GetStringBytes("eTag")), Sequencer: string(obj.GetStringBytes("sequencer")),
 			Size: obj.GetInt64("size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339Nano, string(r.GetStringBytes("eventTime")))

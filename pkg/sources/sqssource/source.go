@@ -102,6 +102,7 @@ type Source struct {
 	objDead  *telemetry.Counter
 	objCtrl  *telemetry.Counter
 	objBad   *telemetry.Counter
+	objDups  *telemetry.Counter
 	apiErrs  *telemetry.Counter
 	dups     *telemetry.Counter
 	latency  *telemetry.Histogram
@@ -135,6 +136,7 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		objDead:  metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
 		objCtrl:  metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
 		objBad:   metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
+		objDups:  metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
 		apiErrs:  metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
 		dups:     metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:  metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
@@ -164,8 +166,12 @@ type queue struct {
 	// retry holds, by message id, what became of a message released to
 	// come back: which of its objects were delivered, so that a
 	// redelivery reads only the others.
-	retry   *memory[*progress]
-	deletes chan string // receipt handles
+	retry *memory[*progress]
+	// objects are the S3 events whose object was delivered recently,
+	// objFlight those whose object is being read (Event keys).
+	objects   *memory[struct{}]
+	objFlight map[string]*objClaim
+	deletes   chan string // receipt handles
 }
 
 type flight struct {
@@ -189,6 +195,7 @@ func (s *Source) Start(ctx context.Context) error {
 			inflight: map[string]*flight{}, active: map[string]*work{},
 			recent:  newMemory[struct{}](recentTTL(s.cfg.VisibilityTimeout), maxRecent),
 			retry:   newMemory[*progress](retryTTL, maxRecent),
+			objects: newMemory[struct{}](objectTTL, maxRecent), objFlight: map[string]*objClaim{},
 			deletes: make(chan string, 1024),
 		}
 		// arn:aws:sqs:region:account:name
@@ -398,7 +405,7 @@ func (q *queue) settle(w *work, delivered bool) []string {
 	return w.handles
 }
 
-// maxRecent bounds each memory of a queue.
+// maxRecent bounds each memory of a queue: message ids, S3 events.
 const maxRecent = 100_000
 
 // retryTTL is how long what a released message delivered is remembered:
@@ -406,6 +413,10 @@ const maxRecent = 100_000
 // another worker took it, and a day is far beyond any redrive policy's
 // receive count at that pace.
 const retryTTL = 24 * time.Hour
+
+// objectTTL is how long a delivered object's S3 event is remembered: S3
+// sends a copy of an event within moments as a rule, later only rarely.
+const objectTTL = time.Hour
 
 // memory remembers keys for a while, bounded in time and in number: what
 // a queue must recognise when it comes again. Its owner locks it.
@@ -558,8 +569,9 @@ var errPublish = errors.New("publish")
 
 // readObjects reads a notification's objects, each on its own: one that
 // fails does not stop the others, and each is remembered as delivered
-// once its own acknowledgement completed, so that a receive of the
-// message again reads only what failed.
+// (for the message, and by its S3 event for the queue) once its own
+// acknowledgement completed, so that a receive of the message again reads
+// only what failed, and a copy of the event in another message nothing.
 // An object S3 will never give (Permanent) is dead-lettered by name: the
 // message is deleted all the same.
 func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []ObjectRef, tr *ack.Tracker, log *slog.Logger) error {
@@ -574,13 +586,27 @@ func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []Obje
 			log.Info("object skipped: delivered at an earlier receive of this message", "object", name)
 			continue
 		}
+		claim, dup, err := q.claimObject(ctx, ref.Event())
+		if err != nil {
+			failures = append(failures, err)
+			break
+		}
+		if dup {
+			s.objDups.Inc()
+			w.done.add(i)
+			log.Info("object skipped: a copy of an S3 event whose object was delivered (S3 sends notifications at least once)",
+				"object", name, "sequencer", ref.Sequencer, "etag", ref.ETag)
+			continue
+		}
 		var ot *ack.Tracker
 		ot = ack.Child(tr, func() {
-			if ot.Err() == nil {
+			ok := ot.Err() == nil
+			if ok {
 				w.done.add(i)
 			}
+			q.settleObject(claim, ok)
 		})
-		err := s.readObject(ctx, ref, ot, log)
+		err = s.readObject(ctx, ref, ot, log)
 		if err != nil && s3obj.Permanent(err) && ctx.Err() == nil {
 			err = s.deadObject(ctx, ref, err, ot, log)
 		}
@@ -622,7 +648,58 @@ func objectName(ref ObjectRef) string {
 
 // object describes an announced object for the reader.
 func (s *Source) object(ref ObjectRef) s3obj.Object {
-	return s3obj.Object{Bucket: ref.Bucket, Key: ref.Key, Size: ref.Size, Region: cmp.Or(ref.Region, s.cfg.DefaultRegion), Source: "s3"}
+	return s3obj.Object{Bucket: ref.Bucket, Key: ref.Key, Size: ref.Size, ETag: ref.ETag, Region: cmp.Or(ref.Region, s.cfg.DefaultRegion), Source: "s3"}
+}
+
+// objClaim is an S3 event whose object a message is reading; done is
+// closed when its acknowledgement completed.
+type objClaim struct {
+	event string
+	done  chan struct{}
+}
+
+// claimObject takes an S3 event for a message to read its object: dup
+// when its object was delivered recently; while another message reads
+// it, it waits for that read, then takes the event over if the read
+// failed. An object with no Event key is always read.
+func (q *queue) claimObject(ctx context.Context, event string) (c *objClaim, dup bool, err error) {
+	if event == "" {
+		return &objClaim{}, false, nil
+	}
+	for {
+		q.mu.Lock()
+		if _, ok := q.objects.get(event, time.Now()); ok {
+			q.mu.Unlock()
+			return nil, true, nil
+		}
+		other := q.objFlight[event]
+		if other == nil {
+			c := &objClaim{event: event, done: make(chan struct{})}
+			q.objFlight[event] = c
+			q.mu.Unlock()
+			return c, false, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-other.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// settleObject ends a claim: a delivered object's event is remembered.
+func (q *queue) settleObject(c *objClaim, ok bool) {
+	if c.event == "" {
+		return
+	}
+	q.mu.Lock()
+	delete(q.objFlight, c.event)
+	if ok {
+		q.objects.put(c.event, struct{}{}, time.Now())
+	}
+	q.mu.Unlock()
+	close(c.done)
 }
 
 // readObject streams one object into decoded batches.

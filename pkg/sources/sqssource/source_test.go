@@ -338,7 +338,7 @@ func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
 }
 
 // ref is an object as a notification names it.
-type ref struct{ bucket, key, version string }
+type ref struct{ bucket, key, version, etag, sequencer string }
 
 // notification is the S3 event notification of objects, as S3 sends it.
 func notification(refs ...ref) string {
@@ -347,6 +347,12 @@ func notification(refs ...ref) string {
 		obj := fmt.Sprintf(`"key":%q,"size":1`, r.key)
 		if r.version != "" {
 			obj += fmt.Sprintf(`,"versionId":%q`, r.version)
+		}
+		if r.etag != "" {
+			obj += fmt.Sprintf(`,"eTag":%q`, r.etag)
+		}
+		if r.sequencer != "" {
+			obj += fmt.Sprintf(`,"sequencer":%q`, r.sequencer)
 		}
 		recs = append(recs, `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"`+s3objtest.Region+`","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",`+
 			`"s3":{"s3SchemaVersion":"1.0","bucket":{"name":"`+r.bucket+`","arn":"arn:aws:s3:::`+r.bucket+`"},"object":{`+obj+`}}}`)
@@ -759,4 +765,35 @@ func TestTheNotifiedVersionIsRead(t *testing.T) {
 	require.Len(t, dead, 1)
 	assert.Contains(t, dead[0].Reason, "s3://ver/fh/obj.gz?versionId="+versions[3])
 	assert.EqualValues(t, 1, e.metrics.Value("sqs.objects_unreadable"))
+}
+
+// TestACopyOfAnS3EventIsReadOnce: S3 delivers event notifications at least
+// once, so one event may arrive in two SQS messages (two message ids), even
+// wrapped differently (direct and through SNS). Recognised by bucket, key,
+// eTag and sequencer, the object is read once and the copies counted; a
+// new write of the key (another sequencer) is read again.
+func TestACopyOfAnS3EventIsReadOnce(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "copies", nil)
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "k", corpus.Gzip(envelopeDoc("once")))
+	event := notification(ref{bucket: "bkt", key: "k", etag: "d41d8cd98f00b204e9800998ecf8427e", sequencer: "0055AED6DCD90281E5"})
+	for _, body := range []string{event, event, snsWrap(event)} {
+		e.send(t, q, body)
+	}
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 3)
+	events, _, _ := e.sink.snapshot()
+	assert.Equal(t, []string{"once"}, msgs(events))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.duplicate_objects"))
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.objects_read"))
+
+	e.put(t, "bkt", "k", corpus.Gzip(envelopeDoc("rewritten")))
+	e.send(t, q, notification(ref{bucket: "bkt", key: "k", etag: "d41d8cd98f00b204e9800998ecf8427e", sequencer: "0055AED6DCD90281E6"}))
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 4)
+	events, _, _ = e.sink.snapshot()
+	assert.Equal(t, []string{"once", "rewritten"}, msgs(events))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.duplicate_objects"))
 }
