@@ -42,7 +42,8 @@ func (p *Pipeline) Status() Status {
 type flow struct {
 	at              time.Time
 	in              int64 // Firehose records taken in (ingest records_in)
-	decoded, parsed int64 // events out of decode, records out of parse
+	decoded, parsed int64 // events out of decode and of the sources that decode objects; records out of parse
+	control         int64 // CloudWatch control messages dropped, by decode and by those sources
 	delivered       int64 // logs the intake accepted
 	dead            int64 // records the archive wrote, every stage
 	deadBy          map[string]int64
@@ -64,6 +65,7 @@ func (p *Pipeline) flow(s Status) flow {
 		at:      snap.Taken,
 		in:      snap.Value("stage.records_in", StageIngest),
 		decoded: snap.Value("stage.records_out", StageDecode),
+		control: snap.Value("decode.control_messages") + snap.Value("sqs.object_control_messages"),
 		parsed:  snap.Value("stage.records_out", StageParse),
 		dead:    snap.Sum("stage.dead_lettered"), deadBy: nonZero(snap.ByLabel("stage.dead_lettered")),
 		handedBack: snap.Sum("stage.handed_back"), handedBackBy: nonZero(snap.ByLabel("stage.handed_back")),
@@ -71,6 +73,13 @@ func (p *Pipeline) flow(s Status) flow {
 		delivered:          snap.Value("deliver_logs.logs_accepted"),
 		handedBackRequests: snap.Value("firehose.requests_handed_back"),
 		duplicates:         snap.Value("firehose.duplicate_requests"),
+	}
+	// What a source read from S3 objects enters decoded: it was decoded
+	// there, not by the decode stage.
+	for _, e := range p.graph.entries {
+		if e.enters == topicDecoded {
+			f.decoded += snap.Value("stage.records_out", e.name)
+		}
 	}
 	for code, v := range snap.ByLabel("firehose.status") {
 		if code == "200" {
@@ -133,7 +142,10 @@ func (p *Pipeline) Summary(w io.Writer) {
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
 	line("firehose requests", "%d acknowledged, %d refused, %d handed back, %d duplicates", f.acked, f.refused, f.handedBackRequests, f.duplicates)
 	line("firehose records in", "%d", f.in)
-	line("events decoded", "%d (control messages dropped: %d)", f.decoded, snap.Value("decode.control_messages"))
+	if _, ok := snap.Family("sqs.messages_received"); ok {
+		sqsLines(line, snap)
+	}
+	line("events decoded", "%d (control messages dropped: %d)", f.decoded, f.control)
 	line("events parsed", "%d (with request summaries folded from execution logs)", f.parsed)
 	line("logs delivered (2xx)", "%d", f.delivered)
 	if _, ok := snap.Family("deliver_metrics.series_accepted"); ok {
@@ -146,7 +158,24 @@ func (p *Pipeline) Summary(w io.Writer) {
 	}
 	q := snap.Quantiles("firehose.ack_latency")
 	line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+	if _, ok := snap.Family("sqs.message_latency"); ok {
+		q := snap.Quantiles("sqs.message_latency")
+		line("sqs message latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+	}
 	_, _ = io.WriteString(w, b.String())
+}
+
+// sqsLines are the SQS source's: its messages, as the Firehose requests
+// line has them, the records it hands the decode stage, and the S3
+// objects it reads.
+func sqsLines(line func(label, format string, args ...any), snap telemetry.Snapshot) {
+	v := snap.Value
+	line("sqs messages", "%d deleted (%d with nothing to read), %d failed (%d unrecognised), %d handed back, %d duplicates; %d receives",
+		v("sqs.messages_deleted"), v("sqs.messages_skipped"), v("sqs.messages_failed"), v("sqs.messages_unrecognised"),
+		v("sqs.messages_handed_back"), v("sqs.duplicate_messages"), v("sqs.messages_received"))
+	line("sqs records in", "%d", v("stage.records_out", SourceSQS))
+	line("s3 objects read", "%d (%d bytes, %d events), %d unreadable (dead-lettered by name), %d duplicates (not read again)",
+		v("sqs.objects_read"), v("sqs.object_bytes"), v("stage.records_out", SourceSQSS3), v("sqs.objects_unreadable"), v("sqs.duplicate_objects"))
 }
 
 // handedBack describes what was given back unacknowledged at shutdown, in

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -304,4 +305,73 @@ func dlqArchive(t *testing.T, dir string) (entries []dlq.Entry, partial int) {
 		partial += st.Partial
 	}
 	return entries, partial
+}
+
+// TestEverySQSFigureInTheSummaryIsTrue runs the SQS source on what each of
+// its figures must count — CloudWatch payloads for the decode stage (one a
+// control message), S3 objects read by the source itself (one holding a
+// control message), an object S3 does not have, and a copy of an S3 event —
+// and holds the exit summary against the intake and the archive: events
+// read from objects are events decoded, their control messages are
+// dropped control messages, and the SQS lines say what became of the
+// messages and objects.
+func TestEverySQSFigureInTheSummaryIsTrue(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "figures")
+	a.bucket(t, "objs")
+	objA := append(gz(controlEnvelope()), gz(accessEnvelope("o1", "o2", "o3", "o4", "o5"))...)
+	objB := gz(accessEnvelope("p1", "p2"))
+	for key, data := range map[string][]byte{"fh/a.gz": objA, "fh/b.gz": objB} {
+		_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String(key), Body: bytes.NewReader(data)})
+		require.NoError(t, err)
+	}
+	record := func(key, sequencer string) string {
+		return `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",` +
+			`"s3":{"bucket":{"name":"objs"},"object":{"key":"` + key + `","size":1,"eTag":"e","sequencer":"` + sequencer + `"}}}`
+	}
+	copied := `{"Records":[` + record("fh/b.gz", "02") + `]}`
+	for _, body := range []string{
+		`{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gz(accessEnvelope("w1", "w2", "w3"))) + `"}}`,
+		base64.StdEncoding.EncodeToString(gz(controlEnvelope())),
+		`{"Records":[` + record("fh/a.gz", "01") + `,` + record("fh/missing.gz", "03") + `]}`,
+		copied, copied, // S3 sent the event twice
+	} {
+		_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	h := start(t, func(c *config.Config) {
+		c.Sources.SQS.QueueURLs = []string{q}
+		c.Sources.SQS.WaitTime = time.Second
+		c.Metrics.AllowedLateness = time.Hour // windows close at the drain: no late records
+	})
+	const events = 3 + 5 + 2
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(wctx, events))
+	a.waitDrained(t, q)
+	require.NoError(t, waitFor(wctx, func() bool { return h.p.Status().Counters["sqs.messages_deleted"] == 5 }))
+	h.shutdown(t)
+
+	in := intakeHolds(h.intake)
+	require.Equal(t, events, in.logs)
+	dead := archived(t, h.dlqDir)
+	require.Equal(t, map[string]int{"s3-read": 1}, dead, "the missing object, by name")
+	sum := summaryLines(t, h.p)
+	assert.Regexp(t, `^p50 \d+\.\d ms, p99 \d+\.\d ms, max \d+\.\d ms$`, sum["sqs message latency"])
+	assert.Equal(t, map[string]string{
+		"firehose requests":       "0 acknowledged, 0 refused, 0 handed back, 0 duplicates",
+		"firehose records in":     "0",
+		"sqs messages":            "5 deleted (0 with nothing to read), 0 failed (0 unrecognised), 0 handed back, 0 duplicates; 5 receives",
+		"sqs records in":          "2",
+		"s3 objects read":         fmt.Sprintf("2 (%d bytes, 7 events), 1 unreadable (dead-lettered by name), 1 duplicates (not read again)", len(objA)+len(objB)),
+		"events decoded":          fmt.Sprintf("%d (control messages dropped: 2)", events),
+		"events parsed":           fmt.Sprintf("%d (with request summaries folded from execution logs)", events),
+		"logs delivered (2xx)":    fmt.Sprint(events),
+		"metric points delivered": fmt.Sprintf("%d series points, %d distribution values", in.series, in.values),
+		"dead-lettered":           fmt.Sprintf("1 written to %s (s3-read 1)", h.dlqDir),
+		"handed back":             "0 (everything admitted was delivered or dead-lettered)",
+		"ack latency":             "p50 0.0 ms, p99 0.0 ms, max 0.0 ms",
+		"sqs message latency":     sum["sqs message latency"],
+	}, sum)
 }

@@ -238,19 +238,42 @@ func NewReader(src io.Reader, obj Object, cfg Config) *Reader {
 	if obj.Source == "" {
 		obj.Source = "s3"
 	}
-	r := &Reader{cfg: cfg, obj: obj, src: &countingReader{r: src}}
-	r.base = &record.Origin{
-		Source: obj.Source, RequestID: obj.Name(), Stream: DeliveryStream(obj.Key),
-		Account: obj.Account, Region: obj.Region, Replay: obj.Replay,
-	}
-	if obj.Bucket != "" {
-		r.base.SourceARN = "arn:aws:s3:::" + obj.Bucket
-	}
-	r.objTime = time.Now().UnixMilli()
-	if !obj.LastModified.IsZero() {
-		r.objTime = obj.LastModified.UnixMilli()
-	}
+	r := &Reader{cfg: cfg, obj: obj, src: &countingReader{r: src}, base: obj.origin(), objTime: obj.time()}
 	return r
+}
+
+// origin is what every record read from the object inherits.
+func (o Object) origin() *record.Origin {
+	if o.Source == "" {
+		o.Source = "s3"
+	}
+	base := &record.Origin{
+		Source: o.Source, RequestID: o.Name(), Stream: DeliveryStream(o.Key),
+		Account: o.Account, Region: o.Region, Replay: o.Replay,
+	}
+	if o.Bucket != "" {
+		base.SourceARN = "arn:aws:s3:::" + o.Bucket
+	}
+	return base
+}
+
+// time is the timestamp of records that carry none of their own (dead
+// letters): when the object was written, or now when that is not known.
+func (o Object) time() int64 {
+	if !o.LastModified.IsZero() {
+		return o.LastModified.UnixMilli()
+	}
+	return time.Now().UnixMilli()
+}
+
+// Unreadable is the dead letter of an object that could not be read at
+// all, or not past some point: one record naming it (its origin is the
+// one a Reader gives), with reason, and no data: the object stays where
+// it is, and a replay of its key reads it if it can be read by then.
+func Unreadable(obj Object, reason string) *record.Batch {
+	base := obj.origin()
+	return &record.Batch{ID: base.RequestID + "#unreadable", Origin: base, Stage: DeadStage,
+		Records: []record.Record{{Origin: base, Timestamp: obj.time(), Kind: record.KindRaw, Reason: reason}}}
 }
 
 // Stats returns the counts so far.

@@ -19,13 +19,27 @@ type Getter interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
-// ErrNotFound is wrapped by Open's error when the object or its bucket does
-// not exist (deleted since it was announced, or a wrong name).
+// ErrNotFound is wrapped by Open's error when the object, its bucket or the
+// version asked for does not exist (deleted since it was announced, or a
+// wrong name).
 var ErrNotFound = errors.New("no such object")
+
+// ErrDenied is wrapped by Open's error when S3 refuses this reader the
+// object (access denied, or archived and not restored): asking again gets
+// the same answer until someone changes a policy or restores the object.
+var ErrDenied = errors.New("object refused")
 
 // ErrChanged is wrapped by a Body's read error when the object was
 // overwritten while it was being read: the rest would not match the start.
 var ErrChanged = errors.New("object changed while being read")
+
+// Permanent reports whether err is a failure to read an object that asking
+// S3 again will not cure: no such key, bucket or version, access denied,
+// or the object overwritten while it was read (the rest of what was being
+// read is gone). Anything else (throttling, 5xx, the network) may pass.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrDenied) || errors.Is(err, ErrChanged)
+}
 
 // maxResumes bounds the consecutive failed attempts to resume a body
 // that made no progress in between.
@@ -37,7 +51,8 @@ const maxResumes = 5
 // multi-gigabyte object is read once even over a flaky network.
 type Body struct {
 	Bucket, Key  string
-	Size         int64 // -1 when S3 did not say
+	VersionID    string // the version read; empty: the current one
+	Size         int64  // -1 when S3 did not say
 	ETag         string
 	LastModified time.Time
 
@@ -53,7 +68,14 @@ type Body struct {
 // Open starts reading s3://bucket/key. optFns apply to every GetObject
 // call (for example the bucket's region). ctx bounds the whole read.
 func Open(ctx context.Context, g Getter, bucket, key string, optFns ...func(*s3.Options)) (*Body, error) {
-	b := &Body{Bucket: bucket, Key: key, Size: -1, ctx: ctx, g: g, optFns: optFns, pace: resumeBackoff.Start()}
+	return OpenVersion(ctx, g, bucket, key, "", optFns...)
+}
+
+// OpenVersion is Open of one version of the object (its current one when
+// version is empty): a notification announces the version that was
+// written, which a later write may since have replaced.
+func OpenVersion(ctx context.Context, g Getter, bucket, key, version string, optFns ...func(*s3.Options)) (*Body, error) {
+	b := &Body{Bucket: bucket, Key: key, VersionID: version, Size: -1, ctx: ctx, g: g, optFns: optFns, pace: resumeBackoff.Start()}
 	out, err := b.get()
 	if err != nil {
 		return nil, err
@@ -73,6 +95,9 @@ var resumeBackoff = backoff.Policy{InitialInterval: 200 * time.Millisecond, MaxI
 
 func (b *Body) get() (*s3.GetObjectOutput, error) {
 	in := &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(b.Key)}
+	if b.VersionID != "" {
+		in.VersionId = aws.String(b.VersionID)
+	}
 	if b.off > 0 {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", b.off))
 		if b.ETag != "" {
@@ -84,15 +109,30 @@ func (b *Body) get() (*s3.GetObjectOutput, error) {
 		var ae smithy.APIError
 		if errors.As(err, &ae) {
 			switch ae.ErrorCode() {
-			case "NoSuchKey", "NotFound", "NoSuchBucket":
-				return nil, fmt.Errorf("get s3://%s/%s: %w: %w", b.Bucket, b.Key, ErrNotFound, err)
+			case "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion":
+				return nil, fmt.Errorf("get %s: %w: %w", b.name(), ErrNotFound, err)
+			case "InvalidArgument":
+				if b.VersionID != "" {
+					// S3's answer to a version id it never issued.
+					return nil, fmt.Errorf("get %s: %w: %w", b.name(), ErrNotFound, err)
+				}
+			case "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidObjectState":
+				return nil, fmt.Errorf("get %s: %w: %w", b.name(), ErrDenied, err)
 			case "PreconditionFailed":
-				return nil, fmt.Errorf("get s3://%s/%s at byte %d: %w: %w", b.Bucket, b.Key, b.off, ErrChanged, err)
+				return nil, fmt.Errorf("get %s at byte %d: %w: %w", b.name(), b.off, ErrChanged, err)
 			}
 		}
-		return nil, fmt.Errorf("get s3://%s/%s: %w", b.Bucket, b.Key, err)
+		return nil, fmt.Errorf("get %s: %w", b.name(), err)
 	}
 	return out, nil
+}
+
+// name is the object's URL, with the version read when one was asked for.
+func (b *Body) name() string {
+	if b.VersionID != "" {
+		return "s3://" + b.Bucket + "/" + b.Key + "?versionId=" + b.VersionID
+	}
+	return "s3://" + b.Bucket + "/" + b.Key
 }
 
 // Read implements io.Reader.
@@ -101,7 +141,7 @@ func (b *Body) Read(p []byte) (int, error) {
 		if b.body == nil {
 			out, err := b.get()
 			if err != nil {
-				if errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound) || b.ctx.Err() != nil || b.fails >= maxResumes {
+				if Permanent(err) || b.ctx.Err() != nil || b.fails >= maxResumes {
 					return 0, err
 				}
 				b.fails++

@@ -131,6 +131,48 @@ func TestBodyErrors(t *testing.T) {
 	}
 }
 
+// refusingS3 answers every GET with one S3 error code.
+type refusingS3 struct {
+	code    string
+	version string // the VersionId asked for
+}
+
+func (f *refusingS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	f.version = aws.ToString(in.VersionId)
+	return nil, &smithy.GenericAPIError{Code: f.code, Message: f.code}
+}
+
+// TestPermanentFailures: the answers S3 gives again and again for an
+// object (it, its bucket or its version is gone; access is refused) are
+// told from those that may pass (throttling, an internal error), so that a
+// notification's object that will never be readable is not retried until
+// the redrive policy takes the message, and one that will be is not given up.
+func TestPermanentFailures(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[string]error{
+		"NoSuchKey": ErrNotFound, "NoSuchBucket": ErrNotFound, "NoSuchVersion": ErrNotFound, "NotFound": ErrNotFound,
+		"AccessDenied": ErrDenied, "Forbidden": ErrDenied, "InvalidObjectState": ErrDenied,
+		"SlowDown": nil, "InternalError": nil, "ServiceUnavailable": nil, "InvalidArgument": nil,
+	} {
+		f := &refusingS3{code: code}
+		_, err := OpenVersion(context.Background(), f, "bucket", "k", "")
+		require.Error(t, err)
+		if want != nil {
+			assert.ErrorIs(t, err, want, code)
+			assert.True(t, Permanent(err), code)
+		} else {
+			assert.False(t, Permanent(err), code)
+		}
+	}
+	// A version id S3 never issued is answered InvalidArgument.
+	f := &refusingS3{code: "InvalidArgument"}
+	_, err := OpenVersion(context.Background(), f, "bucket", "k", "v1")
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.Contains(t, err.Error(), "s3://bucket/k?versionId=v1")
+	assert.Equal(t, "v1", f.version, "the version is asked for")
+	assert.True(t, Permanent(fmt.Errorf("read: %w", ErrChanged)), "what was being read is gone")
+}
+
 func TestReaderOverFlakyBodyReadsEverythingOnce(t *testing.T) {
 	t.Parallel()
 	var docs [][]byte

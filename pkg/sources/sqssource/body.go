@@ -2,6 +2,7 @@ package sqssource
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -49,10 +50,37 @@ type Body struct {
 type ObjectRef struct {
 	Bucket    string
 	Key       string // decoded
+	Version   string // the version written, in a versioned bucket; else empty
+	ETag      string
+	Sequencer string // orders the events of one key; the same for copies of one event
 	Size      int64
 	Region    string
 	EventName string
 	EventTime time.Time
+}
+
+// Event identifies the S3 event that announced the object, so that a copy
+// of it (S3 delivers event notifications at least once) is recognised:
+// bucket, key, version, eTag and sequencer. A version is written once, and
+// a sequencer is unique among a key's events; without either (or with a
+// sequencer but no eTag to tell two writes apart should a producer reuse
+// one), nothing tells a copy from a new write of the same key, and Event
+// is empty.
+func (r ObjectRef) Event() string {
+	if r.Version == "" && (r.Sequencer == "" || r.ETag == "") {
+		return ""
+	}
+	return strings.Join([]string{r.Bucket, r.Key, r.Version, r.ETag, r.Sequencer}, "\x00")
+}
+
+// version is a notification's version id: "null" is the version of an
+// object written while versioning was off, which is the current one or
+// gone, so it is read as the current one.
+func version(v []byte) string {
+	if string(v) == "null" {
+		return ""
+	}
+	return string(v)
 }
 
 // RawRecord is one record for the raw topic: base64 text (record.KindRaw)
@@ -157,9 +185,12 @@ func parseJSON(p *fastjson.Parser, b *Body, v *fastjson.Value, raw []byte, depth
 			b.Skip = "EventBridge S3 event " + dt
 			return nil
 		}
+		obj := v.Get("detail", "object")
 		ref := ObjectRef{
-			Bucket: str(v, "detail", "bucket", "name"), Key: str(v, "detail", "object", "key"),
-			Size: v.GetInt64("detail", "object", "size"), Region: str(v, "region"), EventName: "ObjectCreated:" + str(v, "detail", "reason"),
+			Bucket: str(v, "detail", "bucket", "name"), Key: str(obj, "key"), Version: version(obj.GetStringBytes("version-id")),
+			// AWS writes "etag"; some emulators "eTag".
+			ETag: cmp.Or(str(obj, "etag"), str(obj, "eTag")), Sequencer: str(obj, "sequencer"),
+			Size: obj.GetInt64("size"), Region: str(v, "region"), EventName: "ObjectCreated:" + str(v, "detail", "reason"),
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339, str(v, "time"))
 		if ref.Bucket == "" || ref.Key == "" {
@@ -230,9 +261,11 @@ func parseS3Records(b *Body, recs *fastjson.Value) error {
 		if err != nil {
 			return fmt.Errorf("%w: Records[%d]: object key: %v", ErrUnrecognised, i, err)
 		}
+		obj := r.Get("s3", "object")
 		ref := ObjectRef{
-			Bucket: string(r.GetStringBytes("s3", "bucket", "name")), Key: key,
-			Size: r.GetInt64("s3", "object", "size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
+			Bucket: string(r.GetStringBytes("s3", "bucket", "name")), Key: key, Version: version(obj.GetStringBytes("versionId")),
+			ETag: string(obj.GetStringBytes("eTag")), Sequencer: string(obj.GetStringBytes("sequencer")),
+			Size: obj.GetInt64("size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339Nano, string(r.GetStringBytes("eventTime")))
 		if ref.Bucket == "" || key == "" {

@@ -3,6 +3,7 @@ package sqssource
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,7 +35,12 @@ func TestParseBody(t *testing.T) {
 	t.Parallel()
 	b64gz := base64.StdEncoding.EncodeToString(corpus.Gzip([]byte(envelope)))
 	eventBridge := `{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103","detail-type":"Object Created","source":"aws.s3","account":"111122223333","time":"2021-11-12T00:00:00Z","region":"ca-central-1","resources":["arn:aws:s3:::example-bucket"],"detail":{"version":"0","bucket":{"name":"example-bucket"},"object":{"key":"a b/c+d.gz","size":5,"etag":"b1946ac92492d2347c6235b4d2611184","sequencer":"617f08299329d189"},"request-id":"N4N7GDK58NMKJ12R","requester":"123456789012","source-ip-address":"1.2.3.4","reason":"PutObject"}}`
-	wantObj := ObjectRef{Bucket: "my-bucket", Key: "logs/2026/01/15/12/red flower(a).gz", Size: 1024, Region: "us-west-2", EventName: "ObjectCreated:Put"}
+	wantObj := ObjectRef{Bucket: "my-bucket", Key: "logs/2026/01/15/12/red flower(a).gz", ETag: "d41d8cd98f00b204e9800998ecf8427e", Sequencer: "0055AED6DCD90281E5",
+		Size: 1024, Region: "us-west-2", EventName: "ObjectCreated:Put"}
+	versioned := strings.Replace(s3Event, `"sequencer"`, `"versionId":"3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY","sequencer"`, 1)
+	wantVersioned := wantObj
+	wantVersioned.Version = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+	eventBridgeVersioned := strings.Replace(eventBridge, `"sequencer"`, `"version-id":"IYV3p45BhZA1l9FsSpHx6LHOR3NsXN","sequencer"`, 1)
 	cases := []struct {
 		name     string
 		body     string
@@ -49,7 +55,14 @@ func TestParseBody(t *testing.T) {
 		{name: "S3 notification through SNS with raw delivery", body: s3Event, kind: KindS3, objects: []ObjectRef{wantObj}},
 		{name: "SNS around SNS", body: snsWrap(snsWrap(s3Event)), kind: KindS3, wrapping: []string{"sns", "sns"}, objects: []ObjectRef{wantObj}},
 		{name: "EventBridge Object Created", body: eventBridge, kind: KindS3, wrapping: []string{"eventbridge"},
-			objects: []ObjectRef{{Bucket: "example-bucket", Key: "a b/c+d.gz", Size: 5, Region: "ca-central-1", EventName: "ObjectCreated:PutObject"}}},
+			objects: []ObjectRef{{Bucket: "example-bucket", Key: "a b/c+d.gz", ETag: "b1946ac92492d2347c6235b4d2611184", Sequencer: "617f08299329d189",
+				Size: 5, Region: "ca-central-1", EventName: "ObjectCreated:PutObject"}}},
+		{name: "S3 notification of a version", body: versioned, kind: KindS3, objects: []ObjectRef{wantVersioned}},
+		{name: "S3 notification of the null version", body: strings.Replace(versioned, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "null", 1),
+			kind: KindS3, objects: []ObjectRef{wantObj}},
+		{name: "EventBridge Object Created of a version", body: eventBridgeVersioned, kind: KindS3, wrapping: []string{"eventbridge"},
+			objects: []ObjectRef{{Bucket: "example-bucket", Key: "a b/c+d.gz", Version: "IYV3p45BhZA1l9FsSpHx6LHOR3NsXN", ETag: "b1946ac92492d2347c6235b4d2611184",
+				Sequencer: "617f08299329d189", Size: 5, Region: "ca-central-1", EventName: "ObjectCreated:PutObject"}}},
 		{name: "EventBridge Object Deleted", body: `{"detail-type":"Object Deleted","source":"aws.s3","detail":{}}`, kind: KindSkip, wrapping: []string{"eventbridge"}, skip: "Object Deleted"},
 		{name: "s3:TestEvent", body: testEvent, kind: KindSkip, skip: "s3:TestEvent"},
 		{name: "s3:TestEvent through SNS", body: snsWrap(testEvent), kind: KindSkip, wrapping: []string{"sns"}, skip: "s3:TestEvent"},
@@ -117,4 +130,19 @@ func TestParseBodyPoison(t *testing.T) {
 			assert.ErrorIs(t, err, ErrUnrecognised)
 		})
 	}
+}
+
+// An S3 event is identified only when something tells a copy of it from a
+// new write of the same key: a version, or a sequencer with an eTag.
+func TestObjectRefEvent(t *testing.T) {
+	t.Parallel()
+	ref := ObjectRef{Bucket: "b", Key: "k", ETag: "e", Sequencer: "s"}
+	assert.NotEmpty(t, ref.Event())
+	other := ref
+	other.Sequencer = "s2"
+	assert.NotEqual(t, ref.Event(), other.Event(), "another write of the key")
+	assert.Empty(t, ObjectRef{Bucket: "b", Key: "k", ETag: "e"}.Event(), "no sequencer: a rewrite looks the same")
+	assert.Empty(t, ObjectRef{Bucket: "b", Key: "k", Sequencer: "s"}.Event(), "no eTag")
+	assert.NotEmpty(t, ObjectRef{Bucket: "b", Key: "k", Version: "v"}.Event(), "a version is written once")
+	assert.NotEqual(t, ObjectRef{Bucket: "b", Key: "k", Version: "v"}.Event(), ObjectRef{Bucket: "b", Key: "k2", Version: "v"}.Event())
 }

@@ -13,6 +13,7 @@
 package sqssource
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,6 +101,8 @@ type Source struct {
 	objBytes *telemetry.Counter
 	objDead  *telemetry.Counter
 	objCtrl  *telemetry.Counter
+	objBad   *telemetry.Counter
+	objDups  *telemetry.Counter
 	apiErrs  *telemetry.Counter
 	dups     *telemetry.Counter
 	latency  *telemetry.Histogram
@@ -124,14 +127,16 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		received: metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
 		deleted:  metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
 		skipped:  metrics.Counter("sqs.messages_skipped", "SQS messages that announce nothing to read (S3 test events), deleted."),
-		failed:   metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again."),
+		failed:   metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again (counted once per message, however often it comes back)."),
 		handBack: metrics.Counter("sqs.messages_handed_back", "SQS messages made visible again at shutdown, unfinished."),
-		poison:   metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy."),
+		poison:   metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy (counted once per message)."),
 		extended: metrics.Counter("sqs.visibility_extensions", "Visibility timeouts extended for messages still being worked on."),
 		objRead:  metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
 		objBytes: metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
 		objDead:  metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
 		objCtrl:  metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
+		objBad:   metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
+		objDups:  metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
 		apiErrs:  metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
 		dups:     metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:  metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
@@ -155,11 +160,18 @@ type queue struct {
 	url, arn, region string
 
 	mu       sync.Mutex
-	inflight map[string]*flight   // by receipt handle: what the extender renews
-	active   map[string]*work     // by message id
-	recent   map[string]time.Time // delivered message ids
-	order    []recentID
-	deletes  chan string // receipt handles
+	inflight map[string]*flight // by receipt handle: what the extender renews
+	active   map[string]*work   // by message id
+	recent   *memory[struct{}]  // delivered message ids
+	// retry holds, by message id, what became of a message released to
+	// come back: which of its objects were delivered, so that a
+	// redelivery reads only the others.
+	retry *memory[*progress]
+	// objects are the S3 events whose object was delivered recently,
+	// objFlight those whose object is being read (Event keys).
+	objects   *memory[struct{}]
+	objFlight map[string]*objClaim
+	deletes   chan string // receipt handles
 }
 
 type flight struct {
@@ -180,7 +192,10 @@ func (s *Source) Start(ctx context.Context) error {
 		}
 		q := &queue{
 			url: u, arn: out.Attributes[string(types.QueueAttributeNameQueueArn)],
-			inflight: map[string]*flight{}, active: map[string]*work{}, recent: map[string]time.Time{},
+			inflight: map[string]*flight{}, active: map[string]*work{},
+			recent:  newMemory[struct{}](recentTTL(s.cfg.VisibilityTimeout), maxRecent),
+			retry:   newMemory[*progress](retryTTL, maxRecent),
+			objects: newMemory[struct{}](objectTTL, maxRecent), objFlight: map[string]*objClaim{},
 			deletes: make(chan string, 1024),
 		}
 		// arn:aws:sqs:region:account:name
@@ -283,7 +298,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 		s.slots.Release(n - int64(len(out.Messages)))
 		for _, m := range out.Messages {
 			s.received.Inc()
-			w, dup := q.admit(m, s.cfg.VisibilityTimeout)
+			w, dup := q.admit(m)
 			switch {
 			case dup == dupInFlight:
 				// A second copy of a message being worked on: its receipt
@@ -308,6 +323,32 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 type work struct {
 	id      string
 	handles []string
+	// done is what earlier receives of the message delivered; retried
+	// says one of them failed (the message was counted failed then).
+	done    *progress
+	retried bool
+}
+
+// progress is the indices of a message's objects delivered or
+// dead-lettered, completed as their acknowledgements arrive.
+type progress struct {
+	mu   sync.Mutex
+	done map[int]bool
+}
+
+func (p *progress) add(i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		p.done = map[int]bool{}
+	}
+	p.done[i] = true
+}
+
+func (p *progress) has(i int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done[i]
 }
 
 type dupKind uint8
@@ -323,12 +364,12 @@ const (
 // Working on both copies would deliver every event twice, so a copy joins
 // the work already under way, and a copy of a message delivered recently
 // is deleted at once.
-func (q *queue) admit(m types.Message, vt time.Duration) (*work, dupKind) {
+func (q *queue) admit(m types.Message) (*work, dupKind) {
 	id, h := aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if at, ok := q.recent[id]; ok && now.Sub(at) < recentTTL(vt) {
+	if _, ok := q.recent.get(id, now); ok {
 		return nil, dupRecent
 	}
 	q.inflight[h] = &flight{id: id, received: now}
@@ -336,7 +377,10 @@ func (q *queue) admit(m types.Message, vt time.Duration) (*work, dupKind) {
 		w.handles = append(w.handles, h)
 		return w, dupInFlight
 	}
-	w := &work{id: id, handles: []string{h}}
+	w := &work{id: id, handles: []string{h}, done: &progress{}}
+	if p, ok := q.retry.get(id, now); ok {
+		w.done, w.retried = p, true
+	}
 	q.active[id] = w
 	return w, dupNone
 }
@@ -344,7 +388,7 @@ func (q *queue) admit(m types.Message, vt time.Duration) (*work, dupKind) {
 // settle ends a message's work and returns the receipt handles of all its
 // copies. A delivered message is remembered for a while, to recognise
 // late copies.
-func (q *queue) settle(w *work, delivered bool, vt time.Duration) []string {
+func (q *queue) settle(w *work, delivered bool) []string {
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -353,19 +397,39 @@ func (q *queue) settle(w *work, delivered bool, vt time.Duration) []string {
 		delete(q.inflight, h)
 	}
 	if delivered {
-		q.recent[w.id] = now
-		q.order = append(q.order, recentID{w.id, now})
-		// Forget what is older than the window, and bound the memory.
-		i := 0
-		for i < len(q.order) && (now.Sub(q.order[i].at) >= recentTTL(vt) || len(q.order)-i > maxRecent) {
-			if q.recent[q.order[i].id] == q.order[i].at {
-				delete(q.recent, q.order[i].id)
-			}
-			i++
-		}
-		q.order = append(q.order[:0], q.order[i:]...)
+		q.recent.put(w.id, struct{}{}, now)
+		q.retry.forget(w.id)
+	} else {
+		q.retry.put(w.id, w.done, now)
 	}
 	return w.handles
+}
+
+// maxRecent bounds each memory of a queue: message ids, S3 events.
+const maxRecent = 100_000
+
+// retryTTL is how long what a released message delivered is remembered:
+// it comes back within its retry delay (at most maxRetryDelay) unless
+// another worker took it, and a day is far beyond any redrive policy's
+// receive count at that pace.
+const retryTTL = 24 * time.Hour
+
+// objectTTL is how long a delivered object's S3 event is remembered: S3
+// sends a copy of an event within moments as a rule, later only rarely.
+const objectTTL = time.Hour
+
+// memory remembers keys for a while, bounded in time and in number: what
+// a queue must recognise when it comes again. Its owner locks it.
+type memory[V any] struct {
+	ttl   time.Duration
+	max   int
+	items map[string]remembered[V]
+	order []recentID
+}
+
+type remembered[V any] struct {
+	at time.Time
+	v  V
 }
 
 type recentID struct {
@@ -373,8 +437,34 @@ type recentID struct {
 	at time.Time
 }
 
-// maxRecent bounds the delivered message ids remembered per queue.
-const maxRecent = 100_000
+func newMemory[V any](ttl time.Duration, max int) *memory[V] {
+	return &memory[V]{ttl: ttl, max: max, items: map[string]remembered[V]{}}
+}
+
+func (m *memory[V]) get(id string, now time.Time) (V, bool) {
+	it, ok := m.items[id]
+	if !ok || now.Sub(it.at) >= m.ttl {
+		var zero V
+		return zero, false
+	}
+	return it.v, true
+}
+
+func (m *memory[V]) put(id string, v V, now time.Time) {
+	m.items[id] = remembered[V]{now, v}
+	m.order = append(m.order, recentID{id, now})
+	// Forget what is older than the window, and bound the memory.
+	i := 0
+	for i < len(m.order) && (now.Sub(m.order[i].at) >= m.ttl || len(m.order)-i > m.max) {
+		if it, ok := m.items[m.order[i].id]; ok && it.at == m.order[i].at {
+			delete(m.items, m.order[i].id)
+		}
+		i++
+	}
+	m.order = append(m.order[:0], m.order[i:]...)
+}
+
+func (m *memory[V]) forget(id string) { delete(m.items, id) }
 
 // recentTTL is how long a delivered message's id is remembered: a copy
 // arrives within a visibility timeout or two of the original.
@@ -389,8 +479,8 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 	recv, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	log := s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId), "receive_count", recv)
 
-	err := s.process(s.workCtx, q, m, log)
-	handles := q.settle(w, err == nil, s.cfg.VisibilityTimeout)
+	err := s.process(s.workCtx, q, m, w, log)
+	handles := q.settle(w, err == nil)
 	switch {
 	case err == nil:
 		s.latency.Observe(time.Since(start))
@@ -403,10 +493,17 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 		s.handBack.Inc()
 		s.release(q, handles, 0, log)
 	default:
-		s.failed.Inc()
+		// Counted once per message: it comes back until its redrive
+		// policy takes it, and each receive is not another message.
+		first := !w.retried
+		if first {
+			s.failed.Inc()
+		}
 		delay := min(s.cfg.VisibilityTimeout<<min(max(recv-1, 0), 20), maxRetryDelay)
 		if errors.Is(err, ErrUnrecognised) {
-			s.poison.Inc()
+			if first {
+				s.poison.Inc()
+			}
 			log.Error("poison message: not deleted, left to the queue's redrive policy", "reason", err, "retry_in", delay)
 		} else {
 			log.Warn("message not fully delivered: not deleted; it will be retried, then redriven by the queue's policy", "reason", err, "retry_in", delay)
@@ -431,7 +528,7 @@ func (s *Source) release(q *queue, handles []string, delay time.Duration, log *s
 }
 
 // process ingests what a message carries and waits until it was delivered.
-func (s *Source) process(ctx context.Context, q *queue, m types.Message, log *slog.Logger) error {
+func (s *Source) process(ctx context.Context, q *queue, m types.Message, w *work, log *slog.Logger) error {
 	body, err := ParseBody([]byte(aws.ToString(m.Body)))
 	if err != nil {
 		return err
@@ -448,15 +545,7 @@ func (s *Source) process(ctx context.Context, q *queue, m types.Message, log *sl
 	var failure error
 	switch body.Kind {
 	case KindS3:
-		for _, ref := range body.Objects {
-			if reason, skip := s3obj.Skip(ref.Key, ref.Size); skip {
-				log.Info("object skipped", "bucket", ref.Bucket, "key", ref.Key, "reason", reason)
-				continue
-			}
-			if failure = s.readObject(ctx, ref, tr, log); failure != nil {
-				break
-			}
-		}
+		failure = s.readObjects(ctx, q, w, body.Objects, tr, log)
 	default:
 		failure = s.emitRaw(ctx, q, m, body, tr)
 	}
@@ -474,22 +563,158 @@ func (s *Source) process(ctx context.Context, q *queue, m types.Message, log *sl
 	return nil
 }
 
+// errPublish marks a failure to hand what was read to the pipeline (it is
+// shutting down): reading the message's other objects would fail alike.
+var errPublish = errors.New("publish")
+
+// readObjects reads a notification's objects, each on its own: one that
+// fails does not stop the others, and each is remembered as delivered
+// (for the message, and by its S3 event for the queue) once its own
+// acknowledgement completed, so that a receive of the message again reads
+// only what failed, and a copy of the event in another message nothing.
+// An object S3 will never give (Permanent) is dead-lettered by name: the
+// message is deleted all the same.
+func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []ObjectRef, tr *ack.Tracker, log *slog.Logger) error {
+	var failures []error
+	for i, ref := range refs {
+		name := objectName(ref)
+		if reason, skip := s3obj.Skip(ref.Key, ref.Size); skip {
+			log.Info("object skipped", "object", name, "reason", reason)
+			continue
+		}
+		if w.done.has(i) {
+			log.Info("object skipped: delivered at an earlier receive of this message", "object", name)
+			continue
+		}
+		claim, dup, err := q.claimObject(ctx, ref.Event())
+		if err != nil {
+			failures = append(failures, err)
+			break
+		}
+		if dup {
+			s.objDups.Inc()
+			w.done.add(i)
+			log.Info("object skipped: a copy of an S3 event whose object was delivered (S3 sends notifications at least once)",
+				"object", name, "sequencer", ref.Sequencer, "etag", ref.ETag)
+			continue
+		}
+		var ot *ack.Tracker
+		ot = ack.Child(tr, func() {
+			ok := ot.Err() == nil
+			if ok {
+				w.done.add(i)
+			}
+			q.settleObject(claim, ok)
+		})
+		err = s.readObject(ctx, ref, ot, log)
+		if err != nil && s3obj.Permanent(err) && ctx.Err() == nil {
+			err = s.deadObject(ctx, ref, err, ot, log)
+		}
+		if err == nil {
+			ot.Done()
+			continue
+		}
+		ot.Fail(err)
+		failures = append(failures, err)
+		if ctx.Err() != nil || errors.Is(err, errPublish) {
+			break
+		}
+	}
+	return errors.Join(failures...)
+}
+
+// deadObject dead-letters an object S3 will not give, by name and with
+// S3's answer: the object stays where it is (a replay of its key reads
+// it, should it become readable).
+func (s *Source) deadObject(ctx context.Context, ref ObjectRef, cause error, ot *ack.Tracker, log *slog.Logger) error {
+	name := objectName(ref)
+	b := s3obj.Unreadable(s.object(ref), fmt.Sprintf("object %s cannot be read: %v; not retried: S3 gives the same answer every time", name, cause))
+	b.Ack = ot
+	if err := s.decoded.DeadLetter(ctx, b); err != nil {
+		return fmt.Errorf("%w: dead letter of %s: %w", errPublish, name, err)
+	}
+	s.objBad.Inc()
+	log.Warn("object cannot be read: dead-lettered by name, the rest of the message delivered", "object", name, "reason", cause)
+	return nil
+}
+
+// objectName is an object's URL, with the version the notification named.
+func objectName(ref ObjectRef) string {
+	if ref.Version != "" {
+		return "s3://" + ref.Bucket + "/" + ref.Key + "?versionId=" + ref.Version
+	}
+	return "s3://" + ref.Bucket + "/" + ref.Key
+}
+
+// object describes an announced object for the reader.
+func (s *Source) object(ref ObjectRef) s3obj.Object {
+	return s3obj.Object{Bucket: ref.Bucket, Key: ref.Key, Size: ref.Size, ETag: ref.ETag, Region: cmp.Or(ref.Region, s.cfg.DefaultRegion), Source: "s3"}
+}
+
+// objClaim is an S3 event whose object a message is reading; done is
+// closed when its acknowledgement completed.
+type objClaim struct {
+	event string
+	done  chan struct{}
+}
+
+// claimObject takes an S3 event for a message to read its object: dup
+// when its object was delivered recently; while another message reads
+// it, it waits for that read, then takes the event over if the read
+// failed. An object with no Event key is always read.
+func (q *queue) claimObject(ctx context.Context, event string) (c *objClaim, dup bool, err error) {
+	if event == "" {
+		return &objClaim{}, false, nil
+	}
+	for {
+		q.mu.Lock()
+		if _, ok := q.objects.get(event, time.Now()); ok {
+			q.mu.Unlock()
+			return nil, true, nil
+		}
+		other := q.objFlight[event]
+		if other == nil {
+			c := &objClaim{event: event, done: make(chan struct{})}
+			q.objFlight[event] = c
+			q.mu.Unlock()
+			return c, false, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-other.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// settleObject ends a claim: a delivered object's event is remembered.
+func (q *queue) settleObject(c *objClaim, ok bool) {
+	if c.event == "" {
+		return
+	}
+	q.mu.Lock()
+	delete(q.objFlight, c.event)
+	if ok {
+		q.objects.put(c.event, struct{}{}, time.Now())
+	}
+	q.mu.Unlock()
+	close(c.done)
+}
+
 // readObject streams one object into decoded batches.
 func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker, log *slog.Logger) error {
-	region := ref.Region
-	if region == "" {
-		region = s.cfg.DefaultRegion
-	}
 	var opts []func(*s3.Options)
 	if ref.Region != "" {
 		opts = append(opts, func(o *s3.Options) { o.Region = ref.Region })
 	}
-	body, err := s3obj.Open(ctx, s.objects, ref.Bucket, ref.Key, opts...)
+	body, err := s3obj.OpenVersion(ctx, s.objects, ref.Bucket, ref.Key, ref.Version, opts...)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	obj := s3obj.Object{Bucket: ref.Bucket, Key: ref.Key, Size: body.Size, ETag: body.ETag, LastModified: body.LastModified, Region: region, Source: "s3"}
+	obj := s.object(ref)
+	obj.Size, obj.ETag, obj.LastModified = body.Size, body.ETag, body.LastModified
 	r := s3obj.NewReader(body, obj, s.cfg.Object)
 	defer r.Close()
 	for {
@@ -507,7 +732,7 @@ func (s *Source) readObject(ctx context.Context, ref ObjectRef, tr *ack.Tracker,
 			err = s.emitEvents(ctx, c.Batch)
 		}
 		if err != nil {
-			return fmt.Errorf("publish events of %s: %w", obj.Name(), err)
+			return fmt.Errorf("%w events of %s: %w", errPublish, obj.Name(), err)
 		}
 	}
 	st := r.Stats()

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,6 +28,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj/s3objtest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/testkit/corpus"
@@ -110,6 +114,7 @@ type env struct {
 	sns     *sns.Client
 	metrics *telemetry.Registry
 	sink    *sink
+	objects s3obj.Getter // what start reads objects with; nil: s3
 }
 
 func newEnv(t *testing.T) *env {
@@ -146,7 +151,11 @@ func (e *env) start(t *testing.T, cfg Config) *Source {
 	}
 	cfg.WaitTime = time.Second
 	cfg.DefaultRegion = s3objtest.Region
-	src, err := New(cfg, e.sqs, e.s3, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
+	var objects s3obj.Getter = e.s3
+	if e.objects != nil {
+		objects = e.objects
+	}
+	src, err := New(cfg, e.sqs, objects, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
 	require.NoError(t, err)
 	require.NoError(t, src.Start(context.Background()))
 	t.Cleanup(func() {
@@ -302,32 +311,131 @@ func TestCloudWatchAndFirehosePayloadsGoToTheRawTopic(t *testing.T) {
 	}
 }
 
+// TestPoisonMessageIsLeftToTheRedrivePolicy: a message of no known shape
+// comes back until the queue's redrive policy takes it, and is counted
+// once, however often it was received.
 func TestPoisonMessageIsLeftToTheRedrivePolicy(t *testing.T) {
 	e := newEnv(t)
 	dlq, dlqARN := e.queue(t, "poison-dlq", nil)
-	q, _ := e.queue(t, "poison", map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"2"}`, dlqARN)})
+	q, _ := e.queue(t, "poison", map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"3"}`, dlqARN)})
 	e.bucket(t, "bkt")
 	e.put(t, "bkt", "good", corpus.Gzip(envelopeDoc("ok")))
-	for _, body := range []string{
-		"this is not a notification",
-		// An object that does not exist: reading it fails every time.
-		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"missing","size":1}}}]}`,
-		`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bkt"},"object":{"key":"good","size":1}}}]}`,
-	} {
-		_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
-		require.NoError(t, err)
-	}
+	e.send(t, q, "this is not a notification")
+	e.send(t, q, notification(ref{bucket: "bkt", key: "good"}))
 	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
-	// Both poison messages fail twice, then the queue moves them to its
-	// dead-letter queue on the next receive.
-	e.waitQueue(t, dlq, func(v, nv int) bool { return v == 2 })
+	// The poison message fails three times, then the queue moves it to
+	// its dead-letter queue on the next receive.
+	e.waitQueue(t, dlq, func(v, nv int) bool { return v == 1 })
 	e.waitQueue(t, q, empty)
 	events, dead, _ := e.sink.snapshot()
 	assert.Len(t, events, 1, "the good message was delivered")
 	assert.Empty(t, dead)
-	assert.GreaterOrEqual(t, e.metrics.Value("sqs.messages_unrecognised"), int64(2))
-	assert.GreaterOrEqual(t, e.metrics.Value("sqs.messages_failed"), int64(4))
+	assert.EqualValues(t, 4, e.metrics.Value("sqs.messages_received"), "the poison message three times")
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_unrecognised"), "one message, however often received")
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_failed"))
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 1)
 	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_deleted"))
+}
+
+// ref is an object as a notification names it.
+type ref struct{ bucket, key, version, etag, sequencer string }
+
+// notification is the S3 event notification of objects, as S3 sends it.
+func notification(refs ...ref) string {
+	var recs []string
+	for _, r := range refs {
+		obj := fmt.Sprintf(`"key":%q,"size":1`, r.key)
+		if r.version != "" {
+			obj += fmt.Sprintf(`,"versionId":%q`, r.version)
+		}
+		if r.etag != "" {
+			obj += fmt.Sprintf(`,"eTag":%q`, r.etag)
+		}
+		if r.sequencer != "" {
+			obj += fmt.Sprintf(`,"sequencer":%q`, r.sequencer)
+		}
+		recs = append(recs, `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"`+s3objtest.Region+`","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",`+
+			`"s3":{"s3SchemaVersion":"1.0","bucket":{"name":"`+r.bucket+`","arn":"arn:aws:s3:::`+r.bucket+`"},"object":{`+obj+`}}}`)
+	}
+	return `{"Records":[` + strings.Join(recs, ",") + `]}`
+}
+
+func (e *env) send(t *testing.T, q, body string) {
+	t.Helper()
+	_, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+	require.NoError(t, err)
+}
+
+// TestUnreadableObjectsAreDeadLetteredAndTheOthersDeliveredOnce: one
+// notification names objects S3 will never give (no such key, no such
+// bucket) among readable ones. The readable ones are delivered once, each
+// missing one is dead-lettered by name with S3's answer, and the message
+// is deleted: it is not received again to deliver the others again.
+func TestUnreadableObjectsAreDeadLetteredAndTheOthersDeliveredOnce(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "mixed", nil)
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "one", corpus.Gzip(envelopeDoc("one")))
+	e.put(t, "bkt", "two", corpus.Gzip(envelopeDoc("two")))
+	e.send(t, q, notification(ref{bucket: "bkt", key: "one"}, ref{bucket: "bkt", key: "deleted-since"},
+		ref{bucket: "no-such-bucket", key: "k"}, ref{bucket: "bkt", key: "two"}))
+	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 1)
+	events, dead, _ := e.sink.snapshot()
+	assert.Equal(t, []string{"one", "two"}, msgs(events))
+	require.Len(t, dead, 2)
+	assert.Contains(t, dead[0].Reason, "s3://bkt/deleted-since")
+	assert.Contains(t, dead[0].Reason, "NoSuchKey")
+	assert.Contains(t, dead[1].Reason, "s3://no-such-bucket/k")
+	assert.Contains(t, dead[1].Reason, "NoSuchBucket")
+	for _, d := range dead {
+		assert.Equal(t, "s3", d.Origin.Source)
+		assert.Empty(t, d.Message, "named, not copied")
+	}
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_received"))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.objects_unreadable"))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.objects_read"))
+	assert.Zero(t, e.metrics.Value("sqs.messages_failed"))
+}
+
+// flakyGetter refuses the first GET of one key with a 503, as S3 does
+// when it sheds load, and passes everything else to S3.
+type flakyGetter struct {
+	s3obj.Getter
+	key    string
+	failed atomic.Bool
+}
+
+func (f *flakyGetter) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Key) == f.key && f.failed.CompareAndSwap(false, true) {
+		return nil, &smithy.GenericAPIError{Code: "SlowDown", Message: "Please reduce your request rate."}
+	}
+	return f.Getter.GetObject(ctx, in, opts...)
+}
+
+// TestARetryReadsOnlyTheObjectsThatFailed: one object of a notification
+// fails for a reason that may pass (S3 throttling); the message comes
+// back, and the receive reads that object alone: the others were
+// delivered the first time.
+func TestARetryReadsOnlyTheObjectsThatFailed(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "retried", nil)
+	e.bucket(t, "bkt")
+	for _, k := range []string{"one", "flaky", "two"} {
+		e.put(t, "bkt", k, corpus.Gzip(envelopeDoc(k)))
+	}
+	e.send(t, q, notification(ref{bucket: "bkt", key: "one"}, ref{bucket: "bkt", key: "flaky"}, ref{bucket: "bkt", key: "two"}))
+	e.objects = &flakyGetter{Getter: e.s3, key: "flaky"}
+	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 1)
+	events, dead, _ := e.sink.snapshot()
+	assert.ElementsMatch(t, []string{"one", "flaky", "two"}, msgs(events), "each object once")
+	assert.Empty(t, dead)
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.messages_received"))
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_failed"))
+	assert.EqualValues(t, 3, e.metrics.Value("sqs.objects_read"))
 }
 
 func TestPoisonObjectIsDeadLetteredAndTheMessageDeleted(t *testing.T) {
@@ -621,4 +729,71 @@ func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
 	e.sink.release()
 	e.waitQueue(t, q, empty)
 	assert.Eventually(t, func() bool { return budget.Stats().HeldBytes == 0 }, 10*time.Second, time.Millisecond)
+}
+
+// TestTheNotifiedVersionIsRead: in a versioned bucket a key written twice
+// has two versions, and each notification names its own (versionId in S3's
+// notification, version-id in EventBridge's). Each version is read once,
+// the first one included although it is no longer the current one; a
+// version deleted since is dead-lettered by name.
+func TestTheNotifiedVersionIsRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	q, _ := e.queue(t, "versions", nil)
+	e.bucket(t, "ver")
+	_, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String("ver"),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	var versions []string
+	for _, m := range []string{"first", "second", "third", "deleted"} {
+		out, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("ver"), Key: aws.String("fh/obj.gz"), Body: bytes.NewReader(corpus.Gzip(envelopeDoc(m)))})
+		require.NoError(t, err)
+		versions = append(versions, aws.ToString(out.VersionId))
+	}
+	_, err = e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("ver"), Key: aws.String("fh/obj.gz"), VersionId: aws.String(versions[3])})
+	require.NoError(t, err)
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[0]}))
+	e.send(t, q, `{"version":"0","id":"1","detail-type":"Object Created","source":"aws.s3","account":"123456789012","time":"2026-12-03T19:00:00Z","region":"`+s3objtest.Region+
+		`","resources":["arn:aws:s3:::ver"],"detail":{"version":"0","bucket":{"name":"ver"},"object":{"key":"fh/obj.gz","size":1,"version-id":"`+versions[1]+`"},"reason":"PutObject"}}`)
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[2]}))
+	e.send(t, q, notification(ref{bucket: "ver", key: "fh/obj.gz", version: versions[3]}))
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 4)
+	events, dead, _ := e.sink.snapshot()
+	assert.ElementsMatch(t, []string{"first", "second", "third"}, msgs(events))
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, "s3://ver/fh/obj.gz?versionId="+versions[3])
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.objects_unreadable"))
+}
+
+// TestACopyOfAnS3EventIsReadOnce: S3 delivers event notifications at least
+// once, so one event may arrive in two SQS messages (two message ids), even
+// wrapped differently (direct and through SNS). Recognised by bucket, key,
+// eTag and sequencer, the object is read once and the copies counted; a
+// new write of the key (another sequencer) is read again.
+func TestACopyOfAnS3EventIsReadOnce(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "copies", nil)
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "k", corpus.Gzip(envelopeDoc("once")))
+	event := notification(ref{bucket: "bkt", key: "k", etag: "d41d8cd98f00b204e9800998ecf8427e", sequencer: "0055AED6DCD90281E5"})
+	for _, body := range []string{event, event, snsWrap(event)} {
+		e.send(t, q, body)
+	}
+	e.start(t, Config{QueueURLs: []string{q}})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 3)
+	events, _, _ := e.sink.snapshot()
+	assert.Equal(t, []string{"once"}, msgs(events))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.duplicate_objects"))
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.objects_read"))
+
+	e.put(t, "bkt", "k", corpus.Gzip(envelopeDoc("rewritten")))
+	e.send(t, q, notification(ref{bucket: "bkt", key: "k", etag: "d41d8cd98f00b204e9800998ecf8427e", sequencer: "0055AED6DCD90281E6"}))
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 4)
+	events, _, _ = e.sink.snapshot()
+	assert.Equal(t, []string{"once", "rewritten"}, msgs(events))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.duplicate_objects"))
 }
