@@ -294,7 +294,10 @@ func TestReplayResumedReportCountsWhatWasDone(t *testing.T) {
 	first, err := e.run(t, ctx, func(r *config.Replay) { cfg(r); r.Rate = 10_000 }, ReplayOptions{S3: a.s3})
 	cancel()
 	require.ErrorIs(t, err, context.Canceled)
-	require.GreaterOrEqual(t, first.Objects, int64(2))
+	// The intake has two objects' logs when the run is cancelled; the
+	// second may still be waiting for its acknowledgement, and is then
+	// interrupted: at least the first is done.
+	require.GreaterOrEqual(t, first.Objects, int64(1))
 	require.Less(t, first.Objects, int64(objects))
 
 	second, err := e.run(t, context.Background(), cfg, ReplayOptions{S3: a.s3})
