@@ -171,37 +171,57 @@ func TestNATSStopUnderLoad(t *testing.T) {
 	assert.Zero(t, dead, "nothing is dead-lettered")
 }
 
+// slowIntake is a delivery stage whose intake takes hold to answer the
+// first delivery of one batch, and which counts every delivery of each.
+type slowIntake struct {
+	slow  string
+	hold  time.Duration
+	calls sync.Map      // batch id → *atomic.Int64
+	done  chan struct{} // closed when the slow delivery returned
+}
+
+func newSlowIntake(slow string, hold time.Duration) *slowIntake {
+	return &slowIntake{slow: slow, hold: hold, done: make(chan struct{})}
+}
+
+func (s *slowIntake) Handle(ctx context.Context, in *record.Batch, _ Output) error {
+	n, _ := s.calls.LoadOrStore(in.ID, new(atomic.Int64))
+	if n.(*atomic.Int64).Add(1) == 1 && in.ID == s.slow {
+		defer close(s.done)
+		select {
+		case <-time.After(s.hold):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (s *slowIntake) assertEachOnce(t *testing.T, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		n, ok := s.calls.Load(id)
+		if assert.True(t, ok, "batch %s delivered", id) {
+			assert.Equal(t, int64(1), n.(*atomic.Int64).Load(), "batch %s delivered once", id)
+		}
+	}
+}
+
 // TestNATSRenewsAckWaitWhileHandling: a batch whose handling outlasts
 // ack_wait (an intake slow to answer, retried) is marked in progress, so
 // that the broker does not give it to the other worker meanwhile.
 func TestNATSRenewsAckWaitWhileHandling(t *testing.T) {
 	s := natsServer(t)
 	const ackWait = 500 * time.Millisecond
-	var calls sync.Map
-	done := make(chan struct{})
-	slow := HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
-		n, _ := calls.LoadOrStore(in.ID, new(atomic.Int64))
-		if n.(*atomic.Int64).Add(1) == 1 {
-			defer close(done)
-			// The intake answers after four ack waits.
-			select {
-			case <-time.After(4 * ackWait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
+	slow := newSlowIntake("0", 4*ackWait)
 	a := natsWorker(t, s, ackWait, slow)
 	b := natsWorker(t, s, ackWait, slow)
 	emitBatches(t, a, 1, 10)
-	<-done
+	<-slow.done
 	for _, rt := range []*Runtime{a, b} {
 		require.NoError(t, rt.Shutdown(context.Background()))
 	}
-	n, ok := calls.Load("0")
-	require.True(t, ok)
-	assert.Equal(t, int64(1), n.(*atomic.Int64).Load(), "handled once, not redelivered to the other worker")
+	slow.assertEachOnce(t, "0")
 	ackPending, dead := brokerState(t, s)
 	assert.Zero(t, ackPending)
 	assert.Zero(t, dead)

@@ -2,15 +2,12 @@ package stage
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -21,21 +18,7 @@ import (
 func TestSQSKeepsHeldMessagesInvisible(t *testing.T) {
 	awsCfg := motoAWS(t)
 	const visibility = time.Second
-	var calls sync.Map
-	done := make(chan struct{})
-	slow := HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
-		n, _ := calls.LoadOrStore(in.ID, new(atomic.Int64))
-		if n.(*atomic.Int64).Add(1) == 1 && in.ID == "0" {
-			defer close(done)
-			// The intake answers after three visibility timeouts.
-			select {
-			case <-time.After(3 * visibility):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
+	slow := newSlowIntake("0", 3*visibility)
 	worker := func() *Runtime {
 		tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "lease-", VisibilityTimeout: visibility, Subscribers: 1,
 			Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
@@ -49,19 +32,16 @@ func TestSQSKeepsHeldMessagesInvisible(t *testing.T) {
 	}
 	a, b := worker(), worker()
 	emitBatches(t, a, 4, 5)
-	<-done
+	<-slow.done
 	// Everything handled, the slow batch included, before the workers stop.
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, id := range []string{"0", "1", "2", "3"} {
-			_, ok := calls.Load(id)
+			_, ok := slow.calls.Load(id)
 			assert.True(c, ok, id)
 		}
 	}, 30*time.Second, 50*time.Millisecond)
 	for _, rt := range []*Runtime{a, b} {
 		require.NoError(t, rt.Shutdown(context.Background()))
 	}
-	calls.Range(func(id, n any) bool {
-		assert.Equal(t, int64(1), n.(*atomic.Int64).Load(), "batch %s handled once", id)
-		return true
-	})
+	slow.assertEachOnce(t, "0", "1", "2", "3")
 }
