@@ -31,11 +31,13 @@ type leases struct {
 	visibility time.Duration
 	logger     watermill.LoggerAdapter
 
-	mu    sync.Mutex
-	held  map[string]*lease // by receipt handle
-	stop  chan struct{}
-	once  sync.Once
-	ended chan struct{}
+	mu       sync.Mutex
+	held     map[string]*lease        // by receipt handle
+	deleting map[string]chan struct{} // acknowledged, closed once deleted
+	stopped  chan struct{}            // set when the subscription stops
+	stop     chan struct{}
+	once     sync.Once
+	ended    chan struct{}
 }
 
 type lease struct {
@@ -46,7 +48,8 @@ type lease struct {
 }
 
 func newLeases(client *sqs.Client, visibility time.Duration, logger watermill.LoggerAdapter) *leases {
-	l := &leases{sqs: client, visibility: visibility, logger: logger, held: map[string]*lease{}, stop: make(chan struct{}), ended: make(chan struct{})}
+	l := &leases{sqs: client, visibility: visibility, logger: logger, held: map[string]*lease{}, deleting: map[string]chan struct{}{},
+		stop: make(chan struct{}), ended: make(chan struct{})}
 	go l.renew()
 	return l
 }
@@ -55,7 +58,16 @@ func newLeases(client *sqs.Client, visibility time.Duration, logger watermill.Lo
 func (l *leases) option(o *sqs.Options) {
 	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("gwpipeLeases", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if _, ok := in.Parameters.(*sqs.ReceiveMessageInput); ok && l.receiving() != nil {
+				// The subscription stopped: no new message, until
+				// watermill-aws' receive loop ends with its context.
+				<-ctx.Done()
+				return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+			}
 			out, md, err := next.HandleInitialize(ctx, in)
+			if del, ok := in.Parameters.(*sqs.DeleteMessageInput); ok {
+				l.deleted(aws.ToString(del.ReceiptHandle))
+			}
 			if err != nil {
 				return out, md, err
 			}
@@ -67,6 +79,40 @@ func (l *leases) option(o *sqs.Options) {
 			return out, md, err
 		}), middleware.After)
 	})
+}
+
+// receiving is nil while the subscription takes messages.
+func (l *leases) receiving() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+func (l *leases) stopReceiving() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped == nil {
+		l.stopped = make(chan struct{})
+	}
+}
+
+// awaitDelete returns a channel closed once watermill-aws deleted the
+// message (once acknowledged).
+func (l *leases) awaitDelete(handle string) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := make(chan struct{})
+	l.deleting[handle] = ch
+	return ch
+}
+
+func (l *leases) deleted(handle string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.deleting[handle]; ok {
+		close(ch)
+		delete(l.deleting, handle)
+	}
 }
 
 func (l *leases) hold(queue string, msgs []sqstypes.Message) {
@@ -180,31 +226,68 @@ type leasedSubscriber struct {
 }
 
 func (s *leasedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	in, err := s.Subscriber.Subscribe(ctx, topic)
+	// watermill-aws drops the deletion of a message whose handler ends
+	// after its context did: its context outlives the router's stop until
+	// every message handed over is settled (deleted once acknowledged).
+	innerCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	in, err := s.Subscriber.Subscribe(innerCtx, topic)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	out := make(chan *message.Message)
+	var handed sync.WaitGroup
 	go func() {
 		defer close(out)
-		for m := range in {
+		for {
+			var m *message.Message
+			select {
+			case m = <-in:
+			case <-ctx.Done():
+			}
+			if m == nil {
+				break
+			}
 			handle := m.Metadata.Get(receiptKey)
-			go func() {
+			deleted := s.leases.awaitDelete(handle)
+			handed.Add(1)
+			settled := func() {
 				select {
 				case <-m.Acked():
 					s.leases.settle(handle, true)
+					select {
+					case <-deleted:
+					case <-time.After(s.leases.visibility):
+					}
 				case <-m.Nacked():
 					s.leases.settle(handle, false)
-				case <-s.leases.stop:
+					s.leases.deleted(handle) // never will be: forget it
 				}
-			}()
+				handed.Done()
+			}
 			select {
 			case out <- m:
+				go settled()
 			case <-ctx.Done():
-				// watermill-aws discards it: visible again at once.
-				s.leases.settle(handle, false)
+				m.Nack()
+				settled()
 			}
 		}
+		// Stopped: no more receives; what was received meanwhile is
+		// handed back, and the subscription ends once every message
+		// handed over is settled.
+		s.leases.stopReceiving()
+		drained := make(chan struct{})
+		go func() {
+			handed.Wait()
+			cancel()
+			close(drained)
+		}()
+		for m := range in {
+			m.Nack()
+			s.leases.settle(m.Metadata.Get(receiptKey), false)
+		}
+		<-drained
 	}()
 	return out, nil
 }
