@@ -90,13 +90,7 @@ func TestNATSStopFinishesHandlersInFlight(t *testing.T) {
 	emitBatches(t, rt, 10, 10)
 	inFlight := []string{<-started, <-started} // one per pull loop
 
-	// What Stop does first: the router takes no more input.
-	rt.runCancel()
-	stopped := make(chan error, 1)
-	go func() { stopped <- rt.Stop(context.Background()) }()
-	close(release)
-	require.NoError(t, <-stopped)
-	require.NoError(t, rt.Shutdown(context.Background()))
+	stopMidBatch(t, rt, release)
 
 	first.mu.Lock()
 	for _, id := range inFlight {
@@ -120,6 +114,18 @@ func TestNATSStopFinishesHandlersInFlight(t *testing.T) {
 	ackPending, dead := brokerState(t, s)
 	assert.Zero(t, ackPending, "everything handled is acknowledged")
 	assert.Zero(t, dead, "nothing is dead-lettered")
+}
+
+// stopMidBatch stops a worker whose handlers wait for release: they are
+// released once the router takes no more input (what Stop does first).
+func stopMidBatch(t *testing.T, rt *Runtime, release chan struct{}) {
+	t.Helper()
+	rt.runCancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- rt.Stop(context.Background()) }()
+	close(release)
+	require.NoError(t, <-stopped)
+	require.NoError(t, rt.Shutdown(context.Background()))
 }
 
 // neverRedelivered is an ack_wait longer than any test: a message the

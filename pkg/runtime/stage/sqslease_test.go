@@ -15,26 +15,30 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
+// sqsWorker runs the stage deliver on topic enriched with a visibility
+// timeout of a second.
+func sqsWorker(t *testing.T, awsCfg aws.Config, prefix string, subscribers int, h Handler) (*Runtime, *SQS) {
+	t.Helper()
+	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: prefix, VisibilityTimeout: time.Second, Subscribers: subscribers,
+		Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
+	require.NoError(t, err)
+	rt, err := New(Config{MaxRetries: 0}, tr, nil, telemetry.NewRegistry())
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "enriched", Handler: h}))
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { _ = rt.Close() })
+	return rt, tr
+}
+
 // TestSQSKeepsHeldMessagesInvisible: a batch handled for longer than the
 // visibility timeout, and the batches received with it that wait behind
 // it, are not received by the other worker meanwhile: each is handled
 // once.
 func TestSQSKeepsHeldMessagesInvisible(t *testing.T) {
 	awsCfg := motoAWS(t)
-	const visibility = time.Second
-	slow := newSlowIntake("0", 3*visibility)
-	worker := func() *Runtime {
-		tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "lease-", VisibilityTimeout: visibility, Subscribers: 1,
-			Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
-		require.NoError(t, err)
-		rt, err := New(Config{MaxRetries: 0}, tr, nil, telemetry.NewRegistry())
-		require.NoError(t, err)
-		require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "enriched", Handler: slow}))
-		require.NoError(t, rt.Start(context.Background()))
-		t.Cleanup(func() { _ = rt.Close() })
-		return rt
-	}
-	a, b := worker(), worker()
+	slow := newSlowIntake("0", 3*time.Second) // three visibility timeouts
+	a, _ := sqsWorker(t, awsCfg, "lease-", 1, slow)
+	b, _ := sqsWorker(t, awsCfg, "lease-", 1, slow)
 	emitBatches(t, a, 4, 5)
 	<-slow.done
 	// Everything handled, the slow batch included, before the workers stop.
@@ -57,21 +61,10 @@ func TestSQSKeepsHeldMessagesInvisible(t *testing.T) {
 // received and not handed over goes back to the queue.
 func TestSQSStopFinishesHandlersInFlight(t *testing.T) {
 	awsCfg := motoAWS(t)
-	worker := func(h Handler) (*Runtime, *SQS) {
-		tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "stop-", VisibilityTimeout: time.Second, Subscribers: 2,
-			Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
-		require.NoError(t, err)
-		rt, err := New(Config{MaxRetries: 0}, tr, nil, telemetry.NewRegistry())
-		require.NoError(t, err)
-		require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "enriched", Handler: h}))
-		require.NoError(t, rt.Start(context.Background()))
-		t.Cleanup(func() { _ = rt.Close() })
-		return rt, tr
-	}
 	started := make(chan string, 100)
 	release := make(chan struct{})
 	first := newCollector()
-	rt, tr := worker(HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
+	rt, tr := sqsWorker(t, awsCfg, "stop-", 2, HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
 		started <- in.ID
 		select {
 		case <-release:
@@ -82,19 +75,14 @@ func TestSQSStopFinishesHandlersInFlight(t *testing.T) {
 	}))
 	emitBatches(t, rt, 6, 5)
 	inFlight := <-started
-	rt.runCancel() // what Stop does first
-	stopped := make(chan error, 1)
-	go func() { stopped <- rt.Stop(context.Background()) }()
-	close(release)
-	require.NoError(t, <-stopped)
-	require.NoError(t, rt.Shutdown(context.Background()))
+	stopMidBatch(t, rt, release)
 	first.mu.Lock()
 	assert.Equal(t, 1, first.ids[inFlight+"-0"], "the batch in flight was finished")
 	handled := len(first.ids)
 	first.mu.Unlock()
 
 	second := newCollector()
-	worker(second)
+	sqsWorker(t, awsCfg, "stop-", 2, second)
 	url, err := tr.sqs.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: aws.String(tr.QueueName("deliver", "enriched"))})
 	require.NoError(t, err)
 	// Empty only once every message was deleted: one whose deletion was
