@@ -140,30 +140,17 @@ func (t *NATS) Subscriber(group string) (message.Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: subscriber %s: connect %s: %w", group, redact.URL(t.cfg.URL), redact.Err(err))
 	}
-	var subs []*wmjs.Subscriber
-	for i := 0; i < t.cfg.Subscribers; i++ {
-		s, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-			Conn: nc, Logger: t.logger, AckWaitTimeout: t.cfg.AckWait,
-			ConsumeOptions: []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(t.cfg.Prefetch)},
-			ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
-				c, err := js.Consumer(ctx, topic, ConsumerName(group, topic))
-				if err != nil {
-					return nil, nil, fmt.Errorf("consumer %s on %s (is the stage in the topology?): %w", group, topic, err)
-				}
-				return c, nil, nil
-			},
-		})
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("nats transport: subscriber %s: %w", group, err)
-		}
-		subs = append(subs, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats transport: subscriber %s: %w", group, err)
 	}
-	m := &fanIn{subs: subs}
+	s := &jsSubscriber{nc: nc, js: js, group: group, loops: t.cfg.Subscribers, prefetch: t.cfg.Prefetch,
+		ackWait: t.cfg.AckWait, logger: t.logger, closing: make(chan struct{})}
 	t.mu.Lock()
-	t.subs = append(t.subs, m)
+	t.subs = append(t.subs, s)
 	t.mu.Unlock()
-	return m, nil
+	return s, nil
 }
 
 // Close closes the subscribers, then the connection (draining it).
@@ -180,47 +167,214 @@ func (t *NATS) Close() error {
 	return errors.Join(errs...)
 }
 
-// fanIn merges several subscriptions of one group into one channel, so that
-// a stage handles several messages at once while each pull loop waits for
-// its message's acknowledgement.
-type fanIn struct {
-	subs []*wmjs.Subscriber
+// jsSubscriber is a group's subscriber on its durable pull consumer.
+//
+// It replaces watermill-nats' jetstream Subscriber, whose message contexts
+// end with the subscription (a stopping router cancelled the handlers in
+// flight, whose batches were then dead-lettered and their acks dropped),
+// whose pull callbacks could send on the channel it had closed ("send on
+// closed channel" at a SIGTERM under load), and which gave a message up at
+// ack_wait while its handler still ran. Here, when the subscription ends,
+// the messages already handed to the router are still acknowledged once
+// their handlers return, those not handed over yet go back to the broker
+// at once (Nak), and a message held longer than a fraction of ack_wait is
+// marked in progress so that the broker does not give it to another
+// worker meanwhile.
+type jsSubscriber struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	group    string
+	loops    int
+	prefetch int
+	ackWait  time.Duration
+	logger   watermill.LoggerAdapter
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	subs      []*subscription
 }
 
-func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	out := make(chan *message.Message)
-	var wg sync.WaitGroup
-	for _, s := range f.subs {
-		ch, err := s.Subscribe(ctx, topic)
-		if err != nil {
-			return nil, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range ch {
-				select {
-				case out <- m:
-				case <-ctx.Done():
-					return // unacknowledged: the broker redelivers it
-				}
-			}
-		}()
+func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	c, err := s.js.Consumer(ctx, topic, ConsumerName(s.group, topic))
+	if err != nil {
+		return nil, fmt.Errorf("nats transport: consumer %s on %s (is the stage in the topology?): %w", s.group, topic, err)
 	}
-	go func() { wg.Wait(); close(out) }()
-	return out, nil
+	sub := &subscription{s: s, out: make(chan *message.Message), stop: make(chan struct{}), done: make(chan struct{}),
+		// A handler's context must outlive the subscription: the router
+		// ends the subscription to stop taking input, and the handlers in
+		// flight then finish (only a hand-back cancels them).
+		msgCtx: context.WithoutCancel(ctx)}
+	var ccs []jetstream.ConsumeContext
+	for range s.loops {
+		cc, err := c.Consume(sub.handle, jetstream.PullMaxMessages(s.prefetch))
+		if err != nil {
+			for _, cc := range ccs {
+				cc.Stop()
+			}
+			return nil, fmt.Errorf("nats transport: consume %s on %s: %w", s.group, topic, err)
+		}
+		ccs = append(ccs, cc)
+	}
+	s.mu.Lock()
+	s.subs = append(s.subs, sub)
+	s.mu.Unlock()
+	go func() {
+		defer close(sub.done)
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		}
+		sub.mu.Lock()
+		sub.stopped = true
+		close(sub.stop)
+		sub.mu.Unlock()
+		for _, cc := range ccs {
+			cc.Drain() // what the loops fetched ahead reaches handle, which sets it aside
+		}
+		// No callback sends any more once stopped is set and the senders
+		// counted before it are gone: only then may out be closed.
+		sub.sending.Wait()
+		close(sub.out)
+		for _, cc := range ccs {
+			<-cc.Closed()
+		}
+		// Handed back only now: a message refused while its pull loop was
+		// still subscribed would be redelivered to that same loop's pull
+		// request, over and over, and the last time to no one.
+		sub.mu.Lock()
+		back := sub.back
+		sub.back = nil
+		sub.mu.Unlock()
+		for _, jm := range back {
+			sub.settle(jm.Nak, "nak", watermill.LogFields{"subject": jm.Subject(), "group": s.group})
+		}
+		if len(back) > 0 {
+			// A Nak is only buffered: the broker must have it before the
+			// process may end.
+			if err := s.nc.FlushTimeout(s.ackWait); err != nil {
+				s.logger.Error("messages handed back may reach the broker only at ack_wait", err, nil)
+			}
+		}
+	}()
+	return sub.out, nil
 }
 
-// Close closes every pull loop. Each drains the loops' shared connection:
-// the first starts the drain, and a later one may find it closed already.
-func (f *fanIn) Close() error {
+// Close stops the subscriptions, waits (up to ack_wait, after which the
+// broker redelivers anyway) until every message held is acknowledged or
+// handed back, then drains the connection.
+func (s *jsSubscriber) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.mu.Lock()
+	subs := s.subs
+	s.mu.Unlock()
+	deadline := time.NewTimer(s.ackWait)
+	defer deadline.Stop()
 	var errs []error
-	for _, s := range f.subs {
-		if err := s.Close(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			errs = append(errs, err)
+wait:
+	for _, sub := range subs {
+		select {
+		case <-sub.done:
+		case <-deadline.C:
+			errs = append(errs, fmt.Errorf("nats transport: subscriber %s: messages still held after %s", s.group, s.ackWait))
+			break wait
 		}
+	}
+	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// renewEvery is how often a held message is marked in progress: a third
+// of ack_wait leaves two attempts before the broker would redeliver it.
+func (s *jsSubscriber) renewEvery() time.Duration { return max(s.ackWait/3, 10*time.Millisecond) }
+
+// subscription is one Subscribe call: its pull loops feed out.
+type subscription struct {
+	s      *jsSubscriber
+	out    chan *message.Message
+	msgCtx context.Context
+
+	mu      sync.Mutex
+	stopped bool
+	stop    chan struct{}
+	back    []jetstream.Msg // fetched ahead, handed back once the loops are closed
+	sending sync.WaitGroup
+	done    chan struct{} // closed once every message is settled
+}
+
+// handle runs in a pull loop for each message, and holds the loop until
+// the message is settled: the loops bound the messages handled at once.
+func (sub *subscription) handle(jm jetstream.Msg) {
+	s := sub.s
+	fields := watermill.LogFields{"subject": jm.Subject(), "group": s.group}
+	sub.mu.Lock()
+	if sub.stopped {
+		sub.back = append(sub.back, jm)
+		sub.mu.Unlock()
+		return
+	}
+	sub.sending.Add(1)
+	sub.mu.Unlock()
+
+	m, err := wmjs.DefaultUnmarshaler{}.Unmarshal(jm)
+	if err != nil {
+		sub.sending.Done()
+		s.logger.Error("message cannot be read: terminated", err, fields)
+		sub.settle(jm.Term, "term", fields)
+		return
+	}
+	m.SetContext(sub.msgCtx)
+	renew := time.NewTicker(s.renewEvery())
+	defer renew.Stop()
+	for sent := false; !sent; {
+		select {
+		case <-sub.stop:
+			sub.sending.Done()
+			sub.mu.Lock()
+			sub.back = append(sub.back, jm)
+			sub.mu.Unlock()
+			return
+		default:
+		}
+		select {
+		case <-sub.stop:
+		case sub.out <- m:
+			sent = true
+		case <-renew.C:
+			sub.inProgress(jm, fields)
+		}
+	}
+	sub.sending.Done()
+	for {
+		select {
+		case <-m.Acked():
+			sub.settle(func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), s.ackWait)
+				defer cancel()
+				return jm.DoubleAck(ctx)
+			}, "ack", fields)
+			return
+		case <-m.Nacked():
+			sub.settle(jm.Nak, "nak", fields)
+			return
+		case <-renew.C:
+			sub.inProgress(jm, fields)
+		}
+	}
+}
+
+func (sub *subscription) inProgress(jm jetstream.Msg, fields watermill.LogFields) {
+	if err := jm.InProgress(); err != nil {
+		sub.s.logger.Error("cannot mark message in progress: the broker may redeliver it", err, fields)
+	}
+}
+
+func (sub *subscription) settle(f func() error, what string, fields watermill.LogFields) {
+	if err := f(); err != nil {
+		sub.s.logger.Error("cannot "+what+" message: the broker redelivers it after ack_wait", err, fields)
+	}
 }
 
 // sizedCodec refuses payloads over the broker's limit, so that the runtime

@@ -308,7 +308,11 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 			started := !r.handingBack()
 			var err error
 			if started {
-				ctx, cancel := context.WithCancel(msg.Context())
+				// Only a hand-back ends a handler: a transport ending the
+				// message's context (its subscription stopping, its own
+				// ack deadline) would fail a batch that is not bad, and
+				// the poison queue would dead-letter it.
+				ctx, cancel := context.WithCancel(context.WithoutCancel(msg.Context()))
 				stop := context.AfterFunc(r.handBack, cancel)
 				msg.SetContext(ctx)
 				stats.InFlight.Add(1)

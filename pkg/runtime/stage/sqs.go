@@ -71,7 +71,7 @@ func NewSQS(ctx context.Context, cfg SQSConfig, logger watermill.LoggerAdapter) 
 			return nil, fmt.Errorf("sqs transport: topic %s: %w", cfg.TopicPrefix+topic, err)
 		}
 		for _, g := range groups {
-			s, err := t.newSubscriber(g)
+			s, err := t.newSubscriber(g, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -97,7 +97,7 @@ func (p prefixed) ResolveTopic(ctx context.Context, topic string) (wsns.TopicArn
 // QueueName is the SQS queue of a group on a topic.
 func (t *SQS) QueueName(group, topic string) string { return t.cfg.TopicPrefix + group + "-" + topic }
 
-func (t *SQS) newSubscriber(group string) (*wsns.Subscriber, error) {
+func (t *SQS) newSubscriber(group string, l *leases) (*wsns.Subscriber, error) {
 	cfg := t.cfg
 	queueFor := func(_ context.Context, arn wsns.TopicArn) (string, error) {
 		name, err := wsns.ExtractTopicNameFromTopicArn(arn)
@@ -115,12 +115,16 @@ func (t *SQS) newSubscriber(group string) (*wsns.Subscriber, error) {
 		GenerateCreateQueueInput: func(ctx context.Context, name wsqs.QueueName, attrs wsqs.QueueConfigAttributes) (*sqs.CreateQueueInput, error) {
 			return t.createQueueWithDLQ(ctx, string(name), attrs)
 		},
+		Unmarshaler: receiptUnmarshaler{},
 		GenerateReceiveMessageInput: func(_ context.Context, url wsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
 				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
 				MessageAttributeNames: []string{"All"},
 			}, nil
 		},
+	}
+	if l != nil {
+		sqsCfg.OptFns = append(sqsCfg.OptFns, l.option)
 	}
 	return wsns.NewSubscriber(wsns.SubscriberConfig{
 		AWSConfig: cfg.AWS, TopicResolver: t.resolver, GenerateSqsQueueName: queueFor,
@@ -184,10 +188,13 @@ func (t *SQS) Codec() Codec                 { return claimCodec{t: t} }
 
 // Subscriber returns the group's subscriber.
 func (t *SQS) Subscriber(group string) (message.Subscriber, error) {
-	s, err := t.newSubscriber(group)
+	l := newLeases(t.sqs, t.cfg.VisibilityTimeout, t.logger)
+	inner, err := t.newSubscriber(group, l)
 	if err != nil {
+		l.close()
 		return nil, fmt.Errorf("sqs transport: subscriber %s: %w", group, err)
 	}
+	s := &leasedSubscriber{Subscriber: inner, leases: l}
 	t.mu.Lock()
 	t.subs = append(t.subs, s)
 	t.mu.Unlock()

@@ -1,0 +1,299 @@
+package stage
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// receiptKey carries a message's receipt handle in its metadata, from the
+// unmarshaler to the subscriber that settles it.
+const receiptKey = "_gwpipe_sqs_receipt"
+
+// leases keeps the messages a worker received invisible to the others
+// while it holds them: watermill-aws hands the messages of one receive to
+// the router one at a time, and a message waiting behind a slow one, or
+// handled longer than the visibility timeout, would otherwise become
+// visible and be handled by a second worker too. Every held message's
+// visibility is extended every third of the timeout, from the receive
+// until the router settles it.
+type leases struct {
+	sqs        *sqs.Client
+	visibility time.Duration
+	logger     watermill.LoggerAdapter
+
+	mu       sync.Mutex
+	held     map[string]*lease        // by receipt handle
+	deleting map[string]chan struct{} // acknowledged, closed once deleted
+	stopped  chan struct{}            // set when the subscription stops
+	stop     chan struct{}
+	once     sync.Once
+	ended    chan struct{}
+}
+
+type lease struct {
+	queue  string
+	handle string
+	batch  []*lease // the receive it came in, in the order it is handled
+	index  int
+}
+
+func newLeases(client *sqs.Client, visibility time.Duration, logger watermill.LoggerAdapter) *leases {
+	l := &leases{sqs: client, visibility: visibility, logger: logger, held: map[string]*lease{}, deleting: map[string]chan struct{}{},
+		stop: make(chan struct{}), ended: make(chan struct{})}
+	go l.renew()
+	return l
+}
+
+// option adds the receive hook to watermill-aws' SQS client.
+func (l *leases) option(o *sqs.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("gwpipeLeases", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if _, ok := in.Parameters.(*sqs.ReceiveMessageInput); ok && l.receiving() != nil {
+				// The subscription stopped: no new message, until
+				// watermill-aws' receive loop ends with its context.
+				<-ctx.Done()
+				return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+			}
+			out, md, err := next.HandleInitialize(ctx, in)
+			if del, ok := in.Parameters.(*sqs.DeleteMessageInput); ok {
+				l.deleted(aws.ToString(del.ReceiptHandle))
+			}
+			if err != nil {
+				return out, md, err
+			}
+			req, ok := in.Parameters.(*sqs.ReceiveMessageInput)
+			res, ok2 := out.Result.(*sqs.ReceiveMessageOutput)
+			if ok && ok2 && len(res.Messages) > 0 {
+				l.hold(aws.ToString(req.QueueUrl), res.Messages)
+			}
+			return out, md, err
+		}), middleware.After)
+	})
+}
+
+// receiving is nil while the subscription takes messages.
+func (l *leases) receiving() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+func (l *leases) stopReceiving() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped == nil {
+		l.stopped = make(chan struct{})
+	}
+}
+
+// awaitDelete returns a channel closed once watermill-aws deleted the
+// message (once acknowledged).
+func (l *leases) awaitDelete(handle string) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := make(chan struct{})
+	l.deleting[handle] = ch
+	return ch
+}
+
+func (l *leases) deleted(handle string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.deleting[handle]; ok {
+		close(ch)
+		delete(l.deleting, handle)
+	}
+}
+
+func (l *leases) hold(queue string, msgs []sqstypes.Message) {
+	batch := make([]*lease, len(msgs))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, m := range msgs {
+		batch[i] = &lease{queue: queue, handle: aws.ToString(m.ReceiptHandle), batch: batch, index: i}
+		l.held[batch[i].handle] = batch[i]
+	}
+}
+
+// settle ends the lease of a message the router acknowledged or refused.
+// watermill-aws gives up the rest of a receive after a refused message: their
+// leases end with it, and they are made visible at once for another worker.
+func (l *leases) settle(handle string, acked bool) {
+	l.mu.Lock()
+	le, ok := l.held[handle]
+	var back []*lease
+	if ok {
+		delete(l.held, handle)
+		if !acked {
+			back = append(back, le)
+			for _, o := range le.batch[le.index+1:] {
+				if _, ok := l.held[o.handle]; ok {
+					delete(l.held, o.handle)
+					back = append(back, o)
+				}
+			}
+		}
+	}
+	l.mu.Unlock()
+	if len(back) > 0 {
+		l.change(back, 0)
+	}
+}
+
+func (l *leases) renew() {
+	defer close(l.ended)
+	t := time.NewTicker(max(l.visibility/3, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		all := make([]*lease, 0, len(l.held))
+		for _, le := range l.held {
+			all = append(all, le)
+		}
+		l.mu.Unlock()
+		l.change(all, l.visibility)
+	}
+}
+
+// change sets the visibility of leases, ten at a time per queue (the
+// batch call's limit).
+func (l *leases) change(ls []*lease, visibility time.Duration) {
+	byQueue := map[string][]sqstypes.ChangeMessageVisibilityBatchRequestEntry{}
+	for i, le := range ls {
+		byQueue[le.queue] = append(byQueue[le.queue], sqstypes.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(le.handle), VisibilityTimeout: int32(visibility / time.Second)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(l.visibility/3, time.Second))
+	defer cancel()
+	for queue, entries := range byQueue {
+		for len(entries) > 0 {
+			part := entries[:min(10, len(entries))]
+			entries = entries[len(part):]
+			out, err := l.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queue), Entries: part})
+			if err != nil {
+				l.logger.Error("cannot extend the visibility of messages held: another worker may receive them", err, watermill.LogFields{"queue": queue})
+				continue
+			}
+			for _, f := range out.Failed {
+				l.logger.Debug("visibility not changed", watermill.LogFields{"queue": queue, "code": aws.ToString(f.Code), "message": aws.ToString(f.Message)})
+			}
+		}
+	}
+}
+
+// close ends every lease: what is still held becomes visible when its
+// timeout ends.
+func (l *leases) close() {
+	l.once.Do(func() { close(l.stop) })
+	<-l.ended
+}
+
+// receiptUnmarshaler is watermill-aws' unmarshaler, keeping the receipt
+// handle for the lease.
+type receiptUnmarshaler struct {
+	wsqs.DefaultMarshalerUnmarshaler
+}
+
+func (u receiptUnmarshaler) Unmarshal(m *sqstypes.Message) (*message.Message, error) {
+	msg, err := u.DefaultMarshalerUnmarshaler.Unmarshal(m)
+	if err != nil {
+		return nil, err
+	}
+	msg.Metadata.Set(receiptKey, aws.ToString(m.ReceiptHandle))
+	return msg, nil
+}
+
+// leasedSubscriber settles each message's lease when the router is done
+// with it.
+type leasedSubscriber struct {
+	message.Subscriber
+	leases *leases
+}
+
+func (s *leasedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	// watermill-aws drops the deletion of a message whose handler ends
+	// after its context did: its context outlives the router's stop until
+	// every message handed over is settled (deleted once acknowledged).
+	innerCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	in, err := s.Subscriber.Subscribe(innerCtx, topic)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	var handed sync.WaitGroup
+	go func() {
+		defer close(out)
+		for {
+			var m *message.Message
+			select {
+			case m = <-in:
+			case <-ctx.Done():
+			}
+			if m == nil {
+				break
+			}
+			handle := m.Metadata.Get(receiptKey)
+			deleted := s.leases.awaitDelete(handle)
+			handed.Add(1)
+			settled := func() {
+				select {
+				case <-m.Acked():
+					s.leases.settle(handle, true)
+					select {
+					case <-deleted:
+					case <-time.After(s.leases.visibility):
+					}
+				case <-m.Nacked():
+					s.leases.settle(handle, false)
+					s.leases.deleted(handle) // never will be: forget it
+				}
+				handed.Done()
+			}
+			select {
+			case out <- m:
+				go settled()
+			case <-ctx.Done():
+				m.Nack()
+				settled()
+			}
+		}
+		// Stopped: no more receives; what was received meanwhile is
+		// handed back, and the subscription ends once every message
+		// handed over is settled.
+		s.leases.stopReceiving()
+		drained := make(chan struct{})
+		go func() {
+			handed.Wait()
+			cancel()
+			close(drained)
+		}()
+		for m := range in {
+			m.Nack()
+			s.leases.settle(m.Metadata.Get(receiptKey), false)
+		}
+		<-drained
+	}()
+	return out, nil
+}
+
+func (s *leasedSubscriber) Close() error {
+	err := s.Subscriber.Close()
+	s.leases.close()
+	return err
+}

@@ -1,0 +1,105 @@
+package stage
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
+)
+
+// sqsWorker runs the stage deliver on topic enriched with a visibility
+// timeout of a second.
+func sqsWorker(t *testing.T, awsCfg aws.Config, prefix string, subscribers int, h Handler) (*Runtime, *SQS) {
+	t.Helper()
+	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: prefix, VisibilityTimeout: time.Second, Subscribers: subscribers,
+		Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
+	require.NoError(t, err)
+	rt, err := New(Config{MaxRetries: 0}, tr, nil, telemetry.NewRegistry())
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "enriched", Handler: h}))
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { _ = rt.Close() })
+	return rt, tr
+}
+
+// TestSQSKeepsHeldMessagesInvisible: a batch handled for longer than the
+// visibility timeout, and the batches received with it that wait behind
+// it, are not received by the other worker meanwhile: each is handled
+// once.
+func TestSQSKeepsHeldMessagesInvisible(t *testing.T) {
+	awsCfg := motoAWS(t)
+	slow := newSlowIntake("0", 3*time.Second) // three visibility timeouts
+	a, _ := sqsWorker(t, awsCfg, "lease-", 1, slow)
+	b, _ := sqsWorker(t, awsCfg, "lease-", 1, slow)
+	emitBatches(t, a, 4, 5)
+	<-slow.done
+	// Everything handled, the slow batch included, before the workers stop.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, id := range []string{"0", "1", "2", "3"} {
+			_, ok := slow.calls.Load(id)
+			assert.True(c, ok, id)
+		}
+	}, 30*time.Second, 50*time.Millisecond)
+	for _, rt := range []*Runtime{a, b} {
+		require.NoError(t, rt.Shutdown(context.Background()))
+	}
+	slow.assertEachOnce(t, "0", "1", "2", "3")
+}
+
+// TestSQSStopFinishesHandlersInFlight: stopping a worker lets the batches
+// it is handling finish and deletes them from the queue (watermill-aws
+// dropped the deletion once its subscription had stopped, and the next
+// worker handled them again after the visibility timeout); what it had
+// received and not handed over goes back to the queue.
+func TestSQSStopFinishesHandlersInFlight(t *testing.T) {
+	awsCfg := motoAWS(t)
+	started := make(chan string, 100)
+	release := make(chan struct{})
+	first := newCollector()
+	rt, tr := sqsWorker(t, awsCfg, "stop-", 2, HandlerFunc(func(ctx context.Context, in *record.Batch, out Output) error {
+		started <- in.ID
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return first.Handle(ctx, in, out)
+	}))
+	emitBatches(t, rt, 6, 5)
+	inFlight := <-started
+	stopMidBatch(t, rt, release)
+	first.mu.Lock()
+	assert.Equal(t, 1, first.ids[inFlight+"-0"], "the batch in flight was finished")
+	handled := len(first.ids)
+	first.mu.Unlock()
+
+	second := newCollector()
+	sqsWorker(t, awsCfg, "stop-", 2, second)
+	url, err := tr.sqs.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: aws.String(tr.QueueName("deliver", "enriched"))})
+	require.NoError(t, err)
+	// Empty only once every message was deleted: one whose deletion was
+	// dropped comes back to the second worker first.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := tr.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: url.QueueUrl,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		require.NoError(c, err)
+		assert.Equal(c, "0", out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+		assert.Equal(c, "0", out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	}, 60*time.Second, 100*time.Millisecond)
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	for id := range first.ids {
+		assert.Zero(t, second.ids[id], "record %s handled again", id)
+	}
+	assert.Len(t, second.ids, 30-handled, "the next worker gets the rest")
+}
