@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+)
+
+// A request whose records cannot all be published within ack_timeout (the
+// intake failing, every stage full) fails after part of it was published;
+// that part is delivered once the intake recovers. Firehose retries the
+// request whole, with the same request id: the retry must send only what
+// the failed attempt did not deliver, or those logs reach Datadog twice.
+func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.AckTimeout = 300 * time.Millisecond
+		c.Sources.Firehose.RecordsPerBatch = 1
+		c.Pipeline.Runtime.MaxInFlight = 1
+	})
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 500}))
+
+	// More batches than the stages hold (deliver-logs holds 64).
+	const records, perRecord = 120, 2
+	var datas [][]byte
+	var ids []string
+	for r := range records {
+		var rec []string
+		for e := range perRecord {
+			rec = append(rec, fmt.Sprintf("part-%03d-%d", r, e))
+		}
+		ids = append(ids, rec...)
+		datas = append(datas, gz(envelope(rec...)))
+	}
+	body := recordsBody("partly", datas...)
+
+	status, _ := firehoseRequest(t, h.url, "partly", body, nil)
+	require.Equal(t, http.StatusServiceUnavailable, status, "not delivered within ack_timeout")
+	ingest := func(figure string) int64 { return h.p.Status().snap.Value("stage."+figure, StageIngest) }
+	require.Positive(t, ingest("errors"), "the request failed while its records were being published")
+	require.Less(t, ingest("records_out"), int64(records), "part of the request was published")
+
+	h.intake.ClearFailure()
+	// Firehose retries until it gets 200.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		status, _ = firehoseRequest(t, h.url, "partly", body, nil)
+		if status == http.StatusOK {
+			break
+		}
+		require.NoError(t, ctx.Err(), "the retry is never acknowledged (last %d)", status)
+	}
+
+	seen := map[string]int{}
+	for _, l := range h.intake.Logs() {
+		seen[logID(l)]++
+	}
+	for _, id := range ids {
+		assert.Equal(t, 1, seen[id], "event %s delivered %d times", id, seen[id])
+	}
+	assert.Len(t, seen, len(ids))
+	notResent := h.p.Status().Counters["firehose.records_not_resent"]
+	assert.Positive(t, notResent, "the retry left out what the failed attempt delivered")
+	assert.Equal(t, int64(records), ingest("records_out"), "each record published once, over the attempts")
+}
