@@ -51,7 +51,11 @@ type flow struct {
 	lost            int64 // records nothing will send again, every stage
 	lostBy          map[string]int64
 
-	acked, refused, handedBackRequests, duplicates int64 // Firehose requests
+	// Firehose requests: acknowledged (200); refused before they were
+	// admitted; admitted and answered 503 after ack_timeout (timedOut) or
+	// 500 (failed); admitted and handed back at shutdown; retries not sent
+	// twice.
+	acked, refused, timedOut, failed, handedBackRequests, duplicates int64
 }
 
 func (p *Pipeline) flow(s Status) flow {
@@ -70,6 +74,8 @@ func (p *Pipeline) flow(s Status) flow {
 		lost: snap.Sum("stage.lost"), lostBy: nonZero(snap.ByLabel("stage.lost")),
 		delivered:          snap.Value("deliver_logs.logs_accepted"),
 		handedBackRequests: snap.Value("firehose.requests_handed_back"),
+		timedOut:           snap.Value("firehose.requests_timed_out"),
+		failed:             snap.Value("firehose.requests_failed"),
 		duplicates:         snap.Value("firehose.duplicate_requests"),
 	}
 	for code, v := range snap.ByLabel("firehose.status") {
@@ -79,9 +85,10 @@ func (p *Pipeline) flow(s Status) flow {
 			f.refused += v
 		}
 	}
-	// A request answered 503 because its records were handed back was
-	// admitted, not refused.
-	f.refused -= f.handedBackRequests
+	// Refused is what was answered an error before admission: a request
+	// admitted and answered 503 (handed back, not delivered within
+	// ack_timeout) or 500 (delivery failed) has its own figure.
+	f.refused -= f.handedBackRequests + f.timedOut + f.failed
 	return f
 }
 
@@ -131,7 +138,8 @@ func (p *Pipeline) Summary(w io.Writer) {
 	}
 	snap := s.snap
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
-	line("firehose requests", "%d acknowledged, %d refused, %d handed back, %d duplicates", f.acked, f.refused, f.handedBackRequests, f.duplicates)
+	line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
+		f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
 	line("firehose records in", "%d", f.in)
 	line("events decoded", "%d (control messages dropped: %d)", f.decoded, snap.Value("decode.control_messages"))
 	line("events parsed", "%d (with request summaries folded from execution logs)", f.parsed)

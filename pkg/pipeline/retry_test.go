@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
+	"github.com/gwpipe/gwpipe/pkg/sinks/dlq/dlqtest"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
 
@@ -70,4 +72,56 @@ func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
 	notResent := h.p.Status().Counters["firehose.records_not_resent"]
 	assert.Positive(t, notResent, "the retry left out what the failed attempt delivered")
 	assert.Equal(t, int64(records), ingest("records_out"), "each record published once, over the attempts")
+}
+
+// The summary's firehose line names each outcome of a request on its own:
+// refused (answered an error before admission), timed out (admitted, 503
+// after ack_timeout), failed (admitted, 500), acknowledged, duplicates.
+// An admitted request that timed out used to be counted as refused.
+func TestSummaryTellsRefusedTimedOutAndFailedApart(t *testing.T) {
+	disk := &dlqtest.Disk{}
+	archiveOptions = []dlq.Option{dlq.WithOpenFile(disk.Open)}
+	t.Cleanup(func() { archiveOptions = nil })
+	h := start(t, func(c *config.Config) {
+		c.Pipeline.Runtime.InitialInterval, c.Pipeline.Runtime.MaxInterval = time.Millisecond, 5*time.Millisecond
+		c.Sources.Firehose.AckTimeout = 3 * time.Second
+	})
+
+	// Refused: a wrong access key.
+	status, _ := firehoseRequest(t, h.url, "bad-key", recordsBody("bad-key", gz(envelope("k1"))), map[string]string{"X-Amz-Firehose-Access-Key": "nope"})
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	// Timed out: admitted, the intake failing for longer than ack_timeout.
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 503}))
+	slow := recordsBody("slow", gz(envelope("s1", "s2")))
+	status, resp := firehoseRequest(t, h.url, "slow", slow, nil)
+	require.Equal(t, http.StatusServiceUnavailable, status, "%v", resp)
+	h.intake.ClearFailure()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.LogsAccepted == 2 }))
+	// Firehose's retry: delivered by the first attempt, answered 200 at once.
+	require.NoError(t, waitFor(ctx, func() bool {
+		status, _ = firehoseRequest(t, h.url, "slow", slow, nil)
+		return status == http.StatusOK
+	}))
+
+	// Failed: admitted, a record neither delivered (the intake refuses
+	// it) nor dead-lettered (the disk is full).
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 400}))
+	disk.Set(dlqtest.State{Full: true, Cut: 100})
+	status, _ = firehoseRequest(t, h.url, "full", recordsBody("full", gz(envelope("f1"))), nil)
+	require.Equal(t, http.StatusInternalServerError, status)
+	h.intake.ClearFailure()
+	disk.Set(dlqtest.State{})
+
+	// Acknowledged.
+	status, _ = firehoseRequest(t, h.url, "fine", recordsBody("fine", gz(envelope("ok1"))), nil)
+	require.Equal(t, http.StatusOK, status)
+
+	st := h.p.Status()
+	assert.Equal(t, int64(1), st.Counters["firehose.requests_timed_out"])
+	assert.Equal(t, int64(1), st.Counters["firehose.requests_failed"])
+	// Acknowledged: "fine", and the retry of "slow" (a duplicate).
+	assert.Equal(t, "2 acknowledged, 1 refused, 1 timed out, 1 failed, 0 handed back, 1 duplicates", summaryLines(t, h.p)["firehose requests"])
 }

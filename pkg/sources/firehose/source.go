@@ -56,6 +56,8 @@ type Source struct {
 	ackLat   *telemetry.Histogram
 	dupes    *telemetry.Counter
 	handBack *telemetry.Counter // requests answered 503 because their records were handed back
+	timedOut *telemetry.Counter // requests answered 503: not delivered within ack_timeout
+	failed   *telemetry.Counter // requests answered 500: a record neither delivered nor dead-lettered
 	// records of a retry not sent again: an earlier attempt of the same
 	// request id delivered them before it failed
 	notResent *telemetry.Counter
@@ -122,6 +124,10 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		ackLat:   metrics.Histogram("firehose.ack_latency", "Time from a Firehose request's arrival to its acknowledgement (200), for the requests admitted."),
 		dupes:    metrics.Counter("firehose.duplicate_requests", "Firehose retries of a request in flight or delivered recently, not sent twice."),
 		handBack: metrics.Counter("firehose.requests_handed_back", "Admitted Firehose requests answered 503 at shutdown: their records were handed back."),
+		timedOut: metrics.Counter("firehose.requests_timed_out",
+			"Firehose requests admitted (or retries waiting for an attempt in flight) answered 503 because their records were not delivered within ack_timeout; Firehose retries them."),
+		failed: metrics.Counter("firehose.requests_failed",
+			"Firehose requests admitted (or retries waiting for an attempt in flight) answered 500: a record could be neither delivered nor dead-lettered, or not all could be published; Firehose retries them."),
 		notResent: metrics.Counter("firehose.records_not_resent",
 			"Records of a Firehose retry not sent again: an earlier attempt of the same request id, which failed, had delivered or dead-lettered them."),
 		handBackDelivered: metrics.Counter("firehose.handed_back_records_delivered",
@@ -302,6 +308,7 @@ func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string
 		out, err = c.Wait(ctx)
 		if err != nil && ctx.Err() != nil {
 			s.unclaim(reqID, tr)
+			s.timedOut.Inc()
 			s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("request still in flight on another worker after %s; retry", s.cfg.AckTimeout))
 			return nil, true
 		}
@@ -583,10 +590,12 @@ func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr 
 		s.handBack.Inc()
 		s.reply(w, http.StatusServiceUnavailable, reqID, "shutting down before the records were delivered; retry")
 	case errors.Is(err, context.DeadlineExceeded):
+		s.timedOut.Inc()
 		s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("records not yet delivered after %s; retry", s.cfg.AckTimeout))
 	case errors.Is(err, context.Canceled):
 		// The client went away; Firehose will retry with the same id.
 	default:
+		s.failed.Inc()
 		s.reply(w, http.StatusInternalServerError, reqID, "delivery failed: "+err.Error())
 	}
 }
