@@ -125,3 +125,50 @@ func TestSummaryTellsRefusedTimedOutAndFailedApart(t *testing.T) {
 	// Acknowledged: "fine", and the retry of "slow" (a duplicate).
 	assert.Equal(t, "2 acknowledged, 1 refused, 1 timed out, 1 failed, 0 handed back, 1 duplicates", summaryLines(t, h.p)["firehose requests"])
 }
+
+// From the moment a drain begins, /readyz fails (a load balancer stops
+// sending here) and the endpoint, still listening while admitted requests
+// wait for their records, answers new requests 503 as documented, instead
+// of refusing their connections.
+func TestDrainAnswers503AndIsNotReady(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Sources.Firehose.AckTimeout = 30 * time.Second })
+	readyz := "http://" + h.p.AdminAddr() + "/readyz"
+	require.Equal(t, http.StatusOK, httpStatus(t, readyz))
+
+	// One request kept in flight by an intake failing.
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 500}))
+	first := make(chan int, 1)
+	go func() {
+		status, _ := firehoseRequest(t, h.url, "held", recordsBody("held", gz(envelope("h1"))), nil)
+		first <- status
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.FailuresInjected > 0 }))
+
+	done := make(chan error, 1)
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer scancel()
+		done <- h.p.Shutdown(sctx)
+	}()
+	require.NoError(t, waitFor(ctx, func() bool { return httpStatus(t, readyz) == http.StatusServiceUnavailable }),
+		"/readyz fails once the drain began")
+
+	status, resp := firehoseRequest(t, h.url, "new", recordsBody("new", gz(envelope("n1"))), nil)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a new request during the drain is answered, 503")
+	assert.Contains(t, resp["errorMessage"], "shutting down")
+	assert.Equal(t, http.StatusServiceUnavailable, httpStatus(t, h.url), "the endpoint's health check too")
+	req, err := newFirehoseRequest(h.url, "new", recordsBody("new", gz(envelope("n1"))))
+	require.NoError(t, err)
+	r, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.True(t, r.Close, "the client is told to close its connection (and reconnect, elsewhere)")
+
+	h.intake.ClearFailure()
+	assert.Equal(t, http.StatusOK, <-first, "the admitted request is finished")
+	require.NoError(t, <-done)
+	_, err = http.Post(h.url, "application/json", nil)
+	assert.Error(t, err, "the listener is closed once the drain is over")
+}
