@@ -162,7 +162,14 @@ func (p *Pipeline) Summary(w io.Writer) {
 func handedBack(f flow, s Status) string {
 	var parts []string
 	if n := f.handedBackBy[StageIngest]; n > 0 || f.handedBackRequests > 0 {
-		parts = append(parts, fmt.Sprintf("%d firehose records in %s (answered 503: Firehose sends them again)", n, plural(f.handedBackRequests, "request")))
+		part := fmt.Sprintf("%d firehose records in %s (answered 503: Firehose sends them again)", n, plural(f.handedBackRequests, "request"))
+		// Firehose acknowledges a request whole: what of it was delivered
+		// before the hand-back is sent again by its retry, after the
+		// restart that forgets it.
+		if d := s.snap.Value("firehose.handed_back_records_delivered"); d > 0 {
+			part += fmt.Sprintf(", %d of them already delivered or dead-lettered: the retry delivers them again", d)
+		}
+		parts = append(parts, part)
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
 		parts = append(parts, fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message")))

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"testing"
@@ -171,4 +172,37 @@ func TestDrainAnswers503AndIsNotReady(t *testing.T) {
 	require.NoError(t, <-done)
 	_, err = http.Post(h.url, "application/json", nil)
 	assert.Error(t, err, "the listener is closed once the drain is over")
+}
+
+// A request handed back at shutdown after part of it was delivered (here:
+// dead-lettered) is sent again whole by Firehose after the restart: the
+// summary says how much of what it hands back was already delivered.
+func TestSummaryCountsWhatHandedBackRequestsHadDelivered(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.AckTimeout = time.Minute // only the shutdown answers
+		c.Sources.Firehose.RecordsPerBatch = 1
+	})
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 503}))
+	answer := make(chan int, 1)
+	go func() {
+		// Not base64: dead-lettered by decode at once; the envelope waits
+		// for the intake.
+		body := []byte(`{"requestId":"half","timestamp":1,"records":[{"data":"!!not base64!!"},{"data":"` +
+			base64.StdEncoding.EncodeToString(gz(envelope("half-1", "half-2"))) + `"}]}`)
+		status, _ := firehoseRequest(t, h.url, "half", body, nil)
+		answer <- status
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.FailuresInjected > 0 }))
+	require.NoError(t, waitFor(ctx, func() bool { return h.p.Status().snap.Sum("stage.dead_lettered") == 1 }))
+
+	sctx, scancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer scancel()
+	require.NoError(t, h.p.Shutdown(sctx))
+	require.True(t, h.p.HandedBack())
+	assert.Equal(t, http.StatusServiceUnavailable, <-answer)
+	assert.Equal(t, int64(1), h.p.Status().Counters["firehose.handed_back_records_delivered"])
+	assert.Equal(t, "2 firehose records in 1 request (answered 503: Firehose sends them again), 1 of them already delivered or dead-lettered: the retry delivers them again",
+		summaryLines(t, h.p)["handed back"])
 }
