@@ -102,7 +102,7 @@ func addZeros(want map[string]check) {
 		// Every admitted request was acknowledged or handed back, no
 		// request failed before.
 		"firehose.requests_timed_out", "firehose.requests_failed", "firehose.records_not_resent", "firehose.handed_back_records_delivered",
-		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types",
+		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types", "decode.unreadable_timestamps",
 		"deliver_logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,4 +206,48 @@ func TestSummaryCountsWhatHandedBackRequestsHadDelivered(t *testing.T) {
 	assert.Equal(t, int64(1), h.p.Status().Counters["firehose.handed_back_records_delivered"])
 	assert.Equal(t, "2 firehose records in 1 request (answered 503: Firehose sends them again), 1 of them already delivered or dead-lettered: the retry delivers them again",
 		summaryLines(t, h.p)["handed back"])
+}
+
+// An event timestamp that is not an integer is read when that loses
+// nothing (a string of digits, a float without a fraction); otherwise the
+// log is dated by its Firehose request, tagged with the reason and
+// counted. Before, it was delivered undated (or dated 1969) silently.
+func TestEventTimestampsThroughFirehose(t *testing.T) {
+	h := start(t)
+	const ms = 1796328482099
+	doc := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/lambda/fn","logStream":"s","logEvents":[` +
+		`{"id":"t-int","timestamp":1796328482099,"message":"int"},` +
+		`{"id":"t-str","timestamp":"1796328482099","message":"str"},` +
+		`{"id":"t-float","timestamp":1796328482099.0,"message":"float"},` +
+		`{"id":"t-frac","timestamp":1796328482099.5,"message":"frac"},` +
+		`{"id":"t-neg","timestamp":-5,"message":"neg"},` +
+		`{"id":"t-none","message":"none"}]}`
+	const requestMS = 1796000000000
+	body := []byte(fmt.Sprintf(`{"requestId":"ts","timestamp":%d,"records":[{"data":%q}]}`, requestMS, base64.StdEncoding.EncodeToString(gz([]byte(doc)))))
+	status, _ := firehoseRequest(t, h.url, "ts", body, nil)
+	require.Equal(t, http.StatusOK, status)
+
+	type got struct {
+		ts  int64
+		tag string
+	}
+	logs := map[string]got{}
+	for _, l := range h.intake.Logs() {
+		g := got{ts: l.Timestamp.UnixMilli()}
+		for _, tag := range l.Tags {
+			if v, ok := strings.CutPrefix(tag, "gwpipe.timestamp_error:"); ok {
+				g.tag = v
+			}
+		}
+		logs[logID(l)] = g
+	}
+	assert.Equal(t, map[string]got{
+		"t-int":   {ms, ""},
+		"t-str":   {ms, ""},
+		"t-float": {ms, ""},
+		"t-frac":  {requestMS, "not_whole_ms"},
+		"t-neg":   {requestMS, "not_positive"},
+		"t-none":  {requestMS, "missing"},
+	}, logs)
+	assert.Equal(t, int64(3), h.p.Status().Counters["decode.unreadable_timestamps"])
 }
