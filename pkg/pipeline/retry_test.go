@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/config"
-	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq/dlqtest"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 )
@@ -81,9 +80,7 @@ func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
 // after ack_timeout), failed (admitted, 500), acknowledged, duplicates.
 // An admitted request that timed out used to be counted as refused.
 func TestSummaryTellsRefusedTimedOutAndFailedApart(t *testing.T) {
-	disk := &dlqtest.Disk{}
-	archiveOptions = []dlq.Option{dlq.WithOpenFile(disk.Open)}
-	t.Cleanup(func() { archiveOptions = nil })
+	disk := archiveDisk(t)
 	h := start(t, func(c *config.Config) {
 		c.Pipeline.Runtime.InitialInterval, c.Pipeline.Runtime.MaxInterval = time.Millisecond, 5*time.Millisecond
 		c.Sources.Firehose.AckTimeout = 3 * time.Second
