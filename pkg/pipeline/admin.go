@@ -33,14 +33,15 @@ type adminServer struct {
 	srv  *http.Server
 }
 
-// healthRoutes serves /healthz (the process is alive) and /readyz (it can
-// deliver). Both listeners mount them.
+// healthRoutes serves /healthz (the process is alive) and /readyz (it
+// takes work and can deliver: not while it drains). Both listeners mount
+// them.
 func (p *Pipeline) healthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := p.Ready(); err != nil {
+		if err := p.readiness(); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}

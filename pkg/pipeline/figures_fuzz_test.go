@@ -144,7 +144,7 @@ func FuzzFiguresAddUp(f *testing.F) {
 		}
 
 		sum := summaryLines(t, h.p)
-		assert.Equal(t, fmt.Sprintf("%d acknowledged, 0 refused, 0 handed back, %d duplicates", len(reqs), resent), sum["firehose requests"])
+		assert.Equal(t, fmt.Sprintf("%d acknowledged, 0 refused, 0 timed out, 0 failed, 0 handed back, %d duplicates", len(reqs), resent), sum["firehose requests"])
 		assert.Equal(t, fmt.Sprint(records), sum["firehose records in"])
 		assert.Equal(t, fmt.Sprintf("%d (control messages dropped: %d)", events, control), sum["events decoded"])
 		assert.Equal(t, fmt.Sprint(events), sum["logs delivered (2xx)"])

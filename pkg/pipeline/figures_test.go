@@ -99,7 +99,10 @@ func assertFigures(t *testing.T, got map[string]any, want map[string]check) {
 func addZeros(want map[string]check) {
 	for _, k := range []string{
 		"firehose.status.405", "firehose.status.408", "firehose.status.413", "firehose.status.415", "firehose.status.429", "firehose.status.500",
-		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types",
+		// Every admitted request was acknowledged or handed back, no
+		// request failed before.
+		"firehose.requests_timed_out", "firehose.requests_failed", "firehose.records_not_resent", "firehose.handed_back_records_delivered",
+		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types", "decode.unreadable_timestamps",
 		"deliver_logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
 		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
@@ -353,7 +356,7 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 
 	sum := summaryLines(t, h.p)
 	assert.Equal(t, map[string]string{
-		"firehose requests":       fmt.Sprintf("%d acknowledged, %d refused, 0 handed back, 1 duplicates", answers[200], answers[400]+answers[401]),
+		"firehose requests":       fmt.Sprintf("%d acknowledged, %d refused, 0 timed out, 0 failed, 0 handed back, 1 duplicates", answers[200], answers[400]+answers[401]),
 		"firehose records in":     fmt.Sprint(recordsIn),
 		"events decoded":          fmt.Sprintf("%d (control messages dropped: 1)", events),
 		"events parsed":           fmt.Sprintf("%d (with request summaries folded from execution logs)", events),
@@ -540,7 +543,7 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 
 	sum := summaryLines(t, h.p)
 	assert.Equal(t, map[string]string{
-		"firehose requests":       fmt.Sprintf("0 acknowledged, 1 refused, %d handed back, 1 duplicates", requests+1),
+		"firehose requests":       fmt.Sprintf("0 acknowledged, 1 refused, 0 timed out, 0 failed, %d handed back, 1 duplicates", requests+1),
 		"firehose records in":     fmt.Sprint(recordsIn),
 		"events decoded":          fmt.Sprintf("%d (control messages dropped: 0)", events),
 		"events parsed":           fmt.Sprintf("%d (with request summaries folded from execution logs)", events),

@@ -88,6 +88,7 @@ type Pipeline struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 	handedBack   atomic.Bool
+	draining     atomic.Bool // a shutdown began: /readyz fails
 }
 
 // New builds the pipeline from its configuration and the stages this
@@ -256,6 +257,18 @@ func (p *Pipeline) Metrics() *telemetry.Registry { return p.metrics }
 // Memory is the process's memory budget for event data.
 func (p *Pipeline) Memory() *membudget.Budget { return p.memory }
 
+// errDraining is why a draining pipeline is not ready.
+var errDraining = errors.New("shutting down: draining what was admitted, taking no new work")
+
+// readiness is what /readyz and /status say: nil when the pipeline takes
+// work and can deliver.
+func (p *Pipeline) readiness() error {
+	if p.draining.Load() {
+		return errDraining
+	}
+	return p.Ready()
+}
+
 // Ready is nil when the pipeline can deliver.
 func (p *Pipeline) Ready() error {
 	if p.logs != nil {
@@ -384,19 +397,29 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 	}
 
 	// Stop taking work; each source then waits for what it admitted.
+	// /readyz fails from now on: a load balancer or Kubernetes stops
+	// sending here.
+	p.draining.Store(true)
 	if p.firehose != nil {
 		p.firehose.Shutdown()
 	}
 	var stopping []pending
 	if p.fhSrv != nil {
-		// Closes the listener and the idle connections at once...
-		go func() { _ = p.fhSrv.Shutdown(hard) }()
+		// The listener stays open while admitted requests wait for their
+		// records: a new request is answered 503 (retry later, elsewhere)
+		// rather than refused a connection, and told to close its
+		// connection; idle keep-alive connections are closed now. The
+		// requests arriving from here are not waited for.
+		p.fhRequests.close()
+		p.fhSrv.SetKeepAlivesEnabled(false)
 		stopping = append(stopping, async("firehose server", func() error {
-			// ...but it notices the others only every half second once it
-			// has waited a while, and waits 5 s for a connection opened
-			// and never used: wait for the requests themselves (admitted
-			// ones wait for their records), then close what carries none.
+			// Wait for the requests themselves (admitted ones wait for
+			// their records), then close the listener and what carries
+			// no request (http.Server.Shutdown alone notices those only
+			// every half second once it has waited a while, and waits 5 s
+			// for a connection opened and never used).
 			if err := p.fhRequests.wait(hard); err != nil {
+				go func() { _ = p.fhSrv.Shutdown(hard) }()
 				return err
 			}
 			closeServer(hard, p.fhSrv)
@@ -549,14 +572,28 @@ func closeServer(ctx context.Context, srv *http.Server) {
 // requestGate counts the requests a server is handling, so that a shutdown
 // can wait for them to be answered.
 type requestGate struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0; nil while n is 0
+	mu     sync.Mutex
+	n      int
+	idle   chan struct{} // closed when n drops to 0; nil while n is 0
+	closed bool          // requests from now on are not counted
+}
+
+// close stops counting: the requests arriving from now on are answered
+// at once (the server is shutting down) and nothing waits for them.
+func (g *requestGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 func (g *requestGate) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			h.ServeHTTP(w, r)
+			return
+		}
 		if g.n == 0 {
 			g.idle = make(chan struct{})
 		}

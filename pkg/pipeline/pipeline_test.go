@@ -424,10 +424,17 @@ func TestRefusedAPIKeyTurnsHealthRed(t *testing.T) {
 // acknowledged (Firehose sends it again); once space is back the same
 // request is archived and acknowledged, and the archive holds its letters
 // once, with no partial line.
-func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
+// archiveDisk makes the dead-letter archive of the pipelines the test
+// starts write to a disk the test can fill.
+func archiveDisk(t *testing.T) *dlqtest.Disk {
 	disk := &dlqtest.Disk{}
 	archiveOptions = []dlq.Option{dlq.WithOpenFile(disk.Open)}
 	t.Cleanup(func() { archiveOptions = nil })
+	return disk
+}
+
+func TestDeadLetterArchiveRecoversAfterDiskFull(t *testing.T) {
+	disk := archiveDisk(t)
 	h := start(t, func(c *config.Config) {
 		c.Pipeline.Runtime.InitialInterval, c.Pipeline.Runtime.MaxInterval = time.Millisecond, 5*time.Millisecond
 		c.Sources.Firehose.AckTimeout = 20 * time.Second

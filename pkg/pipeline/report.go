@@ -52,7 +52,11 @@ type flow struct {
 	lost            int64 // records nothing will send again, every stage
 	lostBy          map[string]int64
 
-	acked, refused, handedBackRequests, duplicates int64 // Firehose requests
+	// Firehose requests: acknowledged (200); refused before they were
+	// admitted; admitted and answered 503 after ack_timeout (timedOut) or
+	// 500 (failed); admitted and handed back at shutdown; retries not sent
+	// twice.
+	acked, refused, timedOut, failed, handedBackRequests, duplicates int64
 }
 
 func (p *Pipeline) flow(s Status) flow {
@@ -72,6 +76,8 @@ func (p *Pipeline) flow(s Status) flow {
 		lost: snap.Sum("stage.lost"), lostBy: nonZero(snap.ByLabel("stage.lost")),
 		delivered:          snap.Value("deliver_logs.logs_accepted"),
 		handedBackRequests: snap.Value("firehose.requests_handed_back"),
+		timedOut:           snap.Value("firehose.requests_timed_out"),
+		failed:             snap.Value("firehose.requests_failed"),
 		duplicates:         snap.Value("firehose.duplicate_requests"),
 	}
 	// What a source read from S3 objects enters decoded: it was decoded
@@ -88,9 +94,10 @@ func (p *Pipeline) flow(s Status) flow {
 			f.refused += v
 		}
 	}
-	// A request answered 503 because its records were handed back was
-	// admitted, not refused.
-	f.refused -= f.handedBackRequests
+	// Refused is what was answered an error before admission: a request
+	// admitted and answered 503 (handed back, not delivered within
+	// ack_timeout) or 500 (delivery failed) has its own figure.
+	f.refused -= f.handedBackRequests + f.timedOut + f.failed
 	return f
 }
 
@@ -140,7 +147,8 @@ func (p *Pipeline) Summary(w io.Writer) {
 	}
 	snap := s.snap
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
-	line("firehose requests", "%d acknowledged, %d refused, %d handed back, %d duplicates", f.acked, f.refused, f.handedBackRequests, f.duplicates)
+	line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
+		f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
 	line("firehose records in", "%d", f.in)
 	if _, ok := snap.Family("sqs.messages_received"); ok {
 		sqsLines(line, snap)
@@ -183,7 +191,14 @@ func sqsLines(line func(label, format string, args ...any), snap telemetry.Snaps
 func handedBack(f flow, s Status) string {
 	var parts []string
 	if n := f.handedBackBy[StageIngest]; n > 0 || f.handedBackRequests > 0 {
-		parts = append(parts, fmt.Sprintf("%d firehose records in %s (answered 503: Firehose sends them again)", n, plural(f.handedBackRequests, "request")))
+		part := fmt.Sprintf("%d firehose records in %s (answered 503: Firehose sends them again)", n, plural(f.handedBackRequests, "request"))
+		// Firehose acknowledges a request whole: what of it was delivered
+		// before the hand-back is sent again by its retry, after the
+		// restart that forgets it.
+		if d := s.snap.Value("firehose.handed_back_records_delivered"); d > 0 {
+			part += fmt.Sprintf(", %d of them already delivered or dead-lettered: the retry delivers them again", d)
+		}
+		parts = append(parts, part)
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
 		parts = append(parts, fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message")))

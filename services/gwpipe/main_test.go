@@ -393,7 +393,7 @@ func TestSIGHUPDoesNoHarm(t *testing.T) {
 	if code := p.exitCode(t, 60*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	for _, want := range []string{"gwpipe summary after", "firehose requests         1 acknowledged, 0 refused, 0 handed back, 0 duplicates", "logs delivered (2xx)      2"} {
+	for _, want := range []string{"gwpipe summary after", "firehose requests         1 acknowledged, 0 refused, 0 timed out, 0 failed, 0 handed back, 0 duplicates", "logs delivered (2xx)      2"} {
 		if !strings.Contains(p.stdout.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, p.stdout.String())
 		}

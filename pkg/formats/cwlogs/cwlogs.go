@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -88,8 +90,13 @@ func readAllLimit(dst []byte, r io.Reader, limit int) ([]byte, error) {
 // parser's memory and are valid only during the callback.
 type Event struct {
 	ID        []byte
-	Timestamp int64
-	Message   []byte
+	Timestamp int64 // ms since the epoch; 0 when TimestampError is set
+	// TimestampError says why the event's timestamp could not be read
+	// (TimestampMissing, TimestampNotANumber, TimestampNotWholeMS,
+	// TimestampNotPositive); "" when it was read. A number written as a
+	// float or a string of digits is read when that loses nothing.
+	TimestampError string
+	Message        []byte
 	// Account and Region from extractedFields (@aws.account, @aws.region),
 	// present when the subscription filter emits system fields.
 	Account, Region []byte
@@ -216,7 +223,8 @@ func ParseValue(v *fastjson.Value, onEnvelope func(*Envelope) error, onEvent fun
 	}
 	var ev Event
 	for _, e := range arr {
-		ev = Event{ID: idBytes(e.Get("id")), Timestamp: e.GetInt64("timestamp"), Message: e.GetStringBytes("message")}
+		ev = Event{ID: idBytes(e.Get("id")), Message: e.GetStringBytes("message")}
+		ev.Timestamp, ev.TimestampError = timestamp(e.Get("timestamp"))
 		if xf := e.Get("extractedFields"); xf != nil {
 			ev.Account = xf.GetStringBytes("@aws.account")
 			ev.Region = xf.GetStringBytes("@aws.region")
@@ -226,6 +234,54 @@ func ParseValue(v *fastjson.Value, onEnvelope func(*Envelope) error, onEvent fun
 		}
 	}
 	return nil
+}
+
+// maxExactFloat is the largest integer every smaller one of which a
+// float64 holds exactly (2^53).
+const maxExactFloat = 1 << 53
+
+// Why an event's timestamp could not be read (Event.TimestampError).
+const (
+	TimestampMissing     = "missing"
+	TimestampNotANumber  = "not_a_number"
+	TimestampNotWholeMS  = "not_whole_ms" // a fraction of a millisecond, or beyond what a float holds exactly
+	TimestampNotPositive = "not_positive"
+)
+
+// timestamp reads an event's timestamp: an integer of milliseconds, as
+// CloudWatch sends it, or the same written as a float (1.7e12) or a string
+// of digits, when that loses nothing. Anything else gives 0 and why.
+// (specs: logEvents[].timestamp is an int64 of epoch milliseconds.)
+func timestamp(v *fastjson.Value) (int64, string) {
+	if v == nil {
+		return 0, TimestampMissing
+	}
+	var ms int64
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if n, err := v.Int64(); err == nil {
+			ms = n
+			break
+		}
+		f, err := v.Float64()
+		if err != nil || f != math.Trunc(f) || math.Abs(f) > maxExactFloat {
+			return 0, TimestampNotWholeMS
+		}
+		ms = int64(f)
+	case fastjson.TypeString:
+		b := v.GetStringBytes()
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil || len(b) == 0 || b[0] < '0' || b[0] > '9' {
+			return 0, TimestampNotANumber
+		}
+		ms = n
+	default:
+		return 0, TimestampNotANumber
+	}
+	if ms <= 0 {
+		return 0, TimestampNotPositive
+	}
+	return ms, ""
 }
 
 // idBytes accepts an id as a string, as CloudWatch sends it, or as a number.

@@ -181,15 +181,63 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(controlMessage + "\n" + extracted))
 	f.Add([]byte(`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"\u00e9\ud800"}]}`))
 	f.Add([]byte(`{"a":"}"}{`))
+	for _, ts := range timestampCases {
+		f.Add([]byte(`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"m"` + ts.field + `}]}`))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p fastjson.Parser
 		n := 0
 		_ = Parse(&p, data, nil, func(_ *Envelope, ev *Event) error {
 			n++
 			_ = string(ev.Message)
+			// An event has a time or says why not, never neither.
+			if (ev.TimestampError == "") != (ev.Timestamp > 0) {
+				t.Fatalf("timestamp %d with error %q", ev.Timestamp, ev.TimestampError)
+			}
 			return nil
 		})
 	})
+}
+
+// timestampCases are event timestamps as producers write them: the time
+// kept when reading it loses nothing, otherwise why not.
+var timestampCases = []struct {
+	field string // what follows "message":"m" in the event
+	ms    int64
+	err   string
+}{
+	{`,"timestamp":1796328482099`, 1796328482099, ""},
+	{`,"timestamp":"1796328482099"`, 1796328482099, ""},
+	{`,"timestamp":1796328482099.0`, 1796328482099, ""},
+	{`,"timestamp":1.796328482099e12`, 1796328482099, ""},
+	{`,"timestamp":1796328482099.5`, 0, TimestampNotWholeMS},
+	{`,"timestamp":1e300`, 0, TimestampNotWholeMS},
+	{`,"timestamp":"1796328482099.5"`, 0, TimestampNotANumber},
+	{`,"timestamp":"+5"`, 0, TimestampNotANumber},
+	{`,"timestamp":"soon"`, 0, TimestampNotANumber},
+	{`,"timestamp":-5`, 0, TimestampNotPositive},
+	{`,"timestamp":0`, 0, TimestampNotPositive},
+	{`,"timestamp":null`, 0, TimestampNotANumber},
+	{`,"timestamp":true`, 0, TimestampNotANumber},
+	{``, 0, TimestampMissing},
+}
+
+// An event timestamp that is not an integer is read when that loses
+// nothing; otherwise the event says why it has none, instead of being
+// delivered silently undated (or dated 1969).
+func TestEventTimestamps(t *testing.T) {
+	for _, c := range timestampCases {
+		var p fastjson.Parser
+		var got []Event
+		doc := `{"messageType":"DATA_MESSAGE","logEvents":[{"message":"m"` + c.field + `}]}`
+		require.NoError(t, ParseDocument(&p, []byte(doc), nil, func(_ *Envelope, ev *Event) error {
+			got = append(got, *ev)
+			return nil
+		}), doc)
+		require.Len(t, got, 1)
+		assert.Equal(t, c.ms, got[0].Timestamp, doc)
+		assert.Equal(t, c.err, got[0].TimestampError, doc)
+	}
 }
 
 func FuzzGunzip(f *testing.F) {

@@ -17,7 +17,8 @@ import (
 // It accepts a strict subset of what ParseDocument accepts and declines
 // everything else (Scan returns false), for the caller to take the general
 // path: any other message type, keys written with escapes, a key twice,
-// an id that is not a string, a timestamp that is not a plain integer,
+// an id that is not a string, a timestamp that is missing or not a plain
+// positive integer,
 // numbers outside strict JSON, nested objects other than extractedFields,
 // \u escapes of surrogates or with bad hex, and anything malformed. So a
 // document is never read differently by the two paths: on what Scan
@@ -437,7 +438,9 @@ func (r *scanReader) event() bool {
 		}
 		return once(&seen, bit, ok)
 	})
-	if !ok || seen&seenMsg == 0 {
+	// A timestamp missing or not positive is the general path's to report
+	// (Event.TimestampError).
+	if !ok || seen&seenMsg == 0 || seen&seenTS == 0 || e.ts <= 0 {
 		return false
 	}
 	r.s.events = append(r.s.events, e)

@@ -54,8 +54,8 @@ func TestScannerReadsTheUsualDocuments(t *testing.T) {
 		dataMessage,
 		extracted,
 		`{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":[],"logEvents":[]}`,
-		"\n {\"messageType\" : \"DATA_MESSAGE\", \"logEvents\" : [ {\"message\":\"a\\\"b\\\\c\\/d\\n\\u00e9\\u20ac\" , \"timestamp\" : -5 } ] , \"x\":[1,2.5e3,true,null,[\"q\"]]}\r\n",
-		`{"logEvents":[{"message":"m","id":"7","timestamp":0,"extractedFields":{"@aws.region":"eu-west-1","other":"x"}}],"messageType":"DATA_MESSAGE","owner":"o"}`,
+		"\n {\"messageType\" : \"DATA_MESSAGE\", \"logEvents\" : [ {\"message\":\"a\\\"b\\\\c\\/d\\n\\u00e9\\u20ac\" , \"timestamp\" : 5 } ] , \"x\":[1,2.5e3,true,null,[\"q\"]]}\r\n",
+		`{"logEvents":[{"message":"m","id":"7","timestamp":1,"extractedFields":{"@aws.region":"eu-west-1","other":"x"}}],"messageType":"DATA_MESSAGE","owner":"o"}`,
 	} {
 		assert.True(t, agree(t, &sc, []byte(doc)), "declined %s", doc)
 	}
@@ -119,6 +119,11 @@ func TestScannerDeclinesWhatItDoesNotRead(t *testing.T) {
 		`{"messageType":"DATA_MESSAGE","messageType":"DATA_MESSAGE","logEvents":[]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","id":7}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":1.5}]}`,
+		// A timestamp missing or not positive: the parser says why.
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":-5}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":0}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","id":"1"}]}`,
+		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":"1796328482099"}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":012}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"a","timestamp":1234567890123456789}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"\ud83d\ude00"}]}`,
@@ -146,6 +151,9 @@ func TestScannerReuse(t *testing.T) {
 }
 
 func FuzzScannerAgreesWithParse(f *testing.F) {
+	for _, ts := range timestampCases {
+		f.Add([]byte(`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"m"` + ts.field + `}]}`))
+	}
 	for _, doc := range []string{dataMessage, controlMessage, extracted,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"\"\\\/\b\f\n\r\t\u0041\u00e9\ud83d\ude00","timestamp":-0}]}`,
 		`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"x","timestamp":999999999999999999,"id":""}],"a":[[],[1e-5,"s\"\\"]]}`,
@@ -179,7 +187,7 @@ func FuzzScannerAgreesWithParse(f *testing.F) {
 // Trim drops what a large document made the scanner grow, and only that.
 func TestScannerTrim(t *testing.T) {
 	var sc Scanner
-	big := `{"messageType":"DATA_MESSAGE","logEvents":[{"message":"` + strings.Repeat("x", 1<<20) + `"}]}`
+	big := `{"messageType":"DATA_MESSAGE","logEvents":[{"timestamp":1,"message":"` + strings.Repeat("x", 1<<20) + `"}]}`
 	require.True(t, sc.Scan([]byte(big)))
 	sc.Trim(1 << 16)
 	assert.Zero(t, cap(sc.buf), "a large document's buffer is let go")

@@ -56,6 +56,14 @@ type Source struct {
 	ackLat   *telemetry.Histogram
 	dupes    *telemetry.Counter
 	handBack *telemetry.Counter // requests answered 503 because their records were handed back
+	timedOut *telemetry.Counter // requests answered 503: not delivered within ack_timeout
+	failed   *telemetry.Counter // requests answered 500: a record neither delivered nor dead-lettered
+	// records of a retry not sent again: an earlier attempt of the same
+	// request id delivered them before it failed
+	notResent *telemetry.Counter
+	// records of handed-back requests already delivered when they were
+	// handed back: Firehose sends them again, after a restart
+	handBackDelivered *telemetry.Counter
 
 	// fleet makes request ids known to every worker of a fleet; nil: this
 	// process alone.
@@ -66,6 +74,29 @@ type Source struct {
 	inflight map[string]*ack.Tracker
 	recent   map[string]time.Time // delivered request ids
 	order    []recentID
+	// partial holds, by request id, the batches a failed attempt delivered
+	// (or dead-lettered) before it failed: Firehose retries the request
+	// whole, and the retry sends only the rest.
+	partial map[string]*attempt
+}
+
+// attempt is what became of each batch of one attempt of a request.
+type attempt struct {
+	records, per int   // the request's records, records per batch: a retry must match
+	size         int64 // the records' bytes, as they came
+	done         []atomic.Bool
+	at           time.Time // when the attempt failed
+}
+
+// delivered counts the records of the batches done.
+func (a *attempt) delivered() int {
+	n := 0
+	for i := range a.done {
+		if a.done[i].Load() {
+			n += min(a.per, a.records-i*a.per)
+		}
+	}
+	return n
 }
 
 type recentID struct {
@@ -93,8 +124,17 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		ackLat:   metrics.Histogram("firehose.ack_latency", "Time from a Firehose request's arrival to its acknowledgement (200), for the requests admitted."),
 		dupes:    metrics.Counter("firehose.duplicate_requests", "Firehose retries of a request in flight or delivered recently, not sent twice."),
 		handBack: metrics.Counter("firehose.requests_handed_back", "Admitted Firehose requests answered 503 at shutdown: their records were handed back."),
+		timedOut: metrics.Counter("firehose.requests_timed_out",
+			"Firehose requests admitted (or retries waiting for an attempt in flight) answered 503 because their records were not delivered within ack_timeout; Firehose retries them."),
+		failed: metrics.Counter("firehose.requests_failed",
+			"Firehose requests admitted (or retries waiting for an attempt in flight) answered 500: a record could be neither delivered nor dead-lettered, or not all could be published; Firehose retries them."),
+		notResent: metrics.Counter("firehose.records_not_resent",
+			"Records of a Firehose retry not sent again: an earlier attempt of the same request id, which failed, had delivered or dead-lettered them."),
+		handBackDelivered: metrics.Counter("firehose.handed_back_records_delivered",
+			"Records of handed-back Firehose requests that were already delivered or dead-lettered at shutdown: Firehose's retry, after a restart, sends them again."),
 		inflight: map[string]*ack.Tracker{},
 		recent:   map[string]time.Time{},
+		partial:  map[string]*attempt{},
 	}
 	for _, code := range []int{200, 400, 401, 405, 408, 413, 415, 429, 500, 503} {
 		s.statuses[code] = metrics.Counter("firehose.status", "Firehose requests answered, by HTTP status code.", telemetry.L("code", strconv.Itoa(code)))
@@ -268,6 +308,7 @@ func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string
 		out, err = c.Wait(ctx)
 		if err != nil && ctx.Err() != nil {
 			s.unclaim(reqID, tr)
+			s.timedOut.Inc()
 			s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("request still in flight on another worker after %s; retry", s.cfg.AckTimeout))
 			return nil, true
 		}
@@ -280,7 +321,7 @@ func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string
 	case out == claim.Delivered:
 		s.dupes.Inc()
 		s.fleetCounts.dupes.Inc()
-		s.settle(reqID, tr, nil) // remembered here too; local retries waiting get 200
+		s.settle(reqID, tr, nil, nil) // remembered here too; local retries waiting get 200
 		tr.Done()
 		s.reply(w, http.StatusOK, reqID, "")
 		return nil, true
@@ -352,11 +393,17 @@ func (s *Source) unclaim(reqID string, tr *ack.Tracker) {
 	tr.Fail(errors.New("request not admitted"))
 }
 
-func (s *Source) settle(reqID string, tr *ack.Tracker, err error) {
+func (s *Source) settle(reqID string, tr *ack.Tracker, a *attempt, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inflight[reqID] == tr {
 		delete(s.inflight, reqID)
+	}
+	if err != nil && a != nil && s.cfg.DedupTTL > 0 && a.delivered() > 0 {
+		// Firehose retries the request whole: its retry sends what this
+		// attempt did not deliver, and only that.
+		a.at = s.now()
+		s.partial[reqID] = a
 	}
 	if err == nil && s.cfg.DedupTTL > 0 {
 		now := s.now()
@@ -376,6 +423,29 @@ func (s *Source) pruneLocked() {
 	if i > 0 {
 		s.order = append(s.order[:0], s.order[i:]...)
 	}
+	for id, a := range s.partial {
+		if a.at.Before(cut) {
+			delete(s.partial, id)
+		}
+	}
+}
+
+// resume returns what an earlier, failed attempt of reqID delivered, if
+// this attempt carries the same records (Firehose retries a request with
+// the same records under the same id), or nil. It is taken: the attempt
+// starting now carries it on.
+func (s *Source) resume(reqID string, records, per int, size int64) *attempt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.partial[reqID]
+	if !ok {
+		return nil
+	}
+	delete(s.partial, reqID)
+	if a.records != records || a.per != per || a.size != size {
+		return nil
+	}
+	return a
 }
 
 // admit reads, checks and publishes the request. On success the tracker
@@ -403,35 +473,73 @@ func (s *Source) admit(w http.ResponseWriter, r *http.Request, reqID string, tr 
 		s.unreserve(own)
 		return status, err.Error(), false
 	}
+	per := s.cfg.RecordsPerBatch
+	var size int64
+	for _, d := range b.Records {
+		size += int64(len(d))
+	}
 	batches := s.batches(b, reqID, r.Header)
+	// A retry of a request whose earlier attempt failed after delivering
+	// part of it (its records could not all be published within
+	// ack_timeout, a record could be neither delivered nor dead-lettered)
+	// sends only the batches that attempt did not deliver: those it did
+	// would reach Datadog twice.
+	a := s.resume(reqID, len(b.Records), per, size)
+	if a == nil {
+		a = &attempt{records: len(b.Records), per: per, size: size, done: make([]atomic.Bool, len(batches))}
+	}
 	held := own // from here the tracker returns the reservation
 	tr.OnComplete(func(error) { s.unreserve(held) })
-	tr.OnComplete(func(err error) { s.settle(reqID, tr, err) })
+	tr.OnComplete(func(err error) { s.settle(reqID, tr, a, err) })
 	// The source owns Batches, RecordsIn and HandedBack of ingest (what it
 	// took in and gave back); the runtime's output counts RecordsOut.
-	total := 0
-	for _, b := range batches {
-		total += b.Len()
+	total, skipped := 0, 0
+	for i, b := range batches {
+		if a.done[i].Load() {
+			skipped += b.Len()
+		} else {
+			total += b.Len()
+		}
 	}
+	s.notResent.Add(int64(skipped))
 	s.requests.Batches.Inc()
 	s.requests.RecordsIn.Add(int64(total))
 	tr.OnComplete(func(err error) {
 		if errors.Is(err, ack.ErrHandedBack) {
 			s.requests.HandedBack.Add(int64(total))
+			s.handBackDelivered.Add(int64(a.delivered()))
 		}
 	})
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.AckTimeout)
 	defer cancel()
-	for _, b := range batches {
-		b.Ack = tr
+	for i, b := range batches {
+		if a.done[i].Load() {
+			continue
+		}
+		// Each batch learns on its own whether it was delivered, for a
+		// retry to know what to send again should the request fail.
+		tr.Add(1)
+		part := ack.New()
+		part.OnComplete(func(err error) {
+			if err != nil {
+				tr.Fail(err)
+				return
+			}
+			a.done[i].Store(true)
+			tr.Done()
+		})
+		b.Ack = part
 		if err := s.out.Emit(ctx, b); err != nil {
 			// What was published stays in flight; the rest is not sent, so
-			// the request must fail and Firehose retries it whole.
+			// the request must fail. Firehose retries it whole, and the
+			// retry sends what this attempt did not deliver.
+			part.Fail(fmt.Errorf("publish: %w", err))
 			tr.Fail(fmt.Errorf("publish: %w", err))
 			s.requests.Errors.Inc()
 			return 0, "", true
 		}
+		part.Done()
 	}
 	tr.Done()
 	return 0, "", true
@@ -482,10 +590,12 @@ func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr 
 		s.handBack.Inc()
 		s.reply(w, http.StatusServiceUnavailable, reqID, "shutting down before the records were delivered; retry")
 	case errors.Is(err, context.DeadlineExceeded):
+		s.timedOut.Inc()
 		s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("records not yet delivered after %s; retry", s.cfg.AckTimeout))
 	case errors.Is(err, context.Canceled):
 		// The client went away; Firehose will retry with the same id.
 	default:
+		s.failed.Inc()
 		s.reply(w, http.StatusInternalServerError, reqID, "delivery failed: "+err.Error())
 	}
 }

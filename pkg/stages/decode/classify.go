@@ -145,6 +145,7 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 	s.control.Add(tally.control)
 	s.stats.Dropped.Add(tally.control)
 	s.unknownType.Add(tally.unknown)
+	s.badTime.Add(tally.badTime)
 	if good == 0 {
 		return wholeIfAllDead(sc.dead)
 	}
@@ -166,7 +167,23 @@ func wholeIfAllDead(dead []deadPart) error {
 // envelopeTally counts envelopes of a record, added to the stage's
 // counters once the record is known not to be binary (whose envelopes, if
 // any, were not read as such: the record is dead-lettered whole).
-type envelopeTally struct{ control, unknown int64 }
+type envelopeTally struct{ control, unknown, badTime int64 }
+
+// TimestampErrorTag is the tag of a log whose CloudWatch event timestamp
+// could not be read, its value the reason (cwlogs.Timestamp*): the log is
+// dated by its Firehose request (or SQS message) instead.
+const TimestampErrorTag = "gwpipe.timestamp_error"
+
+// timestampTags are the tags of each reason, shared by the records (full
+// slices: whoever adds a tag copies).
+var timestampTags = map[string][]string{}
+
+func init() {
+	for _, r := range []string{cwlogs.TimestampMissing, cwlogs.TimestampNotANumber, cwlogs.TimestampNotWholeMS, cwlogs.TimestampNotPositive} {
+		t := []string{TimestampErrorTag + ":" + r}
+		timestampTags[r] = t[:1:1]
+	}
+}
 
 // envelope reads an item that claims to be a CloudWatch envelope: ok when
 // it went on (events or a control message), else it was dead-lettered. It
@@ -190,10 +207,18 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, sca
 			e.reserve(env.Events)
 		}
 		o := origin.WithAccountRegion(ev.Account, ev.Region)
-		e.add(record.Record{
+		rec := record.Record{
 			Origin: o, EventID: e.keepString(ev.ID), Timestamp: ev.Timestamp,
 			Message: e.arena.Keep(ev.Message), Kind: record.KindLine,
-		})
+		}
+		if ev.TimestampError != "" {
+			// Never silently undated: the request's time, and the tag
+			// saying why.
+			rec.Timestamp = raw.Timestamp
+			rec.Tags = timestampTags[ev.TimestampError]
+			tally.badTime++
+		}
+		e.add(rec)
 		n++
 		return nil
 	}

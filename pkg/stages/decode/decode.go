@@ -28,6 +28,7 @@ type Stage struct {
 	unknownType *telemetry.Counter // envelopes dead-lettered for their messageType
 	binary      *telemetry.Counter // records dead-lettered whole as unrecognised binary
 	nonText     *telemetry.Counter // lines dead-lettered alone for not being text
+	badTime     *telemetry.Counter // events whose timestamp could not be read
 	stats       *telemetry.StageStats
 
 	metrics MetricDecoder // nil: metric-stream records are not recognised
@@ -84,8 +85,10 @@ func New(cfg Config, metrics *telemetry.Registry) *Stage {
 		unknownType: metrics.Counter("decode.unknown_message_types", "CloudWatch envelopes dead-lettered for their messageType."),
 		binary:      metrics.Counter("decode.binary_records", "Records dead-lettered whole as unrecognised binary data."),
 		nonText:     metrics.Counter("decode.non_text_lines", "Lines dead-lettered alone for not being text."),
-		stats:       metrics.Stage("decode"),
-		large:       make(chan struct{}, 1),
+		badTime: metrics.Counter("decode.unreadable_timestamps",
+			"CloudWatch events whose timestamp is missing or not a positive whole number of milliseconds: dated by their Firehose request (or SQS message) and tagged gwpipe.timestamp_error."),
+		stats: metrics.Stage("decode"),
+		large: make(chan struct{}, 1),
 	}
 }
 
