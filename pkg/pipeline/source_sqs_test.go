@@ -360,7 +360,7 @@ func TestEverySQSFigureInTheSummaryIsTrue(t *testing.T) {
 	sum := summaryLines(t, h.p)
 	assert.Regexp(t, `^p50 \d+\.\d ms, p99 \d+\.\d ms, max \d+\.\d ms$`, sum["sqs message latency"])
 	assert.Equal(t, map[string]string{
-		"firehose requests":       "0 acknowledged, 0 refused, 0 handed back, 0 duplicates",
+		"firehose requests":       "0 acknowledged, 0 refused, 0 timed out, 0 failed, 0 handed back, 0 duplicates",
 		"firehose records in":     "0",
 		"sqs messages":            "5 deleted (0 with nothing to read), 0 failed (0 unrecognised), 0 handed back, 0 duplicates; 5 receives",
 		"sqs records in":          "2",
