@@ -419,12 +419,12 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 				}
 			}
 		} else {
-			switch d.summaryCounts(vals, r, now) {
+			switch decision, due := d.summaryCounts(vals, r, now); decision {
 			case summarySkip:
 				d.n.SummariesSkipped++
 				return
 			case summaryWait:
-				d.deferSummary(rec, vals, now)
+				d.deferSummary(rec, due)
 				return
 			}
 		}
@@ -745,16 +745,16 @@ const (
 // (other Firehose requests, other batches, other workers), so the first
 // summaries after a start often come before the first access log, and
 // counting them at once would count their requests twice.
-func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) int {
+func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) (decision int, due time.Time) {
 	switch r.StageAccessLogs {
 	case 1:
-		return summarySkip
+		return summarySkip, time.Time{}
 	case -1:
-		return summaryCount
+		return summaryCount, time.Time{}
 	}
 	k := d.stageKey(vals)
 	if m := d.stageSeen[string(k)]; m != nil && now.Sub(m.last) <= d.cfg.AccessLogMemory {
-		return summarySkip
+		return summarySkip, time.Time{}
 	}
 	m := d.summaryOnly[string(k)]
 	if m == nil || now.Sub(m.last) > d.cfg.AccessLogMemory {
@@ -765,9 +765,9 @@ func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) int {
 		m.last = now
 	}
 	if d.deciding || now.Sub(m.first) >= d.cfg.SummaryGrace || len(d.deferred) >= maxDeferredSummaries {
-		return summaryCount
+		return summaryCount, time.Time{}
 	}
-	return summaryWait
+	return summaryWait, m.first.Add(d.cfg.SummaryGrace)
 }
 
 // maxDeferredSummaries bounds the memory of summaries waiting for their
@@ -775,10 +775,9 @@ func (d *Deriver) summaryCounts(vals []val, r *Request, now time.Time) int {
 // at once.
 const maxDeferredSummaries = 100_000
 
-// deferSummary keeps a copy of rec until its stage's grace has passed.
-func (d *Deriver) deferSummary(rec *record.Record, vals []val, now time.Time) {
-	m := d.summaryOnly[string(d.stageKey(vals))]
-	d.deferred = append(d.deferred, deferredSummary{rec: cloneRecord(rec), due: m.first.Add(d.cfg.SummaryGrace)})
+// deferSummary keeps a copy of rec until due.
+func (d *Deriver) deferSummary(rec *record.Record, due time.Time) {
+	d.deferred = append(d.deferred, deferredSummary{rec: cloneRecord(rec), due: due})
 	d.n.SummariesWaiting++
 }
 
