@@ -225,6 +225,7 @@ func TestValidateNamesTheVariableThatSetAValue(t *testing.T) {
 		{[]string{"GWPIPE_FILTERS_RULES=[{\"name\":\"dd_scrubbing_rule\",\"pattern\":\"x\"}]", "DD_SCRUBBING_RULE=y"},
 			`filters.rules[1].name (set by DD_SCRUBBING_RULE): "dd_scrubbing_rule" is taken by rules[0].name`},
 		{[]string{"DD_SITE=https://datadoghq.eu"}, "datadog.site (set by DD_SITE): must be a site name"},
+		{[]string{"DD_TAGS=env:prod,team:a\tb"}, `enrich.tags[1] (set by DD_TAGS): "team:a\tb"`},
 	} {
 		cfg, err := Load(file, c.env)
 		require.NoError(t, err, c.env)

@@ -217,7 +217,10 @@ func applyEnv(c *Config, environ []string) error {
 		c.set("datadog.site", "DD_SITE")
 	}
 	if v := env["DD_TAGS"]; v != "" {
-		c.Enrich.Tags = append(c.Enrich.Tags, splitTags(v)...)
+		for _, tag := range splitTags(v) {
+			c.set(fmt.Sprintf("enrich.tags[%d]", len(c.Enrich.Tags)), "DD_TAGS")
+			c.Enrich.Tags = append(c.Enrich.Tags, tag)
+		}
 	}
 	forwarderEnv(c, env)
 	return errors.Join(errs...)

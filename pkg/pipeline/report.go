@@ -31,7 +31,7 @@ type Status struct {
 func (p *Pipeline) Status() Status {
 	snap := p.metrics.Snapshot()
 	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Location(), LastReload: p.LastReload(), snap: snap}
-	if err := p.Ready(); err != nil {
+	if err := p.readiness(); err != nil { // as /readyz: draining included
 		s.Ready = err.Error()
 	}
 	return s

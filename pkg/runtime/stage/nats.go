@@ -209,9 +209,9 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	for range s.loops {
 		cc, err := c.Consume(sub.handle, jetstream.PullMaxMessages(s.prefetch))
 		if err != nil {
-			for _, cc := range ccs {
-				cc.Stop()
-			}
+			// The loops started may have fetched messages already: they
+			// go back to the broker (a sender waiting on out sees stop).
+			sub.end(ccs)
 			return nil, fmt.Errorf("nats transport: consume %s on %s: %w", s.group, topic, err)
 		}
 		ccs = append(ccs, cc)
@@ -220,42 +220,11 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.subs = append(s.subs, sub)
 	s.mu.Unlock()
 	go func() {
-		defer close(sub.done)
 		select {
 		case <-ctx.Done():
 		case <-s.closing:
 		}
-		sub.mu.Lock()
-		sub.stopped = true
-		close(sub.stop)
-		sub.mu.Unlock()
-		for _, cc := range ccs {
-			cc.Drain() // what the loops fetched ahead reaches handle, which sets it aside
-		}
-		// No callback sends any more once stopped is set and the senders
-		// counted before it are gone: only then may out be closed.
-		sub.sending.Wait()
-		close(sub.out)
-		for _, cc := range ccs {
-			<-cc.Closed()
-		}
-		// Handed back only now: a message refused while its pull loop was
-		// still subscribed would be redelivered to that same loop's pull
-		// request, over and over, and the last time to no one.
-		sub.mu.Lock()
-		back := sub.back
-		sub.back = nil
-		sub.mu.Unlock()
-		for _, jm := range back {
-			sub.settle(jm.Nak, "nak", watermill.LogFields{"subject": jm.Subject(), "group": s.group})
-		}
-		if len(back) > 0 {
-			// A Nak is only buffered: the broker must have it before the
-			// process may end.
-			if err := s.nc.FlushTimeout(s.ackWait); err != nil {
-				s.logger.Error("messages handed back may reach the broker only at ack_wait", err, nil)
-			}
-		}
+		sub.end(ccs)
 	}()
 	return sub.out, nil
 }
@@ -306,6 +275,45 @@ type subscription struct {
 
 // handle runs in a pull loop for each message, and holds the loop until
 // the message is settled: the loops bound the messages handled at once.
+// end stops the subscription's pull loops: what they fetched ahead goes
+// back to the broker, the messages handed to the router are left to their
+// handlers, and out is closed once nothing can send on it.
+func (sub *subscription) end(ccs []jetstream.ConsumeContext) {
+	s := sub.s
+	defer close(sub.done)
+	sub.mu.Lock()
+	sub.stopped = true
+	close(sub.stop)
+	sub.mu.Unlock()
+	for _, cc := range ccs {
+		cc.Drain() // what the loops fetched ahead reaches handle, which sets it aside
+	}
+	// No callback sends any more once stopped is set and the senders
+	// counted before it are gone: only then may out be closed.
+	sub.sending.Wait()
+	close(sub.out)
+	for _, cc := range ccs {
+		<-cc.Closed()
+	}
+	// Handed back only now: a message refused while its pull loop was
+	// still subscribed would be redelivered to that same loop's pull
+	// request, over and over, and the last time to no one.
+	sub.mu.Lock()
+	back := sub.back
+	sub.back = nil
+	sub.mu.Unlock()
+	for _, jm := range back {
+		sub.settle(jm.Nak, "nak", watermill.LogFields{"subject": jm.Subject(), "group": s.group})
+	}
+	if len(back) > 0 {
+		// A Nak is only buffered: the broker must have it before the
+		// process may end.
+		if err := s.nc.FlushTimeout(s.ackWait); err != nil {
+			s.logger.Error("messages handed back may reach the broker only at ack_wait", err, nil)
+		}
+	}
+}
+
 func (sub *subscription) handle(jm jetstream.Msg) {
 	s := sub.s
 	fields := watermill.LogFields{"subject": jm.Subject(), "group": s.group}

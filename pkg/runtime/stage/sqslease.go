@@ -258,6 +258,7 @@ func (s *leasedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 					select {
 					case <-deleted:
 					case <-time.After(s.leases.visibility):
+						s.leases.deleted(handle) // not seen deleted: forget it
 					}
 				case <-m.Nacked():
 					s.leases.settle(handle, false)

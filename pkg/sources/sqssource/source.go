@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -599,16 +600,22 @@ func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []Obje
 			continue
 		}
 		var ot *ack.Tracker
+		var dead atomic.Bool // dead-lettered by name: counted once the archive wrote it
 		ot = ack.Child(tr, func() {
 			ok := ot.Err() == nil
 			if ok {
 				w.done.add(i)
+				if dead.Load() {
+					s.objBad.Inc()
+				}
 			}
 			q.settleObject(claim, ok)
 		})
 		err = s.readObject(ctx, ref, ot, log)
 		if err != nil && s3obj.Permanent(err) && ctx.Err() == nil {
-			err = s.deadObject(ctx, ref, err, ot, log)
+			if err = s.deadObject(ctx, ref, err, ot, log); err == nil {
+				dead.Store(true)
+			}
 		}
 		if err == nil {
 			ot.Done()
@@ -633,7 +640,6 @@ func (s *Source) deadObject(ctx context.Context, ref ObjectRef, cause error, ot 
 	if err := s.decoded.DeadLetter(ctx, b); err != nil {
 		return fmt.Errorf("%w: dead letter of %s: %w", errPublish, name, err)
 	}
-	s.objBad.Inc()
 	log.Warn("object cannot be read: dead-lettered by name, the rest of the message delivered", "object", name, "reason", cause)
 	return nil
 }
