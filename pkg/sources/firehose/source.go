@@ -77,7 +77,8 @@ type Source struct {
 	// partial holds, by request id, the batches a failed attempt delivered
 	// (or dead-lettered) before it failed: Firehose retries the request
 	// whole, and the retry sends only the rest.
-	partial map[string]*attempt
+	partial      map[string]*attempt
+	partialOrder []recentID // partial's ids by failure time, oldest first
 }
 
 // attempt is what became of each batch of one attempt of a request.
@@ -404,6 +405,7 @@ func (s *Source) settle(reqID string, tr *ack.Tracker, a *attempt, err error) {
 		// attempt did not deliver, and only that.
 		a.at = s.now()
 		s.partial[reqID] = a
+		s.partialOrder = append(s.partialOrder, recentID{reqID, a.at})
 	}
 	if err == nil && s.cfg.DedupTTL > 0 {
 		now := s.now()
@@ -423,10 +425,16 @@ func (s *Source) pruneLocked() {
 	if i > 0 {
 		s.order = append(s.order[:0], s.order[i:]...)
 	}
-	for id, a := range s.partial {
-		if a.at.Before(cut) {
-			delete(s.partial, id)
+	// partial in order of failure too: a scan of the whole map on every
+	// request would grow with the failures of an outage.
+	i = 0
+	for ; i < len(s.partialOrder) && s.partialOrder[i].at.Before(cut); i++ {
+		if a := s.partial[s.partialOrder[i].id]; a != nil && a.at == s.partialOrder[i].at {
+			delete(s.partial, s.partialOrder[i].id)
 		}
+	}
+	if i > 0 {
+		s.partialOrder = append(s.partialOrder[:0], s.partialOrder[i:]...)
 	}
 }
 
