@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
@@ -27,20 +26,15 @@ import (
 // and a second run of the pipeline on the same state file fetches nothing
 // twice.
 func TestCloudWatchPollerSource(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs moto_server")
-	}
-	moto.Start(t)
 	ctx := context.Background()
-	awsCfg, err := awsconf.Load(ctx, "")
-	require.NoError(t, err)
+	awsCfg := moto.Config(t)
 	// moto reads CloudWatch's JSON 1.0 protocol, not the SDK's default CBOR.
 	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
 		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
 	})
 	at := time.Now().Add(-6 * time.Minute).Truncate(time.Minute)
 	dims := []types.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String("prod")}}
-	_, err = cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: []types.MetricDatum{
+	_, err := cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: []types.MetricDatum{
 		{MetricName: aws.String("CacheHitCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{6}},
 		{MetricName: aws.String("CacheMissCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{2}},
 	}})

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -147,13 +146,7 @@ func natsServer(t *testing.T) *server.Server {
 // it; the test is skipped with -short.
 func motoAWS(t *testing.T) aws.Config {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs moto_server")
-	}
-	moto.Start(t)
-	awsCfg, err := awsconf.Load(context.Background(), "")
-	require.NoError(t, err)
-	return awsCfg
+	return moto.Config(t)
 }
 
 func TestNATSTransport(t *testing.T) {

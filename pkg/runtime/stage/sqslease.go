@@ -2,7 +2,6 @@ package stage
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 )
 
 // receiptKey carries a message's receipt handle in its metadata, from the
@@ -41,10 +42,11 @@ type leases struct {
 }
 
 type lease struct {
-	queue  string
-	handle string
-	batch  []*lease // the receive it came in, in the order it is handled
-	index  int
+	queue    string
+	handle   string
+	received time.Time
+	batch    []*lease // the receive it came in, in the order it is handled
+	index    int
 }
 
 func newLeases(client *sqs.Client, visibility time.Duration, logger watermill.LoggerAdapter) *leases {
@@ -117,10 +119,11 @@ func (l *leases) deleted(handle string) {
 
 func (l *leases) hold(queue string, msgs []sqstypes.Message) {
 	batch := make([]*lease, len(msgs))
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, m := range msgs {
-		batch[i] = &lease{queue: queue, handle: aws.ToString(m.ReceiptHandle), batch: batch, index: i}
+		batch[i] = &lease{queue: queue, handle: aws.ToString(m.ReceiptHandle), received: now, batch: batch, index: i}
 		l.held[batch[i].handle] = batch[i]
 	}
 }
@@ -170,28 +173,22 @@ func (l *leases) renew() {
 	}
 }
 
-// change sets the visibility of leases, ten at a time per queue (the
-// batch call's limit).
+// change sets the visibility of leases.
 func (l *leases) change(ls []*lease, visibility time.Duration) {
-	byQueue := map[string][]sqstypes.ChangeMessageVisibilityBatchRequestEntry{}
-	for i, le := range ls {
-		byQueue[le.queue] = append(byQueue[le.queue], sqstypes.ChangeMessageVisibilityBatchRequestEntry{
-			Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(le.handle), VisibilityTimeout: int32(visibility / time.Second)})
+	byQueue := map[string][]sqsvis.Held{}
+	for _, le := range ls {
+		byQueue[le.queue] = append(byQueue[le.queue], sqsvis.Held{Handle: le.handle, Received: le.received})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(l.visibility/3, time.Second))
 	defer cancel()
-	for queue, entries := range byQueue {
-		for len(entries) > 0 {
-			part := entries[:min(10, len(entries))]
-			entries = entries[len(part):]
-			out, err := l.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queue), Entries: part})
-			if err != nil {
-				l.logger.Error("cannot extend the visibility of messages held: another worker may receive them", err, watermill.LogFields{"queue": queue})
-				continue
-			}
-			for _, f := range out.Failed {
-				l.logger.Debug("visibility not changed", watermill.LogFields{"queue": queue, "code": aws.ToString(f.Code), "message": aws.ToString(f.Message)})
-			}
+	now := time.Now()
+	for queue, held := range byQueue {
+		o := sqsvis.Change(ctx, l.sqs, queue, held, visibility, now)
+		if o.Err != nil {
+			l.logger.Error("cannot change the visibility of messages held: another worker may receive them", o.Err, watermill.LogFields{"queue": queue, "messages": o.Failed})
+		}
+		for _, f := range o.Refused {
+			l.logger.Debug("visibility not changed", watermill.LogFields{"queue": queue, "code": aws.ToString(f.Code), "message": aws.ToString(f.Message)})
 		}
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
@@ -29,10 +28,8 @@ import (
 // with the integration's names, values, timestamps and tags, each period
 // once, across polls and across a restart.
 func TestPollerMoto(t *testing.T) {
-	moto.Start(t)
 	ctx := context.Background()
-	awsCfg, err := awsconf.Load(ctx, "")
-	require.NoError(t, err)
+	awsCfg := moto.Config(t)
 
 	const own, other = "123456789012", "111111111111" // moto's default account, and one behind a role
 	creds := RoleCredentials(sts.NewFromConfig(awsCfg),

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
 
@@ -56,7 +57,7 @@ func (c Config) Validate() error {
 	if c.MaxConcurrentMessages < 1 || c.MaxConcurrentMessages > 10_000 {
 		bad("max_concurrent_messages", "must be 1 to 10000, got %d", c.MaxConcurrentMessages)
 	}
-	if c.VisibilityTimeout < time.Second || c.VisibilityTimeout > maxVisibility {
+	if c.VisibilityTimeout < time.Second || c.VisibilityTimeout > sqsvis.MaxVisibility {
 		bad("visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", c.VisibilityTimeout)
 	}
 	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {

@@ -35,6 +35,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
@@ -54,10 +55,6 @@ type Emitter interface {
 	Emit(ctx context.Context, b *record.Batch) error
 	DeadLetter(ctx context.Context, b *record.Batch) error
 }
-
-// maxVisibility is SQS's limit on a message's total invisibility since it
-// was received.
-const maxVisibility = 12 * time.Hour
 
 // maxRetryDelay caps the backoff before a failed message is seen again.
 const maxRetryDelay = 15 * time.Minute
@@ -902,37 +899,23 @@ func (s *Source) extender(q *queue) {
 }
 
 func (s *Source) extend(q *queue, vt time.Duration) {
-	now := time.Now()
 	q.mu.Lock()
-	var entries []types.ChangeMessageVisibilityBatchRequestEntry
+	held := make([]sqsvis.Held, 0, len(q.inflight))
 	for h, f := range q.inflight {
-		left := maxVisibility - now.Sub(f.received) - time.Minute
-		if left <= 0 {
-			continue // SQS refuses beyond 12 hours; it will come back
-		}
-		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{
-			Id: aws.String(strconv.Itoa(len(entries))), ReceiptHandle: aws.String(h),
-			VisibilityTimeout: int32(min(vt, left) / time.Second),
-		})
+		held = append(held, sqsvis.Held{Handle: h, Received: f.received})
 	}
 	q.mu.Unlock()
-	for i := 0; i < len(entries); i += 10 {
-		part := entries[i:min(i+10, len(entries))]
-		ctx, cancel := context.WithTimeout(s.workCtx, max(vt/3, time.Second))
-		out, err := s.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url), Entries: part})
-		cancel()
-		if err != nil {
-			if s.workCtx.Err() == nil {
-				s.apiErrs.Inc()
-				s.log.Warn("sqs visibility extension failed; retrying at the next tick", "queue", q.url, "messages", len(part), "error", err)
-			}
-			continue
-		}
-		s.extended.Add(int64(len(out.Successful)))
-		for _, f := range out.Failed {
-			// Typically the message was deleted or released meanwhile.
-			s.log.Debug("sqs visibility extension refused", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
-		}
+	ctx, cancel := context.WithTimeout(s.workCtx, max(vt/3, time.Second))
+	defer cancel()
+	o := sqsvis.Change(ctx, s.sqs, q.url, held, vt, time.Now())
+	s.extended.Add(int64(o.Changed))
+	if o.Err != nil && s.workCtx.Err() == nil {
+		s.apiErrs.Inc()
+		s.log.Warn("sqs visibility extension failed; retrying at the next tick", "queue", q.url, "messages", o.Failed, "error", o.Err)
+	}
+	for _, f := range o.Refused {
+		// Typically the message was deleted or released meanwhile.
+		s.log.Debug("sqs visibility extension refused", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
 	}
 }
 

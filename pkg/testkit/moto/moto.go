@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
@@ -39,6 +42,23 @@ func Start(tb testing.TB) string {
 	tb.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	return url
+}
+
+// Config is Start for a test that builds its own clients: it skips the
+// test with -short (moto_server takes a second or two to start) and returns
+// the SDK configuration that reaches the server, loaded the one way gwpipe
+// loads it.
+func Config(tb testing.TB) aws.Config {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs moto_server")
+	}
+	Start(tb)
+	cfg, err := awsconf.Load(context.Background(), Region)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
 }
 
 // Run is Start without touching the environment, for parallel tests that
