@@ -2,6 +2,8 @@ package stage
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
@@ -31,6 +34,12 @@ type leases struct {
 	sqs        *sqs.Client
 	visibility time.Duration
 	logger     watermill.LoggerAdapter
+
+	// changing orders the visibility changes: a release waits for a
+	// renewal in flight, whose snapshot may include the released message,
+	// so that the release is the last word and the message is visible at
+	// once, not renewed for another timeout.
+	changing sync.Mutex
 
 	mu       sync.Mutex
 	held     map[string]*lease        // by receipt handle
@@ -68,7 +77,13 @@ func (l *leases) option(o *sqs.Options) {
 			}
 			out, md, err := next.HandleInitialize(ctx, in)
 			if del, ok := in.Parameters.(*sqs.DeleteMessageInput); ok {
-				l.deleted(aws.ToString(del.ReceiptHandle))
+				handle := aws.ToString(del.ReceiptHandle)
+				l.deleted(handle)
+				if err != nil && !alreadyDeleted(err) {
+					// watermill-aws gives up the rest of the receive after
+					// a failed delete, without a word to the router.
+					l.giveUp(handle)
+				}
 			}
 			if err != nil {
 				return out, md, err
@@ -134,23 +149,61 @@ func (l *leases) hold(queue string, msgs []sqstypes.Message) {
 func (l *leases) settle(handle string, acked bool) {
 	l.mu.Lock()
 	le, ok := l.held[handle]
+	delete(l.held, handle)
 	var back []*lease
-	if ok {
-		delete(l.held, handle)
-		if !acked {
-			back = append(back, le)
-			for _, o := range le.batch[le.index+1:] {
-				if _, ok := l.held[o.handle]; ok {
-					delete(l.held, o.handle)
-					back = append(back, o)
-				}
-			}
+	if ok && !acked {
+		back = append(l.after(le), le)
+	}
+	l.mu.Unlock()
+	l.release(back)
+}
+
+// giveUp ends the leases of the messages watermill-aws will never hand
+// over: those received after handle in its receive, made visible at once for
+// another worker (they would otherwise be renewed, and held, for as long as
+// this worker runs).
+func (l *leases) giveUp(handle string) {
+	l.mu.Lock()
+	var back []*lease
+	// handle itself may be settled already (acknowledged, then its delete
+	// failed): its receive is found through the others it came with.
+	for _, le := range l.held {
+		if i := slices.IndexFunc(le.batch, func(o *lease) bool { return o.handle == handle }); i >= 0 {
+			back = l.after(le.batch[i])
+			break
 		}
 	}
 	l.mu.Unlock()
-	if len(back) > 0 {
-		l.change(back, 0)
+	l.release(back)
+}
+
+// after takes out of held the leases received after le in its receive.
+func (l *leases) after(le *lease) []*lease {
+	var back []*lease
+	for _, o := range le.batch[le.index+1:] {
+		if _, ok := l.held[o.handle]; ok {
+			delete(l.held, o.handle)
+			back = append(back, o)
+		}
 	}
+	return back
+}
+
+// release makes leases' messages visible at once.
+func (l *leases) release(ls []*lease) {
+	if len(ls) == 0 {
+		return
+	}
+	l.changing.Lock()
+	defer l.changing.Unlock()
+	l.change(ls, 0)
+}
+
+// alreadyDeleted is the error watermill-aws counts as a delete that
+// succeeded (it goes on with the receive).
+func alreadyDeleted(err error) bool {
+	var oe *smithy.GenericAPIError
+	return errors.As(err, &oe) && oe.Message == "The specified queue does not contain the message specified."
 }
 
 func (l *leases) renew() {
@@ -163,6 +216,7 @@ func (l *leases) renew() {
 			return
 		case <-t.C:
 		}
+		l.changing.Lock()
 		l.mu.Lock()
 		all := make([]*lease, 0, len(l.held))
 		for _, le := range l.held {
@@ -170,6 +224,7 @@ func (l *leases) renew() {
 		}
 		l.mu.Unlock()
 		l.change(all, l.visibility)
+		l.changing.Unlock()
 	}
 }
 
@@ -206,6 +261,8 @@ type receiptUnmarshaler struct {
 	wsqs.DefaultMarshalerUnmarshaler
 }
 
+// Unmarshal never fails (watermill-aws' default does not), so watermill-aws
+// never gives up a receive on an unmarshalling error.
 func (u receiptUnmarshaler) Unmarshal(m *sqstypes.Message) (*message.Message, error) {
 	msg, err := u.DefaultMarshalerUnmarshaler.Unmarshal(m)
 	if err != nil {

@@ -2,12 +2,16 @@ package stage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -102,4 +106,57 @@ func TestSQSStopFinishesHandlersInFlight(t *testing.T) {
 		assert.Zero(t, second.ids[id], "record %s handled again", id)
 	}
 	assert.Len(t, second.ids, 30-handled, "the next worker gets the rest")
+}
+
+// failDeletes makes every DeleteMessage fail, as a throttled or unreachable
+// SQS would, after the leases' hook saw the call go out.
+func failDeletes(o *sqs.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("failDeletes", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if _, ok := in.Parameters.(*sqs.DeleteMessageInput); ok {
+				return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("injected: delete failed")
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
+	})
+}
+
+// TestSQSLeasesEndWhenTheReceiveIsGivenUp: after a failed delete
+// watermill-aws hands over nothing more of that receive; the messages it
+// gives up become visible at once for another worker (they were renewed,
+// and held from every worker, for as long as this one ran), and the ones
+// handed over stay held.
+func TestSQSLeasesEndWhenTheReceiveIsGivenUp(t *testing.T) {
+	awsCfg := motoAWS(t)
+	ctx := context.Background()
+	plain := sqs.NewFromConfig(awsCfg)
+	q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("giveup"), Attributes: map[string]string{"VisibilityTimeout": "60"}})
+	require.NoError(t, err)
+	for i := range 4 {
+		_, err := plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(fmt.Sprint(i))})
+		require.NoError(t, err)
+	}
+	l := newLeases(plain, 60*time.Second, watermill.NopLogger{})
+	defer l.close()
+	worker := sqs.NewFromConfig(awsCfg, l.option, failDeletes)
+	got, err := worker.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, got.Messages, 4, "one receive")
+	handed := got.Messages[:2]
+	l.settle(aws.ToString(handed[1].ReceiptHandle), true) // acknowledged; its delete fails:
+	_, err = worker.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: handed[1].ReceiptHandle})
+	require.Error(t, err)
+
+	again, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	var bodies []string
+	for _, m := range again.Messages {
+		bodies = append(bodies, aws.ToString(m.Body))
+	}
+	assert.ElementsMatch(t, []string{aws.ToString(got.Messages[2].Body), aws.ToString(got.Messages[3].Body)}, bodies,
+		"the messages given up are visible again; those handed over are not")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	assert.Len(t, l.held, 1, "only the message handed over and not settled is still renewed")
+	assert.Contains(t, l.held, aws.ToString(handed[0].ReceiptHandle))
 }
