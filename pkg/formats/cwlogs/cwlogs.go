@@ -271,7 +271,13 @@ func timestamp(v *fastjson.Value) (int64, string) {
 	case fastjson.TypeString:
 		b := v.GetStringBytes()
 		n, err := strconv.ParseInt(string(b), 10, 64)
-		if err != nil || len(b) == 0 || b[0] < '0' || b[0] > '9' {
+		// Digits, or a minus and digits (then not positive, as the same
+		// number unquoted is); not "+5", nor " 5".
+		digits := b
+		if len(digits) > 1 && digits[0] == '-' {
+			digits = digits[1:]
+		}
+		if err != nil || len(digits) == 0 || digits[0] < '0' || digits[0] > '9' {
 			return 0, TimestampNotANumber
 		}
 		ms = n
