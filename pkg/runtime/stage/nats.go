@@ -16,6 +16,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 )
 
 // NATS is the JetStream transport: a stream per topic with interest
@@ -131,10 +132,11 @@ func (t *NATS) Backlog(ctx context.Context, group, topic string) (int64, error) 
 	return int64(info.NumPending), nil
 }
 
-// Subscriber returns the group's subscriber: Subscribers pull loops on the
-// group's durable consumer, merged, sharing one connection: a connection
-// per loop cost the broker and the worker a connection's setup and upkeep
-// each (measured: bench-fleet.sh's CPU before the load).
+// Subscriber returns the group's subscriber: Subscribers handlers fed by
+// one fetcher per topic on the group's durable consumer, sharing one
+// connection: a connection per handler cost the broker and the worker a
+// connection's setup and upkeep each (measured: bench-fleet.sh's CPU
+// before the load).
 func (t *NATS) Subscriber(group string) (message.Subscriber, error) {
 	nc, err := nats.Connect(t.cfg.URL, nats.Name("gwpipe-"+group), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
 	if err != nil {
@@ -174,12 +176,16 @@ func (t *NATS) Close() error {
 // flight, whose batches were then dead-lettered and their acks dropped),
 // whose pull callbacks could send on the channel it had closed ("send on
 // closed channel" at a SIGTERM under load), and which gave a message up at
-// ack_wait while its handler still ran. Here, when the subscription ends,
-// the messages already handed to the router are still acknowledged once
-// their handlers return, those not handed over yet go back to the broker
-// at once (Nak), and a message held longer than a fraction of ack_wait is
-// marked in progress so that the broker does not give it to another
-// worker meanwhile.
+// ack_wait while its handler still ran. Here every message fetched is held
+// by the subscription until settled, and every held message — handled or
+// waiting for a handler — is marked in progress a few times per ack_wait, so
+// that the broker gives none to another worker while this one has it (an
+// intake outage longer than ack_wait no longer duplicates what was fetched
+// ahead: nats.go's Consume buffers messages where they cannot be renewed,
+// so messages are fetched explicitly, only when there is room). When the
+// subscription ends, the messages handed to the router are still
+// acknowledged once their handlers return, and those not handed over go
+// back to the broker at once (Nak).
 type jsSubscriber struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -195,27 +201,33 @@ type jsSubscriber struct {
 	subs      []*subscription
 }
 
+// fetchWait bounds one pull request: how long an idle subscription waits
+// for messages before asking again, and how long a stop may wait for the
+// request in flight (messages it brings are handed back).
+const fetchWait = time.Second
+
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	c, err := s.js.Consumer(ctx, topic, ConsumerName(s.group, topic))
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: consumer %s on %s (is the stage in the topology?): %w", s.group, topic, err)
 	}
-	sub := &subscription{s: s, out: make(chan *message.Message), stop: make(chan struct{}), done: make(chan struct{}),
+	capacity := s.loops * (s.prefetch + 1) // each loop's message and what it fetched ahead
+	sub := &subscription{s: s, c: c, capacity: capacity, out: make(chan *message.Message),
+		queue: make(chan jetstream.Msg, capacity), room: make(chan struct{}, 1),
+		held: map[jetstream.Msg]struct{}{}, stop: make(chan struct{}), done: make(chan struct{}),
+		fields: watermill.LogFields{"topic": topic, "group": s.group},
 		// A handler's context must outlive the subscription: the router
 		// ends the subscription to stop taking input, and the handlers in
 		// flight then finish (only a hand-back cancels them).
 		msgCtx: context.WithoutCancel(ctx)}
-	var ccs []jetstream.ConsumeContext
+	sub.fetching.Add(1)
+	go sub.fetch()
+	sub.working.Add(s.loops)
 	for range s.loops {
-		cc, err := c.Consume(sub.handle, jetstream.PullMaxMessages(s.prefetch))
-		if err != nil {
-			// The loops started may have fetched messages already: they
-			// go back to the broker (a sender waiting on out sees stop).
-			sub.end(ccs)
-			return nil, fmt.Errorf("nats transport: consume %s on %s: %w", s.group, topic, err)
-		}
-		ccs = append(ccs, cc)
+		go sub.work()
 	}
+	renewed := make(chan struct{})
+	go sub.renew(renewed)
 	s.mu.Lock()
 	s.subs = append(s.subs, sub)
 	s.mu.Unlock()
@@ -224,7 +236,8 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		case <-ctx.Done():
 		case <-s.closing:
 		}
-		sub.end(ccs)
+		sub.end()
+		<-renewed
 	}()
 	return sub.out, nil
 }
@@ -237,7 +250,7 @@ func (s *jsSubscriber) Close() error {
 	s.mu.Lock()
 	subs := s.subs
 	s.mu.Unlock()
-	deadline := time.NewTimer(s.ackWait)
+	deadline := time.NewTimer(s.ackWait + fetchWait)
 	defer deadline.Stop()
 	var errs []error
 wait:
@@ -259,51 +272,205 @@ wait:
 // of ack_wait leaves two attempts before the broker would redeliver it.
 func (s *jsSubscriber) renewEvery() time.Duration { return max(s.ackWait/3, 10*time.Millisecond) }
 
-// subscription is one Subscribe call: its pull loops feed out.
+// subscription is one Subscribe call: a fetcher keeps up to capacity
+// messages held, and loops workers hand them to the router one at a time.
 type subscription struct {
-	s      *jsSubscriber
-	out    chan *message.Message
-	msgCtx context.Context
+	s        *jsSubscriber
+	c        jetstream.Consumer
+	capacity int
+	out      chan *message.Message
+	msgCtx   context.Context
+	fields   watermill.LogFields
 
-	mu      sync.Mutex
-	stopped bool
-	stop    chan struct{}
-	back    []jetstream.Msg // fetched ahead, handed back once the loops are closed
-	sending sync.WaitGroup
-	done    chan struct{} // closed once every message is settled
+	queue chan jetstream.Msg // fetched, waiting for a worker
+	room  chan struct{}      // signalled when a held message is settled
+
+	mu       sync.Mutex
+	held     map[jetstream.Msg]struct{} // fetched and not settled: renewed
+	stopped  bool
+	stop     chan struct{}
+	sending  sync.WaitGroup // workers sending on out
+	fetching sync.WaitGroup
+	working  sync.WaitGroup
+	done     chan struct{} // closed once every message is settled or handed back
 }
 
-// handle runs in a pull loop for each message, and holds the loop until
-// the message is settled: the loops bound the messages handled at once.
-// end stops the subscription's pull loops: what they fetched ahead goes
-// back to the broker, the messages handed to the router are left to their
-// handlers, and out is closed once nothing can send on it.
-func (sub *subscription) end(ccs []jetstream.ConsumeContext) {
+// fetch pulls messages while there is room for them. It asks only when a
+// loop's worth of room is free (or nothing waits for a worker), so that a
+// busy subscription does not make one pull request per message.
+func (sub *subscription) fetch() {
+	defer sub.fetching.Done()
+	s := sub.s
+	retry := backoff.Exponential(100*time.Millisecond, 5*time.Second).Start()
+	for {
+		n := sub.free()
+		if n == 0 {
+			return // stopped
+		}
+		b, err := sub.c.Fetch(n, jetstream.FetchMaxWait(fetchWait))
+		if err == nil {
+			for jm := range b.Messages() {
+				sub.hold(jm)
+				sub.queue <- jm // never blocks: the queue holds capacity
+			}
+			err = b.Error()
+		}
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
+			s.logger.Error("cannot fetch messages; retrying", err, sub.fields)
+			select {
+			case <-time.After(retry.Next()):
+			case <-sub.stop:
+				return
+			}
+			continue
+		}
+		retry.Reset()
+	}
+}
+
+// free waits until there is room worth a pull request and returns how many
+// messages fit, or 0 once stopped.
+func (sub *subscription) free() int {
+	for {
+		sub.mu.Lock()
+		n := sub.capacity - len(sub.held)
+		stopped := sub.stopped
+		sub.mu.Unlock()
+		if stopped {
+			return 0
+		}
+		if n > 0 && (n >= sub.s.prefetch || len(sub.queue) == 0) {
+			return n
+		}
+		select {
+		case <-sub.room:
+		case <-sub.stop:
+			return 0
+		}
+	}
+}
+
+func (sub *subscription) hold(jm jetstream.Msg) {
+	sub.mu.Lock()
+	sub.held[jm] = struct{}{}
+	sub.mu.Unlock()
+}
+
+// settled forgets a message and makes room for another.
+func (sub *subscription) settled(jm jetstream.Msg) {
+	sub.mu.Lock()
+	delete(sub.held, jm)
+	sub.mu.Unlock()
+	select {
+	case sub.room <- struct{}{}:
+	default:
+	}
+}
+
+// work hands queued messages to the router, one at a time, each until it
+// is settled: the workers bound the messages handled at once.
+func (sub *subscription) work() {
+	defer sub.working.Done()
+	for {
+		select {
+		case <-sub.stop:
+			return // what is queued is handed back by end
+		case jm := <-sub.queue:
+			sub.deliver(jm)
+		}
+	}
+}
+
+func (sub *subscription) deliver(jm jetstream.Msg) {
+	s := sub.s
+	m, err := wmjs.DefaultUnmarshaler{}.Unmarshal(jm)
+	if err != nil {
+		s.logger.Error("message cannot be read: terminated", err, sub.fields)
+		sub.settle(jm.Term, "term")
+		sub.settled(jm)
+		return
+	}
+	m.SetContext(sub.msgCtx)
+	sub.mu.Lock()
+	if sub.stopped {
+		sub.mu.Unlock()
+		return // still held: handed back by end
+	}
+	sub.sending.Add(1)
+	sub.mu.Unlock()
+	select {
+	case sub.out <- m:
+		sub.sending.Done()
+	case <-sub.stop:
+		sub.sending.Done()
+		return
+	}
+	select {
+	case <-m.Acked():
+		sub.settle(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), s.ackWait)
+			defer cancel()
+			return jm.DoubleAck(ctx)
+		}, "ack")
+	case <-m.Nacked():
+		sub.settle(jm.Nak, "nak")
+	}
+	sub.settled(jm)
+}
+
+// renew marks every held message in progress every renewEvery, until the
+// subscription is done.
+func (sub *subscription) renew(renewed chan struct{}) {
+	defer close(renewed)
+	t := time.NewTicker(sub.s.renewEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-sub.done:
+			return
+		case <-t.C:
+		}
+		sub.mu.Lock()
+		held := make([]jetstream.Msg, 0, len(sub.held))
+		for jm := range sub.held {
+			held = append(held, jm)
+		}
+		sub.mu.Unlock()
+		for _, jm := range held {
+			if err := jm.InProgress(); err != nil {
+				sub.s.logger.Error("cannot mark message in progress: the broker may redeliver it", err, sub.fields)
+			}
+		}
+	}
+}
+
+// end stops the subscription: no more fetches, out is closed once nothing
+// sends on it, the messages handed to the router are left to their
+// handlers, and what was fetched and not handed over goes back to the
+// broker.
+func (sub *subscription) end() {
 	s := sub.s
 	defer close(sub.done)
 	sub.mu.Lock()
 	sub.stopped = true
 	close(sub.stop)
 	sub.mu.Unlock()
-	for _, cc := range ccs {
-		cc.Drain() // what the loops fetched ahead reaches handle, which sets it aside
-	}
-	// No callback sends any more once stopped is set and the senders
-	// counted before it are gone: only then may out be closed.
+	// The pull request in flight ends by its expiry; what it brings is
+	// held. Handed back only after that: a message refused while a pull
+	// request of ours is open would be redelivered to it, over and over.
+	sub.fetching.Wait()
 	sub.sending.Wait()
 	close(sub.out)
-	for _, cc := range ccs {
-		<-cc.Closed()
-	}
-	// Handed back only now: a message refused while its pull loop was
-	// still subscribed would be redelivered to that same loop's pull
-	// request, over and over, and the last time to no one.
+	sub.working.Wait()
 	sub.mu.Lock()
-	back := sub.back
-	sub.back = nil
+	back := make([]jetstream.Msg, 0, len(sub.held))
+	for jm := range sub.held {
+		back = append(back, jm)
+	}
+	sub.held = map[jetstream.Msg]struct{}{}
 	sub.mu.Unlock()
 	for _, jm := range back {
-		sub.settle(jm.Nak, "nak", watermill.LogFields{"subject": jm.Subject(), "group": s.group})
+		sub.settle(jm.Nak, "nak")
 	}
 	if len(back) > 0 {
 		// A Nak is only buffered: the broker must have it before the
@@ -314,74 +481,9 @@ func (sub *subscription) end(ccs []jetstream.ConsumeContext) {
 	}
 }
 
-func (sub *subscription) handle(jm jetstream.Msg) {
-	s := sub.s
-	fields := watermill.LogFields{"subject": jm.Subject(), "group": s.group}
-	sub.mu.Lock()
-	if sub.stopped {
-		sub.back = append(sub.back, jm)
-		sub.mu.Unlock()
-		return
-	}
-	sub.sending.Add(1)
-	sub.mu.Unlock()
-
-	m, err := wmjs.DefaultUnmarshaler{}.Unmarshal(jm)
-	if err != nil {
-		sub.sending.Done()
-		s.logger.Error("message cannot be read: terminated", err, fields)
-		sub.settle(jm.Term, "term", fields)
-		return
-	}
-	m.SetContext(sub.msgCtx)
-	renew := time.NewTicker(s.renewEvery())
-	defer renew.Stop()
-	for sent := false; !sent; {
-		select {
-		case <-sub.stop:
-			sub.sending.Done()
-			sub.mu.Lock()
-			sub.back = append(sub.back, jm)
-			sub.mu.Unlock()
-			return
-		default:
-		}
-		select {
-		case <-sub.stop:
-		case sub.out <- m:
-			sent = true
-		case <-renew.C:
-			sub.inProgress(jm, fields)
-		}
-	}
-	sub.sending.Done()
-	for {
-		select {
-		case <-m.Acked():
-			sub.settle(func() error {
-				ctx, cancel := context.WithTimeout(context.Background(), s.ackWait)
-				defer cancel()
-				return jm.DoubleAck(ctx)
-			}, "ack", fields)
-			return
-		case <-m.Nacked():
-			sub.settle(jm.Nak, "nak", fields)
-			return
-		case <-renew.C:
-			sub.inProgress(jm, fields)
-		}
-	}
-}
-
-func (sub *subscription) inProgress(jm jetstream.Msg, fields watermill.LogFields) {
-	if err := jm.InProgress(); err != nil {
-		sub.s.logger.Error("cannot mark message in progress: the broker may redeliver it", err, fields)
-	}
-}
-
-func (sub *subscription) settle(f func() error, what string, fields watermill.LogFields) {
+func (sub *subscription) settle(f func() error, what string) {
 	if err := f(); err != nil {
-		sub.s.logger.Error("cannot "+what+" message: the broker redelivers it after ack_wait", err, fields)
+		sub.s.logger.Error("cannot "+what+" message: the broker redelivers it after ack_wait", err, sub.fields)
 	}
 }
 

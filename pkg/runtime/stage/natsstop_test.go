@@ -88,7 +88,7 @@ func TestNATSStopFinishesHandlersInFlight(t *testing.T) {
 		return first.Handle(ctx, in, out)
 	}))
 	emitBatches(t, rt, 10, 10)
-	inFlight := []string{<-started, <-started} // one per pull loop
+	inFlight := []string{<-started, <-started} // one per handler
 
 	stopMidBatch(t, rt, release)
 
@@ -228,6 +228,59 @@ func TestNATSRenewsAckWaitWhileHandling(t *testing.T) {
 		require.NoError(t, rt.Shutdown(context.Background()))
 	}
 	slow.assertEachOnce(t, "0")
+	ackPending, dead := brokerState(t, s)
+	assert.Zero(t, ackPending)
+	assert.Zero(t, dead)
+}
+
+// outageIntake is a delivery stage behind an intake that is down until
+// a while after the first delivery: every delivery until then waits for it
+// to come back. It counts the deliveries of each batch.
+type outageIntake struct {
+	length time.Duration
+	once   sync.Once
+	up     chan struct{}
+	calls  sync.Map // batch id → *atomic.Int64
+}
+
+func (o *outageIntake) Handle(ctx context.Context, in *record.Batch, _ Output) error {
+	o.once.Do(func() { time.AfterFunc(o.length, func() { close(o.up) }) })
+	n, _ := o.calls.LoadOrStore(in.ID, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	select {
+	case <-o.up:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestNATSRenewsMessagesFetchedAhead: in an intake outage longer than
+// ack_wait, the batches a worker fetched ahead, waiting behind the ones
+// its handlers are retrying, stay with it too (they were given to the
+// other worker at ack_wait and delivered twice): every batch once.
+func TestNATSRenewsMessagesFetchedAhead(t *testing.T) {
+	s := natsServer(t)
+	const ackWait = 500 * time.Millisecond
+	const batches = 12
+	intake := &outageIntake{length: 4 * ackWait, up: make(chan struct{})}
+	a := natsWorker(t, s, ackWait, intake)
+	b := natsWorker(t, s, ackWait, intake)
+	emitBatches(t, a, batches, 5)
+	<-intake.up
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for i := range batches {
+			_, ok := intake.calls.Load(fmt.Sprint(i))
+			assert.True(c, ok, "batch %d delivered", i)
+		}
+	}, 30*time.Second, 20*time.Millisecond)
+	for _, rt := range []*Runtime{a, b} {
+		require.NoError(t, rt.Shutdown(context.Background()))
+	}
+	for i := range batches {
+		n, _ := intake.calls.Load(fmt.Sprint(i))
+		assert.Equal(t, int64(1), n.(*atomic.Int64).Load(), "batch %d delivered once", i)
+	}
 	ackPending, dead := brokerState(t, s)
 	assert.Zero(t, ackPending)
 	assert.Zero(t, dead)

@@ -49,7 +49,7 @@ type NATSConfig struct {
 	// MaxDeliver bounds redeliveries of a message that keeps failing. The
 	// stage's own retries and poison path come first.
 	MaxDeliver int `yaml:"-"`
-	// Prefetch is how many messages each pull loop fetches ahead. More
+	// Prefetch is how many messages are fetched ahead per handler. More
 	// hides the broker's round trips; fewer strands less work on a worker
 	// that dies (until AckWait) and spreads a trickle more evenly.
 	Prefetch int `yaml:"-"`
