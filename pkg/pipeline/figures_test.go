@@ -104,7 +104,7 @@ func addZeros(want map[string]check) {
 		"firehose.requests_timed_out", "firehose.requests_failed", "firehose.records_not_resent", "firehose.handed_back_records_delivered",
 		"decode.empty_records", "decode.binary_records", "decode.non_text_lines", "decode.unknown_message_types", "decode.unreadable_timestamps",
 		"deliver_logs.duplicates_dropped", "derive.summaries_skipped", "derive.records_too_old",
-		"derive.records_too_new", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
+		"derive.records_too_new", "derive.records_counted_before", "derive.late_records", "derive.late_dropped", "derive.resources_folded",
 		"derive.series_dropped", "derive.points_too_old", "derive.records_expired",
 		// No execution logs: nothing to correlate.
 		"correlator.completed", "correlator.expired", "correlator.evicted", "correlator.ignored", "correlator.late_lines",

@@ -177,6 +177,24 @@ func (g graph) topology(cfg config.Config) map[string][]string {
 	return m
 }
 
+// besideDerive names the stages that read the derive stage's input beside
+// it: a record they dead-letter was counted by derive already.
+func (g graph) besideDerive() []string {
+	var in topic
+	for _, s := range g.stages {
+		if s.name == StageDerive {
+			in = s.in
+		}
+	}
+	var out []string
+	for _, s := range g.stages {
+		if s.in == in && s.name != StageDerive {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
 // StageNames are the names `gwpipe run --stages` takes, in pipeline
 // order; every one of them is the default.
 func StageNames() []string { return theGraph().names() }

@@ -20,5 +20,8 @@ func objectConfig(cfg config.Config, eventsPerBatch int, streams decode.MetricDe
 			MaxEventsPerBatch: eventsPerBatch,
 		},
 		Metrics: streams,
+		// Dead letters of deliver-logs were counted by derive before they
+		// were refused: a replay delivers them without counting them again.
+		CountedStages: theGraph().besideDerive(),
 	}
 }

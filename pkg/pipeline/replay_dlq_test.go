@@ -237,3 +237,33 @@ func TestReplayDeadLettersRemovesTheEmptyArchiveAKilledReplayLeft(t *testing.T) 
 	assert.NoDirExists(t, elsewhere)
 	assert.DirExists(t, running, "a replay that still runs keeps its own")
 }
+
+// requestCount sums the apigateway.logs.count points the intake accepted,
+// every host together, as Datadog does.
+func requestCount(h *harness) float64 {
+	var n float64
+	for _, p := range h.intake.Series() {
+		if p.Metric == "apigateway.logs.count" {
+			n += p.Value
+		}
+	}
+	return n
+}
+
+// TestReplayDeadLetteredLogsCountsTheirRequestsOnce: derive counts an
+// access log when it takes it in, beside deliver-logs; a log the intake
+// then refuses is dead-lettered, and replaying that letter delivers the log
+// without counting its request a second time (it would be under the
+// replay's host, summed with the first count by Datadog).
+func TestReplayDeadLetteredLogsCountsTheirRequestsOnce(t *testing.T) {
+	h := start(t)
+	ids := refusedLetters(t, h, 30)
+	h.shutdown(t, "the live run flushes its windows")
+	require.EqualValues(t, len(ids), requestCount(h), "the live run counted every request")
+
+	res, _, err := replayDLQ(t, h)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(ids), res.Delivered, "the replay delivered the logs")
+	require.Len(t, intakeIDs(h), len(ids))
+	assert.EqualValues(t, len(ids), requestCount(h), "no request counted twice")
+}

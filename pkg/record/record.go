@@ -78,6 +78,10 @@ type Origin struct {
 	LogStream string
 
 	Replay bool // the record comes from a replay of an archive
+	// Counted: the derive stage counted the record's request when it first
+	// passed (a replay of a letter deliver-logs dead-lettered after derive
+	// had taken the record in), so it must not count it again.
+	Counted bool
 }
 
 // WithLogGroup returns a copy of o for one CloudWatch envelope.

@@ -239,6 +239,9 @@ func appendBatchAttrs(buf []byte, b *record.Batch, attrs attrWriter) []byte {
 		if o.Replay {
 			flags |= 1
 		}
+		if o.Counted {
+			flags |= 2
+		}
 		buf = binary.AppendUvarint(buf, flags)
 	}
 	idx := func(o *record.Origin) uint64 {
@@ -485,7 +488,8 @@ func (d *decoder) batch() *record.Batch {
 			Source: d.str(), RequestID: d.str(), SourceARN: d.str(), Stream: d.str(),
 			Account: d.str(), Region: d.str(), LogGroup: d.str(), LogStream: d.str(),
 		}
-		origins[i].Replay = d.uvarint()&1 != 0
+		flags := d.uvarint()
+		origins[i].Replay, origins[i].Counted = flags&1 != 0, flags&2 != 0
 	}
 	origin := func() *record.Origin {
 		i := d.uvarint()

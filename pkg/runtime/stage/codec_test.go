@@ -16,7 +16,7 @@ import (
 func sampleBatch() *record.Batch {
 	o1 := &record.Origin{Source: "firehose", RequestID: "req-1", SourceARN: "arn:aws:firehose:us-east-1:1:deliverystream/x", Stream: "x",
 		Account: "123456789012", Region: "us-east-1", LogGroup: "API-Gateway-Execution-Logs_a1b2c3d4e5/prod", LogStream: "abc"}
-	o2 := &record.Origin{Source: "replay", Replay: true, LogGroup: "g"}
+	o2 := &record.Origin{Source: "replay", Replay: true, Counted: true, LogGroup: "g"}
 	return &record.Batch{
 		ID: "req-1/0", Origin: o1, Stage: "decode", Reason: "why",
 		Records: []record.Record{

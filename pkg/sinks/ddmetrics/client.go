@@ -254,10 +254,16 @@ func (s *submission) admit(i int, now time.Time) bool {
 	if reason == "" {
 		return true
 	}
-	if age {
-		s.c.n.tooOld.Add(1)
-	}
 	s.reject(part{idx: i, hi: len(m.Values)}, reason)
+	if age {
+		// In rejected's unit, a distribution's values: too_old is "of
+		// those".
+		n := uint64(1)
+		if m.Kind == record.MetricDistribution {
+			n = uint64(len(m.Values))
+		}
+		s.c.n.tooOld.Add(n)
+	}
 	return false
 }
 
@@ -339,7 +345,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 	ep.codec.Free(rawBuf)
 	switch {
 	case errors.Is(err, ddhttp.ErrGaveUp):
-		c.n.tooOld.Add(uint64(len(p.parts)))
+		c.n.tooOld.Add(uint64(points)) // values for distributions, as rejected counts them
 		s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", reply.Attempts, c.cfg.MaxAge))
 	case err != nil:
 		return err

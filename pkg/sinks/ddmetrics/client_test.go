@@ -316,6 +316,34 @@ func TestTooOldPointsAreRejectedWithoutSending(t *testing.T) {
 	assert.Equal(t, int64(1), srv.Stats().SeriesPointsAccepted)
 }
 
+// TestTooOldCountsInRejectedUnits: too_old is "of those" rejected, so a
+// distribution refused for its age counts its values in both, whether it
+// was too old when submitted or grew too old while retried.
+func TestTooOldCountsInRejectedUnits(t *testing.T) {
+	t.Parallel()
+	srv, url := intake(t)
+	c := newClient(t, url, nil)
+	old := dist("old", []float64{1, 2, 3})
+	old.Timestamp = now.Add(-61 * time.Minute).Unix()
+	_, err := c.SubmitRejections(context.Background(), []record.Metric{old})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), c.Stats().Rejected)
+	assert.Equal(t, c.Stats().Rejected, c.Stats().TooOld, "the values rejected for their age")
+
+	require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: 503}))
+	var mu sync.Mutex
+	t1 := now
+	c = newClient(t, url, func(cfg *ddmetrics.Config) {
+		cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); t1 = t1.Add(10 * time.Minute); return t1 }
+	})
+	rs, err := c.SubmitRejections(context.Background(), []record.Metric{dist("d", []float64{1, 2, 3, 4})})
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	assert.Contains(t, rs[0].Reason, "too old")
+	assert.Equal(t, uint64(4), c.Stats().Rejected)
+	assert.Equal(t, c.Stats().Rejected, c.Stats().TooOld, "the values that aged past the limit while retried")
+}
+
 func TestPointsExpiringDuringRetriesAreRejected(t *testing.T) {
 	t.Parallel()
 	srv, url := intake(t)

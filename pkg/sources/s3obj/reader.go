@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -113,6 +114,12 @@ type Config struct {
 	// records) into points, as the decode stage does. Nil dead-letters it
 	// with the reason: metric-stream data is never delivered as logs.
 	Metrics decode.MetricDecoder
+	// CountedStages, for gwpipe's dead-letter archive, names the stages
+	// that read the derive stage's input beside it (deliver-logs): derive
+	// counted the records they dead-letter when it took them in, so their
+	// events are read with Origin.Counted, and a replay delivers their logs
+	// without counting their requests a second time.
+	CountedStages []string
 }
 
 func (c Config) withDefaults() Config {
@@ -219,6 +226,7 @@ type Reader struct {
 	lastOwner, lastGroup, lastStream string
 	lastOrigin                       *record.Origin
 	lastDLQ                          dlq.Origin
+	lastDLQCounted                   bool
 	lastDLQOrigin                    *record.Origin
 
 	// export-task state: the event being assembled (continuation lines)
@@ -999,7 +1007,7 @@ func (r *Reader) stepDLQ() error {
 		r.stats.Empty++
 		return nil
 	}
-	o := r.dlqOrigin(e.Origin)
+	o := r.dlqOrigin(e.Origin, slices.Contains(r.cfg.CountedStages, e.Stage))
 	if e.Kind == record.KindRaw.String() {
 		r.decodeRaw(record.Record{Origin: o, EventID: e.EventID, Timestamp: e.Timestamp, Kind: record.KindRaw, Message: e.Data})
 		return nil
@@ -1051,15 +1059,15 @@ func dlqMetric(m *dlq.Metric) (record.Metric, error) {
 	return record.Metric{}, fmt.Errorf("metric %q of unknown type %q", m.Name, m.Type)
 }
 
-func (r *Reader) dlqOrigin(d dlq.Origin) *record.Origin {
-	if r.lastDLQOrigin != nil && d == r.lastDLQ {
+func (r *Reader) dlqOrigin(d dlq.Origin, counted bool) *record.Origin {
+	if r.lastDLQOrigin != nil && d == r.lastDLQ && counted == r.lastDLQCounted {
 		return r.lastDLQOrigin
 	}
-	r.lastDLQ = d
+	r.lastDLQ, r.lastDLQCounted = d, counted
 	r.lastDLQOrigin = &record.Origin{
 		Source: d.Source, RequestID: d.RequestID, SourceARN: d.SourceARN, Stream: d.Stream,
 		Account: d.Account, Region: d.Region, LogGroup: d.LogGroup, LogStream: d.LogStream,
-		Replay: d.Replay || r.obj.Replay,
+		Replay: d.Replay || r.obj.Replay, Counted: counted,
 	}
 	return r.lastDLQOrigin
 }

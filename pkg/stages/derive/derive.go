@@ -95,6 +95,7 @@ func newNames(ns string, errs string) names {
 type Stats struct {
 	Records          int64 // access logs and request summaries aggregated
 	Ignored          int64 // records of other kinds (execution lines, other logs, …)
+	CountedBefore    int64 // records counted when they first passed (Origin.Counted): not again
 	SummariesSkipped int64 // summaries of stages that have access logs
 	SummariesWaiting int64 // summaries waiting for their stage's first access log (a gauge)
 	TooOld           int64 // records older than MaxAge: not aggregated
@@ -372,6 +373,12 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 	case record.KindAccess, record.KindSummary:
 	default:
 		d.n.Ignored++
+		return
+	}
+	if rec.Origin != nil && rec.Origin.Counted {
+		// A replayed letter of deliver-logs: this stage counted it before
+		// deliver-logs refused it.
+		d.n.CountedBefore++
 		return
 	}
 	d.lastNow = now
@@ -818,7 +825,7 @@ func cloneRecord(rec *record.Record) record.Record {
 	}
 	if o := rec.Origin; o != nil {
 		c.Origin = &record.Origin{Source: strings.Clone(o.Source), Account: strings.Clone(o.Account),
-			Region: strings.Clone(o.Region), LogGroup: strings.Clone(o.LogGroup), Replay: o.Replay}
+			Region: strings.Clone(o.Region), LogGroup: strings.Clone(o.LogGroup), Replay: o.Replay, Counted: o.Counted}
 	}
 	return c
 }

@@ -7,7 +7,10 @@
 // # What it reads
 //
 // Records of kind record.KindAccess and record.KindSummary; every other
-// kind is ignored (counted in Stats.Ignored). From each, ReadRequest reads
+// kind is ignored (counted in Stats.Ignored). A record whose origin says it
+// was counted already (Origin.Counted: a replayed dead letter of
+// deliver-logs, which reads this stage's input beside it) is not counted
+// again (Stats.CountedBefore). From each, ReadRequest reads
 // these attributes, the first present key with a usable value winning ("-",
 // empty and non-numeric values count as absent):
 //

@@ -14,6 +14,7 @@ func (d *Deriver) registerMetrics(reg *telemetry.Registry) {
 	reg.CounterFuncs("derive.", []telemetry.Func{
 		telemetry.F("records", "Access logs and request summaries aggregated into metrics.", counted(func(s *Stats) int64 { return s.Records })),
 		telemetry.F("ignored", "Records of other kinds (execution lines, other logs): no metrics.", counted(func(s *Stats) int64 { return s.Ignored })),
+		telemetry.F("records_counted_before", "Records replayed from deliver-logs dead letters, counted when they first passed: not counted again.", counted(func(s *Stats) int64 { return s.CountedBefore })),
 		telemetry.F("summaries_skipped", "Request summaries of stages that have access logs: not counted twice.", counted(func(s *Stats) int64 { return s.SummariesSkipped })),
 		telemetry.F("records_too_old", "Records older than the metrics API accepts: not aggregated.", counted(func(s *Stats) int64 { return s.TooOld })),
 		telemetry.F("records_too_new", "Records dated too far ahead: not aggregated.", counted(func(s *Stats) int64 { return s.TooNew })),
