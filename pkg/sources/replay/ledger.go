@@ -166,10 +166,22 @@ type ledgerProgress struct {
 	m  map[string]*Marker
 	// dirty markers, to save
 	dirty map[string]bool
+
+	// Saves are group commits: one writer at a time, without the lock, and
+	// a caller whose changes a write under way may have missed waits for
+	// the next, which carries every change made meanwhile. Settlements
+	// then never wait for each other's I/O, and a burst of them costs one
+	// write per marker instead of one each.
+	changes uint64 // counts settle and complete calls
+	saved   uint64 // changes on the ledger
+	writing bool
+	wrote   *sync.Cond // signalled when a write ends
 }
 
 func newLedgerProgress(l Ledger) *ledgerProgress {
-	return &ledgerProgress{l: l, m: map[string]*Marker{}, dirty: map[string]bool{}}
+	p := &ledgerProgress{l: l, m: map[string]*Marker{}, dirty: map[string]bool{}}
+	p.wrote = sync.NewCond(&p.mu)
+	return p
 }
 
 // load reads en's marker and reports whether the object is done: read to
@@ -230,6 +242,7 @@ func (p *ledgerProgress) settle(key, etag string, item int64) {
 	m.ETag = etag
 	m.Settled = addRange(m.Settled, item, item+1)
 	p.dirty[key] = true
+	p.changes++
 }
 
 // complete records that key was read to its end (size bytes as listed)
@@ -240,22 +253,57 @@ func (p *ledgerProgress) complete(key, etag string, size int64) {
 	m := p.m[key]
 	m.ETag, m.Size, m.Complete = etag, size, true
 	p.dirty[key] = true
+	p.changes++
 }
 
-// save writes the markers that changed.
+// save returns once every change made before it was called is on the
+// ledger (or a write of it failed).
 func (p *ledgerProgress) save(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var errs []error
+	want := p.changes
+	for p.saved < want {
+		if p.writing {
+			p.wrote.Wait()
+			continue
+		}
+		if err := p.writeLocked(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLocked writes the dirty markers, releasing the lock meanwhile.
+func (p *ledgerProgress) writeLocked(ctx context.Context) error {
+	p.writing = true
+	upTo := p.changes
+	batch := make(map[string]Marker, len(p.dirty))
 	for key := range p.dirty {
 		m := *p.m[key]
+		m.Settled = slices.Clone(m.Settled) // settle appends to it meanwhile
+		batch[key] = m
+	}
+	clear(p.dirty)
+	p.mu.Unlock()
+	var errs []error
+	var failed []string
+	for key, m := range batch {
 		m.Version, m.Updated = markerVersion, time.Now().UTC()
 		if err := p.l.Save(ctx, key, &m); err != nil {
 			errs = append(errs, err)
-			continue
+			failed = append(failed, key)
 		}
-		delete(p.dirty, key)
 	}
+	p.mu.Lock()
+	p.writing = false
+	for _, key := range failed {
+		p.dirty[key] = true // the next save writes it again
+	}
+	if len(errs) == 0 {
+		p.saved = max(p.saved, upTo)
+	}
+	p.wrote.Broadcast()
 	return errors.Join(errs...)
 }
 

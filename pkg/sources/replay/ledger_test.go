@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,4 +266,66 @@ func TestLedgerRecordsSettledLettersBeforeTheAcknowledgementReturns(t *testing.T
 		assert.GreaterOrEqual(t, acked[i], int64(10*i-1), "batch %d acknowledged", i)
 	}
 	assert.EqualValues(t, 100, onDisk())
+}
+
+// gatedLedger holds every Save until gate closes, and keeps what was saved.
+type gatedLedger struct {
+	started chan string
+	gate    chan struct{}
+	mu      sync.Mutex
+	saves   []Marker
+}
+
+func (g *gatedLedger) Load(context.Context, string) (*Marker, error) { return nil, nil }
+
+func (g *gatedLedger) Save(_ context.Context, key string, m *Marker) error {
+	g.started <- key
+	<-g.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.saves = append(g.saves, *m)
+	return nil
+}
+
+// TestLedgerSavesAreGroupCommits: settlements go on while a marker write is
+// under way, and the saves that wait behind it are carried by one more
+// write (each letter's acknowledgement made its own write, in turn, under
+// the lock that settlements wait for).
+func TestLedgerSavesAreGroupCommits(t *testing.T) {
+	g := &gatedLedger{started: make(chan string, 100), gate: make(chan struct{})}
+	p := newLedgerProgress(g)
+	p.m["k"] = &Marker{}
+	p.settle("k", "e", 0)
+	first := make(chan error, 1)
+	go func() { first <- p.save(context.Background()) }()
+	<-g.started // the first write is under way
+
+	settled := make(chan struct{})
+	go func() {
+		for i := int64(1); i < 10; i++ {
+			p.settle("k", "e", i)
+		}
+		close(settled)
+	}()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("settlements waited for the write under way")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 9)
+	for range 9 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- p.save(context.Background()) }()
+	}
+	close(g.gate)
+	require.NoError(t, <-first)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Len(t, g.saves, 2, "one write for the first save, one for the nine behind it")
+	assert.Equal(t, [][2]int64{{0, 1}}, g.saves[0].Settled)
+	assert.Equal(t, [][2]int64{{0, 10}}, g.saves[1].Settled)
 }
