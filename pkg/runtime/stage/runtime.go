@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"sync"
 	"time"
@@ -249,7 +250,7 @@ func (r *Runtime) Add(st Stage) error {
 	}
 	stats := out.stats
 	h := r.router.AddConsumerHandler(st.Name, st.Input, sub, func(msg *message.Message) error {
-		b, err := r.codec.Unmarshal(msg)
+		b, err := r.batchOf(msg)
 		if err != nil {
 			return err
 		}
@@ -267,6 +268,12 @@ func (r *Runtime) Add(st Stage) error {
 		err = st.Handler.Handle(msg.Context(), b, out)
 		c.latency.Observe(time.Since(start))
 		if err != nil {
+			if rest, ok := remainder(err); ok {
+				// Whatever follows — a retry, the dead-letter topic, a
+				// hand-back, the count of what is lost — deals with the
+				// rest only.
+				keepRest(msg, rest)
+			}
 			stats.Errors.Inc()
 			return fmt.Errorf("stage %s: %w", st.Name, err)
 		}
@@ -332,6 +339,10 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 				// A durable transport redelivers on error: the input stays
 				// on the broker for another worker.
 				if err != nil && started && errors.Is(err, ack.ErrHandedBack) {
+					if n, ok := r.leaveRest(st, msg); ok {
+						stats.HandedBack.Add(int64(n))
+						return nil, nil // the rest replaces it on the broker
+					}
 					if b, uerr := r.codec.Unmarshal(msg); uerr == nil {
 						stats.HandedBack.Add(int64(b.Len()))
 					}
@@ -339,7 +350,7 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 				return nil, err
 			}
 			defer r.release(c)
-			b, uerr := r.codec.Unmarshal(msg)
+			b, uerr := r.batchOf(msg)
 			if uerr != nil {
 				r.log.Error("stage input is not a batch", "stage", st.Name, "error", uerr)
 				return nil, nil
@@ -367,6 +378,74 @@ func (r *Runtime) complete(st Stage, c *consumer) message.HandlerMiddleware {
 			return nil, nil
 		}
 	}
+}
+
+// restKey keys, in a message's context, what a failed attempt left undone
+// of its batch (Remaining).
+type restKey struct{}
+
+// rest is what remains of one message's batch. The message's id keeps it
+// to that message: the context is passed on to what the handler emits.
+type rest struct {
+	msg string // message UUID
+	b   *record.Batch
+}
+
+// keepRest records that only b remains of msg's batch.
+func keepRest(msg *message.Message, b *record.Batch) {
+	msg.SetContext(context.WithValue(msg.Context(), restKey{}, rest{msg: msg.UUID, b: b}))
+}
+
+// restOf returns what remains of msg's batch after a failed attempt that
+// finished part of it (Remaining), if one did.
+func restOf(msg *message.Message) (*record.Batch, bool) {
+	r, ok := msg.Context().Value(restKey{}).(rest)
+	if !ok || r.msg != msg.UUID {
+		return nil, false
+	}
+	return r.b, true
+}
+
+// batchOf returns msg's batch, or what remains of it (restOf).
+func (r *Runtime) batchOf(msg *message.Message) (*record.Batch, error) {
+	if b, ok := restOf(msg); ok {
+		return b, nil
+	}
+	return r.codec.Unmarshal(msg)
+}
+
+// leaveRest, on a broker, replaces a handed-back message whose handler
+// finished part of it (Remaining) by what remains: it publishes the rest
+// for this stage alone, and the caller then acknowledges the message. The
+// broker's redelivery of the whole message would have the next worker do
+// again what was done, e.g. send accepted distribution values a second
+// time. It returns the records left for the next worker, and false when
+// the message must stay for redelivery as it is: no rest, no topic reaching
+// this stage alone (its input has other consumers and the transport cannot
+// address one group), or the publish failed.
+func (r *Runtime) leaveRest(st Stage, msg *message.Message) (int, bool) {
+	b, ok := restOf(msg)
+	if !ok {
+		return 0, false
+	}
+	if b.Len() == 0 {
+		return 0, true
+	}
+	var topic string
+	if groups := r.cfg.Topology[st.Input]; len(groups) == 1 && groups[0] == st.Name {
+		topic = st.Input
+	} else if addr, ok := r.tr.(GroupAddresser); ok {
+		topic = addr.GroupTopic(st.Input, st.Name)
+	} else {
+		return 0, false
+	}
+	// The handler's context has ended (the hand-back); the publish must
+	// not.
+	if err := r.send(context.WithoutCancel(msg.Context()), topic, b); err != nil {
+		r.log.Warn("could not publish what remains of a batch handed back: the broker redelivers it whole", "stage", st.Name, "batch", b.ID, "error", err)
+		return 0, false
+	}
+	return b.Len(), true
 }
 
 // send publishes one batch to a topic. In process, it first takes a slot
@@ -767,7 +846,7 @@ type publisher struct{ r *Runtime }
 
 func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, msg := range msgs {
-		b, err := p.r.codec.Unmarshal(msg)
+		b, err := p.r.batchOf(msg)
 		if err != nil {
 			return err
 		}
@@ -791,6 +870,16 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 		// The dead letter outlives the failed handler's context, which
 		// ends when that handler returns; waiting for a slot does not.
 		ctx := msg.Context()
+		if _, ok := restOf(msg); ok {
+			// What the handler left undone, not its whole input: the
+			// message carries that in memory, so a new one carries the rest.
+			rest, err := p.r.codec.Marshal(ctx, b)
+			if err != nil {
+				return err
+			}
+			maps.Copy(rest.Metadata, msg.Metadata)
+			msg = rest
+		}
 		msg.SetContext(context.WithoutCancel(ctx))
 		if err := p.r.publishMsg(ctx, topic, msg, b); err != nil {
 			return err

@@ -1,10 +1,12 @@
 package ddmetrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,9 +154,11 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Submit sends ms and returns the points rejected for good (see Client). It
-// returns an error only when ctx ends first, or the client is closed; points
-// may then have been delivered or not. ms is not modified; it must not be
-// modified until Submit returns.
+// returns an error only when ctx ends first, or the client is closed. Once
+// sending has begun, that error is an *UndeliveredError listing the points
+// not delivered (see Undelivered), and the rejected points are those
+// rejected until then; before, nothing was sent. ms is not modified; it
+// must not be modified until Submit returns.
 func (c *Client) Submit(ctx context.Context, ms []record.Metric) (rejected []record.Metric, err error) {
 	rs, err := c.SubmitRejections(ctx, ms)
 	if len(rs) > 0 {
@@ -200,7 +204,7 @@ func (c *Client) SubmitRejections(ctx context.Context, ms []record.Metric) ([]Re
 	payloads := append(seriesPl.out, distPl.out...)
 	if len(payloads) == 1 {
 		if err := sub.send(ctx, payloads[0]); err != nil {
-			return nil, err
+			return sub.rejected, sub.undeliveredError(err)
 		}
 		return sub.rejected, nil
 	}
@@ -222,9 +226,39 @@ func (c *Client) SubmitRejections(ctx context.Context, ms []record.Metric) ([]Re
 	}
 	wg.Wait()
 	if errs != nil {
-		return nil, errs
+		return sub.rejected, sub.undeliveredError(errs)
 	}
 	return sub.rejected, nil
+}
+
+// UndeliveredError is the error of a submission that ended (its context
+// ended) before every point was accepted or rejected. The payloads are
+// sent in parallel, so part of the points may have been accepted by then:
+// Undelivered holds only the points the API had not accepted (nor
+// rejected), for a distribution only its values not accepted, so that
+// the caller sends again (or counts as lost) just those. Distribution
+// values sent twice are counted twice by Datadog; series points are
+// idempotent.
+type UndeliveredError struct {
+	Err         error
+	Undelivered []record.Metric
+}
+
+func (e *UndeliveredError) Error() string {
+	return fmt.Sprintf("%d metric points undelivered: %v", len(e.Undelivered), e.Err)
+}
+
+func (e *UndeliveredError) Unwrap() error { return e.Err }
+
+// Undelivered returns the points err says were not delivered, and whether
+// it says so (an *UndeliveredError); without one, no point is known to
+// have been delivered.
+func Undelivered(err error) ([]record.Metric, bool) {
+	var ue *UndeliveredError
+	if !errors.As(err, &ue) {
+		return nil, false
+	}
+	return ue.Undelivered, true
 }
 
 // check returns why a point can never be accepted, or "", and whether the
@@ -273,21 +307,59 @@ type submission struct {
 	ms       []record.Metric
 	mu       sync.Mutex
 	rejected []Rejection
+	// undelivered are the parts of the payloads whose sending ended with
+	// the context: neither accepted nor rejected.
+	undelivered []part
+}
+
+// metric is p's point: the whole point for a series, the part's values of
+// a distribution.
+func (s *submission) metric(p part) record.Metric {
+	m := s.ms[p.idx]
+	if m.Kind == record.MetricDistribution && (p.lo != 0 || p.hi != len(m.Values)) {
+		m.Values = m.Values[p.lo:p.hi:p.hi]
+	}
+	return m
 }
 
 func (s *submission) reject(p part, reason string) {
-	m := s.ms[p.idx]
+	m := s.metric(p)
 	n := 1
 	if m.Kind == record.MetricDistribution {
-		if p.lo != 0 || p.hi != len(m.Values) {
-			m.Values = m.Values[p.lo:p.hi:p.hi]
-		}
 		n = len(m.Values)
 	}
 	s.c.n.rejected.Add(uint64(n))
 	s.mu.Lock()
 	s.rejected = append(s.rejected, Rejection{Metric: m, Reason: reason})
 	s.mu.Unlock()
+}
+
+// unsent notes that p's points were neither accepted nor rejected.
+func (s *submission) unsent(p *payload) {
+	s.mu.Lock()
+	s.undelivered = append(s.undelivered, p.parts...)
+	s.mu.Unlock()
+}
+
+// undeliveredError wraps err, which ended the submission, with the points
+// not delivered, one per submitted point: a distribution's undelivered
+// values, in whatever payloads they went, are gathered again into one point.
+func (s *submission) undeliveredError(err error) error {
+	s.mu.Lock()
+	parts := slices.Clone(s.undelivered)
+	s.mu.Unlock()
+	slices.SortFunc(parts, func(a, b part) int { return cmp.Or(cmp.Compare(a.idx, b.idx), cmp.Compare(a.lo, b.lo)) })
+	var out []record.Metric
+	for i, p := range parts {
+		m := s.metric(p)
+		if i > 0 && parts[i-1].idx == p.idx && m.Kind == record.MetricDistribution {
+			last := &out[len(out)-1]
+			last.Values = append(slices.Clip(last.Values), m.Values...) // a fresh array: ms is not ours
+			continue
+		}
+		out = append(out, m)
+	}
+	return &UndeliveredError{Err: err, Undelivered: out}
 }
 
 func (s *submission) rejectAll(p *payload, reason string) {
@@ -326,6 +398,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 	body, bodyBuf, err := ep.codec.Encode(ctx, raw)
 	if err != nil {
 		ep.codec.Free(rawBuf)
+		s.unsent(p)
 		return err
 	}
 	points, rawLen, wireLen := p.points(), len(raw), len(body)
@@ -348,6 +421,7 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 		c.n.tooOld.Add(uint64(points)) // values for distributions, as rejected counts them
 		s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", reply.Attempts, c.cfg.MaxAge))
 	case err != nil:
+		s.unsent(p)
 		return err
 	case reply.Outcome == ddhttp.Accepted:
 		if p.dist {
@@ -374,6 +448,7 @@ func (s *submission) split(ctx context.Context, p *payload, reason string) error
 	}
 	s.c.n.splits.Add(1)
 	if err := s.send(ctx, a); err != nil {
+		s.unsent(b) // never tried
 		return err
 	}
 	return s.send(ctx, b)

@@ -2,6 +2,7 @@ package ddmetrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -26,9 +27,17 @@ type rejectionSubmitter interface {
 // Stage is the deliver-metrics stage: Handle returns only after every point
 // of the batch was accepted by the API or rejected for good; rejected points
 // go to the dead-letter topic as a batch (Stage "deliver-metrics", the
-// points in Metrics, the reasons in Reason). An error (ctx ended) makes the
-// runtime retry the batch: series points are idempotent (the same point
-// overwrites itself), distribution values could be counted twice.
+// points in Metrics, the reasons in Reason).
+//
+// When the submission ends first (ctx ended: the hand-back at the drain
+// deadline), Handle fails with stage.Remaining and what the API did not
+// accept: the runtime retries, dead-letters, hands back or counts lost
+// only those points, never the accepted ones. Series points sent twice
+// would be harmless (the same point overwrites itself), distribution values
+// would not: Datadog adds them up. So the batch is replaced by what remains
+// rather than remembered per batch id, as the Firehose source does per
+// request: a broker redelivers to any worker of the fleet, which could not
+// know what another worker's intake accepted.
 type Stage struct {
 	s Submitter
 }
@@ -41,35 +50,48 @@ func (st *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output)
 	if len(in.Metrics) == 0 {
 		return nil
 	}
-	var (
-		rejected []record.Metric
-		reasons  []string
-	)
-	if rs, ok := st.s.(rejectionSubmitter); ok {
-		rej, err := rs.SubmitRejections(ctx, in.Metrics)
-		if err != nil {
-			return fmt.Errorf("deliver metrics: %w", err)
+	rejected, reasons, err := st.submit(ctx, in.Metrics)
+	var dlErr error
+	if len(rejected) > 0 {
+		reason := "rejected by the Datadog metrics API"
+		if len(reasons) > 0 {
+			reason += ": " + strings.Join(reasons, "; ")
 		}
-		for _, r := range rej {
-			rejected = append(rejected, r.Metric)
-			reasons = appendReason(reasons, r.Reason)
-		}
-	} else {
-		rej, err := st.s.Submit(ctx, in.Metrics)
-		if err != nil {
-			return fmt.Errorf("deliver metrics: %w", err)
-		}
-		rejected = rej
+		dead := &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Stage: StageName, Reason: reason, Metrics: rejected}
+		dlErr = out.DeadLetter(ctx, dead)
 	}
-	if len(rejected) == 0 {
+	if err == nil && dlErr == nil {
 		return nil
 	}
-	reason := "rejected by the Datadog metrics API"
-	if len(reasons) > 0 {
-		reason += ": " + strings.Join(reasons, "; ")
+	undelivered, known := Undelivered(err)
+	if err != nil && !known {
+		// Nothing known to be accepted: the whole batch remains.
+		return fmt.Errorf("deliver metrics: %w", err)
 	}
-	dead := &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Stage: StageName, Reason: reason, Metrics: rejected}
-	return out.DeadLetter(ctx, dead)
+	rest := *in
+	rest.Metrics = undelivered
+	if dlErr != nil {
+		// Not kept anywhere: submitted again, they are rejected again
+		// and dead-lettered then.
+		rest.Metrics = append(rest.Metrics, rejected...)
+	}
+	return stage.Remaining(fmt.Errorf("deliver metrics: %d of %d points not delivered: %w", len(rest.Metrics), len(in.Metrics), errors.Join(err, dlErr)), &rest)
+}
+
+// submit sends ms and returns the points rejected for good with up to 5
+// distinct reasons.
+func (st *Stage) submit(ctx context.Context, ms []record.Metric) (rejected []record.Metric, reasons []string, err error) {
+	rs, ok := st.s.(rejectionSubmitter)
+	if !ok {
+		rejected, err = st.s.Submit(ctx, ms)
+		return rejected, nil, err
+	}
+	rej, err := rs.SubmitRejections(ctx, ms)
+	for _, r := range rej {
+		rejected = append(rejected, r.Metric)
+		reasons = appendReason(reasons, r.Reason)
+	}
+	return rejected, reasons, err
 }
 
 // appendReason keeps up to 5 distinct reasons.
