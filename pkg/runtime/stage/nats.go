@@ -202,9 +202,13 @@ type jsSubscriber struct {
 }
 
 // fetchWait bounds one pull request: how long an idle subscription waits
-// for messages before asking again, and how long a stop may wait for the
-// request in flight (messages it brings are handed back).
-const fetchWait = time.Second
+// for messages before asking again, and how long a stop waits for the
+// request in flight to end (what it brings is handed back). A request cannot
+// be withdrawn: the client's inbox may be dropped, but a message handed
+// back before the server learnt of it would be sent to it, and stay there
+// until ack_wait. An idle subscription's four requests a second cost the
+// broker and the worker next to nothing.
+const fetchWait = 250 * time.Millisecond
 
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	c, err := s.js.Consumer(ctx, topic, ConsumerName(s.group, topic))
@@ -455,9 +459,9 @@ func (sub *subscription) end() {
 	sub.stopped = true
 	close(sub.stop)
 	sub.mu.Unlock()
-	// The pull request in flight ends by its expiry; what it brings is
-	// held. Handed back only after that: a message refused while a pull
-	// request of ours is open would be redelivered to it, over and over.
+	// The pull request in flight ends by its expiry (fetchWait); what it
+	// brings is held. Handed back only after that: a message refused while
+	// a pull request of ours is open would be redelivered to it.
 	sub.fetching.Wait()
 	sub.sending.Wait()
 	close(sub.out)
