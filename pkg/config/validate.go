@@ -246,6 +246,11 @@ func (c Config) validateMetrics(p *problems) {
 	}
 	if len(m.Poller.Accounts) > 0 {
 		p.section("metrics.poller", m.Poller.Validate())
+		if m.Poller.Lag == 0 {
+			// The poller reads a zero Lag as its default (2m): refuse it
+			// rather than poll two minutes later than asked, silently.
+			p.add("metrics.poller.lag", "must be at least 1s (0 would be read as the default, 2m)")
+		}
 		if url, _ := m.Poller.StateLocation(); strings.HasPrefix(url, "nats-kv://") && c.Transport.Kind != "nats" {
 			p.add("metrics.poller.state_url", "%s needs transport.kind nats (the bucket is on its server), got %q", url, c.Transport.Kind)
 		}

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
 )
 
@@ -81,6 +82,9 @@ func TestValidateCatchesWhatRunWould(t *testing.T) {
 		{"a negative dedup TTL", func(c *Config) { c.Sources.Firehose.DedupTTL = -time.Second }, "sources.firehose.dedup_ttl: must not be negative"},
 		{"a negative key slack", func(c *Config) { c.Replay.KeySlack = -time.Hour }, "replay.key_slack: must not be negative"},
 		{"a negative poller lag", func(c *Config) { c.Metrics.Poller.Lag = -time.Minute }, "metrics.poller.lag: must not be negative"},
+		{"a zero poller lag, which the poller would read as 2m", func(c *Config) {
+			c.Metrics.Poller.Accounts, c.Metrics.Poller.Lag = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}, 0
+		}, "metrics.poller.lag: must be at least 1s (0 would be read as the default, 2m)"},
 		{"a zero TTL", func(c *Config) { c.Enrich.TTL = 0 }, "enrich.ttl: must be positive"},
 		{"a rate that is not a number", func(c *Config) { c.Enrich.RatePerSecond = math.NaN() }, "enrich.rate_per_second: must be a finite number"},
 		{"a rate above API Gateway's", func(c *Config) { c.Enrich.RatePerSecond = 11 }, "enrich.rate_per_second: must be in (0, 10]"},

@@ -69,8 +69,9 @@ type Stats struct {
 //     reports the refused key until a request succeeds.
 //   - network errors, 408, 429 (honouring Retry-After), 5xx and any other
 //     status: retried with exponential backoff and jitter until accepted,
-//     until the points grow older than MaxAge (then rejected: the API would
-//     drop them), or until ctx ends.
+//     until a point grows older than MaxAge (then it is rejected, since the
+//     API would drop it silently while accepting the others, and the others
+//     are sent again without it), or until ctx ends.
 //
 // Posting, the status handling, the retries and the compression are the
 // shared Datadog sender's (package ddhttp); this client plans payloads,
@@ -368,15 +369,35 @@ func (s *submission) rejectAll(p *payload, reason string) {
 	}
 }
 
-// allTooOld reports whether every point of p is now older than MaxAge.
-func (s *submission) allTooOld(p *payload, now time.Time) bool {
+// anyTooOld reports whether a point of p is now older than MaxAge: the
+// API would drop it silently (202) while it accepts the others.
+func (s *submission) anyTooOld(p *payload, now time.Time) bool {
 	oldest := now.Add(-s.c.cfg.MaxAge).Unix()
 	for _, pt := range p.parts {
-		if s.ms[pt.idx].Timestamp >= oldest {
-			return false
+		if s.ms[pt.idx].Timestamp < oldest {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// dropTooOld rejects the parts of p now older than MaxAge, counting them
+// too old, and returns a payload of the others, or nil when none is left.
+func (s *submission) dropTooOld(p *payload, now time.Time, attempts int) *payload {
+	oldest := now.Add(-s.c.cfg.MaxAge).Unix()
+	var young []part
+	for _, pt := range p.parts {
+		if s.ms[pt.idx].Timestamp >= oldest {
+			young = append(young, pt)
+			continue
+		}
+		s.c.n.tooOld.Add(uint64((&payload{dist: p.dist, parts: []part{pt}}).points())) // values for distributions, as rejected counts them
+		s.reject(pt, fmt.Sprintf("too old: still undelivered after %d attempts when the point passed the API's %v age limit", attempts, s.c.cfg.MaxAge))
+	}
+	if len(young) == 0 {
+		return nil
+	}
+	return &payload{dist: p.dist, parts: young}
 }
 
 // send delivers one payload (see Client for the rules). It returns an error
@@ -411,15 +432,19 @@ func (s *submission) send(ctx context.Context, p *payload) error {
 	reply, err := c.dest.Send(ctx, &ddhttp.Request{
 		Endpoint: ep.name, URL: ep.url, Body: body, Encoding: ep.encoding,
 		RawBytes: rawLen, Items: points, CanSplit: splittable(p),
-		Retry: func() bool { return !s.allTooOld(p, c.cfg.Now()) },
+		// A point past the age limit stops the retries: the API would
+		// drop it silently while accepting the others, so it is rejected
+		// alone and the others are sent again without it.
+		Retry: func() bool { return !s.anyTooOld(p, c.cfg.Now()) },
 		Log:   []any{"endpoint", ep.name, "points", points},
 	})
 	ep.codec.Free(bodyBuf)
 	ep.codec.Free(rawBuf)
 	switch {
 	case errors.Is(err, ddhttp.ErrGaveUp):
-		c.n.tooOld.Add(uint64(points)) // values for distributions, as rejected counts them
-		s.rejectAll(p, fmt.Sprintf("too old: still undelivered after %d attempts when the points passed the API's %v age limit", reply.Attempts, c.cfg.MaxAge))
+		if young := s.dropTooOld(p, c.cfg.Now(), reply.Attempts); young != nil {
+			return s.send(ctx, young)
+		}
 	case err != nil:
 		s.unsent(p)
 		return err

@@ -456,3 +456,50 @@ dogstatsd_addr: unix:///var/run/datadog/dsd.socket
 		assert.Error(t, dec.Decode(new(ddmetrics.Config)), "%s is not a key", key)
 	}
 }
+
+// A point that passes the API's age limit while its payload is retried is
+// rejected alone, as too old, and the other points of the payload are sent
+// again without it: the intake drops such a point silently (202) while it
+// accepts the others, so sending it would count as accepted a point Datadog
+// never kept. The intake's clock is the client's.
+func TestPointAgeingPastTheLimitDuringRetriesIsRejectedAlone(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"series", "distribution"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			t1 := now
+			read := func() time.Time { mu.Lock(); defer mu.Unlock(); return t1 }
+			tick := func() time.Time { mu.Lock(); defer mu.Unlock(); t1 = t1.Add(time.Minute); return t1 }
+			srv, url := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{testKey}, Now: read})
+			require.NoError(t, srv.SetFailure(fakeintake.Failure{Status: 503, Count: 3}))
+			c := newClient(t, url, func(cfg *ddmetrics.Config) { cfg.Now = tick })
+			old, young := count("old", 1), count("young", 2)
+			if kind == "distribution" {
+				old, young = dist("old", []float64{1, 2, 3}), dist("young", []float64{4, 5})
+			}
+			old.Timestamp = now.Add(-58*time.Minute - 30*time.Second).Unix() // admitted, past the hour two minutes later
+			young.Timestamp = now.Add(-time.Minute).Unix()
+			rs, err := c.SubmitRejections(context.Background(), []record.Metric{old, young})
+			require.NoError(t, err)
+			require.Len(t, rs, 1)
+			assert.Equal(t, "old", rs[0].Metric.Name)
+			assert.Contains(t, rs[0].Reason, "too old")
+			st, is := c.Stats(), srv.Stats()
+			assert.Equal(t, st.Rejected, st.TooOld)
+			assert.Zero(t, is.SeriesPointsRejectedTooOld, "nothing sent for the intake to drop")
+			if kind == "series" {
+				assert.Equal(t, uint64(1), st.TooOld)
+				assert.Equal(t, uint64(1), st.SeriesAccepted)
+				assert.Equal(t, int64(1), is.SeriesPointsAccepted)
+				require.Len(t, srv.Series(), 1)
+				assert.Equal(t, "young", srv.Series()[0].Metric)
+			} else {
+				assert.Equal(t, uint64(3), st.TooOld)
+				assert.Equal(t, uint64(2), st.ValuesAccepted)
+				require.Len(t, srv.Distributions(), 1)
+				assert.Equal(t, "young", srv.Distributions()[0].Metric)
+			}
+		})
+	}
+}
