@@ -16,8 +16,9 @@ import (
 // TestMetricStreamRecordsBesideLogs sends CloudWatch metric-stream records
 // (JSON output format) in the same Firehose request as log records: the
 // logs reach the logs intake, the points reach the metrics API under the
-// AWS integration's names with their own timestamps, and a malformed line
-// is dead-lettered without holding anything back.
+// AWS integration's names with their own timestamps, and malformed lines
+// (one cut short before it names its metric) are dead-lettered without
+// holding anything back, never delivered as logs.
 func TestMetricStreamRecordsBesideLogs(t *testing.T) {
 	h := start(t)
 	ts := time.Now().Add(-3 * time.Minute).Truncate(time.Minute)
@@ -27,7 +28,9 @@ func TestMetricStreamRecordsBesideLogs(t *testing.T) {
 			metric, ts.UnixMilli(), sum, sum, count, unit)
 	}
 	stream := line("CacheHitCount", "Count", 30, 60) + "\n" + line("CacheMissCount", "Count", 10, 60) + "\n" +
-		line("Latency", "Milliseconds", 420, 21) + "\n" + `{"metric_stream_name":"gwpipe","namespace":` + "\n"
+		line("Latency", "Milliseconds", 420, 21) + "\n" + `{"metric_stream_name":"gwpipe","namespace":` + "\n" +
+		// Cut before its metric is named: still a datum, not a log line.
+		`{"metric_stream_name":"gwpipe","account_id":"1234` + "\n"
 	status, resp := firehoseRequest(t, h.url, "mixed-metrics", recordsBody("mixed-metrics", gz(envelope("40", "41")), []byte(stream)), nil)
 	require.Equal(t, http.StatusOK, status, "%v", resp)
 
@@ -64,6 +67,8 @@ func TestMetricStreamRecordsBesideLogs(t *testing.T) {
 	for _, e := range readDLQ(t, h.dlqDir) {
 		reasons = append(reasons, e.Reason)
 	}
-	require.Len(t, reasons, 1, "the malformed line is dead-lettered alone")
-	assert.Contains(t, reasons[0], "metric stream")
+	require.Len(t, reasons, 2, "the malformed lines are dead-lettered alone")
+	for _, r := range reasons {
+		assert.Contains(t, r, "metric stream")
+	}
 }

@@ -19,7 +19,8 @@ import (
 //     marker strings at the right places. It is tried first: a first
 //     frame of 123 bytes starts with 0x7B, which is '{'.
 //   - JSON: the first line is a JSON object whose top-level keys include
-//     "metric_stream_name" and "namespace" or "metric_name". A CloudWatch
+//     "metric_stream_name" and "namespace" or "metric_name", or that starts
+//     naming its metric stream and is cut short before it ends. A CloudWatch
 //     Logs envelope ({"messageType":…}) has none of them at the top level,
 //     even when its log events carry metric-stream JSON as text; an access
 //     log, JSON or not, has no such keys.
@@ -54,7 +55,10 @@ func IsOTel(data []byte) bool {
 }
 
 // probeJSON looks for the metric-stream keys among the top-level keys of
-// the first line's object.
+// the first line's object. A line that names its metric stream and then
+// ends before the object does (a datum cut short) is one too: the JSON
+// decoder then refuses it as malformed, where it would otherwise be
+// delivered as a log.
 func probeJSON(data []byte) bool {
 	// Only the first non-blank line counts.
 	i := skipWS(data, 0)
@@ -65,11 +69,13 @@ func probeJSON(data []byte) bool {
 		return false
 	}
 	var stream, named bool
+	// cut says whether a datum that named its stream ended at pos.
+	cut := func(pos int) bool { return stream && pos >= len(data) }
 	i = skipWS(data, i+1)
 	for i < len(data) && data[i] == '"' {
 		end, err := skipValue(data, i, 0)
 		if err != nil {
-			return false
+			return cut(end)
 		}
 		key := data[i+1 : end-1]
 		switch string(key) {
@@ -82,17 +88,17 @@ func probeJSON(data []byte) bool {
 			return true
 		}
 		if i = skipWS(data, end); i >= len(data) || data[i] != ':' {
-			return false
+			return cut(i)
 		}
 		if i, err = skipValue(data, skipWS(data, i+1), 0); err != nil {
-			return false
+			return cut(i)
 		}
 		if i = skipWS(data, i); i >= len(data) || data[i] != ',' {
-			return false
+			return cut(i)
 		}
 		i = skipWS(data, i+1)
 	}
-	return false
+	return cut(i)
 }
 
 // probeOTel checks the first frame for a CloudWatch metric stream's
