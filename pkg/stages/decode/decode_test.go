@@ -125,7 +125,7 @@ func TestBadRecordsAreDeadLetteredAlone(t *testing.T) {
 		dead, in int
 		reason   string
 	}{
-		{0, 1, "invalid base64"}, {1, 2, "truncated"}, {2, 3, "exceeds the limit"},
+		{0, 1, "invalid base64"}, {1, 2, "truncated"}, {2, 3, "exceeds the limit: more than 1048576 bytes (decode.max_decompressed_bytes)"},
 		{4, 5, "line 1: CloudWatch envelope: truncated JSON document"}, {5, 6, "exceeds the 1024000-byte limit"},
 	}
 	for _, w := range whole {

@@ -115,8 +115,12 @@ func (s *Stage) gunzip(sc *scratch, data []byte) ([]byte, error) {
 		limit = w.reserved
 	}
 	tooLarge := func(err error) error {
-		if errors.Is(err, cwlogs.ErrTooLarge) && limit < int64(s.cfg.MaxDecompressedBytes) {
-			return errAllowance{s.cfg.MaxUnitDecompressedBytes}
+		if errors.Is(err, cwlogs.ErrTooLarge) {
+			if limit < int64(s.cfg.MaxDecompressedBytes) {
+				return errAllowance{s.cfg.MaxUnitDecompressedBytes}
+			}
+			// The dead letter names the setting a user may raise.
+			return fmt.Errorf("%w: more than %d bytes (decode.max_decompressed_bytes)", err, s.cfg.MaxDecompressedBytes)
 		}
 		return err
 	}
