@@ -396,3 +396,33 @@ func TestFleetSampleKeepsRequestsTogether(t *testing.T) {
 	sd := math.Sqrt(float64(len(lines)) * 0.25)
 	assert.InDelta(t, float64(len(lines))/2, float64(len(keptLines)), 5*sd, "requests kept")
 }
+
+// TestSummaryCountsFilteredLogs: logs the filters keep from Datadog are in
+// the exit summary, by rule, so that the logs parsed add up to the logs
+// delivered and filtered; the intake holds exactly the others.
+func TestSummaryCountsFilteredLogs(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Metrics.AllowedLateness = time.Hour
+		c.Filters = filter.Config{
+			ExcludeAtMatch: `/search`,
+			Drop:           []filter.Matcher{{Name: "n404", Status: new(404)}},
+			Sample:         []filter.Sample{{Matcher: filter.Matcher{Name: "none", Route: "/sampled"}, Rate: ptr(0.0)}},
+		}
+	})
+	const line = `{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"%s\",\"status\":%d}`
+	body := recordsBody("f",
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/pets", 200), "k1", "k2", "k3")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/search", 200), "x1", "x2")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/pets", 404), "d1", "d2", "d3", "d4")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/sampled", 200), "s1")))
+	status, resp := firehoseRequest(t, h.url, "f", body, nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	h.shutdown(t)
+
+	require.Len(t, h.intake.Logs(), 3, "k1-k3")
+	sum := summaryLines(t, h.p)
+	assert.Equal(t, "10 (with request summaries folded from execution logs)", sum["events parsed"])
+	assert.Equal(t, "3", sum["logs delivered (2xx)"])
+	assert.Equal(t, "6 dropped by filters (exclude_at_match 2, n404 4), 1 sampled out (none 1) (not sent to Datadog; counted in the metrics from logs)",
+		sum["logs filtered"])
+}
