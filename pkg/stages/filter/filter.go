@@ -261,6 +261,10 @@ type view struct {
 	apiID   string
 	apiName string
 	stage   string
+	// partial: the log carries awstags.PartialTag, its stage's tags were
+	// not known in time (AWS slow or unreachable, a cold cache), so its
+	// API and stage may be unknown here although it has them.
+	partial bool
 }
 
 func (v *view) request() *derive.Request {
@@ -282,6 +286,10 @@ func (v *view) api() {
 	}
 	v.readTag = true
 	for _, t := range v.r.Tags {
+		if t == awstags.PartialTag {
+			v.partial = true
+			continue
+		}
 		k, val, ok := cut(t)
 		if !ok {
 			continue
@@ -396,10 +404,13 @@ func (sc *scope) contains(v *view) bool {
 	}
 	if len(sc.apiIDs) > 0 || len(sc.stages) > 0 {
 		v.api()
-		if len(sc.apiIDs) > 0 && !contains(sc.apiIDs, v.apiID) {
+		// A log whose API or stage was not known in time may be in the
+		// scope: scrubbed, rather than its secrets sent to Datadog for as
+		// long as AWS does not answer.
+		if len(sc.apiIDs) > 0 && !contains(sc.apiIDs, v.apiID) && (v.apiID != "" || !v.partial) {
 			return false
 		}
-		if len(sc.stages) > 0 && !contains(sc.stages, v.stage) {
+		if len(sc.stages) > 0 && !contains(sc.stages, v.stage) && (v.stage != "" || !v.partial) {
 			return false
 		}
 	}
