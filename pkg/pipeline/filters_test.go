@@ -433,12 +433,7 @@ func TestSummaryCountsFilteredLogs(t *testing.T) {
 // secrets must not reach Datadog while AWS does not answer. A log whose
 // API is known, another, is left as it is.
 func TestScopedScrubbingWhileAWSIsUnreachable(t *testing.T) {
-	// An AWS endpoint nothing listens on: every read fails, tags are partial.
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	unreachableAWS(t) // every read fails: tags are partial
 	h := start(t, func(c *config.Config) {
 		c.Enrich.AWSTags = true
 		c.Enrich.MaxWait = 10 * time.Millisecond
@@ -452,7 +447,7 @@ func TestScopedScrubbingWhileAWSIsUnreachable(t *testing.T) {
 			`"logEvents":[{"id":%q,"timestamp":%d,"message":"%s 203.0.113.7 GET /orders 200 APISECRET1 STAGESECRET2"}]}`, group, id, time.Now().UnixMilli(), id)
 	}
 	body := recordsBody("s",
-		gz(envelope("/custom/orders", "unknown")), // a custom access-log group: its stage is known from AWS only
+		gz(envelope("/custom/orders", "unknown")),                           // a custom access-log group: its stage is known from AWS only
 		gz(envelope("API-Gateway-Execution-Logs_b2c3d4e5f6/prod", "other"))) // API and stage named by the group
 	status, resp := firehoseRequest(t, h.url, "s", body, nil)
 	require.Equal(t, http.StatusOK, status, "%v", resp)
