@@ -84,7 +84,24 @@ func (f *Filters) ApplyUncounted(b *record.Batch) (out *record.Batch, count func
 	if s == nil || s.empty {
 		return b, func() {}
 	}
-	return s.apply(b)
+	return s.apply(b, false)
+}
+
+// Scrub returns b, or a copy of b with what the scrubbing rules (redact,
+// rules) matched replaced, every log kept and nothing counted: what an
+// operator's view of the logs (gwpipe tap) shows, so that what the
+// configuration keeps from Datadog does not leave the process there
+// either. b is not modified. A nil Filters returns b.
+func (f *Filters) Scrub(b *record.Batch) *record.Batch {
+	if f == nil {
+		return b
+	}
+	s := f.cur.Load()
+	if s == nil || len(s.scrubs) == 0 {
+		return b
+	}
+	out, _ := s.apply(b, true)
+	return out
 }
 
 // RuleStats are one rule's counters.
