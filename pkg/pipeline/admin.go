@@ -77,7 +77,7 @@ func (p *Pipeline) adminHandler() http.Handler {
 	for _, t := range tap.Topics {
 		names[t] = topic(t).name(p.cfg.Pipeline.Topics)
 	}
-	mux.Handle("GET /tap", tap.Handler(tap.Config{Tapper: p.rt, Defaults: p.cfg.LogsClient().Defaults, TopicNames: names}))
+	mux.Handle("GET /tap", tap.Handler(tap.Config{Tapper: p.rt, Defaults: p.cfg.LogsClient().Defaults, TopicNames: names, Scrub: p.filters.Scrub}))
 	if p.cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

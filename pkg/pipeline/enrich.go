@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
@@ -27,18 +29,26 @@ func (p *Pipeline) enricher(ctx context.Context) (stage.Handler, error) {
 			return nil, err
 		}
 		p.reload.mappings = t
-		return p.enrichStage(t, e.MaxWait, cfg.Logger)
+		// Offline, no format is learned: what parse could not route stays so.
+		return p.enrichStage(t, e.MaxWait, cfg.Logger, nil)
 	}
 	awsCfg, err := loadAWS(ctx, e.DefaultRegion)
 	if err != nil {
 		return nil, fmt.Errorf("enrich.aws_tags: %w", err)
 	}
-	if p.parser != nil {
-		// A stage's own access-log format teaches the parser its layout.
-		cfg.OnFormat = func(logGroup, format string) {
-			if err := p.parser.SetFormat(logGroup, format); err != nil {
-				p.log.Warn("access-log format from AWS not understood", "log_group", logGroup, "error", err)
-			}
+	if p.parser == nil {
+		// A worker without the parse stage (a fleet's enrich tier) learns
+		// the formats too: enrich parses again what parse, elsewhere,
+		// could not route (see enrich.Config.Reparse). parse.* reloads
+		// reach this parser as they reach the parse stage's.
+		if p.parser, err = apigw.New(p.cfg.Parse.Config); err != nil {
+			return nil, fmt.Errorf("parse: %w", err)
+		}
+	}
+	// A stage's own access-log format teaches the parser its layout.
+	cfg.OnFormat = func(logGroup, format string) {
+		if err := p.parser.SetFormat(logGroup, format); err != nil {
+			p.log.Warn("access-log format from AWS not understood", "log_group", logGroup, "error", err)
 		}
 	}
 	t, err := awstags.New(ctx, cfg, awsCfg)
@@ -48,11 +58,11 @@ func (p *Pipeline) enricher(ctx context.Context) (stage.Handler, error) {
 	p.tagger = t
 	p.reload.mappings = t
 	t.RegisterMetrics(p.metrics)
-	return p.enrichStage(t, e.MaxWait, cfg.Logger)
+	return p.enrichStage(t, e.MaxWait, cfg.Logger, p.parser.Parse)
 }
 
-func (p *Pipeline) enrichStage(t enrich.Tagger, maxWait time.Duration, log *slog.Logger) (stage.Handler, error) {
-	s, err := enrich.New(t, enrich.Config{MaxWait: maxWait, Logger: log})
+func (p *Pipeline) enrichStage(t enrich.Tagger, maxWait time.Duration, log *slog.Logger, reparse func(*record.Batch, *record.Record)) (stage.Handler, error) {
+	s, err := enrich.New(t, enrich.Config{MaxWait: maxWait, Logger: log, Reparse: reparse})
 	if err != nil {
 		return nil, err
 	}

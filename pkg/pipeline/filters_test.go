@@ -396,3 +396,71 @@ func TestFleetSampleKeepsRequestsTogether(t *testing.T) {
 	sd := math.Sqrt(float64(len(lines)) * 0.25)
 	assert.InDelta(t, float64(len(lines))/2, float64(len(keptLines)), 5*sd, "requests kept")
 }
+
+// TestSummaryCountsFilteredLogs: logs the filters keep from Datadog are in
+// the exit summary, by rule, so that the logs parsed add up to the logs
+// delivered and filtered; the intake holds exactly the others.
+func TestSummaryCountsFilteredLogs(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Metrics.AllowedLateness = time.Hour
+		c.Filters = filter.Config{
+			ExcludeAtMatch: `/search`,
+			Drop:           []filter.Matcher{{Name: "n404", Status: new(404)}},
+			Sample:         []filter.Sample{{Matcher: filter.Matcher{Name: "none", Route: "/sampled"}, Rate: ptr(0.0)}},
+		}
+	})
+	const line = `{\"requestId\":\"%s\",\"httpMethod\":\"GET\",\"resourcePath\":\"%s\",\"status\":%d}`
+	body := recordsBody("f",
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/pets", 200), "k1", "k2", "k3")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/search", 200), "x1", "x2")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/pets", 404), "d1", "d2", "d3", "d4")),
+		gz(envelopeOf(fmt.Sprintf(line, "%s", "/sampled", 200), "s1")))
+	status, resp := firehoseRequest(t, h.url, "f", body, nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	h.shutdown(t)
+
+	require.Len(t, h.intake.Logs(), 3, "k1-k3")
+	sum := summaryLines(t, h.p)
+	assert.Equal(t, "10 (with request summaries folded from execution logs)", sum["events parsed"])
+	assert.Equal(t, "3", sum["logs delivered (2xx)"])
+	assert.Equal(t, "6 dropped by filters (exclude_at_match 2, n404 4), 1 sampled out (none 1) (not sent to Datadog; counted in the metrics from logs)",
+		sum["logs filtered"])
+}
+
+// TestScopedScrubbingWhileAWSIsUnreachable: a scrubbing rule scoped to an
+// API or a stage scrubs the logs whose API or stage could not be learned
+// from AWS (their tags partial): they may be in its scope, and their
+// secrets must not reach Datadog while AWS does not answer. A log whose
+// API is known, another, is left as it is.
+func TestScopedScrubbingWhileAWSIsUnreachable(t *testing.T) {
+	unreachableAWS(t) // every read fails: tags are partial
+	h := start(t, func(c *config.Config) {
+		c.Enrich.AWSTags = true
+		c.Enrich.MaxWait = 10 * time.Millisecond
+		c.Filters = filter.Config{Rules: []filter.Rule{
+			{Name: "by_api", Pattern: `APISECRET\w+`, Replace: "[api]", APIIDs: []string{"a1b2c3d4e5"}},
+			{Name: "by_stage", Pattern: `STAGESECRET\w+`, Replace: "[stage]", Stages: []string{"live"}},
+		}}
+	})
+	envelope := func(group, id string) []byte {
+		return fmt.Appendf(nil, `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":%q,"logStream":"s","subscriptionFilters":["f"],`+
+			`"logEvents":[{"id":%q,"timestamp":%d,"message":"%s 203.0.113.7 GET /orders 200 APISECRET1 STAGESECRET2"}]}`, group, id, time.Now().UnixMilli(), id)
+	}
+	body := recordsBody("s",
+		gz(envelope("/custom/orders", "unknown")),                           // a custom access-log group: its stage is known from AWS only
+		gz(envelope("API-Gateway-Execution-Logs_b2c3d4e5f6/prod", "other"))) // API and stage named by the group
+	status, resp := firehoseRequest(t, h.url, "s", body, nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	h.shutdown(t)
+
+	byID := map[string]fakeintake.Log{}
+	for _, l := range h.intake.Logs() {
+		byID[strings.Fields(l.Message)[0]] = l
+	}
+	require.Len(t, byID, 2)
+	unknown, other := byID["unknown"], byID["other"]
+	require.Contains(t, unknown.Tags, "gwpipe_tags:partial", "AWS did not answer")
+	assert.Equal(t, "unknown 203.0.113.7 GET /orders 200 [api] [stage]", unknown.Message, "its API and stage unknown: scrubbed")
+	assert.Contains(t, other.Tags, "apiid:b2c3d4e5f6")
+	assert.Contains(t, other.Message, "APISECRET1 STAGESECRET2", "another API, another stage: not in the scopes")
+}

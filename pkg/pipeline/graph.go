@@ -202,8 +202,13 @@ func StageNames() []string { return theGraph().names() }
 // ParseStages checks a --stages value.
 func ParseStages(s string) ([]string, error) {
 	all := StageNames()
-	if strings.TrimSpace(s) == "" || s == "all" {
+	if s == "all" {
 		return all, nil
+	}
+	// Empty is not "all": a worker started with `--stages "$STAGES"` and
+	// the variable unset would run every stage of a fleet's tiers.
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("no stage named: give a comma-separated subset of %s, or all (the default)", strings.Join(all, ", "))
 	}
 	var out []string
 	for _, name := range strings.Split(s, ",") {

@@ -140,6 +140,10 @@ func TestParseStages(t *testing.T) {
 	assert.Equal(t, []string{StageParse, StageDecode}, got)
 	_, err = ParseStages("decode,dlq")
 	assert.ErrorContains(t, err, `unknown stage "dlq" (stages: ingest, decode, parse, enrich, derive, deliver-logs, deliver-metrics)`)
+	for _, empty := range []string{"", " "} {
+		_, err = ParseStages(empty)
+		assert.ErrorContains(t, err, "no stage named", "%q is not every stage", empty)
+	}
 }
 
 // fakeAWS points the AWS SDK at endpoint, with made-up credentials and

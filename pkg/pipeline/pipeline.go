@@ -185,6 +185,14 @@ func (p *Pipeline) connect(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	if p.filters == nil {
+		// A worker without deliver-logs scrubs what its taps show as the
+		// deliverer does (tap.Config.Scrub); counted nowhere, nothing is
+		// delivered here, and reloaded as the deliverer's filters are.
+		if p.filters, err = filter.New(cfg.Filters, nil); err != nil {
+			return err
+		}
+	}
 	if err := p.newSelfTelemetry(); err != nil {
 		return err
 	}

@@ -51,6 +51,12 @@ type flow struct {
 	handedBackBy    map[string]int64
 	lost            int64 // records nothing will send again, every stage
 	lostBy          map[string]int64
+	// Logs the filters kept from Datadog on purpose, by rule: without
+	// them the logs parsed and the logs delivered do not add up.
+	filtered               bool // filters are configured (their families exist)
+	filterDropped, sampled int64
+	filterDroppedBy        map[string]int64
+	sampledBy              map[string]int64
 
 	// Firehose requests: acknowledged (200); refused before they were
 	// admitted; admitted and answered 503 after ack_timeout (timedOut) or
@@ -79,7 +85,10 @@ func (p *Pipeline) flow(s Status) flow {
 		timedOut:           snap.Value("firehose.requests_timed_out"),
 		failed:             snap.Value("firehose.requests_failed"),
 		duplicates:         snap.Value("firehose.duplicate_requests"),
+		filterDropped:      snap.Sum("filters.dropped"), filterDroppedBy: nonZero(snap.ByLabel("filters.dropped")),
+		sampled: snap.Sum("filters.sampled_out"), sampledBy: nonZero(snap.ByLabel("filters.sampled_out")),
 	}
+	_, f.filtered = snap.Family("filters.dropped")
 	// What a source read from S3 objects enters decoded: it was decoded
 	// there, not by the decode stage.
 	for _, e := range p.graph.entries {
@@ -156,6 +165,10 @@ func (p *Pipeline) Summary(w io.Writer) {
 	line("events decoded", "%d (control messages dropped: %d)", f.decoded, f.control)
 	line("events parsed", "%d (with request summaries folded from execution logs)", f.parsed)
 	line("logs delivered (2xx)", "%d", f.delivered)
+	if f.filtered {
+		line("logs filtered", "%d dropped by filters%s, %d sampled out%s (not sent to Datadog; counted in the metrics from logs)",
+			f.filterDropped, byStage(f.filterDroppedBy), f.sampled, byStage(f.sampledBy))
+	}
 	if _, ok := snap.Family("deliver_metrics.series_accepted"); ok {
 		line("metric points delivered", "%d series points, %d distribution values", snap.Value("deliver_metrics.series_accepted"), snap.Value("deliver_metrics.values_accepted"))
 	}

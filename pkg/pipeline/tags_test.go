@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewayv2"
+	v2types "github.com/aws/aws-sdk-go-v2/service/apigatewayv2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -112,12 +114,7 @@ func TestLogTagsAgreeWithMetricTags(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.aws {
-				// Nothing listens there: every AWS call fails.
-				t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
-				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-				t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-				t.Setenv("AWS_REGION", "us-east-1")
-				t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+				unreachableAWS(t)
 			}
 			h := start(t, func(cfg *config.Config) {
 				cfg.Enrich.AWSTags = c.aws
@@ -336,4 +333,112 @@ func TestStaticTagsOnAllowlistedMetrics(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"logs team:payments": 3, "logs team:search": 2, "metrics team:payments": 3, "metrics team:search": 2}, byTeam)
+}
+
+// unreachableAWS points the AWS SDK, through the environment, at an
+// endpoint nothing listens on: every AWS call fails.
+func unreachableAWS(t *testing.T) {
+	t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// customFormatStage creates, in moto, an HTTP API whose stage writes access
+// logs in a custom format to its own log group (named after no API id, so
+// only the stage's accessLogSettings tell what the lines are), and returns
+// the API's id and the log group.
+func customFormatStage(t *testing.T) (apiID, group string) {
+	t.Helper()
+	ctx := context.Background()
+	awsCfg, err := awsconf.Load(ctx, "")
+	require.NoError(t, err)
+	gw := apigatewayv2.NewFromConfig(awsCfg)
+	api, err := gw.CreateApi(ctx, &apigatewayv2.CreateApiInput{Name: aws.String("orders"), ProtocolType: "HTTP"})
+	require.NoError(t, err)
+	group = "/custom/orders-" + *api.ApiId
+	_, err = gw.CreateStage(ctx, &apigatewayv2.CreateStageInput{ApiId: api.ApiId, StageName: aws.String("live"),
+		AccessLogSettings: &v2types.AccessLogSettings{
+			DestinationArn: aws.String("arn:aws:logs:us-east-1:123456789012:log-group:" + group),
+			Format:         aws.String("$context.requestId $context.identity.sourceIp $context.httpMethod $context.path $context.status"),
+		}})
+	require.NoError(t, err)
+	return *api.ApiId, group
+}
+
+func customFormatEnvelope(group string, ids ...string) []byte {
+	var events []string
+	for _, id := range ids {
+		events = append(events, fmt.Sprintf(`{"id":%q,"timestamp":%d,"message":"%s 203.0.113.7 GET /orders 404"}`, id, time.Now().UnixMilli(), id))
+	}
+	return fmt.Appendf(nil, `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":%q,"logStream":"s","subscriptionFilters":["f"],"logEvents":[%s]}`,
+		group, strings.Join(events, ","))
+}
+
+// assertParsedCustom: the log was parsed with the format its stage has in
+// AWS, not delivered as an unknown CloudWatch log.
+func assertParsedCustom(t *testing.T, l fakeintake.Log, apiID string) {
+	t.Helper()
+	assert.Equal(t, "apigateway", l.Source, "%s: an API Gateway access log", l.Message)
+	assert.EqualValues(t, 404, attr(l, "http.status_code"), "%s: parsed with the stage's format", l.Message)
+	assert.Equal(t, "/orders", attr(l, "http.url_details.path"), "%s", l.Message)
+	assert.Contains(t, l.Tags, "apiid:"+apiID)
+}
+
+// TestCustomFormatLearnedFromAWS: the lines of a stage's custom access-log
+// format, in a log group that names no API, are parsed with the format
+// read from the stage in AWS — from the very first one, which reaches parse
+// before anything was read from AWS, and in a fleet whose parse and enrich
+// stages run in different workers — and counted by the metrics from logs.
+func TestCustomFormatLearnedFromAWS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs moto_server")
+	}
+	moto.Start(t)
+
+	t.Run("one process, first line", func(t *testing.T) {
+		apiID, group := customFormatStage(t)
+		h := start(t, func(c *config.Config) {
+			c.Enrich.AWSTags = true
+			c.Enrich.MaxWait = 10 * time.Second // the first batch waits for the read: moto answers in time
+			c.Metrics.AllowedLateness = time.Hour
+		})
+		status, resp := firehoseRequest(t, h.url, "cf-1", recordsBody("cf-1", gz(customFormatEnvelope(group, "c1"))), nil)
+		require.Equal(t, http.StatusOK, status, "%v", resp)
+		h.shutdown(t)
+		logs := h.intake.Logs()
+		require.Len(t, logs, 1)
+		assertParsedCustom(t, logs[0], apiID)
+		var count float64
+		for _, p := range h.intake.Series() {
+			if p.Metric == "apigateway.logs.count" && slices.Contains(p.Tags, "apiid:"+apiID) {
+				count += p.Value
+			}
+		}
+		assert.Equal(t, 1.0, count, "the request is counted")
+	})
+
+	t.Run("fleet, parse and enrich apart", func(t *testing.T) {
+		apiID, group := customFormatStage(t)
+		f := newFleet(t, brokers[0].env(t))
+		aws := []string{"GWPIPE_ENRICH_AWS_TAGS=true", "GWPIPE_ENRICH_MAX_WAIT=10s"}
+		f.startWith("enrich,deliver-logs", append(aws, "GWPIPE_SOURCES_FIREHOSE_ENABLED=false")...)
+		addr := freeAddr(t)
+		f.ingest = "http://" + addr + "/"
+		f.startWith("ingest,decode,parse", append(aws, "GWPIPE_SOURCES_FIREHOSE_LISTEN="+addr)...)
+		for i, ids := range [][]string{{"f1"}, {"f2", "f3"}} {
+			id := fmt.Sprintf("cf-fleet-%d", i)
+			status, resp := firehoseRequest(t, f.ingest, id, recordsBody(id, gz(customFormatEnvelope(group, ids...))), nil)
+			require.Equal(t, http.StatusOK, status, "%v", resp)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		require.NoError(t, f.intake.WaitLogs(ctx, 3), "acknowledged once on the broker: delivered after")
+		logs := f.intake.Logs()
+		require.Len(t, logs, 3)
+		for _, l := range logs {
+			assertParsedCustom(t, l, apiID)
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config"
 	"github.com/gwpipe/gwpipe/pkg/ops/tap"
+	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
 )
 
@@ -36,6 +37,36 @@ func tapLines(t *testing.T, ctx context.Context, h *harness, topic string, limit
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
+// tapWhileSending reads limit events of topic from the admin endpoint,
+// sending the Firehose request records(i) (i = 1, 2, …) until the tap has
+// them: it takes what is published once it is attached. It returns the
+// tap's output.
+func tapWhileSending(t *testing.T, ctx context.Context, h *harness, topic string, limit int64, records func(i int) [][]byte) string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		var out bytes.Buffer
+		if _, err := tap.Read(ctx, http.DefaultClient, h.p.AdminAddr(), topic, limit, &out); err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- out.String()
+	}()
+	for i := 1; ; i++ {
+		id := fmt.Sprintf("%s-%d", topic, i)
+		code, _ := firehoseRequest(t, h.url, id, recordsBody(id, records(i)...), nil)
+		require.Equal(t, http.StatusOK, code)
+		select {
+		case out := <-got:
+			require.False(t, strings.HasPrefix(out, "error: "), out)
+			return out
+		case <-ctx.Done():
+			t.Fatalf("tap %s: nothing within the time", topic)
+		case <-time.After(20 * time.Millisecond): // pace the requests; the tap may not be attached yet
+		}
+	}
 }
 
 // TestTapReturnsEventsOfEveryTopicUnderLoad: while generated traffic runs
@@ -148,38 +179,13 @@ func TestTapMasksCredentials(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	i := 0
 	for _, topic := range []string{"raw", "decoded", "parsed", "enriched"} {
-		got := make(chan string, 1)
-		go func() {
-			var out bytes.Buffer
-			if _, err := tap.Read(ctx, http.DefaultClient, h.p.AdminAddr(), topic, 6, &out); err != nil {
-				got <- "error: " + err.Error()
-				return
-			}
-			got <- out.String()
-		}()
-		// Send until the tap has what it asked for: it takes what is
-		// published once it is attached.
-		for sent := false; !sent; {
-			i++
-			body := recordsBody(fmt.Sprint("req-", i),
-				gz(envelopeOf(access, fmt.Sprint("a", i))),
-				gz(envelopeOf(exec, fmt.Sprint("e", i))))
-			code, _ := firehoseRequest(t, h.url, fmt.Sprint("req-", i), body, nil)
-			require.Equal(t, http.StatusOK, code)
-			select {
-			case out := <-got:
-				require.False(t, strings.HasPrefix(out, "error: "), out)
-				assert.NotContains(t, out, apiKey, topic)
-				assert.NotContains(t, out, accessKey, topic)
-				assert.Contains(t, out, "REDACTED", topic)
-				sent = true
-			case <-ctx.Done():
-				t.Fatalf("tap %s: nothing within the time", topic)
-			case <-time.After(20 * time.Millisecond): // pace the requests; the tap may not be attached yet
-			}
-		}
+		out := tapWhileSending(t, ctx, h, topic, 6, func(i int) [][]byte {
+			return [][]byte{gz(envelopeOf(access, fmt.Sprint(topic, "a", i))), gz(envelopeOf(exec, fmt.Sprint(topic, "e", i)))}
+		})
+		assert.NotContains(t, out, apiKey, topic)
+		assert.NotContains(t, out, accessKey, topic)
+		assert.Contains(t, out, "REDACTED", topic)
 	}
 	// Delivered as they are: masking is the tap's, not the pipeline's.
 	require.NoError(t, waitFor(ctx, func() bool {
@@ -230,5 +236,34 @@ func TestTapDeadLetters(t *testing.T) {
 			t.Fatal("no dead letter reached the tap")
 		case <-time.After(50 * time.Millisecond): // send another: the tap may not be attached yet
 		}
+	}
+}
+
+// TestTapScrubsAsConfigured: what the configuration's scrubbing rules keep
+// from Datadog (filters.redact, filters.rules) does not leave the process
+// through a tap either, whatever the topic.
+func TestTapScrubsAsConfigured(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.Filters = filter.Config{
+			Redact: []string{"ip", "email"},
+			Rules:  []filter.Rule{{Name: "card", Pattern: `\b\d{4}(?:[ -]?\d{4}){3}\b`, Replace: "[card]"}},
+		}
+	})
+	const (
+		ip    = "203.0.113.77"
+		email = "alice@example.com"
+		card  = "4111 1111 1111 1111"
+	)
+	access := `{\"requestId\":\"%s\",\"ip\":\"` + ip + `\",\"caller\":\"` + email + `\",\"user\":\"` + card + `\",\"httpMethod\":\"GET\",\"status\":200}`
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, topic := range []string{"raw", "decoded", "parsed", "enriched"} {
+		out := tapWhileSending(t, ctx, h, topic, 2, func(i int) [][]byte {
+			return [][]byte{gz(envelopeOf(access, fmt.Sprint(topic, "a", i), fmt.Sprint(topic, "b", i)))}
+		})
+		for _, secret := range []string{ip, email, card} {
+			assert.Falsef(t, strings.Contains(out, secret), "tap %s shows %s", topic, secret)
+		}
+		assert.Truef(t, strings.Contains(out, "xxx.xxx.xxx.xxx") && strings.Contains(out, "[card]"), "tap %s: scrubbed as delivered", topic)
 	}
 }

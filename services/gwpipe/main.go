@@ -123,7 +123,7 @@ every key that reloads.`,
 			flags(&c)
 			list, err := pipeline.ParseStages(stages)
 			if err != nil {
-				return err
+				return fmt.Errorf("--stages: %w", err)
 			}
 			log := newLogger(c)
 			slog.SetDefault(log)

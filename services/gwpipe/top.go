@@ -35,7 +35,8 @@ doing, read from the /metrics of their admin endpoints (admin.listen) every
   Sources     requests (SQS messages) per second, refusals by status since
               start, p99 time to acknowledge over the last interval
   Delivery    logs and metric points Datadog accepted (per second and since
-              start), refused, requests retried, bytes, p99 request time
+              start), refused, logs filtered (dropped or sampled out by
+              filters.*), requests retried, bytes, p99 request time
   Enrichment  share of tag lookups answered from the cache, records that went
               on with partial tags
 

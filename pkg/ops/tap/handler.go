@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
 )
@@ -53,6 +54,8 @@ type Config struct {
 	// TopicNames maps each of Topics to the configured topic name.
 	TopicNames map[string]string
 	Defaults   ddlogs.Defaults
+	// Scrub is Renderer.Scrub.
+	Scrub func(*record.Batch) *record.Batch
 }
 
 // Handler serves GET /tap?topic=T[&limit=N]: the events published to T as
@@ -94,7 +97,7 @@ func Handler(cfg Config) http.Handler {
 		rc := http.NewResponseController(w)
 		_ = rc.Flush()
 
-		rn := Renderer{Topic: topic, Defaults: cfg.Defaults}
+		rn := Renderer{Topic: topic, Defaults: cfg.Defaults, Scrub: cfg.Scrub}
 		st := Status{Topic: topic}
 		var failed bool
 		write := func(b []byte) bool {

@@ -62,11 +62,19 @@ type Renderer struct {
 	// Defaults fill a Datadog log's top-level fields (the configuration's
 	// source, service and static tags), as the delivery stage does.
 	Defaults ddlogs.Defaults
+	// Scrub, when set, applies the configuration's scrubbing rules
+	// (filters.redact, filters.rules) to what is shown, as they apply to
+	// what is delivered (*filter.Filters.Scrub): the addresses and secrets
+	// they keep from Datadog are kept from the tap too.
+	Scrub func(*record.Batch) *record.Batch
 }
 
 // Records renders b's records (or metric points) and calls emit with each
 // event line, until emit returns false.
 func (rn Renderer) Records(stage string, b *record.Batch, emit func([]byte) bool) {
+	if rn.Scrub != nil && rn.Topic != "raw" && len(b.Records) > 0 {
+		b = rn.Scrub(b)
+	}
 	for i := range b.Records {
 		r := &b.Records[i]
 		var ev Event
@@ -74,7 +82,7 @@ func (rn Renderer) Records(stage string, b *record.Batch, emit func([]byte) bool
 		case "parsed", "enriched":
 			ev = rn.log(r)
 		case "raw":
-			ev = raw(r)
+			ev = rn.raw(r)
 		default:
 			ev = plain(r)
 		}
@@ -144,7 +152,7 @@ func plain(r *record.Record) Event {
 // raw shows a record as a source received it: decoded when it is base64
 // (a Firehose record), decompressed when it is gzip, as text when it is
 // text.
-func raw(r *record.Record) Event {
+func (rn Renderer) raw(r *record.Record) Event {
 	ev := plain(r)
 	ev.Kind, ev.Message = "", nil
 	ev.Bytes = len(r.Message)
@@ -169,6 +177,13 @@ func raw(r *record.Record) Event {
 	}
 	if !text(data) {
 		return ev
+	}
+	if rn.Scrub != nil {
+		// Scrubbed as its decoded events will be: the rules' scopes read
+		// the record's origin and tags.
+		c := *r
+		c.Message = data
+		data = rn.Scrub(&record.Batch{Records: []record.Record{c}}).Records[0].Message
 	}
 	msg := redact.Text(strings.ToValidUTF8(string(data), "\uFFFD"))
 	ev.Message = &msg

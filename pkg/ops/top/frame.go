@@ -64,10 +64,13 @@ type DeliveryRow struct {
 	Rate         float64 // accepted per second
 	Accepted     float64 // since start
 	Refused      float64 // refused for good since start
-	Retries      float64 // requests sent again since start
-	Bytes        float64 // bytes accepted since start
-	ByteRate     float64 // per second
-	P99          float64 // request time
+	// Filtered are the logs the filters dropped or sampled out since start
+	// (filters.*), which Accepted does not count; NaN for metrics.
+	Filtered float64
+	Retries  float64 // requests sent again since start
+	Bytes    float64 // bytes accepted since start
+	ByteRate float64 // per second
+	P99      float64 // request time
 }
 
 // EnrichRow is the enrichment of one worker.
@@ -195,8 +198,12 @@ func Compute(addrs []string, prev, cur map[string]Sample) Frame {
 				pacc += p.sum(d.prefix + "values_accepted")
 			}
 			bytes := c.sum(d.prefix + d.bytes)
+			filtered := math.NaN()
+			if d.what == "logs" {
+				filtered = c.sum("filters.dropped") + c.sum("filters.sampled_out")
+			}
 			f.Delivery = append(f.Delivery, DeliveryRow{Worker: addr, What: d.what, Rate: rate(acc, pacc), Accepted: acc,
-				Refused: c.sum(d.prefix + d.refused), Retries: c.sum(d.prefix + "retries"), Bytes: bytes, ByteRate: rate(bytes, p.sum(d.prefix+d.bytes)),
+				Refused: c.sum(d.prefix + d.refused), Filtered: filtered, Retries: c.sum(d.prefix + "retries"), Bytes: bytes, ByteRate: rate(bytes, p.sum(d.prefix+d.bytes)),
 				P99: p99(c.histograms(d.prefix+"request_latency", "")[""], p.histograms(d.prefix+"request_latency", "")[""])})
 		}
 

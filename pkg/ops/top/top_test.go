@@ -46,6 +46,8 @@ func exposition(n, lat int) string {
 	fmt.Fprintf(&b, "# TYPE gwpipe_deliver_logs_bytes_accepted_total counter\ngwpipe_deliver_logs_bytes_accepted_total %d\n", 100*n)
 	b.WriteString("# TYPE gwpipe_deliver_logs_logs_rejected_total counter\ngwpipe_deliver_logs_logs_rejected_total 5\n")
 	b.WriteString("# TYPE gwpipe_deliver_logs_retries_total counter\ngwpipe_deliver_logs_retries_total 6\n")
+	b.WriteString("# TYPE gwpipe_filters_dropped_total counter\ngwpipe_filters_dropped_total{rule=\"health\"} 11\ngwpipe_filters_dropped_total{rule=\"exclude_at_match\"} 3\n")
+	b.WriteString("# TYPE gwpipe_filters_sampled_out_total counter\ngwpipe_filters_sampled_out_total{rule=\"ok\"} 20\n")
 	fmt.Fprintf(&b, "# TYPE gwpipe_enrich_records_tagged_total counter\ngwpipe_enrich_records_tagged_total %d\n", n)
 	b.WriteString("# TYPE gwpipe_enrich_records_partial_total counter\ngwpipe_enrich_records_partial_total 9\n")
 	fmt.Fprintf(&b, "# TYPE gwpipe_awstags_hits_total counter\ngwpipe_awstags_hits_total %d\n", n)
@@ -88,6 +90,7 @@ func TestFrameRatesAndP99FromTwoScrapes(t *testing.T) {
 	assert.InDelta(t, 1000, f.Delivery[0].Rate, 1e-9)
 	assert.EqualValues(t, 5, f.Delivery[0].Refused)
 	assert.EqualValues(t, 6, f.Delivery[0].Retries)
+	assert.EqualValues(t, 34, f.Delivery[0].Filtered, "dropped by filters or sampled out, every rule")
 	assert.InDelta(t, 100_000, f.Delivery[0].ByteRate, 1e-9)
 	require.Len(t, f.Enrich, 1)
 	assert.InDelta(t, 0.8, f.Enrich[0].HitRate, 1e-9, "2000 hits of 2500 lookups in the interval")
@@ -97,6 +100,7 @@ func TestFrameRatesAndP99FromTwoScrapes(t *testing.T) {
 	require.NoError(t, f.Plain(&plain))
 	assert.Contains(t, plain.String(), "stage=decode in=1000/s out=2000/s in_flight=3 queue=7 errors=0 dead=1 p99=10.0ms")
 	assert.Contains(t, plain.String(), "source=firehose requests=100/s refused=503:4")
+	assert.Contains(t, plain.String(), "deliver=logs accepted=1000/s total=3000 refused=5 filtered=34 retries=6")
 	assert.Contains(t, plain.String(), "enrich=tags tag_cache_hits=80.0% partial_tags=9")
 }
 

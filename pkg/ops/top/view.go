@@ -97,11 +97,11 @@ func (f Frame) View(title string, width int) string {
 
 	rows, workers = nil, nil
 	for _, d := range f.Delivery {
-		rows = append(rows, []string{d.What, rateText(d.Rate), num(d.Accepted), num(d.Refused), num(d.Retries), bytesText(d.Bytes), byteRateText(d.ByteRate), msText(d.P99)})
+		rows = append(rows, []string{d.What, rateText(d.Rate), num(d.Accepted), num(d.Refused), num(d.Filtered), num(d.Retries), bytesText(d.Bytes), byteRateText(d.ByteRate), msText(d.P99)})
 		workers = append(workers, d.Worker)
 	}
 	if len(rows) > 0 {
-		b.WriteString("\n" + render("Delivery to Datadog", fleet, []string{"SIGNAL", "ACCEPTED", "TOTAL", "REFUSED", "RETRIES", "BYTES", "BYTES/S", "P99"}, rows, workers, map[int]bool{3: true}))
+		b.WriteString("\n" + render("Delivery to Datadog", fleet, []string{"SIGNAL", "ACCEPTED", "TOTAL", "REFUSED", "FILTERED", "RETRIES", "BYTES", "BYTES/S", "P99"}, rows, workers, map[int]bool{3: true}))
 	}
 
 	rows, workers = nil, nil
@@ -163,7 +163,7 @@ func (f Frame) Plain(w io.Writer) error {
 	}
 	for _, d := range f.Delivery {
 		line(d.Worker, "deliver", d.What, "accepted", rateText(d.Rate), "total", num(d.Accepted), "refused", num(d.Refused),
-			"retries", num(d.Retries), "bytes", strings.ReplaceAll(bytesText(d.Bytes), " ", ""), "p99", ms(d.P99))
+			"filtered", num(d.Filtered), "retries", num(d.Retries), "bytes", strings.ReplaceAll(bytesText(d.Bytes), " ", ""), "p99", ms(d.P99))
 	}
 	for _, e := range f.Enrich {
 		hit := percentText(e.HitRate)

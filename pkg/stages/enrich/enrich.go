@@ -54,6 +54,14 @@ type Config struct {
 	// its stages together (default awstags.DefaultMaxWait, 200ms).
 	MaxWait time.Duration
 	Logger  *slog.Logger
+	// Reparse, when set, parses again a record the parse stage could not
+	// route (record.KindOther), once its stage was looked up: the lookup
+	// reads the stage's access-log format from AWS and teaches it to the
+	// parser (awstags Config.OnFormat), which the parse stage — upstream,
+	// and in a fleet in another worker — could not have known. Without it
+	// the first records of a custom-format log group, and in a fleet all
+	// of them, would be delivered unparsed and uncounted by the metrics.
+	Reparse func(b *record.Batch, rec *record.Record)
 }
 
 // Stats are the stage's counters since New.
@@ -160,12 +168,13 @@ func (sc *scratch) reset() {
 // Handle enriches every record of the batch in place and emits it.
 func (s *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
 	if n := len(in.Records); n > 0 {
-		s.enrich(ctx, in.Records)
+		s.enrich(ctx, in)
 	}
 	return out.Emit(ctx, in)
 }
 
-func (s *Stage) enrich(ctx context.Context, recs []record.Record) {
+func (s *Stage) enrich(ctx context.Context, b *record.Batch) {
+	recs := b.Records
 	sc := s.pool.Get().(*scratch)
 	defer func() {
 		sc.reset()
@@ -209,6 +218,9 @@ func (s *Stage) enrich(ctx context.Context, recs []record.Record) {
 	var partial int64
 	for i := range recs {
 		r := &recs[i]
+		if r.Kind == record.KindOther && s.cfg.Reparse != nil {
+			s.cfg.Reparse(b, r) // before the service tag below: parsing names the service
+		}
 		info := &sc.infos[sc.slot[i]]
 		r.Tags = withTags(r.Tags, info.Tags)
 		if info.Service != "" {

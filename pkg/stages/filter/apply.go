@@ -50,8 +50,9 @@ func (w *work) attrSlice(n int) []record.Attr {
 }
 
 // apply returns the filtered batch and a function that adds what the
-// rules did to their counters.
-func (s *set) apply(b *record.Batch) (*record.Batch, func()) {
+// rules did to their counters; with scrubOnly, every log is kept and only
+// the scrubbing rules apply.
+func (s *set) apply(b *record.Batch, scrubOnly bool) (*record.Batch, func()) {
 	w := workPool.Get().(*work)
 	nRules := len(s.scrubs) + len(s.drop) + len(s.sample) + 2
 	w.counts = append(w.counts[:0], make([][nCounts]int64, nRules)...)
@@ -68,7 +69,11 @@ func (s *set) apply(b *record.Batch) (*record.Batch, func()) {
 	}
 	for i := range b.Records {
 		v := view{r: &b.Records[i]}
-		rate, keep := s.decide(&v, w)
+		var rate []byte
+		keep := true
+		if !scrubOnly {
+			rate, keep = s.decide(&v, w)
+		}
 		if !keep {
 			diverge(i)
 			continue

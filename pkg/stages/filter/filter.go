@@ -84,7 +84,24 @@ func (f *Filters) ApplyUncounted(b *record.Batch) (out *record.Batch, count func
 	if s == nil || s.empty {
 		return b, func() {}
 	}
-	return s.apply(b)
+	return s.apply(b, false)
+}
+
+// Scrub returns b, or a copy of b with what the scrubbing rules (redact,
+// rules) matched replaced, every log kept and nothing counted: what an
+// operator's view of the logs (gwpipe tap) shows, so that what the
+// configuration keeps from Datadog does not leave the process there
+// either. b is not modified. A nil Filters returns b.
+func (f *Filters) Scrub(b *record.Batch) *record.Batch {
+	if f == nil {
+		return b
+	}
+	s := f.cur.Load()
+	if s == nil || len(s.scrubs) == 0 {
+		return b
+	}
+	out, _ := s.apply(b, true)
+	return out
 }
 
 // RuleStats are one rule's counters.
@@ -261,6 +278,10 @@ type view struct {
 	apiID   string
 	apiName string
 	stage   string
+	// partial: the log carries awstags.PartialTag, its stage's tags were
+	// not known in time (AWS slow or unreachable, a cold cache), so its
+	// API and stage may be unknown here although it has them.
+	partial bool
 }
 
 func (v *view) request() *derive.Request {
@@ -282,6 +303,10 @@ func (v *view) api() {
 	}
 	v.readTag = true
 	for _, t := range v.r.Tags {
+		if t == awstags.PartialTag {
+			v.partial = true
+			continue
+		}
 		k, val, ok := cut(t)
 		if !ok {
 			continue
@@ -396,10 +421,13 @@ func (sc *scope) contains(v *view) bool {
 	}
 	if len(sc.apiIDs) > 0 || len(sc.stages) > 0 {
 		v.api()
-		if len(sc.apiIDs) > 0 && !contains(sc.apiIDs, v.apiID) {
+		// A log whose API or stage was not known in time may be in the
+		// scope: scrubbed, rather than its secrets sent to Datadog for as
+		// long as AWS does not answer.
+		if len(sc.apiIDs) > 0 && !contains(sc.apiIDs, v.apiID) && (v.apiID != "" || !v.partial) {
 			return false
 		}
-		if len(sc.stages) > 0 && !contains(sc.stages, v.stage) {
+		if len(sc.stages) > 0 && !contains(sc.stages, v.stage) && (v.stage != "" || !v.partial) {
 			return false
 		}
 	}
