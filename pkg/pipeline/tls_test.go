@@ -107,7 +107,7 @@ func TestTLSCertificateMissingFailsWithItsKey(t *testing.T) {
 	cfg.Enrich.AWSTags = false
 	p, err := New(cfg, nil, nil)
 	require.NoError(t, err, "New reads nothing")
-	require.ErrorContains(t, p.Start(context.Background()), "sources.firehose.tls: tls: cert_file")
+	require.ErrorContains(t, p.Start(context.Background()), "sources.firehose.tls: cert_file")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, p.Shutdown(ctx))

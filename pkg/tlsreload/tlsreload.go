@@ -166,7 +166,7 @@ func (c *Certs) loadLocked() error {
 	}
 	cert, err := tls.LoadX509KeyPair(c.cfg.CertFile, c.cfg.KeyFile)
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return fmt.Errorf("cert_file and key_file: %w", err) // crypto/tls says "tls: …" itself
 	}
 	c.cert.Store(&cert)
 	c.stamp = st
@@ -184,11 +184,11 @@ type fileStamp struct {
 func stampOf(cfg Config) (fileStamp, error) {
 	ci, err := os.Stat(cfg.CertFile)
 	if err != nil {
-		return fileStamp{}, fmt.Errorf("tls: cert_file: %w", err)
+		return fileStamp{}, fmt.Errorf("cert_file: %w", err)
 	}
 	ki, err := os.Stat(cfg.KeyFile)
 	if err != nil {
-		return fileStamp{}, fmt.Errorf("tls: key_file: %w", err)
+		return fileStamp{}, fmt.Errorf("key_file: %w", err)
 	}
 	return fileStamp{ci.Size(), ki.Size(), ci.ModTime().UnixNano(), ki.ModTime().UnixNano()}, nil
 }

@@ -164,7 +164,7 @@ every key that reloads.`,
 			signal.Notify(more, os.Interrupt, syscall.SIGTERM)
 			go func() {
 				<-more
-				log.Warn("still draining; signal again to exit at once, losing what is in flight")
+				log.Warn("still draining; signal again to exit at once: what was not acknowledged yet is sent again by its sender")
 				<-more
 				os.Exit(1)
 			}()
