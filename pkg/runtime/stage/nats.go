@@ -434,16 +434,25 @@ func (sub *subscription) renew(renewed chan struct{}) {
 			return
 		case <-t.C:
 		}
-		sub.mu.Lock()
-		held := make([]jetstream.Msg, 0, len(sub.held))
-		for jm := range sub.held {
-			held = append(held, jm)
-		}
-		sub.mu.Unlock()
-		for _, jm := range held {
-			if err := jm.InProgress(); err != nil {
-				sub.s.logger.Error("cannot mark message in progress: the broker may redeliver it", err, sub.fields)
-			}
+		sub.renewHeld()
+	}
+}
+
+// renewHeld marks the messages held now in progress. A message settled
+// (acknowledged, handed back, terminated) after it was listed here has
+// nothing left to renew: the client refuses it (ErrMsgAlreadyAckd) without
+// a word to the broker, which is no error to report (it was, on a busy
+// subscription, a false "the broker may redeliver it" now and then).
+func (sub *subscription) renewHeld() {
+	sub.mu.Lock()
+	held := make([]jetstream.Msg, 0, len(sub.held))
+	for jm := range sub.held {
+		held = append(held, jm)
+	}
+	sub.mu.Unlock()
+	for _, jm := range held {
+		if err := jm.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			sub.s.logger.Error("cannot mark message in progress: the broker may redeliver it", err, sub.fields)
 		}
 	}
 }

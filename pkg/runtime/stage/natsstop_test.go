@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,14 +25,25 @@ import (
 // that the test can count them on the broker.
 func natsWorker(t *testing.T, s *server.Server, ackWait time.Duration, h Handler) *Runtime {
 	t.Helper()
-	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), AckWait: ackWait, Subscribers: 2,
-		Consumers: map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}}, nil)
+	rt := natsWorkerOn(t, NATSConfig{URL: s.ClientURL(), AckWait: ackWait}, nil, h)
+	t.Cleanup(func() { _ = rt.Close() })
+	return rt
+}
+
+// natsWorkerOn is natsWorker on the broker and settings of cfg (two
+// handlers unless it says otherwise), logging the transport to logger.
+func natsWorkerOn(t *testing.T, cfg NATSConfig, logger watermill.LoggerAdapter, h Handler) *Runtime {
+	t.Helper()
+	if cfg.Subscribers == 0 {
+		cfg.Subscribers = 2
+	}
+	cfg.Consumers = map[string][]string{"enriched": {"deliver"}, "dlq": {"archive"}}
+	tr, err := NewNATS(context.Background(), cfg, logger)
 	require.NoError(t, err)
 	rt, err := New(Config{MaxRetries: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}, tr, nil, telemetry.NewRegistry())
 	require.NoError(t, err)
 	require.NoError(t, rt.Add(Stage{Name: "deliver", Input: "enriched", Handler: h}))
 	require.NoError(t, rt.Start(context.Background()))
-	t.Cleanup(func() { _ = rt.Close() })
 	return rt
 }
 
@@ -284,4 +297,48 @@ func TestNATSRenewsMessagesFetchedAhead(t *testing.T) {
 	ackPending, dead := brokerState(t, s)
 	assert.Zero(t, ackPending)
 	assert.Zero(t, dead)
+}
+
+// TestNATSRenewSkipsMessagesSettledMeanwhile: a message a worker has just
+// acknowledged stays held until the worker forgets it (settled runs after
+// the ack returns), so the renewal may list it in between: it is not
+// reported as a message the broker may redeliver.
+func TestNATSRenewSkipsMessagesSettledMeanwhile(t *testing.T) {
+	s := natsServer(t)
+	ctx := context.Background()
+	tr, err := NewNATS(ctx, NATSConfig{URL: s.ClientURL(), AckWait: neverRedelivered,
+		Consumers: map[string][]string{"enriched": {"deliver"}}}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	require.NoError(t, tr.Publisher().Publish("enriched", message.NewMessage(watermill.NewUUID(), []byte("x"))))
+	ms, err := tr.Subscriber("deliver")
+	require.NoError(t, err)
+	js := ms.(*jsSubscriber)
+	log := &countingLogger{}
+	js.logger = log
+	c, err := js.js.Consumer(ctx, "enriched", ConsumerName("deliver", "enriched"))
+	require.NoError(t, err)
+	b, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	acked := <-b.Messages()
+	require.NotNil(t, acked)
+	sub := &subscription{s: js, c: c, held: map[jetstream.Msg]struct{}{acked: {}}}
+	require.NoError(t, acked.DoubleAck(ctx)) // the worker's ack returned; settled not yet called
+
+	sub.renewHeld()
+	assert.Empty(t, log.snapshot(), "nothing to report")
+
+	// A message still held is renewed, and its failure still reported.
+	require.NoError(t, tr.Publisher().Publish("enriched", message.NewMessage(watermill.NewUUID(), []byte("y"))))
+	b, err = c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	pending := <-b.Messages()
+	require.NotNil(t, pending)
+	sub.held = map[jetstream.Msg]struct{}{pending: {}}
+	sub.renewHeld()
+	assert.Empty(t, log.snapshot())
+	require.NoError(t, js.nc.Drain())
+	require.Eventually(t, js.nc.IsClosed, 5*time.Second, time.Millisecond)
+	sub.renewHeld()
+	assert.Len(t, log.snapshot(), 1, "a renewal that failed is reported")
 }
