@@ -262,7 +262,7 @@ wait:
 		select {
 		case <-sub.done:
 		case <-deadline.C:
-			errs = append(errs, fmt.Errorf("nats transport: subscriber %s: messages still held after %s", s.group, s.ackWait))
+			errs = append(errs, fmt.Errorf("nats transport: subscriber %s: messages still held after %s", s.group, s.ackWait+fetchWait))
 			break wait
 		}
 	}
