@@ -207,6 +207,25 @@ func TestNATSBacklog(t *testing.T) {
 	brokerBacklog(t, tr, tr.GroupTopic)
 }
 
+// TestNATSConsumersLetAFleetFillItsPrefetch: the messages in flight a
+// consumer allows are enough for a large fleet of workers each holding what
+// it may fetch ahead (with 64 per receive loop, an eighth worker of a stage
+// got next to nothing).
+func TestNATSConsumersLetAFleetFillItsPrefetch(t *testing.T) {
+	s := natsServer(t)
+	cfg := NATSConfig{URL: s.ClientURL(), Consumers: map[string][]string{"raw": {"decode"}}}
+	tr, err := NewNATS(context.Background(), cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	c, err := tr.js.Consumer(context.Background(), "raw", ConsumerName("decode", "raw"))
+	require.NoError(t, err)
+	info, err := c.Info(context.Background())
+	require.NoError(t, err)
+	d := tr.cfg
+	perWorker := d.Subscribers * (d.Prefetch + 1)
+	assert.GreaterOrEqual(t, info.Config.MaxAckPending, 100*perWorker, "a hundred workers fill their prefetch")
+}
+
 func TestSQSBacklog(t *testing.T) {
 	awsCfg := motoAWS(t)
 	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "backlog-", Consumers: map[string][]string{"raw": {"decode", "other"}}}, nil)

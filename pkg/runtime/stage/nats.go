@@ -39,6 +39,15 @@ type NATS struct {
 	subs []message.Subscriber
 }
 
+// maxAckPending bounds the messages of one consumer group delivered and
+// not yet acknowledged, across the fleet. Each worker holds at most
+// Subscribers × (Prefetch+1) of them (36 by default), so this lets about
+// 270 workers of a stage keep their prefetch full; 64 × Subscribers let
+// seven, and an eighth worker of a slow stage (delivery to a distant
+// intake) got next to nothing. What it still bounds is the redelivery at
+// ack_wait after a whole fleet is lost.
+const maxAckPending = 10_000
+
 // ConsumerName is the durable consumer of a group on a topic.
 func ConsumerName(group, topic string) string { return group + "_" + topic }
 
@@ -95,7 +104,7 @@ func (t *NATS) provision(ctx context.Context) error {
 			_, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 				Durable: ConsumerName(group, topic), AckPolicy: jetstream.AckExplicitPolicy,
 				FilterSubjects: []string{topic, t.GroupTopic(topic, group)},
-				AckWait:        t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver, MaxAckPending: 64 * t.cfg.Subscribers,
+				AckWait:        t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver, MaxAckPending: maxAckPending,
 				DeliverPolicy: jetstream.DeliverAllPolicy,
 			})
 			if err != nil {
