@@ -68,9 +68,11 @@ type SQSConfig struct {
 	// MaxReceiveCount: after this many receives a message moves to its
 	// queue's dead-letter queue (the redrive policy).
 	MaxReceiveCount int `yaml:"max_receive_count"`
-	// MessageLimit is the largest message body published; a larger batch
-	// is split, and a single record still too large is stored in
-	// ClaimCheckBucket with only its reference sent.
+	// MessageLimit is the largest message published, its SNS message
+	// attributes included (at most SNSMessageLimit: SNS refuses more,
+	// whatever SQS takes); a larger batch is split, and a single record
+	// still too large is stored in ClaimCheckBucket with only its
+	// reference sent.
 	MessageLimit int `yaml:"message_limit"`
 	// ClaimCheckBucket is an S3 bucket for batches over MessageLimit.
 	ClaimCheckBucket string `yaml:"claim_check_bucket"`
@@ -167,8 +169,8 @@ func (c TransportConfig) Validate() error {
 		bad("nats.replicas", "must be 1 to 5 (JetStream's limit), got %d", n.Replicas)
 	}
 	q := c.SQS
-	if q.MessageLimit < 16<<10 || q.MessageLimit > 1<<20 {
-		bad("sqs.message_limit", "must be 16 KiB to 1 MiB (the SQS limit), got %d", q.MessageLimit)
+	if q.MessageLimit < 16<<10 || q.MessageLimit > SNSMessageLimit {
+		bad("sqs.message_limit", "must be 16 KiB to 256 KiB (the SNS limit: every batch is published through SNS), got %d", q.MessageLimit)
 	}
 	if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > 12*time.Hour {
 		bad("sqs.visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", q.VisibilityTimeout)
