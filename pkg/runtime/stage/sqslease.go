@@ -248,11 +248,28 @@ func (l *leases) change(ls []*lease, visibility time.Duration) {
 	}
 }
 
-// close ends every lease: what is still held becomes visible when its
-// timeout ends.
+// releaseAll ends every lease still held and makes its message visible at
+// once: once the subscription has ended, nothing held is being handled
+// (every message handed over was settled), and what watermill-aws received
+// but never handed over (it drops the message it was handing over when its
+// subscription ends, and the rest of that receive with it) would otherwise
+// stay invisible to every worker until its timeout ran out.
+func (l *leases) releaseAll() {
+	l.mu.Lock()
+	all := make([]*lease, 0, len(l.held))
+	for h, le := range l.held {
+		all = append(all, le)
+		delete(l.held, h)
+	}
+	l.mu.Unlock()
+	l.release(all)
+}
+
+// close ends every lease, making what is still held visible at once.
 func (l *leases) close() {
 	l.once.Do(func() { close(l.stop) })
 	<-l.ended
+	l.releaseAll()
 }
 
 // receiptUnmarshaler is watermill-aws' unmarshaler, keeping the receipt
@@ -343,6 +360,7 @@ func (s *leasedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 			s.leases.settle(m.Metadata.Get(receiptKey), false)
 		}
 		<-drained
+		s.leases.releaseAll()
 	}()
 	return out, nil
 }
