@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsns "github.com/ThreeDotsLabs/watermill-aws/sns"
@@ -118,7 +119,7 @@ func (t *SQS) newSubscriber(group string, l *leases) (*wsns.Subscriber, error) {
 		Unmarshaler: receiptUnmarshaler{},
 		GenerateReceiveMessageInput: func(_ context.Context, url wsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
-				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
+				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(receiveWait / time.Second),
 				MessageAttributeNames: []string{"All"},
 			}, nil
 		},

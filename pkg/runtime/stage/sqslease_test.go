@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,4 +198,69 @@ func TestSQSLeasesReleasedWhenTheSubscriptionEnds(t *testing.T) {
 		bodies = append(bodies, aws.ToString(m.Body))
 	}
 	assert.ElementsMatch(t, []string{"1", "2", "3"}, bodies, "the messages still held are visible again at once")
+}
+
+// sentBody signals once a request's body was read whole: sent to the server.
+type sentBody struct {
+	io.ReadCloser
+	once *sync.Once
+	sent chan struct{}
+}
+
+func (b sentBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.once.Do(func() { close(b.sent) })
+	}
+	return n, err
+}
+
+type signalSent struct {
+	rt   http.RoundTripper
+	once sync.Once
+	sent chan struct{}
+}
+
+func (s *signalSent) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body = sentBody{r.Body, &s.once, s.sent}
+	}
+	return s.rt.RoundTrip(r)
+}
+
+// TestSQSReceiveInFlightAtStopHandsItsMessagesBack: a receive waiting on
+// SQS (a long poll) when the subscription stops is not cut off: the long
+// poll goes on on SQS's side and gives the next message published to
+// nobody, invisible to every worker until its visibility timeout ran out
+// (a SIGTERMed delivery worker left metric batches in flight behind it:
+// late, and one receive nearer the redrive policy). The receive ends, and
+// what it brings is made visible again at once.
+func TestSQSReceiveInFlightAtStopHandsItsMessagesBack(t *testing.T) {
+	awsCfg := motoAWS(t)
+	ctx := context.Background()
+	plain := sqs.NewFromConfig(awsCfg)
+	q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("inflight"), Attributes: map[string]string{"VisibilityTimeout": "60"}})
+	require.NoError(t, err)
+	l := newLeases(plain, 60*time.Second, watermill.NopLogger{})
+	sent := &signalSent{rt: http.DefaultTransport, sent: make(chan struct{})}
+	worker := sqs.NewFromConfig(awsCfg, l.option, func(o *sqs.Options) { o.HTTPClient = &http.Client{Transport: sent} })
+
+	recvCtx, stop := context.WithCancel(ctx)
+	returned := make(chan error, 1)
+	go func() {
+		_, err := worker.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: int32(receiveWait / time.Second)})
+		returned <- err
+	}()
+	<-sent.sent // the receive waits on SQS
+	l.stopReceiving()
+	stop() // the subscription stops
+	_, err = plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("late")})
+	require.NoError(t, err)
+	<-returned
+	l.close()
+
+	again, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, again.Messages, 1, "the message the receive took is visible again at once")
+	assert.Equal(t, "late", aws.ToString(again.Messages[0].Body))
 }
