@@ -65,6 +65,12 @@ func TestValidateCatchesWhatRunWould(t *testing.T) {
 		}, "transport.nats.url: port \"70000\""},
 		{"NATS replicas", func(c *Config) { c.Transport.NATS.Replicas = 7 }, "transport.nats.replicas:"},
 		{"an SQS message limit", func(c *Config) { c.Transport.SQS.MessageLimit = 2 << 20 }, "transport.sqs.message_limit:"},
+		// SNS refuses more than 256 KiB, whatever SQS takes: a larger limit
+		// failed every batch between the two.
+		// 1 moved to the SQS dead-letter queue, which nothing reads, every
+		// message a stopped or killed worker held: lost to the pipeline.
+		{"an SQS max receive count of 1", func(c *Config) { c.Transport.SQS.MaxReceiveCount = 1 }, "transport.sqs.max_receive_count: must be 2 to 1000"},
+		{"an SQS message limit over SNS's", func(c *Config) { c.Transport.SQS.MessageLimit = 1 << 20 }, "transport.sqs.message_limit: must be 16 KiB to 256 KiB"},
 		{"DD_SITE as a URL", func(c *Config) { c.Datadog.Site = "https://datadoghq.eu" }, "datadog.site: must be a site name such as datadoghq.eu"},
 		{"DD_SITE not a host", func(c *Config) { c.Datadog.Site = "datadog eu" }, "datadog.site: must be a Datadog site"},
 		{"a logs URL with a port out of range", func(c *Config) { c.Datadog.LogsURL = "https://intake:99999/api/v2/logs" }, "datadog.logs_url: port"},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsns "github.com/ThreeDotsLabs/watermill-aws/sns"
@@ -118,7 +119,7 @@ func (t *SQS) newSubscriber(group string, l *leases) (*wsns.Subscriber, error) {
 		Unmarshaler: receiptUnmarshaler{},
 		GenerateReceiveMessageInput: func(_ context.Context, url wsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
-				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
+				QueueUrl: aws.String(string(url)), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(receiveWait / time.Second),
 				MessageAttributeNames: []string{"All"},
 			}, nil
 		},
@@ -216,6 +217,18 @@ func (t *SQS) Close() error {
 	return errors.Join(errs...)
 }
 
+// SNSMessageLimit is the largest message SNS publishes, its message
+// attributes included (SNS answers "Message too long" beyond it). Every
+// batch goes through SNS, so SQS's larger limit (1 MiB) does not apply.
+const SNSMessageLimit = 256 << 10
+
+// snsAttributeBytes is what the message attributes of a message with this
+// UUID add to its size: watermill-aws' SNS marshaller sends the UUID as a
+// String attribute, and SNS counts each attribute's name, type and value.
+func snsAttributeBytes(uuid string) int {
+	return len(wsqs.UUIDAttribute) + len("String") + len(uuid)
+}
+
 // claimPrefix marks a payload that is only a reference to S3.
 const claimPrefix = "claim:s3://"
 
@@ -230,9 +243,10 @@ func (c claimCodec) Marshal(ctx context.Context, b *record.Batch) (*message.Mess
 	}
 	payload := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
 	base64.StdEncoding.Encode(payload, raw)
-	if len(payload) > c.t.cfg.MessageLimit {
+	uuid := watermill.NewUUID()
+	if size := len(payload) + snsAttributeBytes(uuid); size > c.t.cfg.MessageLimit {
 		if b.Len() > 1 || c.t.cfg.ClaimCheckBucket == "" {
-			return nil, fmt.Errorf("%w: %d bytes over the %d-byte message limit", ErrTooLarge, len(payload), c.t.cfg.MessageLimit)
+			return nil, fmt.Errorf("%w: %d bytes (attributes included) over the %d-byte message limit", ErrTooLarge, size, c.t.cfg.MessageLimit)
 		}
 		key := "claims/" + watermill.NewUUID()
 		if _, err := c.t.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.t.cfg.ClaimCheckBucket), Key: aws.String(key), Body: bytes.NewReader(raw)}); err != nil {
@@ -240,7 +254,7 @@ func (c claimCodec) Marshal(ctx context.Context, b *record.Batch) (*message.Mess
 		}
 		payload = []byte(claimPrefix + c.t.cfg.ClaimCheckBucket + "/" + key)
 	}
-	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg := message.NewMessage(uuid, payload)
 	msg.SetContext(ctx)
 	return msg, nil
 }

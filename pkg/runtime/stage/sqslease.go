@@ -69,13 +69,19 @@ func newLeases(client *sqs.Client, visibility time.Duration, logger watermill.Lo
 func (l *leases) option(o *sqs.Options) {
 	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("gwpipeLeases", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			if _, ok := in.Parameters.(*sqs.ReceiveMessageInput); ok && l.receiving() != nil {
-				// The subscription stopped: no new message, until
-				// watermill-aws' receive loop ends with its context.
-				<-ctx.Done()
-				return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+			callCtx := ctx
+			if _, ok := in.Parameters.(*sqs.ReceiveMessageInput); ok {
+				if l.receiving() != nil {
+					// The subscription stopped: no new message, until
+					// watermill-aws' receive loop ends with its context.
+					<-ctx.Done()
+					return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+				}
+				var stop func()
+				callCtx, stop = receiveContext(ctx)
+				defer stop()
 			}
-			out, md, err := next.HandleInitialize(ctx, in)
+			out, md, err := next.HandleInitialize(callCtx, in)
 			if del, ok := in.Parameters.(*sqs.DeleteMessageInput); ok {
 				handle := aws.ToString(del.ReceiptHandle)
 				l.deleted(handle)
@@ -96,6 +102,36 @@ func (l *leases) option(o *sqs.Options) {
 			return out, md, err
 		}), middleware.After)
 	})
+}
+
+// receiveWait is how long a receive waits on an empty queue (SQS long
+// polling), and receiveGrace how long a receive in flight when its
+// subscription stops may still run: all of it. A receive cut off may have
+// taken messages SQS already counts as received — a long poll goes on on
+// SQS's side after its caller left, and gives the next message published
+// to nobody — which no worker then sees before their visibility timeout
+// ends, one receive nearer the redrive policy. Finished, its messages are
+// held, then made visible again at once (releaseAll). So a stop waits up to
+// receiveWait for the receives in flight, and a receive waits no longer than
+// that.
+const (
+	receiveWait  = 5 * time.Second
+	receiveGrace = receiveWait + 2*time.Second
+)
+
+// receiveContext is ctx for a receive, ending receiveGrace after ctx does.
+func receiveContext(ctx context.Context) (context.Context, func()) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(receiveGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-rctx.Done():
+		}
+	})
+	return rctx, func() { stop(); cancel() }
 }
 
 // receiving is nil while the subscription takes messages.
@@ -248,11 +284,28 @@ func (l *leases) change(ls []*lease, visibility time.Duration) {
 	}
 }
 
-// close ends every lease: what is still held becomes visible when its
-// timeout ends.
+// releaseAll ends every lease still held and makes its message visible at
+// once: once the subscription has ended, nothing held is being handled
+// (every message handed over was settled), and what watermill-aws received
+// but never handed over (it drops the message it was handing over when its
+// subscription ends, and the rest of that receive with it) would otherwise
+// stay invisible to every worker until its timeout ran out.
+func (l *leases) releaseAll() {
+	l.mu.Lock()
+	all := make([]*lease, 0, len(l.held))
+	for h, le := range l.held {
+		all = append(all, le)
+		delete(l.held, h)
+	}
+	l.mu.Unlock()
+	l.release(all)
+}
+
+// close ends every lease, making what is still held visible at once.
 func (l *leases) close() {
 	l.once.Do(func() { close(l.stop) })
 	<-l.ended
+	l.releaseAll()
 }
 
 // receiptUnmarshaler is watermill-aws' unmarshaler, keeping the receipt
@@ -343,6 +396,7 @@ func (s *leasedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan 
 			s.leases.settle(m.Metadata.Get(receiptKey), false)
 		}
 		<-drained
+		s.leases.releaseAll()
 	}()
 	return out, nil
 }

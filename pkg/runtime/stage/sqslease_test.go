@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,30 +124,40 @@ func failDeletes(o *sqs.Options) {
 	})
 }
 
+// receiveFour sends four messages ("0" to "3") to a new queue whose
+// visibility timeout outlasts the test, and receives them in one receive
+// through a worker client whose leases hold them.
+func receiveFour(t *testing.T, queue string, opts ...func(*sqs.Options)) (plain *sqs.Client, l *leases, worker *sqs.Client, q *sqs.CreateQueueOutput, got *sqs.ReceiveMessageOutput) {
+	t.Helper()
+	awsCfg := motoAWS(t)
+	ctx := context.Background()
+	plain = sqs.NewFromConfig(awsCfg)
+	q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(queue), Attributes: map[string]string{"VisibilityTimeout": "60"}})
+	require.NoError(t, err)
+	for i := range 4 {
+		_, err := plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(fmt.Sprint(i))})
+		require.NoError(t, err)
+	}
+	l = newLeases(plain, 60*time.Second, watermill.NopLogger{})
+	worker = sqs.NewFromConfig(awsCfg, append([]func(*sqs.Options){l.option}, opts...)...)
+	got, err = worker.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, got.Messages, 4, "one receive")
+	return plain, l, worker, q, got
+}
+
 // TestSQSLeasesEndWhenTheReceiveIsGivenUp: after a failed delete
 // watermill-aws hands over nothing more of that receive; the messages it
 // gives up become visible at once for another worker (they were renewed,
 // and held from every worker, for as long as this one ran), and the ones
 // handed over stay held.
 func TestSQSLeasesEndWhenTheReceiveIsGivenUp(t *testing.T) {
-	awsCfg := motoAWS(t)
 	ctx := context.Background()
-	plain := sqs.NewFromConfig(awsCfg)
-	q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("giveup"), Attributes: map[string]string{"VisibilityTimeout": "60"}})
-	require.NoError(t, err)
-	for i := range 4 {
-		_, err := plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(fmt.Sprint(i))})
-		require.NoError(t, err)
-	}
-	l := newLeases(plain, 60*time.Second, watermill.NopLogger{})
+	plain, l, worker, q, got := receiveFour(t, "giveup", failDeletes)
 	defer l.close()
-	worker := sqs.NewFromConfig(awsCfg, l.option, failDeletes)
-	got, err := worker.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-	require.NoError(t, err)
-	require.Len(t, got.Messages, 4, "one receive")
 	handed := got.Messages[:2]
 	l.settle(aws.ToString(handed[1].ReceiptHandle), true) // acknowledged; its delete fails:
-	_, err = worker.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: handed[1].ReceiptHandle})
+	_, err := worker.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: handed[1].ReceiptHandle})
 	require.Error(t, err)
 
 	again, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
@@ -159,4 +172,95 @@ func TestSQSLeasesEndWhenTheReceiveIsGivenUp(t *testing.T) {
 	defer l.mu.Unlock()
 	assert.Len(t, l.held, 1, "only the message handed over and not settled is still renewed")
 	assert.Contains(t, l.held, aws.ToString(handed[0].ReceiptHandle))
+}
+
+// TestSQSLeasesReleasedWhenTheSubscriptionEnds: what a worker received and
+// still holds when its subscription ends (watermill-aws drops the message
+// it was handing over when its subscription ends, and the rest of that
+// receive with it) becomes visible at once for another worker, not after
+// the visibility timeout: a SIGTERMed delivery worker left metric batches
+// invisible, and late, behind it (and one more receive towards the
+// redrive policy).
+func TestSQSLeasesReleasedWhenTheSubscriptionEnds(t *testing.T) {
+	ctx := context.Background()
+	plain, l, worker, q, got := receiveFour(t, "ended")
+	done := got.Messages[0] // handed over, acknowledged and deleted
+	l.settle(aws.ToString(done.ReceiptHandle), true)
+	_, err := worker.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: done.ReceiptHandle})
+	require.NoError(t, err)
+
+	l.close() // the subscription ended with three messages never handed over
+
+	again, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	var bodies []string
+	for _, m := range again.Messages {
+		bodies = append(bodies, aws.ToString(m.Body))
+	}
+	assert.ElementsMatch(t, []string{"1", "2", "3"}, bodies, "the messages still held are visible again at once")
+}
+
+// sentBody signals once a request's body was read whole: sent to the server.
+type sentBody struct {
+	io.ReadCloser
+	once *sync.Once
+	sent chan struct{}
+}
+
+func (b sentBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.once.Do(func() { close(b.sent) })
+	}
+	return n, err
+}
+
+type signalSent struct {
+	rt   http.RoundTripper
+	once sync.Once
+	sent chan struct{}
+}
+
+func (s *signalSent) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body = sentBody{r.Body, &s.once, s.sent}
+	}
+	return s.rt.RoundTrip(r)
+}
+
+// TestSQSReceiveInFlightAtStopHandsItsMessagesBack: a receive waiting on
+// SQS (a long poll) when the subscription stops is not cut off: the long
+// poll goes on on SQS's side and gives the next message published to
+// nobody, invisible to every worker until its visibility timeout ran out
+// (a SIGTERMed delivery worker left metric batches in flight behind it:
+// late, and one receive nearer the redrive policy). The receive ends, and
+// what it brings is made visible again at once.
+func TestSQSReceiveInFlightAtStopHandsItsMessagesBack(t *testing.T) {
+	awsCfg := motoAWS(t)
+	ctx := context.Background()
+	plain := sqs.NewFromConfig(awsCfg)
+	q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("inflight"), Attributes: map[string]string{"VisibilityTimeout": "60"}})
+	require.NoError(t, err)
+	l := newLeases(plain, 60*time.Second, watermill.NopLogger{})
+	sent := &signalSent{rt: http.DefaultTransport, sent: make(chan struct{})}
+	worker := sqs.NewFromConfig(awsCfg, l.option, func(o *sqs.Options) { o.HTTPClient = &http.Client{Transport: sent} })
+
+	recvCtx, stop := context.WithCancel(ctx)
+	returned := make(chan error, 1)
+	go func() {
+		_, err := worker.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: int32(receiveWait / time.Second)})
+		returned <- err
+	}()
+	<-sent.sent // the receive waits on SQS
+	l.stopReceiving()
+	stop() // the subscription stops
+	_, err = plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("late")})
+	require.NoError(t, err)
+	<-returned
+	l.close()
+
+	again, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, again.Messages, 1, "the message the receive took is visible again at once")
+	assert.Equal(t, "late", aws.ToString(again.Messages[0].Body))
 }

@@ -66,11 +66,15 @@ type SQSConfig struct {
 	// workers while it is handled.
 	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
 	// MaxReceiveCount: after this many receives a message moves to its
-	// queue's dead-letter queue (the redrive policy).
+	// queue's dead-letter queue (the redrive policy), which gwpipe does not
+	// read. A message handed back at a stop, or held by a killed worker, is
+	// received again: at least 2.
 	MaxReceiveCount int `yaml:"max_receive_count"`
-	// MessageLimit is the largest message body published; a larger batch
-	// is split, and a single record still too large is stored in
-	// ClaimCheckBucket with only its reference sent.
+	// MessageLimit is the largest message published, its SNS message
+	// attributes included (at most SNSMessageLimit: SNS refuses more,
+	// whatever SQS takes); a larger batch is split, and a single record
+	// still too large is stored in ClaimCheckBucket with only its
+	// reference sent.
 	MessageLimit int `yaml:"message_limit"`
 	// ClaimCheckBucket is an S3 bucket for batches over MessageLimit.
 	ClaimCheckBucket string `yaml:"claim_check_bucket"`
@@ -167,14 +171,16 @@ func (c TransportConfig) Validate() error {
 		bad("nats.replicas", "must be 1 to 5 (JetStream's limit), got %d", n.Replicas)
 	}
 	q := c.SQS
-	if q.MessageLimit < 16<<10 || q.MessageLimit > 1<<20 {
-		bad("sqs.message_limit", "must be 16 KiB to 1 MiB (the SQS limit), got %d", q.MessageLimit)
+	if q.MessageLimit < 16<<10 || q.MessageLimit > SNSMessageLimit {
+		bad("sqs.message_limit", "must be 16 KiB to 256 KiB (the SNS limit: every batch is published through SNS), got %d", q.MessageLimit)
 	}
 	if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > 12*time.Hour {
 		bad("sqs.visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", q.VisibilityTimeout)
 	}
-	if q.MaxReceiveCount < 1 || q.MaxReceiveCount > 1000 {
-		bad("sqs.max_receive_count", "must be 1 to 1000 (the SQS redrive limits), got %d", q.MaxReceiveCount)
+	if q.MaxReceiveCount < 2 || q.MaxReceiveCount > 1000 {
+		// 1 moves to the dead-letter queue every message received again:
+		// each one a worker held when it stopped or was killed.
+		bad("sqs.max_receive_count", "must be 2 to 1000 (1 dead-letters every message a stopped worker hands back; 1000 is the SQS redrive limit), got %d", q.MaxReceiveCount)
 	}
 	if strings.Trim(q.TopicPrefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
 		bad("sqs.topic_prefix", "may hold only letters, digits, '-' and '_' (SNS and SQS names), got %q", q.TopicPrefix)
