@@ -154,8 +154,9 @@ func (t *SQS) createQueueWithDLQ(ctx context.Context, name string, attrs wsqs.Qu
 }
 
 // Backlog is the ApproximateNumberOfMessages of the group's queue on
-// topic: visible messages, not yet received by any worker (what KEDA's
-// aws-sqs-queue scaler reads, without the in-flight ones).
+// topic: visible messages, not yet received by any worker (KEDA's
+// aws-sqs-queue scaler, in the shipped ScaledObjects, adds the in-flight
+// ones: its scaleOnInFlight default).
 func (t *SQS) Backlog(ctx context.Context, group, topic string) (int64, error) {
 	name := t.QueueName(group, topic)
 	t.mu.Lock()
