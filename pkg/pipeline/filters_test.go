@@ -24,6 +24,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
 	"github.com/gwpipe/gwpipe/pkg/testkit/loadgen"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
 // The filters tests run generated traffic (client IPv4 and IPv6 addresses
@@ -433,7 +434,7 @@ func TestSummaryCountsFilteredLogs(t *testing.T) {
 // secrets must not reach Datadog while AWS does not answer. A log whose
 // API is known, another, is left as it is.
 func TestScopedScrubbingWhileAWSIsUnreachable(t *testing.T) {
-	unreachableAWS(t) // every read fails: tags are partial
+	moto.Unreachable(t) // every read fails: tags are partial
 	h := start(t, func(c *config.Config) {
 		c.Enrich.AWSTags = true
 		c.Enrich.MaxWait = 10 * time.Millisecond

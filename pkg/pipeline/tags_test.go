@@ -114,7 +114,7 @@ func TestLogTagsAgreeWithMetricTags(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.aws {
-				unreachableAWS(t)
+				moto.Unreachable(t)
 			}
 			h := start(t, func(cfg *config.Config) {
 				cfg.Enrich.AWSTags = c.aws
@@ -333,16 +333,6 @@ func TestStaticTagsOnAllowlistedMetrics(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"logs team:payments": 3, "logs team:search": 2, "metrics team:payments": 3, "metrics team:search": 2}, byTeam)
-}
-
-// unreachableAWS points the AWS SDK, through the environment, at an
-// endpoint nothing listens on: every AWS call fails.
-func unreachableAWS(t *testing.T) {
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 // customFormatStage creates, in moto, an HTTP API whose stage writes access

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/testkit/fakeintake"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
 // These tests run gwpipe as a real process — this test binary re-executed
@@ -433,10 +434,7 @@ func TestReplayHelpIsTrue(t *testing.T) {
 // anything (here: S3 cannot be reached) prints its error, not a summary of
 // zeros.
 func TestFailedReplayPrintsOnlyItsError(t *testing.T) {
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+freeAddr(t))
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	moto.Unreachable(t)
 	t.Setenv("AWS_MAX_ATTEMPTS", "1")
 	t.Setenv("DD_API_KEY", ddKey)
 	t.Setenv("GWPIPE_DLQ_DIR", t.TempDir())

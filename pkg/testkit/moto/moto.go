@@ -61,6 +61,24 @@ func Config(tb testing.TB) aws.Config {
 	return cfg
 }
 
+// Unreachable points the AWS SDK, through the environment, at an endpoint
+// nothing listens on, with static test credentials: every AWS call of the
+// test (and of the processes it starts) fails, as with AWS unreachable.
+func Unreachable(tb testing.TB) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	tb.Setenv("AWS_ENDPOINT_URL", "http://"+addr)
+	tb.Setenv("AWS_REGION", Region)
+	tb.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	tb.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	tb.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
 // Run is Start without touching the environment, for parallel tests that
 // configure their AWS clients themselves.
 func Run(tb testing.TB) string {
