@@ -158,7 +158,13 @@ func (p *Pipeline) Summary(w io.Writer) {
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
 	line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
 		f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
-	line("firehose records in", "%d", f.in)
+	if n := snap.Value("firehose.records_not_resent"); n > 0 {
+		// A retry's records an earlier attempt delivered are not taken in
+		// again: without this the line would fall short of what Firehose sent.
+		line("firehose records in", "%d (and %d of retries not sent again: delivered or dead-lettered by an earlier attempt)", f.in, n)
+	} else {
+		line("firehose records in", "%d", f.in)
+	}
 	if _, ok := snap.Family("sqs.messages_received"); ok {
 		sqsLines(line, snap)
 	}
@@ -209,7 +215,10 @@ func handedBack(f flow, s Status) string {
 		// before the hand-back is sent again by its retry, after the
 		// restart that forgets it.
 		if d := s.snap.Value("firehose.handed_back_records_delivered"); d > 0 {
-			part += fmt.Sprintf(", %d of them already delivered or dead-lettered: the retry delivers them again", d)
+			// Counted over the whole request, with what an earlier attempt
+			// delivered (not in the records handed back): all of it is sent
+			// again.
+			part += fmt.Sprintf("; %s of those requests already delivered or dead-lettered: the retry delivers them again", plural(d, "record"))
 		}
 		parts = append(parts, part)
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -72,6 +73,10 @@ func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
 	assert.Len(t, seen, len(ids))
 	notResent := h.p.Status().Counters["firehose.records_not_resent"]
 	assert.Positive(t, notResent, "the retry left out what the failed attempt delivered")
+	var sum bytes.Buffer
+	h.p.Summary(&sum)
+	assert.Contains(t, sum.String(), fmt.Sprintf("(and %d of retries not sent again: delivered or dead-lettered by an earlier attempt)", notResent),
+		"the summary's records-in line says why it is short of what Firehose sent")
 	assert.Equal(t, int64(records), ingest("records_out"), "each record published once, over the attempts")
 }
 
@@ -201,7 +206,7 @@ func TestSummaryCountsWhatHandedBackRequestsHadDelivered(t *testing.T) {
 	require.True(t, h.p.HandedBack())
 	assert.Equal(t, http.StatusServiceUnavailable, <-answer)
 	assert.Equal(t, int64(1), h.p.Status().Counters["firehose.handed_back_records_delivered"])
-	assert.Equal(t, "2 firehose records in 1 request (answered 503: Firehose sends them again), 1 of them already delivered or dead-lettered: the retry delivers them again",
+	assert.Equal(t, "2 firehose records in 1 request (answered 503: Firehose sends them again); 1 record of those requests already delivered or dead-lettered: the retry delivers them again",
 		summaryLines(t, h.p)["handed back"])
 }
 
