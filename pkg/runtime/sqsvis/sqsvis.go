@@ -56,9 +56,11 @@ type Outcome struct {
 }
 
 // Change sets the visibility of held messages of one queue to visibility
-// from now, ten per call. A renewal never asks beyond the 12-hour limit
-// counted from a message's receipt: it is shortened to what is left.
-func Change(ctx context.Context, c API, queue string, held []Held, visibility time.Duration, now time.Time) Outcome {
+// from now, ten per call, each call bounded by perCall (0: by ctx alone),
+// so that one slow call does not leave the later ones no time. A renewal
+// never asks beyond the 12-hour limit counted from a message's receipt: it
+// is shortened to what is left.
+func Change(ctx context.Context, c API, queue string, held []Held, visibility, perCall time.Duration, now time.Time) Outcome {
 	var o Outcome
 	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(held))
 	for _, h := range held {
@@ -80,7 +82,12 @@ func Change(ctx context.Context, c API, queue string, held []Held, visibility ti
 	for len(entries) > 0 {
 		part := entries[:min(batchLimit, len(entries))]
 		entries = entries[len(part):]
-		out, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queue), Entries: part})
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if perCall > 0 {
+			cctx, cancel = context.WithTimeout(ctx, perCall)
+		}
+		out, err := c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queue), Entries: part})
+		cancel()
 		if err != nil {
 			o.Failed += len(part)
 			errs = append(errs, fmt.Errorf("sqs change visibility of %d messages in %s: %w", len(part), queue, err))

@@ -20,10 +20,15 @@ import (
 type recorder struct {
 	calls []*sqs.ChangeMessageVisibilityBatchInput
 	fail  map[int]bool
+	hang  map[int]bool // calls that answer only when their context ends
 }
 
-func (r *recorder) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+func (r *recorder) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
 	r.calls = append(r.calls, in)
+	if r.hang[len(r.calls)-1] {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if r.fail[len(r.calls)-1] {
 		return nil, errors.New("throttled")
 	}
@@ -44,7 +49,7 @@ func TestChangeBatchesTenWithIDsUniquePerCall(t *testing.T) {
 	for i := range held {
 		held[i] = Held{Handle: fmt.Sprint("h", i)}
 	}
-	o := Change(context.Background(), r, "q", held, time.Minute, time.Now())
+	o := Change(context.Background(), r, "q", held, time.Minute, 0, time.Now())
 	assert.Equal(t, 23, o.Changed)
 	require.Len(t, r.calls, 3)
 	seen := 0
@@ -69,7 +74,7 @@ func TestRenewalNeverAsksBeyondTwelveHours(t *testing.T) {
 		{Handle: "spent", Received: now.Add(-(MaxVisibility - 30*time.Second))},
 		{Handle: "unknown"},
 	}
-	o := Change(context.Background(), r, "q", held, time.Hour, now)
+	o := Change(context.Background(), r, "q", held, time.Hour, 0, now)
 	assert.Equal(t, 3, o.Changed)
 	assert.Equal(t, 1, o.Skipped, "a message at the limit is left to come back")
 	got := map[string]int32{}
@@ -80,7 +85,7 @@ func TestRenewalNeverAsksBeyondTwelveHours(t *testing.T) {
 
 	// Releasing (visibility 0) is never capped or skipped.
 	r = &recorder{}
-	o = Change(context.Background(), r, "q", held, 0, now)
+	o = Change(context.Background(), r, "q", held, 0, 0, now)
 	assert.Equal(t, 4, o.Changed)
 	assert.Zero(t, o.Skipped)
 }
@@ -92,7 +97,7 @@ func TestChangeReportsRefusedAndFailedCalls(t *testing.T) {
 		held[i] = Held{Handle: fmt.Sprint("h", i)}
 	}
 	held[0].Handle = "gone"
-	o := Change(context.Background(), r, "q", held, time.Minute, time.Now())
+	o := Change(context.Background(), r, "q", held, time.Minute, 0, time.Now())
 	assert.Equal(t, 9, o.Changed)
 	require.Len(t, o.Refused, 1)
 	assert.Equal(t, "ReceiptHandleIsInvalid", aws.ToString(o.Refused[0].Code))
@@ -120,14 +125,28 @@ func TestChangeAgainstSQS(t *testing.T) {
 	require.Len(t, msgs, 1)
 	held := []Held{{Handle: aws.ToString(msgs[0].ReceiptHandle), Received: time.Now()}}
 
-	o := Change(ctx, c, url, held, time.Hour, time.Now())
+	o := Change(ctx, c, url, held, time.Hour, 0, time.Now())
 	require.NoError(t, o.Err)
 	assert.Equal(t, 1, o.Changed)
 	// Past the queue's own 1 s timeout the renewed message is still held.
 	assert.Empty(t, receive(2), "renewed: not visible to another worker")
 
-	o = Change(ctx, c, url, held, 0, time.Now())
+	o = Change(ctx, c, url, held, 0, 0, time.Now())
 	require.NoError(t, o.Err)
 	assert.Equal(t, 1, o.Changed)
 	assert.Len(t, receive(5), 1, "released: visible again at once")
+}
+
+// A call that hangs uses up its own time, not the later calls': they are
+// still made, and change their messages.
+func TestEachCallHasItsOwnTime(t *testing.T) {
+	r := &recorder{hang: map[int]bool{0: true}}
+	held := make([]Held, 15)
+	for i := range held {
+		held[i] = Held{Handle: fmt.Sprint("h", i)}
+	}
+	o := Change(context.Background(), r, "q", held, time.Minute, 20*time.Millisecond, time.Now())
+	assert.Equal(t, 10, o.Failed)
+	assert.Equal(t, 5, o.Changed, "the second call had its own time")
+	require.ErrorIs(t, o.Err, context.DeadlineExceeded)
 }

@@ -270,11 +270,9 @@ func (l *leases) change(ls []*lease, visibility time.Duration) {
 	for _, le := range ls {
 		byQueue[le.queue] = append(byQueue[le.queue], sqsvis.Held{Handle: le.handle, Received: le.received})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(l.visibility/3, time.Second))
-	defer cancel()
 	now := time.Now()
 	for queue, held := range byQueue {
-		o := sqsvis.Change(ctx, l.sqs, queue, held, visibility, now)
+		o := sqsvis.Change(context.Background(), l.sqs, queue, held, visibility, max(l.visibility/3, time.Second), now)
 		if o.Err != nil {
 			l.logger.Error("cannot change the visibility of messages held: another worker may receive them", o.Err, watermill.LogFields{"queue": queue, "messages": o.Failed})
 		}

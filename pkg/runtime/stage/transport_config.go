@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/gwpipe/gwpipe/pkg/config/check"
+	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 )
 
 // TransportConfig chooses and configures a transport; it is the transport
@@ -174,7 +175,7 @@ func (c TransportConfig) Validate() error {
 	if q.MessageLimit < 16<<10 || q.MessageLimit > SNSMessageLimit {
 		bad("sqs.message_limit", "must be 16 KiB to 256 KiB (the SNS limit: every batch is published through SNS), got %d", q.MessageLimit)
 	}
-	if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > 12*time.Hour {
+	if q.VisibilityTimeout < time.Second || q.VisibilityTimeout > sqsvis.MaxVisibility {
 		bad("sqs.visibility_timeout", "must be 1s to 12h (the SQS limits), got %s", q.VisibilityTimeout)
 	}
 	if q.MaxReceiveCount < 2 || q.MaxReceiveCount > 1000 {

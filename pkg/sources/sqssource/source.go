@@ -905,9 +905,7 @@ func (s *Source) extend(q *queue, vt time.Duration) {
 		held = append(held, sqsvis.Held{Handle: h, Received: f.received})
 	}
 	q.mu.Unlock()
-	ctx, cancel := context.WithTimeout(s.workCtx, max(vt/3, time.Second))
-	defer cancel()
-	o := sqsvis.Change(ctx, s.sqs, q.url, held, vt, time.Now())
+	o := sqsvis.Change(s.workCtx, s.sqs, q.url, held, vt, max(vt/3, time.Second), time.Now())
 	s.extended.Add(int64(o.Changed))
 	if o.Err != nil && s.workCtx.Err() == nil {
 		s.apiErrs.Inc()
