@@ -184,9 +184,46 @@ func (t *SQS) Backlog(ctx context.Context, group, topic string) (int64, error) {
 	return n, nil
 }
 
-func (t *SQS) Publisher() message.Publisher { return t.pub }
-func (t *SQS) InProcess() bool              { return false }
-func (t *SQS) Codec() Codec                 { return claimCodec{t: t} }
+func (t *SQS) Publisher() message.Publisher { return snsPublisher{t.pub, t.cfg.MessageLimit} }
+
+// snsPublisher publishes to SNS without the receipt handle a received
+// message carries in its metadata (a dead letter is the message received,
+// with its metadata; watermill-aws sends every metadata entry as an SNS
+// attribute, and SNS counts attributes in its 256 KiB), and refuses, with
+// the size, a message SNS would refuse as "too long".
+type snsPublisher struct {
+	message.Publisher
+	limit int
+}
+
+func (p snsPublisher) Publish(topic string, msgs ...*message.Message) error {
+	out := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		if _, ok := m.Metadata[receiptKey]; ok {
+			m = m.Copy() // the received message stays as it is for its handler
+			m.SetContext(msgs[i].Context())
+			delete(m.Metadata, receiptKey)
+		}
+		if size := snsSize(m); size > p.limit {
+			return fmt.Errorf("%w: %d bytes (attributes included) over the %d-byte message limit", ErrTooLarge, size, p.limit)
+		}
+		out[i] = m
+	}
+	return p.Publisher.Publish(topic, out...)
+}
+
+// snsSize is a message's size as SNS counts it: the body, and each
+// attribute's name, type and value (the UUID and every metadata entry, all
+// String attributes in watermill-aws' marshaller).
+func snsSize(m *message.Message) int {
+	n := len(m.Payload) + snsAttributeBytes(m.UUID)
+	for k, v := range m.Metadata {
+		n += len(k) + len("String") + len(v)
+	}
+	return n
+}
+func (t *SQS) InProcess() bool { return false }
+func (t *SQS) Codec() Codec    { return claimCodec{t: t} }
 
 // Subscriber returns the group's subscriber.
 func (t *SQS) Subscriber(group string) (message.Subscriber, error) {

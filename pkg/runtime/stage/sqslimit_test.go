@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -61,4 +63,38 @@ func TestSQSMessagesFitTheSNSLimit(t *testing.T) {
 			"a %d-byte payload with its attributes is over SNS's limit", len(msg.Payload))
 	}
 	assert.Zero(t, inWindow)
+}
+
+type capturePublisher struct {
+	message.Publisher
+	got []*message.Message
+}
+
+func (c *capturePublisher) Publish(_ string, msgs ...*message.Message) error {
+	c.got = append(c.got, msgs...)
+	return nil
+}
+
+// TestSNSPublisherCountsAttributesAndDropsTheReceipt: a message received
+// and published again (a dead letter keeps the received message's
+// metadata) goes without its receipt handle, which means nothing to another
+// worker, and one whose attributes take it over SNS's limit is refused with
+// its size rather than by SNS.
+func TestSNSPublisherCountsAttributesAndDropsTheReceipt(t *testing.T) {
+	inner := &capturePublisher{}
+	p := snsPublisher{inner, 1000}
+	received := message.NewMessage("u1", []byte("batch"))
+	received.Metadata.Set(receiptKey, strings.Repeat("r", 500))
+	received.Metadata.Set("reason", "intake refused it")
+	require.NoError(t, p.Publish("dlq", received))
+	require.Len(t, inner.got, 1)
+	assert.NotContains(t, inner.got[0].Metadata, receiptKey)
+	assert.Equal(t, "intake refused it", inner.got[0].Metadata.Get("reason"))
+	assert.Equal(t, strings.Repeat("r", 500), received.Metadata.Get(receiptKey), "the received message is left as it is")
+
+	big := message.NewMessage("u2", []byte(strings.Repeat("x", 900)))
+	big.Metadata.Set("reason", strings.Repeat("y", 100))
+	err := p.Publish("dlq", big)
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.Len(t, inner.got, 1, "not sent")
 }
