@@ -319,7 +319,7 @@ func TestFleetReplayCheckpointInS3ResumesAfterKillNine(t *testing.T) {
 // Two workers running the CloudWatch poller with their state in a shared
 // store: exactly one polls the account and region (the other stands by);
 // kill -9 of that one hands the target to the other within the lease
-// time; no period is fetched twice.
+// time; no period is emitted twice.
 func TestFleetPollerReplicasPollOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -263,6 +264,18 @@ func (c *collector) emit(_ context.Context, pts []record.Metric) error {
 	}
 	c.points = append(c.points, pts...)
 	return nil
+}
+
+// stamps returns the timestamps of the points gathered, sorted.
+func (c *collector) stamps() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int64, len(c.points))
+	for i, m := range c.points {
+		out[i] = m.Timestamp
+	}
+	slices.Sort(out)
+	return out
 }
 
 // take returns the points gathered since the last take, rendered and

@@ -387,6 +387,13 @@ func (p *Poller) fetch(ctx context.Context, t *target, metrics []*metricRef, sta
 			return err
 		}
 		if len(points) > 0 {
+			// A hold that ended while the call was answered means another
+			// replica may already be fetching the same period from the state
+			// this one could not advance: its answer is dropped, not emitted
+			// twice.
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
 			if err := emit(ctx, points); err != nil {
 				return fmt.Errorf("emit: %w", err)
 			}
