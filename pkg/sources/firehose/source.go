@@ -28,6 +28,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/runtime/recent"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -70,15 +71,13 @@ type Source struct {
 	fleet       *claim.Requests
 	fleetCounts fleetCounts
 
-	mu       sync.Mutex
-	inflight map[string]*ack.Tracker
-	recent   map[string]time.Time // delivered request ids
-	order    []recentID
+	mu        sync.Mutex
+	inflight  map[string]*ack.Tracker
+	delivered *recent.Memory[struct{}] // delivered request ids
 	// partial holds, by request id, the batches a failed attempt delivered
 	// (or dead-lettered) before it failed: Firehose retries the request
 	// whole, and the retry sends only the rest.
-	partial      map[string]*attempt
-	partialOrder []recentID // partial's ids by failure time, oldest first
+	partial *recent.Memory[*attempt]
 }
 
 // attempt is what became of each batch of one attempt of a request.
@@ -86,7 +85,6 @@ type attempt struct {
 	records, per int   // the request's records, records per batch: a retry must match
 	size         int64 // the records' bytes, as they came
 	done         []atomic.Bool
-	at           time.Time // when the attempt failed
 }
 
 // delivered counts the records of the batches done.
@@ -98,11 +96,6 @@ func (a *attempt) delivered() int {
 		}
 	}
 	return n
-}
-
-type recentID struct {
-	id string
-	at time.Time
 }
 
 // New returns a source publishing to out. ready reports whether the pipeline
@@ -134,8 +127,11 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		handBackDelivered: metrics.Counter("firehose.handed_back_records_delivered",
 			"Records of handed-back Firehose requests that were already delivered or dead-lettered at shutdown: Firehose's retry, after a restart, sends them again."),
 		inflight: map[string]*ack.Tracker{},
-		recent:   map[string]time.Time{},
-		partial:  map[string]*attempt{},
+		// Not bounded in number: a request id forgotten early is a
+		// duplicate delivery, and ids come at the rate of requests (a
+		// Firehose request carries thousands of events).
+		delivered: recent.New[struct{}](cfg.DedupTTL, 0),
+		partial:   recent.New[*attempt](cfg.DedupTTL, 0),
 	}
 	for _, code := range []int{200, 400, 401, 405, 408, 413, 415, 429, 500, 503} {
 		s.statuses[code] = metrics.Counter("firehose.status", "Firehose requests answered, by HTTP status code.", telemetry.L("code", strconv.Itoa(code)))
@@ -373,8 +369,10 @@ func (s *Source) authorized(key string) bool {
 func (s *Source) claim(reqID string) (tr *ack.Tracker, delivered, first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pruneLocked()
-	if _, ok := s.recent[reqID]; ok {
+	now := s.now()
+	s.delivered.Prune(now)
+	s.partial.Prune(now)
+	if _, ok := s.delivered.Get(reqID, now); ok {
 		return nil, true, false
 	}
 	if tr, ok := s.inflight[reqID]; ok {
@@ -403,38 +401,10 @@ func (s *Source) settle(reqID string, tr *ack.Tracker, a *attempt, err error) {
 	if err != nil && a != nil && s.cfg.DedupTTL > 0 && a.delivered() > 0 {
 		// Firehose retries the request whole: its retry sends what this
 		// attempt did not deliver, and only that.
-		a.at = s.now()
-		s.partial[reqID] = a
-		s.partialOrder = append(s.partialOrder, recentID{reqID, a.at})
+		s.partial.Put(reqID, a, s.now())
 	}
 	if err == nil && s.cfg.DedupTTL > 0 {
-		now := s.now()
-		s.recent[reqID] = now
-		s.order = append(s.order, recentID{reqID, now})
-	}
-}
-
-func (s *Source) pruneLocked() {
-	cut := s.now().Add(-s.cfg.DedupTTL)
-	i := 0
-	for ; i < len(s.order) && s.order[i].at.Before(cut); i++ {
-		if s.recent[s.order[i].id] == s.order[i].at {
-			delete(s.recent, s.order[i].id)
-		}
-	}
-	if i > 0 {
-		s.order = append(s.order[:0], s.order[i:]...)
-	}
-	// partial in order of failure too: a scan of the whole map on every
-	// request would grow with the failures of an outage.
-	i = 0
-	for ; i < len(s.partialOrder) && s.partialOrder[i].at.Before(cut); i++ {
-		if a := s.partial[s.partialOrder[i].id]; a != nil && a.at == s.partialOrder[i].at {
-			delete(s.partial, s.partialOrder[i].id)
-		}
-	}
-	if i > 0 {
-		s.partialOrder = append(s.partialOrder[:0], s.partialOrder[i:]...)
+		s.delivered.Put(reqID, struct{}{}, s.now())
 	}
 }
 
@@ -445,11 +415,10 @@ func (s *Source) pruneLocked() {
 func (s *Source) resume(reqID string, records, per int, size int64) *attempt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.partial[reqID]
+	a, ok := s.partial.Take(reqID, s.now())
 	if !ok {
 		return nil
 	}
-	delete(s.partial, reqID)
 	if a.records != records || a.per != per || a.size != size {
 		return nil
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
 	"github.com/gwpipe/gwpipe/pkg/runtime/membudget"
+	"github.com/gwpipe/gwpipe/pkg/runtime/recent"
 	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
@@ -158,16 +159,16 @@ type queue struct {
 	url, arn, region string
 
 	mu       sync.Mutex
-	inflight map[string]*flight // by receipt handle: what the extender renews
-	active   map[string]*work   // by message id
-	recent   *memory[struct{}]  // delivered message ids
+	inflight map[string]*flight       // by receipt handle: what the extender renews
+	active   map[string]*work         // by message id
+	recent   *recent.Memory[struct{}] // delivered message ids
 	// retry holds, by message id, what became of a message released to
 	// come back: which of its objects were delivered, so that a
 	// redelivery reads only the others.
-	retry *memory[*progress]
+	retry *recent.Memory[*progress]
 	// objects are the S3 events whose object was delivered recently,
 	// objFlight those whose object is being read (Event keys).
-	objects   *memory[struct{}]
+	objects   *recent.Memory[struct{}]
 	objFlight map[string]*objClaim
 	deletes   chan string // receipt handles
 }
@@ -191,9 +192,9 @@ func (s *Source) Start(ctx context.Context) error {
 		q := &queue{
 			url: u, arn: out.Attributes[string(types.QueueAttributeNameQueueArn)],
 			inflight: map[string]*flight{}, active: map[string]*work{},
-			recent:  newMemory[struct{}](recentTTL(s.cfg.VisibilityTimeout), maxRecent),
-			retry:   newMemory[*progress](retryTTL, maxRecent),
-			objects: newMemory[struct{}](objectTTL, maxRecent), objFlight: map[string]*objClaim{},
+			recent:  recent.New[struct{}](recentTTL(s.cfg.VisibilityTimeout), maxRecent),
+			retry:   recent.New[*progress](retryTTL, maxRecent),
+			objects: recent.New[struct{}](objectTTL, maxRecent), objFlight: map[string]*objClaim{},
 			deletes: make(chan string, 1024),
 		}
 		// arn:aws:sqs:region:account:name
@@ -367,7 +368,7 @@ func (q *queue) admit(m types.Message) (*work, dupKind) {
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.recent.get(id, now); ok {
+	if _, ok := q.recent.Get(id, now); ok {
 		return nil, dupRecent
 	}
 	q.inflight[h] = &flight{id: id, received: now}
@@ -376,7 +377,7 @@ func (q *queue) admit(m types.Message) (*work, dupKind) {
 		return w, dupInFlight
 	}
 	w := &work{id: id, handles: []string{h}, done: &progress{}}
-	if p, ok := q.retry.get(id, now); ok {
+	if p, ok := q.retry.Get(id, now); ok {
 		w.done, w.retried = p, true
 	}
 	q.active[id] = w
@@ -395,10 +396,10 @@ func (q *queue) settle(w *work, delivered bool) []string {
 		delete(q.inflight, h)
 	}
 	if delivered {
-		q.recent.put(w.id, struct{}{}, now)
-		q.retry.forget(w.id)
+		q.recent.Put(w.id, struct{}{}, now)
+		q.retry.Forget(w.id)
 	} else {
-		q.retry.put(w.id, w.done, now)
+		q.retry.Put(w.id, w.done, now)
 	}
 	return w.handles
 }
@@ -415,54 +416,6 @@ const retryTTL = 24 * time.Hour
 // objectTTL is how long a delivered object's S3 event is remembered: S3
 // sends a copy of an event within moments as a rule, later only rarely.
 const objectTTL = time.Hour
-
-// memory remembers keys for a while, bounded in time and in number: what
-// a queue must recognise when it comes again. Its owner locks it.
-type memory[V any] struct {
-	ttl   time.Duration
-	max   int
-	items map[string]remembered[V]
-	order []recentID
-}
-
-type remembered[V any] struct {
-	at time.Time
-	v  V
-}
-
-type recentID struct {
-	id string
-	at time.Time
-}
-
-func newMemory[V any](ttl time.Duration, max int) *memory[V] {
-	return &memory[V]{ttl: ttl, max: max, items: map[string]remembered[V]{}}
-}
-
-func (m *memory[V]) get(id string, now time.Time) (V, bool) {
-	it, ok := m.items[id]
-	if !ok || now.Sub(it.at) >= m.ttl {
-		var zero V
-		return zero, false
-	}
-	return it.v, true
-}
-
-func (m *memory[V]) put(id string, v V, now time.Time) {
-	m.items[id] = remembered[V]{now, v}
-	m.order = append(m.order, recentID{id, now})
-	// Forget what is older than the window, and bound the memory.
-	i := 0
-	for i < len(m.order) && (now.Sub(m.order[i].at) >= m.ttl || len(m.order)-i > m.max) {
-		if it, ok := m.items[m.order[i].id]; ok && it.at == m.order[i].at {
-			delete(m.items, m.order[i].id)
-		}
-		i++
-	}
-	m.order = append(m.order[:0], m.order[i:]...)
-}
-
-func (m *memory[V]) forget(id string) { delete(m.items, id) }
 
 // recentTTL is how long a delivered message's id is remembered: a copy
 // arrives within a visibility timeout or two of the original.
@@ -671,7 +624,7 @@ func (q *queue) claimObject(ctx context.Context, event string) (c *objClaim, dup
 	}
 	for {
 		q.mu.Lock()
-		if _, ok := q.objects.get(event, time.Now()); ok {
+		if _, ok := q.objects.Get(event, time.Now()); ok {
 			q.mu.Unlock()
 			return nil, true, nil
 		}
@@ -699,7 +652,7 @@ func (q *queue) settleObject(c *objClaim, ok bool) {
 	q.mu.Lock()
 	delete(q.objFlight, c.event)
 	if ok {
-		q.objects.put(c.event, struct{}{}, time.Now())
+		q.objects.Put(c.event, struct{}{}, time.Now())
 	}
 	q.mu.Unlock()
 	close(c.done)
