@@ -141,18 +141,19 @@ type Parent interface {
 
 // Child returns a tracker for one part of parent's work (a batch a stage
 // derived from its input) that must learn when that part alone is done: it
-// holds one fragment of parent until it completes, then runs onComplete and
-// returns the fragment, failed if the child failed. Like New, it starts
+// holds one fragment of parent until it completes, then runs onComplete
+// with the child's outcome and returns the fragment, failed if the child
+// failed. Like New, it starts
 // with its creator's token. parent may be nil (on a broker the input has no
 // acknowledgement to report to); onComplete may be nil.
-func Child(parent Parent, onComplete func()) *Tracker {
+func Child(parent Parent, onComplete func(err error)) *Tracker {
 	if parent != nil {
 		parent.Add(1)
 	}
 	c := New()
 	c.OnComplete(func(err error) {
 		if onComplete != nil {
-			onComplete()
+			onComplete(err)
 		}
 		switch {
 		case parent == nil:

@@ -100,7 +100,10 @@ func TestChildReportsToItsParentOnceDone(t *testing.T) {
 	t.Parallel()
 	parent := New()
 	released := 0
-	child := Child(parent, func() { released++ })
+	child := Child(parent, func(err error) {
+		assert.NoError(t, err)
+		released++
+	})
 	parent.Done() // the parent's own token: only the child keeps it open
 	child.Add(2)  // two consumers
 	child.Done()  // the creator's token
@@ -119,16 +122,19 @@ func TestChildReportsToItsParentOnceDone(t *testing.T) {
 func TestChildFailureFailsTheParent(t *testing.T) {
 	t.Parallel()
 	parent := New()
-	child := Child(parent, nil)
+	var seen error
+	child := Child(parent, func(err error) { seen = err })
 	parent.Done()
 	child.Fail(errors.New("intake refused"))
 	require.EqualError(t, parent.Wait(context.Background()), "intake refused")
+	require.EqualError(t, seen, "intake refused", "the child's own outcome reaches its callback")
+	Child(nil, nil).Done() // neither a parent nor a callback
 }
 
 func TestChildWithoutParent(t *testing.T) {
 	t.Parallel()
 	released := false
-	child := Child(nil, func() { released = true })
+	child := Child(nil, func(error) { released = true })
 	child.Done()
 	assert.True(t, released)
 }

@@ -266,7 +266,7 @@ func (b *Budget) Hold(ctx context.Context, batch *record.Batch, n int64) (done f
 	if batch.Ack != nil {
 		parent = batch.Ack
 	}
-	child := ack.Child(parent, func() { b.Release(n) })
+	child := ack.Child(parent, func(error) { b.Release(n) })
 	batch.Ack = child
 	return child.Done, nil
 }

@@ -496,15 +496,10 @@ func (s *Source) admit(w http.ResponseWriter, r *http.Request, reqID string, tr 
 		}
 		// Each batch learns on its own whether it was delivered, for a
 		// retry to know what to send again should the request fail.
-		tr.Add(1)
-		part := ack.New()
-		part.OnComplete(func(err error) {
-			if err != nil {
-				tr.Fail(err)
-				return
+		part := ack.Child(tr, func(err error) {
+			if err == nil {
+				a.done[i].Store(true)
 			}
-			a.done[i].Store(true)
-			tr.Done()
 		})
 		b.Ack = part
 		if err := s.out.Emit(ctx, b); err != nil {

@@ -549,10 +549,9 @@ func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []Obje
 				"object", name, "sequencer", ref.Sequencer, "etag", ref.ETag)
 			continue
 		}
-		var ot *ack.Tracker
 		var dead atomic.Bool // dead-lettered by name: counted once the archive wrote it
-		ot = ack.Child(tr, func() {
-			ok := ot.Err() == nil
+		ot := ack.Child(tr, func(err error) {
+			ok := err == nil
 			if ok {
 				w.done.add(i)
 				if dead.Load() {
