@@ -17,6 +17,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 	"github.com/gwpipe/gwpipe/pkg/telemetry/openmetrics"
+	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 	"github.com/gwpipe/gwpipe/pkg/testkit/natstest"
 )
 
@@ -90,6 +91,27 @@ func fleetMetric(t *testing.T) []telemetry.Family {
 	return connected(t, cfg).Metrics().Snapshot().Families
 }
 
+// sqsFleetMetric connects (without starting) a pipeline of an SQS/SNS
+// fleet against moto_server, for the figures only that transport has (its
+// dead-letter queues).
+func sqsFleetMetric(t *testing.T) []telemetry.Family {
+	t.Helper()
+	return connected(t, sqsFleetConfig(t)).Metrics().Snapshot().Families
+}
+
+// sqsFleetConfig is a worker's configuration on the SQS/SNS transport,
+// against a moto_server of its own; no source reaches outside.
+func sqsFleetConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg := unreachable(t, "http://127.0.0.1:1")
+	moto.Start(t)
+	cfg.Sources.SQS.QueueURLs = nil
+	cfg.Enrich.AWSTags = false
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Transport.Kind = "sqs"
+	return cfg
+}
+
 // metricsTable is the README's table of every metric, one row per family.
 func metricsTable(fams []telemetry.Family) string {
 	fams = slices.Clone(fams)
@@ -115,7 +137,7 @@ func metricsTable(fams []telemetry.Family) string {
 // every family has a help text.
 func TestMetricsAreDocumented(t *testing.T) {
 	fams := everyMetric(t)
-	for _, f := range fleetMetric(t) {
+	for _, f := range slices.Concat(fleetMetric(t), sqsFleetMetric(t)) {
 		if !slices.ContainsFunc(fams, func(g telemetry.Family) bool { return g.Name == f.Name }) {
 			fams = append(fams, f)
 		}

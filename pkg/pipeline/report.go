@@ -180,6 +180,14 @@ func (p *Pipeline) Summary(w io.Writer) {
 	}
 	line("dead-lettered", "%d written to %s%s", f.dead, s.DeadLetterDir, byStage(f.deadBy))
 	line("handed back", "%s", handedBack(f, s))
+	if parked := parkedByStage(snap); len(parked) > 0 {
+		var n int64
+		for _, v := range parked {
+			n += v
+		}
+		line("transport dead letters", "%s in the SQS dead-letter queues%s, last counted: handed out transport.sqs.max_receive_count times, read by no worker, not at Datadog until moved back (aws sqs start-message-move-task)",
+			plural(n, "message"), byStage(parked))
+	}
 	if f.lost > 0 {
 		line("lost", "%d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s", f.lost, byStage(f.lostBy))
 	}
@@ -203,6 +211,22 @@ func sqsLines(line func(label, format string, args ...any), snap telemetry.Snaps
 	line("sqs records in", "%d", v("stage.records_out", SourceSQS))
 	line("s3 objects read", "%d (%d bytes, %d events), %d unreadable (dead-lettered by name), %d duplicates (not read again)",
 		v("sqs.objects_read"), v("sqs.object_bytes"), v("stage.records_out", SourceSQSS3), v("sqs.objects_unreadable"), v("sqs.duplicate_objects"))
+}
+
+// parkedByStage is what waits in each stage's transport dead-letter
+// queue, where the broker last answered and something waits.
+func parkedByStage(snap telemetry.Snapshot) map[string]int64 {
+	fam, ok := snap.Family("transport.dead_letter_backlog")
+	if !ok {
+		return nil
+	}
+	parked := map[string]int64{}
+	for _, se := range fam.Series {
+		if se.Value > 0 {
+			parked[se.LabelValues[0]] = se.Value
+		}
+	}
+	return parked
 }
 
 // handedBack describes what was given back unacknowledged at shutdown, in

@@ -174,3 +174,53 @@ func TestQueueDepthFromBrokerBacklog(t *testing.T) {
 		assert.Equal(t, asked, tr.asked.Load(), "Close stops the watcher")
 	})
 }
+
+// parkingBroker is a fakeBroker with a dead-letter queue per stage.
+type parkingBroker struct {
+	*fakeBroker
+	parked atomic.Int64
+	fail   atomic.Bool
+}
+
+func (f *parkingBroker) DeadLetterBacklog(_ context.Context, group, topic string) (int64, error) {
+	if group != "decode" || topic != "raw" {
+		return 0, fmt.Errorf("asked for %s on %s", group, topic)
+	}
+	if f.fail.Load() {
+		return 0, errors.New("broker unreachable")
+	}
+	return f.parked.Load(), nil
+}
+
+// Where the broker moves messages aside, each stage's dead-letter queue
+// depth is asked with its backlog; unknown (-1) until it answers and
+// while it does not. A transport without one has no such figure.
+func TestDeadLetterBacklogFromTheBroker(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		reg := telemetry.NewRegistry()
+		tr := &parkingBroker{fakeBroker: &fakeBroker{Memory: NewMemory(watermill.NopLogger{})}}
+		tr.parked.Store(4)
+		rt, err := New(Config{BacklogInterval: time.Millisecond}, tr, nil, reg)
+		require.NoError(t, err)
+		require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: &sink{}}))
+		parked := func() int64 { return reg.Value("transport.dead_letter_backlog", "decode") }
+		assert.Equal(t, int64(-1), parked(), "unknown until the broker answers")
+		require.NoError(t, rt.Start(context.Background()))
+		eventually(t, "the dead-letter queue is read", func() bool { return parked() == 4 })
+		tr.parked.Store(0)
+		eventually(t, "and read again", func() bool { return parked() == 0 })
+		tr.fail.Store(true)
+		eventually(t, "a failed read makes it unknown", func() bool { return parked() == -1 })
+		tr.fail.Store(false)
+		tr.fakeBroker.fail.Store(true)
+		eventually(t, "the backlog failing does not stop the dead-letter read", func() bool { return parked() == 0 })
+		require.NoError(t, rt.Close())
+	})
+	reg := telemetry.NewRegistry()
+	rt, err := New(Config{}, &fakeBroker{Memory: NewMemory(watermill.NopLogger{})}, nil, reg)
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: &sink{}}))
+	_, ok := reg.Snapshot().Family("transport.dead_letter_backlog")
+	assert.False(t, ok, "a broker without dead-letter queues has no such figure")
+}

@@ -153,6 +153,13 @@ type Backlogger interface {
 	Backlog(ctx context.Context, group, topic string) (int64, error)
 }
 
+// DeadLetterBacklogger is a broker transport that moves a message handed
+// out too often aside (SQS's redrive policy), and can tell how many wait
+// there: undelivered, and read by no worker.
+type DeadLetterBacklogger interface {
+	DeadLetterBacklog(ctx context.Context, group, topic string) (int64, error)
+}
+
 type consumer struct {
 	stage string
 	topic string
@@ -160,6 +167,9 @@ type consumer struct {
 	// queued is the stage's queue-depth gauge: in process, the batches
 	// that hold a slot and whose handling has not started.
 	queued *telemetry.Gauge
+	// parked is the stage's transport dead-letter queue depth; nil where
+	// the transport has none.
+	parked *telemetry.Gauge
 
 	handler Handler
 	out     *output // where the stage's own results go
@@ -239,6 +249,11 @@ func (r *Runtime) Add(st Stage) error {
 		latency: r.metrics.Histogram("runtime.handle_latency", "Time a stage took to handle one batch, every attempt (a delivery stage: until the intake accepted it).", telemetry.L(telemetry.StageLabel, st.Name))}
 	if r.tr.InProcess() {
 		c.queued.Set(0) // known exactly from here on
+	} else if _, ok := r.tr.(DeadLetterBacklogger); ok {
+		c.parked = r.metrics.Gauge("transport.dead_letter_backlog",
+			"Messages in the stage's transport dead-letter queue (<queue>-dlq on SQS): handed out transport.sqs.max_receive_count times without being deleted. No worker reads them: their records are missing at Datadog until moved back. -1 until the broker answers.",
+			telemetry.L(telemetry.StageLabel, st.Name))
+		c.parked.Set(-1)
 	}
 	r.mu.Lock()
 	r.consumers[st.Input] = append(r.consumers[st.Input], c)
@@ -630,20 +645,27 @@ func (r *Runtime) watchBacklog(ctx context.Context, bl Backlogger) {
 	t := time.NewTicker(r.cfg.BacklogInterval)
 	defer t.Stop()
 	warned := map[string]bool{}
+	ask := func(c *consumer, what string, g *telemetry.Gauge, backlog func(context.Context, string, string) (int64, error)) {
+		qctx, cancel := context.WithTimeout(ctx, r.cfg.BacklogInterval)
+		n, err := backlog(qctx, c.stage, c.topic)
+		cancel()
+		if err != nil {
+			g.Set(-1)
+			if ctx.Err() == nil && !warned[what+c.stage] {
+				warned[what+c.stage] = true // once per stage: the broker's own metrics say more
+				r.log.Warn(what+" unknown", "stage", c.stage, "topic", c.topic, "error", err)
+			}
+			return
+		}
+		g.Set(n)
+	}
+	dl, _ := bl.(DeadLetterBacklogger)
 	for {
 		for _, c := range cs {
-			qctx, cancel := context.WithTimeout(ctx, r.cfg.BacklogInterval)
-			n, err := bl.Backlog(qctx, c.stage, c.topic)
-			cancel()
-			if err != nil {
-				c.queued.Set(-1)
-				if ctx.Err() == nil && !warned[c.stage] {
-					warned[c.stage] = true // once per stage: the broker's own metrics say more
-					r.log.Warn("stage backlog unknown", "stage", c.stage, "topic", c.topic, "error", err)
-				}
-				continue
+			ask(c, "stage backlog", c.queued, bl.Backlog)
+			if dl != nil && c.parked != nil {
+				ask(c, "stage dead-letter queue depth", c.parked, dl.DeadLetterBacklog)
 			}
-			c.queued.Set(n)
 		}
 		select {
 		case <-ctx.Done():

@@ -42,7 +42,7 @@ type SQS struct {
 
 	mu        sync.Mutex
 	subs      []message.Subscriber
-	queueURLs map[string]string // by queue name, for Backlog
+	queueURLs map[string]string // by queue name, for the backlogs
 }
 
 // NewSQS resolves the account, then creates every topic, queue, dead-letter
@@ -158,7 +158,18 @@ func (t *SQS) createQueueWithDLQ(ctx context.Context, name string, attrs wsqs.Qu
 // aws-sqs-queue scaler, in the shipped ScaledObjects, adds the in-flight
 // ones: its scaleOnInFlight default).
 func (t *SQS) Backlog(ctx context.Context, group, topic string) (int64, error) {
-	name := t.QueueName(group, topic)
+	return t.visible(ctx, t.QueueName(group, topic))
+}
+
+// DeadLetterBacklog is the ApproximateNumberOfMessages of the group's
+// dead-letter queue on topic: messages received max_receive_count times
+// without being deleted, which no worker reads.
+func (t *SQS) DeadLetterBacklog(ctx context.Context, group, topic string) (int64, error) {
+	return t.visible(ctx, t.QueueName(group, topic)+"-dlq")
+}
+
+// visible is the ApproximateNumberOfMessages of the queue name.
+func (t *SQS) visible(ctx context.Context, name string) (int64, error) {
 	t.mu.Lock()
 	url, ok := t.queueURLs[name]
 	t.mu.Unlock()

@@ -264,3 +264,51 @@ func TestSQSReceiveInFlightAtStopHandsItsMessagesBack(t *testing.T) {
 	require.Len(t, again.Messages, 1, "the message the receive took is visible again at once")
 	assert.Equal(t, "late", aws.ToString(again.Messages[0].Body))
 }
+
+// A message handed out max_receive_count times without being deleted moves
+// to its queue's -dlq, where no worker reads it: the transport tells how
+// many wait there, for the stage's transport.dead_letter_backlog.
+func TestSQSDeadLetterBacklog(t *testing.T) {
+	awsCfg := motoAWS(t)
+	tr, err := NewSQS(context.Background(), SQSConfig{AWS: awsCfg, TopicPrefix: "parked-", MaxReceiveCount: 2,
+		Consumers: map[string][]string{"raw": {"decode"}}}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	ctx := context.Background()
+	n, err := tr.DeadLetterBacklog(ctx, "decode", "raw")
+	require.NoError(t, err)
+	assert.Zero(t, n)
+
+	msg, err := tr.Codec().Marshal(ctx, &record.Batch{ID: "b1", Records: []record.Record{{EventID: "e", Message: []byte("x")}}})
+	require.NoError(t, err)
+	require.NoError(t, tr.Publisher().Publish("raw", msg))
+	client := sqs.NewFromConfig(awsCfg)
+	url, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(tr.QueueName("decode", "raw"))})
+	require.NoError(t, err)
+	// Received and never deleted, visible again at once: a worker that
+	// dies with it, twice; the third receive moves it aside.
+	received := 0
+	for i := 0; i < 100; i++ {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url.QueueUrl})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			received++
+			_, err := client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: url.QueueUrl, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+			require.NoError(t, err)
+		}
+		n, err := tr.DeadLetterBacklog(ctx, "decode", "raw")
+		require.NoError(t, err)
+		if n == 1 {
+			break
+		}
+	}
+	n, err = tr.DeadLetterBacklog(ctx, "decode", "raw")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "moved to the dead-letter queue")
+	assert.Equal(t, 2, received, "after max_receive_count receives")
+	n, err = tr.Backlog(ctx, "decode", "raw")
+	require.NoError(t, err)
+	assert.Zero(t, n, "no longer in the stage's queue")
+	_, err = tr.DeadLetterBacklog(ctx, "nobody", "raw")
+	assert.Error(t, err, "a group that does not exist has no dead-letter queue")
+}
