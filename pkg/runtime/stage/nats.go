@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -104,7 +105,10 @@ func (t *NATS) provision(ctx context.Context) error {
 			_, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 				Durable: ConsumerName(group, topic), AckPolicy: jetstream.AckExplicitPolicy,
 				FilterSubjects: []string{topic, t.GroupTopic(topic, group)},
-				AckWait:        t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver, MaxAckPending: maxAckPending,
+				// One delivery beyond MaxDeliver: the subscriber marks it,
+				// and the runtime dead-letters the batch then (JetStream
+				// would keep it after its last delivery, read by nobody).
+				AckWait: t.cfg.AckWait, MaxDeliver: t.cfg.MaxDeliver + 1, MaxAckPending: maxAckPending,
 				DeliverPolicy: jetstream.DeliverAllPolicy,
 			})
 			if err != nil {
@@ -157,7 +161,7 @@ func (t *NATS) Subscriber(group string) (message.Subscriber, error) {
 		return nil, fmt.Errorf("nats transport: subscriber %s: %w", group, err)
 	}
 	s := &jsSubscriber{nc: nc, js: js, group: group, loops: t.cfg.Subscribers, prefetch: t.cfg.Prefetch,
-		ackWait: t.cfg.AckWait, logger: t.logger, closing: make(chan struct{})}
+		ackWait: t.cfg.AckWait, maxDeliver: t.cfg.MaxDeliver, logger: t.logger, closing: make(chan struct{})}
 	t.mu.Lock()
 	t.subs = append(t.subs, s)
 	t.mu.Unlock()
@@ -202,7 +206,10 @@ type jsSubscriber struct {
 	loops    int
 	prefetch int
 	ackWait  time.Duration
-	logger   watermill.LoggerAdapter
+	// maxDeliver is how many times a message is handed to a worker before
+	// its next delivery, the consumer's last, is marked LastDeliveryKey.
+	maxDeliver int
+	logger     watermill.LoggerAdapter
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -404,6 +411,11 @@ func (sub *subscription) deliver(jm jetstream.Msg) {
 		return
 	}
 	m.SetContext(sub.msgCtx)
+	if md, err := jm.Metadata(); err == nil && s.maxDeliver > 0 && md.NumDelivered > uint64(s.maxDeliver) {
+		// JetStream would keep it in the stream where no worker reads it
+		// and no figure counts it: the runtime dead-letters it instead.
+		m.Metadata.Set(LastDeliveryKey, strconv.FormatUint(md.NumDelivered-1, 10))
+	}
 	sub.mu.Lock()
 	if sub.stopped {
 		sub.mu.Unlock()

@@ -342,3 +342,70 @@ func TestNATSRenewSkipsMessagesSettledMeanwhile(t *testing.T) {
 	sub.renewHeld()
 	assert.Len(t, log.snapshot(), 1, "a renewal that failed is reported")
 }
+
+// A batch the broker hands out for the last time (transport.nats max
+// deliveries: each worker before died or stopped holding it) is
+// dead-lettered, with why, instead of handled: JetStream would otherwise
+// keep it in the stream after that delivery, where no worker reads it and
+// no figure counts it.
+func TestNATSLastDeliveryIsDeadLettered(t *testing.T) {
+	s := natsServer(t)
+	const maxDeliver = 3
+	tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), MaxDeliver: maxDeliver, AckWait: 5 * time.Second,
+		Consumers: map[string][]string{"raw": {"decode"}, "dlq": {"dlq"}}}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	ctx := context.Background()
+	msg, err := tr.Codec().Marshal(ctx, &record.Batch{ID: "held", Records: []record.Record{{EventID: "e1", Message: []byte("x")}}})
+	require.NoError(t, err)
+	require.NoError(t, tr.Publisher().Publish("raw", msg))
+	// Handed out, and given back unsettled, max deliveries times.
+	c, err := tr.js.Consumer(ctx, "raw", ConsumerName("decode", "raw"))
+	require.NoError(t, err)
+	for i := 1; i <= maxDeliver; i++ {
+		b, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		n := 0
+		for m := range b.Messages() {
+			n++
+			require.NoError(t, m.Nak())
+		}
+		require.Equal(t, 1, n, "delivery %d", i)
+	}
+
+	rt, err := New(Config{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxRetries: 1}, tr, nil, telemetry.NewRegistry())
+	require.NoError(t, err)
+	decode := newCollector()
+	dead := make(chan *record.Batch, 10)
+	require.NoError(t, rt.Add(Stage{Name: "decode", Input: "raw", Handler: decode}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: HandlerFunc(func(_ context.Context, in *record.Batch, _ Output) error {
+		dead <- in
+		return nil
+	})}))
+	require.NoError(t, rt.Start(ctx))
+	t.Cleanup(func() { _ = rt.Close() })
+	select {
+	case b := <-dead:
+		assert.Equal(t, "held", b.ID)
+		assert.Equal(t, "decode", b.Stage)
+		assert.Contains(t, b.Reason, "given to a worker 3 times and never settled")
+		require.Len(t, b.Records, 1)
+		assert.Equal(t, "e1", b.Records[0].EventID)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the batch was not dead-lettered")
+	}
+	decode.mu.Lock()
+	assert.Empty(t, decode.ids, "not handled once more")
+	decode.mu.Unlock()
+	// Settled on the broker: nothing left in the stream for anyone.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		info, err := c.Info(ctx)
+		require.NoError(ct, err)
+		assert.Zero(ct, info.NumAckPending+int(info.NumPending))
+		st, err := tr.js.Stream(ctx, "raw")
+		require.NoError(ct, err)
+		sinfo, err := st.Info(ctx)
+		require.NoError(ct, err)
+		assert.Zero(ct, sinfo.State.Msgs, "acknowledged: the interest stream dropped it")
+	}, 10*time.Second, 20*time.Millisecond)
+}

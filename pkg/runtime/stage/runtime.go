@@ -153,6 +153,12 @@ type Backlogger interface {
 	Backlog(ctx context.Context, group, topic string) (int64, error)
 }
 
+// LastDeliveryKey marks, in a message's metadata, the last time a broker
+// hands the message out, with how many times a worker had it before: the
+// runtime dead-letters it without handling it, since the broker would
+// otherwise keep it where no worker reads it.
+const LastDeliveryKey = "gwpipe_last_delivery"
+
 // DeadLetterBacklogger is a broker transport that moves a message handed
 // out too often aside (SQS's redrive policy), and can tell how many wait
 // there: undelivered, and read by no worker.
@@ -276,6 +282,11 @@ func (r *Runtime) Add(st Stage) error {
 			c.Stage = msg.Metadata.Get(middleware.PoisonedHandlerKey)
 			c.Reason = reason
 			b = &c
+		}
+		if n := msg.Metadata.Get(LastDeliveryKey); n != "" && st.Input != r.cfg.DLQTopic {
+			// Not handled once more (what made every worker before drop
+			// it may do so again): the archive keeps it for a replay.
+			return Permanent(fmt.Errorf("stage %s: batch given to a worker %s times and never settled, the broker's max deliveries (each worker died or stopped holding it): dead-lettered rather than left on the broker, where no worker would read it again", st.Name, n))
 		}
 		stats.Batches.Inc()
 		stats.RecordsIn.Add(int64(b.Len()))
