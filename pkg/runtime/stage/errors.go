@@ -51,7 +51,7 @@ func (e *remainingError) Unwrap() error { return e.err }
 // values, which Datadog adds up. Handle must return it as is, not wrapped:
 // the runtime looks only at the error Handle returns, so that a stage
 // called in memory by another (a fused topic) does not pass its rest off
-// as its caller's.
+// as its caller's: Emit tells its caller apart (EmitRest).
 func Remaining(err error, rest *record.Batch) error {
 	if err == nil || rest == nil {
 		return err

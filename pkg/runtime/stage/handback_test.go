@@ -122,3 +122,48 @@ func TestHandBackOnBrokerLeavesInputForRedelivery(t *testing.T) {
 	defer second.mu.Unlock()
 	assert.Len(t, second.ids, 4, "the other worker gets the records handed back")
 }
+
+// TestFusedEmitSaysWhatRemains: on a broker, a topic whose consumers run
+// in the worker hands the batch to them in memory. When its one consumer
+// finishes part of the batch (Remaining), Emit says what remains
+// (EmitRest), for the caller to send only that again; with two consumers,
+// the first of which handled the whole batch, there is no one rest, and
+// Emit says none.
+func TestFusedEmitSaysWhatRemains(t *testing.T) {
+	s := natsServer(t)
+	partial := HandlerFunc(func(_ context.Context, in *record.Batch, _ Output) error {
+		rest := *in
+		rest.Records = in.Records[1:]
+		return Remaining(errors.New("intake gone"), &rest)
+	})
+	worker := func(topology map[string][]string, handlers map[string]Handler) (*Runtime, *telemetry.Registry) {
+		tr, err := NewNATS(context.Background(), NATSConfig{URL: s.ClientURL(), Consumers: topology}, nil)
+		require.NoError(t, err)
+		reg := telemetry.NewRegistry()
+		rt, err := New(Config{Topology: topology}, tr, nil, reg)
+		require.NoError(t, err)
+		for name, h := range handlers {
+			require.NoError(t, rt.Add(Stage{Name: name, Input: "metrics", Handler: h}))
+		}
+		require.NoError(t, rt.Start(context.Background()))
+		t.Cleanup(func() { _ = rt.Close() })
+		return rt, reg
+	}
+
+	rt, reg := worker(map[string][]string{"metrics": {"deliver"}}, map[string]Handler{"deliver": partial})
+	err := rt.Source("derive", "metrics").Emit(context.Background(), batchOf(3, nil))
+	require.Error(t, err)
+	rest, ok := EmitRest(err)
+	require.True(t, ok, "the one consumer said what remains: %v", err)
+	assert.Equal(t, 2, rest.Len())
+	assert.Equal(t, int64(1), reg.Stage("derive").RecordsOut.Load(), "what the consumer finished went out")
+	_, ok = EmitRest(fmt.Errorf("wrapped: %w", err))
+	assert.False(t, ok, "only Emit's own error says it")
+
+	both := newCollector()
+	rt2, _ := worker(map[string][]string{"metrics": {"a", "b"}}, map[string]Handler{"a": both, "b": partial})
+	err = rt2.Source("derive", "metrics").Emit(context.Background(), batchOf(3, nil))
+	require.Error(t, err)
+	_, ok = EmitRest(err)
+	assert.False(t, ok, "two consumers have no one rest")
+}

@@ -795,11 +795,50 @@ func (o *output) Emit(ctx context.Context, b *record.Batch) error {
 		c.latency.Observe(time.Since(start))
 		if err != nil {
 			st.Errors.Inc()
-			return fmt.Errorf("stage %s: %w", c.stage, err)
+			wrapped := fmt.Errorf("stage %s: %w", c.stage, err)
+			if rest, ok := remainder(err); ok && len(local) == 1 && len(remote) == 0 {
+				// The stage alone got the batch and finished part of it:
+				// the caller sends the rest again, not the batch. With
+				// other consumers, which got the whole batch (or none of
+				// it), there is no one rest for them all.
+				o.stats.RecordsOut.Add(int64(n - rest.Len()))
+				return &emitRestError{err: wrapped, rest: rest}
+			}
+			return wrapped
 		}
 	}
 	o.stats.RecordsOut.Add(int64(n))
 	return nil
+}
+
+// emitRestError is Emit's failure after the one stage it called in memory
+// finished part of the batch (see EmitRest).
+type emitRestError struct {
+	err  error
+	rest *record.Batch
+}
+
+func (e *emitRestError) Error() string { return e.err.Error() }
+func (e *emitRestError) Unwrap() error { return e.err }
+
+// EmitRest returns what remains undone of the batch given to Emit, when
+// Emit failed with err after part of it was done for good: on a broker, a
+// topic consumed in this worker alone hands the batch to its stage in
+// memory (a fused topic), and that stage returned Remaining. The caller
+// then sends the rest again, or passes it on as what remains of its own
+// input (Remaining), instead of the whole batch: what was done, accepted
+// distribution values say, is not done twice. False: nothing is known
+// done, the whole batch remains.
+//
+// Ask with the error as Emit returned it, not wrapped: a stage further
+// down, called in memory by the one Emit called, may have said what
+// remains of its own input, which is not the caller's batch.
+func EmitRest(err error) (*record.Batch, bool) {
+	e, ok := err.(*emitRestError) //nolint:errorlint // only Emit's own error (see above)
+	if !ok {
+		return nil, false
+	}
+	return e.rest, true
 }
 
 // GroupAddresser is a transport that can publish to one consumer group of

@@ -38,6 +38,13 @@ type rejectionSubmitter interface {
 // rather than remembered per batch id, as the Firehose source does per
 // request: a broker redelivers to any worker of the fleet, which could not
 // know what another worker's intake accepted.
+//
+// When the dead letter cannot be written, Handle fails with
+// stage.Remaining and the dead letter itself (Stage "deliver-metrics", its
+// Reason): the runtime retries, dead-letters, hands back or counts lost
+// that, and an attempt given such a batch dead-letters it without asking
+// the API again, so that a rejected point is sent and counted rejected
+// once.
 type Stage struct {
 	s Submitter
 }
@@ -50,14 +57,26 @@ func (st *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output)
 	if len(in.Metrics) == 0 {
 		return nil
 	}
+	if isLetter(in) {
+		// What an earlier attempt had rejected and could not
+		// dead-letter: the API refused these points already, and they
+		// were counted rejected then.
+		if err := out.DeadLetter(ctx, in); err != nil {
+			return fmt.Errorf("deliver metrics: %d points rejected by the API not dead-lettered: %w", len(in.Metrics), err)
+		}
+		return nil
+	}
 	rejected, reasons, err := st.submit(ctx, in.Metrics)
-	var dlErr error
+	var (
+		dead  *record.Batch
+		dlErr error
+	)
 	if len(rejected) > 0 {
 		reason := "rejected by the Datadog metrics API"
 		if len(reasons) > 0 {
 			reason += ": " + strings.Join(reasons, "; ")
 		}
-		dead := &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Stage: StageName, Reason: reason, Metrics: rejected}
+		dead = &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Stage: StageName, Reason: reason, Metrics: rejected}
 		dlErr = out.DeadLetter(ctx, dead)
 	}
 	if err == nil && dlErr == nil {
@@ -71,12 +90,25 @@ func (st *Stage) Handle(ctx context.Context, in *record.Batch, out stage.Output)
 	rest := *in
 	rest.Metrics = undelivered
 	if dlErr != nil {
-		// Not kept anywhere: submitted again, they are rejected again
-		// and dead-lettered then.
+		if len(undelivered) == 0 {
+			// Only the dead letter remains: the next attempt writes it
+			// without asking the API again, which would count the
+			// points rejected twice (and too old twice).
+			return stage.Remaining(fmt.Errorf("deliver metrics: %d points rejected by the API not dead-lettered: %w", len(rejected), dlErr), dead)
+		}
+		// The submission ended early (a hand-back) and the dead letter
+		// failed too: one batch cannot say which points are rejected
+		// already, so they go with the undelivered ones and are
+		// submitted again by whoever gets the rest.
 		rest.Metrics = append(rest.Metrics, rejected...)
 	}
 	return stage.Remaining(fmt.Errorf("deliver metrics: %d of %d points not delivered: %w", len(rest.Metrics), len(in.Metrics), errors.Join(err, dlErr)), &rest)
 }
+
+// isLetter reports whether b is a dead letter of this stage: the points an
+// earlier attempt had rejected and could not dead-letter, handed back as
+// what remained of its batch (Stage and Reason say so).
+func isLetter(b *record.Batch) bool { return b.Stage == StageName && b.Reason != "" }
 
 // submit sends ms and returns the points rejected for good with up to 5
 // distinct reasons.

@@ -230,7 +230,9 @@ func (s *Source) Start(ctx context.Context) error {
 
 // Stop stops polling and waits, within ctx, for the messages being worked
 // on: those delivered are deleted; those that are not when ctx ends are
-// made visible again for another worker.
+// made visible again for another worker. A receive in flight is let
+// finish (up to the wait time), and what it brings is made visible again
+// at once.
 func (s *Source) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		if s.pollCancel == nil {
@@ -272,7 +274,8 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 		for n < 10 && s.slots.TryAcquire(1) {
 			n++
 		}
-		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		rctx, done := s.receiveContext(ctx, time.Now())
+		out, err := s.sqs.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.url), MaxNumberOfMessages: int32(n),
 			WaitTimeSeconds:   int32(s.cfg.WaitTime / time.Second),
 			VisibilityTimeout: int32(s.cfg.VisibilityTimeout / time.Second),
@@ -280,6 +283,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
 			},
 		})
+		done()
 		if err != nil {
 			s.slots.Release(n)
 			if ctx.Err() != nil {
@@ -295,6 +299,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 		}
 		pace.Reset()
 		s.slots.Release(n - int64(len(out.Messages)))
+		stopping := ctx.Err() != nil
 		for _, m := range out.Messages {
 			s.received.Inc()
 			w, dup := q.admit(m)
@@ -309,12 +314,51 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				s.dups.Inc()
 				s.slots.Release(1)
 				q.deletes <- aws.ToString(m.ReceiptHandle)
+			case stopping:
+				// The receive in flight when polling stopped brought it:
+				// made visible again at once, for another worker, rather
+				// than started now.
+				s.handBack.Inc()
+				s.release(q, q.settle(w, false), 0, s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId)))
+				s.slots.Release(1)
 			default:
 				s.handlers.Add(1)
 				go s.handle(q, m, w)
 			}
 		}
 	}
+}
+
+// receiveMargin is how long past its long-polling wait a receive may take
+// to answer (the network, SQS itself).
+const receiveMargin = 2 * time.Second
+
+// receiveContext is the context of a receive begun at start. When polling
+// stops (ctx ends) the receive goes on until its long poll is over — the
+// wait time and receiveMargin after start — or until Stop's context ends:
+// a receive cut short goes on on SQS's side, and the messages it takes
+// then reach no one, invisible to every worker for the visibility timeout
+// and one receive nearer the redrive policy. Finished, its messages are
+// made visible again at once (see receive).
+func (s *Source) receiveContext(ctx context.Context, start time.Time) (context.Context, func()) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		var stopping <-chan struct{}
+		s.stopMu.Lock()
+		if s.stopCtx != nil {
+			stopping = s.stopCtx.Done()
+		}
+		s.stopMu.Unlock()
+		t := time.NewTimer(time.Until(start.Add(s.cfg.WaitTime + receiveMargin)))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-stopping:
+		case <-rctx.Done():
+		}
+		cancel()
+	})
+	return rctx, func() { stop(); cancel() }
 }
 
 // work is one message being worked on, with the receipt handles of every

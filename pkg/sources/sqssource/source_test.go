@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http/httptrace"
 	"os"
 	"strings"
 	"sync"
@@ -796,4 +797,59 @@ func TestACopyOfAnS3EventIsReadOnce(t *testing.T) {
 	events, _, _ = e.sink.snapshot()
 	assert.Equal(t, []string{"once", "rewritten"}, msgs(events))
 	assert.EqualValues(t, 2, e.metrics.Value("sqs.duplicate_objects"))
+}
+
+// watchedSQS is the SQS client, telling when a receive's request has been
+// written to SQS: its long poll is then under way on SQS's side.
+type watchedSQS struct {
+	*sqs.Client
+	polling chan struct{}
+}
+
+func (w *watchedSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+		select {
+		case w.polling <- struct{}{}:
+		default:
+		}
+	}})
+	return w.Client.ReceiveMessage(ctx, in, opts...)
+}
+
+// TestAReceiveInFlightWhenPollingStopsIsGivenBackAtOnce: polling stops
+// while a long poll waits on an empty queue, and a message arrives then.
+// The receive is let finish, and the message it brings is made visible
+// again at once, for another worker: it does not wait out the 60 s
+// visibility timeout, as it did when the receive was cut short (the long
+// poll went on on SQS's side and gave the message to no one).
+func TestAReceiveInFlightWhenPollingStopsIsGivenBackAtOnce(t *testing.T) {
+	e := newEnv(t)
+	url, _ := e.queue(t, "stopping", nil)
+	api := &watchedSQS{Client: e.sqs, polling: make(chan struct{}, 1)}
+	src, err := New(Config{QueueURLs: []string{url}, MaxConcurrentMessages: 1, VisibilityTimeout: time.Minute, WaitTime: 10 * time.Second, DefaultRegion: s3objtest.Region},
+		api, e.s3, sinkOut{e.sink, true}, sinkOut{e.sink, false}, testLogger(), e.metrics)
+	require.NoError(t, err)
+	polling, stopPolling := context.WithCancel(context.Background())
+	require.NoError(t, src.Start(polling))
+	select {
+	case <-api.polling:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the source never polled")
+	}
+	stopPolling() // as Stop does first
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(envelopeDoc("arrives at the stop")))})
+	require.NoError(t, err)
+	require.NoError(t, src.Stop(ctx))
+
+	out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), WaitTimeSeconds: 0,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1, "the message is visible again at once")
+	assert.Equal(t, "2", out.Messages[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)], "the source's receive took it")
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_received"))
+	assert.EqualValues(t, 1, e.metrics.Value("sqs.messages_handed_back"))
+	events, dead, raw := e.sink.snapshot()
+	assert.Empty(t, append(append(events, dead...), raw...), "not started once polling stopped")
 }

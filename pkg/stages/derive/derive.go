@@ -1013,7 +1013,9 @@ func (d *Deriver) batchID() string {
 	return fmt.Sprintf("derive-%s-%d", d.hosts[0], d.seq.Add(1))
 }
 
-// emit sends the pending batches, then bs. What cannot be sent stays pending.
+// emit sends the pending batches, then bs. What cannot be sent stays
+// pending: of a batch the stage downstream delivered in part (a fused
+// topic, stage.EmitRest), only what it did not.
 func (d *Deriver) emit(ctx context.Context, out stage.Output, bs []*record.Batch) error {
 	d.pmu.Lock()
 	if len(d.pending) > 0 {
@@ -1023,8 +1025,15 @@ func (d *Deriver) emit(ctx context.Context, out stage.Output, bs []*record.Batch
 	d.pmu.Unlock()
 	for i, b := range bs {
 		if err := out.Emit(ctx, b); err != nil {
+			keep := bs[i:]
+			if rest, ok := stage.EmitRest(err); ok {
+				keep = bs[i+1:]
+				if rest.Len() > 0 {
+					keep = append([]*record.Batch{rest}, keep...)
+				}
+			}
 			d.pmu.Lock()
-			d.pending = append(d.pending, bs[i:]...)
+			d.pending = append(d.pending, keep...)
 			d.pmu.Unlock()
 			d.mu.Lock()
 			d.n.EmitErrors++

@@ -21,7 +21,18 @@ type metricsThrough struct{ d *Deriver }
 
 func (h metricsThrough) Handle(ctx context.Context, in *record.Batch, out stage.Output) error {
 	if len(in.Metrics) > 0 {
-		if err := out.Emit(ctx, &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Metrics: in.Metrics}); err != nil {
+		// Stage and Reason go along: what remains of an earlier attempt
+		// may be deliver-metrics' dead letter (see below).
+		err := out.Emit(ctx, &record.Batch{ID: in.ID, Origin: in.Origin, Ack: in.Ack, Metrics: in.Metrics, Stage: in.Stage, Reason: in.Reason})
+		if rest, ok := stage.EmitRest(err); ok {
+			// The stage downstream, called in memory, delivered part of
+			// the points: what remains of the input is the rest of them
+			// and the records, not yet counted.
+			r := *in
+			r.Metrics, r.Stage, r.Reason = rest.Metrics, rest.Stage, rest.Reason
+			return stage.Remaining(err, &r)
+		}
+		if err != nil {
 			return err
 		}
 	}
