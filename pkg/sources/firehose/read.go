@@ -42,9 +42,11 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// stop lifts the deadline: while the request waits for its acknowledgement
-// the server watches the connection, and a deadline passing then would
-// cancel the request.
+// stop lifts the deadline, once the body was read to its end: while the
+// request waits for its acknowledgement the server watches the connection,
+// and a deadline passing then would cancel the request. A body not read to
+// its end keeps its deadline: the server reads what remains after the
+// answer, and without one a stalled client would hold it for ever.
 func (p *pacedReader) stop() {
 	if p.deadline {
 		_ = p.rc.SetReadDeadline(time.Time{})

@@ -3,6 +3,7 @@ package firehose
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -144,4 +145,49 @@ func httpRequest(t *testing.T, url, reqID string, payload []byte) *http.Request 
 	require.NoError(t, err)
 	hr.Header = r.Header
 	return hr
+}
+
+func TestABodyThatStopsShortOfItsLengthIsAnswered408AndClosed(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.BodyReadTimeout = 300 * time.Millisecond
+	cfg.MinBodyRate = 64 << 10
+	p := newFake(deliverAll)
+	s := New(cfg, p, nil, nil, nil)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	// A few bytes of a 1000-byte body, then nothing: the client stalls
+	// without closing (its half of the connection stays open).
+	sent := `{"requestId":"stalled","records":[{"data":"`
+	_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: stalled\r\n"+
+		"X-Amz-Firehose-Access-Key: key-one\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", addr, sent)
+	require.NoError(t, err)
+
+	// The bound is the test's only: the server must answer by itself,
+	// about body_read_timeout after the body started.
+	start := time.Now()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err, "the stalled request is answered, not held")
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), `"requestId":"stalled"`)
+	assert.True(t, resp.Close, "the answer says the connection closes: what remains of the body must not be read as a request")
+
+	// The server closes its end: the next read sees EOF, not our own
+	// deadline passing (that would be a worker held for the client).
+	_, err = br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "the connection is closed after the 408")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Equal(t, int64(1), s.statuses[http.StatusRequestTimeout].Load())
+	assert.Zero(t, p.Records(), "nothing of a request cut short is published")
+	assert.Zero(t, s.held.Load(), "nothing stays reserved")
 }

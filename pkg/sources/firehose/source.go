@@ -582,7 +582,25 @@ func (s *Source) readBody(w http.ResponseWriter, r *http.Request, charge func(in
 	}
 	// Deadlines are the connection's: real time, whatever s.now says.
 	paced := newPacedReader(r.Body, http.NewResponseController(w), time.Now(), s.cfg.BodyReadTimeout, s.cfg.MinBodyRate)
-	defer paced.stop()
+	b, status, err := s.parse(paced, enc, charge)
+	if err != nil {
+		// The body was not read to its end. What remains of it must not
+		// be read as the next request, and the server would read it
+		// (looking for its end, to keep the connection) after the
+		// answer: the connection closes, and the deadline stays, so a
+		// client that stalled holds no goroutine once it has passed.
+		w.Header().Set("Connection", "close")
+		return nil, status, err
+	}
+	// Read to its end: while the request waits for its acknowledgement
+	// the server watches the connection, and a deadline passing then
+	// would cancel the request.
+	paced.stop()
+	return b, 0, nil
+}
+
+// parse reads the body through its Content-Encoding and its limits.
+func (s *Source) parse(paced *pacedReader, enc string, charge func(int64) error) (*requestBody, int, error) {
 	var in io.Reader = limit(paced, s.cfg.MaxBodyBytes, "body exceeds")
 	if enc == "gzip" {
 		zr, err := gzip.NewReader(in)
