@@ -191,3 +191,69 @@ func TestABodyThatStopsShortOfItsLengthIsAnswered408AndClosed(t *testing.T) {
 	assert.Zero(t, p.Records(), "nothing of a request cut short is published")
 	assert.Zero(t, s.held.Load(), "nothing stays reserved")
 }
+
+func TestARequestRefusedBeforeItsBodyIsReadDoesNotWaitForIt(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.BodyReadTimeout = 300 * time.Millisecond
+	cfg.MinBodyRate = 64 << 10
+	p := newFake(deliverAll)
+	s := New(cfg, p, nil, nil, nil)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+
+	for _, tc := range []struct {
+		name, key, version string
+		want               int
+	}{
+		{"wrong access key", "not-a-key", "1.0", http.StatusUnauthorized},
+		{"wrong protocol version", "key-one", "0.9", http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			// Anyone on the Internet can open a request, announce a body
+			// and stall after a few bytes of it.
+			_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: %s\r\nX-Amz-Firehose-Request-Id: refused\r\n"+
+				"X-Amz-Firehose-Access-Key: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"requestId\"", addr, tc.version, tc.key)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err, "the refusal is sent, not held behind the rest of the body")
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tc.want, resp.StatusCode, string(body))
+			assert.Contains(t, string(body), `"requestId":"refused"`)
+			_, err = br.ReadByte()
+			assert.ErrorIs(t, err, io.EOF, "the connection is closed: the server does not wait for the body")
+		})
+	}
+	t.Run("whole body sent", func(t *testing.T) {
+		// A refused request whose body arrived keeps its connection: the
+		// bound is on the client's pace, not a cut.
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		payload := `{"requestId":"refused","records":[]}`
+		_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: refused\r\n"+
+			"X-Amz-Firehose-Access-Key: not-a-key\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"+
+			"GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr, len(payload), payload, addr)
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.False(t, resp.Close)
+		resp, err = http.ReadResponse(br, nil)
+		require.NoError(t, err, "the next request on the connection is answered")
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	})
+}

@@ -206,6 +206,7 @@ func (s *Source) reply(w http.ResponseWriter, status int, requestID, msg string)
 
 // ServeHTTP implements the endpoint. GET and HEAD are the health check.
 func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.boundUnread(w, r)
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodGet, http.MethodHead:
@@ -253,7 +254,7 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !first {
 		s.dupes.Inc()
-		s.await(w, r, reqID, tr, start, nil)
+		s.await(w, r, reqID, tr, start, nil, true)
 		return
 	}
 
@@ -282,7 +283,28 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, status, reqID, msg)
 		return
 	}
-	s.await(w, r, reqID, tr, start, fc)
+	s.await(w, r, reqID, tr, start, fc, false)
+}
+
+// boundUnread bounds the time the server may spend reading a body the
+// handler answers without reading: to keep the connection, the server
+// reads what remains of it (up to 256 KiB) before sending the answer, with
+// no deadline of its own. A client that announces a body and stalls —
+// anyone, before its access key is checked — would hold the connection
+// and its goroutine for ever, its answer never sent. The bound is the
+// pace a body is read at (body_read_timeout, then min_body_rate); past it
+// the connection is closed after the answer.
+func (s *Source) boundUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 || s.cfg.BodyReadTimeout <= 0 {
+		return // nothing to read, or no deadline configured
+	}
+	d := s.cfg.BodyReadTimeout
+	if s.cfg.MinBodyRate > 0 && r.ContentLength > 0 {
+		d += time.Duration(float64(r.ContentLength) / float64(s.cfg.MinBodyRate) * float64(time.Second))
+	}
+	// Deadlines are the connection's: real time, whatever s.now says. A
+	// writer that cannot set one (a test recorder) has nothing to bound.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 }
 
 // fleetSettleTimeout bounds the write that tells the fleet how a request
@@ -306,6 +328,7 @@ func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string
 		if err != nil && ctx.Err() != nil {
 			s.unclaim(reqID, tr)
 			s.timedOut.Inc()
+			s.boundUnread(w, r)
 			s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("request still in flight on another worker after %s; retry", s.cfg.AckTimeout))
 			return nil, true
 		}
@@ -320,6 +343,7 @@ func (s *Source) fleetClaim(w http.ResponseWriter, r *http.Request, reqID string
 		s.fleetCounts.dupes.Inc()
 		s.settle(reqID, tr, nil, nil) // remembered here too; local retries waiting get 200
 		tr.Done()
+		s.boundUnread(w, r)
 		s.reply(w, http.StatusOK, reqID, "")
 		return nil, true
 	}
@@ -544,11 +568,15 @@ func (s *Source) unreserve(n int64) {
 // await waits for the request's records and answers. fc is the first
 // attempt's fleet-wide claim: a delivered request is marked done before
 // the answer, so that a retry anywhere after it (the answer lost on the
-// way) sends nothing.
-func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time, fc *claim.Claim) {
+// way) sends nothing. unread says the body was not read (a retry waiting
+// for the attempt in flight): the server reads it after the wait.
+func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time, fc *claim.Claim, unread bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
 	err := tr.Wait(ctx)
+	if unread {
+		s.boundUnread(w, r) // from now: the bound set on arrival passed during the wait
+	}
 	if err == nil && fc != nil {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), fleetSettleTimeout)
 		_ = fc.Settle(sctx, true)
