@@ -332,3 +332,49 @@ func TestFilterStatusZeroIsOutOfRange(t *testing.T) {
 	assert.Equal(t, "filters.drop[0].status: must be an HTTP status 100 to 599, got 0\n"+
 		"filters.sample[0].status: must be an HTTP status 100 to 599, got 0", err.Error())
 }
+
+// TestValidateDoesNotQuoteTheCredentialsOfURLs: whatever is wrong with a
+// URL that carries a password — the password itself holding characters a
+// URL reserves, left unencoded (generated passwords and AWS secret keys
+// hold '/'), a bad port, a wrong scheme, no scheme — the message names the
+// key and quotes neither the password nor a piece of it.
+func TestValidateDoesNotQuoteTheCredentialsOfURLs(t *testing.T) {
+	const password = "Pw0rdA/Pw0rdB#Pw0rdC?Pw0rdD@Pw0rdE"
+	pieces := []string{"Pw0rdA", "Pw0rdB", "Pw0rdC", "Pw0rdD", "Pw0rdE"}
+	nats := func(u string) func(*Config) {
+		return func(c *Config) { c.Transport.Kind, c.Transport.NATS.URL = "nats", u }
+	}
+	cases := []struct {
+		name, key string
+		mutate    func(*Config)
+	}{
+		{"a NATS URL whose password holds / # ? @", "transport.nats.url", nats("nats://gwpipe:" + password + "@nats:4222")},
+		{"a NATS URL whose password holds a blank", "transport.nats.url", nats("nats://gwpipe:Pw0rdA Pw0rdB@nats:4222")},
+		{"a NATS URL with a bad port", "transport.nats.url", nats("nats://gwpipe:" + password + "@nats:99999")},
+		{"a NATS URL with a wrong scheme", "transport.nats.url", nats("tcp://gwpipe:" + password + "@nats:4222")},
+		{"a NATS URL without scheme", "transport.nats.url", nats("gwpipe:" + password + "@nats:4222")},
+		{"a NATS URL with a bad escape", "transport.nats.url", nats("nats://gwpipe:Pw0rdA%zzPw0rdB@nats:4222")},
+		{"a second NATS URL wrong", "transport.nats.url", nats("nats://a:Pw0rdA@n1:4222, nats://b:Pw0rdB/Pw0rdC@n2:99999")},
+		{"a logs URL with a bad port", "datadog.logs_url", func(c *Config) { c.Datadog.LogsURL = "https://u:" + password + "@intake:99999/api/v2/logs" }},
+		{"an API URL with a wrong scheme", "datadog.api_url", func(c *Config) { c.Datadog.APIURL = "ftp://u:" + password + "@api" }},
+		{"a dead-letter archive that is no S3 URL", "dlq.url", func(c *Config) { c.DLQ.URL = "ftp://u:" + password + "@bucket/p/" }},
+		{"a dead-letter archive without scheme", "dlq.url", func(c *Config) { c.DLQ.URL = "u:" + password + "@bucket/p/" }},
+		{"a queue URL that is no SQS URL", "sources.sqs.queue_urls", func(c *Config) { c.Sources.SQS.QueueURLs = []string{"ftp://u:" + password + "@sqs/1/q"} }},
+		{"a queue URL without scheme", "sources.sqs.queue_urls", func(c *Config) { c.Sources.SQS.QueueURLs = []string{"u:" + password + "@sqs/1/q"} }},
+		{"a checkpoint that is no object", "replay.checkpoint", func(c *Config) { c.Replay.Checkpoint = "s3://u:" + password + "@" }},
+		{"DD_SITE given as a URL", "datadog.site", func(c *Config) { c.Datadog.Site = "https://u:" + password + "@datadoghq.eu" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := runnable()
+			tc.mutate(&c)
+			err := c.Validate()
+			require.Error(t, err)
+			msg := err.Error()
+			assert.Contains(t, msg, tc.key+":", "the message names the key")
+			for _, p := range pieces {
+				assert.NotContains(t, msg, p, "no piece of the password is quoted")
+			}
+		})
+	}
+}

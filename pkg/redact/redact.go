@@ -18,10 +18,8 @@ import (
 const Mask = "REDACTED"
 
 var (
-	// userinfo of a URL: scheme "://" userinfo "@". The userinfo may not
-	// hold '/', whitespace or quotes, so an '@' later in the path or in
-	// the surrounding text is not mistaken for it.
-	userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s@"'<>?#]+)@`)
+	// schemeRE starts a URL: scheme "://".
+	schemeRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.\-]*://`)
 	// one query parameter: after '?', '&' or ';', up to the next separator,
 	// quote or whitespace (error messages quote the URL they failed on).
 	paramRE = regexp.MustCompile(`([?&;])([^=&;\s"'<>#?]+)=([^&;\s"'<>#]*)`)
@@ -37,14 +35,7 @@ func URL(s string) string {
 	if !strings.Contains(s, "://") && !strings.ContainsAny(s, "?&;") {
 		return s
 	}
-	s = userinfoRE.ReplaceAllStringFunc(s, func(m string) string {
-		sub := userinfoRE.FindStringSubmatch(m)
-		scheme, info := sub[1], sub[2]
-		if user, _, ok := strings.Cut(info, ":"); ok {
-			return scheme + user + ":" + Mask + "@"
-		}
-		return scheme + Mask + "@"
-	})
+	s = userinfo(s)
 	return paramRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := paramRE.FindStringSubmatch(m)
 		if sub[3] == "" || sub[3] == Mask || !SecretParam(sub[2]) {
@@ -52,6 +43,90 @@ func URL(s string) string {
 		}
 		return sub[1] + sub[2] + "=" + Mask
 	})
+}
+
+// userinfo masks the userinfo of every URL in s. A URL runs from its
+// scheme to the first blank or quote, or to the next URL (a list of broker
+// URLs is comma-separated); a URL in double quotes (an error quoting it)
+// runs to the closing quote. Its userinfo is what precedes its last '@':
+// user ":" password, where the password may hold any character, those a
+// URL reserves included ('/', '?', '#', '@' left unencoded are common in
+// generated passwords and AWS secret keys, and Go's URL parser would then
+// see part of the password as a host, a port or a path); or a token alone
+// (NATS), with no '/', '?' or '#'. A host and port followed by a path
+// with an '@' in it reads as user and password, and is masked: the safe
+// way to read it.
+func userinfo(s string) string {
+	locs := schemeRE.FindAllStringIndex(s, -1)
+	if locs == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for i, loc := range locs {
+		start := loc[1]
+		if start < last {
+			continue
+		}
+		end := len(s)
+		if i+1 < len(locs) {
+			end = locs[i+1][0]
+		}
+		if loc[0] > 0 && s[loc[0]-1] == '"' {
+			// Quoted (as %q quotes): the URL runs to the closing quote,
+			// blanks included.
+			if j := closingQuote(s[start:end]); j >= 0 {
+				end = start + j
+			}
+		} else if j := strings.IndexAny(s[start:end], " \t\r\n\"'<>`"); j >= 0 {
+			end = start + j
+		}
+		at := strings.LastIndexByte(s[start:end], '@')
+		if at < 0 {
+			continue
+		}
+		info := s[start : start+at]
+		var masked string
+		if user, _, ok := strings.Cut(info, ":"); ok {
+			if strings.ContainsAny(user, "/?#") {
+				continue
+			}
+			if info == user+":"+Mask && !awsAccessKeyRE.MatchString(user) {
+				continue
+			}
+			masked = user + ":" + Mask
+			if awsAccessKeyRE.MatchString(user) {
+				masked = Mask + ":" + Mask // an AWS access key id and its secret
+			}
+		} else {
+			if info == "" || info == Mask || strings.ContainsAny(info, "/?#") {
+				continue
+			}
+			masked = Mask
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(masked)
+		last = start + at
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// closingQuote is the index of the first '"' of s that no backslash
+// escapes; -1 when there is none.
+func closingQuote(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
 }
 
 // secretWords are the parts of a parameter name that mark its value as a

@@ -28,7 +28,19 @@ func TestURL(t *testing.T) {
 		{"nats://a:1@n1:4222,nats://b:2@n2:4222", "nats://a:REDACTED@n1:4222,nats://b:REDACTED@n2:4222"},
 		{`Post "http://127.0.0.1:9/api/v2/logs?dd-api-key=abc": dial tcp 127.0.0.1:9: connect: connection refused`,
 			`Post "http://127.0.0.1:9/api/v2/logs?dd-api-key=REDACTED": dial tcp 127.0.0.1:9: connect: connection refused`},
+		// A password with characters a URL reserves, left unencoded: all
+		// of it is masked, not what Go's parser would take for userinfo.
+		{"nats://gwpipe:pa/ss@nats:4222", "nats://gwpipe:REDACTED@nats:4222"},
+		{"nats://gwpipe:p@ss#w?rd@nats:4222", "nats://gwpipe:REDACTED@nats:4222"},
+		{`parse "nats://u:a/b c@h": invalid`, `parse "nats://u:REDACTED@h": invalid`},
+		{"s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY@bucket/prefix/", "s3://REDACTED:REDACTED@bucket/prefix/"},
+		{"nats://a:1/2@n1:4222, nats://b:3#4@n2:4222", "nats://a:REDACTED@n1:4222, nats://b:REDACTED@n2:4222"},
+		// A host and port then an '@' in the path reads as a password
+		// that starts with digits and holds a '/': masked, the safe way.
+		{"https://h:8443/p/user@domain", "https://h:REDACTED@domain"},
 		// Nothing secret: unchanged.
+		{"https://h/p?email=a@b.com", "https://h/p?email=a@b.com"},
+		{"s3://bucket/pre@fix/", "s3://bucket/pre@fix/"},
 		{"https://api.datadoghq.com", "https://api.datadoghq.com"},
 		{"https://h/p?ddsource=apigateway&service=x", "https://h/p?ddsource=apigateway&service=x"},
 		{"s3://bucket/prefix/", "s3://bucket/prefix/"},
@@ -104,6 +116,34 @@ func FuzzURL(f *testing.F) {
 		require.NotContains(t, got, url.QueryEscape(secret), "from %s", s)
 		require.Equal(t, got, URL(got), "idempotent")
 		require.Contains(t, got, url.QueryEscape(otherName)+"=", "other parameters stay")
+	})
+}
+
+// FuzzURLHidesPasswords: a password in a URL's userinfo never survives,
+// whatever characters it holds unencoded (reserved ones included) and
+// whatever text surrounds the URL.
+func FuzzURLHidesPasswords(f *testing.F) {
+	f.Add("nats", "gwpipe", "s3cret/with/slashes", "nats:4222", "parse \"", "\": invalid port")
+	f.Add("s3", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "bucket/prefix/", "", "")
+	f.Add("https", "u", "p@ss#w?rd:x", "h:8443/p?q=1", "error: ", " refused")
+	f.Fuzz(func(t *testing.T, scheme, user, password, rest, before, after string) {
+		if len(password) < 8 || user == "" || strings.ContainsAny(user, ":/?#@ \t\r\n\"'<>`") ||
+			strings.ContainsAny(password, " \t\r\n\"'<>`") || strings.Contains(user+":"+password, "://") ||
+			strings.ContainsAny(rest, "@ \t\r\n\"'<>`") || strings.Contains(rest, "://") ||
+			!schemeRE.MatchString(scheme+"://") || schemeRE.FindString(scheme+"://") != scheme+"://" ||
+			strings.Contains(before, "://") {
+			return
+		}
+		if strings.Contains(before+scheme+"://"+user+":@"+rest+after, password) {
+			return // the password is also written elsewhere
+		}
+		if strings.ContainsAny(after, "@") && !strings.ContainsAny(after[:strings.IndexByte(after, '@')], " \t\r\n\"'<>`") {
+			return // the URL's text runs on to another '@'
+		}
+		s := before + scheme + "://" + user + ":" + password + "@" + rest + after
+		got := URL(s)
+		require.NotContains(t, got, password, "from %s", s)
+		require.Equal(t, got, URL(got), "idempotent")
 	})
 }
 

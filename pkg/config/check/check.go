@@ -1,15 +1,19 @@
 // Package check holds the rules several components' Validate share (host
 // and port, URLs), so that one kind of value is judged the same way under
-// every key. It imports nothing of gwpipe: components use it without
+// every key. It imports nothing of gwpipe but redact (which masks the
+// credentials of the URLs its messages quote): components use it without
 // depending on the top-level configuration.
 package check
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gwpipe/gwpipe/pkg/redact"
 )
 
 // Listen checks an address to listen on: host:port (the host may be empty:
@@ -41,18 +45,27 @@ func Port(port string, min int) error {
 }
 
 // URL checks a URL with one of the given schemes, a host, and a port in
-// range when it names one.
+// range when it names one. Its messages quote the URL with its credentials
+// masked (redact.URL), and never a piece of them: Go's parser, given a
+// password with an unencoded '/' or '#', quotes its start as a port.
 func URL(raw string, schemes ...string) error {
+	shown := Shown(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("is not a URL: %v", err)
+		var ue *url.Error
+		if shown != raw || !errors.As(err, &ue) {
+			if _, merr := url.Parse(shown); merr == nil || !errors.As(merr, &ue) {
+				return fmt.Errorf("is not a URL: %q: its user name or password holds characters to percent-encode (%%2F for /, %%40 for @, %%23 for #, %%3F for ?, %%25 for %%, %%20 for a blank)", shown)
+			}
+		}
+		return fmt.Errorf("is not a URL: %q: %v", shown, ue.Err)
 	}
 	ok := false
 	for _, s := range schemes {
 		ok = ok || strings.EqualFold(u.Scheme, s)
 	}
 	if !ok || u.Hostname() == "" {
-		return fmt.Errorf("must be a %s URL with a host, got %q", strings.Join(schemes, " or "), raw)
+		return fmt.Errorf("must be a %s URL with a host, got %q", strings.Join(schemes, " or "), shown)
 	}
 	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
 		if err := Port(p, 1); err != nil {
@@ -60,6 +73,19 @@ func URL(raw string, schemes ...string) error {
 		}
 	}
 	return nil
+}
+
+// Shown is a URL of the configuration as a message may quote it: its
+// credentials masked (redact.URL), and, when it has no scheme (so that
+// redact.URL cannot tell its userinfo), everything up to its last '@'.
+func Shown(raw string) string {
+	shown := redact.URL(raw)
+	if !strings.Contains(raw, "://") {
+		if at := strings.LastIndexByte(shown, '@'); at >= 0 {
+			shown = redact.Mask + shown[at:]
+		}
+	}
+	return shown
 }
 
 // HostName reports whether s is a DNS host name: dot-separated labels of

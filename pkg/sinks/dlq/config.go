@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gwpipe/gwpipe/pkg/config/check"
 )
 
 // Config places the dead-letter archive; it is the dlq section of gwpipe's
@@ -73,7 +75,7 @@ func (c Config) S3() (bucket, prefix string, err error) {
 func ParseS3URL(s string) (bucket, prefix string, err error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", "", fmt.Errorf("%q is not an s3://bucket/prefix/ URL", s)
+		return "", "", fmt.Errorf("%q is not an s3://bucket/prefix/ URL", check.Shown(s))
 	}
 	prefix = strings.TrimPrefix(u.Path, "/")
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {

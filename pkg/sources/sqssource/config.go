@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/runtime/sqsvis"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
@@ -51,7 +52,7 @@ func (c Config) Validate() error {
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	for _, u := range c.QueueURLs {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
-			bad("queue_urls", "%q is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)", u)
+			bad("queue_urls", "%q is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)", check.Shown(u))
 		}
 	}
 	if c.MaxConcurrentMessages < 1 || c.MaxConcurrentMessages > 10_000 {
