@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gwpipe/gwpipe/pkg/formats/apigw"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage"
 	"github.com/gwpipe/gwpipe/pkg/sources/cwpoller"
 	"github.com/gwpipe/gwpipe/pkg/stages/enrich/awstags"
@@ -244,5 +246,83 @@ func TestValidateNamesTheVariableThatSetAValue(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "filters.exclude_at_match: missing closing )")
 		assert.NotContains(t, err.Error(), "set by")
+	}
+}
+
+// TestErrorsDoNotQuoteSecrets: a value that does not fit a key holding a
+// secret (the Datadog API key, the Firehose access keys, the external id),
+// in the file or in the environment, or a secret reached through a YAML
+// alias under another key, is reported under its key and never quoted.
+func TestErrorsDoNotQuoteSecrets(t *testing.T) {
+	const secret = "Sekr1tValue0123456789"
+	files := []struct{ name, yaml, key string }{
+		{"access keys as one string", "sources:\n  firehose:\n    access_keys: " + secret + "\n", "sources.firehose.access_keys"},
+		{"access keys in a mapping", "sources:\n  firehose:\n    access_keys: [{k: " + secret + "}]\n", "sources.firehose.access_keys"},
+		{"an API key tagged as a number", "datadog:\n  api_key: !!int " + secret + "\n", "datadog.api_key"},
+		{"an API key tagged as a float", "datadog:\n  api_key: !!float " + secret + "\n", "datadog.api_key"},
+		{"an API key tagged as binary", "datadog:\n  api_key: !!binary " + secret + "\n", "datadog.api_key"},
+		{"an API key holding a backtick", "datadog:\n  api_key: !!int \"a`" + secret + "`b\"\n", "datadog.api_key"},
+		{"an external id tagged as a number", "enrich:\n  external_id: !!int " + secret + "\n", "enrich.external_id"},
+		{"an API key's anchor as a number", "datadog:\n  api_key: &k " + secret + "\n  logs:\n    concurrency: *k\n", "datadog.logs.concurrency"},
+		{"an API key's anchor as a section", "datadog:\n  api_key: &k " + secret + "\n  logs: *k\n", "datadog.logs"},
+		{"an API key's anchor as a whole number", "datadog:\n  api_key: &k 1.5" + secret[:0] + "\n  logs:\n    concurrency: *k\n", "datadog.logs.concurrency"},
+		{"an API key's anchor in a merge", "datadog:\n  api_key: &k " + secret + "\nmetrics:\n  delivery:\n    <<: {concurrency: *k}\n", "metrics.delivery.concurrency"},
+	}
+	for _, f := range files {
+		t.Run(f.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, f.yaml), nil)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), secret[:6], "not even the start the YAML decoder quotes of a long value")
+			assert.Contains(t, err.Error(), f.key)
+		})
+	}
+	t.Run("a whole number through an alias", func(t *testing.T) {
+		// A fraction quoted where a whole number is due, reached by alias.
+		_, err := Load(writeFile(t, "datadog:\n  api_key: &k 1.2345\n  logs:\n    concurrency: *k\n"), nil)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "1.2345")
+		assert.Contains(t, err.Error(), "line 4: datadog.logs.concurrency", "the line is the alias's")
+	})
+	envs := []struct{ name, env, key string }{
+		{"access keys as a list of mappings", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=[{k: " + secret + "}]", "sources.firehose.access_keys"},
+		{"access keys tagged as numbers", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=[!!int " + secret + "]", "sources.firehose.access_keys"},
+		{"access keys, a list not closed", "GWPIPE_SOURCES_FIREHOSE_ACCESS_KEYS=[" + secret, "sources.firehose.access_keys"},
+	}
+	for _, e := range envs {
+		t.Run(e.name, func(t *testing.T) {
+			_, err := Load("", []string{e.env})
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), secret[:6], "not even the start the YAML decoder quotes of a long value")
+			assert.Contains(t, err.Error(), e.key)
+		})
+	}
+	// What Validate says of them.
+	for _, m := range []func(*Config){
+		func(c *Config) { c.Datadog.APIKey = secret + " \n" },
+		func(c *Config) { c.Sources.Firehose.AccessKeys = []string{secret, ""} },
+		func(c *Config) { c.Sources.Firehose.AccessKeys = []string{strings.Repeat(secret, 200)} },
+	} {
+		c := runnable()
+		m(&c)
+		err := c.Validate()
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), secret[:6], "not even the start the YAML decoder quotes of a long value")
+	}
+}
+
+// TestEveryKeyNamedForASecretIsHidden: a key whose name says it holds a
+// secret is one the messages do not quote.
+func TestEveryKeyNamedForASecretIsHidden(t *testing.T) {
+	for _, k := range keyNames() {
+		last := k[strings.LastIndexByte(k, '.')+1:]
+		if strings.HasSuffix(last, "_file") || strings.HasSuffix(last, "_url") || strings.HasSuffix(last, "_urls") || last == "url" || last == "key_slack" {
+			continue // a path, or a URL (its credentials are masked), or a duration
+		}
+		if typ := schemaByName(k).typ; typ != reflect.TypeFor[string]() && typ != reflect.TypeFor[[]string]() {
+			continue
+		}
+		if redact.SecretParam(last) || strings.Contains(last, "external_id") {
+			assert.True(t, isSecretKey(k), "%s reads as a secret: add it to secretKeys", k)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/stages/filter"
 )
 
@@ -43,12 +44,12 @@ func Load(path string, environ []string) (Config, error) {
 func LoadData(name string, data []byte, environ []string) (Config, error) {
 	c := DefaultConfig()
 	if len(data) > 0 {
-		if err := DecodeStrict(data, &c); err != nil {
-			return c, fmt.Errorf("config %s:\n%w", name, err)
+		if err := decodeStrict(data, &c, isSecretKey); err != nil {
+			return c, redact.Err(fmt.Errorf("config %s:\n%w", name, err))
 		}
 	}
 	if err := applyEnv(&c, environ); err != nil {
-		return c, err
+		return c, redact.Err(err)
 	}
 	normalize(&c)
 	return c, nil
@@ -61,6 +62,12 @@ func LoadData(name string, data []byte, environ []string) (Config, error) {
 // of gwpipe's (`gwpipe test`'s) use it to be as strict as the
 // configuration. An empty document leaves out as it is.
 func DecodeStrict(data []byte, out any) error {
+	return decodeStrict(data, out, func(string) bool { return false })
+}
+
+// decodeStrict is DecodeStrict; the values of the keys secret says hold
+// secrets are never quoted in its errors.
+func decodeStrict(data []byte, out any, secret func(key string) bool) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return err
@@ -69,7 +76,7 @@ func DecodeStrict(data []byte, out any) error {
 		return nil
 	}
 	var errs []error
-	checkNode(doc.Content[0], reflect.TypeOf(out).Elem(), "", &errs)
+	checkNode(doc.Content[0], reflect.TypeOf(out).Elem(), "", secret, false, &errs)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -80,10 +87,17 @@ func DecodeStrict(data []byte, out any) error {
 
 // checkNode walks a YAML node along the type it decodes into: every
 // mapping key must be a field, every value must decode into its field.
-func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+// The errors quote no value under a key secret names, nor one reached
+// through an alias (hide): the anchor may be a secret's (api_key: &k …),
+// quoted under whatever key refers to it.
+func checkNode(n *yaml.Node, t reflect.Type, path string, secret func(string) bool, hide bool, errs *[]error) {
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		// Found where the alias is written, not where its anchor is.
+		a := *n.Alias
+		a.Line, a.Column = n.Line, n.Column
+		n, hide = &a, true
 	}
+	hide = hide || secret(path)
 	at := func(line int, format string, a ...any) {
 		*errs = append(*errs, fmt.Errorf("line %d: %s", line, fmt.Sprintf(format, a...)))
 	}
@@ -93,7 +107,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 	case isSection(t) || n.Kind == yaml.MappingNode && selfDecodingStruct(t):
 		if n.Kind != yaml.MappingNode {
 			if n.Tag != "!!null" {
-				at(n.Line, "%s must be a mapping of keys, not %s", orTop(path), describe(n))
+				at(n.Line, "%s must be a mapping of keys, not %s", orTop(path), describe(n, hide))
 			}
 			return
 		}
@@ -101,7 +115,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" { // <<: *anchor
-				checkNode(v, t, path, errs)
+				checkNode(v, t, path, secret, hide, errs)
 				continue
 			}
 			full := join(path, k.Value)
@@ -118,11 +132,11 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 				at(k.Line, "unknown key %s%s", full, hint)
 				continue
 			}
-			checkNode(v, fs[j].typ, full, errs)
+			checkNode(v, fs[j].typ, full, secret, hide, errs)
 		}
 	case t.Kind() == reflect.Slice && isSection(t.Elem()) && n.Kind == yaml.SequenceNode:
 		for i, item := range n.Content {
-			checkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+			checkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), secret, hide, errs)
 		}
 	default:
 		// null is no list, no map, or an optional value left out (a nil pointer).
@@ -131,9 +145,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return
 		}
 		if err := wholeNumber(n, t); err != nil {
-			at(n.Line, "%s: %v", path, err)
+			at(n.Line, "%s: %s", path, hidden(err.Error(), n.Value, hide))
 		} else if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			at(n.Line, "%s: %s", path, yamlMessage(err))
+			at(n.Line, "%s: %s", path, hidden(yamlMessage(err), n.Value, hide))
 		}
 	}
 }
@@ -163,14 +177,49 @@ func orTop(path string) string {
 	return path
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
+func describe(n *yaml.Node, hide bool) string {
+	switch {
+	case n.Kind == yaml.SequenceNode:
 		return "a list"
-	case yaml.ScalarNode:
+	case n.Kind == yaml.ScalarNode && hide:
+		return "a value (not quoted: " + hiddenWhy + ")"
+	case n.Kind == yaml.ScalarNode:
 		return fmt.Sprintf("%q", n.Value)
 	}
 	return "that"
+}
+
+// hiddenWhy says why a message does not quote a value.
+const hiddenWhy = "it may be a secret"
+
+// yamlValueRE is the value the YAML decoder quotes in its messages
+// ("cannot unmarshal !!str `abc` into int", "cannot decode !!str `abc` as
+// a !!int"), backticks included; greedy, for a value holding backticks.
+var yamlValueRE = regexp.MustCompile("(?s) ?`.*`")
+
+// hidden is msg, a message about value, without value when hide is set:
+// the YAML decoder's quoted value taken out, and the message replaced
+// whole should value (or a piece of it) remain.
+func hidden(msg, value string, hide bool) string {
+	if !hide {
+		return msg
+	}
+	out := yamlValueRE.ReplaceAllString(msg, "")
+	if value != "" && strings.Contains(out, value) {
+		return "is not a value this key takes (not quoted: " + hiddenWhy + ")"
+	}
+	return out + " (the value is not quoted: " + hiddenWhy + ")"
+}
+
+// secretKeys hold secrets: no message quotes their values.
+var secretKeys = []string{"datadog.api_key", "sources.firehose.access_keys", "enrich.external_id"}
+
+func isSecretKey(key string) bool {
+	// A list's item (access_keys[2]) is its list's.
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		key = key[:i]
+	}
+	return slices.Contains(secretKeys, key)
 }
 
 // yamlMessage is a decoding error without the decoder's framing ("yaml:
@@ -202,6 +251,9 @@ func applyEnv(c *Config, environ []string) error {
 		}
 		v, err := envValue(raw, k.typ)
 		if err != nil {
+			if isSecretKey(k.name) {
+				err = errors.New(hidden(err.Error(), strings.TrimSpace(raw), true))
+			}
 			errs = append(errs, fmt.Errorf("%s (%s): %w", k.env, k.name, err))
 			continue
 		}
