@@ -16,6 +16,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/awsconf"
 	"github.com/gwpipe/gwpipe/pkg/config"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/runtime/cas"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
@@ -274,8 +275,10 @@ func (r ReplayResult) DidSomething() bool {
 		r.Interrupted || r.AlreadyComplete || r.Delivered+r.DeadLettered > 0
 }
 
-// Write prints the result for a person.
+// Write prints the result for a person. Where it names an archive in S3,
+// the URL's credentials are masked.
 func (r ReplayResult) Write(w io.Writer) {
+	r.DeadLetterDir, r.FailedAgainIn = redact.URL(r.DeadLetterDir), redact.URL(r.FailedAgainIn)
 	r.Summary.Write(w)
 	if r.DryRun {
 		return

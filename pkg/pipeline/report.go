@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
@@ -30,7 +31,7 @@ type Status struct {
 // Status returns a snapshot of every figure.
 func (p *Pipeline) Status() Status {
 	snap := p.metrics.Snapshot()
-	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: p.cfg.DLQ.Location(), LastReload: p.LastReload(), snap: snap}
+	s := Status{Status: snap.Status(), Ready: "ok", DeadLetterDir: redact.URL(p.cfg.DLQ.Location()), LastReload: p.LastReload(), snap: snap}
 	if err := p.readiness(); err != nil { // as /readyz: draining included
 		s.Ready = err.Error()
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -97,4 +98,53 @@ func TestSecretsInURLsNeverShow(t *testing.T) {
 	}
 	assert.Contains(t, printed, "dd-api-key=REDACTED", "the URL is shown, its key masked")
 	assert.Contains(t, printed, "gwpipe summary", "the run went to its end")
+}
+
+// TestTheSummaryDoesNotQuoteTheDeadLetterArchiveCredentials: the exit
+// summary, /status and the replay summary name the dead-letter archive
+// with the credentials of its URL masked.
+func TestTheSummaryDoesNotQuoteTheDeadLetterArchiveCredentials(t *testing.T) {
+	const (
+		keyID  = "AKIAIOSFODNN7EXAMPLE"
+		secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+		url    = "s3://" + keyID + ":" + secret + "@letters/dlq/"
+	)
+	for _, s := range []string{keyID, "wJalrXUtnFEMI", "K7MDENG", "bPxRfiCYEXAMPLEKEY"} {
+		require.Contains(t, url, s)
+	}
+	assertMasked := func(t *testing.T, what, out string) {
+		t.Helper()
+		assert.Contains(t, out, "@letters/dlq/", "%s names the archive", what)
+		for _, s := range []string{keyID, "wJalrXUtnFEMI", "K7MDENG", "bPxRfiCYEXAMPLEKEY"} {
+			assert.NotContains(t, out, s, "%s quotes the archive's credentials", what)
+		}
+	}
+
+	t.Run("exit summary and status", func(t *testing.T) {
+		cfg := unreachable(t, "http://127.0.0.1:1")
+		cfg.Sources.SQS.QueueURLs = nil
+		cfg.DLQ.URL = "s3://letters/dlq/"
+		p, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		require.NoError(t, err)
+		// Whatever validation lets through: the summary masks by itself.
+		p.cfg.DLQ.URL = url
+		var b strings.Builder
+		p.Summary(&b)
+		assertMasked(t, "the exit summary", b.String())
+		assert.Contains(t, b.String(), "dead-lettered")
+		assertMasked(t, "/status", p.Status().DeadLetterDir)
+	})
+	t.Run("replay summary", func(t *testing.T) {
+		r := ReplayResult{DeadLetterDir: url, DeadLettered: 2, FailedAgainIn: ""}
+		r.Source = url
+		var b strings.Builder
+		r.Write(&b)
+		assertMasked(t, "the replay summary", b.String())
+		assert.Contains(t, b.String(), "dead letters in")
+		r.Ledger, r.FailedAgainIn = true, "s3://"+keyID+":"+secret+"@letters/dlq/replay-1/"
+		b.Reset()
+		r.Write(&b)
+		assertMasked(t, "the replay summary of an archive", b.String())
+		assert.Contains(t, b.String(), "now in")
+	})
 }

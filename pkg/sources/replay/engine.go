@@ -27,6 +27,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
+	"github.com/gwpipe/gwpipe/pkg/redact"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/lease"
 	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
@@ -255,7 +256,7 @@ func (s Summary) Write(w io.Writer) {
 	if s.DryRun {
 		verb = "to send (dry run)"
 	}
-	fmt.Fprintf(&b, "replay of %s", s.Source)
+	fmt.Fprintf(&b, "replay of %s", redact.URL(s.Source))
 	if s.Interrupted {
 		b.WriteString(" (interrupted: run it again with the same checkpoint to resume)")
 	}
