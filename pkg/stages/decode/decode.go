@@ -81,7 +81,7 @@ func New(cfg Config, metrics *telemetry.Registry) *Stage {
 	return &Stage{
 		cfg:         cfg,
 		control:     metrics.Counter("decode.control_messages", "CloudWatch CONTROL_MESSAGE documents dropped."),
-		empty:       metrics.Counter("decode.empty_records", "Records holding nothing but white space, dead-lettered."),
+		empty:       metrics.Counter("decode.empty_records", "Records holding nothing but white space (Firehose permits them), dropped: nothing to deliver, no dead letter."),
 		unknownType: metrics.Counter("decode.unknown_message_types", "CloudWatch envelopes dead-lettered for their messageType."),
 		binary:      metrics.Counter("decode.binary_records", "Records dead-lettered whole as unrecognised binary data."),
 		nonText:     metrics.Counter("decode.non_text_lines", "Lines dead-lettered alone for not being text."),

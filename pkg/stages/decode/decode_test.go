@@ -450,3 +450,20 @@ func TestMetricStreamDataIsRefusedWhenStreamsAreOff(t *testing.T) {
 	require.Len(t, dead, 1, "the run of datums is one dead letter")
 	assert.Contains(t, dead[0].Reason, MetricStreamsOff)
 }
+
+// TestEmptyRecordsAreDroppedAsTheirFigureSays: a record of nothing but
+// white space (Firehose permits them) is dropped — neither emitted nor
+// dead-lettered — and decode.empty_records says so to whoever reads its
+// help (the README's metrics table is generated from it).
+func TestEmptyRecordsAreDroppedAsTheirFigureSays(t *testing.T) {
+	s, reg := newStage()
+	res := s.Decode(rawBatch([]byte(""), b64([]byte(" \n\t\r\n")), b64([]byte("a line\n"))))
+	assert.Empty(t, res.Dead, "an empty record is no dead letter")
+	require.Len(t, all(res), 1)
+	assert.Equal(t, "a line", string(all(res)[0].Message))
+	assert.Equal(t, int64(2), reg.Value("decode.empty_records"))
+	f, ok := reg.Snapshot().Family("decode.empty_records")
+	require.True(t, ok)
+	assert.Contains(t, f.Help, "dropped")
+	assert.NotContains(t, f.Help, "dead-lettered")
+}

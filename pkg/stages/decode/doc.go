@@ -89,7 +89,7 @@
 // messageType), decode.binary_records (records dead-lettered whole as
 // unrecognised binary), decode.non_text_lines (lines dead-lettered alone)
 // and decode.empty_records (records with nothing but white space, which
-// Firehose permits), beside the stage's records in, out and dead.
+// Firehose permits: dropped, no dead letter), beside the stage's records in, out and dead.
 //
 // # Memory
 //
