@@ -307,6 +307,11 @@ func (c Config) validateReplay(p *problems) {
 	if r.Bucket != "" && r.DLQ != "" {
 		p.add("replay.dlq", "replays a dead-letter archive instead of replay.bucket: set one of them")
 	}
+	if strings.HasPrefix(r.DLQ, "s3://") {
+		if _, _, err := dlq.ParseS3URL(r.DLQ); err != nil {
+			p.add("replay.dlq", "%v", err)
+		}
+	}
 	if strings.HasPrefix(r.Bucket, "s3://") || strings.Contains(r.Bucket, "/") {
 		p.add("replay.bucket", "must be a bucket name (put the rest in replay.prefix), got %q", r.Bucket)
 	}
@@ -315,7 +320,9 @@ func (c Config) validateReplay(p *problems) {
 	}
 	p.section("replay.lease", r.Lease.Validate())
 	if strings.HasPrefix(r.Checkpoint, "s3://") {
-		if b, k, err := dlq.ParseS3URL(r.Checkpoint); err != nil || b == "" || strings.TrimSuffix(k, "/") == "" {
+		if b, k, err := dlq.ParseS3URL(r.Checkpoint); errors.Is(err, dlq.ErrS3Credentials) {
+			p.add("replay.checkpoint", "%v", err)
+		} else if err != nil || b == "" || strings.TrimSuffix(k, "/") == "" {
 			p.add("replay.checkpoint", "an S3 checkpoint is s3://bucket/key (an object), got %q", r.Checkpoint)
 		}
 	}

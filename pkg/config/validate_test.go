@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -377,4 +378,44 @@ func TestValidateDoesNotQuoteTheCredentialsOfURLs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestS3AndSQSURLsWithCredentialsAreRefused: credentials written in an
+// s3:// URL or an SQS queue URL would be ignored (requests are signed with
+// the AWS credential chain), the requests made with other credentials than
+// the ones the operator meant: refused, saying so, without quoting them.
+func TestS3AndSQSURLsWithCredentialsAreRefused(t *testing.T) {
+	const keyID, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	creds := keyID + ":" + secret + "@"
+	cases := []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"dlq.url", func(c *Config) { c.DLQ.URL = "s3://" + creds + "letters/dlq/" }},
+		{"dlq.url", func(c *Config) { c.DLQ.URL = "s3://token@letters/dlq/" }},
+		{"dlq.url", func(c *Config) { c.DLQ.URL = "s3://" + keyID + ":123/x@letters/dlq/" }},
+		{"replay.dlq", func(c *Config) { c.Replay.DLQ = "s3://" + creds + "letters/dlq/" }},
+		{"replay.checkpoint", func(c *Config) { c.Replay.Checkpoint = "s3://" + creds + "state/replay.json" }},
+		{"metrics.poller.state_url", func(c *Config) {
+			c.Metrics.Poller.Accounts = []cwpoller.Target{{Account: "123456789012", Region: "us-east-1"}}
+			c.Metrics.Poller.StateURL = "s3://" + creds + "state/poller/"
+		}},
+		{"sources.sqs.queue_urls", func(c *Config) {
+			c.Sources.SQS.QueueURLs = []string{"https://" + creds + "sqs.eu-west-1.amazonaws.com/123456789012/q"}
+		}},
+	}
+	for _, tc := range cases {
+		c := runnable()
+		tc.mutate(&c)
+		err := c.Validate()
+		require.Error(t, err, tc.key)
+		assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(tc.key)+`: .*(credentials|is not an s3://bucket/prefix/ URL)`, err.Error())
+		for _, s := range []string{keyID, "wJalrXUtnFEMI", "K7MDENG", "bPxRfiCYEXAMPLEKEY", "token"} {
+			assert.NotContains(t, err.Error(), s)
+		}
+	}
+	// An '@' in a prefix is no credential.
+	c := runnable()
+	c.DLQ.URL = "s3://letters/team@example/"
+	assert.NoError(t, c.Validate())
 }

@@ -70,11 +70,23 @@ func (c Config) S3() (bucket, prefix string, err error) {
 	return ParseS3URL(c.URL)
 }
 
+// ErrS3Credentials refuses an s3:// URL carrying credentials.
+var ErrS3Credentials = errors.New("an s3:// URL carries no credentials (key:secret@ before the bucket, not shown): " +
+	"gwpipe signs its S3 requests with the AWS credential chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, " +
+	"the instance's or the pod's role); remove them from the URL")
+
 // ParseS3URL splits an s3://bucket/prefix URL of an archive; the prefix
-// is a folder: it ends with "/" unless it is empty.
+// is a folder: it ends with "/" unless it is empty. A URL with credentials
+// (s3://key:secret@bucket/) is refused: S3 takes none in its URL, and
+// they would be ignored, the requests signed with other credentials.
 func ParseS3URL(s string) (bucket, prefix string, err error) {
+	if strings.HasPrefix(s, "s3://") && strings.Contains(s, "@") {
+		if u, err := url.Parse(s); err != nil || u.User != nil {
+			return "", "", ErrS3Credentials
+		}
+	}
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Scheme != "s3" || u.Host == "" || strings.Contains(u.Host, ":") || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", fmt.Errorf("%q is not an s3://bucket/prefix/ URL", check.Shown(s))
 	}
 	prefix = strings.TrimPrefix(u.Path, "/")

@@ -257,7 +257,9 @@ func (c Config) Validate() error {
 	}
 	switch url, _ := c.StateLocation(); {
 	case strings.HasPrefix(url, "s3://"):
-		if u, err := neturl.Parse(url); err != nil || u.Host == "" || u.RawQuery != "" {
+		if u, err := neturl.Parse(url); err == nil && u.User != nil || err != nil && strings.Contains(url, "@") {
+			bad("state_url", "an s3:// URL carries no credentials (key:secret@ before the bucket, not shown): gwpipe signs its S3 requests with the AWS credential chain (environment, profile, role); remove them from the URL")
+		} else if err != nil || u.Host == "" || strings.Contains(u.Host, ":") || u.RawQuery != "" {
 			bad("state_url", "%q is not an s3://bucket/prefix/ URL", url)
 		}
 	case strings.HasPrefix(url, "nats-kv://"):

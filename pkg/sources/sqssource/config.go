@@ -51,7 +51,10 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+format, a...)) }
 	for _, u := range c.QueueURLs {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
+		if pu, err := url.Parse(u); err == nil && pu.User != nil || err != nil && strings.Contains(u, "@") {
+			// The SDK would ignore them and sign with the credential chain.
+			bad("queue_urls", "%q carries credentials (user:password@, not shown): SQS takes none in a queue URL; gwpipe signs its requests with the AWS credential chain (environment, profile, role)", check.Shown(u))
+		} else if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
 			bad("queue_urls", "%q is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)", check.Shown(u))
 		}
 	}
