@@ -655,13 +655,21 @@ func (s *Source) parse(paced *pacedReader, enc string, charge func(int64) error)
 	}
 }
 
+// maxQuotedID is how much of a body's requestId an answer quotes.
+const maxQuotedID = 128
+
 // checkBody checks what the protocol requires of a body that parsed.
 func checkBody(b *requestBody, reqID string) error {
 	switch {
 	case len(b.RequestID) == 0:
 		return fmt.Errorf("%w: missing requestId", errMalformed)
 	case string(b.RequestID) != reqID:
-		return fmt.Errorf("body requestId %q does not match X-Amz-Firehose-Request-Id", b.RequestID)
+		// The start of it: it may be as long as the body.
+		id, more := b.RequestID, ""
+		if len(id) > maxQuotedID {
+			id, more = id[:maxQuotedID], fmt.Sprintf("… (%d bytes)", len(b.RequestID))
+		}
+		return fmt.Errorf("body requestId %q%s does not match X-Amz-Firehose-Request-Id", id, more)
 	case !b.HasRecords:
 		return fmt.Errorf("%w: missing records array", errMalformed)
 	}

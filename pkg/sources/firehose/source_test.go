@@ -415,3 +415,19 @@ func TestDecodeRecordsForABroker(t *testing.T) {
 		{record.KindRaw, ""},
 	}, all)
 }
+
+// TestAMismatchedRequestIDIsQuotedShort: the answer to a body whose
+// requestId differs from the header's quotes the start of it, not all of
+// it: a body is up to max_body_bytes, and quoting (%q, then JSON) makes
+// a string several times as long, held by no budget.
+func TestAMismatchedRequestIDIsQuotedShort(t *testing.T) {
+	t.Parallel()
+	p := newFake(deliverAll)
+	s := New(testConfig(), p, nil, nil, nil)
+	long := strings.Repeat("x", 512<<10)
+	w, resp := serve(s, request("r", body(long, "a")))
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Contains(t, resp.ErrorMessage, "does not match X-Amz-Firehose-Request-Id")
+	assert.Less(t, w.Body.Len(), 1<<10, "the answer quotes the start of the body's requestId")
+	assert.Zero(t, p.Records())
+}
