@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,10 @@ type ObjectRef struct {
 	Region    string
 	EventName string
 	EventTime time.Time
+	// Unreadable says why the notification's record names no object that
+	// can be read (a key not form-encoded, no bucket or key), beside
+	// records that do: it is dead-lettered with that, the others read.
+	Unreadable string
 }
 
 // Event identifies the S3 event that announced the object, so that a copy
@@ -257,9 +262,11 @@ func parseS3Records(b *Body, recs *fastjson.Value) error {
 		}
 		// Keys are form-encoded in notifications: "red flower.jpg" arrives
 		// as "red+flower.jpg".
-		key, err := url.QueryUnescape(string(r.GetStringBytes("s3", "object", "key")))
+		rawKey := string(r.GetStringBytes("s3", "object", "key"))
+		key, err := url.QueryUnescape(rawKey)
+		var unreadable string
 		if err != nil {
-			return fmt.Errorf("%w: Records[%d]: object key: %v", ErrUnrecognised, i, err)
+			key, unreadable = rawKey, fmt.Sprintf("Records[%d]: object key %q: %v", i, head([]byte(rawKey), 200), err)
 		}
 		obj := r.Get("s3", "object")
 		ref := ObjectRef{
@@ -268,10 +275,16 @@ func parseS3Records(b *Body, recs *fastjson.Value) error {
 			Size: obj.GetInt64("size"), Region: string(r.GetStringBytes("awsRegion")), EventName: name,
 		}
 		ref.EventTime, _ = time.Parse(time.RFC3339Nano, string(r.GetStringBytes("eventTime")))
-		if ref.Bucket == "" || key == "" {
-			return fmt.Errorf("%w: Records[%d] names no bucket or key", ErrUnrecognised, i)
+		if unreadable == "" && (ref.Bucket == "" || key == "") {
+			unreadable = fmt.Sprintf("Records[%d] names no bucket or key", i)
 		}
+		ref.Unreadable = unreadable
 		b.Objects = append(b.Objects, ref)
+	}
+	// Records naming no object among others are dead-lettered, the others
+	// read; when none can be read, the message is of no known shape.
+	if i := slices.IndexFunc(b.Objects, func(r ObjectRef) bool { return r.Unreadable == "" }); i < 0 && len(b.Objects) > 0 {
+		return fmt.Errorf("%w: %s", ErrUnrecognised, b.Objects[0].Unreadable)
 	}
 	if len(skipped) > 0 {
 		b.Skip = "S3 events other than ObjectCreated: " + strings.Join(skipped, ", ")

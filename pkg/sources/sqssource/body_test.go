@@ -146,3 +146,29 @@ func TestObjectRefEvent(t *testing.T) {
 	assert.NotEmpty(t, ObjectRef{Bucket: "b", Key: "k", Version: "v"}.Event(), "a version is written once")
 	assert.NotEqual(t, ObjectRef{Bucket: "b", Key: "k", Version: "v"}.Event(), ObjectRef{Bucket: "b", Key: "k2", Version: "v"}.Event())
 }
+
+// TestParseBodyKeepsTheReadableRecords: a notification record that names
+// no object to read (a key not form-encoded, no bucket) beside records
+// that do is kept, marked with why, for the source to dead-letter: the
+// others are not lost with it.
+func TestParseBodyKeepsTheReadableRecords(t *testing.T) {
+	t.Parallel()
+	rec := func(bucket, key string) string {
+		return `{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"` + bucket + `"},"object":{"key":"` + key + `"}}}`
+	}
+	b, err := ParseBody([]byte(`{"Records":[` + rec("b", "one") + `,` + rec("b", "100%zz") + `,` + rec("", "k") + `,` + rec("b", "two+2") + `]}`))
+	require.NoError(t, err)
+	assert.Equal(t, KindS3, b.Kind)
+	require.Len(t, b.Objects, 4)
+	assert.Empty(t, b.Objects[0].Unreadable)
+	assert.Equal(t, "one", b.Objects[0].Key)
+	assert.Contains(t, b.Objects[1].Unreadable, `Records[1]: object key "100%zz"`)
+	assert.Equal(t, "100%zz", b.Objects[1].Key, "named as the notification wrote it")
+	assert.Contains(t, b.Objects[2].Unreadable, "Records[2] names no bucket or key")
+	assert.Empty(t, b.Objects[3].Unreadable)
+	assert.Equal(t, "two 2", b.Objects[3].Key)
+
+	// None readable: a message of no known shape, as before.
+	_, err = ParseBody([]byte(`{"Records":[` + rec("b", "%zz") + `,` + rec("", "k") + `]}`))
+	assert.ErrorIs(t, err, ErrUnrecognised)
+}

@@ -573,6 +573,16 @@ func (s *Source) readObjects(ctx context.Context, q *queue, w *work, refs []Obje
 	var failures []error
 	for i, ref := range refs {
 		name := objectName(ref)
+		if ref.Unreadable != "" {
+			if w.done.has(i) {
+				continue
+			}
+			if err := s.deadRecord(ctx, i, ref, w, tr, log); err != nil {
+				failures = append(failures, err)
+				break
+			}
+			continue
+		}
 		if reason, skip := s3obj.Skip(ref.Key, ref.Size); skip {
 			log.Info("object skipped", "object", name, "reason", reason)
 			continue
@@ -634,6 +644,29 @@ func (s *Source) deadObject(ctx context.Context, ref ObjectRef, cause error, ot 
 		return fmt.Errorf("%w: dead letter of %s: %w", errPublish, name, err)
 	}
 	log.Warn("object cannot be read: dead-lettered by name, the rest of the message delivered", "object", name, "reason", cause)
+	return nil
+}
+
+// deadRecord dead-letters a notification's record that names no object
+// to read (ObjectRef.Unreadable), beside others that do: the message is
+// deleted once they are delivered, not left to the redrive policy with
+// them unread.
+func (s *Source) deadRecord(ctx context.Context, i int, ref ObjectRef, w *work, tr *ack.Tracker, log *slog.Logger) error {
+	// Counted by the archive, as the stage's dead letters are.
+	ot := ack.Child(tr, func(err error) {
+		if err == nil {
+			w.done.add(i)
+		}
+	})
+	b := s3obj.Unreadable(s.object(ref), fmt.Sprintf("S3 notification: %s: no object to read; the notification's other objects were read", ref.Unreadable))
+	b.Ack = ot
+	if err := s.decoded.DeadLetter(ctx, b); err != nil {
+		err = fmt.Errorf("%w: dead letter of %s: %w", errPublish, ref.Unreadable, err)
+		ot.Fail(err)
+		return err
+	}
+	ot.Done()
+	log.Warn("notification record names no object to read: dead-lettered, the rest of the message delivered", "reason", ref.Unreadable)
 	return nil
 }
 

@@ -853,3 +853,28 @@ func TestAReceiveInFlightWhenPollingStopsIsGivenBackAtOnce(t *testing.T) {
 	events, dead, raw := e.sink.snapshot()
 	assert.Empty(t, append(append(events, dead...), raw...), "not started once polling stopped")
 }
+
+// TestABadlyNamedObjectIsDeadLetteredAndTheOthersRead: a notification
+// names, beside readable objects, one whose key is not form-encoded as S3
+// writes keys. The readable ones are delivered, the other dead-lettered
+// with why, and the message deleted: the whole message was left to the
+// redrive policy, the readable objects with it, never read.
+func TestABadlyNamedObjectIsDeadLetteredAndTheOthersRead(t *testing.T) {
+	e := newEnv(t)
+	q, _ := e.queue(t, "badly-named", nil)
+	e.bucket(t, "bkt")
+	e.put(t, "bkt", "one", corpus.Gzip(envelopeDoc("one")))
+	e.put(t, "bkt", "two", corpus.Gzip(envelopeDoc("two")))
+	e.send(t, q, notification(ref{bucket: "bkt", key: "one"}, ref{bucket: "bkt", key: "100%zz"}, ref{bucket: "bkt", key: "two"}))
+	e.start(t, Config{QueueURLs: []string{q}, VisibilityTimeout: time.Second})
+	e.waitQueue(t, q, empty)
+	waitCounter(t, e.metrics, "sqs.messages_deleted", 1)
+	events, dead, _ := e.sink.snapshot()
+	assert.Equal(t, []string{"one", "two"}, msgs(events))
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, `object key "100%zz"`)
+	assert.Contains(t, dead[0].Origin.RequestID, "s3://bkt/100%zz")
+	assert.Zero(t, e.metrics.Value("sqs.messages_unrecognised"))
+	assert.Zero(t, e.metrics.Value("sqs.messages_failed"))
+	assert.EqualValues(t, 2, e.metrics.Value("sqs.objects_read"))
+}
