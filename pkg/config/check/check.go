@@ -76,10 +76,12 @@ func URL(raw string, schemes ...string) error {
 }
 
 // Shown is a URL of the configuration as a message may quote it: its
-// credentials masked (redact.URL), and, when it has no scheme (so that
-// redact.URL cannot tell its userinfo), everything up to its last '@'.
+// credentials masked (redact.URL, reading the value as one quoted URL, so
+// that a blank in a password does not end it), and, when it has no scheme
+// (so that redact.URL cannot tell its userinfo), everything up to its last
+// '@'.
 func Shown(raw string) string {
-	shown := redact.URL(raw)
+	shown := strings.TrimSuffix(strings.TrimPrefix(redact.URL(`"`+raw+`"`), `"`), `"`)
 	if !strings.Contains(raw, "://") {
 		if at := strings.LastIndexByte(shown, '@'); at >= 0 {
 			shown = redact.Mask + shown[at:]
