@@ -5,6 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -374,4 +379,78 @@ func TestEverySQSFigureInTheSummaryIsTrue(t *testing.T) {
 		"ack latency":             "p50 0.0 ms, p99 0.0 ms, max 0.0 ms",
 		"sqs message latency":     sum["sqs message latency"],
 	}, sum)
+}
+
+// failingDeletes is a real HTTP server in front of moto_server that
+// refuses every SQS DeleteMessageBatch (an error the SDK does not retry)
+// and passes every other call.
+func failingDeletes(t *testing.T, endpoint string) string {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") == "AmazonSQS.DeleteMessageBatch" {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"__type":"com.amazonaws.sqs#AccessDenied","message":"denied by the test's proxy"}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestSQSSummaryCountsMessagesDeliveredAndNotDeleted: messages whose
+// content was delivered but whose delete SQS refused are counted
+// (sqs.messages_not_deleted, and sqs.deletes_pending while their delete
+// waits) and the exit summary says they come back and are delivered
+// again; they are indeed still in the queue. The run has no Firehose
+// endpoint, and its summary has no Firehose line.
+func TestSQSSummaryCountsMessagesDeliveredAndNotDeleted(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "undeletable")
+	const messages = 4
+	for i := range messages {
+		body := `{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gz(accessEnvelope(fmt.Sprintf("m%d", i)))) + `"}}`
+		_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL", failingDeletes(t, a.moto.Endpoint)) // the pipeline's SQS client
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.Enabled = false
+		c.Sources.SQS.QueueURLs = []string{q}
+		c.Sources.SQS.WaitTime = time.Second
+		c.Sources.SQS.VisibilityTimeout = time.Hour // delivered once: not given out again during the test
+	})
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(wctx, messages))
+	require.NoError(t, waitFor(wctx, func() bool {
+		st := h.p.Status()
+		return st.Counters["sqs.messages_not_deleted"]+st.Gauges["sqs.deletes_pending"] == messages
+	}), "every delivered message is counted as not deleted yet")
+	h.shutdown(t)
+
+	st := h.p.Status()
+	assert.EqualValues(t, messages, st.Counters["sqs.messages_not_deleted"], "the deletes failed or were cut short by the shutdown")
+	assert.Zero(t, st.Gauges["sqs.deletes_pending"], "none left pending once the source stopped")
+	assert.Zero(t, st.Counters["sqs.messages_deleted"])
+	// They really are still in the queue.
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint(messages), out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+
+	sum := summaryLines(t, h.p)
+	assert.Equal(t, fmt.Sprintf("%d messages delivered and not deleted (%d deletes failed, 0 still pending at exit): SQS gives them out again, and their content is delivered again", messages, messages), sum["sqs not deleted"])
+	assert.Equal(t, fmt.Sprintf("0 deleted (0 with nothing to read), 0 failed (0 unrecognised), 0 handed back, 0 duplicates; %d receives", messages), sum["sqs messages"])
+	assert.Equal(t, fmt.Sprint(messages), sum["logs delivered (2xx)"])
+	for label := range sum {
+		assert.NotContains(t, label, "firehose", "no Firehose endpoint ran")
+	}
+	assert.NotContains(t, sum, "ack latency", "the Firehose acknowledgement latency")
 }

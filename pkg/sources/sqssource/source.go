@@ -105,6 +105,11 @@ type Source struct {
 	apiErrs  *telemetry.Counter
 	dups     *telemetry.Counter
 	latency  *telemetry.Histogram
+	// Receipts of messages delivered (or copies of delivered ones) waiting
+	// for their delete, and those whose delete failed for good: SQS gives
+	// them out again, and their content is delivered again.
+	deletesPending *telemetry.Gauge
+	notDeleted     *telemetry.Counter
 }
 
 // New returns a source. raw receives CloudWatch and Firehose payloads for
@@ -122,23 +127,25 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 	}
 	return &Source{
 		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
-		slots:    semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
-		received: metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
-		deleted:  metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
-		skipped:  metrics.Counter("sqs.messages_skipped", "SQS messages that announce nothing to read (S3 test events), deleted."),
-		failed:   metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again (counted once per message, however often it comes back)."),
-		handBack: metrics.Counter("sqs.messages_handed_back", "SQS messages made visible again at shutdown, unfinished."),
-		poison:   metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy (counted once per message)."),
-		extended: metrics.Counter("sqs.visibility_extensions", "Visibility timeouts extended for messages still being worked on."),
-		objRead:  metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
-		objBytes: metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
-		objDead:  metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
-		objCtrl:  metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
-		objBad:   metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
-		objDups:  metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
-		apiErrs:  metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
-		dups:     metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
-		latency:  metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
+		slots:          semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
+		received:       metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
+		deleted:        metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
+		skipped:        metrics.Counter("sqs.messages_skipped", "SQS messages that announce nothing to read (S3 test events), deleted."),
+		failed:         metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again (counted once per message, however often it comes back)."),
+		handBack:       metrics.Counter("sqs.messages_handed_back", "SQS messages made visible again at shutdown, unfinished."),
+		poison:         metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy (counted once per message)."),
+		extended:       metrics.Counter("sqs.visibility_extensions", "Visibility timeouts extended for messages still being worked on."),
+		objRead:        metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
+		objBytes:       metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
+		objDead:        metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
+		objCtrl:        metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
+		objBad:         metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
+		objDups:        metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
+		apiErrs:        metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
+		dups:           metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
+		latency:        metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
+		deletesPending: metrics.Gauge("sqs.deletes_pending", "SQS messages delivered (or dead-lettered) whose delete is queued or under way; at exit, those left are delivered again when SQS gives them out again."),
+		notDeleted:     metrics.Counter("sqs.messages_not_deleted", "SQS messages delivered (or dead-lettered) whose delete failed for good (SQS errors, the receipt handle expired, the shutdown deadline): SQS gives them out again and their content is delivered again."),
 	}, nil
 }
 
@@ -313,6 +320,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				// A copy of a message already delivered and deleted.
 				s.dups.Inc()
 				s.slots.Release(1)
+				s.deletesPending.Inc()
 				q.deletes <- aws.ToString(m.ReceiptHandle)
 			case stopping:
 				// The receive in flight when polling stopped brought it:
@@ -479,6 +487,7 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 	switch {
 	case err == nil:
 		s.latency.Observe(time.Since(start))
+		s.deletesPending.Add(int64(len(handles)))
 		for _, h := range handles {
 			q.deletes <- h
 		}
@@ -836,6 +845,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		cancel()
 		if err == nil {
 			s.deleted.Add(int64(len(out.Successful)))
+			s.deletesPending.Add(-int64(len(out.Successful)))
 			if len(out.Failed) == 0 {
 				return
 			}
@@ -844,6 +854,8 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 				if f.SenderFault {
 					// The receipt handle expired: the message came back
 					// and another receive owns it now.
+					s.notDeleted.Inc()
+					s.deletesPending.Dec()
 					s.log.Warn("sqs delete refused: the message will be delivered again", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
 					continue
 				}
@@ -860,6 +872,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		}
 		s.apiErrs.Inc()
 		if attempt == 5 {
+			s.gaveUpDeleting(entries)
 			s.log.Error("sqs delete failed: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
 			return
 		}
@@ -870,10 +883,17 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		waitErr := pace.Wait(ctx)
 		cancel()
 		if waitErr != nil {
+			s.gaveUpDeleting(entries)
 			s.log.Error("sqs delete cut short by the shutdown deadline: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
 			return
 		}
 	}
+}
+
+// gaveUpDeleting counts the deletes given up.
+func (s *Source) gaveUpDeleting(entries []types.DeleteMessageBatchRequestEntry) {
+	s.notDeleted.Add(int64(len(entries)))
+	s.deletesPending.Add(-int64(len(entries)))
 }
 
 // extender renews the visibility of every message being worked on, every
