@@ -414,6 +414,9 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
 		defer cancel()
 		err = errors.Join(err, p.Shutdown(sctx))
+		// The replay may have started (and taken its lease) before another
+		// part failed: it leaves its lease to Settle.
+		_ = src.Settle(sctx)
 		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
 	}
