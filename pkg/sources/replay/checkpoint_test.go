@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +177,35 @@ func TestAcknowledgementsGoOnWhileTheCheckpointIsWritten(t *testing.T) {
 			assert.True(t, saved.Complete)
 			assert.EqualValues(t, 6, saved.DoneObjects)
 			return
+		}
+	}
+}
+
+// TestInterruptedSummarySaysHowToResume: the first line of an interrupted
+// replay's summary tells what a run again does, from what was kept: the
+// checkpoint, the archive's ledger, nothing (no --checkpoint: it starts
+// over), or a checkpoint that could not be saved.
+func TestInterruptedSummarySaysHowToResume(t *testing.T) {
+	for _, c := range []struct {
+		sum  Summary
+		want string
+	}{
+		{Summary{Checkpoint: "r.ckpt"}, "(interrupted: run it again with the same checkpoint to resume)"},
+		{Summary{Ledger: true}, "(interrupted: run it again to resume)"},
+		{Summary{}, "(interrupted, with no checkpoint (--checkpoint): run again, it starts from the beginning)"},
+		{Summary{DryRun: true}, "(interrupted)\n"},
+		{Summary{Checkpoint: "s3://b/k", NotSaved: "write checkpoint: timeout"}, "(interrupted, and its checkpoint could not be saved: run it again with the same checkpoint to resume from its last save, which sends again what was delivered since)"},
+		{Summary{Ledger: true, NotSaved: "replay ledger: timeout"}, "(interrupted, and its ledger could not be saved: run it again to resume from the ledger's last save, which sends again what was delivered since)"},
+	} {
+		c.sum.Source, c.sum.Interrupted = "s3://arch/fh/", true
+		var b strings.Builder
+		c.sum.Write(&b)
+		first, _, _ := strings.Cut(b.String(), "\n")
+		assert.Equal(t, "replay of s3://arch/fh/ "+strings.TrimSuffix(c.want, "\n"), first)
+		if c.sum.NotSaved != "" {
+			assert.Contains(t, b.String(), " not saved: "+c.sum.NotSaved+"\n")
+		} else {
+			assert.NotContains(t, b.String(), "not saved")
 		}
 	}
 }
