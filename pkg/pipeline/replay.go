@@ -233,11 +233,15 @@ func (r *ReplaySource) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop interrupts the replay (if it still runs) and waits, within ctx, for
-// it to save its checkpoint.
+// Stop interrupts the replay (if it still runs) and waits, within ctx,
+// until it sends nothing more. It does not wait for the replay's own wait
+// for what it sent, nor for its checkpoint write: the pipeline's drain
+// delivers what is in flight meanwhile (a checkpoint write that hung held
+// the whole drain back, and had it hand back everything in flight), and
+// Settle saves the checkpoint after it.
 func (r *ReplaySource) Stop(ctx context.Context) error {
 	r.mu.Lock()
-	cancel := r.cancel
+	cancel, eng := r.cancel, r.eng
 	r.mu.Unlock()
 	if cancel == nil {
 		return nil
@@ -246,6 +250,8 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 	select {
 	case <-r.done:
 		return nil
+	case <-eng.Stopped():
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("replay did not stop: %w", ctx.Err())
 	}
@@ -253,6 +259,18 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 
 // Done is closed when the replay has finished (or stopped).
 func (r *ReplaySource) Done() <-chan struct{} { return r.done }
+
+// Drained is closed when the replay is done waiting for what it sent: it
+// writes its checkpoint next, which the pipeline's shutdown need not wait
+// for (Settle writes it again after).
+func (r *ReplaySource) Drained() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eng == nil {
+		return r.done
+	}
+	return r.eng.Drained()
+}
 
 // Settle saves the replay's checkpoint (or ledger) once more, within ctx:
 // called after the pipeline's shutdown, it records what the shutdown's
@@ -434,6 +452,7 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		t := time.NewTimer(shares.shutdown)
 		select {
 		case <-src.Done():
+		case <-src.Drained(): // a checkpoint write that hangs does not hold the shutdown back
 		case <-t.C:
 		}
 		t.Stop()

@@ -336,6 +336,14 @@ type Engine struct {
 	// starts from it), so the listing does not count them again.
 	countedDone bool
 	inflight    sync.WaitGroup
+	// stopped is closed once the run sends nothing more (its readers
+	// ended); what it sent may still be in flight.
+	stopped     chan struct{}
+	stoppedOnce sync.Once
+	// drained is closed once Run is done waiting for what it sent (all
+	// acknowledged, or it gave up); it saves the checkpoint then.
+	drained     chan struct{}
+	drainedOnce sync.Once
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
 	objectsInterrupted                                              atomic.Int64
@@ -366,7 +374,7 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 	if out == nil && !cfg.DryRun {
 		return nil, errors.New("replay: nowhere to send events")
 	}
-	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents))}
+	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents)), stopped: make(chan struct{}), drained: make(chan struct{})}
 	if cfg.Ledger != nil {
 		e.led = newLedgerProgress(cfg.Ledger)
 	}
@@ -390,6 +398,8 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 // checkpoint saved). It returns the summary, and an error when the replay
 // is incomplete.
 func (e *Engine) Run(ctx context.Context) (Summary, error) {
+	defer e.stopSending()
+	defer e.doneDraining()
 	start := e.cfg.Now()
 	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun, Ledger: e.led != nil}
 	if e.cfg.CheckpointStore != nil {
@@ -464,6 +474,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	go e.saver(stopSaver, saverDone)
 
 	workers.Wait()
+	e.stopSending()
 	lerr := <-listErr
 
 	// Wait for what was sent: its acknowledgement is what the checkpoint
@@ -471,6 +482,7 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	// intake may be down: nothing would ever be acknowledged) — waits a
 	// bounded time more.
 	drained := e.drain(ctx, &interruptedAt)
+	e.doneDraining()
 	interrupted := ctx.Err() != nil
 	close(stopSaver)
 	<-saverDone
@@ -528,6 +540,19 @@ func (e *Engine) Recount(sum Summary) Summary {
 	e.endMu.Unlock()
 	return sum
 }
+
+// Stopped is closed once Run sends nothing more: its readers ended (the
+// run was interrupted, or read everything); what it sent may still be in
+// flight, and Run waits for it before it returns.
+func (e *Engine) Stopped() <-chan struct{} { return e.stopped }
+
+func (e *Engine) stopSending() { e.stoppedOnce.Do(func() { close(e.stopped) }) }
+
+// Drained is closed once Run is done waiting for what it sent (all of it
+// acknowledged, or it gave up waiting): it writes the checkpoint next.
+func (e *Engine) Drained() <-chan struct{} { return e.drained }
+
+func (e *Engine) doneDraining() { e.drainedOnce.Do(func() { close(e.drained) }) }
 
 // Source names what the replay reads.
 func (e *Engine) Source() string { return e.store.Name() }
