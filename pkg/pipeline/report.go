@@ -260,7 +260,13 @@ func handedBack(f flow, s Status) string {
 		parts = append(parts, part)
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
-		parts = append(parts, fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message")))
+		part := fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message"))
+		// A message comes back whole: what of it was delivered is
+		// delivered again by the process that takes it.
+		if d := s.snap.Value("sqs.handed_back_objects_delivered"); d > 0 {
+			part += fmt.Sprintf("; %s of those messages already delivered or dead-lettered: the redelivery delivers them again", plural(d, "S3 object"))
+		}
+		parts = append(parts, part)
 	}
 	broker := map[string]int64{}
 	var onBroker int64

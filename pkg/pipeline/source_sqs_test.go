@@ -454,3 +454,66 @@ func TestSQSSummaryCountsMessagesDeliveredAndNotDeleted(t *testing.T) {
 	}
 	assert.NotContains(t, sum, "ack latency", "the Firehose acknowledgement latency")
 }
+
+// TestSQSHandedBackSaysWhatOfItWasDelivered: a message announcing two
+// objects is handed back at shutdown after the first object was
+// delivered (the intake holds the second's logs past the drain). SQS
+// gives the message out again whole, and the process that takes it reads
+// both: the summary's handed back line says one object of it was
+// delivered already and will be delivered again
+// (sqs.handed_back_objects_delivered), as it does for Firehose requests.
+func TestSQSHandedBackSaysWhatOfItWasDelivered(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "handback")
+	a.bucket(t, "objs")
+	for key, data := range map[string][]byte{"fh/a.gz": gz(accessEnvelope("a1", "a2", "a3")), "fh/b.gz": gz(accessEnvelope("b1", "b2"))} {
+		_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String(key), Body: bytes.NewReader(data)})
+		require.NoError(t, err)
+	}
+	record := func(key, sequencer string) string {
+		return `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",` +
+			`"s3":{"bucket":{"name":"objs"},"object":{"key":"` + key + `","size":1,"eTag":"e","sequencer":"` + sequencer + `"}}}`
+	}
+	_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record("fh/a.gz", "01") + `,` + record("fh/b.gz", "02") + `]}`)})
+	require.NoError(t, err)
+	// The second object is read once the first one's logs are delivered,
+	// and its logs wait at the intake.
+	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
+	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	logs := newHeldProxy(t, base, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/logs") }, 1)
+	cfg := intakeConfig(logs.URL)
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = []string{q}
+	cfg.Sources.SQS.WaitTime = time.Second
+	cfg.Sources.SQS.VisibilityTimeout = time.Hour
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, intake.WaitLogs(wctx, 3), "the first object delivered")
+	s3p.gate.Release()
+	select {
+	case <-logs.held: // the second object's logs wait at the intake
+	case <-wctx.Done():
+		t.Fatal("the second object's logs never reached the intake")
+	}
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	_ = p.Shutdown(sctx) // hands the second object's logs back
+
+	assert.Equal(t, 3, len(intake.Logs()))
+	st := p.Status()
+	assert.EqualValues(t, 1, st.Counters["sqs.messages_handed_back"])
+	assert.EqualValues(t, 1, st.Counters["sqs.handed_back_objects_delivered"])
+	assert.Equal(t, "1 SQS message (visible again for redelivery); 1 S3 object of those messages already delivered or dead-lettered: the redelivery delivers them again",
+		summaryLines(t, p)["handed back"])
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	require.NoError(t, err)
+	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again, as the summary says")
+}

@@ -110,6 +110,9 @@ type Source struct {
 	// them out again, and their content is delivered again.
 	deletesPending *telemetry.Gauge
 	notDeleted     *telemetry.Counter
+	// Objects delivered of messages handed back at shutdown: the message
+	// comes back whole to the next process, which reads them again.
+	handBackDone *telemetry.Counter
 }
 
 // New returns a source. raw receives CloudWatch and Firehose payloads for
@@ -145,6 +148,7 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		dups:           metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:        metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
 		deletesPending: metrics.Gauge("sqs.deletes_pending", "SQS messages delivered (or dead-lettered) whose delete is queued or under way; at exit, those left are delivered again when SQS gives them out again."),
+		handBackDone:   metrics.Counter("sqs.handed_back_objects_delivered", "S3 objects delivered (or dead-lettered) of SQS messages handed back at shutdown: the message comes back whole, and the process that takes it delivers them again."),
 		notDeleted:     metrics.Counter("sqs.messages_not_deleted", "SQS messages delivered (or dead-lettered) whose delete failed for good (SQS errors, the receipt handle expired, the shutdown deadline): SQS gives them out again and their content is delivered again."),
 	}, nil
 }
@@ -396,6 +400,12 @@ func (p *progress) add(i int) {
 	p.done[i] = true
 }
 
+func (p *progress) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.done)
+}
+
 func (p *progress) has(i int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -493,8 +503,10 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 		}
 	case s.workCtx.Err() != nil || errors.Is(err, ack.ErrHandedBack):
 		// Shutting down before it was delivered: another worker can take
-		// it at once.
+		// it at once. What of it was delivered is remembered only by this
+		// process: the next one delivers it again.
 		s.handBack.Inc()
+		s.handBackDone.Add(int64(w.done.count()))
 		s.release(q, handles, 0, log)
 	default:
 		// Counted once per message: it comes back until its redrive
