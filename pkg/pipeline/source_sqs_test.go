@@ -517,3 +517,48 @@ func TestSQSHandedBackSaysWhatOfItWasDelivered(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again, as the summary says")
 }
+
+// TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline: a
+// message whose S3 object does not come (S3 holds the GET) when the
+// pipeline shuts down is given up before the deadline, with time left to
+// make it visible again: SQS shows it visible at once, as the summary
+// says, and the shutdown ends within its time. Given up only when the
+// deadline passed, the call that makes it visible failed (it came back
+// after its visibility timeout, an hour here) and every part of the
+// shutdown after it ran out of time.
+func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "stuck")
+	a.bucket(t, "objs")
+	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
+	require.NoError(t, err)
+	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
+	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
+	require.NoError(t, err)
+	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
+	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
+	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	cfg := intakeConfig(base)
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = []string{q}
+	cfg.Sources.SQS.WaitTime = time.Second
+	cfg.Sources.SQS.VisibilityTimeout = time.Hour
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	<-s3p.held
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	err = p.Shutdown(sctx)
+	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sqs source: messages still being worked on at shutdown (they will be redelivered)")
+	assert.NotContains(t, err.Error(), "still running at the shutdown deadline")
+	assert.Equal(t, "1 SQS message (visible again for redelivery)", summaryLines(t, p)["handed back"])
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	require.NoError(t, err)
+	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again at once")
+}

@@ -256,10 +256,22 @@ func (s *Source) Stop(ctx context.Context) error {
 		s.receivers.Wait()
 		done := make(chan struct{})
 		go func() { s.handlers.Wait(); close(done) }()
+		// The work still under way is given up before ctx ends, by its
+		// last fifth (a second at most): making those messages visible
+		// again takes a call each, which ctx must still have time for.
+		// Given up when ctx ended, every such call failed at once, and the
+		// messages the summary counted handed back (visible again) came
+		// back only after their visibility timeout.
+		work := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			work, cancel = context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/5, time.Second)))
+			defer cancel()
+		}
 		select {
 		case <-done:
-		case <-ctx.Done():
-			s.stopErr = fmt.Errorf("sqs source: messages still being worked on at shutdown (they will be redelivered): %w", ctx.Err())
+		case <-work.Done():
+			s.stopErr = fmt.Errorf("sqs source: messages still being worked on at shutdown (they will be redelivered): %w", work.Err())
 			s.workCancel()
 			<-done
 		}
