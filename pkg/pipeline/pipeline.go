@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -523,7 +524,40 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 	}
 	// Last: probes and scrapers see the process until it is gone.
 	errs = append(errs, waitAll(hard, []pending{async("admin", func() error { p.stopAdmin(hard); return nil })})...)
-	return errors.Join(errs...)
+	return joinShutdownErrs(errs)
+}
+
+// stillRunningError is a part of the shutdown still running at the
+// deadline.
+type stillRunningError struct {
+	name string
+	err  error // the context's
+}
+
+func (e *stillRunningError) Error() string {
+	return fmt.Sprintf("%s: still running at the shutdown deadline: %v", e.name, e.err)
+}
+func (e *stillRunningError) Unwrap() error { return e.err }
+
+// joinShutdownErrs joins the errors of a shutdown, the parts still running
+// at the deadline in one: once it passed, every part waited for after it
+// said the same thing on a line of its own.
+func joinShutdownErrs(errs []error) error {
+	var names []string
+	var cause error
+	out := make([]error, 0, len(errs))
+	for _, err := range errs {
+		if sr, ok := err.(*stillRunningError); ok {
+			names = append(names, sr.name)
+			cause = sr.err
+			continue
+		}
+		out = append(out, err)
+	}
+	if len(names) > 0 {
+		out = append(out, fmt.Errorf("still running at the shutdown deadline: %s: %w", strings.Join(names, ", "), cause))
+	}
+	return errors.Join(out...)
 }
 
 // pending is a part of the shutdown running in the background.
@@ -554,7 +588,7 @@ func waitAll(ctx context.Context, ps []pending) []error {
 			select {
 			case err = <-ps[i].done: // finished at the same moment
 			default:
-				errs = append(errs, fmt.Errorf("%s: still running at the shutdown deadline: %w", ps[i].name, ctx.Err()))
+				errs = append(errs, &stillRunningError{name: ps[i].name, err: ctx.Err()})
 				continue
 			}
 		}

@@ -468,3 +468,27 @@ func (h *harness) shutdown(t *testing.T, msgAndArgs ...any) {
 	defer cancel()
 	require.NoError(t, h.p.Shutdown(ctx), msgAndArgs...)
 }
+
+// TestShutdownPastItsDeadlineSaysOnceWhatWasStillRunning: a shutdown
+// whose deadline has passed names the parts still running in one error,
+// not one line each saying the same thing.
+func TestShutdownPastItsDeadlineSaysOnceWhatWasStillRunning(t *testing.T) {
+	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	cfg := intakeConfig(base)
+	cfg.Sources.Firehose.Listen = "127.0.0.1:0"
+	cfg.Sources.Firehose.AccessKeys = []string{firehoseKey}
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background()))
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	err = p.Shutdown(ctx)
+	if err == nil {
+		return // every part ended at once
+	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.LessOrEqual(t, strings.Count(err.Error(), "still running at the shutdown deadline"), 1, "%v", err)
+}

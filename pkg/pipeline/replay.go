@@ -57,8 +57,9 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 		DryRun: opts.DryRun, Checkpoint: r.Checkpoint,
 		OldLogs: r.OldLogs, MaxAge: r.MaxAge, Region: r.Region, Progress: opts.Progress, Now: now,
 		// Interrupted, the replay waits for what it sent within the
-		// shutdown's time, less the share kept for closing the pipeline.
-		Drain: cfg.Pipeline.DrainTimeout - teardownShare(cfg.Pipeline.DrainTimeout),
+		// shutdown's time, less the shares kept for the pipeline's
+		// shutdown and for saving the checkpoint after it (replayShares).
+		Drain: replayShares(cfg.Pipeline.DrainTimeout).drain,
 	}
 	// The replay's own reader (a dry run has no pipeline): its figures are
 	// in the replay's summary.
@@ -126,6 +127,18 @@ func ReplayConfig(cfg config.Config, opts ReplayOptions) (replay.Config, error) 
 	return rc, nil
 }
 
+// replayBudget splits an interrupted replay's shutdown time
+// (pipeline.drain_timeout): the replay waits for what it sent (drain),
+// then the pipeline shuts down, delivering or handing back what is left,
+// until shutdown; the checkpoint is saved, with what that delivered, in
+// the last share.
+type replayBudget struct{ drain, shutdown time.Duration }
+
+func replayShares(d time.Duration) replayBudget {
+	share := teardownShare(d)
+	return replayBudget{drain: d - 2*share, shutdown: d - share}
+}
+
 // replayStores gives a replay what it keeps in S3, once it has a client:
 // the ledger and the lease of a dead-letter archive in S3, and a
 // checkpoint in S3 with its lease (both <key>.lease beside what they
@@ -170,11 +183,12 @@ type ReplaySource struct {
 	log  *slog.Logger
 	done chan struct{}
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	eng    *replay.Engine
-	sum    replay.Summary
-	err    error
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	eng     *replay.Engine
+	started time.Time
+	sum     replay.Summary
+	err     error
 }
 
 // NewReplaySource prepares the replay the pipeline's configuration
@@ -200,13 +214,15 @@ func (r *ReplaySource) Start(ctx context.Context) error {
 	if err := replayStores(r.p.Config(), client, &r.rc); err != nil {
 		return err
 	}
+	// Replay calls Settle after the pipeline's shutdown.
+	r.rc.Settle = true
 	eng, err := replay.New(r.rc, client, r.p.entryOutput(SourceReplay), r.log)
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
-	r.cancel, r.eng = cancel, eng
+	r.cancel, r.eng, r.started = cancel, eng, time.Now()
 	r.mu.Unlock()
 	go func() {
 		defer close(r.done)
@@ -218,11 +234,15 @@ func (r *ReplaySource) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop interrupts the replay (if it still runs) and waits, within ctx, for
-// it to save its checkpoint.
+// Stop interrupts the replay (if it still runs) and waits, within ctx,
+// until it sends nothing more. It does not wait for the replay's own wait
+// for what it sent, nor for its checkpoint write: the pipeline's drain
+// delivers what is in flight meanwhile (a checkpoint write that hung held
+// the whole drain back, and had it hand back everything in flight), and
+// Settle saves the checkpoint after it.
 func (r *ReplaySource) Stop(ctx context.Context) error {
 	r.mu.Lock()
-	cancel := r.cancel
+	cancel, eng := r.cancel, r.eng
 	r.mu.Unlock()
 	if cancel == nil {
 		return nil
@@ -230,6 +250,8 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 	cancel()
 	select {
 	case <-r.done:
+		return nil
+	case <-eng.Stopped():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("replay did not stop: %w", ctx.Err())
@@ -239,16 +261,55 @@ func (r *ReplaySource) Stop(ctx context.Context) error {
 // Done is closed when the replay has finished (or stopped).
 func (r *ReplaySource) Done() <-chan struct{} { return r.done }
 
-// Result is the replay's summary and error, once Done is closed. Its
-// figures are those of the moment it is called: after the pipeline's
-// shutdown, they count the objects whose batches it handed back.
+// Drained is closed when the replay is done waiting for what it sent: it
+// writes its checkpoint next, which the pipeline's shutdown need not wait
+// for (Settle writes it again after).
+func (r *ReplaySource) Drained() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eng == nil {
+		return r.done
+	}
+	return r.eng.Drained()
+}
+
+// Settle saves the replay's checkpoint (or ledger) once more, within ctx:
+// called after the pipeline's shutdown, it records what the shutdown's
+// drain delivered after the replay stopped waiting for it.
+func (r *ReplaySource) Settle(ctx context.Context) error {
+	r.mu.Lock()
+	eng := r.eng
+	r.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	return eng.Settle(ctx)
+}
+
+// Result is the replay's summary and error. Its figures are those of the
+// moment it is called: after the pipeline's shutdown, they count the
+// objects whose batches it handed back. Called before Done is closed (the
+// replay did not stop by the shutdown's deadline), it is what the replay
+// did so far, interrupted, with that error.
 func (r *ReplaySource) Result() (replay.Summary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.eng != nil {
-		r.sum = r.eng.Recount(r.sum)
+	if r.eng == nil {
+		return r.sum, r.err
 	}
-	return r.sum, r.err
+	select {
+	case <-r.done:
+		r.sum = r.eng.Recount(r.sum)
+		return r.sum, r.err
+	default:
+	}
+	sum := replay.Summary{Source: r.eng.Source(), Interrupted: true, Ledger: r.rc.Ledger != nil, Duration: time.Since(r.started)}
+	if r.rc.CheckpointStore != nil {
+		sum.Checkpoint = r.rc.CheckpointStore.Name()
+	} else {
+		sum.Checkpoint = r.rc.Checkpoint
+	}
+	return r.eng.Recount(sum), errors.New("the replay did not stop by the shutdown deadline")
 }
 
 // ReplayResult is what `gwpipe replay` reports.
@@ -374,33 +435,48 @@ func Replay(ctx context.Context, cfg config.Config, opts ReplayOptions, log *slo
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Pipeline.DrainTimeout)
 		defer cancel()
 		err = errors.Join(err, p.Shutdown(sctx))
+		// The replay may have started (and taken its lease) before another
+		// part failed: it leaves its lease to Settle.
+		_ = src.Settle(sctx)
 		removeIfEmpty(opts.out)
 		return ReplayResult{}, err
 	}
 	// An interruption starts the shutdown's time: the replay's own wait
-	// for what it sent and the pipeline's shutdown share it.
-	deadline := time.Time{}
+	// for what it sent, the pipeline's shutdown and the last save of the
+	// checkpoint share it (replayShares).
+	shares := replayShares(cfg.Pipeline.DrainTimeout)
+	start := time.Time{}
 	select {
 	case <-src.Done():
 	case err := <-p.Err():
 		log.Error("pipeline failed during the replay", "error", err)
 	case <-ctx.Done():
-		deadline = time.Now().Add(cfg.Pipeline.DrainTimeout)
+		start = time.Now()
+		t := time.NewTimer(shares.shutdown)
 		select {
 		case <-src.Done():
-		case <-time.After(time.Until(deadline)):
+		case <-src.Drained(): // a checkpoint write that hangs does not hold the shutdown back
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	// The replay saw its events acknowledged (or was interrupted and
 	// waited for them): what remains in flight is at most what it gave up
 	// on. Drain within the configured time.
-	if deadline.IsZero() {
-		deadline = time.Now().Add(cfg.Pipeline.DrainTimeout)
+	if start.IsZero() {
+		start = time.Now()
 	}
-	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), start.Add(shares.shutdown))
 	defer cancel()
 	serr := p.Shutdown(sctx)
+	// What the shutdown delivered is in the checkpoint only now.
+	fctx, fcancel := context.WithDeadline(context.WithoutCancel(ctx), start.Add(cfg.Pipeline.DrainTimeout))
+	defer fcancel()
+	cerr := src.Settle(fctx)
 	sum, rerr := src.Result()
+	if rerr == nil && cerr != nil {
+		rerr = cerr
+	}
 	res := ReplayResult{Summary: sum, DeadLetterDir: cfg.DLQ.Location()}
 	st := p.Metrics().Snapshot()
 	res.Delivered = st.Value("deliver_logs.logs_accepted")

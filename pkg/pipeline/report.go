@@ -157,14 +157,19 @@ func (p *Pipeline) Summary(w io.Writer) {
 	}
 	snap := s.snap
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
-	line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
-		f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
-	if n := snap.Value("firehose.records_not_resent"); n > 0 {
-		// A retry's records an earlier attempt delivered are not taken in
-		// again: without this the line would fall short of what Firehose sent.
-		line("firehose records in", "%d (and %d of retries not sent again: delivered or dead-lettered by an earlier attempt)", f.in, n)
-	} else {
-		line("firehose records in", "%d", f.in)
+	// Each source's lines only where it runs: an SQS-only run printed
+	// Firehose lines of zeros.
+	_, firehose := snap.Family("firehose.ack_latency")
+	if firehose {
+		line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
+			f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
+		if n := snap.Value("firehose.records_not_resent"); n > 0 {
+			// A retry's records an earlier attempt delivered are not taken in
+			// again: without this the line would fall short of what Firehose sent.
+			line("firehose records in", "%d (and %d of retries not sent again: delivered or dead-lettered by an earlier attempt)", f.in, n)
+		} else {
+			line("firehose records in", "%d", f.in)
+		}
 	}
 	if _, ok := snap.Family("sqs.messages_received"); ok {
 		sqsLines(line, snap)
@@ -192,8 +197,10 @@ func (p *Pipeline) Summary(w io.Writer) {
 	if f.lost > 0 {
 		line("lost", "%d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s", f.lost, byStage(f.lostBy))
 	}
-	q := snap.Quantiles("firehose.ack_latency")
-	line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+	if firehose {
+		q := snap.Quantiles("firehose.ack_latency")
+		line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+	}
 	if _, ok := snap.Family("sqs.message_latency"); ok {
 		q := snap.Quantiles("sqs.message_latency")
 		line("sqs message latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
@@ -209,6 +216,12 @@ func sqsLines(line func(label, format string, args ...any), snap telemetry.Snaps
 	line("sqs messages", "%d deleted (%d with nothing to read), %d failed (%d unrecognised), %d handed back, %d duplicates; %d receives",
 		v("sqs.messages_deleted"), v("sqs.messages_skipped"), v("sqs.messages_failed"), v("sqs.messages_unrecognised"),
 		v("sqs.messages_handed_back"), v("sqs.duplicate_messages"), v("sqs.messages_received"))
+	if n := v("sqs.messages_not_deleted") + v("sqs.deletes_pending"); n > 0 {
+		// Their content reached Datadog (or the archive), but SQS gives
+		// them out again: without this line the duplicates are a mystery.
+		line("sqs not deleted", "%s delivered and not deleted (%d deletes failed, %d still pending at exit): SQS gives them out again, and their content is delivered again",
+			plural(n, "message"), v("sqs.messages_not_deleted"), v("sqs.deletes_pending"))
+	}
 	line("sqs records in", "%d", v("stage.records_out", SourceSQS))
 	line("s3 objects read", "%d (%d bytes, %d events), %d unreadable (dead-lettered by name), %d duplicates (not read again)",
 		v("sqs.objects_read"), v("sqs.object_bytes"), v("stage.records_out", SourceSQSS3), v("sqs.objects_unreadable"), v("sqs.duplicate_objects"))
@@ -248,7 +261,13 @@ func handedBack(f flow, s Status) string {
 		parts = append(parts, part)
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
-		parts = append(parts, fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message")))
+		part := fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message"))
+		// A message comes back whole: what of it was delivered is
+		// delivered again by the process that takes it.
+		if d := s.snap.Value("sqs.handed_back_objects_delivered"); d > 0 {
+			part += fmt.Sprintf("; %s of those messages already delivered or dead-lettered: the redelivery delivers them again", plural(d, "S3 object"))
+		}
+		parts = append(parts, part)
 	}
 	broker := map[string]int64{}
 	var onBroker int64

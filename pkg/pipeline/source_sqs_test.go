@@ -5,6 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -374,4 +379,186 @@ func TestEverySQSFigureInTheSummaryIsTrue(t *testing.T) {
 		"ack latency":             "p50 0.0 ms, p99 0.0 ms, max 0.0 ms",
 		"sqs message latency":     sum["sqs message latency"],
 	}, sum)
+}
+
+// failingDeletes is a real HTTP server in front of moto_server that
+// refuses every SQS DeleteMessageBatch (an error the SDK does not retry)
+// and passes every other call.
+func failingDeletes(t *testing.T, endpoint string) string {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") == "AmazonSQS.DeleteMessageBatch" {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"__type":"com.amazonaws.sqs#AccessDenied","message":"denied by the test's proxy"}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestSQSSummaryCountsMessagesDeliveredAndNotDeleted: messages whose
+// content was delivered but whose delete SQS refused are counted
+// (sqs.messages_not_deleted, and sqs.deletes_pending while their delete
+// waits) and the exit summary says they come back and are delivered
+// again; they are indeed still in the queue. The run has no Firehose
+// endpoint, and its summary has no Firehose line.
+func TestSQSSummaryCountsMessagesDeliveredAndNotDeleted(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "undeletable")
+	const messages = 4
+	for i := range messages {
+		body := `{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gz(accessEnvelope(fmt.Sprintf("m%d", i)))) + `"}}`
+		_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL", failingDeletes(t, a.moto.Endpoint)) // the pipeline's SQS client
+	h := start(t, func(c *config.Config) {
+		c.Sources.Firehose.Enabled = false
+		c.Sources.SQS.QueueURLs = []string{q}
+		c.Sources.SQS.WaitTime = time.Second
+		c.Sources.SQS.VisibilityTimeout = time.Hour // delivered once: not given out again during the test
+	})
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, h.intake.WaitLogs(wctx, messages))
+	require.NoError(t, waitFor(wctx, func() bool {
+		st := h.p.Status()
+		return st.Counters["sqs.messages_not_deleted"]+st.Gauges["sqs.deletes_pending"] == messages
+	}), "every delivered message is counted as not deleted yet")
+	h.shutdown(t)
+
+	st := h.p.Status()
+	assert.EqualValues(t, messages, st.Counters["sqs.messages_not_deleted"], "the deletes failed or were cut short by the shutdown")
+	assert.Zero(t, st.Gauges["sqs.deletes_pending"], "none left pending once the source stopped")
+	assert.Zero(t, st.Counters["sqs.messages_deleted"])
+	// They really are still in the queue.
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint(messages), out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+
+	sum := summaryLines(t, h.p)
+	assert.Equal(t, fmt.Sprintf("%d messages delivered and not deleted (%d deletes failed, 0 still pending at exit): SQS gives them out again, and their content is delivered again", messages, messages), sum["sqs not deleted"])
+	assert.Equal(t, fmt.Sprintf("0 deleted (0 with nothing to read), 0 failed (0 unrecognised), 0 handed back, 0 duplicates; %d receives", messages), sum["sqs messages"])
+	assert.Equal(t, fmt.Sprint(messages), sum["logs delivered (2xx)"])
+	for label := range sum {
+		assert.NotContains(t, label, "firehose", "no Firehose endpoint ran")
+	}
+	assert.NotContains(t, sum, "ack latency", "the Firehose acknowledgement latency")
+}
+
+// TestSQSHandedBackSaysWhatOfItWasDelivered: a message announcing two
+// objects is handed back at shutdown after the first object was
+// delivered (the intake holds the second's logs past the drain). SQS
+// gives the message out again whole, and the process that takes it reads
+// both: the summary's handed back line says one object of it was
+// delivered already and will be delivered again
+// (sqs.handed_back_objects_delivered), as it does for Firehose requests.
+func TestSQSHandedBackSaysWhatOfItWasDelivered(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "handback")
+	a.bucket(t, "objs")
+	for key, data := range map[string][]byte{"fh/a.gz": gz(accessEnvelope("a1", "a2", "a3")), "fh/b.gz": gz(accessEnvelope("b1", "b2"))} {
+		_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String(key), Body: bytes.NewReader(data)})
+		require.NoError(t, err)
+	}
+	record := func(key, sequencer string) string {
+		return `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put",` +
+			`"s3":{"bucket":{"name":"objs"},"object":{"key":"` + key + `","size":1,"eTag":"e","sequencer":"` + sequencer + `"}}}`
+	}
+	_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record("fh/a.gz", "01") + `,` + record("fh/b.gz", "02") + `]}`)})
+	require.NoError(t, err)
+	// The second object is read once the first one's logs are delivered,
+	// and its logs wait at the intake.
+	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
+	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	logs := newHeldProxy(t, base, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/logs") }, 1)
+	cfg := intakeConfig(logs.URL)
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = []string{q}
+	cfg.Sources.SQS.WaitTime = time.Second
+	cfg.Sources.SQS.VisibilityTimeout = time.Hour
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, intake.WaitLogs(wctx, 3), "the first object delivered")
+	s3p.gate.Release()
+	select {
+	case <-logs.held: // the second object's logs wait at the intake
+	case <-wctx.Done():
+		t.Fatal("the second object's logs never reached the intake")
+	}
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	_ = p.Shutdown(sctx) // hands the second object's logs back
+
+	assert.Equal(t, 3, len(intake.Logs()))
+	st := p.Status()
+	assert.EqualValues(t, 1, st.Counters["sqs.messages_handed_back"])
+	assert.EqualValues(t, 1, st.Counters["sqs.handed_back_objects_delivered"])
+	assert.Equal(t, "1 SQS message (visible again for redelivery); 1 S3 object of those messages already delivered or dead-lettered: the redelivery delivers them again",
+		summaryLines(t, p)["handed back"])
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	require.NoError(t, err)
+	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again, as the summary says")
+}
+
+// TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline: a
+// message whose S3 object does not come (S3 holds the GET) when the
+// pipeline shuts down is given up before the deadline, with time left to
+// make it visible again: SQS shows it visible at once, as the summary
+// says, and the shutdown ends within its time. Given up only when the
+// deadline passed, the call that makes it visible failed (it came back
+// after its visibility timeout, an hour here) and every part of the
+// shutdown after it ran out of time.
+func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "stuck")
+	a.bucket(t, "objs")
+	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
+	require.NoError(t, err)
+	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
+	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
+	require.NoError(t, err)
+	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
+	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
+	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	cfg := intakeConfig(base)
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = []string{q}
+	cfg.Sources.SQS.WaitTime = time.Second
+	cfg.Sources.SQS.VisibilityTimeout = time.Hour
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	<-s3p.held
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	err = p.Shutdown(sctx)
+	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sqs source: messages still being worked on at shutdown (they will be redelivered)")
+	assert.NotContains(t, err.Error(), "still running at the shutdown deadline")
+	assert.Equal(t, "1 SQS message (visible again for redelivery)", summaryLines(t, p)["handed back"])
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	require.NoError(t, err)
+	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again at once")
 }

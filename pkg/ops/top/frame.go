@@ -53,9 +53,16 @@ type StageRow struct {
 // SourceRow is one source of one worker.
 type SourceRow struct {
 	Worker, Source string
-	Rate           float64            // requests (messages) per second
-	Refused        map[string]float64 // refusals since start, by status (or kind)
-	AckP99         float64            // seconds from arrival to acknowledgement
+	Rate           float64 // requests (messages) per second
+	// Refused are the requests refused before they were admitted, by
+	// status, since start; NotAcked what was admitted and not
+	// acknowledged, by why (a Firehose request answered 503 after
+	// ack_timeout or at shutdown, 500 when a record failed; an SQS
+	// message that failed or was handed back). Firehose's 503s and 500s
+	// count in one or the other, not both.
+	Refused  map[string]float64
+	NotAcked map[string]float64
+	AckP99   float64 // seconds from arrival to acknowledgement
 }
 
 // DeliveryRow is one Datadog client of one worker.
@@ -162,24 +169,32 @@ func Compute(addrs []string, prev, cur map[string]Sample) Frame {
 		if c.has("firehose.status") {
 			codes, pcodes := c.values("firehose.status", "code"), p.values("firehose.status", "code")
 			var now, before float64
+			notAcked := map[string]float64{}
+			for k, name := range map[string]string{"timed_out": "requests_timed_out", "handed_back": "requests_handed_back", "failed": "requests_failed"} {
+				if n := c.sum("firehose." + name); n > 0 {
+					notAcked[k] = n
+				}
+			}
+			// Answered after admission: not refusals.
+			admitted := map[string]float64{"503": notAcked["timed_out"] + notAcked["handed_back"], "500": notAcked["failed"]}
 			refused := map[string]float64{}
 			for code, n := range codes {
 				now, before = now+n, before+pcodes[code]
-				if code != "200" && n > 0 {
+				if n -= admitted[code]; code != "200" && n > 0 {
 					refused[code] = n
 				}
 			}
-			f.Sources = append(f.Sources, SourceRow{Worker: addr, Source: "firehose", Rate: rate(now, before), Refused: refused,
+			f.Sources = append(f.Sources, SourceRow{Worker: addr, Source: "firehose", Rate: rate(now, before), Refused: refused, NotAcked: notAcked,
 				AckP99: p99(c.histograms("firehose.ack_latency", "")[""], p.histograms("firehose.ack_latency", "")[""])})
 		}
 		if c.has("sqs.messages_received") {
-			refused := map[string]float64{}
+			notAcked := map[string]float64{}
 			for _, k := range []string{"failed", "unrecognised", "handed_back"} {
 				if n := c.sum("sqs.messages_" + k); n > 0 {
-					refused[k] = n
+					notAcked[k] = n
 				}
 			}
-			f.Sources = append(f.Sources, SourceRow{Worker: addr, Source: "sqs", Rate: rate(c.sum("sqs.messages_received"), p.sum("sqs.messages_received")), Refused: refused,
+			f.Sources = append(f.Sources, SourceRow{Worker: addr, Source: "sqs", Rate: rate(c.sum("sqs.messages_received"), p.sum("sqs.messages_received")), NotAcked: notAcked,
 				AckP99: p99(c.histograms("sqs.message_latency", "")[""], p.histograms("sqs.message_latency", "")[""])})
 		}
 

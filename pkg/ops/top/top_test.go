@@ -42,6 +42,11 @@ func exposition(n, lat int) string {
 	}
 	fmt.Fprintf(&b, "gwpipe_runtime_handle_latency_seconds_sum{stage=\"decode\"} 1\ngwpipe_runtime_handle_latency_seconds_count{stage=\"decode\"} %d\n", lat+1)
 	fmt.Fprintf(&b, "# TYPE gwpipe_firehose_status_total counter\ngwpipe_firehose_status_total{code=\"200\"} %d\ngwpipe_firehose_status_total{code=\"503\"} 4\ngwpipe_firehose_status_total{code=\"401\"} 0\n", n/10)
+	// Of the 503s, one request admitted and not delivered within
+	// ack_timeout, two handed back at shutdown: one refused at the door.
+	b.WriteString("# TYPE gwpipe_firehose_requests_timed_out_total counter\ngwpipe_firehose_requests_timed_out_total 1\n")
+	b.WriteString("# TYPE gwpipe_firehose_requests_handed_back_total counter\ngwpipe_firehose_requests_handed_back_total 2\n")
+	b.WriteString("# TYPE gwpipe_firehose_requests_failed_total counter\ngwpipe_firehose_requests_failed_total 0\n")
 	fmt.Fprintf(&b, "# TYPE gwpipe_deliver_logs_logs_accepted_total counter\ngwpipe_deliver_logs_logs_accepted_total %d\n", n)
 	fmt.Fprintf(&b, "# TYPE gwpipe_deliver_logs_bytes_accepted_total counter\ngwpipe_deliver_logs_bytes_accepted_total %d\n", 100*n)
 	b.WriteString("# TYPE gwpipe_deliver_logs_logs_rejected_total counter\ngwpipe_deliver_logs_logs_rejected_total 5\n")
@@ -85,7 +90,9 @@ func TestFrameRatesAndP99FromTwoScrapes(t *testing.T) {
 
 	require.Len(t, f.Sources, 1)
 	assert.InDelta(t, 100, f.Sources[0].Rate, 1e-9)
-	assert.Equal(t, map[string]float64{"503": 4}, f.Sources[0].Refused)
+	// A 503 answered after admission (ack_timeout, shutdown) is no refusal.
+	assert.Equal(t, map[string]float64{"503": 1}, f.Sources[0].Refused)
+	assert.Equal(t, map[string]float64{"timed_out": 1, "handed_back": 2}, f.Sources[0].NotAcked)
 	require.Len(t, f.Delivery, 1)
 	assert.InDelta(t, 1000, f.Delivery[0].Rate, 1e-9)
 	assert.EqualValues(t, 5, f.Delivery[0].Refused)
@@ -99,7 +106,7 @@ func TestFrameRatesAndP99FromTwoScrapes(t *testing.T) {
 	var plain bytes.Buffer
 	require.NoError(t, f.Plain(&plain))
 	assert.Contains(t, plain.String(), "stage=decode in=1000/s out=2000/s in_flight=3 queue=7 errors=0 dead=1 p99=10.0ms")
-	assert.Contains(t, plain.String(), "source=firehose requests=100/s refused=503:4")
+	assert.Contains(t, plain.String(), "source=firehose requests=100/s refused=503:1 not_acked=handed_back:2,timed_out:1")
 	assert.Contains(t, plain.String(), "deliver=logs accepted=1000/s total=3000 refused=5 filtered=34 retries=6")
 	assert.Contains(t, plain.String(), "enrich=tags tag_cache_hits=80.0% partial_tags=9")
 }

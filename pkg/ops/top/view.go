@@ -88,11 +88,11 @@ func (f Frame) View(title string, width int) string {
 
 	rows, workers = nil, nil
 	for _, s := range f.Sources {
-		rows = append(rows, []string{s.Source, rateText(s.Rate), refusedText(s.Refused), msText(s.AckP99)})
+		rows = append(rows, []string{s.Source, rateText(s.Rate), refusedText(s.Refused), refusedText(s.NotAcked), msText(s.AckP99)})
 		workers = append(workers, s.Worker)
 	}
 	if len(rows) > 0 {
-		b.WriteString("\n" + render("Sources", fleet, []string{"SOURCE", "REQUESTS", "REFUSED (BY STATUS)", "ACK P99"}, rows, workers, map[int]bool{2: true}))
+		b.WriteString("\n" + render("Sources", fleet, []string{"SOURCE", "REQUESTS", "REFUSED (BY STATUS)", "ADMITTED, NOT ACKED", "ACK P99"}, rows, workers, map[int]bool{2: true, 3: true}))
 	}
 
 	rows, workers = nil, nil
@@ -159,7 +159,7 @@ func (f Frame) Plain(w io.Writer) error {
 			"queue", num(s.Queue), "errors", num(s.Errors), "dead", num(s.Dead), "p99", ms(s.P99))
 	}
 	for _, s := range f.Sources {
-		line(s.Worker, "source", s.Source, "requests", rateText(s.Rate), "refused", strings.ReplaceAll(refusedText(s.Refused), " ", ","), "ack_p99", ms(s.AckP99))
+		line(s.Worker, "source", s.Source, "requests", rateText(s.Rate), "refused", strings.ReplaceAll(refusedText(s.Refused), " ", ","), "not_acked", strings.ReplaceAll(refusedText(s.NotAcked), " ", ","), "ack_p99", ms(s.AckP99))
 	}
 	for _, d := range f.Delivery {
 		line(d.Worker, "deliver", d.What, "accepted", rateText(d.Rate), "total", num(d.Accepted), "refused", num(d.Refused),

@@ -244,13 +244,20 @@ type progress struct {
 	order []string        // registered keys not yet behind the watermark, in order
 	done  map[string]bool // of those, the done ones
 	dirty bool
+	// saving is held by the one save under way (a token: a save waiting
+	// for it gives up when its context ends). The write itself runs
+	// without mu, on a copy: acknowledgements, which take mu, never wait
+	// for the store (a slow S3 write held back every acknowledgement, and
+	// with them the delivery stages). One write at a time keeps them in
+	// order: a later save copies a later state.
+	saving chan struct{}
 }
 
 func newProgress(c *Checkpoint) *progress {
 	if c.Partial == nil {
 		c.Partial = map[string]*Partial{}
 	}
-	p := &progress{c: c, done: map[string]bool{}}
+	p := &progress{c: c, done: map[string]bool{}, saving: make(chan struct{}, 1)}
 	for _, k := range c.Done {
 		p.done[k] = true
 	}
@@ -321,20 +328,43 @@ func (p *progress) advanceLocked() {
 	p.dirty = true
 }
 
-// save writes the checkpoint if it changed.
+// save writes the checkpoint if it changed, from a copy taken under the
+// lock: what is acknowledged during the write goes into the next one.
 func (p *progress) save(ctx context.Context, store CheckpointStore, complete bool) error {
+	select {
+	case p.saving <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("checkpoint %s not saved: an earlier write of it was still under way at the deadline: %w", store.Name(), ctx.Err())
+	}
+	defer func() { <-p.saving }()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !p.dirty && p.c.Complete == complete {
+		p.mu.Unlock()
 		return nil
 	}
 	p.c.Complete = complete
 	p.c.Updated = time.Now().UTC()
-	if err := store.Save(ctx, p.c); err != nil {
+	c := p.c.clone()
+	p.dirty = false
+	p.mu.Unlock()
+	if err := store.Save(ctx, c); err != nil {
+		p.mu.Lock()
+		p.dirty = true // the next save writes it again
+		p.mu.Unlock()
 		return err
 	}
-	p.dirty = false
 	return nil
+}
+
+// clone is a deep copy of c.
+func (c *Checkpoint) clone() *Checkpoint {
+	d := *c
+	d.Done = slices.Clone(c.Done)
+	d.Partial = make(map[string]*Partial, len(c.Partial))
+	for k, pt := range c.Partial {
+		d.Partial[k] = &Partial{ETag: pt.ETag, Ranges: slices.Clone(pt.Ranges)}
+	}
+	return &d
 }
 
 func (p *progress) watermark() string {

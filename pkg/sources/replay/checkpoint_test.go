@@ -1,12 +1,17 @@
 package replay
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gwpipe/gwpipe/pkg/sources/s3obj"
 )
 
 func TestAddRange(t *testing.T) {
@@ -102,4 +107,105 @@ func TestCheckpointSaveAndLoad(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(`{"version":99}`), 0o600))
 	_, err = LoadCheckpoint(path)
 	assert.ErrorContains(t, err, "version 99")
+}
+
+// gatedCheckpoint is a checkpoint store whose writes wait until released:
+// a slow S3 write.
+type gatedCheckpoint struct {
+	CheckpointStore
+	entered chan struct{} // receives when a write starts waiting
+	release chan struct{} // closed: writes go on
+}
+
+func (g *gatedCheckpoint) Save(ctx context.Context, c *Checkpoint) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.release
+	return g.CheckpointStore.Save(ctx, c)
+}
+
+// TestAcknowledgementsGoOnWhileTheCheckpointIsWritten: a checkpoint write
+// that takes long (S3 slow to answer) does not hold back the
+// acknowledgements of what the replay sent — they record their progress
+// in the checkpoint kept in memory, which the write had locked for its
+// whole length, and with them the delivery stages that settle batches.
+// What they record goes into the next write.
+func TestAcknowledgementsGoOnWhileTheCheckpointIsWritten(t *testing.T) {
+	m := archive()
+	path := filepath.Join(t.TempDir(), "replay.ckpt")
+	store := &gatedCheckpoint{CheckpointStore: FileCheckpoint(path), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h := &holdOut{emitted: make(chan struct{}, 100)}
+	e, err := New(Config{Bucket: "b", Prefix: "logs/", From: now.Add(-7 * time.Hour), Now: func() time.Time { return now },
+		CheckpointStore: store, CheckpointEvery: time.Millisecond,
+		MaxInFlightEvents: 100, Object: s3obj.Config{EventsPerBatch: 50}}, m, h, quiet())
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run(context.Background())
+		done <- err
+	}()
+	for range 2 {
+		<-h.emitted // the window is full: two batches wait for their acknowledgement
+	}
+	<-store.entered // a write of the checkpoint is under way, and waits
+
+	acked := make(chan struct{})
+	go func() {
+		h.releaseAll()
+		close(acked)
+	}()
+	select {
+	case <-acked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acknowledgements wait for the checkpoint write")
+	}
+	// The window has room again: the replay sends on while the write waits.
+	<-h.emitted
+	close(store.release)
+
+	for {
+		h.releaseAll()
+		select {
+		case <-h.emitted:
+			continue
+		case err := <-done:
+			require.NoError(t, err)
+			saved, err := LoadCheckpoint(path)
+			require.NoError(t, err)
+			assert.True(t, saved.Complete)
+			assert.EqualValues(t, 6, saved.DoneObjects)
+			return
+		}
+	}
+}
+
+// TestInterruptedSummarySaysHowToResume: the first line of an interrupted
+// replay's summary tells what a run again does, from what was kept: the
+// checkpoint, the archive's ledger, nothing (no --checkpoint: it starts
+// over), or a checkpoint that could not be saved.
+func TestInterruptedSummarySaysHowToResume(t *testing.T) {
+	for _, c := range []struct {
+		sum  Summary
+		want string
+	}{
+		{Summary{Checkpoint: "r.ckpt"}, "(interrupted: run it again with the same checkpoint to resume)"},
+		{Summary{Ledger: true}, "(interrupted: run it again to resume)"},
+		{Summary{}, "(interrupted, with no checkpoint (--checkpoint): run again, it starts from the beginning)"},
+		{Summary{DryRun: true}, "(interrupted)\n"},
+		{Summary{Checkpoint: "s3://b/k", NotSaved: "write checkpoint: timeout"}, "(interrupted, and its checkpoint could not be saved: run it again with the same checkpoint to resume from its last save, which sends again what was delivered since)"},
+		{Summary{Ledger: true, NotSaved: "replay ledger: timeout"}, "(interrupted, and its ledger could not be saved: run it again to resume from the ledger's last save, which sends again what was delivered since)"},
+	} {
+		c.sum.Source, c.sum.Interrupted = "s3://arch/fh/", true
+		var b strings.Builder
+		c.sum.Write(&b)
+		first, _, _ := strings.Cut(b.String(), "\n")
+		assert.Equal(t, "replay of s3://arch/fh/ "+strings.TrimSuffix(c.want, "\n"), first)
+		if c.sum.NotSaved != "" {
+			assert.Contains(t, b.String(), " not saved: "+c.sum.NotSaved+"\n")
+		} else {
+			assert.NotContains(t, b.String(), "not saved")
+		}
+	}
 }

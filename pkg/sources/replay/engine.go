@@ -130,6 +130,10 @@ type Config struct {
 	CheckpointEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Settle says the caller calls Engine.Settle once Run returned (a
+	// pipeline, after its shutdown): Run then leaves the lease held for
+	// Settle's write, and Settle releases it.
+	Settle bool
 }
 
 // DefaultConfig holds the defaults of a replay (gwpipe replay --help
@@ -226,7 +230,13 @@ type Summary struct {
 	AlreadyDelivered int64 // delivered by an earlier run (checkpoint; with a ledger: letters settled by an earlier run)
 	// Ledger: progress is kept in the archive's ledger (dead letters)
 	// rather than a checkpoint.
-	Ledger      bool
+	Ledger bool
+	// Checkpoint names where the checkpoint is kept ("" for none).
+	Checkpoint string
+	// NotSaved, when set, says why the last write of the checkpoint (or
+	// of the ledger) at the end failed: a run with it resumes from its
+	// last save and sends again what was delivered since.
+	NotSaved    string
 	DeadLetters int64 // unreadable parts of objects, dead-lettered
 	Control     int64 // CONTROL_MESSAGE documents dropped
 	// PartialLines are dead-letter entries cut short by a failed write (a
@@ -258,7 +268,20 @@ func (s Summary) Write(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "replay of %s", redact.URL(s.Source))
 	if s.Interrupted {
-		b.WriteString(" (interrupted: run it again with the same checkpoint to resume)")
+		switch {
+		case s.DryRun:
+			b.WriteString(" (interrupted)")
+		case s.NotSaved != "" && s.Ledger:
+			b.WriteString(" (interrupted, and its ledger could not be saved: run it again to resume from the ledger's last save, which sends again what was delivered since)")
+		case s.NotSaved != "":
+			b.WriteString(" (interrupted, and its checkpoint could not be saved: run it again with the same checkpoint to resume from its last save, which sends again what was delivered since)")
+		case s.Ledger:
+			b.WriteString(" (interrupted: run it again to resume)")
+		case s.Checkpoint == "":
+			b.WriteString(" (interrupted, with no checkpoint (--checkpoint): run again, it starts from the beginning)")
+		default:
+			b.WriteString(" (interrupted: run it again with the same checkpoint to resume)")
+		}
 	}
 	if s.AlreadyComplete {
 		b.WriteString(" (already complete according to the checkpoint: nothing to do; delete the checkpoint to replay again)")
@@ -286,6 +309,13 @@ func (s Summary) Write(w io.Writer) {
 	if s.PartialLines > 0 {
 		fmt.Fprintf(&b, "  partial lines    %d (dead letters cut short by a failed write; skipped, their batch was sent again)\n", s.PartialLines)
 	}
+	if s.NotSaved != "" {
+		what := "checkpoint"
+		if s.Ledger {
+			what = "ledger"
+		}
+		fmt.Fprintf(&b, "  %-16s not saved: %s\n", what, s.NotSaved)
+	}
 	fmt.Fprintf(&b, "  duration         %s (%.0f events/s)\n", s.Duration.Round(time.Millisecond), s.EventsPerSecond())
 	_, _ = io.WriteString(w, b.String())
 }
@@ -307,12 +337,30 @@ type Engine struct {
 	// starts from it), so the listing does not count them again.
 	countedDone bool
 	inflight    sync.WaitGroup
+	// stopped is closed once the run sends nothing more (its readers
+	// ended); what it sent may still be in flight.
+	stopped     chan struct{}
+	stoppedOnce sync.Once
+	// drained is closed once Run is done waiting for what it sent (all
+	// acknowledged, or it gave up); it saves the checkpoint then.
+	drained     chan struct{}
+	drainedOnce sync.Once
 
 	objects, objectsFailed, objectsSkipped, objectsAlreadyDone      atomic.Int64
 	objectsInterrupted                                              atomic.Int64
 	bytes, events, sent, tooOld, retimestamped, outOfRange, already atomic.Int64
 	dead, control, listed, partial                                  atomic.Int64
 	points, pointsSent, pointsTooOld, pointsOutOfRange              atomic.Int64
+
+	// The end of the run: whether it was complete, and why the last write
+	// of the checkpoint (or ledger) failed, if it did.
+	endMu        sync.Mutex
+	loaded       bool // the checkpoint was read: there is progress to save
+	ran          bool
+	settled      bool   // Settle was called
+	releaseLease func() // the lease's release, left to Settle (Config.Settle)
+	complete     bool
+	notSaved     error
 }
 
 // New prepares a replay. client may be nil for a directory; out may be nil
@@ -327,7 +375,7 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 	if out == nil && !cfg.DryRun {
 		return nil, errors.New("replay: nowhere to send events")
 	}
-	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents))}
+	e := &Engine{cfg: cfg, out: out, log: log, window: semaphore.NewWeighted(int64(cfg.MaxInFlightEvents)), stopped: make(chan struct{}), drained: make(chan struct{})}
 	if cfg.Ledger != nil {
 		e.led = newLedgerProgress(cfg.Ledger)
 	}
@@ -351,14 +399,29 @@ func New(cfg Config, client S3API, out Emitter, log *slog.Logger) (*Engine, erro
 // checkpoint saved). It returns the summary, and an error when the replay
 // is incomplete.
 func (e *Engine) Run(ctx context.Context) (Summary, error) {
+	defer e.stopSending()
+	defer e.doneDraining()
 	start := e.cfg.Now()
 	sum := Summary{Source: e.store.Name(), DryRun: e.cfg.DryRun, Ledger: e.led != nil}
+	if e.cfg.CheckpointStore != nil {
+		sum.Checkpoint = e.cfg.CheckpointStore.Name()
+	}
 	if e.cfg.Lease != nil && !e.cfg.DryRun {
 		held, release, err := e.hold(ctx)
 		if err != nil {
 			return sum, err
 		}
-		defer release()
+		defer func() {
+			e.endMu.Lock()
+			keep := e.cfg.Settle && !e.settled
+			if keep {
+				e.releaseLease = release // for Settle, whose write needs it
+			}
+			e.endMu.Unlock()
+			if !keep {
+				release()
+			}
+		}()
 		ctx = held
 	}
 	ckpt, err := e.loadCheckpoint(ctx)
@@ -379,8 +442,16 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		return sum, nil
 	}
 	e.prog = newProgress(ckpt)
+	e.endMu.Lock()
+	e.loaded = true
+	e.endMu.Unlock()
 	e.bar = newBar(e.cfg.Progress, e.cfg.DryRun)
 
+	// The drain's time counts from the interruption, not from when the
+	// readers stopped: it is a share of a shutdown's.
+	var interruptedAt atomic.Int64
+	stopWatch := context.AfterFunc(ctx, func() { interruptedAt.Store(time.Now().UnixNano()) })
+	defer stopWatch()
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	jobs := make(chan entry, e.cfg.Concurrency)
@@ -404,13 +475,15 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	go e.saver(stopSaver, saverDone)
 
 	workers.Wait()
+	e.stopSending()
 	lerr := <-listErr
 
 	// Wait for what was sent: its acknowledgement is what the checkpoint
 	// records. An interrupted replay — before or during this wait (the
 	// intake may be down: nothing would ever be acknowledged) — waits a
 	// bounded time more.
-	drained := e.drain(ctx)
+	drained := e.drain(ctx, &interruptedAt)
+	e.doneDraining()
 	interrupted := ctx.Err() != nil
 	close(stopSaver)
 	<-saverDone
@@ -424,21 +497,22 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		errs = append(errs, fmt.Errorf("%d objects could not be replayed (see the log); run the replay again to retry them", n))
 	}
 	if drained != nil {
+		e.log.Warn("events still unacknowledged at the end of the replay's drain: saving the checkpoint without them (a pipeline's shutdown settles them, and saves it again)", "waited", e.cfg.Drain)
 		errs = append(errs, fmt.Errorf("events still unacknowledged after waiting %s; they will be sent again on resume: %w", e.cfg.Drain, drained))
 	}
 	if interrupted {
 		errs = append(errs, fmt.Errorf("replay interrupted: %w", context.Cause(ctx)))
 	}
 	complete := len(errs) == 0
-	if !e.cfg.DryRun && e.cfg.CheckpointStore != nil {
-		if err := e.saveCheckpoint(ctx, complete); err != nil {
-			errs = append(errs, err)
-		}
+	e.endMu.Lock()
+	e.ran, e.complete = true, complete
+	e.endMu.Unlock()
+	// The interruption does not cancel the last write: it is what the
+	// interrupted run leaves to the next.
+	if err := e.saveEnd(context.WithoutCancel(ctx), complete); err != nil {
+		errs = append(errs, err)
 	}
 	if !e.cfg.DryRun && e.led != nil {
-		if err := e.saveLedger(ctx); err != nil {
-			errs = append(errs, err)
-		}
 		sum.Resumed = e.led.resumed()
 	}
 	sum.Interrupted = interrupted
@@ -459,7 +533,86 @@ func (e *Engine) Recount(sum Summary) Summary {
 	sum.TooOld, sum.Retimestamped, sum.OutOfRange, sum.AlreadyDelivered = e.tooOld.Load(), e.retimestamped.Load(), e.outOfRange.Load(), e.already.Load()
 	sum.DeadLetters, sum.Control, sum.PartialLines = e.dead.Load(), e.control.Load(), e.partial.Load()
 	sum.Points, sum.PointsSent, sum.PointsTooOld, sum.PointsOutOfRange = e.points.Load(), e.pointsSent.Load(), e.pointsTooOld.Load(), e.pointsOutOfRange.Load()
+	e.endMu.Lock()
+	sum.NotSaved = ""
+	if e.notSaved != nil {
+		sum.NotSaved = e.notSaved.Error()
+	}
+	e.endMu.Unlock()
 	return sum
+}
+
+// Stopped is closed once Run sends nothing more: its readers ended (the
+// run was interrupted, or read everything); what it sent may still be in
+// flight, and Run waits for it before it returns.
+func (e *Engine) Stopped() <-chan struct{} { return e.stopped }
+
+func (e *Engine) stopSending() { e.stoppedOnce.Do(func() { close(e.stopped) }) }
+
+// Drained is closed once Run is done waiting for what it sent (all of it
+// acknowledged, or it gave up waiting): it writes the checkpoint next.
+func (e *Engine) Drained() <-chan struct{} { return e.drained }
+
+func (e *Engine) doneDraining() { e.drainedOnce.Do(func() { close(e.drained) }) }
+
+// Source names what the replay reads.
+func (e *Engine) Source() string { return e.store.Name() }
+
+// saveEnd writes the checkpoint (or the ledger) at the end of a run, and
+// keeps the outcome for the summary.
+func (e *Engine) saveEnd(ctx context.Context, complete bool) error {
+	if e.cfg.DryRun || (e.cfg.CheckpointStore == nil && e.led == nil) {
+		return nil
+	}
+	var err error
+	if e.led != nil {
+		err = e.saveLedger(ctx)
+	} else {
+		err = e.saveCheckpoint(ctx, complete)
+	}
+	e.endMu.Lock()
+	e.notSaved = err
+	e.endMu.Unlock()
+	return err
+}
+
+// Settle saves the checkpoint (or the ledger) once more, within ctx, after
+// Run returned: an interrupted run that stopped waiting for what it sent
+// saved what was acknowledged by then, and the pipeline's shutdown, which
+// drains after it, delivers more of it. Without this the checkpoint missed
+// what the shutdown delivered, and the next run sent it again. It writes
+// nothing when nothing changed since the last write; when the last write
+// failed, it tries again. Called before Run returned, it saves the
+// progress so far (as not complete).
+//
+// With Config.Settle, it then releases the lease Run left held (within
+// ctx; the release goes on past it), or leaves that to Run when Run has
+// not returned yet.
+func (e *Engine) Settle(ctx context.Context) error {
+	e.endMu.Lock()
+	loaded, complete := e.loaded, e.ran && e.complete
+	e.endMu.Unlock()
+	var err error
+	if loaded { // else Run never got as far as reading the checkpoint
+		err = e.saveEnd(ctx, complete)
+	}
+	e.endMu.Lock()
+	e.settled = true
+	release := e.releaseLease
+	e.releaseLease = nil
+	e.endMu.Unlock()
+	if release != nil {
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			release()
+		}()
+		select {
+		case <-released:
+		case <-ctx.Done():
+		}
+	}
+	return err
 }
 
 // hold takes the run's lease and keeps it renewed until release: the
@@ -521,7 +674,7 @@ func (e *Engine) saveCheckpoint(ctx context.Context, complete bool) error {
 	if err := e.leaseLost(); err != nil {
 		return fmt.Errorf("checkpoint %s %w", e.cfg.CheckpointStore.Name(), err)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	sctx, cancel := saveContext(ctx)
 	defer cancel()
 	return e.prog.save(sctx, e.cfg.CheckpointStore, complete)
 }
@@ -530,9 +683,15 @@ func (e *Engine) saveLedger(ctx context.Context) error {
 	if err := e.leaseLost(); err != nil {
 		return fmt.Errorf("replay ledger %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	sctx, cancel := saveContext(ctx)
 	defer cancel()
 	return e.led.save(sctx)
+}
+
+// saveContext bounds a write of the progress: a minute at most, within
+// ctx (the end of a run passes one its interruption does not cancel).
+func saveContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Minute)
 }
 
 func (e *Engine) loadCheckpoint(ctx context.Context) (*Checkpoint, error) {
@@ -989,9 +1148,9 @@ func (e *Engine) release(ctx context.Context, o *objectState) {
 	}
 }
 
-// drain waits for the events in flight; once ctx ends, for Config.Drain
-// at most.
-func (e *Engine) drain(ctx context.Context) error {
+// drain waits for the events in flight; once ctx ends, until Config.Drain
+// after it ended (at, in Unix nanoseconds, set as it ends) at most.
+func (e *Engine) drain(ctx context.Context, at *atomic.Int64) error {
 	done := make(chan struct{})
 	go func() { e.inflight.Wait(); close(done) }()
 	select {
@@ -999,7 +1158,11 @@ func (e *Engine) drain(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	t := time.NewTimer(e.cfg.Drain)
+	left := e.cfg.Drain
+	if ns := at.Load(); ns != 0 {
+		left -= time.Since(time.Unix(0, ns))
+	}
+	t := time.NewTimer(max(left, 0))
 	defer t.Stop()
 	select {
 	case <-done:

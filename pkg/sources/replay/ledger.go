@@ -259,11 +259,22 @@ func (p *ledgerProgress) complete(key, etag string, size int64) {
 // save returns once every change made before it was called is on the
 // ledger (or a write of it failed).
 func (p *ledgerProgress) save(ctx context.Context) error {
+	// A wait for the write under way ends with ctx (a shutdown's
+	// deadline), not only with that write.
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.wrote.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	want := p.changes
 	for p.saved < want {
 		if p.writing {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("replay ledger not saved: an earlier write was still under way at the deadline: %w", err)
+			}
 			p.wrote.Wait()
 			continue
 		}

@@ -329,3 +329,30 @@ func TestLedgerSavesAreGroupCommits(t *testing.T) {
 	assert.Equal(t, [][2]int64{{0, 1}}, g.saves[0].Settled)
 	assert.Equal(t, [][2]int64{{0, 10}}, g.saves[1].Settled)
 }
+
+// TestLedgerSaveWaitingForAWriteEndsWithItsContext: a save that waits for
+// a marker write under way (S3 not answering) gives up when its context
+// ends — a shutdown's deadline — and says so, instead of waiting for that
+// write however long it takes.
+func TestLedgerSaveWaitingForAWriteEndsWithItsContext(t *testing.T) {
+	g := &gatedLedger{started: make(chan string, 100), gate: make(chan struct{})}
+	defer close(g.gate)
+	p := newLedgerProgress(g)
+	p.m["k"] = &Marker{}
+	p.settle("k", "e", 0)
+	go func() { _ = p.save(context.Background()) }()
+	<-g.started // the first write is under way, and hangs
+	p.settle("k", "e", 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.save(ctx) }()
+	cancel() // the deadline
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Contains(t, err.Error(), "still under way")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the save waits for the write under way past its context")
+	}
+}

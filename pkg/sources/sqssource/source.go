@@ -105,6 +105,14 @@ type Source struct {
 	apiErrs  *telemetry.Counter
 	dups     *telemetry.Counter
 	latency  *telemetry.Histogram
+	// Receipts of messages delivered (or copies of delivered ones) waiting
+	// for their delete, and those whose delete failed for good: SQS gives
+	// them out again, and their content is delivered again.
+	deletesPending *telemetry.Gauge
+	notDeleted     *telemetry.Counter
+	// Objects delivered of messages handed back at shutdown: the message
+	// comes back whole to the next process, which reads them again.
+	handBackDone *telemetry.Counter
 }
 
 // New returns a source. raw receives CloudWatch and Firehose payloads for
@@ -122,23 +130,26 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 	}
 	return &Source{
 		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
-		slots:    semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
-		received: metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
-		deleted:  metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
-		skipped:  metrics.Counter("sqs.messages_skipped", "SQS messages that announce nothing to read (S3 test events), deleted."),
-		failed:   metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again (counted once per message, however often it comes back)."),
-		handBack: metrics.Counter("sqs.messages_handed_back", "SQS messages made visible again at shutdown, unfinished."),
-		poison:   metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy (counted once per message)."),
-		extended: metrics.Counter("sqs.visibility_extensions", "Visibility timeouts extended for messages still being worked on."),
-		objRead:  metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
-		objBytes: metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
-		objDead:  metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
-		objCtrl:  metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
-		objBad:   metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
-		objDups:  metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
-		apiErrs:  metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
-		dups:     metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
-		latency:  metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
+		slots:          semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
+		received:       metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
+		deleted:        metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
+		skipped:        metrics.Counter("sqs.messages_skipped", "SQS messages that announce nothing to read (S3 test events), deleted."),
+		failed:         metrics.Counter("sqs.messages_failed", "SQS messages whose content could not be delivered: left to become visible again (counted once per message, however often it comes back)."),
+		handBack:       metrics.Counter("sqs.messages_handed_back", "SQS messages made visible again at shutdown, unfinished."),
+		poison:         metrics.Counter("sqs.messages_unrecognised", "SQS messages that are neither data nor an S3 notification: not deleted, left to the redrive policy (counted once per message)."),
+		extended:       metrics.Counter("sqs.visibility_extensions", "Visibility timeouts extended for messages still being worked on."),
+		objRead:        metrics.Counter("sqs.objects_read", "S3 objects read for the notifications received."),
+		objBytes:       metrics.Counter("sqs.object_bytes", "Bytes of those S3 objects, as stored."),
+		objDead:        metrics.Counter("sqs.object_dead_letters", "Records of those S3 objects returned as dead letters."),
+		objCtrl:        metrics.Counter("sqs.object_control_messages", "CloudWatch CONTROL_MESSAGE documents in those S3 objects, dropped."),
+		objBad:         metrics.Counter("sqs.objects_unreadable", "S3 objects announced that S3 will not give (no such key, bucket or version; access denied): dead-lettered by name, the rest of the message delivered."),
+		objDups:        metrics.Counter("sqs.duplicate_objects", "S3 objects announced again by a copy of their S3 event (another SQS message) while read or recently delivered: not read twice."),
+		apiErrs:        metrics.Counter("sqs.api_errors", "SQS and S3 calls that failed."),
+		dups:           metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
+		latency:        metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
+		deletesPending: metrics.Gauge("sqs.deletes_pending", "SQS messages delivered (or dead-lettered) whose delete is queued or under way; at exit, those left are delivered again when SQS gives them out again."),
+		handBackDone:   metrics.Counter("sqs.handed_back_objects_delivered", "S3 objects delivered (or dead-lettered) of SQS messages handed back at shutdown: the message comes back whole, and the process that takes it delivers them again."),
+		notDeleted:     metrics.Counter("sqs.messages_not_deleted", "SQS messages delivered (or dead-lettered) whose delete failed for good (SQS errors, the receipt handle expired, the shutdown deadline): SQS gives them out again and their content is delivered again."),
 	}, nil
 }
 
@@ -245,10 +256,22 @@ func (s *Source) Stop(ctx context.Context) error {
 		s.receivers.Wait()
 		done := make(chan struct{})
 		go func() { s.handlers.Wait(); close(done) }()
+		// The work still under way is given up before ctx ends, by its
+		// last fifth (a second at most): making those messages visible
+		// again takes a call each, which ctx must still have time for.
+		// Given up when ctx ended, every such call failed at once, and the
+		// messages the summary counted handed back (visible again) came
+		// back only after their visibility timeout.
+		work := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			work, cancel = context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/5, time.Second)))
+			defer cancel()
+		}
 		select {
 		case <-done:
-		case <-ctx.Done():
-			s.stopErr = fmt.Errorf("sqs source: messages still being worked on at shutdown (they will be redelivered): %w", ctx.Err())
+		case <-work.Done():
+			s.stopErr = fmt.Errorf("sqs source: messages still being worked on at shutdown (they will be redelivered): %w", work.Err())
 			s.workCancel()
 			<-done
 		}
@@ -313,6 +336,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				// A copy of a message already delivered and deleted.
 				s.dups.Inc()
 				s.slots.Release(1)
+				s.deletesPending.Inc()
 				q.deletes <- aws.ToString(m.ReceiptHandle)
 			case stopping:
 				// The receive in flight when polling stopped brought it:
@@ -386,6 +410,12 @@ func (p *progress) add(i int) {
 		p.done = map[int]bool{}
 	}
 	p.done[i] = true
+}
+
+func (p *progress) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.done)
 }
 
 func (p *progress) has(i int) bool {
@@ -479,13 +509,16 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 	switch {
 	case err == nil:
 		s.latency.Observe(time.Since(start))
+		s.deletesPending.Add(int64(len(handles)))
 		for _, h := range handles {
 			q.deletes <- h
 		}
 	case s.workCtx.Err() != nil || errors.Is(err, ack.ErrHandedBack):
 		// Shutting down before it was delivered: another worker can take
-		// it at once.
+		// it at once. What of it was delivered is remembered only by this
+		// process: the next one delivers it again.
 		s.handBack.Inc()
+		s.handBackDone.Add(int64(w.done.count()))
 		s.release(q, handles, 0, log)
 	default:
 		// Counted once per message: it comes back until its redrive
@@ -869,6 +902,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		cancel()
 		if err == nil {
 			s.deleted.Add(int64(len(out.Successful)))
+			s.deletesPending.Add(-int64(len(out.Successful)))
 			if len(out.Failed) == 0 {
 				return
 			}
@@ -877,6 +911,8 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 				if f.SenderFault {
 					// The receipt handle expired: the message came back
 					// and another receive owns it now.
+					s.notDeleted.Inc()
+					s.deletesPending.Dec()
 					s.log.Warn("sqs delete refused: the message will be delivered again", "queue", q.url, "code", aws.ToString(f.Code), "reason", aws.ToString(f.Message))
 					continue
 				}
@@ -893,6 +929,7 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		}
 		s.apiErrs.Inc()
 		if attempt == 5 {
+			s.gaveUpDeleting(entries)
 			s.log.Error("sqs delete failed: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
 			return
 		}
@@ -903,10 +940,17 @@ func (s *Source) deleteBatch(q *queue, handles []string) {
 		waitErr := pace.Wait(ctx)
 		cancel()
 		if waitErr != nil {
+			s.gaveUpDeleting(entries)
 			s.log.Error("sqs delete cut short by the shutdown deadline: the messages will be delivered again", "queue", q.url, "messages", len(entries), "error", err)
 			return
 		}
 	}
+}
+
+// gaveUpDeleting counts the deletes given up.
+func (s *Source) gaveUpDeleting(entries []types.DeleteMessageBatchRequestEntry) {
+	s.notDeleted.Add(int64(len(entries)))
+	s.deletesPending.Add(-int64(len(entries)))
 }
 
 // extender renews the visibility of every message being worked on, every
