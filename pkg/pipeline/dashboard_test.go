@@ -277,6 +277,20 @@ func TestDashboardAPIGatewayMetricsAreEmitted(t *testing.T) {
 		c.Enrich.MaxWait = 10 * time.Second // moto answers in time: no partial tags
 	})
 
+	// The stage's tags are read from moto before the lines that need them:
+	// a first line asks for them, and the others follow once they are
+	// cached. Asked for by those lines themselves, moto's answers (several
+	// calls, at most 10 a second) can come after enrich.max_wait (10 s,
+	// its highest) on a loaded machine, and the lines go on without the
+	// API's name (partial): the test failed so under CPU load.
+	warm := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/%s/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[`+
+		`{"id":"warm","timestamp":%d,"message":"{\"requestId\":\"warm\",\"apiId\":\"%s\",\"stage\":\"prod\",\"httpMethod\":\"GET\",\"resourcePath\":\"/pets\",\"status\":200}"}]}`,
+		apiID, time.Now().UnixMilli(), apiID)
+	status, resp := firehoseRequest(t, h.url, "dashboard-warm", recordsBody("dashboard-warm", gz([]byte(warm))), nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+	require.NoError(t, waitFor(ctx, func() bool { return h.p.Status().Gauges["awstags.stages"] >= 1 }),
+		"the stage's tags are read from moto: %v", h.p.Status().Counters)
+
 	// Access-log lines of the stage in moto (the generator's stages are
 	// not there, so its metrics lack the API's name): one per kind of
 	// request the dashboard shows by API, and the kinds the generator does
@@ -303,7 +317,7 @@ func TestDashboardAPIGatewayMetricsAreEmitted(t *testing.T) {
 	}
 	env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/%s/prod","logStream":"s","subscriptionFilters":["f"],"logEvents":[%s]}`,
 		apiID, events.String())
-	status, resp := firehoseRequest(t, h.url, "dashboard-logs", recordsBody("dashboard-logs", gz([]byte(env))), nil)
+	status, resp = firehoseRequest(t, h.url, "dashboard-logs", recordsBody("dashboard-logs", gz([]byte(env))), nil)
 	require.Equal(t, http.StatusOK, status, "%v", resp)
 
 	// API Gateway's CloudWatch metrics, from a metric stream on the same

@@ -438,7 +438,12 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 	began := time.Now()
 	require.NoError(t, h.p.Shutdown(sctx), "handing back is a clean drain")
 	took := time.Since(began)
-	assert.Less(t, took, drain+time.Second, "the shutdown fits its deadline")
+	// Without its deadline the shutdown would wait for the intake or the
+	// requests' ack timeout (a minute). The bound is generous past the
+	// deadline: handing back and answering the requests take a loaded CI
+	// machine (two cores, packages tested side by side) well over a
+	// second now and then.
+	assert.Less(t, took, drain+10*time.Second, "the shutdown fits its deadline, not the ack timeout")
 	assert.True(t, h.p.HandedBack())
 	wg.Wait()
 	close(answers)

@@ -91,6 +91,25 @@ func (f *fakeCloudWatch) start(t *testing.T) string {
 	return srv.URL
 }
 
+// inProcess is an aws.Config whose requests f answers in the calling
+// goroutine, with no socket: what a synctest bubble needs, since a
+// connection's goroutines waiting on the network are never durably
+// blocked and the bubble's clock would not move.
+func (f *fakeCloudWatch) inProcess(t *testing.T) aws.Config {
+	cfg := fakeConfig("http://cloudwatch.in-process")
+	serve := f.serve(t)
+	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		serve(rec, r)
+		return rec.Result(), nil
+	})}
+	return cfg
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func (f *fakeCloudWatch) serve(t *testing.T) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -252,6 +271,9 @@ type collector struct {
 	points []record.Metric
 	fail   int // how many emits to fail
 	calls  int
+	// windows are the periods (start timestamps, sorted) of each emit
+	// accepted, in order.
+	windows [][]int64
 }
 
 func (c *collector) emit(_ context.Context, pts []record.Metric) error {
@@ -263,19 +285,20 @@ func (c *collector) emit(_ context.Context, pts []record.Metric) error {
 		return fmt.Errorf("delivery refused")
 	}
 	c.points = append(c.points, pts...)
+	var w []int64
+	for _, p := range pts {
+		w = append(w, p.Timestamp)
+	}
+	slices.Sort(w)
+	c.windows = append(c.windows, slices.Compact(w))
 	return nil
 }
 
-// stamps returns the timestamps of the points gathered, sorted.
-func (c *collector) stamps() []int64 {
+// emitted returns the periods of each emit accepted, in order.
+func (c *collector) emitted() [][]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]int64, len(c.points))
-	for i, m := range c.points {
-		out[i] = m.Timestamp
-	}
-	slices.Sort(out)
-	return out
+	return slices.Clone(c.windows)
 }
 
 // take returns the points gathered since the last take, rendered and

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -52,6 +53,13 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func newTestPoller(t *testing.T, url string, cfg Config) *Poller {
 	t.Helper()
+	return newTestPollerOn(t, fakeConfig(url), cfg)
+}
+
+// newTestPollerOn is newTestPoller with the AWS configuration given (see
+// fakeCloudWatch.inProcess).
+func newTestPollerOn(t *testing.T, awsCfg aws.Config, cfg Config) *Poller {
+	t.Helper()
 	if cfg.Accounts == nil {
 		cfg.Accounts = []Target{{acct, "us-east-1"}}
 	}
@@ -60,7 +68,7 @@ func newTestPoller(t *testing.T, url string, cfg Config) *Poller {
 	}
 	cfg.RequestsPerSecond, cfg.Burst = 1000, 1000
 	cfg.Logger = quiet()
-	p, err := New(cfg, fakeConfig(url))
+	p, err := New(cfg, awsCfg)
 	require.NoError(t, err)
 	return p
 }
