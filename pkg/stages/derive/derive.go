@@ -31,6 +31,9 @@ const (
 	numFixedDims
 )
 
+// numAPIDims are the dimensions of the API and its stage (0-4).
+const numAPIDims = dimStage + 1
+
 // FixedTagKeys are the tag keys every metric may carry, in order. A key is
 // left out of a point's tags when the record had no value for it.
 var FixedTagKeys = [numFixedDims]string{
@@ -148,7 +151,6 @@ type Deriver struct {
 	key         []byte
 	alt         []byte
 	skey        []byte
-	vals        []val
 	req         Request
 	reader      *Reader
 	n           Stats
@@ -396,8 +398,13 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 		}
 		d.suffix = d.allow.appendSuffix(d.suffix[:0], tv)
 	}
-	vals := d.vals
-	copy(vals, d.tagVals)
+	// The API's dimensions (0-4), completed from the record where its
+	// tags lack them, in an array on the stack: a copy into the heap
+	// costs a write barrier per pointer while the GC runs. The allowlisted
+	// dimensions are in d.suffix already.
+	var api [numAPIDims]val
+	copy(api[:], d.tagVals[:numAPIDims])
+	vals := api[:]
 	replay := d.tagReplay
 	if vals[dimAccount].len() == 0 {
 		if len(r.Account) > 0 {
