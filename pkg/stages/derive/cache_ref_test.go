@@ -45,6 +45,8 @@ var (
 		{"aws_account:1", "region:us-east-1", "apiid:a2", "stage:dev", "env:e"},
 		{"aws_account:2", "region:eu-west-1", "apiid:a3", "apiname:chat", "stage:prod", "replay:true"},
 		{"region:us-west-2"}, // not full: apiid and stage from the attributes
+		{"region:us-west-2", "team:z"},
+		{"region:us-west-2", "team:w", "stage:s2"},
 		nil,
 	}
 	cacheMethods = []string{"GET", "get", "POST", "", "-", "DELETE", "Put"}
@@ -223,7 +225,13 @@ func cacheSeeds() [][]byte {
 	for range 10 {
 		near = append(near, 0, 0x00, 0, 1, 0, 0x40, 0, 1, 0, 0x20, 0, 1, 0, 0x30, 0, 1, 0, 0x01, 0, 1)
 	}
-	return append(seeds, nil, []byte{0, 0, 0, 1, 0, 0, 0, 1, 0xf0, 50, 0, 0, 0, 0, 0, 1}, near)
+	// Records of one API completed from their attributes alike, with
+	// other allowlisted tags: tag sets 4 and 5, apiid fb1.
+	var fallback []byte
+	for range 10 {
+		fallback = append(fallback, 4, 0, 0, 1, 13, 0, 0, 1, 13, 0, 0, 1)
+	}
+	return append(seeds, nil, []byte{0, 0, 0, 1, 0, 0, 0, 1, 0xf0, 50, 0, 0, 0, 0, 0, 1}, near, fallback)
 }
 
 func TestPointsMatchUncached(t *testing.T) {

@@ -170,13 +170,22 @@ type Deriver struct {
 
 	// The accumulators found last by the record's own values (see
 	// cachedAcc): a hit skips building the series key and looking it up.
-	cache     *[accCacheSize]cachedAcc
-	epoch     uint64            // changes when a window's accumulators are taken out
-	tagsID    uint64            // names prefix and suffix (content) when tagsFull
-	tagIDs    map[string]uint64 // prefix+suffix → tagsID
-	nextID    uint64
-	noCache   bool // tests: the uncached path only
-	cacheMask int  // accCacheSize-1; tests use fewer slots
+	cache   *[accCacheSize]cachedAcc
+	epoch   uint64            // changes when a window's accumulators are taken out
+	tagsID  uint64            // names prefix and suffix (content) when tagsFull
+	tagIDs  map[string]uint64 // prefix+suffix → tagsID
+	nextID  uint64
+	noCache bool // tests: the uncached path only
+	// When the tags lack some of the API's dimensions: the prefix of the
+	// values last completed from a record (fallbackPrefix), and when
+	// sawAccess was called for it.
+	fbValid   bool
+	fbPrefix  []byte
+	fbApiEnd  int
+	fbID      uint64
+	fbSawID   uint64
+	fbSawAt   time.Time
+	cacheMask int // accCacheSize-1; tests use fewer slots
 	cacheBuf  []byte
 
 	pmu     sync.Mutex // guards pending
@@ -414,6 +423,7 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 		if d.tagsFull {
 			d.tagsID = d.idOf(d.prefix, d.suffix)
 		}
+		d.fbValid = false
 	}
 	// The API's dimensions (0-4), completed from the record where its
 	// tags lack them, in an array on the stack: a copy into the heap
@@ -439,14 +449,27 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 	if vals[dimStage].len() == 0 {
 		vals[dimStage].b = r.Stage
 	}
+	// The API's encoded dimensions: d.prefix when the tags have them all;
+	// else (but with noCache) those of the values completed from the
+	// record, kept while records complete them alike. id names them
+	// with the allowlisted tags.
+	known, prefix, apiEnd, id := d.tagsFull, d.prefix, d.apiEnd, d.tagsID
+	if !known && !d.noCache {
+		known, prefix, apiEnd, id = d.fallbackPrefix(vals)
+	}
 	if d.cfg.Summaries == SummariesAuto {
 		if rec.Kind == record.KindAccess {
-			// Once a second per shared tag slice is enough: the memory is
-			// minutes long.
-			if !d.tagsFull || tp != d.sawP || now.Sub(d.sawAt) >= time.Second || now.Before(d.sawAt) {
-				d.sawAccess(vals, now)
-				if d.tagsFull {
+			// Once a second per shared tag slice, or per API completed
+			// alike, is enough: the memory is minutes long.
+			if d.tagsFull {
+				if tp != d.sawP || now.Sub(d.sawAt) >= time.Second || now.Before(d.sawAt) {
+					d.sawAccess(vals, now)
 					d.sawP, d.sawAt = tp, now
+				}
+			} else if !known || id != d.fbSawID || now.Sub(d.fbSawAt) >= time.Second || now.Before(d.fbSawAt) {
+				d.sawAccess(vals, now)
+				if known {
+					d.fbSawID, d.fbSawAt = id, now
 				}
 			}
 		} else {
@@ -505,14 +528,17 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 		a  *acc
 		ce *cachedAcc
 	)
-	if d.tagsFull && !d.noCache && len(r.Method) <= maxTagValue && len(r.Route) <= maxTagValue && len(r.EventType) <= maxTagValue {
-		ce = &d.cache[accCacheIndex(d.tagsID, class, r.Method, r.Route, r.EventType)&d.cacheMask]
-		if ce.a != nil && ce.w == w && ce.epoch == d.epoch && ce.tagsID == d.tagsID && ce.same(r.Method, r.Route, class, r.EventType) {
+	if known && !d.noCache && len(r.Method) <= maxTagValue && len(r.Route) <= maxTagValue && len(r.EventType) <= maxTagValue {
+		ce = &d.cache[accCacheIndex(id, class, r.Method, r.Route, r.EventType)&d.cacheMask]
+		if ce.a != nil && ce.w == w && ce.epoch == d.epoch && ce.tagsID == id && ce.same(r.Method, r.Route, class, r.EventType) {
 			a = ce.a
 		}
 	}
 	if a == nil {
-		if a = d.lookup(w, r, vals, class, now, ce); a == nil {
+		if !known {
+			prefix, apiEnd = d.appendAPI(d.key[:0], vals)
+		}
+		if a = d.lookup(w, r, prefix, apiEnd, id, class, now, ce); a == nil {
 			return
 		}
 	}
@@ -546,16 +572,11 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 
 // lookup finds the accumulator of the record's series in w by its key,
 // or makes it (newSeries); nil means the record is dropped (counted). An
-// accumulator found under the key is remembered in ce, when not nil.
-func (d *Deriver) lookup(w *window, r *Request, vals []val, class int8, now time.Time, ce *cachedAcc) *acc {
+// accumulator found under the key is remembered in ce, when not nil, under
+// id. prefix is the encoded API (appendAPI), in d.key or not.
+func (d *Deriver) lookup(w *window, r *Request, prefix []byte, apiEnd int, id uint64, class int8, now time.Time, ce *cachedAcc) *acc {
 	// The series key: every dimension, length-prefixed.
-	var k []byte
-	var apiEnd int
-	if d.tagsFull {
-		k, apiEnd = append(d.key[:0], d.prefix...), d.apiEnd
-	} else {
-		k, apiEnd = d.appendAPI(d.key[:0], vals)
-	}
+	k := append(d.key[:0], prefix...)
 	k = appendVal(k, val{b: r.Method}, true)
 	resStart := len(k)
 	k = appendVal(k, val{b: r.Route}, false)
@@ -573,13 +594,51 @@ func (d *Deriver) lookup(w *window, r *Request, vals []val, class int8, now time
 	}
 	if a := w.accs[string(k)]; a != nil {
 		if ce != nil {
-			*ce = cachedAcc{w: w, a: a, epoch: d.epoch, tagsID: d.tagsID, off: len(d.prefix)}
+			*ce = cachedAcc{w: w, a: a, epoch: d.epoch, tagsID: id, off: len(prefix)}
 		}
 		return a
 	}
 	// Not remembered: a key folded into resource:other or dropped is
 	// counted by newSeries at every record.
 	return d.newSeries(w, k, apiEnd, resStart, resEnd)
+}
+
+// fallbackPrefix is the encoded API (appendAPI) of vals, the record's
+// values completed from its attributes and origin, with the id of its
+// content and the allowlisted tags: the last one's while vals are alike.
+// Not known (false) when a value is clipped.
+func (d *Deriver) fallbackPrefix(vals []val) (known bool, prefix []byte, apiEnd int, id uint64) {
+	if !d.fbValid || !prefixHolds(d.fbPrefix, vals) {
+		for _, v := range vals {
+			if v.len() > maxTagValue {
+				return false, nil, 0, 0
+			}
+		}
+		d.fbPrefix, d.fbApiEnd = d.appendAPI(d.fbPrefix[:0], vals)
+		d.fbID = d.idOf(d.fbPrefix, d.suffix)
+		d.fbValid = true
+	}
+	return true, d.fbPrefix, d.fbApiEnd, d.fbID
+}
+
+// prefixHolds reports whether p is appendAPI's encoding of vals, none of
+// them clipped.
+func prefixHolds(p []byte, vals []val) bool {
+	for _, v := range vals[:numAPIDims] {
+		n := v.len()
+		if len(p) < 1+n || int(p[0]) != n {
+			return false
+		}
+		if v.s != "" {
+			if string(p[1:1+n]) != v.s {
+				return false
+			}
+		} else if string(p[1:1+n]) != string(v.b) {
+			return false
+		}
+		p = p[1+n:]
+	}
+	return len(p) == 0
 }
 
 // accCacheSize is the number of accumulators remembered (a power of 2).
