@@ -7,7 +7,8 @@
 # times (ABBA: a drift in the machine's load hits both alike) with one
 # core. Printed: each benchmark's median process CPU per record
 # (cpu-ns/rec; derive-cpu-ns/rec for PipelineShare) and allocations per
-# 1000 records, per revision, and the ratio B/A of the medians.
+# 1000 records, per revision, the ratio B/A of the medians, and the median
+# of each round's B/A (steadier when load spikes hit single runs).
 #
 #   ./scripts/ab-derive.sh                       # main against the working tree
 #   A=main B=HEAD ROUNDS=8 ./scripts/ab-derive.sh
@@ -38,16 +39,19 @@ run() { # run NAME ROUND
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then run A "$r"; run B "$r"; else run B "$r"; run A "$r"; fi
 done | tee "$OUT/runs.txt" | awk -v a="$A" -v b="$B" '
-{ k = $3 " " $4; v[k, $1] = v[k, $1] " " $5; keys[k] = 1 }
+{ k = $3 " " $4; v[k, $1] = v[k, $1] " " $5; keys[k] = 1; x[k, $1, $2] = $5; if ($2 > nr) nr = $2 }
 function median(s,   n, x, i, j, t) {
 	n = split(s, x, " ")
 	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] + 0 < x[i] + 0) { t = x[i]; x[i] = x[j]; x[j] = t }
 	return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
 }
 END {
-	printf "%-42s %-18s %10s %10s %7s\n", "#benchmark", "metric", "A=" a, "B=" b, "B/A"
+	printf "%-42s %-18s %10s %10s %7s %10s\n", "#benchmark", "metric", "A=" a, "B=" b, "B/A", "pairs B/A"
 	for (k in keys) {
 		split(k, p, " "); ma = median(v[k, "A"]); mb = median(v[k, "B"])
-		printf "%-42s %-18s %10.1f %10.1f %7.3f\n", p[1], p[2], ma, mb, (ma > 0 ? mb / ma : 0)
+		# The median of the ratios of the rounds B/A: a load spike hits one round.
+		pr = ""
+		for (r = 1; r <= nr; r++) if (x[k, "A", r] > 0) pr = pr " " x[k, "B", r] / x[k, "A", r]
+		printf "%-42s %-18s %10.1f %10.1f %7.3f %10.3f\n", p[1], p[2], ma, mb, (ma > 0 ? mb / ma : 0), median(pr)
 	}
 }' | LC_ALL=C sort
