@@ -96,7 +96,6 @@ func appendAllowedTags(tags []string, k []byte) []string {
 func (d *Deriver) useAllowlist(a *allowlist) {
 	d.allow = a
 	d.nDims = numFixedDims + len(a.keys)
-	d.vals = make([]val, d.nDims)
 	d.tagVals = make([]val, d.nDims)
 	d.tagsP, d.tagsN = nil, 0 // read the tags again: the suffix changes
 }

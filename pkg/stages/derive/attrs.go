@@ -193,12 +193,19 @@ func classify(key string, cacheKeys []string) uint8 {
 
 // Reader reads Requests from records. It remembers which attribute keys it
 // has seen (keys are mostly the parser's constant strings, so a key's
-// address identifies it), which makes a record's pass cost one table probe
-// per attribute instead of a string switch. Not safe for concurrent use.
+// address identifies it), which makes a record's pass cost one comparison
+// per attribute instead of a string switch: records of one format have
+// their attributes in one order, so each attribute's key is first compared
+// with the previous record's key at its position (shape), then looked up
+// in a table of the keys seen (slots). Not safe for concurrent use.
 type Reader struct {
 	cacheKeys []string
+	shape     [maxShape]keySlot
 	slots     [512]keySlot
 }
+
+// maxShape is how many leading attributes of a record the shape holds.
+const maxShape = 64
 
 type keySlot struct {
 	p  *byte
@@ -210,11 +217,22 @@ type keySlot struct {
 // status (Config.CacheStatusKeys).
 func NewReader(cacheKeys []string) *Reader { return &Reader{cacheKeys: cacheKeys} }
 
-// learn classifies a key missing from the table and remembers it.
-func (rd *Reader) learn(s *keySlot, key string) uint8 {
-	id := classify(key, rd.cacheKeys)
-	*s = keySlot{p: unsafe.StringData(key), n: len(key), id: id}
-	return id
+// lookup is the field id of the key of the record's i-th attribute when it
+// differs from the previous record's: from the table of keys seen, else
+// classified and remembered.
+func (rd *Reader) lookup(i int, key string) uint8 {
+	p := unsafe.StringData(key)
+	if p == nil {
+		return classify(key, rd.cacheKeys)
+	}
+	s := &rd.slots[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(key)))&(uintptr(len(rd.slots))-1)]
+	if s.p != p || s.n != len(key) {
+		*s = keySlot{p: p, n: len(key), id: classify(key, rd.cacheKeys)}
+	}
+	if i < maxShape {
+		rd.shape[i] = *s
+	}
+	return s.id
 }
 
 // ReadRequest fills r from rec's attributes in one pass over them. It never
@@ -230,14 +248,16 @@ func (rd *Reader) Read(rec *record.Record, r *Request) { read(rec, r, rd, rd.cac
 
 func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 	*r = Request{}
-	// Candidates by precedence: index 0 is the preferred key.
+	// Candidates by precedence: index 0 is the preferred key. Numbers are
+	// read only for the candidates that decide (last, by field id: the
+	// last attribute of each key, as reading each in turn would leave
+	// it), so that a fallback the preferred key shadows (apigateway.status
+	// beside http.status_code, …) is not parsed.
 	var (
-		method, route                  [3][]byte
-		status, integStatus            [4]int
-		latency, integLat, size        [3]float64
-		hasLat, hasInteg, hasSize      [3]bool
-		elapsed                        float64
-		hasElapsed, complete           bool
+		method, route                  [2][]byte
+		last                           [fCache + 1]*record.Attr
+		latency                        float64
+		hasLat, complete               bool
 		integErr                       bool
 		throttledKind, integFailedKind bool
 	)
@@ -246,13 +266,10 @@ func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 		var id uint8
 		if rd == nil {
 			id = classify(a.Key, cacheKeys)
-		} else if p := unsafe.StringData(a.Key); p != nil {
-			s := &rd.slots[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(a.Key)))&(uintptr(len(rd.slots))-1)]
-			if s.p == p && s.n == len(a.Key) {
-				id = s.id
-			} else {
-				id = rd.learn(s, a.Key)
-			}
+		} else if s := &rd.shape[i&(maxShape-1)]; i < maxShape && s.p == unsafe.StringData(a.Key) && s.n == len(a.Key) && s.p != nil {
+			id = s.id
+		} else {
+			id = rd.lookup(i, a.Key)
 		}
 		switch id {
 		case fNone:
@@ -264,36 +281,17 @@ func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 			route[0] = strVal(a)
 		case fRoute2:
 			route[1] = strVal(a)
-		case fRoute3:
-			route[2] = apigw.RouteFromKey(strVal(a))
-		case fStatus:
-			status[0] = httpStatus(a)
-		case fStatus2:
-			status[1] = httpStatus(a)
+		case fRoute3, fStatus, fStatus2, fResponseLatency, fSummaryElapsed, fIntegLatency, fIntegLatency2, fIntegLatency3,
+			fBytesWritten, fResponseLength, fDataProcessed, fEventType, fIntegStatus, fIntegStatus2, fIntegStatus3, fIntegStatus4,
+			fAPIID, fStage, fAccount:
+			last[id] = a
 		case fDuration:
+			// The last usable one: an unusable one does not clear it.
 			if v, ok := numVal(a); ok && v >= 0 {
-				latency[0], hasLat[0] = v/1e6, true
+				latency, hasLat = v/1e6, true
 			}
-		case fResponseLatency:
-			latency[1], hasLat[1] = nonNeg(a)
-		case fSummaryElapsed:
-			elapsed, hasElapsed = nonNeg(a)
 		case fSummaryComplete:
 			complete = a.Kind == record.Bool && a.Int != 0
-		case fIntegLatency:
-			integLat[0], hasInteg[0] = nonNeg(a)
-		case fIntegLatency2:
-			integLat[1], hasInteg[1] = nonNeg(a)
-		case fIntegLatency3:
-			integLat[2], hasInteg[2] = nonNeg(a)
-		case fBytesWritten:
-			size[0], hasSize[0] = nonNeg(a)
-		case fResponseLength:
-			size[1], hasSize[1] = nonNeg(a)
-		case fDataProcessed:
-			size[2], hasSize[2] = nonNeg(a)
-		case fEventType:
-			r.EventType = strVal(a)
 		case fErrorKind:
 			switch string(strVal(a)) {
 			case "THROTTLED", "QUOTA_EXCEEDED":
@@ -305,24 +303,10 @@ func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 			if a.Kind == record.Bool && a.Int != 0 {
 				r.Throttled = true
 			}
-		case fIntegStatus:
-			integStatus[0] = httpStatus(a)
-		case fIntegStatus2:
-			integStatus[1] = httpStatus(a)
-		case fIntegStatus3:
-			integStatus[2] = httpStatus(a)
-		case fIntegStatus4:
-			integStatus[3] = httpStatus(a)
 		case fIntegError:
 			if len(strVal(a)) > 0 {
 				integErr = true
 			}
-		case fAPIID:
-			r.APIID = strVal(a)
-		case fStage:
-			r.Stage = strVal(a)
-		case fAccount:
-			r.Account = strVal(a)
 		case fStageAccessLogs:
 			if a.Kind == record.Bool {
 				r.StageAccessLogs = -1
@@ -337,21 +321,63 @@ func read(rec *record.Record, r *Request, rd *Reader, cacheKeys []string) {
 		}
 	}
 	r.Method = firstBytes(method[:])
-	r.Route = firstBytes(route[:])
-	r.Status = firstInt(status[:])
-	if v, ok := firstNum(latency[:], hasLat[:]); ok {
-		r.LatencyMS, r.HasLatency = v, true
-	} else if rec.Kind == record.KindSummary && complete && hasElapsed {
-		r.LatencyMS, r.HasLatency = elapsed, true
+	if r.Route = firstBytes(route[:]); r.Route == nil && last[fRoute3] != nil {
+		if rk := apigw.RouteFromKey(strVal(last[fRoute3])); len(rk) > 0 {
+			r.Route = rk
+		}
 	}
-	r.IntegLatencyMS, r.HasIntegLatency = firstNum(integLat[:], hasInteg[:])
-	r.ResponseBytes, r.HasResponseSize = firstNum(size[:], hasSize[:])
+	r.EventType = lastStr(last[fEventType])
+	r.APIID, r.Stage, r.Account = lastStr(last[fAPIID]), lastStr(last[fStage]), lastStr(last[fAccount])
+	r.Status = firstStatus(last[fStatus], last[fStatus2], nil, nil)
+	if hasLat {
+		r.LatencyMS, r.HasLatency = latency, true
+	} else if v, ok := firstNonNeg(last[fResponseLatency], nil, nil); ok {
+		r.LatencyMS, r.HasLatency = v, true
+	} else if rec.Kind == record.KindSummary && complete {
+		r.LatencyMS, r.HasLatency = firstNonNeg(last[fSummaryElapsed], nil, nil)
+	}
+	r.IntegLatencyMS, r.HasIntegLatency = firstNonNeg(last[fIntegLatency], last[fIntegLatency2], last[fIntegLatency3])
+	r.ResponseBytes, r.HasResponseSize = firstNonNeg(last[fBytesWritten], last[fResponseLength], last[fDataProcessed])
 	if r.Status == 429 || throttledKind {
 		r.Throttled = true
 	}
-	if is := firstInt(integStatus[:]); is >= 400 || integErr || integFailedKind {
+	if integErr || integFailedKind || firstStatus(last[fIntegStatus], last[fIntegStatus2], last[fIntegStatus3], last[fIntegStatus4]) >= 400 {
 		r.IntegrationError = true
 	}
+}
+
+// lastStr is strVal of a candidate, nil when there is none.
+func lastStr(a *record.Attr) []byte {
+	if a == nil {
+		return nil
+	}
+	return strVal(a)
+}
+
+// firstStatus is the first usable HTTP status of candidates in precedence
+// order (nil: none), or 0.
+func firstStatus(a, b, c, d *record.Attr) int {
+	for _, x := range [...]*record.Attr{a, b, c, d} {
+		if x != nil {
+			if v := httpStatus(x); v != 0 {
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+// firstNonNeg is the first usable non-negative number of candidates in
+// precedence order (nil: none).
+func firstNonNeg(a, b, c *record.Attr) (float64, bool) {
+	for _, x := range [...]*record.Attr{a, b, c} {
+		if x != nil {
+			if v, ok := nonNeg(x); ok {
+				return v, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func firstBytes(c [][]byte) []byte {
@@ -361,24 +387,6 @@ func firstBytes(c [][]byte) []byte {
 		}
 	}
 	return nil
-}
-
-func firstInt(c []int) int {
-	for _, v := range c {
-		if v != 0 {
-			return v
-		}
-	}
-	return 0
-}
-
-func firstNum(v []float64, has []bool) (float64, bool) {
-	for i := range v {
-		if has[i] {
-			return v[i], true
-		}
-	}
-	return 0, false
 }
 
 // strVal is a string attribute's value, or nil when it is empty, "-" (an

@@ -31,6 +31,9 @@ const (
 	numFixedDims
 )
 
+// numAPIDims are the dimensions of the API and its stage (0-4).
+const numAPIDims = dimStage + 1
+
 // FixedTagKeys are the tag keys every metric may carry, in order. A key is
 // left out of a point's tags when the record had no value for it.
 var FixedTagKeys = [numFixedDims]string{
@@ -148,7 +151,6 @@ type Deriver struct {
 	key         []byte
 	alt         []byte
 	skey        []byte
-	vals        []val
 	req         Request
 	reader      *Reader
 	n           Stats
@@ -165,6 +167,26 @@ type Deriver struct {
 	suffix    []byte // the encoded allowlist dimensions
 	sawP      *string
 	sawAt     time.Time
+
+	// The accumulators found last by the record's own values (see
+	// cachedAcc): a hit skips building the series key and looking it up.
+	cache   *[accCacheSize]cachedAcc
+	epoch   uint64            // changes when a window's accumulators are taken out
+	tagsID  uint64            // names prefix and suffix (content) when tagsFull
+	tagIDs  map[string]uint64 // prefix+suffix → tagsID
+	nextID  uint64
+	noCache bool // tests: the uncached path only
+	// When the tags lack some of the API's dimensions: the prefix of the
+	// values last completed from a record (fallbackPrefix), and when
+	// sawAccess was called for it.
+	fbValid   bool
+	fbPrefix  []byte
+	fbApiEnd  int
+	fbID      uint64
+	fbSawID   uint64
+	fbSawAt   time.Time
+	cacheMask int // accCacheSize-1; tests use fewer slots
+	cacheBuf  []byte
 
 	pmu     sync.Mutex // guards pending
 	pending []*record.Batch
@@ -256,6 +278,9 @@ func New(cfg Config, reg *telemetry.Registry) (*Deriver, error) {
 		stageSeen:   map[string]*stageMark{},
 		summaryOnly: map[string]*summaryMark{},
 		catalog:     map[string]*series{},
+		cache:       new([accCacheSize]cachedAcc),
+		cacheMask:   accCacheSize - 1,
+		tagIDs:      map[string]uint64{},
 		key:         make([]byte, 0, 256),
 		alt:         make([]byte, 0, 256),
 	}
@@ -395,9 +420,18 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 			d.prefix, d.apiEnd = d.appendAPI(d.prefix[:0], tv)
 		}
 		d.suffix = d.allow.appendSuffix(d.suffix[:0], tv)
+		if d.tagsFull {
+			d.tagsID = d.idOf(d.prefix, d.suffix)
+		}
+		d.fbValid = false
 	}
-	vals := d.vals
-	copy(vals, d.tagVals)
+	// The API's dimensions (0-4), completed from the record where its
+	// tags lack them, in an array on the stack: a copy into the heap
+	// costs a write barrier per pointer while the GC runs. The allowlisted
+	// dimensions are in d.suffix already.
+	var api [numAPIDims]val
+	copy(api[:], d.tagVals[:numAPIDims])
+	vals := api[:]
 	replay := d.tagReplay
 	if vals[dimAccount].len() == 0 {
 		if len(r.Account) > 0 {
@@ -415,14 +449,27 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 	if vals[dimStage].len() == 0 {
 		vals[dimStage].b = r.Stage
 	}
+	// The API's encoded dimensions: d.prefix when the tags have them all;
+	// else (but with noCache) those of the values completed from the
+	// record, kept while records complete them alike. id names them
+	// with the allowlisted tags.
+	known, prefix, apiEnd, id := d.tagsFull, d.prefix, d.apiEnd, d.tagsID
+	if !known && !d.noCache {
+		known, prefix, apiEnd, id = d.fallbackPrefix(vals)
+	}
 	if d.cfg.Summaries == SummariesAuto {
 		if rec.Kind == record.KindAccess {
-			// Once a second per shared tag slice is enough: the memory is
-			// minutes long.
-			if !d.tagsFull || tp != d.sawP || now.Sub(d.sawAt) >= time.Second || now.Before(d.sawAt) {
-				d.sawAccess(vals, now)
-				if d.tagsFull {
+			// Once a second per shared tag slice, or per API completed
+			// alike, is enough: the memory is minutes long.
+			if d.tagsFull {
+				if tp != d.sawP || now.Sub(d.sawAt) >= time.Second || now.Before(d.sawAt) {
+					d.sawAccess(vals, now)
 					d.sawP, d.sawAt = tp, now
+				}
+			} else if !known || id != d.fbSawID || now.Sub(d.fbSawAt) >= time.Second || now.Before(d.fbSawAt) {
+				d.sawAccess(vals, now)
+				if known {
+					d.fbSawID, d.fbSawAt = id, now
 				}
 			}
 		} else {
@@ -476,33 +523,22 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 		return
 	}
 
-	// The series key: every dimension, length-prefixed.
-	var k []byte
-	var apiEnd int
-	if d.tagsFull {
-		k, apiEnd = append(d.key[:0], d.prefix...), d.apiEnd
-	} else {
-		k, apiEnd = d.appendAPI(d.key[:0], vals)
-	}
-	k = appendVal(k, val{b: r.Method}, true)
-	resStart := len(k)
-	k = appendVal(k, val{b: r.Route}, false)
-	resEnd := len(k)
 	class := int8(r.Status / 100)
-	k = append(k, 1, '0'+byte(class))
-	k = appendVal(k, val{b: r.EventType}, true)
-	k = append(k, d.suffix...)
-	d.key = k
-
-	if w.accs == nil {
-		w.accs = make(map[string]*acc, 64)
-		w.opened = now
-	} else if len(w.accs) == 0 {
-		w.opened = now
+	var (
+		a  *acc
+		ce *cachedAcc
+	)
+	if known && !d.noCache && len(r.Method) <= maxTagValue && len(r.Route) <= maxTagValue && len(r.EventType) <= maxTagValue {
+		ce = &d.cache[accCacheIndex(id, class, r.Method, r.Route, r.EventType)&d.cacheMask]
+		if ce.a != nil && ce.w == w && ce.epoch == d.epoch && ce.tagsID == id && ce.same(r.Method, r.Route, class, r.EventType) {
+			a = ce.a
+		}
 	}
-	a := w.accs[string(k)]
 	if a == nil {
-		if a = d.newSeries(w, k, apiEnd, resStart, resEnd); a == nil {
+		if !known {
+			prefix, apiEnd = d.appendAPI(d.key[:0], vals)
+		}
+		if a = d.lookup(w, r, prefix, apiEnd, id, class, now, ce); a == nil {
 			return
 		}
 	}
@@ -532,6 +568,164 @@ func (d *Deriver) add(rec *record.Record, now time.Time) {
 	if r.HasResponseSize {
 		a.size = append(a.size, r.ResponseBytes)
 	}
+}
+
+// lookup finds the accumulator of the record's series in w by its key,
+// or makes it (newSeries); nil means the record is dropped (counted). An
+// accumulator found under the key is remembered in ce, when not nil, under
+// id. prefix is the encoded API (appendAPI), in d.key or not.
+func (d *Deriver) lookup(w *window, r *Request, prefix []byte, apiEnd int, id uint64, class int8, now time.Time, ce *cachedAcc) *acc {
+	// The series key: every dimension, length-prefixed.
+	k := append(d.key[:0], prefix...)
+	k = appendVal(k, val{b: r.Method}, true)
+	resStart := len(k)
+	k = appendVal(k, val{b: r.Route}, false)
+	resEnd := len(k)
+	k = append(k, 1, '0'+byte(class))
+	k = appendVal(k, val{b: r.EventType}, true)
+	k = append(k, d.suffix...)
+	d.key = k
+
+	if w.accs == nil {
+		w.accs = make(map[string]*acc, 64)
+		w.opened = now
+	} else if len(w.accs) == 0 {
+		w.opened = now
+	}
+	if a := w.accs[string(k)]; a != nil {
+		if ce != nil {
+			*ce = cachedAcc{w: w, a: a, epoch: d.epoch, tagsID: id, off: len(prefix)}
+		}
+		return a
+	}
+	// Not remembered: a key folded into resource:other or dropped is
+	// counted by newSeries at every record.
+	return d.newSeries(w, k, apiEnd, resStart, resEnd)
+}
+
+// fallbackPrefix is the encoded API (appendAPI) of vals, the record's
+// values completed from its attributes and origin, with the id of its
+// content and the allowlisted tags: the last one's while vals are alike.
+// Not known (false) when a value is clipped.
+func (d *Deriver) fallbackPrefix(vals []val) (known bool, prefix []byte, apiEnd int, id uint64) {
+	if !d.fbValid || !prefixHolds(d.fbPrefix, vals) {
+		for _, v := range vals {
+			if v.len() > maxTagValue {
+				return false, nil, 0, 0
+			}
+		}
+		d.fbPrefix, d.fbApiEnd = d.appendAPI(d.fbPrefix[:0], vals)
+		d.fbID = d.idOf(d.fbPrefix, d.suffix)
+		d.fbValid = true
+	}
+	return true, d.fbPrefix, d.fbApiEnd, d.fbID
+}
+
+// prefixHolds reports whether p is appendAPI's encoding of vals, none of
+// them clipped.
+func prefixHolds(p []byte, vals []val) bool {
+	for _, v := range vals[:numAPIDims] {
+		n := v.len()
+		if len(p) < 1+n || int(p[0]) != n {
+			return false
+		}
+		if v.s != "" {
+			if string(p[1:1+n]) != v.s {
+				return false
+			}
+		} else if string(p[1:1+n]) != string(v.b) {
+			return false
+		}
+		p = p[1+n:]
+	}
+	return len(p) == 0
+}
+
+// accCacheSize is the number of accumulators remembered (a power of 2).
+const accCacheSize = 1024
+
+// cachedAcc remembers the accumulator of window w that a record's own
+// values (method, route, status class and event type as read) selected
+// under the tags named tagsID, as long as w keeps its accumulators
+// (epoch). A record is checked against the accumulator's own series key,
+// as the key is built (appendVal): values longer than maxTagValue, which
+// the key clips, are not remembered.
+type cachedAcc struct {
+	w      *window
+	a      *acc
+	epoch  uint64
+	tagsID uint64
+	off    int // where the method starts in a.key
+}
+
+// same reports whether the record's values are those of ce's key.
+func (ce *cachedAcc) same(method, route []byte, class int8, event []byte) bool {
+	k := ce.a.key[ce.off:]
+	if len(k) < 1+len(method) || int(k[0]) != len(method) || !equalLower(k[1:1+len(method)], method) {
+		return false
+	}
+	k = k[1+len(method):]
+	if len(k) < 1+len(route) || int(k[0]) != len(route) || k[1:1+len(route)] != string(route) {
+		return false
+	}
+	k = k[1+len(route):]
+	if len(k) < 3+len(event) || k[0] != 1 || k[1] != '0'+byte(class) || int(k[2]) != len(event) {
+		return false
+	}
+	return equalLower(k[3:3+len(event)], event)
+}
+
+// equalLower reports whether k is b ASCII-lower-cased, as appendVal
+// writes it.
+func equalLower(k string, b []byte) bool {
+	if len(k) != len(b) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if k[i] != c {
+			return false
+		}
+	}
+	return true
+}
+
+// accCacheIndex is the cache slot of a record's values.
+func accCacheIndex(tagsID uint64, class int8, method, route, event []byte) int {
+	h := tagsID*0x9e3779b97f4a7c15 ^ uint64(class)<<56 ^ uint64(len(method))<<48 ^ uint64(len(event))<<40
+	if len(method) > 0 {
+		h ^= uint64(method[0])<<32 | uint64(method[len(method)-1])<<24
+	}
+	if len(event) > 0 {
+		h ^= uint64(event[0]) << 16
+	}
+	for _, c := range route {
+		h = (h ^ uint64(c)) * 0x100000001b3
+	}
+	h ^= h >> 32
+	h *= 0x9e3779b97f4a7c15
+	return int(h >> (64 - 10))
+}
+
+// idOf names the content of prefix and suffix for the cache: the same
+// tags get the same id. The table is cleared when large, and the cache
+// with it.
+func (d *Deriver) idOf(prefix, suffix []byte) uint64 {
+	b := append(append(d.cacheBuf[:0], prefix...), suffix...)
+	d.cacheBuf = b
+	if id, ok := d.tagIDs[string(b)]; ok {
+		return id
+	}
+	if len(d.tagIDs) >= 4096 {
+		clear(d.tagIDs)
+		d.epoch++
+	}
+	d.nextID++
+	d.tagIDs[string(b)] = d.nextID
+	return d.nextID
 }
 
 // appendAPI appends the dimensions 0-4 (the API and its stage), and returns
@@ -875,6 +1069,7 @@ func (d *Deriver) collect(now time.Time, force bool) []flushed {
 				out = append(out, flushed{host: ln.host, ts: w.start + int64(w.gen), accs: w.accs})
 				d.n.Windows++
 				w.accs, w.apis, w.opened = nil, nil, time.Time{}
+				d.epoch++ // the cache forgets w's accumulators
 				if w.gen+1 >= int(d.winSec) {
 					w.done = true
 				} else {
