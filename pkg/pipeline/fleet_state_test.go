@@ -30,8 +30,6 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/klauspost/compress/gzip"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -446,17 +444,7 @@ func pollerRecorded(t *testing.T, store string, a *awsEnv, env []string) func() 
 	if store == "s3" {
 		st = cas.NewS3(a.s3, "state", "cwpoller/")
 	} else {
-		var natsURL string
-		for _, kv := range env {
-			if v, ok := strings.CutPrefix(kv, "GWPIPE_TRANSPORT_NATS_URL="); ok {
-				natsURL = v
-			}
-		}
-		nc, err := nats.Connect(natsURL)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
+		js := fleetJetStream(t, env)
 		// The workers created the bucket as they started: bound to as it
 		// is, its configuration left alone.
 		kv, err := js.KeyValue(context.Background(), "gwpipe-cwpoller")

@@ -500,17 +500,7 @@ func TestFleetPartlyFusedTopic(t *testing.T) {
 
 	assert.Positive(t, batchesOf(fused, StageDerive), "derive ran inside the fused workers")
 	assert.Positive(t, batchesOf([]*worker{logs}, StageDeliverLogs), "deliver-logs got the enriched batches through the broker")
-	var natsURL string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GWPIPE_TRANSPORT_NATS_URL="); ok {
-			natsURL = v
-		}
-	}
-	nc, err := nats.Connect(natsURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js := fleetJetStream(t, env)
 	delivered := func(group string) uint64 {
 		c, err := js.Consumer(context.Background(), "enriched", stage.ConsumerName(group, "enriched"))
 		require.NoError(t, err)
@@ -586,4 +576,22 @@ func TestFleetTwoTiersKillNineLosesNothing(t *testing.T) {
 			assert.Greater(t, batchesOf(front[1:], layout.frontStage), before, "the surviving worker took the work")
 		})
 	}
+}
+
+// fleetJetStream connects, for the test's life, to the nats-server a fleet
+// started with env uses.
+func fleetJetStream(t *testing.T, env []string) jetstream.JetStream {
+	t.Helper()
+	var natsURL string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GWPIPE_TRANSPORT_NATS_URL="); ok {
+			natsURL = v
+		}
+	}
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
 }
