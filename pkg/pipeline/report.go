@@ -59,6 +59,11 @@ type flow struct {
 	filterDroppedBy        map[string]int64
 	sampledBy              map[string]int64
 
+	// The sources that run (their families exist): the live line and the
+	// summary speak only of those. sqsDeleted counts SQS messages done.
+	firehose, sqs bool
+	sqsDeleted    int64
+
 	// Firehose requests: acknowledged (200); refused before they were
 	// admitted; admitted and answered 503 after ack_timeout (timedOut) or
 	// 500 (failed); admitted and handed back at shutdown; retries not sent
@@ -90,6 +95,9 @@ func (p *Pipeline) flow(s Status) flow {
 		sampled: snap.Sum("filters.sampled_out"), sampledBy: nonZero(snap.ByLabel("filters.sampled_out")),
 	}
 	_, f.filtered = snap.Family("filters.dropped")
+	_, f.firehose = snap.Family("firehose.ack_latency")
+	_, f.sqs = snap.Family("sqs.messages_received")
+	f.sqsDeleted = snap.Value("sqs.messages_deleted")
 	// What a source read from S3 objects enters decoded: it was decoded
 	// there, not by the decode stage.
 	for _, e := range p.graph.entries {
@@ -133,7 +141,8 @@ func (p *Pipeline) Report(ctx context.Context, w io.Writer, every time.Duration)
 }
 
 // reportLine is one line of the live report: rates between prev and cur,
-// totals at cur.
+// totals at cur. Each source's figures appear only where it runs: an
+// SQS-only run showed Firehose records and an ack p99 of zero.
 func reportLine(start time.Time, prev, cur flow, s Status) string {
 	secs := cur.at.Sub(prev.at).Seconds()
 	rate := func(a, b int64) string {
@@ -142,9 +151,26 @@ func reportLine(start time.Time, prev, cur flow, s Status) string {
 		}
 		return human(float64(a-b) / secs)
 	}
-	return fmt.Sprintf("[%5.0fs] firehose records/s %s | events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ack p99 %.0f ms | %s\n",
-		cur.at.Sub(start).Seconds(), rate(cur.in, prev.in), rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed),
-		rate(cur.delivered, prev.delivered), cur.dead, s.snap.Value("runtime.in_flight_batches"), s.snap.Quantiles("firehose.ack_latency").P99, s.Ready)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%5.0fs] ", cur.at.Sub(start).Seconds())
+	if cur.firehose {
+		fmt.Fprintf(&b, "firehose records/s %s | ", rate(cur.in, prev.in))
+	}
+	if cur.sqs {
+		fmt.Fprintf(&b, "sqs messages/s %s | ", rate(cur.sqsDeleted, prev.sqsDeleted))
+	}
+	fmt.Fprintf(&b, "events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ",
+		rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed), rate(cur.delivered, prev.delivered),
+		cur.dead, s.snap.Value("runtime.in_flight_batches"))
+	if cur.firehose {
+		fmt.Fprintf(&b, "ack p99 %.0f ms | ", s.snap.Quantiles("firehose.ack_latency").P99)
+	}
+	if cur.sqs {
+		fmt.Fprintf(&b, "sqs message p99 %.0f ms | ", s.snap.Quantiles("sqs.message_latency").P99)
+	}
+	b.WriteString(s.Ready)
+	b.WriteByte('\n')
+	return b.String()
 }
 
 // Summary writes the totals since start, one figure per labelled line.
@@ -159,7 +185,7 @@ func (p *Pipeline) Summary(w io.Writer) {
 	fmt.Fprintf(&b, "gwpipe summary after %.1fs\n", s.UptimeSeconds)
 	// Each source's lines only where it runs: an SQS-only run printed
 	// Firehose lines of zeros.
-	_, firehose := snap.Family("firehose.ack_latency")
+	firehose := f.firehose
 	if firehose {
 		line("firehose requests", "%d acknowledged, %d refused, %d timed out, %d failed, %d handed back, %d duplicates",
 			f.acked, f.refused, f.timedOut, f.failed, f.handedBackRequests, f.duplicates)
@@ -171,7 +197,7 @@ func (p *Pipeline) Summary(w io.Writer) {
 			line("firehose records in", "%d", f.in)
 		}
 	}
-	if _, ok := snap.Family("sqs.messages_received"); ok {
+	if f.sqs {
 		sqsLines(line, snap)
 	}
 	line("events decoded", "%d (control messages dropped: %d)", f.decoded, f.control)

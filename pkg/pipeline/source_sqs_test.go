@@ -404,6 +404,16 @@ func TestEverySQSFigureInTheSummaryIsTrue(t *testing.T) {
 		"ack latency":             "p50 0.0 ms, p99 0.0 ms, max 0.0 ms",
 		"sqs message latency":     sum["sqs message latency"],
 	}, sum)
+
+	// The live line: rates over one second from nothing to these totals,
+	// the SQS source's beside the Firehose endpoint's (both run here).
+	s := h.p.Status()
+	cur := h.p.flow(s)
+	prev := flow{at: cur.at.Add(-time.Second)}
+	assert.Equal(t,
+		fmt.Sprintf("[    1s] firehose records/s 0 | sqs messages/s %d | events/s decoded %d parsed %d delivered %d | dead-lettered 1 | in flight 0 | ack p99 0 ms | sqs message p99 %.0f ms | %s\n",
+			messages+dups, events, events, events, s.snap.Quantiles("sqs.message_latency").P99, s.Ready),
+		reportLine(prev.at, prev, cur, s))
 }
 
 // failingDeletes is a real HTTP server in front of moto_server that
