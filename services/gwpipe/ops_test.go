@@ -87,7 +87,7 @@ func TestTopAndTapOnARunningDemo(t *testing.T) {
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Start())
 		sc := bufio.NewScanner(out)
-		line := regexp.MustCompile(`^\d\d:\d\d:\d\d stage=(\S+) in=(\S+)/s out=\S+ in_flight=\d+ queue=\S+ errors=\d+ dead=\d+ p99=\S+$`)
+		line := regexp.MustCompile(`^\d\d:\d\d:\d\d stage=(\S+) in=(\S+)/s out=\S+ in_flight=\d+ queue=\S+ errors=\d+ dead=\d+ broker_dlq=\S+ p99=\S+$`)
 		seen := map[string]bool{}
 		for len(seen) < 3 && sc.Scan() {
 			if m := line.FindStringSubmatch(sc.Text()); m != nil && m[2] != "0" {

@@ -47,7 +47,10 @@ type StageRow struct {
 	Queue         float64 // batches waiting; NaN when unknown
 	Errors        float64 // handler errors since start
 	Dead          float64 // records dead-lettered since start
-	P99           float64 // handling time of a batch, seconds
+	// BrokerDLQ is what waits in the stage's transport dead-letter queue
+	// (SQS's <queue>-dlq): read by no worker. NaN when unknown.
+	BrokerDLQ float64
+	P99       float64 // handling time of a batch, seconds
 }
 
 // SourceRow is one source of one worker.
@@ -135,6 +138,11 @@ func Compute(addrs []string, prev, cur map[string]Sample) Frame {
 		pin, pout := p.values("stage.records_in", "stage"), p.values("stage.records_out", "stage")
 		inflight, queue := c.values("stage.in_flight", "stage"), c.values("stage.queue_depth", "stage")
 		errs, dead := c.values("stage.errors", "stage"), c.values("stage.dead_lettered", "stage")
+		parked := c.values("transport.dead_letter_backlog", "stage")
+		// On a broker every worker of a stage reads the same backlog: the
+		// fleet's is one of theirs (the latest read, the largest), not
+		// their sum, which counted it once per worker.
+		shared := c.sum("transport.shared") > 0
 		lat, plat := c.histograms("runtime.handle_latency", "stage"), p.histograms("runtime.handle_latency", "stage")
 		for _, st := range sortStages(in) {
 			q, known := queue[st]
@@ -142,7 +150,10 @@ func Compute(addrs []string, prev, cur map[string]Sample) Frame {
 				q = math.NaN()
 			}
 			row := StageRow{Worker: addr, Stage: st, InRate: rate(in[st], pin[st]), OutRate: rate(out[st], pout[st]),
-				InFlight: inflight[st], Queue: q, Errors: errs[st], Dead: dead[st], P99: math.NaN()}
+				InFlight: inflight[st], Queue: q, Errors: errs[st], Dead: dead[st], BrokerDLQ: math.NaN(), P99: math.NaN()}
+			if n, ok := parked[st]; ok && n >= 0 { // -1 until the broker answered
+				row.BrokerDLQ = n
+			}
 			if h, ok := lat[st]; ok {
 				row.P99 = p99(h, plat[st])
 				if hasPrev {
@@ -153,13 +164,19 @@ func Compute(addrs []string, prev, cur map[string]Sample) Frame {
 			if fleet {
 				t, ok := totals[st]
 				if !ok {
-					t = &StageRow{Worker: Total, Stage: st, Queue: math.NaN()}
+					t = &StageRow{Worker: Total, Stage: st, Queue: math.NaN(), BrokerDLQ: math.NaN()}
 					totals[st] = t
 				}
 				t.InRate, t.OutRate = t.InRate+row.InRate, t.OutRate+row.OutRate
 				t.InFlight += row.InFlight
-				if known {
+				switch {
+				case known && shared:
+					t.Queue = max(nan0(t.Queue), q)
+				case known:
 					t.Queue = nan0(t.Queue) + q
+				}
+				if !math.IsNaN(row.BrokerDLQ) {
+					t.BrokerDLQ = max(nan0(t.BrokerDLQ), row.BrokerDLQ)
 				}
 				t.Errors, t.Dead = t.Errors+row.Errors, t.Dead+row.Dead
 			}

@@ -105,7 +105,7 @@ func TestFrameRatesAndP99FromTwoScrapes(t *testing.T) {
 
 	var plain bytes.Buffer
 	require.NoError(t, f.Plain(&plain))
-	assert.Contains(t, plain.String(), "stage=decode in=1000/s out=2000/s in_flight=3 queue=7 errors=0 dead=1 p99=10.0ms")
+	assert.Contains(t, plain.String(), "stage=decode in=1000/s out=2000/s in_flight=3 queue=7 errors=0 dead=1 broker_dlq=- p99=10.0ms")
 	assert.Contains(t, plain.String(), "source=firehose requests=100/s refused=503:1 not_acked=handed_back:2,timed_out:1")
 	assert.Contains(t, plain.String(), "deliver=logs accepted=1000/s total=3000 refused=5 filtered=34 retries=6")
 	assert.Contains(t, plain.String(), "enrich=tags tag_cache_hits=80.0% partial_tags=9")
@@ -179,4 +179,34 @@ func TestModelRedrawsAndQuits(t *testing.T) {
 	_, cmd = model.Update(tea.KeyPressMsg{Code: 'q', Text: "q"})
 	require.NotNil(t, cmd)
 	assert.IsType(t, tea.QuitMsg{}, cmd())
+}
+
+// TestFrameOfABrokerFleet: workers on a broker read the same backlog of a
+// stage, so the fleet's queue is one of theirs, not the sum (which
+// counted it once per worker); the stage's transport dead-letter queue is
+// shown, unknown until the broker answered.
+func TestFrameOfABrokerFleet(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	page := func(queue, parked int) string {
+		return strings.Replace(exposition(0, 0), `gwpipe_stage_queue_depth{stage="decode"} 7`, fmt.Sprintf(`gwpipe_stage_queue_depth{stage="decode"} %d`, queue), 1) +
+			fmt.Sprintf("# TYPE gwpipe_transport_shared gauge\ngwpipe_transport_shared 1\n# TYPE gwpipe_transport_dead_letter_backlog gauge\ngwpipe_transport_dead_letter_backlog{stage=\"decode\"} %d\n", parked)
+	}
+	p := &Poller{Addrs: []string{"w1", "w2"}}
+	f := p.Next(map[string]Sample{"w1": SampleOf("w1", t0, page(7, 3)), "w2": SampleOf("w2", t0, page(9, -1))})
+	rows := map[string]StageRow{}
+	for _, s := range f.Stages {
+		if s.Stage == "decode" {
+			rows[s.Worker] = s
+		}
+	}
+	require.Len(t, rows, 3)
+	assert.EqualValues(t, 9, rows[Total].Queue, "the broker's backlog once, the latest read")
+	assert.EqualValues(t, 3, rows["w1"].BrokerDLQ)
+	assert.True(t, math.IsNaN(rows["w2"].BrokerDLQ), "-1: the broker has not answered")
+	assert.EqualValues(t, 3, rows[Total].BrokerDLQ)
+	assert.Contains(t, ansi.Strip(f.View("gwpipe top", 0)), "BROKER DLQ")
+	var plain bytes.Buffer
+	require.NoError(t, f.Plain(&plain))
+	assert.Contains(t, plain.String(), "worker=total stage=decode")
+	assert.Regexp(t, `worker=total stage=decode .*queue=9 .*broker_dlq=3 `, plain.String())
 }

@@ -81,10 +81,10 @@ func (f Frame) View(title string, width int) string {
 	var rows [][]string
 	var workers []string
 	for _, s := range f.Stages {
-		rows = append(rows, []string{s.Stage, rateText(s.InRate), rateText(s.OutRate), num(s.InFlight), num(s.Queue), num(s.Errors), num(s.Dead), msText(s.P99)})
+		rows = append(rows, []string{s.Stage, rateText(s.InRate), rateText(s.OutRate), num(s.InFlight), num(s.Queue), num(s.Errors), num(s.Dead), num(s.BrokerDLQ), msText(s.P99)})
 		workers = append(workers, s.Worker)
 	}
-	b.WriteString(render("Stages", fleet, []string{"STAGE", "IN", "OUT", "IN FLIGHT", "QUEUE", "ERRORS", "DEAD", "P99"}, rows, workers, map[int]bool{5: true, 6: true}))
+	b.WriteString(render("Stages", fleet, []string{"STAGE", "IN", "OUT", "IN FLIGHT", "QUEUE", "ERRORS", "DEAD", "BROKER DLQ", "P99"}, rows, workers, map[int]bool{5: true, 6: true, 7: true}))
 
 	rows, workers = nil, nil
 	for _, s := range f.Sources {
@@ -156,7 +156,7 @@ func (f Frame) Plain(w io.Writer) error {
 	ms := func(v float64) string { return strings.ReplaceAll(msText(v), " ", "") }
 	for _, s := range f.Stages {
 		line(s.Worker, "stage", s.Stage, "in", rateText(s.InRate), "out", rateText(s.OutRate), "in_flight", num(s.InFlight),
-			"queue", num(s.Queue), "errors", num(s.Errors), "dead", num(s.Dead), "p99", ms(s.P99))
+			"queue", num(s.Queue), "errors", num(s.Errors), "dead", num(s.Dead), "broker_dlq", num(s.BrokerDLQ), "p99", ms(s.P99))
 	}
 	for _, s := range f.Sources {
 		line(s.Worker, "source", s.Source, "requests", rateText(s.Rate), "refused", strings.ReplaceAll(refusedText(s.Refused), " ", ","), "not_acked", strings.ReplaceAll(refusedText(s.NotAcked), " ", ","), "ack_p99", ms(s.AckP99))

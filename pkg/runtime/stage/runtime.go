@@ -230,6 +230,11 @@ func New(cfg Config, tr Transport, log *slog.Logger, metrics *telemetry.Registry
 		cfg: cfg, tr: tr, codec: tr.Codec(), router: router, log: log, metrics: metrics,
 		consumers: map[string][]*consumer{}, handBack: hb, handBackNow: hbNow, taps: newTaps(metrics),
 	}
+	shared := int64(1)
+	if tr.InProcess() {
+		shared = 0
+	}
+	metrics.Gauge("transport.shared", "1 when the stages' topics are on a broker (NATS JetStream, SQS/SNS) that the fleet's workers share: every worker of a stage reads the same backlog (stage.queue_depth, transport.dead_letter_backlog), so a fleet's total is one of them, not their sum; 0 when the stages are joined in this process.").Set(shared)
 	metrics.GaugeFunc("runtime.in_flight_batches", "Batches published in this process and not yet handled by every stage of this process that consumes them.", r.InFlight)
 	return r, nil
 }
