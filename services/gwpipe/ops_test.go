@@ -88,12 +88,18 @@ func TestTopAndTapOnARunningDemo(t *testing.T) {
 		require.NoError(t, cmd.Start())
 		sc := bufio.NewScanner(out)
 		line := regexp.MustCompile(`^\d\d:\d\d:\d\d stage=(\S+) in=(\S+)/s out=\S+ in_flight=\d+ queue=\S+ errors=\d+ dead=\d+ broker_dlq=\S+ p99=\S+$`)
+		// top prints until interrupted: lines that never match (a format
+		// changed) must fail the test, not hang it until go test's timeout.
+		giveUp := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
 		seen := map[string]bool{}
+		var last string
 		for len(seen) < 3 && sc.Scan() {
-			if m := line.FindStringSubmatch(sc.Text()); m != nil && m[2] != "0" {
+			last = sc.Text()
+			if m := line.FindStringSubmatch(last); m != nil && m[2] != "0" {
 				seen[m[1]] = true // ingest, decode, parse move at every interval
 			}
 		}
+		require.True(t, giveUp.Stop(), "no plain lines with rates of three stages within a minute; the last line: %q\nstderr: %s", last, stderr.String())
 		require.GreaterOrEqual(t, len(seen), 3, "plain lines with rates: %v\nstderr: %s", seen, stderr.String())
 		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 		go func() { _, _ = bufio.NewReader(out).WriteTo(new(bytes.Buffer)) }()
