@@ -518,16 +518,7 @@ func TestSQSHandedBackSaysWhatOfItWasDelivered(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
 	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
 	logs := newHeldProxy(t, base, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/logs") }, 1)
-	cfg := intakeConfig(logs.URL)
-	cfg.DLQ.Dir = t.TempDir()
-	cfg.Enrich.AWSTags = false
-	cfg.Sources.Firehose.Enabled = false
-	cfg.Sources.SQS.QueueURLs = []string{q}
-	cfg.Sources.SQS.WaitTime = time.Second
-	cfg.Sources.SQS.VisibilityTimeout = time.Hour
-	p, err := New(cfg, nil, testLogger())
-	require.NoError(t, err)
-	require.NoError(t, p.Start(ctx))
+	p := startSQSOnly(t, ctx, logs.URL, q)
 
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -574,16 +565,7 @@ func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing
 	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
 	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
 	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
-	cfg := intakeConfig(base)
-	cfg.DLQ.Dir = t.TempDir()
-	cfg.Enrich.AWSTags = false
-	cfg.Sources.Firehose.Enabled = false
-	cfg.Sources.SQS.QueueURLs = []string{q}
-	cfg.Sources.SQS.WaitTime = time.Second
-	cfg.Sources.SQS.VisibilityTimeout = time.Hour
-	p, err := New(cfg, nil, testLogger())
-	require.NoError(t, err)
-	require.NoError(t, p.Start(ctx))
+	p := startSQSOnly(t, ctx, base, q)
 	<-s3p.held
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
 	defer scancel()
@@ -596,4 +578,22 @@ func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing
 	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
 	require.NoError(t, err)
 	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessages"], "visible again at once")
+}
+
+// startSQSOnly starts a pipeline whose only source is the SQS queue q,
+// its messages kept invisible for an hour (only the pipeline makes them
+// visible again), delivering to the intake at base.
+func startSQSOnly(t *testing.T, ctx context.Context, base, q string) *Pipeline {
+	t.Helper()
+	cfg := intakeConfig(base)
+	cfg.DLQ.Dir = t.TempDir()
+	cfg.Enrich.AWSTags = false
+	cfg.Sources.Firehose.Enabled = false
+	cfg.Sources.SQS.QueueURLs = []string{q}
+	cfg.Sources.SQS.WaitTime = time.Second
+	cfg.Sources.SQS.VisibilityTimeout = time.Hour
+	p, err := New(cfg, nil, testLogger())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	return p
 }
