@@ -60,7 +60,8 @@ type flow struct {
 	sampledBy              map[string]int64
 
 	// The sources that run (their families exist): the live line and the
-	// summary speak only of those. sqsDeleted counts SQS messages done.
+	// summary speak only of those. sqsDeleted counts SQS messages deleted
+	// (done with, copies included), as sqs.messages_deleted does.
 	firehose, sqs bool
 	sqsDeleted    int64
 
@@ -157,7 +158,7 @@ func reportLine(start time.Time, prev, cur flow, s Status) string {
 		fmt.Fprintf(&b, "firehose records/s %s | ", rate(cur.in, prev.in))
 	}
 	if cur.sqs {
-		fmt.Fprintf(&b, "sqs messages/s %s | ", rate(cur.sqsDeleted, prev.sqsDeleted))
+		fmt.Fprintf(&b, "sqs messages deleted/s %s | ", rate(cur.sqsDeleted, prev.sqsDeleted))
 	}
 	fmt.Fprintf(&b, "events/s decoded %s parsed %s delivered %s | dead-lettered %d | in flight %d | ",
 		rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed), rate(cur.delivered, prev.delivered),

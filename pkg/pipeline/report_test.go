@@ -16,7 +16,7 @@ func TestLiveLineSpeaksOnlyOfSourcesThatRun(t *testing.T) {
 	s := Status{Ready: "ok"}
 
 	sqsOnly := flow{at: at.Add(2 * time.Second), sqs: true, sqsDeleted: 8, decoded: 40, parsed: 40, delivered: 20, dead: 1}
-	assert.Equal(t, "[    2s] sqs messages/s 4 | events/s decoded 20 parsed 20 delivered 10 | dead-lettered 1 | in flight 0 | sqs message p99 0 ms | ok\n",
+	assert.Equal(t, "[    2s] sqs messages deleted/s 4 | events/s decoded 20 parsed 20 delivered 10 | dead-lettered 1 | in flight 0 | sqs message p99 0 ms | ok\n",
 		reportLine(at, prev, sqsOnly, s))
 
 	neither := flow{at: at.Add(time.Second), decoded: 5, parsed: 5, delivered: 5}
