@@ -243,21 +243,17 @@ type progress struct {
 	c     *Checkpoint
 	order []string        // registered keys not yet behind the watermark, in order
 	done  map[string]bool // of those, the done ones
-	dirty bool
-	// saving is held by the one save under way (a token: a save waiting
-	// for it gives up when its context ends). The write itself runs
-	// without mu, on a copy: acknowledgements, which take mu, never wait
-	// for the store (a slow S3 write held back every acknowledgement, and
-	// with them the delivery stages). One write at a time keeps them in
-	// order: a later save copies a later state.
-	saving chan struct{}
+	// commit writes the checkpoint off mu, on a copy: acknowledgements,
+	// which take mu, never wait for the store.
+	commit *groupCommit
 }
 
 func newProgress(c *Checkpoint) *progress {
 	if c.Partial == nil {
 		c.Partial = map[string]*Partial{}
 	}
-	p := &progress{c: c, done: map[string]bool{}, saving: make(chan struct{}, 1)}
+	p := &progress{c: c, done: map[string]bool{}}
+	p.commit = newGroupCommit(&p.mu)
 	for _, k := range c.Done {
 		p.done[k] = true
 	}
@@ -296,7 +292,7 @@ func (p *progress) ack(key, etag string, from, to int64) {
 		p.c.Partial[key] = pt
 	}
 	pt.Ranges = addRange(pt.Ranges, from, to)
-	p.dirty = true
+	p.commit.changed()
 }
 
 func (p *progress) objectDone(key string) {
@@ -325,35 +321,23 @@ func (p *progress) advanceLocked() {
 		}
 	}
 	slices.Sort(p.c.Done)
-	p.dirty = true
+	p.commit.changed()
 }
 
 // save writes the checkpoint if it changed, from a copy taken under the
 // lock: what is acknowledged during the write goes into the next one.
 func (p *progress) save(ctx context.Context, store CheckpointStore, complete bool) error {
-	select {
-	case p.saving <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("checkpoint %s not saved: an earlier write of it was still under way at the deadline: %w", store.Name(), ctx.Err())
-	}
-	defer func() { <-p.saving }()
 	p.mu.Lock()
-	if !p.dirty && p.c.Complete == complete {
-		p.mu.Unlock()
-		return nil
+	if p.c.Complete != complete {
+		p.c.Complete = complete
+		p.commit.changed()
 	}
-	p.c.Complete = complete
-	p.c.Updated = time.Now().UTC()
-	c := p.c.clone()
-	p.dirty = false
 	p.mu.Unlock()
-	if err := store.Save(ctx, c); err != nil {
-		p.mu.Lock()
-		p.dirty = true // the next save writes it again
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+	return p.commit.save(ctx, "checkpoint "+store.Name(), func() func(context.Context) error {
+		p.c.Updated = time.Now().UTC()
+		c := p.c.clone()
+		return func(ctx context.Context) error { return store.Save(ctx, c) }
+	})
 }
 
 // clone is a deep copy of c.

@@ -166,21 +166,15 @@ type ledgerProgress struct {
 	m  map[string]*Marker
 	// dirty markers, to save
 	dirty map[string]bool
-
-	// Saves are group commits: one writer at a time, without the lock, and
-	// a caller whose changes a write under way may have missed waits for
-	// the next, which carries every change made meanwhile. Settlements
-	// then never wait for each other's I/O, and a burst of them costs one
-	// write per marker instead of one each.
-	changes uint64 // counts settle and complete calls
-	saved   uint64 // changes on the ledger
-	writing bool
-	wrote   *sync.Cond // signalled when a write ends
+	// commit writes the dirty markers off mu: settlements never wait for
+	// each other's I/O, and a burst of them costs one write per marker
+	// instead of one each.
+	commit *groupCommit
 }
 
 func newLedgerProgress(l Ledger) *ledgerProgress {
 	p := &ledgerProgress{l: l, m: map[string]*Marker{}, dirty: map[string]bool{}}
-	p.wrote = sync.NewCond(&p.mu)
+	p.commit = newGroupCommit(&p.mu)
 	return p
 }
 
@@ -242,7 +236,7 @@ func (p *ledgerProgress) settle(key, etag string, item int64) {
 	m.ETag = etag
 	m.Settled = addRange(m.Settled, item, item+1)
 	p.dirty[key] = true
-	p.changes++
+	p.commit.changed()
 }
 
 // complete records that key was read to its end (size bytes as listed)
@@ -253,42 +247,18 @@ func (p *ledgerProgress) complete(key, etag string, size int64) {
 	m := p.m[key]
 	m.ETag, m.Size, m.Complete = etag, size, true
 	p.dirty[key] = true
-	p.changes++
+	p.commit.changed()
 }
 
 // save returns once every change made before it was called is on the
 // ledger (or a write of it failed).
 func (p *ledgerProgress) save(ctx context.Context) error {
-	// A wait for the write under way ends with ctx (a shutdown's
-	// deadline), not only with that write.
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.wrote.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	want := p.changes
-	for p.saved < want {
-		if p.writing {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("replay ledger not saved: an earlier write was still under way at the deadline: %w", err)
-			}
-			p.wrote.Wait()
-			continue
-		}
-		if err := p.writeLocked(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	return p.commit.save(ctx, "replay ledger", p.batchLocked)
 }
 
-// writeLocked writes the dirty markers, releasing the lock meanwhile.
-func (p *ledgerProgress) writeLocked(ctx context.Context) error {
-	p.writing = true
-	upTo := p.changes
+// batchLocked copies the dirty markers and returns their write, which
+// marks those it could not write dirty again.
+func (p *ledgerProgress) batchLocked() func(context.Context) error {
 	batch := make(map[string]Marker, len(p.dirty))
 	for key := range p.dirty {
 		m := *p.m[key]
@@ -296,26 +266,25 @@ func (p *ledgerProgress) writeLocked(ctx context.Context) error {
 		batch[key] = m
 	}
 	clear(p.dirty)
-	p.mu.Unlock()
-	var errs []error
-	var failed []string
-	for key, m := range batch {
-		m.Version, m.Updated = markerVersion, time.Now().UTC()
-		if err := p.l.Save(ctx, key, &m); err != nil {
-			errs = append(errs, err)
-			failed = append(failed, key)
+	return func(ctx context.Context) error {
+		var errs []error
+		var failed []string
+		for key, m := range batch {
+			m.Version, m.Updated = markerVersion, time.Now().UTC()
+			if err := p.l.Save(ctx, key, &m); err != nil {
+				errs = append(errs, err)
+				failed = append(failed, key)
+			}
 		}
+		if len(failed) > 0 {
+			p.mu.Lock()
+			for _, key := range failed {
+				p.dirty[key] = true // the next save writes it again
+			}
+			p.mu.Unlock()
+		}
+		return errors.Join(errs...)
 	}
-	p.mu.Lock()
-	p.writing = false
-	for _, key := range failed {
-		p.dirty[key] = true // the next save writes it again
-	}
-	if len(errs) == 0 {
-		p.saved = max(p.saved, upTo)
-	}
-	p.wrote.Broadcast()
-	return errors.Join(errs...)
 }
 
 // entries follows the entries of one object to their settlement in ledger
