@@ -23,11 +23,7 @@ import (
 // connection) and how many body bytes went out.
 func trickle(t *testing.T, addr, reqID string, announced int, gap time.Duration) <-chan string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: %s\r\n"+
-		"X-Amz-Firehose-Access-Key: key-one\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, reqID, announced)
+	conn := post(t, addr, "1.0", reqID, "key-one", announced, "")
 	out := make(chan string, 1)
 	stop := make(chan struct{})
 	go func() {
@@ -138,6 +134,52 @@ func TestAFastLargeBodyIsNotHurried(t *testing.T) {
 	assert.Equal(t, 1, p.Records())
 }
 
+// post opens a connection to addr and writes the head of a Firehose
+// request (protocol version, request id and access key as given)
+// announcing a body of length bytes, then rest: what is sent of the body,
+// and whatever follows it on the connection.
+func post(t *testing.T, addr, version, reqID, key string, length int, rest string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: %s\r\nX-Amz-Firehose-Request-Id: %s\r\n"+
+		"X-Amz-Firehose-Access-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, version, reqID, key, length, rest)
+	require.NoError(t, err)
+	return conn
+}
+
+// answers bounds the reading of conn to 20 s (the test's only bound: the
+// server must answer by itself) and returns its reader.
+func answers(t *testing.T, conn net.Conn) *bufio.Reader {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	return bufio.NewReader(conn)
+}
+
+// readAnswer reads the next answer on br, and its body; msg says what not
+// reading one means.
+func readAnswer(t *testing.T, br *bufio.Reader, msg string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err, msg)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// slowServer serves a Firehose source of cfg, delivering everything to p,
+// until the test ends.
+func slowServer(t *testing.T, cfg Config) (s *Source, p *fakePipeline, addr string) {
+	t.Helper()
+	p = newFake(deliverAll)
+	s = New(cfg, p, nil, nil, nil)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return s, p, srv.Listener.Addr().String()
+}
+
 func httpRequest(t *testing.T, url, reqID string, payload []byte) *http.Request {
 	t.Helper()
 	r := request(reqID, payload)
@@ -152,39 +194,24 @@ func TestABodyThatStopsShortOfItsLengthIsAnswered408AndClosed(t *testing.T) {
 	cfg := testConfig()
 	cfg.BodyReadTimeout = 300 * time.Millisecond
 	cfg.MinBodyRate = 64 << 10
-	p := newFake(deliverAll)
-	s := New(cfg, p, nil, nil, nil)
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	addr := srv.Listener.Addr().String()
+	s, p, addr := slowServer(t, cfg)
 
-	conn, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer conn.Close()
 	// A few bytes of a 1000-byte body, then nothing: the client stalls
 	// without closing (its half of the connection stays open).
-	sent := `{"requestId":"stalled","records":[{"data":"`
-	_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: stalled\r\n"+
-		"X-Amz-Firehose-Access-Key: key-one\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", addr, sent)
-	require.NoError(t, err)
+	conn := post(t, addr, "1.0", "stalled", "key-one", 1000, `{"requestId":"stalled","records":[{"data":"`)
 
-	// The bound is the test's only: the server must answer by itself,
-	// about body_read_timeout after the body started.
+	// The server must answer about body_read_timeout after the body
+	// started.
 	start := time.Now()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err, "the stalled request is answered, not held")
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(body))
-	assert.Contains(t, string(body), `"requestId":"stalled"`)
+	br := answers(t, conn)
+	resp, body := readAnswer(t, br, "the stalled request is answered, not held")
+	assert.Equal(t, http.StatusRequestTimeout, resp.StatusCode, body)
+	assert.Contains(t, body, `"requestId":"stalled"`)
 	assert.True(t, resp.Close, "the answer says the connection closes: what remains of the body must not be read as a request")
 
 	// The server closes its end: the next read sees EOF, not our own
 	// deadline passing (that would be a worker held for the client).
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "the connection is closed after the 408")
 	assert.Less(t, time.Since(start), 10*time.Second)
 	assert.Equal(t, int64(1), s.statuses[http.StatusRequestTimeout].Load())
@@ -199,11 +226,7 @@ func TestARequestRefusedBeforeItsBodyIsReadDoesNotWaitForIt(t *testing.T) {
 	// loaded machine; the stalled ones are answered when it has passed.
 	cfg.BodyReadTimeout = 2 * time.Second
 	cfg.MinBodyRate = 64 << 10
-	p := newFake(deliverAll)
-	s := New(cfg, p, nil, nil, nil)
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	addr := srv.Listener.Addr().String()
+	_, _, addr := slowServer(t, cfg)
 
 	for _, tc := range []struct {
 		name, key, version string
@@ -213,49 +236,27 @@ func TestARequestRefusedBeforeItsBodyIsReadDoesNotWaitForIt(t *testing.T) {
 		{"wrong protocol version", "key-one", "0.9", http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer conn.Close()
 			// Anyone on the Internet can open a request, announce a body
 			// and stall after a few bytes of it.
-			_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: %s\r\nX-Amz-Firehose-Request-Id: refused\r\n"+
-				"X-Amz-Firehose-Access-Key: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"requestId\"", addr, tc.version, tc.key)
-			require.NoError(t, err)
-			require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			require.NoError(t, err, "the refusal is sent, not held behind the rest of the body")
-			body, err := io.ReadAll(resp.Body)
-			require.NoError(t, err)
-			resp.Body.Close()
-			assert.Equal(t, tc.want, resp.StatusCode, string(body))
-			assert.Contains(t, string(body), `"requestId":"refused"`)
-			_, err = br.ReadByte()
+			conn := post(t, addr, tc.version, "refused", tc.key, 1000, `{"requestId"`)
+			br := answers(t, conn)
+			resp, body := readAnswer(t, br, "the refusal is sent, not held behind the rest of the body")
+			assert.Equal(t, tc.want, resp.StatusCode, body)
+			assert.Contains(t, body, `"requestId":"refused"`)
+			_, err := br.ReadByte()
 			assert.ErrorIs(t, err, io.EOF, "the connection is closed: the server does not wait for the body")
 		})
 	}
 	t.Run("whole body sent", func(t *testing.T) {
 		// A refused request whose body arrived keeps its connection: the
 		// bound is on the client's pace, not a cut.
-		conn, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		defer conn.Close()
 		payload := `{"requestId":"refused","records":[]}`
-		_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: refused\r\n"+
-			"X-Amz-Firehose-Access-Key: not-a-key\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"+
-			"GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr, len(payload), payload, addr)
-		require.NoError(t, err)
-		require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		conn := post(t, addr, "1.0", "refused", "not-a-key", len(payload), payload+"GET / HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
+		br := answers(t, conn)
+		resp, _ := readAnswer(t, br, "the refusal is answered")
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.False(t, resp.Close)
-		resp, err = http.ReadResponse(br, nil)
-		require.NoError(t, err, "the next request on the connection is answered")
-		resp.Body.Close()
+		resp, _ = readAnswer(t, br, "the next request on the connection is answered")
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 	})
 }
