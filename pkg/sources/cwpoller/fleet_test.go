@@ -37,6 +37,17 @@ func newReplica(t *testing.T, awsCfg aws.Config, shared cas.Store, name string, 
 	return r
 }
 
+// twoReplicas are replicas a and b of a poller of petstore (3 minutes of
+// backfill) on one shared state, their requests answered by f in process.
+func twoReplicas(t *testing.T) (f *fakeCloudWatch, a, b *replica) {
+	f = &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
+	awsCfg := f.inProcess(t)
+	shared := cas.NewMemory()
+	a = newReplica(t, awsCfg, shared, "a", Config{Backfill: 3 * time.Minute})
+	b = newReplica(t, awsCfg, shared, "b", Config{Backfill: 3 * time.Minute})
+	return f, a, b
+}
+
 // windows are the GetMetricData windows asked, in order.
 func windows(f *fakeCloudWatch) [][2]int64 {
 	var w [][2]int64
@@ -112,11 +123,7 @@ func handedOver(t *testing.T, killed, survivor [][]int64) []int64 {
 // synctest's clock: the takeover time is the lease's, not the machine's.
 func TestTwoReplicasOnePollsAndTheOtherTakesOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
-		awsCfg := f.inProcess(t)
-		shared := cas.NewMemory()
-		a := newReplica(t, awsCfg, shared, "a", Config{Backfill: 3 * time.Minute})
-		b := newReplica(t, awsCfg, shared, "b", Config{Backfill: 3 * time.Minute})
+		f, a, b := twoReplicas(t)
 		ctx := t.Context()
 		require.NoError(t, a.lease.Acquire(ctx))
 		held, err := b.lease.Try(ctx)
@@ -169,11 +176,7 @@ func TestTwoReplicasOnePollsAndTheOtherTakesOver(t *testing.T) {
 // nothing is skipped.
 func TestAReplicaKilledBeforeRecordingLeavesItsLastWindowToTheSurvivor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
-		awsCfg := f.inProcess(t)
-		shared := cas.NewMemory()
-		a := newReplica(t, awsCfg, shared, "a", Config{Backfill: 3 * time.Minute})
-		b := newReplica(t, awsCfg, shared, "b", Config{Backfill: 3 * time.Minute})
+		f, a, b := twoReplicas(t)
 		ctx := t.Context()
 		require.NoError(t, a.lease.Acquire(ctx))
 		require.NoError(t, a.p.PollOnce(ctx, minute0.Add(3*time.Minute), a.out.emit))
