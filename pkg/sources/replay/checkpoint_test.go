@@ -198,14 +198,13 @@ func TestInterruptedSummarySaysHowToResume(t *testing.T) {
 		{Summary{Ledger: true, NotSaved: "replay ledger: timeout"}, "(interrupted, and its ledger could not be saved: run it again to resume from the ledger's last save, which sends again what was delivered since)"},
 	} {
 		c.sum.Source, c.sum.Interrupted = "s3://arch/fh/", true
-		var b strings.Builder
-		c.sum.Write(&b)
-		first, _, _ := strings.Cut(b.String(), "\n")
+		out := written(c.sum)
+		first, _, _ := strings.Cut(out, "\n")
 		assert.Equal(t, "replay of s3://arch/fh/ "+strings.TrimSuffix(c.want, "\n"), first)
 		if c.sum.NotSaved != "" {
-			assert.Contains(t, b.String(), " not saved: "+c.sum.NotSaved+"\n")
+			assert.Contains(t, out, " not saved: "+c.sum.NotSaved+"\n")
 		} else {
-			assert.NotContains(t, b.String(), "not saved")
+			assert.NotContains(t, out, "not saved")
 		}
 	}
 }

@@ -168,6 +168,13 @@ func (o *out) ids() []string {
 }
 
 // runReplay builds an engine and runs it once.
+// written is the summary as Write prints it.
+func written(s Summary) string {
+	var b strings.Builder
+	s.Write(&b)
+	return b.String()
+}
+
 func runReplay(t *testing.T, cfg Config, client S3API, o Emitter) (Summary, error) {
 	t.Helper()
 	e, err := New(cfg, client, o, quiet())
@@ -360,9 +367,7 @@ func TestReplayDryRunOnlyCounts(t *testing.T) {
 	assert.NoFileExists(t, ckpt, "a dry run writes no checkpoint")
 	assert.Contains(t, bar.String(), "objects 6/6")
 	assert.Contains(t, bar.String(), "counted")
-	var summary bytes.Buffer
-	sum.Write(&summary)
-	assert.Contains(t, summary.String(), "events to send (dry run) 3600")
+	assert.Contains(t, written(sum), "events to send (dry run) 3600")
 }
 
 func TestReplayDeadLetterDirectory(t *testing.T) {

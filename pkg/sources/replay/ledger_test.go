@@ -95,9 +95,7 @@ func TestLedgerReplayTwiceSendsNothingTwice(t *testing.T) {
 	sum = ledgerReplay(t, dir, third)
 	assert.Equal(t, []string{"c"}, third.ids())
 	assert.EqualValues(t, 3, sum.AlreadyDelivered, "three letters settled earlier")
-	var s bytes.Buffer
-	sum.Write(&s)
-	assert.Contains(t, s.String(), "already settled  3 letters")
+	assert.Contains(t, written(sum), "already settled  3 letters")
 }
 
 // TestLedgerSettlesLettersNotEvents: letters are numbered by entry, not by
@@ -222,9 +220,7 @@ func TestPartialLinesAreSkippedAndCounted(t *testing.T) {
 	sum := ledgerReplay(t, dir, o)
 	assert.Equal(t, []string{"a", "b"}, o.ids())
 	assert.EqualValues(t, 1, sum.PartialLines)
-	var s bytes.Buffer
-	sum.Write(&s)
-	assert.Contains(t, s.String(), "partial lines    1")
+	assert.Contains(t, written(sum), "partial lines    1")
 }
 
 // TestLedgerRecordsSettledLettersBeforeTheAcknowledgementReturns: once

@@ -73,7 +73,5 @@ func TestReplayMetricStreamObject(t *testing.T) {
 	for s, n := range seen {
 		assert.Equal(t, 1, n, s)
 	}
-	var b strings.Builder
-	sum.Write(&b)
-	assert.Contains(t, b.String(), "metric points    14 read, 4 sent, 0 too old (>1h), 0 outside range")
+	assert.Contains(t, written(sum), "metric points    14 read, 4 sent, 0 too old (>1h), 0 outside range")
 }
