@@ -182,24 +182,31 @@ func (e *env) start(t *testing.T, cfg Config) *Source {
 // flight, as SQS reports it.
 func (e *env) waitQueue(t *testing.T, url string, cond func(visible, inflight int) bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var v, nv int
+	until(t, 60*time.Second, 20*time.Millisecond, func(ctx context.Context) bool {
 		out, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
 		}})
 		require.NoError(t, err)
-		var v, nv int
 		fmt.Sscan(out.Attributes["ApproximateNumberOfMessages"], &v)
 		fmt.Sscan(out.Attributes["ApproximateNumberOfMessagesNotVisible"], &nv)
-		if cond(v, nv) {
-			return
-		}
+		return cond(v, nv)
+	}, func() string { return fmt.Sprintf("queue %s: %d visible, %d in flight", url, v, nv) })
+}
+
+// until asks done every period until it reports true. When within has
+// passed (done's context ends then too), the test fails with what says,
+// and the deadline.
+func until(t *testing.T, within, every time.Duration, done func(ctx context.Context) bool, says func() string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for !done(ctx) {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("queue %s: %d visible, %d in flight: %v", url, v, nv, ctx.Err())
+			t.Fatalf("%s: %v", says(), ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -210,17 +217,8 @@ func empty(v, nv int) bool { return v == 0 && nv == 0 }
 // waitCounter waits for one of the source's own counters.
 func waitCounter(t *testing.T, m *telemetry.Registry, name string, atLeast int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for m.Value(name) < atLeast {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s = %d, want ≥ %d", name, m.Value(name), atLeast)
-		case <-tick.C:
-		}
-	}
+	until(t, 60*time.Second, 10*time.Millisecond, func(context.Context) bool { return m.Value(name) >= atLeast },
+		func() string { return fmt.Sprintf("%s = %d, want ≥ %d", name, m.Value(name), atLeast) })
 }
 
 // waitDeleted waits until the source has deleted messages, and the copies
@@ -228,17 +226,11 @@ func waitCounter(t *testing.T, m *telemetry.Registry, name string, atLeast int64
 // receipt handle is deleted too), and checks it deleted no more.
 func waitDeleted(t *testing.T, m *telemetry.Registry, messages int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for m.Value("sqs.messages_deleted") < messages+m.Value("sqs.duplicate_messages") {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("sqs.messages_deleted = %d, want %d and %d copies", m.Value("sqs.messages_deleted"), messages, m.Value("sqs.duplicate_messages"))
-		case <-tick.C:
-		}
-	}
+	until(t, 60*time.Second, 10*time.Millisecond, func(context.Context) bool {
+		return m.Value("sqs.messages_deleted") >= messages+m.Value("sqs.duplicate_messages")
+	}, func() string {
+		return fmt.Sprintf("sqs.messages_deleted = %d, want %d and %d copies", m.Value("sqs.messages_deleted"), messages, m.Value("sqs.duplicate_messages"))
+	})
 	assert.Equal(t, messages+m.Value("sqs.duplicate_messages"), m.Value("sqs.messages_deleted"),
 		"%d messages deleted, with %d copies", messages, m.Value("sqs.duplicate_messages"))
 }
@@ -701,23 +693,11 @@ func startHeld(t *testing.T, f *fakeSQS) (*Source, *sink, *telemetry.Registry) {
 // waitHeld waits until the sink holds a batch.
 func waitHeld(t *testing.T, s *sink) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	until(t, 10*time.Second, 5*time.Millisecond, func(context.Context) bool {
 		s.mu.Lock()
-		n := len(s.held)
-		s.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no batch reached the pipeline")
-		case <-tick.C:
-		}
-	}
+		defer s.mu.Unlock()
+		return len(s.held) > 0
+	}, func() string { return "no batch reached the pipeline" })
 }
 
 func TestWhatAMessageCarriesCountsInTheMemoryBudget(t *testing.T) {
