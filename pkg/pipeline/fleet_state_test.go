@@ -23,12 +23,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
-	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/klauspost/compress/gzip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -340,17 +337,12 @@ func testPollerReplicas(t *testing.T, store string) {
 	ctx := context.Background()
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	require.NoError(t, err)
-	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
-		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
-	})
-	dims := []cwtypes.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String("prod")}}
 	base := time.Now().Truncate(time.Minute)
 	var data []cwtypes.MetricDatum
 	for m := 2; m <= 12; m++ {
-		data = append(data, cwtypes.MetricDatum{MetricName: aws.String("Count"), Dimensions: dims, Timestamp: aws.Time(base.Add(-time.Duration(m) * time.Minute)), Values: []float64{float64(m)}})
+		data = append(data, cwtypes.MetricDatum{MetricName: aws.String("Count"), Timestamp: aws.Time(base.Add(-time.Duration(m) * time.Minute)), Values: []float64{float64(m)}})
 	}
-	_, err = cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: data})
-	require.NoError(t, err)
+	putPetstore(t, awsCfg, data...)
 
 	env := brokers[0].env(t)
 	f := newFleet(t, env)

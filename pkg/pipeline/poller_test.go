@@ -20,6 +20,22 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/testkit/moto"
 )
 
+// putPetstore puts data points of the API petstore's stage prod into
+// CloudWatch at awsCfg (moto), in the JSON 1.0 protocol that moto reads
+// (not the SDK's default CBOR).
+func putPetstore(t *testing.T, awsCfg aws.Config, data ...types.MetricDatum) {
+	t.Helper()
+	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
+		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
+	})
+	dims := []types.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String("prod")}}
+	for i := range data {
+		data[i].Dimensions = dims
+	}
+	_, err := cw.PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: data})
+	require.NoError(t, err)
+}
+
 // TestCloudWatchPollerSource runs the pipeline with metrics.poller against
 // moto's CloudWatch: API Gateway's metrics put with PutMetricData reach the
 // metrics API under the integration's names, with their own timestamps,
@@ -27,18 +43,10 @@ import (
 // twice.
 func TestCloudWatchPollerSource(t *testing.T) {
 	ctx := context.Background()
-	awsCfg := moto.Config(t)
-	// moto reads CloudWatch's JSON 1.0 protocol, not the SDK's default CBOR.
-	cw := cloudwatch.NewFromConfig(awsCfg, func(o *cloudwatch.Options) {
-		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
-	})
 	at := time.Now().Add(-6 * time.Minute).Truncate(time.Minute)
-	dims := []types.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String("prod")}}
-	_, err := cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/ApiGateway"), MetricData: []types.MetricDatum{
-		{MetricName: aws.String("CacheHitCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{6}},
-		{MetricName: aws.String("CacheMissCount"), Dimensions: dims, Timestamp: aws.Time(at), Values: []float64{2}},
-	}})
-	require.NoError(t, err)
+	putPetstore(t, moto.Config(t),
+		types.MetricDatum{MetricName: aws.String("CacheHitCount"), Timestamp: aws.Time(at), Values: []float64{6}},
+		types.MetricDatum{MetricName: aws.String("CacheMissCount"), Timestamp: aws.Time(at), Values: []float64{2}})
 
 	state := filepath.Join(t.TempDir(), "poller.json")
 	run := func() *harness {
@@ -71,6 +79,6 @@ func TestCloudWatchPollerSource(t *testing.T) {
 	h2 := run()
 	ctx2, cancel2 := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel2()
-	err = h2.intake.Wait(ctx2, func(s fakeintake.Stats) bool { return s.SeriesPointsAccepted > 0 })
+	err := h2.intake.Wait(ctx2, func(s fakeintake.Stats) bool { return s.SeriesPointsAccepted > 0 })
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "nothing polled again: %v", h2.intake.Series())
 }
