@@ -260,14 +260,8 @@ func applyEnv(c *Config, environ []string) error {
 		root.FieldByIndex(k.index).Set(v)
 	}
 	// The Datadog variables apply unless the GWPIPE_ form is set too.
-	if v := env["DD_API_KEY"]; v != "" && env["GWPIPE_DATADOG_API_KEY"] == "" {
-		c.Datadog.APIKey = v
-		c.set("datadog.api_key", "DD_API_KEY")
-	}
-	if v := env["DD_SITE"]; v != "" && env["GWPIPE_DATADOG_SITE"] == "" {
-		c.Datadog.Site = v
-		c.set("datadog.site", "DD_SITE")
-	}
+	c.setFromAlias(env, "DD_API_KEY", "datadog.api_key", &c.Datadog.APIKey)
+	c.setFromAlias(env, "DD_SITE", "datadog.site", &c.Datadog.Site)
 	if v := env["DD_TAGS"]; v != "" {
 		for _, tag := range splitTags(v) {
 			c.set(fmt.Sprintf("enrich.tags[%d]", len(c.Enrich.Tags)), "DD_TAGS")
@@ -332,13 +326,17 @@ func forwarderEnv(c *Config, env map[string]string) {
 		}
 		c.Filters.Rules = append(c.Filters.Rules, filter.Rule{Name: ForwarderScrubbingRule, Pattern: v, Replace: repl})
 	}
-	if v := env["INCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_INCLUDE_AT_MATCH"] == "" {
-		c.Filters.IncludeAtMatch = v
-		c.set("filters.include_at_match", "INCLUDE_AT_MATCH")
-	}
-	if v := env["EXCLUDE_AT_MATCH"]; v != "" && env["GWPIPE_FILTERS_EXCLUDE_AT_MATCH"] == "" {
-		c.Filters.ExcludeAtMatch = v
-		c.set("filters.exclude_at_match", "EXCLUDE_AT_MATCH")
+	c.setFromAlias(env, "INCLUDE_AT_MATCH", "filters.include_at_match", &c.Filters.IncludeAtMatch)
+	c.setFromAlias(env, "EXCLUDE_AT_MATCH", "filters.exclude_at_match", &c.Filters.ExcludeAtMatch)
+}
+
+// setFromAlias sets key (its field, to) from the variable alias, one of
+// the Datadog tools' (DD_SITE), when alias is set and key's own GWPIPE_
+// variable is not.
+func (c *Config) setFromAlias(env map[string]string, alias, key string, to *string) {
+	if v := env[alias]; v != "" && env[envName(key)] == "" {
+		*to = v
+		c.set(key, alias)
 	}
 }
 
