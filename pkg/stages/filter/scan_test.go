@@ -75,9 +75,20 @@ var (
 	refEmail = func(s []byte) ([]byte, int) { return refReplace(emailRE, EmailMask, s) }
 )
 
+// checkCases checks the scanner f on each input of cases: it gives what
+// cases says, and what its expression, ref, gives.
+func checkCases(t *testing.T, name string, f func(dst, s []byte) ([]byte, int), ref func([]byte) ([]byte, int), cases map[string]string) {
+	t.Helper()
+	for in, want := range cases {
+		got, _ := scanned(f, []byte(in))
+		assert.Equal(t, want, string(got), "%q", in)
+		checkScanner(t, name, f, ref, []byte(in))
+	}
+}
+
 func TestIPv4(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{
+	checkCases(t, "redactIPv4", redactIPv4, refV4, map[string]string{
 		"":                                "",
 		"client 192.0.2.1 said hi":        "client xxx.xxx.xxx.xxx said hi",
 		`{"ip":"10.0.0.255","x":1}`:       `{"ip":"xxx.xxx.xxx.xxx","x":1}`,
@@ -93,16 +104,12 @@ func TestIPv4(t *testing.T) {
 		"x.1.2.3.4":                       "x.xxx.xxx.xxx.xxx",
 		"1.2.3.4:443, 5.6.7.8":            "xxx.xxx.xxx.xxx:443, xxx.xxx.xxx.xxx",
 		"0.0.0.0/0 and 127.0.0.1-2.3.4.5": "xxx.xxx.xxx.xxx/0 and xxx.xxx.xxx.xxx-xxx.xxx.xxx.xxx",
-	} {
-		got, _ := scanned(redactIPv4, []byte(in))
-		assert.Equal(t, want, string(got), "%q", in)
-		checkScanner(t, "redactIPv4", redactIPv4, refV4, []byte(in))
-	}
+	})
 }
 
 func TestEmail(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{
+	checkCases(t, "redactEmail", redactEmail, refEmail, map[string]string{
 		"mail jane.doe+x@example.co.uk now": "mail xxxxx@xxxxx.com now",
 		"a@b":                               "a@b",
 		"a@b.":                              "a@b.",
@@ -112,17 +119,12 @@ func TestEmail(t *testing.T) {
 		"a@b.c.d@e.f":                       "xxxxx@xxxxx.com@e.f",
 		`{"user":"bob@corp.example","n":1}`: `{"user":"xxxxx@xxxxx.com","n":1}`,
 		"x@y z@w.io":                        "x@y xxxxx@xxxxx.com",
-	} {
-		got, _ := scanned(redactEmail, []byte(in))
-		assert.Equal(t, want, string(got), "%q", in)
-		checkScanner(t, "redactEmail", redactEmail, refEmail, []byte(in))
-	}
+	})
 }
 
 func TestIPv6(t *testing.T) {
 	t.Parallel()
-	m := IPv6Mask
-	for in, want := range map[string]string{
+	cases := map[string]string{ // M is IPv6Mask
 		"2001:db8::1": "M",
 		"client 2001:0db8:85a3:0000:0000:8a2e:0370:7334 x": "client M x",
 		`{"ip":"::ffff:192.0.2.1"}`:                        `{"ip":"M"}`,
@@ -144,11 +146,11 @@ func TestIPv6(t *testing.T) {
 		"1:::2":                                            "M:2",
 		"dead:beef::":                                      "M",
 		"x2001:db8::1":                                     "x2001:M",
-	} {
-		got, _ := scanned(redactIPv6, []byte(in))
-		assert.Equal(t, strings.ReplaceAll(want, "M", m), string(got), "%q", in)
-		checkScanner(t, "redactIPv6", redactIPv6, refIPv6, []byte(in))
 	}
+	for in, want := range cases {
+		cases[in] = strings.ReplaceAll(want, "M", IPv6Mask)
+	}
+	checkCases(t, "redactIPv6", redactIPv6, refIPv6, cases)
 }
 
 var scannerSeeds = []string{
@@ -158,27 +160,21 @@ var scannerSeeds = []string{
 	"12345.1.1.1", "a@@b.c", "::255.255.255.255", "::256.1.1.1", "::01.2.3.4",
 }
 
+// fuzzScanner fuzzes the scanner f against its expression, ref, from
+// scannerSeeds.
+func fuzzScanner(fz *testing.F, name string, f func(dst, s []byte) ([]byte, int), ref func([]byte) ([]byte, int)) {
+	for _, s := range scannerSeeds {
+		fz.Add([]byte(s))
+	}
+	fz.Fuzz(func(t *testing.T, in []byte) { checkScanner(t, name, f, ref, in) })
+}
+
 // FuzzIPv4, FuzzIPv6 and FuzzEmail: each scanner against its expression.
-func FuzzIPv4(f *testing.F) {
-	for _, s := range scannerSeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) { checkScanner(t, "redactIPv4", redactIPv4, refV4, in) })
-}
+func FuzzIPv4(f *testing.F) { fuzzScanner(f, "redactIPv4", redactIPv4, refV4) }
 
-func FuzzIPv6(f *testing.F) {
-	for _, s := range scannerSeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) { checkScanner(t, "redactIPv6", redactIPv6, refIPv6, in) })
-}
+func FuzzIPv6(f *testing.F) { fuzzScanner(f, "redactIPv6", redactIPv6, refIPv6) }
 
-func FuzzEmail(f *testing.F) {
-	for _, s := range scannerSeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) { checkScanner(t, "redactEmail", redactEmail, refEmail, in) })
-}
+func FuzzEmail(f *testing.F) { fuzzScanner(f, "redactEmail", redactEmail, refEmail) }
 
 // What a built-in writes is left as it is by every built-in (the e-mail
 // mask is an address, replaced by itself), so scrubbing twice gives what
