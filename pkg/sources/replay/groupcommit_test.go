@@ -69,21 +69,20 @@ func (c *counted) writes() []int {
 	return append([]int(nil), c.written...)
 }
 
-// TestGroupCommitCarriesTheSavesBehindAWriteInOneWrite: changes go on
-// while a write is under way (its lock is not held), and the saves that
-// wait behind it are carried by one more write, of the state when it
-// started.
-func TestGroupCommitCarriesTheSavesBehindAWriteInOneWrite(t *testing.T) {
-	c := newCounted()
-	c.change()
+// savesBehindAWrite starts a save, waits until its write is under way
+// (started), makes nine changes, which must not wait for that write, and
+// nine saves, which do; then lets the writes go on (release). Every save
+// must succeed.
+func savesBehindAWrite(t *testing.T, change func(), save func(context.Context) error, started, release func()) {
+	t.Helper()
 	first := make(chan error, 1)
-	go func() { first <- c.save(context.Background()) }()
-	require.Equal(t, 1, <-c.started, "the first write copies the state of its save")
+	go func() { first <- save(context.Background()) }()
+	started()
 
 	changed := make(chan struct{})
 	go func() {
 		for range 9 {
-			c.change()
+			change()
 		}
 		close(changed)
 	}()
@@ -96,15 +95,26 @@ func TestGroupCommitCarriesTheSavesBehindAWriteInOneWrite(t *testing.T) {
 	errs := make(chan error, 9)
 	for range 9 {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs <- c.save(context.Background()) }()
+		go func() { defer wg.Done(); errs <- save(context.Background()) }()
 	}
-	close(c.gate)
+	release()
 	require.NoError(t, <-first)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
 	}
+}
+
+// TestGroupCommitCarriesTheSavesBehindAWriteInOneWrite: changes go on
+// while a write is under way (its lock is not held), and the saves that
+// wait behind it are carried by one more write, of the state when it
+// started.
+func TestGroupCommitCarriesTheSavesBehindAWriteInOneWrite(t *testing.T) {
+	c := newCounted()
+	c.change()
+	savesBehindAWrite(t, c.change, c.save,
+		func() { require.Equal(t, 1, <-c.started, "the first write copies the state of its save") }, func() { close(c.gate) })
 	assert.Equal(t, []int{1, 10}, c.writes(), "one write for the first save, one for the nine behind it")
 	assert.False(t, c.overlap.Load(), "two writes at once")
 

@@ -292,35 +292,8 @@ func TestLedgerSavesAreGroupCommits(t *testing.T) {
 	p := newLedgerProgress(g)
 	p.m["k"] = &Marker{}
 	p.settle("k", "e", 0)
-	first := make(chan error, 1)
-	go func() { first <- p.save(context.Background()) }()
-	<-g.started // the first write is under way
-
-	settled := make(chan struct{})
-	go func() {
-		for i := int64(1); i < 10; i++ {
-			p.settle("k", "e", i)
-		}
-		close(settled)
-	}()
-	select {
-	case <-settled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("settlements waited for the write under way")
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 9)
-	for range 9 {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs <- p.save(context.Background()) }()
-	}
-	close(g.gate)
-	require.NoError(t, <-first)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	i := int64(0)
+	savesBehindAWrite(t, func() { i++; p.settle("k", "e", i) }, p.save, func() { <-g.started }, func() { close(g.gate) })
 	require.Len(t, g.saves, 2, "one write for the first save, one for the nine behind it")
 	assert.Equal(t, [][2]int64{{0, 1}}, g.saves[0].Settled)
 	assert.Equal(t, [][2]int64{{0, 10}}, g.saves[1].Settled)
