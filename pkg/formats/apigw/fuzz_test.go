@@ -112,7 +112,7 @@ func FuzzJSONAccess(f *testing.F) {
 }
 
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTJSON, FormatRESTXML, FormatRESTCSV, FormatHTTPCLF, FormatHTTPJSON, FormatHTTPXML, FormatHTTPCSV, FormatDatadog} {
+	for _, s := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTCLFNoExt, FormatRESTCSVNoExt, FormatRESTJSON, FormatRESTXML, FormatRESTCSV, FormatHTTPCLF, FormatHTTPJSON, FormatHTTPXML, FormatHTTPCSV, FormatDatadog} {
 		f.Add(s, []byte(benchCLFLine))
 		f.Add(s, []byte(benchDatadogLine))
 	}
@@ -169,6 +169,7 @@ func FuzzCLF(f *testing.F) {
 func FuzzCSV(f *testing.F) {
 	f.Add([]byte(`203.0.113.7,-,-,29/Jun/2023:12:01:02 +0000,PUT,/pets/{id},HTTP/1.1,201,512,c0475a28,Dt6vFHHzNjMFahw=`))
 	f.Add([]byte(`203.0.113.7,29/Jun/2023:12:01:02 +0000,GET,GET /pets/{id},HTTP/1.1,200,512,Dt6vFHHzNjMFahw=`))
+	f.Add([]byte(`203.0.113.7,AIDAEXAMPLE,arn:aws:iam::123456789012:user/alice,29/Jun/2023:12:01:02 +0000,GET,/pets,HTTP/1.1,200,512,c0475a28`))
 	f.Add([]byte(`,,,,,,,,,,`))
 	detect := mustParser(f, Config{})
 	f.Fuzz(func(t *testing.T, line []byte) {
