@@ -410,7 +410,8 @@ func (p *Parser) detectJSON(line []byte, gi *groupInfo, s *scratch) bool {
 }
 
 // detectAccess parses a line whose format is unknown: JSON, XML, then the
-// console's CLF and CSV templates for REST and HTTP APIs.
+// console's CLF and CSV templates for REST and HTTP APIs (and the Serverless
+// Framework's default, with the CSV ones).
 func detectAccess(line []byte, s *scratch) bool {
 	if len(line) == 0 {
 		return false
@@ -473,6 +474,10 @@ const (
 	FormatHTTPJSON     = `{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod","routeKey":"$context.routeKey", "status":"$context.status","protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
 	FormatHTTPXML      = `<request id="$context.requestId"> <ip>$context.identity.sourceIp</ip> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <routeKey>$context.routeKey</routeKey> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
 	FormatHTTPCSV      = `$context.identity.sourceIp,$context.requestTime,$context.httpMethod,$context.routeKey,$context.protocol,$context.status,$context.responseLength,$context.requestId`
+	// FormatServerlessREST is the Serverless Framework's default access-log
+	// format for REST APIs (provider.logs.restApi: true), "key: value"
+	// pairs separated by commas.
+	FormatServerlessREST = `requestId: $context.requestId, ip: $context.identity.sourceIp, caller: $context.identity.caller, user: $context.identity.user, requestTime: $context.requestTime, httpMethod: $context.httpMethod, resourcePath: $context.resourcePath, status: $context.status, protocol: $context.protocol, responseLength: $context.responseLength`
 	// FormatDatadog is the JSON format Datadog recommends (unquoted numbers).
 	FormatDatadog = `{"apiId":"$context.apiId","stage":"$context.stage","requestId":"$context.requestId","ip":"$context.identity.sourceIp","caller":"$context.identity.caller","user":"$context.identity.user","requestTime":$context.requestTimeEpoch,"httpMethod":"$context.httpMethod","resourcePath":"$context.resourcePath","status":$context.status,"protocol":"$context.protocol","responseLength":$context.responseLength}`
 )
@@ -492,5 +497,7 @@ var (
 	// CLF: an HTTP route key is "METHOD /path" or "$default", never a
 	// path alone, so the REST format cannot take an HTTP line).
 	consoleCLF = []*Format{mustCompile(FormatRESTCLF), mustCompile(FormatRESTCLF2), mustCompile(FormatRESTCLFNoExt), mustCompile(FormatHTTPCLF)}
-	consoleCSV = []*Format{mustCompile(FormatRESTCSV), mustCompile(FormatRESTCSVNoExt), mustCompile(FormatHTTPCSV)}
+	// The Serverless Framework's format first: its "requestId: " prefix
+	// rejects other lines at once.
+	consoleCSV = []*Format{mustCompile(FormatServerlessREST), mustCompile(FormatRESTCSV), mustCompile(FormatRESTCSVNoExt), mustCompile(FormatHTTPCSV)}
 )

@@ -544,3 +544,29 @@ func TestDetectsRESTConsoleFormatsWithoutExtendedRequestID(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectsServerlessFrameworkDefaultFormat: the Serverless Framework's
+// default REST access-log format ("requestId: …, ip: …, …", what
+// provider.logs.restApi: true sets up) is detected without configuration.
+// It was a parse error: no status (so no level from it), the arrival time
+// for the request's, and nothing for the metrics derived from logs.
+func TestDetectsServerlessFrameworkDefaultFormat(t *testing.T) {
+	p := mustParser(t, Config{})
+	line := `requestId: 0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41, ip: 198.51.100.4, caller: AIDAEXAMPLEID1, user: -, requestTime: 04/Dec/2026:10:00:00 +0100, httpMethod: POST, resourcePath: /orders/{id}, status: 502, protocol: HTTP/1.1, responseLength: -`
+	rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/api-gateway/orders-service-dev"}, Message: []byte(line), Timestamp: 1}
+	p.Parse(&record.Batch{}, &rec)
+	require.Equal(t, record.KindAccess, rec.Kind, rec.ParseError)
+	require.Empty(t, rec.ParseError)
+	require.Equal(t, int64(1796374800000), rec.Timestamp, "the requestTime")
+	require.Equal(t, record.LevelForHTTPStatus(502), rec.Level)
+	got := attrMap(&rec)
+	for k, v := range map[string]any{
+		"apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41", "apigateway.identity.sourceIp": "198.51.100.4",
+		"apigateway.identity.caller": "AIDAEXAMPLEID1", "apigateway.httpMethod": "POST", "apigateway.resourcePath": "/orders/{id}",
+		"apigateway.status": "502", "apigateway.protocol": "HTTP/1.1", KeyStatusCode: int64(502),
+	} {
+		require.Equal(t, v, got[k], k)
+	}
+	require.NotContains(t, got, "apigateway.identity.user", "unset")
+	require.NotContains(t, got, "apigateway.responseLength", "unset")
+}
