@@ -410,8 +410,8 @@ func (p *Parser) detectJSON(line []byte, gi *groupInfo, s *scratch) bool {
 }
 
 // detectAccess parses a line whose format is unknown: JSON, XML, then the
-// console's CLF and CSV templates for REST and HTTP APIs (and the Serverless
-// Framework's default, with the CSV ones).
+// console's CLF and CSV templates for REST, HTTP and WebSocket APIs (and the
+// Serverless Framework's defaults among them).
 func detectAccess(line []byte, s *scratch) bool {
 	if len(line) == 0 {
 		return false
@@ -474,6 +474,12 @@ const (
 	FormatHTTPJSON     = `{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod","routeKey":"$context.routeKey", "status":"$context.status","protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
 	FormatHTTPXML      = `<request id="$context.requestId"> <ip>$context.identity.sourceIp</ip> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <routeKey>$context.routeKey</routeKey> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
 	FormatHTTPCSV      = `$context.identity.sourceIp,$context.requestTime,$context.httpMethod,$context.routeKey,$context.protocol,$context.status,$context.responseLength,$context.requestId`
+	// FormatWebSocketCLF and FormatWebSocketCSV are the console's formats
+	// for WebSocket APIs; FormatWebSocketCLFNoStatus is the CLF without
+	// $context.status, the Serverless Framework's default for them.
+	FormatWebSocketCLF         = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.eventType $context.routeKey $context.connectionId" $context.status $context.requestId`
+	FormatWebSocketCLFNoStatus = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.eventType $context.routeKey $context.connectionId" $context.requestId`
+	FormatWebSocketCSV         = `$context.identity.sourceIp,$context.identity.caller,$context.identity.user,$context.requestTime,$context.eventType,$context.routeKey,$context.connectionId,$context.status,$context.requestId`
 	// FormatServerlessREST is the Serverless Framework's default access-log
 	// format for REST APIs (provider.logs.restApi: true), "key: value"
 	// pairs separated by commas.
@@ -496,8 +502,11 @@ var (
 	// fields shifted (the CSV) or its resource path for a route key (the
 	// CLF: an HTTP route key is "METHOD /path" or "$default", never a
 	// path alone, so the REST format cannot take an HTTP line).
-	consoleCLF = []*Format{mustCompile(FormatRESTCLF), mustCompile(FormatRESTCLF2), mustCompile(FormatRESTCLFNoExt), mustCompile(FormatHTTPCLF)}
+	// The WebSocket formats have fewer fields after the quoted part (or
+	// after the time): no REST or HTTP line fits them, nor they those.
+	consoleCLF = []*Format{mustCompile(FormatRESTCLF), mustCompile(FormatRESTCLF2), mustCompile(FormatRESTCLFNoExt), mustCompile(FormatHTTPCLF),
+		mustCompile(FormatWebSocketCLF), mustCompile(FormatWebSocketCLFNoStatus)}
 	// The Serverless Framework's format first: its "requestId: " prefix
 	// rejects other lines at once.
-	consoleCSV = []*Format{mustCompile(FormatServerlessREST), mustCompile(FormatRESTCSV), mustCompile(FormatRESTCSVNoExt), mustCompile(FormatHTTPCSV)}
+	consoleCSV = []*Format{mustCompile(FormatServerlessREST), mustCompile(FormatRESTCSV), mustCompile(FormatRESTCSVNoExt), mustCompile(FormatWebSocketCSV), mustCompile(FormatHTTPCSV)}
 )

@@ -570,3 +570,40 @@ func TestDetectsServerlessFrameworkDefaultFormat(t *testing.T) {
 	require.NotContains(t, got, "apigateway.identity.user", "unset")
 	require.NotContains(t, got, "apigateway.responseLength", "unset")
 }
+
+// TestDetectsWebSocketConsoleFormats: the console's CLF and CSV access-log
+// formats for WebSocket APIs (eventType, routeKey and connectionId where
+// REST and HTTP formats have the method, path and protocol), and the CLF
+// without $context.status that the Serverless Framework sets up for them,
+// are detected without configuration. Each was a parse error.
+func TestDetectsWebSocketConsoleFormats(t *testing.T) {
+	p := mustParser(t, Config{})
+	cases := []struct {
+		line   string
+		status string
+	}{
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "MESSAGE sendmessage L0SM9cOFvHcCIhw=" 502 L0SMBFDNoAMFo1A=`, "502"},
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "MESSAGE sendmessage L0SM9cOFvHcCIhw=" L0SMBFDNoAMFo1A=`, ""},
+		{`198.51.100.4,-,-,04/Dec/2026:10:00:00 +0100,MESSAGE,sendmessage,L0SM9cOFvHcCIhw=,502,L0SMBFDNoAMFo1A=`, "502"},
+	}
+	for _, tc := range cases {
+		rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/api-gateway/chat-dev"}, Message: []byte(tc.line), Timestamp: 1}
+		p.Parse(&record.Batch{}, &rec)
+		require.Equal(t, record.KindAccess, rec.Kind, "%s: %s", tc.line, rec.ParseError)
+		require.Empty(t, rec.ParseError, tc.line)
+		require.Equal(t, int64(1796374800000), rec.Timestamp, "the requestTime: %s", tc.line)
+		got := attrMap(&rec)
+		for k, v := range map[string]any{
+			"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.eventType": "MESSAGE", "apigateway.routeKey": "sendmessage",
+			"apigateway.connectionId": "L0SM9cOFvHcCIhw=", "apigateway.requestId": "L0SMBFDNoAMFo1A=",
+		} {
+			require.Equal(t, v, got[k], "%s in %s", k, tc.line)
+		}
+		if tc.status == "" {
+			require.NotContains(t, got, "apigateway.status", tc.line)
+		} else {
+			require.Equal(t, tc.status, got["apigateway.status"], tc.line)
+			require.Equal(t, record.LevelForHTTPStatus(502), rec.Level, tc.line)
+		}
+	}
+}
