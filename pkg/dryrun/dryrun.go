@@ -106,6 +106,9 @@ func Offline(c config.Config, intakeURL, dlqDir string) config.Config {
 	if c.Datadog.APIKey == "" {
 		c.Datadog.APIKey = "dry-run" // never sent beyond this process
 	}
+	// A line from any time shows its log: the live pipeline dead-letters
+	// one older than the intake's 18 hours.
+	c.Datadog.Logs.KeepOldLogs = true
 	// How logs are packed into requests changes nothing in a log.
 	c.Datadog.Logs.Linger = 0
 	c.Datadog.Logs.Compression = "none"

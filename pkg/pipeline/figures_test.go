@@ -314,6 +314,7 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		"counters.deliver_logs.logs_submitted":   events,
 		"counters.deliver_logs.logs_accepted":    in.logs,
 		"counters.deliver_logs.logs_rejected":    dead["deliver-logs"],
+		"counters.deliver_logs.logs_too_old":     0, // every event is fresh
 		"counters.deliver_logs.logs_dropped":     0,
 		"counters.deliver_logs.logs_truncated":   0,
 		"counters.deliver_logs.payloads":         in.logRequests, // one request each: none retried or split
@@ -493,6 +494,7 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 		"counters.deliver_logs.logs_submitted":   between(1, events),
 		"counters.deliver_logs.logs_accepted":    0,
 		"counters.deliver_logs.logs_rejected":    0,
+		"counters.deliver_logs.logs_too_old":     0,
 		"counters.deliver_logs.logs_dropped":     submitted, // given up at the hand-back: every log is accounted for
 		"counters.deliver_logs.logs_truncated":   0,
 		"counters.deliver_logs.payloads":         atLeast(1),

@@ -492,3 +492,34 @@ func TestShutdownPastItsDeadlineSaysOnceWhatWasStillRunning(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.LessOrEqual(t, strings.Count(err.Error(), "still running at the shutdown deadline"), 1, "%v", err)
 }
+
+// TestLogsTooOldForTheIntakeAreDeadLettered: events recorded long ago (a
+// public fixture's 2023 access log, replayed through the Firehose
+// endpoint) are dead-lettered with the reason rather than sent to an
+// intake that answers 202 and drops them: the figures said "delivered"
+// for logs Datadog never keeps. The fresh event of the same envelope is
+// delivered; every event is accounted for once.
+func TestLogsTooOldForTheIntakeAreDeadLettered(t *testing.T) {
+	h := start(t)
+	now := time.Now()
+	env := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/api-gateway/petstore","logStream":"s","subscriptionFilters":["f"],"logEvents":[`+
+		`{"id":"old-1","timestamp":%d,"message":"{\"requestId\":\"r-old\",\"requestTime\":\"10/Jun/2023:15:36:28 +0000\",\"status\":\"200\"}"},`+
+		`{"id":"new-1","timestamp":%d,"message":"{\"requestId\":\"r-new\",\"status\":\"200\"}"}]}`, now.UnixMilli(), now.UnixMilli())
+	c0 := h.p.Status().Counters
+	status, resp := firehoseRequest(t, h.url, "too-old", recordsBody("too-old", gz([]byte(env))), nil)
+	require.Equal(t, http.StatusOK, status, "%v", resp)
+
+	var got []string
+	for _, l := range h.intake.Logs() {
+		got = append(got, logID(l))
+	}
+	assert.Equal(t, []string{"new-1"}, got)
+	dead := deadLetters(t, h.dlqDir, "too-old")
+	require.Len(t, dead, 1)
+	assert.Equal(t, "deliver-logs", dead[0].Stage)
+	assert.Contains(t, dead[0].Reason, "18-hour")
+	assert.Contains(t, string(dead[0].Data), "r-old")
+	c := h.p.Status().Counters
+	assert.EqualValues(t, 1, c["deliver_logs.logs_too_old"]-c0["deliver_logs.logs_too_old"])
+	assert.EqualValues(t, 1, c["deliver_logs.logs_accepted"]-c0["deliver_logs.logs_accepted"])
+}

@@ -216,15 +216,16 @@ func TestSummaryCountsWhatHandedBackRequestsHadDelivered(t *testing.T) {
 // counted. Before, it was delivered undated (or dated 1969) silently.
 func TestEventTimestampsThroughFirehose(t *testing.T) {
 	h := start(t)
-	const ms = 1796328482099
-	doc := `{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/lambda/fn","logStream":"s","logEvents":[` +
-		`{"id":"t-int","timestamp":1796328482099,"message":"int"},` +
-		`{"id":"t-str","timestamp":"1796328482099","message":"str"},` +
-		`{"id":"t-float","timestamp":1796328482099.0,"message":"float"},` +
-		`{"id":"t-frac","timestamp":1796328482099.5,"message":"frac"},` +
-		`{"id":"t-neg","timestamp":-5,"message":"neg"},` +
-		`{"id":"t-none","message":"none"}]}`
-	const requestMS = 1796000000000
+	// Recent times: a log more than 18 hours old is dead-lettered, not sent.
+	ms := time.Now().Add(-time.Minute).UnixMilli()
+	doc := fmt.Sprintf(`{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/lambda/fn","logStream":"s","logEvents":[`+
+		`{"id":"t-int","timestamp":%[1]d,"message":"int"},`+
+		`{"id":"t-str","timestamp":"%[1]d","message":"str"},`+
+		`{"id":"t-float","timestamp":%[1]d.0,"message":"float"},`+
+		`{"id":"t-frac","timestamp":%[1]d.5,"message":"frac"},`+
+		`{"id":"t-neg","timestamp":-5,"message":"neg"},`+
+		`{"id":"t-none","message":"none"}]}`, ms)
+	requestMS := ms - 60_000
 	body := []byte(fmt.Sprintf(`{"requestId":"ts","timestamp":%d,"records":[{"data":%q}]}`, requestMS, base64.StdEncoding.EncodeToString(gz([]byte(doc)))))
 	status, _ := firehoseRequest(t, h.url, "ts", body, nil)
 	require.Equal(t, http.StatusOK, status)

@@ -98,6 +98,12 @@ func (p *Pipeline) newDeliverLogs(ctx context.Context) (stage.Handler, error) {
 	opts := ddlogs.StageOptions{
 		Summaries: p.cfg.Parse.Correlation.DeliverSummaries, Seen: seen, Filter: p.filters,
 		Duplicates: p.metrics.Counter("deliver_logs.duplicates_dropped", "Logs a broker delivered again after they were delivered (transport.dedup_window): not sent twice."),
+		MaxAge:     ddlogs.MaxLogAge,
+		TooOld: p.metrics.Counter("deliver_logs.logs_too_old",
+			"Logs older than the logs intake's 18-hour limit when delivered (the intake would accept and drop them): dead-lettered, to replay with --old-logs retimestamp."),
+	}
+	if p.cfg.Datadog.Logs.KeepOldLogs {
+		opts.MaxAge = 0
 	}
 	// A batch the broker redelivers to another worker is recognised
 	// fleet-wide, where the transport has a store for it.

@@ -112,7 +112,7 @@ func FuzzJSONAccess(f *testing.F) {
 }
 
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTJSON, FormatRESTXML, FormatRESTCSV, FormatHTTPCLF, FormatHTTPJSON, FormatHTTPXML, FormatHTTPCSV, FormatDatadog} {
+	for _, s := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTCLFNoExt, FormatRESTCSVNoExt, FormatServerlessREST, FormatWebSocketCLF, FormatWebSocketCLFNoStatus, FormatWebSocketCSV, FormatRESTJSON, FormatRESTXML, FormatRESTCSV, FormatHTTPCLF, FormatHTTPJSON, FormatHTTPXML, FormatHTTPCSV, FormatDatadog} {
 		f.Add(s, []byte(benchCLFLine))
 		f.Add(s, []byte(benchDatadogLine))
 	}
@@ -156,6 +156,8 @@ func FuzzCLF(f *testing.F) {
 	seedLines(f, "access_http")
 	f.Add([]byte(benchHTTPCLFLine))
 	f.Add([]byte(`1.1.1.1 - - [] "  " - - - -`))
+	f.Add([]byte(`198.51.100.4 - - [29/Jun/2023:12:01:02 +0000] "CONNECT $connect L0SM9cOFvHcCIhw=" 200 L0SMAFDNoAMFo1A=`))
+	f.Add([]byte(`198.51.100.4 - - [29/Jun/2023:12:01:02 +0000] "DISCONNECT $disconnect L0SM9cOFvHcCIhw=" L0SMAFDNoAMFo1A=`))
 	detect := mustParser(f, Config{})
 	rest := mustParser(f, Config{Formats: []FormatRule{{LogGroup: "clf", Format: FormatRESTCLF}}})
 	http := mustParser(f, Config{Formats: []FormatRule{{LogGroup: "clf", Format: FormatHTTPCLF}}})
@@ -169,6 +171,9 @@ func FuzzCLF(f *testing.F) {
 func FuzzCSV(f *testing.F) {
 	f.Add([]byte(`203.0.113.7,-,-,29/Jun/2023:12:01:02 +0000,PUT,/pets/{id},HTTP/1.1,201,512,c0475a28,Dt6vFHHzNjMFahw=`))
 	f.Add([]byte(`203.0.113.7,29/Jun/2023:12:01:02 +0000,GET,GET /pets/{id},HTTP/1.1,200,512,Dt6vFHHzNjMFahw=`))
+	f.Add([]byte(`203.0.113.7,AIDAEXAMPLE,arn:aws:iam::123456789012:user/alice,29/Jun/2023:12:01:02 +0000,GET,/pets,HTTP/1.1,200,512,c0475a28`))
+	f.Add([]byte(`requestId: c0475a28, ip: 203.0.113.7, caller: -, user: -, requestTime: 29/Jun/2023:12:01:02 +0000, httpMethod: GET, resourcePath: /pets, status: 200, protocol: HTTP/1.1, responseLength: 512`))
+	f.Add([]byte(`198.51.100.4,-,-,29/Jun/2023:12:01:04 +0000,MESSAGE,sendmessage,L0SM9cOFvHcCIhw=,500,L0SMBFDNoAMFo1A=`))
 	f.Add([]byte(`,,,,,,,,,,`))
 	detect := mustParser(f, Config{})
 	f.Fuzz(func(t *testing.T, line []byte) {

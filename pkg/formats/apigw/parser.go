@@ -410,7 +410,8 @@ func (p *Parser) detectJSON(line []byte, gi *groupInfo, s *scratch) bool {
 }
 
 // detectAccess parses a line whose format is unknown: JSON, XML, then the
-// console's CLF and CSV templates for REST and HTTP APIs.
+// console's CLF and CSV templates for REST, HTTP and WebSocket APIs (and the
+// Serverless Framework's defaults among them).
 func detectAccess(line []byte, s *scratch) bool {
 	if len(line) == 0 {
 		return false
@@ -459,15 +460,30 @@ func detectAccess(line []byte, s *scratch) bool {
 
 // Console formats (docs/wire-formats.md#console-access-log-formats).
 const (
-	FormatRESTCLF  = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId $context.extendedRequestId`
-	FormatRESTCLF2 = `$context.extendedRequestId $context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId`
-	FormatRESTJSON = `{ "requestId":"$context.requestId", "extendedRequestId":"$context.extendedRequestId", "ip": "$context.identity.sourceIp", "caller":"$context.identity.caller", "user":"$context.identity.user", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod", "resourcePath":"$context.resourcePath", "status":"$context.status", "protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
-	FormatRESTXML  = `<request id="$context.requestId"> <extendedRequestId>$context.extendedRequestId</extendedRequestId> <ip>$context.identity.sourceIp</ip> <caller>$context.identity.caller</caller> <user>$context.identity.user</user> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <resourcePath>$context.resourcePath</resourcePath> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
-	FormatRESTCSV  = `$context.identity.sourceIp,$context.identity.caller,$context.identity.user,$context.requestTime,$context.httpMethod,$context.resourcePath,$context.protocol,$context.status,$context.responseLength,$context.requestId,$context.extendedRequestId`
-	FormatHTTPCLF  = `$context.identity.sourceIp - - [$context.requestTime] "$context.httpMethod $context.routeKey $context.protocol" $context.status $context.responseLength $context.requestId`
-	FormatHTTPJSON = `{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod","routeKey":"$context.routeKey", "status":"$context.status","protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
-	FormatHTTPXML  = `<request id="$context.requestId"> <ip>$context.identity.sourceIp</ip> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <routeKey>$context.routeKey</routeKey> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
-	FormatHTTPCSV  = `$context.identity.sourceIp,$context.requestTime,$context.httpMethod,$context.routeKey,$context.protocol,$context.status,$context.responseLength,$context.requestId`
+	FormatRESTCLF = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId $context.extendedRequestId`
+	// FormatRESTCLFNoExt and FormatRESTCSVNoExt are the console's REST
+	// formats from before extendedRequestId was added to them: still the
+	// format of many stages (and of AWS CLI and Terraform examples).
+	FormatRESTCLFNoExt = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId`
+	FormatRESTCSVNoExt = `$context.identity.sourceIp,$context.identity.caller,$context.identity.user,$context.requestTime,$context.httpMethod,$context.resourcePath,$context.protocol,$context.status,$context.responseLength,$context.requestId`
+	FormatRESTCLF2     = `$context.extendedRequestId $context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol" $context.status $context.responseLength $context.requestId`
+	FormatRESTJSON     = `{ "requestId":"$context.requestId", "extendedRequestId":"$context.extendedRequestId", "ip": "$context.identity.sourceIp", "caller":"$context.identity.caller", "user":"$context.identity.user", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod", "resourcePath":"$context.resourcePath", "status":"$context.status", "protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
+	FormatRESTXML      = `<request id="$context.requestId"> <extendedRequestId>$context.extendedRequestId</extendedRequestId> <ip>$context.identity.sourceIp</ip> <caller>$context.identity.caller</caller> <user>$context.identity.user</user> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <resourcePath>$context.resourcePath</resourcePath> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
+	FormatRESTCSV      = `$context.identity.sourceIp,$context.identity.caller,$context.identity.user,$context.requestTime,$context.httpMethod,$context.resourcePath,$context.protocol,$context.status,$context.responseLength,$context.requestId,$context.extendedRequestId`
+	FormatHTTPCLF      = `$context.identity.sourceIp - - [$context.requestTime] "$context.httpMethod $context.routeKey $context.protocol" $context.status $context.responseLength $context.requestId`
+	FormatHTTPJSON     = `{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", "requestTime":"$context.requestTime", "httpMethod":"$context.httpMethod","routeKey":"$context.routeKey", "status":"$context.status","protocol":"$context.protocol", "responseLength":"$context.responseLength" }`
+	FormatHTTPXML      = `<request id="$context.requestId"> <ip>$context.identity.sourceIp</ip> <requestTime>$context.requestTime</requestTime> <httpMethod>$context.httpMethod</httpMethod> <routeKey>$context.routeKey</routeKey> <status>$context.status</status> <protocol>$context.protocol</protocol> <responseLength>$context.responseLength</responseLength> </request>`
+	FormatHTTPCSV      = `$context.identity.sourceIp,$context.requestTime,$context.httpMethod,$context.routeKey,$context.protocol,$context.status,$context.responseLength,$context.requestId`
+	// FormatWebSocketCLF and FormatWebSocketCSV are the console's formats
+	// for WebSocket APIs; FormatWebSocketCLFNoStatus is the CLF without
+	// $context.status, the Serverless Framework's default for them.
+	FormatWebSocketCLF         = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.eventType $context.routeKey $context.connectionId" $context.status $context.requestId`
+	FormatWebSocketCLFNoStatus = `$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] "$context.eventType $context.routeKey $context.connectionId" $context.requestId`
+	FormatWebSocketCSV         = `$context.identity.sourceIp,$context.identity.caller,$context.identity.user,$context.requestTime,$context.eventType,$context.routeKey,$context.connectionId,$context.status,$context.requestId`
+	// FormatServerlessREST is the Serverless Framework's default access-log
+	// format for REST APIs (provider.logs.restApi: true), "key: value"
+	// pairs separated by commas.
+	FormatServerlessREST = `requestId: $context.requestId, ip: $context.identity.sourceIp, caller: $context.identity.caller, user: $context.identity.user, requestTime: $context.requestTime, httpMethod: $context.httpMethod, resourcePath: $context.resourcePath, status: $context.status, protocol: $context.protocol, responseLength: $context.responseLength`
 	// FormatDatadog is the JSON format Datadog recommends (unquoted numbers).
 	FormatDatadog = `{"apiId":"$context.apiId","stage":"$context.stage","requestId":"$context.requestId","ip":"$context.identity.sourceIp","caller":"$context.identity.caller","user":"$context.identity.user","requestTime":$context.requestTimeEpoch,"httpMethod":"$context.httpMethod","resourcePath":"$context.resourcePath","status":$context.status,"protocol":"$context.protocol","responseLength":$context.responseLength}`
 )
@@ -481,6 +497,16 @@ func mustCompile(f string) *Format {
 }
 
 var (
-	consoleCLF = []*Format{mustCompile(FormatRESTCLF), mustCompile(FormatRESTCLF2), mustCompile(FormatHTTPCLF)}
-	consoleCSV = []*Format{mustCompile(FormatRESTCSV), mustCompile(FormatHTTPCSV)}
+	// Tried in order: a REST format without extendedRequestId comes before
+	// the HTTP one of as many fields, which would take its line with the
+	// fields shifted (the CSV) or its resource path for a route key (the
+	// CLF: an HTTP route key is "METHOD /path" or "$default", never a
+	// path alone, so the REST format cannot take an HTTP line).
+	// The WebSocket formats have fewer fields after the quoted part (or
+	// after the time): no REST or HTTP line fits them, nor they those.
+	consoleCLF = []*Format{mustCompile(FormatRESTCLF), mustCompile(FormatRESTCLF2), mustCompile(FormatRESTCLFNoExt), mustCompile(FormatHTTPCLF),
+		mustCompile(FormatWebSocketCLF), mustCompile(FormatWebSocketCLFNoStatus)}
+	// The Serverless Framework's format first: its "requestId: " prefix
+	// rejects other lines at once.
+	consoleCSV = []*Format{mustCompile(FormatServerlessREST), mustCompile(FormatRESTCSV), mustCompile(FormatRESTCSVNoExt), mustCompile(FormatWebSocketCSV), mustCompile(FormatHTTPCSV)}
 )

@@ -486,3 +486,124 @@ func TestPathologicalLines(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectsRESTConsoleFormatsWithoutExtendedRequestID: the REST console
+// formats from before extendedRequestId was added (CLF and CSV ending at
+// $context.requestId; still many stages' format, and the AWS CLI's and
+// Terraform's examples) are detected, every field in its place. The CLF
+// with an IAM caller matched no format (a parse error); with "- -" it was
+// read as the HTTP CLF, the resource path as a route key; the CSV was read
+// as the HTTP CSV, its fields shifted (the time as the route key, no
+// method, the caller and user inside the source IP).
+func TestDetectsRESTConsoleFormatsWithoutExtendedRequestID(t *testing.T) {
+	p := mustParser(t, Config{})
+	cases := []struct {
+		line string
+		want map[string]any
+	}{
+		{`198.51.100.4 AIDAEXAMPLEID1 arn:aws:iam::123456789012:user/bob [04/Dec/2026:10:00:00 +0100] "GET /pets/{petId} HTTP/1.1" 200 49 0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41`,
+			map[string]any{"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.identity.caller": "AIDAEXAMPLEID1",
+				"apigateway.identity.user": "arn:aws:iam::123456789012:user/bob", "apigateway.resourcePath": "/pets/{petId}",
+				"apigateway.httpMethod": "GET", "apigateway.status": "200", "apigateway.responseLength": "49",
+				"apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41"}},
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "DELETE /pets/{petId} HTTP/1.1" 404 - 0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a42`,
+			map[string]any{"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.resourcePath": "/pets/{petId}",
+				"apigateway.httpMethod": "DELETE", "apigateway.status": "404",
+				"apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a42"}},
+		{`198.51.100.4,AIDAEXAMPLEID1,arn:aws:iam::123456789012:user/bob,04/Dec/2026:10:00:00 +0100,POST,/orders,HTTP/1.1,201,12,0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a43`,
+			map[string]any{"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.identity.caller": "AIDAEXAMPLEID1",
+				"apigateway.identity.user": "arn:aws:iam::123456789012:user/bob", "apigateway.resourcePath": "/orders",
+				"apigateway.httpMethod": "POST", "apigateway.protocol": "HTTP/1.1", "apigateway.status": "201",
+				"apigateway.responseLength": "12", "apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a43"}},
+		{`198.51.100.4,-,-,04/Dec/2026:10:00:00 +0100,GET,/orders,HTTP/1.1,200,12,0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a44`,
+			map[string]any{"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.resourcePath": "/orders",
+				"apigateway.httpMethod": "GET", "apigateway.protocol": "HTTP/1.1", "apigateway.status": "200",
+				"apigateway.responseLength": "12", "apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a44"}},
+		// the HTTP console formats still go to the HTTP formats
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "GET GET /pets HTTP/1.1" 200 49 Iq9gwFDNoAMFo1A=`,
+			map[string]any{"apigateway.routeKey": "GET /pets", "apigateway.httpMethod": "GET", "apigateway.requestId": "Iq9gwFDNoAMFo1A="}},
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "POST $default HTTP/1.1" 200 49 Iq9gwFDNoAMFo1B=`,
+			map[string]any{"apigateway.routeKey": "$default", "apigateway.httpMethod": "POST", "apigateway.requestId": "Iq9gwFDNoAMFo1B="}},
+		{`198.51.100.4,04/Dec/2026:10:00:00 +0100,GET,GET /pets,HTTP/1.1,200,49,Iq9gwFDNoAMFo1C=`,
+			map[string]any{"apigateway.routeKey": "GET /pets", "apigateway.httpMethod": "GET", "apigateway.requestId": "Iq9gwFDNoAMFo1C="}},
+	}
+	for _, tc := range cases {
+		rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/api-gateway/orders"}, Message: []byte(tc.line)}
+		p.Parse(&record.Batch{}, &rec)
+		require.Equal(t, record.KindAccess, rec.Kind, "%s: %s", tc.line, rec.ParseError)
+		require.Empty(t, rec.ParseError, tc.line)
+		require.Equal(t, int64(1796374800000), rec.Timestamp, "the requestTime: %s", tc.line)
+		got := attrMap(&rec)
+		for k, v := range tc.want {
+			require.Equal(t, v, got[k], "%s in %s", k, tc.line)
+		}
+		if _, http := tc.want["apigateway.routeKey"]; http {
+			require.NotContains(t, got, "apigateway.resourcePath", tc.line)
+		} else {
+			require.NotContains(t, got, "apigateway.routeKey", tc.line)
+		}
+	}
+}
+
+// TestDetectsServerlessFrameworkDefaultFormat: the Serverless Framework's
+// default REST access-log format ("requestId: …, ip: …, …", what
+// provider.logs.restApi: true sets up) is detected without configuration.
+// It was a parse error: no status (so no level from it), the arrival time
+// for the request's, and nothing for the metrics derived from logs.
+func TestDetectsServerlessFrameworkDefaultFormat(t *testing.T) {
+	p := mustParser(t, Config{})
+	line := `requestId: 0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41, ip: 198.51.100.4, caller: AIDAEXAMPLEID1, user: -, requestTime: 04/Dec/2026:10:00:00 +0100, httpMethod: POST, resourcePath: /orders/{id}, status: 502, protocol: HTTP/1.1, responseLength: -`
+	rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/api-gateway/orders-service-dev"}, Message: []byte(line), Timestamp: 1}
+	p.Parse(&record.Batch{}, &rec)
+	require.Equal(t, record.KindAccess, rec.Kind, rec.ParseError)
+	require.Empty(t, rec.ParseError)
+	require.Equal(t, int64(1796374800000), rec.Timestamp, "the requestTime")
+	require.Equal(t, record.LevelForHTTPStatus(502), rec.Level)
+	got := attrMap(&rec)
+	for k, v := range map[string]any{
+		"apigateway.requestId": "0b7e1c2a-4d5e-4f60-8a71-9c8d7e6f5a41", "apigateway.identity.sourceIp": "198.51.100.4",
+		"apigateway.identity.caller": "AIDAEXAMPLEID1", "apigateway.httpMethod": "POST", "apigateway.resourcePath": "/orders/{id}",
+		"apigateway.status": "502", "apigateway.protocol": "HTTP/1.1", KeyStatusCode: int64(502),
+	} {
+		require.Equal(t, v, got[k], k)
+	}
+	require.NotContains(t, got, "apigateway.identity.user", "unset")
+	require.NotContains(t, got, "apigateway.responseLength", "unset")
+}
+
+// TestDetectsWebSocketConsoleFormats: the console's CLF and CSV access-log
+// formats for WebSocket APIs (eventType, routeKey and connectionId where
+// REST and HTTP formats have the method, path and protocol), and the CLF
+// without $context.status that the Serverless Framework sets up for them,
+// are detected without configuration. Each was a parse error.
+func TestDetectsWebSocketConsoleFormats(t *testing.T) {
+	p := mustParser(t, Config{})
+	cases := []struct {
+		line   string
+		status string
+	}{
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "MESSAGE sendmessage L0SM9cOFvHcCIhw=" 502 L0SMBFDNoAMFo1A=`, "502"},
+		{`198.51.100.4 - - [04/Dec/2026:10:00:00 +0100] "MESSAGE sendmessage L0SM9cOFvHcCIhw=" L0SMBFDNoAMFo1A=`, ""},
+		{`198.51.100.4,-,-,04/Dec/2026:10:00:00 +0100,MESSAGE,sendmessage,L0SM9cOFvHcCIhw=,502,L0SMBFDNoAMFo1A=`, "502"},
+	}
+	for _, tc := range cases {
+		rec := record.Record{Origin: &record.Origin{LogGroup: "/aws/api-gateway/chat-dev"}, Message: []byte(tc.line), Timestamp: 1}
+		p.Parse(&record.Batch{}, &rec)
+		require.Equal(t, record.KindAccess, rec.Kind, "%s: %s", tc.line, rec.ParseError)
+		require.Empty(t, rec.ParseError, tc.line)
+		require.Equal(t, int64(1796374800000), rec.Timestamp, "the requestTime: %s", tc.line)
+		got := attrMap(&rec)
+		for k, v := range map[string]any{
+			"apigateway.identity.sourceIp": "198.51.100.4", "apigateway.eventType": "MESSAGE", "apigateway.routeKey": "sendmessage",
+			"apigateway.connectionId": "L0SM9cOFvHcCIhw=", "apigateway.requestId": "L0SMBFDNoAMFo1A=",
+		} {
+			require.Equal(t, v, got[k], "%s in %s", k, tc.line)
+		}
+		if tc.status == "" {
+			require.NotContains(t, got, "apigateway.status", tc.line)
+		} else {
+			require.Equal(t, tc.status, got["apigateway.status"], tc.line)
+			require.Equal(t, record.LevelForHTTPStatus(502), rec.Level, tc.line)
+		}
+	}
+}

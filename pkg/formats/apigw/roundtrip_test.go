@@ -161,7 +161,7 @@ func checkRoundTrip(t *testing.T, r *rand.Rand, f *Format) {
 
 func TestRoundTripConsoleFormats(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, src := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTJSON, FormatRESTXML, FormatRESTCSV,
+	for _, src := range []string{FormatRESTCLF, FormatRESTCLF2, FormatRESTCLFNoExt, FormatRESTCSVNoExt, FormatServerlessREST, FormatWebSocketCLF, FormatWebSocketCLFNoStatus, FormatWebSocketCSV, FormatRESTJSON, FormatRESTXML, FormatRESTCSV,
 		FormatHTTPCLF, FormatHTTPJSON, FormatHTTPXML, FormatHTTPCSV, FormatDatadog} {
 		f := mustCompile(src)
 		for i := 0; i < 500; i++ {

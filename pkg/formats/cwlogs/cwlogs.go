@@ -32,7 +32,8 @@ const maxLayers = 4
 var readers = sync.Pool{New: func() any { return new(gzip.Reader) }}
 
 // Gunzip removes every gzip layer of src. Concatenated members are read as
-// one stream. It fails with ErrTooLarge rather than inflate past limit bytes,
+// one stream, also when line ends separate them (a delimiter processor's
+// "\n" after each record, docs/wire-formats.md#cloudwatch-framings). It fails with ErrTooLarge rather than inflate past limit bytes,
 // so a decompression bomb costs at most limit bytes of memory. The result
 // is src itself when src is not gzip, and otherwise is built in dst's
 // storage (for the first layer) so that a caller can reuse one buffer.
@@ -42,23 +43,51 @@ func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 		if layer == maxLayers {
 			return nil, fmt.Errorf("more than %d gzip layers", maxLayers)
 		}
-		zr := readers.Get().(*gzip.Reader)
-		if err := zr.Reset(bytes.NewReader(in)); err != nil {
-			readers.Put(zr)
-			return nil, fmt.Errorf("gzip header: %w", err)
-		}
 		var buf []byte
 		if layer == 0 {
 			buf = dst[:0]
 		}
-		out, err := readAllLimit(buf, zr, limit)
-		readers.Put(zr)
+		out, err := gunzipMembers(buf, in, limit)
 		if err != nil {
 			return nil, err
 		}
 		in = out
 	}
 	return in, nil
+}
+
+// gunzipMembers appends to dst the contents of the gzip members of in, one
+// after the other, skipping the line ends between them.
+func gunzipMembers(dst, in []byte, limit int) ([]byte, error) {
+	zr := readers.Get().(*gzip.Reader)
+	defer readers.Put(zr)
+	r := bytes.NewReader(in)
+	if err := zr.Reset(r); err != nil {
+		return nil, fmt.Errorf("gzip header: %w", err)
+	}
+	for {
+		// One member at a time: r is left just after it.
+		zr.Multistream(false)
+		var err error
+		if dst, err = readAllLimit(dst, zr, limit); err != nil {
+			return nil, err
+		}
+		for r.Len() > 0 {
+			if c, _ := r.ReadByte(); c != '\n' && c != '\r' {
+				_ = r.UnreadByte()
+				break
+			}
+		}
+		if r.Len() == 0 {
+			return dst, nil
+		}
+		if err := zr.Reset(r); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("truncated gzip: %w", io.ErrUnexpectedEOF)
+			}
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+	}
 }
 
 func readAllLimit(dst []byte, r io.Reader, limit int) ([]byte, error) {

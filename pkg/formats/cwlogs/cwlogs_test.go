@@ -246,6 +246,7 @@ func TestEventTimestamps(t *testing.T) {
 func FuzzGunzip(f *testing.F) {
 	f.Add(corpus.Gzip([]byte(dataMessage)))
 	f.Add(append(corpus.Gzip([]byte("a")), corpus.Gzip([]byte("b"))...))
+	f.Add(bytes.Join([][]byte{corpus.Gzip([]byte("a")), corpus.Gzip([]byte("b")), nil}, []byte("\r\n")))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, err := Gunzip(nil, data, 1<<16)
@@ -282,4 +283,33 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestGunzipMembersSeparatedByLineEnds: a delimiter processor writes "\n"
+// after each record, and CloudWatch Logs records are gzip members: a
+// record (or a dead letter, or an SQS body) may hold a member and a line
+// end, or several members with line ends between them. Each member is
+// read; a line end was taken for a broken gzip header, and the whole
+// record, its good member included, dead-lettered ("truncated gzip").
+// What is neither a line end nor a member is still an error.
+func TestGunzipMembersSeparatedByLineEnds(t *testing.T) {
+	t.Parallel()
+	a, b := corpus.Gzip([]byte(dataMessage)), corpus.Gzip([]byte(controlMessage))
+	for name, in := range map[string][]byte{
+		"member, line end":             append(append([]byte{}, a...), '\n'),
+		"members with line ends":       bytes.Join([][]byte{a, b, nil}, []byte("\r\n")),
+		"inside another layer of gzip": corpus.Gzip(bytes.Join([][]byte{a, b}, []byte("\n\n"))),
+	} {
+		out, err := Gunzip(nil, in, 1<<20)
+		require.NoError(t, err, name)
+		want := dataMessage
+		if !strings.HasPrefix(name, "member,") {
+			want += controlMessage
+		}
+		assert.Equal(t, want, string(out), name)
+	}
+	_, err := Gunzip(nil, bytes.Join([][]byte{a, []byte("junk"), b}, []byte("\n")), 1<<20)
+	require.Error(t, err)
+	_, err = Gunzip(nil, append(append(append([]byte{}, a...), '\n'), b[:5]...), 1<<20)
+	require.ErrorContains(t, err, "truncated")
 }

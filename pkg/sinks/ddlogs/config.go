@@ -65,6 +65,10 @@ type Config struct {
 	Defaults Defaults `yaml:"-"`
 	// HTTPClient, Logger, OnResult (Items counts logs).
 	ddhttp.Runtime `yaml:"-"`
+	// KeepOldLogs turns off the deliver-logs stage's check of MaxLogAge:
+	// the dry runs of gwpipe parse and gwpipe test show the log of a line
+	// from any time, as the intake would receive it.
+	KeepOldLogs bool `yaml:"-"`
 }
 
 // DefaultConfig is the one place the defaults live (the README's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/claim"
@@ -14,6 +15,15 @@ import (
 
 // StageName is the deliver-logs stage's name, written on its dead letters.
 const StageName = "deliver-logs"
+
+// MaxLogAge is how old a log's timestamp may be for the logs intake to keep
+// it: Datadog answers 202 to an older one and drops it
+// (docs/wire-formats.md#datadog-logs-intake).
+const MaxLogAge = 18 * time.Hour
+
+// ReasonTooOld is the reason of the dead letters of logs older than
+// MaxLogAge.
+const ReasonTooOld = "older than the logs intake's 18-hour limit (Datadog would drop it): replay it with gwpipe replay --old-logs retimestamp"
 
 // Deliverer sends records to the logs intake (Client implements it).
 type Deliverer interface {
@@ -47,6 +57,14 @@ type StageOptions struct {
 	Fleet                        DeliveredBatches
 	FleetDuplicates, FleetErrors *telemetry.Counter
 	Logger                       *slog.Logger
+
+	// MaxAge, when positive (MaxLogAge), is how old a log may be when the
+	// stage takes it; an older one is dead-lettered (ReasonTooOld) rather
+	// than sent to an intake that would accept and drop it, and counted
+	// in TooOld. Now is the clock (nil: time.Now).
+	MaxAge time.Duration
+	TooOld *telemetry.Counter
+	Now    func() time.Time
 }
 
 // DeliveredBatches are the batches delivered fleet-wide, by key
@@ -67,7 +85,7 @@ type Filter interface {
 // returns only when each record was accepted or rejected for good;
 // rejected ones are dead-lettered.
 func NewStage(d Deliverer, opts StageOptions) stage.Handler {
-	for _, c := range []**telemetry.Counter{&opts.Duplicates, &opts.FleetDuplicates, &opts.FleetErrors} {
+	for _, c := range []**telemetry.Counter{&opts.Duplicates, &opts.FleetDuplicates, &opts.FleetErrors, &opts.TooOld} {
 		if *c == nil {
 			*c = &telemetry.Counter{}
 		}
@@ -75,8 +93,12 @@ func NewStage(d Deliverer, opts StageOptions) stage.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &deliverStage{d: d, summaries: opts.Summaries, seen: opts.Seen, dupes: opts.Duplicates, logFilter: opts.Filter,
-		fleet: opts.Fleet, fleetDupes: opts.FleetDuplicates, fleetErrors: opts.FleetErrors, log: opts.Logger}
+		fleet: opts.Fleet, fleetDupes: opts.FleetDuplicates, fleetErrors: opts.FleetErrors, log: opts.Logger,
+		maxAge: opts.MaxAge, tooOld: opts.TooOld, now: opts.Now}
 }
 
 type deliverStage struct {
@@ -89,6 +111,10 @@ type deliverStage struct {
 	fleet                   DeliveredBatches // nil: this worker alone
 	fleetDupes, fleetErrors *telemetry.Counter
 	log                     *slog.Logger
+
+	maxAge time.Duration // 0: no check
+	tooOld *telemetry.Counter
+	now    func() time.Time
 }
 
 func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.Output) (err error) {
@@ -134,6 +160,23 @@ func (s *deliverStage) Handle(ctx context.Context, in *record.Batch, out stage.O
 		defer func() {
 			if err == nil {
 				count()
+			}
+		}()
+	}
+	in, old := s.splitTooOld(in)
+	if len(old) > 0 {
+		// Dead-lettered once the batch's other logs were delivered: a
+		// batch that fails comes again and would dead-letter them again.
+		defer func() {
+			if err != nil {
+				return
+			}
+			dead := in.Derive(0)
+			dead.Stage = StageName
+			dead.Reason = ReasonTooOld
+			dead.Records = old
+			if err = out.DeadLetter(ctx, dead); err == nil {
+				s.tooOld.Add(int64(len(old)))
 			}
 		}()
 	}
@@ -224,4 +267,35 @@ func (s *deliverStage) filter(b *record.Batch) (*record.Batch, int) {
 		}
 	}
 	return &c, dupes
+}
+
+// splitTooOld returns b, or a copy without the logs older than the stage's
+// MaxAge (b is not modified), and those logs. A log without a timestamp is the
+// intake's time, never too old.
+func (s *deliverStage) splitTooOld(b *record.Batch) (*record.Batch, []record.Record) {
+	if s.maxAge <= 0 {
+		return b, nil
+	}
+	limit := s.now().Add(-s.maxAge).UnixMilli()
+	old := func(r *record.Record) bool { return r.Timestamp != 0 && r.Timestamp < limit }
+	n := 0
+	for i := range b.Records {
+		if old(&b.Records[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return b, nil
+	}
+	c := *b
+	c.Records = make([]record.Record, 0, len(b.Records)-n)
+	out := make([]record.Record, 0, n)
+	for i := range b.Records {
+		if r := &b.Records[i]; old(r) {
+			out = append(out, *r)
+		} else {
+			c.Records = append(c.Records, *r)
+		}
+	}
+	return &c, out
 }

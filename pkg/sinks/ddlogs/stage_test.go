@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -185,4 +186,58 @@ func TestStageCountsFiltersOfABatchOnce(t *testing.T) {
 	require.NoError(t, s.Handle(context.Background(), in, &stagetest.Output{}))
 	assert.EqualValues(t, 1, reg.Value("filters.redacted", "ip"))
 	assert.EqualValues(t, 1, reg.Value("filters.matched", "ip"))
+}
+
+// TestStageDeadLettersLogsTooOldForTheIntake: a log whose timestamp is
+// more than 18 hours old when the stage takes it (a recorded payload, an
+// S3 object announced long after it was written, a queue's backlog) is
+// dead-lettered with the reason and counted, not sent: the intake would
+// answer 202 and drop it, and the summary counted it as delivered. Logs
+// without a timestamp (the intake's time) and younger ones are sent; the
+// input batch is unchanged; a batch that fails comes again without
+// dead-lettering or counting them twice.
+func TestStageDeadLettersLogsTooOldForTheIntake(t *testing.T) {
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	ms := func(ago time.Duration) int64 { return now.Add(-ago).UnixMilli() }
+	d := &recorder{err: errors.New("intake down")}
+	tooOld := &telemetry.Counter{}
+	s := NewStage(d, StageOptions{MaxAge: MaxLogAge, TooOld: tooOld, Now: func() time.Time { return now }})
+	in := &record.Batch{ID: "x", Records: []record.Record{
+		{EventID: "fresh", Timestamp: ms(time.Minute)},
+		{EventID: "edge", Timestamp: ms(MaxLogAge - time.Second)},
+		{EventID: "old", Timestamp: ms(MaxLogAge + time.Second)},
+		{EventID: "none"},
+		{EventID: "years", Timestamp: time.Date(2023, 6, 10, 15, 36, 28, 0, time.UTC).UnixMilli()},
+	}}
+	out := &stagetest.Output{}
+	require.Error(t, s.Handle(context.Background(), in, out))
+	assert.Empty(t, out.Dead(), "nothing dead-lettered while the batch fails")
+	assert.Zero(t, tooOld.Load())
+
+	d.err = nil
+	require.NoError(t, s.Handle(context.Background(), in, out))
+	require.Len(t, d.got, 1)
+	assert.Equal(t, []string{"fresh", "edge", "none"}, ids(d.got[0].Records))
+	dead := out.Dead()
+	require.Len(t, dead, 1)
+	assert.Equal(t, StageName, dead[0].Stage)
+	assert.Equal(t, ReasonTooOld, dead[0].Reason)
+	assert.Equal(t, []string{"old", "years"}, ids(dead[0].Records))
+	assert.EqualValues(t, 2, tooOld.Load())
+	assert.Len(t, in.Records, 5, "the input batch is unchanged")
+
+	// only old logs: nothing sent
+	d.got = nil
+	out = &stagetest.Output{}
+	require.NoError(t, s.Handle(context.Background(), &record.Batch{Records: []record.Record{{EventID: "o", Timestamp: ms(48 * time.Hour)}}}, out))
+	assert.Empty(t, d.got)
+	require.Len(t, out.Dead(), 1)
+	assert.EqualValues(t, 3, tooOld.Load())
+
+	// without MaxAge (the dry runs of gwpipe parse and test) every log is sent
+	d.got = nil
+	out = &stagetest.Output{}
+	require.NoError(t, NewStage(d, StageOptions{}).Handle(context.Background(), in, out))
+	assert.Len(t, d.got[0].Records, 5)
+	assert.Empty(t, out.Dead())
 }

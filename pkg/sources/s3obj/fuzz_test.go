@@ -30,6 +30,7 @@ func fuzzSeeds(t testing.TB) map[string]struct {
 	}{
 		"envelopes-gzip-members": {concat(corpus.Gzip(docA), corpus.Gzip(docB), corpus.Gzip(docA)), "fh/2026/01/02/03/s-1-2026-01-02-03-04-05-abcd"},
 		"envelopes-newlines":     {concat(docA, []byte("\n"), docA, []byte("\n")), ""},
+		"gzip-members-newlines":  {concat(corpus.Gzip(docA), []byte("\n"), corpus.Gzip(docB), []byte("\r\n")), "fh/2026/01/02/03/s-1-2026-01-02-03-04-05-abcd"},
 		"envelopes-zstd":         {zst(concat(docA, docA)), "x.gz"},
 		"envelopes-double-gzip":  {corpus.Gzip(concat(corpus.Gzip(docA), corpus.Gzip(docA))), ""},
 		"access-json":            {[]byte(`{"requestId":"a","status":200}{"requestId":"b","status":404}`), "2026/01/02/03/amazon-apigateway-x-1-2026-01-02-03-04-05-ab"},

@@ -501,3 +501,39 @@ func TestDeadLetterEntriesAreNumbered(t *testing.T) {
 	assert.Empty(t, deadItems)
 	assert.EqualValues(t, 2, st.Skipped)
 }
+
+// TestGzipMembersWithLineDelimiters: an S3 destination's "new line
+// delimiter" (AppendDelimiterToRecord) writes "\n" after each Firehose
+// record, and CloudWatch Logs records are gzip members, so such an object
+// is gzip members with line ends between them (inside the destination's
+// own gzip too). Every member is read. Only the first was: the line end
+// was taken for a broken gzip header and the rest of the object, 2 of its
+// 3 envelopes, dead-lettered as unreadable. What is neither a line end
+// nor a member still ends the reading with a dead letter.
+func TestGzipMembersWithLineDelimiters(t *testing.T) {
+	t.Parallel()
+	ms := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixMilli()
+	docA := envelopeDoc(group, "sA", ev{"1", ms, "a1"}, ev{"2", ms + 1, "a2"})
+	docB := envelopeDoc(group, "sB", ev{"3", ms + 2, "b1"})
+	docC := envelopeDoc(group, "sC", ev{"4", ms + 3, "c1"})
+	key := "fh/2026/03/04/05/cwl-to-s3-1-2026-03-04-05-06-07-abc"
+	nl := []byte("\n")
+	delimited := concat(corpus.Gzip(docA), nl, corpus.Gzip([]byte(controlDoc)), []byte("\r\n"), corpus.Gzip(docB), nl, corpus.Gzip(docC), nl)
+	for name, data := range map[string][]byte{
+		"members":                delimited,
+		"inside the S3 gzip":     corpus.Gzip(delimited),
+		"blank lines in between": concat(corpus.Gzip(docA), nl, nl, corpus.Gzip(docB), corpus.Gzip(docC)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			events, dead, st := readAll(t, data, Object{Bucket: "b", Key: key, Region: "us-east-1"}, Config{})
+			assert.Empty(t, dead)
+			assert.Equal(t, []string{"1", "2", "3", "4"}, ids(events))
+			assert.Equal(t, LayoutEnvelopes, st.Layout)
+		})
+	}
+
+	events, dead, _ := readAll(t, concat(corpus.Gzip(docA), nl, []byte("not gzip\n"), corpus.Gzip(docB)), Object{Bucket: "b", Key: key, Region: "us-east-1"}, Config{})
+	assert.Equal(t, []string{"1", "2"}, ids(events))
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, "unreadable")
+}
