@@ -164,10 +164,10 @@ func reportLine(start time.Time, prev, cur flow, s Status) string {
 		rate(cur.decoded, prev.decoded), rate(cur.parsed, prev.parsed), rate(cur.delivered, prev.delivered),
 		cur.dead, s.snap.Value("runtime.in_flight_batches"))
 	if cur.firehose {
-		fmt.Fprintf(&b, "ack p99 %.0f ms | ", s.snap.Quantiles("firehose.ack_latency").P99)
+		fmt.Fprintf(&b, "ack p99 %s | ", p99(s.snap.Quantiles("firehose.ack_latency")))
 	}
 	if cur.sqs {
-		fmt.Fprintf(&b, "sqs message p99 %.0f ms | ", s.snap.Quantiles("sqs.message_latency").P99)
+		fmt.Fprintf(&b, "sqs message p99 %s | ", p99(s.snap.Quantiles("sqs.message_latency")))
 	}
 	b.WriteString(s.Ready)
 	b.WriteByte('\n')
@@ -225,14 +225,29 @@ func (p *Pipeline) Summary(w io.Writer) {
 		line("lost", "%d metric points and request summaries derived here, undelivered at the end; no sender has them to send again%s", f.lost, byStage(f.lostBy))
 	}
 	if firehose {
-		q := snap.Quantiles("firehose.ack_latency")
-		line("ack latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+		line("ack latency", "%s", latency(snap.Quantiles("firehose.ack_latency"), "no request acknowledged"))
 	}
 	if _, ok := snap.Family("sqs.message_latency"); ok {
-		q := snap.Quantiles("sqs.message_latency")
-		line("sqs message latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+		line("sqs message latency", "%s", latency(snap.Quantiles("sqs.message_latency"), "no message delivered or dead-lettered"))
 	}
 	_, _ = io.WriteString(w, b.String())
+}
+
+// latency is a latency line's figures; with no sample it says so, where
+// quantiles of nothing would read as a latency of 0 ms.
+func latency(q telemetry.Quantiles, none string) string {
+	if q.Count == 0 {
+		return "none (" + none + ")"
+	}
+	return fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", q.P50, q.P99, q.Max)
+}
+
+// p99 is the live line's latency: "-" before the first sample.
+func p99(q telemetry.Quantiles) string {
+	if q.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f ms", q.P99)
 }
 
 // sqsLines are the SQS source's: its messages, as the Firehose requests
