@@ -267,6 +267,35 @@ func TestPollerMapping(t *testing.T) {
 	}, stats)
 }
 
+// With percentiles off (metrics.streams.percentiles: false), the mapper
+// drops every percentile: the poller does not ask for them. It asked for
+// p50, p90 and p99 of each latency metric all the same: 3 of Latency's 7
+// queries, 6 of a stage's 17 per poll, billed and thrown away.
+func TestPollerAsksNoPercentilesTheMapperDrops(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{latency, petstore}, value: everyPeriod}
+	mcfg := metricstream.DefaultConfig()
+	mcfg.Percentiles = false
+	mapper, err := metricstream.NewMapper(mcfg)
+	require.NoError(t, err)
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Mapper: mapper})
+	var c collector
+	require.NoError(t, p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit))
+	assert.Equal(t, []string{
+		"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + petTags,
+		"aws.apigateway.latency gauge ts=1700000040 interval=0 value=20 " + petTags,
+		"aws.apigateway.latency.maximum gauge ts=1700000040 interval=0 value=90 " + petTags,
+		"aws.apigateway.latency.minimum gauge ts=1700000040 interval=0 value=2 " + petTags,
+	}, c.take())
+	stats := map[string][]string{}
+	for _, q := range f.requests()[0].Queries {
+		stats[q.Metric.Name] = append(stats[q.Metric.Name], q.Stat)
+	}
+	assert.Equal(t, map[string][]string{
+		"Count":   {"Sum"},
+		"Latency": {"SampleCount", "Sum", "Minimum", "Maximum"},
+	}, stats)
+}
+
 // Run polls at once and then on each tick, until its context ends.
 func TestPollerRun(t *testing.T) {
 	f := &fakeCloudWatch{metrics: []fakeMetric{petstore}, value: everyPeriod}
