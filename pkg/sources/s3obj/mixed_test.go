@@ -212,6 +212,7 @@ func TestEmptyFramesInAMetricStreamObject(t *testing.T) {
 		points int
 	}{
 		"between frames":         {concat(frames, []byte{0}, frames), 6},
+		"a run of them":          {concat(frames, make([]byte, 10_000), frames), 6},
 		"before the first frame": {concat([]byte{0, 0}, frames), 3},
 		"at the end":             {concat(frames, []byte{0}), 3},
 	} {

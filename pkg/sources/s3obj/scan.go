@@ -568,19 +568,25 @@ func (s *scanner) skipRest() error {
 // stream (its varint length and its bytes). A length out of range is an
 // error: the frames that follow cannot be found.
 func (s *scanner) nextFrame() (item, error) {
-	for s.end-s.start < binary.MaxVarintLen64 && s.fill() {
-	}
-	if s.start == s.end {
-		return item{}, s.done()
+	for {
+		for s.end-s.start < binary.MaxVarintLen64 && s.fill() {
+		}
+		if s.start == s.end {
+			return item{}, s.done()
+		}
+		// A length of zero is an empty frame (an ExportMetricsServiceRequest
+		// with nothing in it): valid, it holds nothing, and the frames after
+		// it are found as before. It is passed over, not read.
+		if s.buf[s.start] != 0 {
+			break
+		}
+		s.start++
 	}
 	at := item{offset: s.offset()}
 	size, k := protowire.ConsumeVarint(s.buf[s.start:s.end])
 	short := k < 0 && s.end-s.start < binary.MaxVarintLen64 // the stream ends inside the length
-	// A length of zero is an empty frame (an ExportMetricsServiceRequest
-	// with nothing in it): valid, it holds nothing, and the frames after it
-	// are found as before.
-	if !short && (k < 0 || size > uint64(s.max)) {
-		return item{}, fmt.Errorf("metric-stream frame at decompressed offset %d: no length from 0 to %d bytes", at.offset, s.max)
+	if !short && (k < 0 || size == 0 || size > uint64(s.max)) {
+		return item{}, fmt.Errorf("metric-stream frame at decompressed offset %d: no length from 1 to %d bytes", at.offset, s.max)
 	}
 	n := max(k, 0) + int(size)
 	for !short && s.end-s.start < n && s.fill() {
