@@ -225,6 +225,20 @@ func TestEmptyFramesInAMetricStreamObject(t *testing.T) {
 	}
 }
 
+// Firehose concatenates records into an object: a record that starts with
+// a UTF-8 byte-order mark puts one at the start of a line. The decode stage
+// drops the mark at a record's start; an object of the same records is read
+// alike. The second datum was a log event ("\ufeff{"metric_stream_name"…").
+func TestAByteOrderMarkStartsNoLine(t *testing.T) {
+	t.Parallel()
+	const bom = "\ufeff"
+	data := bom + datum("a", 1) + "\n" + bom + datum("b", 2) + "\n" + bom + accessCLF + "\n" + bom + "\n"
+	out := readObject(t, []byte(data), Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
+	assert.Len(t, out.points, 2)
+	assert.Equal(t, []string{accessCLF}, messages(out.events))
+	assert.Empty(t, out.dead)
+}
+
 // Lines that are not text are dead-lettered (consecutive ones together),
 // whatever the object starts with: no log is built from binary bytes.
 func TestLinesThatAreNotText(t *testing.T) {
