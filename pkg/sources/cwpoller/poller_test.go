@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -294,6 +295,51 @@ func TestPollerAsksNoPercentilesTheMapperDrops(t *testing.T) {
 		"Count":   {"Sum"},
 		"Latency": {"SampleCount", "Sum", "Minimum", "Maximum"},
 	}, stats)
+}
+
+// Hit and miss counts are sorted apart (every CacheHitCount key before any
+// CacheMissCount), so a stage's two halves often come in different calls.
+// When the call with the misses fails to emit, the next poll fetches it
+// again: its ratios come with it. They did not: the pairs had been
+// completed by the failed call and forgotten, the misses waited for hits
+// that were not fetched again, and the stages' ratios were never delivered
+// (0 of 2 here).
+func TestPollerCacheRatiosOfACallFetchedAgain(t *testing.T) {
+	stage := func(name, st string) fakeMetric {
+		return fakeMetric{"AWS/ApiGateway", name, [][2]string{{"ApiName", "petstore"}, {"Stage", st}}}
+	}
+	f := &fakeCloudWatch{value: everyPeriod, metrics: []fakeMetric{
+		stage("CacheHitCount", "a"), stage("CacheHitCount", "b"), stage("CacheHitCount", "c"),
+		stage("CacheMissCount", "a"), stage("CacheMissCount", "b"), stage("CacheMissCount", "c"),
+	}}
+	// Four queries a call: the hits and a's miss, then b's and c's misses.
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, MaxQueriesPerRequest: 4, Stats: []string{}})
+	var c collector
+	calls := 0
+	emit := func(ctx context.Context, pts []record.Metric) error {
+		if calls++; calls == 2 {
+			return fmt.Errorf("delivery refused")
+		}
+		return c.emit(ctx, pts)
+	}
+	now := minute0.Add(3 * time.Minute)
+	require.ErrorContains(t, p.PollOnce(context.Background(), now, emit), "delivery refused")
+	require.NoError(t, p.PollOnce(context.Background(), now, emit))
+	var got []string
+	for _, pt := range c.take() {
+		if strings.Contains(pt, "cache_hit_ratio") {
+			got = append(got, pt)
+		}
+	}
+	tags := func(st string) string {
+		return "tags=apiname:petstore,stage:" + st + ",region:us-east-1,aws_account:123456789012"
+	}
+	assert.Equal(t, []string{
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("a"),
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("b"),
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("c"),
+	}, got)
+	assert.Len(t, f.requests(), 3, "the hits once, the misses of b and c twice")
 }
 
 // Run polls at once and then on each tick, until its context ends.
