@@ -19,8 +19,28 @@ type joiner struct {
 	max     int
 	pending map[joinKey]half
 	order   []joinKey // insertion order, for eviction; may hold stale keys
+	// paired keeps both halves of the last max pairs completed: a half that
+	// comes again (its record sent again because the attempt that carried
+	// the ratio failed, or a period the poller fetches again after a failed
+	// emit) gives the ratio again, rather than waiting, unpaired, for the
+	// other half, which came already and will not come again.
+	paired      map[joinKey]pair
+	pairedOrder []joinKey // completion order, for eviction
 
 	unpaired atomic.Int64
+}
+
+type pair struct {
+	hits, misses float64
+	hitLast      bool // the hit count completed the pair (the ratio went with it)
+}
+
+// ratio is the pair's hit ratio; none without any request.
+func (p pair) ratio() (float64, bool) {
+	if p.hits+p.misses <= 0 {
+		return 0, false
+	}
+	return p.hits / (p.hits + p.misses), true
 }
 
 type joinKey struct {
@@ -36,6 +56,7 @@ type half struct {
 func (j *joiner) init(max int) {
 	j.max = max
 	j.pending = make(map[joinKey]half)
+	j.paired = make(map[joinKey]pair)
 }
 
 // add records one half and returns the ratio when it completes a pair. A
@@ -44,6 +65,22 @@ func (j *joiner) add(stage string, hit bool, ts int64, v float64) (float64, bool
 	k := joinKey{stage, ts}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if p, ok := j.paired[k]; ok {
+		// A half of a pair already complete, again, with its latest value.
+		// The ratio went with the half that completed the pair: it comes
+		// again with that half, whose delivery may have failed, and not
+		// with the other, which carried none.
+		if hit {
+			p.hits = v
+		} else {
+			p.misses = v
+		}
+		j.paired[k] = p
+		if hit != p.hitLast {
+			return 0, false
+		}
+		return p.ratio()
+	}
 	if h, ok := j.pending[k]; ok {
 		if h.hit == hit {
 			// The same half again (a redelivered record): keep the latest.
@@ -51,14 +88,12 @@ func (j *joiner) add(stage string, hit bool, ts int64, v float64) (float64, bool
 			return 0, false
 		}
 		delete(j.pending, k)
-		hits, misses := v, h.v
+		p := pair{hits: v, misses: h.v, hitLast: true}
 		if !hit {
-			hits, misses = h.v, v
+			p = pair{hits: h.v, misses: v}
 		}
-		if hits+misses <= 0 {
-			return 0, false
-		}
-		return hits / (hits + misses), true
+		j.remember(k, p)
+		return p.ratio()
 	}
 	for len(j.pending) >= j.max && len(j.order) > 0 {
 		old := j.order[0]
@@ -82,6 +117,17 @@ func (j *joiner) add(stage string, hit bool, ts int64, v float64) (float64, bool
 		j.order = live
 	}
 	return 0, false
+}
+
+// remember keeps a completed pair, the oldest forgotten first.
+func (j *joiner) remember(k joinKey, p pair) {
+	for len(j.paired) >= j.max && len(j.pairedOrder) > 0 {
+		delete(j.paired, j.pairedOrder[0])
+		j.pairedOrder = j.pairedOrder[1:]
+	}
+	j.paired[k] = p
+	// The head cut off above is freed when append moves the rest.
+	j.pairedOrder = append(j.pairedOrder, k)
 }
 
 // pendingLen is the number of halves waiting, for tests.

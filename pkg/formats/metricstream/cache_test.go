@@ -59,6 +59,31 @@ func TestCacheHitRatio(t *testing.T) {
 	assert.Equal(t, int64(4), d.Stats().Ratios)
 }
 
+// A record sent again after the attempt that carried the ratio failed
+// (Firehose retries a request whole, or sends again the records it had not
+// delivered; the poller fetches a period again after a failed emit) gives
+// the ratio again. Its half found the pair complete and nothing pending:
+// it waited, unpaired, for the other half, which had come already, and the
+// period's ratio was never delivered (0 of 1; cache_unpaired counted it).
+func TestCacheHitRatioOfARecordSentAgain(t *testing.T) {
+	t.Parallel()
+	d, err := NewDecoder(DefaultConfig())
+	require.NoError(t, err)
+	hit, miss := cacheLine("CacheHitCount", "prod", 60, 3), cacheLine("CacheMissCount", "prod", 60, 1)
+
+	assert.Empty(t, ratios(t, d, hit))
+	assert.Equal(t, []string{"stage:prod@60=0.75"}, ratios(t, d, miss), "the ratio goes with the miss count")
+	// The miss count's delivery failed: its record comes again, alone.
+	assert.Equal(t, []string{"stage:prod@60=0.75"}, ratios(t, d, miss), "and comes again with it")
+	// The hit count's record again carries no ratio, as the first time.
+	assert.Empty(t, ratios(t, d, hit))
+	// Both again (a request sent again whole): the ratio once, with the
+	// latest values.
+	assert.Equal(t, []string{"stage:prod@60=0.5"}, ratios(t, d, cacheLine("CacheHitCount", "prod", 60, 1)+"\n"+miss))
+	assert.Zero(t, d.Mapper().join.pendingLen(), "nothing waits for a half that came")
+	assert.Zero(t, d.Stats().Unpaired)
+}
+
 // Halves that never find their other half are evicted, oldest first, and
 // counted; the pending set stays bounded however many come.
 func TestCacheHitRatioBounded(t *testing.T) {
@@ -85,4 +110,7 @@ func TestCacheHitRatioBounded(t *testing.T) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	assert.LessOrEqual(t, len(j.order), 2*cfg.MaxPendingCache+16)
+	// Completed pairs are remembered, the last MaxPendingCache of them.
+	assert.Len(t, j.paired, cfg.MaxPendingCache)
+	assert.Len(t, j.pairedOrder, cfg.MaxPendingCache)
 }

@@ -10,9 +10,9 @@ import (
 // gzip), or one line of it, comes from a CloudWatch metric stream, and in
 // which format, by its content alone:
 //
-//   - OpenTelemetry: the record starts with a varint length that fits in
-//     the record, the frame it delimits starts with field 1
-//     (resource_metrics) and parses as protobuf down to an AWS marker: a
+//   - OpenTelemetry: the record starts, after any empty frames (a zero
+//     length), with a varint length that fits in the record, the frame it
+//     delimits starts with field 1 (resource_metrics) and parses as protobuf down to an AWS marker: a
 //     resource attribute aws.exporter.arn or cloud.provider "aws", or a
 //     metric named amazonaws.com/…. Text cannot pass: it would need a
 //     length byte, then 0x0A, then nested well-formed lengths and the
@@ -101,9 +101,23 @@ func probeJSON(data []byte) bool {
 	return cut(i)
 }
 
-// probeOTel checks the first frame for a CloudWatch metric stream's
-// structure and markers.
+// SkipEmptyFrames returns data after its leading empty frames. A length of
+// zero delimits an ExportMetricsServiceRequest with nothing in it (proto3
+// writes an empty message as no bytes), which a writer flushing an empty
+// batch emits: it is a valid frame that holds nothing, and the first frame
+// that holds something tells what the record is.
+func SkipEmptyFrames(data []byte) []byte {
+	i := 0
+	for i < len(data) && data[i] == 0 {
+		i++
+	}
+	return data[i:]
+}
+
+// probeOTel checks the first frame that is not empty for a CloudWatch
+// metric stream's structure and markers.
 func probeOTel(data []byte) bool {
+	data = SkipEmptyFrames(data)
 	size, k := protowire.ConsumeVarint(data)
 	if k <= 0 || size == 0 || size > uint64(len(data)-k) {
 		return false

@@ -120,11 +120,44 @@ func TestDetect(t *testing.T) {
 		{"otlp without aws markers", foreign, FormatNone},
 		{"opentelemetry truncated in its first frame", truncated, FormatNone},
 		{"zero-length frame", []byte{0}, FormatNone},
+		{"zero-length frames only", []byte{0, 0, 0}, FormatNone},
+		{"opentelemetry after empty frames", append([]byte{0, 0}, otel...), FormatOTel},
+		{"otlp without aws markers after an empty frame", append([]byte{0}, foreign...), FormatNone},
 		{"length prefix only", []byte{0x80}, FormatNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.want, Detect(tt.data))
+		})
+	}
+}
+
+// An empty frame (length 0: an ExportMetricsServiceRequest with nothing in
+// it, which a writer flushing an empty batch emits) holds nothing, before
+// the first frame as between two: the record is still a metric stream's
+// and every point of its other frames is read. Detect took a record that
+// started with one for something else (binary, dead-lettered): its points
+// were never read.
+func TestEmptyFramesHoldNothing(t *testing.T) {
+	t.Parallel()
+	datums := readDatums(t, goldenInput)
+	otel := otelRecord(t, datums, 3)
+	want, err := decodeAll(t, DefaultConfig(), otel)
+	require.NoError(t, err)
+	require.NotEmpty(t, want)
+	first, k := protowire.ConsumeVarint(otel)
+	split := k + int(first)
+	for name, rec := range map[string][]byte{
+		"before the first frame": append([]byte{0, 0}, otel...),
+		"between frames":         append(append(append([]byte{}, otel[:split]...), 0), otel[split:]...),
+		"after the last frame":   append(append([]byte{}, otel...), 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.True(t, IsOTel(rec))
+			require.Equal(t, FormatOTel, Detect(rec))
+			got, err := decodeAll(t, DefaultConfig(), rec)
+			require.NoError(t, err)
+			assert.Equal(t, renderAll(want), renderAll(got))
 		})
 	}
 }

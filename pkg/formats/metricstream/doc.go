@@ -112,7 +112,10 @@
 // or from different GetMetricData calls: the first waits, in a set bounded
 // by Config.MaxPendingCache (oldest evicted first, counted in
 // Stats.Unpaired), for the other. Nothing waits for a timer, so no point is
-// delayed. A period without requests (0 and 0) has no ratio. The pending
+// delayed. A period without requests (0 and 0) has no ratio. The last
+// Config.MaxPendingCache pairs completed are remembered: the half that
+// completed one, coming again (its record sent again after a failed
+// delivery, a period the poller fetches again), brings the ratio again. The pending
 // set is in memory: after a restart, a half that arrived before it is not
 // paired (its counts were delivered; only that ratio point is missing).
 //

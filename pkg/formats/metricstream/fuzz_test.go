@@ -161,6 +161,7 @@ func FuzzDecodeOTel(f *testing.F) {
 	f.Add(otel07Record())
 	f.Add(appendFrame(f, nil, otelRequestForeign()))
 	f.Add([]byte{0})
+	f.Add(append([]byte{0}, otelRecord(f, datums[:1], 1)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, data)
 		checkAgainstGenerated(t, data)
@@ -173,6 +174,7 @@ func FuzzDetect(f *testing.F) {
 	}
 	f.Add(otelRecord(f, readDatums(f, goldenInput), 6))
 	f.Add(otel07Record())
+	f.Add(append([]byte{0, 0}, otelRecord(f, readDatums(f, goldenInput)[:2], 1)...)) // empty frames first
 	f.Fuzz(func(t *testing.T, data []byte) {
 		format := Detect(data)
 		if IsOTel(data) != (format == FormatOTel) {

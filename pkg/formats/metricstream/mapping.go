@@ -147,7 +147,7 @@ type MapperStats struct {
 	Datums  int64 // data points mapped (or dropped)
 	Points  int64 // Datadog points emitted, cache ratios included
 	Dropped int64 // data points dropped by configuration (PassOther, DropNamespaces)
-	Invalid int64 // data points refused: non-finite or negative statistics
+	Invalid int64 // data points refused: no namespace, metric name, timestamp or statistics, or non-finite or negative ones
 	Ratios  int64 // cache hit ratios emitted
 	// Unpaired are cache hit or miss counts whose other half never came
 	// (evicted from the pending set): their ratio was not computed.

@@ -18,7 +18,7 @@ func (m *Mapper) RegisterMetrics(reg *telemetry.Registry, source string) {
 	reg.CounterFunc("metricstream.datums", "CloudWatch data points mapped to Datadog points, or dropped.", m.datums.Load, l)
 	reg.CounterFunc("metricstream.points", "Datadog points the CloudWatch data points became, cache hit ratios included.", m.points.Load, l)
 	reg.CounterFunc("metricstream.datums_dropped", "CloudWatch data points dropped by configuration (metrics.streams.pass_other, .drop_namespaces).", m.dropped.Load, l)
-	reg.CounterFunc("metricstream.datums_invalid", "CloudWatch data points refused: non-finite or negative statistics.", m.invalid.Load, l)
+	reg.CounterFunc("metricstream.datums_invalid", "CloudWatch data points refused: no namespace, metric name, timestamp or statistics, or a non-finite or negative statistic.", m.invalid.Load, l)
 	reg.CounterFunc("metricstream.cache_ratios", "API Gateway cache hit ratios computed from a hit and a miss count.", m.ratios.Load, l)
 	reg.CounterFunc("metricstream.cache_unpaired", "Cache hit or miss counts whose other half never came: no ratio computed.", m.join.unpaired.Load, l)
 }

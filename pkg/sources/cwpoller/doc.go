@@ -21,7 +21,8 @@
 //     metric never fetched or after a long stop.
 //  3. GetMetricData over [start, end) with one query per metric and
 //     statistic: Sum for count metrics, SampleCount, Sum, Minimum and
-//     Maximum plus Config.Stats (p50, p90, p99) for latency-like ones.
+//     Maximum plus Config.Stats (p50, p90, p99; none when the Mapper's
+//     Percentiles is off) for latency-like ones.
 //     Calls hold at most MaxQueriesPerRequest (500) queries and
 //     MaxDatapointsPerRequest (100,800) data points (queries × periods), a
 //     metric's queries never split between calls; NextToken pages are

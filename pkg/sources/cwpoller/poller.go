@@ -360,7 +360,9 @@ func (p *Poller) newRef(t *target, m types.Metric) *metricRef {
 	ns, name := aws.ToString(m.Namespace), aws.ToString(m.MetricName)
 	r.key = Key{Account: t.Account, Region: t.Region, Namespace: ns, Metric: name, Dimensions: strings.Join(names, ",")}
 	stats, latency := p.mapper.Statistics(ns, name)
-	if latency {
+	if latency && p.mapper.Config().Percentiles {
+		// Percentiles only for a mapper that emits them: GetMetricData
+		// bills every query, and the answers would be thrown away.
 		stats = append(stats, p.cfg.Stats...)
 	}
 	r.stats = stats

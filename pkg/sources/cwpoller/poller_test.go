@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,6 +266,80 @@ func TestPollerMapping(t *testing.T) {
 		"CacheMissCount": {"Sum"},
 		"Latency":        {"SampleCount", "Sum", "Minimum", "Maximum", "p99", "p99.9"},
 	}, stats)
+}
+
+// With percentiles off (metrics.streams.percentiles: false), the mapper
+// drops every percentile: the poller does not ask for them. It asked for
+// p50, p90 and p99 of each latency metric all the same: 3 of Latency's 7
+// queries, 6 of a stage's 17 per poll, billed and thrown away.
+func TestPollerAsksNoPercentilesTheMapperDrops(t *testing.T) {
+	f := &fakeCloudWatch{metrics: []fakeMetric{latency, petstore}, value: everyPeriod}
+	mcfg := metricstream.DefaultConfig()
+	mcfg.Percentiles = false
+	mapper, err := metricstream.NewMapper(mcfg)
+	require.NoError(t, err)
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Mapper: mapper})
+	var c collector
+	require.NoError(t, p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit))
+	assert.Equal(t, []string{
+		"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + petTags,
+		"aws.apigateway.latency gauge ts=1700000040 interval=0 value=20 " + petTags,
+		"aws.apigateway.latency.maximum gauge ts=1700000040 interval=0 value=90 " + petTags,
+		"aws.apigateway.latency.minimum gauge ts=1700000040 interval=0 value=2 " + petTags,
+	}, c.take())
+	stats := map[string][]string{}
+	for _, q := range f.requests()[0].Queries {
+		stats[q.Metric.Name] = append(stats[q.Metric.Name], q.Stat)
+	}
+	assert.Equal(t, map[string][]string{
+		"Count":   {"Sum"},
+		"Latency": {"SampleCount", "Sum", "Minimum", "Maximum"},
+	}, stats)
+}
+
+// Hit and miss counts are sorted apart (every CacheHitCount key before any
+// CacheMissCount), so a stage's two halves often come in different calls.
+// When the call with the misses fails to emit, the next poll fetches it
+// again: its ratios come with it. They did not: the pairs had been
+// completed by the failed call and forgotten, the misses waited for hits
+// that were not fetched again, and the stages' ratios were never delivered
+// (0 of 2 here).
+func TestPollerCacheRatiosOfACallFetchedAgain(t *testing.T) {
+	stage := func(name, st string) fakeMetric {
+		return fakeMetric{"AWS/ApiGateway", name, [][2]string{{"ApiName", "petstore"}, {"Stage", st}}}
+	}
+	f := &fakeCloudWatch{value: everyPeriod, metrics: []fakeMetric{
+		stage("CacheHitCount", "a"), stage("CacheHitCount", "b"), stage("CacheHitCount", "c"),
+		stage("CacheMissCount", "a"), stage("CacheMissCount", "b"), stage("CacheMissCount", "c"),
+	}}
+	// Four queries a call: the hits and a's miss, then b's and c's misses.
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, MaxQueriesPerRequest: 4, Stats: []string{}})
+	var c collector
+	calls := 0
+	emit := func(ctx context.Context, pts []record.Metric) error {
+		if calls++; calls == 2 {
+			return fmt.Errorf("delivery refused")
+		}
+		return c.emit(ctx, pts)
+	}
+	now := minute0.Add(3 * time.Minute)
+	require.ErrorContains(t, p.PollOnce(context.Background(), now, emit), "delivery refused")
+	require.NoError(t, p.PollOnce(context.Background(), now, emit))
+	var got []string
+	for _, pt := range c.take() {
+		if strings.Contains(pt, "cache_hit_ratio") {
+			got = append(got, pt)
+		}
+	}
+	tags := func(st string) string {
+		return "tags=apiname:petstore,stage:" + st + ",region:us-east-1,aws_account:123456789012"
+	}
+	assert.Equal(t, []string{
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("a"),
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("b"),
+		"aws.apigateway.cache_hit_ratio gauge ts=1700000040 interval=0 value=0.75 " + tags("c"),
+	}, got)
+	assert.Len(t, f.requests(), 3, "the hits once, the misses of b and c twice")
 }
 
 // Run polls at once and then on each tick, until its context ends.

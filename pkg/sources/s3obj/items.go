@@ -1,6 +1,7 @@
 package s3obj
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -35,6 +36,15 @@ func (r *Reader) readItem(it item) {
 	if it.truncated {
 		r.dead(nil, fmt.Sprintf("%s: longer than %d bytes; skipped", it.where(), r.cfg.MaxItemBytes))
 		return
+	}
+	if bytes.HasPrefix(it.data, utf8BOM) {
+		// A byte-order mark that starts a line is no part of it: Firehose
+		// concatenates records, and the decode stage drops the mark at a
+		// record's start, so that a datum is a datum here too.
+		it.data, it.offset = it.data[len(utf8BOM):], it.offset+int64(len(utf8BOM))
+		if len(bytes.TrimLeft(it.data, " \t\r\n")) == 0 {
+			return
+		}
 	}
 	b := it.data
 	if j := skipSpace(b); j < len(b) && b[j] == '{' {

@@ -192,6 +192,53 @@ func TestMetricStreamFramesObject(t *testing.T) {
 	assert.Contains(t, out.dead[0].Reason, "cut short by the end of the object")
 }
 
+// An empty frame (length 0: an ExportMetricsServiceRequest with nothing in
+// it) holds nothing: the frames after it are read. An object with one in
+// the middle lost every frame after it ("no length from 1 to … bytes", the
+// rest of the object not read: 3 of 6 points), and an object that started
+// with one was dead-lettered as binary (0 of 3).
+func TestEmptyFramesInAMetricStreamObject(t *testing.T) {
+	t.Parallel()
+	var frames []byte
+	for i := range 3 {
+		var d corpus.Datum
+		require.NoError(t, jsonUnmarshal(datum(fmt.Sprint("s", i), i+1), &d))
+		b, err := proto.Marshal(corpus.ExportRequest([]corpus.Datum{d}))
+		require.NoError(t, err)
+		frames = protowire.AppendBytes(frames, b)
+	}
+	for name, c := range map[string]struct {
+		data   []byte
+		points int
+	}{
+		"between frames":         {concat(frames, []byte{0}, frames), 6},
+		"a run of them":          {concat(frames, make([]byte, 10_000), frames), 6},
+		"before the first frame": {concat([]byte{0, 0}, frames), 3},
+		"at the end":             {concat(frames, []byte{0}), 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := readObject(t, corpus.Gzip(c.data), Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
+			assert.Equal(t, LayoutMetricFrames, out.stats.Layout)
+			assert.Len(t, out.points, c.points)
+			assert.Empty(t, out.dead)
+		})
+	}
+}
+
+// Firehose concatenates records into an object: a record that starts with
+// a UTF-8 byte-order mark puts one at the start of a line. The decode stage
+// drops the mark at a record's start; an object of the same records is read
+// alike. The second datum was a log event ("\ufeff{"metric_stream_name"…").
+func TestAByteOrderMarkStartsNoLine(t *testing.T) {
+	t.Parallel()
+	const bom = "\ufeff"
+	data := bom + datum("a", 1) + "\n" + bom + datum("b", 2) + "\n" + bom + accessCLF + "\n" + bom + "\n"
+	out := readObject(t, []byte(data), Object{Bucket: "b", Key: "k"}, Config{Metrics: streams(t)})
+	assert.Len(t, out.points, 2)
+	assert.Equal(t, []string{accessCLF}, messages(out.events))
+	assert.Empty(t, out.dead)
+}
+
 // Lines that are not text are dead-lettered (consecutive ones together),
 // whatever the object starts with: no log is built from binary bytes.
 func TestLinesThatAreNotText(t *testing.T) {

@@ -491,10 +491,11 @@ func (r *Reader) open() error {
 		if r.sc.err != nil && len(head) == 0 {
 			return r.sc.err
 		}
-		if size, k := protowire.ConsumeVarint(head); k > 0 && size > 0 && size <= uint64(r.cfg.MaxItemBytes) && int(size) > len(head)-k {
-			// A first frame larger than the head: read it whole, so that
-			// Detect can tell a metric stream's.
-			head = r.sc.peek(k + int(size))
+		empty := len(head) - len(metricstream.SkipEmptyFrames(head))
+		if size, k := protowire.ConsumeVarint(head[empty:]); k > 0 && size > 0 && size <= uint64(r.cfg.MaxItemBytes) && int(size) > len(head)-empty-k {
+			// A first frame larger than the head: read it whole (after
+			// any empty frames), so that Detect can tell a metric stream's.
+			head = r.sc.peek(empty + k + int(size))
 		}
 		layout = Detect(head, r.obj.Key)
 	}

@@ -568,10 +568,19 @@ func (s *scanner) skipRest() error {
 // stream (its varint length and its bytes). A length out of range is an
 // error: the frames that follow cannot be found.
 func (s *scanner) nextFrame() (item, error) {
-	for s.end-s.start < binary.MaxVarintLen64 && s.fill() {
-	}
-	if s.start == s.end {
-		return item{}, s.done()
+	for {
+		for s.end-s.start < binary.MaxVarintLen64 && s.fill() {
+		}
+		if s.start == s.end {
+			return item{}, s.done()
+		}
+		// A length of zero is an empty frame (an ExportMetricsServiceRequest
+		// with nothing in it): valid, it holds nothing, and the frames after
+		// it are found as before. It is passed over, not read.
+		if s.buf[s.start] != 0 {
+			break
+		}
+		s.start++
 	}
 	at := item{offset: s.offset()}
 	size, k := protowire.ConsumeVarint(s.buf[s.start:s.end])

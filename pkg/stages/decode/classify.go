@@ -92,6 +92,15 @@ func (s *Stage) decodeText(sc *scratch, p *fastjson.Parser, raw *record.Record, 
 		run             metricRun
 	)
 	for it, ok := sp.next(); ok; it, ok = sp.next() {
+		if it.start == 0 && bytes.HasPrefix(data, utf8BOM) {
+			// A byte-order mark is no part of the record's first item (the
+			// S3 reader drops it at an object's start alike): with it, a
+			// metric-stream datum or an envelope would be a log line.
+			it.start = len(utf8BOM)
+			if len(bytes.TrimLeft(data[it.start:it.end], " \t\r\n")) == 0 {
+				continue
+			}
+		}
 		b := data[it.start:it.end]
 		total += len(b)
 		if j := skipSpace(b); j < len(b) && b[j] == '{' {
@@ -261,6 +270,9 @@ func skipSpace(b []byte) int {
 	}
 	return i
 }
+
+// utf8BOM is the UTF-8 byte-order mark.
+var utf8BOM = []byte("\xef\xbb\xbf")
 
 // metricRun is a span of consecutive metric-stream items, decoded in one
 // call.

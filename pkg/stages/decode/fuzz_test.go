@@ -69,7 +69,11 @@ func checkAccounting(t *testing.T, rec record.Record) {
 	}
 	sorted := append([]part(nil), top...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].start < sorted[j].start })
+	// A byte-order mark that starts the record is no part of any item.
 	at := 0
+	if bytes.HasPrefix(data, utf8BOM) {
+		at = len(utf8BOM)
+	}
 	for _, p := range sorted {
 		if p.start < at || p.end > len(data) || p.start >= p.end {
 			t.Fatalf("part %+v overlaps the previous one (which ended at %d) or is out of %d bytes", p, at, len(data))
@@ -82,7 +86,7 @@ func checkAccounting(t *testing.T, rec record.Record) {
 	if gap := bytes.Trim(data[at:], " \t\r\n"); len(gap) > 0 {
 		t.Fatalf("bytes from %d (%q) belong to no part", at, data[at:])
 	}
-	if len(top) == 0 && len(bytes.Trim(data, " \t\r\n")) > 0 {
+	if len(top) == 0 && len(bytes.Trim(bytes.TrimPrefix(data, utf8BOM), " \t\r\n")) > 0 {
 		t.Fatalf("%d bytes and no part", len(data))
 	}
 
@@ -154,6 +158,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"messageType":"X","logEvents":[]}`+"\n"+`{"metric_stream_name":"s"}{"metric_stream_name":"bad"}`+"\nok\n\xff\xfe"), true)
 	f.Add([]byte("{\n \"messageType\": \"DATA_MESSAGE\",\n \"logEvents\": []\n}\n{\n"), true)
 	f.Add(append(append([]byte{}, fakeFrames...), "\x00bad"...), true)
+	f.Add([]byte("\xef\xbb\xbf"+`{"metric_stream_name":"s"}`+"\nok"), true)
+	f.Add([]byte("\xef\xbb\xbf \n"), true)
 	f.Fuzz(func(t *testing.T, data []byte, decoded bool) {
 		rec := record.Record{Kind: record.KindRaw, Message: data, Timestamp: 42}
 		if decoded {
