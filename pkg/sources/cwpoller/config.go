@@ -81,8 +81,11 @@ type Config struct {
 	// (default 15m). Only metrics active in the last three hours are
 	// listed (RecentlyActive PT3H).
 	ListInterval time.Duration `yaml:"-"`
-	// MaxMetrics bounds the metrics polled per target (default 5,000); the
-	// rest are left out, with a warning.
+	// MaxMetrics bounds the metrics polled per target (default 5,000).
+	// Over it, whole dimension sets (stages, APIs, methods) are polled, in
+	// order of API, stage and dimensions, and the sets after the first
+	// that does not fit are left out: counted (Stats.LeftOut,
+	// cwpoller.metrics_left_out) and logged once per listing.
 	MaxMetrics int `yaml:"-"`
 	// RequestsPerSecond and Burst pace the calls to each target
 	// (default 10 and 10; GetMetricData's quota is 50 per second per

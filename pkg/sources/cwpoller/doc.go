@@ -61,7 +61,10 @@
 // (Retry: 500ms to 20s); the SDK's own retries are off so
 // that throttles are counted (Stats.Throttles). Targets are polled
 // Concurrency (4) at a time, each independently: one failing account does
-// not hold up the others. MaxMetrics (5,000) bounds the metrics per target.
+// not hold up the others. MaxMetrics (5,000) bounds the metrics per target:
+// over it, whole dimension sets (a stage's, an API's, a method's metrics
+// all together) in order of API, stage and dimensions, the rest left out
+// and counted (Stats.LeftOut).
 //
 // GetMetricData is billed per metric (query) requested. A REST stage
 // without detailed metrics has Count, 4XXError and 5XXError (1 query each;

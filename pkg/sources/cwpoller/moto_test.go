@@ -143,3 +143,41 @@ func sorted(s ...string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Over MaxMetrics against moto_server's ListMetrics and GetMetricData:
+// whole stages are polled, in order of API and stage, and the rest are
+// counted. Cut in key order, the 4 kept of these 6 were both stages'
+// 4XXError and Count and the first's Latency.
+func TestPollerMotoMaxMetrics(t *testing.T) {
+	ctx := context.Background()
+	awsCfg := moto.Config(t)
+	target := Target{"123456789012", "us-east-1"}
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	cw := newClient(awsCfg, target, nil)
+	for _, stage := range []string{"prod", "beta"} {
+		dims := []types.Dimension{{Name: aws.String("ApiName"), Value: aws.String("petstore")}, {Name: aws.String("Stage"), Value: aws.String(stage)}}
+		_, err := cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{
+			Namespace: aws.String("AWS/ApiGateway"),
+			MetricData: []types.MetricDatum{
+				{MetricName: aws.String("4XXError"), Dimensions: dims, Timestamp: aws.Time(t0), Values: []float64{1}},
+				{MetricName: aws.String("Count"), Dimensions: dims, Timestamp: aws.Time(t0), Values: []float64{7}},
+				{MetricName: aws.String("Latency"), Dimensions: dims, Timestamp: aws.Time(t0), Values: []float64{10, 30}},
+			},
+		})
+		require.NoError(t, err)
+	}
+	p, err := New(Config{Accounts: []Target{target}, Backfill: 30 * time.Minute, Stats: []string{}, MaxMetrics: 4, Logger: quiet()}, awsCfg)
+	require.NoError(t, err)
+	var c collector
+	require.NoError(t, p.PollOnce(ctx, t0.Add(3*time.Minute+time.Second), c.emit))
+	tags := "tags=apiname:petstore,stage:beta,region:us-east-1,aws_account:123456789012"
+	ts := t0.Unix()
+	assert.Equal(t, sorted(
+		fmt.Sprintf("aws.apigateway.4xxerror count ts=%d interval=60 value=1 %s", ts, tags),
+		fmt.Sprintf("aws.apigateway.count count ts=%d interval=60 value=7 %s", ts, tags),
+		fmt.Sprintf("aws.apigateway.latency gauge ts=%d interval=0 value=20 %s", ts, tags),
+		fmt.Sprintf("aws.apigateway.latency.maximum gauge ts=%d interval=0 value=30 %s", ts, tags),
+		fmt.Sprintf("aws.apigateway.latency.minimum gauge ts=%d interval=0 value=10 %s", ts, tags),
+	), c.take(), "stage beta whole (before prod in order), prod left out")
+	assert.EqualValues(t, 3, p.Stats().LeftOut)
+}

@@ -1,6 +1,7 @@
 package cwpoller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ type target struct {
 	mu      sync.Mutex // one poll of the target at a time
 	metrics []*metricRef
 	listed  time.Time
+	// leftOut is how many metrics the last listing found beyond
+	// MaxMetrics (read by the telemetry while a poll lists).
+	leftOut atomic.Int64
 }
 
 // metricRef is one listed metric and what is asked for it.
@@ -65,6 +69,9 @@ type metricRef struct {
 	key    Key
 	dims   []metricstream.Dimension
 	stats  []string
+	// api and stage are its ApiName (or ApiId) and Stage dimensions, ""
+	// without: the order in which MaxMetrics keeps dimension sets.
+	api, stage string
 }
 
 // Stats are the Poller's counters since New.
@@ -80,6 +87,9 @@ type Stats struct {
 	// Standby counts target polls left to another replica, which held the
 	// target's lease.
 	Standby int64
+	// LeftOut is how many metrics the targets' last listings found beyond
+	// MaxMetrics, and are not polled (whole dimension sets).
+	LeftOut int64
 }
 
 // New returns a Poller of cfg's targets, whose CloudWatch clients are made
@@ -158,7 +168,7 @@ func (p *Poller) Stats() Stats {
 	return Stats{
 		Polls: p.polls.Load(), Calls: p.calls.Load(), Pages: p.pages.Load(), ListCalls: p.listCalls.Load(),
 		Throttles: p.throttles.Load(), Retries: p.retries.Load(), Points: p.points.Load(), Failures: p.failures.Load(),
-		Standby: p.standby.Load(),
+		Standby: p.standby.Load(), LeftOut: p.metricsLeftOut(),
 	}
 }
 
@@ -338,15 +348,64 @@ func (p *Poller) refreshList(ctx context.Context, t *target, now time.Time) erro
 		seen[r.key] = true
 		refs = append(refs, r)
 	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].key.String() < refs[j].key.String() })
-	if len(refs) > p.cfg.MaxMetrics {
-		p.log.Warn("too many metrics; polling the first MaxMetrics only", "target", t.Target.String(),
-			"metrics", len(refs), "max_metrics", p.cfg.MaxMetrics)
-		refs = refs[:p.cfg.MaxMetrics]
+	refs, left := p.bound(refs)
+	if left.metrics > 0 {
+		// Once per listing (every ListInterval), not per poll: the list,
+		// and so what is left out, holds until the next one.
+		p.log.Warn("too many metrics: polling whole dimension sets (stages, APIs) up to max_metrics, in order of API, stage and dimensions; the rest are left out until a listing finds fewer",
+			"target", t.Target.String(), "metrics", len(refs)+left.metrics, "max_metrics", p.cfg.MaxMetrics,
+			"polled", len(refs), "left_out", left.metrics, "dimension_sets_left_out", left.sets, "first_left_out", left.first)
 	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].key.String() < refs[j].key.String() })
 	t.metrics, t.listed = refs, now
+	t.leftOut.Store(int64(left.metrics))
 	p.log.Debug("metrics listed", "target", t.Target.String(), "metrics", len(refs))
 	return nil
+}
+
+// leftOut is what bound left out of a listing.
+type leftOut struct {
+	metrics, sets int
+	first         string // the first dimension set left out
+}
+
+// bound keeps at most MaxMetrics of refs, as whole dimension sets: every
+// metric of a stage (or API, or method) or none, so that a stage polled is
+// polled entirely — Count with its Latency, hits with misses — and a stage
+// left out is visibly absent rather than missing some metric kinds (cut in
+// key order, which sorts by metric name, every stage past the cut lost its
+// Latency). Sets are taken in order of API, stage, then the whole
+// dimension string, so an API's sets (API-level, stage-level, per method)
+// are together and the choice does not depend on ListMetrics' order. The
+// sets after the first that does not fit are left out too: what is polled
+// is a prefix of that order, so a new stage displaces only those after it.
+func (p *Poller) bound(refs []*metricRef) ([]*metricRef, leftOut) {
+	if len(refs) <= p.cfg.MaxMetrics {
+		return refs, leftOut{}
+	}
+	slices.SortFunc(refs, func(a, b *metricRef) int {
+		return cmp.Or(cmp.Compare(a.api, b.api), cmp.Compare(a.stage, b.stage),
+			cmp.Compare(a.key.Dimensions, b.key.Dimensions), cmp.Compare(a.key.Metric, b.key.Metric))
+	})
+	var left leftOut
+	kept := 0
+	for i := 0; i < len(refs); {
+		j := i + 1
+		for j < len(refs) && refs[j].key.Dimensions == refs[i].key.Dimensions {
+			j++
+		}
+		if left.metrics == 0 && kept+(j-i) <= p.cfg.MaxMetrics {
+			kept = j
+		} else {
+			if left.sets == 0 {
+				left.first = refs[i].key.Dimensions
+			}
+			left.metrics += j - i
+			left.sets++
+		}
+		i = j
+	}
+	return refs[:kept], left
 }
 
 func (p *Poller) newRef(t *target, m types.Metric) *metricRef {
@@ -355,6 +414,12 @@ func (p *Poller) newRef(t *target, m types.Metric) *metricRef {
 	for _, d := range m.Dimensions {
 		r.dims = append(r.dims, metricstream.Dimension{Name: aws.ToString(d.Name), Value: aws.ToString(d.Value)})
 		names = append(names, aws.ToString(d.Name)+"="+aws.ToString(d.Value))
+		switch aws.ToString(d.Name) {
+		case "ApiName", "ApiId":
+			r.api = aws.ToString(d.Value)
+		case "Stage":
+			r.stage = aws.ToString(d.Value)
+		}
 	}
 	sort.Strings(names)
 	ns, name := aws.ToString(m.Namespace), aws.ToString(m.MetricName)

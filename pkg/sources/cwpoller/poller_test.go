@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/formats/metricstream"
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/backoff"
+	"github.com/gwpipe/gwpipe/pkg/telemetry"
 )
 
 const acct = "123456789012"
@@ -68,7 +71,9 @@ func newTestPollerOn(t *testing.T, awsCfg aws.Config, cfg Config) *Poller {
 		cfg.Retry = backoff.ExponentialFullJitter(time.Millisecond, 2*time.Millisecond)
 	}
 	cfg.RequestsPerSecond, cfg.Burst = 1000, 1000
-	cfg.Logger = quiet()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	p, err := New(cfg, awsCfg)
 	require.NoError(t, err)
 	return p
@@ -389,4 +394,109 @@ func TestPollerTargetsIndependent(t *testing.T) {
 	err := p.PollOnce(context.Background(), minute0.Add(3*time.Minute), c.emit)
 	require.ErrorContains(t, err, "123456789012/us-east-1: list metrics")
 	assert.Len(t, c.take(), 1, "the second target was polled")
+}
+
+// warnings records the messages of the warnings logged.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// count returns how many warnings began with prefix.
+func (w *warnings) count(prefix string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, m := range w.msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// polled returns the metrics the GetMetricData requests asked for since
+// request from, as "Metric dims", sorted and once each.
+func polled(f *fakeCloudWatch, from int) []string {
+	var out []string
+	for _, r := range f.requests()[from:] {
+		for _, q := range r.Queries {
+			out = append(out, fmt.Sprint(q.Metric.Name, " ", q.Metric.Dims))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Over MaxMetrics, whole dimension sets are polled — every metric of a
+// stage or none — in order of API and stage, whatever ListMetrics' order;
+// what is left out is counted (cwpoller.metrics_left_out) and logged once
+// per listing. The first MaxMetrics keys were kept: keys sort by metric
+// name, so 7 of these 10 were every 4XXError and Count and no Latency at
+// all (0 of 3 stages' latencies), and nothing counted what was dropped.
+func TestPollerMaxMetricsKeepsWholeStages(t *testing.T) {
+	set := func(api, stage string) [][2]string {
+		if stage == "" {
+			return [][2]string{{"ApiName", api}}
+		}
+		return [][2]string{{"ApiName", api}, {"Stage", stage}}
+	}
+	var metrics []fakeMetric
+	for _, s := range [][2]string{{"beta", "prod"}, {"alpha", "test"}, {"alpha", "prod"}} {
+		for _, name := range []string{"Latency", "Count", "4XXError"} {
+			metrics = append(metrics, fakeMetric{"AWS/ApiGateway", name, set(s[0], s[1])})
+		}
+	}
+	metrics = append(metrics, fakeMetric{"AWS/ApiGateway", "Count", set("alpha", "")}) // the API-level series
+	f := &fakeCloudWatch{metrics: metrics, value: everyPeriod}
+	var w warnings
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, MaxMetrics: 7, Stats: []string{},
+		ListInterval: 15 * time.Minute, Logger: slog.New(&w)})
+	reg := telemetry.NewRegistry()
+	p.RegisterMetrics(reg)
+
+	want := []string{
+		"4XXError [[ApiName alpha] [Stage prod]]", "4XXError [[ApiName alpha] [Stage test]]",
+		"Count [[ApiName alpha] [Stage prod]]", "Count [[ApiName alpha] [Stage test]]", "Count [[ApiName alpha]]",
+		"Latency [[ApiName alpha] [Stage prod]]", "Latency [[ApiName alpha] [Stage test]]",
+	}
+	var c collector
+	ctx := context.Background()
+	now := minute0.Add(3 * time.Minute)
+	for i := range 3 { // three polls, one listing
+		from := len(f.requests())
+		require.NoError(t, p.PollOnce(ctx, now.Add(time.Duration(i)*time.Minute), c.emit))
+		assert.Equal(t, want, polled(f, from), "poll %d: alpha's 7 metrics, beta/prod's 3 left out", i)
+	}
+	assert.EqualValues(t, 3, p.Stats().LeftOut)
+	assert.EqualValues(t, 3, reg.Value("cwpoller.metrics_left_out"))
+	assert.Equal(t, 1, w.count("too many metrics"), "logged once per listing, not per poll")
+
+	// Listed again, in another order: the same stages are polled.
+	f.mu.Lock()
+	slices.Reverse(f.metrics)
+	f.mu.Unlock()
+	from := len(f.requests())
+	require.NoError(t, p.PollOnce(ctx, now.Add(20*time.Minute), c.emit))
+	assert.Equal(t, want, polled(f, from))
+	assert.Equal(t, 2, f.listCalls)
+	assert.Equal(t, 2, w.count("too many metrics"))
+
+	// Fewer metrics listed: nothing left out, nothing said.
+	f.mu.Lock()
+	f.metrics = f.metrics[:5]
+	f.mu.Unlock()
+	require.NoError(t, p.PollOnce(ctx, now.Add(40*time.Minute), c.emit))
+	assert.Zero(t, reg.Value("cwpoller.metrics_left_out"))
+	assert.Equal(t, 2, w.count("too many metrics"))
 }

@@ -17,18 +17,38 @@ func (p *Poller) RegisterMetrics(reg *telemetry.Registry) {
 		telemetry.F("standby", "Polls of a target left to another replica, which held its lease (metrics.poller.state_url shared).", p.standby.Load),
 	})
 	reg.GaugeFunc("cwpoller.targets_polled", "Accounts and regions this process polls now: all of them, or with a shared metrics.poller.state_url those whose lease it holds.", p.targetsPolled)
+	reg.GaugeFunc("cwpoller.metrics_left_out", "Metrics the last listing of each target polled here found beyond the poller's bound of 5,000 per target, and are not polled: whole stages and APIs (dimension sets), the last in order.", p.metricsLeftOut)
 	p.mapper.RegisterMetrics(reg, "cwpoller")
+}
+
+// metricsLeftOut sums what the targets this process polls now left out of
+// their last listing (MaxMetrics); another replica's are its own.
+func (p *Poller) metricsLeftOut() int64 {
+	var n int64
+	for _, t := range p.targets {
+		if t.held() {
+			n += t.leftOut.Load()
+		}
+	}
+	return n
 }
 
 // targetsPolled counts the targets this process polls now.
 func (p *Poller) targetsPolled() int64 {
 	var n int64
 	for _, t := range p.targets {
-		if t.lease == nil {
-			n++
-		} else if _, held := t.lease.Held(); held {
+		if t.held() {
 			n++
 		}
 	}
 	return n
+}
+
+// held reports whether this process polls t now: always without a lease.
+func (t *target) held() bool {
+	if t.lease == nil {
+		return true
+	}
+	_, ok := t.lease.Held()
+	return ok
 }
