@@ -31,7 +31,11 @@
 //     returned nil is the State advanced for those metrics. A failed emit
 //     or call leaves the State where it was: the next poll fetches the
 //     same periods, so nothing is lost, and nothing that was delivered is
-//     fetched again. A FileState keeps this across restarts.
+//     fetched again. A FileState keeps this across restarts. A query
+//     CloudWatch answers InternalError, Forbidden, or PartialData with no
+//     page left fails its metric alone (Stats.QueryFailures): the call's
+//     other metrics are delivered and advance, and that metric, none of
+//     its statistics emitted, is fetched again by the next poll.
 //
 // # Several replicas
 //

@@ -37,8 +37,12 @@ type fakeCloudWatch struct {
 	// queryError throttles with the query-compatible header (code
 	// "Throttling") instead of the JSON error type.
 	queryError bool
-	pageSize   int // data points per GetMetricData page; 0: all
-	listPage   int // metrics per ListMetrics page; 0: all
+	// status, when set, answers a query with its own StatusCode (and
+	// Messages, code and text) instead of Complete, on every page: as
+	// CloudWatch does for one query of a call it could not serve.
+	status   func(q fakeQuery) (code string, messages [][2]string)
+	pageSize int // data points per GetMetricData page; 0: all
+	listPage int // metrics per ListMetrics page; 0: all
 
 	gets      []getRequest
 	listCalls int
@@ -220,12 +224,14 @@ func (f *fakeCloudWatch) get(t *testing.T, w http.ResponseWriter, body []byte) {
 	if f.pageSize > 0 {
 		to = min(from+f.pageSize, len(all))
 	}
+	type message struct{ Code, Value string }
 	type result struct {
 		Id         string
 		Label      string
 		Timestamps []int64
 		Values     []float64
 		StatusCode string
+		Messages   []message `json:",omitempty"`
 	}
 	var results []*result
 	byID := map[string]*result{}
@@ -242,6 +248,25 @@ func (f *fakeCloudWatch) get(t *testing.T, w http.ResponseWriter, body []byte) {
 		}
 		r.Timestamps = append(r.Timestamps, p.ts)
 		r.Values = append(r.Values, p.v)
+	}
+	for _, q := range req.Queries {
+		if f.status == nil {
+			break
+		}
+		code, msgs := f.status(q)
+		if code == "" {
+			continue
+		}
+		r := byID[q.ID]
+		if r == nil {
+			r = &result{Id: q.ID, Label: q.ID}
+			byID[q.ID] = r
+			results = append(results, r)
+		}
+		r.StatusCode = code
+		for _, m := range msgs {
+			r.Messages = append(r.Messages, message{m[0], m[1]})
+		}
 	}
 	out := map[string]any{"MetricDataResults": results, "Messages": []any{}}
 	if to < len(all) {

@@ -46,7 +46,7 @@ type Poller struct {
 	log     *slog.Logger
 	targets []*target
 
-	polls, calls, pages, listCalls, throttles, retries, points, failures, standby atomic.Int64
+	polls, calls, pages, listCalls, throttles, retries, points, failures, standby, queryFailures atomic.Int64
 }
 
 type target struct {
@@ -87,6 +87,10 @@ type Stats struct {
 	// Standby counts target polls left to another replica, which held the
 	// target's lease.
 	Standby int64
+	// QueryFailures counts GetMetricData queries answered InternalError,
+	// Forbidden or incomplete: their metrics were fetched again by the
+	// next poll, the others of their call delivered.
+	QueryFailures int64
 	// LeftOut is how many metrics the targets' last listings found beyond
 	// MaxMetrics, and are not polled (whole dimension sets).
 	LeftOut int64
@@ -168,7 +172,7 @@ func (p *Poller) Stats() Stats {
 	return Stats{
 		Polls: p.polls.Load(), Calls: p.calls.Load(), Pages: p.pages.Load(), ListCalls: p.listCalls.Load(),
 		Throttles: p.throttles.Load(), Retries: p.retries.Load(), Points: p.points.Load(), Failures: p.failures.Load(),
-		Standby: p.standby.Load(), LeftOut: p.metricsLeftOut(),
+		Standby: p.standby.Load(), QueryFailures: p.queryFailures.Load(), LeftOut: p.metricsLeftOut(),
 	}
 }
 
@@ -449,7 +453,7 @@ func (p *Poller) fetch(ctx context.Context, t *target, metrics []*metricRef, sta
 		}
 		batch := metrics[:n]
 		metrics = metrics[n:]
-		points, err := p.getMetricData(ctx, t, batch, start, end)
+		points, failed, err := p.getMetricData(ctx, t, batch, start, end)
 		if err != nil {
 			return err
 		}
@@ -466,9 +470,17 @@ func (p *Poller) fetch(ctx context.Context, t *target, metrics []*metricRef, sta
 			}
 			p.points.Add(int64(len(points)))
 		}
-		keys := make([]Key, len(batch))
-		for i, m := range batch {
-			keys[i] = m.key
+		// A metric whose query failed is not advanced: the next poll asks
+		// for its periods again (from where it stopped, in a call of its
+		// own start), while the call's others are delivered and move on.
+		keys := make([]Key, 0, len(batch))
+		for _, m := range batch {
+			if !failed[m] {
+				keys = append(keys, m.key)
+			}
+		}
+		if len(keys) == 0 {
+			continue
 		}
 		if err := p.cfg.State.Advance(ctx, keys, end); err != nil {
 			return fmt.Errorf("advance state: %w", err)
@@ -477,8 +489,14 @@ func (p *Poller) fetch(ctx context.Context, t *target, metrics []*metricRef, sta
 	return nil
 }
 
-// getMetricData runs one call (all its pages) and maps the results.
-func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRef, start, end time.Time) ([]record.Metric, error) {
+// getMetricData runs one call (all its pages) and maps the results. failed
+// are the metrics of which a query was not answered in full: CloudWatch
+// answers each query with its own StatusCode (Complete, PartialData with a
+// NextToken to follow, InternalError, Forbidden), so one bad query of up
+// to 500 fails that metric alone. Their points are not returned, not even
+// those of the statistics that came back: a metric's statistics map to
+// whole points, and it is fetched again, whole, by the next poll.
+func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRef, start, end time.Time) (points []record.Metric, failed map[*metricRef]bool, err error) {
 	period := int32(p.cfg.Period / time.Second)
 	type ref struct {
 		m    *metricRef
@@ -506,26 +524,45 @@ func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRe
 	}
 	// datums[metric][period start] collects the statistics of one point.
 	datums := make(map[*metricRef]map[int64]*metricstream.Datum, len(batch))
+	failedQueries := map[int]string{} // query → why, the first time
+	var firstFailed int
 	p.calls.Add(1)
 	for {
 		out, err := page(ctx, p, t, "GetMetricData", &p.pages, t.api.GetMetricData, in)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		last := aws.ToString(out.NextToken) == ""
 		for _, msg := range out.Messages {
 			p.log.Warn("GetMetricData message", "target", t.Target.String(), "code", aws.ToString(msg.Code), "message", aws.ToString(msg.Value))
 		}
 		for _, r := range out.MetricDataResults {
 			i, err := strconv.Atoi(strings.TrimPrefix(aws.ToString(r.Id), "q"))
 			if err != nil || i < 0 || i >= len(refs) {
-				return nil, fmt.Errorf("GetMetricData: result for unknown query %q", aws.ToString(r.Id))
+				return nil, nil, fmt.Errorf("GetMetricData: result for unknown query %q", aws.ToString(r.Id))
 			}
-			switch r.StatusCode {
-			case types.StatusCodeInternalError, types.StatusCodeForbidden:
-				return nil, fmt.Errorf("GetMetricData: %s %s: %s", refs[i].m.key, refs[i].stat, r.StatusCode)
+			var why string
+			switch {
+			case r.StatusCode == types.StatusCodeInternalError, r.StatusCode == types.StatusCodeForbidden:
+				why = string(r.StatusCode)
+			case r.StatusCode == types.StatusCodePartialData && last:
+				// PartialData means more to come with the NextToken; with
+				// none left, the data is incomplete.
+				why = "PartialData on the last page"
+			case len(r.Timestamps) != len(r.Values):
+				why = fmt.Sprintf("%d timestamps for %d values", len(r.Timestamps), len(r.Values))
 			}
-			if len(r.Timestamps) != len(r.Values) {
-				return nil, fmt.Errorf("GetMetricData: %s %s: %d timestamps for %d values", refs[i].m.key, refs[i].stat, len(r.Timestamps), len(r.Values))
+			if why != "" {
+				if _, seen := failedQueries[i]; !seen {
+					for _, msg := range r.Messages {
+						why += fmt.Sprintf("; %s: %s", aws.ToString(msg.Code), aws.ToString(msg.Value))
+					}
+					if len(failedQueries) == 0 {
+						firstFailed = i
+					}
+					failedQueries[i] = why
+				}
+				continue
 			}
 			m := refs[i].m
 			byTS := datums[m]
@@ -551,8 +588,21 @@ func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRe
 		}
 		in.NextToken = out.NextToken
 	}
-	var points []record.Metric
+	if len(failedQueries) > 0 {
+		failed = make(map[*metricRef]bool, len(failedQueries))
+		for i := range failedQueries {
+			failed[refs[i].m] = true
+		}
+		p.queryFailures.Add(int64(len(failedQueries)))
+		// One line per call, not per query: a call holds up to 500.
+		p.log.Warn("GetMetricData queries failed; their metrics are fetched again by the next poll, the call's others are delivered",
+			"target", t.Target.String(), "failed_queries", len(failedQueries), "queries", len(queries), "metrics_retried", len(failed),
+			"first", refs[firstFailed].m.key.String()+" "+refs[firstFailed].stat, "status", failedQueries[firstFailed])
+	}
 	for _, m := range batch {
+		if failed[m] {
+			continue
+		}
 		byTS := datums[m]
 		tss := make([]int64, 0, len(byTS))
 		for ts := range byTS {
@@ -567,7 +617,7 @@ func (p *Poller) getMetricData(ctx context.Context, t *target, batch []*metricRe
 			}
 		}
 	}
-	return points, nil
+	return points, failed, nil
 }
 
 func setStat(v *metricstream.Values, stat string, x float64) {

@@ -500,3 +500,67 @@ func TestPollerMaxMetricsKeepsWholeStages(t *testing.T) {
 	assert.Zero(t, reg.Value("cwpoller.metrics_left_out"))
 	assert.Equal(t, 2, w.count("too many metrics"))
 }
+
+// A GetMetricData call answers each query with its own StatusCode: the
+// queries answered InternalError, Forbidden or PartialData with no page
+// left fail their metrics alone; the call's other metrics are delivered
+// and advance, the failed ones are fetched again, whole, by the next poll
+// and counted (cwpoller.query_failures). One failed query failed the
+// whole call (up to 500 queries) and the poll: none of its metrics
+// advanced (1 of 4 deliverable here, 0 delivered), nor any call after it.
+func TestPollerQueryFailuresFailOnlyTheirMetrics(t *testing.T) {
+	count := func(stage string) fakeMetric {
+		return fakeMetric{"AWS/ApiGateway", "Count", [][2]string{{"ApiName", "petstore"}, {"Stage", stage}}}
+	}
+	f := &fakeCloudWatch{metrics: []fakeMetric{count("a"), count("b"), count("c"), latency}, value: everyPeriod}
+	f.status = func(q fakeQuery) (string, [][2]string) {
+		switch {
+		case q.Metric.Name == "Count" && q.Metric.Dims[1][1] == "b":
+			return "InternalError", [][2]string{{"InternalError", "Internal service error"}}
+		case q.Metric.Name == "Count" && q.Metric.Dims[1][1] == "c":
+			return "PartialData", nil // and no NextToken: incomplete
+		case q.Metric.Name == "Latency" && q.Stat == "p99":
+			return "Forbidden", [][2]string{{"Forbidden", "not authorized"}}
+		}
+		return "", nil
+	}
+	var w warnings
+	p := newTestPoller(t, f.start(t), Config{Backfill: time.Minute, Stats: []string{"p99"}, Logger: slog.New(&w)})
+	reg := telemetry.NewRegistry()
+	p.RegisterMetrics(reg)
+	var c collector
+	ctx := context.Background()
+	now := minute0.Add(3 * time.Minute)
+	require.NoError(t, p.PollOnce(ctx, now, c.emit))
+	tags := func(st string) string {
+		return "tags=apiname:petstore,stage:" + st + ",region:us-east-1,aws_account:123456789012"
+	}
+	assert.Equal(t, []string{"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + tags("a")}, c.take(),
+		"the good metric delivered; not Latency's statistics that did come back: its points are whole or none")
+	assert.EqualValues(t, 3, p.Stats().QueryFailures)
+	assert.EqualValues(t, 3, reg.Value("cwpoller.query_failures"))
+	assert.Zero(t, p.Stats().Failures, "the poll did not fail")
+	assert.Equal(t, 1, w.count("GetMetricData queries failed"), "one line per call")
+
+	// CloudWatch answers again: the three failed metrics' period, and
+	// nothing of the one delivered.
+	f.mu.Lock()
+	f.status = nil
+	f.mu.Unlock()
+	from := len(f.requests())
+	require.NoError(t, p.PollOnce(ctx, now, c.emit))
+	assert.Equal(t, []string{
+		"Count [[ApiName petstore] [Stage b]]", "Count [[ApiName petstore] [Stage c]]", "Latency [[ApiName petstore] [Stage prod]]",
+	}, polled(f, from))
+	assert.Equal(t, []string{
+		"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + tags("b"),
+		"aws.apigateway.count count ts=1700000040 interval=60 value=10 " + tags("c"),
+		"aws.apigateway.latency gauge ts=1700000040 interval=0 value=20 " + petTags,
+		"aws.apigateway.latency.maximum gauge ts=1700000040 interval=0 value=90 " + petTags,
+		"aws.apigateway.latency.minimum gauge ts=1700000040 interval=0 value=2 " + petTags,
+		"aws.apigateway.latency.p99 gauge ts=1700000040 interval=0 value=85 " + petTags,
+	}, c.take())
+	require.NoError(t, p.PollOnce(ctx, now, c.emit))
+	assert.Empty(t, c.take(), "every period once")
+	assert.EqualValues(t, 3, p.Stats().QueryFailures)
+}

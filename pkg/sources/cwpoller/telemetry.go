@@ -14,6 +14,7 @@ func (p *Poller) RegisterMetrics(reg *telemetry.Registry) {
 		telemetry.F("throttles", "CloudWatch requests throttled.", p.throttles.Load),
 		telemetry.F("retries", "CloudWatch requests sent again.", p.retries.Load),
 		telemetry.F("points", "Datadog points the polls emitted.", p.points.Load),
+		telemetry.F("query_failures", "GetMetricData queries answered InternalError, Forbidden or incomplete: their metrics are fetched again by the next poll, the rest of the call is delivered.", p.queryFailures.Load),
 		telemetry.F("standby", "Polls of a target left to another replica, which held its lease (metrics.poller.state_url shared).", p.standby.Load),
 	})
 	reg.GaugeFunc("cwpoller.targets_polled", "Accounts and regions this process polls now: all of them, or with a shared metrics.poller.state_url those whose lease it holds.", p.targetsPolled)
