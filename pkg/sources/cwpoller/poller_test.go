@@ -564,3 +564,38 @@ func TestPollerQueryFailuresFailOnlyTheirMetrics(t *testing.T) {
 	assert.Empty(t, c.take(), "every period once")
 	assert.EqualValues(t, 3, p.Stats().QueryFailures)
 }
+
+// A metric CloudWatch keeps refusing (Forbidden at every poll) is asked
+// for at every poll, in a call of its own once it lags, and never holds up
+// the others: each poll delivers their new period. The refused query
+// failed every poll of the target from the first, its call coming first
+// (the oldest start): nothing of the target was delivered again.
+func TestPollerForbiddenMetricDoesNotStopTheTarget(t *testing.T) {
+	count := func(stage string) fakeMetric {
+		return fakeMetric{"AWS/ApiGateway", "Count", [][2]string{{"ApiName", "petstore"}, {"Stage", stage}}}
+	}
+	f := &fakeCloudWatch{metrics: []fakeMetric{count("a"), count("b")}, value: everyPeriod}
+	f.status = func(q fakeQuery) (string, [][2]string) {
+		if q.Metric.Dims[1][1] == "b" {
+			return "Forbidden", nil
+		}
+		return "", nil
+	}
+	p := newTestPoller(t, f.start(t), Config{Backfill: 5 * time.Minute})
+	var c collector
+	for i := range 4 {
+		now := minute0.Add(3*time.Minute + time.Duration(i)*time.Minute)
+		assert.NoError(t, p.PollOnce(context.Background(), now, c.emit), "poll %d", i)
+		got := c.take()
+		want := 1 // the period that settled since
+		if i == 0 {
+			want = 5 // the backfill
+		}
+		assert.Len(t, got, want, "poll %d", i)
+		for _, pt := range got {
+			assert.Contains(t, pt, "stage:a,")
+		}
+	}
+	assert.EqualValues(t, 4, p.Stats().QueryFailures, "b asked for, and refused, at every poll")
+	assert.Zero(t, p.Stats().Failures)
+}
