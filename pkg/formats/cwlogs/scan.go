@@ -125,6 +125,11 @@ func (s *Scanner) reuse(prev string, sp span) string {
 	return string(b)
 }
 
+// Size is the length of the unescaped strings of the document Scan
+// accepted last: what keeping all of its events' ids and messages takes at
+// most.
+func (s *Scanner) Size() int { return len(s.buf) }
+
 func (s *Scanner) bytes(sp span) []byte { return s.buf[sp.off:sp.end:sp.end] }
 
 // Emit calls back for the document Scan accepted, as ParseValue does: the
