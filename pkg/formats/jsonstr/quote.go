@@ -13,8 +13,10 @@ import (
 // name and tag, and the floor probe of make bench its logs, so that one set
 // of rules decides what gwpipe sends.
 //
-// Escaping is written for the hot path: runs of bytes that need no
-// escaping are found eight at a time and copied in one append.
+// Escaping is written for the hot path: the bytes before the first that
+// needs escaping are found eight at a time and copied in one append; from
+// there on the text is written a word at a time, the quotes and
+// backslashes of a word escaped in place.
 //
 // Output is always valid JSON and valid UTF-8: '"', '\\' and control
 // characters are escaped, U+2028 and U+2029 are escaped (JavaScript line
