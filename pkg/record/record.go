@@ -246,6 +246,21 @@ func (b *Batch) Derive(capacity int) *Batch {
 	return &Batch{ID: b.ID, Origin: b.Origin, Ack: b.Ack, Records: make([]Record, 0, capacity)}
 }
 
+// minArena is the smallest arena Keep and Reserve start.
+const minArena = 64 << 10
+
+// Reserve makes room for n more bytes of Keep in the arena. A caller that
+// knows what it is about to keep (a decoded document's strings) gets it in
+// one arena of the right size, instead of in arenas doubled as they fill,
+// which allocate about twice what they hold.
+func (b *Batch) Reserve(n int) {
+	if cap(b.Arena)-len(b.Arena) >= n {
+		return
+	}
+	// Records alias the old arena; it stays alive through them.
+	b.Arena = make([]byte, 0, max(n, minArena))
+}
+
 // Keep copies p into the batch's arena and returns the copy, so that records
 // can alias it without an allocation each.
 func (b *Batch) Keep(p []byte) []byte {
@@ -253,10 +268,7 @@ func (b *Batch) Keep(p []byte) []byte {
 		return nil
 	}
 	if cap(b.Arena)-len(b.Arena) < len(p) {
-		n := 2 * cap(b.Arena)
-		if n < 64<<10 {
-			n = 64 << 10
-		}
+		n := max(2*cap(b.Arena), minArena)
 		if n < len(p) {
 			n = len(p)
 		}

@@ -55,6 +55,9 @@ func (s *Scanner) Scan(doc []byte) bool {
 	}
 	s.events = s.events[:0]
 	s.buf = s.buf[:0]
+	if cap(s.buf) < len(doc)+8 { // str writes into the room, see there
+		s.buf = make([]byte, 0, len(doc)+8)
+	}
 	r := scanReader{p: doc, s: s}
 	r.ws()
 	const (
@@ -124,6 +127,11 @@ func (s *Scanner) reuse(prev string, sp span) string {
 	}
 	return string(b)
 }
+
+// Size is the length of the unescaped strings of the document Scan
+// accepted last: what keeping all of its events' ids and messages takes at
+// most.
+func (s *Scanner) Size() int { return len(s.buf) }
 
 func (s *Scanner) bytes(sp span) []byte { return s.buf[sp.off:sp.end:sp.end] }
 
@@ -196,49 +204,112 @@ const (
 	highs = 0x8080808080808080
 )
 
-// special returns a word with the high bit set in the lowest byte of w that
-// is a quote or a backslash (and perhaps in higher ones), or zero.
-func special(w uint64) uint64 {
-	q := w ^ (ones * '"')
-	b := w ^ (ones * '\\')
-	return ((q-ones)&^q | (b-ones)&^b) & highs
+// quotes and backslashes return the exact masks (the high bit of each
+// byte) of the quotes and of the backslashes in w: no borrow crosses
+// bytes, so every set bit is one.
+func quotes(w uint64) uint64 { return zeroBytes(w ^ ones*'"') }
+
+func backslashes(w uint64) uint64 { return zeroBytes(w ^ ones*'\\') }
+
+func zeroBytes(x uint64) uint64 {
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	return ^((x&low7 + low7) | x) & highs
 }
 
 // str reads a JSON string, appending it unescaped to the scanner's buffer.
+//
+// It writes a word at a time into the buffer's capacity, never through
+// append: Scan makes the capacity 8 bytes more than the document's length,
+// and unescaping never writes more bytes than it has read (an escape is
+// longer than what it stands for), so the output, which starts behind the
+// input, stays behind it: a word stored at the output, at most 7 bytes
+// past where the input's word starts, lies within the room whenever a word
+// can be read at the input.
 func (r *scanReader) str() (span, bool) {
 	if !r.eat('"') {
 		return span{}, false
 	}
 	p, buf := r.p, r.s.buf
 	start := len(buf)
-	i := r.i
+	out := buf[:cap(buf)]
+	o, i := start, r.i
 	for {
-		j := i
-		for j+8 <= len(p) {
-			if m := special(binary.LittleEndian.Uint64(p[j:])); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3
-				goto found
+		if i+8 <= len(p) {
+			w := binary.LittleEndian.Uint64(p[i:])
+			m := quotes(w) | backslashes(w)
+			binary.LittleEndian.PutUint64(out[o:], w)
+			if m == 0 {
+				i += 8
+				o += 8
+				continue
 			}
-			j += 8
+			// Every quote and backslash of the word, in order: the
+			// escapes of a JSON text (\" above all, a few bytes apart)
+			// in place; the first quote not escaped ends the string; any
+			// other escape leaves the word to the code below.
+			prev := 0 // bytes of the word read
+			for ; m != 0; m &= m - 1 {
+				k := bits.TrailingZeros64(m) >> 3
+				if k < prev {
+					continue // the character of an escape
+				}
+				binary.LittleEndian.PutUint64(out[o:], w>>(8*prev))
+				o += k - prev
+				prev = k
+				if byte(w>>(8*k)) == '"' {
+					break
+				}
+				if i+k+1 < len(p) {
+					if c := p[i+k+1]; c == '"' || c == '\\' || c == '/' {
+						out[o] = c
+						o++
+						prev = k + 2
+						continue
+					}
+				}
+				break
+			}
+			if m == 0 { // no quote, no other escape: the word is read
+				if prev < 8 {
+					binary.LittleEndian.PutUint64(out[o:], w>>(8*prev))
+					o += 8 - prev
+					prev = 8
+				}
+				i += prev
+				continue
+			}
+			i += prev
+		} else {
+			for i < len(p) && p[i] != '"' && p[i] != '\\' {
+				out[o] = p[i]
+				i++
+				o++
+			}
+			if i == len(p) {
+				return span{}, false
+			}
 		}
-		for j < len(p) && p[j] != '"' && p[j] != '\\' {
-			j++
+		if p[i] == '"' {
+			r.i = i + 1
+			r.s.buf = out[:o]
+			return span{int32(start), int32(o)}, true
 		}
-		if j == len(p) {
-			return span{}, false
+		// A backslash: the escapes of a JSON text (\" most of all) in
+		// place, the others as jsonstr reads them.
+		if i+1 < len(p) {
+			if c := p[i+1]; c == '"' || c == '\\' || c == '/' {
+				out[o] = c
+				o++
+				i += 2
+				continue
+			}
 		}
-	found:
-		buf = append(buf, p[i:j]...)
-		if p[j] == '"' {
-			r.i = j + 1
-			r.s.buf = buf
-			return span{int32(start), int32(len(buf))}, true
-		}
-		var n int
-		if buf, n = jsonstr.AppendEscape(buf, p[j:]); n == 0 {
+		b, n := jsonstr.AppendEscape(out[:o], p[i:])
+		if n == 0 {
 			return span{}, false // a surrogate half or not JSON
 		}
-		i = j + n
+		out, o = b[:cap(b)], len(b)
+		i += n
 	}
 }
 

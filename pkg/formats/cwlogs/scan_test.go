@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +196,28 @@ func TestScannerTrim(t *testing.T) {
 	before := cap(sc.buf)
 	sc.Trim(1 << 16)
 	assert.Equal(t, before, cap(sc.buf), "a small one's is kept")
+}
+
+// The scanner unescapes a word at a time; it must agree with the parser on
+// strings dense with escapes of every kind, whatever their place in a word
+// (an escape split across two words, runs of backslashes), with one
+// scanner reused across documents of growing and shrinking size.
+func TestScannerAgreesOnDenseEscapes(t *testing.T) {
+	t.Parallel()
+	tokens := []string{`\"`, `\\`, `\/`, `\n`, `\t`, `\b`, `\f`, `\r`, `\u0041`, `\u00e9`, `\u20AC`,
+		"a", "xyz", "é", "😀", "{", ":", ",", " ", "\x7f", "0123456789"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	var sc Scanner
+	for n := range 20_000 {
+		var events []string
+		for range 1 + rng.IntN(4) {
+			var m strings.Builder
+			for range rng.IntN(40 + n%200) {
+				m.WriteString(tokens[rng.IntN(len(tokens))])
+			}
+			events = append(events, fmt.Sprintf(`{"id":"%d","timestamp":1,"message":"%s"}`, n, m.String()))
+		}
+		doc := `{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","logEvents":[` + strings.Join(events, ",") + `]}`
+		require.True(t, agree(t, &sc, []byte(doc)), "%q", doc)
+	}
 }

@@ -3,6 +3,7 @@ package jsonstr
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -12,8 +13,10 @@ import (
 // name and tag, and the floor probe of make bench its logs, so that one set
 // of rules decides what gwpipe sends.
 //
-// Escaping is written for the hot path: runs of bytes that need no
-// escaping are found eight at a time and copied in one append.
+// Escaping is written for the hot path: the bytes before the first that
+// needs escaping are found eight at a time and copied in one append; from
+// there on the text is written a word at a time, the quotes and
+// backslashes of a word escaped in place.
 //
 // Output is always valid JSON and valid UTF-8: '"', '\\' and control
 // characters are escaped, U+2028 and U+2029 are escaped (JavaScript line
@@ -79,38 +82,96 @@ func nextSpecial(sb []byte, i int) int {
 // Clean runs are copied with one append each.
 func AppendEscaped(dst []byte, s string) []byte {
 	sb := bytesOf(s)
-	start := 0
-	for i := 0; ; {
-		i = nextSpecial(sb, i)
-		if i >= len(sb) {
-			break
+	i := nextSpecial(sb, 0)
+	if i >= len(sb) {
+		return append(dst, sb...) // nothing to escape: one copy
+	}
+	// From the first special on, JSON text (an access log in a message: a
+	// quote every few bytes) is written a word at a time, each quote or
+	// backslash of the word escaped in place, into room made ahead: one
+	// append per escape between short runs costs twice as much.
+	dst = append(dst, sb[:i]...)
+	n := len(dst) // written; dst[n:cap(dst)] is the room
+	for i < len(sb) {
+		if cap(dst)-n < 24 { // a word writes at most 16 bytes, and stores 8 past them
+			left := len(sb) - i
+			dst = slices.Grow(dst[:n], left+left/8+24)
 		}
-		b := sb[i]
-		if b < utf8.RuneSelf {
-			dst = append(dst, sb[start:i]...)
-			if e := shortEscape[b]; e != 0 {
-				dst = append(dst, '\\', e)
-			} else {
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+		out := dst[:cap(dst)]
+		if i+8 > len(sb) {
+			switch b := sb[i]; {
+			case safeByte[b]:
+				out[n] = b
+				n, i = n+1, i+1
+			case b == '"' || b == '\\':
+				out[n], out[n+1] = '\\', b
+				n, i = n+2, i+1
+			default:
+				dst, i = appendUnit(dst[:n], sb, i)
+				n = len(dst)
 			}
-			i++
-			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(sb[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, sb[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			start = i + 1
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, sb[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			start = i + size
+		w := binary.LittleEndian.Uint64(sb[i:])
+		q, other := specials(w)
+		// The word up to its first byte that is neither safe nor a quote
+		// or backslash (all of it when there is none) goes here.
+		end := 8
+		if other != 0 {
+			end = bits.TrailingZeros64(other) >> 3
+			q &= 1<<(8*end) - 1
 		}
-		i += size
+		prev := 0 // bytes of the word written
+		for ; q != 0; q &= q - 1 {
+			k := bits.TrailingZeros64(q) >> 3
+			binary.LittleEndian.PutUint64(out[n:], w>>(8*prev))
+			n += k - prev
+			out[n], out[n+1] = '\\', byte(w>>(8*k))
+			n += 2
+			prev = k + 1
+		}
+		binary.LittleEndian.PutUint64(out[n:], w>>(8*prev)) // a shift by 64 stores zeros, none counted
+		n += end - prev
+		i += end
+		if end < 8 {
+			dst, i = appendUnit(dst[:n], sb, i)
+			n = len(dst)
+		}
 	}
-	return append(dst, sb[start:]...)
+	return dst[:n]
+}
+
+// specials returns the exact masks (the high bit of each byte) of the bytes
+// of w that are '"' or '\\', and of the other bytes that need attention:
+// control characters and bytes >= 0x80. Exact, unlike specialMask: no
+// borrow crosses bytes, so every set bit can be acted on.
+func specials(w uint64) (quotes, other uint64) {
+	const lo7 = 0x7f7f7f7f7f7f7f7f
+	x := w ^ '"'*lo8
+	y := w ^ '\\'*lo8
+	quotes = (^((x&lo7 + lo7) | x) | ^((y&lo7 + lo7) | y)) & hi8
+	other = (^((w&lo7 + 0x60*lo8) | w) | w) & hi8
+	return quotes, other
+}
+
+// appendUnit appends the escape of the unit at sb[i], a byte that is not
+// safe, and returns where the next unit starts.
+func appendUnit(dst, sb []byte, i int) ([]byte, int) {
+	b := sb[i]
+	if b < utf8.RuneSelf {
+		if e := shortEscape[b]; e != 0 {
+			return append(dst, '\\', e), i + 1
+		}
+		return append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF]), i + 1
+	}
+	r, size := utf8.DecodeRune(sb[i:])
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return append(dst, `\ufffd`...), i + 1
+	case r == '\u2028' || r == '\u2029':
+		return append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF]), i + size
+	}
+	return append(dst, sb[i:i+size]...), i + size
 }
 
 // escapedUnit returns how many input bytes the next escape unit at s[i]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -126,17 +127,55 @@ func (c *Codec) Encode(ctx context.Context, src []byte) (body []byte, buf *Buf, 
 	return buf.B, buf, nil
 }
 
+// EncodeSegs is Encode of the concatenation of segs, n bytes in all. gzip
+// and deflate take the pieces in turn, so the body is never built whole;
+// none and zstd, which need it whole, have it built in a pooled buffer.
+func (c *Codec) EncodeSegs(ctx context.Context, segs [][]byte, n int) (body []byte, buf *Buf, err error) {
+	if c.kind != Gzip && c.kind != Deflate {
+		whole := c.Buf()
+		whole.B = slices.Grow(whole.B[:0], n)
+		for _, s := range segs {
+			whole.B = append(whole.B, s...)
+		}
+		if c.kind == None {
+			return whole.B, whole, nil
+		}
+		body, buf, err = c.Encode(ctx, whole.B)
+		c.Free(whole)
+		return body, buf, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	buf = c.Buf()
+	if c.kind == Gzip {
+		w := c.gz.Get().(*gzip.Writer)
+		buf.B = compress(w, buf.B[:0], segs...)
+		c.gz.Put(w)
+	} else {
+		w := c.zl.Get().(*zlib.Writer)
+		buf.B = compress(w, buf.B[:0], segs...)
+		c.zl.Put(w)
+	}
+	return buf.B, buf, nil
+}
+
 // resetWriter is a gzip or zlib writer.
 type resetWriter interface {
 	io.WriteCloser
 	Reset(io.Writer)
 }
 
-// compress appends src compressed by w to dst.
-func compress(w resetWriter, dst, src []byte) []byte {
+// compress appends the concatenation of srcs compressed by w to dst.
+func compress(w resetWriter, dst []byte, srcs ...[]byte) []byte {
 	aw := appendWriter{b: dst}
 	w.Reset(&aw)
-	_, _ = w.Write(src) // appendWriter never fails
+	for _, src := range srcs {
+		_, _ = w.Write(src) // appendWriter never fails
+	}
 	_ = w.Close()
 	w.Reset(io.Discard) // keep no reference to the buffer
 	return aw.b

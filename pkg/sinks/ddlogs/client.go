@@ -170,9 +170,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	}
 	c.defaults.Store(&cfg.Defaults)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.payloadPool.New = func() any {
-		return &payload{buf: make([]byte, 0, min(cfg.MaxBatchBytes, 1<<20))}
-	}
+	c.payloadPool.New = func() any { return new(payload) }
 	c.chunkPool.New = func() any { return &chunk{buf: make([]byte, 0, 64<<10)} }
 
 	c.wg.Add(1 + cfg.Concurrency)
@@ -232,12 +230,19 @@ func (cl *call) abandon() {
 }
 
 // chunk is a run of records of one call, rendered by Deliver.
+//
+// Payloads send the chunk's bytes where Deliver rendered them, so a chunk
+// outlives its trip through the batcher: refs counts the batcher (while it
+// takes the chunk in) and each payload holding one of its logs. Whoever
+// drops the last reference gives the chunk back to the pool (releaseChunk);
+// nobody reads it after that.
 type chunk struct {
 	call  *call
 	last  bool    // the call's last chunk
 	first int     // index in call.batch.Records of the first record
-	buf   []byte  // rendered logs, back to back
-	ends  []int32 // end offset of each log in buf
+	buf   []byte  // rendered logs, each followed by a comma
+	ends  []int32 // end offset of each log in buf (its comma excluded)
+	refs  atomic.Int32
 }
 
 const (
@@ -278,6 +283,10 @@ func (c *Client) Deliver(ctx context.Context, b *record.Batch) (rejected []recor
 		var trunc bool
 		ch.buf, trunc = r.appendLog(ch.buf, &b.Records[i])
 		ch.ends = append(ch.ends, int32(len(ch.buf)))
+		// The separator goes in here, so that the logs of a chunk that
+		// share a payload are one piece of its body: the sender
+		// compresses the chunks themselves, with nothing copied.
+		ch.buf = append(ch.buf, ',')
 		if trunc {
 			truncated++
 		}
@@ -343,7 +352,26 @@ func (c *Client) newChunk(cl *call, first int) *chunk {
 	return ch
 }
 
+// testPoison has putChunk overwrite what it gives back: the package's tests
+// set it, so that a chunk released while a payload still sends it shows
+// as logs the intake cannot read.
+var testPoison bool
+
+// releaseChunk drops one reference to ch.
+func (c *Client) releaseChunk(ch *chunk) {
+	if ch.refs.Add(-1) == 0 {
+		c.putChunk(ch)
+	}
+}
+
 func (c *Client) putChunk(ch *chunk) {
+	if testPoison {
+		// A reader still holding the chunk (a payload being sent) sees
+		// garbage, and the tests that check every log fail.
+		for i := range ch.buf[:cap(ch.buf)] {
+			ch.buf[:cap(ch.buf)][i] = 0xff
+		}
+	}
 	ch.call = nil
 	ch.buf, ch.ends = ch.buf[:0], ch.ends[:0]
 	if cap(ch.buf) > 4*chunkMaxBytes {
@@ -352,28 +380,39 @@ func (c *Client) putChunk(ch *chunk) {
 	c.chunkPool.Put(ch)
 }
 
-// payload is one request body, "[log,log,…]", and where its logs came from.
+// payload is one request body, "[log,log,…]": its logs, in the chunks they
+// were rendered in, which the payload holds a reference to until it is
+// put back.
 type payload struct {
-	buf  []byte
-	logs []logRef
+	size   int // of the body, brackets and commas included
+	logs   []logRef
+	chunks []*chunk // referenced by logs, each once
+	segs   [][]byte // the sender's scratch (body)
 }
 
 type logRef struct {
-	off, end int32 // the log is buf[off:end]
-	idx      int32 // index in call.batch.Records
-	call     *call
+	ch       *chunk
+	off, end int32 // the log is ch.buf[off:end]
+	idx      int32 // index in ch.call.batch.Records
 }
 
 func (c *Client) newPayload() *payload {
 	p := c.payloadPool.Get().(*payload)
-	p.buf = append(p.buf[:0], '[')
+	p.size = 1 // '['
 	return p
 }
 
 func (c *Client) putPayload(p *payload) {
+	for _, ch := range p.chunks {
+		c.releaseChunk(ch)
+	}
+	clear(p.chunks)
+	p.chunks = p.chunks[:0]
 	clear(p.logs)
 	p.logs = p.logs[:0]
-	p.buf = p.buf[:0]
+	clear(p.segs)
+	p.segs = p.segs[:0]
+	p.size = 0
 	c.payloadPool.Put(p)
 }
 
@@ -394,7 +433,7 @@ func (c *Client) batcher() {
 		linger.Stop()
 		p := open
 		open = nil
-		p.buf = append(p.buf, ']')
+		p.size++ // ']'
 		c.n.payloads.Add(1)
 		if c.obs.sealed != nil {
 			c.obs.sealed(reason, len(p.logs))
@@ -413,11 +452,11 @@ func (c *Client) batcher() {
 	for {
 		select {
 		case ch := <-c.in:
-			start := 0
+			ch.refs.Store(1) // the batcher's, until it has taken every log
+			start := int32(0)
 			for i, end := range ch.ends {
-				log := ch.buf[start:end]
-				start = int(end)
-				if open != nil && (len(open.logs) >= maxLogs || len(open.buf)+1+len(log)+1 > maxBytes) {
+				n := int(end - start)
+				if open != nil && (len(open.logs) >= maxLogs || open.size+1+n+1 > maxBytes) {
 					if !seal("full") {
 						return
 					}
@@ -428,16 +467,20 @@ func (c *Client) batcher() {
 						linger.Reset(c.cfg.Linger)
 					}
 				} else {
-					open.buf = append(open.buf, ',')
+					open.size++ // ','
 				}
-				off := len(open.buf)
-				open.buf = append(open.buf, log...)
-				open.logs = append(open.logs, logRef{off: int32(off), end: int32(len(open.buf)), idx: int32(ch.first + i), call: ch.call})
+				if k := len(open.chunks); k == 0 || open.chunks[k-1] != ch {
+					ch.refs.Add(1)
+					open.chunks = append(open.chunks, ch)
+				}
+				open.logs = append(open.logs, logRef{ch: ch, off: start, end: end, idx: int32(ch.first + i)})
+				open.size += n
+				start = end + 1 // past the comma
 			}
 			if ch.last {
 				c.submitting.Add(-1)
 			}
-			c.putChunk(ch)
+			c.releaseChunk(ch)
 			if open == nil {
 				continue
 			}

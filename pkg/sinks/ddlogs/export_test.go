@@ -9,3 +9,5 @@ func onSubmitted(f func(n int)) Option { return func(c *Client) { c.obs.submitte
 func onSealed(f func(reason string, logs int)) Option {
 	return func(c *Client) { c.obs.sealed = f }
 }
+
+func init() { testPoison = true }

@@ -7,26 +7,46 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddhttp"
 )
 
-// body returns the uncompressed request body for logs [lo,hi) of p. The
-// whole payload is p.buf itself; a part is copied into scratch.
-func (p *payload) body(lo, hi int, scratch []byte) []byte {
-	if lo == 0 && hi == len(p.logs) {
-		return p.buf
+var (
+	openBracket  = []byte{'['}
+	closeBracket = []byte{']'}
+	comma        = []byte{','}
+)
+
+// body appends to segs[:0] the pieces of the uncompressed request body for
+// logs [lo,hi) of p, "[log,log,…]", and returns them and their length: the
+// logs that follow one another in a chunk are one piece, commas included.
+func (p *payload) body(lo, hi int, segs [][]byte) ([][]byte, int) {
+	segs = append(segs[:0], openBracket)
+	n := 2
+	for i := lo; i < hi; {
+		l := p.logs[i]
+		end := l.end
+		j := i + 1
+		for j < hi && p.logs[j].ch == l.ch && p.logs[j].off == end+1 {
+			end = p.logs[j].end
+			j++
+		}
+		if i > lo {
+			segs = append(segs, comma)
+			n++
+		}
+		segs = append(segs, l.ch.buf[l.off:end])
+		n += int(end - l.off)
+		i = j
 	}
-	scratch = append(scratch[:0], '[')
-	scratch = append(scratch, p.buf[p.logs[lo].off:p.logs[hi-1].end]...)
-	return append(scratch, ']')
+	return append(segs, closeBracket), n
 }
 
 // allAbandoned reports whether every caller of logs [lo,hi) has given up.
 func (p *payload) allAbandoned(lo, hi int) bool {
 	var last *call
 	for _, l := range p.logs[lo:hi] {
-		if l.call != last {
-			if !l.call.abandoned.Load() {
+		if l.ch.call != last {
+			if !l.ch.call.abandoned.Load() {
 				return false
 			}
-			last = l.call
+			last = l.ch.call
 		}
 	}
 	return true
@@ -35,9 +55,9 @@ func (p *payload) allAbandoned(lo, hi int) bool {
 // settle counts logs [lo,hi) as finished for their callers.
 func (p *payload) settle(lo, hi int) {
 	for i := lo; i < hi; {
-		cl := p.logs[i].call
+		cl := p.logs[i].ch.call
 		j := i + 1
-		for j < hi && p.logs[j].call == cl {
+		for j < hi && p.logs[j].ch.call == cl {
 			j++
 		}
 		cl.settle(j - i)
@@ -52,20 +72,14 @@ func (c *Client) send(p *payload, lo, hi int) {
 		c.drop(p, lo, hi)
 		return
 	}
-	// The body is built and compressed once, and reused by every attempt.
-	var scratch *ddhttp.Buf
-	src := p.buf
-	if lo != 0 || hi != len(p.logs) {
-		scratch = c.codec.Buf()
-		scratch.B = p.body(lo, hi, scratch.B)
-		src = scratch.B
-	}
-	body, zbuf, err := c.codec.Encode(c.ctx, src) // c.ctx ends when the client aborts
+	// The body is compressed once, and reused by every attempt.
+	var rawLen int
+	p.segs, rawLen = p.body(lo, hi, p.segs)
+	body, zbuf, err := c.codec.EncodeSegs(c.ctx, p.segs, rawLen) // c.ctx ends when the client aborts
 	if err != nil {
-		c.codec.Free(scratch)
 		return
 	}
-	n, rawLen, wireLen := hi-lo, len(src), len(body)
+	n, wireLen := hi-lo, len(body)
 	reply, err := c.dest.Send(c.ctx, &ddhttp.Request{
 		Endpoint: "logs", URL: c.cfg.URL, Body: body, Encoding: c.codec.Encoding(),
 		RawBytes: rawLen, Items: n, CanSplit: n > 1,
@@ -73,7 +87,6 @@ func (c *Client) send(p *payload, lo, hi int) {
 		Log:   []any{"logs", n},
 	})
 	c.codec.Free(zbuf)
-	c.codec.Free(scratch)
 	switch {
 	case errors.Is(err, ddhttp.ErrGaveUp):
 		c.drop(p, lo, hi)
@@ -86,7 +99,7 @@ func (c *Client) send(p *payload, lo, hi int) {
 	case reply.Outcome == ddhttp.Rejected:
 		c.n.rejected.Add(1)
 		l := p.logs[lo]
-		l.call.reject(int(l.idx), fmt.Sprintf("intake %d: %s", reply.Status, reply.Detail))
+		l.ch.call.reject(int(l.idx), fmt.Sprintf("intake %d: %s", reply.Status, reply.Detail))
 	case reply.Outcome == ddhttp.Split:
 		c.n.splits.Add(1)
 		mid := lo + n/2

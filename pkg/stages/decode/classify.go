@@ -204,6 +204,11 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, sca
 	var origin *record.Origin
 	var control bool
 	n := 0
+	// left bounds what the envelope's events still to come keep: each
+	// event makes room for all of them when its arena has less (the first
+	// event, and the first after a piece was cut), so that they take one
+	// allocation of their size.
+	left := len(b) // unescaped strings are no longer than the document
 	onEnvelope := func(env *cwlogs.Envelope) error {
 		control = env.MessageType == cwlogs.Control
 		if !control {
@@ -216,6 +221,8 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, sca
 			e.reserve(env.Events)
 		}
 		o := origin.WithAccountRegion(ev.Account, ev.Region)
+		e.arena.Reserve(left)
+		left -= len(ev.ID) + len(ev.Message)
 		rec := record.Record{
 			Origin: o, EventID: e.keepString(ev.ID), Timestamp: ev.Timestamp,
 			Message: e.arena.Keep(ev.Message), Kind: record.KindLine,
@@ -234,6 +241,7 @@ func (s *Stage) envelope(sc *scratch, p *fastjson.Parser, v *fastjson.Value, sca
 	var err error
 	switch {
 	case scanned || v == nil && !s.slowSplit && sc.scan.Scan(b):
+		left = sc.scan.Size()
 		err = sc.scan.Emit(onEnvelope, onEvent)
 	case v != nil:
 		err = cwlogs.ParseValue(v, onEnvelope, onEvent)
