@@ -597,3 +597,51 @@ func startSQSOnly(t *testing.T, ctx context.Context, base, q string) *Pipeline {
 	require.NoError(t, p.Start(ctx))
 	return p
 }
+
+// TestSQSDeletesStalledAtShutdownHoldNeitherTheDrainNorTheDeadline: the
+// content of a message is delivered, then SQS stops answering (the
+// DeleteMessageBatch is held, as with moto_server paused). The shutdown
+// drains the stages meanwhile: the metrics derived from the delivered
+// logs reach the intake (none lost), the delete is cut short with time
+// left to close, and the shutdown ends within its time with the message
+// counted as not deleted. Waiting for the delete, the drain stopped at
+// the deadline: every derived point was counted lost (6,353 of a 3-object
+// run), the shutdown used all its time and ended past it, and every part
+// after the source (deliver-metrics, enrich, the archive, the admin
+// endpoint) was reported still running.
+func TestSQSDeletesStalledAtShutdownHoldNeitherTheDrainNorTheDeadline(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "stalled-deletes")
+	body := `{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gz(accessEnvelope("m1", "m2"))) + `"}}`
+	_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+	require.NoError(t, err)
+	deletes := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool {
+		return r.Header.Get("X-Amz-Target") == "AmazonSQS.DeleteMessageBatch"
+	}, 0)
+	t.Setenv("AWS_ENDPOINT_URL", deletes.URL)
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	p := startSQSOnly(t, ctx, base, q)
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, intake.WaitLogs(wctx, 2))
+	select {
+	case <-deletes.held: // the delete waits for an answer that does not come
+	case <-wctx.Done():
+		t.Fatal("the message was never deleted")
+	}
+	require.Empty(t, intake.Series(), "the window is still open")
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	err = p.Shutdown(sctx)
+	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
+	assert.NoError(t, err, "nothing was still running at the deadline")
+
+	assert.NotEmpty(t, intake.Series(), "the metrics of the delivered logs were delivered")
+	assert.Zero(t, p.Status().snap.Sum("stage.lost"), "no derived point lost")
+	sum := summaryLines(t, p)
+	assert.NotContains(t, sum, "lost")
+	assert.Equal(t, "1 message delivered and not deleted (1 deletes failed, 0 still pending at exit): SQS gives them out again, and their content is delivered again", sum["sqs not deleted"])
+	assert.Equal(t, "0 (everything admitted was delivered or dead-lettered)", sum["handed back"])
+}

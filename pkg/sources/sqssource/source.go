@@ -88,6 +88,12 @@ type Source struct {
 	// back or delete them fit in it too.
 	stopMu  sync.Mutex
 	stopCtx context.Context
+	// calls bounds every call that settles messages: it ends with Stop's
+	// context, the calls begun before Stop included (a delete under way
+	// when SQS stopped answering held Stop, and the whole shutdown, to
+	// its deadline: the call had 30 s of its own).
+	calls   context.Context
+	endCall context.CancelFunc
 
 	received *telemetry.Counter
 	deleted  *telemetry.Counter
@@ -128,8 +134,10 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 	if metrics == nil {
 		metrics = telemetry.NewRegistry()
 	}
+	calls, endCalls := context.WithCancel(context.Background())
 	return &Source{
 		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
+		calls: calls, endCall: endCalls,
 		slots:          semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
 		received:       metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
 		deleted:        metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
@@ -252,6 +260,7 @@ func (s *Source) Stop(ctx context.Context) error {
 		s.stopMu.Lock()
 		s.stopCtx = ctx
 		s.stopMu.Unlock()
+		context.AfterFunc(ctx, s.endCall)
 		s.pollCancel()
 		s.receivers.Wait()
 		done := make(chan struct{})
@@ -284,6 +293,13 @@ func (s *Source) Stop(ctx context.Context) error {
 	})
 	return s.stopErr
 }
+
+// Settled is closed, once Stop was called, when no message is being worked
+// on any more: everything the source admitted was delivered (or
+// dead-lettered) or given back. Stop may still be deleting the delivered
+// ones; those deletes concern nothing the stages hold, so a drain need
+// not wait for them. Nil before Start.
+func (s *Source) Settled() <-chan struct{} { return s.idle }
 
 // receive long-polls one queue while there is room for more messages.
 func (s *Source) receive(ctx context.Context, q *queue) {
@@ -991,15 +1007,9 @@ func (s *Source) extend(q *queue, vt time.Duration) {
 }
 
 // apiContext bounds an SQS call that settles messages: by d, and once Stop
-// was called, by Stop's context as well.
+// was called, by Stop's context as well, whenever the call began.
 func (s *Source) apiContext(d time.Duration) (context.Context, context.CancelFunc) {
-	s.stopMu.Lock()
-	base := s.stopCtx
-	s.stopMu.Unlock()
-	if base == nil {
-		base = context.Background()
-	}
-	return context.WithTimeout(base, d)
+	return context.WithTimeout(s.calls, d)
 }
 
 // The pacing of failed receives (reset by a success) and of the retries of
