@@ -304,6 +304,12 @@ func handedBack(f flow, s Status) string {
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
 		part := fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message"))
+		if stuck := s.snap.Value("sqs.handed_back_not_visible"); stuck > 0 {
+			// SQS did not answer the calls that show them again: they
+			// come back only after their visibility timeout.
+			part = fmt.Sprintf("%s (%d visible again for redelivery, %d not: SQS did not answer in time, they come back when their visibility timeout ends)",
+				plural(n, "SQS message"), n-stuck, stuck)
+		}
 		// A message comes back whole: what of it was delivered is
 		// delivered again by the process that takes it.
 		if d := s.snap.Value("sqs.handed_back_objects_delivered"); d > 0 {

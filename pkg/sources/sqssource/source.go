@@ -119,6 +119,9 @@ type Source struct {
 	// Objects delivered of messages handed back at shutdown: the message
 	// comes back whole to the next process, which reads them again.
 	handBackDone *telemetry.Counter
+	// handBackStuck counts the messages handed back that SQS could not
+	// be told to show again: the summary must not call them visible.
+	handBackStuck *telemetry.Counter
 }
 
 // New returns a source. raw receives CloudWatch and Firehose payloads for
@@ -156,6 +159,7 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		dups:           metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:        metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
 		deletesPending: metrics.Gauge("sqs.deletes_pending", "SQS messages delivered (or dead-lettered) whose delete is queued or under way; at exit, those left are delivered again when SQS gives them out again."),
+		handBackStuck:  metrics.Counter("sqs.handed_back_not_visible", "SQS messages handed back at shutdown that could not be made visible again (SQS did not answer in time): they come back only when their visibility timeout ends."),
 		handBackDone:   metrics.Counter("sqs.handed_back_objects_delivered", "S3 objects delivered (or dead-lettered) of SQS messages handed back at shutdown: the message comes back whole, and the process that takes it delivers them again."),
 		notDeleted:     metrics.Counter("sqs.messages_not_deleted", "SQS messages delivered (or dead-lettered) whose delete failed for good (SQS errors, the receipt handle expired, the shutdown deadline): SQS gives them out again and their content is delivered again."),
 	}, nil
@@ -359,7 +363,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				// made visible again at once, for another worker, rather
 				// than started now.
 				s.handBack.Inc()
-				s.release(q, q.settle(w, false), 0, s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId)))
+				s.handBackStuck.Add(s.release(q, q.settle(w, false), 0, s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId))))
 				s.slots.Release(1)
 			default:
 				s.handlers.Add(1)
@@ -535,7 +539,7 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 		// process: the next one delivers it again.
 		s.handBack.Inc()
 		s.handBackDone.Add(int64(w.done.count()))
-		s.release(q, handles, 0, log)
+		s.handBackStuck.Add(s.release(q, handles, 0, log))
 	default:
 		// Counted once per message: it comes back until its redrive
 		// policy takes it, and each receive is not another message.
@@ -556,10 +560,12 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 	}
 }
 
-// release makes a message visible again after delay.
-func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) {
+// release makes a message visible again after delay. It returns 1 when
+// it could not (no copy of the message was released), 0 otherwise.
+func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) int64 {
 	ctx, cancel := s.apiContext(10 * time.Second)
 	defer cancel()
+	failed := 0
 	for _, h := range handles {
 		_, err := s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(q.url), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(delay / time.Second),
@@ -567,8 +573,13 @@ func (s *Source) release(q *queue, handles []string, delay time.Duration, log *s
 		if err != nil {
 			s.apiErrs.Inc()
 			log.Warn("could not change the message's visibility; it returns when its visibility timeout ends", "error", err)
+			failed++
 		}
 	}
+	if len(handles) > 0 && failed == len(handles) {
+		return 1
+	}
+	return 0
 }
 
 // process ingests what a message carries and waits until it was delivered.
