@@ -116,7 +116,9 @@ func (p *Pipeline) flow(s Status) flow {
 	// Refused is what was answered an error before admission: a request
 	// admitted and answered 503 (handed back, not delivered within
 	// ack_timeout) or 500 (delivery failed) has its own figure.
-	f.refused -= f.handedBackRequests + f.timedOut + f.failed
+	// A request handed back after its client had gone was answered
+	// nothing.
+	f.refused -= f.handedBackRequests - snap.Value("firehose.requests_handed_back_unanswered") + f.timedOut + f.failed
 	return f
 }
 
