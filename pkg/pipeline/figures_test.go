@@ -295,21 +295,22 @@ func TestEveryFigureIsTrueInANormalRun(t *testing.T) {
 		"ready":           errDraining.Error(), // read after the shutdown, as /readyz says
 		"dead_letter_dir": h.dlqDir,
 
-		"counters.firehose.status.200":           answers[200],
-		"counters.firehose.status.400":           answers[400],
-		"counters.firehose.status.401":           answers[401],
-		"counters.firehose.status.503":           0,
-		"counters.firehose.duplicate_requests":   1,
-		"counters.firehose.requests_handed_back": 0,
-		"counters.decode.control_messages":       1,
-		"counters.derive.records":                accessLogs,
-		"counters.derive.ignored":                1, // the plain line
-		"counters.derive.windows_flushed":        in.windows,
-		"counters.derive.points_emitted":         points,
-		"counters.derive.emit_errors":            0,
-		"counters.enrich.records_tagged":         events,
-		"gauges.derive.pending_batches":          0,
-		"gauges.derive.pending_points":           0,
+		"counters.firehose.status.200":                      answers[200],
+		"counters.firehose.status.400":                      answers[400],
+		"counters.firehose.status.401":                      answers[401],
+		"counters.firehose.status.503":                      0,
+		"counters.firehose.duplicate_requests":              1,
+		"counters.firehose.requests_handed_back":            0,
+		"counters.firehose.requests_handed_back_unanswered": 0,
+		"counters.decode.control_messages":                  1,
+		"counters.derive.records":                           accessLogs,
+		"counters.derive.ignored":                           1, // the plain line
+		"counters.derive.windows_flushed":                   in.windows,
+		"counters.derive.points_emitted":                    points,
+		"counters.derive.emit_errors":                       0,
+		"counters.enrich.records_tagged":                    events,
+		"gauges.derive.pending_batches":                     0,
+		"gauges.derive.pending_points":                      0,
 
 		"counters.deliver_logs.logs_submitted":   events,
 		"counters.deliver_logs.logs_accepted":    in.logs,
@@ -473,21 +474,22 @@ func TestEveryFigureIsTrueAfterAnOutageShutdown(t *testing.T) {
 		"ready":           errDraining.Error(), // read after the shutdown, as /readyz says
 		"dead_letter_dir": h.dlqDir,
 
-		"counters.firehose.status.200":           0,
-		"counters.firehose.status.400":           1,
-		"counters.firehose.status.401":           0,
-		"counters.firehose.status.503":           requests + 1,
-		"counters.firehose.duplicate_requests":   1,
-		"counters.firehose.requests_handed_back": requests + 1,
-		"counters.decode.control_messages":       0,
-		"counters.derive.records":                events,
-		"counters.derive.ignored":                0,
-		"counters.derive.windows_flushed":        atLeast(1),
-		"counters.derive.points_emitted":         points,
-		"counters.derive.emit_errors":            1, // the drain's flush, refused: the windows' points are lost
-		"counters.enrich.records_tagged":         events,
-		"gauges.derive.pending_batches":          atLeast(1),
-		"gauges.derive.pending_points":           points, // counted lost at the end
+		"counters.firehose.status.200":                      0,
+		"counters.firehose.status.400":                      1,
+		"counters.firehose.status.401":                      0,
+		"counters.firehose.status.503":                      requests + 1,
+		"counters.firehose.duplicate_requests":              1,
+		"counters.firehose.requests_handed_back":            requests + 1,
+		"counters.firehose.requests_handed_back_unanswered": 0,
+		"counters.decode.control_messages":                  0,
+		"counters.derive.records":                           events,
+		"counters.derive.ignored":                           0,
+		"counters.derive.windows_flushed":                   atLeast(1),
+		"counters.derive.points_emitted":                    points,
+		"counters.derive.emit_errors":                       1, // the drain's flush, refused: the windows' points are lost
+		"counters.enrich.records_tagged":                    events,
+		"gauges.derive.pending_batches":                     atLeast(1),
+		"gauges.derive.pending_points":                      points, // counted lost at the end
 
 		// The client's own counters depend on when the hand-back cut its
 		// retries; they must still add up.

@@ -372,6 +372,15 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 // stopping the router, closing the transport, the clients and the archive.
 func teardownShare(d time.Duration) time.Duration { return min(d/5, time.Second) }
 
+// closeShare is the part of a shutdown of length d kept, after the
+// sources, for closing: the sources' own calls (an SQS delete or
+// visibility change to an API that does not answer) end before it, so
+// that the router, the clients, the archive and the admin endpoint close
+// in time. With the sources stopped at the deadline itself, a stalled SQS
+// API took the whole of it and every part after them was reported still
+// running, the process exiting past its time.
+func closeShare(d time.Duration) time.Duration { return teardownShare(d) / 4 }
+
 // HandedBack reports whether the last Shutdown had to hand work back.
 func (p *Pipeline) HandedBack() bool { return p.handedBack.Load() }
 
@@ -380,11 +389,18 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 		// Never connected: nothing runs, nothing is open.
 		return nil
 	}
-	work := hard
+	// sources ends the sources' own calls; sourcesDone, a moment later,
+	// the wait for them to return.
+	work, sources, sourcesDone := hard, hard, hard
 	if dl, ok := hard.Deadline(); ok {
-		var cancel context.CancelFunc
-		work, cancel = context.WithDeadline(hard, dl.Add(-teardownShare(time.Until(dl))))
+		d := time.Until(dl)
+		var cancel, cancelSources, cancelDone context.CancelFunc
+		work, cancel = context.WithDeadline(hard, dl.Add(-teardownShare(d)))
 		defer cancel()
+		sources, cancelSources = context.WithDeadline(hard, dl.Add(-closeShare(d)))
+		defer cancelSources()
+		sourcesDone, cancelDone = context.WithDeadline(hard, dl.Add(-closeShare(d)/2))
+		defer cancelDone()
 	}
 	var (
 		errs     []error
@@ -436,10 +452,19 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 		}))
 	}
 	for _, src := range p.sources {
-		stopping = append(stopping, async("source "+src.Name(), func() error { return src.Stop(hard) }))
+		stop := async("source "+src.Name(), func() error { return src.Stop(sources) })
+		if s, ok := src.(settler); ok {
+			stop.settled = s.Settled()
+		}
+		stopping = append(stopping, stop)
 	}
 	inProcess := p.rt.InProcess()
-	step(waitAll(work, stopping)...)
+	// A source that settled (all it admitted delivered or given back)
+	// and is only tidying up (deleting SQS messages) does not hold the
+	// drain: the open windows are flushed meanwhile. Waiting for its
+	// deletes, a stalled SQS API kept the stages from draining until the
+	// deadline, and the metrics of logs already delivered were lost.
+	step(waitSettled(work, stopping)...)
 	if !handBack && inProcess {
 		step(p.rt.Drain(work))
 	}
@@ -492,8 +517,9 @@ func (p *Pipeline) shutdown(hard context.Context) error {
 				p.log.Debug("open work not flushed at shutdown", "error", err)
 			}
 		}
-		errs = append(errs, waitAll(hard, stopping)...)
 	}
+	// The sources still tidying up (deletes) end by their own deadline.
+	errs = append(errs, waitAll(sourcesDone, stopping)...)
 	if p.deriver != nil {
 		// Points derive could not emit before the end die with the process.
 		p.metrics.Stage(StageDerive).Lost.Add(p.deriver.Stats().PendingPoints)
@@ -564,6 +590,47 @@ func joinShutdownErrs(errs []error) error {
 type pending struct {
 	name string
 	done chan error
+	// settled, when not nil, is closed once the part holds nothing the
+	// stages need: see settler.
+	settled <-chan struct{}
+}
+
+// settler is a Source whose Stop, once what it admitted is delivered or
+// given back, may still have calls to make (deleting SQS messages) that
+// no stage waits for: Settled is closed then.
+type settler interface {
+	Settled() <-chan struct{}
+}
+
+// waitSettled is waitAll for parts that may settle before they finish: a
+// settled part is left to finish (waitAll takes its result later).
+func waitSettled(ctx context.Context, ps []pending) []error {
+	var errs []error
+	for i := range ps {
+		if ps[i].done == nil {
+			continue
+		}
+		var err error
+		select {
+		case err = <-ps[i].done:
+		case <-ps[i].settled:
+			continue
+		case <-ctx.Done():
+			select {
+			case err = <-ps[i].done: // finished at the same moment
+			case <-ps[i].settled:
+				continue
+			default:
+				errs = append(errs, &stillRunningError{name: ps[i].name, err: ctx.Err()})
+				continue
+			}
+		}
+		ps[i].done = nil
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ps[i].name, err))
+		}
+	}
+	return errs
 }
 
 func async(name string, f func() error) pending {

@@ -523,3 +523,50 @@ func TestLogsTooOldForTheIntakeAreDeadLettered(t *testing.T) {
 	assert.EqualValues(t, 1, c["deliver_logs.logs_too_old"]-c0["deliver_logs.logs_too_old"])
 	assert.EqualValues(t, 1, c["deliver_logs.logs_accepted"]-c0["deliver_logs.logs_accepted"])
 }
+
+// TestFirehoseRequestWhoseClientWentAwayIsCountedHandedBack: a Firehose
+// request is admitted, its logs held by the intake; its client gives up
+// (as Firehose does after its request timeout) and the endpoint notices.
+// At shutdown its records are handed back: the summary counts the
+// request with them. It said "2 firehose records in 0 requests", and the
+// requests line "0 handed back" (with loadgen's 3 s timeout: 200 records
+// of 4 requests, in 0).
+func TestFirehoseRequestWhoseClientWentAwayIsCountedHandedBack(t *testing.T) {
+	h := start(t)
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{LatencyMS: time.Hour.Milliseconds(), Endpoints: []fakeintake.Endpoint{fakeintake.EndpointLogs}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := newFirehoseRequest(h.url, "gone-1", recordsBody("gone-1", gz(envelope("g1")), gz(envelope("g2"))))
+	require.NoError(t, err)
+	cctx, hangUp := context.WithCancel(ctx)
+	req = req.WithContext(cctx)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	require.NoError(t, h.intake.Wait(ctx, func(s fakeintake.Stats) bool { return s.DelaysInFlight > 0 }), "the logs are held by the intake")
+	h.p.fhRequests.mu.Lock()
+	idle := h.p.fhRequests.idle
+	h.p.fhRequests.mu.Unlock()
+	require.NotNil(t, idle, "the request waits for its records")
+	hangUp()
+	require.Error(t, <-answered)
+	select {
+	case <-idle: // the endpoint noticed the client gone and stopped waiting
+	case <-ctx.Done():
+		t.Fatal("the endpoint never noticed the client gone")
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	defer scancel()
+	require.NoError(t, h.p.Shutdown(sctx))
+
+	st := h.p.Status()
+	assert.EqualValues(t, 1, st.Counters["firehose.requests_handed_back"])
+	sum := summaryLines(t, h.p)
+	assert.Equal(t, "2 firehose records in 1 request (answered 503: Firehose sends them again)", sum["handed back"])
+	assert.Equal(t, "0 acknowledged, 0 refused, 0 timed out, 0 failed, 1 handed back, 0 duplicates", sum["firehose requests"])
+}

@@ -116,7 +116,9 @@ func (p *Pipeline) flow(s Status) flow {
 	// Refused is what was answered an error before admission: a request
 	// admitted and answered 503 (handed back, not delivered within
 	// ack_timeout) or 500 (delivery failed) has its own figure.
-	f.refused -= f.handedBackRequests + f.timedOut + f.failed
+	// A request handed back after its client had gone was answered
+	// nothing.
+	f.refused -= f.handedBackRequests - snap.Value("firehose.requests_handed_back_unanswered") + f.timedOut + f.failed
 	return f
 }
 
@@ -304,6 +306,12 @@ func handedBack(f flow, s Status) string {
 	}
 	if n := s.snap.Value("sqs.messages_handed_back"); n > 0 {
 		part := fmt.Sprintf("%s (visible again for redelivery)", plural(n, "SQS message"))
+		if stuck := s.snap.Value("sqs.handed_back_not_visible"); stuck > 0 {
+			// SQS did not answer the calls that show them again: they
+			// come back only after their visibility timeout.
+			part = fmt.Sprintf("%s (%d visible again for redelivery, %d not: SQS did not answer in time, they come back when their visibility timeout ends)",
+				plural(n, "SQS message"), n-stuck, stuck)
+		}
 		// A message comes back whole: what of it was delivered is
 		// delivered again by the process that takes it.
 		if d := s.snap.Value("sqs.handed_back_objects_delivered"); d > 0 {

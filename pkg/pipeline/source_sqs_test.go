@@ -597,3 +597,95 @@ func startSQSOnly(t *testing.T, ctx context.Context, base, q string) *Pipeline {
 	require.NoError(t, p.Start(ctx))
 	return p
 }
+
+// TestSQSDeletesStalledAtShutdownHoldNeitherTheDrainNorTheDeadline: the
+// content of a message is delivered, then SQS stops answering (the
+// DeleteMessageBatch is held, as with moto_server paused). The shutdown
+// drains the stages meanwhile: the metrics derived from the delivered
+// logs reach the intake (none lost), the delete is cut short with time
+// left to close, and the shutdown ends within its time with the message
+// counted as not deleted. Waiting for the delete, the drain stopped at
+// the deadline: every derived point was counted lost (6,353 of a 3-object
+// run), the shutdown used all its time and ended past it, and every part
+// after the source (deliver-metrics, enrich, the archive, the admin
+// endpoint) was reported still running.
+func TestSQSDeletesStalledAtShutdownHoldNeitherTheDrainNorTheDeadline(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "stalled-deletes")
+	body := `{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gz(accessEnvelope("m1", "m2"))) + `"}}`
+	_, err := a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)})
+	require.NoError(t, err)
+	deletes := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool {
+		return r.Header.Get("X-Amz-Target") == "AmazonSQS.DeleteMessageBatch"
+	}, 0)
+	t.Setenv("AWS_ENDPOINT_URL", deletes.URL)
+	intake, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	p := startSQSOnly(t, ctx, base, q)
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	require.NoError(t, intake.WaitLogs(wctx, 2))
+	select {
+	case <-deletes.held: // the delete waits for an answer that does not come
+	case <-wctx.Done():
+		t.Fatal("the message was never deleted")
+	}
+	require.Empty(t, intake.Series(), "the window is still open")
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	err = p.Shutdown(sctx)
+	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
+	assert.NoError(t, err, "nothing was still running at the deadline")
+
+	assert.NotEmpty(t, intake.Series(), "the metrics of the delivered logs were delivered")
+	assert.Zero(t, p.Status().snap.Sum("stage.lost"), "no derived point lost")
+	sum := summaryLines(t, p)
+	assert.NotContains(t, sum, "lost")
+	assert.Equal(t, "1 message delivered and not deleted (1 deletes failed, 0 still pending at exit): SQS gives them out again, and their content is delivered again", sum["sqs not deleted"])
+	assert.Equal(t, "0 (everything admitted was delivered or dead-lettered)", sum["handed back"])
+}
+
+// TestSQSHandedBackThatSQSWouldNotShowIsNotCalledVisible: a message is
+// being worked on (its S3 object does not come) when the pipeline shuts
+// down, and SQS stops answering too (ChangeMessageVisibility is held, as
+// with moto_server paused). The message is handed back, but SQS never
+// made it visible: the summary says so, and so does
+// sqs.handed_back_not_visible; it comes back after its visibility
+// timeout. The summary said "1 SQS message (visible again for
+// redelivery)" while the queue showed none visible (0 of 1; 3 of 3 in a
+// run with moto_server stopped mid-object).
+func TestSQSHandedBackThatSQSWouldNotShowIsNotCalledVisible(t *testing.T) {
+	a := startAWS(t)
+	ctx := context.Background()
+	q, _ := a.queue(t, "unanswered")
+	a.bucket(t, "objs")
+	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
+	require.NoError(t, err)
+	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
+	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
+	require.NoError(t, err)
+	held := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool {
+		return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") || r.Header.Get("X-Amz-Target") == "AmazonSQS.ChangeMessageVisibility"
+	}, 0)
+	t.Setenv("AWS_ENDPOINT_URL", held.URL)
+	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
+	p := startSQSOnly(t, ctx, base, q)
+	<-held.held // the object does not come
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	_ = p.Shutdown(sctx)
+	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
+
+	st := p.Status()
+	assert.EqualValues(t, 1, st.Counters["sqs.messages_handed_back"])
+	assert.EqualValues(t, 1, st.Counters["sqs.handed_back_not_visible"])
+	assert.Equal(t, "1 SQS message (0 visible again for redelivery, 1 not: SQS did not answer in time, they come back when their visibility timeout ends)",
+		summaryLines(t, p)["handed back"])
+	out, err := a.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, "0", out.Attributes["ApproximateNumberOfMessages"], "not visible, as the summary says")
+	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+}

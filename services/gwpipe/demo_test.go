@@ -433,3 +433,62 @@ func makeEnv() []string {
 	}
 	return env
 }
+
+// TestDemoStopsWithinDrainTimeoutWhenTheIntakeStalls: the demo's intake
+// stops answering while traffic flows, then SIGTERM: the requests waiting
+// are handed back and the load generator's retries have nowhere to go.
+// The demo exits within pipeline.drain_timeout (2 s here). It waited two
+// more seconds for the load generator after the drain (about 4 s; 6.0 s
+// of a 5 s drain_timeout by hand).
+func TestDemoStopsWithinDrainTimeoutWhenTheIntakeStalls(t *testing.T) {
+	const drain = 2 * time.Second
+	d := startDemo(t, cleanEnv("GWPIPE_PIPELINE_DRAIN_TIMEOUT=2s"), append([]string{"--rate", "2000", "--report", "0"}, anyPort...)...)
+	intake := d.waitLine(intakeLine)[1]
+	d.waitLine(regexp.MustCompile(`Ctrl-C stops everything`))
+	stats := func() fakeintake.Stats {
+		var st fakeintake.Stats
+		resp, err := http.Get("http://" + intake + "/stats")
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		return st
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	until := func(what string, cond func(fakeintake.Stats) bool) {
+		for !cond(stats()) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s never happened\nstderr:\n%s", what, d.stderr)
+			case <-tick.C:
+			}
+		}
+	}
+	until("a log reaching the intake", func(st fakeintake.Stats) bool { return st.LogsAccepted > 0 })
+	resp, err := http.Post("http://"+intake+"/admin/fail", "application/json", strings.NewReader(`{"latency_ms":600000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	until("a request held by the intake", func(st fakeintake.Stats) bool { return st.DelaysInFlight > 0 })
+
+	start := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := d.wait()
+	took := time.Since(start)
+	if code != 0 {
+		t.Errorf("exit status %d, want 0 (handing back is a clean exit)\nstderr:\n%s", code, d.stderr)
+	}
+	// The drain ends by its deadline; printing and exiting take moments.
+	if took > drain+500*time.Millisecond {
+		t.Errorf("the demo took %s to stop, drain_timeout is %s\nstdout:\n%s", took.Round(time.Millisecond), drain, d.stdout())
+	}
+	if out := d.stdout(); !strings.Contains(out, "firehose records in") {
+		t.Errorf("nothing was handed back: the intake did not hold the drain\n%s", out)
+	}
+}

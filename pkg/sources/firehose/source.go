@@ -56,9 +56,11 @@ type Source struct {
 	statuses map[int]*telemetry.Counter
 	ackLat   *telemetry.Histogram
 	dupes    *telemetry.Counter
-	handBack *telemetry.Counter // requests answered 503 because their records were handed back
-	timedOut *telemetry.Counter // requests answered 503: not delivered within ack_timeout
-	failed   *telemetry.Counter // requests answered 500: a record neither delivered nor dead-lettered
+	handBack *telemetry.Counter // requests handed back: answered 503, or their client gone
+	// handBackGone: those of handBack whose client had gone (no answer).
+	handBackGone *telemetry.Counter
+	timedOut     *telemetry.Counter // requests answered 503: not delivered within ack_timeout
+	failed       *telemetry.Counter // requests answered 500: a record neither delivered nor dead-lettered
 	// records of a retry not sent again: an earlier attempt of the same
 	// request id delivered them before it failed
 	notResent *telemetry.Counter
@@ -71,8 +73,12 @@ type Source struct {
 	fleet       *claim.Requests
 	fleetCounts fleetCounts
 
-	mu        sync.Mutex
-	inflight  map[string]*ack.Tracker
+	mu       sync.Mutex
+	inflight map[string]*ack.Tracker
+	// retries counts, per request in flight, its retries waiting for it
+	// and whether one of them was answered its hand-back: a request whose
+	// own client is gone is counted handed back only when none was.
+	retries   map[*ack.Tracker]*waitingRetries
 	delivered *recent.Memory[struct{}] // delivered request ids
 	// partial holds, by request id, the batches a failed attempt delivered
 	// (or dead-lettered) before it failed: Firehose retries the request
@@ -112,12 +118,13 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 	}
 	s := &Source{
 		cfg: cfg, out: out, ready: ready, log: log,
-		now:      time.Now,
-		requests: metrics.Stage("ingest"),
-		statuses: map[int]*telemetry.Counter{},
-		ackLat:   metrics.Histogram("firehose.ack_latency", "Time from a Firehose request's arrival to its acknowledgement (200), for the requests admitted."),
-		dupes:    metrics.Counter("firehose.duplicate_requests", "Firehose retries of a request in flight or delivered recently, not sent twice."),
-		handBack: metrics.Counter("firehose.requests_handed_back", "Admitted Firehose requests answered 503 at shutdown: their records were handed back."),
+		now:          time.Now,
+		requests:     metrics.Stage("ingest"),
+		statuses:     map[int]*telemetry.Counter{},
+		ackLat:       metrics.Histogram("firehose.ack_latency", "Time from a Firehose request's arrival to its acknowledgement (200), for the requests admitted."),
+		dupes:        metrics.Counter("firehose.duplicate_requests", "Firehose retries of a request in flight or delivered recently, not sent twice."),
+		handBack:     metrics.Counter("firehose.requests_handed_back", "Admitted Firehose requests answered 503 at shutdown, or whose client had gone when they were: their records were handed back."),
+		handBackGone: metrics.Counter("firehose.requests_handed_back_unanswered", "Admitted Firehose requests handed back at shutdown after their client had gone (given up waiting): no answer was sent; counted in requests_handed_back too."),
 		timedOut: metrics.Counter("firehose.requests_timed_out",
 			"Firehose requests admitted (or retries waiting for an attempt in flight) answered 503 because their records were not delivered within ack_timeout; Firehose retries them."),
 		failed: metrics.Counter("firehose.requests_failed",
@@ -127,6 +134,7 @@ func New(cfg Config, out Emitter, ready func() error, log *slog.Logger, metrics 
 		handBackDelivered: metrics.Counter("firehose.handed_back_records_delivered",
 			"Records of handed-back Firehose requests that were already delivered or dead-lettered at shutdown: Firehose's retry, after a restart, sends them again."),
 		inflight: map[string]*ack.Tracker{},
+		retries:  map[*ack.Tracker]*waitingRetries{},
 		// Not bounded in number: a request id forgotten early is a
 		// duplicate delivery, and ids come at the rate of requests (a
 		// Firehose request carries thousands of events).
@@ -573,7 +581,13 @@ func (s *Source) unreserve(n int64) {
 func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr *ack.Tracker, start time.Time, fc *claim.Claim, unread bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
 	defer cancel()
+	if unread {
+		s.retryWaits(tr, +1, false)
+	}
 	err := tr.Wait(ctx)
+	if unread {
+		s.retryWaits(tr, -1, errors.Is(err, ack.ErrHandedBack))
+	}
 	if unread {
 		s.boundUnread(w, r) // from now: the bound set on arrival passed during the wait
 	}
@@ -594,10 +608,59 @@ func (s *Source) await(w http.ResponseWriter, r *http.Request, reqID string, tr 
 		s.reply(w, http.StatusServiceUnavailable, reqID, fmt.Sprintf("records not yet delivered after %s; retry", s.cfg.AckTimeout))
 	case errors.Is(err, context.Canceled):
 		// The client went away; Firehose will retry with the same id.
+		// Should the records be handed back at shutdown, the request is
+		// handed back all the same: counted then, unless a retry waiting
+		// for it was answered so (and counted). Uncounted, the summary
+		// said "200 firehose records in 0 requests" of four requests whose
+		// client had given up.
+		if !unread {
+			tr.OnComplete(func(err error) {
+				if errors.Is(err, ack.ErrHandedBack) && !s.retryAnswered(tr) {
+					s.handBack.Inc()
+					s.handBackGone.Inc()
+				}
+			})
+		}
 	default:
 		s.failed.Inc()
 		s.reply(w, http.StatusInternalServerError, reqID, "delivery failed: "+err.Error())
 	}
+}
+
+// waitingRetries is what the retries of one request in flight did.
+type waitingRetries struct {
+	waiting  int
+	answered bool // a retry was answered the hand-back
+}
+
+// retryWaits counts a retry of tr starting (+1) or ending (-1) its wait,
+// and whether it ended with the hand-back.
+func (s *Source) retryWaits(tr *ack.Tracker, delta int, handedBack bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.retries[tr]
+	if st == nil {
+		if delta < 0 {
+			return // the request completed and forgot them
+		}
+		st = &waitingRetries{}
+		s.retries[tr] = st
+	}
+	st.waiting += delta
+	st.answered = st.answered || handedBack
+	if st.waiting == 0 && !st.answered {
+		delete(s.retries, tr)
+	}
+}
+
+// retryAnswered reports, as tr completes, whether a retry waiting for it
+// answers (or answered) its hand-back, and forgets tr's retries.
+func (s *Source) retryAnswered(tr *ack.Tracker) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.retries[tr]
+	delete(s.retries, tr)
+	return st != nil && (st.waiting > 0 || st.answered)
 }
 
 // readBody reads the body as it arrives, through its Content-Encoding, and

@@ -88,6 +88,12 @@ type Source struct {
 	// back or delete them fit in it too.
 	stopMu  sync.Mutex
 	stopCtx context.Context
+	// calls bounds every call that settles messages: it ends with Stop's
+	// context, the calls begun before Stop included (a delete under way
+	// when SQS stopped answering held Stop, and the whole shutdown, to
+	// its deadline: the call had 30 s of its own).
+	calls   context.Context
+	endCall context.CancelFunc
 
 	received *telemetry.Counter
 	deleted  *telemetry.Counter
@@ -113,6 +119,9 @@ type Source struct {
 	// Objects delivered of messages handed back at shutdown: the message
 	// comes back whole to the next process, which reads them again.
 	handBackDone *telemetry.Counter
+	// handBackStuck counts the messages handed back that SQS could not
+	// be told to show again: the summary must not call them visible.
+	handBackStuck *telemetry.Counter
 }
 
 // New returns a source. raw receives CloudWatch and Firehose payloads for
@@ -128,8 +137,10 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 	if metrics == nil {
 		metrics = telemetry.NewRegistry()
 	}
+	calls, endCalls := context.WithCancel(context.Background())
 	return &Source{
 		cfg: cfg, sqs: q, objects: objects, raw: raw, decoded: decoded, log: log,
+		calls: calls, endCall: endCalls,
 		slots:          semaphore.NewWeighted(int64(cfg.MaxConcurrentMessages)),
 		received:       metrics.Counter("sqs.messages_received", "SQS messages received (a redelivered message again)."),
 		deleted:        metrics.Counter("sqs.messages_deleted", "SQS messages deleted: their content delivered or dead-lettered."),
@@ -148,6 +159,7 @@ func New(cfg Config, q API, objects s3obj.Getter, raw, decoded Emitter, log *slo
 		dups:           metrics.Counter("sqs.duplicate_messages", "Copies of SQS messages in flight or delivered recently, not processed twice."),
 		latency:        metrics.Histogram("sqs.message_latency", "Time from receiving an SQS message to its content being delivered or dead-lettered."),
 		deletesPending: metrics.Gauge("sqs.deletes_pending", "SQS messages delivered (or dead-lettered) whose delete is queued or under way; at exit, those left are delivered again when SQS gives them out again."),
+		handBackStuck:  metrics.Counter("sqs.handed_back_not_visible", "SQS messages handed back at shutdown that could not be made visible again (SQS did not answer in time): they come back only when their visibility timeout ends."),
 		handBackDone:   metrics.Counter("sqs.handed_back_objects_delivered", "S3 objects delivered (or dead-lettered) of SQS messages handed back at shutdown: the message comes back whole, and the process that takes it delivers them again."),
 		notDeleted:     metrics.Counter("sqs.messages_not_deleted", "SQS messages delivered (or dead-lettered) whose delete failed for good (SQS errors, the receipt handle expired, the shutdown deadline): SQS gives them out again and their content is delivered again."),
 	}, nil
@@ -252,6 +264,7 @@ func (s *Source) Stop(ctx context.Context) error {
 		s.stopMu.Lock()
 		s.stopCtx = ctx
 		s.stopMu.Unlock()
+		context.AfterFunc(ctx, s.endCall)
 		s.pollCancel()
 		s.receivers.Wait()
 		done := make(chan struct{})
@@ -284,6 +297,13 @@ func (s *Source) Stop(ctx context.Context) error {
 	})
 	return s.stopErr
 }
+
+// Settled is closed, once Stop was called, when no message is being worked
+// on any more: everything the source admitted was delivered (or
+// dead-lettered) or given back. Stop may still be deleting the delivered
+// ones; those deletes concern nothing the stages hold, so a drain need
+// not wait for them. Nil before Start.
+func (s *Source) Settled() <-chan struct{} { return s.idle }
 
 // receive long-polls one queue while there is room for more messages.
 func (s *Source) receive(ctx context.Context, q *queue) {
@@ -343,7 +363,7 @@ func (s *Source) receive(ctx context.Context, q *queue) {
 				// made visible again at once, for another worker, rather
 				// than started now.
 				s.handBack.Inc()
-				s.release(q, q.settle(w, false), 0, s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId)))
+				s.handBackStuck.Add(s.release(q, q.settle(w, false), 0, s.log.With("queue", q.url, "message_id", aws.ToString(m.MessageId))))
 				s.slots.Release(1)
 			default:
 				s.handlers.Add(1)
@@ -519,7 +539,7 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 		// process: the next one delivers it again.
 		s.handBack.Inc()
 		s.handBackDone.Add(int64(w.done.count()))
-		s.release(q, handles, 0, log)
+		s.handBackStuck.Add(s.release(q, handles, 0, log))
 	default:
 		// Counted once per message: it comes back until its redrive
 		// policy takes it, and each receive is not another message.
@@ -540,10 +560,12 @@ func (s *Source) handle(q *queue, m types.Message, w *work) {
 	}
 }
 
-// release makes a message visible again after delay.
-func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) {
+// release makes a message visible again after delay. It returns 1 when
+// it could not (no copy of the message was released), 0 otherwise.
+func (s *Source) release(q *queue, handles []string, delay time.Duration, log *slog.Logger) int64 {
 	ctx, cancel := s.apiContext(10 * time.Second)
 	defer cancel()
+	failed := 0
 	for _, h := range handles {
 		_, err := s.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(q.url), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(delay / time.Second),
@@ -551,8 +573,13 @@ func (s *Source) release(q *queue, handles []string, delay time.Duration, log *s
 		if err != nil {
 			s.apiErrs.Inc()
 			log.Warn("could not change the message's visibility; it returns when its visibility timeout ends", "error", err)
+			failed++
 		}
 	}
+	if len(handles) > 0 && failed == len(handles) {
+		return 1
+	}
+	return 0
 }
 
 // process ingests what a message carries and waits until it was delivered.
@@ -991,15 +1018,9 @@ func (s *Source) extend(q *queue, vt time.Duration) {
 }
 
 // apiContext bounds an SQS call that settles messages: by d, and once Stop
-// was called, by Stop's context as well.
+// was called, by Stop's context as well, whenever the call began.
 func (s *Source) apiContext(d time.Duration) (context.Context, context.CancelFunc) {
-	s.stopMu.Lock()
-	base := s.stopCtx
-	s.stopMu.Unlock()
-	if base == nil {
-		base = context.Background()
-	}
-	return context.WithTimeout(base, d)
+	return context.WithTimeout(s.calls, d)
 }
 
 // The pacing of failed receives (reset by a success) and of the retries of
