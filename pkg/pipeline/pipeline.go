@@ -604,34 +604,7 @@ type settler interface {
 
 // waitSettled is waitAll for parts that may settle before they finish: a
 // settled part is left to finish (waitAll takes its result later).
-func waitSettled(ctx context.Context, ps []pending) []error {
-	var errs []error
-	for i := range ps {
-		if ps[i].done == nil {
-			continue
-		}
-		var err error
-		select {
-		case err = <-ps[i].done:
-		case <-ps[i].settled:
-			continue
-		case <-ctx.Done():
-			select {
-			case err = <-ps[i].done: // finished at the same moment
-			case <-ps[i].settled:
-				continue
-			default:
-				errs = append(errs, &stillRunningError{name: ps[i].name, err: ctx.Err()})
-				continue
-			}
-		}
-		ps[i].done = nil
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ps[i].name, err))
-		}
-	}
-	return errs
-}
+func waitSettled(ctx context.Context, ps []pending) []error { return wait(ctx, ps, true) }
 
 func async(name string, f func() error) pending {
 	p := pending{name: name, done: make(chan error, 1)}
@@ -642,18 +615,30 @@ func async(name string, f func() error) pending {
 // waitAll waits for every part within ctx and returns their errors, and
 // one for each part still running when ctx ended. A part's result is
 // taken once: waiting again later gets only the parts not yet reported.
-func waitAll(ctx context.Context, ps []pending) []error {
+func waitAll(ctx context.Context, ps []pending) []error { return wait(ctx, ps, false) }
+
+// wait is waitAll, and waitSettled when untilSettled: a part's settled
+// channel ends its wait only then (a nil channel never does).
+func wait(ctx context.Context, ps []pending, untilSettled bool) []error {
 	var errs []error
 	for i := range ps {
 		if ps[i].done == nil {
 			continue
 		}
+		var settled <-chan struct{}
+		if untilSettled {
+			settled = ps[i].settled
+		}
 		var err error
 		select {
 		case err = <-ps[i].done:
+		case <-settled:
+			continue
 		case <-ctx.Done():
 			select {
 			case err = <-ps[i].done: // finished at the same moment
+			case <-settled:
+				continue
 			default:
 				errs = append(errs, &stillRunningError{name: ps[i].name, err: ctx.Err()})
 				continue

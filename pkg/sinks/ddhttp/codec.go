@@ -105,6 +105,32 @@ func (c *Codec) Encode(ctx context.Context, src []byte) (body []byte, buf *Buf, 
 	if c.kind == None {
 		return src, nil, nil
 	}
+	return c.encode(ctx, [][]byte{src})
+}
+
+// EncodeSegs is Encode of the concatenation of segs, n bytes in all. gzip
+// and deflate take the pieces in turn, so the body is never built whole;
+// none and zstd, which need it whole, have it built in a pooled buffer.
+func (c *Codec) EncodeSegs(ctx context.Context, segs [][]byte, n int) (body []byte, buf *Buf, err error) {
+	if c.kind == Gzip || c.kind == Deflate {
+		return c.encode(ctx, segs)
+	}
+	whole := c.Buf()
+	whole.B = slices.Grow(whole.B[:0], n)
+	for _, s := range segs {
+		whole.B = append(whole.B, s...)
+	}
+	if c.kind == None {
+		return whole.B, whole, nil
+	}
+	body, buf, err = c.encode(ctx, [][]byte{whole.B})
+	c.Free(whole)
+	return body, buf, err
+}
+
+// encode compresses the concatenation of segs (zstd: one piece) into a
+// pooled buffer, in one of the codec's slots.
+func (c *Codec) encode(ctx context.Context, segs [][]byte) (body []byte, buf *Buf, err error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -114,48 +140,12 @@ func (c *Codec) Encode(ctx context.Context, src []byte) (body []byte, buf *Buf, 
 	buf = c.Buf()
 	switch c.kind {
 	case Zstd:
-		buf.B = c.zs.EncodeAll(src, buf.B[:0])
+		buf.B = c.zs.EncodeAll(segs[0], buf.B[:0])
 	case Gzip:
-		w := c.gz.Get().(*gzip.Writer)
-		buf.B = compress(w, buf.B[:0], src)
-		c.gz.Put(w)
-	case Deflate:
-		w := c.zl.Get().(*zlib.Writer)
-		buf.B = compress(w, buf.B[:0], src)
-		c.zl.Put(w)
-	}
-	return buf.B, buf, nil
-}
-
-// EncodeSegs is Encode of the concatenation of segs, n bytes in all. gzip
-// and deflate take the pieces in turn, so the body is never built whole;
-// none and zstd, which need it whole, have it built in a pooled buffer.
-func (c *Codec) EncodeSegs(ctx context.Context, segs [][]byte, n int) (body []byte, buf *Buf, err error) {
-	if c.kind != Gzip && c.kind != Deflate {
-		whole := c.Buf()
-		whole.B = slices.Grow(whole.B[:0], n)
-		for _, s := range segs {
-			whole.B = append(whole.B, s...)
-		}
-		if c.kind == None {
-			return whole.B, whole, nil
-		}
-		body, buf, err = c.Encode(ctx, whole.B)
-		c.Free(whole)
-		return body, buf, err
-	}
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-	defer func() { <-c.sem }()
-	buf = c.Buf()
-	if c.kind == Gzip {
 		w := c.gz.Get().(*gzip.Writer)
 		buf.B = compress(w, buf.B[:0], segs...)
 		c.gz.Put(w)
-	} else {
+	case Deflate:
 		w := c.zl.Get().(*zlib.Writer)
 		buf.B = compress(w, buf.B[:0], segs...)
 		c.zl.Put(w)
