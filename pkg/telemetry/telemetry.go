@@ -264,7 +264,7 @@ var stageFamilies = []struct {
 	{"records_out", "Records (or metric points) the stage emitted downstream.", KindCounter, func(s *StageStats) any { return &s.RecordsOut }},
 	{"dead_lettered", "Records the stage dead-lettered, counted once the archive wrote them.", KindCounter, func(s *StageStats) any { return &s.Dead }},
 	{"dropped", "Records the stage dropped on purpose (CloudWatch control messages).", KindCounter, func(s *StageStats) any { return &s.Dropped }},
-	{"errors", "Handler errors; every retry counts.", KindCounter, func(s *StageStats) any { return &s.Errors }},
+	{"errors", "Handler errors; every retry counts. The first failure of a stage is logged (a warning, with the error), then at most one every 10s.", KindCounter, func(s *StageStats) any { return &s.Errors }},
 	{"in_flight", "Batches the stage is handling now.", KindGauge, func(s *StageStats) any { return &s.InFlight }},
 	{"queue_depth", "Batches published to the stage and not yet being handled (on a broker, its consumer group's backlog); absent while unknown.", KindGauge, func(s *StageStats) any { return &s.QueueDepth }},
 	{"handed_back", "Records given back unacknowledged at shutdown, for their sender to send again.", KindCounter, func(s *StageStats) any { return &s.HandedBack }},

@@ -21,6 +21,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"golang.org/x/time/rate"
 
 	"github.com/gwpipe/gwpipe/pkg/record"
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
@@ -181,7 +182,15 @@ type consumer struct {
 	out     *output // where the stage's own results go
 	// latency is the time of each handling attempt.
 	latency *telemetry.Histogram
+	// failures paces the warning of a failed attempt: a stage that keeps
+	// failing (an archive that cannot be written, an intake down) says so
+	// in the log, once per failureLogEvery, instead of retrying in
+	// silence; stage.errors counts every attempt.
+	failures rate.Sometimes
 }
+
+// failureLogEvery is how often a stage that keeps failing says so.
+const failureLogEvery = 10 * time.Second
 
 // Runtime mounts stages on one Watermill router.
 type Runtime struct {
@@ -257,7 +266,8 @@ func (r *Runtime) Add(st Stage) error {
 	}
 	out := &output{r: r, name: st.Name, stats: r.metrics.Stage(st.Name), topic: st.Output}
 	c := &consumer{stage: st.Name, topic: st.Input, slots: make(chan struct{}, n), queued: &out.stats.QueueDepth, handler: st.Handler, out: out,
-		latency: r.metrics.Histogram("runtime.handle_latency", "Time a stage took to handle one batch, every attempt (a delivery stage: until the intake accepted it).", telemetry.L(telemetry.StageLabel, st.Name))}
+		failures: rate.Sometimes{First: 1, Interval: failureLogEvery},
+		latency:  r.metrics.Histogram("runtime.handle_latency", "Time a stage took to handle one batch, every attempt (a delivery stage: until the intake accepted it).", telemetry.L(telemetry.StageLabel, st.Name))}
 	if r.tr.InProcess() {
 		c.queued.Set(0) // known exactly from here on
 	} else if _, ok := r.tr.(DeadLetterBacklogger); ok {
@@ -306,6 +316,12 @@ func (r *Runtime) Add(st Stage) error {
 				keepRest(msg, rest)
 			}
 			stats.Errors.Inc()
+			if !r.handingBack() {
+				c.failures.Do(func() {
+					r.log.Warn("stage failed a batch: it is tried again, then dead-lettered or handed back (further failures of this stage are logged at most every 10s; stage.errors counts them all)",
+						"stage", st.Name, "batch", b.ID, "records", b.Len(), "permanent", IsPermanent(err), "error", err)
+				})
+			}
 			return fmt.Errorf("stage %s: %w", st.Name, err)
 		}
 		return nil

@@ -3,6 +3,8 @@ package stage
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -15,6 +17,7 @@ import (
 	"github.com/gwpipe/gwpipe/pkg/runtime/ack"
 	"github.com/gwpipe/gwpipe/pkg/runtime/stage/stagetest"
 	"github.com/gwpipe/gwpipe/pkg/telemetry"
+	"github.com/gwpipe/gwpipe/pkg/testkit/syncbuf"
 )
 
 // sink is a terminal stage that keeps what reaches it.
@@ -202,4 +205,34 @@ func TestEmitToTopicWithoutConsumerIsRefused(t *testing.T) {
 	err := rt.Source("ingest", "nowhere").Emit(context.Background(), batchOf(1, nil))
 	require.Error(t, err)
 	assert.True(t, IsPermanent(err))
+}
+
+// TestAStageThatKeepsFailingSaysSo: a stage failing attempt after attempt
+// (an archive that cannot be written) retried in silence; the first
+// failure is logged, with the stage and the error, and the rest within
+// failureLogEvery are only counted, so the log is not flooded.
+func TestAStageThatKeepsFailingSaysSo(t *testing.T) {
+	t.Parallel()
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := telemetry.NewRegistry()
+	rt, err := New(Config{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, MaxRetries: 10}, NewMemory(nil), log, reg)
+	require.NoError(t, err)
+	var calls atomic.Int32
+	require.NoError(t, rt.Add(Stage{Name: "archive", Input: "raw", Handler: HandlerFunc(func(context.Context, *record.Batch, Output) error {
+		if calls.Add(1) <= 4 {
+			return errors.New("open dlq/part-1: read-only file system")
+		}
+		return nil
+	})}))
+	require.NoError(t, rt.Add(Stage{Name: "dlq", Input: "dlq", Handler: &sink{}}))
+	start(t, rt)
+
+	require.NoError(t, emitAndWait(t, rt, "ingest", "raw", 2))
+	assert.Equal(t, int32(5), calls.Load())
+	out := logs.String()
+	assert.Equal(t, 1, strings.Count(out, "stage failed a batch"), out)
+	assert.Contains(t, out, "stage=archive")
+	assert.Contains(t, out, "read-only file system")
+	assert.Equal(t, int64(4), reg.Snapshot().Value("stage.errors", "archive"))
 }
