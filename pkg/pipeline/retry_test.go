@@ -24,13 +24,6 @@ import (
 // request whole, with the same request id: the retry must send only what
 // the failed attempt did not deliver, or those logs reach Datadog twice.
 func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
-	h := start(t, func(c *config.Config) {
-		c.Sources.Firehose.AckTimeout = 300 * time.Millisecond
-		c.Sources.Firehose.RecordsPerBatch = 1
-		c.Pipeline.Runtime.MaxInFlight = 1
-	})
-	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 500}))
-
 	// More batches than the stages hold (deliver-logs holds 64).
 	const records, perRecord = 120, 2
 	var datas [][]byte
@@ -43,25 +36,7 @@ func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
 		ids = append(ids, rec...)
 		datas = append(datas, gz(envelope(rec...)))
 	}
-	body := recordsBody("partly", datas...)
-
-	status, _ := firehoseRequest(t, h.url, "partly", body, nil)
-	require.Equal(t, http.StatusServiceUnavailable, status, "not delivered within ack_timeout")
-	ingest := func(figure string) int64 { return h.p.Status().snap.Value("stage."+figure, StageIngest) }
-	require.Positive(t, ingest("errors"), "the request failed while its records were being published")
-	require.Less(t, ingest("records_out"), int64(records), "part of the request was published")
-
-	h.intake.ClearFailure()
-	// Firehose retries until it gets 200.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		status, _ = firehoseRequest(t, h.url, "partly", body, nil)
-		if status == http.StatusOK {
-			break
-		}
-		require.NoError(t, ctx.Err(), "the retry is never acknowledged (last %d)", status)
-	}
+	h, ingest := retriedAfterPartlyPublished(t, datas)
 
 	seen := map[string]int{}
 	for _, l := range h.intake.Logs() {
@@ -78,6 +53,66 @@ func TestRetryOfPartlyPublishedRequestSendsOnlyTheRest(t *testing.T) {
 	assert.Contains(t, sum.String(), fmt.Sprintf("(and %d of retries not sent again: delivered or dead-lettered by an earlier attempt)", notResent),
 		"the summary's records-in line says why it is short of what Firehose sent")
 	assert.Equal(t, int64(records), ingest("records_out"), "each record published once, over the attempts")
+}
+
+// retriedAfterPartlyPublished sends datas as one Firehose request while
+// the intake fails, so that it fails after part of it was published, then
+// sends it again, with the same request id, as Firehose does, until it is
+// answered 200. ingest reads a figure of the ingest stage.
+func retriedAfterPartlyPublished(t *testing.T, datas [][]byte) (h *harness, ingest func(figure string) int64) {
+	t.Helper()
+	h = start(t, func(c *config.Config) {
+		c.Sources.Firehose.AckTimeout = 300 * time.Millisecond
+		c.Sources.Firehose.RecordsPerBatch = 1
+		c.Pipeline.Runtime.MaxInFlight = 1
+	})
+	require.NoError(t, h.intake.SetFailure(fakeintake.Failure{Status: 500}))
+	body := recordsBody("partly", datas...)
+
+	status, _ := firehoseRequest(t, h.url, "partly", body, nil)
+	require.Equal(t, http.StatusServiceUnavailable, status, "not delivered within ack_timeout")
+	ingest = func(figure string) int64 { return h.p.Status().snap.Value("stage."+figure, StageIngest) }
+	require.Positive(t, ingest("errors"), "the request failed while its records were being published")
+	require.Less(t, ingest("records_out"), int64(len(datas)), "part of the request was published")
+
+	h.intake.ClearFailure()
+	// Firehose retries until it gets 200.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		status, _ = firehoseRequest(t, h.url, "partly", body, nil)
+		if status == http.StatusOK {
+			return h, ingest
+		}
+		require.NoError(t, ctx.Err(), "the retry is never acknowledged (last %d)", status)
+	}
+}
+
+// TestMetricStreamPointsOnceThroughFirehoseRetries: the same with
+// metric-stream records, one stage's point each: every point reaches the
+// intake exactly once (the records delivered before are not sent again).
+func TestMetricStreamPointsOnceThroughFirehoseRetries(t *testing.T) {
+	ts := time.Now().Add(-3 * time.Minute).Truncate(time.Minute)
+	const records = 120
+	var datas [][]byte
+	for r := range records {
+		datas = append(datas, []byte(fmt.Sprintf(`{"metric_stream_name":"s","account_id":"123456789012","region":"us-east-1","namespace":"AWS/ApiGateway","metric_name":"Count","dimensions":{"ApiName":"petstore","Stage":"s%03d"},"timestamp":%d,"value":{"max":1,"min":1,"sum":%d,"count":%d},"unit":"Count"}`, r, ts.UnixMilli(), r+1, r+1)))
+	}
+	h, _ := retriedAfterPartlyPublished(t, datas)
+	seen := map[string]int{}
+	for _, p := range h.intake.Series() {
+		seen[fmt.Sprint(p.Tags)]++
+	}
+	twice := map[string]int{}
+	for k, v := range seen {
+		if v != 1 {
+			twice[k] = v
+		}
+	}
+	assert.Len(t, seen, records, "one series per stage")
+	assert.Empty(t, twice, "series points delivered more than once, by tags")
+	assert.Positive(t, h.p.Status().Counters["firehose.records_not_resent"], "the retry left out what the failed attempt delivered")
+	h.shutdown(t)
 }
 
 // The summary's firehose line names each outcome of a request on its own:
