@@ -556,12 +556,7 @@ func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing
 	a := startAWS(t)
 	ctx := context.Background()
 	q, _ := a.queue(t, "stuck")
-	a.bucket(t, "objs")
-	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
-	require.NoError(t, err)
-	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
-	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
-	require.NoError(t, err)
+	a.notifiedObject(t, q)
 	s3p := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") }, 0)
 	t.Setenv("AWS_ENDPOINT_URL", s3p.URL)
 	_, base := fakeintake.NewTestServer(t, fakeintake.Config{APIKeys: []string{intakeKey}})
@@ -569,7 +564,7 @@ func TestSQSMessageStuckAtShutdownIsMadeVisibleAgainWithinTheDeadline(t *testing
 	<-s3p.held
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
 	defer scancel()
-	err = p.Shutdown(sctx)
+	err := p.Shutdown(sctx)
 	require.NoError(t, sctx.Err(), "the shutdown ended within its time")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "sqs source: messages still being worked on at shutdown (they will be redelivered)")
@@ -659,12 +654,7 @@ func TestSQSHandedBackThatSQSWouldNotShowIsNotCalledVisible(t *testing.T) {
 	a := startAWS(t)
 	ctx := context.Background()
 	q, _ := a.queue(t, "unanswered")
-	a.bucket(t, "objs")
-	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
-	require.NoError(t, err)
-	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
-	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
-	require.NoError(t, err)
+	a.notifiedObject(t, q)
 	held := newHeldProxy(t, a.moto.Endpoint, func(r *http.Request) bool {
 		return strings.HasSuffix(r.URL.Path, "/objs/fh/b.gz") || r.Header.Get("X-Amz-Target") == "AmazonSQS.ChangeMessageVisibility"
 	}, 0)
@@ -688,4 +678,17 @@ func TestSQSHandedBackThatSQSWouldNotShowIsNotCalledVisible(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "0", out.Attributes["ApproximateNumberOfMessages"], "not visible, as the summary says")
 	assert.Equal(t, "1", out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+}
+
+// notifiedObject puts objs/fh/b.gz (events b1 and b2) in moto's S3 and
+// sends its S3 notification to queue q.
+func (a *awsEnv) notifiedObject(t *testing.T, q string) {
+	t.Helper()
+	ctx := context.Background()
+	a.bucket(t, "objs")
+	_, err := a.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("objs"), Key: aws.String("fh/b.gz"), Body: bytes.NewReader(gz(accessEnvelope("b1", "b2")))})
+	require.NoError(t, err)
+	record := `{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"` + s3objtest.Region + `","eventTime":"2026-12-03T19:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"objs"},"object":{"key":"fh/b.gz","size":1,"eTag":"e","sequencer":"02"}}}`
+	_, err = a.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(`{"Records":[` + record + `]}`)})
+	require.NoError(t, err)
 }

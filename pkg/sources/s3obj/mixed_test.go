@@ -160,14 +160,7 @@ func TestMetricStreamDatumsInAnObject(t *testing.T) {
 // frames, binary, read frame by frame.
 func TestMetricStreamFramesObject(t *testing.T) {
 	t.Parallel()
-	var frames []byte
-	for i := range 3 {
-		var d corpus.Datum
-		require.NoError(t, jsonUnmarshal(datum(fmt.Sprint("s", i), i+1), &d))
-		b, err := proto.Marshal(corpus.ExportRequest([]corpus.Datum{d}))
-		require.NoError(t, err)
-		frames = protowire.AppendBytes(frames, b)
-	}
+	frames := otelFrames(t, 3)
 	corrupt := protowire.AppendBytes(nil, []byte{0x0a, 0x05, 0x01})
 	data := corpus.Gzip(concat(frames, corrupt))
 
@@ -199,14 +192,7 @@ func TestMetricStreamFramesObject(t *testing.T) {
 // with one was dead-lettered as binary (0 of 3).
 func TestEmptyFramesInAMetricStreamObject(t *testing.T) {
 	t.Parallel()
-	var frames []byte
-	for i := range 3 {
-		var d corpus.Datum
-		require.NoError(t, jsonUnmarshal(datum(fmt.Sprint("s", i), i+1), &d))
-		b, err := proto.Marshal(corpus.ExportRequest([]corpus.Datum{d}))
-		require.NoError(t, err)
-		frames = protowire.AppendBytes(frames, b)
-	}
+	frames := otelFrames(t, 3)
 	for name, c := range map[string]struct {
 		data   []byte
 		points int
@@ -427,4 +413,19 @@ func TestDeadLetteredBytesReplay(t *testing.T) {
 	out := readObject(t, data, Object{URL: "dlq.jsonl", Replay: true}, Config{})
 	assert.Equal(t, []string{"first", "second", "a line"}, messages(out.events))
 	assert.Empty(t, out.dead)
+}
+
+// otelFrames is a metric stream's OpenTelemetry output of n datums, one
+// length-delimited frame each (streams s0, s1, …).
+func otelFrames(t *testing.T, n int) []byte {
+	t.Helper()
+	var frames []byte
+	for i := range n {
+		var d corpus.Datum
+		require.NoError(t, jsonUnmarshal(datum(fmt.Sprint("s", i), i+1), &d))
+		b, err := proto.Marshal(corpus.ExportRequest([]corpus.Datum{d}))
+		require.NoError(t, err)
+		frames = protowire.AppendBytes(frames, b)
+	}
+	return frames
 }
