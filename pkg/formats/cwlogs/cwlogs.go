@@ -61,33 +61,11 @@ func Gunzip(dst, src []byte, limit int) ([]byte, error) {
 func gunzipMembers(dst, in []byte, limit int) ([]byte, error) {
 	zr := readers.Get().(*gzip.Reader)
 	defer readers.Put(zr)
-	r := bytes.NewReader(in)
-	if err := zr.Reset(r); err != nil {
+	var m Members
+	if err := m.Reset(zr, bytes.NewReader(in)); err != nil {
 		return nil, fmt.Errorf("gzip header: %w", err)
 	}
-	for {
-		// One member at a time: r is left just after it.
-		zr.Multistream(false)
-		var err error
-		if dst, err = readAllLimit(dst, zr, limit); err != nil {
-			return nil, err
-		}
-		for r.Len() > 0 {
-			if c, _ := r.ReadByte(); c != '\n' && c != '\r' {
-				_ = r.UnreadByte()
-				break
-			}
-		}
-		if r.Len() == 0 {
-			return dst, nil
-		}
-		if err := zr.Reset(r); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("truncated gzip: %w", io.ErrUnexpectedEOF)
-			}
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-	}
+	return readAllLimit(dst, &m, limit)
 }
 
 func readAllLimit(dst []byte, r io.Reader, limit int) ([]byte, error) {

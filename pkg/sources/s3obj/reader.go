@@ -383,67 +383,6 @@ var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
-// gzipMembers reads the gzip members of br one after the other, as a
-// multistream gzip reader does, also when line ends separate them: an S3
-// destination's "new line delimiter" (the AppendDelimiterToRecord
-// processor) writes "\n" after each record, and the records of CloudWatch
-// Logs are gzip members (docs/wire-formats.md#cloudwatch-framings). What
-// follows a member is otherwise another member, or the end.
-type gzipMembers struct {
-	br   *bufio.Reader
-	zr   *gzip.Reader
-	done bool
-}
-
-func newGzipMembers(br *bufio.Reader) (*gzipMembers, error) {
-	zr, err := gzip.NewReader(br)
-	if err != nil {
-		return nil, err
-	}
-	zr.Multistream(false)
-	return &gzipMembers{br: br, zr: zr}, nil
-}
-
-func (g *gzipMembers) Read(p []byte) (int, error) {
-	for {
-		if g.done {
-			return 0, io.EOF
-		}
-		n, err := g.zr.Read(p)
-		if err != io.EOF {
-			return n, err
-		}
-		// The member ended (its checksum verified): skip line ends, then
-		// read the next member's header, or end.
-		for {
-			c, err := g.br.ReadByte()
-			if err == io.EOF {
-				g.done = true
-				break
-			}
-			if err != nil {
-				return n, err
-			}
-			if c != '\n' && c != '\r' {
-				_ = g.br.UnreadByte()
-				break
-			}
-		}
-		if !g.done {
-			if err := g.zr.Reset(g.br); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return n, err
-			}
-			g.zr.Multistream(false)
-		}
-		if n > 0 {
-			return n, nil
-		}
-	}
-}
-
 // maxLayers bounds nested compression (an object compressed by S3's
 // destination setting around records gzipped by CloudWatch).
 const maxLayers = 3
@@ -458,11 +397,12 @@ func (r *Reader) open() error {
 		var next io.Reader
 		switch {
 		case bytes.HasPrefix(head, gzipMagic):
-			zr, err := newGzipMembers(br)
+			zr := new(cwlogs.Members)
+			err := zr.Reset(new(gzip.Reader), br)
 			if err != nil {
 				return fmt.Errorf("gzip header: %w", err)
 			}
-			r.closers = append(r.closers, func() { _ = zr.zr.Close() })
+			r.closers = append(r.closers, func() { _ = zr.Reader().Close() })
 			next, comp = zr, comp+"+gzip"
 		case bytes.HasPrefix(head, zstdMagic):
 			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
