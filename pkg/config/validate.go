@@ -12,6 +12,7 @@ import (
 
 	"github.com/gwpipe/gwpipe/pkg/config/check"
 	"github.com/gwpipe/gwpipe/pkg/redact"
+	"github.com/gwpipe/gwpipe/pkg/sinks/ddlogs"
 	"github.com/gwpipe/gwpipe/pkg/sinks/ddmetrics"
 	"github.com/gwpipe/gwpipe/pkg/sinks/dlq"
 )
@@ -295,7 +296,7 @@ func (c Config) validateReplay(p *problems) {
 	default:
 		p.add("replay.old_logs", "must be skip or retimestamp, not %q", r.OldLogs)
 	}
-	if !p.has("replay.max_age") && (r.MaxAge <= 0 || r.MaxAge > 18*time.Hour) {
+	if !p.has("replay.max_age") && (r.MaxAge <= 0 || r.MaxAge > ddlogs.MaxLogAge) {
 		p.add("replay.max_age", "must be positive and at most 18h (Datadog drops older logs), got %s", r.MaxAge)
 	}
 	if r.MaxInFlightEvents < 1 {
