@@ -103,17 +103,7 @@ func TestAppendEscapedWritesOnlyItsOwn(t *testing.T) {
 // specials must be exact for every byte of any word.
 func TestSpecials(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(7, 8))
-	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x5d, 0x7e, 0x7f, 0x80, 0xa2, 0xdc, 0xc3, 0xfe, 0xff, 'a'}
-	for range 200_000 {
-		var word [8]byte
-		for j := range word {
-			if rng.IntN(2) == 0 {
-				word[j] = interesting[rng.IntN(len(interesting))]
-			} else {
-				word[j] = byte(rng.Uint32())
-			}
-		}
+	for word := range randomWords(7, 8) {
 		var wantQ, wantO uint64
 		for j, b := range word {
 			switch {

@@ -49,17 +49,7 @@ func TestAppendEscapedLimit(t *testing.T) {
 // specialMask's lowest set bit must be exactly the first byte that needs
 // escaping, for any word.
 func TestSpecialMask(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x7e, 0x7f, 0x80, 0xc3, 0xfe, 0xff, 'a'}
-	for range 200_000 {
-		var word [8]byte
-		for j := range word {
-			if rng.IntN(2) == 0 {
-				word[j] = interesting[rng.IntN(len(interesting))]
-			} else {
-				word[j] = byte(rng.Uint32())
-			}
-		}
+	for word := range randomWords(3, 4) {
 		want := 8
 		for j, b := range word {
 			if !safeByte[b] {
@@ -108,4 +98,27 @@ func FuzzQuoteRoundTrip(f *testing.F) {
 			t.Fatalf("AppendEscapedLimit(%q, %d) = %q, %d", s, limit, part, consumed)
 		}
 	})
+}
+
+// randomWords yields 200,000 words of 8 bytes, about half of them bytes
+// where escaping decides (controls, quotes, backslash, DEL, UTF-8 leads),
+// for the word-at-a-time checks.
+func randomWords(seed1, seed2 uint64) func(yield func([8]byte) bool) {
+	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x5d, 0x7e, 0x7f, 0x80, 0xa2, 0xdc, 0xc3, 0xfe, 0xff, 'a'}
+	return func(yield func([8]byte) bool) {
+		rng := rand.New(rand.NewPCG(seed1, seed2))
+		for range 200_000 {
+			var word [8]byte
+			for j := range word {
+				if rng.IntN(2) == 0 {
+					word[j] = interesting[rng.IntN(len(interesting))]
+				} else {
+					word[j] = byte(rng.Uint32())
+				}
+			}
+			if !yield(word) {
+				return
+			}
+		}
+	}
 }
