@@ -15,43 +15,7 @@
 #   BENCH='DeriveMix$' BENCHTIME=2s ./scripts/ab-derive.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=${A:-main} B=${B:-worktree} ROUNDS=${ROUNDS:-6} BENCHTIME=${BENCHTIME:-1s}
-BENCH=${BENCH:-'Derive|PipelineShare'}
-OUT=${OUT:-data/ab-derive}
-mkdir -p "$OUT"
-build() { # build REV NAME
-	local dir; dir=$(mktemp -d)
-	if [ "$1" = worktree ]; then
-		git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dir" 2>/dev/null || true
-	else
-		git archive "$1" | tar -x -C "$dir"
-		cp pkg/stages/derive/bench_test.go pkg/stages/derive/share_test.go "$dir/pkg/stages/derive/"
-	fi
-	(cd "$dir" && go test -c -o "$OLDPWD/$OUT/$2.test" ./pkg/stages/derive/) >&2
-	rm -rf "$dir"
-}
-build "$A" A
-build "$B" B
-run() { # run NAME ROUND
-	"$OUT/$1.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime "$BENCHTIME" -test.cpu 1 -test.benchmem |
-		awk -v x="$1" -v r="$2" '/^Benchmark/ { for (i = 3; i < NF; i++) if ($(i + 1) ~ /^(derive-)?cpu-ns\/rec$|^allocs\/krec$/) print x, r, $1, $(i + 1), $i }'
-}
-for r in $(seq 1 "$ROUNDS"); do
-	if [ $((r % 2)) = 1 ]; then run A "$r"; run B "$r"; else run B "$r"; run A "$r"; fi
-done | tee "$OUT/runs.txt" | awk -v a="$A" -v b="$B" '
-{ k = $3 " " $4; v[k, $1] = v[k, $1] " " $5; keys[k] = 1; x[k, $1, $2] = $5; if ($2 > nr) nr = $2 }
-function median(s,   n, x, i, j, t) {
-	n = split(s, x, " ")
-	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] + 0 < x[i] + 0) { t = x[i]; x[i] = x[j]; x[j] = t }
-	return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-}
-END {
-	printf "%-42s %-18s %10s %10s %7s %10s\n", "#benchmark", "metric", "A=" a, "B=" b, "B/A", "pairs B/A"
-	for (k in keys) {
-		split(k, p, " "); ma = median(v[k, "A"]); mb = median(v[k, "B"])
-		# The median of the ratios of the rounds B/A: a load spike hits one round.
-		pr = ""
-		for (r = 1; r <= nr; r++) if (x[k, "A", r] > 0) pr = pr " " x[k, "B", r] / x[k, "A", r]
-		printf "%-42s %-18s %10.1f %10.1f %7.3f %10.3f\n", p[1], p[2], ma, mb, (ma > 0 ? mb / ma : 0), median(pr)
-	}
-}' | LC_ALL=C sort
+ROUNDS=${ROUNDS:-6} BENCHTIME=${BENCHTIME:-1s} BENCH=${BENCH:-'Derive|PipelineShare'} \
+	PKG=./pkg/stages/derive/ CARRY="pkg/stages/derive/bench_test.go pkg/stages/derive/share_test.go" \
+	METRIC='^(derive-)?cpu-ns/rec$|^allocs/krec$' OUT=${OUT:-data/ab-derive} \
+	exec ./scripts/bench-stages-ab.sh
